@@ -1,0 +1,18 @@
+//! Dockerfile frontend: directives, parser, heredocs, shell lexer, typed instructions.
+//!
+//! Three layers, each usable on its own:
+//! - [`parser`]: bytes to [`parser::Node`]s, BuildKit's way (directives, continuations,
+//!   JSON vs shell form, flags, ONBUILD, heredocs), each with its line range;
+//! - [`shell`]: BuildKit's word expansion ([`shell::Lexer`]);
+//! - [`instructions`]: nodes to typed, validated instructions grouped into stages.
+//!
+//! This crate must not depend on the engine (solver, worker, store, exec, export): a
+//! frontend only produces LLB.
+
+mod error;
+pub mod parser;
+mod quote;
+pub mod shell;
+
+pub use error::{Error, Position, SourceRange};
+pub use quote::go_quote;

@@ -1,0 +1,219 @@
+//! BuildKit's parser and shell-lexer test vectors from `shared/conformance/dockerfile`.
+//!
+//! The data directory is `KILN_CONFORMANCE_DIR` (a relative path is taken from the
+//! workspace root), by default `../shared/conformance`. Each suite prints
+//! `<suite>: N passed, M failed` and fails if any case failed; a suite whose folder is
+//! absent is skipped with a note.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use fs_err as fs;
+use kiln_dockerfile::parser;
+use kiln_dockerfile::shell::Lexer;
+
+fn data_dir() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = std::env::var_os("KILN_CONFORMANCE_DIR")
+        .map_or_else(|| PathBuf::from("../shared/conformance"), PathBuf::from);
+    root.join(dir).join("dockerfile")
+}
+
+/// The suite's folder, or `None` (with a note) when it is absent.
+fn suite_dir(suite: &str, folder: &str) -> Option<PathBuf> {
+    let dir = data_dir().join(folder);
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        println!("{suite}: skipped, {} not found", dir.display());
+        None
+    }
+}
+
+/// Prints the suite line and fails the test if any case failed.
+fn report(suite: &str, failures: &[String], passed: usize) {
+    for failure in failures {
+        println!("  FAIL {failure}");
+    }
+    println!("{suite}: {passed} passed, {} failed", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{suite}: {} case(s) failed",
+        failures.len()
+    );
+}
+
+fn case_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut cases: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    cases
+}
+
+#[test]
+fn parser() {
+    let Some(dir) = suite_dir("parser", "parser") else {
+        return;
+    };
+    let (mut passed, mut failures) = (0, Vec::new());
+    for case in case_dirs(&dir) {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let source = fs::read(case.join("Dockerfile")).unwrap();
+        let expected = fs::read_to_string(case.join("result")).unwrap();
+        match parser::parse(&source) {
+            Ok(df) if df.dump() + "\n" == expected => passed += 1,
+            Ok(df) => failures.push(format!(
+                "{name}:\n--- expected\n{expected}--- got\n{}\n",
+                df.dump()
+            )),
+            Err(err) => failures.push(format!("{name}: {err}")),
+        }
+    }
+    report("parser", &failures, passed);
+}
+
+#[test]
+fn parser_negative() {
+    let Some(dir) = suite_dir("parser-negative", "parser-negative") else {
+        return;
+    };
+    let (mut passed, mut failures) = (0, Vec::new());
+    for case in case_dirs(&dir) {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let source = fs::read(case.join("Dockerfile")).unwrap();
+        match parser::parse(&source) {
+            Err(_) => passed += 1,
+            Ok(df) => failures.push(format!("{name}: parsed, expected an error:\n{}", df.dump())),
+        }
+    }
+    report("parser-negative", &failures, passed);
+}
+
+#[test]
+fn parser_lines() {
+    let Some(dir) = suite_dir("parser-lines", "parser-lines") else {
+        return;
+    };
+    let (mut passed, mut failures) = (0, Vec::new());
+    for case in case_dirs(&dir) {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let expected = fs::read_to_string(case.join("lines")).unwrap();
+        let df = match parser::parse(&fs::read(case.join("Dockerfile")).unwrap()) {
+            Ok(df) => df,
+            Err(err) => {
+                failures.push(format!("{name}: {err}"));
+                continue;
+            }
+        };
+        let mut got = format!(
+            "root {} {}\nchildren {}\n",
+            df.location.start.line,
+            df.location.end.line,
+            df.children.len()
+        );
+        for child in &df.children {
+            got += &format!(
+                "child {} {}\n",
+                child.location.start.line, child.location.end.line
+            );
+        }
+        if got.trim_end() == expected.trim_end() {
+            passed += 1;
+        } else {
+            failures.push(format!("{name}:\n--- expected\n{expected}--- got\n{got}"));
+        }
+    }
+    report("parser-lines", &failures, passed);
+}
+
+#[test]
+fn env_var_test() {
+    let Some(dir) = suite_dir("envVarTest", "shell") else {
+        return;
+    };
+    let env: HashMap<String, String> = [
+        ("PWD", "/home"),
+        ("SHELL", "bash"),
+        ("KOREAN", "한국어"),
+        ("NULL", ""),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let lexer = Lexer::default();
+    let (mut passed, mut failures) = (0, Vec::new());
+    let data = fs::read_to_string(dir.join("envVarTest")).unwrap();
+    for (number, line) in data.lines().enumerate() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.trim().split('|').map(str::trim).collect();
+        let [platform, input, expected] = fields[..] else {
+            failures.push(format!("line {}: malformed: {line}", number + 1));
+            continue;
+        };
+        if platform == "W" {
+            continue;
+        }
+        let got = lexer.expand(input, &env);
+        let ok = match (&got, expected) {
+            (Err(_), "error") => true,
+            (Ok(word), expected) => word == expected,
+            (Err(_), _) => false,
+        };
+        if ok {
+            passed += 1;
+        } else {
+            failures.push(format!(
+                "line {}: {input:?}: expected {expected:?}, got {got:?}",
+                number + 1
+            ));
+        }
+    }
+    report("envVarTest", &failures, passed);
+}
+
+#[test]
+fn words_test() {
+    let Some(dir) = suite_dir("wordsTest", "shell") else {
+        return;
+    };
+    let lexer = Lexer::default();
+    let mut env: Vec<(String, String)> = Vec::new();
+    let (mut passed, mut failures) = (0, Vec::new());
+    let data = fs::read_to_string(dir.join("wordsTest")).unwrap();
+    for (number, line) in data.lines().enumerate() {
+        if line.starts_with('#') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("ENV ") {
+            let (name, value) = rest
+                .trim_start_matches(' ')
+                .split_once('=')
+                .unwrap_or((rest, ""));
+            env.push((name.to_owned(), value.to_owned()));
+            continue;
+        }
+        let fields: Vec<&str> = line.split('|').collect();
+        let [input, expected] = fields[..] else {
+            failures.push(format!("line {}: malformed: {line}", number + 1));
+            continue;
+        };
+        let expected: Vec<&str> = expected.trim_start_matches(' ').split(',').collect();
+        let got = lexer
+            .expand_words(input.trim(), &env)
+            .unwrap_or_else(|_| vec!["error".to_owned()]);
+        if got == expected {
+            passed += 1;
+        } else {
+            failures.push(format!(
+                "line {}: {input:?}: expected {expected:?}, got {got:?}",
+                number + 1
+            ));
+        }
+    }
+    report("wordsTest", &failures, passed);
+}

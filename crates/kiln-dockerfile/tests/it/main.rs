@@ -1,0 +1,5 @@
+//! Integration tests of kiln-dockerfile: one binary, one module per feature.
+
+mod conformance;
+mod instructions;
+mod no_panic;
