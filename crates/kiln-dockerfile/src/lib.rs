@@ -10,9 +10,17 @@
 //! frontend only produces LLB.
 
 mod error;
+pub mod instructions;
 pub mod parser;
 mod quote;
 pub mod shell;
 
 pub use error::{Error, Position, SourceRange};
 pub use quote::go_quote;
+
+/// Reads a Dockerfile completely: parses it and checks every instruction.
+pub fn read(source: &[u8]) -> Result<(parser::Dockerfile, instructions::Instructions), Error> {
+    let dockerfile = parser::parse(source)?;
+    let stages = instructions::parse(&dockerfile)?;
+    Ok((dockerfile, stages))
+}
