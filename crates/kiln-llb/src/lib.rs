@@ -1,0 +1,25 @@
+//! The narrow waist: LLB ops in BuildKit's wire format, deterministic encoding and
+//! digests, capabilities, and the `State` builder API.
+//!
+//! - [`pb`]: BuildKit's protobuf messages (`Definition`, `Op`, `ExecOp`, `FileOp`, …),
+//!   from `bollard-buildkit-proto`.
+//! - [`wire`]: BuildKit's exact encoding, so that a vertex's [`Digest`] (the sha256 of
+//!   its encoded `Op`) is the one BuildKit computes.
+//! - [`LoadedDefinition`]: a decoded definition checked to be a DAG, as the engine reads it.
+//! - [`json`]: the ops as protobuf JSON, for `kiln debug dump-llb` and tests.
+//!
+//! This crate must not depend on the engine: frontends build LLB with it, and only
+//! `kiln-worker` reads it on the engine side. It carries prost messages only, no gRPC.
+
+mod definition;
+mod digest;
+mod error;
+pub mod json;
+pub mod wire;
+
+/// BuildKit's LLB protobuf messages (`solver/pb/ops.proto`).
+pub use bollard_buildkit_proto::pb;
+
+pub use definition::{LoadedDefinition, Vertex};
+pub use digest::Digest;
+pub use error::Error;

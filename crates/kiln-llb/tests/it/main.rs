@@ -1,0 +1,3 @@
+//! Integration tests of kiln-llb: one binary, one module per feature.
+
+mod conformance;

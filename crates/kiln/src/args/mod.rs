@@ -1,0 +1,20 @@
+//! Command-line arguments (clap), one module per command.
+
+pub(crate) mod debug;
+
+use clap::{Parser, Subcommand};
+
+/// kiln: build container images as docker buildx does, with BuildKit's LLB inside.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Tools for looking inside builds.
+    #[command(subcommand)]
+    Debug(debug::DebugCommand),
+}

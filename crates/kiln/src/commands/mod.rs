@@ -1,0 +1,11 @@
+//! What each command does, one module per command.
+
+mod dump_llb;
+
+use crate::args::{Cli, Command, debug::DebugCommand};
+
+pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Debug(DebugCommand::DumpLlb(args)) => dump_llb::run(&args),
+    }
+}

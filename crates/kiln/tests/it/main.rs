@@ -1,0 +1,3 @@
+//! Integration tests of the `kiln` binary: one binary, one module per command.
+
+mod dump_llb;
