@@ -7,14 +7,18 @@
 //!   its encoded `Op`) is the one BuildKit computes.
 //! - [`LoadedDefinition`]: a decoded definition checked to be a DAG, as the engine reads it.
 //! - [`json`]: the ops as protobuf JSON, for `kiln debug dump-llb` and tests.
+//! - [`State`]: the builder API (BuildKit's `client/llb`): sources, `run`, file actions,
+//!   `merge`, `diff`, metadata carried forward, and [`State::marshal`].
 //!
 //! This crate must not depend on the engine: frontends build LLB with it, and only
 //! `kiln-worker` reads it on the engine side. It carries prost messages only, no gRPC.
 
+pub mod caps;
 mod definition;
 mod digest;
 mod error;
 pub mod json;
+mod state;
 pub mod wire;
 
 /// BuildKit's LLB protobuf messages (`solver/pb/ops.proto`).
@@ -23,3 +27,10 @@ pub use bollard_buildkit_proto::pb;
 pub use definition::{LoadedDefinition, Vertex};
 pub use digest::Digest;
 pub use error::Error;
+pub use kiln_oci::Platform;
+pub use state::{
+    CacheSharing, ChownOpt, CopyOptions, ExecState, FileAction, GitOptions, HttpOptions,
+    ImageOptions, LocalOptions, MarshalOptions, Mount, NetMode, OciLayoutOptions, OpOptions,
+    Output, ResolveMode, Run, SecretEnv, SecretMount, SecurityMode, SourceLocation, SourceMap,
+    SshMount, State, StateMeta, UserOpt,
+};

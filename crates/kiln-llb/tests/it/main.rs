@@ -1,3 +1,4 @@
 //! Integration tests of kiln-llb: one binary, one module per feature.
 
+mod builder;
 mod conformance;
