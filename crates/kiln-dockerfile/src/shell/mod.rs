@@ -657,6 +657,30 @@ mod tests {
     }
 
     #[test]
+    fn nested_and_unicode_words() {
+        let env: Vec<(String, String)> = vec![
+            ("PWD".into(), "/home".into()),
+            ("KOREAN".into(), "한국어".into()),
+        ];
+        let ok = |word: &str, want: &str| {
+            assert_eq!(Lexer::default().expand(word, &env).unwrap(), want, "{word}")
+        };
+        let err = |word: &str| assert!(Lexer::default().expand(word, &env).is_err(), "{word}");
+        ok("he${XXX:-\\$PWD:}xx", "he$PWD:xx");
+        ok("he${XXX:-\\${PWD}z}xx", "he${PWDz}xx");
+        ok("안'녕'하세요", "안녕하세요");
+        ok("안${KOREAN}", "안한국어");
+        ok("${aaa}}", "}");
+        ok("${aaa:-bbb}}", "bbb}");
+        ok("${aaa:-${bbb:-ccc}}", "ccc");
+        ok("$@@@", "@@");
+        ok("$001aaa", "aaa");
+        err("안'녕하세요");
+        err("${aaa:-${bbb:-ccc}");
+        err("${{aaa:-bbb}");
+    }
+
+    #[test]
     fn backtick_escape() {
         let lexer = Lexer::new('`');
         assert_eq!(
