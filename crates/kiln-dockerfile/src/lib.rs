@@ -9,6 +9,7 @@
 //! This crate must not depend on the engine (solver, worker, store, exec, export): a
 //! frontend only produces LLB.
 
+pub mod convert;
 mod error;
 pub mod instructions;
 pub mod parser;

@@ -14,6 +14,7 @@ use crate::error::{Error, SourceRange};
 use crate::parser::{Dockerfile, Heredoc, Node, chomp_heredoc_content, parse_heredoc};
 
 use self::flags::Flags;
+pub(crate) use self::flags::edit_distance;
 pub use self::mount::{CacheSharing, Mount, MountType, MountValues, parse_mount};
 
 /// `KEY=value` of ENV and LABEL.
@@ -415,12 +416,7 @@ fn parse_instruction(node: &Node) -> Result<Instruction, Error> {
         _ => {
             let hint = KNOWN_INSTRUCTIONS
                 .iter()
-                .map(|k| {
-                    (
-                        flags::edit_distance(&node.keyword.to_ascii_uppercase(), k),
-                        *k,
-                    )
-                })
+                .map(|k| (edit_distance(&node.keyword.to_ascii_uppercase(), k), *k))
                 .filter(|(d, _)| *d <= 2)
                 .min()
                 .map(|(_, k)| format!(" (did you mean {}?)", k.to_ascii_lowercase()))

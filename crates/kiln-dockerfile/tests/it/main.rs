@@ -2,4 +2,5 @@
 
 mod conformance;
 mod instructions;
+mod llb_convert;
 mod no_panic;

@@ -369,7 +369,10 @@ impl FileSpec {
                             src: src_path,
                             dest: normalize_path(dir, dest, true),
                             owner: marshal_chown(&o.chown, input),
-                            mode: o.mode.map_or(-1, |m| m as i32),
+                            // BuildKit writes 0 with a symbolic mode, -1 for "keep the source's".
+                            mode: o
+                                .mode
+                                .map_or(if o.mode_str.is_empty() { -1 } else { 0 }, |m| m as i32),
                             follow_symlink: o.follow_symlink,
                             dir_copy_contents: o.dir_copy_contents,
                             attempt_unpack_docker_compatibility: o.attempt_unpack,

@@ -247,12 +247,13 @@ impl State {
         }
     }
 
-    /// Sets (or replaces, keeping its position) an environment variable.
+    /// Sets an environment variable. A variable set again moves to the end, as in
+    /// BuildKit's `EnvList` (the order is that of the last assignments).
     pub fn add_env(&self, key: impl Into<String>, value: impl Into<String>) -> Self {
         let (key, value) = (key.into(), value.into());
-        self.map_meta(|m| match m.env.iter_mut().find(|(k, _)| *k == key) {
-            Some(entry) => entry.1 = value,
-            None => m.env.push((key, value)),
+        self.map_meta(|m| {
+            m.env.retain(|(k, _)| *k != key);
+            m.env.push((key, value));
         })
     }
 
@@ -426,8 +427,8 @@ mod tests {
         assert_eq!(
             s.meta().env,
             [
-                ("A".to_owned(), "3".to_owned()),
-                ("B".to_owned(), "2".to_owned())
+                ("B".to_owned(), "2".to_owned()),
+                ("A".to_owned(), "3".to_owned())
             ]
         );
         assert_eq!(s.meta().dir.as_deref(), Some("/app/src"));

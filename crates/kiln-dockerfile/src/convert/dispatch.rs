@@ -1,0 +1,1227 @@
+//! One instruction onto a stage: the LLB it adds and the image config it changes
+//! (BuildKit's `dispatch*` functions).
+
+use kiln_llb::{
+    CacheSharing, ChownOpt, CopyOptions, FileAction, GitOptions, HttpOptions, Mount, NetMode,
+    OpOptions, Run, SecretEnv, SecretMount, SecurityMode, SshMount, State, UserOpt,
+};
+
+use super::gofmt;
+use super::image::{Healthcheck, History};
+use super::lint::Linter;
+use super::{Context, HISTORY_COMMENT, StageCommand, StageState, range_to_pb};
+use crate::error::{Error, SourceRange};
+use crate::instructions::{self, CommandLine, Instruction, MountType, SourcesAndDest};
+use crate::parser::{chomp_heredoc_content, parse_heredoc};
+use crate::shell::Lexer;
+
+type Sources = [Option<(State, bool, String)>];
+
+fn env_of(state: &State) -> Vec<(String, String)> {
+    state.meta().env.clone()
+}
+
+/// Go's `path.Clean` for slash paths, relative ones included.
+fn clean(p: &str) -> String {
+    if p.is_empty() {
+        return ".".to_owned();
+    }
+    let rooted = p.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|l| *l != "..") {
+                    parts.pop();
+                } else if !rooted {
+                    parts.push("..");
+                }
+            }
+            _ => parts.push(part),
+        }
+    }
+    let joined = parts.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_owned(),
+        (false, false) => joined,
+    }
+}
+
+/// Go's `path.Join`.
+fn join(parts: &[&str]) -> String {
+    let joined: Vec<&str> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    if joined.is_empty() {
+        return String::new();
+    }
+    clean(&joined.join("/"))
+}
+
+/// BuildKit's `system.NormalizePath` for Linux.
+fn normalize_path(parent: &str, new_path: &str, keep_slash: bool) -> String {
+    let parent = if parent.is_empty() { "/" } else { parent };
+    let mut out = if new_path.starts_with('/') {
+        new_path.to_owned()
+    } else {
+        join(&[parent, new_path])
+    };
+    out = clean(&out);
+    if keep_slash {
+        if new_path.ends_with('/') && !out.ends_with('/') {
+            out.push('/');
+        } else if new_path.ends_with("/.") {
+            if out != "/" {
+                out.push('/');
+            }
+            out.push('.');
+        }
+    }
+    out
+}
+
+/// `[stage 2/5] ` before a step's name, counting the step.
+pub(super) fn prefix_command(st: &mut StageState, text: &str) -> String {
+    if st.cmd_total == 0 {
+        return text.to_owned();
+    }
+    let mut out = String::from("[");
+    if !st.display_name.is_empty() {
+        out.push_str(&st.display_name);
+        out.push(' ');
+    }
+    st.cmd_index += 1;
+    let width = 1 + st.cmd_total.ilog10() as usize;
+    out.push_str(&format!("{:>width$}/{}] ", st.cmd_index, st.cmd_total));
+    if st.cmd_is_onbuild {
+        out.push_str("ONBUILD ");
+    }
+    out + text
+}
+
+fn uppercase_cmd(s: &str) -> String {
+    match s.split_once(' ') {
+        Some((first, rest)) => format!("{} {rest}", first.to_uppercase()),
+        None => s.to_uppercase(),
+    }
+}
+
+/// The step name: the instruction with variables expanded where they are set.
+fn step_name(ctx: &Context<'_>, code: &str, env: &[(String, String)]) -> String {
+    let lexer = Lexer {
+        raw_quotes: true,
+        skip_unset_env: true,
+        ..ctx.lexer
+    };
+    uppercase_cmd(&lexer.expand(code, env).unwrap_or_else(|_| code.to_owned()))
+}
+
+fn commit(st: &mut StageState, ctx: &Context<'_>, message: String, with_layer: bool) {
+    st.image.history.push(History {
+        created: ctx.epoch.map(epoch_rfc3339),
+        created_by: message,
+        comment: HISTORY_COMMENT.to_owned(),
+        empty_layer: !with_layer,
+        ..History::default()
+    });
+}
+
+/// Unix seconds as RFC 3339 (UTC), as Go writes a `time.Time`.
+fn epoch_rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn op_options(
+    ctx: &Context<'_>,
+    st: &StageState,
+    name: String,
+    location: SourceRange,
+) -> OpOptions {
+    let mut op = OpOptions::default()
+        .custom_name(name)
+        .location(&ctx.source_map, vec![range_to_pb(location)]);
+    if st.ignore_cache {
+        op = op.ignore_cache();
+    }
+    op
+}
+
+/// BuildKit's `llb.WithUser` for chown: `uid[:gid]`, names where not numeric.
+fn parse_chown(spec: &str) -> ChownOpt {
+    let parse = |v: &str| match v {
+        "root" => UserOpt::Id(0),
+        _ => v
+            .parse::<u32>()
+            .map_or_else(|_| UserOpt::Name(v.to_owned()), UserOpt::Id),
+    };
+    let mut parts = spec.splitn(2, ':');
+    ChownOpt {
+        user: parts.next().map(parse),
+        group: parts.next().map(parse),
+    }
+}
+
+/// Sets the working directory (from an image config or a WORKDIR) without a layer.
+pub(super) fn set_workdir(st: &mut StageState, path: &str) -> String {
+    let wd = if path.starts_with('/') {
+        clean(path)
+    } else {
+        clean(&format!("/{}/{path}", st.image.config.working_dir))
+    };
+    st.image.config.working_dir = wd.clone();
+    st.state = st.state.dir(&wd);
+    wd
+}
+
+/// Expands the words an instruction supports expansion in (BuildKit's `Expand`).
+fn expand_command(
+    ctx: &Context<'_>,
+    st: &StageState,
+    instruction: &mut Instruction,
+) -> Result<(), Error> {
+    let env = env_of(&st.state);
+    let expand = |word: &str| -> Result<String, Error> { Ok(ctx.lexer.expand(word, &env)?) };
+    let expand_paths = |paths: &mut SourcesAndDest| -> Result<(), Error> {
+        for source in &mut paths.sources {
+            *source = expand(source)?;
+        }
+        paths.dest = expand(&paths.dest)?;
+        let raw = Lexer {
+            skip_process_quotes: true,
+            ..Lexer::new('\\')
+        };
+        for content in &mut paths.contents {
+            if content.expand {
+                content.data = raw.expand(&content.data, &env)?;
+            }
+        }
+        Ok(())
+    };
+    match instruction {
+        Instruction::Env(kvs) | Instruction::Label(kvs) => {
+            for kv in kvs {
+                kv.key = expand(&kv.key)?;
+                kv.value = expand(&kv.value)?;
+            }
+        }
+        Instruction::Add(add) => {
+            add.chown = expand(&add.chown)?;
+            add.checksum = expand(&add.checksum)?;
+            expand_paths(&mut add.paths)?;
+        }
+        Instruction::Copy(copy) => {
+            copy.chown = expand(&copy.chown)?;
+            expand_paths(&mut copy.paths)?;
+        }
+        Instruction::Workdir(path) | Instruction::User(path) | Instruction::StopSignal(path) => {
+            *path = expand(path)?
+        }
+        Instruction::Volume(volumes) => {
+            for v in volumes {
+                *v = expand(v)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+pub(super) fn dispatch(
+    ctx: &Context<'_>,
+    st: &mut StageState,
+    cmd: &StageCommand,
+    sources: &Sources,
+    _source_paths: &mut Vec<(usize, String)>,
+    lint: &mut Linter,
+) -> Result<(), Error> {
+    st.cmd_is_onbuild = cmd.on_build;
+    let mut instruction = cmd.command.instruction.clone();
+    expand_command(ctx, st, &mut instruction)?;
+    let location = cmd.command.location;
+    let code = cmd.command.code.as_str();
+    match instruction {
+        Instruction::Maintainer(m) => {
+            st.image.author = m.clone();
+            commit(st, ctx, format!("MAINTAINER {m}"), false);
+        }
+        Instruction::Env(kvs) => {
+            let mut message = String::from("ENV");
+            for kv in kvs {
+                if kv.no_delimiter {
+                    lint.report("LegacyKeyValueFormat", "\"ENV key=value\" should be used instead of legacy \"ENV key value\" format", location);
+                }
+                message.push_str(&format!(" {}={}", kv.key, kv.value));
+                st.state = st.state.add_env(kv.key.clone(), kv.value.clone());
+                add_image_env(&mut st.image.config.env, &kv.key, &kv.value);
+            }
+            commit(st, ctx, message, false);
+        }
+        Instruction::Label(kvs) => {
+            let mut message = String::from("LABEL");
+            for kv in kvs {
+                if kv.no_delimiter {
+                    lint.report("LegacyKeyValueFormat", "\"LABEL key=value\" should be used instead of legacy \"LABEL key value\" format", location);
+                }
+                message.push_str(&format!(" {}={}", kv.key, kv.value));
+                st.image.config.labels.insert(kv.key, kv.value);
+            }
+            commit(st, ctx, message, false);
+        }
+        Instruction::Run(run) => dispatch_run(ctx, st, &run, code, location, sources)?,
+        Instruction::Workdir(path) => {
+            if !st.workdir_set && !path.starts_with('/') {
+                lint.report("WorkdirRelativePath", &format!("Relative workdir \"{path}\" can have unexpected results if the base image changes"), location);
+            }
+            st.workdir_set = true;
+            let wd = set_workdir(st, &path);
+            let mut with_layer = false;
+            if wd != "/" {
+                let user = st.image.config.user.clone();
+                let chown = (!user.is_empty()).then(|| parse_chown(&user));
+                let env = env_of(&st.state);
+                let name = step_name(ctx, code, &env);
+                let name = prefix_command(st, &name);
+                let action = FileAction::mkdir(
+                    &wd,
+                    0o755,
+                    true,
+                    chown,
+                    ctx.epoch.map(|s| s * 1_000_000_000),
+                );
+                let op = op_options(ctx, st, name, location);
+                st.state = st.state.file(action, op);
+                with_layer = true;
+            }
+            commit(st, ctx, format!("WORKDIR {wd}"), with_layer);
+        }
+        Instruction::Add(add) => {
+            let config = CopyConfig {
+                paths: add.paths,
+                excludes: add.excludes,
+                source: ctx.build_context.clone(),
+                is_add: true,
+                code,
+                chown: add.chown,
+                chmod: add.chmod,
+                link: add.link,
+                keep_git_dir: add.keep_git_dir,
+                checksum: add.checksum,
+                parents: false,
+                unpack: add.unpack,
+                location,
+            };
+            let from_context: Vec<String> = config
+                .paths
+                .sources
+                .iter()
+                .filter(|s| !s.starts_with("http://") && !s.starts_with("https://"))
+                .cloned()
+                .collect();
+            dispatch_copy(ctx, st, config)?;
+            for src in from_context {
+                st.ctx_paths.insert(join(&["/", &src]));
+            }
+        }
+        Instruction::Copy(copy) => {
+            let source = match sources.first() {
+                Some(Some((state, dispatched, _))) => {
+                    if !dispatched {
+                        return Err(Error::new(format!(
+                            "cannot copy from stage {}, it needs to be defined before current stage {}",
+                            crate::go_quote(&copy.from),
+                            crate::go_quote(&st.display_name)
+                        )));
+                    }
+                    state.clone()
+                }
+                _ => ctx.build_context.clone(),
+            };
+            let from_context = sources.first().is_none_or(Option::is_none);
+            let srcs = copy.paths.sources.clone();
+            let config = CopyConfig {
+                paths: copy.paths,
+                excludes: copy.excludes,
+                source,
+                is_add: false,
+                code,
+                chown: copy.chown,
+                chmod: copy.chmod,
+                link: copy.link,
+                keep_git_dir: false,
+                checksum: String::new(),
+                parents: copy.parents,
+                unpack: None,
+                location,
+            };
+            dispatch_copy(ctx, st, config)?;
+            if from_context {
+                for src in srcs {
+                    st.ctx_paths.insert(join(&["/", &src]));
+                }
+            }
+        }
+        Instruction::Onbuild(expr) => st.image.config.on_build.push(expr),
+        Instruction::Cmd(line) => {
+            if std::mem::replace(&mut st.cmd_set, true) {
+                lint.report("MultipleInstructionsDisallowed", "Multiple CMD instructions should not be used in the same stage because only the last one will be used", location);
+            }
+            let args = shell_args(st, &line, "CMD", location, lint);
+            st.image.config.cmd = args.clone();
+            st.image.config.args_escaped = true;
+            commit(st, ctx, format!("CMD {}", gofmt::quote_list(&args)), false);
+        }
+        Instruction::Entrypoint(line) => {
+            let args = shell_args(st, &line, "ENTRYPOINT", location, lint);
+            st.image.config.entrypoint = args.clone();
+            if !st.cmd_set {
+                st.image.config.cmd.clear();
+            }
+            commit(
+                st,
+                ctx,
+                format!("ENTRYPOINT {}", gofmt::quote_list(&args)),
+                false,
+            );
+        }
+        Instruction::Healthcheck(h) => {
+            let health = Healthcheck {
+                test: h.test,
+                interval: h.interval,
+                timeout: h.timeout,
+                start_period: h.start_period,
+                start_interval: h.start_interval,
+                retries: i64::from(h.retries),
+            };
+            let message = format!(
+                "HEALTHCHECK &{{{} {} {} {} {} {}}}",
+                gofmt::quote_list(&health.test),
+                crate::go_quote(&gofmt::duration(health.interval)),
+                crate::go_quote(&gofmt::duration(health.timeout)),
+                crate::go_quote(&gofmt::duration(health.start_period)),
+                crate::go_quote(&gofmt::duration(health.start_interval)),
+                gofmt::quote_rune(health.retries)
+            );
+            st.image.config.healthcheck = Some(health);
+            commit(st, ctx, message, false);
+        }
+        Instruction::Expose(ports) => {
+            let env = env_of(&st.state);
+            let mut expanded = Vec::new();
+            for port in &ports {
+                expanded.extend(ctx.lexer.expand_words(port, &env)?);
+            }
+            for spec in &expanded {
+                for port in parse_port_spec(spec)? {
+                    st.image
+                        .config
+                        .exposed_ports
+                        .insert(port, serde_json::Map::new());
+                }
+            }
+            // BuildKit v0.24 prints the instruction's location and a pointer here.
+            let message = format!(
+                "EXPOSE &{{[{{{{{} {}}} {{{} {}}}}}] 0xc000000000}}",
+                location.start.line,
+                location.start.character,
+                location.end.line,
+                location.end.character
+            );
+            commit(st, ctx, message, false);
+        }
+        Instruction::User(user) => {
+            st.state = st.state.user(user.clone());
+            st.image.config.user = user.clone();
+            commit(st, ctx, format!("USER {user}"), false);
+        }
+        Instruction::Volume(volumes) => {
+            for v in &volumes {
+                if v.is_empty() {
+                    return Err(Error::new("VOLUME specified can not be an empty string"));
+                }
+                st.image
+                    .config
+                    .volumes
+                    .insert(v.clone(), serde_json::Map::new());
+            }
+            commit(
+                st,
+                ctx,
+                format!("VOLUME {}", gofmt::plain_list(&volumes)),
+                false,
+            );
+        }
+        Instruction::StopSignal(signal) => {
+            check_signal(&signal)?;
+            st.image.config.stop_signal = signal.clone();
+            commit(st, ctx, format!("STOPSIGNAL {signal}"), false);
+        }
+        Instruction::Shell(shell) => {
+            st.image.config.shell = shell.clone();
+            commit(
+                st,
+                ctx,
+                format!("SHELL {}", gofmt::plain_list(&shell)),
+                false,
+            );
+        }
+        Instruction::Arg(args) => {
+            let mut parts = Vec::with_capacity(args.len());
+            for arg in args {
+                let from_build = ctx.options.build_args.get(&arg.key).cloned();
+                let mut value = arg.value.clone();
+                if value.is_none() && from_build.is_none() {
+                    value = super::env_get(&ctx.global_args, &arg.key).map(str::to_owned);
+                } else if let Some(v) = from_build {
+                    value = Some(v);
+                } else if let Some(default) = &value {
+                    value = Some(ctx.lexer.expand(default, &env_of(&st.state))?);
+                }
+                if let Some(v) = &value {
+                    st.state = st.state.add_env(arg.key.clone(), v.clone());
+                }
+                parts.push(match &value {
+                    Some(v) => format!("{}={v}", arg.key),
+                    None => arg.key.clone(),
+                });
+                st.build_args.push((arg.key, value));
+            }
+            commit(st, ctx, format!("ARG {}", parts.join(" ")), false);
+        }
+        Instruction::From(_) => {}
+    }
+    Ok(())
+}
+
+fn add_image_env(env: &mut Vec<String>, key: &str, value: &str) {
+    let entry = format!("{key}={value}");
+    match env.iter_mut().find(|e| e.split('=').next() == Some(key)) {
+        Some(existing) => *existing = entry,
+        None => env.push(entry),
+    }
+}
+
+/// The shell form wrapped in the stage's SHELL (default `/bin/sh -c`).
+fn with_shell(st: &StageState, args: &[String]) -> Vec<String> {
+    let mut shell = if st.image.config.shell.is_empty() {
+        vec!["/bin/sh".to_owned(), "-c".to_owned()]
+    } else {
+        st.image.config.shell.clone()
+    };
+    shell.push(args.join(" "));
+    shell
+}
+
+fn shell_args(
+    st: &StageState,
+    line: &CommandLine,
+    name: &str,
+    location: SourceRange,
+    lint: &mut Linter,
+) -> Vec<String> {
+    if !line.prepend_shell {
+        return line.args.clone();
+    }
+    if st.image.config.shell.is_empty() {
+        lint.report(
+            "JSONArgsRecommended",
+            &format!("JSON arguments recommended for {name} to prevent unintended behavior related to OS signals"),
+            location,
+        );
+    }
+    with_shell(st, &line.args)
+}
+
+/// Signal names Go's `signal.ParseSignal` accepts on Linux.
+const SIGNALS: [&str; 31] = [
+    "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL",
+    "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP",
+    "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM",
+];
+
+fn check_signal(signal: &str) -> Result<(), Error> {
+    if let Ok(n) = signal.parse::<u32>() {
+        if n == 0 {
+            return Err(Error::new(format!("invalid signal: {signal}")));
+        }
+        return Ok(());
+    }
+    let name = signal.trim_start_matches("SIG");
+    let upper = name.to_ascii_uppercase();
+    let known = SIGNALS.contains(&upper.as_str())
+        || ["WINCH", "XCPU", "XFSZ"].contains(&upper.as_str())
+        || upper.strip_prefix("RTMIN").is_some_and(|r| {
+            r.is_empty()
+                || r.trim_start_matches('+')
+                    .parse::<u32>()
+                    .is_ok_and(|n| n <= 15)
+        })
+        || upper.strip_prefix("RTMAX").is_some_and(|r| {
+            r.is_empty()
+                || r.trim_start_matches('-')
+                    .parse::<u32>()
+                    .is_ok_and(|n| n <= 14)
+        });
+    if known {
+        Ok(())
+    } else {
+        Err(Error::new(format!("invalid signal: {signal}")))
+    }
+}
+
+/// `[ip:][hostPort:]containerPort[/proto]` to `port/proto` entries (ranges expanded).
+fn parse_port_spec(raw: &str) -> Result<Vec<String>, Error> {
+    let parts: Vec<&str> = raw.split(':').collect();
+    let container = *parts.last().unwrap_or(&"");
+    let (port, proto) = container.split_once('/').unwrap_or((container, ""));
+    if port.is_empty() {
+        return Err(Error::new(format!("no port specified: {container}<empty>")));
+    }
+    let proto = match proto.to_ascii_lowercase().as_str() {
+        "" => "tcp".to_owned(),
+        p @ ("tcp" | "udp" | "sctp") => p.to_owned(),
+        p => return Err(Error::new(format!("invalid proto: {p}"))),
+    };
+    let range = |s: &str| -> Option<(u16, u16)> {
+        match s.split_once('-') {
+            None => s.parse().ok().map(|p| (p, p)),
+            Some((a, b)) => {
+                let (a, b): (u16, u16) = (a.parse().ok()?, b.parse().ok()?);
+                (b >= a).then_some((a, b))
+            }
+        }
+    };
+    let (start, end) =
+        range(port).ok_or_else(|| Error::new(format!("invalid containerPort: {port}")))?;
+    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
+}
+
+fn dispatch_run(
+    ctx: &Context<'_>,
+    st: &mut StageState,
+    run: &instructions::RunCommand,
+    code: &str,
+    location: SourceRange,
+    sources: &Sources,
+) -> Result<(), Error> {
+    let mut args = run.command.args.clone();
+    let mut custom = code.to_owned();
+    let mut extra_mounts: Vec<Mount> = Vec::new();
+    if let Some(first) = run.command.files.first() {
+        if args.len() != 1 || !run.command.prepend_shell {
+            return Err(Error::new(format!(
+                "parsing produced an invalid run command: {args:?}"
+            )));
+        }
+        if parse_heredoc(&args[0]).ok().flatten().is_some() {
+            let mut data = first.data.clone();
+            if first.chomp {
+                data = chomp_heredoc_content(&data);
+            }
+            if data.starts_with("#!") {
+                // A single heredoc with a shebang: write it to a file and run that.
+                let file = State::scratch().dir("/").file(
+                    FileAction::mkfile(&first.name, 0o755, data.into_bytes(), None, None),
+                    OpOptions::default().custom_name("[internal] preparing inline document"),
+                );
+                extra_mounts.push(Mount::bind("/dev/pipes/", &file).selector("/").readonly());
+                args = vec![join(&["/dev/pipes/", &first.name])];
+            } else {
+                args = vec![data];
+            }
+            custom.push_str(&format!(" ({})", summarize_heredoc(&first.data)));
+        } else {
+            let mut text = args[0].clone();
+            for file in &run.command.files {
+                text.push('\n');
+                text.push_str(&file.data);
+                text.push_str(&file.name);
+            }
+            args = vec![text];
+        }
+    }
+    if run.command.prepend_shell {
+        args = with_shell(st, &args);
+    }
+    let env = env_of(&st.state);
+    let mut exec = Run::new(args.clone());
+    for mount in extra_mounts {
+        exec = exec.mount(mount);
+    }
+    if let Some(proxy) = &ctx.proxy {
+        exec = exec.proxy_env(proxy.clone());
+    }
+    let expand = |word: &str| -> Result<String, Error> { Ok(ctx.lexer.expand(word, &env)?) };
+    let mounts = run.mounts(&expand)?;
+    let dir = st
+        .state
+        .meta()
+        .dir
+        .clone()
+        .unwrap_or_else(|| "/".to_owned());
+    for (i, mount) in mounts.iter().enumerate() {
+        match mount.kind {
+            MountType::Secret => {
+                let (secret, as_env) = secret_mount(mount)?;
+                exec = match as_env {
+                    Some(env) => exec.secret_env(env),
+                    None => exec.secret(secret),
+                };
+                continue;
+            }
+            MountType::Ssh => {
+                if !mount.source.is_empty() {
+                    return Err(Error::new("ssh does not support source"));
+                }
+                let explicit = mount.uid.is_some() || mount.gid.is_some() || mount.mode.is_some();
+                exec = exec.ssh(SshMount {
+                    id: mount.cache_id.clone(),
+                    target: mount.target.clone(),
+                    uid: mount.uid.unwrap_or(0),
+                    gid: mount.gid.unwrap_or(0),
+                    mode: if explicit {
+                        mount.mode.unwrap_or(0o600)
+                    } else {
+                        0o600
+                    },
+                    optional: !mount.required,
+                });
+                continue;
+            }
+            _ => {}
+        }
+        let mut source = match sources.get(i).and_then(Option::as_ref) {
+            Some((state, _, _)) => state.clone(),
+            None => ctx.build_context.clone(),
+        };
+        let target = if clean(&mount.target).starts_with('/') {
+            mount.target.clone()
+        } else {
+            join(&["/", &dir, &mount.target])
+        };
+        if target == "/" {
+            return Err(Error::new(format!(
+                "invalid mount target {}",
+                crate::go_quote(&target)
+            )));
+        }
+        let mut m = match mount.kind {
+            MountType::Tmpfs => {
+                source = State::scratch();
+                Mount::tmpfs(&target, mount.size_limit.unwrap_or(0))
+            }
+            MountType::Cache => {
+                let sharing = match mount.cache_sharing {
+                    Some(instructions::CacheSharing::Private) => CacheSharing::Private,
+                    Some(instructions::CacheSharing::Locked) => CacheSharing::Locked,
+                    _ => CacheSharing::Shared,
+                };
+                let id = if mount.cache_id.is_empty() {
+                    mount.target.clone()
+                } else {
+                    mount.cache_id.clone()
+                };
+                Mount::cache(&target, format!("{}/{id}", ctx.cache_namespace), sharing)
+            }
+            _ => Mount::bind(&target, &source),
+        };
+        if mount.read_only {
+            m = m.readonly();
+        } else if mount.kind == MountType::Bind {
+            m = m.no_output();
+        }
+        let src_path = join(&["/", &mount.source]);
+        if src_path != "/" {
+            m = m.selector(src_path);
+        } else if mount.uid.is_some() || mount.gid.is_some() || mount.mode.is_some() {
+            source = source.file(
+                FileAction::mkdir(
+                    "/cache",
+                    mount.mode.unwrap_or(0o755),
+                    false,
+                    Some(ChownOpt {
+                        user: Some(UserOpt::Id(mount.uid.unwrap_or(0))),
+                        group: Some(UserOpt::Id(mount.gid.unwrap_or(0))),
+                    }),
+                    None,
+                ),
+                OpOptions::default().custom_name("[internal] settings cache mount permissions"),
+            );
+            m = m.selector("/cache");
+        }
+        if mount.kind != MountType::Tmpfs && !source.is_scratch() {
+            m = m.source(&source);
+        }
+        exec = exec.mount(m);
+        if mount.from.is_empty() && mount.kind != MountType::Cache && mount.kind != MountType::Tmpfs
+        {
+            st.ctx_paths.insert(join(&["/", &mount.source]));
+        }
+    }
+    if run.security == "insecure" {
+        exec = exec.security(SecurityMode::Insecure);
+    }
+    match run.network.as_str() {
+        "none" => exec = exec.network(NetMode::None),
+        "host" => exec = exec.network(NetMode::Host),
+        _ => {}
+    }
+    let masked: Vec<(String, String)> = {
+        let mut env = env.clone();
+        for mount in &mounts {
+            if let (MountType::Secret, Some(name)) = (mount.kind, &mount.env) {
+                super::env_set(&mut env, name, "****".to_owned());
+            }
+        }
+        env
+    };
+    let name = step_name(ctx, &custom, &masked);
+    let name = prefix_command(st, &name);
+    let op =
+        op_options(ctx, st, name, location).description("com.docker.dockerfile.v1.command", code);
+    exec = exec.options(op);
+    st.state = st.state.run(exec).root();
+    let history = format!("RUN {}", run_command_string(&args, &st.build_args, &env));
+    commit(st, ctx, format!("{history} # buildkit"), true);
+    Ok(())
+}
+
+fn secret_mount(mount: &instructions::Mount) -> Result<(SecretMount, Option<SecretEnv>), Error> {
+    let mut id = mount.cache_id.clone();
+    if !mount.source.is_empty() {
+        id = mount.source.clone();
+    }
+    if id.is_empty() {
+        if mount.target.is_empty() {
+            return Err(Error::new("one of source, target required"));
+        }
+        id = mount
+            .target
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+    }
+    if let Some(name) = &mount.env {
+        return Ok((
+            SecretMount::default(),
+            Some(SecretEnv {
+                id,
+                name: name.clone(),
+                optional: !mount.required,
+            }),
+        ));
+    }
+    let target = if mount.target.is_empty() {
+        format!("/run/secrets/{}", id.rsplit('/').next().unwrap_or_default())
+    } else {
+        mount.target.clone()
+    };
+    let explicit = mount.uid.is_some() || mount.gid.is_some() || mount.mode.is_some();
+    Ok((
+        SecretMount {
+            id,
+            target,
+            uid: mount.uid.unwrap_or(0),
+            gid: mount.gid.unwrap_or(0),
+            mode: if explicit {
+                mount.mode.unwrap_or(0o400)
+            } else {
+                0o400
+            },
+            optional: !mount.required,
+        },
+        None,
+    ))
+}
+
+fn summarize_heredoc(doc: &str) -> String {
+    let doc = doc.trim();
+    let normalized = doc.replace("\r\n", "\n");
+    let mut lines = normalized.split('\n');
+    let first = lines.next().unwrap_or_default().to_owned();
+    if lines.next().is_some() {
+        format!("{first}...")
+    } else {
+        first
+    }
+}
+
+/// The RUN history text: `|N K=V … ` build args first when the stage declared any.
+fn run_command_string(
+    args: &[String],
+    build_args: &[(String, Option<String>)],
+    env: &[(String, String)],
+) -> String {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (key, value) in build_args {
+        let v = super::env_get(env, key)
+            .map(str::to_owned)
+            .unwrap_or_else(|| value.clone().unwrap_or_default());
+        match pairs.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = v,
+            None => pairs.push((key.clone(), v)),
+        }
+    }
+    let mut parts: Vec<String> = Vec::new();
+    if !pairs.is_empty() {
+        parts.push(format!("|{}", pairs.len()));
+        parts.extend(pairs.into_iter().map(|(k, v)| format!("{k}={v}")));
+    }
+    parts.extend(args.iter().cloned());
+    parts.join(" ")
+}
+
+struct CopyConfig<'a> {
+    paths: SourcesAndDest,
+    excludes: Vec<String>,
+    source: State,
+    is_add: bool,
+    code: &'a str,
+    chown: String,
+    chmod: String,
+    link: bool,
+    keep_git_dir: bool,
+    checksum: String,
+    parents: bool,
+    unpack: Option<bool>,
+    location: SourceRange,
+}
+
+fn is_git_url(src: &str) -> bool {
+    parse_git_ref(src).is_some()
+}
+
+/// A git source in ADD: `https://host/repo.git[#ref[:subdir]]`, `git@host:repo[.git]`,
+/// `git://…`, `ssh://…`, or the query form `?ref=…&subdir=…&submodules=false&…`.
+struct GitRef {
+    remote: String,
+    reference: String,
+    subdir: String,
+    keep_git_dir: Option<bool>,
+    checksum: String,
+    submodules: Option<bool>,
+}
+
+fn parse_git_ref(src: &str) -> Option<GitRef> {
+    let (without_fragment, fragment) = match src.split_once('#') {
+        Some((a, b)) => (a, Some(b)),
+        None => (src, None),
+    };
+    let (base, query) = match without_fragment.split_once('?') {
+        Some((a, b)) => (a, Some(b)),
+        None => (without_fragment, None),
+    };
+    let is_git = base.starts_with("git@")
+        || base.starts_with("git://")
+        || base.starts_with("ssh://")
+        || ((base.starts_with("https://") || base.starts_with("http://"))
+            && base.ends_with(".git"));
+    if !is_git {
+        return None;
+    }
+    let mut git = GitRef {
+        remote: base.to_owned(),
+        reference: String::new(),
+        subdir: String::new(),
+        keep_git_dir: None,
+        checksum: String::new(),
+        submodules: None,
+    };
+    if let Some(fragment) = fragment {
+        let (r, sub) = fragment.split_once(':').unwrap_or((fragment, ""));
+        git.reference = r.to_owned();
+        git.subdir = sub.to_owned();
+    }
+    if let Some(query) = query {
+        for pair in query.split('&') {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "ref" => git.reference = v.to_owned(),
+                "tag" => git.reference = format!("refs/tags/{v}"),
+                "branch" => git.reference = format!("refs/heads/{v}"),
+                "subdir" => git.subdir = v.to_owned(),
+                "keep-git-dir" => git.keep_git_dir = Some(v == "true"),
+                "checksum" | "commit" => git.checksum = v.to_owned(),
+                "submodules" => git.submodules = Some(v != "false"),
+                _ => {}
+            }
+        }
+    }
+    Some(git)
+}
+
+fn dispatch_copy(ctx: &Context<'_>, st: &mut StageState, cfg: CopyConfig<'_>) -> Result<(), Error> {
+    let dir = st
+        .state
+        .meta()
+        .dir
+        .clone()
+        .unwrap_or_else(|| "/".to_owned());
+    let dest = if cfg.paths.dest.starts_with('/') {
+        normalize_path("/", &cfg.paths.dest, true)
+    } else {
+        let p = if cfg.paths.dest == "." || cfg.paths.dest.is_empty() {
+            "./"
+        } else {
+            &cfg.paths.dest
+        };
+        normalize_path(&dir, p, true)
+    };
+    let chown = (!cfg.chown.is_empty()).then(|| parse_chown(&cfg.chown));
+    let (mode, mode_str) = if cfg.chmod.is_empty() {
+        (None, String::new())
+    } else {
+        match u32::from_str_radix(&cfg.chmod, 8) {
+            Ok(m) if m <= 0o7777 => (Some(m), String::new()),
+            Ok(_) => {
+                return Err(Error::new(format!(
+                    "invalid chmod parameter: '{}'. it should be octal string and between 0 and 07777",
+                    cfg.chmod
+                )));
+            }
+            Err(_) if cfg.chmod.bytes().all(|b| b.is_ascii_digit()) => {
+                return Err(Error::new(format!(
+                    "invalid chmod parameter: '{}'. it should be octal string and between 0 and 07777",
+                    cfg.chmod
+                )));
+            }
+            Err(_) => (None, cfg.chmod.clone()),
+        }
+    };
+    if !cfg.checksum.is_empty() {
+        if !cfg.is_add {
+            return Err(Error::new("checksum can't be specified for COPY"));
+        }
+        if cfg.paths.sources.len() != 1 {
+            return Err(Error::new(
+                "checksum can't be specified for multiple sources",
+            ));
+        }
+        let src = &cfg.paths.sources[0];
+        if !(src.starts_with("http://") || src.starts_with("https://") || is_git_url(src)) {
+            return Err(Error::new("checksum requires HTTP(S) or Git sources"));
+        }
+    }
+    let mut message = String::from(if cfg.is_add { "ADD" } else { "COPY" });
+    if cfg.parents {
+        message.push_str(" --parents");
+    }
+    if !cfg.chown.is_empty() {
+        message.push_str(&format!(" --chown={}", cfg.chown));
+    }
+    if !cfg.chmod.is_empty() {
+        message.push_str(&format!(" --chmod={}", cfg.chmod));
+    }
+    let env = env_of(&st.state);
+    let name = step_name(ctx, cfg.code, &env);
+    let group_name = prefix_command(st, &name);
+    let base = CopyOptions {
+        chown: chown.clone(),
+        mode,
+        mode_str: mode_str.clone(),
+        exclude_patterns: cfg.excludes.clone(),
+        ..CopyOptions::default()
+    };
+    let mut action: Option<FileAction> = None;
+    let mut push = |a: FileAction| {
+        action = Some(match action.take() {
+            Some(prev) => prev.and(a),
+            None => a,
+        });
+    };
+    for src in &cfg.paths.sources {
+        message.push(' ');
+        message.push_str(src);
+        if let Some(git) = parse_git_ref(src) {
+            if !cfg.is_add {
+                return Err(Error::new("source can't be a git ref for COPY"));
+            }
+            let keep = git.keep_git_dir.unwrap_or(cfg.keep_git_dir);
+            let checksum = if git.checksum.is_empty() {
+                cfg.checksum.clone()
+            } else {
+                git.checksum.clone()
+            };
+            let mut reference = git.reference.clone();
+            if !git.subdir.is_empty() {
+                reference = format!("{reference}:{}", git.subdir);
+            }
+            let state = State::git(
+                &git.remote,
+                &reference,
+                GitOptions {
+                    keep_git_dir: keep,
+                    checksum: (!checksum.is_empty()).then_some(checksum),
+                    skip_submodules: git.submodules == Some(false),
+                    op: OpOptions::default().custom_name(group_name.clone()),
+                    ..GitOptions::default()
+                },
+            );
+            push(FileAction::copy(
+                &state,
+                "/",
+                &dest,
+                CopyOptions {
+                    create_dest_path: true,
+                    ..base.clone()
+                },
+            ));
+        } else if src.starts_with("http://") || src.starts_with("https://") {
+            if !cfg.is_add {
+                return Err(Error::new("source can't be a URL for COPY"));
+            }
+            let path = src
+                .split_once("://")
+                .map_or("", |(_, rest)| rest.split_once('/').map_or("", |(_, p)| p));
+            let path = path.split(['?', '#']).next().unwrap_or_default();
+            let filename = match clean(&format!("/{path}")).rsplit('/').next() {
+                Some(base) if !base.is_empty() && base != "." => base.to_owned(),
+                _ => "__unnamed__".to_owned(),
+            };
+            let state = State::http(
+                src,
+                HttpOptions {
+                    filename: Some(filename.clone()),
+                    checksum: (!cfg.checksum.is_empty()).then(|| cfg.checksum.clone()),
+                    op: OpOptions::default().custom_name(group_name.clone()),
+                    ..HttpOptions::default()
+                },
+            );
+            push(FileAction::copy(
+                &state,
+                &filename,
+                &dest,
+                CopyOptions {
+                    create_dest_path: true,
+                    attempt_unpack: cfg.unpack.unwrap_or(false),
+                    ..base.clone()
+                },
+            ));
+        } else {
+            let mut src_path = src.clone();
+            let mut include = Vec::new();
+            if cfg.parents {
+                let (parent, pattern) = match src.split_once("/./") {
+                    Some((parent, pattern)) => (parent.to_owned(), pattern.to_owned()),
+                    None => ("/".to_owned(), src.clone()),
+                };
+                let pattern = normalize_path("/", &pattern, false);
+                include.push(pattern.trim_start_matches('/').to_owned());
+                src_path = parent;
+            }
+            let src_path = normalize_path("/", &src_path, false);
+            push(FileAction::copy(
+                &cfg.source,
+                &src_path,
+                &dest,
+                CopyOptions {
+                    follow_symlink: true,
+                    dir_copy_contents: true,
+                    include_patterns: include,
+                    attempt_unpack: cfg.unpack.unwrap_or(cfg.is_add),
+                    create_dest_path: true,
+                    allow_wildcard: true,
+                    allow_empty_wildcard: true,
+                    ..base.clone()
+                },
+            ));
+        }
+    }
+    for content in &cfg.paths.contents {
+        message.push_str(&format!(" <<{}", content.path));
+        let file = State::scratch().file(
+            FileAction::mkfile(
+                &content.path,
+                0o644,
+                content.data.clone().into_bytes(),
+                None,
+                None,
+            ),
+            OpOptions::default().custom_name("[internal] preparing inline document"),
+        );
+        push(FileAction::copy(
+            &file,
+            &content.path,
+            &dest,
+            CopyOptions {
+                create_dest_path: true,
+                ..base.clone()
+            },
+        ));
+    }
+    message.push(' ');
+    message.push_str(&cfg.paths.dest);
+    let Some(action) = action else {
+        return Err(Error::new("no sources to copy"));
+    };
+    let op = op_options(ctx, st, group_name.clone(), cfg.location);
+    if cfg.link && cfg.chmod.is_empty() {
+        let group = format!("progress-group-{}", st.cmd_index);
+        st.cmd_index -= 1;
+        let copy_name = prefix_command(st, &name);
+        st.cmd_index -= 1;
+        let link_name = prefix_command(st, &format!("LINK {name}"));
+        let copied = State::scratch().file(
+            action,
+            op.clone()
+                .custom_name(copy_name.clone())
+                .progress_group(&group, &copy_name, true),
+        );
+        let merged = State::merge(
+            &[st.state.clone(), copied],
+            op.custom_name(link_name)
+                .progress_group(&group, &copy_name, false),
+        );
+        st.state = st.state.with_output_of(&merged);
+    } else {
+        st.state = st.state.file(action, op);
+    }
+    commit(st, ctx, format!("{message} # buildkit"), true);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(normalize_path("/app", "./", true), "/app/");
+        assert_eq!(normalize_path("/", "/a/b", false), "/a/b");
+        assert_eq!(normalize_path("/x", "y/", true), "/x/y/");
+        assert_eq!(join(&["/", "a", "../b"]), "/b");
+    }
+
+    #[test]
+    fn epochs() {
+        assert_eq!(epoch_rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(epoch_rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(
+            parse_port_spec("8000-8002/udp").unwrap(),
+            ["8000/udp", "8001/udp", "8002/udp"]
+        );
+        assert_eq!(parse_port_spec("80").unwrap(), ["80/tcp"]);
+        assert!(parse_port_spec("80/xyz").is_err());
+    }
+}

@@ -1,0 +1,244 @@
+//! Build checks: BuildKit's lint rules that apply while reading and converting a
+//! Dockerfile, configured by the `# check=skip=…;error=true` directive.
+
+use crate::error::{Error, SourceRange};
+use crate::parser::Dockerfile;
+
+/// The rules kiln checks, with BuildKit's names.
+pub const RULES: [&str; 12] = [
+    "ConsistentInstructionCasing",
+    "DuplicateStageName",
+    "FromAsCasing",
+    "JSONArgsRecommended",
+    "LegacyKeyValueFormat",
+    "MaintainerDeprecated",
+    "MultipleInstructionsDisallowed",
+    "NoEmptyContinuation",
+    "ReservedStageName",
+    "StageNameCasing",
+    "WorkdirRelativePath",
+    "UndefinedArgInFrom",
+];
+
+/// A rule that fired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LintWarning {
+    /// The rule's name, e.g. `FromAsCasing`.
+    pub rule: String,
+    /// What is wrong.
+    pub message: String,
+    /// Where.
+    pub location: SourceRange,
+}
+
+/// Collects warnings, honouring the `check` directive.
+#[derive(Debug, Default)]
+pub(crate) struct Linter {
+    skip_all: bool,
+    skip: Vec<String>,
+    error_on_warning: bool,
+    pub(crate) warnings: Vec<LintWarning>,
+}
+
+impl Linter {
+    /// Reads `skip=A,B;error=true` (BuildKit's `ParseLintOptions`).
+    pub(crate) fn new(check: Option<&str>) -> Result<Self, Error> {
+        let mut linter = Self::default();
+        let Some(check) = check.map(str::trim).filter(|c| !c.is_empty()) else {
+            return Ok(linter);
+        };
+        for part in check.splitn(3, ';') {
+            let Some((key, value)) = part.split_once('=') else {
+                return Err(Error::new(format!(
+                    "failed to parse check options: invalid check option {}",
+                    crate::go_quote(part)
+                )));
+            };
+            match key.trim() {
+                "skip" => {
+                    let value = value.trim();
+                    if value == "all" {
+                        linter.skip_all = true;
+                    } else {
+                        linter.skip = value.split(',').map(|r| r.trim().to_owned()).collect();
+                    }
+                }
+                "experimental" => {}
+                "error" => {
+                    linter.error_on_warning = match value.trim() {
+                        "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
+                        "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
+                        other => {
+                            return Err(Error::new(format!(
+                                "failed to parse check options: failed to parse check option {}: invalid syntax {other}",
+                                crate::go_quote(part)
+                            )));
+                        }
+                    };
+                }
+                other => {
+                    return Err(Error::new(format!(
+                        "failed to parse check options: invalid check option {}",
+                        crate::go_quote(other)
+                    )));
+                }
+            }
+        }
+        Ok(linter)
+    }
+
+    pub(crate) fn report(&mut self, rule: &str, message: &str, location: SourceRange) {
+        if self.skip_all || self.skip.iter().any(|s| s == rule) {
+            return;
+        }
+        self.warnings.push(LintWarning {
+            rule: rule.to_owned(),
+            message: message.to_owned(),
+            location,
+        });
+    }
+
+    /// With `error=true`, any warning fails the build.
+    pub(crate) fn error(&self) -> Result<(), Error> {
+        if !self.error_on_warning || self.warnings.is_empty() {
+            return Ok(());
+        }
+        let mut rules: Vec<&str> = self.warnings.iter().map(|w| w.rule.as_str()).collect();
+        rules.sort_unstable();
+        rules.dedup();
+        Err(Error::new(format!(
+            "lint violation found for rules: {}",
+            rules.join(", ")
+        )))
+    }
+}
+
+fn consistent(s: &str) -> bool {
+    s == s.to_lowercase() || s == s.to_uppercase()
+}
+
+/// Rules that look at the parsed file: FROM/AS casing, stage names, instruction casing.
+pub(crate) fn check_parsed(dockerfile: &Dockerfile, lint: &mut Linter) {
+    let first_from = dockerfile
+        .children
+        .iter()
+        .position(|n| n.command() == "from");
+    let Some(first_from) = first_from else { return };
+    let nodes = &dockerfile.children[first_from..];
+    let mut names: Vec<String> = Vec::new();
+    for node in nodes.iter().filter(|n| n.command() == "from") {
+        if node.args.len() != 3 {
+            continue;
+        }
+        let keyword = node.keyword.as_str();
+        let as_word = node.args[1].as_str();
+        let (from_lower, from_upper) = (
+            keyword == keyword.to_lowercase(),
+            keyword == keyword.to_uppercase(),
+        );
+        let matches = if !from_lower && !from_upper {
+            true
+        } else if from_lower {
+            as_word == as_word.to_lowercase()
+        } else {
+            as_word == as_word.to_uppercase()
+        };
+        if !matches {
+            lint.report(
+                "FromAsCasing",
+                &format!("'{as_word}' and '{keyword}' keywords' casing do not match"),
+                node.location,
+            );
+        }
+        let name = node.args[2].as_str();
+        if name != name.to_lowercase() {
+            lint.report(
+                "StageNameCasing",
+                &format!("Stage name '{name}' should be lowercase"),
+                node.location,
+            );
+        }
+        let lower = name.to_lowercase();
+        if lower == "scratch" || lower == "context" {
+            lint.report(
+                "ReservedStageName",
+                &format!("Stage name should not use the same name as reserved stage \"{name}\""),
+                node.location,
+            );
+        }
+        if names.contains(&lower) {
+            lint.report(
+                "DuplicateStageName",
+                &format!("Duplicate stage name \"{name}\", stage names should be unique"),
+                node.location,
+            );
+        }
+        names.push(lower);
+    }
+    let (mut lower, mut upper) = (0usize, 0usize);
+    for node in nodes {
+        if consistent(&node.keyword) {
+            if node.keyword == node.keyword.to_lowercase() {
+                lower += 1;
+            } else {
+                upper += 1;
+            }
+        }
+    }
+    let majority_lower = lower > upper;
+    for node in nodes {
+        let wrong = if majority_lower {
+            node.keyword != node.keyword.to_lowercase()
+        } else {
+            node.keyword != node.keyword.to_uppercase()
+        };
+        if wrong {
+            let casing = if majority_lower {
+                "lowercase"
+            } else {
+                "uppercase"
+            };
+            lint.report(
+                "ConsistentInstructionCasing",
+                &format!(
+                    "Command '{}' should match the case of the command majority ({casing})",
+                    node.keyword
+                ),
+                node.location,
+            );
+        }
+        if node.command() == "maintainer" {
+            lint.report(
+                "MaintainerDeprecated",
+                "Maintainer instruction is deprecated in favor of using label",
+                node.location,
+            );
+        }
+    }
+}
+
+/// Rules on the grouped stages (none beyond the parsed-file ones yet).
+pub(crate) fn check_stages(_parsed: &crate::instructions::Instructions, _lint: &mut Linter) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_directive() {
+        let l = Linter::new(Some("skip=JSONArgsRecommended, StageNameCasing;error=true")).unwrap();
+        assert!(l.error_on_warning);
+        assert_eq!(l.skip, ["JSONArgsRecommended", "StageNameCasing"]);
+        assert!(Linter::new(Some("skip")).is_err());
+        assert!(Linter::new(Some("nope=1")).is_err());
+    }
+
+    #[test]
+    fn from_as_casing() {
+        let df = crate::parser::parse(b"FROM a as b\nfrom c AS d\nRUN x\n").unwrap();
+        let mut lint = Linter::default();
+        check_parsed(&df, &mut lint);
+        let rules: Vec<&str> = lint.warnings.iter().map(|w| w.rule.as_str()).collect();
+        assert!(rules.contains(&"FromAsCasing"));
+    }
+}
