@@ -106,14 +106,18 @@ fn uppercase_cmd(s: &str) -> String {
     }
 }
 
-/// The step name: the instruction with variables expanded where they are set.
-fn step_name(ctx: &Context<'_>, code: &str, env: &[(String, String)]) -> String {
-    let lexer = Lexer {
+/// The step name: the instruction with its words processed by `lexer`.
+fn step_name(lexer: &Lexer, code: &str, env: &[(String, String)]) -> String {
+    uppercase_cmd(&lexer.expand(code, env).unwrap_or_else(|_| code.to_owned()))
+}
+
+/// RUN names keep quotes and unset variables as written.
+fn raw_lexer(ctx: &Context<'_>) -> Lexer {
+    Lexer {
         raw_quotes: true,
         skip_unset_env: true,
         ..ctx.lexer
-    };
-    uppercase_cmd(&lexer.expand(code, env).unwrap_or_else(|_| code.to_owned()))
+    }
 }
 
 fn commit(st: &mut StageState, ctx: &Context<'_>, message: String, with_layer: bool) {
@@ -296,7 +300,7 @@ pub(super) fn dispatch(
                 let user = st.image.config.user.clone();
                 let chown = (!user.is_empty()).then(|| parse_chown(&user));
                 let env = env_of(&st.state);
-                let name = step_name(ctx, code, &env);
+                let name = step_name(&ctx.lexer, code, &env);
                 let name = prefix_command(st, &name);
                 let action = FileAction::mkdir(
                     &wd,
@@ -706,9 +710,12 @@ fn dispatch_run(
             }
             _ => {}
         }
+        // A bind mount without `from` reads the build context; a cache mount starts empty.
         let mut source = match sources.get(i).and_then(Option::as_ref) {
-            Some((state, _, _)) => state.clone(),
-            None => ctx.build_context.clone(),
+            Some((state, _, _)) if !mount.from.is_empty() || mount.kind == MountType::Cache => {
+                state.clone()
+            }
+            _ => ctx.build_context.clone(),
         };
         let target = if clean(&mount.target).starts_with('/') {
             mount.target.clone()
@@ -761,7 +768,7 @@ fn dispatch_run(
                     }),
                     None,
                 ),
-                OpOptions::default().custom_name("[internal] settings cache mount permissions"),
+                OpOptions::default().custom_name("[internal] setting cache mount permissions"),
             );
             m = m.selector("/cache");
         }
@@ -791,7 +798,7 @@ fn dispatch_run(
         }
         env
     };
-    let name = step_name(ctx, &custom, &masked);
+    let name = step_name(&raw_lexer(ctx), &custom, &masked);
     let name = prefix_command(st, &name);
     let op =
         op_options(ctx, st, name, location).description("com.docker.dockerfile.v1.command", code);
@@ -1030,7 +1037,7 @@ fn dispatch_copy(ctx: &Context<'_>, st: &mut StageState, cfg: CopyConfig<'_>) ->
         message.push_str(&format!(" --chmod={}", cfg.chmod));
     }
     let env = env_of(&st.state);
-    let name = step_name(ctx, cfg.code, &env);
+    let name = step_name(&ctx.lexer, cfg.code, &env);
     let group_name = prefix_command(st, &name);
     let base = CopyOptions {
         chown: chown.clone(),
@@ -1100,7 +1107,9 @@ fn dispatch_copy(ctx: &Context<'_>, st: &mut StageState, cfg: CopyConfig<'_>) ->
                 HttpOptions {
                     filename: Some(filename.clone()),
                     checksum: (!cfg.checksum.is_empty()).then(|| cfg.checksum.clone()),
-                    op: OpOptions::default().custom_name(group_name.clone()),
+                    op: OpOptions::default()
+                        .custom_name(group_name.clone())
+                        .description("com.docker.dockerfile.v1.command", ""),
                     ..HttpOptions::default()
                 },
             );

@@ -601,20 +601,17 @@ impl<'a> Converter<'a> {
                 )?)])
             }
             Instruction::Run(run) => {
+                // BuildKit v0.24 gives every mount a source state, `scratch` when it names
+                // none ("this might not be a stage name but it's ok").
                 let mounts = run.mounts(&|v| Ok(v.to_owned())).unwrap_or_default();
                 let mut sources = Vec::with_capacity(mounts.len());
                 for mount in mounts {
-                    let from =
-                        if mount.from.is_empty() && mount.kind == instructions::MountType::Cache {
-                            "scratch".to_owned()
-                        } else {
-                            mount.from.clone()
-                        };
-                    if from.is_empty() || mount.kind == instructions::MountType::Tmpfs {
-                        sources.push(None);
+                    let from = if mount.from.is_empty() {
+                        "scratch"
                     } else {
-                        sources.push(Some(self.source_for(&from, command.location, false)?));
-                    }
+                        mount.from.as_str()
+                    };
+                    sources.push(Some(self.source_for(from, command.location, false)?));
                 }
                 Ok(sources)
             }

@@ -206,6 +206,32 @@ fn check_case(case: &Path) -> Result<(), String> {
     if let Some(diff) = first_difference("config", &got, &want) {
         return Err(format!("image config differs: {diff}"));
     }
+    if std::env::var_os("KILN_CONFORMANCE_STRICT").is_some() {
+        // Optional stricter check: op metadata (names, descriptions, caps) as BuildKit's,
+        // progress group ids numbered by first appearance as the README's data has them.
+        let mut groups: Vec<String> = Vec::new();
+        for vertex in &loaded.vertices {
+            let mut ours = vertex
+                .metadata
+                .as_ref()
+                .map_or(Value::Null, json::op_metadata_to_json);
+            if let Some(Value::String(id)) = ours.pointer_mut("/progress_group/id") {
+                let n = groups.iter().position(|g| g == id).unwrap_or_else(|| {
+                    groups.push(id.clone());
+                    groups.len() - 1
+                });
+                *id = format!("progress-group-{}", n + 1);
+            }
+            let theirs = expected
+                .iter()
+                .find(|e| e["digest"] == vertex.digest.to_string())
+                .map(|e| e["metadata"].clone())
+                .unwrap_or(Value::Null);
+            if let Some(diff) = first_difference("metadata", &ours, &theirs) {
+                return Err(format!("op {} metadata differs: {diff}", vertex.digest));
+            }
+        }
+    }
     Ok(())
 }
 

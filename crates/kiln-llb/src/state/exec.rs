@@ -421,7 +421,7 @@ impl State {
                 kind: m.kind,
             });
         }
-        if !run.secrets.is_empty() {
+        if !run.secrets.is_empty() || !run.secret_env.is_empty() {
             options.add_cap(caps::EXEC_MOUNT_SECRET);
         }
         if !run.secret_env.is_empty() {
