@@ -1,11 +1,13 @@
-//! OCI/Docker image model: platforms and image references so far; digests, descriptors,
-//! media types, image/index/config, OCI layout and layer tars join as they get code.
+//! OCI/Docker image model: platforms, image references, descriptors, manifests, indexes
+//! and media types; OCI layout and layer tars join as they get code.
 //!
 //! This crate is the vocabulary at the bottom of the workspace: it depends on no other
 //! kiln crate.
 
+pub mod manifest;
 mod platform;
 mod reference;
 
+pub use manifest::{Descriptor, DescriptorPlatform, Index, Manifest, media_type};
 pub use platform::{Platform, PlatformError};
 pub use reference::{Reference, ReferenceError};

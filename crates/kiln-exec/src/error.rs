@@ -1,0 +1,26 @@
+//! Exec errors.
+
+use thiserror::Error;
+
+/// What can go wrong running a process.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// File system access failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// runc could not be started.
+    #[error("starting {runtime}: {source}")]
+    Spawn {
+        /// The runtime binary.
+        runtime: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A user or group that the image does not define.
+    #[error("unable to find user {0}: no matching entries in passwd file")]
+    UnknownUser(String),
+    /// A group that the image does not define.
+    #[error("unable to find group {0}: no matching entries in group file")]
+    UnknownGroup(String),
+}

@@ -1,0 +1,15 @@
+//! Run one process in a container: generate an OCI runtime spec, run it with the `runc`
+//! binary, stream its output, report its exit code.
+//!
+//! The rootfs and every mount source are plain directories the caller prepared (the
+//! worker mounts snapshots); this crate never sees LLB, snapshots or the store.
+
+mod error;
+mod runc;
+mod spec;
+mod user;
+
+pub use error::Error;
+pub use runc::{Executor, OutputStream};
+pub use spec::{Mount, MountKind, NetworkMode, Process};
+pub use user::{User, resolve_user};

@@ -1,0 +1,158 @@
+//! Running a spec with the `runc` binary.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use fs_err as fs;
+
+use crate::Error;
+use crate::spec::{Mount, NetworkMode, Process, runtime_spec};
+
+/// Which output a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// Runs processes with runc, keeping bundles and runc state under one directory.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    runtime: PathBuf,
+    root: PathBuf,
+}
+
+impl Executor {
+    /// An executor using `runtime` (e.g. `runc`), with state under `root`.
+    pub fn new(runtime: impl Into<PathBuf>, root: impl Into<PathBuf>) -> Self {
+        Self {
+            runtime: runtime.into(),
+            root: root.into(),
+        }
+    }
+
+    /// Runs `process` on `rootfs` and returns its exit code. Output is passed to
+    /// `output` as it arrives (stdout and stderr from two threads, each in order).
+    /// Mount points the run had to create are removed afterwards, so they do not
+    /// become part of the layer.
+    pub fn run(
+        &self,
+        id: &str,
+        rootfs: &Path,
+        process: &Process,
+        mounts: &[Mount],
+        output: &(dyn Fn(OutputStream, &[u8]) + Sync),
+    ) -> Result<i32, Error> {
+        let bundle = self.root.join("bundles").join(id);
+        fs::create_dir_all(&bundle)?;
+        let etc = bundle.join("etc");
+        fs::create_dir_all(&etc)?;
+        let hostname = if process.hostname.is_empty() {
+            "buildkitsandbox"
+        } else {
+            &process.hostname
+        };
+        fs::write(
+            etc.join("hosts"),
+            format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
+        )?;
+        let resolv = match process.network {
+            NetworkMode::None => String::new(),
+            NetworkMode::Host => fs_err::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        };
+        fs::write(etc.join("resolv.conf"), resolv)?;
+
+        let mut destinations: Vec<String> = vec!["/etc/hosts".into(), "/etc/resolv.conf".into()];
+        destinations.extend(mounts.iter().map(|m| m.destination.clone()));
+        let stubs = missing_paths(rootfs, &destinations);
+
+        let spec = runtime_spec(rootfs, process, mounts, &etc);
+        fs::write(
+            bundle.join("config.json"),
+            serde_json::to_vec_pretty(&spec).unwrap_or_default(),
+        )?;
+
+        let state = self.root.join("runc");
+        fs::create_dir_all(&state)?;
+        let mut child = Command::new(&self.runtime)
+            .arg("--root")
+            .arg(&state)
+            .arg("run")
+            .arg("--bundle")
+            .arg(&bundle)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                runtime: self.runtime.display().to_string(),
+                source,
+            })?;
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        std::thread::scope(|scope| {
+            if let Some(pipe) = stdout {
+                scope.spawn(move || pump(pipe, OutputStream::Stdout, output));
+            }
+            if let Some(pipe) = stderr {
+                scope.spawn(move || pump(pipe, OutputStream::Stderr, output));
+            }
+        });
+        let status = child.wait()?;
+        let _ = Command::new(&self.runtime)
+            .arg("--root")
+            .arg(&state)
+            .args(["delete", "--force", id])
+            .output();
+        remove_stubs(&stubs);
+        let _ = fs::remove_dir_all(&bundle);
+        Ok(status.code().unwrap_or(128 + 9))
+    }
+}
+
+/// Passes everything read from `pipe` to `output`.
+fn pump(mut pipe: impl Read, stream: OutputStream, output: &(dyn Fn(OutputStream, &[u8]) + Sync)) {
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = pipe.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        output(stream, &buf[..n]);
+    }
+}
+
+/// The deepest-first list of paths (mount points and their parents) that do not exist
+/// in `rootfs` yet.
+fn missing_paths(rootfs: &Path, destinations: &[String]) -> Vec<PathBuf> {
+    let mut missing = Vec::new();
+    for destination in destinations {
+        let mut path = rootfs.to_path_buf();
+        for component in destination.split('/').filter(|c| !c.is_empty()) {
+            path.push(component);
+            if std::fs::symlink_metadata(&path).is_err() && !missing.contains(&path) {
+                missing.push(path.clone());
+            }
+        }
+    }
+    missing.reverse();
+    missing
+}
+
+/// Removes mount stubs that are still empty.
+fn remove_stubs(stubs: &[PathBuf]) {
+    for stub in stubs {
+        match std::fs::symlink_metadata(stub) {
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir(stub);
+            }
+            Ok(m) if m.len() == 0 => {
+                let _ = fs_err::remove_file(stub);
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The OCI runtime spec (`config.json`) for one process, with Docker's defaults.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use crate::User;
+
+/// The network a process sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetworkMode {
+    /// The host's network namespace.
+    #[default]
+    Host,
+    /// A namespace of its own with loopback only.
+    None,
+}
+
+/// What to run.
+#[derive(Debug, Clone, Default)]
+pub struct Process {
+    /// argv.
+    pub args: Vec<String>,
+    /// `KEY=value` entries.
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    pub cwd: String,
+    /// Who runs it.
+    pub user: User,
+    /// Hostname.
+    pub hostname: String,
+    /// Network namespace.
+    pub network: NetworkMode,
+    /// Run privileged (all capabilities, no seccomp, no masked paths).
+    pub privileged: bool,
+}
+
+/// How a mount is provided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountKind {
+    /// A host directory or file bound in.
+    Bind {
+        /// The host path.
+        source: PathBuf,
+        /// Mounted read-only.
+        readonly: bool,
+    },
+    /// A fresh tmpfs; `size` 0 means the default.
+    Tmpfs {
+        /// Size limit in bytes.
+        size: i64,
+    },
+}
+
+/// A mount inside the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// Where it appears in the container.
+    pub destination: String,
+    /// What it is.
+    pub kind: MountKind,
+}
+
+/// Docker's default capability set.
+const DEFAULT_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+const MASKED_PATHS: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+const READONLY_PATHS: [&str; 6] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/proc/kcore",
+];
+
+/// Builds `config.json` for `process` on `rootfs` with `mounts` (plus the standard
+/// `/proc`, `/dev`, `/sys` and the generated `/etc/hosts` and `/etc/resolv.conf`).
+pub(crate) fn runtime_spec(
+    rootfs: &std::path::Path,
+    process: &Process,
+    mounts: &[Mount],
+    etc: &std::path::Path,
+) -> Value {
+    let caps: Vec<&str> = DEFAULT_CAPS.to_vec();
+    let mut spec_mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        json!({"destination": "/etc/resolv.conf", "type": "bind", "source": etc.join("resolv.conf"), "options": ["rbind", "ro"]}),
+        json!({"destination": "/etc/hosts", "type": "bind", "source": etc.join("hosts"), "options": ["rbind", "ro"]}),
+    ];
+    for mount in mounts {
+        spec_mounts.push(match &mount.kind {
+            MountKind::Bind { source, readonly } => json!({
+                "destination": mount.destination,
+                "type": "bind",
+                "source": source,
+                "options": if *readonly { vec!["rbind", "ro"] } else { vec!["rbind"] },
+            }),
+            MountKind::Tmpfs { size } => {
+                let mut options = vec!["nosuid".to_owned(), "nodev".to_owned(), "mode=1777".to_owned()];
+                if *size > 0 {
+                    options.push(format!("size={size}"));
+                }
+                json!({"destination": mount.destination, "type": "tmpfs", "source": "tmpfs", "options": options})
+            }
+        });
+    }
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
+    if process.network == NetworkMode::None {
+        namespaces.push(json!({"type": "network"}));
+    }
+    let mut linux = json!({
+        "namespaces": namespaces,
+    });
+    if !process.privileged {
+        linux["maskedPaths"] = json!(MASKED_PATHS);
+        linux["readonlyPaths"] = json!(READONLY_PATHS);
+    }
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {
+                "uid": process.user.uid,
+                "gid": process.user.gid,
+                "additionalGids": process.user.additional_gids,
+            },
+            "args": process.args,
+            "env": process.env,
+            "cwd": if process.cwd.is_empty() { "/" } else { process.cwd.as_str() },
+            "capabilities": {
+                "bounding": caps,
+                "effective": caps,
+                "permitted": caps,
+            },
+            "noNewPrivileges": !process.privileged,
+        },
+        "root": {"path": rootfs, "readonly": false},
+        "hostname": if process.hostname.is_empty() { "buildkitsandbox" } else { process.hostname.as_str() },
+        "mounts": spec_mounts,
+        "linux": linux,
+    })
+}

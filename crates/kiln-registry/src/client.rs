@@ -1,0 +1,413 @@
+//! The distribution API client.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::Mutex;
+
+use kiln_oci::{Index, Manifest, Platform, Reference, media_type};
+use sha2::{Digest as _, Sha256};
+use ureq::Agent;
+
+use crate::Error;
+
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// A reference resolved for one platform.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The digest the reference resolved to (the index's when the tag names an index).
+    pub digest: String,
+    /// The platform's manifest.
+    pub manifest: Manifest,
+    /// That manifest's digest.
+    pub manifest_digest: String,
+    /// The image config JSON.
+    pub config: Vec<u8>,
+}
+
+/// Content fetched by digest, verified.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// Its media type.
+    pub media_type: String,
+}
+
+/// A registry client; share one for connection reuse and cached tokens.
+#[derive(Debug)]
+pub struct RegistryClient {
+    agent: Agent,
+    /// `host` → scheme that worked (`https` or `http`).
+    schemes: Mutex<HashMap<String, &'static str>>,
+    /// `host repository` → bearer token.
+    tokens: Mutex<HashMap<String, String>>,
+}
+
+impl Default for RegistryClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn sha256_digest(bytes: &[u8]) -> String {
+    let hex: String = Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}
+
+/// Registries on loopback may be plain HTTP.
+fn is_local(host: &str) -> bool {
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    name == "localhost" || name.starts_with("127.") || name == "[::1]"
+}
+
+/// Docker Hub's API host.
+fn api_host(domain: &str) -> &str {
+    if domain == "docker.io" {
+        "registry-1.docker.io"
+    } else {
+        domain
+    }
+}
+
+/// `Bearer realm="…",service="…",scope="…"` into its parameters.
+fn parse_challenge(header: &str) -> Option<HashMap<String, String>> {
+    let rest = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))?;
+    let mut out = HashMap::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.is_empty() {
+            break;
+        }
+        let value: String = if chars.peek() == Some(&'"') {
+            chars.next();
+            chars.by_ref().take_while(|c| *c != '"').collect()
+        } else {
+            chars.by_ref().take_while(|c| *c != ',').collect()
+        };
+        out.insert(key.trim().to_owned(), value);
+    }
+    Some(out)
+}
+
+struct Response {
+    status: u16,
+    content_type: String,
+    body: Box<dyn Read + Send + Sync>,
+}
+
+impl RegistryClient {
+    /// A client with default settings.
+    pub fn new() -> Self {
+        let config = Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(std::time::Duration::from_secs(10)))
+            .build();
+        Self {
+            agent: config.into(),
+            schemes: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// GET `path` on the reference's registry, trying HTTPS then (for loopback) HTTP,
+    /// and doing the token dance on a 401.
+    fn get(
+        &self,
+        reference: &Reference,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Result<Response, Error> {
+        let host = api_host(&reference.domain).to_owned();
+        let known = self
+            .schemes
+            .lock()
+            .map(|s| s.get(&host).copied())
+            .unwrap_or(None);
+        let schemes: Vec<&'static str> = match known {
+            Some(s) => vec![s],
+            None if is_local(&host) => vec!["https", "http"],
+            None => vec!["https"],
+        };
+        let mut last_error = None;
+        for scheme in schemes {
+            let url = format!("{scheme}://{host}/v2/{}/{path}", reference.path);
+            match self.get_url(&url, reference, accept) {
+                Ok(response) => {
+                    if let Ok(mut s) = self.schemes.lock() {
+                        s.insert(host.clone(), scheme);
+                    }
+                    return Ok(response);
+                }
+                Err(e @ Error::Http { .. }) => last_error = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::Http {
+            url: host,
+            message: "no scheme to try".to_owned(),
+        }))
+    }
+
+    fn get_url(
+        &self,
+        url: &str,
+        reference: &Reference,
+        accept: Option<&str>,
+    ) -> Result<Response, Error> {
+        let token_key = format!("{} {}", reference.domain, reference.path);
+        let mut retried = false;
+        loop {
+            let mut request = self.agent.get(url);
+            if let Some(accept) = accept {
+                request = request.header("Accept", accept);
+            }
+            let token = self
+                .tokens
+                .lock()
+                .ok()
+                .and_then(|t| t.get(&token_key).cloned());
+            if let Some(token) = &token {
+                request = request.header("Authorization", &format!("Bearer {token}"));
+            }
+            let response = request.call().map_err(|e| Error::Http {
+                url: url.to_owned(),
+                message: e.to_string(),
+            })?;
+            let status = response.status().as_u16();
+            if status == 401 && !retried {
+                let challenge = response
+                    .headers()
+                    .get("www-authenticate")
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(parse_challenge);
+                if let Some(challenge) = challenge {
+                    let token = self.fetch_token(&challenge, reference)?;
+                    if let Ok(mut t) = self.tokens.lock() {
+                        t.insert(token_key.clone(), token);
+                    }
+                    retried = true;
+                    continue;
+                }
+            }
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let body = Box::new(response.into_body().into_reader());
+            if !(200..300).contains(&status) {
+                let mut text = String::new();
+                let _ = body.take(512).read_to_string(&mut text);
+                return Err(Error::Status {
+                    url: url.to_owned(),
+                    status,
+                    body: text.trim().to_owned(),
+                });
+            }
+            return Ok(Response {
+                status,
+                content_type,
+                body,
+            });
+        }
+    }
+
+    fn fetch_token(
+        &self,
+        challenge: &HashMap<String, String>,
+        reference: &Reference,
+    ) -> Result<String, Error> {
+        let realm = challenge.get("realm").cloned().unwrap_or_default();
+        let mut url = format!("{realm}?scope=repository:{}:pull", reference.path);
+        if let Some(service) = challenge.get("service") {
+            url.push_str(&format!("&service={service}"));
+        }
+        let mut response = self.agent.get(&url).call().map_err(|e| Error::Http {
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| Error::Http {
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        Ok(body["token"]
+            .as_str()
+            .or_else(|| body["access_token"].as_str())
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    /// Fetches a manifest or index by tag or digest, verifying a digest reference.
+    pub fn fetch_manifest(
+        &self,
+        reference: &Reference,
+        tag_or_digest: &str,
+    ) -> Result<Fetched, Error> {
+        let mut response = self.get(
+            reference,
+            &format!("manifests/{tag_or_digest}"),
+            Some(MANIFEST_ACCEPT),
+        )?;
+        let mut bytes = Vec::new();
+        response.body.read_to_end(&mut bytes)?;
+        let _ = response.status;
+        if tag_or_digest.starts_with("sha256:") {
+            let actual = sha256_digest(&bytes);
+            if actual != tag_or_digest {
+                return Err(Error::DigestMismatch {
+                    what: "manifest",
+                    expected: tag_or_digest.to_owned(),
+                    actual,
+                });
+            }
+        }
+        let mut media = response
+            .content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        if media.is_empty() || media == "application/json" {
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            media = v["mediaType"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| {
+                    if v.get("manifests").is_some() {
+                        media_type::OCI_INDEX.to_owned()
+                    } else {
+                        media_type::OCI_MANIFEST.to_owned()
+                    }
+                });
+        }
+        Ok(Fetched {
+            bytes,
+            media_type: media,
+        })
+    }
+
+    /// Streams a blob into `out`, verifying its digest; returns its size.
+    pub fn fetch_blob(
+        &self,
+        reference: &Reference,
+        digest: &str,
+        out: &mut impl Write,
+    ) -> Result<u64, Error> {
+        let mut response = self.get(reference, &format!("blobs/{digest}"), None)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = response.body.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])?;
+            size += n as u64;
+        }
+        let actual = format!(
+            "sha256:{}",
+            hasher
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        if actual != digest {
+            return Err(Error::DigestMismatch {
+                what: "blob",
+                expected: digest.to_owned(),
+                actual,
+            });
+        }
+        Ok(size)
+    }
+
+    /// Resolves a reference for a platform: the top digest, the platform's manifest and
+    /// its config.
+    pub fn resolve(&self, reference: &Reference, platform: &Platform) -> Result<Resolved, Error> {
+        let tag_or_digest = reference
+            .digest
+            .clone()
+            .or_else(|| reference.tag.clone())
+            .unwrap_or_else(|| "latest".to_owned());
+        let top = self.fetch_manifest(reference, &tag_or_digest)?;
+        let digest = sha256_digest(&top.bytes);
+        let (manifest_bytes, manifest_digest) = if media_type::is_index(&top.media_type) {
+            let index: Index = serde_json::from_slice(&top.bytes).map_err(|e| Error::Invalid {
+                what: "index",
+                reference: reference.to_string(),
+                message: e.to_string(),
+            })?;
+            let chosen = index
+                .manifests
+                .iter()
+                .find(|m| {
+                    m.platform.as_ref().is_some_and(|p| {
+                        p.os == platform.os
+                            && p.architecture == platform.architecture
+                            && (platform.variant.is_empty() || p.variant == platform.variant)
+                    })
+                })
+                .ok_or_else(|| Error::NoPlatform {
+                    reference: reference.to_string(),
+                    platform: platform.to_string(),
+                })?;
+            let fetched = self.fetch_manifest(reference, &chosen.digest)?;
+            (fetched.bytes, chosen.digest.clone())
+        } else {
+            (top.bytes.clone(), digest.clone())
+        };
+        let manifest: Manifest =
+            serde_json::from_slice(&manifest_bytes).map_err(|e| Error::Invalid {
+                what: "manifest",
+                reference: reference.to_string(),
+                message: e.to_string(),
+            })?;
+        let mut config = Vec::new();
+        self.fetch_blob(reference, &manifest.config.digest, &mut config)?;
+        Ok(Resolved {
+            digest,
+            manifest,
+            manifest_digest,
+            config,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        let c = parse_challenge(r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull""#).unwrap();
+        assert_eq!(c["realm"], "https://auth.example/token");
+        assert_eq!(c["service"], "registry.example");
+        assert!(parse_challenge("Basic realm=x").is_none());
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_local("localhost:5000"));
+        assert!(is_local("127.0.0.1:5000"));
+        assert!(!is_local("ghcr.io"));
+    }
+}

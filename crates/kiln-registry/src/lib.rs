@@ -1,0 +1,11 @@
+//! OCI distribution client: resolve a reference to a manifest for a platform, fetch
+//! blobs (verified by digest), with the anonymous token flow.
+//!
+//! A registry on `localhost` or 127.0.0.0/8 is spoken to over plain HTTP when HTTPS
+//! fails, as Docker does. This crate must not depend on the store, solver or worker.
+
+mod client;
+mod error;
+
+pub use client::{Fetched, RegistryClient, Resolved};
+pub use error::Error;
