@@ -40,7 +40,12 @@ struct State<T, E> {
 /// running at once. `run(i, inputs)` computes vertex `i` from its inputs' results (in
 /// `Vertex::inputs` order). Returns all results (`None` for vertices not needed), or
 /// the first failure; vertices not started when something fails are never started.
-pub fn solve<T, E, F>(graph: &[Vertex], targets: &[usize], parallelism: usize, run: F) -> Result<Vec<Option<T>>, Failed<E>>
+pub fn solve<T, E, F>(
+    graph: &[Vertex],
+    targets: &[usize],
+    parallelism: usize,
+    run: F,
+) -> Result<Vec<Option<T>>, Failed<E>>
 where
     T: Clone + Send,
     E: Send,
@@ -66,7 +71,9 @@ where
         }
     }
     let total = needed.iter().filter(|n| **n).count();
-    let ready: VecDeque<usize> = (0..graph.len()).filter(|v| needed[*v] && pending_inputs[*v] == 0).collect();
+    let ready: VecDeque<usize> = (0..graph.len())
+        .filter(|v| needed[*v] && pending_inputs[*v] == 0)
+        .collect();
     let state = Mutex::new(State {
         results: (0..graph.len()).map(|_| None).collect(),
         pending_inputs,
@@ -79,44 +86,49 @@ where
     let workers = parallelism.clamp(1, total.max(1));
     std::thread::scope(|scope| {
         for _ in 0..workers {
-            scope.spawn(|| loop {
-                let (vertex, inputs) = {
+            scope.spawn(|| {
+                loop {
+                    let (vertex, inputs) = {
+                        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                        loop {
+                            if s.failure.is_some() || s.done == total {
+                                wake.notify_all();
+                                return;
+                            }
+                            if let Some(v) = s.ready.pop_front() {
+                                let inputs: Vec<T> = graph[v]
+                                    .inputs
+                                    .iter()
+                                    .map(|i| s.results[*i].clone().expect("inputs run first"))
+                                    .collect();
+                                s.running += 1;
+                                break (v, inputs);
+                            }
+                            s = wake.wait(s).unwrap_or_else(|e| e.into_inner());
+                        }
+                    };
+                    let outcome = run(vertex, inputs);
                     let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-                    loop {
-                        if s.failure.is_some() || s.done == total {
-                            wake.notify_all();
-                            return;
+                    s.running -= 1;
+                    match outcome {
+                        Ok(result) => {
+                            s.results[vertex] = Some(result);
+                            s.done += 1;
+                            for &user in &users[vertex] {
+                                s.pending_inputs[user] -= 1;
+                                if s.pending_inputs[user] == 0 {
+                                    s.ready.push_back(user);
+                                }
+                            }
                         }
-                        if let Some(v) = s.ready.pop_front() {
-                            let inputs: Vec<T> =
-                                graph[v].inputs.iter().map(|i| s.results[*i].clone().expect("inputs run first")).collect();
-                            s.running += 1;
-                            break (v, inputs);
-                        }
-                        s = wake.wait(s).unwrap_or_else(|e| e.into_inner());
-                    }
-                };
-                let outcome = run(vertex, inputs);
-                let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-                s.running -= 1;
-                match outcome {
-                    Ok(result) => {
-                        s.results[vertex] = Some(result);
-                        s.done += 1;
-                        for &user in &users[vertex] {
-                            s.pending_inputs[user] -= 1;
-                            if s.pending_inputs[user] == 0 {
-                                s.ready.push_back(user);
+                        Err(error) => {
+                            if s.failure.is_none() {
+                                s.failure = Some(Failed { vertex, error });
                             }
                         }
                     }
-                    Err(error) => {
-                        if s.failure.is_none() {
-                            s.failure = Some(Failed { vertex, error });
-                        }
-                    }
+                    wake.notify_all();
                 }
-                wake.notify_all();
             });
         }
     });
@@ -135,7 +147,9 @@ mod tests {
     use super::*;
 
     fn v(inputs: &[usize]) -> Vertex {
-        Vertex { inputs: inputs.to_vec() }
+        Vertex {
+            inputs: inputs.to_vec(),
+        }
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! `kiln`: the command line. Parses arguments (`args`), then runs one command
-//! (`commands`). Only `debug dump-llb` exists so far.
+//! (`commands`): `build` and `debug dump-llb` so far.
 
 mod args;
 mod commands;
+mod driver;
+mod progress;
 
 use std::process::ExitCode;
 

@@ -70,6 +70,8 @@ pub struct ConvertOptions {
     pub context_unique_id: Option<String>,
     /// Build every stage, not only those the target needs.
     pub all_stages: bool,
+    /// `.dockerignore` patterns of the build context.
+    pub context_excludes: Vec<String>,
 }
 
 /// The result of a conversion.
@@ -358,6 +360,7 @@ impl<'a> Converter<'a> {
             LocalOptions {
                 shared_key_hint: Some("context".to_owned()),
                 follow_paths,
+                exclude_patterns: options.context_excludes.clone(),
                 unique_id: options.context_unique_id.clone(),
                 op: OpOptions::default().custom_name("[internal] load build context"),
                 ..LocalOptions::default()

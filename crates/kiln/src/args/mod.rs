@@ -1,5 +1,6 @@
 //! Command-line arguments (clap), one module per command.
 
+pub(crate) mod build;
 pub(crate) mod debug;
 
 use clap::{Parser, Subcommand};
@@ -14,6 +15,8 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Start a build.
+    Build(build::BuildArgs),
     /// Tools for looking inside builds.
     #[command(subcommand)]
     Debug(debug::DebugCommand),

@@ -1,0 +1,359 @@
+//! Composition root: builds a worker (store, registry client, runc executor), the
+//! Dockerfile frontend and the exporters from config, and runs builds in-process.
+//!
+//! `kiln` embeds an [`Engine`]; `kilnd` will serve one. Nothing above this crate reaches
+//! the engine crates directly.
+
+mod error;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use fs_err as fs;
+use kiln_dockerfile::convert::{self, ConvertOptions, ImageResolver, ResolvedImage};
+use kiln_llb::{LoadedDefinition, MarshalOptions, Platform, wire};
+use kiln_registry::RegistryClient;
+use kiln_worker::{LocalContexts, SolveOptions, Worker, WorkerConfig};
+
+pub use error::Error;
+pub use kiln_worker::Event;
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// State directory (`/var/lib/kiln` for root).
+    pub root: PathBuf,
+    /// The OCI runtime binary.
+    pub runtime: PathBuf,
+    /// How many steps run at once.
+    pub parallelism: usize,
+}
+
+impl EngineConfig {
+    /// The default state directory: `/var/lib/kiln` as root, else `$XDG_DATA_HOME/kiln`
+    /// (or `~/.local/share/kiln`); `KILN_ROOT` overrides both.
+    pub fn default_root() -> PathBuf {
+        if let Some(root) = std::env::var_os("KILN_ROOT") {
+            return PathBuf::from(root);
+        }
+        if rustix_uid() == 0 {
+            return PathBuf::from("/var/lib/kiln");
+        }
+        std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("kiln")
+    }
+}
+
+fn rustix_uid() -> u32 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(u32::MAX)
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            root: Self::default_root(),
+            runtime: PathBuf::from("runc"),
+            parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// Where a build's result goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// An OCI image layout tarball.
+    OciArchive {
+        /// The file to write.
+        dest: PathBuf,
+    },
+}
+
+/// A Dockerfile build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    /// The build context directory.
+    pub context: PathBuf,
+    /// The Dockerfile.
+    pub dockerfile: PathBuf,
+    /// `--build-arg`s.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// `-t` names.
+    pub tags: Vec<String>,
+    /// Where results go.
+    pub outputs: Vec<Output>,
+    /// Ignore the cache.
+    pub no_cache: bool,
+}
+
+/// What a build produced.
+#[derive(Debug, Clone, Default)]
+pub struct BuildResult {
+    /// The image manifest's digest, when an image was exported.
+    pub manifest_digest: Option<String>,
+    /// The image config's digest, when an image was exported.
+    pub config_digest: Option<String>,
+    /// The warnings of the Dockerfile's build checks.
+    pub warnings: Vec<String>,
+}
+
+/// The engine: one worker and the frontends and exporters around it.
+pub struct Engine {
+    worker: Worker,
+    platform: Platform,
+}
+
+struct Contexts {
+    dirs: BTreeMap<String, PathBuf>,
+}
+
+impl LocalContexts for Contexts {
+    fn dir(&self, name: &str) -> Option<PathBuf> {
+        self.dirs.get(name).cloned()
+    }
+}
+
+struct Resolver<'a>(&'a Worker);
+
+impl ImageResolver for Resolver<'_> {
+    fn resolve_image_config(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ResolvedImage, String> {
+        let (name, digest, config) = self
+            .0
+            .resolve_image_config(reference, platform)
+            .map_err(|e| e.to_string())?;
+        Ok(ResolvedImage {
+            reference: name,
+            digest: Some(digest),
+            config,
+        })
+    }
+}
+
+/// `demo` → `docker.io/library/demo:latest`.
+fn normalize_name(name: &str) -> Result<String, Error> {
+    let reference: kiln_oci::Reference = name
+        .parse()
+        .map_err(|e: kiln_oci::ReferenceError| Error::Usage(e.to_string()))?;
+    Ok(reference.tag_name_only().to_string())
+}
+
+/// RFC 3339 (UTC, seconds) of a Unix time.
+fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn mtime_secs(path: &Path) -> Option<i64> {
+    let modified = fs::metadata(path).ok()?.modified().ok()?;
+    Some(
+        modified
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .ok()?
+            .as_secs() as i64,
+    )
+}
+
+impl Engine {
+    /// Opens the engine's state.
+    pub fn open(config: EngineConfig) -> Result<Self, Error> {
+        let platform = Platform::host();
+        let worker = Worker::open(
+            WorkerConfig {
+                root: config.root,
+                runtime: config.runtime,
+                parallelism: config.parallelism,
+                platform: platform.clone(),
+            },
+            Arc::new(RegistryClient::new()),
+        )?;
+        Ok(Self { worker, platform })
+    }
+
+    /// Builds a Dockerfile and exports the result.
+    pub fn build(
+        &self,
+        request: &BuildRequest,
+        progress: &(dyn Fn(Event) + Sync),
+    ) -> Result<BuildResult, Error> {
+        let dockerfile = fs::read(&request.dockerfile)
+            .map_err(|e| Error::Usage(format!("reading the Dockerfile: {e}")))?;
+        let ignore_file = request.context.join(".dockerignore");
+        let context_excludes: Vec<String> = fs::read_to_string(&ignore_file)
+            .map(|s| {
+                s.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let options = ConvertOptions {
+            target: request.target.clone(),
+            build_args: request.build_args.clone(),
+            target_platform: None,
+            build_platform: Some(self.platform.clone()),
+            filename: Some(
+                request
+                    .dockerfile
+                    .file_name()
+                    .map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned()),
+            ),
+            context_excludes,
+            ..ConvertOptions::default()
+        };
+        let conversion =
+            convert::convert(&dockerfile, &options, &Resolver(&self.worker)).map_err(|e| {
+                Error::Dockerfile(e.with_file(request.dockerfile.display().to_string()))
+            })?;
+        let definition = conversion.state.marshal(&MarshalOptions {
+            platform: Some(conversion.platform.clone()),
+            local_unique_id: None,
+        });
+        let definition = LoadedDefinition::decode(&wire::encode_definition(&definition))?;
+        let contexts = Contexts {
+            dirs: BTreeMap::from([
+                ("context".to_owned(), request.context.clone()),
+                (
+                    "dockerfile".to_owned(),
+                    request
+                        .dockerfile
+                        .parent()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_default(),
+                ),
+            ]),
+        };
+        let result = self.worker.solve(
+            &definition,
+            &SolveOptions {
+                no_cache: request.no_cache,
+                progress,
+                contexts: &contexts,
+            },
+        )?;
+        let mut out = BuildResult {
+            warnings: conversion
+                .warnings
+                .iter()
+                .map(|w| format!("{}: {} (line {})", w.rule, w.message, w.location.start.line))
+                .collect(),
+            ..BuildResult::default()
+        };
+        let chain = result.map(|r| r.chain).unwrap_or_default();
+        let layers: Vec<kiln_export::Layer> = chain
+            .iter()
+            .map(|id| kiln_export::Layer {
+                dir: self.worker.snapshots().layer_dir(*id),
+                blob: self.worker.layer_info(*id).map(|info| kiln_export::Blob {
+                    digest: info.blob,
+                    media_type: info.media_type,
+                    size: info.size,
+                    diff_id: info.diff_id,
+                }),
+            })
+            .collect();
+        // The image is as old as its newest layer, so a cached rebuild is identical.
+        let created = match request
+            .build_args
+            .get("SOURCE_DATE_EPOCH")
+            .and_then(|v| v.parse::<i64>().ok())
+        {
+            Some(epoch) => epoch,
+            None => chain
+                .last()
+                .and_then(|id| mtime_secs(&self.worker.snapshots().layer_dir(*id)))
+                .unwrap_or(0),
+        };
+        let mut image =
+            serde_json::to_value(&conversion.image).map_err(|e| Error::Usage(e.to_string()))?;
+        if let Some(object) = image.as_object_mut() {
+            object.remove("created");
+        }
+        let names = request
+            .tags
+            .iter()
+            .map(|t| normalize_name(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        for output in &request.outputs {
+            match output {
+                Output::OciArchive { dest } => {
+                    let exported = kiln_export::write_oci_archive(
+                        self.worker.content(),
+                        &layers,
+                        &image,
+                        &kiln_export::OciOptions {
+                            names: names.clone(),
+                            created: rfc3339(created),
+                            archive_mtime: created.max(0) as u64,
+                        },
+                        dest,
+                    )?;
+                    for (id, blob) in chain.iter().zip(&exported.layers) {
+                        self.worker.set_layer_info(
+                            *id,
+                            &kiln_worker::LayerInfo {
+                                blob: blob.digest.clone(),
+                                media_type: blob.media_type.clone(),
+                                size: blob.size,
+                                diff_id: blob.diff_id.clone(),
+                            },
+                        )?;
+                    }
+                    out.manifest_digest = Some(exported.manifest.digest.clone());
+                    out.config_digest = Some(exported.config_digest.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_times() {
+        assert_eq!(
+            normalize_name("demo").unwrap(),
+            "docker.io/library/demo:latest"
+        );
+        assert_eq!(
+            normalize_name("127.0.0.1:5000/x:1").unwrap(),
+            "127.0.0.1:5000/x:1"
+        );
+        assert_eq!(rfc3339(1_577_836_800), "2020-01-01T00:00:00Z");
+    }
+}

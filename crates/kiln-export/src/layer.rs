@@ -1,0 +1,184 @@
+//! Layers: an overlay upper directory as a tar diff (whiteouts and opaque directories
+//! in the OCI form), gzip-compressed into the content store in one pass.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use fs_err as fs;
+use kiln_oci::media_type;
+use kiln_store::ContentStore;
+use sha2::{Digest as _, Sha256};
+
+use crate::Error;
+
+/// A layer blob in the content store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    /// Digest of the compressed blob.
+    pub digest: String,
+    /// Its media type.
+    pub media_type: String,
+    /// Its size.
+    pub size: u64,
+    /// Digest of the uncompressed tar.
+    pub diff_id: String,
+}
+
+/// A layer to export: its directory, and its blob when one is already known (a pulled
+/// base layer, or one exported before).
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// The overlay upper directory.
+    pub dir: PathBuf,
+    /// The blob, if known.
+    pub blob: Option<Blob>,
+}
+
+/// Hashes what passes through on its way to `inner`.
+struct HashWriter<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 256];
+    let n = rustix::fs::lgetxattr(path, name, &mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+/// Writes the tar of `dir` (sorted, deterministic) into `out`.
+fn write_tar(dir: &Path, out: impl Write) -> Result<(), Error> {
+    let mut builder = tar::Builder::new(out);
+    builder.follow_symlinks(false);
+    let mut links: HashMap<(u64, u64), String> = HashMap::new();
+    let mut stack: Vec<(PathBuf, String)> = vec![(dir.to_path_buf(), String::new())];
+    let mut entries: Vec<(PathBuf, String)> = Vec::new();
+    while let Some((path, rel)) = stack.pop() {
+        let mut names: Vec<String> = fs::read_dir(&path)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in names.into_iter().rev() {
+            let child_rel = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let child = path.join(&name);
+            if fs::symlink_metadata(&child)?.is_dir() {
+                stack.push((child.clone(), child_rel.clone()));
+            }
+            entries.push((child, child_rel));
+        }
+    }
+    entries.sort_by(|a, b| a.1.cmp(&b.1));
+    for (path, rel) in entries {
+        let meta = fs::symlink_metadata(&path)?;
+        let mut header = tar::Header::new_ustar();
+        header.set_uid(u64::from(meta.uid()));
+        header.set_gid(u64::from(meta.gid()));
+        header.set_mode(meta.mode() & 0o7777);
+        header.set_mtime(meta.mtime().max(0) as u64);
+        let file_type = meta.file_type();
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_char_device() && meta.rdev() == 0 {
+            // An overlay whiteout: the OCI form is an empty `.wh.<name>` file.
+            let (parent, name) = rel
+                .rsplit_once('/')
+                .map_or(("", rel.as_str()), |(p, n)| (p, n));
+            let wh = if parent.is_empty() {
+                format!(".wh.{name}")
+            } else {
+                format!("{parent}/.wh.{name}")
+            };
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(0);
+            header.set_mode(0);
+            builder.append_data(&mut header, wh, io::empty())?;
+            continue;
+        }
+        if file_type.is_dir() {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_size(0);
+            builder.append_data(&mut header, format!("{rel}/"), io::empty())?;
+            if xattr(&path, "trusted.overlay.opaque").as_deref() == Some(b"y") {
+                let mut wh = tar::Header::new_ustar();
+                wh.set_entry_type(tar::EntryType::Regular);
+                wh.set_size(0);
+                wh.set_mode(0);
+                builder.append_data(&mut wh, format!("{rel}/.wh..wh..opq"), io::empty())?;
+            }
+        } else if file_type.is_symlink() {
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            let target = fs::read_link(&path)?;
+            builder.append_link(&mut header, &rel, target)?;
+        } else if file_type.is_file() {
+            let id = (meta.dev(), meta.ino());
+            if meta.nlink() > 1 {
+                if let Some(first) = links.get(&id) {
+                    header.set_entry_type(tar::EntryType::Link);
+                    header.set_size(0);
+                    builder.append_link(&mut header, &rel, first)?;
+                    continue;
+                }
+                links.insert(id, rel.clone());
+            }
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(meta.len());
+            builder.append_data(&mut header, &rel, fs::File::open(&path)?)?;
+        } else if file_type.is_char_device() || file_type.is_block_device() || file_type.is_fifo() {
+            header.set_entry_type(if file_type.is_char_device() {
+                tar::EntryType::Char
+            } else if file_type.is_block_device() {
+                tar::EntryType::Block
+            } else {
+                tar::EntryType::Fifo
+            });
+            header.set_size(0);
+            let _ = header.set_device_major(rustix::fs::major(meta.rdev()));
+            let _ = header.set_device_minor(rustix::fs::minor(meta.rdev()));
+            builder.append_data(&mut header, &rel, io::empty())?;
+        }
+    }
+    builder.finish()?;
+    Ok(())
+}
+
+/// Writes `dir` as a gzip layer blob; the tar is hashed (diff id) and the gzip stream
+/// hashed and stored (blob digest) as they are written.
+pub fn write_layer(store: &ContentStore, dir: &Path) -> Result<Blob, Error> {
+    let writer = store.writer()?;
+    let gzip = flate2::write::GzEncoder::new(writer, flate2::Compression::default());
+    let mut tar_hash = HashWriter {
+        inner: gzip,
+        hasher: Sha256::new(),
+    };
+    write_tar(dir, &mut tar_hash)?;
+    let diff_id = format!("sha256:{}", kiln_store::sha256_hex(tar_hash.hasher));
+    let writer = tar_hash.inner.finish()?;
+    let size = writer.size();
+    let digest = writer.commit(None)?;
+    Ok(Blob {
+        digest,
+        media_type: media_type::OCI_LAYER_GZIP.to_owned(),
+        size,
+        diff_id,
+    })
+}

@@ -1,0 +1,400 @@
+//! LLB to solver: loads a `Definition` into the solver's vertices and implements each
+//! op: sources (registry image, local context), file actions, exec through runc, merge.
+//!
+//! Every result is a [`Ref`]: a stack of snapshot layers plus its content key. A
+//! vertex's cache key is its op digest plus its inputs' content keys; results are
+//! recorded in the metadata database under it, so a rebuild with nothing changed runs
+//! nothing. This is the only engine crate that reads LLB.
+
+mod error;
+mod fsutil;
+mod ops;
+mod source;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kiln_exec::Executor;
+use kiln_llb::{LoadedDefinition, Platform, pb};
+use kiln_registry::RegistryClient;
+use kiln_store::{ContentStore, MetadataDb, Snapshot, Snapshotter};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+pub use error::Error;
+pub use source::image::LayerInfo;
+
+/// A result: snapshot layers from the bottom up (empty for scratch) and a key that
+/// changes whenever the content may have.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ref {
+    /// Snapshot layers, bottom first.
+    pub chain: Vec<u64>,
+    /// Content key.
+    pub key: String,
+}
+
+impl Ref {
+    pub(crate) fn snapshot(&self) -> Option<Snapshot> {
+        (!self.chain.is_empty()).then(|| Snapshot {
+            chain: self.chain.clone(),
+        })
+    }
+}
+
+/// Where named local sources (`local://context`) live; the embedded engine reads the
+/// client's directories directly.
+pub trait LocalContexts: Send + Sync {
+    /// The directory of a named local source.
+    fn dir(&self, name: &str) -> Option<PathBuf>;
+}
+
+/// Progress of a solve, in BuildKit's model.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A vertex started.
+    Started {
+        /// Its digest.
+        digest: String,
+        /// Its name.
+        name: String,
+    },
+    /// A vertex's result came from the cache.
+    Cached {
+        /// Its digest.
+        digest: String,
+        /// Its name.
+        name: String,
+    },
+    /// A vertex finished.
+    Done {
+        /// Its digest.
+        digest: String,
+        /// How long it took.
+        duration: Duration,
+    },
+    /// Output of a running process.
+    Log {
+        /// The vertex's digest.
+        digest: String,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+}
+
+/// Settings of a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// State directory.
+    pub root: PathBuf,
+    /// The OCI runtime binary.
+    pub runtime: PathBuf,
+    /// How many vertices run at once.
+    pub parallelism: usize,
+    /// The platform images are pulled for.
+    pub platform: Platform,
+}
+
+/// Runs LLB ops on the local store.
+pub struct Worker {
+    pub(crate) content: ContentStore,
+    pub(crate) db: MetadataDb,
+    pub(crate) snapshots: Snapshotter,
+    pub(crate) registry: Arc<RegistryClient>,
+    pub(crate) executor: Executor,
+    pub(crate) config: WorkerConfig,
+    /// Serialises users of the same cache mount (`sharing=locked`) and layer unpacking.
+    pub(crate) locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+/// Options of one solve.
+pub struct SolveOptions<'a> {
+    /// Ignore cached results (they are still recorded).
+    pub no_cache: bool,
+    /// Where progress goes.
+    pub progress: &'a (dyn Fn(Event) + Sync),
+    /// The client's local directories.
+    pub contexts: &'a dyn LocalContexts,
+}
+
+pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A vertex's display name: its custom name, else its digest.
+fn vertex_name(vertex: &kiln_llb::Vertex) -> String {
+    vertex
+        .metadata
+        .as_ref()
+        .and_then(|m| m.description.get("llb.customname"))
+        .cloned()
+        .unwrap_or_else(|| vertex.digest.to_string())
+}
+
+const CACHE_TABLE: &str = "cache";
+
+impl Worker {
+    /// Opens a worker's state under `config.root`.
+    pub fn open(config: WorkerConfig, registry: Arc<RegistryClient>) -> Result<Self, Error> {
+        fs_err::create_dir_all(&config.root)?;
+        Ok(Self {
+            content: ContentStore::open(config.root.join("content"))?,
+            db: MetadataDb::open(&config.root.join("metadata.redb"))?,
+            snapshots: Snapshotter::open(config.root.join("snapshots"))?,
+            executor: Executor::new(&config.runtime, config.root.join("exec")),
+            registry,
+            config,
+            locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The content store (for exporters).
+    pub fn content(&self) -> &ContentStore {
+        &self.content
+    }
+
+    /// The snapshotter (for exporters).
+    pub fn snapshots(&self) -> &Snapshotter {
+        &self.snapshots
+    }
+
+    /// The registry client.
+    pub fn registry(&self) -> &RegistryClient {
+        &self.registry
+    }
+
+    pub(crate) fn lock(&self, key: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(locks.entry(key.to_owned()).or_default())
+    }
+
+    fn cached(&self, key: &str) -> Option<Vec<Ref>> {
+        let bytes = self.db.get(CACHE_TABLE, key).ok().flatten()?;
+        let refs: Vec<Ref> = serde_json::from_slice(&bytes).ok()?;
+        // A record whose layers are gone (pruned, or a crash mid-write) is no record.
+        refs.iter()
+            .all(|r| {
+                r.chain
+                    .iter()
+                    .all(|id| self.snapshots.layer_dir(*id).is_dir())
+            })
+            .then_some(refs)
+    }
+
+    fn record(&self, key: &str, refs: &[Ref]) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(refs).map_err(|e| Error::Unsupported(e.to_string()))?;
+        self.db.put(CACHE_TABLE, key, &bytes)?;
+        Ok(())
+    }
+
+    /// Runs a definition and returns the result it asks for (`None` for an empty one).
+    pub fn solve(
+        &self,
+        definition: &LoadedDefinition,
+        options: &SolveOptions<'_>,
+    ) -> Result<Option<Ref>, Error> {
+        let Some((result_digest, result_index)) = definition.result()? else {
+            return Ok(None);
+        };
+        let ops: Vec<&kiln_llb::Vertex> = definition
+            .vertices
+            .iter()
+            .filter(|v| v.op.op.is_some())
+            .collect();
+        let position: HashMap<String, usize> = ops
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.digest.to_string(), i))
+            .collect();
+        let graph: Vec<kiln_solver::Vertex> = ops
+            .iter()
+            .map(|v| kiln_solver::Vertex {
+                inputs: v
+                    .op
+                    .inputs
+                    .iter()
+                    .filter_map(|i| position.get(&i.digest).copied())
+                    .collect(),
+            })
+            .collect();
+        let target = *position.get(&result_digest.to_string()).ok_or_else(|| {
+            Error::Unsupported("the result names no op of the definition".to_owned())
+        })?;
+        let results = kiln_solver::solve(
+            &graph,
+            &[target],
+            self.config.parallelism,
+            |i, inputs: Vec<Arc<Vec<Ref>>>| {
+                let vertex = ops[i];
+                let resolved: Vec<Ref> = vertex
+                    .op
+                    .inputs
+                    .iter()
+                    .zip(&inputs)
+                    .map(|(input, outputs)| {
+                        outputs
+                            .get(input.index as usize)
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                self.run_vertex(vertex, &resolved, options)
+                    .map(Arc::new)
+                    .map_err(|e| Error::Vertex {
+                        name: vertex_name(vertex),
+                        digest: vertex.digest.to_string(),
+                        source: Box::new(e),
+                    })
+            },
+        )
+        .map_err(|failed| failed.error)?;
+        let outputs = results[target].clone().unwrap_or_default();
+        Ok(Some(
+            outputs
+                .get(result_index as usize)
+                .cloned()
+                .unwrap_or_default(),
+        ))
+    }
+
+    fn run_vertex(
+        &self,
+        vertex: &kiln_llb::Vertex,
+        inputs: &[Ref],
+        options: &SolveOptions<'_>,
+    ) -> Result<Vec<Ref>, Error> {
+        use pb::op::Op;
+        let digest = vertex.digest.to_string();
+        let name = vertex_name(vertex);
+        let ignore_cache =
+            options.no_cache || vertex.metadata.as_ref().is_some_and(|m| m.ignore_cache);
+        // Sources compute their own content keys (image digest, context checksum).
+        let key = match &vertex.op.op {
+            Some(Op::Source(source)) => self.source_key(source, options)?,
+            // The op without its inputs' digests, plus its inputs' content keys: a
+            // changed input op (a new local.unique id, say) with the same content hits.
+            _ => {
+                let mut op = vertex.op.clone();
+                for input in &mut op.inputs {
+                    input.digest.clear();
+                }
+                let op_bytes = kiln_llb::wire::encode_op(&op);
+                let mut parts: Vec<&[u8]> = vec![&op_bytes];
+                parts.extend(inputs.iter().map(|r| r.key.as_bytes()));
+                sha256_hex(&parts)
+            }
+        };
+        if !ignore_cache {
+            if let Some(refs) = self.cached(&key) {
+                (options.progress)(Event::Cached { digest, name });
+                return Ok(refs);
+            }
+        }
+        (options.progress)(Event::Started {
+            digest: digest.clone(),
+            name: name.clone(),
+        });
+        let started = Instant::now();
+        let log = |data: &[u8]| {
+            (options.progress)(Event::Log {
+                digest: digest.clone(),
+                data: data.to_vec(),
+            })
+        };
+        let mut refs = match &vertex.op.op {
+            Some(Op::Source(source)) => vec![self.run_source(source, options, &log)?],
+            Some(Op::File(file)) => vec![ops::file::run(self, file, inputs)?],
+            Some(Op::Exec(exec)) => ops::exec::run(self, &digest, exec, inputs, &log)?,
+            Some(Op::Merge(merge)) => vec![ops::merge(merge, inputs)],
+            Some(Op::Diff(_)) => {
+                return Err(Error::Unsupported(
+                    "diff ops are not supported yet".to_owned(),
+                ));
+            }
+            Some(Op::Build(_)) => {
+                return Err(Error::Unsupported(
+                    "build ops are not supported yet".to_owned(),
+                ));
+            }
+            None => return Err(Error::Unsupported("an op without content".to_owned())),
+        };
+        for (index, r) in refs.iter_mut().enumerate() {
+            r.key = sha256_hex(&[key.as_bytes(), index.to_string().as_bytes()]);
+        }
+        self.record(&key, &refs)?;
+        (options.progress)(Event::Done {
+            digest,
+            duration: started.elapsed(),
+        });
+        Ok(refs)
+    }
+
+    fn source_key(
+        &self,
+        source: &pb::SourceOp,
+        options: &SolveOptions<'_>,
+    ) -> Result<String, Error> {
+        match source.identifier.split_once("://") {
+            Some(("docker-image", _)) => Ok(sha256_hex(&[b"image", source.identifier.as_bytes()])),
+            Some(("local", name)) => {
+                let checksum = source::local::checksum(options.contexts, name, source)?;
+                Ok(sha256_hex(&[
+                    b"local",
+                    source.identifier.as_bytes(),
+                    checksum.as_bytes(),
+                ]))
+            }
+            _ => Err(Error::Unsupported(format!(
+                "source {} is not supported yet",
+                source.identifier
+            ))),
+        }
+    }
+
+    fn run_source(
+        &self,
+        source: &pb::SourceOp,
+        options: &SolveOptions<'_>,
+        log: &dyn Fn(&[u8]),
+    ) -> Result<Ref, Error> {
+        match source.identifier.split_once("://") {
+            Some(("docker-image", reference)) => source::image::pull(self, reference, log),
+            Some(("local", name)) => source::local::load(self, options.contexts, name, source),
+            _ => Err(Error::Unsupported(format!(
+                "source {} is not supported yet",
+                source.identifier
+            ))),
+        }
+    }
+
+    /// Resolves an image reference to its canonical name, digest and config (for the
+    /// Dockerfile frontend's image resolver).
+    pub fn resolve_image_config(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<(String, String, Vec<u8>), Error> {
+        source::image::resolve_config(self, reference, platform)
+    }
+
+    /// What is known of a snapshot layer's exported form.
+    pub fn layer_info(&self, id: u64) -> Option<LayerInfo> {
+        source::image::layer_info(self, id)
+    }
+
+    /// Records a snapshot layer's exported form.
+    pub fn set_layer_info(&self, id: u64, info: &LayerInfo) -> Result<(), Error> {
+        source::image::set_layer_info(self, id, info)
+    }
+}

@@ -1,0 +1,231 @@
+//! Exec ops: mount the inputs, run the process through runc, keep the writable mounts.
+
+use std::path::PathBuf;
+
+use fs_err as fs;
+use kiln_exec::{Mount, MountKind, NetworkMode, OutputStream, Process};
+use kiln_llb::pb;
+use kiln_store::{MountGuard, Snapshot};
+
+use crate::fsutil::resolve_in_root;
+use crate::{Error, Ref, Worker, sha256_hex};
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Runs an exec op; returns one result per output index.
+pub(crate) fn run(
+    worker: &Worker,
+    digest: &str,
+    exec: &pb::ExecOp,
+    inputs: &[Ref],
+    log: &(dyn Fn(&[u8]) + Sync),
+) -> Result<Vec<Ref>, Error> {
+    let meta = exec.meta.clone().unwrap_or_default();
+    let input_of = |m: &pb::Mount| {
+        usize::try_from(m.input)
+            .ok()
+            .and_then(|i| inputs.get(i))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut guards: Vec<MountGuard> = Vec::new();
+    let mut new_layers: Vec<(i64, Snapshot)> = Vec::new();
+    let mut discard: Vec<Snapshot> = Vec::new();
+    let mut locks = Vec::new();
+    let mut rootfs: Option<PathBuf> = None;
+    let mut mounts: Vec<Mount> = Vec::new();
+
+    let outcome = (|| -> Result<i32, Error> {
+        for m in &exec.mounts {
+            let kind = pb::MountType::try_from(m.mount_type).unwrap_or(pb::MountType::Bind);
+            match kind {
+                pb::MountType::Bind => {
+                    let input = input_of(m);
+                    let writable = !m.readonly;
+                    let path = if writable {
+                        let snapshot = worker.snapshots.create(input.snapshot().as_ref())?;
+                        let guard = worker.snapshots.mount(&snapshot)?;
+                        let path = guard.path().to_path_buf();
+                        guards.push(guard);
+                        if m.output >= 0 {
+                            new_layers.push((m.output, snapshot));
+                        } else {
+                            discard.push(snapshot);
+                        }
+                        path
+                    } else {
+                        match input.snapshot() {
+                            Some(s) => {
+                                let guard = worker.snapshots.mount_readonly(&s)?;
+                                let path = guard.path().to_path_buf();
+                                guards.push(guard);
+                                path
+                            }
+                            None => worker.config.root.join("empty"),
+                        }
+                    };
+                    let source = if m.selector.is_empty() || m.selector == "/" {
+                        path
+                    } else {
+                        resolve_in_root(&path, &m.selector, true)?
+                    };
+                    if m.dest == "/" {
+                        rootfs = Some(source);
+                    } else {
+                        mounts.push(Mount {
+                            destination: m.dest.clone(),
+                            kind: MountKind::Bind {
+                                source,
+                                readonly: m.readonly,
+                            },
+                        });
+                    }
+                }
+                pb::MountType::Cache => {
+                    let opt = m.cache_opt.clone().unwrap_or_default();
+                    let dir = worker
+                        .config
+                        .root
+                        .join("cachemounts")
+                        .join(sha256_hex(&[opt.id.as_bytes()]));
+                    let fresh = !dir.exists();
+                    fs::create_dir_all(&dir)?;
+                    if fresh {
+                        if let Some(seed) = input_of(m).snapshot() {
+                            let guard = worker.snapshots.mount_readonly(&seed)?;
+                            let from = if m.selector.is_empty() {
+                                guard.path().to_path_buf()
+                            } else {
+                                resolve_in_root(guard.path(), &m.selector, true)?
+                            };
+                            let spec = crate::fsutil::CopySpec::default();
+                            for entry in fs::read_dir(&from)? {
+                                let entry = entry?;
+                                crate::fsutil::copy_entry(
+                                    &entry.path(),
+                                    &dir.join(entry.file_name()),
+                                    &spec,
+                                )?;
+                            }
+                            let meta = fs::metadata(&from)?;
+                            fs::set_permissions(&dir, meta.permissions())?;
+                        }
+                    }
+                    if opt.sharing == pb::CacheSharingOpt::Locked as i32 {
+                        locks.push(worker.lock(&format!("cache {}", opt.id)));
+                    }
+                    mounts.push(Mount {
+                        destination: m.dest.clone(),
+                        kind: MountKind::Bind {
+                            source: dir,
+                            readonly: m.readonly,
+                        },
+                    });
+                }
+                pb::MountType::Tmpfs => mounts.push(Mount {
+                    destination: m.dest.clone(),
+                    kind: MountKind::Tmpfs {
+                        size: m.tmpfs_opt.map_or(0, |t| t.size),
+                    },
+                }),
+                pb::MountType::Secret => {
+                    let opt = m.secret_opt.clone().unwrap_or_default();
+                    if !opt.optional {
+                        return Err(Error::Source(format!("secret {} not found", opt.id)));
+                    }
+                }
+                pb::MountType::Ssh => {
+                    let opt = m.ssh_opt.clone().unwrap_or_default();
+                    if !opt.optional {
+                        let id = if opt.id.is_empty() {
+                            "default"
+                        } else {
+                            &opt.id
+                        };
+                        return Err(Error::Source(format!(
+                            "no SSH key {id:?} forwarded from the client"
+                        )));
+                    }
+                }
+            }
+        }
+        if let Some(secret) = exec.secretenv.iter().find(|s| !s.optional) {
+            return Err(Error::Source(format!("secret {} not found", secret.id)));
+        }
+        let rootfs = rootfs
+            .clone()
+            .ok_or_else(|| Error::Unsupported("exec without a root mount".to_owned()))?;
+        let mut env = meta.env.clone();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(DEFAULT_PATH.to_owned());
+        }
+        let cwd = if meta.cwd.is_empty() {
+            "/".to_owned()
+        } else {
+            meta.cwd.clone()
+        };
+        let cwd_path = resolve_in_root(&rootfs, &cwd, true)?;
+        if !cwd_path.exists() {
+            fs::create_dir_all(&cwd_path)?;
+        }
+        let user = kiln_exec::resolve_user(&rootfs, &meta.user)?;
+        let network = if exec.network == pb::NetMode::None as i32 {
+            NetworkMode::None
+        } else {
+            NetworkMode::Host
+        };
+        let process = Process {
+            args: meta.args.clone(),
+            env,
+            cwd,
+            user,
+            hostname: meta.hostname.clone(),
+            network,
+            privileged: exec.security == pb::SecurityMode::Insecure as i32,
+        };
+        let _held: Vec<_> = locks
+            .iter()
+            .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()))
+            .collect();
+        let id = format!("kiln-{}-{}", &digest[7..19], std::process::id());
+        let code = worker.executor.run(
+            &id,
+            &rootfs,
+            &process,
+            &mounts,
+            &|_: OutputStream, data: &[u8]| log(data),
+        )?;
+        Ok(code)
+    })();
+    drop(guards);
+    for snapshot in &discard {
+        let _ = worker.snapshots.remove_layer(snapshot.id());
+    }
+    let code = match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            for (_, snapshot) in &new_layers {
+                let _ = worker.snapshots.remove_layer(snapshot.id());
+            }
+            return Err(e);
+        }
+    };
+    if code != 0 {
+        for (_, snapshot) in &new_layers {
+            let _ = worker.snapshots.remove_layer(snapshot.id());
+        }
+        return Err(Error::ProcessFailed {
+            command: meta.args.join(" "),
+            code,
+        });
+    }
+    let count = new_layers.iter().map(|(i, _)| *i + 1).max().unwrap_or(0) as usize;
+    let mut outputs = vec![Ref::default(); count];
+    for (index, snapshot) in new_layers {
+        outputs[index as usize] = Ref {
+            chain: snapshot.chain,
+            key: String::new(),
+        };
+    }
+    Ok(outputs)
+}

@@ -1,0 +1,264 @@
+//! File ops: mkdir, mkfile, rm, symlink and copy actions applied to a new layer.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::Path;
+
+use fs_err as fs;
+use kiln_llb::pb;
+use kiln_store::MountGuard;
+
+use crate::fsutil::{CopySpec, copy_entry, expand_sources, resolve_in_root, set_times};
+use crate::{Error, Ref, Worker};
+
+/// Resolves a chown option against the destination's passwd/group files.
+fn owner(root: &Path, chown: &Option<pb::ChownOpt>) -> Result<Option<(u32, u32)>, Error> {
+    let Some(chown) = chown else { return Ok(None) };
+    let part = |u: &Option<pb::UserOpt>| match u.as_ref().and_then(|u| u.user.as_ref()) {
+        Some(pb::user_opt::User::ById(id)) => Some(id.to_string()),
+        Some(pb::user_opt::User::ByName(n)) => Some(n.name.clone()),
+        None => None,
+    };
+    let user = part(&chown.user).unwrap_or_else(|| "0".to_owned());
+    let spec = match part(&chown.group) {
+        Some(group) => format!("{user}:{group}"),
+        None => user,
+    };
+    let resolved = kiln_exec::resolve_user(root, &spec)?;
+    Ok(Some((resolved.uid, resolved.gid)))
+}
+
+fn chown_path(path: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
+    let Some((uid, gid)) = owner else {
+        return Ok(());
+    };
+    rustix::fs::chownat(
+        rustix::fs::CWD,
+        path,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(io::Error::from)
+}
+
+fn set_timestamp(path: &Path, ns: i64) -> io::Result<()> {
+    if ns < 0 {
+        Ok(())
+    } else {
+        set_times(
+            path,
+            ns.div_euclid(1_000_000_000),
+            ns.rem_euclid(1_000_000_000),
+        )
+    }
+}
+
+/// Runs the file op's actions on a new layer over its base, returning that layer.
+pub(crate) fn run(worker: &Worker, op: &pb::FileOp, inputs: &[Ref]) -> Result<Ref, Error> {
+    let input_count = inputs.len() as i64;
+    let base = match op.actions.first().map(|a| a.input) {
+        Some(i) if (0..input_count).contains(&i) => inputs[i as usize].clone(),
+        _ => Ref::default(),
+    };
+    for (i, action) in op.actions.iter().enumerate().skip(1) {
+        if action.input != input_count + i as i64 - 1 {
+            return Err(Error::Unsupported(
+                "file actions that do not chain are not supported yet".to_owned(),
+            ));
+        }
+    }
+    let snapshot = worker.snapshots.create(base.snapshot().as_ref())?;
+    let result = (|| -> Result<(), Error> {
+        let mount = worker.snapshots.mount(&snapshot)?;
+        let root = mount.path();
+        let mut sources: HashMap<usize, Option<MountGuard>> = HashMap::new();
+        for action in &op.actions {
+            match &action.action {
+                Some(pb::file_action::Action::Mkdir(mkdir)) => {
+                    let path = resolve_in_root(root, &mkdir.path, true)?;
+                    let owner = owner(root, &mkdir.owner)?;
+                    if mkdir.make_parents {
+                        fs::create_dir_all(&path)?;
+                    } else if !path.is_dir() {
+                        fs::create_dir(&path)?;
+                    }
+                    fs::set_permissions(
+                        &path,
+                        std::fs::Permissions::from_mode(mkdir.mode as u32 & 0o7777),
+                    )?;
+                    chown_path(&path, owner)?;
+                    set_timestamp(&path, mkdir.timestamp)?;
+                }
+                Some(pb::file_action::Action::Mkfile(mkfile)) => {
+                    let path = resolve_in_root(root, &mkfile.path, true)?;
+                    let owner = owner(root, &mkfile.owner)?;
+                    fs::write(&path, &mkfile.data)?;
+                    fs::set_permissions(
+                        &path,
+                        std::fs::Permissions::from_mode(mkfile.mode as u32 & 0o7777),
+                    )?;
+                    chown_path(&path, owner)?;
+                    set_timestamp(&path, mkfile.timestamp)?;
+                }
+                Some(pb::file_action::Action::Rm(rm)) => {
+                    let matches = expand_sources(root, &rm.path, rm.allow_wildcard)?;
+                    for rel in matches {
+                        let path = resolve_in_root(root, &rel, false)?;
+                        match fs::symlink_metadata(&path) {
+                            Ok(m) if m.is_dir() => fs::remove_dir_all(&path)?,
+                            Ok(_) => fs::remove_file(&path)?,
+                            Err(_) if rm.allow_not_found => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                }
+                Some(pb::file_action::Action::Symlink(link)) => {
+                    let path = resolve_in_root(root, &link.newpath, false)?;
+                    let owner = owner(root, &link.owner)?;
+                    symlink(&link.oldpath, &path)?;
+                    chown_path(&path, owner)?;
+                    set_timestamp(&path, link.timestamp)?;
+                }
+                Some(pb::file_action::Action::Copy(copy)) => {
+                    let source_root = match usize::try_from(action.secondary_input)
+                        .ok()
+                        .filter(|i| *i < inputs.len())
+                    {
+                        Some(i) => {
+                            if let std::collections::hash_map::Entry::Vacant(e) = sources.entry(i) {
+                                let guard = match inputs[i].snapshot() {
+                                    Some(s) => Some(worker.snapshots.mount_readonly(&s)?),
+                                    None => None,
+                                };
+                                e.insert(guard);
+                            }
+                            sources[&i].as_ref().map(|g| g.path().to_path_buf())
+                        }
+                        None => None,
+                    };
+                    let empty = tempdir_empty(worker)?;
+                    let source_root = source_root.unwrap_or(empty);
+                    copy_action(root, &source_root, copy)?;
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = worker.snapshots.remove_layer(snapshot.id());
+        return Err(e);
+    }
+    Ok(Ref {
+        chain: snapshot.chain,
+        key: String::new(),
+    })
+}
+
+fn tempdir_empty(worker: &Worker) -> Result<std::path::PathBuf, Error> {
+    let dir = worker.config.root.join("empty");
+    fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn is_archive(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 262];
+    let Ok(mut file) = fs::File::open(path) else {
+        return false;
+    };
+    let n = file.read(&mut head).unwrap_or(0);
+    (n >= 2 && head[0] == 0x1f && head[1] == 0x8b) || (n >= 262 && &head[257..262] == b"ustar")
+}
+
+/// BuildKit's copy: wildcards, directory contents, destination as a directory when it
+/// ends with `/` or already is one.
+fn copy_action(dest_root: &Path, src_root: &Path, copy: &pb::FileActionCopy) -> Result<(), Error> {
+    let owner = owner(dest_root, &copy.owner)?;
+    let spec = CopySpec {
+        mode: (copy.mode >= 0).then_some(copy.mode as u32),
+        chown: owner,
+        timestamp: (copy.timestamp >= 0).then_some(copy.timestamp),
+    };
+    let sources = expand_sources(src_root, &copy.src, copy.allow_wildcard)?;
+    if sources.is_empty() {
+        if copy.allow_empty_wildcard {
+            return Ok(());
+        }
+        return Err(Error::Source(format!(
+            "no source files were specified for {}",
+            copy.src
+        )));
+    }
+    let dest_is_dir_hint = copy.dest.ends_with('/') || copy.dest.ends_with("/.");
+    let dest = resolve_in_root(dest_root, &copy.dest, true)?;
+    for rel in &sources {
+        let src = resolve_in_root(src_root, rel, copy.follow_symlink)?;
+        let meta = fs::symlink_metadata(&src).map_err(|_| {
+            let shown = if rel.is_empty() {
+                "/".to_owned()
+            } else {
+                format!("/{rel}")
+            };
+            Error::Source(format!(
+                "failed to compute cache key: \"{shown}\" not found"
+            ))
+        })?;
+        if copy.attempt_unpack_docker_compatibility && meta.is_file() && is_archive(&src) {
+            fs::create_dir_all(&dest)?;
+            let file = fs::File::open(&src)?;
+            let mut reader: Box<dyn io::Read> = if is_gzip(&src) {
+                Box::new(flate2::read::GzDecoder::new(io::BufReader::new(file)))
+            } else {
+                Box::new(io::BufReader::new(file))
+            };
+            crate::source::image::extract_tar(&dest, &mut reader)?;
+            continue;
+        }
+        if meta.is_dir() && copy.dir_copy_contents {
+            if copy.create_dest_path {
+                fs::create_dir_all(&dest)?;
+            }
+            if !dest.is_dir() {
+                fs::create_dir(&dest)?;
+            }
+            let mut names: Vec<_> = fs::read_dir(&src)?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name())
+                .collect();
+            names.sort();
+            for name in names {
+                copy_entry(&src.join(&name), &dest.join(&name), &spec)?;
+            }
+            continue;
+        }
+        let target = if dest_is_dir_hint || dest.is_dir() || sources.len() > 1 {
+            fs::create_dir_all(&dest)?;
+            let base = Path::new(rel)
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_default();
+            dest.join(base)
+        } else {
+            if let Some(parent) = dest.parent() {
+                if copy.create_dest_path {
+                    fs::create_dir_all(parent)?;
+                }
+            }
+            dest.clone()
+        };
+        copy_entry(&src, &target, &spec)?;
+    }
+    Ok(())
+}
+
+fn is_gzip(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 2];
+    fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && head == [0x1f, 0x8b]
+}

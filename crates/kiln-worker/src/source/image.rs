@@ -1,0 +1,301 @@
+//! `docker-image://REF`: resolve on the registry, fetch each layer blob into the content
+//! store (verified), and unpack it into a snapshot layer of its own.
+
+use std::collections::HashSet;
+use std::io::{self, Read};
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use fs_err as fs;
+use kiln_oci::{Platform, Reference, media_type};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::fsutil::{clean_relative, resolve_in_root, set_times};
+use crate::{Error, Ref, Worker, sha256_hex};
+
+const LAYERS_TABLE: &str = "layers";
+const CHAINS_TABLE: &str = "layer-chains";
+
+/// How a snapshot layer is exported: its blob and its uncompressed digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerInfo {
+    /// Compressed blob digest in the content store.
+    pub blob: String,
+    /// The blob's media type.
+    pub media_type: String,
+    /// The blob's size.
+    pub size: u64,
+    /// Digest of the uncompressed tar.
+    pub diff_id: String,
+}
+
+pub(crate) fn layer_info(worker: &Worker, id: u64) -> Option<LayerInfo> {
+    let bytes = worker
+        .db
+        .get(LAYERS_TABLE, &id.to_string())
+        .ok()
+        .flatten()?;
+    let info: LayerInfo = serde_json::from_slice(&bytes).ok()?;
+    worker.content.contains(&info.blob).then_some(info)
+}
+
+pub(crate) fn set_layer_info(worker: &Worker, id: u64, info: &LayerInfo) -> Result<(), Error> {
+    let bytes = serde_json::to_vec(info).map_err(|e| Error::Unsupported(e.to_string()))?;
+    worker.db.put(LAYERS_TABLE, &id.to_string(), &bytes)?;
+    Ok(())
+}
+
+fn parse(reference: &str) -> Result<Reference, Error> {
+    reference
+        .parse()
+        .map_err(|e: kiln_oci::ReferenceError| Error::Source(e.to_string()))
+}
+
+/// The canonical name, the digest it resolved to, and the config (for the frontend).
+pub(crate) fn resolve_config(
+    worker: &Worker,
+    reference: &str,
+    platform: &Platform,
+) -> Result<(String, String, Vec<u8>), Error> {
+    let parsed = parse(reference)?;
+    let resolved = worker.registry.resolve(&parsed, platform)?;
+    let mut name = parsed.clone();
+    name.digest = None;
+    Ok((name.to_string(), resolved.digest, resolved.config))
+}
+
+/// Pulls an image and returns its layers as snapshots.
+pub(crate) fn pull(worker: &Worker, reference: &str, log: &dyn Fn(&[u8])) -> Result<Ref, Error> {
+    let parsed = parse(reference)?;
+    let resolved = worker.registry.resolve(&parsed, &worker.config.platform)?;
+    let mut chain: Vec<u64> = Vec::new();
+    let mut chain_key = String::new();
+    for layer in &resolved.manifest.layers {
+        chain_key = sha256_hex(&[chain_key.as_bytes(), layer.digest.as_bytes()]);
+        let lock = worker.lock(&format!("layer {chain_key}"));
+        let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let known = worker
+            .db
+            .get(CHAINS_TABLE, &chain_key)?
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|id| worker.snapshots.layer_dir(*id).is_dir());
+        if let Some(id) = known {
+            chain.push(id);
+            continue;
+        }
+        if !worker.content.contains(&layer.digest) {
+            log(format!("pulling {}\n", layer.digest).as_bytes());
+            let mut writer = worker.content.writer()?;
+            worker
+                .registry
+                .fetch_blob(&parsed, &layer.digest, &mut writer)?;
+            writer.commit(Some(&layer.digest))?;
+        }
+        let parent = (!chain.is_empty()).then(|| kiln_store::Snapshot {
+            chain: chain.clone(),
+        });
+        let snapshot = worker.snapshots.create(parent.as_ref())?;
+        let diff_id = {
+            let mount = worker.snapshots.mount(&snapshot)?;
+            let blob = worker.content.open_blob(&layer.digest)?;
+            apply_layer(mount.path(), blob, &layer.media_type)?
+        };
+        let media = if layer.media_type == media_type::DOCKER_LAYER_GZIP {
+            media_type::OCI_LAYER_GZIP.to_owned()
+        } else {
+            layer.media_type.clone()
+        };
+        set_layer_info(
+            worker,
+            snapshot.id(),
+            &LayerInfo {
+                blob: layer.digest.clone(),
+                media_type: media,
+                size: layer.size,
+                diff_id,
+            },
+        )?;
+        worker.db.put(
+            CHAINS_TABLE,
+            &chain_key,
+            snapshot.id().to_string().as_bytes(),
+        )?;
+        chain.push(snapshot.id());
+    }
+    Ok(Ref {
+        chain,
+        key: String::new(),
+    })
+}
+
+/// Hashes everything read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Applies a layer tar onto a mounted snapshot (the merged view, so whiteouts simply
+/// delete) and returns its diff id.
+pub(crate) fn apply_layer(root: &Path, blob: impl Read, media: &str) -> Result<String, Error> {
+    let decompressed: Box<dyn Read> = if media.ends_with("gzip") {
+        Box::new(flate2::read::GzDecoder::new(io::BufReader::new(blob)))
+    } else if media.ends_with("zstd") {
+        return Err(Error::Unsupported(
+            "zstd layers are not supported yet".to_owned(),
+        ));
+    } else {
+        Box::new(io::BufReader::new(blob))
+    };
+    let mut hashing = HashingReader {
+        inner: decompressed,
+        hasher: Sha256::new(),
+    };
+    extract_tar(root, &mut hashing)?;
+    io::copy(&mut hashing, &mut io::sink())?;
+    Ok(format!("sha256:{}", kiln_store::sha256_hex(hashing.hasher)))
+}
+
+fn remove_path(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Extracts a tar stream under `root`, never writing outside it.
+pub(crate) fn extract_tar(root: &Path, reader: &mut dyn Read) -> Result<(), Error> {
+    let mut archive = tar::Archive::new(reader);
+    let mut written: HashSet<PathBuf> = HashSet::new();
+    let mut dir_times: Vec<(PathBuf, i64)> = Vec::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let raw_path = entry.path()?.to_string_lossy().into_owned();
+        let Some(rel) = clean_relative(&raw_path) else {
+            continue;
+        };
+        let Some(file_name) = rel.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let parent_rel = rel
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let parent = resolve_in_root(root, &parent_rel, true)?;
+        if let Some(hidden) = file_name.strip_prefix(".wh.") {
+            if hidden == ".wh..opq" {
+                if let Ok(children) = fs::read_dir(&parent) {
+                    for child in children.filter_map(|c| c.ok()) {
+                        if !written.contains(&child.path()) {
+                            remove_path(&child.path())?;
+                        }
+                    }
+                }
+            } else {
+                remove_path(&parent.join(hidden))?;
+            }
+            continue;
+        }
+        fs::create_dir_all(&parent)?;
+        let dst = parent.join(&file_name);
+        let header = entry.header();
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        let (uid, gid) = (
+            header.uid().unwrap_or(0) as u32,
+            header.gid().unwrap_or(0) as u32,
+        );
+        let mtime = header.mtime().unwrap_or(0) as i64;
+        let kind = header.entry_type();
+        match kind {
+            tar::EntryType::Directory => {
+                if fs::symlink_metadata(&dst).is_ok_and(|m| !m.is_dir()) {
+                    remove_path(&dst)?;
+                }
+                if !dst.exists() {
+                    fs::create_dir(&dst)?;
+                }
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                remove_path(&dst)?;
+                let mut file = fs::File::create(&dst)?;
+                io::copy(&mut entry, &mut file)?;
+            }
+            tar::EntryType::Symlink => {
+                remove_path(&dst)?;
+                let target = entry
+                    .link_name()?
+                    .map(|t| t.to_path_buf())
+                    .unwrap_or_default();
+                symlink(target, &dst)?;
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name()?
+                    .map(|t| t.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let Some(target_rel) = clean_relative(&target) else {
+                    continue;
+                };
+                let source = resolve_in_root(root, &target_rel.to_string_lossy(), false)?;
+                remove_path(&dst)?;
+                fs::hard_link(&source, &dst)?;
+                written.insert(dst);
+                continue;
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                remove_path(&dst)?;
+                let file_type = match kind {
+                    tar::EntryType::Char => rustix::fs::FileType::CharacterDevice,
+                    tar::EntryType::Block => rustix::fs::FileType::BlockDevice,
+                    _ => rustix::fs::FileType::Fifo,
+                };
+                let dev = rustix::fs::makedev(
+                    header.device_major().ok().flatten().unwrap_or(0),
+                    header.device_minor().ok().flatten().unwrap_or(0),
+                );
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &dst,
+                    file_type,
+                    rustix::fs::Mode::from_raw_mode(mode),
+                    dev,
+                )
+                .map_err(io::Error::from)?;
+            }
+            _ => continue,
+        }
+        rustix::fs::chownat(
+            rustix::fs::CWD,
+            &dst,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(io::Error::from)?;
+        if kind != tar::EntryType::Symlink {
+            fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode))?;
+        }
+        if kind == tar::EntryType::Directory {
+            dir_times.push((dst.clone(), mtime));
+        } else {
+            set_times(&dst, mtime, 0)?;
+        }
+        written.insert(dst);
+    }
+    // Directory times last: writing into a directory changes its mtime.
+    dir_times.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+    for (dir, mtime) in dir_times {
+        set_times(&dir, mtime, 0)?;
+    }
+    Ok(())
+}

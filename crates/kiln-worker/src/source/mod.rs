@@ -1,0 +1,5 @@
+//! Source ops: images from registries, local contexts.
+
+pub(crate) mod dockerignore;
+pub(crate) mod image;
+pub(crate) mod local;

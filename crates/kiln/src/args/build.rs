@@ -1,0 +1,36 @@
+//! `kiln build`: buildx's flags.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub(crate) struct BuildArgs {
+    /// Build context: a directory.
+    #[arg(default_value = ".")]
+    pub(crate) context: PathBuf,
+    /// Name and optionally a tag (`name:tag`).
+    #[arg(short = 't', long = "tag")]
+    pub(crate) tags: Vec<String>,
+    /// Name of the Dockerfile (default: `PATH/Dockerfile`).
+    #[arg(short = 'f', long = "file")]
+    pub(crate) file: Option<PathBuf>,
+    /// Set build-time variables (`KEY=VALUE`, or `KEY` to take it from the environment).
+    #[arg(long = "build-arg")]
+    pub(crate) build_args: Vec<String>,
+    /// Set the target build stage to build.
+    #[arg(long)]
+    pub(crate) target: Option<String>,
+    /// Output destination (`type=oci,dest=FILE`).
+    #[arg(short = 'o', long = "output")]
+    pub(crate) outputs: Vec<String>,
+    /// Type of progress output (`auto`, `plain`, `tty`, `quiet`).
+    #[arg(long, default_value = "auto")]
+    pub(crate) progress: String,
+    /// Do not use cache when building the image.
+    #[arg(long)]
+    pub(crate) no_cache: bool,
+    /// Suppress the build output and print the image ID on success.
+    #[arg(short = 'q', long)]
+    pub(crate) quiet: bool,
+}

@@ -1,0 +1,116 @@
+//! `kiln build`: turn the flags into a build request and run it on the embedded engine.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use kiln_engine::{BuildRequest, Output};
+
+use crate::args::build::BuildArgs;
+use crate::progress::plain::Plain;
+
+/// `type=oci,dest=out.tar` (CSV, as buildx reads it) into an output.
+fn parse_output(spec: &str) -> anyhow::Result<Output> {
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    for field in spec.split(',') {
+        let (key, value) = field
+            .split_once('=')
+            .with_context(|| format!("invalid --output {spec:?}: {field:?} is not KEY=VALUE"))?;
+        fields.insert(key.trim().to_ascii_lowercase(), value.trim().to_owned());
+    }
+    let kind = fields.remove("type").unwrap_or_else(|| "local".to_owned());
+    match kind.as_str() {
+        "oci" => {
+            let dest = fields
+                .remove("dest")
+                .with_context(|| format!("--output {spec:?}: type=oci needs dest=FILE"))?;
+            if let Some(key) = fields
+                .keys()
+                .find(|k| k.as_str() != "name" && k.as_str() != "tar")
+            {
+                bail!("--output {spec:?}: unknown option {key:?} for type=oci");
+            }
+            Ok(Output::OciArchive {
+                dest: PathBuf::from(dest),
+            })
+        }
+        other => bail!(
+            "--output {spec:?}: exporter type {other:?} is not supported yet (supported: oci)"
+        ),
+    }
+}
+
+fn parse_build_args(args: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for arg in args {
+        match arg.split_once('=') {
+            Some((k, v)) => {
+                out.insert(k.to_owned(), v.to_owned());
+            }
+            None => {
+                if let Ok(v) = std::env::var(arg) {
+                    out.insert(arg.clone(), v);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
+    if !matches!(
+        args.progress.as_str(),
+        "auto" | "plain" | "tty" | "quiet" | "rawjson"
+    ) {
+        bail!(
+            "--progress {:?}: must be one of auto, plain, tty, quiet, rawjson",
+            args.progress
+        );
+    }
+    let context = args.context.clone();
+    if !context.is_dir() {
+        bail!(
+            "unable to prepare context: path {:?} not found",
+            context.display().to_string()
+        );
+    }
+    let dockerfile = args
+        .file
+        .clone()
+        .unwrap_or_else(|| context.join("Dockerfile"));
+    let outputs = args
+        .outputs
+        .iter()
+        .map(|o| parse_output(o))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let request = BuildRequest {
+        context,
+        dockerfile,
+        build_args: parse_build_args(&args.build_args)?,
+        target: args.target.clone(),
+        tags: args.tags.clone(),
+        outputs,
+        no_cache: args.no_cache,
+    };
+    let engine = crate::driver::embedded::open()?;
+    let progress = Plain::new(args.quiet || args.progress == "quiet");
+    let result = engine.build(&request, &|event| progress.event(event))?;
+    if !args.quiet {
+        for warning in &result.warnings {
+            eprintln!("WARNING: {warning}");
+        }
+        if request.outputs.is_empty() {
+            eprintln!(
+                "WARNING: No output specified; the build result will only remain in the build cache."
+            );
+        }
+    }
+    if let Some(digest) = &result.manifest_digest {
+        if args.quiet {
+            println!("{digest}");
+        } else {
+            eprintln!("writing image {digest} done");
+        }
+    }
+    Ok(())
+}

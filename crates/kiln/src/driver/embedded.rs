@@ -1,0 +1,11 @@
+//! The embedded driver: the engine runs in this process (no daemon). This is the one
+//! place the CLI constructs an engine directly.
+
+use kiln_engine::{Engine, EngineConfig};
+
+/// Opens the engine with its default state directory.
+pub(crate) fn open() -> anyhow::Result<Engine> {
+    let config = EngineConfig::default();
+    let root = config.root.display().to_string();
+    Engine::open(config).map_err(|e| anyhow::anyhow!("opening the kiln state in {root}: {e}"))
+}
