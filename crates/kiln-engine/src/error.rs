@@ -17,6 +17,14 @@ pub enum Error {
     /// A step failed.
     #[error(transparent)]
     Worker(#[from] kiln_worker::Error),
+    /// A step failed, and the Dockerfile lines it came from are known.
+    #[error("{excerpt}{cause}")]
+    Step {
+        /// BuildKit's excerpt: `Dockerfile:7`, the lines around it, the line marked.
+        excerpt: String,
+        /// What failed (the step's error chain, flattened).
+        cause: String,
+    },
     /// Exporting failed.
     #[error("exporting: {0}")]
     Export(#[from] kiln_export::Error),

@@ -146,6 +146,65 @@ impl ImageResolver for Resolver<'_> {
     }
 }
 
+/// A failed step with the Dockerfile lines it came from, as BuildKit prints them:
+/// `Dockerfile:7`, up to two lines of context either side, the failing lines marked.
+fn step_error(
+    error: kiln_worker::Error,
+    definition: &LoadedDefinition,
+    source: &[u8],
+    path: &Path,
+) -> Error {
+    let kiln_worker::Error::Vertex {
+        name,
+        digest,
+        source: cause,
+    } = &error
+    else {
+        return Error::Worker(error);
+    };
+    let mut chain = cause.to_string();
+    let mut next = std::error::Error::source(cause.as_ref());
+    while let Some(e) = next {
+        chain.push_str(&format!(": {e}"));
+        next = e.source();
+    }
+    let range = digest
+        .parse()
+        .ok()
+        .and_then(|d| definition.locations(&d))
+        .and_then(|l| l.locations.first())
+        .and_then(|l| l.ranges.first())
+        .and_then(|r| Some((r.start?.line as usize, r.end?.line as usize)));
+    let Some((start, end)) = range.filter(|(s, _)| *s > 0) else {
+        return Error::Step {
+            excerpt: String::new(),
+            cause: format!("{name}: {chain}"),
+        };
+    };
+    let text = String::from_utf8_lossy(source);
+    let lines: Vec<&str> = text.lines().collect();
+    let file = path
+        .file_name()
+        .map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned());
+    let mut excerpt = format!("{file}:{start}\n--------------------\n");
+    for n in start.saturating_sub(2).max(1)..=(end + 2).min(lines.len()) {
+        let marker = if (start..=end).contains(&n) {
+            ">>>"
+        } else {
+            "   "
+        };
+        excerpt.push_str(&format!(
+            "{n:>4} | {marker} {}\n",
+            lines.get(n - 1).copied().unwrap_or_default()
+        ));
+    }
+    excerpt.push_str("--------------------\n");
+    Error::Step {
+        excerpt,
+        cause: format!("failed to solve: {name}: {chain}"),
+    }
+}
+
 /// `demo` → `docker.io/library/demo:latest`.
 fn normalize_name(name: &str) -> Result<String, Error> {
     let reference: kiln_oci::Reference = name
@@ -255,14 +314,17 @@ impl Engine {
                 ),
             ]),
         };
-        let result = self.worker.solve(
-            &definition,
-            &SolveOptions {
-                no_cache: request.no_cache,
-                progress,
-                contexts: &contexts,
-            },
-        )?;
+        let result = self
+            .worker
+            .solve(
+                &definition,
+                &SolveOptions {
+                    no_cache: request.no_cache,
+                    progress,
+                    contexts: &contexts,
+                },
+            )
+            .map_err(|e| step_error(e, &definition, &dockerfile, &request.dockerfile))?;
         let mut out = BuildResult {
             warnings: conversion
                 .warnings

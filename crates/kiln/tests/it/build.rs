@@ -13,13 +13,28 @@ use serde_json::Value;
 
 fn tools_present() -> bool {
     let root = fs_err::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false);
     let path = std::env::var_os("PATH").unwrap_or_default();
     let have = |bin: &str| std::env::split_paths(&path).any(|d| d.join(bin).exists());
-    let ok = root && ["runc", "docker-registry", "skopeo", "umoci", "busybox", "curl"].iter().all(|b| have(b));
+    let ok = root
+        && [
+            "runc",
+            "docker-registry",
+            "skopeo",
+            "umoci",
+            "busybox",
+            "curl",
+        ]
+        .iter()
+        .all(|b| have(b));
     if !ok {
-        println!("skipped: needs root, runc, docker-registry, skopeo, umoci, busybox-static and curl");
+        println!(
+            "skipped: needs root, runc, docker-registry, skopeo, umoci, busybox-static and curl"
+        );
     }
     ok
 }
@@ -42,11 +57,19 @@ impl Drop for Registry {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn kiln(state: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln")).env("KILN_ROOT", state).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("KILN_ROOT", state)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn check(output: &Output) -> String {
@@ -90,7 +113,11 @@ fn demo_builds_into_an_oci_archive_and_rebuilds_from_cache() {
         .env("KILN_ROOT", &state)
         .output()
         .unwrap();
-    assert!(setup.status.success(), "setup failed:\n{}", String::from_utf8_lossy(&setup.stderr));
+    assert!(
+        setup.status.success(),
+        "setup failed:\n{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
 
     let out = work.path().join("demo.tar");
     let base = format!("BASE=127.0.0.1:{port}/busybox:latest");
@@ -107,13 +134,27 @@ fn demo_builds_into_an_oci_archive_and_rebuilds_from_cache() {
         demo.to_str().unwrap(),
     ];
     let log = check(&kiln(&state, &args));
-    assert!(log.contains("RUN echo \"hello from $(pwd)\" > greeting.txt"), "{log}");
+    assert!(
+        log.contains("RUN echo \"hello from $(pwd)\" > greeting.txt"),
+        "{log}"
+    );
 
     // skopeo reads the archive and sees the config the Dockerfile set.
-    let inspect = Command::new("skopeo").args(["inspect", "--config"]).arg(format!("oci-archive:{}", out.display())).output().unwrap();
-    assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
+    let inspect = Command::new("skopeo")
+        .args(["inspect", "--config"])
+        .arg(format!("oci-archive:{}", out.display()))
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
     let config: Value = serde_json::from_slice(&inspect.stdout).unwrap();
-    assert_eq!(config["config"]["Cmd"], serde_json::json!(["/bin/busybox", "cat", "/out/greeting.txt"]));
+    assert_eq!(
+        config["config"]["Cmd"],
+        serde_json::json!(["/bin/busybox", "cat", "/out/greeting.txt"])
+    );
     assert_eq!(config["config"]["Env"], serde_json::json!(["PATH=/bin"]));
     assert_eq!(config["architecture"], "amd64");
     assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
@@ -121,43 +162,124 @@ fn demo_builds_into_an_oci_archive_and_rebuilds_from_cache() {
     // umoci unpacks exactly what the Dockerfile put there.
     let layout = work.path().join("layout");
     fs_err::create_dir_all(&layout).unwrap();
-    assert!(Command::new("tar").arg("-xf").arg(&out).arg("-C").arg(&layout).status().unwrap().success());
+    assert!(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&out)
+            .arg("-C")
+            .arg(&layout)
+            .status()
+            .unwrap()
+            .success()
+    );
     let bundle = work.path().join("bundle");
-    let unpack = Command::new("umoci").arg("unpack").arg("--image").arg(format!("{}:latest", layout.display())).arg(&bundle).output().unwrap();
-    assert!(unpack.status.success(), "{}", String::from_utf8_lossy(&unpack.stderr));
+    let unpack = Command::new("umoci")
+        .arg("unpack")
+        .arg("--image")
+        .arg(format!("{}:latest", layout.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        unpack.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unpack.stderr)
+    );
     let rootfs = bundle.join("rootfs");
-    let expected: BTreeSet<String> =
-        ["bin", "bin/busybox", "out", "out/greeting.txt", "out/lines.txt"].iter().map(|s| (*s).to_owned()).collect();
+    let expected: BTreeSet<String> = [
+        "bin",
+        "bin/busybox",
+        "out",
+        "out/greeting.txt",
+        "out/lines.txt",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
     assert_eq!(tree(&rootfs), expected);
-    assert_eq!(fs_err::read_to_string(rootfs.join("out/greeting.txt")).unwrap(), "hello from /opt/app\n");
-    assert_eq!(fs_err::read_to_string(rootfs.join("out/lines.txt")).unwrap().trim(), "2");
+    assert_eq!(
+        fs_err::read_to_string(rootfs.join("out/greeting.txt")).unwrap(),
+        "hello from /opt/app\n"
+    );
+    assert_eq!(
+        fs_err::read_to_string(rootfs.join("out/lines.txt"))
+            .unwrap()
+            .trim(),
+        "2"
+    );
 
     // The same build again runs nothing and writes the same bytes.
     let again = work.path().join("again.tar");
     let args_again: Vec<String> = args
         .iter()
-        .map(|a| if a.starts_with("type=oci") { format!("type=oci,dest={}", again.display()) } else { (*a).to_owned() })
+        .map(|a| {
+            if a.starts_with("type=oci") {
+                format!("type=oci,dest={}", again.display())
+            } else {
+                (*a).to_owned()
+            }
+        })
         .collect();
     let args_again: Vec<&str> = args_again.iter().map(String::as_str).collect();
     let log = check(&kiln(&state, &args_again));
-    let steps = log.lines().filter(|l| l.starts_with('#') && l.contains(" [")).count();
+    let steps = log
+        .lines()
+        .filter(|l| l.starts_with('#') && l.contains(" ["))
+        .count();
     let cached = log.lines().filter(|l| l.ends_with(" CACHED")).count();
-    assert!(steps >= 7 && cached == steps, "not everything was cached:\n{log}");
+    assert!(
+        steps >= 7 && cached == steps,
+        "not everything was cached:\n{log}"
+    );
     assert_eq!(fs_err::read(&out).unwrap(), fs_err::read(&again).unwrap());
+
+    // A failing RUN stops the build with BuildKit's message and the Dockerfile lines.
+    let failing = work.path().join("failing");
+    fs_err::create_dir_all(&failing).unwrap();
+    let dockerfile = format!(
+        "FROM 127.0.0.1:{port}/busybox\nRUN echo about to fail && \\\n    false\nCMD [\"sh\"]\n"
+    );
+    fs_err::write(failing.join("Dockerfile"), dockerfile).unwrap();
+    let output = kiln(
+        &state,
+        &["build", "--progress=plain", failing.to_str().unwrap()],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("about to fail"), "{stderr}");
+    assert!(stderr.contains("Dockerfile:2"), "{stderr}");
+    assert!(
+        stderr.contains("   2 | >>> RUN echo about to fail && \\"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("process \"/bin/sh -c echo about to fail &&     false\" did not complete successfully: exit code: 1"),
+        "{stderr}"
+    );
 }
 
 #[test]
-fn a_failing_run_reports_buildkits_message() {
+fn a_missing_copy_source_names_the_path() {
     if !tools_present() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
     let context = work.path().join("ctx");
     fs_err::create_dir_all(&context).unwrap();
-    fs_err::write(context.join("Dockerfile"), "FROM scratch\nCOPY nothing-here.txt /\n").unwrap();
-    let output = kiln(&work.path().join("state"), &["build", "--progress=plain", context.to_str().unwrap()]);
+    fs_err::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY nothing-here.txt /\n",
+    )
+    .unwrap();
+    let output = kiln(
+        &work.path().join("state"),
+        &["build", "--progress=plain", context.to_str().unwrap()],
+    );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("COPY nothing-here.txt /"), "{stderr}");
-    assert!(stderr.contains("\"/nothing-here.txt\" not found"), "{stderr}");
+    assert!(
+        stderr.contains("\"/nothing-here.txt\" not found"),
+        "{stderr}"
+    );
 }
