@@ -97,6 +97,10 @@ pub struct BuildRequest {
     pub outputs: Vec<Output>,
     /// Ignore the cache.
     pub no_cache: bool,
+    /// Secrets by id (`--secret`).
+    pub secrets: BTreeMap<String, Vec<u8>>,
+    /// ssh-agent sockets by id (`--ssh`).
+    pub ssh: BTreeMap<String, PathBuf>,
 }
 
 /// What a build produced.
@@ -123,6 +127,21 @@ struct Contexts {
 impl LocalContexts for Contexts {
     fn dir(&self, name: &str) -> Option<PathBuf> {
         self.dirs.get(name).cloned()
+    }
+}
+
+struct ClientSecrets<'a> {
+    secrets: &'a BTreeMap<String, Vec<u8>>,
+    ssh: &'a BTreeMap<String, PathBuf>,
+}
+
+impl kiln_worker::Secrets for ClientSecrets<'_> {
+    fn secret(&self, id: &str) -> Option<Vec<u8>> {
+        self.secrets.get(id).cloned()
+    }
+
+    fn ssh_agent(&self, id: &str) -> Option<PathBuf> {
+        self.ssh.get(id).cloned()
     }
 }
 
@@ -322,6 +341,10 @@ impl Engine {
                     no_cache: request.no_cache,
                     progress,
                     contexts: &contexts,
+                    secrets: &ClientSecrets {
+                        secrets: &request.secrets,
+                        ssh: &request.ssh,
+                    },
                 },
             )
             .map_err(|e| step_error(e, &definition, &dockerfile, &request.dockerfile))?;

@@ -51,6 +51,14 @@ pub trait LocalContexts: Send + Sync {
     fn dir(&self, name: &str) -> Option<PathBuf>;
 }
 
+/// What the client lends a build: secrets by id and ssh-agent sockets by id.
+pub trait Secrets: Send + Sync {
+    /// A secret's value.
+    fn secret(&self, id: &str) -> Option<Vec<u8>>;
+    /// An ssh agent's socket (`default` for `--ssh default`).
+    fn ssh_agent(&self, id: &str) -> Option<PathBuf>;
+}
+
 /// Progress of a solve, in BuildKit's model.
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -117,6 +125,8 @@ pub struct SolveOptions<'a> {
     pub progress: &'a (dyn Fn(Event) + Sync),
     /// The client's local directories.
     pub contexts: &'a dyn LocalContexts,
+    /// The client's secrets and ssh agents.
+    pub secrets: &'a dyn Secrets,
 }
 
 pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
@@ -315,7 +325,9 @@ impl Worker {
         let mut refs = match &vertex.op.op {
             Some(Op::Source(source)) => vec![self.run_source(source, options, &log)?],
             Some(Op::File(file)) => vec![ops::file::run(self, file, inputs)?],
-            Some(Op::Exec(exec)) => ops::exec::run(self, &digest, exec, inputs, &log)?,
+            Some(Op::Exec(exec)) => {
+                ops::exec::run(self, &digest, exec, inputs, options.secrets, &log)?
+            }
             Some(Op::Merge(merge)) => vec![ops::merge(merge, inputs)],
             Some(Op::Diff(_)) => {
                 return Err(Error::Unsupported(

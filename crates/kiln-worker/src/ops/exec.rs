@@ -7,6 +7,7 @@ use kiln_exec::{Mount, MountKind, NetworkMode, OutputStream, Process};
 use kiln_llb::pb;
 use kiln_store::{MountGuard, Snapshot};
 
+use super::session::{self, AgentProxy, TmpfsDir};
 use crate::fsutil::resolve_in_root;
 use crate::{Error, Ref, Worker, sha256_hex};
 
@@ -18,6 +19,7 @@ pub(crate) fn run(
     digest: &str,
     exec: &pb::ExecOp,
     inputs: &[Ref],
+    secrets: &dyn crate::Secrets,
     log: &(dyn Fn(&[u8]) + Sync),
 ) -> Result<Vec<Ref>, Error> {
     let meta = exec.meta.clone().unwrap_or_default();
@@ -34,6 +36,9 @@ pub(crate) fn run(
     let mut locks = Vec::new();
     let mut rootfs: Option<PathBuf> = None;
     let mut mounts: Vec<Mount> = Vec::new();
+    let mut secret_dir: Option<TmpfsDir> = None;
+    let mut proxies: Vec<AgentProxy> = Vec::new();
+    let mut secret_env: Vec<String> = Vec::new();
 
     let outcome = (|| -> Result<i32, Error> {
         for m in &exec.mounts {
@@ -130,27 +135,64 @@ pub(crate) fn run(
                 }),
                 pb::MountType::Secret => {
                     let opt = m.secret_opt.clone().unwrap_or_default();
-                    if !opt.optional {
-                        return Err(Error::Source(format!("secret {} not found", opt.id)));
+                    let Some(value) = secrets.secret(&opt.id) else {
+                        if opt.optional {
+                            continue;
+                        }
+                        return Err(Error::Source(format!("secret {}: not found", opt.id)));
+                    };
+                    if secret_dir.is_none() {
+                        secret_dir = Some(TmpfsDir::new("secrets")?);
                     }
+                    let dir = secret_dir.as_ref().expect("just created");
+                    let name = format!("{}", mounts.len());
+                    let path =
+                        session::secret_file(dir, &name, &value, opt.uid, opt.gid, opt.mode)?;
+                    mounts.push(Mount {
+                        destination: m.dest.clone(),
+                        kind: MountKind::Bind {
+                            source: path,
+                            readonly: true,
+                        },
+                    });
                 }
                 pb::MountType::Ssh => {
                     let opt = m.ssh_opt.clone().unwrap_or_default();
-                    if !opt.optional {
-                        let id = if opt.id.is_empty() {
-                            "default"
-                        } else {
-                            &opt.id
-                        };
+                    let id = if opt.id.is_empty() {
+                        "default"
+                    } else {
+                        opt.id.as_str()
+                    };
+                    let Some(agent) = secrets.ssh_agent(id) else {
+                        if opt.optional {
+                            continue;
+                        }
                         return Err(Error::Source(format!(
                             "no SSH key {id:?} forwarded from the client"
                         )));
-                    }
+                    };
+                    let proxy = AgentProxy::start(agent, opt.uid, opt.gid, opt.mode)?;
+                    mounts.push(Mount {
+                        destination: m.dest.clone(),
+                        kind: MountKind::Bind {
+                            source: proxy.path().to_path_buf(),
+                            readonly: false,
+                        },
+                    });
+                    proxies.push(proxy);
                 }
             }
         }
-        if let Some(secret) = exec.secretenv.iter().find(|s| !s.optional) {
-            return Err(Error::Source(format!("secret {} not found", secret.id)));
+        for secret in &exec.secretenv {
+            match secrets.secret(&secret.id) {
+                Some(value) => secret_env.push(format!(
+                    "{}={}",
+                    secret.name,
+                    String::from_utf8_lossy(&value)
+                )),
+                None if secret.optional => {}
+                None => return Err(Error::Source(format!("secret {}: not found", secret.id))),
+            }
         }
         let rootfs = rootfs
             .clone()
@@ -159,6 +201,7 @@ pub(crate) fn run(
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.push(DEFAULT_PATH.to_owned());
         }
+        env.extend(secret_env.iter().cloned());
         let cwd = if meta.cwd.is_empty() {
             "/".to_owned()
         } else {
@@ -198,6 +241,8 @@ pub(crate) fn run(
         Ok(code)
     })();
     drop(guards);
+    drop(proxies);
+    drop(secret_dir);
     for snapshot in &discard {
         let _ = worker.snapshots.remove_layer(snapshot.id());
     }

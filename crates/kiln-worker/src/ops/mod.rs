@@ -2,6 +2,7 @@
 
 pub(crate) mod exec;
 pub(crate) mod file;
+pub(crate) mod session;
 
 use kiln_llb::pb;
 

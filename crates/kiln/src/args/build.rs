@@ -30,6 +30,12 @@ pub(crate) struct BuildArgs {
     /// Do not use cache when building the image.
     #[arg(long)]
     pub(crate) no_cache: bool,
+    /// Secret to expose to the build (`id=mysecret[,src=/local/secret]` or `id=x,env=VAR`).
+    #[arg(long = "secret")]
+    pub(crate) secrets: Vec<String>,
+    /// SSH agent socket or keys to expose to the build (`default|<id>[=<socket>]`).
+    #[arg(long = "ssh")]
+    pub(crate) ssh: Vec<String>,
     /// Suppress the build output and print the image ID on success.
     #[arg(short = 'q', long)]
     pub(crate) quiet: bool,

@@ -57,6 +57,59 @@ fn parse_build_args(args: &[String]) -> anyhow::Result<BTreeMap<String, String>>
     Ok(out)
 }
 
+/// `--secret id=x,src=FILE` / `id=x,env=VAR` / `type=env,…`, as buildx reads them.
+fn parse_secret(spec: &str) -> anyhow::Result<(String, Vec<u8>)> {
+    let mut id = None;
+    let mut src = None;
+    let mut env = None;
+    let mut kind = None;
+    for field in spec.split(',') {
+        let (key, value) = field
+            .split_once('=')
+            .with_context(|| format!("invalid --secret {spec:?}: {field:?} is not KEY=VALUE"))?;
+        match key.trim().to_ascii_lowercase().as_str() {
+            "id" => id = Some(value.to_owned()),
+            "src" | "source" => src = Some(value.to_owned()),
+            "env" => env = Some(value.to_owned()),
+            "type" => kind = Some(value.to_owned()),
+            other => bail!("invalid --secret {spec:?}: unexpected key {other:?}"),
+        }
+    }
+    let id = id
+        .or_else(|| src.clone())
+        .or_else(|| env.clone())
+        .with_context(|| format!("invalid --secret {spec:?}: no id"))?;
+    let from_env = |var: &str| {
+        std::env::var(var)
+            .map(String::into_bytes)
+            .with_context(|| format!("--secret {spec:?}: environment variable {var} is not set"))
+    };
+    let value = match (kind.as_deref(), src, env) {
+        (Some("env"), src, env) => from_env(&env.or(src).unwrap_or_else(|| id.clone()))?,
+        (_, Some(src), _) => fs_err::read(&src).with_context(|| format!("--secret {spec:?}"))?,
+        (_, None, Some(env)) => from_env(&env)?,
+        (_, None, None) => from_env(&id)?,
+    };
+    Ok((id, value))
+}
+
+/// `--ssh default` (the agent in `SSH_AUTH_SOCK`) or `--ssh id=/path/to/agent.sock`.
+fn parse_ssh(spec: &str) -> anyhow::Result<(String, PathBuf)> {
+    let (id, path) = match spec.split_once('=') {
+        Some((id, path)) => (
+            id.to_owned(),
+            PathBuf::from(path.split(',').next().unwrap_or_default()),
+        ),
+        None => (
+            spec.to_owned(),
+            std::env::var_os("SSH_AUTH_SOCK")
+                .map(PathBuf::from)
+                .with_context(|| format!("--ssh {spec}: SSH_AUTH_SOCK is not set"))?,
+        ),
+    };
+    Ok((id, path))
+}
+
 pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
     if !matches!(
         args.progress.as_str(),
@@ -91,6 +144,16 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
         tags: args.tags.clone(),
         outputs,
         no_cache: args.no_cache,
+        secrets: args
+            .secrets
+            .iter()
+            .map(|s| parse_secret(s))
+            .collect::<anyhow::Result<_>>()?,
+        ssh: args
+            .ssh
+            .iter()
+            .map(|s| parse_ssh(s))
+            .collect::<anyhow::Result<_>>()?,
     };
     let engine = crate::driver::embedded::open()?;
     let progress = Plain::new(args.quiet || args.progress == "quiet");
