@@ -88,11 +88,13 @@ pub(crate) fn run(
                 }
                 pb::MountType::Cache => {
                     let opt = m.cache_opt.clone().unwrap_or_default();
-                    let dir = worker
-                        .config
-                        .root
-                        .join("cachemounts")
-                        .join(sha256_hex(&[opt.id.as_bytes()]));
+                    // One directory per id and seed, as BuildKit keys cache mounts.
+                    let seed_key = input_of(m).key;
+                    let dir = worker.config.root.join("cachemounts").join(sha256_hex(&[
+                        opt.id.as_bytes(),
+                        seed_key.as_bytes(),
+                        m.selector.as_bytes(),
+                    ]));
                     let fresh = !dir.exists();
                     fs::create_dir_all(&dir)?;
                     if fresh {
@@ -114,6 +116,13 @@ pub(crate) fn run(
                             }
                             let meta = fs::metadata(&from)?;
                             fs::set_permissions(&dir, meta.permissions())?;
+                            use std::os::unix::fs::MetadataExt;
+                            rustix::fs::chown(
+                                &dir,
+                                Some(rustix::fs::Uid::from_raw(meta.uid())),
+                                Some(rustix::fs::Gid::from_raw(meta.gid())),
+                            )
+                            .map_err(std::io::Error::from)?;
                         }
                     }
                     if opt.sharing == pb::CacheSharingOpt::Locked as i32 {

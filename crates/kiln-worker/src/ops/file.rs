@@ -80,7 +80,7 @@ pub(crate) fn run(worker: &Worker, op: &pb::FileOp, inputs: &[Ref]) -> Result<Re
                     let path = resolve_in_root(root, &mkdir.path, true)?;
                     let owner = owner(root, &mkdir.owner)?;
                     if mkdir.make_parents {
-                        fs::create_dir_all(&path)?;
+                        create_parents(&path, owner, None)?;
                     } else if !path.is_dir() {
                         fs::create_dir(&path)?;
                     }
@@ -203,7 +203,7 @@ fn copy_action(dest_root: &Path, src_root: &Path, copy: &pb::FileActionCopy) -> 
                 format!("/{rel}")
             };
             Error::Source(format!(
-                "failed to compute cache key: \"{shown}\" not found"
+                "failed to calculate checksum of ref: \"{shown}\": not found"
             ))
         })?;
         if copy.attempt_unpack_docker_compatibility && meta.is_file() && is_archive(&src) {
@@ -219,11 +219,13 @@ fn copy_action(dest_root: &Path, src_root: &Path, copy: &pb::FileActionCopy) -> 
         }
         if meta.is_dir() && copy.dir_copy_contents {
             if copy.create_dest_path {
-                fs::create_dir_all(&dest)?;
+                create_parents(&dest, owner, spec.mode)?;
             }
             if !dest.is_dir() {
                 fs::create_dir(&dest)?;
             }
+            // The destination directory takes the source directory's attributes.
+            copy_dir_attributes(&src, &dest, &spec)?;
             let mut names: Vec<_> = fs::read_dir(&src)?
                 .filter_map(|e| e.ok())
                 .map(|e| e.file_name())
@@ -235,7 +237,7 @@ fn copy_action(dest_root: &Path, src_root: &Path, copy: &pb::FileActionCopy) -> 
             continue;
         }
         let target = if dest_is_dir_hint || dest.is_dir() || sources.len() > 1 {
-            fs::create_dir_all(&dest)?;
+            create_parents(&dest, owner, spec.mode)?;
             let base = Path::new(rel)
                 .file_name()
                 .map(|n| n.to_os_string())
@@ -244,7 +246,7 @@ fn copy_action(dest_root: &Path, src_root: &Path, copy: &pb::FileActionCopy) -> 
         } else {
             if let Some(parent) = dest.parent() {
                 if copy.create_dest_path {
-                    fs::create_dir_all(parent)?;
+                    create_parents(parent, owner, spec.mode)?;
                 }
             }
             dest.clone()
@@ -252,6 +254,45 @@ fn copy_action(dest_root: &Path, src_root: &Path, copy: &pb::FileActionCopy) -> 
         copy_entry(&src, &target, &spec)?;
     }
     Ok(())
+}
+
+/// Creates `dir` and its missing parents; the ones it creates get `owner` and, when
+/// given, `mode` (BuildKit gives created parents a `--chmod` mode too).
+fn create_parents(dir: &Path, owner: Option<(u32, u32)>, mode: Option<u32>) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut current = dir;
+    while fs::symlink_metadata(current).is_err() {
+        missing.push(current.to_path_buf());
+        match current.parent() {
+            Some(parent) => current = parent,
+            None => break,
+        }
+    }
+    fs::create_dir_all(dir)?;
+    for created in missing {
+        chown_path(&created, owner)?;
+        if let Some(mode) = mode {
+            fs::set_permissions(&created, std::fs::Permissions::from_mode(mode))?;
+        }
+    }
+    Ok(())
+}
+
+/// Mode, owner and times of a copied directory onto its destination.
+fn copy_dir_attributes(src: &Path, dest: &Path, spec: &CopySpec) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(src)?;
+    let mode = spec.mode.unwrap_or(meta.mode() & 0o7777);
+    fs::set_permissions(dest, std::fs::Permissions::from_mode(mode))?;
+    chown_path(dest, Some(spec.chown.unwrap_or((meta.uid(), meta.gid()))))?;
+    match spec.timestamp {
+        Some(ns) => set_times(
+            dest,
+            ns.div_euclid(1_000_000_000),
+            ns.rem_euclid(1_000_000_000),
+        ),
+        None => set_times(dest, meta.mtime(), meta.mtime_nsec()),
+    }
 }
 
 fn is_gzip(path: &Path) -> bool {
