@@ -279,7 +279,7 @@ fn a_missing_copy_source_names_the_path() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("COPY nothing-here.txt /"), "{stderr}");
     assert!(
-        stderr.contains("\"/nothing-here.txt\" not found"),
+        stderr.contains("\"/nothing-here.txt\": not found"),
         "{stderr}"
     );
 }
