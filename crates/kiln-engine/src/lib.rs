@@ -359,8 +359,14 @@ impl Engine {
         let chain = result.map(|r| r.chain).unwrap_or_default();
         let layers: Vec<kiln_export::Layer> = chain
             .iter()
-            .map(|id| kiln_export::Layer {
+            .enumerate()
+            .map(|(i, id)| kiln_export::Layer {
                 dir: self.worker.snapshots().layer_dir(*id),
+                lowers: chain[..i]
+                    .iter()
+                    .rev()
+                    .map(|l| self.worker.snapshots().layer_dir(*l))
+                    .collect(),
                 blob: self.worker.layer_info(*id).map(|info| kiln_export::Blob {
                     digest: info.blob,
                     media_type: info.media_type,

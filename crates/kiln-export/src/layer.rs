@@ -32,6 +32,9 @@ pub struct Blob {
 pub struct Layer {
     /// The overlay upper directory.
     pub dir: PathBuf,
+    /// The layers under it, nearest first: a file overlay copied up without changing it
+    /// (a hardlink to a lower file does that) is left out of the diff.
+    pub lowers: Vec<PathBuf>,
     /// The blob, if known.
     pub blob: Option<Blob>,
 }
@@ -62,7 +65,26 @@ fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
 }
 
 /// Writes the tar of `dir` (sorted, deterministic) into `out`.
-fn write_tar(dir: &Path, out: impl Write) -> Result<(), Error> {
+/// Whether the nearest lower layer holding `rel` has it as the same regular file.
+fn unchanged_copy_up(path: &Path, meta: &std::fs::Metadata, rel: &str, lowers: &[PathBuf]) -> bool {
+    for lower in lowers {
+        let candidate = lower.join(rel);
+        let Ok(lower_meta) = fs::symlink_metadata(&candidate) else {
+            continue;
+        };
+        let same = lower_meta.is_file()
+            && lower_meta.len() == meta.len()
+            && lower_meta.mode() == meta.mode()
+            && lower_meta.uid() == meta.uid()
+            && lower_meta.gid() == meta.gid()
+            && lower_meta.mtime() == meta.mtime()
+            && lower_meta.mtime_nsec() == meta.mtime_nsec();
+        return same && fs::read(&candidate).ok() == fs::read(path).ok();
+    }
+    false
+}
+
+fn write_tar(dir: &Path, lowers: &[PathBuf], out: impl Write) -> Result<(), Error> {
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
     let mut links: HashMap<(u64, u64), String> = HashMap::new();
@@ -130,6 +152,9 @@ fn write_tar(dir: &Path, out: impl Write) -> Result<(), Error> {
             let target = fs::read_link(&path)?;
             builder.append_link(&mut header, &rel, target)?;
         } else if file_type.is_file() {
+            if meta.nlink() > 1 && unchanged_copy_up(&path, &meta, &rel, lowers) {
+                continue;
+            }
             let id = (meta.dev(), meta.ino());
             if meta.nlink() > 1 {
                 if let Some(first) = links.get(&id) {
@@ -163,14 +188,14 @@ fn write_tar(dir: &Path, out: impl Write) -> Result<(), Error> {
 
 /// Writes `dir` as a gzip layer blob; the tar is hashed (diff id) and the gzip stream
 /// hashed and stored (blob digest) as they are written.
-pub fn write_layer(store: &ContentStore, dir: &Path) -> Result<Blob, Error> {
+pub fn write_layer(store: &ContentStore, dir: &Path, lowers: &[PathBuf]) -> Result<Blob, Error> {
     let writer = store.writer()?;
     let gzip = flate2::write::GzEncoder::new(writer, flate2::Compression::default());
     let mut tar_hash = HashWriter {
         inner: gzip,
         hasher: Sha256::new(),
     };
-    write_tar(dir, &mut tar_hash)?;
+    write_tar(dir, lowers, &mut tar_hash)?;
     let diff_id = format!("sha256:{}", kiln_store::sha256_hex(tar_hash.hasher));
     let writer = tar_hash.inner.finish()?;
     let size = writer.size();

@@ -94,7 +94,7 @@ pub fn write_oci_archive(
     for layer in layers {
         blobs.push(match &layer.blob {
             Some(blob) => blob.clone(),
-            None => write_layer(store, &layer.dir)?,
+            None => write_layer(store, &layer.dir, &layer.lowers)?,
         });
     }
     let config = finish_config(image_config, &blobs, &options.created)?;

@@ -178,11 +178,30 @@ pub(crate) fn expand_sources(
     Ok(found)
 }
 
+/// Files already copied in one operation, by (device, inode), so that hardlinked
+/// sources stay hardlinked in the copy.
+pub(crate) type Hardlinks = std::collections::HashMap<(u64, u64), PathBuf>;
+
 /// Copies one file system entry (recursively) from `src` to `dst` (both real paths),
-/// keeping modes, owners, times and symlinks unless the spec overrides them.
-pub(crate) fn copy_entry(src: &Path, dst: &Path, spec: &CopySpec) -> io::Result<()> {
+/// keeping modes, owners, times, symlinks and hardlinks unless the spec overrides them.
+pub(crate) fn copy_entry(
+    src: &Path,
+    dst: &Path,
+    spec: &CopySpec,
+    links: &mut Hardlinks,
+) -> io::Result<()> {
     let meta = fs::symlink_metadata(src)?;
     let file_type = meta.file_type();
+    if file_type.is_file() && meta.nlink() > 1 {
+        let id = (meta.dev(), meta.ino());
+        if let Some(first) = links.get(&id) {
+            if fs::symlink_metadata(dst).is_ok() {
+                remove_any(dst)?;
+            }
+            return fs::hard_link(first, dst);
+        }
+        links.insert(id, dst.to_path_buf());
+    }
     if file_type.is_dir() {
         if !dst.is_dir() {
             if fs::symlink_metadata(dst).is_ok() {
@@ -196,7 +215,7 @@ pub(crate) fn copy_entry(src: &Path, dst: &Path, spec: &CopySpec) -> io::Result<
             .collect();
         names.sort();
         for name in names {
-            copy_entry(&src.join(&name), &dst.join(&name), spec)?;
+            copy_entry(&src.join(&name), &dst.join(&name), spec, links)?;
         }
     } else if file_type.is_symlink() {
         let target = fs::read_link(src)?;

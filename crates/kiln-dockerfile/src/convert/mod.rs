@@ -802,10 +802,20 @@ impl<'a> Converter<'a> {
         self.stages[i].base_name = canonical.clone();
         let mut is_scratch = false;
         if reachable {
-            let resolved = self
-                .resolver
-                .resolve_image_config(&canonical, &platform)
-                .map_err(|e| Error::at(format!("{original}: {e}"), location))?;
+            let resolved = self.resolver.resolve_image_config(&canonical, &platform).map_err(|e| {
+                // A typo of a stage name is the likely cause; say so, as BuildKit does.
+                let hint = self
+                    .stages
+                    .iter()
+                    .filter_map(|s| s.name.as_deref())
+                    .chain(["alpine", "busybox", "centos", "debian", "golang", "ubuntu", "fedora"])
+                    .map(|n| (instructions::edit_distance(&original, n), n))
+                    .filter(|(d, n)| *d > 0 && *d <= (n.len() / 3).max(2))
+                    .min()
+                    .map(|(_, n)| format!(" (did you mean {n}?)"))
+                    .unwrap_or_default();
+                Error::at(format!("{original}: failed to resolve source metadata for {canonical}: {e}{hint}"), location)
+            })?;
             let mut image: Image = serde_json::from_slice(&resolved.config)
                 .map_err(|e| Error::at(format!("failed to parse image config: {e}"), location))?;
             image.created = None;

@@ -106,12 +106,14 @@ pub(crate) fn run(
                                 resolve_in_root(guard.path(), &m.selector, true)?
                             };
                             let spec = crate::fsutil::CopySpec::default();
+                            let mut links = crate::fsutil::Hardlinks::new();
                             for entry in fs::read_dir(&from)? {
                                 let entry = entry?;
                                 crate::fsutil::copy_entry(
                                     &entry.path(),
                                     &dir.join(entry.file_name()),
                                     &spec,
+                                    &mut links,
                                 )?;
                             }
                             let meta = fs::metadata(&from)?;

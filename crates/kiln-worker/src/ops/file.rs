@@ -79,17 +79,18 @@ pub(crate) fn run(worker: &Worker, op: &pb::FileOp, inputs: &[Ref]) -> Result<Re
                 Some(pb::file_action::Action::Mkdir(mkdir)) => {
                     let path = resolve_in_root(root, &mkdir.path, true)?;
                     let owner = owner(root, &mkdir.owner)?;
-                    if mkdir.make_parents {
-                        create_parents(&path, owner, None)?;
-                    } else if !path.is_dir() {
-                        fs::create_dir(&path)?;
+                    // Like `mkdir -p`, an existing directory is left as it is.
+                    if !path.is_dir() {
+                        let mode = mkdir.mode as u32 & 0o7777;
+                        if mkdir.make_parents {
+                            create_parents(&path, owner, None)?;
+                        } else {
+                            fs::create_dir(&path)?;
+                            chown_path(&path, owner)?;
+                        }
+                        fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+                        set_timestamp(&path, mkdir.timestamp)?;
                     }
-                    fs::set_permissions(
-                        &path,
-                        std::fs::Permissions::from_mode(mkdir.mode as u32 & 0o7777),
-                    )?;
-                    chown_path(&path, owner)?;
-                    set_timestamp(&path, mkdir.timestamp)?;
                 }
                 Some(pb::file_action::Action::Mkfile(mkfile)) => {
                     let path = resolve_in_root(root, &mkfile.path, true)?;
@@ -163,20 +164,44 @@ fn tempdir_empty(worker: &Worker) -> Result<std::path::PathBuf, Error> {
     Ok(dir)
 }
 
+/// Whether a file is a tar archive, gzip-compressed or not: its first 512 bytes (after
+/// decompression) are a tar header with a valid checksum.
 fn is_archive(path: &Path) -> bool {
     use std::io::Read;
-    let mut head = [0u8; 262];
-    let Ok(mut file) = fs::File::open(path) else {
+    let Ok(file) = fs::File::open(path) else {
         return false;
     };
-    let n = file.read(&mut head).unwrap_or(0);
-    (n >= 2 && head[0] == 0x1f && head[1] == 0x8b) || (n >= 262 && &head[257..262] == b"ustar")
+    let mut reader: Box<dyn Read> = if is_gzip(path) {
+        Box::new(flate2::read::GzDecoder::new(io::BufReader::new(file)))
+    } else {
+        Box::new(io::BufReader::new(file))
+    };
+    let mut header = [0u8; 512];
+    if reader.read_exact(&mut header).is_err() {
+        return false;
+    }
+    let stored = std::str::from_utf8(&header[148..156])
+        .ok()
+        .and_then(|s| u32::from_str_radix(s.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok());
+    let computed: u32 = header
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    stored == Some(computed)
 }
 
 /// BuildKit's copy: wildcards, directory contents, destination as a directory when it
 /// ends with `/` or already is one.
 fn copy_action(dest_root: &Path, src_root: &Path, copy: &pb::FileActionCopy) -> Result<(), Error> {
     let owner = owner(dest_root, &copy.owner)?;
+    let mut links = crate::fsutil::Hardlinks::new();
     let spec = CopySpec {
         mode: (copy.mode >= 0).then_some(copy.mode as u32),
         chown: owner,
@@ -232,7 +257,7 @@ fn copy_action(dest_root: &Path, src_root: &Path, copy: &pb::FileActionCopy) -> 
                 .collect();
             names.sort();
             for name in names {
-                copy_entry(&src.join(&name), &dest.join(&name), &spec)?;
+                copy_entry(&src.join(&name), &dest.join(&name), &spec, &mut links)?;
             }
             continue;
         }
@@ -251,7 +276,7 @@ fn copy_action(dest_root: &Path, src_root: &Path, copy: &pb::FileActionCopy) -> 
             }
             dest.clone()
         };
-        copy_entry(&src, &target, &spec)?;
+        copy_entry(&src, &target, &spec, &mut links)?;
     }
     Ok(())
 }

@@ -129,6 +129,7 @@ pub(crate) fn load(
     let snapshot = worker.snapshots.create(None)?;
     let upper = worker.snapshots.layer_dir(snapshot.id());
     let spec = CopySpec::default();
+    let mut links = crate::fsutil::Hardlinks::new();
     for rel in select(&dir, source)? {
         let src = dir.join(&rel);
         let dst = upper.join(&rel);
@@ -142,7 +143,7 @@ pub(crate) fn load(
             let meta = fs::symlink_metadata(&src)?;
             fs::set_permissions(&dst, meta.permissions())?;
         } else {
-            copy_entry(&src, &dst, &spec)?;
+            copy_entry(&src, &dst, &spec, &mut links)?;
         }
     }
     Ok(Ref {
