@@ -101,6 +101,8 @@ pub struct BuildRequest {
     pub secrets: BTreeMap<String, Vec<u8>>,
     /// ssh-agent sockets by id (`--ssh`).
     pub ssh: BTreeMap<String, PathBuf>,
+    /// Entitlements the client grants (`--allow`).
+    pub entitlements: Vec<String>,
 }
 
 /// What a build produced.
@@ -345,6 +347,7 @@ impl Engine {
                         secrets: &request.secrets,
                         ssh: &request.ssh,
                     },
+                    entitlements: &request.entitlements,
                 },
             )
             .map_err(|e| step_error(e, &definition, &dockerfile, &request.dockerfile))?;

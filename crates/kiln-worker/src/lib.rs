@@ -127,6 +127,8 @@ pub struct SolveOptions<'a> {
     pub contexts: &'a dyn LocalContexts,
     /// The client's secrets and ssh agents.
     pub secrets: &'a dyn Secrets,
+    /// Entitlements granted to this build (`network.host`, `security.insecure`).
+    pub entitlements: &'a [String],
 }
 
 pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
@@ -326,6 +328,7 @@ impl Worker {
             Some(Op::Source(source)) => vec![self.run_source(source, options, &log)?],
             Some(Op::File(file)) => vec![ops::file::run(self, file, inputs)?],
             Some(Op::Exec(exec)) => {
+                ops::exec::check_entitlements(exec, options.entitlements)?;
                 ops::exec::run(self, &digest, exec, inputs, options.secrets, &log)?
             }
             Some(Op::Merge(merge)) => vec![ops::merge(merge, inputs)],

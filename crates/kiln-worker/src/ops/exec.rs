@@ -13,6 +13,27 @@ use crate::{Error, Ref, Worker, sha256_hex};
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Host networking and privileged runs need the build to be granted them, as in
+/// BuildKit (`--allow network.host`, `--allow security.insecure`).
+pub(crate) fn check_entitlements(exec: &pb::ExecOp, granted: &[String]) -> Result<(), Error> {
+    let needs = |name: &str| -> Result<(), Error> {
+        if granted.iter().any(|g| g == name) {
+            Ok(())
+        } else {
+            Err(Error::Unsupported(format!(
+                "{name} is not allowed: grant it with --allow {name} (and the engine must permit it)"
+            )))
+        }
+    };
+    if exec.network == pb::NetMode::Host as i32 {
+        needs("network.host")?;
+    }
+    if exec.security == pb::SecurityMode::Insecure as i32 {
+        needs("security.insecure")?;
+    }
+    Ok(())
+}
+
 /// Runs an exec op; returns one result per output index.
 pub(crate) fn run(
     worker: &Worker,
@@ -284,4 +305,28 @@ pub(crate) fn run(
         };
     }
     Ok(outputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_network_and_insecure_need_entitlements() {
+        let host = pb::ExecOp {
+            network: pb::NetMode::Host as i32,
+            ..pb::ExecOp::default()
+        };
+        let insecure = pb::ExecOp {
+            security: pb::SecurityMode::Insecure as i32,
+            ..pb::ExecOp::default()
+        };
+        assert!(check_entitlements(&host, &[]).is_err());
+        assert!(check_entitlements(&host, &["network.host".to_owned()]).is_ok());
+        let err = check_entitlements(&insecure, &["network.host".to_owned()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--allow security.insecure"), "{err}");
+        assert!(check_entitlements(&pb::ExecOp::default(), &[]).is_ok());
+    }
 }

@@ -36,6 +36,9 @@ pub(crate) struct BuildArgs {
     /// SSH agent socket or keys to expose to the build (`default|<id>[=<socket>]`).
     #[arg(long = "ssh")]
     pub(crate) ssh: Vec<String>,
+    /// Allow extra privileged entitlements (`network.host`, `security.insecure`).
+    #[arg(long = "allow")]
+    pub(crate) allow: Vec<String>,
     /// Suppress the build output and print the image ID on success.
     #[arg(short = 'q', long)]
     pub(crate) quiet: bool,

@@ -110,6 +110,20 @@ fn parse_ssh(spec: &str) -> anyhow::Result<(String, PathBuf)> {
     Ok((id, path))
 }
 
+/// `--allow network.host,security.insecure` (repeatable, comma-separated).
+fn parse_entitlements(allow: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in allow.iter().flat_map(|a| a.split(',')) {
+        match entry.trim() {
+            e @ ("network.host" | "security.insecure") => out.push(e.to_owned()),
+            other => bail!(
+                "--allow {other:?}: unknown entitlement (known: network.host, security.insecure)"
+            ),
+        }
+    }
+    Ok(out)
+}
+
 pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
     if !matches!(
         args.progress.as_str(),
@@ -154,6 +168,7 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
             .iter()
             .map(|s| parse_ssh(s))
             .collect::<anyhow::Result<_>>()?,
+        entitlements: parse_entitlements(&args.allow)?,
     };
     let engine = crate::driver::embedded::open()?;
     let progress = Plain::new(args.quiet || args.progress == "quiet");
