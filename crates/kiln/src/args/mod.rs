@@ -16,7 +16,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Start a build.
-    Build(build::BuildArgs),
+    Build(Box<build::BuildArgs>),
     /// Tools for looking inside builds.
     #[command(subcommand)]
     Debug(debug::DebugCommand),
