@@ -1,5 +1,6 @@
 //! Command-line arguments (clap), one module per command.
 
+pub(crate) mod bake;
 pub(crate) mod build;
 pub(crate) mod debug;
 
@@ -17,6 +18,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Start a build.
     Build(Box<build::BuildArgs>),
+    /// Build from a file (HCL, JSON or Compose).
+    Bake(bake::BakeArgs),
     /// Tools for looking inside builds.
     #[command(subcommand)]
     Debug(debug::DebugCommand),

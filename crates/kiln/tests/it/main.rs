@@ -1,4 +1,5 @@
 //! Integration tests of the `kiln` binary: one binary, one module per command.
 
+mod bake;
 mod build;
 mod dump_llb;

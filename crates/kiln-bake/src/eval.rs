@@ -1,0 +1,392 @@
+//! Parsing definition files into blocks, and evaluating variables with their
+//! environment overrides, types and validations.
+
+use std::collections::BTreeMap;
+
+use hcl::eval::{Context, Evaluate};
+use hcl::{Body, Expression, Value};
+
+use crate::files::Source;
+use crate::{Error, funcs};
+
+/// A `target` or `group` block: its attributes in order (later files override earlier
+/// ones attribute by attribute).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Block {
+    pub(crate) attrs: Vec<(String, Expression)>,
+}
+
+impl Block {
+    pub(crate) fn get(&self, key: &str) -> Option<&Expression> {
+        self.attrs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, e)| e)
+    }
+
+    fn merge(&mut self, other: &Block) {
+        for (k, e) in &other.attrs {
+            self.attrs.retain(|(key, _)| key != k);
+            self.attrs.push((k.clone(), e.clone()));
+        }
+    }
+}
+
+/// Every file's blocks, merged, with the variables evaluated.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Definition {
+    pub(crate) targets: BTreeMap<String, Block>,
+    /// Target names in order of first definition.
+    pub(crate) target_order: Vec<String>,
+    pub(crate) groups: BTreeMap<String, Block>,
+    pub(crate) variables: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Variable {
+    default: Option<Expression>,
+    kind: Option<Expression>,
+    validations: Vec<(Expression, Option<Expression>)>,
+}
+
+/// HCL's JSON form turned into HCL text: object keys are labels or attributes, strings
+/// keep their `${}` templates.
+fn json_to_hcl(value: &serde_json::Value) -> Result<String, Error> {
+    fn expr(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => format!(
+                "\"{}\"",
+                s.replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n")
+            ),
+            serde_json::Value::Array(items) => format!(
+                "[{}]",
+                items.iter().map(expr).collect::<Vec<_>>().join(", ")
+            ),
+            serde_json::Value::Object(map) => format!(
+                "{{{}}}",
+                map.iter()
+                    .map(|(k, v)| format!("\"{}\" = {}", k.replace('"', "\\\""), expr(v)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            other => other.to_string(),
+        }
+    }
+    let object = value
+        .as_object()
+        .ok_or_else(|| Error::Hcl("a JSON bake file must be an object".to_owned()))?;
+    let mut out = String::new();
+    for (kind, entries) in object {
+        match (kind.as_str(), entries) {
+            ("variable" | "target" | "group" | "function", serde_json::Value::Object(blocks)) => {
+                for (name, body) in blocks {
+                    out.push_str(&format!("{kind} \"{name}\" {{\n"));
+                    if let serde_json::Value::Object(attrs) = body {
+                        for (key, value) in attrs {
+                            if kind == "variable" && key == "validation" {
+                                let list = match value {
+                                    serde_json::Value::Array(items) => items.clone(),
+                                    other => vec![other.clone()],
+                                };
+                                for v in list {
+                                    out.push_str("validation {\n");
+                                    if let serde_json::Value::Object(m) = v {
+                                        for (k, x) in m {
+                                            out.push_str(&format!("{k} = {}\n", expr(&x)));
+                                        }
+                                    }
+                                    out.push_str("}\n");
+                                }
+                                continue;
+                            }
+                            out.push_str(&format!("{key} = {}\n", expr(value)));
+                        }
+                    }
+                    out.push_str("}\n");
+                }
+            }
+            (_, value) => out.push_str(&format!(
+                "variable \"{kind}\" {{\ndefault = {}\n}}\n",
+                expr(value)
+            )),
+        }
+    }
+    Ok(out)
+}
+
+/// `Summary; Detail` from an hcl-rs parse error (buildx prints HCL diagnostics so).
+fn parse_error(name: &str, error: &hcl::Error) -> Error {
+    Error::Hcl(format!("{name}: {error}"))
+}
+
+impl Definition {
+    pub(crate) fn parse(sources: &[Source], env: &BTreeMap<String, String>) -> Result<Self, Error> {
+        let mut definition = Definition::default();
+        let mut variables: BTreeMap<String, Variable> = BTreeMap::new();
+        let mut variable_order: Vec<String> = Vec::new();
+        for source in sources {
+            let text = if source.name.ends_with(".json") {
+                let json: serde_json::Value = serde_json::from_str(&source.text)
+                    .map_err(|e| Error::Hcl(format!("{}: {e}", source.name)))?;
+                json_to_hcl(&json)?
+            } else {
+                source.text.clone()
+            };
+            let body: Body = hcl::parse(&text).map_err(|e| parse_error(&source.name, &e))?;
+            for block in body.blocks() {
+                let name = block
+                    .labels()
+                    .first()
+                    .map(|l| l.as_str().to_owned())
+                    .unwrap_or_default();
+                let attrs: Vec<(String, Expression)> = block
+                    .body()
+                    .attributes()
+                    .map(|a| (a.key().to_owned(), a.expr().clone()))
+                    .collect();
+                match block.identifier() {
+                    "target" => {
+                        if !definition.targets.contains_key(&name) {
+                            definition.target_order.push(name.clone());
+                        }
+                        definition
+                            .targets
+                            .entry(name)
+                            .or_default()
+                            .merge(&Block { attrs });
+                    }
+                    "group" => definition
+                        .groups
+                        .entry(name)
+                        .or_default()
+                        .merge(&Block { attrs }),
+                    "variable" => {
+                        if !variables.contains_key(&name) {
+                            variable_order.push(name.clone());
+                        }
+                        let variable = variables.entry(name).or_default();
+                        for (key, expr) in attrs {
+                            match key.as_str() {
+                                "default" => variable.default = Some(expr),
+                                "type" => variable.kind = Some(expr),
+                                _ => {}
+                            }
+                        }
+                        for validation in block
+                            .body()
+                            .blocks()
+                            .filter(|b| b.identifier() == "validation")
+                        {
+                            let get = |k: &str| {
+                                validation
+                                    .body()
+                                    .attributes()
+                                    .find(|a| a.key() == k)
+                                    .map(|a| a.expr().clone())
+                            };
+                            if let Some(condition) = get("condition") {
+                                variable.validations.push((condition, get("error_message")));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            // Top-level attributes are variables too (`TAG = "x"`).
+            for attr in body.attributes() {
+                let name = attr.key().to_owned();
+                if !variables.contains_key(&name) {
+                    variable_order.push(name.clone());
+                }
+                variables.entry(name).or_default().default = Some(attr.expr().clone());
+            }
+        }
+        definition.variables = evaluate_variables(&variables, &variable_order, env)?;
+        Ok(definition)
+    }
+
+    /// An evaluation context with the variables and functions.
+    pub(crate) fn context(&self) -> Context<'static> {
+        let mut ctx = Context::new();
+        funcs::declare(&mut ctx);
+        for (name, value) in &self.variables {
+            ctx.declare_var(name.clone(), value.clone());
+        }
+        ctx
+    }
+}
+
+/// The type a variable's `type` expression names.
+fn type_name(kind: &Expression) -> String {
+    match kind {
+        Expression::Variable(v) => v.as_str().to_owned(),
+        Expression::FuncCall(call) => call.name.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn env_value(
+    name: &str,
+    raw: &str,
+    kind: Option<&Expression>,
+    default: &Value,
+) -> Result<Value, Error> {
+    let invalid = |what: &str| {
+        Error::Hcl(format!(
+            "Invalid value; failed to parse {name} as {what}: {raw}"
+        ))
+    };
+    let parse_as = |t: &str| -> Result<Value, Error> {
+        match t {
+            "number" => raw
+                .trim()
+                .parse::<f64>()
+                .map(Value::from)
+                .map_err(|_| invalid("number")),
+            "bool" => match raw.trim() {
+                "true" | "1" | "t" | "T" | "TRUE" | "True" => Ok(Value::Bool(true)),
+                "false" | "0" | "f" | "F" | "FALSE" | "False" => Ok(Value::Bool(false)),
+                _ => Err(invalid("bool")),
+            },
+            _ => Ok(Value::String(raw.to_owned())),
+        }
+    };
+    if let Some(kind) = kind {
+        let t = type_name(kind);
+        return match t.as_str() {
+            "list" | "set" | "tuple" => {
+                let element = match kind {
+                    Expression::FuncCall(call) => call
+                        .args
+                        .first()
+                        .map(type_name)
+                        .unwrap_or_else(|| "string".to_owned()),
+                    _ => "string".to_owned(),
+                };
+                let items: Result<Vec<Value>, Error> = if raw.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    raw.split(',')
+                        .map(|item| {
+                            if element == "string" {
+                                Ok(Value::String(item.to_owned()))
+                            } else {
+                                parse_as_item(item, &element, name)
+                            }
+                        })
+                        .collect()
+                };
+                Ok(Value::Array(items?))
+            }
+            "map" | "object" => {
+                let json: serde_json::Value = serde_json::from_str(raw).map_err(|_| invalid(&t))?;
+                Ok(hcl::to_value(&json).map_err(|e| Error::Hcl(e.to_string()))?)
+            }
+            other => parse_as(other),
+        };
+    }
+    match default {
+        Value::Bool(_) => parse_as("bool"),
+        Value::Number(_) => parse_as("number"),
+        Value::Array(_) => Err(Error::Hcl(format!(
+            "Invalid value; unsupported type tuple for variable {name}"
+        ))),
+        Value::Object(_) => Err(Error::Hcl(format!(
+            "Invalid value; unsupported type object for variable {name}"
+        ))),
+        _ => Ok(Value::String(raw.to_owned())),
+    }
+}
+
+fn parse_as_item(item: &str, element: &str, name: &str) -> Result<Value, Error> {
+    match element {
+        "number" => item.trim().parse::<f64>().map(Value::from).map_err(|_| {
+            Error::Hcl(format!(
+                "Invalid value; failed to parse {name} as number: {item}"
+            ))
+        }),
+        "bool" => match item.trim() {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err(Error::Hcl(format!(
+                "Invalid value; failed to parse {name} as bool: {item}"
+            ))),
+        },
+        _ => Ok(Value::String(item.to_owned())),
+    }
+}
+
+/// Evaluates every variable (defaults may refer to each other), applies environment
+/// overrides, then checks validations.
+fn evaluate_variables(
+    variables: &BTreeMap<String, Variable>,
+    order: &[String],
+    env: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, Value>, Error> {
+    let mut values: BTreeMap<String, Value> = BTreeMap::new();
+    let mut pending: Vec<&String> = order.iter().collect();
+    loop {
+        let before = pending.len();
+        let mut still = Vec::new();
+        for name in pending {
+            let variable = &variables[name];
+            let mut ctx = Context::new();
+            funcs::declare(&mut ctx);
+            for (k, v) in &values {
+                ctx.declare_var(k.clone(), v.clone());
+            }
+            let default = match &variable.default {
+                Some(expr) => match expr.evaluate(&ctx) {
+                    Ok(v) => v,
+                    Err(e) if e.to_string().contains("undefined variable") => {
+                        still.push(name);
+                        continue;
+                    }
+                    Err(e) => return Err(Error::Hcl(e.to_string())),
+                },
+                None => Value::Null,
+            };
+            let value = match env.get(name.as_str()) {
+                Some(raw) => env_value(name, raw, variable.kind.as_ref(), &default)?,
+                None => default,
+            };
+            values.insert(name.clone(), value);
+        }
+        if still.is_empty() {
+            break;
+        }
+        if still.len() == before {
+            return Err(Error::Hcl(format!(
+                "Variables not allowed; cycle or undefined variable in {}",
+                still[0]
+            )));
+        }
+        pending = still;
+    }
+    for name in order {
+        let mut ctx = Context::new();
+        funcs::declare(&mut ctx);
+        for (k, v) in &values {
+            ctx.declare_var(k.clone(), v.clone());
+        }
+        for (condition, message) in &variables[name].validations {
+            let ok = condition
+                .evaluate(&ctx)
+                .map_err(|e| Error::Hcl(e.to_string()))?;
+            if ok != Value::Bool(true) {
+                let message = match message {
+                    Some(m) => match m.evaluate(&ctx).map_err(|e| Error::Hcl(e.to_string()))? {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    },
+                    None => format!("validation failed for variable {name}"),
+                };
+                return Err(Error::Invalid(message));
+            }
+        }
+    }
+    Ok(values)
+}

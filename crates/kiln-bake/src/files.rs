@@ -1,0 +1,69 @@
+//! Which files a bake reads: `-f` files, `BUILDX_BAKE_FILE`, or the default lookup.
+
+use std::path::Path;
+
+use fs_err as fs;
+
+use crate::{Error, Request};
+
+/// A definition file's name and content.
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    pub(crate) name: String,
+    pub(crate) text: String,
+}
+
+/// buildx's default lookup, in its order.
+const DEFAULT_FILES: [&str; 12] = [
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yml",
+    "docker-compose.yaml",
+    "docker-bake.json",
+    "docker-bake.hcl",
+    "docker-bake.override.json",
+    "docker-bake.override.hcl",
+    "compose.override.yaml",
+    "compose.override.yml",
+    "docker-compose.override.yml",
+    "docker-compose.override.yaml",
+];
+
+pub(crate) fn load(request: &Request) -> Result<Vec<Source>, Error> {
+    let mut names: Vec<String> = request.files.clone();
+    if names.is_empty() {
+        if let Some(list) = request
+            .env
+            .get("BUILDX_BAKE_FILE")
+            .filter(|v| !v.is_empty())
+        {
+            names = list
+                .split(':')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+        } else {
+            names = DEFAULT_FILES
+                .iter()
+                .filter(|f| request.dir.join(f).is_file())
+                .map(|f| (*f).to_owned())
+                .collect();
+            if names.is_empty() {
+                return Err(Error::Invalid("couldn't find a bake definition".to_owned()));
+            }
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let path = if Path::new(&name).is_absolute() {
+                name.clone().into()
+            } else {
+                request.dir.join(&name)
+            };
+            let text = fs::read_to_string(&path)
+                .map_err(|e| Error::Io(format!("failed to read {name}: {e}")))?;
+            Ok(Source { name, text })
+        })
+        .collect()
+}

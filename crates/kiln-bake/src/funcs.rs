@@ -1,0 +1,564 @@
+//! Bake's function library (go-cty's stdlib names and behaviour, the common part).
+
+use hcl::eval::{FuncArgs, FuncDef, ParamType};
+use hcl::{Number, Value};
+
+type Result<T> = std::result::Result<T, String>;
+
+/// A library function: name, fixed parameter count, variadic or not, implementation.
+type Entry = (&'static str, usize, bool, fn(FuncArgs) -> Result<Value>);
+
+fn string(v: &Value) -> Result<String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Null => Err("argument must not be null".to_owned()),
+        other => Err(format!("string required, got {other:?}")),
+    }
+}
+
+fn number(v: &Value) -> Result<f64> {
+    match v {
+        Value::Number(n) => n.as_f64().ok_or_else(|| "number out of range".to_owned()),
+        Value::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("a number is required, got {s:?}")),
+        other => Err(format!("number required, got {other:?}")),
+    }
+}
+
+fn num(f: f64) -> Value {
+    if f.fract() == 0.0 && f.abs() < 1e15 {
+        Value::Number(Number::from(f as i64))
+    } else {
+        Number::from_f64(f).map_or(Value::Null, Value::Number)
+    }
+}
+
+fn list(v: &Value) -> Result<Vec<Value>> {
+    match v {
+        Value::Array(items) => Ok(items.clone()),
+        other => Err(format!("list required, got {other:?}")),
+    }
+}
+
+fn all(args: &FuncArgs) -> Vec<Value> {
+    args.iter().cloned().collect()
+}
+
+fn f_join(args: FuncArgs) -> Result<Value> {
+    let sep = string(&args[0])?;
+    let mut parts = Vec::new();
+    for l in all(&args).iter().skip(1) {
+        for item in list(l)? {
+            parts.push(string(&item)?);
+        }
+    }
+    Ok(Value::String(parts.join(&sep)))
+}
+
+fn f_split(args: FuncArgs) -> Result<Value> {
+    let sep = string(&args[0])?;
+    let s = string(&args[1])?;
+    Ok(Value::Array(
+        s.split(sep.as_str())
+            .map(|p| Value::String(p.to_owned()))
+            .collect(),
+    ))
+}
+
+fn f_replace(args: FuncArgs) -> Result<Value> {
+    let s = string(&args[0])?;
+    let from = string(&args[1])?;
+    let to = string(&args[2])?;
+    if from.len() > 2 && from.starts_with('/') && from.ends_with('/') {
+        let re = regex::Regex::new(&from[1..from.len() - 1]).map_err(|e| e.to_string())?;
+        return Ok(Value::String(
+            re.replace_all(&s, go_template(&to)).into_owned(),
+        ));
+    }
+    Ok(Value::String(s.replace(&from, &to)))
+}
+
+/// Go's `$1`/`${name}` replacement syntax in Rust regex's form.
+fn go_template(s: &str) -> String {
+    s.to_owned()
+}
+
+fn f_regex_replace(args: FuncArgs) -> Result<Value> {
+    let s = string(&args[0])?;
+    let re = regex::Regex::new(&string(&args[1])?).map_err(|e| e.to_string())?;
+    let to = string(&args[2])?;
+    Ok(Value::String(
+        re.replace_all(&s, go_template(&to).as_str()).into_owned(),
+    ))
+}
+
+fn f_regex(args: FuncArgs) -> Result<Value> {
+    let re = regex::Regex::new(&string(&args[0])?).map_err(|e| e.to_string())?;
+    let s = string(&args[1])?;
+    let caps = re
+        .captures(&s)
+        .ok_or_else(|| "pattern did not match any part of the given string".to_owned())?;
+    let names: Vec<Option<&str>> = re.capture_names().collect();
+    if names.iter().skip(1).any(Option::is_some) {
+        let mut map = hcl::Map::new();
+        for name in names.iter().skip(1).flatten() {
+            map.insert(
+                (*name).to_owned(),
+                caps.name(name)
+                    .map_or(Value::Null, |m| Value::String(m.as_str().to_owned())),
+            );
+        }
+        return Ok(Value::Object(map));
+    }
+    if caps.len() == 1 {
+        return Ok(Value::String(caps[0].to_owned()));
+    }
+    Ok(Value::Array(
+        caps.iter()
+            .skip(1)
+            .map(|m| m.map_or(Value::Null, |m| Value::String(m.as_str().to_owned())))
+            .collect(),
+    ))
+}
+
+fn f_regexall(args: FuncArgs) -> Result<Value> {
+    let re = regex::Regex::new(&string(&args[0])?).map_err(|e| e.to_string())?;
+    let s = string(&args[1])?;
+    Ok(Value::Array(
+        re.captures_iter(&s)
+            .map(|caps| {
+                if caps.len() == 1 {
+                    Value::String(caps[0].to_owned())
+                } else {
+                    Value::Array(
+                        caps.iter()
+                            .skip(1)
+                            .map(|m| {
+                                m.map_or(Value::Null, |m| Value::String(m.as_str().to_owned()))
+                            })
+                            .collect(),
+                    )
+                }
+            })
+            .collect(),
+    ))
+}
+
+fn f_upper(args: FuncArgs) -> Result<Value> {
+    Ok(Value::String(string(&args[0])?.to_uppercase()))
+}
+
+fn f_lower(args: FuncArgs) -> Result<Value> {
+    Ok(Value::String(string(&args[0])?.to_lowercase()))
+}
+
+fn f_trimspace(args: FuncArgs) -> Result<Value> {
+    Ok(Value::String(string(&args[0])?.trim().to_owned()))
+}
+
+fn f_trimprefix(args: FuncArgs) -> Result<Value> {
+    let s = string(&args[0])?;
+    let p = string(&args[1])?;
+    Ok(Value::String(
+        s.strip_prefix(p.as_str()).unwrap_or(&s).to_owned(),
+    ))
+}
+
+fn f_trimsuffix(args: FuncArgs) -> Result<Value> {
+    let s = string(&args[0])?;
+    let p = string(&args[1])?;
+    Ok(Value::String(
+        s.strip_suffix(p.as_str()).unwrap_or(&s).to_owned(),
+    ))
+}
+
+fn f_strlen(args: FuncArgs) -> Result<Value> {
+    Ok(num(string(&args[0])?.chars().count() as f64))
+}
+
+fn f_length(args: FuncArgs) -> Result<Value> {
+    Ok(num(match &args[0] {
+        Value::Array(a) => a.len(),
+        Value::Object(o) => o.len(),
+        Value::String(s) => s.chars().count(),
+        other => return Err(format!("length of {other:?}")),
+    } as f64))
+}
+
+fn f_element(args: FuncArgs) -> Result<Value> {
+    let items = list(&args[0])?;
+    if items.is_empty() {
+        return Err("cannot use element function with an empty list".to_owned());
+    }
+    let i = number(&args[1])? as i64;
+    Ok(items[i.rem_euclid(items.len() as i64) as usize].clone())
+}
+
+fn f_concat(args: FuncArgs) -> Result<Value> {
+    let mut out = Vec::new();
+    for l in all(&args) {
+        out.extend(list(&l)?);
+    }
+    Ok(Value::Array(out))
+}
+
+fn f_contains(args: FuncArgs) -> Result<Value> {
+    Ok(Value::Bool(list(&args[0])?.contains(&args[1])))
+}
+
+fn f_distinct(args: FuncArgs) -> Result<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for v in list(&args[0])? {
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    Ok(Value::Array(out))
+}
+
+fn f_flatten(args: FuncArgs) -> Result<Value> {
+    fn go(v: &[Value], out: &mut Vec<Value>) {
+        for item in v {
+            match item {
+                Value::Array(inner) => go(inner, out),
+                other => out.push(other.clone()),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    go(&list(&args[0])?, &mut out);
+    Ok(Value::Array(out))
+}
+
+fn f_reverse(args: FuncArgs) -> Result<Value> {
+    let mut items = list(&args[0])?;
+    items.reverse();
+    Ok(Value::Array(items))
+}
+
+fn f_sort(args: FuncArgs) -> Result<Value> {
+    let mut items: Vec<String> = list(&args[0])?.iter().map(string).collect::<Result<_>>()?;
+    items.sort();
+    Ok(Value::Array(items.into_iter().map(Value::String).collect()))
+}
+
+fn f_indexof(args: FuncArgs) -> Result<Value> {
+    let items = list(&args[0])?;
+    items
+        .iter()
+        .position(|v| *v == args[1])
+        .map(|i| num(i as f64))
+        .ok_or_else(|| "item not found".to_owned())
+}
+
+fn f_keys(args: FuncArgs) -> Result<Value> {
+    match &args[0] {
+        Value::Object(o) => {
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort();
+            Ok(Value::Array(
+                keys.into_iter().map(|k| Value::String(k.clone())).collect(),
+            ))
+        }
+        other => Err(format!("keys of {other:?}")),
+    }
+}
+
+fn f_values(args: FuncArgs) -> Result<Value> {
+    match &args[0] {
+        Value::Object(o) => {
+            let mut entries: Vec<(&String, &Value)> = o.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Ok(Value::Array(
+                entries.into_iter().map(|(_, v)| v.clone()).collect(),
+            ))
+        }
+        other => Err(format!("values of {other:?}")),
+    }
+}
+
+fn f_lookup(args: FuncArgs) -> Result<Value> {
+    match &args[0] {
+        Value::Object(o) => {
+            let key = string(&args[1])?;
+            match o.get(&key) {
+                Some(v) => Ok(v.clone()),
+                None if args.len() > 2 => Ok(args[2].clone()),
+                None => Err(format!("lookup failed to find key {key:?}")),
+            }
+        }
+        other => Err(format!("lookup in {other:?}")),
+    }
+}
+
+fn f_merge(args: FuncArgs) -> Result<Value> {
+    let mut out = hcl::Map::new();
+    for v in all(&args) {
+        match v {
+            Value::Object(o) => out.extend(o),
+            Value::Null => {}
+            other => return Err(format!("merge of {other:?}")),
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+fn f_equal(args: FuncArgs) -> Result<Value> {
+    Ok(Value::Bool(args[0] == args[1]))
+}
+
+fn f_notequal(args: FuncArgs) -> Result<Value> {
+    Ok(Value::Bool(args[0] != args[1]))
+}
+
+macro_rules! arith {
+    ($name:ident, $op:expr) => {
+        fn $name(args: FuncArgs) -> Result<Value> {
+            let op: fn(f64, f64) -> Result<f64> = $op;
+            Ok(num(op(number(&args[0])?, number(&args[1])?)?))
+        }
+    };
+}
+
+arith!(f_add, |a, b| Ok(a + b));
+arith!(f_subtract, |a, b| Ok(a - b));
+arith!(f_multiply, |a, b| Ok(a * b));
+arith!(f_divide, |a, b| if b == 0.0 {
+    Err("divide by zero".to_owned())
+} else {
+    Ok(a / b)
+});
+arith!(f_modulo, |a, b| if b == 0.0 {
+    Err("divide by zero".to_owned())
+} else {
+    Ok(a % b)
+});
+
+fn f_min(args: FuncArgs) -> Result<Value> {
+    let nums: Vec<f64> = all(&args).iter().map(number).collect::<Result<_>>()?;
+    Ok(num(nums.into_iter().fold(f64::INFINITY, f64::min)))
+}
+
+fn f_max(args: FuncArgs) -> Result<Value> {
+    let nums: Vec<f64> = all(&args).iter().map(number).collect::<Result<_>>()?;
+    Ok(num(nums.into_iter().fold(f64::NEG_INFINITY, f64::max)))
+}
+
+fn f_floor(args: FuncArgs) -> Result<Value> {
+    Ok(num(number(&args[0])?.floor()))
+}
+
+fn f_ceil(args: FuncArgs) -> Result<Value> {
+    Ok(num(number(&args[0])?.ceil()))
+}
+
+fn f_basename(args: FuncArgs) -> Result<Value> {
+    let s = string(&args[0])?;
+    let trimmed = s.trim_end_matches('/');
+    Ok(Value::String(if trimmed.is_empty() && s.starts_with('/') {
+        "/".to_owned()
+    } else {
+        trimmed.rsplit('/').next().unwrap_or(".").to_owned()
+    }))
+}
+
+fn f_dirname(args: FuncArgs) -> Result<Value> {
+    let s = string(&args[0])?;
+    let trimmed = s.trim_end_matches('/');
+    Ok(Value::String(match trimmed.rsplit_once('/') {
+        Some(("", _)) => "/".to_owned(),
+        Some((dir, _)) => dir.to_owned(),
+        None => ".".to_owned(),
+    }))
+}
+
+fn f_sanitize(args: FuncArgs) -> Result<Value> {
+    let s = string(&args[0])?;
+    Ok(Value::String(
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect(),
+    ))
+}
+
+fn f_timestamp(_: FuncArgs) -> Result<Value> {
+    Ok(Value::String("1970-01-01T00:00:00Z".to_owned()))
+}
+
+/// Go's `fmt.Sprintf` for `%s`, `%d`, `%v`, `%q`, `%f` and `%%`.
+fn sprintf(format: &str, args: &[Value]) -> Result<String> {
+    let mut out = String::new();
+    let mut chars = format.chars().peekable();
+    let mut next = args.iter();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let verb = chars
+            .next()
+            .ok_or_else(|| "format ends with %".to_owned())?;
+        if verb == '%' {
+            out.push('%');
+            continue;
+        }
+        let arg = next
+            .next()
+            .ok_or_else(|| "not enough arguments for format string".to_owned())?;
+        match verb {
+            's' | 'v' => out.push_str(&string(arg).or_else(|_| Ok::<_, String>(arg.to_string()))?),
+            'd' => out.push_str(&(number(arg)? as i64).to_string()),
+            'f' => out.push_str(&format!("{:.6}", number(arg)?)),
+            'q' => out.push_str(&format!("{:?}", string(arg)?)),
+            other => return Err(format!("unsupported format verb %{other}")),
+        }
+    }
+    Ok(out)
+}
+
+fn f_format(args: FuncArgs) -> Result<Value> {
+    let items = all(&args);
+    Ok(Value::String(sprintf(&string(&items[0])?, &items[1..])?))
+}
+
+fn f_formatlist(args: FuncArgs) -> Result<Value> {
+    let items = all(&args);
+    let format = string(&items[0])?;
+    let len = items[1..]
+        .iter()
+        .filter_map(|v| {
+            if let Value::Array(a) = v {
+                Some(a.len())
+            } else {
+                None
+            }
+        })
+        .max()
+        .unwrap_or(1);
+    let mut out = Vec::new();
+    for i in 0..len {
+        let row: Vec<Value> = items[1..]
+            .iter()
+            .map(|v| {
+                if let Value::Array(a) = v {
+                    a.get(i).cloned().unwrap_or(Value::Null)
+                } else {
+                    v.clone()
+                }
+            })
+            .collect();
+        out.push(Value::String(sprintf(&format, &row)?));
+    }
+    Ok(Value::Array(out))
+}
+
+fn f_chomp(args: FuncArgs) -> Result<Value> {
+    Ok(Value::String(
+        string(&args[0])?.trim_end_matches(['\n', '\r']).to_owned(),
+    ))
+}
+
+fn f_title(args: FuncArgs) -> Result<Value> {
+    let s = string(&args[0])?;
+    let mut out = String::new();
+    let mut start = true;
+    for c in s.chars() {
+        out.extend(if start {
+            c.to_uppercase().collect::<Vec<_>>()
+        } else {
+            vec![c]
+        });
+        start = c.is_whitespace();
+    }
+    Ok(Value::String(out))
+}
+
+fn f_coalesce(args: FuncArgs) -> Result<Value> {
+    all(&args)
+        .into_iter()
+        .find(|v| !matches!(v, Value::Null) && *v != Value::String(String::new()))
+        .ok_or_else(|| "no non-null, non-empty-string arguments".to_owned())
+}
+
+fn f_not(args: FuncArgs) -> Result<Value> {
+    match &args[0] {
+        Value::Bool(b) => Ok(Value::Bool(!b)),
+        other => Err(format!("bool required, got {other:?}")),
+    }
+}
+
+pub(crate) fn declare(ctx: &mut hcl::eval::Context<'_>) {
+    let any = || ParamType::Any;
+    let def = |params: usize, variadic: bool, f: fn(FuncArgs) -> Result<Value>| {
+        let mut b = FuncDef::builder();
+        for _ in 0..params {
+            b = b.param(any());
+        }
+        if variadic {
+            b = b.variadic_param(any());
+        }
+        b.build(f)
+    };
+    let table: [Entry; 47] = [
+        ("add", 2, false, f_add),
+        ("basename", 1, false, f_basename),
+        ("ceil", 1, false, f_ceil),
+        ("concat", 0, true, f_concat),
+        ("contains", 2, false, f_contains),
+        ("dirname", 1, false, f_dirname),
+        ("distinct", 1, false, f_distinct),
+        ("divide", 2, false, f_divide),
+        ("element", 2, false, f_element),
+        ("equal", 2, false, f_equal),
+        ("flatten", 1, false, f_flatten),
+        ("floor", 1, false, f_floor),
+        ("format", 1, true, f_format),
+        ("formatlist", 1, true, f_formatlist),
+        ("indexof", 2, false, f_indexof),
+        ("join", 1, true, f_join),
+        ("keys", 1, false, f_keys),
+        ("length", 1, false, f_length),
+        ("lookup", 2, true, f_lookup),
+        ("lower", 1, false, f_lower),
+        ("max", 0, true, f_max),
+        ("merge", 0, true, f_merge),
+        ("min", 0, true, f_min),
+        ("modulo", 2, false, f_modulo),
+        ("multiply", 2, false, f_multiply),
+        ("notequal", 2, false, f_notequal),
+        ("regex", 2, false, f_regex),
+        ("regexall", 2, false, f_regexall),
+        ("regex_replace", 3, false, f_regex_replace),
+        ("replace", 3, false, f_replace),
+        ("reverse", 1, false, f_reverse),
+        ("reverselist", 1, false, f_reverse),
+        ("sanitize", 1, false, f_sanitize),
+        ("sort", 1, false, f_sort),
+        ("split", 2, false, f_split),
+        ("strlen", 1, false, f_strlen),
+        ("subtract", 2, false, f_subtract),
+        ("timestamp", 0, false, f_timestamp),
+        ("trimprefix", 2, false, f_trimprefix),
+        ("trimspace", 1, false, f_trimspace),
+        ("trimsuffix", 2, false, f_trimsuffix),
+        ("upper", 1, false, f_upper),
+        ("values", 1, false, f_values),
+        ("chomp", 1, false, f_chomp),
+        ("title", 1, false, f_title),
+        ("coalesce", 0, true, f_coalesce),
+        ("not", 1, false, f_not),
+    ];
+    for (name, params, variadic, f) in table {
+        ctx.declare_func(name, def(params, variadic, f));
+    }
+}

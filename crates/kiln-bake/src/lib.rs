@@ -1,0 +1,44 @@
+//! Bake files: HCL (and HCL's JSON form) definitions with variables, functions,
+//! inheritance and matrices, resolved to fully specified targets, as `docker buildx
+//! bake` resolves them. [`resolve`] is the whole pipeline; its result prints as
+//! `bake --print` does.
+//!
+//! Plain data in, plain data out: this crate knows nothing of LLB or the engine.
+
+mod error;
+mod eval;
+mod files;
+mod funcs;
+mod target;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub use error::Error;
+pub use target::Resolved;
+
+/// What `kiln bake` was asked.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// `-f` files, in order (empty: the default lookup).
+    pub files: Vec<String>,
+    /// The directory files are looked up and resolved in.
+    pub dir: PathBuf,
+    /// The environment (variables override `variable` defaults).
+    pub env: BTreeMap<String, String>,
+    /// `--set` overrides.
+    pub sets: Vec<String>,
+    /// Targets or groups (names or patterns) to resolve; empty means `default`.
+    pub targets: Vec<String>,
+    /// `--no-cache`.
+    pub no_cache: bool,
+    /// `--pull`.
+    pub pull: bool,
+}
+
+/// Resolves a bake request to its targets and groups.
+pub fn resolve(request: &Request) -> Result<Resolved, Error> {
+    let sources = files::load(request)?;
+    let definition = eval::Definition::parse(&sources, &request.env)?;
+    target::resolve(&definition, request)
+}

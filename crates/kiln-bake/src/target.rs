@@ -1,0 +1,617 @@
+//! Targets: requested names and patterns expanded through groups, matrices and
+//! `inherits`, attributes evaluated and normalised as `bake --print` shows them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hcl::eval::{Context, Evaluate};
+use hcl::{Expression, Value};
+use serde_json::{Map, Value as Json, json};
+
+use crate::eval::{Block, Definition};
+use crate::{Error, Request};
+
+/// The resolved groups and targets.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    /// Group name → target names.
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Target name → its fields as `bake --print` shows them.
+    pub targets: BTreeMap<String, Map<String, Json>>,
+}
+
+impl Resolved {
+    /// `{"group": {...}, "target": {...}}`.
+    pub fn to_json(&self) -> Json {
+        let groups: Map<String, Json> = self
+            .groups
+            .iter()
+            .map(|(k, v)| (k.clone(), json!({"targets": v})))
+            .collect();
+        let targets: Map<String, Json> = self
+            .targets
+            .iter()
+            .map(|(k, v)| (k.clone(), Json::Object(v.clone())))
+            .collect();
+        json!({"group": groups, "target": targets})
+    }
+}
+
+fn is_pattern(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// Shell-style match of a whole name.
+fn glob(pattern: &str, name: &str) -> bool {
+    fn m(p: &[char], n: &[char]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some('*') => (0..=n.len()).any(|i| m(&p[1..], &n[i..])),
+            Some('?') => !n.is_empty() && m(&p[1..], &n[1..]),
+            Some('[') => match p.iter().position(|c| *c == ']') {
+                Some(close) if !n.is_empty() => {
+                    let class = &p[1..close];
+                    let (neg, class) = if class.first() == Some(&'!') || class.first() == Some(&'^')
+                    {
+                        (true, &class[1..])
+                    } else {
+                        (false, class)
+                    };
+                    let mut hit = false;
+                    let mut i = 0;
+                    while i < class.len() {
+                        if i + 2 < class.len() && class[i + 1] == '-' {
+                            hit |= class[i] <= n[0] && n[0] <= class[i + 2];
+                            i += 3;
+                        } else {
+                            hit |= class[i] == n[0];
+                            i += 1;
+                        }
+                    }
+                    hit != neg && m(&p[close + 1..], &n[1..])
+                }
+                _ => false,
+            },
+            Some(c) => n.first() == Some(c) && m(&p[1..], &n[1..]),
+        }
+    }
+    m(
+        &pattern.chars().collect::<Vec<_>>(),
+        &name.chars().collect::<Vec<_>>(),
+    )
+}
+
+fn eval(expr: &Expression, ctx: &Context<'_>) -> Result<Value, Error> {
+    expr.evaluate(ctx).map_err(|e| {
+        let text = e.to_string();
+        if let Some(name) = text
+            .split("undefined function `")
+            .nth(1)
+            .and_then(|r| r.split('`').next())
+        {
+            return Error::Hcl(format!(
+                "Call to unknown function; There is no function named \"{name}\"."
+            ));
+        }
+        Error::Hcl(text)
+    })
+}
+
+fn to_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn string_list(key: &str, v: &Value) -> Result<Vec<String>, Error> {
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .filter(|i| !matches!(i, Value::Null))
+            .map(|i| to_string(i).ok_or_else(|| unsuitable("list of string")))
+            .collect(),
+        Value::Null => Ok(Vec::new()),
+        _ => {
+            let _ = key;
+            Err(unsuitable("list of string"))
+        }
+    }
+}
+
+fn unsuitable(what: &str) -> Error {
+    Error::Hcl(format!(
+        "Unsuitable value type; Unsuitable value: {what} required"
+    ))
+}
+
+/// `${` and `%{` printed the way HCL would need them escaped.
+fn escape_template(s: &str) -> String {
+    s.replace("${", "$${").replace("%{", "%%{")
+}
+
+/// `type=local,dest=out` (CSV) into an object.
+fn csv_object(s: &str) -> Map<String, Json> {
+    let mut out = Map::new();
+    for field in s.split(',') {
+        if let Some((k, v)) = field.split_once('=') {
+            out.insert(k.trim().to_owned(), Json::String(v.trim().to_owned()));
+        }
+    }
+    out
+}
+
+/// One entry of output/cache-from/cache-to/secret/attest/ssh as an object.
+fn entry_object(field: &str, v: &Value) -> Result<Map<String, Json>, Error> {
+    let mut object = match v {
+        Value::String(s) => {
+            if !s.contains('=') {
+                match field {
+                    "output" => {
+                        let mut m = Map::new();
+                        if s == "-" {
+                            m.insert("type".into(), "tar".into());
+                        } else {
+                            m.insert("type".into(), "local".into());
+                        }
+                        m.insert("dest".into(), Json::String(s.clone()));
+                        m
+                    }
+                    "cache-from" | "cache-to" => {
+                        let mut m = Map::new();
+                        m.insert("type".into(), "registry".into());
+                        m.insert("ref".into(), Json::String(s.clone()));
+                        m
+                    }
+                    "secret" | "ssh" | "attest" => {
+                        let mut m = Map::new();
+                        m.insert(
+                            if field == "attest" { "type" } else { "id" }.into(),
+                            Json::String(s.clone()),
+                        );
+                        m
+                    }
+                    _ => Map::new(),
+                }
+            } else {
+                csv_object(s)
+            }
+        }
+        Value::Object(o) => o
+            .iter()
+            .filter_map(|(k, v)| to_string(v).map(|s| (k.clone(), Json::String(s))))
+            .collect(),
+        _ => return Err(unsuitable("list of string")),
+    };
+    if field == "secret" {
+        object.remove("type");
+    }
+    Ok(object)
+}
+
+/// The fields a target prints, from its evaluated attributes.
+fn normalise(attrs: &BTreeMap<String, Value>) -> Result<Map<String, Json>, Error> {
+    let mut out = Map::new();
+    for (key, value) in attrs {
+        if matches!(value, Value::Null) {
+            continue;
+        }
+        match key.as_str() {
+            "context" | "dockerfile" | "target" | "network" | "shm-size" | "description"
+            | "call" => {
+                let s = to_string(value).ok_or_else(|| unsuitable("string"))?;
+                out.insert(key.clone(), Json::String(s));
+            }
+            "dockerfile-inline" => {
+                let s = to_string(value).ok_or_else(|| unsuitable("string"))?;
+                out.insert(key.clone(), Json::String(escape_template(&s)));
+            }
+            "tags" | "platforms" | "no-cache-filter" | "ulimits" | "entitlements" => {
+                out.insert(key.clone(), json!(string_list(key, value)?));
+            }
+            "annotations" => {
+                let items: Vec<String> = string_list(key, value)?
+                    .iter()
+                    .map(|s| escape_template(s))
+                    .collect();
+                out.insert(key.clone(), json!(items));
+            }
+            "args" | "labels" | "contexts" | "extra-hosts" => {
+                let Value::Object(map) = value else {
+                    return Err(unsuitable("map of string"));
+                };
+                let escape = key == "args" || key == "labels";
+                let m: Map<String, Json> = map
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        to_string(v).map(|s| {
+                            (
+                                k.clone(),
+                                Json::String(if escape { escape_template(&s) } else { s }),
+                            )
+                        })
+                    })
+                    .collect();
+                out.insert(key.clone(), Json::Object(m));
+            }
+            "output" | "cache-from" | "cache-to" | "secret" | "attest" | "ssh" => {
+                let items = match value {
+                    Value::Array(items) => items.clone(),
+                    other => vec![other.clone()],
+                };
+                let objects: Vec<Json> = items
+                    .iter()
+                    .filter(|i| !matches!(i, Value::Null))
+                    .map(|i| entry_object(key, i).map(Json::Object))
+                    .collect::<Result<_, _>>()?;
+                out.insert(key.clone(), Json::Array(objects));
+            }
+            "pull" | "no-cache" => match value {
+                Value::Bool(b) => {
+                    out.insert(key.clone(), Json::Bool(*b));
+                }
+                Value::String(s) if s == "true" || s == "false" => {
+                    out.insert(key.clone(), Json::Bool(s == "true"));
+                }
+                _ => return Err(unsuitable("bool")),
+            },
+            _ => {}
+        }
+    }
+    out.entry("context")
+        .or_insert_with(|| Json::String(".".into()));
+    out.entry("dockerfile")
+        .or_insert_with(|| Json::String("Dockerfile".into()));
+    Ok(out)
+}
+
+struct Resolver<'a> {
+    definition: &'a Definition,
+    base: Context<'static>,
+    resolved: Resolved,
+    /// Evaluated attributes of targets by name (after inherits), for `inherits` users.
+    cache: BTreeMap<String, BTreeMap<String, Value>>,
+    stack: Vec<String>,
+}
+
+/// Evaluates a block's own attributes (not `inherits`, `matrix`, `name`).
+fn evaluate_block(block: &Block, ctx: &Context<'_>) -> Result<BTreeMap<String, Value>, Error> {
+    let mut out = BTreeMap::new();
+    for (key, expr) in &block.attrs {
+        if matches!(key.as_str(), "inherits" | "matrix" | "name") {
+            continue;
+        }
+        out.insert(key.clone(), eval(expr, ctx)?);
+    }
+    Ok(out)
+}
+
+/// Child attributes over parent ones; maps merge key by key.
+fn merge_attrs(
+    parent: &BTreeMap<String, Value>,
+    child: &BTreeMap<String, Value>,
+) -> BTreeMap<String, Value> {
+    let mut out = parent.clone();
+    for (key, value) in child {
+        match (out.get(key), value) {
+            (Some(Value::Object(a)), Value::Object(b))
+                if matches!(key.as_str(), "args" | "labels" | "contexts" | "extra-hosts") =>
+            {
+                let mut merged = a.clone();
+                for (k, v) in b {
+                    merged.insert(k.clone(), v.clone());
+                }
+                out.insert(key.clone(), Value::Object(merged));
+            }
+            _ => {
+                out.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The matrix's combinations, keys in order, values in order.
+fn combinations(matrix: &Value) -> Result<Vec<Vec<(String, Value)>>, Error> {
+    let Value::Object(map) = matrix else {
+        return Err(unsuitable("map"));
+    };
+    let mut combos: Vec<Vec<(String, Value)>> = vec![Vec::new()];
+    for (key, values) in map {
+        let Value::Array(values) = values else {
+            return Err(unsuitable("list"));
+        };
+        let mut next = Vec::new();
+        for combo in &combos {
+            for v in values {
+                let mut c = combo.clone();
+                c.push((key.clone(), v.clone()));
+                next.push(c);
+            }
+        }
+        combos = next;
+    }
+    Ok(combos)
+}
+
+impl Resolver<'_> {
+    /// The attributes of target `name` with its inherits applied, in `ctx`.
+    fn target_attrs(
+        &mut self,
+        name: &str,
+        ctx: &Context<'_>,
+    ) -> Result<BTreeMap<String, Value>, Error> {
+        if let Some(cached) = self.cache.get(name) {
+            return Ok(cached.clone());
+        }
+        let block = self
+            .definition
+            .targets
+            .get(name)
+            .ok_or_else(|| Error::Invalid(format!("failed to find target {name}")))?
+            .clone();
+        if self.stack.iter().any(|s| s == name) {
+            return Err(Error::Invalid(format!(
+                "target {name} has an inherits cycle"
+            )));
+        }
+        self.stack.push(name.to_owned());
+        let mut attrs = BTreeMap::new();
+        if let Some(inherits) = block.get("inherits") {
+            let parents = string_list("inherits", &eval(inherits, ctx)?)?;
+            for parent in parents {
+                let base = self.base.clone();
+                let parent_attrs = self.target_attrs(&parent, &base)?;
+                attrs = merge_attrs(&attrs, &parent_attrs);
+            }
+        }
+        let own = evaluate_block(&block, ctx)?;
+        attrs = merge_attrs(&attrs, &own);
+        self.stack.pop();
+        Ok(attrs)
+    }
+
+    /// Resolves a target (expanding its matrix); returns the names it produced.
+    fn resolve_target(&mut self, name: &str) -> Result<Vec<String>, Error> {
+        let block = self
+            .definition
+            .targets
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::Invalid(format!("failed to find target {name}")))?;
+        let Some(matrix) = block.get("matrix") else {
+            if !self.resolved.targets.contains_key(name) {
+                let base = self.base.clone();
+                let attrs = self.target_attrs(name, &base)?;
+                self.cache.insert(name.to_owned(), attrs.clone());
+                self.resolved
+                    .targets
+                    .insert(name.to_owned(), normalise(&attrs)?);
+            }
+            return Ok(vec![name.to_owned()]);
+        };
+        let matrix = eval(matrix, &self.base)?;
+        let mut names = Vec::new();
+        for combo in combinations(&matrix)? {
+            let mut ctx = self.base.clone();
+            for (k, v) in &combo {
+                ctx.declare_var(k.clone(), v.clone());
+            }
+            let generated = match block.get("name") {
+                Some(expr) => to_string(&eval(expr, &ctx)?).ok_or_else(|| unsuitable("string"))?,
+                None => {
+                    return Err(Error::Invalid(format!(
+                        "matrix target {name} requires name"
+                    )));
+                }
+            };
+            if names.contains(&generated) {
+                return Err(Error::Hcl(format!(
+                    "Invalid name; duplicate name \"{generated}\""
+                )));
+            }
+            self.cache.remove(name);
+            let attrs = self.target_attrs(name, &ctx)?;
+            self.cache.remove(name);
+            self.resolved
+                .targets
+                .insert(generated.clone(), normalise(&attrs)?);
+            names.push(generated);
+        }
+        self.resolved.groups.insert(name.to_owned(), names.clone());
+        Ok(names)
+    }
+
+    /// Resolves a name: a group (recursively), a target, or a pattern over both.
+    fn resolve_name(&mut self, name: &str) -> Result<(), Error> {
+        if is_pattern(name) {
+            let mut matched: BTreeSet<String> = BTreeSet::new();
+            for n in self
+                .definition
+                .targets
+                .keys()
+                .chain(self.definition.groups.keys())
+            {
+                if glob(name, n) {
+                    matched.insert(n.clone());
+                }
+            }
+            if matched.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "could not find any target matching {name:?}"
+                )));
+            }
+            for n in matched {
+                self.resolve_name(&n)?;
+            }
+            return Ok(());
+        }
+        if let Some(group) = self.definition.groups.get(name).cloned() {
+            if self.resolved.groups.contains_key(name) && name != "default" {
+                return Ok(());
+            }
+            let members = match group.get("targets") {
+                Some(expr) => string_list("targets", &eval(expr, &self.base)?)?,
+                None => Vec::new(),
+            };
+            self.resolved
+                .groups
+                .insert(name.to_owned(), members.clone());
+            for member in members {
+                self.resolve_name(&member)?;
+            }
+            return Ok(());
+        }
+        if self.definition.targets.contains_key(name) {
+            self.resolve_target(name)?;
+            return Ok(());
+        }
+        Err(Error::Invalid(format!("failed to find target {name}")))
+    }
+}
+
+/// `--set pattern.key=value` and `key+=value` on the resolved targets.
+fn apply_sets(resolved: &mut Resolved, sets: &[String]) -> Result<(), Error> {
+    for set in sets {
+        let (lhs, value) = set
+            .split_once('=')
+            .ok_or_else(|| Error::Invalid(format!("invalid override {set:?}")))?;
+        let (lhs, append) = match lhs.strip_suffix('+') {
+            Some(l) => (l, true),
+            None => (lhs, false),
+        };
+        let (pattern, key) = lhs.split_once('.').ok_or_else(|| {
+            Error::Invalid(format!("invalid override key {lhs}, expected target.name"))
+        })?;
+        let names: Vec<String> = resolved
+            .targets
+            .keys()
+            .filter(|n| glob(pattern, n))
+            .cloned()
+            .collect();
+        if names.is_empty() {
+            return Err(Error::Invalid(format!(
+                "could not find any target matching '{pattern}'"
+            )));
+        }
+        for name in names {
+            let target = resolved.targets.get_mut(&name).expect("listed");
+            let (field, sub) = match key.split_once('.') {
+                Some((f, s)) => (f, Some(s)),
+                None => (key, None),
+            };
+            let field = match field {
+                "platform" => "platforms",
+                "secrets" => "secret",
+                "cache_from" => "cache-from",
+                "cache_to" => "cache-to",
+                other => other,
+            };
+            match (field, sub) {
+                ("args" | "labels" | "contexts", Some(k)) => {
+                    let map = target
+                        .entry(field)
+                        .or_insert_with(|| Json::Object(Map::new()));
+                    if let Json::Object(m) = map {
+                        m.insert(k.to_owned(), Json::String(value.to_owned()));
+                    }
+                }
+                (
+                    "tags" | "platforms" | "no-cache-filter" | "annotations" | "entitlements"
+                    | "ulimits",
+                    None,
+                ) => {
+                    let items: Vec<Json> = value
+                        .split(',')
+                        .map(|s| Json::String(s.to_owned()))
+                        .collect();
+                    let entry = target
+                        .entry(field)
+                        .or_insert_with(|| Json::Array(Vec::new()));
+                    if let Json::Array(existing) = entry {
+                        if append {
+                            existing.extend(items);
+                        } else {
+                            *existing = items;
+                        }
+                    }
+                }
+                ("output" | "cache-from" | "cache-to" | "secret" | "attest" | "ssh", None) => {
+                    let object =
+                        Json::Object(entry_object(field, &Value::String(value.to_owned()))?);
+                    let entry = target
+                        .entry(field)
+                        .or_insert_with(|| Json::Array(Vec::new()));
+                    if let Json::Array(existing) = entry {
+                        if append {
+                            existing.push(object);
+                        } else {
+                            *existing = vec![object];
+                        }
+                    }
+                }
+                (
+                    "context" | "dockerfile" | "target" | "network" | "shm-size" | "call"
+                    | "description",
+                    None,
+                ) => {
+                    target.insert(field.to_owned(), Json::String(value.to_owned()));
+                }
+                ("pull" | "no-cache", None) => {
+                    target.insert(
+                        field.to_owned(),
+                        Json::Bool(value == "true" || value == "1"),
+                    );
+                }
+                _ => return Err(Error::Invalid(format!("unknown key: {field}"))),
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn resolve(definition: &Definition, request: &Request) -> Result<Resolved, Error> {
+    let requested: Vec<String> = if request.targets.is_empty() {
+        vec!["default".to_owned()]
+    } else {
+        request.targets.clone()
+    };
+    let mut resolver = Resolver {
+        definition,
+        base: definition.context(),
+        resolved: Resolved::default(),
+        cache: BTreeMap::new(),
+        stack: Vec::new(),
+    };
+    for name in &requested {
+        resolver.resolve_name(name)?;
+    }
+    let mut resolved = resolver.resolved;
+    let mut default: Vec<String> = requested.clone();
+    default.sort();
+    default.dedup();
+    if !resolved.groups.contains_key("default") || request.targets.iter().any(|t| t != "default") {
+        resolved.groups.insert("default".to_owned(), default);
+    }
+    apply_sets(&mut resolved, &request.sets)?;
+    for target in resolved.targets.values_mut() {
+        if request.no_cache {
+            target.insert("no-cache".into(), Json::Bool(true));
+        }
+        if request.pull {
+            target.insert("pull".into(), Json::Bool(true));
+        }
+        if let Some(Json::Array(ssh)) = target.get("ssh") {
+            for entry in ssh {
+                let no_paths = entry.get("paths").is_none();
+                if no_paths && !request.env.contains_key("SSH_AUTH_SOCK") {
+                    return Err(Error::Invalid(
+                        "invalid empty ssh agent socket: make sure SSH_AUTH_SOCK is set".into(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(resolved)
+}

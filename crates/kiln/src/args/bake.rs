@@ -1,0 +1,29 @@
+//! `kiln bake`: buildx bake's flags.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub(crate) struct BakeArgs {
+    /// Targets or groups to build (names or patterns); `default` when none.
+    pub(crate) targets: Vec<String>,
+    /// Build definition files (default: compose and docker-bake files in the current directory).
+    #[arg(short = 'f', long = "file")]
+    pub(crate) files: Vec<PathBuf>,
+    /// Override target values (`targetpattern.key=value`, `key+=value` appends).
+    #[arg(long = "set")]
+    pub(crate) sets: Vec<String>,
+    /// Print the resolved options as JSON instead of building.
+    #[arg(long)]
+    pub(crate) print: bool,
+    /// Do not use cache when building the image.
+    #[arg(long)]
+    pub(crate) no_cache: bool,
+    /// Always attempt to pull all referenced images.
+    #[arg(long)]
+    pub(crate) pull: bool,
+    /// Type of progress output.
+    #[arg(long, default_value = "auto")]
+    pub(crate) progress: String,
+}
