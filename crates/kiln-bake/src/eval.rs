@@ -269,10 +269,11 @@ fn env_value(
                 let items: Result<Vec<Value>, Error> = if raw.is_empty() {
                     Ok(Vec::new())
                 } else {
-                    raw.split(',')
+                    csv_fields(raw)
+                        .iter()
                         .map(|item| {
                             if element == "string" {
-                                Ok(Value::String(item.to_owned()))
+                                Ok(Value::String(item.clone()))
                             } else {
                                 parse_as_item(item, &element, name)
                             }
@@ -299,6 +300,28 @@ fn env_value(
         ))),
         _ => Ok(Value::String(raw.to_owned())),
     }
+}
+
+/// One CSV record (Go's encoding/csv): commas split, `"..."` quotes with `""` escapes.
+fn csv_fields(raw: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut chars = raw.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            '"' if quoted => quoted = false,
+            '"' if field.is_empty() => quoted = true,
+            ',' if !quoted => fields.push(std::mem::take(&mut field)),
+            other => field.push(other),
+        }
+    }
+    fields.push(field);
+    fields
 }
 
 fn parse_as_item(item: &str, element: &str, name: &str) -> Result<Value, Error> {

@@ -73,27 +73,16 @@ fn f_replace(args: FuncArgs) -> Result<Value> {
     let s = string(&args[0])?;
     let from = string(&args[1])?;
     let to = string(&args[2])?;
-    if from.len() > 2 && from.starts_with('/') && from.ends_with('/') {
-        let re = regex::Regex::new(&from[1..from.len() - 1]).map_err(|e| e.to_string())?;
-        return Ok(Value::String(
-            re.replace_all(&s, go_template(&to)).into_owned(),
-        ));
-    }
+    // Plain substring replacement: buildx uses go-cty's replace, which has no `/regex/` form.
     Ok(Value::String(s.replace(&from, &to)))
-}
-
-/// Go's `$1`/`${name}` replacement syntax in Rust regex's form.
-fn go_template(s: &str) -> String {
-    s.to_owned()
 }
 
 fn f_regex_replace(args: FuncArgs) -> Result<Value> {
     let s = string(&args[0])?;
     let re = regex::Regex::new(&string(&args[1])?).map_err(|e| e.to_string())?;
     let to = string(&args[2])?;
-    Ok(Value::String(
-        re.replace_all(&s, go_template(&to).as_str()).into_owned(),
-    ))
+    // Go's `$1`/`${name}` replacement syntax is the regex crate's too.
+    Ok(Value::String(re.replace_all(&s, to.as_str()).into_owned()))
 }
 
 fn f_regex(args: FuncArgs) -> Result<Value> {
@@ -381,7 +370,7 @@ fn f_sanitize(args: FuncArgs) -> Result<Value> {
     Ok(Value::String(
         s.chars()
             .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '_' {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
                     c
                 } else {
                     '_'

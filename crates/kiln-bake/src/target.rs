@@ -142,6 +142,31 @@ fn csv_object(s: &str) -> Map<String, Json> {
     out
 }
 
+/// A local context path in Go's `path.Clean` form; remote contexts as given.
+fn clean_context(context: &str) -> String {
+    if context.contains("://") || context.starts_with("git@") || context.contains(':') {
+        return context.to_owned();
+    }
+    let rooted = context.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in context.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|p| *p != "..") => {
+                parts.pop();
+            }
+            ".." if rooted => {}
+            other => parts.push(other),
+        }
+    }
+    let joined = parts.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_owned(),
+        (false, false) => joined,
+    }
+}
+
 /// One entry of output/cache-from/cache-to/secret/attest/ssh as an object.
 fn entry_object(field: &str, v: &Value) -> Result<Map<String, Json>, Error> {
     let mut object = match v {
@@ -198,8 +223,11 @@ fn normalise(attrs: &BTreeMap<String, Value>) -> Result<Map<String, Json>, Error
             continue;
         }
         match key.as_str() {
-            "context" | "dockerfile" | "target" | "network" | "shm-size" | "description"
-            | "call" => {
+            "context" => {
+                let s = to_string(value).ok_or_else(|| unsuitable("string"))?;
+                out.insert(key.clone(), Json::String(clean_context(&s)));
+            }
+            "dockerfile" | "target" | "network" | "shm-size" | "description" | "call" => {
                 let s = to_string(value).ok_or_else(|| unsuitable("string"))?;
                 out.insert(key.clone(), Json::String(s));
             }
@@ -224,6 +252,10 @@ fn normalise(attrs: &BTreeMap<String, Value>) -> Result<Map<String, Json>, Error
                 let escape = key == "args" || key == "labels";
                 let m: Map<String, Json> = map
                     .iter()
+                    // An empty named context means "none" and is dropped, as buildx does.
+                    .filter(|(_, v)| {
+                        key != "contexts" || !matches!(v, Value::String(s) if s.is_empty())
+                    })
                     .filter_map(|(k, v)| {
                         to_string(v).map(|s| {
                             (
@@ -471,6 +503,95 @@ impl Resolver<'_> {
     }
 }
 
+impl Resolver<'_> {
+    /// The printed `default` group: the requested names with patterns expanded and
+    /// a requested `default` group replaced by its members, sorted.
+    fn default_members(&self, requested: &[String]) -> Result<Vec<String>, Error> {
+        let mut members = BTreeSet::new();
+        for name in requested {
+            if is_pattern(name) {
+                members.extend(
+                    self.definition
+                        .targets
+                        .keys()
+                        .chain(self.definition.groups.keys())
+                        .filter(|n| glob(name, n))
+                        .cloned(),
+                );
+            } else if name == "default" && self.definition.groups.contains_key(name) {
+                members.extend(self.resolved.groups.get(name).cloned().unwrap_or_default());
+            } else {
+                members.insert(name.clone());
+            }
+        }
+        Ok(members.into_iter().collect())
+    }
+
+    /// Targets named by `target:NAME` contexts, resolved too (transitively); their
+    /// entitlements flow to the targets that use them. Returns the names that were
+    /// only reached this way: they build to the cache only.
+    fn resolve_links(&mut self) -> Result<BTreeSet<String>, Error> {
+        let mut linked = BTreeSet::new();
+        let mut queue: Vec<String> = self.resolved.targets.keys().cloned().collect();
+        while let Some(name) = queue.pop() {
+            for dep in link_targets(&self.resolved.targets[&name]) {
+                if !self.resolved.targets.contains_key(&dep) {
+                    if !self.definition.targets.contains_key(&dep) {
+                        return Err(Error::Invalid(format!("failed to find target {dep}")));
+                    }
+                    self.resolve_target(&dep)?;
+                    self.resolved.groups.remove(&dep);
+                    linked.insert(dep.clone());
+                    queue.push(dep);
+                }
+            }
+        }
+        // Repeat until nothing changes, so entitlements travel up chains of any length.
+        let names: Vec<String> = self.resolved.targets.keys().cloned().collect();
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for name in &names {
+                let gathered: Vec<Json> = link_targets(&self.resolved.targets[name])
+                    .iter()
+                    .filter_map(|dep| match self.resolved.targets[dep].get("entitlements") {
+                        Some(Json::Array(e)) => Some(e.clone()),
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect();
+                if gathered.is_empty() {
+                    continue;
+                }
+                let target = self.resolved.targets.get_mut(name).expect("resolved");
+                let entry = target
+                    .entry("entitlements")
+                    .or_insert_with(|| Json::Array(Vec::new()));
+                if let Json::Array(existing) = entry {
+                    for e in gathered {
+                        if !existing.contains(&e) {
+                            existing.push(e);
+                            changed = true;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(linked)
+    }
+}
+
+/// The targets a target's `contexts` name as `target:NAME`.
+fn link_targets(target: &Map<String, Json>) -> Vec<String> {
+    let Some(Json::Object(contexts)) = target.get("contexts") else {
+        return Vec::new();
+    };
+    contexts
+        .values()
+        .filter_map(|v| v.as_str()?.strip_prefix("target:").map(str::to_owned))
+        .collect()
+}
+
 /// `--set pattern.key=value` and `key+=value` on the resolved targets.
 fn apply_sets(resolved: &mut Resolved, sets: &[String]) -> Result<(), Error> {
     for set in sets {
@@ -551,9 +672,11 @@ fn apply_sets(resolved: &mut Resolved, sets: &[String]) -> Result<(), Error> {
                         }
                     }
                 }
+                ("context", None) => {
+                    target.insert(field.to_owned(), Json::String(clean_context(value)));
+                }
                 (
-                    "context" | "dockerfile" | "target" | "network" | "shm-size" | "call"
-                    | "description",
+                    "dockerfile" | "target" | "network" | "shm-size" | "call" | "description",
                     None,
                 ) => {
                     target.insert(field.to_owned(), Json::String(value.to_owned()));
@@ -587,15 +710,26 @@ pub(crate) fn resolve(definition: &Definition, request: &Request) -> Result<Reso
     for name in &requested {
         resolver.resolve_name(name)?;
     }
+    let default_members = resolver.default_members(&requested)?;
+    let linked = resolver.resolve_links()?;
     let mut resolved = resolver.resolved;
-    let mut default: Vec<String> = requested.clone();
-    default.sort();
-    default.dedup();
-    if !resolved.groups.contains_key("default") || request.targets.iter().any(|t| t != "default") {
-        resolved.groups.insert("default".to_owned(), default);
-    }
+    resolved
+        .groups
+        .insert("default".to_owned(), default_members);
     apply_sets(&mut resolved, &request.sets)?;
-    for target in resolved.targets.values_mut() {
+    for (name, target) in resolved.targets.iter_mut() {
+        if linked.contains(name) {
+            target.insert("output".into(), json!([{"type": "cacheonly"}]));
+        }
+        if let Some(epoch) = request.env.get("SOURCE_DATE_EPOCH") {
+            let args = target
+                .entry("args")
+                .or_insert_with(|| Json::Object(Map::new()));
+            if let Json::Object(args) = args {
+                args.entry("SOURCE_DATE_EPOCH")
+                    .or_insert_with(|| Json::String(epoch.clone()));
+            }
+        }
         if request.no_cache {
             target.insert("no-cache".into(), Json::Bool(true));
         }
