@@ -384,9 +384,8 @@ impl Resolver<'_> {
             .ok_or_else(|| Error::Invalid(format!("failed to find target {name}")))?
             .clone();
         if self.stack.iter().any(|s| s == name) {
-            return Err(Error::Invalid(format!(
-                "target {name} has an inherits cycle"
-            )));
+            // buildx ignores the edge that closes an inherits cycle.
+            return Ok(BTreeMap::new());
         }
         self.stack.push(name.to_owned());
         let mut attrs = BTreeMap::new();
@@ -593,11 +592,19 @@ fn link_targets(target: &Map<String, Json>) -> Vec<String> {
 }
 
 /// `--set pattern.key=value` and `key+=value` on the resolved targets.
-fn apply_sets(resolved: &mut Resolved, sets: &[String]) -> Result<(), Error> {
-    for set in sets {
-        let (lhs, value) = set
-            .split_once('=')
-            .ok_or_else(|| Error::Invalid(format!("invalid override {set:?}")))?;
+fn apply_sets(resolved: &mut Resolved, request: &Request) -> Result<(), Error> {
+    for set in &request.sets {
+        // `pattern.args.NAME` alone takes NAME's value from the environment, if set.
+        let (lhs, value) = match set.split_once('=') {
+            Some((lhs, value)) => (lhs, value),
+            None => match set.split_once(".args.") {
+                Some((_, name)) => match request.env.get(name) {
+                    Some(value) => (set.as_str(), value.as_str()),
+                    None => continue,
+                },
+                None => return Err(Error::Invalid(format!("invalid override {set:?}"))),
+            },
+        };
         let (lhs, append) = match lhs.strip_suffix('+') {
             Some(l) => (l, true),
             None => (lhs, false),
@@ -665,7 +672,13 @@ fn apply_sets(resolved: &mut Resolved, sets: &[String]) -> Result<(), Error> {
                         .entry(field)
                         .or_insert_with(|| Json::Array(Vec::new()));
                     if let Json::Array(existing) = entry {
-                        if append {
+                        // Attestations are keyed by type: a new one replaces its kind.
+                        let same_type = |e: &Json| e.get("type") == object.get("type");
+                        if field == "attest"
+                            && let Some(slot) = existing.iter_mut().find(|e| same_type(e))
+                        {
+                            *slot = object;
+                        } else if append || field == "attest" {
                             existing.push(object);
                         } else {
                             *existing = vec![object];
@@ -716,7 +729,7 @@ pub(crate) fn resolve(definition: &Definition, request: &Request) -> Result<Reso
     resolved
         .groups
         .insert("default".to_owned(), default_members);
-    apply_sets(&mut resolved, &request.sets)?;
+    apply_sets(&mut resolved, request)?;
     for (name, target) in resolved.targets.iter_mut() {
         if linked.contains(name) {
             target.insert("output".into(), json!([{"type": "cacheonly"}]));

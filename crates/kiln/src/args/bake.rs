@@ -23,6 +23,12 @@ pub(crate) struct BakeArgs {
     /// Always attempt to pull all referenced images.
     #[arg(long)]
     pub(crate) pull: bool,
+    /// Shorthand for `--set=*.attest=type=sbom` (`true`, `false` or attestation options).
+    #[arg(long)]
+    pub(crate) sbom: Option<String>,
+    /// Shorthand for `--set=*.attest=type=provenance` (`true`, `false` or `mode=max` ...).
+    #[arg(long)]
+    pub(crate) provenance: Option<String>,
     /// Type of progress output.
     #[arg(long, default_value = "auto")]
     pub(crate) progress: String,
