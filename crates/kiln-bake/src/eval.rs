@@ -25,12 +25,21 @@ impl Block {
             .map(|(_, e)| e)
     }
 
+    /// A later definition of the same block: its attributes win, except that map
+    /// attributes keep both definitions, merged key by key when evaluated.
     fn merge(&mut self, other: &Block) {
         for (k, e) in &other.attrs {
-            self.attrs.retain(|(key, _)| key != k);
+            if !is_map_attr(k) {
+                self.attrs.retain(|(key, _)| key != k);
+            }
             self.attrs.push((k.clone(), e.clone()));
         }
     }
+}
+
+/// Target attributes whose maps merge key by key across definitions and `inherits`.
+pub(crate) fn is_map_attr(key: &str) -> bool {
+    matches!(key, "args" | "labels" | "contexts" | "extra-hosts")
 }
 
 /// Every file's blocks, merged, with the variables evaluated.
@@ -372,9 +381,20 @@ fn evaluate_variables(
                 },
                 None => Value::Null,
             };
-            let value = match env.get(name.as_str()) {
-                Some(raw) => env_value(name, raw, variable.kind.as_ref(), &default)?,
-                None => default,
+            // A typed variable may also be given as JSON in `<NAME>_JSON`.
+            let json_env = variable
+                .kind
+                .as_ref()
+                .and_then(|_| env.get(&format!("{name}_JSON")));
+            let value = match (env.get(name.as_str()), json_env) {
+                (Some(raw), _) => env_value(name, raw, variable.kind.as_ref(), &default)?,
+                (None, Some(raw)) => {
+                    let json: serde_json::Value = serde_json::from_str(raw).map_err(|e| {
+                        Error::Hcl(format!("Invalid value; failed to parse {name}_JSON: {e}"))
+                    })?;
+                    hcl::to_value(&json).map_err(|e| Error::Hcl(e.to_string()))?
+                }
+                (None, None) => default,
             };
             values.insert(name.clone(), value);
         }

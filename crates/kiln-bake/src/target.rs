@@ -7,7 +7,7 @@ use hcl::eval::{Context, Evaluate};
 use hcl::{Expression, Value};
 use serde_json::{Map, Value as Json, json};
 
-use crate::eval::{Block, Definition};
+use crate::eval::{Block, Definition, is_map_attr};
 use crate::{Error, Request};
 
 /// The resolved groups and targets.
@@ -314,7 +314,15 @@ fn evaluate_block(block: &Block, ctx: &Context<'_>) -> Result<BTreeMap<String, V
         if matches!(key.as_str(), "inherits" | "matrix" | "name") {
             continue;
         }
-        out.insert(key.clone(), eval(expr, ctx)?);
+        let value = eval(expr, ctx)?;
+        match (out.get_mut(key), value) {
+            (Some(Value::Object(earlier)), Value::Object(later)) if is_map_attr(key) => {
+                earlier.extend(later);
+            }
+            (_, value) => {
+                out.insert(key.clone(), value);
+            }
+        }
     }
     Ok(out)
 }
@@ -327,9 +335,7 @@ fn merge_attrs(
     let mut out = parent.clone();
     for (key, value) in child {
         match (out.get(key), value) {
-            (Some(Value::Object(a)), Value::Object(b))
-                if matches!(key.as_str(), "args" | "labels" | "contexts" | "extra-hosts") =>
-            {
+            (Some(Value::Object(a)), Value::Object(b)) if is_map_attr(key) => {
                 let mut merged = a.clone();
                 for (k, v) in b {
                     merged.insert(k.clone(), v.clone());
