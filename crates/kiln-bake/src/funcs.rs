@@ -394,6 +394,23 @@ fn sprintf(format: &str, args: &[Value]) -> Result<String> {
             out.push(c);
             continue;
         }
+        // Go-style `%[flags][width][.precision]verb`.
+        let mut flags = String::new();
+        while let Some(f) = chars.next_if(|c| "-+0 #".contains(*c)) {
+            flags.push(f);
+        }
+        let mut width = String::new();
+        while let Some(d) = chars.next_if(char::is_ascii_digit) {
+            width.push(d);
+        }
+        let mut precision: Option<usize> = None;
+        if chars.next_if_eq(&'.').is_some() {
+            let mut digits = String::new();
+            while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                digits.push(d);
+            }
+            precision = Some(digits.parse().unwrap_or(0));
+        }
         let verb = chars
             .next()
             .ok_or_else(|| "format ends with %".to_owned())?;
@@ -404,12 +421,45 @@ fn sprintf(format: &str, args: &[Value]) -> Result<String> {
         let arg = next
             .next()
             .ok_or_else(|| "not enough arguments for format string".to_owned())?;
-        match verb {
-            's' | 'v' => out.push_str(&string(arg).or_else(|_| Ok::<_, String>(arg.to_string()))?),
-            'd' => out.push_str(&(number(arg)? as i64).to_string()),
-            'f' => out.push_str(&format!("{:.6}", number(arg)?)),
-            'q' => out.push_str(&format!("{:?}", string(arg)?)),
+        let text = match verb {
+            's' | 'v' => {
+                let s = string(arg).or_else(|_| Ok::<_, String>(arg.to_string()))?;
+                match precision {
+                    Some(p) => s.chars().take(p).collect(),
+                    None => s,
+                }
+            }
+            'd' => {
+                let n = number(arg)? as i64;
+                if flags.contains('+') && n >= 0 {
+                    format!("+{n}")
+                } else {
+                    n.to_string()
+                }
+            }
+            'f' => format!("{:.*}", precision.unwrap_or(6), number(arg)?),
+            'x' => format!("{:x}", number(arg)? as i64),
+            'X' => format!("{:X}", number(arg)? as i64),
+            'q' => format!("{:?}", string(arg)?),
             other => return Err(format!("unsupported format verb %{other}")),
+        };
+        let width: usize = width.parse().unwrap_or(0);
+        let pad = width.saturating_sub(text.chars().count());
+        if flags.contains('-') {
+            out.push_str(&text);
+            out.extend(std::iter::repeat_n(' ', pad));
+        } else if flags.contains('0') && matches!(verb, 'd' | 'f' | 'x' | 'X') {
+            // Zeros go after the sign.
+            let (sign, digits) = match text.strip_prefix(['-', '+']) {
+                Some(rest) => (&text[..1], rest),
+                None => ("", text.as_str()),
+            };
+            out.push_str(sign);
+            out.extend(std::iter::repeat_n('0', pad));
+            out.push_str(digits);
+        } else {
+            out.extend(std::iter::repeat_n(' ', pad));
+            out.push_str(&text);
         }
     }
     Ok(out)
