@@ -433,3 +433,16 @@ fn evaluate_variables(
     }
     Ok(values)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::csv_fields;
+
+    #[test]
+    fn list_variables_from_the_environment_are_csv() {
+        assert_eq!(csv_fields(r#"dev,1.0,"edge""#), ["dev", "1.0", "edge"]);
+        assert_eq!(csv_fields(r#""a,b",c"#), ["a,b", "c"]);
+        assert_eq!(csv_fields(r#""say ""hi""""#), [r#"say "hi""#]);
+        assert_eq!(csv_fields("x,"), ["x", ""]);
+    }
+}

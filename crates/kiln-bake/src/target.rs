@@ -768,3 +768,21 @@ pub(crate) fn resolve(definition: &Definition, request: &Request) -> Result<Reso
     }
     Ok(resolved)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::clean_context;
+
+    #[test]
+    fn local_contexts_are_cleaned_like_go_path_clean() {
+        assert_eq!(clean_context("./backend"), "backend");
+        assert_eq!(clean_context("./"), ".");
+        assert_eq!(clean_context("a/../b/./c/"), "b/c");
+        assert_eq!(clean_context("../up"), "../up");
+        assert_eq!(clean_context("/abs/../x"), "/x");
+        assert_eq!(
+            clean_context("https://github.com/moby/buildkit.git#v0.15.0"),
+            "https://github.com/moby/buildkit.git#v0.15.0"
+        );
+    }
+}
