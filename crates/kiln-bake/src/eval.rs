@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use hcl::eval::{Context, Evaluate};
 use hcl::{Body, Expression, Value};
 
+use crate::compose;
 use crate::files::Source;
 use crate::{Error, funcs};
 
@@ -132,7 +133,13 @@ fn parse_error(name: &str, error: &hcl::Error) -> Error {
 }
 
 impl Definition {
-    pub(crate) fn parse(sources: &[Source], env: &BTreeMap<String, String>) -> Result<Self, Error> {
+    /// `env` overrides variables; `compose_env` (the environment over `.env`) feeds
+    /// Compose interpolation.
+    pub(crate) fn parse(
+        sources: &[Source],
+        env: &BTreeMap<String, String>,
+        compose_env: &BTreeMap<String, String>,
+    ) -> Result<Self, Error> {
         let mut definition = Definition::default();
         let mut variables: BTreeMap<String, Variable> = BTreeMap::new();
         let mut variable_order: Vec<String> = Vec::new();
@@ -141,6 +148,12 @@ impl Definition {
                 let json: serde_json::Value = serde_json::from_str(&source.text)
                     .map_err(|e| Error::Hcl(format!("{}: {e}", source.name)))?;
                 json_to_hcl(&json)?
+            } else if source.name.ends_with(".yml") || source.name.ends_with(".yaml") {
+                json_to_hcl(&compose::to_bake_json(
+                    &source.name,
+                    &source.text,
+                    compose_env,
+                )?)?
             } else {
                 source.text.clone()
             };

@@ -5,6 +5,7 @@
 //!
 //! Plain data in, plain data out: this crate knows nothing of LLB or the engine.
 
+mod compose;
 mod error;
 mod eval;
 mod files;
@@ -39,6 +40,11 @@ pub struct Request {
 /// Resolves a bake request to its targets and groups.
 pub fn resolve(request: &Request) -> Result<Resolved, Error> {
     let sources = files::load(request)?;
-    let definition = eval::Definition::parse(&sources, &request.env)?;
+    let mut compose_env = match fs_err::read_to_string(request.dir.join(".env")) {
+        Ok(text) => compose::parse_dotenv(&text),
+        Err(_) => BTreeMap::new(),
+    };
+    compose_env.extend(request.env.clone());
+    let definition = eval::Definition::parse(&sources, &request.env, &compose_env)?;
     target::resolve(&definition, request)
 }

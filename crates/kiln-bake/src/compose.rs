@@ -1,0 +1,370 @@
+//! Compose files as Bake sees them: every service with a `build` section becomes a
+//! target, after Compose's `${VAR}` interpolation. The result is a Bake JSON document
+//! so it merges with HCL and JSON files through one path.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value as Json, json};
+
+use crate::Error;
+
+/// A Compose file's targets and `default` group in Bake's JSON form.
+pub(crate) fn to_bake_json(
+    name: &str,
+    text: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<Json, Error> {
+    let yaml: Json = serde_norway::from_str(text)
+        .map_err(|e| Error::Invalid(format!("{name}: invalid compose file: {e}")))?;
+    let yaml = interpolate_all(&yaml, env).map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+    let Some(services) = yaml.get("services").and_then(Json::as_object) else {
+        return Err(Error::Invalid(format!(
+            "{name}: no services in compose file"
+        )));
+    };
+    let mut targets = Map::new();
+    for (service, spec) in services {
+        let Some(build) = spec.get("build") else {
+            continue;
+        };
+        let target = service_target(spec, build)?;
+        targets.insert(service.clone(), Json::Object(target));
+    }
+    let names: Vec<&String> = targets.keys().collect();
+    Ok(escape_templates(&json!({
+        "group": {"default": {"targets": names}},
+        "target": targets,
+    })))
+}
+
+/// Interpolated values are literal text: keep HCL from reading `${`/`%{` in them.
+fn escape_templates(value: &Json) -> Json {
+    match value {
+        Json::String(s) => Json::String(s.replace("${", "$${").replace("%{", "%%{")),
+        Json::Array(items) => Json::Array(items.iter().map(escape_templates).collect()),
+        Json::Object(map) => Json::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), escape_templates(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// One service's build section as Bake target attributes.
+fn service_target(spec: &Json, build: &Json) -> Result<Map<String, Json>, Error> {
+    let mut target = Map::new();
+    let build = match build {
+        // `build: ./dir` is the context alone.
+        Json::String(context) => json!({ "context": context }),
+        other => other.clone(),
+    };
+    let field = |key: &str| build.get(key).filter(|v| !v.is_null());
+    target.insert(
+        "context".into(),
+        field("context").cloned().unwrap_or_else(|| json!(".")),
+    );
+    for (from, to) in [
+        ("dockerfile", "dockerfile"),
+        ("dockerfile_inline", "dockerfile-inline"),
+        ("target", "target"),
+        ("network", "network"),
+    ] {
+        if let Some(value) = field(from) {
+            target.insert(to.into(), json!(scalar(value)));
+        }
+    }
+    if field("network").and_then(Json::as_str) == Some("host") {
+        target.insert("entitlements".into(), json!(["network.host"]));
+    }
+    for (from, to) in [
+        ("args", "args"),
+        ("labels", "labels"),
+        ("additional_contexts", "contexts"),
+    ] {
+        if let Some(value) = field(from) {
+            target.insert(to.into(), Json::Object(key_values(value, '=')));
+        }
+    }
+    if let Some(hosts) = field("extra_hosts") {
+        target.insert("extra-hosts".into(), Json::Object(extra_hosts(hosts)));
+    }
+    // Build tags win; the service's image names the result only when there are none.
+    let tags = field("tags").map(strings).unwrap_or_default();
+    if !tags.is_empty() {
+        target.insert("tags".into(), json!(tags));
+    } else if let Some(image) = spec.get("image").and_then(Json::as_str) {
+        target.insert("tags".into(), json!([image]));
+    }
+    for (from, to) in [
+        ("cache_from", "cache-from"),
+        ("cache_to", "cache-to"),
+        ("platforms", "platforms"),
+    ] {
+        if let Some(value) = field(from) {
+            target.insert(to.into(), json!(strings(value)));
+        }
+    }
+    if let Some(size) = field("shm_size") {
+        let size = scalar(size);
+        let bytes = parse_bytes(&size)
+            .ok_or_else(|| Error::Invalid(format!("invalid shm_size {size:?}")))?;
+        target.insert("shm-size".into(), json!(binary_size(bytes)));
+    }
+    for (from, to) in [("no_cache", "no-cache"), ("pull", "pull")] {
+        if let Some(Json::Bool(b)) = field(from) {
+            target.insert(to.into(), json!(b));
+        }
+    }
+    Ok(target)
+}
+
+fn scalar(value: &Json) -> String {
+    match value {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn strings(value: &Json) -> Vec<String> {
+    match value {
+        Json::Array(items) => items.iter().map(scalar).collect(),
+        other => vec![scalar(other)],
+    }
+}
+
+/// A map, or a list of `KEY<sep>VALUE` strings, as a string map.
+fn key_values(value: &Json, sep: char) -> Map<String, Json> {
+    match value {
+        Json::Object(map) => map
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), json!(scalar(v))))
+            .collect(),
+        Json::Array(items) => items
+            .iter()
+            .filter_map(|item| {
+                let item = scalar(item);
+                let (k, v) = item.split_once(sep)?;
+                Some((k.to_owned(), json!(v)))
+            })
+            .collect(),
+        _ => Map::new(),
+    }
+}
+
+/// `extra_hosts` entries are `host=ip` or `host:ip`.
+fn extra_hosts(value: &Json) -> Map<String, Json> {
+    match value {
+        Json::Array(items) => items
+            .iter()
+            .filter_map(|item| {
+                let item = scalar(item);
+                let (k, v) = item.split_once('=').or_else(|| item.split_once(':'))?;
+                Some((k.to_owned(), json!(v)))
+            })
+            .collect(),
+        other => key_values(other, '='),
+    }
+}
+
+/// Compose's byte sizes: `256m`, `1g`, `512k`, `1024b`, `100` (1024-based units).
+fn parse_bytes(size: &str) -> Option<u64> {
+    let size = size.trim().to_ascii_lowercase();
+    let size = size.strip_suffix('b').unwrap_or(&size);
+    let (number, unit) = match size.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&size[..i], &size[i..]),
+        None => (size, ""),
+    };
+    let factor: u64 = match unit {
+        "" => 1,
+        "k" | "ki" => 1 << 10,
+        "m" | "mi" => 1 << 20,
+        "g" | "gi" => 1 << 30,
+        "t" | "ti" => 1 << 40,
+        _ => return None,
+    };
+    let number: f64 = number.trim().parse().ok()?;
+    Some((number * factor as f64) as u64)
+}
+
+/// Bytes the way go-units' `BytesSize` prints them (`256MiB`, `1.5GiB`).
+fn binary_size(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1024.0 && unit < UNITS.len() - 1 {
+        size /= 1024.0;
+        unit += 1;
+    }
+    // Go's %.4g: four significant digits, trailing zeros dropped.
+    let digits = if size >= 1000.0 {
+        0
+    } else if size >= 100.0 {
+        1
+    } else if size >= 10.0 {
+        2
+    } else {
+        3
+    };
+    let mut text = format!("{size:.digits$}");
+    if text.contains('.') {
+        text = text.trim_end_matches('0').trim_end_matches('.').to_owned();
+    }
+    format!("{text}{}", UNITS[unit])
+}
+
+fn interpolate_all(value: &Json, env: &BTreeMap<String, String>) -> Result<Json, String> {
+    Ok(match value {
+        Json::String(s) => Json::String(interpolate(s, env)?),
+        Json::Array(items) => Json::Array(
+            items
+                .iter()
+                .map(|i| interpolate_all(i, env))
+                .collect::<Result<_, _>>()?,
+        ),
+        Json::Object(map) => Json::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), interpolate_all(v, env)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// Compose interpolation: `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`,
+/// `${VAR:+alt}`, `${VAR+alt}`, `${VAR:?err}`, `${VAR?err}`, and `$$` for a `$`.
+/// An unset variable without a default is empty.
+fn interpolate(text: &str, env: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i + 1..];
+        if let Some(after) = rest.strip_prefix('$') {
+            out.push('$');
+            rest = after;
+        } else if let Some(body) = rest.strip_prefix('{') {
+            let end = closing_brace(body)
+                .ok_or_else(|| format!("invalid interpolation format in {text:?}"))?;
+            out.push_str(&braced(&body[..end], env)?);
+            rest = &body[end + 1..];
+        } else {
+            let len = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            if len == 0 {
+                out.push('$');
+            } else {
+                out.push_str(env.get(&rest[..len]).map_or("", String::as_str));
+            }
+            rest = &rest[len..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The index of the `}` closing a `${`, allowing nested `${...}` in defaults.
+fn closing_brace(body: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, c) in body.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => return Some(i),
+            '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+fn braced(body: &str, env: &BTreeMap<String, String>) -> Result<String, String> {
+    let name_len = body
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(body.len());
+    let (name, modifier) = body.split_at(name_len);
+    let value = env.get(name);
+    let set_nonempty = value.is_some_and(|v| !v.is_empty());
+    let word = |w: &str| interpolate(w, env);
+    Ok(match modifier {
+        "" => value.cloned().unwrap_or_default(),
+        m if m.starts_with(":-") => match set_nonempty {
+            true => value.cloned().unwrap_or_default(),
+            false => word(&m[2..])?,
+        },
+        m if m.starts_with('-') => match value {
+            Some(v) => v.clone(),
+            None => word(&m[1..])?,
+        },
+        m if m.starts_with(":+") => match set_nonempty {
+            true => word(&m[2..])?,
+            false => String::new(),
+        },
+        m if m.starts_with('+') => match value {
+            Some(_) => word(&m[1..])?,
+            None => String::new(),
+        },
+        m if m.starts_with(":?") || m.starts_with('?') => {
+            let strict = m.starts_with(":?");
+            if (strict && !set_nonempty) || value.is_none() {
+                let message = word(m.trim_start_matches(':').trim_start_matches('?'))?;
+                return Err(format!(
+                    "required variable {name} is missing a value: {message}"
+                ));
+            }
+            value.cloned().unwrap_or_default()
+        }
+        _ => return Err(format!("invalid interpolation format for ${{{body}}}")),
+    })
+}
+
+/// A `.env` file's `KEY=VALUE` lines (comments, blanks and `export ` skipped; one
+/// layer of matching quotes removed).
+pub(crate) fn parse_dotenv(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = value.trim();
+        let unquoted = ['"', '\'']
+            .iter()
+            .find_map(|q| value.strip_prefix(*q)?.strip_suffix(*q))
+            .unwrap_or(value);
+        out.insert(key.trim().to_owned(), unquoted.to_owned());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolation_follows_compose() {
+        let env: BTreeMap<String, String> = [("SET", "yes"), ("EMPTY", "")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        let i = |s: &str| interpolate(s, &env).unwrap();
+        assert_eq!(i("${SET}-$SET"), "yes-yes");
+        assert_eq!(i("${UNSET}"), "");
+        assert_eq!(i("${UNSET:-d}/${EMPTY:-d}/${EMPTY-d}"), "d/d/");
+        assert_eq!(i("${SET:+alt}/${UNSET:+alt}"), "alt/");
+        assert_eq!(i("$$SET costs $$5"), "$SET costs $5");
+        assert_eq!(i("${UNSET:-${SET}}"), "yes");
+        assert!(interpolate("${UNSET:?needed}", &env).is_err());
+    }
+
+    #[test]
+    fn sizes_print_like_go_units() {
+        assert_eq!(binary_size(parse_bytes("256m").unwrap()), "256MiB");
+        assert_eq!(binary_size(parse_bytes("1.5g").unwrap()), "1.5GiB");
+        assert_eq!(binary_size(parse_bytes("64").unwrap()), "64B");
+    }
+}
