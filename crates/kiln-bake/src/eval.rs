@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use hcl::eval::{Context, Evaluate};
+use hcl::eval::Context;
 use hcl::{Body, Expression, Value};
 
+use crate::calls::{self, Functions, UserFunction};
 use crate::compose;
 use crate::files::Source;
 use crate::{Error, funcs};
@@ -51,6 +52,7 @@ pub(crate) struct Definition {
     pub(crate) target_order: Vec<String>,
     pub(crate) groups: BTreeMap<String, Block>,
     pub(crate) variables: BTreeMap<String, Value>,
+    pub(crate) functions: Functions,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -180,6 +182,33 @@ impl Definition {
                             .or_default()
                             .merge(&Block { attrs });
                     }
+                    "function" => {
+                        let get = |k: &str| attrs.iter().rev().find(|(key, _)| key == k);
+                        let param_name = |e: &Expression| match e {
+                            Expression::Variable(v) => Some(v.to_string()),
+                            _ => None,
+                        };
+                        let params = match get("params").map(|(_, e)| e) {
+                            Some(Expression::Array(items)) => {
+                                items.iter().filter_map(param_name).collect()
+                            }
+                            _ => Vec::new(),
+                        };
+                        let Some((_, result)) = get("result") else {
+                            return Err(Error::Hcl(format!(
+                                "{}: Missing required argument; The argument \"result\" is required in function \"{name}\".",
+                                source.name
+                            )));
+                        };
+                        definition.functions.insert(
+                            name,
+                            UserFunction {
+                                params,
+                                variadic: get("variadic_param").and_then(|(_, e)| param_name(e)),
+                                result: result.clone(),
+                            },
+                        );
+                    }
                     "group" => definition
                         .groups
                         .entry(name)
@@ -226,7 +255,8 @@ impl Definition {
                 variables.entry(name).or_default().default = Some(attr.expr().clone());
             }
         }
-        definition.variables = evaluate_variables(&variables, &variable_order, env)?;
+        definition.variables =
+            evaluate_variables(&variables, &variable_order, env, &definition.functions)?;
         Ok(definition)
     }
 
@@ -370,6 +400,7 @@ fn evaluate_variables(
     variables: &BTreeMap<String, Variable>,
     order: &[String],
     env: &BTreeMap<String, String>,
+    functions: &Functions,
 ) -> Result<BTreeMap<String, Value>, Error> {
     let mut values: BTreeMap<String, Value> = BTreeMap::new();
     let mut pending: Vec<&String> = order.iter().collect();
@@ -384,13 +415,13 @@ fn evaluate_variables(
                 ctx.declare_var(k.clone(), v.clone());
             }
             let default = match &variable.default {
-                Some(expr) => match expr.evaluate(&ctx) {
+                Some(expr) => match calls::evaluate(expr, &ctx, functions) {
                     Ok(v) => v,
-                    Err(e) if e.to_string().contains("undefined variable") => {
+                    Err(e) if e.contains("undefined variable") => {
                         still.push(name);
                         continue;
                     }
-                    Err(e) => return Err(Error::Hcl(e.to_string())),
+                    Err(e) => return Err(Error::Hcl(e)),
                 },
                 None => Value::Null,
             };
@@ -429,12 +460,10 @@ fn evaluate_variables(
             ctx.declare_var(k.clone(), v.clone());
         }
         for (condition, message) in &variables[name].validations {
-            let ok = condition
-                .evaluate(&ctx)
-                .map_err(|e| Error::Hcl(e.to_string()))?;
+            let ok = calls::evaluate(condition, &ctx, functions).map_err(Error::Hcl)?;
             if ok != Value::Bool(true) {
                 let message = match message {
-                    Some(m) => match m.evaluate(&ctx).map_err(|e| Error::Hcl(e.to_string()))? {
+                    Some(m) => match calls::evaluate(m, &ctx, functions).map_err(Error::Hcl)? {
                         Value::String(s) => s,
                         other => other.to_string(),
                     },

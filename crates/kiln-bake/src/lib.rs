@@ -5,6 +5,7 @@
 //!
 //! Plain data in, plain data out: this crate knows nothing of LLB or the engine.
 
+mod calls;
 mod compose;
 mod error;
 mod eval;

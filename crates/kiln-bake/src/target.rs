@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hcl::eval::{Context, Evaluate};
+use hcl::eval::Context;
 use hcl::{Expression, Value};
 use serde_json::{Map, Value as Json, json};
 
+use crate::calls::{self, Functions};
 use crate::eval::{Block, Definition, is_map_attr};
 use crate::{Error, Request};
 
@@ -80,9 +81,8 @@ fn glob(pattern: &str, name: &str) -> bool {
     )
 }
 
-fn eval(expr: &Expression, ctx: &Context<'_>) -> Result<Value, Error> {
-    expr.evaluate(ctx).map_err(|e| {
-        let text = e.to_string();
+fn eval(expr: &Expression, ctx: &Context<'_>, functions: &Functions) -> Result<Value, Error> {
+    calls::evaluate(expr, ctx, functions).map_err(|text| {
         if let Some(name) = text
             .split("undefined function `")
             .nth(1)
@@ -308,13 +308,17 @@ struct Resolver<'a> {
 }
 
 /// Evaluates a block's own attributes (not `inherits`, `matrix`, `name`).
-fn evaluate_block(block: &Block, ctx: &Context<'_>) -> Result<BTreeMap<String, Value>, Error> {
+fn evaluate_block(
+    block: &Block,
+    ctx: &Context<'_>,
+    functions: &Functions,
+) -> Result<BTreeMap<String, Value>, Error> {
     let mut out = BTreeMap::new();
     for (key, expr) in &block.attrs {
         if matches!(key.as_str(), "inherits" | "matrix" | "name") {
             continue;
         }
-        let value = eval(expr, ctx)?;
+        let value = eval(expr, ctx, functions)?;
         match (out.get_mut(key), value) {
             (Some(Value::Object(earlier)), Value::Object(later)) if is_map_attr(key) => {
                 earlier.extend(later);
@@ -396,14 +400,17 @@ impl Resolver<'_> {
         self.stack.push(name.to_owned());
         let mut attrs = BTreeMap::new();
         if let Some(inherits) = block.get("inherits") {
-            let parents = string_list("inherits", &eval(inherits, ctx)?)?;
+            let parents = string_list(
+                "inherits",
+                &eval(inherits, ctx, &self.definition.functions)?,
+            )?;
             for parent in parents {
                 let base = self.base.clone();
                 let parent_attrs = self.target_attrs(&parent, &base)?;
                 attrs = merge_attrs(&attrs, &parent_attrs);
             }
         }
-        let own = evaluate_block(&block, ctx)?;
+        let own = evaluate_block(&block, ctx, &self.definition.functions)?;
         attrs = merge_attrs(&attrs, &own);
         self.stack.pop();
         Ok(attrs)
@@ -428,7 +435,7 @@ impl Resolver<'_> {
             }
             return Ok(vec![name.to_owned()]);
         };
-        let matrix = eval(matrix, &self.base)?;
+        let matrix = eval(matrix, &self.base, &self.definition.functions)?;
         let mut names = Vec::new();
         for combo in combinations(&matrix)? {
             let mut ctx = self.base.clone();
@@ -436,7 +443,8 @@ impl Resolver<'_> {
                 ctx.declare_var(k.clone(), v.clone());
             }
             let generated = match block.get("name") {
-                Some(expr) => to_string(&eval(expr, &ctx)?).ok_or_else(|| unsuitable("string"))?,
+                Some(expr) => to_string(&eval(expr, &ctx, &self.definition.functions)?)
+                    .ok_or_else(|| unsuitable("string"))?,
                 None => {
                     return Err(Error::Invalid(format!(
                         "matrix target {name} requires name"
@@ -489,7 +497,10 @@ impl Resolver<'_> {
                 return Ok(());
             }
             let members = match group.get("targets") {
-                Some(expr) => string_list("targets", &eval(expr, &self.base)?)?,
+                Some(expr) => string_list(
+                    "targets",
+                    &eval(expr, &self.base, &self.definition.functions)?,
+                )?,
                 None => Vec::new(),
             };
             self.resolved
