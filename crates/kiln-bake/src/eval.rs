@@ -130,8 +130,28 @@ fn json_to_hcl(value: &serde_json::Value) -> Result<String, Error> {
 }
 
 /// `Summary; Detail` from an hcl-rs parse error (buildx prints HCL diagnostics so).
+/// A parse error as buildx words it: `file:line,column: Summary; Detail.`
 fn parse_error(name: &str, error: &hcl::Error) -> Error {
-    Error::Hcl(format!("{name}: {error}"))
+    let hcl::Error::Parse(parse) = error else {
+        return Error::Hcl(format!("{name}: {error}"));
+    };
+    let at = parse.location();
+    let message = parse.message();
+    let summary = if message.contains("expected `]`") {
+        "Missing item separator; Expected a comma to mark the beginning of the next item."
+            .to_owned()
+    } else if message.contains("expected `}`") {
+        "Missing attribute separator; Expected a newline or comma to mark the beginning of the next attribute."
+            .to_owned()
+    } else {
+        format!("Invalid syntax; {message}")
+    };
+    Error::Hcl(format!(
+        "{name}:{},{}: {summary}\n  {}",
+        at.line(),
+        at.column(),
+        parse.line()
+    ))
 }
 
 impl Definition {
