@@ -130,6 +130,73 @@ fn json_to_hcl(value: &serde_json::Value) -> Result<String, Error> {
 }
 
 /// `Summary; Detail` from an hcl-rs parse error (buildx prints HCL diagnostics so).
+/// `<<-` heredocs rewritten as plain `<<` ones with the indentation removed the way Go's
+/// HCL removes it: by the smallest indent of the lines that start with text; a line
+/// that starts with a `%{`/`${` sequence keeps its leading whitespace.
+fn flush_heredocs(text: &str) -> String {
+    let is_text_line = |line: &str| {
+        let body = line.trim_start();
+        !body.is_empty() && !body.starts_with("%{") && !body.starts_with("${")
+    };
+    let indent = |line: &str| line.len() - line.trim_start_matches([' ', '\t']).len();
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        i += 1;
+        let opener = line.trim_end().rsplit_once("<<-").filter(|(_, marker)| {
+            !marker.is_empty() && marker.chars().all(|c| c.is_alphanumeric() || c == '_')
+        });
+        let Some((head, marker)) = opener else {
+            out.push_str(line);
+            continue;
+        };
+        let Some(end) = (i..lines.len()).find(|&j| lines[j].trim() == marker) else {
+            out.push_str(line);
+            continue;
+        };
+        let body = &lines[i..end];
+        let strip = body
+            .iter()
+            .filter(|l| is_text_line(l))
+            .map(|l| indent(l))
+            .min()
+            .unwrap_or(0);
+        let mut flushed = String::new();
+        for l in body {
+            if is_text_line(l) {
+                flushed.push_str(&l[strip..]);
+            } else {
+                flushed.push_str(l);
+            }
+        }
+        out.push_str(&format!("{head}<<{marker}\n"));
+        out.push_str(&apply_strip_markers(&flushed));
+        out.push_str(lines[end]);
+        i = end + 1;
+    }
+    out
+}
+
+/// Template strip markers (`~}` eats the whitespace after a sequence, `%{~`/`${~` the
+/// whitespace before it) applied to the text, since hcl-rs misses some (after `endfor`).
+/// The body's final newline stays: it belongs to the heredoc.
+fn apply_strip_markers(body: &str) -> String {
+    static AFTER: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"~\}[ \t\r\n]*").expect("valid regex"));
+    static BEFORE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"[ \t\r\n]*([%$])\{~").expect("valid regex")
+    });
+    let (content, newline) = match body.strip_suffix('\n') {
+        Some(content) => (content, "\n"),
+        None => (body, ""),
+    };
+    let stripped = AFTER.replace_all(content, "}");
+    let stripped = BEFORE.replace_all(&stripped, "$1{");
+    format!("{stripped}{newline}")
+}
+
 /// A parse error as buildx words it: `file:line,column: Summary; Detail.`
 fn parse_error(name: &str, error: &hcl::Error) -> Error {
     let hcl::Error::Parse(parse) = error else {
@@ -177,7 +244,7 @@ impl Definition {
                     compose_env,
                 )?)?
             } else {
-                source.text.clone()
+                flush_heredocs(&source.text)
             };
             let body: Body = hcl::parse(&text).map_err(|e| parse_error(&source.name, &e))?;
             for block in body.blocks() {
@@ -498,7 +565,18 @@ fn evaluate_variables(
 
 #[cfg(test)]
 mod tests {
-    use super::csv_fields;
+    use super::{csv_fields, flush_heredocs};
+
+    #[test]
+    fn flush_heredocs_keep_the_indent_of_directive_lines() {
+        let hcl = "x = <<-EOT\n    a\n      b\n    %{ if true ~}\n    c\n    %{ endif ~}\n  EOT\n";
+        assert_eq!(
+            flush_heredocs(hcl),
+            "x = <<EOT\na\n  b\n    %{ if true }c\n    %{ endif }\n  EOT\n"
+        );
+        let plain = "x = \"<<-EOT\"\n";
+        assert_eq!(flush_heredocs(plain), plain);
+    }
 
     #[test]
     fn list_variables_from_the_environment_are_csv() {
