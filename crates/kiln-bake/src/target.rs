@@ -608,6 +608,53 @@ fn link_targets(target: &Map<String, Json>) -> Vec<String> {
         .collect()
 }
 
+fn parse_bool(value: &str) -> Result<bool, Error> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(Error::Invalid(format!("invalid boolean value {value:?}"))),
+    }
+}
+
+/// `push=true` marks image outputs to push and adds one when only `docker` outputs
+/// (or none) exist; `push=false` turns pushing off and drops registry outputs.
+fn set_push(outputs: &mut Json, push: bool) {
+    let Json::Array(list) = outputs else { return };
+    if !push {
+        list.retain(|o| o["type"] != "registry");
+        for o in list.iter_mut().filter(|o| o["type"] == "image") {
+            o["push"] = json!("false");
+        }
+        return;
+    }
+    let mut add = true;
+    for o in list.iter_mut() {
+        if o["type"] != "docker" {
+            add = false;
+        }
+        if o["type"] == "image" {
+            o["push"] = json!("true");
+        }
+    }
+    if add {
+        list.push(json!({"type": "image", "push": "true"}));
+    }
+}
+
+/// `load=true` adds a `docker` output unless one (without dest) exists or another
+/// kind of output (local, tar, ...) is set.
+fn set_load(outputs: &mut Json) {
+    let Json::Array(list) = outputs else { return };
+    for o in list.iter() {
+        match o["type"].as_str() {
+            Some("docker") if o.get("dest").is_none() => return,
+            Some("docker" | "image" | "registry" | "oci") => {}
+            _ => return,
+        }
+    }
+    list.push(json!({"type": "docker"}));
+}
+
 /// `--set pattern.key=value` and `key+=value` on the resolved targets.
 fn apply_sets(resolved: &mut Resolved, request: &Request) -> Result<(), Error> {
     for set in &request.sets {
@@ -711,6 +758,18 @@ fn apply_sets(resolved: &mut Resolved, request: &Request) -> Result<(), Error> {
                 ) => {
                     target.insert(field.to_owned(), Json::String(value.to_owned()));
                 }
+                ("push" | "load", None) => {
+                    let on = parse_bool(value)?;
+                    let outputs = target.entry("output").or_insert_with(|| json!([]));
+                    if field == "push" {
+                        set_push(outputs, on);
+                    } else if on {
+                        set_load(outputs);
+                    }
+                    if outputs.as_array().is_some_and(Vec::is_empty) {
+                        target.remove("output");
+                    }
+                }
                 ("pull" | "no-cache", None) => {
                     target.insert(
                         field.to_owned(),
@@ -782,7 +841,33 @@ pub(crate) fn resolve(definition: &Definition, request: &Request) -> Result<Reso
 
 #[cfg(test)]
 mod tests {
-    use super::clean_context;
+    use super::{clean_context, set_load, set_push};
+    use serde_json::json;
+
+    #[test]
+    fn push_and_load_shorthands_adjust_outputs_like_buildx() {
+        let mut none = json!([]);
+        set_push(&mut none, true);
+        assert_eq!(none, json!([{"type": "image", "push": "true"}]));
+        let mut image = json!([{"type": "image", "name": "x"}]);
+        set_push(&mut image, true);
+        assert_eq!(
+            image,
+            json!([{"type": "image", "name": "x", "push": "true"}])
+        );
+        let mut registry = json!([{"type": "registry"}, {"type": "image"}]);
+        set_push(&mut registry, false);
+        assert_eq!(registry, json!([{"type": "image", "push": "false"}]));
+        let mut local = json!([{"type": "local", "dest": "out"}]);
+        set_load(&mut local);
+        assert_eq!(local, json!([{"type": "local", "dest": "out"}]));
+        let mut pushed = json!([{"type": "image", "push": "true"}]);
+        set_load(&mut pushed);
+        assert_eq!(
+            pushed,
+            json!([{"type": "image", "push": "true"}, {"type": "docker"}])
+        );
+    }
 
     #[test]
     fn local_contexts_are_cleaned_like_go_path_clean() {

@@ -29,6 +29,18 @@ pub(crate) struct BakeArgs {
     /// Shorthand for `--set=*.attest=type=provenance` (`true`, `false` or `mode=max` ...).
     #[arg(long)]
     pub(crate) provenance: Option<String>,
+    /// Shorthand for `--set=*.output=type=docker`.
+    #[arg(long)]
+    pub(crate) load: bool,
+    /// Shorthand for `--set=*.output=type=registry`.
+    #[arg(long)]
+    pub(crate) push: bool,
+    /// Set method for evaluating build (`build`, `check`, `outline`, `targets`).
+    #[arg(long)]
+    pub(crate) call: Option<String>,
+    /// Shorthand for `--call=check`.
+    #[arg(long)]
+    pub(crate) check: bool,
     /// Type of progress output.
     #[arg(long, default_value = "auto")]
     pub(crate) progress: String,

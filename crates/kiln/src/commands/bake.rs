@@ -11,6 +11,20 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
             sets.push(format!("*.attest={attest}"));
         }
     }
+    if args.push {
+        sets.push("*.push=true".to_owned());
+    }
+    if args.load {
+        sets.push("*.load=true".to_owned());
+    }
+    let call = if args.check {
+        Some("check")
+    } else {
+        args.call.as_deref()
+    };
+    if let Some(call) = call {
+        sets.push(format!("*.call={call}"));
+    }
     let request = kiln_bake::Request {
         files: args.files.iter().map(|f| f.display().to_string()).collect(),
         dir: std::env::current_dir()?,
