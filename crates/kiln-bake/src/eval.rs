@@ -408,7 +408,7 @@ fn env_value(
                 let items: Result<Vec<Value>, Error> = if raw.is_empty() {
                     Ok(Vec::new())
                 } else {
-                    csv_fields(raw)
+                    crate::funcs_more::csv_record(raw)
                         .iter()
                         .map(|item| {
                             if element == "string" {
@@ -439,28 +439,6 @@ fn env_value(
         ))),
         _ => Ok(Value::String(raw.to_owned())),
     }
-}
-
-/// One CSV record (Go's encoding/csv): commas split, `"..."` quotes with `""` escapes.
-fn csv_fields(raw: &str) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut chars = raw.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            '"' if quoted => quoted = false,
-            '"' if field.is_empty() => quoted = true,
-            ',' if !quoted => fields.push(std::mem::take(&mut field)),
-            other => field.push(other),
-        }
-    }
-    fields.push(field);
-    fields
 }
 
 fn parse_as_item(item: &str, element: &str, name: &str) -> Result<Value, Error> {
@@ -565,7 +543,8 @@ fn evaluate_variables(
 
 #[cfg(test)]
 mod tests {
-    use super::{csv_fields, flush_heredocs};
+    use super::flush_heredocs;
+    use crate::funcs_more::csv_record as csv_fields;
 
     #[test]
     fn flush_heredocs_keep_the_indent_of_directive_lines() {

@@ -3,12 +3,12 @@
 use hcl::eval::{FuncArgs, FuncDef, ParamType};
 use hcl::{Number, Value};
 
-type Result<T> = std::result::Result<T, String>;
+pub(crate) type Result<T> = std::result::Result<T, String>;
 
 /// A library function: name, fixed parameter count, variadic or not, implementation.
-type Entry = (&'static str, usize, bool, fn(FuncArgs) -> Result<Value>);
+pub(crate) type Entry = (&'static str, usize, bool, fn(FuncArgs) -> Result<Value>);
 
-fn string(v: &Value) -> Result<String> {
+pub(crate) fn string(v: &Value) -> Result<String> {
     match v {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) => Ok(n.to_string()),
@@ -18,7 +18,7 @@ fn string(v: &Value) -> Result<String> {
     }
 }
 
-fn number(v: &Value) -> Result<f64> {
+pub(crate) fn number(v: &Value) -> Result<f64> {
     match v {
         Value::Number(n) => n.as_f64().ok_or_else(|| "number out of range".to_owned()),
         Value::String(s) => s
@@ -29,7 +29,7 @@ fn number(v: &Value) -> Result<f64> {
     }
 }
 
-fn num(f: f64) -> Value {
+pub(crate) fn num(f: f64) -> Value {
     if f.fract() == 0.0 && f.abs() < 1e15 {
         Value::Number(Number::from(f as i64))
     } else {
@@ -37,14 +37,14 @@ fn num(f: f64) -> Value {
     }
 }
 
-fn list(v: &Value) -> Result<Vec<Value>> {
+pub(crate) fn list(v: &Value) -> Result<Vec<Value>> {
     match v {
         Value::Array(items) => Ok(items.clone()),
         other => Err(format!("list required, got {other:?}")),
     }
 }
 
-fn all(args: &FuncArgs) -> Vec<Value> {
+pub(crate) fn all(args: &FuncArgs) -> Vec<Value> {
     args.iter().cloned().collect()
 }
 
@@ -597,7 +597,7 @@ pub(crate) fn declare(ctx: &mut hcl::eval::Context<'_>) {
         ("coalesce", 0, true, f_coalesce),
         ("not", 1, false, f_not),
     ];
-    for (name, params, variadic, f) in table {
+    for &(name, params, variadic, f) in table.iter().chain(crate::funcs_more::TABLE) {
         ctx.declare_func(name, def(params, variadic, f));
     }
 }

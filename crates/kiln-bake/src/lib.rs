@@ -11,6 +11,7 @@ mod error;
 mod eval;
 mod files;
 mod funcs;
+mod funcs_more;
 mod target;
 
 use std::collections::BTreeMap;
