@@ -7,14 +7,12 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value as Json, json};
 
 use crate::Error;
+use crate::files::Source;
 
 /// A Compose file's targets and `default` group in Bake's JSON form.
-pub(crate) fn to_bake_json(
-    name: &str,
-    text: &str,
-    env: &BTreeMap<String, String>,
-) -> Result<Json, Error> {
-    let yaml: Json = serde_norway::from_str(text)
+pub(crate) fn to_bake_json(source: &Source, env: &BTreeMap<String, String>) -> Result<Json, Error> {
+    let name = &source.name;
+    let yaml: Json = serde_norway::from_str(&source.text)
         .map_err(|e| Error::Invalid(format!("{name}: invalid compose file: {e}")))?;
     let yaml = interpolate_all(&yaml, env).map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
     let Some(services) = yaml.get("services").and_then(Json::as_object) else {
@@ -27,7 +25,17 @@ pub(crate) fn to_bake_json(
         let Some(build) = spec.get("build") else {
             continue;
         };
-        let target = service_target(spec, build)?;
+        let mut target = service_target(spec, build)?;
+        if let Some(Json::Array(secrets)) = build.get("secrets") {
+            let entries = secrets
+                .iter()
+                .map(|s| secret_entry(s, &yaml, source))
+                .collect::<Result<Vec<_>, _>>()?;
+            target.insert("secret".into(), Json::Array(entries));
+        }
+        if let Some(x_bake) = build.get("x-bake") {
+            apply_x_bake(&mut target, x_bake);
+        }
         targets.insert(service.clone(), Json::Object(target));
     }
     let names: Vec<&String> = targets.keys().collect();
@@ -48,6 +56,87 @@ fn escape_templates(value: &Json) -> Json {
                 .collect(),
         ),
         other => other.clone(),
+    }
+}
+
+/// A service's build secret: a name from the top-level `secrets`, whose `file` or
+/// `environment` is the source.
+fn secret_entry(secret: &Json, project: &Json, source: &Source) -> Result<Json, Error> {
+    let id = match secret {
+        Json::String(id) => id.clone(),
+        other => other
+            .get("source")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let definition = project
+        .get("secrets")
+        .and_then(|s| s.get(&id))
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: service secret {id:?} is not defined in the top-level secrets",
+                source.name
+            ))
+        })?;
+    let target_id = secret
+        .get("target")
+        .and_then(Json::as_str)
+        .unwrap_or(&id)
+        .to_owned();
+    if let Some(file) = definition.get("file").and_then(Json::as_str) {
+        let path = source.dir.join(file);
+        return Ok(json!({"id": target_id, "src": clean_path(&path)}));
+    }
+    if let Some(var) = definition.get("environment").and_then(Json::as_str) {
+        return Ok(json!({"id": target_id, "env": var}));
+    }
+    Err(Error::Invalid(format!(
+        "{}: secret {id:?} needs a file or an environment variable",
+        source.name
+    )))
+}
+
+/// An absolute path without `.`/`..` parts (as Compose resolves paths).
+fn clean_path(path: &std::path::Path) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                parts.pop();
+            }
+            std::path::Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            _ => {}
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// `x-bake` sets Bake attributes Compose has no words for; list-valued ones accept
+/// a single string too.
+fn apply_x_bake(target: &mut Map<String, Json>, x_bake: &Json) {
+    let Some(fields) = x_bake.as_object() else {
+        return;
+    };
+    for (key, value) in fields {
+        match key.as_str() {
+            "tags" | "platforms" | "no-cache-filter" | "cache-from" | "cache-to" | "secret"
+            | "ssh" | "output" | "attest" | "annotations" | "entitlements" => {
+                target.insert(key.clone(), json!(strings(value)));
+            }
+            "contexts" | "args" | "labels" => {
+                target.insert(key.clone(), Json::Object(key_values(value, '=')));
+            }
+            "pull" | "no-cache" => {
+                if let Json::Bool(b) = value {
+                    target.insert(key.clone(), json!(b));
+                }
+            }
+            "target" | "network" | "shm-size" | "dockerfile" | "context" => {
+                target.insert(key.clone(), json!(scalar(value)));
+            }
+            _ => {}
+        }
     }
 }
 
@@ -103,6 +192,30 @@ fn service_target(spec: &Json, build: &Json) -> Result<Map<String, Json>, Error>
     ] {
         if let Some(value) = field(from) {
             target.insert(to.into(), json!(strings(value)));
+        }
+    }
+    if let Some(ssh) = field("ssh") {
+        let entries: Vec<String> = match ssh {
+            Json::Object(map) => map
+                .iter()
+                .map(|(k, v)| format!("{k}={}", scalar(v)))
+                .collect(),
+            other => strings(other),
+        };
+        target.insert("ssh".into(), json!(entries));
+    }
+    let mut entitlements: Vec<String> = field("entitlements").map(strings).unwrap_or_default();
+    if field("privileged") == Some(&Json::Bool(true)) {
+        entitlements.push("security.insecure".into());
+    }
+    if !entitlements.is_empty() {
+        let e = target.entry("entitlements").or_insert_with(|| json!([]));
+        if let Json::Array(list) = e {
+            for x in entitlements {
+                if !list.contains(&json!(x)) {
+                    list.push(json!(x));
+                }
+            }
         }
     }
     if let Some(size) = field("shm_size") {

@@ -238,11 +238,7 @@ impl Definition {
                     .map_err(|e| Error::Hcl(format!("{}: {e}", source.name)))?;
                 json_to_hcl(&json)?
             } else if source.name.ends_with(".yml") || source.name.ends_with(".yaml") {
-                json_to_hcl(&compose::to_bake_json(
-                    &source.name,
-                    &source.text,
-                    compose_env,
-                )?)?
+                json_to_hcl(&compose::to_bake_json(source, compose_env)?)?
             } else {
                 flush_heredocs(&source.text)
             };

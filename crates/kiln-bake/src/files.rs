@@ -11,6 +11,8 @@ use crate::{Error, Request};
 pub(crate) struct Source {
     pub(crate) name: String,
     pub(crate) text: String,
+    /// The directory the file is in (Compose resolves relative paths against it).
+    pub(crate) dir: std::path::PathBuf,
 }
 
 /// buildx's default lookup, in its order.
@@ -63,7 +65,8 @@ pub(crate) fn load(request: &Request) -> Result<Vec<Source>, Error> {
             };
             let text = fs::read_to_string(&path)
                 .map_err(|e| Error::Io(format!("failed to read {name}: {e}")))?;
-            Ok(Source { name, text })
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            Ok(Source { name, text, dir })
         })
         .collect()
 }
