@@ -304,31 +304,9 @@ struct Resolver<'a> {
     resolved: Resolved,
     /// Evaluated attributes of targets by name (after inherits), for `inherits` users.
     cache: BTreeMap<String, BTreeMap<String, Value>>,
+    /// What is being evaluated, to stop cycles: target names (`inherits`) and
+    /// `NAME.ATTR` keys (`target.NAME.ATTR` references).
     stack: Vec<String>,
-}
-
-/// Evaluates a block's own attributes (not `inherits`, `matrix`, `name`).
-fn evaluate_block(
-    block: &Block,
-    ctx: &Context<'_>,
-    functions: &Functions,
-) -> Result<BTreeMap<String, Value>, Error> {
-    let mut out = BTreeMap::new();
-    for (key, expr) in &block.attrs {
-        if matches!(key.as_str(), "inherits" | "matrix" | "name") {
-            continue;
-        }
-        let value = eval(expr, ctx, functions)?;
-        match (out.get_mut(key), value) {
-            (Some(Value::Object(earlier)), Value::Object(later)) if is_map_attr(key) => {
-                earlier.extend(later);
-            }
-            (_, value) => {
-                out.insert(key.clone(), value);
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Child attributes over parent ones; maps merge key by key.
@@ -410,7 +388,7 @@ impl Resolver<'_> {
                 attrs = merge_attrs(&attrs, &parent_attrs);
             }
         }
-        let own = evaluate_block(&block, ctx, &self.definition.functions)?;
+        let own = self.evaluate_block(&block, ctx)?;
         attrs = merge_attrs(&attrs, &own);
         self.stack.pop();
         Ok(attrs)
@@ -653,6 +631,100 @@ fn set_load(outputs: &mut Json) {
         }
     }
     list.push(json!({"type": "docker"}));
+}
+
+impl Resolver<'_> {
+    /// Evaluates a block's own attributes (not `inherits`, `matrix`, `name`).
+    fn evaluate_block(
+        &mut self,
+        block: &Block,
+        ctx: &Context<'_>,
+    ) -> Result<BTreeMap<String, Value>, Error> {
+        let mut out = BTreeMap::new();
+        for (key, expr) in &block.attrs {
+            if matches!(key.as_str(), "inherits" | "matrix" | "name") {
+                continue;
+            }
+            let value = self.eval_with_refs(expr, ctx)?;
+            match (out.get_mut(key), value) {
+                (Some(Value::Object(earlier)), Value::Object(later)) if is_map_attr(key) => {
+                    earlier.extend(later);
+                }
+                (_, value) => {
+                    out.insert(key.clone(), value);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Evaluates `expr` with the `target.NAME.ATTR` values it mentions in scope.
+    fn eval_with_refs(&mut self, expr: &Expression, ctx: &Context<'_>) -> Result<Value, Error> {
+        static REF: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+            regex::Regex::new(r"\btarget\.([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)").expect("valid regex")
+        });
+        let text = expr.to_string();
+        let refs: BTreeSet<(String, String)> = REF
+            .captures_iter(&text)
+            .map(|c| (c[1].to_owned(), c[2].to_owned()))
+            .collect();
+        if refs.is_empty() {
+            return eval(expr, ctx, &self.definition.functions);
+        }
+        let mut targets: hcl::Map<String, Value> = hcl::Map::new();
+        for (name, attr) in refs {
+            let value = self.attribute_value(&name, &attr)?;
+            if let Value::Object(attrs) = targets
+                .entry(name)
+                .or_insert_with(|| Value::Object(hcl::Map::new()))
+            {
+                attrs.insert(attr, value);
+            }
+        }
+        let mut scope = ctx.clone();
+        scope.declare_var("target", Value::Object(targets));
+        eval(expr, &scope, &self.definition.functions)
+    }
+
+    /// One attribute of another target, for `target.NAME.ATTR`: its own value, else
+    /// its parents', else the default (`context` ".", `dockerfile` "Dockerfile").
+    fn attribute_value(&mut self, name: &str, attr: &str) -> Result<Value, Error> {
+        let key = format!("{name}.{attr}");
+        if self.stack.contains(&key) {
+            return Err(Error::Invalid(format!(
+                "target {name}: attribute {attr} refers to itself"
+            )));
+        }
+        let block = self
+            .definition
+            .targets
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::Invalid(format!("failed to find target {name}")))?;
+        self.stack.push(key);
+        let base = self.base.clone();
+        let result = (|| {
+            if let Some(expr) = block.get(attr) {
+                return self.eval_with_refs(expr, &base);
+            }
+            if let Some(inherits) = block.get("inherits") {
+                let parents = string_list("inherits", &self.eval_with_refs(inherits, &base)?)?;
+                for parent in parents.iter().rev() {
+                    let value = self.attribute_value(parent, attr)?;
+                    if !matches!(value, Value::Null) {
+                        return Ok(value);
+                    }
+                }
+            }
+            Ok(match attr {
+                "context" => Value::from("."),
+                "dockerfile" => Value::from("Dockerfile"),
+                _ => Value::Null,
+            })
+        })();
+        self.stack.pop();
+        result
+    }
 }
 
 /// `--set pattern.key=value` and `key+=value` on the resolved targets.
