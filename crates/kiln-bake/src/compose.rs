@@ -194,6 +194,19 @@ fn service_target(spec: &Json, build: &Json) -> Result<Map<String, Json>, Error>
             target.insert(to.into(), json!(strings(value)));
         }
     }
+    if let Some(Json::Object(ulimits)) = field("ulimits") {
+        // `nofile: {soft: 1024, hard: 2048}` or `nproc: 65535`.
+        let entries: Vec<String> = ulimits
+            .iter()
+            .map(
+                |(name, limit)| match (limit.get("soft"), limit.get("hard")) {
+                    (Some(soft), Some(hard)) => format!("{name}={}:{}", scalar(soft), scalar(hard)),
+                    _ => format!("{name}={}", scalar(limit)),
+                },
+            )
+            .collect();
+        target.insert("ulimits".into(), json!(entries));
+    }
     if let Some(ssh) = field("ssh") {
         let entries: Vec<String> = match ssh {
             Json::Object(map) => map
