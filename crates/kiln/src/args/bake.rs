@@ -41,6 +41,9 @@ pub(crate) struct BakeArgs {
     /// Shorthand for `--call=check`.
     #[arg(long)]
     pub(crate) check: bool,
+    /// Allow extra privileged entitlements (`network.host`, `security.insecure`).
+    #[arg(long = "allow")]
+    pub(crate) allow: Vec<String>,
     /// Type of progress output.
     #[arg(long, default_value = "auto")]
     pub(crate) progress: String,

@@ -1,8 +1,15 @@
-//! `kiln bake`: resolve the Bake files (and, for now, print them).
+//! `kiln bake`: resolve the Bake files, then print them or build every target on one
+//! embedded engine, so stages the targets share are built once and then cached.
 
-use anyhow::bail;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use kiln_engine::BuildRequest;
+use serde_json::{Map, Value as Json};
 
 use crate::args::bake::BakeArgs;
+use crate::commands::build::{parse_entitlements, parse_output, parse_secret, parse_ssh};
+use crate::progress::plain::Plain;
 
 pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
     let mut sets = args.sets.clone();
@@ -39,7 +46,145 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&resolved.to_json())?);
         return Ok(());
     }
-    bail!("building Bake targets is not supported yet; `kiln bake --print` shows how they resolve")
+    let allowed = parse_entitlements(&args.allow)?;
+    let scratch = tempfile::tempdir().context("creating a directory for inline Dockerfiles")?;
+    let requests = resolved
+        .targets
+        .iter()
+        .map(|(name, target)| {
+            build_request(&request.dir, name, target, &allowed, scratch.path())
+                .with_context(|| format!("target {name}"))
+                .map(|r| (name, r))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let engine = crate::driver::embedded::open()?;
+    let quiet = args.progress == "quiet";
+    let progress = Plain::new(quiet);
+    for (name, build) in requests {
+        if !quiet {
+            eprintln!("#target {name}");
+        }
+        let result = engine
+            .build(&build, &|event| progress.event(event))
+            .with_context(|| format!("target {name:?} failed to build"))?;
+        if !quiet {
+            for warning in &result.warnings {
+                eprintln!("WARNING: {name}: {warning}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One resolved target as a build on the embedded engine.
+fn build_request(
+    dir: &Path,
+    name: &str,
+    target: &Map<String, Json>,
+    allowed: &[String],
+    scratch: &Path,
+) -> anyhow::Result<BuildRequest> {
+    let text = |key: &str| target.get(key).and_then(Json::as_str);
+    let objects = |key: &str| -> Vec<Map<String, Json>> {
+        target
+            .get(key)
+            .and_then(Json::as_array)
+            .map(|a| a.iter().filter_map(|o| o.as_object().cloned()).collect())
+            .unwrap_or_default()
+    };
+    let csv = |entry: &Map<String, Json>| {
+        entry
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let context_spec = text("context").unwrap_or(".");
+    if context_spec.contains("://") || context_spec.starts_with("git@") {
+        bail!("remote build contexts ({context_spec}) are not supported yet");
+    }
+    if target
+        .get("contexts")
+        .and_then(Json::as_object)
+        .is_some_and(|c| !c.is_empty())
+    {
+        bail!("named contexts (`contexts`, including `target:` links) are not supported yet");
+    }
+    let context = dir.join(context_spec);
+    let dockerfile = match text("dockerfile-inline") {
+        Some(inline) => {
+            let path = scratch.join(format!("{name}.Dockerfile"));
+            fs_err::write(&path, inline)?;
+            path
+        }
+        None => {
+            let file = PathBuf::from(text("dockerfile").unwrap_or("Dockerfile"));
+            if file.is_absolute() {
+                file
+            } else {
+                context.join(file)
+            }
+        }
+    };
+    let mut outputs = Vec::new();
+    for entry in objects("output") {
+        if entry.get("type").and_then(Json::as_str) != Some("cacheonly") {
+            outputs.push(parse_output(&csv(&entry))?);
+        }
+    }
+    let mut entitlements = Vec::new();
+    for wanted in target
+        .get("entitlements")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Json::as_str)
+    {
+        if !allowed.iter().any(|a| a == wanted) {
+            bail!("additional privileges requested: {wanted}; grant them with --allow={wanted}");
+        }
+        entitlements.push(wanted.to_owned());
+    }
+    Ok(BuildRequest {
+        context,
+        dockerfile,
+        build_args: target
+            .get("args")
+            .and_then(Json::as_object)
+            .map(|a| {
+                a.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        target: text("target").map(str::to_owned),
+        tags: target
+            .get("tags")
+            .and_then(Json::as_array)
+            .map(|t| {
+                t.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        outputs,
+        no_cache: target.get("no-cache") == Some(&Json::Bool(true)),
+        secrets: objects("secret")
+            .iter()
+            .map(|s| parse_secret(&csv(s)))
+            .collect::<anyhow::Result<_>>()?,
+        ssh: objects("ssh")
+            .iter()
+            .map(|s| {
+                let id = s.get("id").and_then(Json::as_str).unwrap_or("default");
+                match s.get("paths").and_then(Json::as_str) {
+                    Some(path) => parse_ssh(&format!("{id}={path}")),
+                    None => parse_ssh(id),
+                }
+            })
+            .collect::<anyhow::Result<_>>()?,
+        entitlements,
+    })
 }
 
 /// `--sbom`/`--provenance` values as an attest entry, the way buildx canonicalises them.

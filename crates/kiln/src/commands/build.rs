@@ -10,7 +10,7 @@ use crate::args::build::BuildArgs;
 use crate::progress::plain::Plain;
 
 /// `type=oci,dest=out.tar` (CSV, as buildx reads it) into an output.
-fn parse_output(spec: &str) -> anyhow::Result<Output> {
+pub(crate) fn parse_output(spec: &str) -> anyhow::Result<Output> {
     let mut fields: BTreeMap<String, String> = BTreeMap::new();
     for field in spec.split(',') {
         let (key, value) = field
@@ -58,7 +58,7 @@ fn parse_build_args(args: &[String]) -> anyhow::Result<BTreeMap<String, String>>
 }
 
 /// `--secret id=x,src=FILE` / `id=x,env=VAR` / `type=env,…`, as buildx reads them.
-fn parse_secret(spec: &str) -> anyhow::Result<(String, Vec<u8>)> {
+pub(crate) fn parse_secret(spec: &str) -> anyhow::Result<(String, Vec<u8>)> {
     let mut id = None;
     let mut src = None;
     let mut env = None;
@@ -94,7 +94,7 @@ fn parse_secret(spec: &str) -> anyhow::Result<(String, Vec<u8>)> {
 }
 
 /// `--ssh default` (the agent in `SSH_AUTH_SOCK`) or `--ssh id=/path/to/agent.sock`.
-fn parse_ssh(spec: &str) -> anyhow::Result<(String, PathBuf)> {
+pub(crate) fn parse_ssh(spec: &str) -> anyhow::Result<(String, PathBuf)> {
     let (id, path) = match spec.split_once('=') {
         Some((id, path)) => (
             id.to_owned(),
@@ -111,7 +111,7 @@ fn parse_ssh(spec: &str) -> anyhow::Result<(String, PathBuf)> {
 }
 
 /// `--allow network.host,security.insecure` (repeatable, comma-separated).
-fn parse_entitlements(allow: &[String]) -> anyhow::Result<Vec<String>> {
+pub(crate) fn parse_entitlements(allow: &[String]) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
     for entry in allow.iter().flat_map(|a| a.split(',')) {
         match entry.trim() {

@@ -283,3 +283,90 @@ fn a_missing_copy_source_names_the_path() {
         "{stderr}"
     );
 }
+
+/// Two Bake targets that share a stage: both are built, the shared stage runs once.
+#[test]
+fn bake_builds_targets_and_runs_a_shared_stage_once() {
+    if !tools_present() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let port = free_port();
+    let _registry = Registry {
+        pid_file: work.path().join("registry.pid"),
+    };
+    let setup = Command::new("bash")
+        .arg(repo().join("examples/setup.sh"))
+        .env("PORT", port.to_string())
+        .env("WORK", work.path())
+        .env("KILN", env!("CARGO_BIN_EXE_kiln"))
+        .env("KILN_ROOT", &state)
+        .output()
+        .unwrap();
+    assert!(
+        setup.status.success(),
+        "setup failed:\n{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+
+    let project = work.path().join("project");
+    fs_err::create_dir_all(&project).unwrap();
+    // The shared RUN prints a value only running it produces (the command text
+    // does not contain it), so its count in the log is how often it ran.
+    fs_err::write(
+        project.join("Dockerfile"),
+        "ARG BASE\nFROM $BASE AS base\nRUN echo SHARED-$((40+2)) | tee /shared.txt\n\
+         FROM base AS one\nRUN echo one > /one.txt\n\
+         FROM base AS two\nRUN echo two > /two.txt\n",
+    )
+    .unwrap();
+    fs_err::write(
+        project.join("docker-bake.hcl"),
+        format!(
+            r#"variable "BASE" {{ default = "127.0.0.1:{port}/busybox:latest" }}
+group "default" {{ targets = ["one", "two"] }}
+target "_common" {{ args = {{ BASE = BASE }} }}
+target "one" {{
+  inherits = ["_common"]
+  target = "one"
+  output = ["type=oci,dest=one.tar"]
+}}
+target "two" {{
+  inherits = ["_common"]
+  target = "two"
+  output = ["type=oci,dest=two.tar"]
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("KILN_ROOT", &state)
+        .current_dir(&project)
+        .args(["bake", "--progress=plain"])
+        .output()
+        .unwrap();
+    let log = check(&output);
+    assert_eq!(log.matches("SHARED-42").count(), 1, "{log}");
+    for (name, file) in [("one", "/one.txt"), ("two", "/two.txt")] {
+        let archive = project.join(format!("{name}.tar"));
+        let listing = Command::new("skopeo")
+            .args(["inspect", "--config"])
+            .arg(format!("oci-archive:{}", archive.display()))
+            .output()
+            .unwrap();
+        assert!(
+            listing.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&listing.stderr)
+        );
+        let config: Value = serde_json::from_slice(&listing.stdout).unwrap();
+        let history = config["history"].to_string();
+        assert!(
+            history.contains(&format!("echo {name} > {file}")),
+            "{name}: {history}"
+        );
+        assert!(history.contains("SHARED-$((40+2))"), "{name}: {history}");
+    }
+}
