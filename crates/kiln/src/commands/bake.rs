@@ -99,6 +99,9 @@ fn build_request(
             .collect::<Vec<_>>()
             .join(",")
     };
+    if let Some(call) = text("call").filter(|c| *c != "build") {
+        bail!("call={call} (check, outline, targets) is not supported yet; only builds are");
+    }
     let context_spec = text("context").unwrap_or(".");
     if context_spec.contains("://") || context_spec.starts_with("git@") {
         bail!("remote build contexts ({context_spec}) are not supported yet");
