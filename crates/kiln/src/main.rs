@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod driver;
+mod metadata;
 mod progress;
 
 use std::process::ExitCode;

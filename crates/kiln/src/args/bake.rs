@@ -44,6 +44,9 @@ pub(crate) struct BakeArgs {
     /// Allow extra privileged entitlements (`network.host`, `security.insecure`).
     #[arg(long = "allow")]
     pub(crate) allow: Vec<String>,
+    /// Write build result metadata, one object per target, to a file.
+    #[arg(long = "metadata-file")]
+    pub(crate) metadata_file: Option<PathBuf>,
     /// Type of progress output.
     #[arg(long, default_value = "auto")]
     pub(crate) progress: String,

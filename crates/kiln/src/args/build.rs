@@ -39,6 +39,12 @@ pub(crate) struct BuildArgs {
     /// Allow extra privileged entitlements (`network.host`, `security.insecure`).
     #[arg(long = "allow")]
     pub(crate) allow: Vec<String>,
+    /// Write build result metadata (image digests, names) to a file.
+    #[arg(long = "metadata-file")]
+    pub(crate) metadata_file: Option<PathBuf>,
+    /// Write the image ID (the config digest) to a file.
+    #[arg(long)]
+    pub(crate) iidfile: Option<PathBuf>,
     /// Suppress the build output and print the image ID on success.
     #[arg(short = 'q', long)]
     pub(crate) quiet: bool,

@@ -60,6 +60,7 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
     let engine = crate::driver::embedded::open()?;
     let quiet = args.progress == "quiet";
     let progress = Plain::new(quiet);
+    let mut metadata = Map::new();
     for (name, build) in requests {
         if !quiet {
             eprintln!("#target {name}");
@@ -72,6 +73,13 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
                 eprintln!("WARNING: {name}: {warning}");
             }
         }
+        metadata.insert(
+            name.clone(),
+            crate::metadata::build_metadata(&build, &result),
+        );
+    }
+    if let Some(path) = &args.metadata_file {
+        crate::metadata::write_json(path, &Json::Object(metadata))?;
     }
     Ok(())
 }

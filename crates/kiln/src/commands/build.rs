@@ -183,6 +183,12 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
             );
         }
     }
+    if let Some(path) = &args.metadata_file {
+        crate::metadata::write_json(path, &crate::metadata::build_metadata(&request, &result))?;
+    }
+    if let (Some(path), Some(id)) = (&args.iidfile, &result.config_digest) {
+        crate::metadata::write_atomically(path, id)?;
+    }
     if let Some(digest) = &result.manifest_digest {
         if args.quiet {
             println!("{digest}");

@@ -344,7 +344,7 @@ target "two" {{
     let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .env("KILN_ROOT", &state)
         .current_dir(&project)
-        .args(["bake", "--progress=plain"])
+        .args(["bake", "--progress=plain", "--metadata-file", "meta.json"])
         .output()
         .unwrap();
     let log = check(&output);
@@ -368,5 +368,20 @@ target "two" {{
             "{name}: {history}"
         );
         assert!(history.contains("SHARED-$((40+2))"), "{name}: {history}");
+
+        // The metadata file names the manifest skopeo sees in the archive.
+        let inspect = Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("oci-archive:{}", archive.display()))
+            .output()
+            .unwrap();
+        let manifest: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+        let metadata: Value =
+            serde_json::from_str(&fs_err::read_to_string(project.join("meta.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            metadata[name]["containerimage.digest"], manifest["Digest"],
+            "{metadata}"
+        );
     }
 }
