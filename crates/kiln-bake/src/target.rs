@@ -449,17 +449,7 @@ impl Resolver<'_> {
     /// Resolves a name: a group (recursively), a target, or a pattern over both.
     fn resolve_name(&mut self, name: &str) -> Result<(), Error> {
         if is_pattern(name) {
-            let mut matched: BTreeSet<String> = BTreeSet::new();
-            for n in self
-                .definition
-                .targets
-                .keys()
-                .chain(self.definition.groups.keys())
-            {
-                if glob(name, n) {
-                    matched.insert(n.clone());
-                }
-            }
+            let matched = self.matching_names(name);
             if matched.is_empty() {
                 return Err(Error::Invalid(format!(
                     "could not find any target matching {name:?}"
@@ -498,20 +488,24 @@ impl Resolver<'_> {
 }
 
 impl Resolver<'_> {
+    /// The target and group names a shell-style pattern matches.
+    fn matching_names(&self, pattern: &str) -> BTreeSet<String> {
+        self.definition
+            .targets
+            .keys()
+            .chain(self.definition.groups.keys())
+            .filter(|n| glob(pattern, n))
+            .cloned()
+            .collect()
+    }
+
     /// The printed `default` group: the requested names with patterns expanded and
     /// a requested `default` group replaced by its members, sorted.
     fn default_members(&self, requested: &[String]) -> Result<Vec<String>, Error> {
         let mut members = BTreeSet::new();
         for name in requested {
             if is_pattern(name) {
-                members.extend(
-                    self.definition
-                        .targets
-                        .keys()
-                        .chain(self.definition.groups.keys())
-                        .filter(|n| glob(name, n))
-                        .cloned(),
-                );
+                members.extend(self.matching_names(name));
             } else if name == "default" && self.definition.groups.contains_key(name) {
                 members.extend(self.resolved.groups.get(name).cloned().unwrap_or_default());
             } else {
