@@ -78,6 +78,65 @@ fn check(output: &Output) -> String {
     stderr
 }
 
+/// A running local registry serving the busybox base image (examples/setup.sh), and
+/// the directories around it. The registry stops before the directory is removed.
+struct BaseImage {
+    _registry: Registry,
+    work: tempfile::TempDir,
+    state: PathBuf,
+    port: u16,
+}
+
+impl BaseImage {
+    fn publish() -> BaseImage {
+        let work = tempfile::tempdir().unwrap();
+        let state = work.path().join("state");
+        let port = free_port();
+        let registry = Registry {
+            pid_file: work.path().join("registry.pid"),
+        };
+        let setup = Command::new("bash")
+            .arg(repo().join("examples/setup.sh"))
+            .env("PORT", port.to_string())
+            .env("WORK", work.path())
+            .env("KILN", env!("CARGO_BIN_EXE_kiln"))
+            .env("KILN_ROOT", &state)
+            .output()
+            .unwrap();
+        assert!(
+            setup.status.success(),
+            "setup failed:\n{}",
+            String::from_utf8_lossy(&setup.stderr)
+        );
+        BaseImage {
+            _registry: registry,
+            work,
+            state,
+            port,
+        }
+    }
+}
+
+/// `skopeo inspect [--config] oci-archive:FILE` as JSON.
+fn skopeo_inspect(archive: &Path, config: bool) -> Value {
+    let mut command = Command::new("skopeo");
+    command.arg("inspect");
+    if config {
+        command.arg("--config");
+    }
+    let inspect = command
+        .arg(format!("oci-archive:{}", archive.display()))
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "{}: {}",
+        archive.display(),
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    serde_json::from_slice(&inspect.stdout).unwrap()
+}
+
 /// Every path in a directory tree, relative.
 fn tree(root: &Path) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
@@ -99,25 +158,8 @@ fn demo_builds_into_an_oci_archive_and_rebuilds_from_cache() {
     if !tools_present() {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let state = work.path().join("state");
-    let port = free_port();
-    let _registry = Registry {
-        pid_file: work.path().join("registry.pid"),
-    };
-    let setup = Command::new("bash")
-        .arg(repo().join("examples/setup.sh"))
-        .env("PORT", port.to_string())
-        .env("WORK", work.path())
-        .env("KILN", env!("CARGO_BIN_EXE_kiln"))
-        .env("KILN_ROOT", &state)
-        .output()
-        .unwrap();
-    assert!(
-        setup.status.success(),
-        "setup failed:\n{}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
 
     let out = work.path().join("demo.tar");
     let base = format!("BASE=127.0.0.1:{port}/busybox:latest");
@@ -133,24 +175,14 @@ fn demo_builds_into_an_oci_archive_and_rebuilds_from_cache() {
         &format!("type=oci,dest={}", out.display()),
         demo.to_str().unwrap(),
     ];
-    let log = check(&kiln(&state, &args));
+    let log = check(&kiln(state, &args));
     assert!(
         log.contains("RUN echo \"hello from $(pwd)\" > greeting.txt"),
         "{log}"
     );
 
     // skopeo reads the archive and sees the config the Dockerfile set.
-    let inspect = Command::new("skopeo")
-        .args(["inspect", "--config"])
-        .arg(format!("oci-archive:{}", out.display()))
-        .output()
-        .unwrap();
-    assert!(
-        inspect.status.success(),
-        "{}",
-        String::from_utf8_lossy(&inspect.stderr)
-    );
-    let config: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let config = skopeo_inspect(&out, true);
     assert_eq!(
         config["config"]["Cmd"],
         serde_json::json!(["/bin/busybox", "cat", "/out/greeting.txt"])
@@ -221,7 +253,7 @@ fn demo_builds_into_an_oci_archive_and_rebuilds_from_cache() {
         })
         .collect();
     let args_again: Vec<&str> = args_again.iter().map(String::as_str).collect();
-    let log = check(&kiln(&state, &args_again));
+    let log = check(&kiln(state, &args_again));
     let steps = log
         .lines()
         .filter(|l| l.starts_with('#') && l.contains(" ["))
@@ -241,7 +273,7 @@ fn demo_builds_into_an_oci_archive_and_rebuilds_from_cache() {
     );
     fs_err::write(failing.join("Dockerfile"), dockerfile).unwrap();
     let output = kiln(
-        &state,
+        state,
         &["build", "--progress=plain", failing.to_str().unwrap()],
     );
     assert!(!output.status.success());
@@ -290,25 +322,8 @@ fn bake_builds_targets_and_runs_a_shared_stage_once() {
     if !tools_present() {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let state = work.path().join("state");
-    let port = free_port();
-    let _registry = Registry {
-        pid_file: work.path().join("registry.pid"),
-    };
-    let setup = Command::new("bash")
-        .arg(repo().join("examples/setup.sh"))
-        .env("PORT", port.to_string())
-        .env("WORK", work.path())
-        .env("KILN", env!("CARGO_BIN_EXE_kiln"))
-        .env("KILN_ROOT", &state)
-        .output()
-        .unwrap();
-    assert!(
-        setup.status.success(),
-        "setup failed:\n{}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
 
     let project = work.path().join("project");
     fs_err::create_dir_all(&project).unwrap();
@@ -342,26 +357,18 @@ target "two" {{
     )
     .unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .env("KILN_ROOT", &state)
+        .env("KILN_ROOT", state)
         .current_dir(&project)
         .args(["bake", "--progress=plain", "--metadata-file", "meta.json"])
         .output()
         .unwrap();
     let log = check(&output);
     assert_eq!(log.matches("SHARED-42").count(), 1, "{log}");
+    let metadata: Value =
+        serde_json::from_str(&fs_err::read_to_string(project.join("meta.json")).unwrap()).unwrap();
     for (name, file) in [("one", "/one.txt"), ("two", "/two.txt")] {
         let archive = project.join(format!("{name}.tar"));
-        let listing = Command::new("skopeo")
-            .args(["inspect", "--config"])
-            .arg(format!("oci-archive:{}", archive.display()))
-            .output()
-            .unwrap();
-        assert!(
-            listing.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&listing.stderr)
-        );
-        let config: Value = serde_json::from_slice(&listing.stdout).unwrap();
+        let config = skopeo_inspect(&archive, true);
         let history = config["history"].to_string();
         assert!(
             history.contains(&format!("echo {name} > {file}")),
@@ -370,15 +377,7 @@ target "two" {{
         assert!(history.contains("SHARED-$((40+2))"), "{name}: {history}");
 
         // The metadata file names the manifest skopeo sees in the archive.
-        let inspect = Command::new("skopeo")
-            .arg("inspect")
-            .arg(format!("oci-archive:{}", archive.display()))
-            .output()
-            .unwrap();
-        let manifest: Value = serde_json::from_slice(&inspect.stdout).unwrap();
-        let metadata: Value =
-            serde_json::from_str(&fs_err::read_to_string(project.join("meta.json")).unwrap())
-                .unwrap();
+        let manifest = skopeo_inspect(&archive, false);
         assert_eq!(
             metadata[name]["containerimage.digest"], manifest["Digest"],
             "{metadata}"
