@@ -234,27 +234,6 @@ fn normalize_name(name: &str) -> Result<String, Error> {
     Ok(reference.tag_name_only().to_string())
 }
 
-/// RFC 3339 (UTC, seconds) of a Unix time.
-fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 fn mtime_secs(path: &Path) -> Option<i64> {
     let modified = fs::metadata(path).ok()?.modified().ok()?;
     Some(
@@ -409,7 +388,7 @@ impl Engine {
                         &image,
                         &kiln_export::OciOptions {
                             names: names.clone(),
-                            created: rfc3339(created),
+                            created: kiln_oci::rfc3339_utc(created),
                             archive_mtime: created.max(0) as u64,
                         },
                         dest,
@@ -439,7 +418,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_and_times() {
+    fn names() {
         assert_eq!(
             normalize_name("demo").unwrap(),
             "docker.io/library/demo:latest"
@@ -448,6 +427,5 @@ mod tests {
             normalize_name("127.0.0.1:5000/x:1").unwrap(),
             "127.0.0.1:5000/x:1"
         );
-        assert_eq!(rfc3339(1_577_836_800), "2020-01-01T00:00:00Z");
     }
 }

@@ -7,7 +7,9 @@
 pub mod manifest;
 mod platform;
 mod reference;
+mod time;
 
 pub use manifest::{Descriptor, DescriptorPlatform, Index, Manifest, media_type};
 pub use platform::{Platform, PlatformError};
 pub use reference::{Reference, ReferenceError};
+pub use time::rfc3339_utc;

@@ -122,34 +122,12 @@ fn raw_lexer(ctx: &Context<'_>) -> Lexer {
 
 fn commit(st: &mut StageState, ctx: &Context<'_>, message: String, with_layer: bool) {
     st.image.history.push(History {
-        created: ctx.epoch.map(epoch_rfc3339),
+        created: ctx.epoch.map(kiln_oci::rfc3339_utc),
         created_by: message,
         comment: HISTORY_COMMENT.to_owned(),
         empty_layer: !with_layer,
         ..History::default()
     });
-}
-
-/// Unix seconds as RFC 3339 (UTC), as Go writes a `time.Time`.
-fn epoch_rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 fn op_options(
@@ -1216,12 +1194,6 @@ mod tests {
         assert_eq!(normalize_path("/", "/a/b", false), "/a/b");
         assert_eq!(normalize_path("/x", "y/", true), "/x/y/");
         assert_eq!(join(&["/", "a", "../b"]), "/b");
-    }
-
-    #[test]
-    fn epochs() {
-        assert_eq!(epoch_rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(epoch_rfc3339(0), "1970-01-01T00:00:00Z");
     }
 
     #[test]
