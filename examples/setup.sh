@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts a local registry on 127.0.0.1:${PORT:-5000} (Debian's docker-registry, data in
 # ${WORK:-/tmp/kiln-examples}) and publishes a busybox base image built by kiln from the
-# busybox-static package. Needs root, runc, docker-registry, skopeo, busybox-static.
+# busybox-static package and pushed by kiln. Needs root, runc, docker-registry, busybox-static.
 # Stop the registry with: kill "$(cat ${WORK:-/tmp/kiln-examples}/registry.pid)"
 set -euo pipefail
 PORT="${PORT:-5000}"
@@ -37,6 +37,5 @@ done
 chmod 1777 "$ctx/rootfs/tmp"
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$ctx/rootfs/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' >"$ctx/rootfs/etc/group"
-"$KILN" build --progress=plain -o "type=oci,dest=$WORK/busybox.tar" "$ctx"
-skopeo copy --quiet --dest-tls-verify=false "oci-archive:$WORK/busybox.tar" "docker://127.0.0.1:$PORT/busybox:latest"
+"$KILN" build --progress=plain --push -t "127.0.0.1:$PORT/busybox:latest" "$ctx"
 echo "published 127.0.0.1:$PORT/busybox:latest"

@@ -70,15 +70,7 @@ impl Default for EngineConfig {
     }
 }
 
-/// Where a build's result goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// An OCI image layout tarball.
-    OciArchive {
-        /// The file to write.
-        dest: PathBuf,
-    },
-}
+pub use kiln_export::{Dest, Exporter as Output};
 
 /// A Dockerfile build.
 #[derive(Debug, Clone, Default)]
@@ -91,7 +83,7 @@ pub struct BuildRequest {
     pub build_args: BTreeMap<String, String>,
     /// `--target`.
     pub target: Option<String>,
-    /// `-t` names.
+    /// `-t` names (the exporters carry the names they use).
     pub tags: Vec<String>,
     /// Where results go.
     pub outputs: Vec<Output>,
@@ -112,7 +104,11 @@ pub struct BuildResult {
     pub manifest_digest: Option<String>,
     /// The image config's digest, when an image was exported.
     pub config_digest: Option<String>,
-    /// The warnings of the Dockerfile's build checks.
+    /// The names the image was given (the first image exporter's).
+    pub image_names: Vec<String>,
+    /// `name@digest` of each push.
+    pub pushed: Vec<String>,
+    /// The warnings of the Dockerfile's build checks and of the exporters.
     pub warnings: Vec<String>,
 }
 
@@ -226,14 +222,6 @@ fn step_error(
     }
 }
 
-/// `demo` → `docker.io/library/demo:latest`.
-fn normalize_name(name: &str) -> Result<String, Error> {
-    let reference: kiln_oci::Reference = name
-        .parse()
-        .map_err(|e: kiln_oci::ReferenceError| Error::Usage(e.to_string()))?;
-    Ok(reference.tag_name_only().to_string())
-}
-
 fn mtime_secs(path: &Path) -> Option<i64> {
     let modified = fs::metadata(path).ok()?.modified().ok()?;
     Some(
@@ -339,24 +327,6 @@ impl Engine {
             ..BuildResult::default()
         };
         let chain = result.map(|r| r.chain).unwrap_or_default();
-        let layers: Vec<kiln_export::Layer> = chain
-            .iter()
-            .enumerate()
-            .map(|(i, id)| kiln_export::Layer {
-                dir: self.worker.snapshots().layer_dir(*id),
-                lowers: chain[..i]
-                    .iter()
-                    .rev()
-                    .map(|l| self.worker.snapshots().layer_dir(*l))
-                    .collect(),
-                blob: self.worker.layer_info(*id).map(|info| kiln_export::Blob {
-                    digest: info.blob,
-                    media_type: info.media_type,
-                    size: info.size,
-                    diff_id: info.diff_id,
-                }),
-            })
-            .collect();
         // The image is as old as its newest layer, so a cached rebuild is identical.
         let created = match request
             .build_args
@@ -374,58 +344,131 @@ impl Engine {
         if let Some(object) = image.as_object_mut() {
             object.remove("created");
         }
-        let names = request
-            .tags
-            .iter()
-            .map(|t| normalize_name(t))
-            .collect::<Result<Vec<_>, _>>()?;
         for output in &request.outputs {
-            match output {
-                Output::OciArchive { dest } => {
-                    let exported = kiln_export::write_oci_archive(
-                        self.worker.content(),
-                        &layers,
-                        &image,
-                        &kiln_export::OciOptions {
-                            names: names.clone(),
-                            created: kiln_oci::rfc3339_utc(created),
-                            archive_mtime: created.max(0) as u64,
-                        },
-                        dest,
-                    )?;
-                    for (id, blob) in chain.iter().zip(&exported.layers) {
-                        self.worker.set_layer_info(
-                            *id,
-                            &kiln_worker::LayerInfo {
-                                blob: blob.digest.clone(),
-                                media_type: blob.media_type.clone(),
-                                size: blob.size,
-                                diff_id: blob.diff_id.clone(),
-                            },
-                        )?;
-                    }
-                    out.manifest_digest = Some(exported.manifest.digest.clone());
-                    out.config_digest = Some(exported.config_digest.clone());
-                }
-            }
+            self.export(output, &chain, &image, created, &mut out)?;
         }
         Ok(out)
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// The result's layers, with the blobs already known for each.
+    fn layers(&self, chain: &[u64]) -> Vec<kiln_export::Layer> {
+        let snapshots = self.worker.snapshots();
+        chain
+            .iter()
+            .enumerate()
+            .map(|(i, id)| kiln_export::Layer {
+                dir: snapshots.layer_dir(*id),
+                lowers: chain[..i]
+                    .iter()
+                    .rev()
+                    .map(|l| snapshots.layer_dir(*l))
+                    .collect(),
+                blobs: self
+                    .worker
+                    .layer_blobs(*id)
+                    .into_iter()
+                    .map(|info| kiln_export::Blob {
+                        digest: info.blob,
+                        media_type: info.media_type,
+                        size: info.size,
+                        diff_id: info.diff_id,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
 
-    #[test]
-    fn names() {
-        assert_eq!(
-            normalize_name("demo").unwrap(),
-            "docker.io/library/demo:latest"
-        );
-        assert_eq!(
-            normalize_name("127.0.0.1:5000/x:1").unwrap(),
-            "127.0.0.1:5000/x:1"
-        );
+    /// Assembles the image for an exporter and remembers the blobs it made.
+    fn assemble(
+        &self,
+        chain: &[u64],
+        image: &serde_json::Value,
+        options: &kiln_export::ImageOptions,
+        created: i64,
+        out: &mut BuildResult,
+    ) -> Result<kiln_export::Image, Error> {
+        let created = options.source_date_epoch.unwrap_or(created);
+        let assembled = kiln_export::assemble(
+            self.worker.content(),
+            &self.layers(chain),
+            image,
+            options,
+            &kiln_oci::rfc3339_utc(created),
+        )?;
+        for (i, blob) in &assembled.made {
+            self.worker.add_layer_blob(
+                chain[*i],
+                &kiln_worker::LayerInfo {
+                    blob: blob.digest.clone(),
+                    media_type: blob.media_type.clone(),
+                    size: blob.size,
+                    diff_id: blob.diff_id.clone(),
+                },
+            )?;
+        }
+        out.warnings.extend(options.notices.iter().cloned());
+        if out.manifest_digest.is_none() {
+            out.manifest_digest = Some(assembled.manifest.digest.clone());
+            out.config_digest = Some(assembled.config.digest.clone());
+            out.image_names = options.names.clone();
+        }
+        Ok(assembled)
+    }
+
+    /// Runs one exporter on a result.
+    fn export(
+        &self,
+        output: &Output,
+        chain: &[u64],
+        image: &serde_json::Value,
+        created: i64,
+        out: &mut BuildResult,
+    ) -> Result<(), Error> {
+        // The local and tar exporters read the result through a read-only mount.
+        let with_root = |export: &dyn Fn(Option<&Path>) -> Result<(), kiln_export::Error>| {
+            if chain.is_empty() {
+                return export(None).map_err(Error::from);
+            }
+            let snapshot = kiln_store::Snapshot {
+                chain: chain.to_vec(),
+            };
+            let mount = self
+                .worker
+                .snapshots()
+                .mount_readonly(&snapshot)
+                .map_err(kiln_worker::Error::from)?;
+            export(Some(mount.path())).map_err(Error::from)
+        };
+        match output {
+            Output::CacheOnly => Ok(()),
+            Output::Local { dest } => {
+                with_root(&|root| kiln_export::rootfs::export_local(root, dest))
+            }
+            Output::Tar { dest } => with_root(&|root| kiln_export::rootfs::export_tar(root, dest)),
+            Output::Oci(archive) | Output::Docker(archive) => {
+                let assembled = self.assemble(chain, image, &archive.image, created, out)?;
+                let mtime = archive.image.source_date_epoch.unwrap_or(created).max(0) as u64;
+                kiln_export::layout::write_layout(
+                    self.worker.content(),
+                    &assembled,
+                    &archive.image,
+                    &archive.dest,
+                    mtime,
+                )?;
+                Ok(())
+            }
+            Output::Image(export) => {
+                let assembled = self.assemble(chain, image, &export.image, created, out)?;
+                if export.push {
+                    out.pushed.extend(kiln_export::push::push(
+                        self.worker.registry(),
+                        self.worker.content(),
+                        &assembled,
+                        export,
+                    )?);
+                }
+                Ok(())
+            }
+        }
     }
 }

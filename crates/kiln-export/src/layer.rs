@@ -1,5 +1,5 @@
 //! Layers: an overlay upper directory as a tar diff (whiteouts and opaque directories
-//! in the OCI form), gzip-compressed into the content store in one pass.
+//! in the OCI form), compressed into the content store in one pass.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -7,8 +7,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use fs_err as fs;
-use kiln_oci::media_type;
-use kiln_store::ContentStore;
+use kiln_oci::Compression;
+use kiln_store::{BlobWriter, ContentStore};
 use sha2::{Digest as _, Sha256};
 
 use crate::Error;
@@ -26,8 +26,8 @@ pub struct Blob {
     pub diff_id: String,
 }
 
-/// A layer to export: its directory, and its blob when one is already known (a pulled
-/// base layer, or one exported before).
+/// A layer to export: its directory, and the blobs already made of it (a pulled base
+/// layer's, or ones exported before, in any compression).
 #[derive(Debug, Clone)]
 pub struct Layer {
     /// The overlay upper directory.
@@ -35,8 +35,8 @@ pub struct Layer {
     /// The layers under it, nearest first: a file overlay copied up without changing it
     /// (a hardlink to a lower file does that) is left out of the diff.
     pub lowers: Vec<PathBuf>,
-    /// The blob, if known.
-    pub blob: Option<Blob>,
+    /// Known blobs, the original first.
+    pub blobs: Vec<Blob>,
 }
 
 /// Hashes what passes through on its way to `inner`.
@@ -64,7 +64,6 @@ fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-/// Writes the tar of `dir` (sorted, deterministic) into `out`.
 /// Whether the nearest lower layer holding `rel` has it as the same regular file.
 fn unchanged_copy_up(path: &Path, meta: &std::fs::Metadata, rel: &str, lowers: &[PathBuf]) -> bool {
     for lower in lowers {
@@ -84,7 +83,9 @@ fn unchanged_copy_up(path: &Path, meta: &std::fs::Metadata, rel: &str, lowers: &
     false
 }
 
-fn write_tar(dir: &Path, lowers: &[PathBuf], out: impl Write) -> Result<(), Error> {
+/// Writes the tar of `dir` (sorted, deterministic) into `out`; overlay whiteouts become
+/// OCI whiteout entries. A mounted tree (no whiteouts) gives a plain tar of its files.
+pub(crate) fn write_tar(dir: &Path, lowers: &[PathBuf], out: impl Write) -> Result<(), Error> {
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
     let mut links: HashMap<(u64, u64), String> = HashMap::new();
@@ -186,24 +187,146 @@ fn write_tar(dir: &Path, lowers: &[PathBuf], out: impl Write) -> Result<(), Erro
     Ok(())
 }
 
-/// Writes `dir` as a gzip layer blob; the tar is hashed (diff id) and the gzip stream
-/// hashed and stored (blob digest) as they are written.
-pub fn write_layer(store: &ContentStore, dir: &Path, lowers: &[PathBuf]) -> Result<Blob, Error> {
-    let writer = store.writer()?;
-    let gzip = flate2::write::GzEncoder::new(writer, flate2::Compression::default());
+/// A compressor in front of a blob being written.
+enum Encoder {
+    Plain(BlobWriter),
+    Gzip(flate2::write::GzEncoder<BlobWriter>),
+    Zstd(zstd::Encoder<'static, BlobWriter>),
+}
+
+impl Encoder {
+    fn new(
+        writer: BlobWriter,
+        compression: Compression,
+        level: Option<u32>,
+    ) -> Result<Self, Error> {
+        Ok(match compression {
+            Compression::Uncompressed => Self::Plain(writer),
+            Compression::Gzip => Self::Gzip(flate2::write::GzEncoder::new(
+                writer,
+                level.map_or(flate2::Compression::default(), flate2::Compression::new),
+            )),
+            Compression::Zstd => {
+                // zstd's default level 3, as BuildKit's default.
+                let mut encoder = zstd::Encoder::new(writer, level.map_or(3, |l| l as i32))?;
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                if threads > 1 {
+                    encoder.multithread(threads as u32)?;
+                }
+                Self::Zstd(encoder)
+            }
+            Compression::Estargz => {
+                return Err(Error::Unsupported(
+                    "compression=estargz is not supported yet (use gzip or zstd)".to_owned(),
+                ));
+            }
+        })
+    }
+
+    fn finish(self) -> Result<BlobWriter, Error> {
+        Ok(match self {
+            Self::Plain(w) => w,
+            Self::Gzip(e) => e.finish()?,
+            Self::Zstd(e) => e.finish()?,
+        })
+    }
+}
+
+impl Write for Encoder {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(w) => w.write(buf),
+            Self::Gzip(e) => e.write(buf),
+            Self::Zstd(e) => e.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(w) => w.flush(),
+            Self::Gzip(e) => e.flush(),
+            Self::Zstd(e) => e.flush(),
+        }
+    }
+}
+
+/// Compresses a tar stream produced by `write` into the store: the tar is hashed (its
+/// diff id) and the compressed stream hashed and stored (the blob digest) in one pass.
+fn store_layer(
+    store: &ContentStore,
+    compression: Compression,
+    level: Option<u32>,
+    oci: bool,
+    write: impl FnOnce(&mut dyn Write) -> Result<(), Error>,
+) -> Result<Blob, Error> {
+    let encoder = Encoder::new(store.writer()?, compression, level)?;
     let mut tar_hash = HashWriter {
-        inner: gzip,
+        inner: io::BufWriter::with_capacity(256 * 1024, encoder),
         hasher: Sha256::new(),
     };
-    write_tar(dir, lowers, &mut tar_hash)?;
+    write(&mut tar_hash)?;
     let diff_id = format!("sha256:{}", kiln_store::sha256_hex(tar_hash.hasher));
-    let writer = tar_hash.inner.finish()?;
+    let encoder = tar_hash
+        .inner
+        .into_inner()
+        .map_err(|e| Error::Io(e.into_error()))?;
+    let writer = encoder.finish()?;
     let size = writer.size();
     let digest = writer.commit(None)?;
     Ok(Blob {
         digest,
-        media_type: media_type::OCI_LAYER_GZIP.to_owned(),
+        media_type: compression.layer_media_type(oci).to_owned(),
         size,
         diff_id,
     })
+}
+
+/// Writes `dir` (a layer directory over `lowers`) as a layer blob.
+pub fn write_layer(
+    store: &ContentStore,
+    dir: &Path,
+    lowers: &[PathBuf],
+    compression: Compression,
+    level: Option<u32>,
+    oci: bool,
+) -> Result<Blob, Error> {
+    store_layer(store, compression, level, oci, |out| {
+        write_tar(dir, lowers, out)
+    })
+}
+
+/// The same layer in another compression: the stored blob decompressed and compressed
+/// again (its diff id does not change).
+pub fn recompress(
+    store: &ContentStore,
+    blob: &Blob,
+    compression: Compression,
+    level: Option<u32>,
+    oci: bool,
+) -> Result<Blob, Error> {
+    let from = Compression::of_media_type(&blob.media_type).ok_or_else(|| {
+        Error::Unsupported(format!(
+            "cannot recompress a layer of type {}",
+            blob.media_type
+        ))
+    })?;
+    let file = io::BufReader::new(store.open_blob(&blob.digest)?);
+    let mut tar: Box<dyn io::Read> = match from {
+        Compression::Uncompressed => Box::new(file),
+        Compression::Gzip | Compression::Estargz => {
+            Box::new(flate2::read::MultiGzDecoder::new(file))
+        }
+        Compression::Zstd => Box::new(zstd::Decoder::with_buffer(file)?),
+    };
+    let out = store_layer(store, compression, level, oci, |out| {
+        io::copy(&mut tar, out)?;
+        Ok(())
+    })?;
+    if out.diff_id != blob.diff_id {
+        return Err(Error::Unsupported(format!(
+            "layer {} decompresses to {}, not its diff id {}",
+            blob.digest, out.diff_id, blob.diff_id
+        )));
+    }
+    Ok(out)
 }

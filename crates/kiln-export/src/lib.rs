@@ -1,16 +1,26 @@
 //! Exporters: turn a result's layers and an image config into an image, and write it
-//! where the user asked (only the `oci` archive exporter so far).
+//! where the user asked: `image`/`registry` (pushed), `oci`, `docker`, `local`, `tar`,
+//! `cacheonly`.
 //!
-//! - [`layer`]: a snapshot layer (an overlay upper directory) as a tar diff, whiteouts
-//!   converted, gzip-compressed, hashed in one pass.
-//! - [`oci`]: config, manifest and index assembled and written as an OCI layout tar.
+//! - [`options`]: an output's attributes into a typed [`Exporter`].
+//! - [`layer`]: a snapshot layer as a tar diff, compressed (gzip, zstd or none) and
+//!   hashed in one pass; recompression of existing blobs.
+//! - [`image`]: config, manifest (OCI or Docker media types) and annotations.
+//! - [`layout`]: the OCI layout (plus Docker's manifest.json) as a tar or directory.
+//! - [`rootfs`]: the result's files as a directory or tar.
+//! - [`push`]: blobs and manifest to a registry.
 //!
 //! This crate takes plain data (directories, blobs, JSON); it never sees LLB.
 
 mod error;
+pub mod image;
 pub mod layer;
-pub mod oci;
+pub mod layout;
+pub mod options;
+pub mod push;
+pub mod rootfs;
 
 pub use error::Error;
+pub use image::{Image, assemble};
 pub use layer::{Blob, Layer};
-pub use oci::{ExportResult, OciOptions, write_oci_archive};
+pub use options::{ArchiveExport, Dest, Exporter, ImageExport, ImageOptions};

@@ -4,11 +4,13 @@
 //! This crate is the vocabulary at the bottom of the workspace: it depends on no other
 //! kiln crate.
 
+mod compression;
 pub mod manifest;
 mod platform;
 mod reference;
 mod time;
 
+pub use compression::{Compression, convert_layer_media_type};
 pub use manifest::{Descriptor, DescriptorPlatform, Index, Manifest, media_type};
 pub use platform::{Platform, PlatformError};
 pub use reference::{Reference, ReferenceError};

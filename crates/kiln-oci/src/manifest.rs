@@ -19,6 +19,12 @@ pub mod media_type {
     pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
     pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
     pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+    pub const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
+    pub const DOCKER_FOREIGN_LAYER_GZIP: &str =
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+    pub const OCI_LAYER_NONDIST: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar";
+    pub const OCI_LAYER_NONDIST_GZIP: &str =
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
 
     /// Whether a media type is an index (a list of manifests).
     pub fn is_index(media_type: &str) -> bool {

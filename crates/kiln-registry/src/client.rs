@@ -40,8 +40,10 @@ pub struct RegistryClient {
     agent: Agent,
     /// `host` → scheme that worked (`https` or `http`).
     schemes: Mutex<HashMap<String, &'static str>>,
-    /// `host repository` → bearer token.
+    /// `host repository actions` → bearer token.
     tokens: Mutex<HashMap<String, String>>,
+    /// Hosts that may be spoken to over plain HTTP (`registry.insecure`), besides loopback.
+    insecure: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Default for RegistryClient {
@@ -102,7 +104,49 @@ fn parse_challenge(header: &str) -> Option<HashMap<String, String>> {
 struct Response {
     status: u16,
     content_type: String,
+    /// The `Location` header (upload sessions).
+    location: String,
     body: Box<dyn Read + Send + Sync>,
+}
+
+/// What a call sends.
+#[derive(Default)]
+enum Body<'a> {
+    #[default]
+    Empty,
+    Bytes(&'a [u8]),
+    /// A stream of a known length.
+    Reader(&'a mut (dyn Read + Send), u64),
+}
+
+/// Where a call goes: a path under `/v2/<repository>/`, or a URL the registry gave.
+enum Target<'a> {
+    Path(&'a str),
+    Url(&'a str),
+}
+
+/// One HTTP call to a registry.
+struct Call<'a> {
+    method: &'static str,
+    target: Target<'a>,
+    accept: Option<&'a str>,
+    content_type: Option<&'a str>,
+    body: Body<'a>,
+    /// Whether the call needs push access (its token scope).
+    push: bool,
+}
+
+impl Default for Call<'_> {
+    fn default() -> Self {
+        Self {
+            method: "GET",
+            target: Target::Path(""),
+            accept: None,
+            content_type: None,
+            body: Body::Empty,
+            push: false,
+        }
+    }
 }
 
 impl RegistryClient {
@@ -116,18 +160,43 @@ impl RegistryClient {
             agent: config.into(),
             schemes: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
+            insecure: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
-    /// GET `path` on the reference's registry, trying HTTPS then (for loopback) HTTP,
-    /// and doing the token dance on a 401.
+    /// Lets a registry be reached over plain HTTP when HTTPS fails.
+    pub fn allow_plain_http(&self, domain: &str) {
+        if let Ok(mut hosts) = self.insecure.lock() {
+            hosts.insert(api_host(domain).to_owned());
+        }
+    }
+
+    /// GET `path` on the reference's registry (pull access).
     fn get(
         &self,
         reference: &Reference,
         path: &str,
         accept: Option<&str>,
     ) -> Result<Response, Error> {
+        self.send(
+            reference,
+            Call {
+                method: "GET",
+                target: Target::Path(path),
+                accept,
+                ..Call::default()
+            },
+        )
+    }
+
+    /// Sends a call to the reference's registry: for a path, HTTPS then (for loopback)
+    /// HTTP; on a 401, the token dance for the scope the call needs, then once more.
+    fn send(&self, reference: &Reference, mut call: Call<'_>) -> Result<Response, Error> {
         let host = api_host(&reference.domain).to_owned();
+        let path = match call.target {
+            Target::Url(url) => return self.send_url(url, reference, &mut call),
+            Target::Path(path) => path,
+        };
         let known = self
             .schemes
             .lock()
@@ -135,13 +204,15 @@ impl RegistryClient {
             .unwrap_or(None);
         let schemes: Vec<&'static str> = match known {
             Some(s) => vec![s],
-            None if is_local(&host) => vec!["https", "http"],
+            None if is_local(&host) || self.insecure.lock().is_ok_and(|h| h.contains(&host)) => {
+                vec!["https", "http"]
+            }
             None => vec!["https"],
         };
         let mut last_error = None;
         for scheme in schemes {
             let url = format!("{scheme}://{host}/v2/{}/{path}", reference.path);
-            match self.get_url(&url, reference, accept) {
+            match self.send_url(&url, reference, &mut call) {
                 Ok(response) => {
                     if let Ok(mut s) = self.schemes.lock() {
                         s.insert(host.clone(), scheme);
@@ -158,18 +229,22 @@ impl RegistryClient {
         }))
     }
 
-    fn get_url(
+    fn send_url(
         &self,
         url: &str,
         reference: &Reference,
-        accept: Option<&str>,
+        call: &mut Call<'_>,
     ) -> Result<Response, Error> {
-        let token_key = format!("{} {}", reference.domain, reference.path);
+        let actions = if call.push { "pull,push" } else { "pull" };
+        let token_key = format!("{} {} {actions}", reference.domain, reference.path);
         let mut retried = false;
         loop {
-            let mut request = self.agent.get(url);
-            if let Some(accept) = accept {
+            let mut request = ureq::http::Request::builder().method(call.method).uri(url);
+            if let Some(accept) = call.accept {
                 request = request.header("Accept", accept);
+            }
+            if let Some(content_type) = call.content_type {
+                request = request.header("Content-Type", content_type);
             }
             let token = self
                 .tokens
@@ -177,21 +252,44 @@ impl RegistryClient {
                 .ok()
                 .and_then(|t| t.get(&token_key).cloned());
             if let Some(token) = &token {
-                request = request.header("Authorization", &format!("Bearer {token}"));
+                request = request.header("Authorization", format!("Bearer {token}"));
             }
-            let response = request.call().map_err(|e| Error::Http {
+            let http_error = |e: &dyn std::fmt::Display| Error::Http {
                 url: url.to_owned(),
                 message: e.to_string(),
-            })?;
+            };
+            let response = match &mut call.body {
+                Body::Empty => {
+                    let request = request
+                        .header("Content-Length", "0")
+                        .body(())
+                        .map_err(|e| http_error(&e))?;
+                    self.agent.run(request)
+                }
+                Body::Bytes(bytes) => {
+                    let request = request.body(*bytes).map_err(|e| http_error(&e))?;
+                    self.agent.run(request)
+                }
+                Body::Reader(reader, size) => {
+                    let request = request
+                        .header("Content-Length", size.to_string())
+                        .body(ureq::SendBody::from_reader(&mut **reader))
+                        .map_err(|e| http_error(&e))?;
+                    self.agent.run(request)
+                }
+            }
+            .map_err(|e| http_error(&e))?;
             let status = response.status().as_u16();
-            if status == 401 && !retried {
+            // A streamed body cannot be sent twice; the caller has authenticated before.
+            let replayable = !matches!(call.body, Body::Reader(..));
+            if status == 401 && !retried && replayable {
                 let challenge = response
                     .headers()
                     .get("www-authenticate")
                     .and_then(|h| h.to_str().ok())
                     .and_then(parse_challenge);
                 if let Some(challenge) = challenge {
-                    let token = self.fetch_token(&challenge, reference)?;
+                    let token = self.fetch_token(&challenge, reference, actions)?;
                     if let Ok(mut t) = self.tokens.lock() {
                         t.insert(token_key.clone(), token);
                     }
@@ -199,12 +297,16 @@ impl RegistryClient {
                     continue;
                 }
             }
-            let content_type = response
-                .headers()
-                .get("content-type")
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let content_type = header("content-type");
+            let location = header("location");
             let body = Box::new(response.into_body().into_reader());
             if !(200..300).contains(&status) {
                 let mut text = String::new();
@@ -218,6 +320,7 @@ impl RegistryClient {
             return Ok(Response {
                 status,
                 content_type,
+                location,
                 body,
             });
         }
@@ -227,9 +330,10 @@ impl RegistryClient {
         &self,
         challenge: &HashMap<String, String>,
         reference: &Reference,
+        actions: &str,
     ) -> Result<String, Error> {
         let realm = challenge.get("realm").cloned().unwrap_or_default();
-        let mut url = format!("{realm}?scope=repository:{}:pull", reference.path);
+        let mut url = format!("{realm}?scope=repository:{}:{actions}", reference.path);
         if let Some(service) = challenge.get("service") {
             url.push_str(&format!("&service={service}"));
         }
@@ -338,6 +442,108 @@ impl RegistryClient {
             });
         }
         Ok(size)
+    }
+
+    /// Whether the repository already has a blob (HEAD).
+    pub fn has_blob(&self, reference: &Reference, digest: &str) -> Result<bool, Error> {
+        let path = format!("blobs/{digest}");
+        match self.send(
+            reference,
+            Call {
+                method: "HEAD",
+                target: Target::Path(&path),
+                push: true,
+                ..Call::default()
+            },
+        ) {
+            Ok(_) => Ok(true),
+            Err(Error::Status { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Uploads a blob of `size` bytes from `content` (streamed: one POST to open an
+    /// upload session, one PUT with the whole blob), unless the repository has it.
+    /// The registry checks `digest` against what it receives.
+    pub fn push_blob(
+        &self,
+        reference: &Reference,
+        digest: &str,
+        size: u64,
+        content: &mut (dyn Read + Send),
+    ) -> Result<(), Error> {
+        if self.has_blob(reference, digest)? {
+            return Ok(());
+        }
+        let session = self.send(
+            reference,
+            Call {
+                method: "POST",
+                target: Target::Path("blobs/uploads/"),
+                push: true,
+                ..Call::default()
+            },
+        )?;
+        if session.location.is_empty() {
+            return Err(Error::Invalid {
+                what: "upload session",
+                reference: reference.to_string(),
+                message: "the registry gave no Location".to_owned(),
+            });
+        }
+        let location = self.absolute_url(reference, &session.location);
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let url = format!("{location}{separator}digest={digest}");
+        self.send(
+            reference,
+            Call {
+                method: "PUT",
+                target: Target::Url(&url),
+                content_type: Some("application/octet-stream"),
+                body: Body::Reader(content, size),
+                push: true,
+                ..Call::default()
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Puts a manifest or index under a tag or its digest.
+    pub fn push_manifest(
+        &self,
+        reference: &Reference,
+        tag_or_digest: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
+        let path = format!("manifests/{tag_or_digest}");
+        self.send(
+            reference,
+            Call {
+                method: "PUT",
+                target: Target::Path(&path),
+                content_type: Some(media_type),
+                body: Body::Bytes(bytes),
+                push: true,
+                ..Call::default()
+            },
+        )?;
+        Ok(())
+    }
+
+    /// A `Location` the registry gave, made absolute against the scheme that worked.
+    fn absolute_url(&self, reference: &Reference, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            return location.to_owned();
+        }
+        let host = api_host(&reference.domain);
+        let scheme = self
+            .schemes
+            .lock()
+            .ok()
+            .and_then(|s| s.get(host).copied())
+            .unwrap_or("https");
+        format!("{scheme}://{host}{location}")
     }
 
     /// Resolves a reference for a platform: the top digest, the platform's manifest and

@@ -403,13 +403,13 @@ impl Worker {
         source::image::resolve_config(self, reference, platform)
     }
 
-    /// What is known of a snapshot layer's exported form.
-    pub fn layer_info(&self, id: u64) -> Option<LayerInfo> {
-        source::image::layer_info(self, id)
+    /// The blobs made of a snapshot layer (pulled or exported), the original first.
+    pub fn layer_blobs(&self, id: u64) -> Vec<LayerInfo> {
+        source::image::layer_blobs(self, id)
     }
 
-    /// Records a snapshot layer's exported form.
-    pub fn set_layer_info(&self, id: u64, info: &LayerInfo) -> Result<(), Error> {
-        source::image::set_layer_info(self, id, info)
+    /// Records a blob made of a snapshot layer.
+    pub fn add_layer_blob(&self, id: u64, info: &LayerInfo) -> Result<(), Error> {
+        source::image::add_layer_blob(self, id, info)
     }
 }

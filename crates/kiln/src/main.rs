@@ -3,8 +3,10 @@
 
 mod args;
 mod commands;
+mod docker;
 mod driver;
 mod metadata;
+mod outputs;
 mod progress;
 
 use std::process::ExitCode;

@@ -16,7 +16,9 @@ pub(crate) fn build_metadata(request: &BuildRequest, result: &BuildResult) -> Js
     if let Some(manifest) = &result.manifest_digest {
         out.insert("containerimage.digest".into(), manifest.clone().into());
     }
-    if !request.tags.is_empty() {
+    if !result.image_names.is_empty() {
+        out.insert("image.name".into(), result.image_names.join(",").into());
+    } else if !request.tags.is_empty() {
         out.insert("image.name".into(), request.tags.join(",").into());
     }
     Json::Object(out)

@@ -30,18 +30,29 @@ pub struct LayerInfo {
     pub diff_id: String,
 }
 
-pub(crate) fn layer_info(worker: &Worker, id: u64) -> Option<LayerInfo> {
-    let bytes = worker
-        .db
-        .get(LAYERS_TABLE, &id.to_string())
-        .ok()
-        .flatten()?;
-    let info: LayerInfo = serde_json::from_slice(&bytes).ok()?;
-    worker.content.contains(&info.blob).then_some(info)
+/// The blobs known for a snapshot layer (the original first) that are still stored.
+pub(crate) fn layer_blobs(worker: &Worker, id: u64) -> Vec<LayerInfo> {
+    let Some(bytes) = worker.db.get(LAYERS_TABLE, &id.to_string()).ok().flatten() else {
+        return Vec::new();
+    };
+    // Records written before layers had several blobs hold one object.
+    let blobs: Vec<LayerInfo> = serde_json::from_slice(&bytes)
+        .or_else(|_| serde_json::from_slice::<LayerInfo>(&bytes).map(|one| vec![one]))
+        .unwrap_or_default();
+    blobs
+        .into_iter()
+        .filter(|info| worker.content.contains(&info.blob))
+        .collect()
 }
 
-pub(crate) fn set_layer_info(worker: &Worker, id: u64, info: &LayerInfo) -> Result<(), Error> {
-    let bytes = serde_json::to_vec(info).map_err(|e| Error::Unsupported(e.to_string()))?;
+/// Records one more blob of a snapshot layer (another compression of the same diff).
+pub(crate) fn add_layer_blob(worker: &Worker, id: u64, info: &LayerInfo) -> Result<(), Error> {
+    let mut blobs = layer_blobs(worker, id);
+    if blobs.iter().any(|b| b.blob == info.blob) {
+        return Ok(());
+    }
+    blobs.push(info.clone());
+    let bytes = serde_json::to_vec(&blobs).map_err(|e| Error::Unsupported(e.to_string()))?;
     worker.db.put(LAYERS_TABLE, &id.to_string(), &bytes)?;
     Ok(())
 }
@@ -107,7 +118,7 @@ pub(crate) fn pull(worker: &Worker, reference: &str, log: &dyn Fn(&[u8])) -> Res
         } else {
             layer.media_type.clone()
         };
-        set_layer_info(
+        add_layer_blob(
             worker,
             snapshot.id(),
             &LayerInfo {
@@ -148,11 +159,10 @@ impl<R: Read> Read for HashingReader<R> {
 /// delete) and returns its diff id.
 pub(crate) fn apply_layer(root: &Path, blob: impl Read, media: &str) -> Result<String, Error> {
     let decompressed: Box<dyn Read> = if media.ends_with("gzip") {
-        Box::new(flate2::read::GzDecoder::new(io::BufReader::new(blob)))
+        // eStargz layers are several gzip members in a row.
+        Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(blob)))
     } else if media.ends_with("zstd") {
-        return Err(Error::Unsupported(
-            "zstd layers are not supported yet".to_owned(),
-        ));
+        Box::new(zstd::Decoder::new(blob)?)
     } else {
         Box::new(io::BufReader::new(blob))
     };

@@ -21,9 +21,15 @@ pub(crate) struct BuildArgs {
     /// Set the target build stage to build.
     #[arg(long)]
     pub(crate) target: Option<String>,
-    /// Output destination (`type=oci,dest=FILE`).
+    /// Output destination (`type=local,dest=DIR`, `type=oci,dest=FILE`, `type=image,push=true`, `DIR`, `-`).
     #[arg(short = 'o', long = "output")]
     pub(crate) outputs: Vec<String>,
+    /// Shorthand for `--output=type=docker`: load the image into Docker.
+    #[arg(long)]
+    pub(crate) load: bool,
+    /// Shorthand for `--output=type=registry`: push the image.
+    #[arg(long)]
+    pub(crate) push: bool,
     /// Type of progress output (`auto`, `plain`, `tty`, `quiet`).
     #[arg(long, default_value = "auto")]
     pub(crate) progress: String,

@@ -8,7 +8,8 @@ use kiln_engine::BuildRequest;
 use serde_json::{Map, Value as Json};
 
 use crate::args::bake::BakeArgs;
-use crate::commands::build::{parse_entitlements, parse_output, parse_secret, parse_ssh};
+use crate::commands::build::{parse_entitlements, parse_secret, parse_ssh};
+use crate::outputs::Planned;
 use crate::progress::plain::Plain;
 
 pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
@@ -61,14 +62,24 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
     let quiet = args.progress == "quiet";
     let progress = Plain::new(quiet);
     let mut metadata = Map::new();
-    for (name, build) in requests {
+    for (name, (build, planned)) in requests {
         if !quiet {
             eprintln!("#target {name}");
         }
         let result = engine
             .build(&build, &|event| progress.event(event))
             .with_context(|| format!("target {name:?} failed to build"))?;
+        for archive in crate::outputs::loads(&planned) {
+            for message in crate::docker::load(&archive)? {
+                if !quiet {
+                    eprintln!("{message}");
+                }
+            }
+        }
         if !quiet {
+            for pushed in &result.pushed {
+                eprintln!("pushed {pushed}");
+            }
             for warning in &result.warnings {
                 eprintln!("WARNING: {name}: {warning}");
             }
@@ -84,14 +95,14 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One resolved target as a build on the embedded engine.
+/// One resolved target as a build on the embedded engine, with its planned exporters.
 fn build_request(
     dir: &Path,
     name: &str,
     target: &Map<String, Json>,
     allowed: &[String],
     scratch: &Path,
-) -> anyhow::Result<BuildRequest> {
+) -> anyhow::Result<(BuildRequest, Vec<Planned>)> {
     let text = |key: &str| target.get(key).and_then(Json::as_str);
     let objects = |key: &str| -> Vec<Map<String, Json>> {
         target
@@ -107,6 +118,15 @@ fn build_request(
             .collect::<Vec<_>>()
             .join(",")
     };
+    let tags: Vec<String> = target
+        .get("tags")
+        .and_then(Json::as_array)
+        .map(|t| {
+            t.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
     if let Some(call) = text("call").filter(|c| *c != "build") {
         bail!("call={call} (check, outline, targets) is not supported yet; only builds are");
     }
@@ -137,11 +157,14 @@ fn build_request(
             }
         }
     };
-    let mut outputs = Vec::new();
+    let mut planned = Vec::new();
     for entry in objects("output") {
-        if entry.get("type").and_then(Json::as_str) != Some("cacheonly") {
-            outputs.push(parse_output(&csv(&entry))?);
-        }
+        let mut attrs: std::collections::BTreeMap<String, String> = entry
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+            .collect();
+        let kind = attrs.remove("type").unwrap_or_else(|| "local".to_owned());
+        planned.push(crate::outputs::plan(&kind, attrs, &tags)?);
     }
     let mut entitlements = Vec::new();
     for wanted in target
@@ -156,7 +179,7 @@ fn build_request(
         }
         entitlements.push(wanted.to_owned());
     }
-    Ok(BuildRequest {
+    let request = BuildRequest {
         context,
         dockerfile,
         build_args: target
@@ -169,16 +192,8 @@ fn build_request(
             })
             .unwrap_or_default(),
         target: text("target").map(str::to_owned),
-        tags: target
-            .get("tags")
-            .and_then(Json::as_array)
-            .map(|t| {
-                t.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        outputs,
+        tags,
+        outputs: planned.iter().map(|p| p.output.clone()).collect(),
         no_cache: target.get("no-cache") == Some(&Json::Bool(true)),
         secrets: objects("secret")
             .iter()
@@ -195,7 +210,8 @@ fn build_request(
             })
             .collect::<anyhow::Result<_>>()?,
         entitlements,
-    })
+    };
+    Ok((request, planned))
 }
 
 /// `--sbom`/`--provenance` values as an attest entry, the way buildx canonicalises them.

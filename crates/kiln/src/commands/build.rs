@@ -4,41 +4,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use kiln_engine::{BuildRequest, Output};
+use kiln_engine::BuildRequest;
 
 use crate::args::build::BuildArgs;
 use crate::progress::plain::Plain;
-
-/// `type=oci,dest=out.tar` (CSV, as buildx reads it) into an output.
-pub(crate) fn parse_output(spec: &str) -> anyhow::Result<Output> {
-    let mut fields: BTreeMap<String, String> = BTreeMap::new();
-    for field in spec.split(',') {
-        let (key, value) = field
-            .split_once('=')
-            .with_context(|| format!("invalid --output {spec:?}: {field:?} is not KEY=VALUE"))?;
-        fields.insert(key.trim().to_ascii_lowercase(), value.trim().to_owned());
-    }
-    let kind = fields.remove("type").unwrap_or_else(|| "local".to_owned());
-    match kind.as_str() {
-        "oci" => {
-            let dest = fields
-                .remove("dest")
-                .with_context(|| format!("--output {spec:?}: type=oci needs dest=FILE"))?;
-            if let Some(key) = fields
-                .keys()
-                .find(|k| k.as_str() != "name" && k.as_str() != "tar")
-            {
-                bail!("--output {spec:?}: unknown option {key:?} for type=oci");
-            }
-            Ok(Output::OciArchive {
-                dest: PathBuf::from(dest),
-            })
-        }
-        other => bail!(
-            "--output {spec:?}: exporter type {other:?} is not supported yet (supported: oci)"
-        ),
-    }
-}
 
 fn parse_build_args(args: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
@@ -145,11 +114,8 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
         .file
         .clone()
         .unwrap_or_else(|| context.join("Dockerfile"));
-    let outputs = args
-        .outputs
-        .iter()
-        .map(|o| parse_output(o))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let planned = crate::outputs::plan_all(&args.outputs, &args.tags, args.push, args.load)?;
+    let outputs = planned.iter().map(|p| p.output.clone()).collect();
     let request = BuildRequest {
         context,
         dockerfile,
@@ -171,15 +137,26 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
         entitlements: parse_entitlements(&args.allow)?,
     };
     let engine = crate::driver::embedded::open()?;
-    let progress = Plain::new(args.quiet || args.progress == "quiet");
+    let quiet = args.quiet || args.progress == "quiet";
+    let progress = Plain::new(quiet);
     let result = engine.build(&request, &|event| progress.event(event))?;
-    if !args.quiet {
+    for archive in crate::outputs::loads(&planned) {
+        for message in crate::docker::load(&archive)? {
+            if !quiet {
+                eprintln!("{message}");
+            }
+        }
+    }
+    if !quiet {
+        for name in &result.pushed {
+            eprintln!("pushed {name}");
+        }
         for warning in &result.warnings {
             eprintln!("WARNING: {warning}");
         }
         if request.outputs.is_empty() {
             eprintln!(
-                "WARNING: No output specified; the build result will only remain in the build cache."
+                "WARNING: No output specified with the embedded builder.\n         Build result will only remain in the build cache.\n         To push result image into registry use --push or\n         to load image into docker use --load"
             );
         }
     }
@@ -189,12 +166,11 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
     if let (Some(path), Some(id)) = (&args.iidfile, &result.config_digest) {
         crate::metadata::write_atomically(path, id)?;
     }
-    if let Some(digest) = &result.manifest_digest {
-        if args.quiet {
-            println!("{digest}");
-        } else {
-            eprintln!("writing image {digest} done");
-        }
+    // `-q` prints the image ID (the config digest), as buildx does.
+    if let (true, Some(id)) = (args.quiet, &result.config_digest) {
+        println!("{id}");
+    } else if let (false, Some(digest)) = (quiet, &result.manifest_digest) {
+        eprintln!("writing image {digest} done");
     }
     Ok(())
 }

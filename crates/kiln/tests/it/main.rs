@@ -3,3 +3,5 @@
 mod bake;
 mod build;
 mod dump_llb;
+mod export;
+mod support;

@@ -1,0 +1,178 @@
+//! Image assembly: layer blobs in the asked compression, the config with its rootfs and
+//! history completed, and the manifest in OCI or Docker media types, all in the store.
+
+use std::collections::BTreeMap;
+
+use kiln_oci::{Descriptor, Manifest, convert_layer_media_type, media_type};
+use kiln_store::ContentStore;
+use serde_json::{Value, json};
+
+use crate::Error;
+use crate::layer::{Blob, Layer, recompress, write_layer};
+use crate::options::{Annotations, ImageOptions};
+
+/// An image whose blobs are all in the content store.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The manifest's descriptor (with `annotation-manifest-descriptor.*`).
+    pub manifest: Descriptor,
+    /// The manifest as stored.
+    pub manifest_bytes: Vec<u8>,
+    /// The config's descriptor.
+    pub config: Descriptor,
+    /// The layers as the manifest lists them.
+    pub layers: Vec<Blob>,
+    /// Blobs made for this export, by layer index (for the caller to remember).
+    pub made: Vec<(usize, Blob)>,
+    /// `os/arch[/variant]` of the config.
+    pub platform: String,
+}
+
+/// The image config with its rootfs, creation time and history times filled in.
+fn finish_config(template: &Value, layers: &[Blob], created: &str) -> Result<Value, Error> {
+    let mut config = template.clone();
+    let object = config
+        .as_object_mut()
+        .ok_or_else(|| Error::Config("not a JSON object".to_owned()))?;
+    object.insert(
+        "rootfs".to_owned(),
+        json!({"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()}),
+    );
+    object.insert("created".to_owned(), Value::String(created.to_owned()));
+    if let Some(Value::Array(history)) = object.get_mut("history") {
+        for entry in history {
+            if let Some(entry) = entry.as_object_mut() {
+                entry
+                    .entry("created")
+                    .or_insert_with(|| Value::String(created.to_owned()));
+            }
+        }
+    }
+    Ok(config)
+}
+
+fn platform_of(config: &Value) -> String {
+    let field = |k: &str| config[k].as_str().unwrap_or_default().to_owned();
+    let mut platform = format!("{}/{}", field("os"), field("architecture"));
+    if !field("variant").is_empty() {
+        platform.push('/');
+        platform.push_str(&field("variant"));
+    }
+    platform
+}
+
+/// The blob for one layer: one already made in the asked compression; else the
+/// original (a base layer keeps its bytes) unless `force-compression`; else a new one.
+fn layer_blob(
+    store: &ContentStore,
+    layer: &Layer,
+    options: &ImageOptions,
+) -> Result<(Blob, bool), Error> {
+    let wanted = options.compression;
+    let compression_of = |b: &Blob| kiln_oci::Compression::of_media_type(&b.media_type);
+    if let Some(blob) = layer
+        .blobs
+        .iter()
+        .find(|b| compression_of(b) == Some(wanted))
+    {
+        return Ok((blob.clone(), false));
+    }
+    let oci = options.oci_mediatypes;
+    match layer.blobs.first() {
+        Some(original) if !options.force_compression => Ok((original.clone(), false)),
+        Some(original) => Ok((
+            recompress(store, original, wanted, options.compression_level, oci)?,
+            true,
+        )),
+        None => Ok((
+            write_layer(
+                store,
+                &layer.dir,
+                &layer.lowers,
+                wanted,
+                options.compression_level,
+                oci,
+            )?,
+            true,
+        )),
+    }
+}
+
+/// Assembles the image: layers, config and manifest written to the content store.
+pub fn assemble(
+    store: &ContentStore,
+    layers: &[Layer],
+    image_config: &Value,
+    options: &ImageOptions,
+    created: &str,
+) -> Result<Image, Error> {
+    let oci = options.oci_mediatypes;
+    let mut blobs = Vec::with_capacity(layers.len());
+    let mut made = Vec::new();
+    for (i, layer) in layers.iter().enumerate() {
+        let (mut blob, new) = layer_blob(store, layer, options)?;
+        if new {
+            made.push((i, blob.clone()));
+        }
+        blob.media_type = convert_layer_media_type(&blob.media_type, oci);
+        blobs.push(blob);
+    }
+    let config = finish_config(image_config, &blobs, created)?;
+    let platform = platform_of(&config);
+    let config_bytes = serde_json::to_vec(&config).map_err(|e| Error::Config(e.to_string()))?;
+    let config = Descriptor {
+        media_type: if oci {
+            media_type::OCI_CONFIG
+        } else {
+            media_type::DOCKER_CONFIG
+        }
+        .to_owned(),
+        digest: store.write_all(&config_bytes)?,
+        size: config_bytes.len() as u64,
+        ..Descriptor::default()
+    };
+    let manifest_type = if oci {
+        media_type::OCI_MANIFEST
+    } else {
+        media_type::DOCKER_MANIFEST
+    };
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: manifest_type.to_owned(),
+        config: config.clone(),
+        layers: blobs
+            .iter()
+            .map(|b| Descriptor {
+                media_type: b.media_type.clone(),
+                digest: b.digest.clone(),
+                size: b.size,
+                ..Descriptor::default()
+            })
+            .collect(),
+        annotations: Annotations::for_platform(&options.annotations.manifest, &platform),
+    };
+    let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| Error::Config(e.to_string()))?;
+    let manifest = Descriptor {
+        media_type: manifest_type.to_owned(),
+        digest: store.write_all(&manifest_bytes)?,
+        size: manifest_bytes.len() as u64,
+        annotations: Annotations::for_platform(&options.annotations.manifest_descriptor, &platform),
+        ..Descriptor::default()
+    };
+    Ok(Image {
+        manifest,
+        manifest_bytes,
+        config,
+        layers: blobs,
+        made,
+        platform,
+    })
+}
+
+/// The index annotations (`annotation-index.*`) that apply.
+pub(crate) fn index_annotations(
+    options: &ImageOptions,
+    platform: &str,
+) -> BTreeMap<String, String> {
+    Annotations::for_platform(&options.annotations.index, platform)
+}

@@ -1,0 +1,223 @@
+//! The `oci` and `docker` exporters: an OCI image layout (index.json, oci-layout,
+//! blobs) plus Docker's manifest.json, so that `docker load` takes either, written as a
+//! tar (to a file or standard output) or as a directory.
+
+use std::io::Write;
+use std::path::Path;
+
+use fs_err as fs;
+use kiln_oci::{Index, Reference, media_type};
+use kiln_store::ContentStore;
+use serde_json::json;
+
+use crate::Error;
+use crate::image::{Image, index_annotations};
+use crate::options::{Dest, ImageOptions};
+
+const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// `docker.io/library/demo:latest` → `demo:latest`, as `docker images` shows names.
+fn familiar(name: &str) -> String {
+    name.strip_prefix("docker.io/library/")
+        .or_else(|| name.strip_prefix("docker.io/"))
+        .unwrap_or(name)
+        .to_owned()
+}
+
+/// index.json: the manifest once per name (containerd's layout convention), carrying the
+/// name and its tag; once without a name when there is none.
+fn index_json(image: &Image, options: &ImageOptions) -> Result<Vec<u8>, Error> {
+    let mut manifests = Vec::new();
+    for name in &options.names {
+        let mut descriptor = image.manifest.clone();
+        descriptor
+            .annotations
+            .insert("io.containerd.image.name".to_owned(), name.clone());
+        if let Some(tag) = name.parse::<Reference>().ok().and_then(|r| r.tag) {
+            descriptor
+                .annotations
+                .insert("org.opencontainers.image.ref.name".to_owned(), tag);
+        }
+        manifests.push(descriptor);
+    }
+    if manifests.is_empty() {
+        manifests.push(image.manifest.clone());
+    }
+    let index = Index {
+        schema_version: 2,
+        media_type: media_type::OCI_INDEX.to_owned(),
+        manifests,
+        annotations: index_annotations(options, &image.platform),
+    };
+    serde_json::to_vec(&index).map_err(|e| Error::Config(e.to_string()))
+}
+
+fn blob_path(digest: &str) -> String {
+    format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))
+}
+
+/// Docker's manifest.json: config, tagged names and layers by path.
+fn docker_manifest_json(image: &Image, options: &ImageOptions) -> Result<Vec<u8>, Error> {
+    let repo_tags: Vec<String> = options
+        .names
+        .iter()
+        .filter(|n| n.parse::<Reference>().is_ok_and(|r| r.tag.is_some()))
+        .map(|n| familiar(n))
+        .collect();
+    let entry = json!([{
+        "Config": blob_path(&image.config.digest),
+        "RepoTags": repo_tags,
+        "Layers": image.layers.iter().map(|l| blob_path(&l.digest)).collect::<Vec<_>>(),
+    }]);
+    serde_json::to_vec(&entry).map_err(|e| Error::Config(e.to_string()))
+}
+
+/// Every blob of the image, each once: manifest, config, layers.
+fn blobs(image: &Image) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let all = [&image.manifest.digest, &image.config.digest]
+        .into_iter()
+        .chain(image.layers.iter().map(|b| &b.digest));
+    for digest in all {
+        if !out.contains(digest) {
+            out.push(digest.clone());
+        }
+    }
+    out
+}
+
+fn tar_entry(
+    builder: &mut tar::Builder<impl Write>,
+    path: &str,
+    size: u64,
+    mtime: u64,
+    data: impl std::io::Read,
+) -> Result<(), Error> {
+    let mut header = tar::Header::new_ustar();
+    if path.ends_with('/') {
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
+    } else {
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(0o644);
+    }
+    header.set_size(size);
+    header.set_mtime(mtime);
+    builder.append_data(&mut header, path, data)?;
+    Ok(())
+}
+
+fn write_tar(
+    store: &ContentStore,
+    image: &Image,
+    options: &ImageOptions,
+    mtime: u64,
+    out: impl Write,
+) -> Result<(), Error> {
+    let mut builder = tar::Builder::new(out);
+    let small = |b: &mut tar::Builder<_>, path: &str, data: &[u8]| {
+        tar_entry(b, path, data.len() as u64, mtime, data)
+    };
+    small(&mut builder, "oci-layout", OCI_LAYOUT)?;
+    small(&mut builder, "index.json", &index_json(image, options)?)?;
+    small(
+        &mut builder,
+        "manifest.json",
+        &docker_manifest_json(image, options)?,
+    )?;
+    tar_entry(&mut builder, "blobs/", 0, mtime, std::io::empty())?;
+    tar_entry(&mut builder, "blobs/sha256/", 0, mtime, std::io::empty())?;
+    for digest in blobs(image) {
+        let file = store.open_blob(&digest)?;
+        let size = file.metadata()?.len();
+        tar_entry(&mut builder, &blob_path(&digest), size, mtime, file)?;
+    }
+    builder.into_inner()?.flush()?;
+    Ok(())
+}
+
+/// Writes a file by writing a temp file beside it and renaming it into place.
+pub(crate) fn write_file_atomically(
+    dest: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut temp = dest.as_os_str().to_owned();
+    temp.push(".kiln-tmp");
+    let temp = Path::new(&temp);
+    let result = (|| {
+        let file = fs::File::create(temp)?;
+        let mut writer = std::io::BufWriter::with_capacity(256 * 1024, file);
+        write(&mut writer)?;
+        writer
+            .into_inner()
+            .map_err(|e| Error::Io(e.into_error()))?
+            .sync_all()?;
+        fs::rename(temp, dest)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(temp);
+    }
+    result
+}
+
+fn write_dir(
+    store: &ContentStore,
+    image: &Image,
+    options: &ImageOptions,
+    dest: &Path,
+) -> Result<(), Error> {
+    fs::create_dir_all(dest.join("blobs/sha256"))?;
+    for digest in blobs(image) {
+        let target = dest.join(blob_path(&digest));
+        if !target.exists() {
+            write_file_atomically(&target, |out| {
+                std::io::copy(&mut store.open_blob(&digest)?, out)?;
+                Ok(())
+            })?;
+        }
+    }
+    write_file_atomically(&dest.join("oci-layout"), |out| {
+        Ok(out.write_all(OCI_LAYOUT)?)
+    })?;
+    let index = index_json(image, options)?;
+    write_file_atomically(&dest.join("index.json"), |out| Ok(out.write_all(&index)?))
+}
+
+/// Writes the image's layout to `dest`; archive entries carry `mtime` (Unix seconds).
+pub fn write_layout(
+    store: &ContentStore,
+    image: &Image,
+    options: &ImageOptions,
+    dest: &Dest,
+    mtime: u64,
+) -> Result<(), Error> {
+    match dest {
+        Dest::File(path) => {
+            write_file_atomically(path, |out| write_tar(store, image, options, mtime, out))
+        }
+        Dest::Stdout => {
+            let stdout = std::io::stdout().lock();
+            write_tar(
+                store,
+                image,
+                options,
+                mtime,
+                std::io::BufWriter::with_capacity(256 * 1024, stdout),
+            )
+        }
+        Dest::Dir(path) => write_dir(store, image, options, path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn familiar_names() {
+        assert_eq!(familiar("docker.io/library/demo:latest"), "demo:latest");
+        assert_eq!(familiar("docker.io/me/demo:1"), "me/demo:1");
+        assert_eq!(familiar("127.0.0.1:5000/x:1"), "127.0.0.1:5000/x:1");
+    }
+}

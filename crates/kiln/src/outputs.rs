@@ -1,0 +1,192 @@
+//! `--output`, `--load` and `--push` into exporters, as buildx reads them: CSV fields
+//! (quoted fields may hold commas), the short forms `-o DIR` and `-o -`, tags as the
+//! image name, and `type=docker` without `dest` loaded into Docker.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use kiln_engine::{Dest, Output};
+
+/// An exporter, and where its docker archive goes afterwards.
+#[derive(Debug)]
+pub(crate) struct Planned {
+    /// What the engine runs.
+    pub(crate) output: Output,
+    /// A docker archive to load into the Docker daemon once written (then removed).
+    pub(crate) load: Option<tempfile::TempPath>,
+}
+
+/// Splits a CSV line as Go's `encoding/csv` does for buildx: commas separate fields,
+/// double quotes protect commas, `""` inside quotes is a quote.
+pub(crate) fn split_csv(line: &str) -> anyhow::Result<Vec<String>> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(std::mem::take(&mut field)),
+            c => field.push(c),
+        }
+    }
+    if quoted {
+        bail!("invalid CSV {line:?}: unterminated quote");
+    }
+    fields.push(field);
+    Ok(fields)
+}
+
+/// One `--output` value as its type and attributes.
+pub(crate) fn parse_spec(spec: &str) -> anyhow::Result<(String, BTreeMap<String, String>)> {
+    if !spec.contains('=') {
+        // buildx's short forms: `-o -` is a tar on stdout, `-o DIR` a local directory.
+        return Ok(if spec == "-" {
+            ("tar".to_owned(), BTreeMap::new())
+        } else {
+            (
+                "local".to_owned(),
+                BTreeMap::from([("dest".to_owned(), spec.to_owned())]),
+            )
+        });
+    }
+    let mut attrs = BTreeMap::new();
+    for field in split_csv(spec)? {
+        let (key, value) = field
+            .split_once('=')
+            .with_context(|| format!("invalid --output {spec:?}: {field:?} is not KEY=VALUE"))?;
+        attrs.insert(key.trim().to_ascii_lowercase(), value.to_owned());
+    }
+    let kind = attrs.remove("type").unwrap_or_else(|| "local".to_owned());
+    Ok((kind, attrs))
+}
+
+/// An exporter from its type and attributes, with `tags` as its name when it has none.
+pub(crate) fn plan(
+    kind: &str,
+    mut attrs: BTreeMap<String, String>,
+    tags: &[String],
+) -> anyhow::Result<Planned> {
+    let names_image = matches!(kind, "image" | "registry" | "docker" | "oci");
+    if names_image && !attrs.contains_key("name") && !tags.is_empty() {
+        attrs.insert("name".to_owned(), tags.join(","));
+    }
+    let mut load = None;
+    if kind == "docker" && !attrs.contains_key("dest") {
+        let temp = tempfile::Builder::new()
+            .prefix("kiln-load-")
+            .suffix(".tar")
+            .tempfile()
+            .context("creating a temporary file for the image to load")?
+            .into_temp_path();
+        attrs.insert("dest".to_owned(), temp.display().to_string());
+        load = Some(temp);
+    }
+    let output = Output::parse(kind, &attrs)?;
+    let to_stdout = match &output {
+        Output::Tar { dest } => *dest == Dest::Stdout,
+        Output::Oci(a) | Output::Docker(a) => a.dest == Dest::Stdout,
+        _ => false,
+    };
+    if to_stdout && std::io::stdout().is_terminal() {
+        bail!("dest file is required for {kind} exporter. refusing to write to console");
+    }
+    Ok(Planned { output, load })
+}
+
+/// Every exporter of a build: `--output`s, then `--push` (an image pushed) and `--load`
+/// (a docker archive loaded), as buildx adds them.
+pub(crate) fn plan_all(
+    outputs: &[String],
+    tags: &[String],
+    push: bool,
+    load: bool,
+) -> anyhow::Result<Vec<Planned>> {
+    let mut planned = Vec::new();
+    for spec in outputs {
+        let (kind, attrs) = parse_spec(spec)?;
+        planned.push(plan(&kind, attrs, tags)?);
+    }
+    let pushes = planned.iter().any(|p| match &p.output {
+        Output::Image(e) => e.push,
+        _ => false,
+    });
+    if push && !pushes {
+        if tags.is_empty() {
+            bail!("--push needs an image name: add --tag NAME");
+        }
+        let attrs = BTreeMap::from([("push".to_owned(), "true".to_owned())]);
+        planned.push(plan("image", attrs, tags)?);
+    }
+    let loads = planned.iter().any(|p| p.load.is_some());
+    if load && !loads {
+        planned.push(plan("docker", BTreeMap::new(), tags)?);
+    }
+    Ok(planned)
+}
+
+/// The destinations of planned exporters that load into Docker.
+pub(crate) fn loads(planned: &[Planned]) -> Vec<PathBuf> {
+    planned
+        .iter()
+        .filter_map(|p| p.load.as_ref().map(|t| t.to_path_buf()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_with_quotes() {
+        assert_eq!(
+            split_csv(r#"type=image,"name=a,b",push=true"#).unwrap(),
+            ["type=image", "name=a,b", "push=true"]
+        );
+        assert_eq!(split_csv(r#""a""b""#).unwrap(), [r#"a"b"#]);
+        assert!(split_csv(r#""open"#).is_err());
+    }
+
+    #[test]
+    fn short_forms() {
+        assert_eq!(parse_spec("-").unwrap().0, "tar");
+        let (kind, attrs) = parse_spec("out/dir").unwrap();
+        assert_eq!(kind, "local");
+        assert_eq!(attrs["dest"], "out/dir");
+        assert_eq!(parse_spec("dest=x").unwrap().0, "local");
+    }
+
+    #[test]
+    fn tags_name_the_image_and_push_adds_an_exporter() {
+        let planned = plan_all(&[], &["127.0.0.1:5000/demo:1".to_owned()], true, false).unwrap();
+        let [
+            Planned {
+                output: Output::Image(export),
+                load: None,
+            },
+        ] = planned.as_slice()
+        else {
+            panic!("expected one image exporter: {planned:?}")
+        };
+        assert!(export.push);
+        assert_eq!(export.image.names, ["127.0.0.1:5000/demo:1"]);
+        assert!(plan_all(&[], &[], true, false).is_err());
+    }
+
+    #[test]
+    fn load_writes_a_docker_archive_to_load() {
+        let planned = plan_all(&[], &["demo".to_owned()], false, true).unwrap();
+        assert_eq!(loads(&planned).len(), 1);
+        let Output::Docker(archive) = &planned[0].output else {
+            panic!("expected the docker exporter")
+        };
+        assert!(matches!(archive.dest, Dest::File(_)));
+        assert_eq!(archive.image.names, ["docker.io/library/demo:latest"]);
+    }
+}

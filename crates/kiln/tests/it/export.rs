@@ -1,0 +1,427 @@
+//! Exporters checked by tools nobody here wrote: images pushed to docker-registry and
+//! read back by skopeo (Docker and OCI media types, zstd), pulled again by kiln; the
+//! local, tar, OCI-directory and docker outputs read by tar, umoci and `docker load`;
+//! `--load` into a dockerd started for the test and the image run with `docker run`.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{BaseImage, check, kiln, repo, tools_present};
+
+/// `skopeo inspect` of an image in the test registry (`--raw` for the manifest as
+/// stored, `--config` for the config).
+fn skopeo_remote(image: &str, flag: Option<&str>) -> Value {
+    let mut command = Command::new("skopeo");
+    command.args(["inspect", "--tls-verify=false"]);
+    command.args(flag);
+    let output = command.arg(format!("docker://{image}")).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{image}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn demo_build<'a>(base_arg: &'a str, demo: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["build", "--progress=plain", "--build-arg", base_arg];
+    args.extend_from_slice(extra);
+    args.push(demo);
+    args
+}
+
+#[test]
+fn push_in_docker_and_oci_media_types_and_pull_zstd_back() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let base_arg = format!("BASE=127.0.0.1:{port}/busybox:latest");
+    let demo = repo().join("examples/demo").display().to_string();
+
+    // --push with a tag: Docker media types, as BuildKit's image exporter defaults to.
+    let name = format!("127.0.0.1:{port}/demo:1");
+    let meta = work.path().join("meta.json");
+    let meta_arg = meta.display().to_string();
+    let log = check(&kiln(
+        state,
+        &demo_build(
+            &base_arg,
+            &demo,
+            &["--push", "-t", &name, "--metadata-file", &meta_arg],
+        ),
+    ));
+    assert!(
+        log.contains(&format!("pushed 127.0.0.1:{port}/demo@sha256:")),
+        "{log}"
+    );
+    let manifest = skopeo_remote(&name, Some("--raw"));
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2);
+    assert!(
+        layers
+            .iter()
+            .all(|l| l["mediaType"] == "application/vnd.docker.image.rootfs.diff.tar.gzip")
+    );
+    let config = skopeo_remote(&name, Some("--config"));
+    assert_eq!(
+        config["config"]["Cmd"],
+        serde_json::json!(["/bin/busybox", "cat", "/out/greeting.txt"])
+    );
+    let metadata: Value = serde_json::from_str(&fs_err::read_to_string(&meta).unwrap()).unwrap();
+    assert_eq!(
+        metadata["containerimage.digest"],
+        skopeo_remote(&name, None)["Digest"]
+    );
+    assert_eq!(metadata["image.name"], name.as_str());
+
+    // type=registry with zstd, forced onto every layer: OCI media types (turned on by
+    // zstd, as BuildKit does), annotations on the manifest.
+    let zstd_name = format!("127.0.0.1:{port}/demo:zstd");
+    let output = format!(
+        "type=registry,name={zstd_name},compression=zstd,force-compression=true,annotation.org.opencontainers.image.title=demo"
+    );
+    let log = check(&kiln(
+        state,
+        &demo_build(&base_arg, &demo, &["-o", &output]),
+    ));
+    assert!(
+        log.contains("forcibly turning on oci-mediatype mode for zstd"),
+        "{log}"
+    );
+    let manifest = skopeo_remote(&zstd_name, Some("--raw"));
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.oci.image.config.v1+json"
+    );
+    assert!(
+        manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd"),
+        "{manifest}"
+    );
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.title"],
+        "demo"
+    );
+    // The same diff ids: recompression does not change content.
+    assert_eq!(
+        skopeo_remote(&zstd_name, Some("--config"))["rootfs"],
+        config["rootfs"]
+    );
+
+    // kiln pulls the zstd image, runs a step on it and exports the files locally.
+    let next = work.path().join("next");
+    fs_err::create_dir_all(&next).unwrap();
+    fs_err::write(
+        next.join("Dockerfile"),
+        format!(
+            "FROM {zstd_name}\nRUN [\"/bin/busybox\", \"cp\", \"/out/greeting.txt\", \"/copy.txt\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = work.path().join("out");
+    check(&kiln(
+        state,
+        &[
+            "build",
+            "--progress=plain",
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            next.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(
+        fs_err::read_to_string(out.join("copy.txt")).unwrap(),
+        "hello from /opt/app\n"
+    );
+}
+
+/// A scratch result with a file, a mode and a symlink, built from the base image.
+fn files_project(work: &Path, port: u16) -> PathBuf {
+    let project = work.join("files");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{port}/busybox:latest AS make\n\
+             RUN mkdir /out && echo hi > /out/a && chmod 0600 /out/a && ln -s a /out/link\n\
+             FROM scratch\nCOPY --from=make /out /\n"
+        ),
+    )
+    .unwrap();
+    project
+}
+
+fn tar_list(archive: &Path) -> String {
+    let output = Command::new("tar")
+        .arg("-tvf")
+        .arg(archive)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn local_tar_oci_directory_and_docker_archives() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let project = files_project(work.path(), port);
+    let project_arg = project.display().to_string();
+    let build = |output: &str| {
+        kiln(
+            state,
+            &[
+                "build",
+                "--progress=plain",
+                "-t",
+                "files:1",
+                "-o",
+                output,
+                &project_arg,
+            ],
+        )
+    };
+
+    // local: the files, their modes and links.
+    let local = work.path().join("local");
+    check(&build(&format!("type=local,dest={}", local.display())));
+    assert_eq!(fs_err::read_to_string(local.join("a")).unwrap(), "hi\n");
+    let mode = fs_err::metadata(local.join("a"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        fs_err::read_link(local.join("link")).unwrap(),
+        Path::new("a")
+    );
+
+    // `-o DIR`: buildx's short form of the same.
+    let short = work.path().join("short");
+    check(&build(short.to_str().unwrap()));
+    assert_eq!(fs_err::read_to_string(short.join("a")).unwrap(), "hi\n");
+
+    // tar: the same files as a tar.
+    let tar = work.path().join("files.tar");
+    check(&build(&format!("type=tar,dest={}", tar.display())));
+    let listing = tar_list(&tar);
+    assert!(listing.contains("-rw------- 0/0"), "{listing}");
+    assert!(listing.contains("link -> a"), "{listing}");
+
+    // oci with tar=false: a layout directory umoci unpacks.
+    let layout = work.path().join("layout");
+    check(&build(&format!(
+        "type=oci,dest={},tar=false",
+        layout.display()
+    )));
+    let bundle = work.path().join("bundle");
+    let unpack = Command::new("umoci")
+        .arg("unpack")
+        .arg("--image")
+        .arg(format!("{}:1", layout.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        unpack.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unpack.stderr)
+    );
+    assert_eq!(
+        fs_err::read_to_string(bundle.join("rootfs/a")).unwrap(),
+        "hi\n"
+    );
+
+    // docker: Docker media types and a manifest.json naming the image for `docker load`.
+    let docker = work.path().join("docker.tar");
+    check(&build(&format!("type=docker,dest={}", docker.display())));
+    let unpacked = work.path().join("docker");
+    fs_err::create_dir_all(&unpacked).unwrap();
+    assert!(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&docker)
+            .arg("-C")
+            .arg(&unpacked)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let manifest_json: Value =
+        serde_json::from_str(&fs_err::read_to_string(unpacked.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest_json[0]["RepoTags"], serde_json::json!(["files:1"]));
+    let index: Value =
+        serde_json::from_str(&fs_err::read_to_string(unpacked.join("index.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        index["manifests"][0]["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+
+    // Wrong options are named.
+    for (output, message) in [
+        ("type=local", "dest is required for local exporter"),
+        ("type=image,compression=lz4", "\"lz4\""),
+        (
+            "type=oci,dest=x.tar,colour=red",
+            "unknown option \"colour\"",
+        ),
+        ("type=nope", "unknown exporter type"),
+    ] {
+        let result = build(output);
+        assert!(!result.status.success(), "{output} succeeded");
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(stderr.contains(message), "{output}: {stderr}");
+    }
+}
+
+/// A dockerd of the test's own (no bridge, no iptables, state in a temp directory),
+/// stopped by its pid.
+struct Dockerd {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl Dockerd {
+    fn start() -> Option<Dockerd> {
+        if Command::new("dockerd").arg("--version").output().is_err() {
+            println!("skipped: needs dockerd (Debian's docker.io)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = |p: &str| dir.path().join(p).display().to_string();
+        let child = Command::new("dockerd")
+            .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
+            .args(["--data-root", &path("data"), "--exec-root", &path("exec")])
+            .args(["--pidfile", &path("docker.pid")])
+            .args(["-H", &format!("unix://{}", path("docker.sock"))])
+            .stdout(
+                fs_err::File::create(dir.path().join("log"))
+                    .unwrap()
+                    .into_file(),
+            )
+            .stderr(
+                fs_err::File::create(dir.path().join("log.err"))
+                    .unwrap()
+                    .into_file(),
+            )
+            .spawn()
+            .unwrap();
+        let dockerd = Dockerd { dir, child };
+        for _ in 0..120 {
+            if dockerd.docker(&["version"]).status.success() {
+                return Some(dockerd);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!(
+            "dockerd did not start: {}",
+            fs_err::read_to_string(dockerd.dir.path().join("log.err")).unwrap_or_default()
+        );
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("docker.sock").display())
+    }
+
+    fn docker(&self, args: &[&str]) -> std::process::Output {
+        Command::new("docker")
+            .env("DOCKER_HOST", self.host())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn load_into_docker_and_run() {
+    if !tools_present() {
+        return;
+    }
+    let Some(dockerd) = Dockerd::start() else {
+        return;
+    };
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let base_arg = format!("BASE=127.0.0.1:{port}/busybox:latest");
+    let demo = repo().join("examples/demo").display().to_string();
+
+    let build = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("KILN_ROOT", state)
+        .env("DOCKER_HOST", dockerd.host())
+        .args(demo_build(
+            &base_arg,
+            &demo,
+            &["--load", "-t", "kiln-it-demo:1"],
+        ))
+        .output()
+        .unwrap();
+    let log = check(&build);
+    assert!(log.contains("Loaded image: kiln-it-demo:1"), "{log}");
+    let run = dockerd.docker(&["run", "--rm", "--network", "host", "kiln-it-demo:1"]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "hello from /opt/app\n"
+    );
+
+    // The docker exporter's file loads with `docker load` too, under its name.
+    let archive = work.path().join("demo-docker.tar");
+    check(&kiln(
+        state,
+        &demo_build(
+            &base_arg,
+            &demo,
+            &[
+                "-o",
+                &format!("type=docker,name=kiln-it-file:2,dest={}", archive.display()),
+            ],
+        ),
+    ));
+    let load = dockerd.docker(&["load", "-i", archive.to_str().unwrap()]);
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    let inspect = dockerd.docker(&["image", "inspect", "kiln-it-file:2"]);
+    let inspect: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(
+        inspect[0]["Config"]["Env"],
+        serde_json::json!(["PATH=/bin"])
+    );
+}

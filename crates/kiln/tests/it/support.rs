@@ -1,0 +1,152 @@
+//! Fixtures shared by the integration tests: the tools check, a local `docker-registry`
+//! on 127.0.0.1 serving a busybox base image that kiln builds and pushes
+//! (examples/setup.sh), the kiln binary, skopeo and a directory walk.
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub(crate) fn tools_present() -> bool {
+    let root = fs_err::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false);
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let have = |bin: &str| std::env::split_paths(&path).any(|d| d.join(bin).exists());
+    let ok = root
+        && [
+            "runc",
+            "docker-registry",
+            "skopeo",
+            "umoci",
+            "busybox",
+            "curl",
+        ]
+        .iter()
+        .all(|b| have(b));
+    if !ok {
+        println!(
+            "skipped: needs root, runc, docker-registry, skopeo, umoci, busybox-static and curl"
+        );
+    }
+    ok
+}
+
+pub(crate) fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Stops the registry the setup script started, by its pid.
+pub(crate) struct Registry {
+    pub(crate) pid_file: PathBuf,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        if let Ok(pid) = fs_err::read_to_string(&self.pid_file) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}
+
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub(crate) fn kiln(state: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("KILN_ROOT", state)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+pub(crate) fn check(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "kiln failed:\n{stderr}");
+    stderr
+}
+
+/// A running local registry serving the busybox base image (examples/setup.sh), and
+/// the directories around it. The registry stops before the directory is removed.
+pub(crate) struct BaseImage {
+    _registry: Registry,
+    pub(crate) work: tempfile::TempDir,
+    pub(crate) state: PathBuf,
+    pub(crate) port: u16,
+}
+
+impl BaseImage {
+    pub(crate) fn publish() -> BaseImage {
+        let work = tempfile::tempdir().unwrap();
+        let state = work.path().join("state");
+        let port = free_port();
+        let registry = Registry {
+            pid_file: work.path().join("registry.pid"),
+        };
+        let setup = Command::new("bash")
+            .arg(repo().join("examples/setup.sh"))
+            .env("PORT", port.to_string())
+            .env("WORK", work.path())
+            .env("KILN", env!("CARGO_BIN_EXE_kiln"))
+            .env("KILN_ROOT", &state)
+            .output()
+            .unwrap();
+        assert!(
+            setup.status.success(),
+            "setup failed:\n{}",
+            String::from_utf8_lossy(&setup.stderr)
+        );
+        BaseImage {
+            _registry: registry,
+            work,
+            state,
+            port,
+        }
+    }
+}
+
+/// `skopeo inspect [--config] oci-archive:FILE` as JSON.
+pub(crate) fn skopeo_inspect(archive: &Path, config: bool) -> Value {
+    let mut command = Command::new("skopeo");
+    command.arg("inspect");
+    if config {
+        command.arg("--config");
+    }
+    let inspect = command
+        .arg(format!("oci-archive:{}", archive.display()))
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "{}: {}",
+        archive.display(),
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    serde_json::from_slice(&inspect.stdout).unwrap()
+}
+
+/// Every path in a directory tree, relative.
+pub(crate) fn tree(root: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs_err::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            out.insert(path.strip_prefix(root).unwrap().display().to_string());
+            if path.is_dir() && !path.is_symlink() {
+                stack.push(path);
+            }
+        }
+    }
+    out
+}
