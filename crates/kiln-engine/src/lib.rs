@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use fs_err as fs;
-use kiln_dockerfile::convert::{self, ConvertOptions, ImageResolver, ResolvedImage};
+use kiln_dockerfile::convert::{self, ConvertOptions, ImageResolver, NamedContext, ResolvedImage};
 use kiln_llb::{LoadedDefinition, MarshalOptions, Platform, wire};
 use kiln_registry::RegistryClient;
 use kiln_worker::{LocalContexts, SolveOptions, Worker, WorkerConfig};
@@ -72,6 +72,17 @@ impl Default for EngineConfig {
 
 pub use kiln_export::{Dest, Exporter as Output};
 
+/// A named context's value (`--build-context NAME=VALUE`, Bake's `contexts`).
+#[derive(Debug, Clone)]
+pub enum BuildContext {
+    /// `docker-image://REF`: an image.
+    Image(String),
+    /// A directory on this machine.
+    Dir(PathBuf),
+    /// Another build whose result is the context (Bake's `target:NAME`).
+    Build(Box<BuildRequest>),
+}
+
 /// A Dockerfile build.
 #[derive(Debug, Clone, Default)]
 pub struct BuildRequest {
@@ -81,6 +92,8 @@ pub struct BuildRequest {
     pub dockerfile: PathBuf,
     /// `--build-arg`s.
     pub build_args: BTreeMap<String, String>,
+    /// Named contexts (`--build-context`).
+    pub named_contexts: BTreeMap<String, BuildContext>,
     /// `--target`.
     pub target: Option<String>,
     /// `-t` names (the exporters carry the names they use).
@@ -222,6 +235,19 @@ fn step_error(
     }
 }
 
+/// A directory's `.dockerignore` patterns.
+fn dockerignore(dir: &Path) -> Vec<String> {
+    fs::read_to_string(dir.join(".dockerignore"))
+        .map(|s| {
+            s.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn mtime_secs(path: &Path) -> Option<i64> {
     let modified = fs::metadata(path).ok()?.modified().ok()?;
     Some(
@@ -256,52 +282,21 @@ impl Engine {
     ) -> Result<BuildResult, Error> {
         let dockerfile = fs::read(&request.dockerfile)
             .map_err(|e| Error::Usage(format!("reading the Dockerfile: {e}")))?;
-        let ignore_file = request.context.join(".dockerignore");
-        let context_excludes: Vec<String> = fs::read_to_string(&ignore_file)
-            .map(|s| {
-                s.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let options = ConvertOptions {
-            target: request.target.clone(),
-            build_args: request.build_args.clone(),
-            target_platform: None,
-            build_platform: Some(self.platform.clone()),
-            filename: Some(
-                request
-                    .dockerfile
-                    .file_name()
-                    .map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned()),
-            ),
-            context_excludes,
-            ..ConvertOptions::default()
-        };
-        let conversion =
-            convert::convert(&dockerfile, &options, &Resolver(&self.worker)).map_err(|e| {
-                Error::Dockerfile(e.with_file(request.dockerfile.display().to_string()))
-            })?;
+        let mut dirs = BTreeMap::from([(
+            "dockerfile".to_owned(),
+            request
+                .dockerfile
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+        )]);
+        let conversion = self.convert(request, &dockerfile, "context", &mut dirs)?;
         let definition = conversion.state.marshal(&MarshalOptions {
             platform: Some(conversion.platform.clone()),
             local_unique_id: None,
         });
         let definition = LoadedDefinition::decode(&wire::encode_definition(&definition))?;
-        let contexts = Contexts {
-            dirs: BTreeMap::from([
-                ("context".to_owned(), request.context.clone()),
-                (
-                    "dockerfile".to_owned(),
-                    request
-                        .dockerfile
-                        .parent()
-                        .map(Path::to_path_buf)
-                        .unwrap_or_default(),
-                ),
-            ]),
-        };
+        let contexts = Contexts { dirs };
         let result = self
             .worker
             .solve(
@@ -348,6 +343,75 @@ impl Engine {
             self.export(output, &chain, &image, created, &mut out)?;
         }
         Ok(out)
+    }
+
+    /// Converts a request's Dockerfile; its build context is the local source
+    /// `context_name`, and every directory the build reads is added to `dirs`. Named
+    /// contexts that are builds (Bake's `target:` links) are converted here too.
+    fn convert(
+        &self,
+        request: &BuildRequest,
+        dockerfile: &[u8],
+        context_name: &str,
+        dirs: &mut BTreeMap<String, PathBuf>,
+    ) -> Result<convert::Conversion, Error> {
+        dirs.insert(context_name.to_owned(), request.context.clone());
+        let mut named_contexts = BTreeMap::new();
+        for (name, value) in &request.named_contexts {
+            let context = match value {
+                BuildContext::Image(reference) => NamedContext::Image(reference.clone()),
+                BuildContext::Dir(dir) => {
+                    if !dir.is_dir() {
+                        return Err(Error::Usage(format!(
+                            "named context {name}: {} is not a directory",
+                            dir.display()
+                        )));
+                    }
+                    dirs.insert(name.clone(), dir.clone());
+                    NamedContext::Local {
+                        name: name.clone(),
+                        excludes: dockerignore(dir),
+                    }
+                }
+                BuildContext::Build(linked) => {
+                    let linked_dockerfile = fs::read(&linked.dockerfile).map_err(|e| {
+                        Error::Usage(format!(
+                            "named context {name}: reading {}: {e}",
+                            linked.dockerfile.display()
+                        ))
+                    })?;
+                    let conversion = self.convert(
+                        linked,
+                        &linked_dockerfile,
+                        &format!("{context_name}:{name}"),
+                        dirs,
+                    )?;
+                    NamedContext::State {
+                        state: Box::new(conversion.state),
+                        image: Some(Box::new(conversion.image)),
+                    }
+                }
+            };
+            named_contexts.insert(name.clone(), context);
+        }
+        let options = ConvertOptions {
+            target: request.target.clone(),
+            build_args: request.build_args.clone(),
+            target_platform: None,
+            build_platform: Some(self.platform.clone()),
+            filename: Some(
+                request
+                    .dockerfile
+                    .file_name()
+                    .map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned()),
+            ),
+            context_excludes: dockerignore(&request.context),
+            context_name: Some(context_name.to_owned()),
+            named_contexts,
+            ..ConvertOptions::default()
+        };
+        convert::convert(dockerfile, &options, &Resolver(&self.worker))
+            .map_err(|e| Error::Dockerfile(e.with_file(request.dockerfile.display().to_string())))
     }
 
     /// The result's layers, with the blobs already known for each.

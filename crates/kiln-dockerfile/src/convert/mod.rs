@@ -51,6 +51,49 @@ pub trait ImageResolver {
     ) -> Result<ResolvedImage, String>;
 }
 
+/// A named context (`--build-context NAME=VALUE`, Bake's `contexts`): a FROM or
+/// `--from` naming it uses it, and a stage with its name is replaced by it.
+#[derive(Debug, Clone)]
+pub enum NamedContext {
+    /// `docker-image://REF`: that image, resolved like a base image.
+    Image(String),
+    /// A directory the client serves as the local source `name`.
+    Local {
+        /// The local source's name.
+        name: String,
+        /// Its `.dockerignore` patterns.
+        excludes: Vec<String>,
+    },
+    /// A state built elsewhere (Bake's `target:` links), with its image config if any.
+    State {
+        /// Its filesystem.
+        state: Box<State>,
+        /// Its image config.
+        image: Option<Box<Image>>,
+    },
+}
+
+/// How BuildKit keys a named context: `alpine:latest` and `docker.io/library/alpine`
+/// are both `alpine`; a name that is no reference stays as written.
+fn context_key(name: &str) -> String {
+    let Ok(reference) = name.parse::<Reference>() else {
+        return name.to_owned();
+    };
+    let mut familiar = reference.path.clone();
+    if reference.domain != "docker.io" {
+        familiar = format!("{}/{familiar}", reference.domain);
+    } else if let Some(rest) = familiar.strip_prefix("library/") {
+        familiar = rest.to_owned();
+    }
+    if let Some(tag) = reference.tag.as_deref().filter(|t| *t != "latest") {
+        familiar = format!("{familiar}:{tag}");
+    }
+    if let Some(digest) = &reference.digest {
+        familiar = format!("{familiar}@{digest}");
+    }
+    familiar
+}
+
 /// Conversion settings (BuildKit's `ConvertOpt` subset kiln uses).
 #[derive(Debug, Clone, Default)]
 pub struct ConvertOptions {
@@ -72,6 +115,20 @@ pub struct ConvertOptions {
     pub all_stages: bool,
     /// `.dockerignore` patterns of the build context.
     pub context_excludes: Vec<String>,
+    /// The local source the build context is read from (default `context`).
+    pub context_name: Option<String>,
+    /// Named contexts by name.
+    pub named_contexts: BTreeMap<String, NamedContext>,
+}
+
+impl ConvertOptions {
+    fn named_context(&self, name: &str) -> Option<(&str, &NamedContext)> {
+        let key = context_key(name);
+        self.named_contexts
+            .iter()
+            .find(|(k, _)| context_key(k) == key)
+            .map(|(k, v)| (k.as_str(), v))
+    }
 }
 
 /// The result of a conversion.
@@ -124,6 +181,8 @@ struct StageState {
     workdir_set: bool,
     cmd_set: bool,
     ignore_cache: bool,
+    /// Replaced by a named context: nothing of the stage's own runs.
+    noinit: bool,
 }
 
 impl StageState {
@@ -355,10 +414,11 @@ impl<'a> Converter<'a> {
                 .collect();
             follow_paths.sort();
         }
+        let context_name = options.context_name.as_deref().unwrap_or("context");
         let build_context = State::local(
-            "context",
+            context_name,
             LocalOptions {
-                shared_key_hint: Some("context".to_owned()),
+                shared_key_hint: Some(context_name.to_owned()),
                 follow_paths,
                 exclude_patterns: options.context_excludes.clone(),
                 unique_id: options.context_unique_id.clone(),
@@ -504,6 +564,14 @@ impl<'a> Converter<'a> {
                 state.platform = Some(parsed);
             }
             let index = self.add_state(state);
+            let stage_name = self.stages[index].name.clone();
+            if let Some((key, context)) =
+                stage_name.and_then(|n| self.ctx.options.named_context(&n))
+            {
+                let (key, context) = (key.to_owned(), context.clone());
+                self.replace_with_context(index, &key, &context)?;
+                continue;
+            }
             let st = &mut self.stages[index];
             let mut total = usize::from(st.base_name != "scratch" && st.base.is_none());
             total += stage
@@ -770,6 +838,78 @@ impl<'a> Converter<'a> {
         st.build_args.extend(b.build_args);
     }
 
+    /// A stage that a named context replaces (`--build-context NAME=…` and `FROM … AS
+    /// NAME`): its state and image config become the context's, its own commands do
+    /// not run.
+    fn replace_with_context(
+        &mut self,
+        i: usize,
+        key: &str,
+        context: &NamedContext,
+    ) -> Result<(), Error> {
+        let st = &mut self.stages[i];
+        st.commands.clear();
+        st.base = None;
+        st.resolved = true;
+        match context {
+            NamedContext::Image(reference) => {
+                // Resolved like a base image, as the stage's only step.
+                st.base_name = reference.clone();
+                st.cmd_total = 1;
+                self.resolve_base_image(i, true)?;
+            }
+            other => {
+                st.cmd_total = 0;
+                self.use_context(i, key, other);
+            }
+        }
+        let st = &mut self.stages[i];
+        st.noinit = true;
+        st.dispatched = true;
+        Ok(())
+    }
+
+    /// Starts stage `i` from a local or built named context (its FROM names it).
+    fn use_context(&mut self, i: usize, key: &str, context: &NamedContext) {
+        let platform = self.stages[i]
+            .platform
+            .clone()
+            .unwrap_or_else(|| self.ctx.target_platform.clone());
+        let (state, image) = match context {
+            NamedContext::Local { name, excludes } => (
+                State::local(
+                    name,
+                    LocalOptions {
+                        shared_key_hint: Some(format!("context:{key}")),
+                        exclude_patterns: excludes.clone(),
+                        op: OpOptions::default()
+                            .custom_name(format!("[context {key}] load from client")),
+                        ..LocalOptions::default()
+                    },
+                ),
+                None,
+            ),
+            NamedContext::State { state, image } => ((**state).clone(), image.as_deref().cloned()),
+            NamedContext::Image(_) => unreachable!("image contexts resolve as base images"),
+        };
+        let st = &mut self.stages[i];
+        st.state = state;
+        st.platform = Some(match &image {
+            Some(image) if !image.os.is_empty() && !image.architecture.is_empty() => {
+                let mut p = platform.clone();
+                p.os = image.os.clone();
+                p.architecture = image.architecture.clone();
+                p.variant = image.variant.clone();
+                p
+            }
+            _ => platform.clone(),
+        });
+        st.image = image.unwrap_or_else(|| Image::empty(&platform));
+        if st.unregistered {
+            st.dispatched = true;
+        }
+    }
+
     fn resolve_base_image(&mut self, i: usize, reachable: bool) -> Result<(), Error> {
         let st = &self.stages[i];
         if st.base_name == "scratch" {
@@ -784,7 +924,17 @@ impl<'a> Converter<'a> {
             return Ok(());
         }
         let location = st.location;
-        let original = st.base_name.clone();
+        let mut original = st.base_name.clone();
+        if let Some((key, context)) = self.ctx.options.named_context(&original) {
+            match context {
+                NamedContext::Image(image) => original = image.clone(),
+                other => {
+                    let (key, other) = (key.to_owned(), other.clone());
+                    self.use_context(i, &key, &other);
+                    return Ok(());
+                }
+            }
+        }
         let reference: Reference = original.parse().map_err(|e| {
             Error::at(
                 format!(
@@ -857,8 +1007,9 @@ impl<'a> Converter<'a> {
 
     fn dispatch_stages(&mut self, reachable: &BTreeSet<usize>) -> Result<(), Error> {
         for i in 0..self.stages.len() {
-            if !self.ctx.options.all_stages
-                && (!reachable.contains(&i) || self.stages[i].dispatched)
+            if self.stages[i].noinit
+                || (!self.ctx.options.all_stages
+                    && (!reachable.contains(&i) || self.stages[i].dispatched))
             {
                 continue;
             }

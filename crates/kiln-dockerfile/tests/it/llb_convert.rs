@@ -15,7 +15,7 @@ const CONFIG: &str = r#"{"architecture":"amd64","os":"linux","config":{"Env":["P
 
 /// The README's fixed resolver: every reference gets the same config; the digest is the
 /// pinned one or the sha256 of the canonical reference.
-struct FixedResolver;
+pub(crate) struct FixedResolver;
 
 impl ImageResolver for FixedResolver {
     fn resolve_image_config(

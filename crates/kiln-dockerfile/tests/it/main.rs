@@ -3,4 +3,5 @@
 mod conformance;
 mod instructions;
 mod llb_convert;
+mod named_contexts;
 mod no_panic;

@@ -18,6 +18,9 @@ pub(crate) struct BuildArgs {
     /// Set build-time variables (`KEY=VALUE`, or `KEY` to take it from the environment).
     #[arg(long = "build-arg")]
     pub(crate) build_args: Vec<String>,
+    /// Additional build contexts (`NAME=DIR` or `NAME=docker-image://REF`).
+    #[arg(long = "build-context")]
+    pub(crate) build_contexts: Vec<String>,
     /// Set the target build stage to build.
     #[arg(long)]
     pub(crate) target: Option<String>,

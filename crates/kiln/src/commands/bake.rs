@@ -1,14 +1,15 @@
 //! `kiln bake`: resolve the Bake files, then print them or build every target on one
 //! embedded engine, so stages the targets share are built once and then cached.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use kiln_engine::BuildRequest;
+use kiln_engine::{BuildContext, BuildRequest};
 use serde_json::{Map, Value as Json};
 
 use crate::args::bake::BakeArgs;
-use crate::commands::build::{parse_entitlements, parse_secret, parse_ssh};
+use crate::commands::build::{parse_context_value, parse_entitlements, parse_secret, parse_ssh};
 use crate::outputs::Planned;
 use crate::progress::plain::Plain;
 
@@ -53,9 +54,16 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
         .targets
         .iter()
         .map(|(name, target)| {
-            build_request(&request.dir, name, target, &allowed, scratch.path())
-                .with_context(|| format!("target {name}"))
-                .map(|r| (name, r))
+            build_request(
+                &request.dir,
+                name,
+                target,
+                &resolved.targets,
+                &allowed,
+                scratch.path(),
+            )
+            .with_context(|| format!("target {name}"))
+            .map(|r| (name, r))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let engine = crate::driver::embedded::open()?;
@@ -100,6 +108,7 @@ fn build_request(
     dir: &Path,
     name: &str,
     target: &Map<String, Json>,
+    all: &BTreeMap<String, Map<String, Json>>,
     allowed: &[String],
     scratch: &Path,
 ) -> anyhow::Result<(BuildRequest, Vec<Planned>)> {
@@ -134,12 +143,31 @@ fn build_request(
     if context_spec.contains("://") || context_spec.starts_with("git@") {
         bail!("remote build contexts ({context_spec}) are not supported yet");
     }
-    if target
+    let mut named_contexts = BTreeMap::new();
+    for (key, value) in target
         .get("contexts")
         .and_then(Json::as_object)
-        .is_some_and(|c| !c.is_empty())
+        .into_iter()
+        .flatten()
     {
-        bail!("named contexts (`contexts`, including `target:` links) are not supported yet");
+        let value = value.as_str().unwrap_or_default();
+        let context = match value.strip_prefix("target:") {
+            // A linked target's result is the context: built within this build.
+            Some(linked) => {
+                let linked_target = all
+                    .get(linked)
+                    .with_context(|| format!("contexts.{key}: no target {linked:?}"))?;
+                let (linked_request, _) =
+                    build_request(dir, linked, linked_target, all, allowed, scratch)
+                        .with_context(|| format!("target {linked}"))?;
+                BuildContext::Build(Box::new(linked_request))
+            }
+            None if value.contains("://") || value.starts_with("git@") => {
+                parse_context_value(key, value)?
+            }
+            None => parse_context_value(key, &dir.join(value).display().to_string())?,
+        };
+        named_contexts.insert(key.clone(), context);
     }
     let context = dir.join(context_spec);
     let dockerfile = match text("dockerfile-inline") {
@@ -159,7 +187,7 @@ fn build_request(
     };
     let mut planned = Vec::new();
     for entry in objects("output") {
-        let mut attrs: std::collections::BTreeMap<String, String> = entry
+        let mut attrs: BTreeMap<String, String> = entry
             .iter()
             .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
             .collect();
@@ -180,6 +208,7 @@ fn build_request(
         entitlements.push(wanted.to_owned());
     }
     let request = BuildRequest {
+        named_contexts,
         context,
         dockerfile,
         build_args: target

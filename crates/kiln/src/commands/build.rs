@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use kiln_engine::BuildRequest;
+use kiln_engine::{BuildContext, BuildRequest};
 
 use crate::args::build::BuildArgs;
 use crate::progress::plain::Plain;
@@ -79,6 +79,43 @@ pub(crate) fn parse_ssh(spec: &str) -> anyhow::Result<(String, PathBuf)> {
     Ok((id, path))
 }
 
+/// A named context's value as buildx reads it: `docker-image://REF`, a directory, or
+/// (from Bake) `target:NAME`, which the caller resolves.
+pub(crate) fn parse_context_value(name: &str, value: &str) -> anyhow::Result<BuildContext> {
+    if let Some(reference) = value.strip_prefix("docker-image://") {
+        return Ok(BuildContext::Image(reference.to_owned()));
+    }
+    let unsupported = [
+        "oci-layout://",
+        "https://",
+        "http://",
+        "git@",
+        "git://",
+        "ssh://",
+    ];
+    if unsupported.iter().any(|p| value.starts_with(p)) || value.ends_with(".git") {
+        bail!(
+            "named context {name}={value}: only directories and docker-image:// are supported yet"
+        );
+    }
+    if value.starts_with("target:") {
+        bail!("named context {name}={value}: target: links are only valid in a Bake file");
+    }
+    let dir = PathBuf::from(value);
+    if !dir.is_dir() {
+        bail!("named context {name}={value}: no such directory");
+    }
+    Ok(BuildContext::Dir(dir))
+}
+
+/// `--build-context NAME=VALUE`.
+fn parse_build_context(spec: &str) -> anyhow::Result<(String, BuildContext)> {
+    let (name, value) = spec
+        .split_once('=')
+        .with_context(|| format!("invalid --build-context {spec:?}: expected NAME=VALUE"))?;
+    Ok((name.to_owned(), parse_context_value(name, value)?))
+}
+
 /// `--allow network.host,security.insecure` (repeatable, comma-separated).
 pub(crate) fn parse_entitlements(allow: &[String]) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
@@ -120,6 +157,11 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
         context,
         dockerfile,
         build_args: parse_build_args(&args.build_args)?,
+        named_contexts: args
+            .build_contexts
+            .iter()
+            .map(|c| parse_build_context(c))
+            .collect::<anyhow::Result<_>>()?,
         target: args.target.clone(),
         tags: args.tags.clone(),
         outputs,

@@ -241,3 +241,105 @@ target "two" {{
         );
     }
 }
+
+/// Named contexts: an image standing in for a FROM, a directory (with its own
+/// `.dockerignore`) for `COPY --from`, and a Bake `target:` link built within the build.
+#[test]
+fn named_contexts_from_an_image_a_directory_and_a_bake_target() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+
+    let project = work.path().join("named");
+    let extra = work.path().join("extra");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::create_dir_all(&extra).unwrap();
+    fs_err::write(extra.join("extra.txt"), "extra\n").unwrap();
+    fs_err::write(extra.join("ignored.txt"), "no\n").unwrap();
+    fs_err::write(extra.join(".dockerignore"), "ignored.txt\n").unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        "FROM base AS tools\nRUN echo tool > /tool.txt\n\
+         FROM scratch\nCOPY --from=tools /tool.txt /\nCOPY --from=extra / /extra/\n",
+    )
+    .unwrap();
+    let out = work.path().join("named-out");
+    check(&kiln(
+        state,
+        &[
+            "build",
+            "--progress=plain",
+            "--build-context",
+            &format!("base=docker-image://127.0.0.1:{port}/busybox:latest"),
+            "--build-context",
+            &format!("extra={}", extra.display()),
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            project.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(
+        fs_err::read_to_string(out.join("tool.txt")).unwrap(),
+        "tool\n"
+    );
+    assert_eq!(
+        fs_err::read_to_string(out.join("extra/extra.txt")).unwrap(),
+        "extra\n"
+    );
+    assert!(!out.join("extra/ignored.txt").exists());
+
+    // A named context that is not there is a usage error naming it.
+    let missing = kiln(
+        state,
+        &[
+            "build",
+            "--build-context",
+            "extra=/nonexistent",
+            project.to_str().unwrap(),
+        ],
+    );
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("extra=/nonexistent"));
+
+    // Bake: `app` builds FROM the result of `base`, linked with `target:base`.
+    let bake = work.path().join("bake");
+    fs_err::create_dir_all(&bake).unwrap();
+    fs_err::write(
+        bake.join("base.Dockerfile"),
+        "ARG BASE\nFROM $BASE\nRUN echo from-base > /base.txt\n",
+    )
+    .unwrap();
+    fs_err::write(
+        bake.join("Dockerfile"),
+        "FROM baseapp\nRUN cp /base.txt /app.txt\n",
+    )
+    .unwrap();
+    fs_err::write(
+        bake.join("docker-bake.hcl"),
+        format!(
+            r#"target "base" {{
+  dockerfile = "base.Dockerfile"
+  args = {{ BASE = "127.0.0.1:{port}/busybox:latest" }}
+}}
+target "app" {{
+  contexts = {{ baseapp = "target:base" }}
+  output = ["type=local,dest=app-out"]
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("KILN_ROOT", state)
+        .current_dir(&bake)
+        .args(["bake", "--progress=plain", "app"])
+        .output()
+        .unwrap();
+    check(&output);
+    assert_eq!(
+        fs_err::read_to_string(bake.join("app-out/app.txt")).unwrap(),
+        "from-base\n"
+    );
+}
