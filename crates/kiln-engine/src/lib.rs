@@ -121,7 +121,9 @@ pub struct BuildResult {
     pub image_names: Vec<String>,
     /// `name@digest` of each push.
     pub pushed: Vec<String>,
-    /// The warnings of the Dockerfile's build checks and of the exporters.
+    /// The build checks that fired.
+    pub checks: Vec<CheckWarning>,
+    /// What the exporters adjusted (e.g. OCI media types turned on for zstd).
     pub warnings: Vec<String>,
 }
 
@@ -211,11 +213,18 @@ fn step_error(
             cause: format!("{name}: {chain}"),
         };
     };
+    let excerpt = source_excerpt(source, &file_name(path), start, end);
+    Error::Step {
+        excerpt,
+        cause: format!("failed to solve: {name}: {chain}"),
+    }
+}
+
+/// The Dockerfile lines `start..=end` marked, with two lines of context either side,
+/// as BuildKit prints them under an error or a check warning.
+fn source_excerpt(source: &[u8], file: &str, start: usize, end: usize) -> String {
     let text = String::from_utf8_lossy(source);
     let lines: Vec<&str> = text.lines().collect();
-    let file = path
-        .file_name()
-        .map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned());
     let mut excerpt = format!("{file}:{start}\n--------------------\n");
     for n in start.saturating_sub(2).max(1)..=(end + 2).min(lines.len()) {
         let marker = if (start..=end).contains(&n) {
@@ -229,10 +238,72 @@ fn step_error(
         ));
     }
     excerpt.push_str("--------------------\n");
-    Error::Step {
-        excerpt,
-        cause: format!("failed to solve: {name}: {chain}"),
+    excerpt
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned())
+}
+
+/// A build check that fired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckWarning {
+    /// The rule, e.g. `FromAsCasing`.
+    pub rule: String,
+    /// What is wrong.
+    pub message: String,
+    /// The rule's documentation.
+    pub url: String,
+    /// The first line it concerns (1-based; 0 when it has no place).
+    pub line: usize,
+    /// The Dockerfile lines, marked (BuildKit's excerpt).
+    pub excerpt: String,
+}
+
+/// `FromAsCasing` → `https://docs.docker.com/go/dockerfile/rule/from-as-casing/`.
+fn rule_url(rule: &str) -> String {
+    let chars: Vec<char> = rule.chars().collect();
+    let mut kebab = String::new();
+    for (i, c) in chars.iter().enumerate() {
+        let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+        let prev = i.checked_sub(1).map(|p| chars[p]);
+        let boundary = c.is_uppercase()
+            && prev.is_some_and(|p| p.is_lowercase() || (p.is_uppercase() && next_lower));
+        if boundary {
+            kebab.push('-');
+        }
+        kebab.extend(c.to_lowercase());
     }
+    format!("https://docs.docker.com/go/dockerfile/rule/{kebab}/")
+}
+
+fn check_warnings(
+    conversion: &convert::Conversion,
+    source: &[u8],
+    path: &Path,
+) -> Vec<CheckWarning> {
+    conversion
+        .warnings
+        .iter()
+        .map(|w| {
+            let (start, end) = (
+                w.location.start.line,
+                w.location.end.line.max(w.location.start.line),
+            );
+            CheckWarning {
+                rule: w.rule.clone(),
+                message: w.message.clone(),
+                url: rule_url(&w.rule),
+                line: start,
+                excerpt: if start > 0 {
+                    source_excerpt(source, &file_name(path), start, end)
+                } else {
+                    String::new()
+                },
+            }
+        })
+        .collect()
 }
 
 /// A directory's `.dockerignore` patterns.
@@ -314,11 +385,7 @@ impl Engine {
             )
             .map_err(|e| step_error(e, &definition, &dockerfile, &request.dockerfile))?;
         let mut out = BuildResult {
-            warnings: conversion
-                .warnings
-                .iter()
-                .map(|w| format!("{}: {} (line {})", w.rule, w.message, w.location.start.line))
-                .collect(),
+            checks: check_warnings(&conversion, &dockerfile, &request.dockerfile),
             ..BuildResult::default()
         };
         let chain = result.map(|r| r.chain).unwrap_or_default();
@@ -345,6 +412,19 @@ impl Engine {
         Ok(out)
     }
 
+    /// Runs the Dockerfile's build checks without building (`--check`).
+    pub fn check(&self, request: &BuildRequest) -> Result<Vec<CheckWarning>, Error> {
+        let dockerfile = fs::read(&request.dockerfile)
+            .map_err(|e| Error::Usage(format!("reading the Dockerfile: {e}")))?;
+        let mut dirs = BTreeMap::new();
+        let conversion = self.convert(request, &dockerfile, "context", &mut dirs)?;
+        Ok(check_warnings(
+            &conversion,
+            &dockerfile,
+            &request.dockerfile,
+        ))
+    }
+
     /// Converts a request's Dockerfile; its build context is the local source
     /// `context_name`, and every directory the build reads is added to `dirs`. Named
     /// contexts that are builds (Bake's `target:` links) are converted here too.
@@ -356,6 +436,18 @@ impl Engine {
         dirs: &mut BTreeMap<String, PathBuf>,
     ) -> Result<convert::Conversion, Error> {
         dirs.insert(context_name.to_owned(), request.context.clone());
+        // `BUILDKIT_SYNTAX` overrides the directive, as in BuildKit.
+        let syntax = request
+            .build_args
+            .get("BUILDKIT_SYNTAX")
+            .map(|s| s.split(' ').next().unwrap_or_default().to_owned())
+            .or_else(|| kiln_dockerfile::parser::detect_syntax(dockerfile).map(|(r, _)| r));
+        if let Some(syntax) = syntax.filter(|s| !kiln_dockerfile::parser::is_builtin_syntax(s)) {
+            return Err(Error::Usage(format!(
+                "{}: the frontend {syntax} (from its syntax directive) is an external frontend, and kiln does not run external frontends yet; use docker/dockerfile:1 or remove the directive",
+                request.dockerfile.display()
+            )));
+        }
         let mut named_contexts = BTreeMap::new();
         for (name, value) in &request.named_contexts {
             let context = match value {
@@ -534,5 +626,26 @@ impl Engine {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_urls() {
+        assert_eq!(
+            rule_url("FromAsCasing"),
+            "https://docs.docker.com/go/dockerfile/rule/from-as-casing/"
+        );
+        assert_eq!(
+            rule_url("JSONArgsRecommended"),
+            "https://docs.docker.com/go/dockerfile/rule/json-args-recommended/"
+        );
+        assert_eq!(
+            rule_url("SecretsUsedInArgOrEnv"),
+            "https://docs.docker.com/go/dockerfile/rule/secrets-used-in-arg-or-env/"
+        );
     }
 }

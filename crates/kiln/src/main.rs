@@ -25,6 +25,8 @@ fn main() -> ExitCode {
         {
             ExitCode::SUCCESS
         }
+        // Already reported (build checks that fired): only the exit status is left.
+        Err(err) if err.downcast_ref::<commands::Reported>().is_some() => ExitCode::FAILURE,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

@@ -10,6 +10,8 @@ use super::gofmt;
 use super::image::{Healthcheck, History};
 use super::lint::Linter;
 use super::{Context, HISTORY_COMMENT, StageCommand, StageState, range_to_pb};
+use std::collections::BTreeSet;
+
 use crate::error::{Error, SourceRange};
 use crate::instructions::{self, CommandLine, Instruction, MountType, SourcesAndDest};
 use crate::parser::{chomp_heredoc_content, parse_heredoc};
@@ -172,14 +174,20 @@ pub(super) fn set_workdir(st: &mut StageState, path: &str) -> String {
     wd
 }
 
-/// Expands the words an instruction supports expansion in (BuildKit's `Expand`).
+/// Expands the words an instruction supports expansion in (BuildKit's `Expand`);
+/// returns the variables referred to that were not set.
 fn expand_command(
     ctx: &Context<'_>,
     st: &StageState,
     instruction: &mut Instruction,
-) -> Result<(), Error> {
+) -> Result<BTreeSet<String>, Error> {
     let env = env_of(&st.state);
-    let expand = |word: &str| -> Result<String, Error> { Ok(ctx.lexer.expand(word, &env)?) };
+    let unmatched = std::cell::RefCell::new(BTreeSet::new());
+    let expand = |word: &str| -> Result<String, Error> {
+        let expansion = ctx.lexer.process(word, &env)?;
+        unmatched.borrow_mut().extend(expansion.unmatched);
+        Ok(expansion.word)
+    };
     let expand_paths = |paths: &mut SourcesAndDest| -> Result<(), Error> {
         for source in &mut paths.sources {
             *source = expand(source)?;
@@ -222,7 +230,33 @@ fn expand_command(
         }
         _ => {}
     }
-    Ok(())
+    Ok(unmatched.into_inner())
+}
+
+/// `UndefinedVar`: variables an instruction used that neither ENV nor ARG set (the
+/// automatic platform args are never reported).
+fn report_undefined(
+    st: &StageState,
+    unmatched: BTreeSet<String>,
+    location: SourceRange,
+    lint: &mut Linter,
+) {
+    let env = env_of(&st.state);
+    for name in unmatched {
+        let declared = st.build_args.iter().any(|(k, _)| *k == name);
+        let automatic = super::AUTOMATIC_ARGS.contains(&name.as_str());
+        if declared || automatic {
+            continue;
+        }
+        let hint = super::lint::suggest(&name, env.iter().map(|(k, _)| k.as_str()))
+            .map(|s| format!(" (did you mean ${s}?)"))
+            .unwrap_or_default();
+        lint.report(
+            "UndefinedVar",
+            &format!("Usage of undefined variable '${name}'{hint}"),
+            location,
+        );
+    }
 }
 
 pub(super) fn dispatch(
@@ -235,8 +269,9 @@ pub(super) fn dispatch(
 ) -> Result<(), Error> {
     st.cmd_is_onbuild = cmd.on_build;
     let mut instruction = cmd.command.instruction.clone();
-    expand_command(ctx, st, &mut instruction)?;
+    let unmatched = expand_command(ctx, st, &mut instruction)?;
     let location = cmd.command.location;
+    report_undefined(st, unmatched, location, lint);
     let code = cmd.command.code.as_str();
     match instruction {
         Instruction::Maintainer(m) => {
@@ -246,6 +281,7 @@ pub(super) fn dispatch(
         Instruction::Env(kvs) => {
             let mut message = String::from("ENV");
             for kv in kvs {
+                super::lint::check_secret_key("ENV", &kv.key, location, lint);
                 if kv.no_delimiter {
                     lint.report("LegacyKeyValueFormat", "\"ENV key=value\" should be used instead of legacy \"ENV key value\" format", location);
                 }
@@ -466,6 +502,7 @@ pub(super) fn dispatch(
         Instruction::Arg(args) => {
             let mut parts = Vec::with_capacity(args.len());
             for arg in args {
+                super::lint::check_secret_key("ARG", &arg.key, location, lint);
                 let from_build = ctx.options.build_args.get(&arg.key).cloned();
                 let mut value = arg.value.clone();
                 if value.is_none() && from_build.is_none() {

@@ -5,19 +5,24 @@ use crate::error::{Error, SourceRange};
 use crate::parser::Dockerfile;
 
 /// The rules kiln checks, with BuildKit's names.
-pub const RULES: [&str; 12] = [
+pub const RULES: [&str; 17] = [
     "ConsistentInstructionCasing",
     "DuplicateStageName",
     "FromAsCasing",
+    "FromPlatformFlagConstDisallowed",
+    "InvalidDefaultArgInFrom",
     "JSONArgsRecommended",
     "LegacyKeyValueFormat",
     "MaintainerDeprecated",
     "MultipleInstructionsDisallowed",
     "NoEmptyContinuation",
+    "RedundantTargetPlatform",
     "ReservedStageName",
+    "SecretsUsedInArgOrEnv",
     "StageNameCasing",
-    "WorkdirRelativePath",
     "UndefinedArgInFrom",
+    "UndefinedVar",
+    "WorkdirRelativePath",
 ];
 
 /// A rule that fired.
@@ -217,6 +222,59 @@ pub(crate) fn check_parsed(dockerfile: &Dockerfile, lint: &mut Linter) {
     }
 }
 
+/// BuildKit's suggestion for a misspelt name: the closest option within an edit
+/// distance of 2 (the first of equals), unless one matches exactly.
+pub(crate) fn suggest<'a>(
+    value: &str,
+    options: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    let mut best: Option<(usize, &str)> = None;
+    for option in options {
+        if option == value {
+            return None;
+        }
+        let distance = crate::instructions::edit_distance(value, option);
+        if distance < best.map_or(3, |(d, _)| d) {
+            best = Some((distance, option));
+        }
+    }
+    best.map(|(_, option)| option.to_owned())
+}
+
+/// `SecretsUsedInArgOrEnv`: a key with a `_`-separated word that names a secret
+/// (`API_KEY`, `db_password`, `GITHUB_TOKEN`), unless another word is `public`.
+pub(crate) fn check_secret_key(
+    instruction: &str,
+    key: &str,
+    location: SourceRange,
+    lint: &mut Linter,
+) {
+    const SECRET_WORDS: [&str; 10] = [
+        "apikey",
+        "auth",
+        "credential",
+        "credentials",
+        "key",
+        "password",
+        "pword",
+        "passwd",
+        "secret",
+        "token",
+    ];
+    let words: Vec<String> = key.split('_').map(str::to_ascii_lowercase).collect();
+    if words.iter().any(|w| SECRET_WORDS.contains(&w.as_str()))
+        && !words.iter().any(|w| w == "public")
+    {
+        lint.report(
+            "SecretsUsedInArgOrEnv",
+            &format!(
+                "Do not use ARG or ENV instructions for sensitive data ({instruction} {key:?})"
+            ),
+            location,
+        );
+    }
+}
+
 /// Rules on the grouped stages (none beyond the parsed-file ones yet).
 pub(crate) fn check_stages(_parsed: &crate::instructions::Instructions, _lint: &mut Linter) {}
 
@@ -231,6 +289,38 @@ mod tests {
         assert_eq!(l.skip, ["JSONArgsRecommended", "StageNameCasing"]);
         assert!(Linter::new(Some("skip")).is_err());
         assert!(Linter::new(Some("nope=1")).is_err());
+    }
+
+    #[test]
+    fn secret_keys() {
+        let mut lint = Linter::default();
+        for key in [
+            "API_KEY",
+            "db_password",
+            "GITHUB_TOKEN",
+            "AUTH",
+            "aws_secret_x",
+        ] {
+            check_secret_key("ENV", key, SourceRange::default(), &mut lint);
+        }
+        for key in ["PUBLIC_KEY", "KEYBOARD", "MONKEY", "author", "TOKENS"] {
+            check_secret_key("ARG", key, SourceRange::default(), &mut lint);
+        }
+        let keys: Vec<&str> = lint.warnings.iter().map(|w| w.message.as_str()).collect();
+        assert_eq!(keys.len(), 5, "{keys:?}");
+        assert_eq!(
+            keys[0],
+            "Do not use ARG or ENV instructions for sensitive data (ENV \"API_KEY\")"
+        );
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            suggest("VERSON", ["VERSION", "NAME"]),
+            Some("VERSION".to_owned())
+        );
+        assert_eq!(suggest("X", ["VERSION"]), None);
     }
 
     #[test]

@@ -253,6 +253,21 @@ fn format_platform(p: &Platform) -> String {
     p.to_string()
 }
 
+/// The args every build defines (BuildKit's `defaultArgs`).
+const AUTOMATIC_ARGS: [&str; 11] = [
+    "BUILDPLATFORM",
+    "BUILDOS",
+    "BUILDOSVERSION",
+    "BUILDARCH",
+    "BUILDVARIANT",
+    "TARGETPLATFORM",
+    "TARGETOS",
+    "TARGETOSVERSION",
+    "TARGETARCH",
+    "TARGETVARIANT",
+    "TARGETSTAGE",
+];
+
 /// The automatic platform args and `TARGETSTAGE` (BuildKit's `defaultArgs`).
 fn default_args(
     build: &Platform,
@@ -260,21 +275,22 @@ fn default_args(
     overrides: &BTreeMap<String, String>,
     stage: &str,
 ) -> Vec<(String, String)> {
-    let pairs = [
-        ("BUILDPLATFORM", format_platform(build)),
-        ("BUILDOS", build.os.clone()),
-        ("BUILDOSVERSION", build.os_version.clone()),
-        ("BUILDARCH", build.architecture.clone()),
-        ("BUILDVARIANT", build.variant.clone()),
-        ("TARGETPLATFORM", format_platform(target)),
-        ("TARGETOS", target.os.clone()),
-        ("TARGETOSVERSION", target.os_version.clone()),
-        ("TARGETARCH", target.architecture.clone()),
-        ("TARGETVARIANT", target.variant.clone()),
-        ("TARGETSTAGE", stage.to_owned()),
+    let values = [
+        format_platform(build),
+        build.os.clone(),
+        build.os_version.clone(),
+        build.architecture.clone(),
+        build.variant.clone(),
+        format_platform(target),
+        target.os.clone(),
+        target.os_version.clone(),
+        target.architecture.clone(),
+        target.variant.clone(),
+        stage.to_owned(),
     ];
-    pairs
+    AUTOMATIC_ARGS
         .into_iter()
+        .zip(values)
         .map(|(k, v)| (k.to_owned(), overrides.get(k).cloned().unwrap_or(v)))
         .collect()
 }
@@ -359,6 +375,7 @@ impl<'a> Converter<'a> {
                 continue;
             };
             for arg in args {
+                lint::check_secret_key("ARG", &arg.key, command.location, &mut lint);
                 let value = match options.build_args.get(&arg.key) {
                     Some(v) => Some(v.clone()),
                     None => match &arg.value {
@@ -514,12 +531,38 @@ impl<'a> Converter<'a> {
 
     fn build_stage_states(&mut self) -> Result<(), Error> {
         let stages = self.parsed.stages.clone();
+        self.check_default_base_names();
+        let declared: BTreeSet<String> = self
+            .parsed
+            .meta_args
+            .iter()
+            .flat_map(|c| match &c.instruction {
+                Instruction::Arg(args) => args.iter().map(|a| a.key.clone()).collect(),
+                _ => Vec::new(),
+            })
+            .chain(self.ctx.global_args.iter().map(|(k, _)| k.clone()))
+            .collect();
         for (i, stage) in stages.iter().enumerate() {
-            let expanded = self
+            let expansion = self
                 .ctx
                 .lexer
-                .expand(&stage.from.base_name, &self.ctx.global_args)
+                .process(&stage.from.base_name, &self.ctx.global_args)
                 .map_err(|e| Error::from(e).with_location(stage.location))?;
+            for arg in expansion
+                .unmatched
+                .iter()
+                .filter(|a| !declared.contains(*a))
+            {
+                let hint = lint::suggest(arg, declared.iter().map(String::as_str))
+                    .map(|s| format!(" (did you mean {s}?)"))
+                    .unwrap_or_default();
+                self.lint.report(
+                    "UndefinedArgInFrom",
+                    &format!("FROM argument '{arg}' is not declared{hint}"),
+                    stage.location,
+                );
+            }
+            let expanded = expansion.word;
             if expanded.is_empty() {
                 return Err(Error::at(
                     format!("base name ({}) should not be blank", stage.from.base_name),
@@ -539,16 +582,18 @@ impl<'a> Converter<'a> {
                 ..StageState::default()
             };
             if let Some(platform) = &stage.from.platform {
-                let value = self
+                let expansion = self
                     .ctx
                     .lexer
-                    .expand(platform, &self.ctx.global_args)
+                    .process(platform, &self.ctx.global_args)
                     .map_err(|e| {
                         Error::at(
                             format!("failed to process arguments for platform {platform}: {e}"),
                             stage.location,
                         )
                     })?;
+                self.check_from_platform(stage, platform, &expansion);
+                let value = expansion.word;
                 if value.is_empty() {
                     return Err(Error::at(
                         format!("empty platform value from expression {platform}"),
@@ -599,6 +644,89 @@ impl<'a> Converter<'a> {
                 .collect();
         }
         Ok(())
+    }
+
+    /// `RedundantTargetPlatform` (`--platform=$TARGETPLATFORM`) and
+    /// `FromPlatformFlagConstDisallowed` (a constant, unless the stage is named for it).
+    fn check_from_platform(
+        &mut self,
+        stage: &instructions::Stage,
+        written: &str,
+        expansion: &crate::shell::Expansion,
+    ) {
+        if expansion.matched.len() == 1
+            && expansion.unmatched.is_empty()
+            && expansion.matched.contains("TARGETPLATFORM")
+            && env_get(&self.ctx.global_args, "TARGETPLATFORM") == Some(expansion.word.as_str())
+        {
+            self.lint.report(
+                "RedundantTargetPlatform",
+                &format!("Setting platform to predefined {written} in FROM is redundant as this is the default behavior"),
+                stage.location,
+            );
+        }
+        if !expansion.matched.is_empty() || !expansion.unmatched.is_empty() {
+            return;
+        }
+        let Ok(platform) = expansion.word.parse::<Platform>() else {
+            return;
+        };
+        let name = stage.from.name.as_deref().unwrap_or_default();
+        if name.contains(&platform.os) || name.contains(&platform.architecture) {
+            return;
+        }
+        self.lint.report(
+            "FromPlatformFlagConstDisallowed",
+            &format!(
+                "FROM --platform flag should not use constant value {:?}",
+                expansion.word
+            ),
+            stage.location,
+        );
+    }
+
+    /// `InvalidDefaultArgInFrom`: with only the global ARGs' defaults (no --build-arg),
+    /// a base name that is empty or no image reference.
+    fn check_default_base_names(&mut self) {
+        let mut args: Vec<(String, String)> = default_args(
+            &self
+                .ctx
+                .options
+                .build_platform
+                .clone()
+                .unwrap_or_else(Platform::host),
+            &self.ctx.target_platform,
+            &BTreeMap::new(),
+            "",
+        );
+        for command in &self.parsed.meta_args {
+            let Instruction::Arg(declared) = &command.instruction else {
+                continue;
+            };
+            for arg in declared {
+                if let Some(default) = &arg.value {
+                    let Ok(value) = self.ctx.lexer.expand(default, &args) else {
+                        return;
+                    };
+                    env_set(&mut args, &arg.key, value);
+                }
+            }
+        }
+        for stage in &self.parsed.stages {
+            let Ok(name) = self.ctx.lexer.expand(&stage.from.base_name, &args) else {
+                return;
+            };
+            if name.parse::<Reference>().is_err() {
+                self.lint.report(
+                    "InvalidDefaultArgInFrom",
+                    &format!(
+                        "Default value for ARG {} results in empty or invalid base image name",
+                        stage.from.base_name
+                    ),
+                    stage.location,
+                );
+            }
+        }
     }
 
     fn resolve_target(&self) -> Result<usize, Error> {

@@ -131,6 +131,19 @@ pub fn detect_syntax(dockerfile: &[u8]) -> Option<(String, String)> {
     Some((value.clone(), value))
 }
 
+/// Whether a `# syntax=` reference names this frontend: `docker/dockerfile` (and
+/// `docker/dockerfile-upstream`) at any version, labs or digest.
+pub fn is_builtin_syntax(reference: &str) -> bool {
+    let Ok(parsed) = reference.parse::<kiln_oci::Reference>() else {
+        return false;
+    };
+    parsed.domain == "docker.io"
+        && matches!(
+            parsed.path.as_str(),
+            "docker/dockerfile" | "docker/dockerfile-upstream"
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +158,26 @@ mod tests {
         assert_eq!(split_directive("1x=y"), None);
         assert_eq!(split_directive("x="), None);
         assert_eq!(split_directive("just a comment"), None);
+    }
+
+    #[test]
+    fn builtin_syntaxes() {
+        for builtin in [
+            "docker/dockerfile:1",
+            "docker/dockerfile:1.7-labs",
+            "docker.io/docker/dockerfile:1.18.0",
+            "docker/dockerfile-upstream:master",
+            "docker/dockerfile@sha256:ac85f380a63b13dfcefa89046420e1781752bab202122f8f50032edf31be0021",
+        ] {
+            assert!(is_builtin_syntax(builtin), "{builtin}");
+        }
+        for external in [
+            "tonistiigi/dockerfile:x",
+            "ghcr.io/docker/dockerfile:1",
+            "::",
+        ] {
+            assert!(!is_builtin_syntax(external), "{external}");
+        }
     }
 
     #[test]

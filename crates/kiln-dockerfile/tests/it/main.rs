@@ -1,5 +1,6 @@
 //! Integration tests of kiln-dockerfile: one binary, one module per feature.
 
+mod checks;
 mod conformance;
 mod instructions;
 mod llb_convert;

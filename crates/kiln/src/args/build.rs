@@ -54,6 +54,12 @@ pub(crate) struct BuildArgs {
     /// Write the image ID (the config digest) to a file.
     #[arg(long)]
     pub(crate) iidfile: Option<PathBuf>,
+    /// Run the Dockerfile's build checks only (same as `--call=check`).
+    #[arg(long)]
+    pub(crate) check: bool,
+    /// What to run: `build` (default) or `check`.
+    #[arg(long, default_value = "build")]
+    pub(crate) call: String,
     /// Suppress the build output and print the image ID on success.
     #[arg(short = 'q', long)]
     pub(crate) quiet: bool,

@@ -70,7 +70,17 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
     let quiet = args.progress == "quiet";
     let progress = Plain::new(quiet);
     let mut metadata = Map::new();
+    let mut checks_fired = false;
     for (name, (build, planned)) in requests {
+        let call = resolved.targets[name.as_str()]
+            .get("call")
+            .and_then(Json::as_str)
+            .unwrap_or("build");
+        if call == "check" {
+            println!("target {name}:");
+            checks_fired |= crate::progress::checks::print_report(&engine.check(&build)?);
+            continue;
+        }
         if !quiet {
             eprintln!("#target {name}");
         }
@@ -91,6 +101,7 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
             for warning in &result.warnings {
                 eprintln!("WARNING: {name}: {warning}");
             }
+            crate::progress::checks::print_summary(&result.checks);
         }
         metadata.insert(
             name.clone(),
@@ -99,6 +110,9 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.metadata_file {
         crate::metadata::write_json(path, &Json::Object(metadata))?;
+    }
+    if checks_fired {
+        return Err(crate::commands::Reported.into());
     }
     Ok(())
 }
@@ -136,8 +150,8 @@ fn build_request(
                 .collect()
         })
         .unwrap_or_default();
-    if let Some(call) = text("call").filter(|c| *c != "build") {
-        bail!("call={call} (check, outline, targets) is not supported yet; only builds are");
+    if let Some(call) = text("call").filter(|c| !matches!(*c, "build" | "check")) {
+        bail!("call={call} (outline, targets) is not supported yet; build and check are");
     }
     let context_spec = text("context").unwrap_or(".");
     if context_spec.contains("://") || context_spec.starts_with("git@") {

@@ -179,6 +179,24 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
         entitlements: parse_entitlements(&args.allow)?,
     };
     let engine = crate::driver::embedded::open()?;
+    let call = if args.check {
+        "check"
+    } else {
+        args.call.as_str()
+    };
+    match call {
+        "build" => {}
+        "check" => {
+            let checks = engine.check(&request)?;
+            if crate::progress::checks::print_report(&checks) {
+                return Err(crate::commands::Reported.into());
+            }
+            return Ok(());
+        }
+        other => bail!(
+            "--call {other:?}: supported are build and check (outline and targets are not yet)"
+        ),
+    }
     let quiet = args.quiet || args.progress == "quiet";
     let progress = Plain::new(quiet);
     let result = engine.build(&request, &|event| progress.event(event))?;
@@ -196,6 +214,7 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
         for warning in &result.warnings {
             eprintln!("WARNING: {warning}");
         }
+        crate::progress::checks::print_summary(&result.checks);
         if request.outputs.is_empty() {
             eprintln!(
                 "WARNING: No output specified with the embedded builder.\n         Build result will only remain in the build cache.\n         To push result image into registry use --push or\n         to load image into docker use --load"

@@ -6,6 +6,19 @@ mod dump_llb;
 
 use crate::args::{Cli, Command, debug::DebugCommand};
 
+/// A failure already reported to the user (e.g. `--check` found warnings): the process
+/// only exits non-zero.
+#[derive(Debug)]
+pub(crate) struct Reported;
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("reported")
+    }
+}
+
+impl std::error::Error for Reported {}
+
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Build(args) => build::run(&args),

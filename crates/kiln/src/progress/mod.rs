@@ -1,4 +1,5 @@
-//! Progress displays. Only BuildKit's `plain` format exists so far (`auto` and `tty`
-//! use it too).
+//! Progress displays and build-check reports. Only BuildKit's `plain` format exists so
+//! far (`auto` and `tty` use it too).
 
+pub(crate) mod checks;
 pub(crate) mod plain;

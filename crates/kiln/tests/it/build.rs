@@ -343,3 +343,66 @@ target "app" {{
         "from-base\n"
     );
 }
+
+#[test]
+fn an_external_frontend_is_refused_clearly() {
+    let work = tempfile::tempdir().unwrap();
+    fs_err::write(
+        work.path().join("Dockerfile"),
+        "# syntax=example.com/frontends/custom:1\nFROM scratch\n",
+    )
+    .unwrap();
+    let output = kiln(
+        &work.path().join("state"),
+        &["build", "--progress=plain", work.path().to_str().unwrap()],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("example.com/frontends/custom:1")
+            && stderr.contains("external frontend")
+            && stderr.contains("docker/dockerfile:1"),
+        "{stderr}"
+    );
+}
+
+/// `--check` reports BuildKit's rules with their links and the Dockerfile lines, exits
+/// 1 when any fired and 0 when none did; `# check=skip=` silences rules.
+#[test]
+fn check_reports_build_checks_without_building() {
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let dockerfile = work.path().join("Dockerfile");
+    fs_err::write(
+        &dockerfile,
+        "FROM scratch as base\nENV API_TOKEN=x\nCMD echo hi\n",
+    )
+    .unwrap();
+    let dir = work.path().to_str().unwrap();
+    let output = kiln(&state, &["build", "--check", dir]);
+    assert_eq!(output.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        report.starts_with("Check complete, 3 warnings have been found!"),
+        "{report}"
+    );
+    for expected in [
+        "WARNING: FromAsCasing - https://docs.docker.com/go/dockerfile/rule/from-as-casing/",
+        "Do not use ARG or ENV instructions for sensitive data (ENV \"API_TOKEN\")",
+        "   3 | >>> CMD echo hi",
+    ] {
+        assert!(report.contains(expected), "{expected}:\n{report}");
+    }
+
+    fs_err::write(
+        &dockerfile,
+        "# check=skip=FromAsCasing,SecretsUsedInArgOrEnv,JSONArgsRecommended\nFROM scratch as base\nENV API_TOKEN=x\nCMD echo hi\n",
+    )
+    .unwrap();
+    let output = kiln(&state, &["build", "--call=check", dir]);
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "Check complete, no warnings found."
+    );
+}
