@@ -83,6 +83,15 @@ pub enum Event {
         /// How long it took.
         duration: Duration,
     },
+    /// A vertex failed.
+    Failed {
+        /// Its digest.
+        digest: String,
+        /// Why.
+        error: String,
+        /// How long it ran.
+        duration: Duration,
+    },
     /// Output of a running process.
     Log {
         /// The vertex's digest.
@@ -324,25 +333,38 @@ impl Worker {
                 data: data.to_vec(),
             })
         };
-        let mut refs = match &vertex.op.op {
-            Some(Op::Source(source)) => vec![self.run_source(source, options, &log)?],
-            Some(Op::File(file)) => vec![ops::file::run(self, file, inputs)?],
-            Some(Op::Exec(exec)) => {
-                ops::exec::check_entitlements(exec, options.entitlements)?;
-                ops::exec::run(self, &digest, exec, inputs, options.secrets, &log)?
+        let run = || -> Result<Vec<Ref>, Error> {
+            Ok(match &vertex.op.op {
+                Some(Op::Source(source)) => vec![self.run_source(source, options, &log)?],
+                Some(Op::File(file)) => vec![ops::file::run(self, file, inputs)?],
+                Some(Op::Exec(exec)) => {
+                    ops::exec::check_entitlements(exec, options.entitlements)?;
+                    ops::exec::run(self, &digest, exec, inputs, options.secrets, &log)?
+                }
+                Some(Op::Merge(merge)) => vec![ops::merge(merge, inputs)],
+                Some(Op::Diff(_)) => {
+                    return Err(Error::Unsupported(
+                        "diff ops are not supported yet".to_owned(),
+                    ));
+                }
+                Some(Op::Build(_)) => {
+                    return Err(Error::Unsupported(
+                        "build ops are not supported yet".to_owned(),
+                    ));
+                }
+                None => return Err(Error::Unsupported("an op without content".to_owned())),
+            })
+        };
+        let mut refs = match run() {
+            Ok(refs) => refs,
+            Err(error) => {
+                (options.progress)(Event::Failed {
+                    digest: digest.clone(),
+                    error: error.to_string(),
+                    duration: started.elapsed(),
+                });
+                return Err(error);
             }
-            Some(Op::Merge(merge)) => vec![ops::merge(merge, inputs)],
-            Some(Op::Diff(_)) => {
-                return Err(Error::Unsupported(
-                    "diff ops are not supported yet".to_owned(),
-                ));
-            }
-            Some(Op::Build(_)) => {
-                return Err(Error::Unsupported(
-                    "build ops are not supported yet".to_owned(),
-                ));
-            }
-            None => return Err(Error::Unsupported("an op without content".to_owned())),
         };
         for (index, r) in refs.iter_mut().enumerate() {
             r.key = sha256_hex(&[key.as_bytes(), index.to_string().as_bytes()]);

@@ -11,7 +11,7 @@ use serde_json::{Map, Value as Json};
 use crate::args::bake::BakeArgs;
 use crate::commands::build::{parse_context_value, parse_entitlements, parse_secret, parse_ssh};
 use crate::outputs::Planned;
-use crate::progress::plain::Plain;
+use crate::progress::Progress;
 
 pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
     let mut sets = args.sets.clone();
@@ -68,7 +68,6 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let engine = crate::driver::embedded::open()?;
     let quiet = args.progress == "quiet";
-    let progress = Plain::new(quiet);
     let mut metadata = Map::new();
     let mut checks_fired = false;
     for (name, (build, planned)) in requests {
@@ -81,12 +80,13 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
             checks_fired |= crate::progress::checks::print_report(&engine.check(&build)?);
             continue;
         }
-        if !quiet {
+        let progress = Progress::open(&args.progress, false)?;
+        if let Progress::Plain(_) = progress {
             eprintln!("#target {name}");
         }
-        let result = engine
-            .build(&build, &|event| progress.event(event))
-            .with_context(|| format!("target {name:?} failed to build"))?;
+        let result = engine.build(&build, &|event| progress.event(event));
+        progress.finish();
+        let result = result.with_context(|| format!("target {name:?} failed to build"))?;
         for archive in crate::outputs::loads(&planned) {
             for message in crate::docker::load(&archive)? {
                 if !quiet {

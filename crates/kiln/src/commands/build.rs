@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use kiln_engine::{BuildContext, BuildRequest};
 
 use crate::args::build::BuildArgs;
-use crate::progress::plain::Plain;
+use crate::progress::Progress;
 
 fn parse_build_args(args: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
@@ -131,14 +131,14 @@ pub(crate) fn parse_entitlements(allow: &[String]) -> anyhow::Result<Vec<String>
 }
 
 pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
+    let quiet = args.quiet || args.progress == "quiet";
+    let progress_mode = args.progress.clone();
+    // Checked before any work; the display opens (the live view starts) when building.
     if !matches!(
-        args.progress.as_str(),
+        progress_mode.as_str(),
         "auto" | "plain" | "tty" | "quiet" | "rawjson"
     ) {
-        bail!(
-            "--progress {:?}: must be one of auto, plain, tty, quiet, rawjson",
-            args.progress
-        );
+        bail!("--progress {progress_mode:?}: must be one of auto, plain, tty, quiet, rawjson");
     }
     let context = args.context.clone();
     if !context.is_dir() {
@@ -197,9 +197,10 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
             "--call {other:?}: supported are build and check (outline and targets are not yet)"
         ),
     }
-    let quiet = args.quiet || args.progress == "quiet";
-    let progress = Plain::new(quiet);
-    let result = engine.build(&request, &|event| progress.event(event))?;
+    let progress = Progress::open(&progress_mode, quiet)?;
+    let result = engine.build(&request, &|event| progress.event(event));
+    progress.finish();
+    let result = result?;
     for archive in crate::outputs::loads(&planned) {
         for message in crate::docker::load(&archive)? {
             if !quiet {

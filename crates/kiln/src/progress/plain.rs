@@ -1,5 +1,5 @@
-//! BuildKit's plain progress: `#N [stage 1/2] RUN …`, `#N 0.123 output`, `#N DONE 0.1s`,
-//! `#N CACHED`.
+//! BuildKit's plain progress: `#N [stage 1/2] RUN …`, `#N 0.123 output` (seconds since
+//! the step started), `#N DONE 0.1s`, `#N CACHED`, `#N ERROR: …`.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -9,48 +9,43 @@ use std::time::Instant;
 use kiln_engine::Event;
 
 /// Prints events as they come; safe to share between the solver's threads.
+#[derive(Default)]
 pub(crate) struct Plain {
-    start: Instant,
-    quiet: bool,
-    state: Mutex<HashMap<String, usize>>,
+    /// Each vertex's number and start.
+    steps: Mutex<HashMap<String, (usize, Instant)>>,
 }
 
 impl Plain {
-    pub(crate) fn new(quiet: bool) -> Self {
-        Self {
-            start: Instant::now(),
-            quiet,
-            state: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn number(&self, digest: &str) -> usize {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let next = state.len() + 1;
-        *state.entry(digest.to_owned()).or_insert(next)
+    fn step(&self, digest: &str) -> (usize, Instant) {
+        let mut steps = self.steps.lock().unwrap_or_else(|e| e.into_inner());
+        let next = steps.len() + 1;
+        *steps
+            .entry(digest.to_owned())
+            .or_insert((next, Instant::now()))
     }
 
     pub(crate) fn event(&self, event: Event) {
-        if self.quiet {
-            return;
-        }
         let mut err = std::io::stderr().lock();
         let _ = match event {
             Event::Started { digest, name } => {
-                let n = self.number(&digest);
+                let (n, _) = self.step(&digest);
                 writeln!(err, "#{n} {name}")
             }
             Event::Cached { digest, name } => {
-                let n = self.number(&digest);
+                let (n, _) = self.step(&digest);
                 writeln!(err, "#{n} {name}\n#{n} CACHED")
             }
             Event::Done { digest, duration } => {
-                let n = self.number(&digest);
+                let (n, _) = self.step(&digest);
                 writeln!(err, "#{n} DONE {:.1}s", duration.as_secs_f64())
             }
+            Event::Failed { digest, error, .. } => {
+                let (n, _) = self.step(&digest);
+                writeln!(err, "#{n} ERROR: {error}")
+            }
             Event::Log { digest, data } => {
-                let n = self.number(&digest);
-                let elapsed = self.start.elapsed().as_secs_f64();
+                let (n, started) = self.step(&digest);
+                let elapsed = started.elapsed().as_secs_f64();
                 let text = String::from_utf8_lossy(&data);
                 let mut result = Ok(());
                 for line in text.lines() {

@@ -136,6 +136,10 @@ fn demo_builds_into_an_oci_archive_and_rebuilds_from_cache() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("about to fail"), "{stderr}");
+    assert!(
+        stderr.contains(" ERROR: process \"/bin/sh -c echo about to fail"),
+        "plain progress names the failed step: {stderr}"
+    );
     assert!(stderr.contains("Dockerfile:2"), "{stderr}");
     assert!(
         stderr.contains("   2 | >>> RUN echo about to fail && \\"),
@@ -405,4 +409,39 @@ fn check_reports_build_checks_without_building() {
         String::from_utf8_lossy(&output.stdout).trim(),
         "Check complete, no warnings found."
     );
+}
+
+/// `--progress=rawjson`: one JSON status object per line, BuildKit's field names.
+#[test]
+fn rawjson_progress_is_a_stream_of_solve_statuses() {
+    let work = tempfile::tempdir().unwrap();
+    fs_err::write(work.path().join("hello.txt"), "hi\n").unwrap();
+    fs_err::write(
+        work.path().join("Dockerfile"),
+        "FROM scratch\nCOPY hello.txt /\n",
+    )
+    .unwrap();
+    let output = kiln(
+        &work.path().join("state"),
+        &["build", "--progress=rawjson", work.path().to_str().unwrap()],
+    );
+    let stderr = check(&output);
+    let statuses: Vec<Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let copy = statuses
+        .iter()
+        .flat_map(|s| s["vertexes"].as_array().cloned().unwrap_or_default())
+        .filter(|v| {
+            v["name"]
+                .as_str()
+                .is_some_and(|n| n.contains("COPY hello.txt /"))
+        })
+        .collect::<Vec<_>>();
+    assert!(copy.len() >= 2, "{stderr}");
+    assert!(copy[0]["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(copy[0]["started"].as_str().unwrap().ends_with('Z'));
+    assert!(copy.last().unwrap()["completed"].is_string(), "{stderr}");
 }
