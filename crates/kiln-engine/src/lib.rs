@@ -108,6 +108,25 @@ pub struct BuildRequest {
     pub ssh: BTreeMap<String, PathBuf>,
     /// Entitlements the client grants (`--allow`).
     pub entitlements: Vec<String>,
+    /// Labels added to the image (`--label`).
+    pub labels: BTreeMap<String, String>,
+    /// Stages that ignore the cache (`--no-cache-filter`).
+    pub no_cache_filter: Vec<String>,
+    /// How RUN steps are set up (`--network`, `--add-host`, `--ulimit`, `--shm-size`).
+    pub run: RunDefaults,
+}
+
+/// Settings every RUN step gets unless it chooses otherwise.
+#[derive(Debug, Clone, Default)]
+pub struct RunDefaults {
+    /// `--network`: `none` or `host` (`default` leaves each RUN's own).
+    pub network: Option<String>,
+    /// `--add-host name:address`.
+    pub extra_hosts: Vec<(String, String)>,
+    /// `--ulimit name=soft[:hard]`: (name, soft, hard).
+    pub ulimits: Vec<(String, i64, i64)>,
+    /// `--shm-size`, in bytes.
+    pub shm_size: i64,
 }
 
 /// What a build produced.
@@ -117,6 +136,8 @@ pub struct BuildResult {
     pub manifest_digest: Option<String>,
     /// The image config's digest, when an image was exported.
     pub config_digest: Option<String>,
+    /// The image manifest's descriptor, when an image was exported.
+    pub manifest: Option<kiln_oci::Descriptor>,
     /// The names the image was given (the first image exporter's).
     pub image_names: Vec<String>,
     /// `name@digest` of each push.
@@ -131,6 +152,28 @@ pub struct BuildResult {
 pub struct Engine {
     worker: Worker,
     platform: Platform,
+    /// Held while the engine is open: one process uses a state directory at a time.
+    _lock: fs::File,
+}
+
+/// Locks the state directory, calling `on_wait` first if another process holds it.
+fn lock_state(root: &Path, on_wait: &dyn Fn(&Path)) -> Result<fs::File, Error> {
+    use rustix::fs::{FlockOperation, flock};
+    fs::create_dir_all(root)
+        .map_err(|e| Error::Usage(format!("creating {}: {e}", root.display())))?;
+    let path = root.join("lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Usage(format!("opening {}: {e}", path.display())))?;
+    if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+        on_wait(root);
+        flock(&file, FlockOperation::LockExclusive)
+            .map_err(|e| Error::Usage(format!("locking {}: {e}", path.display())))?;
+    }
+    Ok(file)
 }
 
 struct Contexts {
@@ -330,8 +373,10 @@ fn mtime_secs(path: &Path) -> Option<i64> {
 }
 
 impl Engine {
-    /// Opens the engine's state.
-    pub fn open(config: EngineConfig) -> Result<Self, Error> {
+    /// Opens the engine's state. Another process using the same state directory is
+    /// waited for (`on_wait` is told first), so the store is never shared unlocked.
+    pub fn open(config: EngineConfig, on_wait: &dyn Fn(&Path)) -> Result<Self, Error> {
+        let lock = lock_state(&config.root, on_wait)?;
         let platform = Platform::host();
         let worker = Worker::open(
             WorkerConfig {
@@ -342,7 +387,11 @@ impl Engine {
             },
             Arc::new(RegistryClient::new()),
         )?;
-        Ok(Self { worker, platform })
+        Ok(Self {
+            worker,
+            platform,
+            _lock: lock,
+        })
     }
 
     /// Builds a Dockerfile and exports the result.
@@ -500,6 +549,21 @@ impl Engine {
             context_excludes: dockerignore(&request.context),
             context_name: Some(context_name.to_owned()),
             named_contexts,
+            labels: request.labels.clone(),
+            no_cache_filter: request.no_cache_filter.clone(),
+            network: match request.run.network.as_deref() {
+                None | Some("default" | "") => None,
+                Some("none") => Some(kiln_llb::NetMode::None),
+                Some("host") => Some(kiln_llb::NetMode::Host),
+                Some(other) => {
+                    return Err(Error::Usage(format!(
+                        "--network {other:?}: use default, none or host"
+                    )));
+                }
+            },
+            extra_hosts: request.run.extra_hosts.clone(),
+            ulimits: request.run.ulimits.clone(),
+            shm_size: request.run.shm_size,
             ..ConvertOptions::default()
         };
         convert::convert(dockerfile, &options, &Resolver(&self.worker))
@@ -565,6 +629,7 @@ impl Engine {
         out.warnings.extend(options.notices.iter().cloned());
         if out.manifest_digest.is_none() {
             out.manifest_digest = Some(assembled.manifest.digest.clone());
+            out.manifest = Some(assembled.manifest.clone());
             out.config_digest = Some(assembled.config.digest.clone());
             out.image_names = options.names.clone();
         }

@@ -55,10 +55,12 @@ impl Executor {
         } else {
             &process.hostname
         };
-        fs::write(
-            etc.join("hosts"),
-            format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
-        )?;
+        let mut hosts =
+            format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        for (name, address) in &process.extra_hosts {
+            hosts.push_str(&format!("{address}\t{name}\n"));
+        }
+        fs::write(etc.join("hosts"), hosts)?;
         let resolv = match process.network {
             NetworkMode::None => String::new(),
             NetworkMode::Host => fs_err::read_to_string("/etc/resolv.conf").unwrap_or_default(),

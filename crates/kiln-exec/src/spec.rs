@@ -33,6 +33,10 @@ pub struct Process {
     pub network: NetworkMode,
     /// Run privileged (all capabilities, no seccomp, no masked paths).
     pub privileged: bool,
+    /// Extra `/etc/hosts` entries: (name, address).
+    pub extra_hosts: Vec<(String, String)>,
+    /// Resource limits: (name as in `--ulimit`, e.g. `nofile`; soft; hard).
+    pub ulimits: Vec<(String, i64, i64)>,
 }
 
 /// How a mount is provided.
@@ -60,6 +64,51 @@ pub struct Mount {
     /// What it is.
     pub kind: MountKind,
 }
+
+/// Every capability, for privileged processes (`--security=insecure`).
+const ALL_CAPS: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
 
 /// Docker's default capability set.
 const DEFAULT_CAPS: [&str; 14] = [
@@ -110,7 +159,18 @@ pub(crate) fn runtime_spec(
     mounts: &[Mount],
     etc: &std::path::Path,
 ) -> Value {
-    let caps: Vec<&str> = DEFAULT_CAPS.to_vec();
+    let caps: Vec<&str> = if process.privileged {
+        ALL_CAPS.to_vec()
+    } else {
+        DEFAULT_CAPS.to_vec()
+    };
+    let rlimits: Vec<Value> = process
+        .ulimits
+        .iter()
+        .map(|(name, soft, hard)| {
+            json!({"type": format!("RLIMIT_{}", name.to_ascii_uppercase()), "soft": soft, "hard": hard})
+        })
+        .collect();
     let mut spec_mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
@@ -172,6 +232,7 @@ pub(crate) fn runtime_spec(
                 "permitted": caps,
             },
             "noNewPrivileges": !process.privileged,
+            "rlimits": rlimits,
         },
         "root": {"path": rootfs, "readonly": false},
         "hostname": if process.hostname.is_empty() { "buildkitsandbox" } else { process.hostname.as_str() },

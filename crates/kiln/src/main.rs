@@ -13,8 +13,24 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+/// What the docker CLI asks a plugin before running it (`docker kiln …`).
+const PLUGIN_METADATA: &str = r#"{"SchemaVersion":"0.1.0","Vendor":"kiln","Version":"0.1.0","ShortDescription":"Build with kiln (BuildKit-compatible builder)"}"#;
+
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Installed as the docker CLI plugin `docker-kiln`: the CLI asks for metadata, then
+    // runs `docker-kiln kiln ARGS…`.
+    if argv
+        .get(1)
+        .is_some_and(|a| a == "docker-cli-plugin-metadata")
+    {
+        println!("{PLUGIN_METADATA}");
+        return ExitCode::SUCCESS;
+    }
+    if argv.get(1).is_some_and(|a| a == "kiln") {
+        argv.remove(1);
+    }
+    let cli = args::Cli::parse_from(argv);
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         // A closed pipe (`kiln … | head`) is the reader's choice, not an error.

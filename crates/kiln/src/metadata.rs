@@ -16,12 +16,39 @@ pub(crate) fn build_metadata(request: &BuildRequest, result: &BuildResult) -> Js
     if let Some(manifest) = &result.manifest_digest {
         out.insert("containerimage.digest".into(), manifest.clone().into());
     }
+    if let Some(descriptor) = &result.manifest {
+        let mut value = serde_json::json!({
+            "mediaType": descriptor.media_type,
+            "digest": descriptor.digest,
+            "size": descriptor.size,
+        });
+        if let Some(config) = &result.config_digest {
+            value["annotations"] = serde_json::json!({"config.digest": config});
+        }
+        out.insert("containerimage.descriptor".into(), value);
+    }
+    out.insert("buildx.build.ref".into(), build_ref().into());
     if !result.image_names.is_empty() {
         out.insert("image.name".into(), result.image_names.join(",").into());
     } else if !request.tags.is_empty() {
         out.insert("image.name".into(), request.tags.join(",").into());
     }
     Json::Object(out)
+}
+
+/// `builder/node/id`, as buildx names a build (the embedded builder has one node).
+fn build_ref() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mut id = nanos ^ (u128::from(std::process::id()) << 64);
+    let mut text = String::new();
+    for _ in 0..25 {
+        text.push(char::from_digit((id % 36) as u32, 36).unwrap_or('0'));
+        id /= 36;
+    }
+    format!("kiln/embedded/{text}")
 }
 
 /// Writes `text` to `path` through a temporary file and a rename, so a reader never

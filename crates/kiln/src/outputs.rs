@@ -72,10 +72,16 @@ pub(crate) fn plan(
     kind: &str,
     mut attrs: BTreeMap<String, String>,
     tags: &[String],
+    annotations: &BTreeMap<String, String>,
 ) -> anyhow::Result<Planned> {
     let names_image = matches!(kind, "image" | "registry" | "docker" | "oci");
     if names_image && !attrs.contains_key("name") && !tags.is_empty() {
         attrs.insert("name".to_owned(), tags.join(","));
+    }
+    if names_image {
+        for (key, value) in annotations {
+            attrs.entry(key.clone()).or_insert_with(|| value.clone());
+        }
     }
     let mut load = None;
     if kind == "docker" && !attrs.contains_key("dest") {
@@ -105,13 +111,14 @@ pub(crate) fn plan(
 pub(crate) fn plan_all(
     outputs: &[String],
     tags: &[String],
+    annotations: &BTreeMap<String, String>,
     push: bool,
     load: bool,
 ) -> anyhow::Result<Vec<Planned>> {
     let mut planned = Vec::new();
     for spec in outputs {
         let (kind, attrs) = parse_spec(spec)?;
-        planned.push(plan(&kind, attrs, tags)?);
+        planned.push(plan(&kind, attrs, tags, annotations)?);
     }
     let pushes = planned.iter().any(|p| match &p.output {
         Output::Image(e) => e.push,
@@ -122,11 +129,11 @@ pub(crate) fn plan_all(
             bail!("--push needs an image name: add --tag NAME");
         }
         let attrs = BTreeMap::from([("push".to_owned(), "true".to_owned())]);
-        planned.push(plan("image", attrs, tags)?);
+        planned.push(plan("image", attrs, tags, annotations)?);
     }
     let loads = planned.iter().any(|p| p.load.is_some());
     if load && !loads {
-        planned.push(plan("docker", BTreeMap::new(), tags)?);
+        planned.push(plan("docker", BTreeMap::new(), tags, annotations)?);
     }
     Ok(planned)
 }
@@ -164,7 +171,14 @@ mod tests {
 
     #[test]
     fn tags_name_the_image_and_push_adds_an_exporter() {
-        let planned = plan_all(&[], &["127.0.0.1:5000/demo:1".to_owned()], true, false).unwrap();
+        let planned = plan_all(
+            &[],
+            &["127.0.0.1:5000/demo:1".to_owned()],
+            &BTreeMap::new(),
+            true,
+            false,
+        )
+        .unwrap();
         let [
             Planned {
                 output: Output::Image(export),
@@ -176,12 +190,12 @@ mod tests {
         };
         assert!(export.push);
         assert_eq!(export.image.names, ["127.0.0.1:5000/demo:1"]);
-        assert!(plan_all(&[], &[], true, false).is_err());
+        assert!(plan_all(&[], &[], &BTreeMap::new(), true, false).is_err());
     }
 
     #[test]
     fn load_writes_a_docker_archive_to_load() {
-        let planned = plan_all(&[], &["demo".to_owned()], false, true).unwrap();
+        let planned = plan_all(&[], &["demo".to_owned()], &BTreeMap::new(), false, true).unwrap();
         assert_eq!(loads(&planned).len(), 1);
         let Output::Docker(archive) = &planned[0].output else {
             panic!("expected the docker exporter")

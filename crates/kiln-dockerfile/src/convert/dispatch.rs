@@ -796,6 +796,9 @@ fn dispatch_run(
             st.ctx_paths.insert(join(&["/", &mount.source]));
         }
     }
+    if ctx.options.shm_size > 0 {
+        exec = exec.mount(Mount::tmpfs("/dev/shm", ctx.options.shm_size));
+    }
     if run.security == "insecure" {
         exec = exec.security(SecurityMode::Insecure);
     }

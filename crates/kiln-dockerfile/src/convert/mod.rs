@@ -119,6 +119,16 @@ pub struct ConvertOptions {
     pub context_name: Option<String>,
     /// Named contexts by name.
     pub named_contexts: BTreeMap<String, NamedContext>,
+    /// Stages whose steps ignore the cache (`--no-cache-filter`).
+    pub no_cache_filter: Vec<String>,
+    /// The network of RUN steps that do not choose one (`--network`).
+    pub network: Option<kiln_llb::NetMode>,
+    /// `/etc/hosts` entries for every RUN (`--add-host`): (name, address).
+    pub extra_hosts: Vec<(String, String)>,
+    /// Resource limits for every RUN (`--ulimit`): (name, soft, hard).
+    pub ulimits: Vec<(String, i64, i64)>,
+    /// Size of `/dev/shm` in RUN steps, in bytes (`--shm-size`; 0 keeps the default).
+    pub shm_size: i64,
 }
 
 impl ConvertOptions {
@@ -1162,6 +1172,28 @@ impl<'a> Converter<'a> {
             }
             if let Some(hostname) = &self.ctx.hostname {
                 st.state = st.state.hostname(hostname.clone());
+            }
+            let options = self.ctx.options;
+            if let Some(network) = options.network {
+                st.state = st.state.network(network);
+            }
+            // A stage based on another already has them.
+            for (host, address) in &options.extra_hosts {
+                let entry = (host.clone(), address.clone());
+                if !st.state.meta().extra_hosts.contains(&entry) {
+                    st.state = st.state.add_extra_host(host, address);
+                }
+            }
+            for (name, soft, hard) in &options.ulimits {
+                if !st.state.meta().ulimits.iter().any(|u| u.name == *name) {
+                    st.state = st.state.add_ulimit(name, *soft, *hard);
+                }
+            }
+            if let Some(name) = &st.name {
+                st.ignore_cache |= options
+                    .no_cache_filter
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case(name));
             }
             if !st.image.config.working_dir.is_empty() {
                 let wd = st.image.config.working_dir.clone();

@@ -257,6 +257,16 @@ pub(crate) fn run(
             hostname: meta.hostname.clone(),
             network,
             privileged: exec.security == pb::SecurityMode::Insecure as i32,
+            extra_hosts: meta
+                .extra_hosts
+                .iter()
+                .map(|h| (h.host.clone(), h.ip.clone()))
+                .collect(),
+            ulimits: meta
+                .ulimit
+                .iter()
+                .map(|u| (u.name.clone(), u.soft, u.hard))
+                .collect(),
         };
         let _held: Vec<_> = locks
             .iter()

@@ -6,13 +6,13 @@ use clap::Args;
 
 #[derive(Debug, Args)]
 pub(crate) struct BuildArgs {
-    /// Build context: a directory.
+    /// Build context: a directory, or `-` for a tar archive (or a Dockerfile) on stdin.
     #[arg(default_value = ".")]
     pub(crate) context: PathBuf,
     /// Name and optionally a tag (`name:tag`).
     #[arg(short = 't', long = "tag")]
     pub(crate) tags: Vec<String>,
-    /// Name of the Dockerfile (default: `PATH/Dockerfile`).
+    /// Name of the Dockerfile (default: `PATH/Dockerfile`; `-` reads it from stdin).
     #[arg(short = 'f', long = "file")]
     pub(crate) file: Option<PathBuf>,
     /// Set build-time variables (`KEY=VALUE`, or `KEY` to take it from the environment).
@@ -60,6 +60,42 @@ pub(crate) struct BuildArgs {
     /// What to run: `build` (default) or `check`.
     #[arg(long, default_value = "build")]
     pub(crate) call: String,
+    /// Set target platform for build (only the native platform for now).
+    #[arg(long)]
+    pub(crate) platform: Vec<String>,
+    /// Set metadata for an image (`KEY=VALUE`).
+    #[arg(long = "label")]
+    pub(crate) labels: Vec<String>,
+    /// Add annotation to the image (`KEY=VALUE`, or `manifest:KEY=VALUE` style types).
+    #[arg(long = "annotation")]
+    pub(crate) annotations: Vec<String>,
+    /// Do not cache specified stages.
+    #[arg(long = "no-cache-filter")]
+    pub(crate) no_cache_filter: Vec<String>,
+    /// Always attempt to pull all referenced images (kiln always resolves tags anew).
+    #[arg(long)]
+    pub(crate) pull: bool,
+    /// Set the networking mode for the RUN instructions (`default`, `none`, `host`).
+    #[arg(long)]
+    pub(crate) network: Option<String>,
+    /// Add a custom host-to-IP mapping (`host:ip`).
+    #[arg(long = "add-host")]
+    pub(crate) add_hosts: Vec<String>,
+    /// Ulimit options (`nofile=1024:2048`).
+    #[arg(long = "ulimit")]
+    pub(crate) ulimits: Vec<String>,
+    /// Shared memory size for build containers (`64m`).
+    #[arg(long = "shm-size")]
+    pub(crate) shm_size: Option<String>,
+    /// External cache sources (not supported yet).
+    #[arg(long = "cache-from")]
+    pub(crate) cache_from: Vec<String>,
+    /// Cache export destinations (not supported yet).
+    #[arg(long = "cache-to")]
+    pub(crate) cache_to: Vec<String>,
+    /// Override the configured builder instance (only the embedded builder exists).
+    #[arg(long)]
+    pub(crate) builder: Option<String>,
     /// Suppress the build output and print the image ID on success.
     #[arg(short = 'q', long)]
     pub(crate) quiet: bool,

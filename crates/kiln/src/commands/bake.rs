@@ -5,11 +5,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use kiln_engine::{BuildContext, BuildRequest};
+use kiln_engine::{BuildContext, BuildRequest, RunDefaults};
 use serde_json::{Map, Value as Json};
 
 use crate::args::bake::BakeArgs;
-use crate::commands::build::{parse_context_value, parse_entitlements, parse_secret, parse_ssh};
+use crate::commands::build::{
+    annotation_attr, parse_context_value, parse_entitlements, parse_secret, parse_size, parse_ssh,
+    parse_ulimit,
+};
 use crate::outputs::Planned;
 use crate::progress::Progress;
 
@@ -199,6 +202,35 @@ fn build_request(
             }
         }
     };
+    let strings = |key: &str| -> Vec<String> {
+        target
+            .get(key)
+            .and_then(Json::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let string_map = |key: &str| -> BTreeMap<String, String> {
+        target
+            .get(key)
+            .and_then(Json::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut annotations = BTreeMap::new();
+    for annotation in strings("annotations") {
+        let (key, value) = annotation
+            .split_once('=')
+            .with_context(|| format!("annotations: {annotation:?} is not KEY=VALUE"))?;
+        annotations.insert(annotation_attr(key), value.to_owned());
+    }
     let mut planned = Vec::new();
     for entry in objects("output") {
         let mut attrs: BTreeMap<String, String> = entry
@@ -206,7 +238,7 @@ fn build_request(
             .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
             .collect();
         let kind = attrs.remove("type").unwrap_or_else(|| "local".to_owned());
-        planned.push(crate::outputs::plan(&kind, attrs, &tags)?);
+        planned.push(crate::outputs::plan(&kind, attrs, &tags, &annotations)?);
     }
     let mut entitlements = Vec::new();
     for wanted in target
@@ -253,6 +285,20 @@ fn build_request(
             })
             .collect::<anyhow::Result<_>>()?,
         entitlements,
+        labels: string_map("labels"),
+        no_cache_filter: strings("no-cache-filter"),
+        run: RunDefaults {
+            network: text("network").map(str::to_owned),
+            extra_hosts: string_map("extra-hosts").into_iter().collect(),
+            ulimits: strings("ulimits")
+                .iter()
+                .map(|u| parse_ulimit(u))
+                .collect::<anyhow::Result<_>>()?,
+            shm_size: match text("shm-size") {
+                Some(size) => parse_size(size).with_context(|| format!("shm-size {size:?}"))?,
+                None => 0,
+            },
+        },
     };
     Ok((request, planned))
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use kiln_engine::{BuildContext, BuildRequest};
+use kiln_engine::{BuildContext, BuildRequest, RunDefaults};
 
 use crate::args::build::BuildArgs;
 use crate::progress::Progress;
@@ -116,6 +116,166 @@ fn parse_build_context(spec: &str) -> anyhow::Result<(String, BuildContext)> {
     Ok((name.to_owned(), parse_context_value(name, value)?))
 }
 
+/// What kiln cannot do yet, refused before any work with the flag named.
+fn refuse_unsupported(args: &BuildArgs) -> anyhow::Result<()> {
+    if !args.cache_from.is_empty() || !args.cache_to.is_empty() {
+        bail!("--cache-from/--cache-to: remote cache import and export are not supported yet");
+    }
+    if let Some(builder) = args
+        .builder
+        .as_deref()
+        .filter(|b| !matches!(*b, "default" | "kiln"))
+    {
+        bail!("--builder {builder:?}: only the embedded builder (default) exists yet");
+    }
+    let native = kiln_oci::Platform::host();
+    for platform in args.platform.iter().flat_map(|p| p.split(',')) {
+        let parsed: kiln_oci::Platform = match platform.trim() {
+            "local" => native.clone(),
+            other => other
+                .parse()
+                .with_context(|| format!("--platform {other:?}"))?,
+        };
+        if parsed.os != native.os || parsed.architecture != native.architecture {
+            bail!(
+                "--platform {platform}: only the native platform ({native}) can be built yet; multi-platform builds are not supported"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The build context and Dockerfile, reading either from stdin when given as `-`: a
+/// tar archive on stdin is the context; other input on stdin is the Dockerfile.
+fn context_and_dockerfile(
+    args: &BuildArgs,
+    keep: &mut Vec<tempfile::TempDir>,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let from_stdin = |what: &str| -> anyhow::Result<Vec<u8>> {
+        let mut input = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut input)
+            .with_context(|| format!("reading the {what} from stdin"))?;
+        Ok(input)
+    };
+    let dockerfile_stdin = args.file.as_deref() == Some(std::path::Path::new("-"));
+    let context = if args.context.as_os_str() == "-" {
+        if dockerfile_stdin {
+            bail!("invalid argument: can't use stdin for both build context and dockerfile");
+        }
+        let input = from_stdin("build context")?;
+        let dir = tempfile::tempdir()?;
+        let is_tar = input.get(257..262) == Some(b"ustar".as_slice());
+        if is_tar {
+            tar::Archive::new(input.as_slice())
+                .unpack(dir.path())
+                .context("unpacking the build context from stdin")?;
+        } else {
+            // A Dockerfile on stdin and an empty context.
+            fs_err::write(dir.path().join("Dockerfile"), &input)?;
+        }
+        let path = dir.path().to_path_buf();
+        keep.push(dir);
+        path
+    } else {
+        if !args.context.is_dir() {
+            bail!(
+                "unable to prepare context: path {:?} not found",
+                args.context.display().to_string()
+            );
+        }
+        args.context.clone()
+    };
+    let dockerfile = match &args.file {
+        Some(_) if dockerfile_stdin => {
+            let dir = tempfile::tempdir()?;
+            let path = dir.path().join("Dockerfile");
+            fs_err::write(&path, from_stdin("Dockerfile")?)?;
+            keep.push(dir);
+            path
+        }
+        Some(file) => file.clone(),
+        None => context.join("Dockerfile"),
+    };
+    Ok((context, dockerfile))
+}
+
+/// `manifest:KEY` → `annotation-manifest.KEY`, `KEY` → `annotation.KEY` (buildx).
+pub(crate) fn annotation_attr(key: &str) -> String {
+    match key.split_once(':') {
+        Some((kind, rest))
+            if [
+                "manifest",
+                "index",
+                "manifest-descriptor",
+                "index-descriptor",
+            ]
+            .iter()
+            .any(|k| kind.split('[').next() == Some(*k)) =>
+        {
+            format!("annotation-{kind}.{rest}")
+        }
+        _ => format!("annotation.{key}"),
+    }
+}
+
+/// Repeated `KEY=VALUE` flags into a map.
+fn key_values(flag: &str, values: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    values
+        .iter()
+        .map(|v| {
+            v.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .with_context(|| format!("invalid {flag} {v:?}: expected KEY=VALUE"))
+        })
+        .collect()
+}
+
+/// `--add-host name:address` (or `name=address`; IPv6 addresses keep their colons).
+pub(crate) fn parse_add_host(spec: &str) -> anyhow::Result<(String, String)> {
+    let (name, address) = spec
+        .split_once('=')
+        .or_else(|| spec.split_once(':'))
+        .with_context(|| format!("invalid --add-host {spec:?}: expected host:ip"))?;
+    if name.is_empty() || address.is_empty() {
+        bail!("invalid --add-host {spec:?}: expected host:ip");
+    }
+    Ok((name.to_owned(), address.to_owned()))
+}
+
+/// `--ulimit nofile=1024[:2048]`.
+pub(crate) fn parse_ulimit(spec: &str) -> anyhow::Result<(String, i64, i64)> {
+    let bad = || format!("invalid --ulimit {spec:?}: expected NAME=SOFT[:HARD]");
+    let (name, limits) = spec.split_once('=').with_context(bad)?;
+    let (soft, hard) = limits.split_once(':').unwrap_or((limits, limits));
+    let soft: i64 = soft.parse().ok().with_context(bad)?;
+    let hard: i64 = hard.parse().ok().with_context(bad)?;
+    if soft > hard {
+        bail!("invalid --ulimit {spec:?}: soft limit above the hard limit");
+    }
+    Ok((name.to_owned(), soft, hard))
+}
+
+/// Docker's byte sizes: `128m`, `1g`, `512kb`, `1024` (powers of 1024).
+pub(crate) fn parse_size(text: &str) -> anyhow::Result<i64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &lower[digits.len()..];
+    let number: f64 = digits
+        .parse()
+        .ok()
+        .with_context(|| format!("invalid size {text:?}"))?;
+    let scale: f64 = match unit.trim_end_matches('b').trim_end_matches('i') {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024.0 * 1024.0,
+        "g" => 1024.0 * 1024.0 * 1024.0,
+        "t" => 1024f64.powi(4),
+        "p" => 1024f64.powi(5),
+        _ => bail!("invalid size {text:?}: unknown unit {unit:?}"),
+    };
+    Ok((number * scale) as i64)
+}
+
 /// `--allow network.host,security.insecure` (repeatable, comma-separated).
 pub(crate) fn parse_entitlements(allow: &[String]) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
@@ -140,18 +300,24 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
     ) {
         bail!("--progress {progress_mode:?}: must be one of auto, plain, tty, quiet, rawjson");
     }
-    let context = args.context.clone();
-    if !context.is_dir() {
-        bail!(
-            "unable to prepare context: path {:?} not found",
-            context.display().to_string()
-        );
+    refuse_unsupported(args)?;
+    // Kept until the build ends: a context or Dockerfile read from stdin.
+    let mut stdin_dirs = Vec::new();
+    let (context, dockerfile) = context_and_dockerfile(args, &mut stdin_dirs)?;
+    let mut annotations = BTreeMap::new();
+    for annotation in &args.annotations {
+        let (key, value) = annotation
+            .split_once('=')
+            .with_context(|| format!("invalid --annotation {annotation:?}: expected KEY=VALUE"))?;
+        annotations.insert(annotation_attr(key), value.to_owned());
     }
-    let dockerfile = args
-        .file
-        .clone()
-        .unwrap_or_else(|| context.join("Dockerfile"));
-    let planned = crate::outputs::plan_all(&args.outputs, &args.tags, args.push, args.load)?;
+    let planned = crate::outputs::plan_all(
+        &args.outputs,
+        &args.tags,
+        &annotations,
+        args.push,
+        args.load,
+    )?;
     let outputs = planned.iter().map(|p| p.output.clone()).collect();
     let request = BuildRequest {
         context,
@@ -177,6 +343,30 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
             .map(|s| parse_ssh(s))
             .collect::<anyhow::Result<_>>()?,
         entitlements: parse_entitlements(&args.allow)?,
+        labels: key_values("--label", &args.labels)?,
+        no_cache_filter: args
+            .no_cache_filter
+            .iter()
+            .flat_map(|f| f.split(','))
+            .map(str::to_owned)
+            .collect(),
+        run: RunDefaults {
+            network: args.network.clone(),
+            extra_hosts: args
+                .add_hosts
+                .iter()
+                .map(|h| parse_add_host(h))
+                .collect::<anyhow::Result<_>>()?,
+            ulimits: args
+                .ulimits
+                .iter()
+                .map(|u| parse_ulimit(u))
+                .collect::<anyhow::Result<_>>()?,
+            shm_size: match &args.shm_size {
+                Some(size) => parse_size(size).with_context(|| format!("--shm-size {size:?}"))?,
+                None => 0,
+            },
+        },
     };
     let engine = crate::driver::embedded::open()?;
     let call = if args.check {
@@ -235,4 +425,31 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
         eprintln!("writing image {digest} done");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_hosts_ulimits_and_annotations() {
+        assert_eq!(parse_size("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_size("512kb").unwrap(), 512 << 10);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert!(parse_size("1q").is_err());
+        assert_eq!(
+            parse_add_host("db:10.0.0.2").unwrap(),
+            ("db".to_owned(), "10.0.0.2".to_owned())
+        );
+        assert_eq!(parse_add_host("v6=::1").unwrap().1, "::1");
+        assert_eq!(
+            parse_ulimit("nofile=1024:2048").unwrap(),
+            ("nofile".to_owned(), 1024, 2048)
+        );
+        assert_eq!(parse_ulimit("nproc=5").unwrap().2, 5);
+        assert!(parse_ulimit("nofile=9:1").is_err());
+        assert_eq!(annotation_attr("org.x"), "annotation.org.x");
+        assert_eq!(annotation_attr("index:org.x"), "annotation-index.org.x");
+    }
 }

@@ -7,5 +7,12 @@ use kiln_engine::{Engine, EngineConfig};
 pub(crate) fn open() -> anyhow::Result<Engine> {
     let config = EngineConfig::default();
     let root = config.root.display().to_string();
-    Engine::open(config).map_err(|e| anyhow::anyhow!("opening the kiln state in {root}: {e}"))
+    let on_wait = |dir: &std::path::Path| {
+        eprintln!(
+            "waiting for another kiln process to finish with {} ...",
+            dir.display()
+        );
+    };
+    Engine::open(config, &on_wait)
+        .map_err(|e| anyhow::anyhow!("opening the kiln state in {root}: {e}"))
 }

@@ -445,3 +445,175 @@ fn rawjson_progress_is_a_stream_of_solve_statuses() {
     assert!(copy[0]["started"].as_str().unwrap().ends_with('Z'));
     assert!(copy.last().unwrap()["completed"].is_string(), "{stderr}");
 }
+
+/// buildx's RUN-wide flags reach the steps: `--add-host`, `--ulimit`, `--shm-size`,
+/// `--network none`; `--label` lands in the config; `-f -` and a tar context on stdin.
+#[test]
+fn run_flags_labels_and_stdin() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let dockerfile = format!(
+        "FROM 127.0.0.1:{port}/busybox:latest\n\
+         RUN grep -w db /etc/hosts > /hosts && ulimit -n > /nofile && df -k /dev/shm | tail -1 > /shm \
+         && cat /proc/net/dev | tail -n +3 | wc -l > /interfaces\n"
+    );
+    let out = work.path().join("flags-out");
+    let empty = work.path().join("empty");
+    fs_err::create_dir_all(&empty).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("KILN_ROOT", state)
+        .args([
+            "build",
+            "--progress=plain",
+            "-f",
+            "-",
+            "--add-host",
+            "db:10.1.2.3",
+            "--ulimit",
+            "nofile=512:1024",
+            "--shm-size",
+            "16m",
+            "--network",
+            "none",
+            "--label",
+            "org.example.team=build",
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            empty.to_str().unwrap(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), dockerfile.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    check(&child.wait_with_output().unwrap());
+    let read = |name: &str| fs_err::read_to_string(out.join(name)).unwrap();
+    assert_eq!(read("hosts").trim(), "10.1.2.3\tdb");
+    assert_eq!(read("nofile").trim(), "512");
+    assert_eq!(read("shm").split_whitespace().nth(1), Some("16384"));
+    assert_eq!(
+        read("interfaces").trim(),
+        "1",
+        "only loopback with --network none"
+    );
+
+    // A tar archive on stdin is the context; --label shows in the image config.
+    let context = work.path().join("tar-context");
+    fs_err::create_dir_all(&context).unwrap();
+    fs_err::write(context.join("Dockerfile"), "FROM scratch\nCOPY a.txt /\n").unwrap();
+    fs_err::write(context.join("a.txt"), "from tar\n").unwrap();
+    let archive = Command::new("tar")
+        .arg("-C")
+        .arg(&context)
+        .args(["-cf", "-", "."])
+        .output()
+        .unwrap()
+        .stdout;
+    let image = work.path().join("label.tar");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("KILN_ROOT", state)
+        .args([
+            "build",
+            "--progress=plain",
+            "--label",
+            "org.example.team=build",
+        ])
+        .args(["-o", &format!("type=oci,dest={}", image.display()), "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &archive).unwrap();
+    drop(child.stdin.take());
+    check(&child.wait_with_output().unwrap());
+    let config = skopeo_inspect(&image, true);
+    assert_eq!(config["config"]["Labels"]["org.example.team"], "build");
+
+    // What kiln cannot do yet is refused by name.
+    for (flag, message) in [
+        (["--platform", "linux/s390x"], "only the native platform"),
+        (["--cache-to", "type=inline"], "--cache-from/--cache-to"),
+        (["--builder", "remote-one"], "--builder"),
+    ] {
+        let output = kiln(state, &["build", flag[0], flag[1], empty.to_str().unwrap()]);
+        assert!(!output.status.success());
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(message),
+            "{flag:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// Two `kiln build`s on one state directory: the second waits, says so, and both
+/// succeed; the second finds the first's steps in the cache.
+#[test]
+fn concurrent_builds_on_one_state_directory() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let project = work.path().join("slow");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!("FROM 127.0.0.1:{port}/busybox:latest\nRUN sleep 2 && echo slept > /slept\n"),
+    )
+    .unwrap();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .env("KILN_ROOT", state)
+            .args(["build", "--progress=plain", project.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = spawn();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let second = spawn();
+    let first = first.wait_with_output().unwrap();
+    let second = second.wait_with_output().unwrap();
+    check(&first);
+    let log = check(&second);
+    assert!(log.contains("waiting for another kiln process"), "{log}");
+    assert!(log.contains("CACHED"), "{log}");
+}
+
+/// Installed as `~/.docker/cli-plugins/docker-kiln`, `docker kiln build` runs kiln.
+#[test]
+fn docker_cli_plugin() {
+    if Command::new("docker").arg("--version").output().is_err() {
+        println!("skipped: needs the docker CLI");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let plugins = work.path().join("docker-config/cli-plugins");
+    fs_err::create_dir_all(&plugins).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kiln"), plugins.join("docker-kiln")).unwrap();
+    let project = work.path().join("project");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(project.join("Dockerfile"), "FROM scratch as base\n").unwrap();
+    let output = Command::new("docker")
+        .env("DOCKER_CONFIG", work.path().join("docker-config"))
+        .env("KILN_ROOT", work.path().join("state"))
+        .args(["kiln", "build", "--check", project.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("WARNING: FromAsCasing"), "{stdout}");
+    let help = Command::new("docker")
+        .env("DOCKER_CONFIG", work.path().join("docker-config"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Build with kiln"));
+}

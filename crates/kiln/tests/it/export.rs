@@ -83,6 +83,23 @@ fn push_in_docker_and_oci_media_types_and_pull_zstd_back() {
         skopeo_remote(&name, None)["Digest"]
     );
     assert_eq!(metadata["image.name"], name.as_str());
+    assert_eq!(
+        metadata["containerimage.descriptor"]["digest"],
+        metadata["containerimage.digest"]
+    );
+    assert_eq!(
+        metadata["containerimage.descriptor"]["mediaType"],
+        manifest["mediaType"]
+    );
+    assert_eq!(
+        metadata["containerimage.config.digest"],
+        manifest["config"]["digest"]
+    );
+    assert!(
+        metadata["buildx.build.ref"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("kiln/embedded/"))
+    );
 
     // type=registry with zstd, forced onto every layer: OCI media types (turned on by
     // zstd, as BuildKit does), annotations on the manifest.
