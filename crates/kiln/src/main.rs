@@ -8,6 +8,7 @@ mod driver;
 mod metadata;
 mod outputs;
 mod progress;
+mod remote;
 
 use std::process::ExitCode;
 

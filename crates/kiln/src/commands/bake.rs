@@ -157,9 +157,13 @@ fn build_request(
         bail!("call={call} (outline, targets) is not supported yet; build and check are");
     }
     let context_spec = text("context").unwrap_or(".");
-    if context_spec.contains("://") || context_spec.starts_with("git@") {
-        bail!("remote build contexts ({context_spec}) are not supported yet");
-    }
+    let remote = match crate::remote::detect(context_spec) {
+        Some(remote) => Some(crate::remote::fetch(
+            &remote,
+            &scratch.join(format!("{name}.context")),
+        )?),
+        None => None,
+    };
     let mut named_contexts = BTreeMap::new();
     for (key, value) in target
         .get("contexts")
@@ -186,14 +190,18 @@ fn build_request(
         };
         named_contexts.insert(key.clone(), context);
     }
-    let context = dir.join(context_spec);
-    let dockerfile = match text("dockerfile-inline") {
-        Some(inline) => {
+    let (context, remote_dockerfile) = match remote {
+        Some((context, dockerfile)) => (context, dockerfile),
+        None => (dir.join(context_spec), None),
+    };
+    let dockerfile = match (text("dockerfile-inline"), remote_dockerfile) {
+        (Some(inline), _) => {
             let path = scratch.join(format!("{name}.Dockerfile"));
             fs_err::write(&path, inline)?;
             path
         }
-        None => {
+        (None, Some(fetched)) => fetched,
+        (None, None) => {
             let file = PathBuf::from(text("dockerfile").unwrap_or("Dockerfile"));
             if file.is_absolute() {
                 file

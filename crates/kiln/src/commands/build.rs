@@ -176,6 +176,18 @@ fn context_and_dockerfile(
         let path = dir.path().to_path_buf();
         keep.push(dir);
         path
+    } else if let Some(remote) = crate::remote::detect(&args.context.to_string_lossy()) {
+        let dir = tempfile::tempdir()?;
+        let (context, dockerfile) = crate::remote::fetch(&remote, dir.path())?;
+        keep.push(dir);
+        if let (Some(dockerfile), None) = (dockerfile, &args.file) {
+            return Ok((context, dockerfile));
+        }
+        // `-f` names a file inside a remote context.
+        if let Some(file) = args.file.as_ref().filter(|_| !dockerfile_stdin) {
+            return Ok((context.clone(), context.join(file)));
+        }
+        context
     } else {
         if !args.context.is_dir() {
             bail!(

@@ -4,6 +4,7 @@
 //! them); skipped with a note otherwise.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
@@ -616,4 +617,136 @@ fn docker_cli_plugin() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("Build with kiln"));
+}
+
+/// Stops a process started for a test, by its pid.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Remote contexts: a git repository at a branch and subdirectory, and a tarball, both
+/// served over HTTP on 127.0.0.1.
+#[test]
+fn git_and_tarball_contexts_over_http() {
+    let have = |bin: &str| Command::new(bin).arg("--version").output().is_ok();
+    if !have("git") || !have("python3") || !have("tar") {
+        println!("skipped: needs git, python3 and tar");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let served = work.path().join("srv");
+    let source = work.path().join("source");
+    fs_err::create_dir_all(source.join("docker")).unwrap();
+    fs_err::write(
+        source.join("docker/Dockerfile"),
+        "FROM scratch\nCOPY hello.txt /\n",
+    )
+    .unwrap();
+    fs_err::write(source.join("docker/hello.txt"), "from git\n").unwrap();
+    fs_err::write(source.join("README"), "not in the context\n").unwrap();
+    let git = |dir: &Path, args: &[&str]| {
+        let status = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args([
+                "-c",
+                "user.name=kiln",
+                "-c",
+                "user.email=kiln@example.invalid",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "git {args:?}: {status:?}");
+    };
+    git(&source, &["init", "-q", "-b", "main"]);
+    git(&source, &["add", "."]);
+    git(&source, &["commit", "-q", "-m", "context"]);
+    fs_err::create_dir_all(&served).unwrap();
+    git(
+        &served,
+        &["clone", "-q", "--bare", source.to_str().unwrap(), "app.git"],
+    );
+    git(&served.join("app.git"), &["update-server-info"]);
+    // The tarball context: a Dockerfile and a file, gzipped.
+    let tar_source = work.path().join("tar-source");
+    fs_err::create_dir_all(&tar_source).unwrap();
+    fs_err::write(
+        tar_source.join("Dockerfile"),
+        "FROM scratch\nCOPY t.txt /\n",
+    )
+    .unwrap();
+    fs_err::write(tar_source.join("t.txt"), "from tar\n").unwrap();
+    assert!(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&tar_source)
+            .arg("-czf")
+            .arg(served.join("ctx.tar.gz"))
+            .arg(".")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let port = crate::support::free_port();
+    let _server = Server(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .arg("--directory")
+            .arg(&served)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let state = work.path().join("state");
+    let out = work.path().join("git-out");
+    check(&kiln(
+        &state,
+        &[
+            "build",
+            "--progress=plain",
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            &format!("http://127.0.0.1:{port}/app.git#main:docker"),
+        ],
+    ));
+    assert_eq!(
+        fs_err::read_to_string(out.join("hello.txt")).unwrap(),
+        "from git\n"
+    );
+    assert!(!out.join("README").exists());
+
+    let out = work.path().join("tar-out");
+    check(&kiln(
+        &state,
+        &[
+            "build",
+            "--progress=plain",
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            &format!("http://127.0.0.1:{port}/ctx.tar.gz"),
+        ],
+    ));
+    assert_eq!(
+        fs_err::read_to_string(out.join("t.txt")).unwrap(),
+        "from tar\n"
+    );
 }
