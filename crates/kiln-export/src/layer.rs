@@ -187,10 +187,15 @@ pub(crate) fn write_tar(dir: &Path, lowers: &[PathBuf], out: impl Write) -> Resu
     Ok(())
 }
 
+/// Compression threads: every core.
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// A compressor in front of a blob being written.
 enum Encoder {
     Plain(BlobWriter),
-    Gzip(flate2::write::GzEncoder<BlobWriter>),
+    Gzip(crate::pgzip::ParallelGzip<BlobWriter>),
     Zstd(zstd::Encoder<'static, BlobWriter>),
 }
 
@@ -202,16 +207,16 @@ impl Encoder {
     ) -> Result<Self, Error> {
         Ok(match compression {
             Compression::Uncompressed => Self::Plain(writer),
-            Compression::Gzip => Self::Gzip(flate2::write::GzEncoder::new(
+            Compression::Gzip => Self::Gzip(crate::pgzip::ParallelGzip::new(
                 writer,
                 level.map_or(flate2::Compression::default(), flate2::Compression::new),
-            )),
+                threads(),
+            )?),
             Compression::Zstd => {
                 // zstd's default level 3, as BuildKit's default.
                 let mut encoder = zstd::Encoder::new(writer, level.map_or(3, |l| l as i32))?;
-                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-                if threads > 1 {
-                    encoder.multithread(threads as u32)?;
+                if threads() > 1 {
+                    encoder.multithread(threads() as u32)?;
                 }
                 Self::Zstd(encoder)
             }

@@ -17,6 +17,7 @@ pub mod image;
 pub mod layer;
 pub mod layout;
 pub mod options;
+mod pgzip;
 pub mod push;
 pub mod rootfs;
 
