@@ -225,30 +225,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "timing, run by hand with --release"]
-    fn throughput() {
-        let text: Vec<u8> = (0..40_000_000u32)
-            .flat_map(|i| format!("{i}\n").into_bytes())
-            .collect();
-        let mb = text.len() as f64 / 1e6;
-        for threads in [1, 2] {
-            let start = std::time::Instant::now();
-            let mut gz = ParallelGzip::new(io::sink(), Compression::default(), threads).unwrap();
-            gz.write_all(&text).unwrap();
-            gz.finish().unwrap();
-            println!(
-                "parallel x{threads}: {:.0} MB/s",
-                mb / start.elapsed().as_secs_f64()
-            );
-        }
-        let start = std::time::Instant::now();
-        let mut plain = flate2::write::GzEncoder::new(io::sink(), Compression::default());
-        plain.write_all(&text).unwrap();
-        plain.finish().unwrap();
-        println!("flate2: {:.0} MB/s", mb / start.elapsed().as_secs_f64());
-    }
-
-    #[test]
     fn compresses_like_one_stream() {
         // References across block boundaries keep the ratio close to plain gzip.
         let text: Vec<u8> = (0..2_000_000u32)
