@@ -33,6 +33,11 @@ fn deflate_block(
     input: &[u8],
     last: bool,
 ) -> io::Result<Vec<u8>> {
+    let level = if level.level() > 0 && incompressible(input) {
+        Compression::none()
+    } else {
+        level
+    };
     let mut compress = Compress::new(level, false);
     if !dictionary.is_empty() {
         compress
@@ -75,6 +80,26 @@ fn deflate_block(
             _ => {}
         }
     }
+}
+
+/// Whether a block looks like random data (already compressed, encrypted): three
+/// samples that the fastest level cannot shrink by 2%. Such blocks are stored (level
+/// 0): deflating them only spends time, and level 1 even grows them. The choice
+/// depends on the data alone, so the output stays reproducible.
+fn incompressible(input: &[u8]) -> bool {
+    const SAMPLE: usize = 16 * 1024;
+    if input.len() < 4 * SAMPLE {
+        return false;
+    }
+    [0, input.len() / 2, input.len() - SAMPLE]
+        .iter()
+        .all(|&start| {
+            let sample = &input[start..start + SAMPLE];
+            let mut compress = Compress::new(Compression::fast(), false);
+            let mut out = Vec::with_capacity(SAMPLE + 1024);
+            let done = compress.compress_vec(sample, &mut out, FlushCompress::Finish);
+            done.is_ok() && out.len() * 100 >= sample.len() * 98
+        })
 }
 
 impl<W: Write> ParallelGzip<W> {
@@ -222,6 +247,25 @@ mod tests {
         round_trip(&text[..1000], 2, 1);
         round_trip(b"", 2, 6);
         round_trip(&text[..BLOCK * 8], 2, 0);
+    }
+
+    #[test]
+    fn random_blocks_are_seen_as_incompressible() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let random: Vec<u8> = (0..BLOCK)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        assert!(incompressible(&random));
+        let text: Vec<u8> = (0..BLOCK as u32)
+            .flat_map(|i| format!("{i}\n").into_bytes())
+            .collect();
+        assert!(!incompressible(&text[..BLOCK]));
+        round_trip(&[random.as_slice(), &text[..BLOCK]].concat(), 2, 9);
     }
 
     #[test]
