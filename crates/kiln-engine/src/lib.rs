@@ -18,7 +18,7 @@ use kiln_registry::RegistryClient;
 use kiln_worker::{LocalContexts, SolveOptions, Worker, WorkerConfig};
 
 pub use error::Error;
-pub use kiln_worker::Event;
+pub use kiln_worker::{CacheRecord, Event, PruneFilter, PruneOptions};
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -459,6 +459,16 @@ impl Engine {
             self.export(output, &chain, &image, created, &mut out)?;
         }
         Ok(out)
+    }
+
+    /// Every record of the build cache (`kiln du`).
+    pub fn disk_usage(&self) -> Result<Vec<CacheRecord>, Error> {
+        Ok(self.worker.disk_usage()?)
+    }
+
+    /// Removes build-cache records (`kiln prune`); returns what was removed.
+    pub fn prune(&self, options: &PruneOptions) -> Result<Vec<CacheRecord>, Error> {
+        Ok(self.worker.prune(options)?)
     }
 
     /// Runs the Dockerfile's build checks without building (`--check`).

@@ -61,6 +61,25 @@ impl ContentStore {
         Ok(fs::File::open(self.path(digest)?)?)
     }
 
+    /// Every blob's digest and size.
+    pub fn blobs(&self) -> Result<Vec<(String, u64)>, Error> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(self.root.join("blobs/sha256"))? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            out.push((format!("sha256:{name}"), entry.metadata()?.len()));
+        }
+        Ok(out)
+    }
+
+    /// Deletes a blob (nothing may still need it).
+    pub fn remove(&self, digest: &str) -> Result<(), Error> {
+        match fs::remove_file(self.path(digest)?) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
     /// Reads a whole (small) blob.
     pub fn read(&self, digest: &str) -> Result<Vec<u8>, Error> {
         Ok(fs::read(self.path(digest)?)?)

@@ -81,6 +81,23 @@ impl Snapshotter {
         })
     }
 
+    /// Every layer on disk.
+    pub fn layer_ids(&self) -> Result<Vec<SnapshotId>, Error> {
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&self.root)? {
+            if let Some(id) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Everything of one layer on disk (its upper and work directories).
+    pub fn layer_root(&self, id: SnapshotId) -> PathBuf {
+        self.root.join(id.to_string())
+    }
+
     /// The directory of one layer (its upper dir).
     pub fn layer_dir(&self, id: SnapshotId) -> PathBuf {
         self.root.join(id.to_string()).join("fs")

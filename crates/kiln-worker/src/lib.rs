@@ -10,6 +10,7 @@ mod error;
 mod fsutil;
 mod ops;
 mod source;
+mod usage;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use error::Error;
 pub use source::image::LayerInfo;
+pub use usage::{CacheRecord, PruneFilter, PruneOptions};
 
 /// A result: snapshot layers from the bottom up (empty for scratch) and a key that
 /// changes whenever the content may have.
@@ -163,7 +165,7 @@ fn vertex_name(vertex: &kiln_llb::Vertex) -> String {
         .unwrap_or_else(|| vertex.digest.to_string())
 }
 
-const CACHE_TABLE: &str = "cache";
+pub(crate) const CACHE_TABLE: &str = "cache";
 
 impl Worker {
     /// Opens a worker's state under `config.root`.
@@ -318,6 +320,7 @@ impl Worker {
         };
         if !ignore_cache {
             if let Some(refs) = self.cached(&key) {
+                usage::touch(self, &refs, None);
                 (options.progress)(Event::Cached { digest, name });
                 return Ok(refs);
             }
@@ -370,6 +373,13 @@ impl Worker {
             r.key = sha256_hex(&[key.as_bytes(), index.to_string().as_bytes()]);
         }
         self.record(&key, &refs)?;
+        let kind = match &vertex.op.op {
+            Some(Op::Source(source)) if source.identifier.starts_with("local://") => {
+                usage::SOURCE_LOCAL
+            }
+            _ => usage::REGULAR,
+        };
+        usage::touch(self, &refs, Some((kind, &name)));
         (options.progress)(Event::Done {
             digest,
             duration: started.elapsed(),
@@ -423,6 +433,16 @@ impl Worker {
         platform: &Platform,
     ) -> Result<(String, String, Vec<u8>), Error> {
         source::image::resolve_config(self, reference, platform)
+    }
+
+    /// Every record of the build cache (`du`).
+    pub fn disk_usage(&self) -> Result<Vec<CacheRecord>, Error> {
+        usage::disk_usage(self)
+    }
+
+    /// Removes build-cache records (`prune`); returns what was removed.
+    pub fn prune(&self, options: &PruneOptions) -> Result<Vec<CacheRecord>, Error> {
+        usage::prune(self, options)
     }
 
     /// The blobs made of a snapshot layer (pulled or exported), the original first.

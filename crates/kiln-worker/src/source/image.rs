@@ -14,8 +14,8 @@ use sha2::{Digest as _, Sha256};
 use crate::fsutil::{clean_relative, resolve_in_root, set_times};
 use crate::{Error, Ref, Worker, sha256_hex};
 
-const LAYERS_TABLE: &str = "layers";
-const CHAINS_TABLE: &str = "layer-chains";
+pub(crate) const LAYERS_TABLE: &str = "layers";
+pub(crate) const CHAINS_TABLE: &str = "layer-chains";
 
 /// How a snapshot layer is exported: its blob and its uncompressed digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

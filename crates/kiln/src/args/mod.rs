@@ -2,6 +2,7 @@
 
 pub(crate) mod bake;
 pub(crate) mod build;
+pub(crate) mod cache;
 pub(crate) mod debug;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,10 @@ pub(crate) enum Command {
     Build(Box<build::BuildArgs>),
     /// Build from a file (HCL, JSON or Compose).
     Bake(bake::BakeArgs),
+    /// Disk usage of the build cache.
+    Du(cache::DuArgs),
+    /// Remove build cache.
+    Prune(cache::PruneArgs),
     /// Tools for looking inside builds.
     #[command(subcommand)]
     Debug(debug::DebugCommand),

@@ -2,6 +2,7 @@
 
 mod bake;
 mod build;
+mod cache;
 mod dump_llb;
 
 use crate::args::{Cli, Command, debug::DebugCommand};
@@ -23,6 +24,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Build(args) => build::run(&args),
         Command::Bake(args) => bake::run(&args),
+        Command::Du(args) => cache::du(&args),
+        Command::Prune(args) => cache::prune(&args),
         Command::Debug(DebugCommand::DumpLlb(args)) => dump_llb::run(&args),
     }
 }
