@@ -10,6 +10,7 @@ use kiln_llb::pb;
 use kiln_store::MountGuard;
 
 use crate::fsutil::{CopySpec, copy_entry, expand_sources, resolve_in_root, set_times};
+use crate::source::dockerignore::Matcher;
 use crate::{Error, Ref, Worker};
 
 /// Resolves a chown option against the destination's passwd/group files.
@@ -199,7 +200,100 @@ fn is_archive(path: &Path) -> bool {
 
 /// BuildKit's copy: wildcards, directory contents, destination as a directory when it
 /// ends with `/` or already is one.
+/// A copy's include and exclude patterns (`COPY --exclude`, `--parents` filters), in
+/// `.dockerignore` syntax, matched against paths relative to the copied source.
+struct Patterns {
+    include: Option<Matcher>,
+    exclude: Option<Matcher>,
+    /// Whether an exclusion can be undone below an excluded directory (`!` patterns).
+    negated: bool,
+}
+
+impl Patterns {
+    fn new(copy: &pb::FileActionCopy) -> Self {
+        let matcher = |patterns: &[String]| (!patterns.is_empty()).then(|| Matcher::new(patterns));
+        Self {
+            include: matcher(&copy.include_patterns),
+            exclude: matcher(&copy.exclude_patterns),
+            negated: copy
+                .exclude_patterns
+                .iter()
+                .any(|p| p.trim().starts_with('!')),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.include.is_none() && self.exclude.is_none()
+    }
+
+    /// Whether `rel` itself is copied.
+    fn allows(&self, rel: &str) -> bool {
+        self.include.as_ref().is_none_or(|m| m.matches(rel))
+            && !self.exclude.as_ref().is_some_and(|m| m.matches(rel))
+    }
+
+    /// Whether something below the directory `rel` may be copied.
+    fn may_descend(&self, rel: &str) -> bool {
+        self.negated || !self.exclude.as_ref().is_some_and(|m| m.matches(rel))
+    }
+}
+
+/// Copies `src` to `dst` keeping only what `patterns` allow (`rel` is `src`'s path
+/// relative to the copy's source; directories left empty by the filter are dropped).
+fn copy_filtered(
+    src: &Path,
+    dst: &Path,
+    rel: &str,
+    patterns: &Patterns,
+    spec: &CopySpec,
+    links: &mut crate::fsutil::Hardlinks,
+) -> io::Result<()> {
+    let meta = fs::symlink_metadata(src)?;
+    if !meta.is_dir() {
+        if rel.is_empty() || patterns.allows(rel) {
+            copy_entry(src, dst, spec, links)?;
+        }
+        return Ok(());
+    }
+    let allowed = rel.is_empty() || patterns.allows(rel);
+    if !allowed && !patterns.may_descend(rel) {
+        return Ok(());
+    }
+    let existed = dst.is_dir();
+    if !existed {
+        if fs::symlink_metadata(dst).is_ok() {
+            fs::remove_file(dst)?;
+        }
+        fs::create_dir(dst)?;
+    }
+    let mut names: Vec<_> = fs::read_dir(src)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    for name in names {
+        let child = match rel {
+            "" => name.to_string_lossy().into_owned(),
+            _ => format!("{rel}/{}", name.to_string_lossy()),
+        };
+        copy_filtered(
+            &src.join(&name),
+            &dst.join(&name),
+            &child,
+            patterns,
+            spec,
+            links,
+        )?;
+    }
+    if !allowed && !existed && fs::read_dir(dst)?.next().is_none() {
+        fs::remove_dir(dst)?;
+        return Ok(());
+    }
+    copy_dir_attributes(src, dst, spec)
+}
+
 fn copy_action(dest_root: &Path, src_root: &Path, copy: &pb::FileActionCopy) -> Result<(), Error> {
+    let patterns = Patterns::new(copy);
     let owner = owner(dest_root, &copy.owner)?;
     let mut links = crate::fsutil::Hardlinks::new();
     let spec = CopySpec {
@@ -257,8 +351,25 @@ fn copy_action(dest_root: &Path, src_root: &Path, copy: &pb::FileActionCopy) -> 
                 .collect();
             names.sort();
             for name in names {
-                copy_entry(&src.join(&name), &dest.join(&name), &spec, &mut links)?;
+                let rel = name.to_string_lossy().into_owned();
+                copy_filtered(
+                    &src.join(&name),
+                    &dest.join(&name),
+                    &rel,
+                    &patterns,
+                    &spec,
+                    &mut links,
+                )?;
             }
+            continue;
+        }
+        // A wildcard's matches are filtered by their names (`COPY --exclude=*.txt hom* /`).
+        let wildcard = copy.allow_wildcard && copy.src.contains(['*', '?', '[']);
+        let name = Path::new(rel)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if wildcard && !patterns.is_empty() && !patterns.allows(&name) {
             continue;
         }
         let target = if dest_is_dir_hint || dest.is_dir() || sources.len() > 1 {
@@ -276,7 +387,7 @@ fn copy_action(dest_root: &Path, src_root: &Path, copy: &pb::FileActionCopy) -> 
             }
             dest.clone()
         };
-        copy_entry(&src, &target, &spec, &mut links)?;
+        copy_filtered(&src, &target, "", &patterns, &spec, &mut links)?;
     }
     Ok(())
 }
