@@ -1,13 +1,16 @@
 //! The calls hcl-rs cannot make itself: user `function` blocks (they need their own
-//! scope) and `can`/`try` (they need their argument unevaluated). Such calls are
-//! replaced by their values before hcl-rs evaluates the rest of the expression.
+//! scope), `can`/`try` (they need their argument unevaluated) and `convert` (its
+//! second argument is a type expression). Such calls are replaced by their values
+//! before hcl-rs evaluates the rest of the expression.
 
 use std::collections::BTreeMap;
 
 use hcl::eval::{Context, Evaluate};
-use hcl::expr::{Conditional, ForExpr, Operation, TemplateExpr, Traversal};
+use hcl::expr::{Conditional, ForExpr, FuncCall, Operation, TemplateExpr, Traversal};
 use hcl::template::{Element, Template};
 use hcl::{Expression, Value};
+
+use crate::convert;
 
 /// A `function "name" { params = [...]; variadic_param = x; result = ... }` block.
 #[derive(Debug, Clone)]
@@ -20,7 +23,8 @@ pub(crate) struct UserFunction {
 /// User functions by name.
 pub(crate) type Functions = BTreeMap<String, UserFunction>;
 
-/// Evaluates `expr` in `ctx`, making user-function, `can` and `try` calls on the way.
+/// Evaluates `expr` in `ctx`, making user-function, `can`, `try` and `convert` calls on
+/// the way.
 pub(crate) fn evaluate(
     expr: &Expression,
     ctx: &Context<'_>,
@@ -35,7 +39,7 @@ pub(crate) fn evaluate(
 /// false positive only costs an evaluation done here instead of in hcl-rs).
 fn needs_expansion(expr: &Expression, functions: &Functions) -> bool {
     let text = expr.to_string();
-    ["can(", "try("]
+    ["can(", "try(", "convert("]
         .into_iter()
         .map(str::to_owned)
         .chain(functions.keys().map(|name| format!("{name}(")))
@@ -74,6 +78,7 @@ fn expand(
                         "Error in function call; Call to function \"try\" failed: no expression succeeded: {last}"
                     ))
                 }
+                "convert" => value(call_convert(call, ctx, functions)?),
                 _ => {
                     let mut args = call
                         .args
@@ -149,6 +154,25 @@ fn expand(
         Expression::TemplateExpr(t) => expand_template(t, ctx, functions),
         other => Ok(other.clone()),
     }
+}
+
+/// `convert(value, type)`, its type argument read as a type expression.
+fn call_convert(
+    call: &FuncCall,
+    ctx: &Context<'_>,
+    functions: &Functions,
+) -> Result<Value, String> {
+    let [value, ty] = call.args.as_slice() else {
+        return Err(format!(
+            "Invalid number of arguments; Function \"convert\" expects 2 arguments, got {}",
+            call.args.len()
+        ));
+    };
+    let ty = convert::parse_type(ty)?;
+    let value = evaluate(value, ctx, functions)?;
+    convert::convert(&value, &ty).map_err(|e| {
+        format!("Invalid function argument; Invalid value for \"value\" parameter: {e}.")
+    })
 }
 
 fn call_user(

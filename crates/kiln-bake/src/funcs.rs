@@ -29,6 +29,26 @@ pub(crate) fn number(v: &Value) -> Result<f64> {
     }
 }
 
+/// A whole-number argument, as go-cty converts one to a Go `int`: a fraction or a
+/// value beyond 64 bits is an error.
+pub(crate) fn integer(v: &Value) -> Result<i64> {
+    if let Value::Number(n) = v {
+        if let Some(i) = n.as_i64() {
+            return Ok(i);
+        }
+    }
+    let f = number(v)?;
+    // 2^63 is the first value past i64::MAX; -2^63 is i64::MIN itself.
+    if f.fract() != 0.0 || !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
+        return Err(format!(
+            "value must be a whole number, between {} and {}",
+            i64::MIN,
+            i64::MAX
+        ));
+    }
+    Ok(f as i64)
+}
+
 pub(crate) fn num(f: f64) -> Value {
     if f.fract() == 0.0 && f.abs() < 1e15 {
         Value::Number(Number::from(f as i64))
@@ -597,7 +617,12 @@ pub(crate) fn declare(ctx: &mut hcl::eval::Context<'_>) {
         ("coalesce", 0, true, f_coalesce),
         ("not", 1, false, f_not),
     ];
-    for &(name, params, variadic, f) in table.iter().chain(crate::funcs_more::TABLE) {
+    let library = table
+        .iter()
+        .chain(crate::funcs_more::TABLE)
+        .chain(crate::funcs_net::TABLE)
+        .chain(crate::funcs_time::TABLE);
+    for &(name, params, variadic, f) in library {
         ctx.declare_func(name, def(params, variadic, f));
     }
 }

@@ -14,6 +14,9 @@ pub(crate) const TABLE: &[Entry] = &[
     ("and", 2, false, f_and),
     ("base64decode", 1, false, f_base64decode),
     ("base64encode", 1, false, f_base64encode),
+    ("bcrypt", 1, true, f_bcrypt),
+    ("byteslen", 1, false, f_byteslen),
+    ("bytesslice", 3, false, f_bytesslice),
     ("chunklist", 2, false, f_chunklist),
     ("coalescelist", 0, true, f_coalescelist),
     ("compact", 1, false, f_compact),
@@ -36,6 +39,7 @@ pub(crate) const TABLE: &[Entry] = &[
     ("parseint", 2, false, f_parseint),
     ("pow", 2, false, f_pow),
     ("range", 0, true, f_range),
+    ("rsadecrypt", 2, false, f_rsadecrypt),
     ("sethaselement", 2, false, f_sethaselement),
     ("setintersection", 1, true, f_setintersection),
     ("setproduct", 0, true, f_setproduct),
@@ -50,6 +54,7 @@ pub(crate) const TABLE: &[Entry] = &[
     ("substr", 3, false, f_substr),
     ("trim", 2, false, f_trim),
     ("urlencode", 1, false, f_urlencode),
+    ("uuidv4", 0, false, f_uuidv4),
     ("uuidv5", 2, false, f_uuidv5),
     ("zipmap", 2, false, f_zipmap),
 ];
@@ -193,18 +198,54 @@ fn f_uuidv5(args: FuncArgs) -> Result<Value> {
     let mut hasher = sha1::Sha1::new();
     hasher.update(&ns);
     hasher.update(string(&args[1])?.as_bytes());
-    let mut b: Vec<u8> = hasher.finalize()[..16].to_vec();
-    b[6] = (b[6] & 0x0f) | 0x50;
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&hasher.finalize()[..16]);
+    Ok(uuid(b, 5))
+}
+
+/// The RFC 4122 text form of 16 bytes, stamped with `version` and the RFC variant.
+fn uuid(mut b: [u8; 16], version: u8) -> Value {
+    b[6] = (b[6] & 0x0f) | (version << 4);
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(Value::String(format!(
+    Value::String(format!(
         "{}-{}-{}-{}-{}",
         &h[..8],
         &h[8..12],
         &h[12..16],
         &h[16..20],
         &h[20..]
-    )))
+    ))
+}
+
+/// A random (version 4) UUID, from the kernel's random source.
+fn f_uuidv4(_: FuncArgs) -> Result<Value> {
+    use std::io::Read as _;
+    let mut b = [0u8; 16];
+    fs_err::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| format!("uuidv4: {e}"))?;
+    Ok(uuid(b, 4))
+}
+
+/// buildx's `bcrypt` and `rsadecrypt` need crypto libraries kiln does not carry:
+/// declared, they fail with a clear message rather than as unknown functions.
+fn f_bcrypt(_: FuncArgs) -> Result<Value> {
+    Err("bcrypt is not supported by kiln yet".to_owned())
+}
+
+fn f_rsadecrypt(_: FuncArgs) -> Result<Value> {
+    Err("rsadecrypt is not supported by kiln yet".to_owned())
+}
+
+/// `byteslen` and `bytesslice` take go-cty's `bytes` capsule, which nothing in
+/// Bake's library produces: in buildx every call fails on its argument's type.
+fn f_byteslen(_: FuncArgs) -> Result<Value> {
+    Err("Invalid value for \"buf\" parameter: bytes required".to_owned())
+}
+
+fn f_bytesslice(_: FuncArgs) -> Result<Value> {
+    Err("Invalid value for \"buf\" parameter: bytes required".to_owned())
 }
 
 fn f_homedir(_: FuncArgs) -> Result<Value> {
@@ -391,7 +432,7 @@ fn f_range(args: FuncArgs) -> Result<Value> {
 }
 
 /// A set's elements, deduplicated, in go-cty's order for printing (sorted).
-fn set(v: &Value) -> Result<Vec<Value>> {
+pub(crate) fn set(v: &Value) -> Result<Vec<Value>> {
     let mut items = list(v)?;
     items.sort_by_key(sort_key);
     items.dedup();
@@ -571,5 +612,18 @@ mod tests {
             Value::from("x,y")
         );
         assert_eq!(eval("range(1, 7, 2)"), Value::from(vec![1, 3, 5]));
+    }
+
+    #[test]
+    fn uuidv4_is_random_and_stamped() {
+        let (Value::String(a), Value::String(b)) = (eval("uuidv4()"), eval("uuidv4()")) else {
+            panic!("uuidv4 returns strings");
+        };
+        assert_ne!(a, b);
+        let re = regex::Regex::new(
+            "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
+        )
+        .unwrap();
+        assert!(re.is_match(&a), "{a}");
     }
 }

@@ -7,11 +7,14 @@
 
 mod calls;
 mod compose;
+mod convert;
 mod error;
 mod eval;
 mod files;
 mod funcs;
 mod funcs_more;
+mod funcs_net;
+mod funcs_time;
 mod target;
 
 use std::collections::BTreeMap;

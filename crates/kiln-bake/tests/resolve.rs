@@ -42,3 +42,51 @@ fn a_target_attribute_defined_by_itself_is_an_error() {
     let err = print("target \"a\" {\n  tags = target.a.tags\n}\n", &["a"]).unwrap_err();
     assert!(err.to_string().contains("refers to itself"), "{err}");
 }
+
+#[test]
+fn time_network_and_conversion_functions_resolve() {
+    let hcl = r#"
+        variable "BUILT" { default = "2018-01-02T23:12:01Z" }
+        target "app" {
+          args = {
+            DATE    = formatdate("DD MMM YYYY hh:mm ZZZ", BUILT)
+            LATER   = timeadd(BUILT, "1h30m")
+            WEEKDAY = rfc3339parse(BUILT).weekday_name
+            EPOCH   = "${unixtimestampparse(0).rfc3339}"
+            SUBNET  = cidrsubnet("10.1.2.0/24", 4, 15)
+            HOST    = cidrhost("10.12.112.0/20", 16)
+            MASK    = cidrnetmask("172.16.0.0/12")
+            NETS    = join(",", cidrsubnets("10.1.0.0/16", 4, 4, 8, 4))
+            PORT    = convert(8080, string)
+            ID      = "${length(uuidv4())}"
+          }
+        }
+    "#;
+    let out = print(hcl, &["app"]).expect("resolves");
+    assert_eq!(
+        out["target"]["app"]["args"],
+        json!({
+            "DATE": "02 Jan 2018 23:12 UTC",
+            "LATER": "2018-01-03T00:42:01Z",
+            "WEEKDAY": "Tuesday",
+            "EPOCH": "1970-01-01T00:00:00Z",
+            "SUBNET": "10.1.2.240/28",
+            "HOST": "10.12.112.16",
+            "MASK": "255.240.0.0",
+            "NETS": "10.1.0.0/20,10.1.16.0/20,10.1.32.0/24,10.1.48.0/20",
+            "PORT": "8080",
+            "ID": "36",
+        })
+    );
+}
+
+#[test]
+fn unsupported_crypto_functions_say_so() {
+    let hcl = "target \"app\" {\n  args = { H = bcrypt(\"secret\") }\n}\n";
+    let err = print(hcl, &["app"]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("bcrypt is not supported by kiln yet"),
+        "{err}"
+    );
+}
