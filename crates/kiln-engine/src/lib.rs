@@ -349,6 +349,15 @@ fn check_warnings(
         .collect()
 }
 
+/// When an image was made.
+#[derive(Debug, Clone, Copy)]
+struct Times {
+    /// Its creation time (Unix seconds).
+    created: i64,
+    /// `SOURCE_DATE_EPOCH`, when the build has one.
+    epoch: Option<i64>,
+}
+
 /// A directory's `.dockerignore` patterns.
 fn dockerignore(dir: &Path) -> Vec<String> {
     fs::read_to_string(dir.join(".dockerignore"))
@@ -438,17 +447,20 @@ impl Engine {
             ..BuildResult::default()
         };
         let chain = result.map(|r| r.chain).unwrap_or_default();
-        // The image is as old as its newest layer, so a cached rebuild is identical.
-        let created = match request
+        let epoch = request
             .build_args
             .get("SOURCE_DATE_EPOCH")
-            .and_then(|v| v.parse::<i64>().ok())
-        {
-            Some(epoch) => epoch,
-            None => chain
-                .last()
-                .and_then(|id| mtime_secs(&self.worker.snapshots().layer_dir(*id)))
-                .unwrap_or(0),
+            .and_then(|v| v.parse::<i64>().ok());
+        let times = Times {
+            // Without an epoch the image is as old as its newest layer, so a cached
+            // rebuild is identical.
+            created: epoch.unwrap_or_else(|| {
+                chain
+                    .last()
+                    .and_then(|id| mtime_secs(&self.worker.snapshots().layer_dir(*id)))
+                    .unwrap_or(0)
+            }),
+            epoch,
         };
         let mut image =
             serde_json::to_value(&conversion.image).map_err(|e| Error::Usage(e.to_string()))?;
@@ -456,7 +468,7 @@ impl Engine {
             object.remove("created");
         }
         for output in &request.outputs {
-            self.export(output, &chain, &image, created, &mut out)?;
+            self.export(output, &chain, &image, times, &mut out)?;
         }
         Ok(out)
     }
@@ -586,24 +598,27 @@ impl Engine {
         chain
             .iter()
             .enumerate()
-            .map(|(i, id)| kiln_export::Layer {
-                dir: snapshots.layer_dir(*id),
-                lowers: chain[..i]
-                    .iter()
-                    .rev()
-                    .map(|l| snapshots.layer_dir(*l))
-                    .collect(),
-                blobs: self
-                    .worker
-                    .layer_blobs(*id)
-                    .into_iter()
-                    .map(|info| kiln_export::Blob {
-                        digest: info.blob,
-                        media_type: info.media_type,
-                        size: info.size,
-                        diff_id: info.diff_id,
-                    })
-                    .collect(),
+            .map(|(i, id)| {
+                let infos = self.worker.layer_blobs(*id);
+                kiln_export::Layer {
+                    dir: snapshots.layer_dir(*id),
+                    lowers: chain[..i]
+                        .iter()
+                        .rev()
+                        .map(|l| snapshots.layer_dir(*l))
+                        .collect(),
+                    pulled: infos.first().is_some_and(|info| info.pulled),
+                    blobs: infos
+                        .into_iter()
+                        .map(|info| kiln_export::Blob {
+                            digest: info.blob,
+                            media_type: info.media_type,
+                            size: info.size,
+                            diff_id: info.diff_id,
+                            clamped_to: info.clamped_to,
+                        })
+                        .collect(),
+                }
             })
             .collect()
     }
@@ -614,16 +629,23 @@ impl Engine {
         chain: &[u64],
         image: &serde_json::Value,
         options: &kiln_export::ImageOptions,
-        created: i64,
+        times: Times,
         out: &mut BuildResult,
     ) -> Result<kiln_export::Image, Error> {
-        let created = options.source_date_epoch.unwrap_or(created);
+        let epoch = options.source_date_epoch.or(times.epoch);
+        let rewrite_epoch = epoch.filter(|_| options.rewrite_timestamp);
+        if options.rewrite_timestamp && epoch.is_none() {
+            out.warnings.push(
+                "rewrite-timestamp has no effect without SOURCE_DATE_EPOCH (a build arg or source-date-epoch=)".to_owned(),
+            );
+        }
         let assembled = kiln_export::assemble(
             self.worker.content(),
             &self.layers(chain),
             image,
             options,
-            &kiln_oci::rfc3339_utc(created),
+            &kiln_oci::rfc3339_utc(epoch.unwrap_or(times.created)),
+            rewrite_epoch,
         )?;
         for (i, blob) in &assembled.made {
             self.worker.add_layer_blob(
@@ -633,6 +655,8 @@ impl Engine {
                     media_type: blob.media_type.clone(),
                     size: blob.size,
                     diff_id: blob.diff_id.clone(),
+                    clamped_to: blob.clamped_to,
+                    pulled: false,
                 },
             )?;
         }
@@ -652,7 +676,7 @@ impl Engine {
         output: &Output,
         chain: &[u64],
         image: &serde_json::Value,
-        created: i64,
+        times: Times,
         out: &mut BuildResult,
     ) -> Result<(), Error> {
         // The local and tar exporters read the result through a read-only mount.
@@ -677,8 +701,12 @@ impl Engine {
             }
             Output::Tar { dest } => with_root(&|root| kiln_export::rootfs::export_tar(root, dest)),
             Output::Oci(archive) | Output::Docker(archive) => {
-                let assembled = self.assemble(chain, image, &archive.image, created, out)?;
-                let mtime = archive.image.source_date_epoch.unwrap_or(created).max(0) as u64;
+                let assembled = self.assemble(chain, image, &archive.image, times, out)?;
+                let mtime = archive
+                    .image
+                    .source_date_epoch
+                    .unwrap_or(times.created)
+                    .max(0) as u64;
                 kiln_export::layout::write_layout(
                     self.worker.content(),
                     &assembled,
@@ -689,7 +717,7 @@ impl Engine {
                 Ok(())
             }
             Output::Image(export) => {
-                let assembled = self.assemble(chain, image, &export.image, created, out)?;
+                let assembled = self.assemble(chain, image, &export.image, times, out)?;
                 if export.push {
                     out.pushed.extend(kiln_export::push::push(
                         self.worker.registry(),

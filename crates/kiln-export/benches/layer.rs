@@ -6,7 +6,7 @@
 use std::io::Write as _;
 
 use divan::{Bencher, counter::BytesCount};
-use kiln_export::layer::write_layer;
+use kiln_export::layer::{LayerFormat, write_layer};
 use kiln_oci::Compression;
 use kiln_store::ContentStore;
 
@@ -33,7 +33,12 @@ fn write_64mib_layer(bencher: Bencher, compression: Compression) {
     file.flush().unwrap();
     drop(file);
     let store = ContentStore::open(dir.path().join("store")).unwrap();
-    bencher
-        .counter(BytesCount::new(SIZE))
-        .bench(|| write_layer(&store, &layer, &[], compression, None, true).unwrap());
+    bencher.counter(BytesCount::new(SIZE)).bench(|| {
+        let format = LayerFormat {
+            compression,
+            oci: true,
+            ..LayerFormat::default()
+        };
+        write_layer(&store, &layer, &[], &format).unwrap()
+    });
 }

@@ -8,7 +8,7 @@ use kiln_store::ContentStore;
 use serde_json::{Value, json};
 
 use crate::Error;
-use crate::layer::{Blob, Layer, recompress, write_layer};
+use crate::layer::{Blob, Layer, LayerFormat, recompress, write_layer};
 use crate::options::{Annotations, ImageOptions};
 
 /// An image whose blobs are all in the content store.
@@ -61,56 +61,62 @@ fn platform_of(config: &Value) -> String {
     platform
 }
 
-/// The blob for one layer: one already made in the asked compression; else the
-/// original (a base layer keeps its bytes) unless `force-compression`; else a new one.
+/// The blob for one layer: one already made in the asked compression (and, with
+/// `rewrite-timestamp`, clamped to the same epoch); else the original (a base layer keeps
+/// its bytes) unless `force-compression`; else a new one.
 fn layer_blob(
     store: &ContentStore,
     layer: &Layer,
     options: &ImageOptions,
+    clamp: Option<i64>,
 ) -> Result<(Blob, bool), Error> {
-    let wanted = options.compression;
+    let format = LayerFormat {
+        compression: options.compression,
+        level: options.compression_level,
+        oci: options.oci_mediatypes,
+        clamp,
+    };
     let compression_of = |b: &Blob| kiln_oci::Compression::of_media_type(&b.media_type);
+    let usable = |b: &&Blob| clamp.is_none() || b.clamped_to == clamp;
     if let Some(blob) = layer
         .blobs
         .iter()
-        .find(|b| compression_of(b) == Some(wanted))
+        .filter(usable)
+        .find(|b| compression_of(b) == Some(format.compression))
     {
         return Ok((blob.clone(), false));
     }
-    let oci = options.oci_mediatypes;
-    match layer.blobs.first() {
-        Some(original) if !options.force_compression => Ok((original.clone(), false)),
-        Some(original) => Ok((
-            recompress(store, original, wanted, options.compression_level, oci)?,
-            true,
-        )),
+    // A pulled layer (its original blob first) is kept as it came, clamped or not.
+    let original = layer
+        .blobs
+        .first()
+        .filter(|b| b.clamped_to.is_none() && layer.pulled);
+    match original.or_else(|| layer.blobs.iter().find(usable)) {
+        Some(existing) if !options.force_compression => Ok((existing.clone(), false)),
+        Some(existing) => Ok((recompress(store, existing, &format)?, true)),
         None => Ok((
-            write_layer(
-                store,
-                &layer.dir,
-                &layer.lowers,
-                wanted,
-                options.compression_level,
-                oci,
-            )?,
+            write_layer(store, &layer.dir, &layer.lowers, &format)?,
             true,
         )),
     }
 }
 
 /// Assembles the image: layers, config and manifest written to the content store.
+/// `rewrite_epoch`: with `rewrite-timestamp`, the epoch new layers' file times are
+/// clamped to.
 pub fn assemble(
     store: &ContentStore,
     layers: &[Layer],
     image_config: &Value,
     options: &ImageOptions,
     created: &str,
+    rewrite_epoch: Option<i64>,
 ) -> Result<Image, Error> {
     let oci = options.oci_mediatypes;
     let mut blobs = Vec::with_capacity(layers.len());
     let mut made = Vec::new();
     for (i, layer) in layers.iter().enumerate() {
-        let (mut blob, new) = layer_blob(store, layer, options)?;
+        let (mut blob, new) = layer_blob(store, layer, options, rewrite_epoch)?;
         if new {
             made.push((i, blob.clone()));
         }

@@ -24,6 +24,8 @@ pub struct Blob {
     pub size: u64,
     /// Digest of the uncompressed tar.
     pub diff_id: String,
+    /// The `rewrite-timestamp` epoch its file times were clamped to, if any.
+    pub clamped_to: Option<i64>,
 }
 
 /// A layer to export: its directory, and the blobs already made of it (a pulled base
@@ -37,6 +39,8 @@ pub struct Layer {
     pub lowers: Vec<PathBuf>,
     /// Known blobs, the original first.
     pub blobs: Vec<Blob>,
+    /// Whether it came from a registry (its original blob is the image's own).
+    pub pulled: bool,
 }
 
 /// Hashes what passes through on its way to `inner`.
@@ -85,7 +89,13 @@ fn unchanged_copy_up(path: &Path, meta: &std::fs::Metadata, rel: &str, lowers: &
 
 /// Writes the tar of `dir` (sorted, deterministic) into `out`; overlay whiteouts become
 /// OCI whiteout entries. A mounted tree (no whiteouts) gives a plain tar of its files.
-pub(crate) fn write_tar(dir: &Path, lowers: &[PathBuf], out: impl Write) -> Result<(), Error> {
+/// `clamp`: no entry is newer than this (Unix seconds; `rewrite-timestamp`).
+pub(crate) fn write_tar(
+    dir: &Path,
+    lowers: &[PathBuf],
+    clamp: Option<i64>,
+    out: impl Write,
+) -> Result<(), Error> {
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
     let mut links: HashMap<(u64, u64), String> = HashMap::new();
@@ -117,7 +127,8 @@ pub(crate) fn write_tar(dir: &Path, lowers: &[PathBuf], out: impl Write) -> Resu
         header.set_uid(u64::from(meta.uid()));
         header.set_gid(u64::from(meta.gid()));
         header.set_mode(meta.mode() & 0o7777);
-        header.set_mtime(meta.mtime().max(0) as u64);
+        let mtime = clamp.map_or(meta.mtime(), |c| meta.mtime().min(c));
+        header.set_mtime(mtime.max(0) as u64);
         let file_type = meta.file_type();
         use std::os::unix::fs::FileTypeExt;
         if file_type.is_char_device() && meta.rdev() == 0 {
@@ -255,16 +266,27 @@ impl Write for Encoder {
     }
 }
 
+/// How a layer blob is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LayerFormat {
+    /// Its compression.
+    pub compression: Compression,
+    /// The compression level, when given.
+    pub level: Option<u32>,
+    /// OCI media types instead of Docker's.
+    pub oci: bool,
+    /// No file time newer than this (`rewrite-timestamp` with `SOURCE_DATE_EPOCH`).
+    pub clamp: Option<i64>,
+}
+
 /// Compresses a tar stream produced by `write` into the store: the tar is hashed (its
 /// diff id) and the compressed stream hashed and stored (the blob digest) in one pass.
 fn store_layer(
     store: &ContentStore,
-    compression: Compression,
-    level: Option<u32>,
-    oci: bool,
+    format: &LayerFormat,
     write: impl FnOnce(&mut dyn Write) -> Result<(), Error>,
 ) -> Result<Blob, Error> {
-    let encoder = Encoder::new(store.writer()?, compression, level)?;
+    let encoder = Encoder::new(store.writer()?, format.compression, format.level)?;
     let mut tar_hash = HashWriter {
         inner: io::BufWriter::with_capacity(256 * 1024, encoder),
         hasher: Sha256::new(),
@@ -280,9 +302,10 @@ fn store_layer(
     let digest = writer.commit(None)?;
     Ok(Blob {
         digest,
-        media_type: compression.layer_media_type(oci).to_owned(),
+        media_type: format.compression.layer_media_type(format.oci).to_owned(),
         size,
         diff_id,
+        clamped_to: None,
     })
 }
 
@@ -291,24 +314,18 @@ pub fn write_layer(
     store: &ContentStore,
     dir: &Path,
     lowers: &[PathBuf],
-    compression: Compression,
-    level: Option<u32>,
-    oci: bool,
+    format: &LayerFormat,
 ) -> Result<Blob, Error> {
-    store_layer(store, compression, level, oci, |out| {
-        write_tar(dir, lowers, out)
-    })
+    let mut blob = store_layer(store, format, |out| {
+        write_tar(dir, lowers, format.clamp, out)
+    })?;
+    blob.clamped_to = format.clamp;
+    Ok(blob)
 }
 
 /// The same layer in another compression: the stored blob decompressed and compressed
 /// again (its diff id does not change).
-pub fn recompress(
-    store: &ContentStore,
-    blob: &Blob,
-    compression: Compression,
-    level: Option<u32>,
-    oci: bool,
-) -> Result<Blob, Error> {
+pub fn recompress(store: &ContentStore, blob: &Blob, format: &LayerFormat) -> Result<Blob, Error> {
     let from = Compression::of_media_type(&blob.media_type).ok_or_else(|| {
         Error::Unsupported(format!(
             "cannot recompress a layer of type {}",
@@ -323,10 +340,11 @@ pub fn recompress(
         }
         Compression::Zstd => Box::new(zstd::Decoder::with_buffer(file)?),
     };
-    let out = store_layer(store, compression, level, oci, |out| {
+    let mut out = store_layer(store, format, |out| {
         io::copy(&mut tar, out)?;
         Ok(())
     })?;
+    out.clamped_to = blob.clamped_to;
     if out.diff_id != blob.diff_id {
         return Err(Error::Unsupported(format!(
             "layer {} decompresses to {}, not its diff id {}",

@@ -93,6 +93,8 @@ pub struct ImageOptions {
     pub annotations: Annotations,
     /// `source-date-epoch`: the image's creation time, overriding the build's.
     pub source_date_epoch: Option<i64>,
+    /// `rewrite-timestamp`: clamp new layers' file times to `SOURCE_DATE_EPOCH`.
+    pub rewrite_timestamp: bool,
     /// What was adjusted, as BuildKit warns (zstd turns OCI media types on).
     pub notices: Vec<String>,
 }
@@ -222,6 +224,7 @@ fn image_options(attrs: &mut Attrs<'_>, oci_default: bool) -> Result<ImageOption
             .map_err(|_| attrs.error(format!("invalid source-date-epoch {value:?}")))?;
         options.source_date_epoch = Some(epoch);
     }
+    options.rewrite_timestamp = attrs.bool("rewrite-timestamp", false)?;
     // Build info is deprecated in BuildKit and no longer written; the keys are accepted.
     attrs.bool("buildinfo", true)?;
     attrs.bool("buildinfo-attrs", false)?;

@@ -14,7 +14,7 @@ use crate::options::Dest;
 /// Writes the tree at `root` (or nothing, for an empty result) as a tar.
 pub fn export_tar(root: Option<&Path>, dest: &Dest) -> Result<(), Error> {
     let write = |out: &mut dyn std::io::Write| match root {
-        Some(root) => write_tar(root, &[], out),
+        Some(root) => write_tar(root, &[], None, out),
         None => {
             tar::Builder::new(out).finish()?;
             Ok(())

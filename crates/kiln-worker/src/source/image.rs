@@ -28,6 +28,12 @@ pub struct LayerInfo {
     pub size: u64,
     /// Digest of the uncompressed tar.
     pub diff_id: String,
+    /// The `rewrite-timestamp` epoch its file times were clamped to, if any.
+    #[serde(default)]
+    pub clamped_to: Option<i64>,
+    /// Whether it is the blob the layer was pulled as.
+    #[serde(default)]
+    pub pulled: bool,
 }
 
 /// The blobs known for a snapshot layer (the original first) that are still stored.
@@ -126,6 +132,8 @@ pub(crate) fn pull(worker: &Worker, reference: &str, log: &dyn Fn(&[u8])) -> Res
                 media_type: media,
                 size: layer.size,
                 diff_id,
+                clamped_to: None,
+                pulled: true,
             },
         )?;
         worker.db.put(
