@@ -616,6 +616,7 @@ impl Engine {
                             size: info.size,
                             diff_id: info.diff_id,
                             clamped_to: info.clamped_to,
+                            source: info.source,
                         })
                         .collect(),
                 }
@@ -657,6 +658,7 @@ impl Engine {
                     diff_id: blob.diff_id.clone(),
                     clamped_to: blob.clamped_to,
                     pulled: false,
+                    source: None,
                 },
             )?;
         }
@@ -718,6 +720,9 @@ impl Engine {
             }
             Output::Image(export) => {
                 let assembled = self.assemble(chain, image, &export.image, times, out)?;
+                if out.manifest.as_ref() == Some(&assembled.manifest) {
+                    out.image_names = export.image_names(&assembled.manifest.digest);
+                }
                 if export.push {
                     out.pushed.extend(kiln_export::push::push(
                         self.worker.registry(),

@@ -26,6 +26,8 @@ pub struct Blob {
     pub diff_id: String,
     /// The `rewrite-timestamp` epoch its file times were clamped to, if any.
     pub clamped_to: Option<i64>,
+    /// The `registry/repository` it was pulled from, if any (pushes mount it from there).
+    pub source: Option<String>,
 }
 
 /// A layer to export: its directory, and the blobs already made of it (a pulled base
@@ -306,6 +308,7 @@ fn store_layer(
         size,
         diff_id,
         clamped_to: None,
+        source: None,
     })
 }
 
@@ -345,6 +348,7 @@ pub fn recompress(store: &ContentStore, blob: &Blob, format: &LayerFormat) -> Re
         Ok(())
     })?;
     out.clamped_to = blob.clamped_to;
+    out.source = None;
     if out.diff_id != blob.diff_id {
         return Err(Error::Unsupported(format!(
             "layer {} decompresses to {}, not its diff id {}",

@@ -278,6 +278,26 @@ fn archive_dest(attrs: &mut Attrs<'_>) -> Result<Dest, Error> {
     })
 }
 
+impl ImageExport {
+    /// The names the image gets: its names, `name@digest` for each with
+    /// `name-canonical`, and `prefix@digest` for an unnamed image with
+    /// `dangling-name-prefix`.
+    pub fn image_names(&self, digest: &str) -> Vec<String> {
+        let mut names = self.image.names.clone();
+        if self.name_canonical {
+            for name in &self.image.names {
+                if let Ok(reference) = name.parse::<Reference>() {
+                    names.push(format!("{}/{}@{digest}", reference.domain, reference.path));
+                }
+            }
+        }
+        if let (true, Some(prefix)) = (names.is_empty(), &self.dangling_name_prefix) {
+            names.push(format!("{prefix}@{digest}"));
+        }
+        names
+    }
+}
+
 impl Exporter {
     /// The exporter for `type` with its attributes (keys as BuildKit names them).
     pub fn parse(kind: &str, attrs: &BTreeMap<String, String>) -> Result<Self, Error> {
@@ -380,6 +400,29 @@ mod tests {
             e.image.names,
             ["docker.io/library/demo:latest", "127.0.0.1:5000/x:1"]
         );
+    }
+
+    #[test]
+    fn canonical_and_dangling_names() {
+        let digest = "sha256:0123";
+        let Exporter::Image(named) =
+            parse("image", &[("name", "demo:1"), ("name-canonical", "true")]).unwrap()
+        else {
+            panic!("not an image exporter")
+        };
+        assert_eq!(
+            named.image_names(digest),
+            [
+                "docker.io/library/demo:1",
+                "docker.io/library/demo@sha256:0123"
+            ]
+        );
+        let Exporter::Image(unnamed) =
+            parse("image", &[("dangling-name-prefix", "build")]).unwrap()
+        else {
+            panic!("not an image exporter")
+        };
+        assert_eq!(unnamed.image_names(digest), ["build@sha256:0123"]);
     }
 
     #[test]

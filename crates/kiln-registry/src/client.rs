@@ -464,26 +464,36 @@ impl RegistryClient {
 
     /// Uploads a blob of `size` bytes from `content` (streamed: one POST to open an
     /// upload session, one PUT with the whole blob), unless the repository has it.
-    /// The registry checks `digest` against what it receives.
+    /// With `mount_from` (another repository of the same registry that has the blob)
+    /// the registry is first asked to mount it from there; when it declines (202), the
+    /// upload goes on in the session it opened. The registry checks `digest`.
     pub fn push_blob(
         &self,
         reference: &Reference,
         digest: &str,
         size: u64,
         content: &mut (dyn Read + Send),
+        mount_from: Option<&str>,
     ) -> Result<(), Error> {
         if self.has_blob(reference, digest)? {
             return Ok(());
         }
+        let mount_path = mount_from
+            .filter(|from| *from != reference.path)
+            .map(|from| format!("blobs/uploads/?mount={digest}&from={from}"));
         let session = self.send(
             reference,
             Call {
                 method: "POST",
-                target: Target::Path("blobs/uploads/"),
+                target: Target::Path(mount_path.as_deref().unwrap_or("blobs/uploads/")),
                 push: true,
                 ..Call::default()
             },
         )?;
+        // 201: mounted, nothing to upload.
+        if session.status == 201 {
+            return Ok(());
+        }
         if session.location.is_empty() {
             return Err(Error::Invalid {
                 what: "upload session",

@@ -34,6 +34,9 @@ pub struct LayerInfo {
     /// Whether it is the blob the layer was pulled as.
     #[serde(default)]
     pub pulled: bool,
+    /// Where it was pulled from (`registry/repository`), for cross-repository mounts.
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 /// The blobs known for a snapshot layer (the original first) that are still stored.
@@ -134,6 +137,7 @@ pub(crate) fn pull(worker: &Worker, reference: &str, log: &dyn Fn(&[u8])) -> Res
                 diff_id,
                 clamped_to: None,
                 pulled: true,
+                source: Some(format!("{}/{}", parsed.domain, parsed.path)),
             },
         )?;
         worker.db.put(

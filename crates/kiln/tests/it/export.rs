@@ -142,6 +142,35 @@ fn push_in_docker_and_oci_media_types_and_pull_zstd_back() {
         config["rootfs"]
     );
 
+    // An image on the pulled base: its base layer is mounted from busybox's repository
+    // (same registry), the new layer uploaded; skopeo reads both.
+    let on_base = work.path().join("on-base");
+    fs_err::create_dir_all(&on_base).unwrap();
+    fs_err::write(
+        on_base.join("Dockerfile"),
+        format!("FROM 127.0.0.1:{port}/busybox:latest\nRUN echo more > /more\n"),
+    )
+    .unwrap();
+    let on_base_name = format!("127.0.0.1:{port}/elsewhere/on-base:1");
+    check(&kiln(
+        state,
+        &[
+            "build",
+            "--progress=plain",
+            "--push",
+            "-t",
+            &on_base_name,
+            on_base.to_str().unwrap(),
+        ],
+    ));
+    let pushed = skopeo_remote(&on_base_name, Some("--raw"));
+    let base_manifest = skopeo_remote(&format!("127.0.0.1:{port}/busybox:latest"), Some("--raw"));
+    assert_eq!(pushed["layers"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        pushed["layers"][0]["digest"],
+        base_manifest["layers"][0]["digest"]
+    );
+
     // kiln pulls the zstd image, runs a step on it and exports the files locally.
     let next = work.path().join("next");
     fs_err::create_dir_all(&next).unwrap();
