@@ -473,6 +473,12 @@ impl Engine {
         Ok(out)
     }
 
+    /// The flag that cancels builds when set (from a signal handler): running steps are
+    /// killed, mounts released, and the build fails with "cancelled".
+    pub fn cancellation(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.worker.cancellation()
+    }
+
     /// Every record of the build cache (`kiln du`).
     pub fn disk_usage(&self) -> Result<Vec<CacheRecord>, Error> {
         Ok(self.worker.disk_usage()?)

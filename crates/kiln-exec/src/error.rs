@@ -23,4 +23,7 @@ pub enum Error {
     /// A group that the image does not define.
     #[error("unable to find group {0}: no matching entries in group file")]
     UnknownGroup(String),
+    /// The build was cancelled (Ctrl-C); the container was killed.
+    #[error("cancelled")]
+    Cancelled,
 }

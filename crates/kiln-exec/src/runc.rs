@@ -3,6 +3,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use fs_err as fs;
 
@@ -23,15 +25,46 @@ pub enum OutputStream {
 pub struct Executor {
     runtime: PathBuf,
     root: PathBuf,
+    /// Set to stop: running containers are killed, no new one starts.
+    cancelled: Arc<AtomicBool>,
 }
 
 impl Executor {
-    /// An executor using `runtime` (e.g. `runc`), with state under `root`.
+    /// An executor using `runtime` (e.g. `runc`), with state under `root`. Containers
+    /// and bundles left by a process that died (kill -9) are removed first: whoever
+    /// opens the state directory owns it.
     pub fn new(runtime: impl Into<PathBuf>, root: impl Into<PathBuf>) -> Self {
-        Self {
+        let executor = Self {
             runtime: runtime.into(),
             root: root.into(),
+            cancelled: Arc::new(AtomicBool::new(false)),
+        };
+        executor.remove_leftovers();
+        executor
+    }
+
+    /// The flag that cancels running and future processes when set.
+    pub fn cancellation(&self) -> Arc<AtomicBool> {
+        self.cancelled.clone()
+    }
+
+    fn runc(&self) -> Command {
+        let mut command = Command::new(&self.runtime);
+        command.arg("--root").arg(self.root.join("runc"));
+        command
+    }
+
+    fn remove_leftovers(&self) {
+        if let Ok(entries) = fs::read_dir(self.root.join("runc")) {
+            for entry in entries.flatten() {
+                let _ = self
+                    .runc()
+                    .args(["delete", "--force"])
+                    .arg(entry.file_name())
+                    .output();
+            }
         }
+        let _ = fs::remove_dir_all(self.root.join("bundles"));
     }
 
     /// Runs `process` on `rootfs` and returns its exit code. Output is passed to
@@ -77,11 +110,13 @@ impl Executor {
             serde_json::to_vec_pretty(&spec).unwrap_or_default(),
         )?;
 
-        let state = self.root.join("runc");
-        fs::create_dir_all(&state)?;
-        let mut child = Command::new(&self.runtime)
-            .arg("--root")
-            .arg(&state)
+        if self.cancelled.load(Ordering::Relaxed) {
+            let _ = fs::remove_dir_all(&bundle);
+            return Err(Error::Cancelled);
+        }
+        fs::create_dir_all(self.root.join("runc"))?;
+        let mut child = self
+            .runc()
             .arg("run")
             .arg("--bundle")
             .arg(&bundle)
@@ -96,23 +131,34 @@ impl Executor {
             })?;
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
-        std::thread::scope(|scope| {
+        let mut killed = false;
+        let status = std::thread::scope(|scope| {
             if let Some(pipe) = stdout {
                 scope.spawn(move || pump(pipe, OutputStream::Stdout, output));
             }
             if let Some(pipe) = stderr {
                 scope.spawn(move || pump(pipe, OutputStream::Stderr, output));
             }
+            // Waits, killing the container (its init, and with it the whole pid
+            // namespace) once the build is cancelled.
+            loop {
+                if let Some(status) = child.try_wait()? {
+                    return Ok::<_, Error>(status);
+                }
+                if !killed && self.cancelled.load(Ordering::Relaxed) {
+                    let _ = self.runc().args(["kill", id, "KILL"]).output();
+                    killed = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
         });
-        let status = child.wait()?;
-        let _ = Command::new(&self.runtime)
-            .arg("--root")
-            .arg(&state)
-            .args(["delete", "--force", id])
-            .output();
+        let _ = self.runc().args(["delete", "--force", id]).output();
         remove_stubs(&stubs);
         let _ = fs::remove_dir_all(&bundle);
-        Ok(status.code().unwrap_or(128 + 9))
+        if killed {
+            return Err(Error::Cancelled);
+        }
+        Ok(status?.code().unwrap_or(128 + 9))
     }
 }
 

@@ -65,6 +65,12 @@ impl Snapshotter {
         let root = root.into();
         fs::create_dir_all(root.join("empty"))?;
         fs::create_dir_all(root.join("mnt"))?;
+        // Mounts left by a process that died (kill -9): whoever opens the store owns it.
+        for entry in fs::read_dir(root.join("mnt"))? {
+            let path = entry?.path();
+            let _ = unmount(&path, UnmountFlags::DETACH);
+            let _ = std::fs::remove_dir(&path);
+        }
         let mut max = 0;
         for entry in fs::read_dir(&root)? {
             if let Some(n) = entry?

@@ -192,6 +192,12 @@ impl Worker {
         &self.snapshots
     }
 
+    /// The flag that cancels the running build (a Ctrl-C handler sets it): running
+    /// containers are killed, nothing new starts, and the build fails as cancelled.
+    pub fn cancellation(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.executor.cancellation()
+    }
+
     /// The registry client.
     pub fn registry(&self) -> &RegistryClient {
         &self.registry
@@ -298,6 +304,14 @@ impl Worker {
         options: &SolveOptions<'_>,
     ) -> Result<Vec<Ref>, Error> {
         use pb::op::Op;
+        // A cancelled build starts nothing new.
+        if self
+            .executor
+            .cancellation()
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(Error::Exec(kiln_exec::Error::Cancelled));
+        }
         let digest = vertex.digest.to_string();
         let name = vertex_name(vertex);
         let ignore_cache =

@@ -13,6 +13,14 @@ pub(crate) fn open() -> anyhow::Result<Engine> {
             dir.display()
         );
     };
-    Engine::open(config, &on_wait)
-        .map_err(|e| anyhow::anyhow!("opening the kiln state in {root}: {e}"))
+    let engine = Engine::open(config, &on_wait)
+        .map_err(|e| anyhow::anyhow!("opening the kiln state in {root}: {e}"))?;
+    // Ctrl-C (or SIGTERM) cancels the build: running steps are killed and everything
+    // is released; a second one exits at once.
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let cancel = engine.cancellation();
+        signal_hook::flag::register_conditional_shutdown(signal, 130, cancel.clone())?;
+        signal_hook::flag::register(signal, cancel)?;
+    }
+    Ok(engine)
 }
