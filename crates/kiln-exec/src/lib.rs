@@ -6,6 +6,7 @@
 
 mod error;
 mod runc;
+mod seccomp;
 mod spec;
 mod user;
 

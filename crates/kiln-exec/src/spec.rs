@@ -65,7 +65,8 @@ pub struct Mount {
     pub kind: MountKind,
 }
 
-/// Every capability, for privileged processes (`--security=insecure`).
+/// Every capability, in the kernel's bit order, for privileged processes
+/// (`--security=insecure`), limited to this process's bounding set as Docker does.
 const ALL_CAPS: [&str; 41] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -109,6 +110,17 @@ const ALL_CAPS: [&str; 41] = [
     "CAP_BPF",
     "CAP_CHECKPOINT_RESTORE",
 ];
+
+/// This process's capability bounding set (`CapBnd` in /proc/self/status).
+fn bounding_set() -> u64 {
+    fs_err::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("CapBnd:"))?;
+            u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
+        })
+        .unwrap_or(0)
+}
 
 /// Docker's default capability set.
 const DEFAULT_CAPS: [&str; 14] = [
@@ -160,7 +172,13 @@ pub(crate) fn runtime_spec(
     etc: &std::path::Path,
 ) -> Value {
     let caps: Vec<&str> = if process.privileged {
-        ALL_CAPS.to_vec()
+        let bounding = bounding_set();
+        ALL_CAPS
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| bounding & (1 << bit) != 0)
+            .map(|(_, cap)| *cap)
+            .collect()
     } else {
         DEFAULT_CAPS.to_vec()
     };
@@ -213,6 +231,7 @@ pub(crate) fn runtime_spec(
     if !process.privileged {
         linux["maskedPaths"] = json!(MASKED_PATHS);
         linux["readonlyPaths"] = json!(READONLY_PATHS);
+        linux["seccomp"] = crate::seccomp::default_profile();
     }
     json!({
         "ociVersion": "1.0.2",

@@ -931,3 +931,55 @@ fn ctrl_c_cancels_a_running_step_and_leaves_nothing() {
         "mounts left behind:\n{mounts}"
     );
 }
+
+/// A sandboxed RUN has a seccomp filter that refuses namespaces (as Docker's default
+/// profile does); `--security=insecure` (with the entitlement) runs unfiltered with the
+/// host's capabilities, and without the entitlement is refused.
+#[test]
+fn sandbox_seccomp_and_insecure_mode() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let project = work.path().join("security");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{port}/busybox:latest\n\
+             RUN grep Seccomp: /proc/self/status > /sandbox && (unshare -n true 2>/dev/null; echo unshare=$? >> /sandbox)\n\
+             RUN --security=insecure grep -E '^(Seccomp|CapEff):' /proc/self/status > /insecure\n"
+        ),
+    )
+    .unwrap();
+    let refused = kiln(state, &["build", project.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("security.insecure"));
+
+    let out = work.path().join("security-out");
+    check(&kiln(
+        state,
+        &[
+            "build",
+            "--progress=plain",
+            "--allow",
+            "security.insecure",
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            project.to_str().unwrap(),
+        ],
+    ));
+    let sandbox = fs_err::read_to_string(out.join("sandbox")).unwrap();
+    assert!(sandbox.contains("Seccomp:\t2"), "{sandbox}");
+    assert!(sandbox.contains("unshare=1"), "{sandbox}");
+    let insecure = fs_err::read_to_string(out.join("insecure")).unwrap();
+    assert!(insecure.contains("Seccomp:\t0"), "{insecure}");
+    // CAP_SYS_ADMIN (bit 21) is among the privileged step's capabilities.
+    let effective = insecure
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    assert_ne!(effective & (1 << 21), 0, "{insecure}");
+}
