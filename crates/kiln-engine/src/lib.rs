@@ -623,6 +623,7 @@ impl Engine {
                             diff_id: info.diff_id,
                             clamped_to: info.clamped_to,
                             source: info.source,
+                            annotations: info.annotations,
                         })
                         .collect(),
                 }
@@ -665,6 +666,7 @@ impl Engine {
                     clamped_to: blob.clamped_to,
                     pulled: false,
                     source: None,
+                    annotations: blob.annotations.clone(),
                 },
             )?;
         }

@@ -152,6 +152,12 @@ pub fn assemble(
                 media_type: b.media_type.clone(),
                 digest: b.digest.clone(),
                 size: b.size,
+                // Docker's schema 2 has no layer annotations.
+                annotations: if oci {
+                    b.annotations.clone()
+                } else {
+                    Default::default()
+                },
                 ..Descriptor::default()
             })
             .collect(),

@@ -28,6 +28,8 @@ pub struct Blob {
     pub clamped_to: Option<i64>,
     /// The `registry/repository` it was pulled from, if any (pushes mount it from there).
     pub source: Option<String>,
+    /// Annotations of its manifest descriptor (eStargz's TOC digest and size).
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// A layer to export: its directory, and the blobs already made of it (a pulled base
@@ -234,9 +236,7 @@ impl Encoder {
                 Self::Zstd(encoder)
             }
             Compression::Estargz => {
-                return Err(Error::Unsupported(
-                    "compression=estargz is not supported yet (use gzip or zstd)".to_owned(),
-                ));
+                unreachable!("eStargz blobs are written by store_estargz")
             }
         })
     }
@@ -288,6 +288,9 @@ fn store_layer(
     format: &LayerFormat,
     write: impl FnOnce(&mut dyn Write) -> Result<(), Error>,
 ) -> Result<Blob, Error> {
+    if format.compression == Compression::Estargz {
+        return store_estargz(store, format, write);
+    }
     let encoder = Encoder::new(store.writer()?, format.compression, format.level)?;
     let mut tar_hash = HashWriter {
         inner: io::BufWriter::with_capacity(256 * 1024, encoder),
@@ -309,6 +312,33 @@ fn store_layer(
         diff_id,
         clamped_to: None,
         source: None,
+        annotations: Default::default(),
+    })
+}
+
+/// An eStargz blob: the tar is made in memory, then cut into gzip members with a TOC.
+fn store_estargz(
+    store: &ContentStore,
+    format: &LayerFormat,
+    write: impl FnOnce(&mut dyn Write) -> Result<(), Error>,
+) -> Result<Blob, Error> {
+    let mut tar = Vec::new();
+    write(&mut tar)?;
+    let mut writer = io::BufWriter::with_capacity(256 * 1024, store.writer()?);
+    let level = format
+        .level
+        .map_or(flate2::Compression::default(), flate2::Compression::new);
+    let written = crate::estargz::write(&tar, &mut writer, level)?;
+    let writer = writer.into_inner().map_err(|e| Error::Io(e.into_error()))?;
+    let size = writer.size();
+    Ok(Blob {
+        digest: writer.commit(None)?,
+        media_type: Compression::Estargz.layer_media_type(format.oci).to_owned(),
+        size,
+        diff_id: written.diff_id,
+        clamped_to: None,
+        source: None,
+        annotations: written.annotations,
     })
 }
 
@@ -348,8 +378,8 @@ pub fn recompress(store: &ContentStore, blob: &Blob, format: &LayerFormat) -> Re
         Ok(())
     })?;
     out.clamped_to = blob.clamped_to;
-    out.source = None;
-    if out.diff_id != blob.diff_id {
+    // eStargz adds its index and landmark to the tar: another diff id, by design.
+    if format.compression != Compression::Estargz && out.diff_id != blob.diff_id {
         return Err(Error::Unsupported(format!(
             "layer {} decompresses to {}, not its diff id {}",
             blob.digest, out.diff_id, blob.diff_id

@@ -13,6 +13,7 @@
 //! This crate takes plain data (directories, blobs, JSON); it never sees LLB.
 
 mod error;
+pub mod estargz;
 pub mod image;
 pub mod layer;
 pub mod layout;

@@ -218,6 +218,13 @@ fn image_options(attrs: &mut Attrs<'_>, oci_default: bool) -> Result<ImageOption
             options.compression
         ));
     }
+    // Existing layers cannot become eStargz without being rewritten (BuildKit forces it).
+    if options.compression == Compression::Estargz && !options.force_compression {
+        options.force_compression = true;
+        options
+            .notices
+            .push("forcibly turning on force-compression mode for estargz".to_owned());
+    }
     if let Some(value) = attrs.take("source-date-epoch") {
         let epoch = value
             .parse()

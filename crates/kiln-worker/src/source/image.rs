@@ -37,6 +37,9 @@ pub struct LayerInfo {
     /// Where it was pulled from (`registry/repository`), for cross-repository mounts.
     #[serde(default)]
     pub source: Option<String>,
+    /// Annotations of its manifest descriptor (eStargz's TOC digest and size).
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// The blobs known for a snapshot layer (the original first) that are still stored.
@@ -138,6 +141,7 @@ pub(crate) fn pull(worker: &Worker, reference: &str, log: &dyn Fn(&[u8])) -> Res
                 clamped_to: None,
                 pulled: true,
                 source: Some(format!("{}/{}", parsed.domain, parsed.path)),
+                annotations: layer.annotations.clone(),
             },
         )?;
         worker.db.put(

@@ -522,3 +522,120 @@ fn rewrite_timestamp_makes_builds_reproducible() {
         "file times differ without the rewrite"
     );
 }
+
+/// `compression=estargz`: each file in a gzip member of its own, a TOC the footer
+/// points at; a separate reader (Python's gzip and tarfile) finds every file by its TOC
+/// offset, the TOC digest annotation matches, and kiln builds on the pushed image.
+#[test]
+fn estargz_layers_have_a_toc_a_reader_can_follow() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let project = work.path().join("estargz");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{port}/busybox:latest\n\
+             RUN mkdir -p /data && echo alpha > /data/a.txt && seq 1 20000 > /data/numbers.txt\n"
+        ),
+    )
+    .unwrap();
+    let name = format!("127.0.0.1:{port}/estargz:1");
+    let log = check(&kiln(
+        state,
+        &[
+            "build",
+            "--progress=plain",
+            "-o",
+            &format!("type=registry,name={name},compression=estargz"),
+            project.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        log.contains("forcibly turning on oci-mediatype mode for estargz"),
+        "{log}"
+    );
+    let manifest = skopeo_remote(&name, Some("--raw"));
+    let layer = manifest["layers"][1].clone();
+    assert_eq!(
+        layer["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    let toc_digest = layer["annotations"]["containerd.io/snapshot/stargz/toc.digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Fetch the blob and read it with Python.
+    let blob = work.path().join("layer.blob");
+    let digest = layer["digest"].as_str().unwrap();
+    let fetched = Command::new("curl")
+        .args(["-fsS", "-o"])
+        .arg(&blob)
+        .arg(format!("http://127.0.0.1:{port}/v2/estargz/blobs/{digest}"))
+        .status()
+        .unwrap();
+    assert!(fetched.success());
+    let reader = r#"
+import gzip, hashlib, io, json, sys, tarfile, zlib
+data = open(sys.argv[1], "rb").read()
+footer = data[-51:]
+assert footer[32:38] == b"STARGZ", footer
+toc_offset = int(footer[16:32], 16)
+toc_tar = zlib.decompressobj(31).decompress(data[toc_offset:])
+member = tarfile.open(fileobj=io.BytesIO(toc_tar)).extractfile("stargz.index.json").read()
+toc = json.loads(member)
+found = {}
+for e in toc["entries"]:
+    if e["type"] != "reg":
+        continue
+    raw = zlib.decompressobj(31).decompress(data[e["offset"]:])
+    t = tarfile.open(fileobj=io.BytesIO(raw + b"\0" * 1024))
+    info = t.next()
+    assert info.name.rstrip("/") == e["name"], (info.name, e["name"])
+    body = t.extractfile(info).read()
+    assert "sha256:" + hashlib.sha256(body).hexdigest() == e["digest"], e["name"]
+    found[e["name"]] = body
+print("sha256:" + hashlib.sha256(member).hexdigest())
+print(found["data/a.txt"].decode().strip())
+print(len(found["data/numbers.txt"].splitlines()))
+"#;
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(reader)
+        .arg(&blob)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines, [toc_digest.as_str(), "alpha", "20000"]);
+
+    // kiln pulls the eStargz image like any gzip image.
+    let next = work.path().join("on-estargz");
+    fs_err::create_dir_all(&next).unwrap();
+    fs_err::write(
+        next.join("Dockerfile"),
+        format!("FROM {name}\nRUN cat /data/a.txt > /copy\n"),
+    )
+    .unwrap();
+    let out = work.path().join("on-estargz-out");
+    check(&kiln(
+        state,
+        &[
+            "build",
+            "--progress=plain",
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            next.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(fs_err::read_to_string(out.join("copy")).unwrap(), "alpha\n");
+}
