@@ -52,14 +52,22 @@ pub(crate) struct Definition {
     pub(crate) target_order: Vec<String>,
     pub(crate) groups: BTreeMap<String, Block>,
     pub(crate) variables: BTreeMap<String, Value>,
+    /// How each variable was declared (`bake --list` shows `variable` blocks).
+    pub(crate) declarations: BTreeMap<String, Variable>,
     pub(crate) functions: Functions,
 }
 
+/// A variable as declared: by `variable` blocks (merged across files) or a top-level
+/// attribute.
 #[derive(Debug, Clone, Default)]
-struct Variable {
-    default: Option<Expression>,
-    kind: Option<Expression>,
+pub(crate) struct Variable {
+    pub(crate) default: Option<Expression>,
+    pub(crate) kind: Option<Expression>,
     validations: Vec<(Expression, Option<Expression>)>,
+    /// The last `variable` block's `description` (buildx keeps the last block).
+    pub(crate) description: Option<Expression>,
+    /// Declared by a `variable` block (not only a top-level attribute).
+    pub(crate) block: bool,
 }
 
 /// HCL's JSON form turned into HCL text: object keys are labels or attributes, strings
@@ -120,6 +128,10 @@ fn json_to_hcl(value: &serde_json::Value) -> Result<String, Error> {
                     out.push_str("}\n");
                 }
             }
+            // Other keys are top-level attributes (variables, but not `variable` blocks).
+            (_, value) if is_identifier(kind) => {
+                out.push_str(&format!("{kind} = {}\n", expr(value)));
+            }
             (_, value) => out.push_str(&format!(
                 "variable \"{kind}\" {{\ndefault = {}\n}}\n",
                 expr(value)
@@ -127,6 +139,13 @@ fn json_to_hcl(value: &serde_json::Value) -> Result<String, Error> {
         }
     }
     Ok(out)
+}
+
+/// An HCL identifier: a letter or `_`, then letters, digits, `_` and `-`.
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || c == '_' || c == '-')
 }
 
 /// `Summary; Detail` from an hcl-rs parse error (buildx prints HCL diagnostics so).
@@ -302,10 +321,13 @@ impl Definition {
                             variable_order.push(name.clone());
                         }
                         let variable = variables.entry(name).or_default();
+                        variable.block = true;
+                        variable.description = None;
                         for (key, expr) in attrs {
                             match key.as_str() {
                                 "default" => variable.default = Some(expr),
                                 "type" => variable.kind = Some(expr),
+                                "description" => variable.description = Some(expr),
                                 _ => {}
                             }
                         }
@@ -340,6 +362,7 @@ impl Definition {
         }
         definition.variables =
             evaluate_variables(&variables, &variable_order, env, &definition.functions)?;
+        definition.declarations = variables;
         Ok(definition)
     }
 

@@ -1,7 +1,7 @@
 //! Bake files: HCL (and HCL's JSON form) definitions with variables, functions,
 //! inheritance and matrices, resolved to fully specified targets, as `docker buildx
 //! bake` resolves them. [`resolve`] is the whole pipeline; its result prints as
-//! `bake --print` does.
+//! `bake --print` does. [`list`] gives what `bake --list` shows.
 //!
 //! Plain data in, plain data out: this crate knows nothing of LLB or the engine.
 
@@ -15,12 +15,14 @@ mod funcs;
 mod funcs_more;
 mod funcs_net;
 mod funcs_time;
+mod list;
 mod target;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use error::Error;
+pub use list::{ListedGroup, ListedTarget, ListedVariable, Listing, TargetRow};
 pub use target::Resolved;
 
 /// What `kiln bake` was asked.
@@ -44,6 +46,19 @@ pub struct Request {
 
 /// Resolves a bake request to its targets and groups.
 pub fn resolve(request: &Request) -> Result<Resolved, Error> {
+    let (definition, _) = definition(request)?;
+    target::resolve(&definition, request)
+}
+
+/// Everything the request's files define, as `bake --list` shows it: all targets,
+/// groups and variables (the requested targets, `--set` and the like play no part).
+pub fn list(request: &Request) -> Result<Listing, Error> {
+    let (definition, compose_only) = definition(request)?;
+    list::listing(&definition, compose_only)
+}
+
+/// The files read and evaluated; and whether they were all Compose files.
+fn definition(request: &Request) -> Result<(eval::Definition, bool), Error> {
     let sources = files::load(request)?;
     let mut compose_env = match fs_err::read_to_string(request.dir.join(".env")) {
         Ok(text) => compose::parse_dotenv(&text),
@@ -51,5 +66,8 @@ pub fn resolve(request: &Request) -> Result<Resolved, Error> {
     };
     compose_env.extend(request.env.clone());
     let definition = eval::Definition::parse(&sources, &request.env, &compose_env)?;
-    target::resolve(&definition, request)
+    let compose_only = sources
+        .iter()
+        .all(|s| s.name.ends_with(".yml") || s.name.ends_with(".yaml"));
+    Ok((definition, compose_only))
 }

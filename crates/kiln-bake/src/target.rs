@@ -9,7 +9,7 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::calls::{self, Functions};
 use crate::eval::{Block, Definition, is_map_attr};
-use crate::{Error, Request};
+use crate::{Error, ListedGroup, ListedTarget, Request};
 
 /// The resolved groups and targets.
 #[derive(Debug, Clone, Default)]
@@ -413,8 +413,29 @@ impl Resolver<'_> {
             }
             return Ok(vec![name.to_owned()]);
         };
-        let matrix = eval(matrix, &self.base, &self.definition.functions)?;
         let mut names = Vec::new();
+        for (generated, ctx) in self.matrix_entries(name, matrix, &block)? {
+            self.cache.remove(name);
+            let attrs = self.target_attrs(name, &ctx)?;
+            self.cache.remove(name);
+            self.resolved
+                .targets
+                .insert(generated.clone(), normalise(&attrs)?);
+            names.push(generated);
+        }
+        self.resolved.groups.insert(name.to_owned(), names.clone());
+        Ok(names)
+    }
+
+    /// A matrix target's generated names, each with the context it evaluates in.
+    fn matrix_entries(
+        &self,
+        name: &str,
+        matrix: &Expression,
+        block: &Block,
+    ) -> Result<Vec<(String, Context<'static>)>, Error> {
+        let matrix = eval(matrix, &self.base, &self.definition.functions)?;
+        let mut entries: Vec<(String, Context<'static>)> = Vec::new();
         for combo in combinations(&matrix)? {
             let mut ctx = self.base.clone();
             for (k, v) in &combo {
@@ -429,21 +450,14 @@ impl Resolver<'_> {
                     )));
                 }
             };
-            if names.contains(&generated) {
+            if entries.iter().any(|(n, _)| *n == generated) {
                 return Err(Error::Hcl(format!(
                     "Invalid name; duplicate name \"{generated}\""
                 )));
             }
-            self.cache.remove(name);
-            let attrs = self.target_attrs(name, &ctx)?;
-            self.cache.remove(name);
-            self.resolved
-                .targets
-                .insert(generated.clone(), normalise(&attrs)?);
-            names.push(generated);
+            entries.push((generated, ctx));
         }
-        self.resolved.groups.insert(name.to_owned(), names.clone());
-        Ok(names)
+        Ok(entries)
     }
 
     /// Resolves a name: a group (recursively), a target, or a pattern over both.
@@ -847,6 +861,80 @@ fn apply_sets(resolved: &mut Resolved, request: &Request) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Every target (a matrix target once per generated name) with its own `description`,
+/// and every group; a matrix target also makes a group of the names it generated, as
+/// buildx's parser does. All target attributes are evaluated, so errors surface.
+pub(crate) fn list(
+    definition: &Definition,
+) -> Result<(Vec<ListedTarget>, Vec<ListedGroup>), Error> {
+    let mut resolver = Resolver {
+        definition,
+        base: definition.context(),
+        resolved: Resolved::default(),
+        cache: BTreeMap::new(),
+        stack: Vec::new(),
+    };
+    let functions = &definition.functions;
+    let text = |value: &Value| match value {
+        Value::Null => Ok(String::new()),
+        other => to_string(other).ok_or_else(|| unsuitable("string")),
+    };
+    let dedup = |names: Vec<String>| {
+        let mut out: Vec<String> = Vec::with_capacity(names.len());
+        for name in names {
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        out
+    };
+    let mut groups = Vec::new();
+    for (name, group) in &definition.groups {
+        let description = match group.get("description") {
+            Some(expr) => text(&eval(expr, &resolver.base, functions)?)?,
+            None => String::new(),
+        };
+        let members = match group.get("targets") {
+            Some(expr) => string_list("targets", &eval(expr, &resolver.base, functions)?)?,
+            None => Vec::new(),
+        };
+        groups.push(ListedGroup {
+            name: name.clone(),
+            description,
+            targets: dedup(members),
+        });
+    }
+    let mut targets = Vec::new();
+    for name in &definition.target_order {
+        let block = definition.targets[name].clone();
+        let entries = match block.get("matrix") {
+            Some(matrix) => resolver.matrix_entries(name, matrix, &block)?,
+            None => vec![(name.clone(), resolver.base.clone())],
+        };
+        let mut generated = Vec::new();
+        for (target, ctx) in entries {
+            let attrs = resolver.evaluate_block(&block, &ctx)?;
+            let description = match attrs.get("description") {
+                Some(value) => text(value)?,
+                None => String::new(),
+            };
+            generated.push(target.clone());
+            targets.push(ListedTarget {
+                name: target,
+                description,
+            });
+        }
+        if generated != [name.clone()] {
+            groups.push(ListedGroup {
+                name: name.clone(),
+                description: String::new(),
+                targets: dedup(generated),
+            });
+        }
+    }
+    Ok((targets, groups))
 }
 
 pub(crate) fn resolve(definition: &Definition, request: &Request) -> Result<Resolved, Error> {

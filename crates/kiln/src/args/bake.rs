@@ -17,6 +17,16 @@ pub(crate) struct BakeArgs {
     /// Print the resolved options as JSON instead of building.
     #[arg(long)]
     pub(crate) print: bool,
+    /// List targets or variables (`targets`, `variables`, or
+    /// `type=targets|variables[,format=table|json]`) instead of building.
+    #[arg(long)]
+    pub(crate) list: Option<String>,
+    /// Deprecated: `--list=targets`.
+    #[arg(long, hide = true)]
+    pub(crate) list_targets: bool,
+    /// Deprecated: `--list=variables`.
+    #[arg(long, hide = true)]
+    pub(crate) list_variables: bool,
     /// Do not use cache when building the image.
     #[arg(long)]
     pub(crate) no_cache: bool,

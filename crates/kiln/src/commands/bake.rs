@@ -17,6 +17,26 @@ use crate::outputs::Planned;
 use crate::progress::Progress;
 
 pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
+    // The deprecated flags, as cobra announces them.
+    for (given, flag, kind) in [
+        (args.list_targets, "list-targets", "targets"),
+        (args.list_variables, "list-variables", "variables"),
+    ] {
+        if given {
+            eprintln!(
+                "Flag --{flag} has been deprecated, {flag} is deprecated, use list={kind} instead"
+            );
+        }
+    }
+    let list = match args.list.as_deref().filter(|l| !l.is_empty()) {
+        Some(list) => Some(list),
+        None if args.list_targets => Some("targets"),
+        None if args.list_variables => Some("variables"),
+        None => None,
+    };
+    if args.print && list.is_some() {
+        bail!("--print and --list are mutually exclusive");
+    }
     let mut sets = args.sets.clone();
     for (kind, value) in [("sbom", &args.sbom), ("provenance", &args.provenance)] {
         if let Some(attest) = value.as_deref().and_then(|v| attestation(kind, v)) {
@@ -46,6 +66,9 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
         no_cache: args.no_cache,
         pull: args.pull,
     };
+    if let Some(list) = list {
+        return crate::commands::bake_list::run(&request, list);
+    }
     let resolved = kiln_bake::resolve(&request)?;
     if args.print {
         println!("{}", serde_json::to_string_pretty(&resolved.to_json())?);

@@ -1,6 +1,7 @@
 //! What each command does, one module per command.
 
 mod bake;
+mod bake_list;
 mod build;
 mod cache;
 mod dump_llb;
