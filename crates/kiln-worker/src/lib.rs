@@ -332,6 +332,10 @@ impl Worker {
                 sha256_hex(&parts)
             }
         };
+        // Builds running at once share a step: the later one waits for the first's
+        // result and then finds it in the cache.
+        let running = self.lock(&format!("vertex {key}"));
+        let _running = running.lock().unwrap_or_else(|e| e.into_inner());
         if !ignore_cache {
             if let Some(refs) = self.cached(&key) {
                 usage::touch(self, &refs, None);

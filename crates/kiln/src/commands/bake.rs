@@ -96,22 +96,41 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
     let quiet = args.progress == "quiet";
     let mut metadata = Map::new();
     let mut checks_fired = false;
-    for (name, (build, planned)) in requests {
-        let call = resolved.targets[name.as_str()]
+    let call_of = |name: &str| {
+        resolved.targets[name]
             .get("call")
             .and_then(Json::as_str)
-            .unwrap_or("build");
-        if call == "check" {
-            println!("target {name}:");
-            checks_fired |= crate::progress::checks::print_report(&engine.check(&build)?);
-            continue;
-        }
-        let progress = Progress::open(&args.progress, false)?;
-        if let Progress::Plain(_) = progress {
-            eprintln!("#target {name}");
-        }
-        let result = engine.build(&build, &|event| progress.event(event));
-        progress.finish();
+            .unwrap_or("build")
+            .to_owned()
+    };
+    let (checks, builds): (Vec<_>, Vec<_>) = requests
+        .into_iter()
+        .partition(|(name, _)| call_of(name) == "check");
+    for (name, (build, _)) in &checks {
+        println!("target {name}:");
+        checks_fired |= crate::progress::checks::print_report(&engine.check(build)?);
+    }
+    // Every target builds at once on the one engine: a step they share runs once
+    // (the others wait for it and take it from the cache), one progress display.
+    let progress = Progress::open(&args.progress, false)?;
+    let results = std::thread::scope(|scope| {
+        let handles: Vec<_> = builds
+            .into_iter()
+            .map(|(name, (build, planned))| {
+                let (engine, progress) = (&engine, &progress);
+                scope.spawn(move || {
+                    let result = engine.build(&build, &|event| progress.event(event));
+                    (name, build, planned, result)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a bake target's build thread panicked"))
+            .collect::<Vec<_>>()
+    });
+    progress.finish();
+    for (name, build, planned, result) in results {
         let result = result.with_context(|| format!("target {name:?} failed to build"))?;
         for archive in crate::outputs::loads(&planned) {
             for message in crate::docker::load(&archive)? {

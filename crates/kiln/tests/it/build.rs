@@ -983,3 +983,60 @@ fn sandbox_seccomp_and_insecure_mode() {
         .unwrap();
     assert_ne!(effective & (1 << 21), 0, "{insecure}");
 }
+
+/// Bake builds its targets at the same time: each target's step records when it ran,
+/// and the two intervals overlap (one after the other they could not).
+#[test]
+fn bake_targets_build_at_the_same_time() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let project = work.path().join("concurrent");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{port}/busybox:latest\nARG WHO\n\
+             RUN cut -d' ' -f1 /proc/uptime > /start && sleep 1.5 && cut -d' ' -f1 /proc/uptime > /end && echo $WHO > /who\n"
+        ),
+    )
+    .unwrap();
+    fs_err::write(
+        project.join("docker-bake.hcl"),
+        r#"group "default" { targets = ["left", "right"] }
+target "left" {
+  args = { WHO = "left" }
+  output = ["type=local,dest=out-left"]
+}
+target "right" {
+  args = { WHO = "right" }
+  output = ["type=local,dest=out-right"]
+}
+"#,
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("KILN_ROOT", state)
+        .current_dir(&project)
+        .args(["bake", "--progress=plain"])
+        .output()
+        .unwrap();
+    check(&output);
+    let read = |target: &str, file: &str| -> f64 {
+        fs_err::read_to_string(project.join(format!("out-{target}/{file}")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (left, right) = (
+        (read("left", "start"), read("left", "end")),
+        (read("right", "start"), read("right", "end")),
+    );
+    assert!(
+        left.0 < right.1 && right.0 < left.1,
+        "the steps ran one after the other: {left:?} {right:?}"
+    );
+}
