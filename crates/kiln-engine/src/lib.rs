@@ -18,7 +18,7 @@ use kiln_registry::RegistryClient;
 use kiln_worker::{LocalContexts, SolveOptions, Worker, WorkerConfig};
 
 pub use error::Error;
-pub use kiln_worker::{CacheRecord, Event, PruneFilter, PruneOptions};
+pub use kiln_worker::{CacheRecord, Event, PruneFilter, PruneOptions, fetch_git};
 
 /// Engine settings.
 #[derive(Debug, Clone)]

@@ -26,6 +26,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use error::Error;
 pub use source::image::LayerInfo;
+pub use source::remote::fetch_git;
 pub use usage::{CacheRecord, PruneFilter, PruneOptions};
 
 /// A result: snapshot layers from the bottom up (empty for scratch) and a key that
@@ -420,6 +421,8 @@ impl Worker {
                     checksum.as_bytes(),
                 ]))
             }
+            Some(("http" | "https", _)) => source::remote::http_key(self, source),
+            Some(("git", _)) => source::remote::git_key(source),
             _ => Err(Error::Unsupported(format!(
                 "source {} is not supported yet",
                 source.identifier
@@ -436,6 +439,8 @@ impl Worker {
         match source.identifier.split_once("://") {
             Some(("docker-image", reference)) => source::image::pull(self, reference, log),
             Some(("local", name)) => source::local::load(self, options.contexts, name, source),
+            Some(("http" | "https", _)) => source::remote::http_load(self, source),
+            Some(("git", _)) => source::remote::git_load(self, source),
             _ => Err(Error::Unsupported(format!(
                 "source {} is not supported yet",
                 source.identifier

@@ -5,7 +5,6 @@
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
@@ -47,16 +46,6 @@ pub(crate) fn detect(spec: &str) -> Option<Remote> {
     is_http.then(|| Remote::Http(spec.to_owned()))
 }
 
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<std::process::Output> {
-    Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .output()
-        .context("running git (is it installed?)")
-}
-
 /// Fetches a remote context under `root` (a fresh directory); returns the context
 /// directory and, when the URL named a Dockerfile, that file.
 pub(crate) fn fetch(remote: &Remote, root: &Path) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
@@ -68,32 +57,12 @@ pub(crate) fn fetch(remote: &Remote, root: &Path) -> anyhow::Result<(PathBuf, Op
             subdir,
         } => {
             let checkout = root.join("repo");
-            fs_err::create_dir_all(&checkout)?;
-            git(&checkout, &["init", "-q"])?;
+            kiln_engine::fetch_git(url, reference, &checkout, false)?;
             let wanted = if reference.is_empty() {
                 "HEAD"
             } else {
                 reference
             };
-            // Shallow first; dumb-HTTP servers cannot do shallow fetches.
-            let mut fetched = git(&checkout, &["fetch", "-q", "--depth=1", url, wanted])?;
-            if !fetched.status.success() {
-                fetched = git(&checkout, &["fetch", "-q", url, wanted])?;
-            }
-            if !fetched.status.success() {
-                bail!(
-                    "fetching {url} at {wanted}: {}",
-                    String::from_utf8_lossy(&fetched.stderr).trim()
-                );
-            }
-            let checked_out = git(&checkout, &["checkout", "-q", "FETCH_HEAD"])?;
-            if !checked_out.status.success() {
-                bail!(
-                    "checking out {url} at {wanted}: {}",
-                    String::from_utf8_lossy(&checked_out.stderr).trim()
-                );
-            }
-            fs_err::remove_dir_all(checkout.join(".git"))?;
             let context = checkout.join(subdir);
             // The subdirectory must stay inside the checkout.
             let resolved = context

@@ -734,6 +734,66 @@ fn git_and_tarball_contexts_over_http() {
     );
     assert!(!out.join("README").exists());
 
+    // ADD of an http file (checked against --checksum) and of a git repository.
+    fs_err::write(served.join("file.txt"), "downloaded\n").unwrap();
+    let sum = Command::new("sha256sum")
+        .arg(served.join("file.txt"))
+        .output()
+        .unwrap();
+    let sum = String::from_utf8_lossy(&sum.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let adds = work.path().join("adds");
+    fs_err::create_dir_all(&adds).unwrap();
+    fs_err::write(
+        adds.join("Dockerfile"),
+        format!(
+            "FROM scratch\nADD --checksum=sha256:{sum} http://127.0.0.1:{port}/file.txt /f.txt\n\
+             ADD http://127.0.0.1:{port}/app.git#main:docker /g/\n"
+        ),
+    )
+    .unwrap();
+    let out = work.path().join("adds-out");
+    check(&kiln(
+        &state,
+        &[
+            "build",
+            "--progress=plain",
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            adds.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(
+        fs_err::read_to_string(out.join("f.txt")).unwrap(),
+        "downloaded\n"
+    );
+    assert_eq!(
+        fs_err::read_to_string(out.join("g/hello.txt")).unwrap(),
+        "from git\n"
+    );
+    // A wrong checksum fails the step and says so.
+    fs_err::write(
+        adds.join("Dockerfile"),
+        format!(
+            "FROM scratch\nADD --checksum=sha256:{} http://127.0.0.1:{port}/file.txt /f.txt\n",
+            "0".repeat(64)
+        ),
+    )
+    .unwrap();
+    let wrong = kiln(
+        &state,
+        &["build", "--progress=plain", adds.to_str().unwrap()],
+    );
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("digest mismatch"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+
     let out = work.path().join("tar-out");
     check(&kiln(
         &state,

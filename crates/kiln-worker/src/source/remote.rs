@@ -1,0 +1,314 @@
+//! Remote sources: a file over http(s) (`ADD https://…`) and a git repository
+//! (`ADD git@…`, `git://…#ref:subdir`), each into a snapshot of its own. Their cache
+//! keys name the content: the download's digest (or the `--checksum` given), and the
+//! commit the ref resolves to.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use fs_err as fs;
+use kiln_llb::pb;
+use sha2::{Digest as _, Sha256};
+
+use crate::{Error, Ref, Worker, sha256_hex};
+
+fn attr<'a>(source: &'a pb::SourceOp, key: &str) -> Option<&'a str> {
+    source.attrs.get(key).map(String::as_str)
+}
+
+/// Where a URL's download is kept between computing the key and making the snapshot.
+fn download_path(worker: &Worker, url: &str) -> PathBuf {
+    worker
+        .config
+        .root
+        .join("downloads")
+        .join(sha256_hex(&[url.as_bytes()]))
+}
+
+/// Downloads `url` (to a temp file, renamed when complete and verified) and returns
+/// its content digest.
+fn download(worker: &Worker, url: &str, expected: Option<&str>) -> Result<String, Error> {
+    let target = download_path(worker, url);
+    fs::create_dir_all(target.parent().unwrap_or(Path::new("/")))?;
+    let failed = |message: String| Error::Source(format!("downloading {url}: {message}"));
+    let mut response = ureq::get(url).call().map_err(|e| failed(e.to_string()))?;
+    let modified = response
+        .headers()
+        .get("last-modified")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let temp = target.with_extension("part");
+    let mut file = fs::File::create(&temp)?;
+    let mut hasher = Sha256::new();
+    let mut reader = response.body_mut().as_reader();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| failed(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        std::io::Write::write_all(&mut file, &buf[..n])?;
+    }
+    drop(file);
+    let digest = format!("sha256:{}", kiln_store::sha256_hex(hasher));
+    if let Some(expected) = expected.filter(|e| *e != digest) {
+        let _ = fs::remove_file(&temp);
+        return Err(failed(format!("digest mismatch {expected}: {digest}")));
+    }
+    fs::rename(&temp, &target)?;
+    // The file keeps the server's Last-Modified time, as BuildKit's does.
+    let stamp = target.with_extension("modified");
+    match modified {
+        Some(value) => fs::write(stamp, value)?,
+        None => {
+            let _ = fs::remove_file(stamp);
+        }
+    }
+    Ok(digest)
+}
+
+/// The cache key of an http source: its checksum, given or downloaded.
+pub(crate) fn http_key(worker: &Worker, source: &pb::SourceOp) -> Result<String, Error> {
+    let url = &source.identifier;
+    let checksum = match attr(source, "http.checksum") {
+        // Known beforehand: no download unless the step runs.
+        Some(checksum) => checksum.to_owned(),
+        None => download(worker, url, None)?,
+    };
+    let mut parts: Vec<&[u8]> = vec![b"http", url.as_bytes(), checksum.as_bytes()];
+    for key in ["http.filename", "http.perm", "http.uid", "http.gid"] {
+        parts.push(attr(source, key).unwrap_or_default().as_bytes());
+    }
+    Ok(sha256_hex(&parts))
+}
+
+/// Go's `http.ParseTime` for the usual Last-Modified format
+/// (`Mon, 02 Jan 2006 15:04:05 GMT`), as Unix seconds.
+fn http_time(value: &str) -> Option<i64> {
+    let parts: Vec<&str> = value.split_whitespace().collect();
+    let [_, day, month, year, time, _] = parts.as_slice() else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|m| m == month)? as i64 + 1;
+    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
+    let hms: Vec<i64> = time.split(':').filter_map(|p| p.parse().ok()).collect();
+    let [h, m, s] = hms.as_slice() else {
+        return None;
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + m * 60 + s)
+}
+
+/// Puts the downloaded file into a new snapshot as `/<filename>`.
+pub(crate) fn http_load(worker: &Worker, source: &pb::SourceOp) -> Result<Ref, Error> {
+    let url = &source.identifier;
+    let path = download_path(worker, url);
+    if !path.is_file() {
+        download(worker, url, attr(source, "http.checksum"))?;
+    } else if let Some(expected) = attr(source, "http.checksum") {
+        // A download left by an earlier key computation is checked like a new one.
+        let actual = format!(
+            "sha256:{}",
+            kiln_store::sha256_hex(Sha256::new_with_prefix(fs::read(&path)?))
+        );
+        if actual != expected {
+            return Err(Error::Source(format!(
+                "downloading {url}: digest mismatch {expected}: {actual}"
+            )));
+        }
+    }
+    let name = attr(source, "http.filename")
+        .filter(|n| !n.is_empty() && !n.contains('/'))
+        .unwrap_or("__unnamed__");
+    let snapshot = worker.snapshots.create(None)?;
+    let dest = worker.snapshots.layer_dir(snapshot.id()).join(name);
+    fs::copy(&path, &dest)?;
+    let perm = attr(source, "http.perm")
+        .and_then(|p| u32::from_str_radix(p, 8).ok())
+        .unwrap_or(0o600);
+    std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(perm))?;
+    let id = |key| attr(source, key).and_then(|v| v.parse().ok()).unwrap_or(0);
+    std::os::unix::fs::lchown(&dest, Some(id("http.uid")), Some(id("http.gid")))?;
+    let modified = fs::read_to_string(path.with_extension("modified"))
+        .ok()
+        .and_then(|v| http_time(v.trim()));
+    if let Some(seconds) = modified {
+        crate::fsutil::set_times(&dest, seconds, 0)?;
+    }
+    Ok(Ref {
+        chain: snapshot.chain,
+        key: String::new(),
+    })
+}
+
+/// A git source's parts: the URL to fetch, the ref and the subdirectory.
+fn git_parts(source: &pb::SourceOp) -> (String, String, String) {
+    let id = source.identifier.trim_start_matches("git://");
+    let (remote, fragment) = id.split_once('#').unwrap_or((id, ""));
+    let (reference, subdir) = fragment.split_once(':').unwrap_or((fragment, ""));
+    let url = attr(source, "git.fullurl")
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("https://{remote}"));
+    (
+        url,
+        reference.to_owned(),
+        subdir.trim_matches('/').to_owned(),
+    )
+}
+
+fn git(dir: Option<&Path>, args: &[&str]) -> Result<std::process::Output, Error> {
+    let mut command = Command::new("git");
+    if let Some(dir) = dir {
+        command.arg("-C").arg(dir);
+    }
+    command
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .map_err(|e| Error::Source(format!("running git (is it installed?): {e}")))
+}
+
+/// The commit a git source's ref names (asked of the remote; a full hash as it is).
+fn git_commit(url: &str, reference: &str) -> Result<String, Error> {
+    if reference.len() == 40 && reference.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(reference.to_owned());
+    }
+    let wanted = if reference.is_empty() {
+        "HEAD"
+    } else {
+        reference
+    };
+    let output = git(None, &["ls-remote", url, wanted])?;
+    if !output.status.success() {
+        return Err(Error::Source(format!(
+            "git ls-remote {url} {wanted}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    // A tag's peeled commit (`^{}`) wins over the tag object.
+    let lines: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once('\t')).collect();
+    lines
+        .iter()
+        .find(|(_, name)| name.ends_with("^{}"))
+        .or_else(|| lines.first())
+        .map(|(sha, _)| (*sha).to_owned())
+        .ok_or_else(|| Error::Source(format!("{url}: no ref {wanted}")))
+}
+
+/// The cache key of a git source: the commit, the subdirectory and whether `.git` stays.
+pub(crate) fn git_key(source: &pb::SourceOp) -> Result<String, Error> {
+    let (url, reference, subdir) = git_parts(source);
+    let commit = git_commit(&url, &reference)?;
+    if let Some(expected) = attr(source, "git.checksum").filter(|c| !commit.starts_with(*c)) {
+        return Err(Error::Source(format!(
+            "expected checksum to match {expected}, got {commit}"
+        )));
+    }
+    Ok(sha256_hex(&[
+        b"git",
+        url.as_bytes(),
+        commit.as_bytes(),
+        subdir.as_bytes(),
+        attr(source, "git.keepgitdir")
+            .unwrap_or_default()
+            .as_bytes(),
+    ]))
+}
+
+/// Fetches `url` at `reference` into `dest` (shallow when the server can); `.git` is
+/// removed unless `keep_git_dir`.
+pub fn fetch_git(url: &str, reference: &str, dest: &Path, keep_git_dir: bool) -> Result<(), Error> {
+    fs::create_dir_all(dest)?;
+    let run = |args: &[&str]| -> Result<(), Error> {
+        let output = git(Some(dest), args)?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(Error::Source(format!(
+                "git {} ({url}): {}",
+                args.first().copied().unwrap_or_default(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )))
+        }
+    };
+    run(&["init", "-q"])?;
+    let wanted = if reference.is_empty() {
+        "HEAD"
+    } else {
+        reference
+    };
+    // Dumb-HTTP servers cannot fetch shallow: then the whole history.
+    if run(&["fetch", "-q", "--depth=1", url, wanted]).is_err() {
+        run(&["fetch", "-q", url, wanted])?;
+    }
+    run(&["checkout", "-q", "FETCH_HEAD"])?;
+    if !keep_git_dir {
+        fs::remove_dir_all(dest.join(".git"))?;
+    }
+    Ok(())
+}
+
+/// Checks a git source out into a new snapshot (its subdirectory, when it names one).
+pub(crate) fn git_load(worker: &Worker, source: &pb::SourceOp) -> Result<Ref, Error> {
+    let (url, reference, subdir) = git_parts(source);
+    let keep = attr(source, "git.keepgitdir") == Some("true");
+    let snapshot = worker.snapshots.create(None)?;
+    let layer = worker.snapshots.layer_dir(snapshot.id());
+    let checkout = worker
+        .config
+        .root
+        .join("downloads")
+        .join(format!("git-{}", snapshot.id()));
+    let _ = fs::remove_dir_all(&checkout);
+    fetch_git(&url, &reference, &checkout, keep)?;
+    let from = crate::fsutil::resolve_in_root(&checkout, &subdir, true)?;
+    if !from.is_dir() {
+        return Err(Error::Source(format!(
+            "{url}: no directory {subdir:?} at {reference}"
+        )));
+    }
+    let spec = crate::fsutil::CopySpec::default();
+    let mut links = crate::fsutil::Hardlinks::new();
+    for entry in fs::read_dir(&from)? {
+        let entry = entry?;
+        crate::fsutil::copy_entry(
+            &entry.path(),
+            &layer.join(entry.file_name()),
+            &spec,
+            &mut links,
+        )?;
+    }
+    let _ = fs::remove_dir_all(&checkout);
+    Ok(Ref {
+        chain: snapshot.chain,
+        key: String::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_modified_times() {
+        assert_eq!(
+            http_time("Tue, 14 Nov 2023 22:13:20 GMT"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(http_time("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(http_time("yesterday"), None);
+    }
+}
