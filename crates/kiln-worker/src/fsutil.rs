@@ -184,6 +184,22 @@ pub(crate) type Hardlinks = std::collections::HashMap<(u64, u64), PathBuf>;
 
 /// Copies one file system entry (recursively) from `src` to `dst` (both real paths),
 /// keeping modes, owners, times, symlinks and hardlinks unless the spec overrides them.
+/// Copies everything in the directory `from` into the directory `to`, as it is.
+pub(crate) fn copy_dir_contents(from: &Path, to: &Path) -> io::Result<()> {
+    let spec = CopySpec::default();
+    let mut links = Hardlinks::new();
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        copy_entry(
+            &entry.path(),
+            &to.join(entry.file_name()),
+            &spec,
+            &mut links,
+        )?;
+    }
+    Ok(())
+}
+
 pub(crate) fn copy_entry(
     src: &Path,
     dst: &Path,

@@ -126,17 +126,7 @@ pub(crate) fn run(
                             } else {
                                 resolve_in_root(guard.path(), &m.selector, true)?
                             };
-                            let spec = crate::fsutil::CopySpec::default();
-                            let mut links = crate::fsutil::Hardlinks::new();
-                            for entry in fs::read_dir(&from)? {
-                                let entry = entry?;
-                                crate::fsutil::copy_entry(
-                                    &entry.path(),
-                                    &dir.join(entry.file_name()),
-                                    &spec,
-                                    &mut links,
-                                )?;
-                            }
+                            crate::fsutil::copy_dir_contents(&from, &dir)?;
                             let meta = fs::metadata(&from)?;
                             fs::set_permissions(&dir, meta.permissions())?;
                             use std::os::unix::fs::MetadataExt;

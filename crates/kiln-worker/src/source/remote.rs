@@ -100,14 +100,7 @@ fn http_time(value: &str) -> Option<i64> {
     let [h, m, s] = hms.as_slice() else {
         return None;
     };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = kiln_oci::days_from_civil(year, month as u32, day as u32);
     Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
 
@@ -280,17 +273,7 @@ pub(crate) fn git_load(worker: &Worker, source: &pb::SourceOp) -> Result<Ref, Er
             "{url}: no directory {subdir:?} at {reference}"
         )));
     }
-    let spec = crate::fsutil::CopySpec::default();
-    let mut links = crate::fsutil::Hardlinks::new();
-    for entry in fs::read_dir(&from)? {
-        let entry = entry?;
-        crate::fsutil::copy_entry(
-            &entry.path(),
-            &layer.join(entry.file_name()),
-            &spec,
-            &mut links,
-        )?;
-    }
+    crate::fsutil::copy_dir_contents(&from, &layer)?;
     let _ = fs::remove_dir_all(&checkout);
     Ok(Ref {
         chain: snapshot.chain,
