@@ -626,3 +626,18 @@ pub(crate) fn declare(ctx: &mut hcl::eval::Context<'_>) {
         ctx.declare_func(name, def(params, variadic, f));
     }
 }
+
+/// Evaluates one HCL expression with the whole library (for the functions' tests).
+#[cfg(test)]
+pub(crate) fn eval_expr(src: &str) -> std::result::Result<Value, String> {
+    use hcl::eval::{Context, Evaluate};
+    let body: hcl::Body = hcl::parse(&format!("x = {src}")).map_err(|e| e.to_string())?;
+    let mut ctx = Context::new();
+    declare(&mut ctx);
+    body.attributes()
+        .next()
+        .ok_or("no attribute")?
+        .expr()
+        .evaluate(&ctx)
+        .map_err(|e| e.to_string())
+}

@@ -573,18 +573,9 @@ pub(crate) fn csv_record(line: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use hcl::Value;
-    use hcl::eval::{Context, Evaluate};
 
     fn eval(src: &str) -> Value {
-        let body: hcl::Body = hcl::parse(&format!("x = {src}")).unwrap();
-        let mut ctx = Context::new();
-        crate::funcs::declare(&mut ctx);
-        body.attributes()
-            .next()
-            .unwrap()
-            .expr()
-            .evaluate(&ctx)
-            .unwrap()
+        crate::funcs::eval_expr(src).unwrap_or_else(|e| panic!("{src}: {e}"))
     }
 
     #[test]

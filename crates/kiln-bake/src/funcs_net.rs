@@ -219,21 +219,8 @@ fn f_cidrsubnets(args: FuncArgs) -> Result<Value> {
 
 #[cfg(test)]
 mod tests {
-    use hcl::eval::{Context, Evaluate};
-
     use super::*;
-
-    fn eval(src: &str) -> std::result::Result<Value, String> {
-        let body: hcl::Body = hcl::parse(&format!("x = {src}")).unwrap();
-        let mut ctx = Context::new();
-        crate::funcs::declare(&mut ctx);
-        body.attributes()
-            .next()
-            .unwrap()
-            .expr()
-            .evaluate(&ctx)
-            .map_err(|e| e.to_string())
-    }
+    use crate::funcs::eval_expr as eval;
 
     fn ok(src: &str) -> Value {
         eval(src).unwrap_or_else(|e| panic!("{src}: {e}"))

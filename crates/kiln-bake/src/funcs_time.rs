@@ -736,19 +736,7 @@ fn f_unixtimestampparse(args: FuncArgs) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn eval(src: &str) -> std::result::Result<Value, String> {
-        use hcl::eval::{Context, Evaluate};
-        let body: hcl::Body = hcl::parse(&format!("x = {src}")).unwrap();
-        let mut ctx = Context::new();
-        crate::funcs::declare(&mut ctx);
-        body.attributes()
-            .next()
-            .unwrap()
-            .expr()
-            .evaluate(&ctx)
-            .map_err(|e| e.to_string())
-    }
+    use crate::funcs::eval_expr as eval;
 
     fn formatdate(spec: &str, ts: &str) -> Result<String> {
         format_date(spec, &parse_timestamp(ts)?)
