@@ -65,6 +65,38 @@ impl<W: Write> Write for HashWriter<W> {
     }
 }
 
+/// Writes a PAX header carrying `xattrs` (Go's `SCHILY.xattr.NAME` records) for the
+/// entry that follows.
+fn append_xattrs(
+    builder: &mut tar::Builder<impl Write>,
+    xattrs: &[(String, Vec<u8>)],
+) -> io::Result<()> {
+    if xattrs.is_empty() {
+        return Ok(());
+    }
+    let records: Vec<(String, &[u8])> = xattrs
+        .iter()
+        .map(|(name, value)| (format!("SCHILY.xattr.{name}"), value.as_slice()))
+        .collect();
+    builder.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))
+}
+
+/// A file's extended attributes worth keeping in a layer: not overlayfs's own
+/// (`trusted.overlay.*`) nor the host's SELinux label.
+fn layer_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut names = vec![0u8; 4096];
+    let Ok(n) = rustix::fs::llistxattr(path, &mut names) else {
+        return Vec::new();
+    };
+    names[..n]
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .filter_map(|n| std::str::from_utf8(n).ok())
+        .filter(|n| !n.starts_with("trusted.overlay.") && *n != "security.selinux")
+        .filter_map(|n| Some((n.to_owned(), xattr(path, n)?)))
+        .collect()
+}
+
 fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; 256];
     let n = rustix::fs::lgetxattr(path, name, &mut buf).ok()?;
@@ -151,9 +183,11 @@ pub(crate) fn write_tar(
             builder.append_data(&mut header, wh, io::empty())?;
             continue;
         }
+        let xattrs = layer_xattrs(&path);
         if file_type.is_dir() {
             header.set_entry_type(tar::EntryType::Directory);
             header.set_size(0);
+            append_xattrs(&mut builder, &xattrs)?;
             builder.append_data(&mut header, format!("{rel}/"), io::empty())?;
             if xattr(&path, "trusted.overlay.opaque").as_deref() == Some(b"y") {
                 let mut wh = tar::Header::new_ustar();
@@ -166,6 +200,7 @@ pub(crate) fn write_tar(
             header.set_entry_type(tar::EntryType::Symlink);
             header.set_size(0);
             let target = fs::read_link(&path)?;
+            append_xattrs(&mut builder, &xattrs)?;
             builder.append_link(&mut header, &rel, target)?;
         } else if file_type.is_file() {
             if meta.nlink() > 1 && unchanged_copy_up(&path, &meta, &rel, lowers) {
@@ -183,6 +218,7 @@ pub(crate) fn write_tar(
             }
             header.set_entry_type(tar::EntryType::Regular);
             header.set_size(meta.len());
+            append_xattrs(&mut builder, &xattrs)?;
             builder.append_data(&mut header, &rel, fs::File::open(&path)?)?;
         } else if file_type.is_char_device() || file_type.is_block_device() || file_type.is_fifo() {
             header.set_entry_type(if file_type.is_char_device() {
@@ -195,6 +231,7 @@ pub(crate) fn write_tar(
             header.set_size(0);
             let _ = header.set_device_major(rustix::fs::major(meta.rdev()));
             let _ = header.set_device_minor(rustix::fs::minor(meta.rdev()));
+            append_xattrs(&mut builder, &xattrs)?;
             builder.append_data(&mut header, &rel, io::empty())?;
         }
     }

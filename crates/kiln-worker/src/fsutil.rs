@@ -254,7 +254,7 @@ pub(crate) fn copy_entry(
         rustix::fs::mknodat(rustix::fs::CWD, dst, kind, mode, meta.rdev())
             .map_err(io::Error::from)?;
     }
-    apply_metadata(dst, &meta, spec)
+    apply_metadata(src, dst, &meta, spec)
 }
 
 fn remove_any(path: &Path) -> io::Result<()> {
@@ -265,8 +265,38 @@ fn remove_any(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Owner, mode and times of a copied entry.
-fn apply_metadata(dst: &Path, meta: &std::fs::Metadata, spec: &CopySpec) -> io::Result<()> {
+/// Copies extended attributes (not overlayfs's own), as BuildKit's copy does.
+fn copy_xattrs(src: &Path, dst: &Path) -> io::Result<()> {
+    let mut names = vec![0u8; 4096];
+    let Ok(n) = rustix::fs::llistxattr(src, &mut names) else {
+        return Ok(());
+    };
+    for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let Ok(name) = std::str::from_utf8(name) else {
+            continue;
+        };
+        if name.starts_with("trusted.overlay.") || name == "security.selinux" {
+            continue;
+        }
+        let mut value = vec![0u8; 64 * 1024];
+        if let Ok(len) = rustix::fs::lgetxattr(src, name, &mut value) {
+            match rustix::fs::lsetxattr(dst, name, &value[..len], rustix::fs::XattrFlags::empty()) {
+                // A file system without extended attributes (or this namespace) keeps none.
+                Err(rustix::io::Errno::OPNOTSUPP) => {}
+                other => other.map_err(io::Error::from)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Owner, extended attributes, mode and times of a copied entry.
+fn apply_metadata(
+    src: &Path,
+    dst: &Path,
+    meta: &std::fs::Metadata,
+    spec: &CopySpec,
+) -> io::Result<()> {
     let (uid, gid) = spec.chown.unwrap_or((meta.uid(), meta.gid()));
     rustix::fs::chownat(
         rustix::fs::CWD,
@@ -276,6 +306,8 @@ fn apply_metadata(dst: &Path, meta: &std::fs::Metadata, spec: &CopySpec) -> io::
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     )
     .map_err(io::Error::from)?;
+    // After chown, which clears file capabilities.
+    copy_xattrs(src, dst)?;
     if !meta.file_type().is_symlink() {
         let mode = spec.mode.unwrap_or(meta.mode() & 0o7777);
         fs::set_permissions(dst, std::fs::Permissions::from_mode(mode))?;

@@ -234,6 +234,16 @@ pub(crate) fn extract_tar(root: &Path, reader: &mut dyn Read) -> Result<(), Erro
         }
         fs::create_dir_all(&parent)?;
         let dst = parent.join(&file_name);
+        // PAX `SCHILY.xattr.NAME` records, as Go's archive/tar writes extended attributes.
+        let xattrs: Option<Vec<(String, Vec<u8>)>> = entry.pax_extensions()?.map(|records| {
+            records
+                .filter_map(|r| r.ok())
+                .filter_map(|r| {
+                    let name = r.key().ok()?.strip_prefix("SCHILY.xattr.")?.to_owned();
+                    Some((name, r.value_bytes().to_vec()))
+                })
+                .collect()
+        });
         let header = entry.header();
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
         let (uid, gid) = (
@@ -310,6 +320,18 @@ pub(crate) fn extract_tar(root: &Path, reader: &mut dyn Read) -> Result<(), Erro
         .map_err(io::Error::from)?;
         if kind != tar::EntryType::Symlink {
             fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode))?;
+        }
+        // Extended attributes (file capabilities, ...) after chown, which clears
+        // capabilities.
+        if let Some(extensions) = xattrs {
+            for (name, value) in extensions {
+                match rustix::fs::lsetxattr(&dst, &name, &value, rustix::fs::XattrFlags::empty()) {
+                    Err(rustix::io::Errno::OPNOTSUPP) => {}
+                    other => other.map_err(|e| {
+                        Error::Source(format!("setting {name} on {}: {e}", dst.display()))
+                    })?,
+                }
+            }
         }
         if kind == tar::EntryType::Directory {
             dir_times.push((dst.clone(), mtime));

@@ -639,3 +639,83 @@ print(len(found["data/numbers.txt"].splitlines()))
     ));
     assert_eq!(fs_err::read_to_string(out.join("copy")).unwrap(), "alpha\n");
 }
+
+/// Extended attributes travel: a context file's `user.*` attribute is in the layer (a
+/// PAX `SCHILY.xattr.*` record, read by Python's tarfile), survives a push and a pull,
+/// and a copy from the pulled image.
+#[test]
+fn extended_attributes_survive_copy_push_and_pull() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let ctx = work.path().join("xattr");
+    fs_err::create_dir_all(&ctx).unwrap();
+    fs_err::write(ctx.join("f.txt"), "data\n").unwrap();
+    let set = Command::new("python3")
+        .args([
+            "-c",
+            "import os, sys; os.setxattr(sys.argv[1], 'user.kiln', b'hello')",
+        ])
+        .arg(ctx.join("f.txt"))
+        .status()
+        .unwrap();
+    assert!(set.success(), "the file system must take user xattrs");
+    fs_err::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY f.txt /\n").unwrap();
+    let name = format!("127.0.0.1:{port}/xattr:1");
+    check(&kiln(
+        state,
+        &[
+            "build",
+            "--progress=plain",
+            "--push",
+            "-t",
+            &name,
+            ctx.to_str().unwrap(),
+        ],
+    ));
+    // A second image copies the file out of the pulled one.
+    let again = work.path().join("xattr-again");
+    fs_err::create_dir_all(&again).unwrap();
+    fs_err::write(
+        again.join("Dockerfile"),
+        format!("FROM scratch\nCOPY --from={name} /f.txt /copied.txt\n"),
+    )
+    .unwrap();
+    let archive = work.path().join("xattr.tar");
+    check(&kiln(
+        state,
+        &[
+            "build",
+            "--progress=plain",
+            "-o",
+            &format!("type=oci,dest={}", archive.display()),
+            again.to_str().unwrap(),
+        ],
+    ));
+    let reader = r#"
+import gzip, io, json, sys, tarfile
+outer = tarfile.open(sys.argv[1])
+blob = lambda d: outer.extractfile("blobs/sha256/" + d.split(":")[1]).read()
+index = json.loads(outer.extractfile("index.json").read())
+manifest = json.loads(blob(index["manifests"][0]["digest"]))
+for layer in manifest["layers"]:
+    for entry in tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob(layer["digest"])))):
+        print(entry.name, entry.pax_headers.get("SCHILY.xattr.user.kiln", "-"))
+"#;
+    let output = Command::new("python3")
+        .args(["-c", reader])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "copied.txt hello"
+    );
+}
