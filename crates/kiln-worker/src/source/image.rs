@@ -109,20 +109,36 @@ pub(crate) fn pull(worker: &Worker, reference: &str, log: &dyn Fn(&[u8])) -> Res
             continue;
         }
         if !worker.content.contains(&layer.digest) {
-            log(format!("pulling {}\n", layer.digest).as_bytes());
-            let mut writer = worker.content.writer()?;
+            let mut progress = Progress {
+                inner: worker.content.writer()?,
+                digest: &layer.digest,
+                total: layer.size,
+                done: 0,
+                reported: 0,
+                log,
+            };
+            progress.report();
             worker
                 .registry
-                .fetch_blob(&parsed, &layer.digest, &mut writer)?;
-            writer.commit(Some(&layer.digest))?;
+                .fetch_blob(&parsed, &layer.digest, &mut progress)?;
+            progress.report();
+            progress.inner.commit(Some(&layer.digest))?;
         }
         let parent = (!chain.is_empty()).then(|| kiln_store::Snapshot {
             chain: chain.clone(),
         });
         let snapshot = worker.snapshots.create(parent.as_ref())?;
-        let diff_id = {
+        let blob = worker.content.open_blob(&layer.digest)?;
+        let diff_id = if chain.is_empty() {
+            // Nothing below: the layer's own directory is its whole view, no mount needed
+            // (and no whiteout can apply), as containerd applies a first layer.
+            apply_layer(
+                &worker.snapshots.layer_dir(snapshot.id()),
+                blob,
+                &layer.media_type,
+            )?
+        } else {
             let mount = worker.snapshots.mount(&snapshot)?;
-            let blob = worker.content.open_blob(&layer.digest)?;
             apply_layer(mount.path(), blob, &layer.media_type)?
         };
         let media = if layer.media_type == media_type::DOCKER_LAYER_GZIP {
@@ -168,6 +184,43 @@ impl<R: Read> Read for HashingReader<R> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         Ok(n)
+    }
+}
+
+/// A blob being pulled, reported in bytes as it arrives (`sha256:… 12.6MB / 40.1MB`),
+/// every 8 MB and at the start and end.
+struct Progress<'a, W> {
+    inner: W,
+    digest: &'a str,
+    total: u64,
+    done: u64,
+    reported: u64,
+    log: &'a dyn Fn(&[u8]),
+}
+
+impl<W> Progress<'_, W> {
+    fn report(&mut self) {
+        let mb = |bytes: u64| bytes as f64 / 1e6;
+        let short = self.digest.get(..19).unwrap_or(self.digest);
+        (self.log)(
+            format!("{short} {:.1}MB / {:.1}MB\n", mb(self.done), mb(self.total)).as_bytes(),
+        );
+        self.reported = self.done;
+    }
+}
+
+impl<W: io::Write> io::Write for Progress<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.done += n as u64;
+        if self.done - self.reported >= 8_000_000 {
+            self.report();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -1100,3 +1100,71 @@ target "right" {
         "the steps ran one after the other: {left:?} {right:?}"
     );
 }
+
+/// `-q` prints only the image ID, which `--iidfile` also holds; `--annotation` lands on
+/// the manifest; `--no-cache-filter` reruns only the named stage; `--pull` is accepted.
+#[test]
+fn quiet_iidfile_annotation_no_cache_filter_and_pull() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let project = work.path().join("flags2");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{port}/busybox:latest AS first\nRUN echo FIRST-$((1+1)) | tee /first\n\
+             FROM first AS second\nRUN echo SECOND-$((2+2)) | tee /second\n"
+        ),
+    )
+    .unwrap();
+    let iid = work.path().join("iid");
+    let archive = work.path().join("flags2.tar");
+    let dir = project.to_str().unwrap();
+    let iid_arg = iid.display().to_string();
+    let out_arg = format!("type=oci,dest={},oci-mediatypes=true", archive.display());
+    let args = [
+        "build",
+        "-q",
+        "--pull",
+        "--iidfile",
+        &iid_arg,
+        "--annotation",
+        "org.opencontainers.image.title=flags",
+        "-o",
+        &out_arg,
+        dir,
+    ];
+    let output = kiln(state, &args);
+    check(&output);
+    let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+    assert_eq!(fs_err::read_to_string(&iid).unwrap(), id);
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci-archive:{}", archive.display()))
+        .output()
+        .unwrap();
+    let manifest: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.title"],
+        "flags"
+    );
+    assert_eq!(manifest["config"]["digest"], id.as_str());
+
+    // Only the `second` stage runs again.
+    let log = check(&kiln(
+        state,
+        &[
+            "build",
+            "--progress=plain",
+            "--no-cache-filter",
+            "second",
+            dir,
+        ],
+    ));
+    assert!(!log.contains("FIRST-2"), "{log}");
+    assert!(log.contains("SECOND-4"), "{log}");
+}
