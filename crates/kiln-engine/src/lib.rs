@@ -4,6 +4,7 @@
 //! `kiln` embeds an [`Engine`]; `kilnd` will serve one. Nothing above this crate reaches
 //! the engine crates directly.
 
+pub mod config;
 mod error;
 
 use std::collections::BTreeMap;
@@ -29,6 +30,8 @@ pub struct EngineConfig {
     pub runtime: PathBuf,
     /// How many steps run at once.
     pub parallelism: usize,
+    /// Garbage collection after each build (`None`: off).
+    pub gc: Option<Vec<config::GcPolicy>>,
 }
 
 impl EngineConfig {
@@ -66,7 +69,27 @@ impl Default for EngineConfig {
             root: Self::default_root(),
             runtime: PathBuf::from("runc"),
             parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            gc: None,
         }
+    }
+}
+
+impl EngineConfig {
+    /// The defaults, then the configuration file (`$KILN_CONFIG` or
+    /// `/etc/kiln/kiln.toml`); `KILN_ROOT` still chooses the state directory.
+    pub fn load() -> Result<Self, Error> {
+        let mut config = Self::default();
+        if let Some(path) = config::default_path() {
+            let settings = config::read(&path)?;
+            if let (Some(root), None) = (settings.root, std::env::var_os("KILN_ROOT")) {
+                config.root = root;
+            }
+            if let Some(parallelism) = settings.parallelism {
+                config.parallelism = parallelism.max(1);
+            }
+            config.gc = settings.gc;
+        }
+        Ok(config)
     }
 }
 
@@ -152,6 +175,7 @@ pub struct BuildResult {
 pub struct Engine {
     worker: Worker,
     platform: Platform,
+    gc: Option<Vec<config::GcPolicy>>,
     /// Held while the engine is open: one process uses a state directory at a time.
     _lock: fs::File,
 }
@@ -399,6 +423,7 @@ impl Engine {
         Ok(Self {
             worker,
             platform,
+            gc: config.gc.clone(),
             _lock: lock,
         })
     }
@@ -470,6 +495,9 @@ impl Engine {
         for output in &request.outputs {
             self.export(output, &chain, &image, times, &mut out)?;
         }
+        if let Err(e) = self.collect_garbage() {
+            out.warnings.push(format!("garbage collection: {e}"));
+        }
         Ok(out)
     }
 
@@ -477,6 +505,16 @@ impl Engine {
     /// killed, mounts released, and the build fails with "cancelled".
     pub fn cancellation(&self) -> Arc<std::sync::atomic::AtomicBool> {
         self.worker.cancellation()
+    }
+
+    /// Runs the configured garbage-collection policies, in order.
+    fn collect_garbage(&self) -> Result<(), Error> {
+        for policy in self.gc.iter().flatten() {
+            for prune in policy.prunes()? {
+                self.worker.prune(&prune)?;
+            }
+        }
+        Ok(())
     }
 
     /// Every record of the build cache (`kiln du`).

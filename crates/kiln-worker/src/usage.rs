@@ -340,7 +340,8 @@ pub(crate) fn prune(worker: &Worker, options: &PruneOptions) -> Result<Vec<Cache
         .collect();
     candidates.sort_by_key(|r| r.last_used);
     let mut chosen: BTreeSet<String> = BTreeSet::new();
-    let mut total: u64 = records.iter().map(|r| r.size).sum();
+    // `keep_storage` bounds what the filters select, as BuildKit's keepBytes does.
+    let mut total: u64 = candidates.iter().map(|r| r.size).sum();
     for record in candidates {
         if options.keep_storage > 0 && total <= options.keep_storage {
             break;

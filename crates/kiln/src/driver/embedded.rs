@@ -5,7 +5,7 @@ use kiln_engine::{Engine, EngineConfig};
 
 /// Opens the engine with its default state directory.
 pub(crate) fn open() -> anyhow::Result<Engine> {
-    let config = EngineConfig::default();
+    let config = EngineConfig::load()?;
     let root = config.root.display().to_string();
     let on_wait = |dir: &std::path::Path| {
         eprintln!(

@@ -1168,3 +1168,39 @@ fn quiet_iidfile_annotation_no_cache_filter_and_pull() {
     assert!(!log.contains("FIRST-2"), "{log}");
     assert!(log.contains("SECOND-4"), "{log}");
 }
+
+/// A configuration file in buildkitd.toml's shape turns garbage collection on: after
+/// the build, its policy (cache mounts, keep 1 byte) has removed the cache mount.
+#[test]
+fn gc_policy_from_the_configuration_file() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let config = work.path().join("kiln.toml");
+    fs_err::write(
+        &config,
+        "[worker.oci]\n  [[worker.oci.gcpolicy]]\n    keepBytes = 1\n    filters = [\"type==exec.cachemount\"]\n",
+    )
+    .unwrap();
+    let project = work.path().join("gc");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{port}/busybox:latest\nRUN --mount=type=cache,target=/c head -c 100000 /dev/zero > /c/x\n"
+        ),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("KILN_ROOT", state)
+        .env("KILN_CONFIG", &config)
+        .args(["build", "--progress=plain", project.to_str().unwrap()])
+        .output()
+        .unwrap();
+    check(&output);
+    let du = String::from_utf8_lossy(&kiln(state, &["du", "--verbose"]).stdout).into_owned();
+    assert!(du.contains("Type:\t\tregular"), "{du}");
+    assert!(!du.contains("exec.cachemount"), "{du}");
+}
