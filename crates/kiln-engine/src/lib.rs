@@ -102,6 +102,13 @@ pub enum BuildContext {
     Image(String),
     /// A directory on this machine.
     Dir(PathBuf),
+    /// A git repository at a ref (`ref:subdir` names a subdirectory).
+    Git {
+        /// The repository's URL.
+        url: String,
+        /// The ref, and `:subdir` when given.
+        reference: String,
+    },
     /// Another build whose result is the context (Bake's `target:NAME`).
     Build(Box<BuildRequest>),
 }
@@ -580,6 +587,18 @@ impl Engine {
                         excludes: dockerignore(dir),
                     }
                 }
+                BuildContext::Git { url, reference } => NamedContext::State {
+                    state: Box::new(kiln_llb::State::git(
+                        url,
+                        reference,
+                        kiln_llb::GitOptions {
+                            op: kiln_llb::OpOptions::default()
+                                .custom_name(format!("[context {name}] {url}#{reference}")),
+                            ..kiln_llb::GitOptions::default()
+                        },
+                    )),
+                    image: None,
+                },
                 BuildContext::Build(linked) => {
                     let linked_dockerfile = fs::read(&linked.dockerfile).map_err(|e| {
                         Error::Usage(format!(

@@ -79,23 +79,29 @@ pub(crate) fn parse_ssh(spec: &str) -> anyhow::Result<(String, PathBuf)> {
     Ok((id, path))
 }
 
-/// A named context's value as buildx reads it: `docker-image://REF`, a directory, or
-/// (from Bake) `target:NAME`, which the caller resolves.
+/// A named context's value as buildx reads it: `docker-image://REF`, a git repository
+/// (`https://host/repo.git#ref:subdir`), a directory, or (from Bake) `target:NAME`,
+/// which the caller resolves.
 pub(crate) fn parse_context_value(name: &str, value: &str) -> anyhow::Result<BuildContext> {
     if let Some(reference) = value.strip_prefix("docker-image://") {
         return Ok(BuildContext::Image(reference.to_owned()));
     }
-    let unsupported = [
-        "oci-layout://",
-        "https://",
-        "http://",
-        "git@",
-        "git://",
-        "ssh://",
-    ];
-    if unsupported.iter().any(|p| value.starts_with(p)) || value.ends_with(".git") {
+    if let Some(crate::remote::Remote::Git {
+        url,
+        reference,
+        subdir,
+    }) = crate::remote::detect(value)
+    {
+        let reference = match subdir.as_str() {
+            "" => reference,
+            _ => format!("{reference}:{subdir}"),
+        };
+        return Ok(BuildContext::Git { url, reference });
+    }
+    let unsupported = ["oci-layout://", "https://", "http://"];
+    if unsupported.iter().any(|p| value.starts_with(p)) {
         bail!(
-            "named context {name}={value}: only directories and docker-image:// are supported yet"
+            "named context {name}={value}: only directories, git repositories and docker-image:// are supported yet"
         );
     }
     if value.starts_with("target:") {

@@ -794,6 +794,36 @@ fn git_and_tarball_contexts_over_http() {
         String::from_utf8_lossy(&wrong.stderr)
     );
 
+    // A git repository as a named context; --target builds only the stage asked for
+    // (the other one would fail).
+    let named = work.path().join("git-named");
+    fs_err::create_dir_all(&named).unwrap();
+    fs_err::write(
+        named.join("Dockerfile"),
+        "FROM scratch AS wanted\nCOPY --from=src hello.txt /ctx-hello.txt\n\
+         FROM scratch AS other\nCOPY --from=src no-such-file /\n",
+    )
+    .unwrap();
+    let out = work.path().join("git-named-out");
+    check(&kiln(
+        &state,
+        &[
+            "build",
+            "--progress=plain",
+            "--target",
+            "wanted",
+            "--build-context",
+            &format!("src=http://127.0.0.1:{port}/app.git#main:docker"),
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            named.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(
+        fs_err::read_to_string(out.join("ctx-hello.txt")).unwrap(),
+        "from git\n"
+    );
+
     let out = work.path().join("tar-out");
     check(&kiln(
         &state,
