@@ -102,6 +102,13 @@ pub enum BuildContext {
     Image(String),
     /// A directory on this machine.
     Dir(PathBuf),
+    /// An image in an OCI layout directory, by tag or digest (empty: its only image).
+    OciLayout {
+        /// The layout directory.
+        path: PathBuf,
+        /// A tag (`org.opencontainers.image.ref.name`) or `sha256:` digest.
+        selector: String,
+    },
     /// A git repository at a ref (`ref:subdir` names a subdirectory).
     Git {
         /// The repository's URL.
@@ -585,6 +592,28 @@ impl Engine {
                     NamedContext::Local {
                         name: name.clone(),
                         excludes: dockerignore(dir),
+                    }
+                }
+                BuildContext::OciLayout { path, selector } => {
+                    let (digest, _, config) =
+                        kiln_worker::read_layout(path, selector, &self.platform)?;
+                    let image: convert::Image = serde_json::from_slice(&config).map_err(|e| {
+                        Error::Usage(format!("named context {name}: its image config: {e}"))
+                    })?;
+                    // The layout is lent to the build like a local directory.
+                    let store = format!("oci-layout-{name}");
+                    dirs.insert(store.clone(), path.clone());
+                    NamedContext::State {
+                        state: Box::new(kiln_llb::State::oci_layout(
+                            &format!("{store}@{digest}"),
+                            kiln_llb::OciLayoutOptions {
+                                store_id: Some(store.clone()),
+                                op: kiln_llb::OpOptions::default()
+                                    .custom_name(format!("[context {name}] oci-layout {digest}")),
+                                ..kiln_llb::OciLayoutOptions::default()
+                            },
+                        )),
+                        image: Some(Box::new(image)),
                     }
                 }
                 BuildContext::Git { url, reference } => NamedContext::State {

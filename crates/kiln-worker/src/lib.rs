@@ -26,6 +26,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use error::Error;
 pub use source::image::LayerInfo;
+pub use source::image::read_layout;
 pub use source::remote::fetch_git;
 pub use usage::{CacheRecord, PruneFilter, PruneOptions};
 
@@ -423,6 +424,10 @@ impl Worker {
             }
             Some(("http" | "https", _)) => source::remote::http_key(self, source),
             Some(("git", _)) => source::remote::git_key(source),
+            // The manifest digest names the content.
+            Some(("oci-layout", reference)) => {
+                Ok(sha256_hex(&[b"oci-layout", reference.as_bytes()]))
+            }
             _ => Err(Error::Unsupported(format!(
                 "source {} is not supported yet",
                 source.identifier
@@ -441,6 +446,15 @@ impl Worker {
             Some(("local", name)) => source::local::load(self, options.contexts, name, source),
             Some(("http" | "https", _)) => source::remote::http_load(self, source),
             Some(("git", _)) => source::remote::git_load(self, source),
+            Some(("oci-layout", reference)) => {
+                // `STORE@DIGEST`: the store is a directory the client lends, like a
+                // local context.
+                let (store, selector) = reference.split_once('@').unwrap_or((reference, ""));
+                let dir = options.contexts.dir(store).ok_or_else(|| {
+                    Error::Source(format!("no OCI layout named {store} in this build"))
+                })?;
+                source::image::pull_layout(self, &dir, selector)
+            }
             _ => Err(Error::Unsupported(format!(
                 "source {} is not supported yet",
                 source.identifier

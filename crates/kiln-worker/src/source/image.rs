@@ -92,9 +92,44 @@ pub(crate) fn resolve_config(
 pub(crate) fn pull(worker: &Worker, reference: &str, log: &dyn Fn(&[u8])) -> Result<Ref, Error> {
     let parsed = parse(reference)?;
     let resolved = worker.registry.resolve(&parsed, &worker.config.platform)?;
+    let origin = format!("{}/{}", parsed.domain, parsed.path);
+    unpack_image(
+        worker,
+        &resolved.manifest.layers,
+        Some(&origin),
+        &|layer, out| {
+            let mut progress = Progress {
+                inner: out,
+                digest: &layer.digest,
+                total: layer.size,
+                done: 0,
+                reported: 0,
+                log,
+            };
+            progress.report();
+            worker
+                .registry
+                .fetch_blob(&parsed, &layer.digest, &mut progress)?;
+            progress.report();
+            Ok(())
+        },
+    )
+}
+
+/// Where a layer blob comes from when the store does not have it yet.
+type FetchBlob<'a> = dyn Fn(&kiln_oci::Descriptor, &mut dyn io::Write) -> Result<(), Error> + 'a;
+
+/// An image's layers as a snapshot chain: layers unpacked before are reused (by their
+/// chain of digests), missing blobs fetched and verified into the store.
+fn unpack_image(
+    worker: &Worker,
+    layers: &[kiln_oci::Descriptor],
+    origin: Option<&str>,
+    fetch: &FetchBlob<'_>,
+) -> Result<Ref, Error> {
     let mut chain: Vec<u64> = Vec::new();
     let mut chain_key = String::new();
-    for layer in &resolved.manifest.layers {
+    for layer in layers {
         chain_key = sha256_hex(&[chain_key.as_bytes(), layer.digest.as_bytes()]);
         let lock = worker.lock(&format!("layer {chain_key}"));
         let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -109,20 +144,9 @@ pub(crate) fn pull(worker: &Worker, reference: &str, log: &dyn Fn(&[u8])) -> Res
             continue;
         }
         if !worker.content.contains(&layer.digest) {
-            let mut progress = Progress {
-                inner: worker.content.writer()?,
-                digest: &layer.digest,
-                total: layer.size,
-                done: 0,
-                reported: 0,
-                log,
-            };
-            progress.report();
-            worker
-                .registry
-                .fetch_blob(&parsed, &layer.digest, &mut progress)?;
-            progress.report();
-            progress.inner.commit(Some(&layer.digest))?;
+            let mut writer = worker.content.writer()?;
+            fetch(layer, &mut writer)?;
+            writer.commit(Some(&layer.digest))?;
         }
         let parent = (!chain.is_empty()).then(|| kiln_store::Snapshot {
             chain: chain.clone(),
@@ -156,7 +180,7 @@ pub(crate) fn pull(worker: &Worker, reference: &str, log: &dyn Fn(&[u8])) -> Res
                 diff_id,
                 clamped_to: None,
                 pulled: true,
-                source: Some(format!("{}/{}", parsed.domain, parsed.path)),
+                source: origin.map(str::to_owned),
                 annotations: layer.annotations.clone(),
             },
         )?;
@@ -170,6 +194,82 @@ pub(crate) fn pull(worker: &Worker, reference: &str, log: &dyn Fn(&[u8])) -> Res
     Ok(Ref {
         chain,
         key: String::new(),
+    })
+}
+
+/// An image in an OCI layout directory (`oci-layout://` named contexts): the manifest
+/// `selector` names (a digest, a tag, or nothing for the only one) for `platform`.
+pub fn read_layout(
+    dir: &Path,
+    selector: &str,
+    platform: &Platform,
+) -> Result<(String, kiln_oci::Manifest, Vec<u8>), Error> {
+    let invalid = |what: &str| Error::Source(format!("OCI layout {}: {what}", dir.display()));
+    let blob = |digest: &str| -> Result<Vec<u8>, Error> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| invalid(&format!("bad digest {digest}")))?;
+        let bytes = fs::read(dir.join("blobs/sha256").join(hex))?;
+        if sha256_digest(&bytes) != digest {
+            return Err(invalid(&format!("blob {digest} does not match its digest")));
+        }
+        Ok(bytes)
+    };
+    let index: kiln_oci::Index = serde_json::from_slice(&fs::read(dir.join("index.json"))?)
+        .map_err(|e| invalid(&format!("index.json: {e}")))?;
+    let chosen = index
+        .manifests
+        .iter()
+        .find(|m| {
+            selector.is_empty()
+                || m.digest == selector
+                || m.annotations
+                    .get("org.opencontainers.image.ref.name")
+                    .map(String::as_str)
+                    == Some(selector)
+        })
+        .ok_or_else(|| invalid(&format!("no image {selector:?}")))?;
+    let mut digest = chosen.digest.clone();
+    let mut bytes = blob(&digest)?;
+    if media_type::is_index(&chosen.media_type) {
+        let nested: kiln_oci::Index =
+            serde_json::from_slice(&bytes).map_err(|e| invalid(&e.to_string()))?;
+        let manifest = nested
+            .manifests
+            .iter()
+            .find(|m| {
+                m.platform
+                    .as_ref()
+                    .is_some_and(|p| p.os == platform.os && p.architecture == platform.architecture)
+            })
+            .ok_or_else(|| invalid(&format!("no manifest for {platform}")))?;
+        digest = manifest.digest.clone();
+        bytes = blob(&digest)?;
+    }
+    let manifest: kiln_oci::Manifest =
+        serde_json::from_slice(&bytes).map_err(|e| invalid(&e.to_string()))?;
+    let config = blob(&manifest.config.digest)?;
+    Ok((digest, manifest, config))
+}
+
+fn sha256_digest(bytes: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        kiln_store::sha256_hex(Sha256::new_with_prefix(bytes))
+    )
+}
+
+/// Unpacks the image `selector` of the layout directory `dir`.
+pub(crate) fn pull_layout(worker: &Worker, dir: &Path, selector: &str) -> Result<Ref, Error> {
+    let (_, manifest, _) = read_layout(dir, selector, &worker.config.platform)?;
+    unpack_image(worker, &manifest.layers, None, &|layer, out| {
+        let hex = layer.digest.trim_start_matches("sha256:");
+        io::copy(
+            &mut fs::File::open(dir.join("blobs/sha256").join(hex))?,
+            out,
+        )?;
+        Ok(())
     })
 }
 

@@ -1,7 +1,7 @@
 //! `kiln build`: turn the flags into a build request and run it on the embedded engine.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use kiln_engine::{BuildContext, BuildRequest, RunDefaults};
@@ -98,7 +98,24 @@ pub(crate) fn parse_context_value(name: &str, value: &str) -> anyhow::Result<Bui
         };
         return Ok(BuildContext::Git { url, reference });
     }
-    let unsupported = ["oci-layout://", "https://", "http://"];
+    if let Some(layout) = value.strip_prefix("oci-layout://") {
+        // PATH, PATH:TAG or PATH@DIGEST (a tag is after the last path component's ':').
+        let (path, selector) = match layout.rsplit_once('@') {
+            Some((path, digest)) => (path, digest),
+            None => match layout.rsplit_once(':') {
+                Some((path, tag)) if !tag.contains('/') => (path, tag),
+                _ => (layout, ""),
+            },
+        };
+        if !Path::new(path).join("index.json").is_file() {
+            bail!("named context {name}={value}: {path} is no OCI layout (no index.json)");
+        }
+        return Ok(BuildContext::OciLayout {
+            path: PathBuf::from(path),
+            selector: selector.to_owned(),
+        });
+    }
+    let unsupported = ["https://", "http://"];
     if unsupported.iter().any(|p| value.starts_with(p)) {
         bail!(
             "named context {name}={value}: only directories, git repositories and docker-image:// are supported yet"
@@ -163,7 +180,7 @@ fn context_and_dockerfile(
             .with_context(|| format!("reading the {what} from stdin"))?;
         Ok(input)
     };
-    let dockerfile_stdin = args.file.as_deref() == Some(std::path::Path::new("-"));
+    let dockerfile_stdin = args.file.as_deref() == Some(Path::new("-"));
     let context = if args.context.as_os_str() == "-" {
         if dockerfile_stdin {
             bail!("invalid argument: can't use stdin for both build context and dockerfile");

@@ -1234,3 +1234,68 @@ fn gc_policy_from_the_configuration_file() {
     assert!(du.contains("Type:\t\tregular"), "{du}");
     assert!(!du.contains("exec.cachemount"), "{du}");
 }
+
+/// A C program compiled in a Debian stage and copied into busybox, both bases taken
+/// from OCI layouts as named contexts (the shared bench's `setup-bases.sh` makes them),
+/// with a heredoc RUN; the program runs in the result.
+#[test]
+fn c_program_from_oci_layout_bases() {
+    let bases = Path::new(
+        &std::env::var("BENCH_WORKDIR").unwrap_or_else(|_| "/var/tmp/kiln-bench".to_owned()),
+    )
+    .join("bases/oci");
+    if !tools_present() || !bases.join("debian/index.json").is_file() {
+        println!("skipped: needs the bench's base layouts (../shared/bench/setup-bases.sh)");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("c");
+    fs_err::create_dir_all(&ctx).unwrap();
+    fs_err::write(
+        ctx.join("hello.c"),
+        "#include <stdio.h>\nint main(void) { printf(\"hello from C\\n\"); return 0; }\n",
+    )
+    .unwrap();
+    fs_err::write(
+        ctx.join("Dockerfile"),
+        "FROM debian AS build\nWORKDIR /src\nCOPY hello.c .\nRUN gcc -static -O2 -o /hello hello.c\n\
+         FROM busybox\nCOPY --from=build /hello /usr/local/bin/hello\n\
+         RUN <<EOF\n/usr/local/bin/hello > /greeting\nEOF\nCMD [\"/usr/local/bin/hello\"]\n",
+    )
+    .unwrap();
+    let out = work.path().join("out");
+    check(&kiln(
+        &work.path().join("state"),
+        &[
+            "build",
+            "--progress=plain",
+            "--build-context",
+            &format!(
+                "debian=oci-layout://{}:bookworm",
+                bases.join("debian").display()
+            ),
+            "--build-context",
+            &format!(
+                "busybox=oci-layout://{}:latest",
+                bases.join("busybox").display()
+            ),
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            ctx.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(
+        fs_err::read_to_string(out.join("greeting")).unwrap(),
+        "hello from C\n"
+    );
+    let run = Command::new("chroot")
+        .arg(&out)
+        .arg("/usr/local/bin/hello")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "hello from C\n");
+    assert!(
+        !out.join("src").exists(),
+        "the build stage's files stay out"
+    );
+}
