@@ -109,6 +109,8 @@ pub enum BuildContext {
         /// A tag (`org.opencontainers.image.ref.name`) or `sha256:` digest.
         selector: String,
     },
+    /// A file over http(s): the context holds it, named after the URL.
+    Http(String),
     /// A git repository at a ref (`ref:subdir` names a subdirectory).
     Git {
         /// The repository's URL.
@@ -616,6 +618,17 @@ impl Engine {
                         image: Some(Box::new(image)),
                     }
                 }
+                BuildContext::Http(url) => NamedContext::State {
+                    state: Box::new(kiln_llb::State::http(
+                        url,
+                        kiln_llb::HttpOptions {
+                            op: kiln_llb::OpOptions::default()
+                                .custom_name(format!("[context {name}] {url}")),
+                            ..kiln_llb::HttpOptions::default()
+                        },
+                    )),
+                    image: None,
+                },
                 BuildContext::Git { url, reference } => NamedContext::State {
                     state: Box::new(kiln_llb::State::git(
                         url,

@@ -122,9 +122,16 @@ pub(crate) fn http_load(worker: &Worker, source: &pb::SourceOp) -> Result<Ref, E
             )));
         }
     }
+    // Without a name given, the URL's last path segment, else "download" (BuildKit's).
+    let from_url = url
+        .split(['?', '#'])
+        .next()
+        .and_then(|u| u.rsplit('/').next())
+        .filter(|n| !n.is_empty() && !n.contains(':'))
+        .unwrap_or("download");
     let name = attr(source, "http.filename")
         .filter(|n| !n.is_empty() && !n.contains('/'))
-        .unwrap_or("__unnamed__");
+        .unwrap_or(from_url);
     let snapshot = worker.snapshots.create(None)?;
     let dest = worker.snapshots.layer_dir(snapshot.id()).join(name);
     fs::copy(&path, &dest)?;

@@ -115,11 +115,8 @@ pub(crate) fn parse_context_value(name: &str, value: &str) -> anyhow::Result<Bui
             selector: selector.to_owned(),
         });
     }
-    let unsupported = ["https://", "http://"];
-    if unsupported.iter().any(|p| value.starts_with(p)) {
-        bail!(
-            "named context {name}={value}: only directories, git repositories and docker-image:// are supported yet"
-        );
+    if value.starts_with("https://") || value.starts_with("http://") {
+        return Ok(BuildContext::Http(value.to_owned()));
     }
     if value.starts_with("target:") {
         bail!("named context {name}={value}: target: links are only valid in a Bake file");

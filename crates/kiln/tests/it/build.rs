@@ -801,6 +801,7 @@ fn git_and_tarball_contexts_over_http() {
     fs_err::write(
         named.join("Dockerfile"),
         "FROM scratch AS wanted\nCOPY --from=src hello.txt /ctx-hello.txt\n\
+         COPY --from=dl file.txt /dl.txt\n\
          FROM scratch AS other\nCOPY --from=src no-such-file /\n",
     )
     .unwrap();
@@ -814,6 +815,8 @@ fn git_and_tarball_contexts_over_http() {
             "wanted",
             "--build-context",
             &format!("src=http://127.0.0.1:{port}/app.git#main:docker"),
+            "--build-context",
+            &format!("dl=http://127.0.0.1:{port}/file.txt"),
             "-o",
             &format!("type=local,dest={}", out.display()),
             named.to_str().unwrap(),
@@ -822,6 +825,10 @@ fn git_and_tarball_contexts_over_http() {
     assert_eq!(
         fs_err::read_to_string(out.join("ctx-hello.txt")).unwrap(),
         "from git\n"
+    );
+    assert_eq!(
+        fs_err::read_to_string(out.join("dl.txt")).unwrap(),
+        "downloaded\n"
     );
 
     let out = work.path().join("tar-out");
