@@ -487,6 +487,12 @@ impl Engine {
             checks: check_warnings(&conversion, &dockerfile, &request.dockerfile),
             ..BuildResult::default()
         };
+        if !conversion.unused_build_args.is_empty() {
+            out.warnings.push(format!(
+                "One or more build-args [{}] were not consumed",
+                conversion.unused_build_args.join(" ")
+            ));
+        }
         let chain = result.map(|r| r.chain).unwrap_or_default();
         let epoch = request
             .build_args

@@ -152,6 +152,18 @@ pub struct Conversion {
     pub platform: Platform,
     /// Build-check warnings.
     pub warnings: Vec<LintWarning>,
+    /// `--build-arg`s no ARG declares (BuildKit's "were not consumed" warning).
+    pub unused_build_args: Vec<String>,
+}
+
+/// Build args BuildKit never reports as unused: the proxy variables and its own.
+fn always_consumed(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "http_proxy" | "https_proxy" | "ftp_proxy" | "no_proxy" | "all_proxy"
+    ) || name.starts_with("BUILDKIT_")
+        || name == "SOURCE_DATE_EPOCH"
+        || AUTOMATIC_ARGS.contains(&name)
 }
 
 /// One command of a stage, with the stages it reads from.
@@ -261,6 +273,25 @@ fn env_set(env: &mut Vec<(String, String)>, key: &str, value: String) {
 /// containerd's `platforms.Format`: `os/arch[/variant]`.
 fn format_platform(p: &Platform) -> String {
     p.to_string()
+}
+
+/// The `--build-arg`s that no ARG of the Dockerfile declares.
+fn unused_build_args(parsed: &instructions::Instructions, options: &ConvertOptions) -> Vec<String> {
+    let declared: BTreeSet<&str> = parsed
+        .meta_args
+        .iter()
+        .chain(parsed.stages.iter().flat_map(|s| &s.commands))
+        .flat_map(|c| match &c.instruction {
+            Instruction::Arg(args) => args.iter().map(|a| a.key.as_str()).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    options
+        .build_args
+        .keys()
+        .filter(|k| !declared.contains(k.as_str()) && !always_consumed(k))
+        .cloned()
+        .collect()
 }
 
 /// The args every build defines (BuildKit's `defaultArgs`).
@@ -534,6 +565,7 @@ impl<'a> Converter<'a> {
                 image: target_state.image,
                 platform,
                 warnings: self.lint.warnings,
+                unused_build_args: unused_build_args(&self.parsed, self.ctx.options),
             },
             ctx_paths,
         ))

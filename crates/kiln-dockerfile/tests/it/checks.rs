@@ -58,3 +58,20 @@ fn the_check_directive_skips_rules() {
     );
     assert!(found.is_empty(), "{found:?}");
 }
+
+#[test]
+fn build_args_no_arg_declares_are_reported() {
+    let options = ConvertOptions {
+        build_args: [
+            ("TAG".to_owned(), "1".to_owned()),
+            ("UNUSED".to_owned(), "x".to_owned()),
+            ("HTTP_PROXY".to_owned(), "http://proxy".to_owned()),
+            ("BUILDKIT_INLINE_CACHE".to_owned(), "1".to_owned()),
+        ]
+        .into(),
+        ..ConvertOptions::default()
+    };
+    let conversion =
+        convert::convert(b"ARG TAG\nFROM alpine:$TAG\n", &options, &FixedResolver).unwrap();
+    assert_eq!(conversion.unused_build_args, ["UNUSED"]);
+}
