@@ -44,6 +44,23 @@ impl MetadataDb {
         Ok(())
     }
 
+    /// Stores many records in one transaction (one commit, however many).
+    pub fn put_many(&self, table: &str, records: &[(String, Vec<u8>)]) -> Result<(), Error> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let definition: TableDefinition<&str, &[u8]> = TableDefinition::new(table);
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(definition)?;
+            for (key, value) in records {
+                table.insert(key.as_str(), value.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Removes the record under `key`, if any.
     pub fn remove(&self, table: &str, key: &str) -> Result<(), Error> {
         let definition: TableDefinition<&str, &[u8]> = TableDefinition::new(table);

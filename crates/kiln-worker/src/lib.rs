@@ -415,7 +415,7 @@ impl Worker {
         match source.identifier.split_once("://") {
             Some(("docker-image", _)) => Ok(sha256_hex(&[b"image", source.identifier.as_bytes()])),
             Some(("local", name)) => {
-                let checksum = source::local::checksum(options.contexts, name, source)?;
+                let checksum = source::local::checksum(self, options.contexts, name, source)?;
                 Ok(sha256_hex(&[
                     b"local",
                     source.identifier.as_bytes(),

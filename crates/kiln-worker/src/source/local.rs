@@ -1,6 +1,7 @@
 //! `local://NAME`: a directory the client provides, filtered by `.dockerignore`
 //! patterns and followed paths, checksummed by content and copied into a snapshot.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -86,13 +87,67 @@ fn context_dir(contexts: &dyn LocalContexts, name: &str) -> Result<PathBuf, Erro
     })
 }
 
-/// A checksum of the selected content: names, types, modes and bytes (not times).
+/// Where files' content digests are remembered between builds, by absolute path.
+const FILE_HASHES_TABLE: &str = "file-hashes";
+
+/// What says a file is unchanged since it was hashed: size, modification time, inode
+/// and mode (BuildKit's content cache trusts the same stat fields, inode aside).
+fn file_stamp(meta: &std::fs::Metadata) -> String {
+    format!(
+        "{}:{}.{}:{}:{}",
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ino(),
+        meta.mode()
+    )
+}
+
+/// A file's content digest, read only when its stamp changed since it was last hashed.
+fn file_digest(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    known: &HashMap<String, Vec<u8>>,
+    learned: &mut Vec<(String, Vec<u8>)>,
+) -> Result<String, Error> {
+    let key = path.to_string_lossy().into_owned();
+    let stamp = file_stamp(meta);
+    if let Some(record) = known.get(&key).and_then(|r| std::str::from_utf8(r).ok()) {
+        if let Some(digest) = record
+            .strip_prefix(&stamp)
+            .and_then(|r| r.strip_prefix(' '))
+        {
+            return Ok(digest.to_owned());
+        }
+    }
+    let mut hasher = Sha256::new();
+    let mut file = fs::File::open(path)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let digest = kiln_store::sha256_hex(hasher);
+    learned.push((key, format!("{stamp} {digest}").into_bytes()));
+    Ok(digest)
+}
+
+/// A checksum of the selected content: names, types, modes and bytes (not times). A
+/// file whose size, times, inode and mode are as when it was last hashed is not read
+/// again: its digest is remembered in the metadata database.
 pub(crate) fn checksum(
+    worker: &Worker,
     contexts: &dyn LocalContexts,
     name: &str,
     source: &pb::SourceOp,
 ) -> Result<String, Error> {
     let dir = context_dir(contexts, name)?;
+    let known: HashMap<String, Vec<u8>> =
+        worker.db.entries(FILE_HASHES_TABLE)?.into_iter().collect();
+    let mut learned = Vec::new();
     let mut hasher = Sha256::new();
     for rel in select(&dir, source)? {
         let path = dir.join(&rel);
@@ -103,18 +158,11 @@ pub(crate) fn checksum(
         if meta.file_type().is_symlink() {
             hasher.update(fs::read_link(&path)?.to_string_lossy().as_bytes());
         } else if meta.is_file() {
-            let mut file = fs::File::open(&path)?;
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = file.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-            }
+            hasher.update(file_digest(&path, &meta, &known, &mut learned)?.as_bytes());
         }
         hasher.update([0xff]);
     }
+    worker.db.put_many(FILE_HASHES_TABLE, &learned)?;
     Ok(kiln_store::sha256_hex(hasher))
 }
 
@@ -150,4 +198,41 @@ pub(crate) fn load(
         chain: snapshot.chain,
         key: String::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchanged_files_are_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, "one").unwrap();
+        let meta = fs::symlink_metadata(&path).unwrap();
+        let mut learned = Vec::new();
+        let first = file_digest(&path, &meta, &HashMap::new(), &mut learned).unwrap();
+        let known: HashMap<String, Vec<u8>> = learned.into_iter().collect();
+
+        // Same size and time, other bytes: the remembered digest is used (not read).
+        fs::write(&path, "two").unwrap();
+        crate::fsutil::set_times(&path, meta.mtime(), meta.mtime_nsec()).unwrap();
+        let same_stamp = fs::symlink_metadata(&path).unwrap();
+        let mut none = Vec::new();
+        assert_eq!(
+            file_digest(&path, &same_stamp, &known, &mut none).unwrap(),
+            first
+        );
+        assert!(none.is_empty());
+
+        // A new time: read again, and learned.
+        crate::fsutil::set_times(&path, meta.mtime() + 1, 0).unwrap();
+        let touched = fs::symlink_metadata(&path).unwrap();
+        let mut again = Vec::new();
+        assert_ne!(
+            file_digest(&path, &touched, &known, &mut again).unwrap(),
+            first
+        );
+        assert_eq!(again.len(), 1);
+    }
 }
