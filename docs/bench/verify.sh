@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # KILN_VERIFY: the image's files (a cached rebuild into a local directory), and the
 # scenario's check run inside them with chroot. The check is read from the scenario's
-# bench.env: the harness's template substitution mangles `&&` in {cmd}.
+# bench.env rather than given as {cmd}: the harness's template substitution mangles
+# the `&&` in copy-tree's check.
 set -uo pipefail
 dockerfile=$1 context=$2
-shift 3
+shift 2
 VERIFY_CMD=
 # shellcheck disable=SC1090
 . "$(dirname "$0")/../../../shared/bench/scenarios/$(basename "$context")/bench.env"

@@ -129,6 +129,8 @@ struct PolicyFile {
 #[serde(rename_all = "kebab-case")]
 struct OciWorkerFile {
     max_parallelism: Option<usize>,
+    #[serde(rename = "networkMode")]
+    network_mode: Option<String>,
     gc: Option<bool>,
     gckeepstorage: Option<Size>,
     #[serde(default)]
@@ -142,8 +144,10 @@ struct WorkersFile {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 struct ConfigFile {
     root: Option<PathBuf>,
+    insecure_entitlements: Option<Vec<String>>,
     #[serde(default)]
     worker: WorkersFile,
 }
@@ -157,6 +161,10 @@ pub struct FileSettings {
     pub parallelism: Option<usize>,
     /// Garbage collection after builds; `None` when `gc = false`.
     pub gc: Option<Vec<GcPolicy>>,
+    /// `insecure-entitlements`: what builds may be granted.
+    pub insecure_entitlements: Option<Vec<String>>,
+    /// `networkMode`: `none` isolates steps that choose no network; `host`/`auto` do not.
+    pub isolated_network: Option<bool>,
 }
 
 /// BuildKit's default policies for a storage budget: old cache mounts and local
@@ -223,10 +231,23 @@ pub fn read(path: &Path) -> Result<FileSettings, Error> {
         }
         Some(policies)
     };
+    let isolated_network = match oci.network_mode.as_deref() {
+        None => None,
+        Some("none") => Some(true),
+        Some("host" | "auto") => Some(false),
+        Some(other) => {
+            return Err(Error::Usage(format!(
+                "{}: networkMode {other:?}: use host, auto or none",
+                path.display()
+            )));
+        }
+    };
     Ok(FileSettings {
         root: file.root,
         parallelism: oci.max_parallelism,
         gc,
+        insecure_entitlements: file.insecure_entitlements,
+        isolated_network,
     })
 }
 
@@ -273,8 +294,18 @@ root = "/var/lib/kiln-test"
         assert_eq!(gc[0].prunes().unwrap().len(), 2);
         assert!(gc[1].all && gc[1].keep_bytes == 1_024_000_000);
 
-        fs::write(&path, "[worker.oci]\ngc = false\n").unwrap();
-        assert_eq!(read(&path).unwrap().gc, None);
+        fs::write(
+            &path,
+            "insecure-entitlements = [\"network.host\"]\n[worker.oci]\ngc = false\nnetworkMode = \"none\"\n",
+        )
+        .unwrap();
+        let settings = read(&path).unwrap();
+        assert_eq!(settings.gc, None);
+        assert_eq!(settings.isolated_network, Some(true));
+        assert_eq!(
+            settings.insecure_entitlements,
+            Some(vec!["network.host".to_owned()])
+        );
         fs::write(&path, "[worker.oci]\ngckeepstorage = 9000\n").unwrap();
         assert_eq!(
             read(&path).unwrap().gc.unwrap()[2].keep_bytes,

@@ -32,6 +32,11 @@ pub struct EngineConfig {
     pub parallelism: usize,
     /// Garbage collection after each build (`None`: off).
     pub gc: Option<Vec<config::GcPolicy>>,
+    /// Entitlements builds may be granted (`insecure-entitlements`).
+    pub insecure_entitlements: Vec<String>,
+    /// Whether steps that choose no network get their own namespace (`networkMode =
+    /// "none"`) rather than the host's.
+    pub isolated_network: bool,
 }
 
 impl EngineConfig {
@@ -70,6 +75,9 @@ impl Default for EngineConfig {
             runtime: PathBuf::from("runc"),
             parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
             gc: None,
+            // The embedded engine runs as its user: what that user asks for with --allow.
+            insecure_entitlements: vec!["network.host".to_owned(), "security.insecure".to_owned()],
+            isolated_network: false,
         }
     }
 }
@@ -88,6 +96,12 @@ impl EngineConfig {
                 config.parallelism = parallelism.max(1);
             }
             config.gc = settings.gc;
+            if let Some(entitlements) = settings.insecure_entitlements {
+                config.insecure_entitlements = entitlements;
+            }
+            if let Some(isolated) = settings.isolated_network {
+                config.isolated_network = isolated;
+            }
         }
         Ok(config)
     }
@@ -191,6 +205,7 @@ pub struct BuildResult {
 pub struct Engine {
     worker: Worker,
     platform: Platform,
+    insecure_entitlements: Vec<String>,
     gc: Option<Vec<config::GcPolicy>>,
     /// Held while the engine is open: one process uses a state directory at a time.
     _lock: fs::File,
@@ -433,6 +448,11 @@ impl Engine {
                 runtime: config.runtime,
                 parallelism: config.parallelism,
                 platform: platform.clone(),
+                default_network: if config.isolated_network {
+                    kiln_worker::NetworkMode::None
+                } else {
+                    kiln_worker::NetworkMode::Host
+                },
             },
             Arc::new(RegistryClient::new()),
         )?;
@@ -440,6 +460,7 @@ impl Engine {
             worker,
             platform,
             gc: config.gc.clone(),
+            insecure_entitlements: config.insecure_entitlements.clone(),
             _lock: lock,
         })
     }
@@ -450,6 +471,15 @@ impl Engine {
         request: &BuildRequest,
         progress: &(dyn Fn(Event) + Sync),
     ) -> Result<BuildResult, Error> {
+        if let Some(denied) = request
+            .entitlements
+            .iter()
+            .find(|e| !self.insecure_entitlements.contains(e))
+        {
+            return Err(Error::Usage(format!(
+                "--allow {denied}: the engine does not permit it; add it to insecure-entitlements in the configuration file"
+            )));
+        }
         let dockerfile = fs::read(&request.dockerfile)
             .map_err(|e| Error::Usage(format!("reading the Dockerfile: {e}")))?;
         let mut dirs = BTreeMap::from([(

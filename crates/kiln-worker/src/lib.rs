@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 pub use error::Error;
+pub use kiln_exec::NetworkMode;
 pub use source::image::LayerInfo;
 pub use source::image::read_layout;
 pub use source::remote::fetch_git;
@@ -116,6 +117,8 @@ pub struct WorkerConfig {
     pub parallelism: usize,
     /// The platform images are pulled for.
     pub platform: Platform,
+    /// The network of steps that choose none (buildkitd.toml's `networkMode`).
+    pub default_network: NetworkMode,
 }
 
 /// Runs LLB ops on the local store.

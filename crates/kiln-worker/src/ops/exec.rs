@@ -234,10 +234,11 @@ pub(crate) fn run(
             fs::create_dir_all(&cwd_path)?;
         }
         let user = kiln_exec::resolve_user(&rootfs, &meta.user)?;
-        let network = if exec.network == pb::NetMode::None as i32 {
-            NetworkMode::None
-        } else {
-            NetworkMode::Host
+        // A step that asks for no mode gets the worker's default.
+        let network = match pb::NetMode::try_from(exec.network) {
+            Ok(pb::NetMode::None) => NetworkMode::None,
+            Ok(pb::NetMode::Host) => NetworkMode::Host,
+            _ => worker.config.default_network,
         };
         let process = Process {
             args: meta.args.clone(),

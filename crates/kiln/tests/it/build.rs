@@ -1306,3 +1306,64 @@ fn c_program_from_oci_layout_bases() {
         "the build stage's files stay out"
     );
 }
+
+/// The configuration file decides what `--allow` may grant (`insecure-entitlements`)
+/// and the network of steps that choose none (`networkMode = "none"`: their own
+/// namespace, loopback only).
+#[test]
+fn entitlements_and_default_network_from_the_configuration() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let config = work.path().join("kiln.toml");
+    fs_err::write(
+        &config,
+        "insecure-entitlements = []\n[worker.oci]\n  networkMode = \"none\"\n",
+    )
+    .unwrap();
+    let project = work.path().join("net");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{port}/busybox:latest\nRUN tail -n +3 /proc/net/dev | wc -l > /interfaces\n"
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .env("KILN_ROOT", state)
+            .env("KILN_CONFIG", &config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let refused = run(&[
+        "build",
+        "--allow",
+        "network.host",
+        project.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("insecure-entitlements"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let out = work.path().join("net-out");
+    check(&run(&[
+        "build",
+        "--progress=plain",
+        "-o",
+        &format!("type=local,dest={}", out.display()),
+        project.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        fs_err::read_to_string(out.join("interfaces"))
+            .unwrap()
+            .trim(),
+        "1"
+    );
+}
