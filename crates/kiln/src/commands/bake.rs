@@ -57,12 +57,23 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
     if let Some(call) = call {
         sets.push(format!("*.call={call}"));
     }
+    // `kiln bake URL [TARGET…]`: the Bake files (and the default context) come from a
+    // git repository or tarball, as buildx's remote definitions do.
+    let remote_dir = tempfile::tempdir().context("creating a directory for a remote definition")?;
+    let (dir, targets) = match args.targets.first().and_then(|t| crate::remote::detect(t)) {
+        Some(remote) => {
+            let (context, _) = crate::remote::fetch(&remote, remote_dir.path())
+                .with_context(|| format!("fetching the Bake definition {}", args.targets[0]))?;
+            (context, args.targets[1..].to_vec())
+        }
+        None => (std::env::current_dir()?, args.targets.clone()),
+    };
     let request = kiln_bake::Request {
         files: args.files.iter().map(|f| f.display().to_string()).collect(),
-        dir: std::env::current_dir()?,
+        dir,
         env: std::env::vars().collect(),
         sets,
-        targets: args.targets.clone(),
+        targets,
         no_cache: args.no_cache,
         pull: args.pull,
     };

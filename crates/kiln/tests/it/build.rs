@@ -649,6 +649,15 @@ fn git_and_tarball_contexts_over_http() {
     .unwrap();
     fs_err::write(source.join("docker/hello.txt"), "from git\n").unwrap();
     fs_err::write(source.join("README"), "not in the context\n").unwrap();
+    let bake_out = work.path().join("bake-remote-out");
+    fs_err::write(
+        source.join("docker-bake.hcl"),
+        format!(
+            "target \"remote\" {{\n  context = \"docker\"\n  output = [\"type=local,dest={}\"]\n}}\n",
+            bake_out.display()
+        ),
+    )
+    .unwrap();
     let git = |dir: &Path, args: &[&str]| {
         let status = Command::new("git")
             .arg("-C")
@@ -829,6 +838,21 @@ fn git_and_tarball_contexts_over_http() {
     assert_eq!(
         fs_err::read_to_string(out.join("dl.txt")).unwrap(),
         "downloaded\n"
+    );
+
+    // A remote Bake definition: the file and the context come from the repository.
+    check(&kiln(
+        &state,
+        &[
+            "bake",
+            "--progress=plain",
+            &format!("http://127.0.0.1:{port}/app.git#main"),
+            "remote",
+        ],
+    ));
+    assert_eq!(
+        fs_err::read_to_string(bake_out.join("hello.txt")).unwrap(),
+        "from git\n"
     );
 
     let out = work.path().join("tar-out");
