@@ -40,7 +40,8 @@ pub struct RegistryClient {
     agent: Agent,
     /// `host` → scheme that worked (`https` or `http`).
     schemes: Mutex<HashMap<String, &'static str>>,
-    /// `host repository actions` → bearer token.
+    /// `host repository actions` → the `Authorization` value that worked (Bearer or
+    /// Basic).
     tokens: Mutex<HashMap<String, String>>,
     /// Hosts that may be spoken to over plain HTTP (`registry.insecure`), besides loopback.
     insecure: Mutex<std::collections::HashSet<String>>,
@@ -251,8 +252,8 @@ impl RegistryClient {
                 .lock()
                 .ok()
                 .and_then(|t| t.get(&token_key).cloned());
-            if let Some(token) = &token {
-                request = request.header("Authorization", format!("Bearer {token}"));
+            if let Some(authorization) = &token {
+                request = request.header("Authorization", authorization.as_str());
             }
             let http_error = |e: &dyn std::fmt::Display| Error::Http {
                 url: url.to_owned(),
@@ -288,10 +289,23 @@ impl RegistryClient {
                     .get("www-authenticate")
                     .and_then(|h| h.to_str().ok())
                     .and_then(parse_challenge);
-                if let Some(challenge) = challenge {
-                    let token = self.fetch_token(&challenge, reference, actions)?;
+                let basic = response
+                    .headers()
+                    .get("www-authenticate")
+                    .and_then(|h| h.to_str().ok())
+                    .is_some_and(|h| h.to_ascii_lowercase().starts_with("basic"));
+                let credentials = crate::auth::credentials(&reference.domain);
+                let authorization = match (challenge, basic, &credentials) {
+                    (Some(challenge), _, _) => Some(format!(
+                        "Bearer {}",
+                        self.fetch_token(&challenge, reference, actions, credentials.as_ref())?
+                    )),
+                    (None, true, Some(credentials)) => Some(credentials.basic()),
+                    _ => None,
+                };
+                if let Some(authorization) = authorization {
                     if let Ok(mut t) = self.tokens.lock() {
-                        t.insert(token_key.clone(), token);
+                        t.insert(token_key.clone(), authorization);
                     }
                     retried = true;
                     continue;
@@ -331,13 +345,19 @@ impl RegistryClient {
         challenge: &HashMap<String, String>,
         reference: &Reference,
         actions: &str,
+        credentials: Option<&crate::auth::Credentials>,
     ) -> Result<String, Error> {
         let realm = challenge.get("realm").cloned().unwrap_or_default();
         let mut url = format!("{realm}?scope=repository:{}:{actions}", reference.path);
         if let Some(service) = challenge.get("service") {
             url.push_str(&format!("&service={service}"));
         }
-        let mut response = self.agent.get(&url).call().map_err(|e| Error::Http {
+        let mut request = self.agent.get(&url);
+        // The token server knows the user by the stored credentials.
+        if let Some(credentials) = credentials {
+            request = request.header("Authorization", credentials.basic());
+        }
+        let mut response = request.call().map_err(|e| Error::Http {
             url: url.clone(),
             message: e.to_string(),
         })?;

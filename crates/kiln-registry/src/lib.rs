@@ -4,6 +4,7 @@
 //! A registry on `localhost` or 127.0.0.0/8 is spoken to over plain HTTP when HTTPS
 //! fails, as Docker does. This crate must not depend on the store, solver or worker.
 
+mod auth;
 mod client;
 mod error;
 

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{BaseImage, check, kiln, repo, skopeo_inspect, tools_present, tree};
+use crate::support::{BaseImage, Server, check, kiln, repo, skopeo_inspect, tools_present, tree};
 
 #[test]
 fn demo_builds_into_an_oci_archive_and_rebuilds_from_cache() {
@@ -617,16 +617,6 @@ fn docker_cli_plugin() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("Build with kiln"));
-}
-
-/// Stops a process started for a test, by its pid.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Remote contexts: a git repository at a branch and subdirectory, and a tarball, both

@@ -719,3 +719,87 @@ for layer in manifest["layers"]:
         "copied.txt hello"
     );
 }
+
+/// A registry that wants a login (htpasswd, Basic): without credentials the push is
+/// refused with the registry's answer; with them in `$DOCKER_CONFIG/config.json`
+/// (`auths`, as `docker login` writes) it goes through, and skopeo reads the image.
+#[test]
+fn push_with_credentials_from_the_docker_config() {
+    if !tools_present() || Command::new("htpasswd").arg("-h").output().is_err() {
+        println!("skipped: needs htpasswd (apache2-utils)");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let htpasswd = work.path().join("htpasswd");
+    let made = Command::new("htpasswd")
+        .args(["-Bbc"])
+        .arg(&htpasswd)
+        .args(["kiln", "s3cret"])
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let port = crate::support::free_port();
+    fs_err::write(
+        work.path().join("config.yml"),
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n\
+             auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\nlog:\n  level: error\n",
+            work.path().join("data").display(),
+            htpasswd.display()
+        ),
+    )
+    .unwrap();
+    let _registry = crate::support::Server(
+        Command::new("docker-registry")
+            .arg("serve")
+            .arg(work.path().join("config.yml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let project = work.path().join("project");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(project.join("a.txt"), "a\n").unwrap();
+    fs_err::write(project.join("Dockerfile"), "FROM scratch\nCOPY a.txt /\n").unwrap();
+    let name = format!("127.0.0.1:{port}/private:1");
+    let docker_config = work.path().join("docker");
+    fs_err::create_dir_all(&docker_config).unwrap();
+    let push = |config: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .env("KILN_ROOT", work.path().join("state"))
+            .env("DOCKER_CONFIG", config)
+            .args(["build", "--progress=plain", "--push", "-t", &name])
+            .arg(&project)
+            .output()
+            .unwrap()
+    };
+    let refused = push(&docker_config);
+    let stderr = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("401"), "{stderr}");
+
+    // `docker login` writes base64("user:password") under the registry's name.
+    fs_err::write(
+        docker_config.join("config.json"),
+        format!(r#"{{"auths": {{"127.0.0.1:{port}": {{"auth": "a2lsbjpzM2NyZXQ="}}}}}}"#),
+    )
+    .unwrap();
+    check(&push(&docker_config));
+    let inspect = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--creds", "kiln:s3cret"])
+        .arg(format!("docker://{name}"))
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+}

@@ -54,6 +54,16 @@ impl Drop for Registry {
     }
 }
 
+/// Stops a process started for a test (a server), by its pid, when dropped.
+pub(crate) struct Server(pub(crate) std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
