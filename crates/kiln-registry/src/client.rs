@@ -12,6 +12,9 @@ use crate::Error;
 
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
+/// Blobs larger than this are uploaded in chunks of this size.
+const UPLOAD_CHUNK: u64 = 16 * 1024 * 1024;
+
 /// A reference resolved for one platform.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -132,6 +135,8 @@ struct Call<'a> {
     target: Target<'a>,
     accept: Option<&'a str>,
     content_type: Option<&'a str>,
+    /// `Content-Range` of a chunk upload.
+    content_range: Option<&'a str>,
     body: Body<'a>,
     /// Whether the call needs push access (its token scope).
     push: bool,
@@ -144,6 +149,7 @@ impl Default for Call<'_> {
             target: Target::Path(""),
             accept: None,
             content_type: None,
+            content_range: None,
             body: Body::Empty,
             push: false,
         }
@@ -246,6 +252,9 @@ impl RegistryClient {
             }
             if let Some(content_type) = call.content_type {
                 request = request.header("Content-Type", content_type);
+            }
+            if let Some(range) = call.content_range {
+                request = request.header("Content-Range", range);
             }
             let token = self
                 .tokens
@@ -521,7 +530,35 @@ impl RegistryClient {
                 message: "the registry gave no Location".to_owned(),
             });
         }
-        let location = self.absolute_url(reference, &session.location);
+        let mut location = self.absolute_url(reference, &session.location);
+        // Large blobs go up in chunks (PATCH with Content-Range), so no single request
+        // carries more than a registry or a proxy in between may take.
+        let mut remaining = size;
+        if size > UPLOAD_CHUNK {
+            let mut offset = 0;
+            while offset < size {
+                let len = UPLOAD_CHUNK.min(size - offset);
+                let mut chunk = Read::take(&mut *content, len);
+                let range = format!("{offset}-{}", offset + len - 1);
+                let answer = self.send(
+                    reference,
+                    Call {
+                        method: "PATCH",
+                        target: Target::Url(&location),
+                        content_type: Some("application/octet-stream"),
+                        content_range: Some(&range),
+                        body: Body::Reader(&mut chunk, len),
+                        push: true,
+                        ..Call::default()
+                    },
+                )?;
+                if !answer.location.is_empty() {
+                    location = self.absolute_url(reference, &answer.location);
+                }
+                offset += len;
+            }
+            remaining = 0;
+        }
         let separator = if location.contains('?') { '&' } else { '?' };
         let url = format!("{location}{separator}digest={digest}");
         self.send(
@@ -530,7 +567,11 @@ impl RegistryClient {
                 method: "PUT",
                 target: Target::Url(&url),
                 content_type: Some("application/octet-stream"),
-                body: Body::Reader(content, size),
+                body: if remaining == 0 {
+                    Body::Empty
+                } else {
+                    Body::Reader(content, size)
+                },
                 push: true,
                 ..Call::default()
             },

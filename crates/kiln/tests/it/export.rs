@@ -722,7 +722,8 @@ for layer in manifest["layers"]:
 
 /// A registry that wants a login (htpasswd, Basic): without credentials the push is
 /// refused with the registry's answer; with them in `$DOCKER_CONFIG/config.json`
-/// (`auths`, as `docker login` writes) it goes through, and skopeo reads the image.
+/// (`auths`, as `docker login` writes) it goes through (the 20 MB layer in chunks),
+/// and skopeo reads the image back.
 #[test]
 fn push_with_credentials_from_the_docker_config() {
     if !tools_present() || Command::new("htpasswd").arg("-h").output().is_err() {
@@ -767,7 +768,22 @@ fn push_with_credentials_from_the_docker_config() {
     let project = work.path().join("project");
     fs_err::create_dir_all(&project).unwrap();
     fs_err::write(project.join("a.txt"), "a\n").unwrap();
-    fs_err::write(project.join("Dockerfile"), "FROM scratch\nCOPY a.txt /\n").unwrap();
+    // 20 MB that gzip cannot shrink: the layer goes up in chunks (PATCH, 16 MiB each).
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let noise: Vec<u8> = (0..20_000_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    fs_err::write(project.join("noise.bin"), &noise).unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        "FROM scratch\nCOPY a.txt noise.bin /\n",
+    )
+    .unwrap();
     let name = format!("127.0.0.1:{port}/private:1");
     let docker_config = work.path().join("docker");
     fs_err::create_dir_all(&docker_config).unwrap();
