@@ -413,6 +413,54 @@ struct Times {
     epoch: Option<i64>,
 }
 
+/// The build's sources as BuildKit's build info lists them: images with their pinned
+/// digests, git and http sources.
+fn build_sources(definition: &LoadedDefinition) -> Vec<serde_json::Value> {
+    let mut sources = Vec::new();
+    for vertex in &definition.vertices {
+        let Some(kiln_llb::pb::op::Op::Source(source)) = &vertex.op.op else {
+            continue;
+        };
+        let id = source.identifier.as_str();
+        let entry = if let Some(image) = id.strip_prefix("docker-image://") {
+            let (reference, pin) = image.split_once('@').unwrap_or((image, ""));
+            serde_json::json!({"type": "docker-image", "ref": reference, "pin": pin})
+        } else if id.starts_with("git://") {
+            serde_json::json!({"type": "git", "ref": id.trim_start_matches("git://")})
+        } else if id.starts_with("https://") || id.starts_with("http://") {
+            let pin = source
+                .attrs
+                .get("http.checksum")
+                .cloned()
+                .unwrap_or_default();
+            serde_json::json!({"type": "http", "ref": id, "pin": pin})
+        } else {
+            continue;
+        };
+        if !sources.contains(&entry) {
+            sources.push(entry);
+        }
+    }
+    sources.sort_by_key(|s| s["ref"].to_string());
+    sources
+}
+
+/// The image config with `moby.buildkit.buildinfo.v1` (base64 JSON of the sources).
+fn with_buildinfo(image: &serde_json::Value, sources: &[serde_json::Value]) -> serde_json::Value {
+    use base64::Engine as _;
+    let info = serde_json::json!({"frontend": "dockerfile.v0", "sources": sources});
+    let mut image = image.clone();
+    if let Some(object) = image.as_object_mut() {
+        object.insert(
+            "moby.buildkit.buildinfo.v1".to_owned(),
+            base64::engine::general_purpose::STANDARD
+                .encode(info.to_string())
+                .into(),
+        );
+    }
+    image
+}
+
 /// A directory's `.dockerignore` patterns.
 fn dockerignore(dir: &Path) -> Vec<String> {
     fs::read_to_string(dir.join(".dockerignore"))
@@ -544,7 +592,14 @@ impl Engine {
         if let Some(object) = image.as_object_mut() {
             object.remove("created");
         }
+        let sources = build_sources(&definition);
         for output in &request.outputs {
+            let wants_buildinfo = output.image_options().is_some_and(|o| o.buildinfo);
+            let image = if wants_buildinfo {
+                with_buildinfo(&image, &sources)
+            } else {
+                image.clone()
+            };
             self.export(output, &chain, &image, times, &mut out)?;
         }
         if let Err(e) = self.collect_garbage() {

@@ -95,6 +95,9 @@ pub struct ImageOptions {
     pub source_date_epoch: Option<i64>,
     /// `rewrite-timestamp`: clamp new layers' file times to `SOURCE_DATE_EPOCH`.
     pub rewrite_timestamp: bool,
+    /// `buildinfo=true|all|imageconfig`: the build's sources in the config
+    /// (`moby.buildkit.buildinfo.v1`). BuildKit no longer writes it by default.
+    pub buildinfo: bool,
     /// What was adjusted, as BuildKit warns (zstd turns OCI media types on).
     pub notices: Vec<String>,
 }
@@ -232,8 +235,16 @@ fn image_options(attrs: &mut Attrs<'_>, oci_default: bool) -> Result<ImageOption
         options.source_date_epoch = Some(epoch);
     }
     options.rewrite_timestamp = attrs.bool("rewrite-timestamp", false)?;
-    // Build info is deprecated in BuildKit and no longer written; the keys are accepted.
-    attrs.bool("buildinfo", true)?;
+    // Build info is deprecated in BuildKit and not written unless asked for.
+    options.buildinfo = match attrs.take("buildinfo").as_deref() {
+        None | Some("" | "none" | "metadata" | "false" | "0") => false,
+        Some("all" | "imageconfig" | "true" | "1") => true,
+        Some(other) => {
+            return Err(attrs.error(format!(
+                "invalid buildinfo {other:?} (all, imageconfig, metadata or none)"
+            )));
+        }
+    };
     attrs.bool("buildinfo-attrs", false)?;
     let keys: Vec<String> = attrs
         .map

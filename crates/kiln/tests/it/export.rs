@@ -325,6 +325,42 @@ fn local_tar_oci_directory_and_docker_archives() {
         "application/vnd.docker.distribution.manifest.v2+json"
     );
 
+    // buildinfo=true: the config lists the build's sources (the base image, pinned).
+    let with_info = work.path().join("buildinfo.tar");
+    check(&build(&format!(
+        "type=oci,dest={},buildinfo=true",
+        with_info.display()
+    )));
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--config"])
+        .arg(format!("oci-archive:{}", with_info.display()))
+        .output()
+        .unwrap();
+    let config: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let encoded = config["moby.buildkit.buildinfo.v1"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let decoded = Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            std::io::Write::write_all(child.stdin.as_mut().unwrap(), encoded.as_bytes())?;
+            drop(child.stdin.take());
+            child.wait_with_output()
+        })
+        .unwrap();
+    let info: Value = serde_json::from_slice(&decoded.stdout).unwrap();
+    assert_eq!(info["sources"][0]["type"], "docker-image");
+    assert!(
+        info["sources"][0]["pin"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+
     // Wrong options are named.
     for (output, message) in [
         ("type=local", "dest is required for local exporter"),
