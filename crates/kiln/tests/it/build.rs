@@ -9,7 +9,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{BaseImage, Server, check, kiln, repo, skopeo_inspect, tools_present, tree};
+use crate::support::{
+    BaseImage, Server, build_into, check, kiln, repo, skopeo_inspect, tools_present, tree,
+};
 
 #[test]
 fn demo_builds_into_an_oci_archive_and_rebuilds_from_cache() {
@@ -271,20 +273,17 @@ fn named_contexts_from_an_image_a_directory_and_a_bake_target() {
     )
     .unwrap();
     let out = work.path().join("named-out");
-    check(&kiln(
+    build_into(
         state,
+        &project,
+        &out,
         &[
-            "build",
-            "--progress=plain",
             "--build-context",
             &format!("base=docker-image://127.0.0.1:{port}/busybox:latest"),
             "--build-context",
             &format!("extra={}", extra.display()),
-            "-o",
-            &format!("type=local,dest={}", out.display()),
-            project.to_str().unwrap(),
         ],
-    ));
+    );
     assert_eq!(
         fs_err::read_to_string(out.join("tool.txt")).unwrap(),
         "tool\n"
@@ -755,16 +754,7 @@ fn git_and_tarball_contexts_over_http() {
     )
     .unwrap();
     let out = work.path().join("adds-out");
-    check(&kiln(
-        &state,
-        &[
-            "build",
-            "--progress=plain",
-            "-o",
-            &format!("type=local,dest={}", out.display()),
-            adds.to_str().unwrap(),
-        ],
-    ));
+    build_into(&state, &adds, &out, &[]);
     assert_eq!(
         fs_err::read_to_string(out.join("f.txt")).unwrap(),
         "downloaded\n"
@@ -805,22 +795,19 @@ fn git_and_tarball_contexts_over_http() {
     )
     .unwrap();
     let out = work.path().join("git-named-out");
-    check(&kiln(
+    build_into(
         &state,
+        &named,
+        &out,
         &[
-            "build",
-            "--progress=plain",
             "--target",
             "wanted",
             "--build-context",
             &format!("src=http://127.0.0.1:{port}/app.git#main:docker"),
             "--build-context",
             &format!("dl=http://127.0.0.1:{port}/file.txt"),
-            "-o",
-            &format!("type=local,dest={}", out.display()),
-            named.to_str().unwrap(),
         ],
-    ));
+    );
     assert_eq!(
         fs_err::read_to_string(out.join("ctx-hello.txt")).unwrap(),
         "from git\n"
@@ -1069,18 +1056,7 @@ fn sandbox_seccomp_and_insecure_mode() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("security.insecure"));
 
     let out = work.path().join("security-out");
-    check(&kiln(
-        state,
-        &[
-            "build",
-            "--progress=plain",
-            "--allow",
-            "security.insecure",
-            "-o",
-            &format!("type=local,dest={}", out.display()),
-            project.to_str().unwrap(),
-        ],
-    ));
+    build_into(state, &project, &out, &["--allow", "security.insecure"]);
     let sandbox = fs_err::read_to_string(out.join("sandbox")).unwrap();
     assert!(sandbox.contains("Seccomp:\t2"), "{sandbox}");
     assert!(sandbox.contains("unshare=1"), "{sandbox}");

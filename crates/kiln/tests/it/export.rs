@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{BaseImage, check, kiln, repo, tools_present};
+use crate::support::{BaseImage, build_into, check, kiln, repo, tools_present};
 
 /// `skopeo inspect` of an image in the test registry (`--raw` for the manifest as
 /// stored, `--config` for the config).
@@ -182,16 +182,7 @@ fn push_in_docker_and_oci_media_types_and_pull_zstd_back() {
     )
     .unwrap();
     let out = work.path().join("out");
-    check(&kiln(
-        state,
-        &[
-            "build",
-            "--progress=plain",
-            "-o",
-            &format!("type=local,dest={}", out.display()),
-            next.to_str().unwrap(),
-        ],
-    ));
+    build_into(state, &next, &out, &[]);
     assert_eq!(
         fs_err::read_to_string(out.join("copy.txt")).unwrap(),
         "hello from /opt/app\n"
@@ -663,16 +654,7 @@ print(len(found["data/numbers.txt"].splitlines()))
     )
     .unwrap();
     let out = work.path().join("on-estargz-out");
-    check(&kiln(
-        state,
-        &[
-            "build",
-            "--progress=plain",
-            "-o",
-            &format!("type=local,dest={}", out.display()),
-            next.to_str().unwrap(),
-        ],
-    ));
+    build_into(state, &next, &out, &[]);
     assert_eq!(fs_err::read_to_string(out.join("copy")).unwrap(), "alpha\n");
 }
 

@@ -86,6 +86,16 @@ pub(crate) fn check(output: &Output) -> String {
     stderr
 }
 
+/// `kiln build --progress=plain EXTRA… -o type=local,dest=OUT DIR`, which must succeed;
+/// returns its log.
+pub(crate) fn build_into(state: &Path, dir: &Path, out: &Path, extra: &[&str]) -> String {
+    let output = format!("type=local,dest={}", out.display());
+    let mut args = vec!["build", "--progress=plain"];
+    args.extend_from_slice(extra);
+    args.extend(["-o", output.as_str(), dir.to_str().unwrap()]);
+    check(&kiln(state, &args))
+}
+
 /// A running local registry serving the busybox base image (examples/setup.sh), and
 /// the directories around it. The registry stops before the directory is removed.
 pub(crate) struct BaseImage {
