@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use error::Error;
-pub use list::{ListedGroup, ListedTarget, ListedVariable, Listing, TargetRow};
+pub use list::{ListedGroup, ListedTarget, ListedVariable, Listing, TargetRow, go_json_string};
 pub use target::Resolved;
 
 /// What `kiln bake` was asked.

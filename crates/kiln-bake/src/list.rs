@@ -180,7 +180,7 @@ fn number_text(n: &hcl::Number) -> String {
 
 /// A string as Go's `json.Marshal` writes it (`<`, `>`, `&`, U+2028 and U+2029
 /// escaped too).
-pub(crate) fn go_json_string(s: &str) -> String {
+pub fn go_json_string(s: &str) -> String {
     let quoted = serde_json::to_string(s).unwrap_or_default();
     let mut out = String::with_capacity(quoted.len());
     for c in quoted.chars() {

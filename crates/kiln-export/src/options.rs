@@ -168,14 +168,18 @@ impl Attrs<'_> {
     }
 }
 
+/// An image name as a reference, or the option error naming it.
+pub(crate) fn parse_image_name(name: &str) -> Result<Reference, Error> {
+    name.parse()
+        .map_err(|e: kiln_oci::ReferenceError| Error::Option {
+            exporter: "image".to_owned(),
+            message: format!("invalid image name {name:?}: {e}"),
+        })
+}
+
 /// `demo` → `docker.io/library/demo:latest`; `name@digest` kept.
 pub fn normalize_name(name: &str) -> Result<String, Error> {
-    let reference: Reference =
-        name.parse()
-            .map_err(|e: kiln_oci::ReferenceError| Error::Option {
-                exporter: "image".to_owned(),
-                message: format!("invalid image name {name:?}: {e}"),
-            })?;
+    let reference = parse_image_name(name)?;
     Ok(if reference.digest.is_some() && reference.tag.is_none() {
         reference.to_string()
     } else {

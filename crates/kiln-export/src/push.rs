@@ -1,7 +1,6 @@
 //! Pushing an assembled image: every blob (skipped when the repository has it), then
 //! the manifest under each name's tag, or by digest alone with `push-by-digest`.
 
-use kiln_oci::Reference;
 use kiln_registry::RegistryClient;
 use kiln_store::ContentStore;
 
@@ -47,12 +46,7 @@ pub fn push(
             name: name.clone(),
             source,
         };
-        let reference: Reference =
-            name.parse()
-                .map_err(|e: kiln_oci::ReferenceError| Error::Option {
-                    exporter: "image".to_owned(),
-                    message: format!("invalid image name {name:?}: {e}"),
-                })?;
+        let reference = crate::options::parse_image_name(name)?;
         if export.insecure {
             registry.allow_plain_http(&reference.domain);
         }

@@ -34,6 +34,10 @@ struct Usage {
     created: i64,
     last_used: i64,
     count: u64,
+    /// The layer's bytes on disk, measured once when it was made (layers do not change
+    /// afterwards), so `du`, `prune` and GC do not walk every layer each time.
+    #[serde(default)]
+    size: Option<u64>,
 }
 
 /// One build-cache record, as `du` lists it.
@@ -205,6 +209,7 @@ pub(crate) fn touch(worker: &Worker, refs: &[Ref], made: Option<(&str, &str)>) {
             usage.kind = kind.to_owned();
             usage.description = description.to_owned();
             usage.created = now;
+            usage.size = Some(disk_size(&worker.snapshots.layer_root(*id)));
         }
         usage.last_used = now;
         usage.count += 1;
@@ -262,7 +267,7 @@ pub(crate) fn disk_usage(worker: &Worker) -> Result<Vec<CacheRecord>, Error> {
                 last_used: mtime(&root),
                 ..Usage::default()
             });
-        let mut size = disk_size(&root);
+        let mut size = info.size.unwrap_or_else(|| disk_size(&root));
         for blob in blobs.get(&id).into_iter().flatten() {
             if owned.insert(blob.blob.clone()) {
                 size += worker

@@ -5,7 +5,7 @@
 use std::io::Write as _;
 
 use anyhow::bail;
-use kiln_bake::Listing;
+use kiln_bake::{Listing, go_json_string};
 
 /// What `--list` asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,24 +224,6 @@ fn json_array<'a>(objects: impl Iterator<Item = Vec<(&'a str, String)>>) -> Stri
         return "[]\n".to_owned();
     }
     format!("[\n{}\n]\n", objects.join(",\n"))
-}
-
-/// A string as Go's `json.Marshal` writes it: `<`, `>`, `&`, U+2028 and U+2029
-/// escaped too.
-fn go_json_string(s: &str) -> String {
-    let quoted = serde_json::to_string(s).unwrap_or_default();
-    let mut out = String::with_capacity(quoted.len());
-    for c in quoted.chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Go's `tabwriter.NewWriter(w, 1, 8, 1, '\t', 0)` over `text`: tab-terminated cells
