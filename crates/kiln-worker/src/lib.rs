@@ -131,6 +131,8 @@ pub struct Worker {
     pub(crate) config: WorkerConfig,
     /// Serialises users of the same cache mount (`sharing=locked`) and layer unpacking.
     pub(crate) locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Cache-mount directories a running step holds with `sharing=private`.
+    pub(crate) private_mounts: Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 /// Options of one solve.
@@ -184,6 +186,7 @@ impl Worker {
             registry,
             config,
             locks: Mutex::new(HashMap::new()),
+            private_mounts: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -330,6 +333,13 @@ impl Worker {
                 let mut op = vertex.op.clone();
                 for input in &mut op.inputs {
                     input.digest.clear();
+                }
+                // Proxy settings reach the process but not the key, as in BuildKit: a
+                // build behind a proxy reuses the cache of one without.
+                if let Some(Op::Exec(exec)) = &mut op.op {
+                    if let Some(meta) = &mut exec.meta {
+                        meta.proxy_env = None;
+                    }
                 }
                 let op_bytes = kiln_llb::wire::encode_op(&op);
                 let mut parts: Vec<&[u8]> = vec![&op_bytes];

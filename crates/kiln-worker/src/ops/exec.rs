@@ -34,6 +34,66 @@ pub(crate) fn check_entitlements(exec: &pb::ExecOp, granted: &[String]) -> Resul
     Ok(())
 }
 
+/// The proxy variables a step gets, in both cases as BuildKit sets them.
+fn proxy_env_list(proxy: &pb::ProxyEnv) -> Vec<String> {
+    [
+        ("HTTP_PROXY", &proxy.http_proxy),
+        ("HTTPS_PROXY", &proxy.https_proxy),
+        ("FTP_PROXY", &proxy.ftp_proxy),
+        ("NO_PROXY", &proxy.no_proxy),
+        ("ALL_PROXY", &proxy.all_proxy),
+    ]
+    .into_iter()
+    .filter(|(_, value)| !value.is_empty())
+    .flat_map(|(name, value)| {
+        [
+            format!("{name}={value}"),
+            format!("{}={value}", name.to_lowercase()),
+        ]
+    })
+    .collect()
+}
+
+/// A cache-mount directory held by one `sharing=private` user: the mount's own
+/// directory when free, else the first free sibling (`1-<dir>`, `2-<dir>`, …; `du` shows
+/// each by its name's start), kept
+/// for later private users as BuildKit keeps its pool of private mounts.
+struct PrivateMount<'a> {
+    worker: &'a Worker,
+    dir: PathBuf,
+}
+
+impl<'a> PrivateMount<'a> {
+    fn claim(worker: &'a Worker, shared_dir: &std::path::Path) -> Self {
+        let mut held = worker
+            .private_mounts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let dir = (0..)
+            .map(|n| match n {
+                0 => shared_dir.to_path_buf(),
+                n => shared_dir.with_file_name(format!(
+                    "{n}-{}",
+                    shared_dir.file_name().unwrap_or_default().to_string_lossy()
+                )),
+            })
+            .find(|dir| !held.contains(dir))
+            .expect("an unbounded search finds a free directory");
+        held.insert(dir.clone());
+        Self { worker, dir }
+    }
+}
+
+impl Drop for PrivateMount<'_> {
+    fn drop(&mut self) {
+        self.worker
+            .private_mounts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.dir);
+    }
+}
+
 /// Runs an exec op; returns one result per output index.
 pub(crate) fn run(
     worker: &Worker,
@@ -55,6 +115,7 @@ pub(crate) fn run(
     let mut new_layers: Vec<(i64, Snapshot)> = Vec::new();
     let mut discard: Vec<Snapshot> = Vec::new();
     let mut locks = Vec::new();
+    let mut claims: Vec<PrivateMount> = Vec::new();
     let mut rootfs: Option<PathBuf> = None;
     let mut mounts: Vec<Mount> = Vec::new();
     let mut secret_dir: Option<TmpfsDir> = None;
@@ -111,11 +172,19 @@ pub(crate) fn run(
                     let opt = m.cache_opt.clone().unwrap_or_default();
                     // One directory per id and seed, as BuildKit keys cache mounts.
                     let seed_key = input_of(m).key;
-                    let dir = worker.config.root.join("cachemounts").join(sha256_hex(&[
+                    let shared_dir = worker.config.root.join("cachemounts").join(sha256_hex(&[
                         opt.id.as_bytes(),
                         seed_key.as_bytes(),
                         m.selector.as_bytes(),
                     ]));
+                    let dir = if opt.sharing == pb::CacheSharingOpt::Private as i32 {
+                        let claim = PrivateMount::claim(worker, &shared_dir);
+                        let dir = claim.dir.clone();
+                        claims.push(claim);
+                        dir
+                    } else {
+                        shared_dir
+                    };
                     let fresh = !dir.exists();
                     fs::create_dir_all(&dir)?;
                     if fresh {
@@ -139,7 +208,7 @@ pub(crate) fn run(
                         }
                     }
                     if opt.sharing == pb::CacheSharingOpt::Locked as i32 {
-                        locks.push(worker.lock(&format!("cache {}", opt.id)));
+                        locks.push(worker.lock(&format!("cache {}", dir.display())));
                     }
                     mounts.push(Mount {
                         destination: m.dest.clone(),
@@ -190,7 +259,7 @@ pub(crate) fn run(
                             continue;
                         }
                         return Err(Error::Source(format!(
-                            "no SSH key {id:?} forwarded from the client"
+                            "no SSH key {id:?} forwarded from the client: pass --ssh {id} (the agent in SSH_AUTH_SOCK) or --ssh {id}=/path/to/agent.sock"
                         )));
                     };
                     let proxy = AgentProxy::start(agent, opt.uid, opt.gid, opt.mode)?;
@@ -223,6 +292,12 @@ pub(crate) fn run(
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.push(DEFAULT_PATH.to_owned());
         }
+        env.extend(
+            meta.proxy_env
+                .as_ref()
+                .map(proxy_env_list)
+                .unwrap_or_default(),
+        );
         env.extend(secret_env.iter().cloned());
         let cwd = if meta.cwd.is_empty() {
             "/".to_owned()
@@ -274,6 +349,7 @@ pub(crate) fn run(
         Ok(code)
     })();
     drop(guards);
+    drop(claims);
     drop(proxies);
     drop(secret_dir);
     for snapshot in &discard {

@@ -4,4 +4,5 @@ mod bake;
 mod build;
 mod dump_llb;
 mod export;
+mod run;
 mod support;

@@ -1,0 +1,440 @@
+//! RUN as BuildKit runs it: secrets that leave no trace, ssh-agent forwarding, cache
+//! mounts shared by concurrent builds, network modes and proxy variables.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::support::{BaseImage, Server, build_into, check, kiln, tools_present};
+
+/// Every file under `root` (symlinks not followed) whose bytes contain `needle`.
+fn files_containing(root: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            for entry in fs_err::read_dir(&path).unwrap() {
+                stack.push(entry.unwrap().path());
+            }
+        } else if meta.is_file() {
+            let bytes = fs_err::read(&path).unwrap();
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let out = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(data)?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// A secret from a file and one from the environment reach their steps (the steps
+/// hash them, so the test knows they were read), with the mode and owner asked for;
+/// afterwards not one byte of the value is in the state directory, the outputs (an
+/// uncompressed OCI archive and a local directory) or the build's log.
+#[test]
+fn secrets_reach_the_step_and_leave_no_trace() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let file_secret = "kiln-file-secret-7f3a9c51";
+    let env_secret = "kiln-env-secret-0b4d2e86";
+    let secret_file = work.path().join("token.txt");
+    fs_err::write(&secret_file, file_secret).unwrap();
+    let project = work.path().join("secrets");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{port}/busybox:latest\n\
+             RUN --mount=type=secret,id=token,mode=0440,uid=1000,gid=1000 \
+               sha256sum /run/secrets/token | cut -d' ' -f1 > /token.sum && \
+               stat -c %a:%u:%g /run/secrets/token > /token.stat && cat /run/secrets/token > /dev/null\n\
+             RUN --mount=type=secret,id=apikey,env=API_KEY \
+               printf %s \"$API_KEY\" | sha256sum | cut -d' ' -f1 > /apikey.sum\n\
+             RUN --mount=type=secret,id=absent,required=false test ! -e /run/secrets/absent && touch /optional-ok\n"
+        ),
+    )
+    .unwrap();
+    let archive = work.path().join("image.tar");
+    let local = work.path().join("local");
+    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("KILN_ROOT", state)
+        .env("KILN_TEST_API_KEY", env_secret)
+        .args([
+            "build",
+            "--progress=plain",
+            "--secret",
+            &format!("id=token,src={}", secret_file.display()),
+            "--secret",
+            "id=apikey,env=KILN_TEST_API_KEY",
+            "-o",
+            &format!(
+                "type=oci,dest={},compression=uncompressed",
+                archive.display()
+            ),
+            "-o",
+            &format!("type=local,dest={}", local.display()),
+            project.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let log = check(&output);
+
+    let read = |name: &str| {
+        fs_err::read_to_string(local.join(name))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(read("token.sum"), sha256_hex(file_secret.as_bytes()));
+    assert_eq!(read("token.stat"), "440:1000:1000");
+    assert_eq!(read("apikey.sum"), sha256_hex(env_secret.as_bytes()));
+    assert!(local.join("optional-ok").exists());
+    assert!(!local.join("run/secrets/token").exists());
+
+    for secret in [file_secret, env_secret] {
+        for root in [state.as_path(), archive.as_path(), local.as_path()] {
+            let leaks = files_containing(root, secret.as_bytes());
+            assert!(leaks.is_empty(), "{secret} found in {leaks:?}");
+        }
+        assert!(!log.contains(secret), "{secret} in the log");
+        assert!(!String::from_utf8_lossy(&output.stdout).contains(secret));
+    }
+
+    // A required secret that the client did not give fails the step, naming it.
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{port}/busybox:latest\nRUN --mount=type=secret,id=missing,required cat /run/secrets/missing\n"
+        ),
+    )
+    .unwrap();
+    let failed = kiln(state, &["build", project.to_str().unwrap()]);
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("missing"), "{stderr}");
+}
+
+/// `--ssh default` forwards the client's ssh-agent: the host's own `ssh-add -l` (with
+/// its libraries, from a named context) lists inside RUN the key added outside.
+#[test]
+fn ssh_agent_is_forwarded_into_run() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let key = work.path().join("id_ed25519");
+    let keygen = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "kiln-test-key", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(keygen.success());
+    let socket = work.path().join("agent.sock");
+    let _agent = Server(
+        Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let added = Command::new("ssh-add")
+        .arg(&key)
+        .env("SSH_AUTH_SOCK", &socket)
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+
+    // ssh-add and the shared libraries it needs, run through their own loader.
+    let tools = work.path().join("tools");
+    fs_err::create_dir_all(&tools).unwrap();
+    let ssh_add = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v ssh-add"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    fs_err::copy(ssh_add.trim(), tools.join("ssh-add")).unwrap();
+    let ldd = Command::new("ldd").arg(ssh_add.trim()).output().unwrap();
+    let mut loader = String::new();
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let Some(path) = line
+            .split_whitespace()
+            .find(|word| word.starts_with('/'))
+            .map(Path::new)
+        else {
+            continue;
+        };
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        fs_err::copy(path, tools.join(&name)).unwrap();
+        if name.starts_with("ld-linux") {
+            loader = name;
+        }
+    }
+    assert!(!loader.is_empty(), "no loader in {ldd:?}");
+
+    let project = work.path().join("ssh");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{port}/busybox:latest\n\
+             RUN --mount=type=ssh,required --mount=type=bind,from=tools,target=/tools \
+               /tools/{loader} --library-path /tools /tools/ssh-add -l > /keys && echo $SSH_AUTH_SOCK > /sock\n\
+             RUN --mount=type=ssh,id=other,target=/agent.sock,mode=0600,uid=1000 \
+               stat -c %a:%u /agent.sock > /other\n"
+        ),
+    )
+    .unwrap();
+    let out = work.path().join("out");
+    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("KILN_ROOT", state)
+        .env("SSH_AUTH_SOCK", &socket)
+        .args([
+            "build",
+            "--progress=plain",
+            "--ssh",
+            "default",
+            "--ssh",
+            &format!("other={}", socket.display()),
+            "--build-context",
+            &format!("tools={}", tools.display()),
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            project.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    check(&output);
+    let fingerprint = String::from_utf8(
+        Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(key.with_extension("pub"))
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let listed = fs_err::read_to_string(out.join("keys")).unwrap();
+    assert_eq!(
+        listed.split_whitespace().nth(1),
+        fingerprint.split_whitespace().nth(1),
+        "{listed}"
+    );
+    assert!(listed.contains("kiln-test-key"), "{listed}");
+    assert_eq!(
+        fs_err::read_to_string(out.join("sock")).unwrap().trim(),
+        "/run/buildkit/ssh_agent.0"
+    );
+    assert_eq!(
+        fs_err::read_to_string(out.join("other")).unwrap().trim(),
+        "600:1000"
+    );
+
+    // Without --ssh a step that requires the agent fails (when it runs: a cached step
+    // needs no agent, as in BuildKit), saying what to pass.
+    let tools_context = format!("tools={}", tools.display());
+    let failed = kiln(
+        state,
+        &[
+            "build",
+            "--no-cache",
+            "--build-context",
+            &tools_context,
+            project.to_str().unwrap(),
+        ],
+    );
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("--ssh default"), "{stderr}");
+}
+
+/// Eight targets of one bake, built at once, each increment a counter in one
+/// `sharing=locked` cache mount: with the lock held for each whole step, every target
+/// sees a different count and the mount ends at eight; a later build still finds it.
+/// Two `sharing=private` users at once get separate directories.
+#[test]
+fn eight_builds_share_a_locked_cache_mount() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let config = work.path().join("kiln.toml");
+    fs_err::write(&config, "[worker.oci]\nmax-parallelism = 8\n").unwrap();
+    let project = work.path().join("locked");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{port}/busybox:latest AS counter\nARG WHO\n\
+             RUN --mount=type=cache,id=counter,target=/cache,sharing=locked \
+               n=$(cat /cache/n 2>/dev/null || echo 0); sleep 0.2; echo $((n + 1)) > /cache/n; \
+               cp /cache/n /seen; echo $WHO > /who\n\
+             FROM 127.0.0.1:{port}/busybox:latest AS private\nARG WHO\n\
+             RUN --mount=type=cache,id=own,target=/cache,sharing=private \
+               touch /cache/$WHO; sleep 1; ls /cache > /during\n"
+        ),
+    )
+    .unwrap();
+    let targets: Vec<String> = (1..=8).map(|i| format!("t{i}")).collect();
+    let mut hcl = format!(
+        "group \"default\" {{ targets = [{}] }}\n",
+        targets
+            .iter()
+            .map(|t| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for t in &targets {
+        hcl.push_str(&format!(
+            "target \"{t}\" {{\n  target = \"counter\"\n  args = {{ WHO = \"{t}\" }}\n  output = [\"type=local,dest=out/{t}\"]\n}}\n"
+        ));
+    }
+    for p in ["p1", "p2"] {
+        hcl.push_str(&format!(
+            "target \"{p}\" {{\n  target = \"private\"\n  args = {{ WHO = \"{p}\" }}\n  output = [\"type=local,dest=out/{p}\"]\n}}\n"
+        ));
+    }
+    fs_err::write(project.join("docker-bake.hcl"), hcl).unwrap();
+    let bake = |targets: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .current_dir(&project)
+            .env("KILN_ROOT", state)
+            .env("KILN_CONFIG", &config)
+            .args(["bake", "--progress=plain"])
+            .args(targets)
+            .output()
+            .unwrap();
+        check(&output);
+    };
+    bake(&[]);
+    let mut seen: Vec<u32> = targets
+        .iter()
+        .map(|t| {
+            fs_err::read_to_string(project.join("out").join(t).join("seen"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=8).collect::<Vec<u32>>());
+
+    // The mount outlives the builds: a ninth writer counts on from eight.
+    fs_err::write(
+        project.join("Dockerfile.next"),
+        format!(
+            "FROM 127.0.0.1:{port}/busybox:latest\n\
+             RUN --mount=type=cache,id=counter,target=/cache,sharing=locked cat /cache/n > /n\n"
+        ),
+    )
+    .unwrap();
+    let out = work.path().join("next");
+    build_into(
+        state,
+        &project,
+        &out,
+        &["-f", project.join("Dockerfile.next").to_str().unwrap()],
+    );
+    assert_eq!(fs_err::read_to_string(out.join("n")).unwrap().trim(), "8");
+
+    // Private users that overlap each have a directory of their own.
+    bake(&["p1", "p2"]);
+    for p in ["p1", "p2"] {
+        let during = fs_err::read_to_string(project.join("out").join(p).join("during")).unwrap();
+        assert_eq!(during.trim(), p, "{p} saw {during}");
+    }
+}
+
+/// `--network=none` has loopback only; proxy build arguments reach the process but
+/// not the cache key (a different proxy reuses the step, as in BuildKit).
+#[test]
+fn network_none_and_proxy_variables() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let project = work.path().join("network");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{port}/busybox:latest\n\
+             RUN --network=none tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' > /interfaces\n\
+             RUN echo \"$HTTP_PROXY $https_proxy $NO_PROXY\" > /proxy\n"
+        ),
+    )
+    .unwrap();
+    let out = work.path().join("out");
+    let proxy_args = |proxy: &str| {
+        vec![
+            "--build-arg".to_owned(),
+            format!("HTTP_PROXY={proxy}"),
+            "--build-arg".to_owned(),
+            format!("HTTPS_PROXY={proxy}"),
+            "--build-arg".to_owned(),
+            "NO_PROXY=localhost".to_owned(),
+        ]
+    };
+    let first = proxy_args("http://proxy-one:3128");
+    let first: Vec<&str> = first.iter().map(String::as_str).collect();
+    build_into(state, &project, &out, &first);
+    assert_eq!(
+        fs_err::read_to_string(out.join("interfaces"))
+            .unwrap()
+            .trim(),
+        "lo"
+    );
+    assert_eq!(
+        fs_err::read_to_string(out.join("proxy")).unwrap().trim(),
+        "http://proxy-one:3128 http://proxy-one:3128 localhost"
+    );
+    let second = proxy_args("http://proxy-two:3128");
+    let second: Vec<&str> = second.iter().map(String::as_str).collect();
+    let log = build_into(state, &project, &work.path().join("out2"), &second);
+    let run_step = log
+        .lines()
+        .find(|l| l.contains("RUN echo"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    assert!(
+        log.lines().any(|l| l == format!("{run_step} CACHED")),
+        "{log}"
+    );
+}
