@@ -1,8 +1,12 @@
-//! The engine's configuration file, in buildkitd.toml's shape so an existing file
-//! works: `root`, and under `[worker.oci]` `max-parallelism`, `gc`, `gckeepstorage`
-//! and `[[worker.oci.gcpolicy]]` (`all`, `keepBytes`, `keepDuration`, `filters`).
-//! Read from `$KILN_CONFIG`, else `/etc/kiln/kiln.toml` when it exists.
+//! The engine's configuration file, in buildkitd.toml's format so an existing file
+//! works: `root`, `debug`, `insecure-entitlements`, `[dns]`, `[worker.oci]`
+//! (`binary`, `snapshotter`, `max-parallelism`, `platforms`, `networkMode`,
+//! `defaultCgroupParent`, `gc`, `gckeepstorage`/`reservedSpace`/`maxUsedSpace`/
+//! `minFreeSpace`, `[[worker.oci.gcpolicy]]`) and `[registry."host"]` (`mirrors`,
+//! `http`, `insecure`, `ca`, `[[keypair]]`). Keys for parts kiln has not built
+//! (`[grpc]`, `[worker.containerd]`, `[history]`, ...) are accepted and reported.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,8 +22,14 @@ use crate::Error;
 pub struct GcPolicy {
     /// Every record, internal ones included.
     pub all: bool,
-    /// Bytes to keep (0: no limit by size).
+    /// Bytes always kept (`reservedSpace`, formerly `keepBytes`); without the two
+    /// limits below, the cache is pruned down to this (0: no limit by size).
     pub keep_bytes: u64,
+    /// `maxUsedSpace`: the cache is pruned down to this (never below `keep_bytes`).
+    pub max_used: Option<u64>,
+    /// `minFreeSpace`: the cache is pruned until the disk has this much free (never
+    /// below `keep_bytes`).
+    pub min_free: Option<u64>,
     /// Records unused for longer than this go.
     pub keep_duration: Option<Duration>,
     /// `type==…` and other prune filters.
@@ -27,8 +37,22 @@ pub struct GcPolicy {
 }
 
 impl GcPolicy {
-    /// The prune runs this policy makes: records past their duration, then by size.
-    pub(crate) fn prunes(&self) -> Result<Vec<PruneOptions>, Error> {
+    /// The size the cache may keep, given its size now (`used`) and the disk's free
+    /// bytes, as BuildKit's v0.17 policies compute it; 0 means no limit by size.
+    pub(crate) fn budget(&self, used: u64, free: u64) -> u64 {
+        if self.max_used.is_none() && self.min_free.is_none() {
+            return self.keep_bytes;
+        }
+        let mut limit = self.max_used.unwrap_or(u64::MAX);
+        if let Some(min_free) = self.min_free {
+            limit = limit.min((used + free).saturating_sub(min_free));
+        }
+        limit.max(self.keep_bytes).max(1)
+    }
+
+    /// The prune runs this policy makes: records past their duration, then by size
+    /// (with the cache's size now and the disk's free bytes).
+    pub(crate) fn prunes(&self, used: u64, free: u64) -> Result<Vec<PruneOptions>, Error> {
         let filters = self
             .filters
             .iter()
@@ -44,10 +68,11 @@ impl GcPolicy {
                 filters: aged,
             });
         }
-        if self.keep_bytes > 0 {
+        let budget = self.budget(used, free);
+        if budget > 0 {
             runs.push(PruneOptions {
                 all: self.all,
-                keep_storage: self.keep_bytes,
+                keep_storage: budget,
                 filters,
             });
         }
@@ -119,37 +144,166 @@ impl Age {
 struct PolicyFile {
     #[serde(default)]
     all: bool,
+    /// The pre-v0.17 name of `reservedSpace`.
     keep_bytes: Option<Size>,
+    reserved_space: Option<Size>,
+    max_used_space: Option<Size>,
+    min_free_space: Option<Size>,
     keep_duration: Option<Age>,
     #[serde(default)]
     filters: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+struct DnsFile {
+    #[serde(default)]
+    nameservers: Vec<String>,
+    #[serde(default)]
+    options: Vec<String>,
+    #[serde(default, rename = "searchDomains")]
+    search_domains: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct KeyPairFile {
+    key: PathBuf,
+    cert: PathBuf,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RegistryFile {
+    #[serde(default)]
+    mirrors: Vec<String>,
+    #[serde(default)]
+    http: bool,
+    #[serde(default)]
+    insecure: bool,
+    #[serde(default)]
+    ca: Vec<PathBuf>,
+    #[serde(default)]
+    keypair: Vec<KeyPairFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HistoryFile {
+    max_age: Option<Age>,
+    max_entries: Option<u64>,
+}
+
+/// `[worker.oci]`, with buildkitd.toml's mix of key styles.
+#[derive(Debug, Default, Deserialize)]
 struct OciWorkerFile {
+    enabled: Option<bool>,
+    #[serde(rename = "max-parallelism")]
     max_parallelism: Option<usize>,
     #[serde(rename = "networkMode")]
     network_mode: Option<String>,
     gc: Option<bool>,
     gckeepstorage: Option<Size>,
+    #[serde(rename = "reservedSpace")]
+    reserved_space: Option<Size>,
+    #[serde(rename = "maxUsedSpace")]
+    max_used_space: Option<Size>,
+    #[serde(rename = "minFreeSpace")]
+    min_free_space: Option<Size>,
     #[serde(default)]
     gcpolicy: Vec<PolicyFile>,
+    snapshotter: Option<String>,
+    binary: Option<PathBuf>,
+    #[serde(default)]
+    platforms: Vec<String>,
+    rootless: Option<bool>,
+    #[serde(rename = "noProcessSandbox")]
+    no_process_sandbox: Option<bool>,
+    #[serde(rename = "defaultCgroupParent")]
+    default_cgroup_parent: Option<String>,
+    /// Accepted; kiln has no AppArmor, SELinux or CNI support (yet).
+    #[serde(rename = "apparmor-profile")]
+    apparmor_profile: Option<String>,
+    selinux: Option<bool>,
+    #[serde(rename = "cniBinaryDir")]
+    cni_binary_dir: Option<String>,
+    #[serde(rename = "cniConfigPath")]
+    cni_config_path: Option<String>,
+    #[serde(rename = "cniPoolSize")]
+    cni_pool_size: Option<u64>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 struct WorkersFile {
     #[serde(default)]
     oci: OciWorkerFile,
+    /// The containerd worker: not part of kiln (yet); accepted and reported.
+    containerd: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 struct ConfigFile {
     root: Option<PathBuf>,
+    debug: Option<bool>,
+    trace: Option<bool>,
     insecure_entitlements: Option<Vec<String>>,
     #[serde(default)]
     worker: WorkersFile,
+    #[serde(default)]
+    registry: BTreeMap<String, RegistryFile>,
+    history: Option<HistoryFile>,
+    dns: Option<DnsFile>,
+    // Sections for parts kiln has not built yet (kilnd's gRPC server, tracing,
+    // devices, frontends, logging): accepted and reported as not yet used.
+    grpc: Option<toml::Value>,
+    otel: Option<toml::Value>,
+    cdi: Option<toml::Value>,
+    frontend: Option<toml::Value>,
+    log: Option<toml::Value>,
+    system: Option<toml::Value>,
+}
+
+/// How a registry host is reached (`[registry."host"]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryHost {
+    /// Hosts tried first for pulls, in order.
+    pub mirrors: Vec<String>,
+    /// Plain HTTP.
+    pub http: bool,
+    /// HTTPS without verifying the certificate.
+    pub insecure: bool,
+    /// Extra CA certificates (PEM files).
+    pub ca: Vec<PathBuf>,
+    /// Client certificates: (key, certificate) PEM files.
+    pub keypairs: Vec<(PathBuf, PathBuf)>,
+}
+
+/// `[dns]`: what RUN steps get in /etc/resolv.conf instead of the host's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dns {
+    /// `nameserver` lines.
+    pub nameservers: Vec<String>,
+    /// `options` entries.
+    pub options: Vec<String>,
+    /// `search` domains.
+    pub search_domains: Vec<String>,
+}
+
+impl Dns {
+    /// The resolv.conf these settings make.
+    pub fn resolv_conf(&self) -> String {
+        let mut text = String::new();
+        for server in &self.nameservers {
+            text.push_str(&format!("nameserver {server}\n"));
+        }
+        if !self.search_domains.is_empty() {
+            text.push_str(&format!("search {}\n", self.search_domains.join(" ")));
+        }
+        if !self.options.is_empty() {
+            text.push_str(&format!("options {}\n", self.options.join(" ")));
+        }
+        text
+    }
 }
 
 /// What the configuration file sets.
@@ -157,6 +311,8 @@ struct ConfigFile {
 pub struct FileSettings {
     /// The state directory.
     pub root: Option<PathBuf>,
+    /// `debug`: more detail in errors and logs.
+    pub debug: bool,
     /// Steps run at once.
     pub parallelism: Option<usize>,
     /// Garbage collection after builds; `None` when `gc = false`.
@@ -165,6 +321,19 @@ pub struct FileSettings {
     pub insecure_entitlements: Option<Vec<String>>,
     /// `networkMode`: `none` isolates steps that choose no network; `host`/`auto` do not.
     pub isolated_network: Option<bool>,
+    /// `binary`: the OCI runtime.
+    pub runtime: Option<PathBuf>,
+    /// `snapshotter`: `overlayfs`, `native` or `auto`.
+    pub snapshotter: Option<String>,
+    /// `defaultCgroupParent`: where RUN steps' cgroups go.
+    pub cgroup_parent: Option<String>,
+    /// `[registry."host"]` sections.
+    pub registries: BTreeMap<String, RegistryHost>,
+    /// `[dns]`.
+    pub dns: Option<Dns>,
+    /// Unknown keys, and keys for parts kiln does not have yet: one line each, for the
+    /// user to see.
+    pub notices: Vec<String>,
 }
 
 /// BuildKit's default policies for a storage budget: old cache mounts and local
@@ -196,36 +365,136 @@ fn default_policies(keep: u64) -> Vec<GcPolicy> {
     ]
 }
 
-/// Reads `path` (buildkitd.toml's format).
+/// Reads `path` (buildkitd.toml's format). Unknown keys and keys for parts kiln has
+/// not built become notices; a value of the wrong kind is an error naming its key.
 pub fn read(path: &Path) -> Result<FileSettings, Error> {
     let text = fs::read_to_string(path)
         .map_err(|e| Error::Usage(format!("reading the configuration {}: {e}", path.display())))?;
-    let file: ConfigFile =
-        toml::from_str(&text).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+    let at =
+        |key: &str, message: String| Error::Usage(format!("{}: {key}: {message}", path.display()));
+    let mut notices = Vec::new();
+    let deserializer = toml::Deserializer::parse(&text)
+        .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+    let file: ConfigFile = serde_ignored::deserialize(deserializer, |key| {
+        notices.push(format!("unknown key {key} (ignored)"));
+    })
+    .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+    let mut not_yet = |key: &str, set: bool| {
+        if set {
+            notices.push(format!("{key} is not used by kiln yet (ignored)"));
+        }
+    };
     let oci = &file.worker.oci;
+    not_yet("trace", file.trace.is_some());
+    not_yet("[grpc]", file.grpc.is_some());
+    not_yet("[otel]", file.otel.is_some());
+    not_yet("[cdi]", file.cdi.is_some());
+    not_yet("[frontend]", file.frontend.is_some());
+    not_yet("[log]", file.log.is_some());
+    not_yet("[system]", file.system.is_some());
+    not_yet("[history]", file.history.is_some());
+    not_yet("[worker.containerd]", file.worker.containerd.is_some());
+    not_yet("worker.oci.rootless", oci.rootless == Some(true));
+    not_yet(
+        "worker.oci.noProcessSandbox",
+        oci.no_process_sandbox == Some(true),
+    );
+    not_yet(
+        "worker.oci.apparmor-profile",
+        oci.apparmor_profile.is_some(),
+    );
+    not_yet("worker.oci.selinux", oci.selinux == Some(true));
+    not_yet(
+        "worker.oci CNI settings",
+        oci.cni_binary_dir.is_some()
+            || oci.cni_config_path.is_some()
+            || oci.cni_pool_size.is_some(),
+    );
+    not_yet("worker.oci.labels", !oci.labels.is_empty());
+    if let Some(history) = &file.history {
+        if let Some(age) = &history.max_age {
+            age.duration()
+                .map_err(|e| at("history.maxAge", e.to_string()))?;
+        }
+        let _ = history.max_entries;
+    }
+    if oci.enabled == Some(false) {
+        return Err(at(
+            "worker.oci.enabled",
+            "kiln has only the OCI worker; it cannot be disabled".to_owned(),
+        ));
+    }
+    let host = kiln_oci::Platform::host().to_string();
+    for platform in &oci.platforms {
+        let normal = platform
+            .parse::<kiln_oci::Platform>()
+            .map_err(|e| at("worker.oci.platforms", format!("{platform:?}: {e}")))?;
+        if normal.to_string() != host {
+            notices.push(format!(
+                "worker.oci.platforms: {platform} is not this machine's platform ({host}); kiln builds for {host} only"
+            ));
+        }
+    }
+    let snapshotter = match oci.snapshotter.as_deref() {
+        None => None,
+        Some("native") => {
+            notices.push(
+                "worker.oci.snapshotter = \"native\" is not supported yet: kiln uses overlayfs"
+                    .to_owned(),
+            );
+            Some("native".to_owned())
+        }
+        Some(name @ ("overlayfs" | "auto")) => Some(name.to_owned()),
+        Some(other) => {
+            return Err(at(
+                "worker.oci.snapshotter",
+                format!("{other:?}: use overlayfs, native or auto"),
+            ));
+        }
+    };
+    let size = |key: &str, size: &Option<Size>, number_unit: u64| {
+        size.as_ref()
+            .map(|s| s.bytes(number_unit))
+            .transpose()
+            .map_err(|e| at(key, e.to_string()))
+    };
     let gc = if oci.gc == Some(false) {
         None
     } else if oci.gcpolicy.is_empty() {
         // 10 GB unless said otherwise (`gckeepstorage` in MB when a number).
-        let keep = match &oci.gckeepstorage {
-            Some(size) => size.bytes(1_000_000)?,
-            None => 10_000_000_000,
+        let reserved = match size("worker.oci.reservedSpace", &oci.reserved_space, 1)? {
+            Some(bytes) => bytes,
+            None => size("worker.oci.gckeepstorage", &oci.gckeepstorage, 1_000_000)?
+                .unwrap_or(10_000_000_000),
         };
-        Some(default_policies(keep))
+        let mut policies = default_policies(reserved);
+        if let Some(last) = policies.last_mut() {
+            last.max_used = size("worker.oci.maxUsedSpace", &oci.max_used_space, 1)?;
+            last.min_free = size("worker.oci.minFreeSpace", &oci.min_free_space, 1)?;
+        }
+        Some(policies)
     } else {
         let mut policies = Vec::new();
-        for policy in &oci.gcpolicy {
+        for (i, policy) in oci.gcpolicy.iter().enumerate() {
+            let key = |name: &str| format!("worker.oci.gcpolicy[{i}].{name}");
+            let keep_bytes = match size(&key("reservedSpace"), &policy.reserved_space, 1)? {
+                Some(bytes) => bytes,
+                None => size(&key("keepBytes"), &policy.keep_bytes, 1)?.unwrap_or(0),
+            };
+            for filter in &policy.filters {
+                PruneFilter::parse(filter).map_err(|e| at(&key("filters"), e.to_string()))?;
+            }
             policies.push(GcPolicy {
                 all: policy.all,
-                keep_bytes: match &policy.keep_bytes {
-                    Some(size) => size.bytes(1)?,
-                    None => 0,
-                },
+                keep_bytes,
+                max_used: size(&key("maxUsedSpace"), &policy.max_used_space, 1)?,
+                min_free: size(&key("minFreeSpace"), &policy.min_free_space, 1)?,
                 keep_duration: policy
                     .keep_duration
                     .as_ref()
                     .map(Age::duration)
-                    .transpose()?,
+                    .transpose()
+                    .map_err(|e| at(&key("keepDuration"), e.to_string()))?,
                 filters: policy.filters.clone(),
             });
         }
@@ -235,29 +504,103 @@ pub fn read(path: &Path) -> Result<FileSettings, Error> {
         None => None,
         Some("none") => Some(true),
         Some("host" | "auto") => Some(false),
+        Some("cni") => {
+            return Err(at(
+                "worker.oci.networkMode",
+                "cni is not supported: use host, auto or none".to_owned(),
+            ));
+        }
         Some(other) => {
-            return Err(Error::Usage(format!(
-                "{}: networkMode {other:?}: use host, auto or none",
-                path.display()
-            )));
+            return Err(at(
+                "worker.oci.networkMode",
+                format!("{other:?}: use host, auto or none"),
+            ));
         }
     };
+    if let Some(entitlements) = &file.insecure_entitlements {
+        for entitlement in entitlements {
+            if !matches!(entitlement.as_str(), "network.host" | "security.insecure") {
+                return Err(at(
+                    "insecure-entitlements",
+                    format!("{entitlement:?}: use network.host or security.insecure"),
+                ));
+            }
+        }
+    }
+    let mut registries = BTreeMap::new();
+    for (host, registry) in &file.registry {
+        let key = format!("registry.{host:?}");
+        for file in registry
+            .ca
+            .iter()
+            .chain(registry.keypair.iter().flat_map(|k| [&k.key, &k.cert]))
+        {
+            if !file.is_file() {
+                return Err(at(&key, format!("{} does not exist", file.display())));
+            }
+        }
+        for mirror in &registry.mirrors {
+            if mirror.contains("://") || mirror.is_empty() {
+                return Err(at(
+                    &format!("{key}.mirrors"),
+                    format!(
+                        "{mirror:?}: give a host[:port], without a scheme (set http = true in that host's section for plain HTTP)"
+                    ),
+                ));
+            }
+        }
+        registries.insert(
+            host.clone(),
+            RegistryHost {
+                mirrors: registry.mirrors.clone(),
+                http: registry.http,
+                insecure: registry.insecure,
+                ca: registry.ca.clone(),
+                keypairs: registry
+                    .keypair
+                    .iter()
+                    .map(|k| (k.key.clone(), k.cert.clone()))
+                    .collect(),
+            },
+        );
+    }
     Ok(FileSettings {
         root: file.root,
+        debug: file.debug.unwrap_or(false),
         parallelism: oci.max_parallelism,
         gc,
         insecure_entitlements: file.insecure_entitlements,
         isolated_network,
+        runtime: oci.binary.clone(),
+        snapshotter,
+        cgroup_parent: oci.default_cgroup_parent.clone().filter(|p| !p.is_empty()),
+        registries,
+        dns: file.dns.map(|d| Dns {
+            nameservers: d.nameservers,
+            options: d.options,
+            search_domains: d.search_domains,
+        }),
+        notices,
     })
 }
 
-/// The configuration file to read, if any.
-pub fn default_path() -> Option<PathBuf> {
+/// The configuration file to read, if any: `path` (`--config`), else `$KILN_CONFIG`,
+/// else `/etc/kiln/kilnd.toml` for root or `~/.config/kiln/kilnd.toml` (or
+/// `$XDG_CONFIG_HOME/kiln/kilnd.toml`) for others, when it exists; the places
+/// buildkitd looks, with kiln's name.
+pub fn default_path(root_user: bool) -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("KILN_CONFIG") {
         return Some(PathBuf::from(path));
     }
-    let system = PathBuf::from("/etc/kiln/kiln.toml");
-    system.is_file().then_some(system)
+    let file = if root_user {
+        PathBuf::from("/etc/kiln/kilnd.toml")
+    } else {
+        std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?
+            .join("kiln/kilnd.toml")
+    };
+    file.is_file().then_some(file)
 }
 
 #[cfg(test)]
@@ -291,7 +634,7 @@ root = "/var/lib/kiln-test"
         let gc = settings.gc.unwrap();
         assert_eq!(gc[0].keep_bytes, 512_000_000);
         assert_eq!(gc[0].keep_duration, Some(Duration::from_secs(48 * 3600)));
-        assert_eq!(gc[0].prunes().unwrap().len(), 2);
+        assert_eq!(gc[0].prunes(0, 0).unwrap().len(), 2);
         assert!(gc[1].all && gc[1].keep_bytes == 1_024_000_000);
 
         fs::write(
@@ -311,6 +654,105 @@ root = "/var/lib/kiln-test"
             read(&path).unwrap().gc.unwrap()[2].keep_bytes,
             9_000_000_000
         );
+        fs::write(
+            &path,
+            r#"
+debug = true
+bogus = 1
+[grpc]
+  address = ["tcp://127.0.0.1:1234"]
+[history]
+  maxAge = 172800
+[dns]
+  nameservers = ["127.0.0.53"]
+  searchDomains = ["example.test"]
+  options = ["edns0"]
+[worker.oci]
+  binary = "/usr/sbin/runc"
+  snapshotter = "native"
+  defaultCgroupParent = "builds"
+  maxUsedSpace = "20GB"
+  unknownThing = "x"
+[registry."docker.io"]
+  mirrors = ["127.0.0.1:5000"]
+[registry."127.0.0.1:5000"]
+  http = true
+"#,
+        )
+        .unwrap();
+        let settings = read(&path).unwrap();
+        assert!(settings.debug);
+        assert_eq!(settings.runtime, Some(PathBuf::from("/usr/sbin/runc")));
+        assert_eq!(settings.snapshotter.as_deref(), Some("native"));
+        assert_eq!(settings.cgroup_parent.as_deref(), Some("builds"));
+        assert_eq!(
+            settings.dns.unwrap().resolv_conf(),
+            "nameserver 127.0.0.53\nsearch example.test\noptions edns0\n"
+        );
+        assert_eq!(settings.registries["docker.io"].mirrors, ["127.0.0.1:5000"]);
+        assert!(settings.registries["127.0.0.1:5000"].http);
+        let notices = settings.notices.join("\n");
+        for expected in [
+            "unknown key bogus",
+            "unknown key worker.oci.unknownThing",
+            "[grpc] is not used",
+            "[history] is not used",
+        ] {
+            assert!(notices.contains(expected), "{expected} not in {notices}");
+        }
+        let gc = settings.gc.unwrap();
+        let last = gc.last().unwrap();
+        assert_eq!(last.max_used, Some(20_000_000_000));
+        // maxUsedSpace bounds the cache, never below the reserved space ...
+        assert_eq!(last.budget(0, u64::MAX / 4), 20_000_000_000);
+        // ... and minFreeSpace tightens it on a nearly full disk.
+        let tight = GcPolicy {
+            keep_bytes: 1_000,
+            min_free: Some(5_000),
+            ..GcPolicy::default()
+        };
+        assert_eq!(tight.budget(8_000, 2_000), 5_000);
+        assert_eq!(tight.budget(1_000, 100), 1_000);
+
+        // Wrong values name their key.
+        for (text, key) in [
+            (
+                "[worker.oci]\nsnapshotter = \"zfs\"\n",
+                "worker.oci.snapshotter",
+            ),
+            (
+                "[worker.oci]\nnetworkMode = \"bridge\"\n",
+                "worker.oci.networkMode",
+            ),
+            (
+                "[[worker.oci.gcpolicy]]\nkeepBytes = \"lots\"\n",
+                "worker.oci.gcpolicy[0].keepBytes",
+            ),
+            (
+                "[[worker.oci.gcpolicy]]\nfilters = [\"colour==red\"]\n",
+                "worker.oci.gcpolicy[0].filters",
+            ),
+            (
+                "insecure-entitlements = [\"root\"]\n",
+                "insecure-entitlements",
+            ),
+            (
+                "[registry.\"r.test\"]\nca = [\"/nonexistent.pem\"]\n",
+                "registry",
+            ),
+            (
+                "[registry.\"r.test\"]\nmirrors = [\"https://m.test\"]\n",
+                "mirrors",
+            ),
+            (
+                "[worker.oci]\nmax-parallelism = \"four\"\n",
+                "max-parallelism",
+            ),
+        ] {
+            fs::write(&path, text).unwrap();
+            let error = read(&path).unwrap_err().to_string();
+            assert!(error.contains(key), "{text}: {error}");
+        }
         fs::write(&path, "[worker.oci\n").unwrap();
         assert!(read(&path).unwrap_err().to_string().contains("kiln.toml"));
         fs::remove_dir_all(&dir).unwrap();

@@ -37,6 +37,14 @@ pub struct EngineConfig {
     /// Whether steps that choose no network get their own namespace (`networkMode =
     /// "none"`) rather than the host's.
     pub isolated_network: bool,
+    /// `defaultCgroupParent`: the cgroup RUN steps are placed under.
+    pub cgroup_parent: Option<String>,
+    /// `[dns]`: RUN steps' resolv.conf instead of the host's.
+    pub dns: Option<config::Dns>,
+    /// `[registry."host"]`: mirrors, plain HTTP, TLS settings.
+    pub registries: BTreeMap<String, config::RegistryHost>,
+    /// What the configuration file had that kiln does not use: for the user to see.
+    pub notices: Vec<String>,
 }
 
 impl EngineConfig {
@@ -78,17 +86,36 @@ impl Default for EngineConfig {
             // The embedded engine runs as its user: what that user asks for with --allow.
             insecure_entitlements: vec!["network.host".to_owned(), "security.insecure".to_owned()],
             isolated_network: false,
+            cgroup_parent: None,
+            dns: None,
+            registries: BTreeMap::new(),
+            notices: Vec::new(),
         }
     }
 }
 
 impl EngineConfig {
-    /// The defaults, then the configuration file (`$KILN_CONFIG` or
-    /// `/etc/kiln/kiln.toml`); `KILN_ROOT` still chooses the state directory.
-    pub fn load() -> Result<Self, Error> {
+    /// The defaults, then the configuration file: `path` when given (`--config`), else
+    /// `$KILN_CONFIG`, else `/etc/kiln/kilnd.toml` (root) or
+    /// `~/.config/kiln/kilnd.toml`; `KILN_ROOT` still chooses the state directory.
+    pub fn load(path: Option<&Path>) -> Result<Self, Error> {
         let mut config = Self::default();
-        if let Some(path) = config::default_path() {
+        let path = path
+            .map(Path::to_path_buf)
+            .or_else(|| config::default_path(rustix_uid() == 0));
+        if let Some(path) = path {
             let settings = config::read(&path)?;
+            config.notices = settings
+                .notices
+                .iter()
+                .map(|n| format!("{}: {n}", path.display()))
+                .collect();
+            if let Some(runtime) = settings.runtime {
+                config.runtime = runtime;
+            }
+            config.cgroup_parent = settings.cgroup_parent;
+            config.dns = settings.dns;
+            config.registries = settings.registries;
             if let (Some(root), None) = (settings.root, std::env::var_os("KILN_ROOT")) {
                 config.root = root;
             }
@@ -180,6 +207,8 @@ pub struct RunDefaults {
     pub ulimits: Vec<(String, i64, i64)>,
     /// `--shm-size`, in bytes.
     pub shm_size: i64,
+    /// `--cgroup-parent`.
+    pub cgroup_parent: Option<String>,
 }
 
 /// What a build produced.
@@ -484,6 +513,36 @@ fn mtime_secs(path: &Path) -> Option<i64> {
     )
 }
 
+/// The registry client with the configuration's `[registry."host"]` settings.
+fn registry_client(
+    registries: &BTreeMap<String, config::RegistryHost>,
+) -> Result<RegistryClient, Error> {
+    let read =
+        |path: &Path| fs::read(path).map_err(|e| Error::Usage(format!("registry settings: {e}")));
+    let mut hosts = std::collections::HashMap::new();
+    for (host, settings) in registries {
+        let client_pem = match settings.keypairs.first() {
+            Some((key, cert)) => Some((read(cert)?, read(key)?)),
+            None => None,
+        };
+        hosts.insert(
+            host.clone(),
+            kiln_registry::HostOptions {
+                mirrors: settings.mirrors.clone(),
+                plain_http: settings.http,
+                skip_verify: settings.insecure,
+                ca_pem: settings
+                    .ca
+                    .iter()
+                    .map(|p| read(p))
+                    .collect::<Result<_, _>>()?,
+                client_pem,
+            },
+        );
+    }
+    RegistryClient::with_hosts(hosts).map_err(|e| Error::Usage(format!("registry settings: {e}")))
+}
+
 impl Engine {
     /// Opens the engine's state. Another process using the same state directory is
     /// waited for (`on_wait` is told first), so the store is never shared unlocked.
@@ -501,8 +560,10 @@ impl Engine {
                 } else {
                     kiln_worker::NetworkMode::Host
                 },
+                cgroup_parent: config.cgroup_parent.clone(),
+                resolv_conf: config.dns.as_ref().map(config::Dns::resolv_conf),
             },
-            Arc::new(RegistryClient::new()),
+            Arc::new(registry_client(&config.registries)?),
         )?;
         Ok(Self {
             worker,
@@ -617,7 +678,14 @@ impl Engine {
     /// Runs the configured garbage-collection policies, in order.
     fn collect_garbage(&self) -> Result<(), Error> {
         for policy in self.gc.iter().flatten() {
-            for prune in policy.prunes()? {
+            let used = if policy.max_used.is_some() || policy.min_free.is_some() {
+                self.worker.disk_usage()?.iter().map(|r| r.size).sum()
+            } else {
+                0
+            };
+            let free = rustix::fs::statvfs(self.worker.root())
+                .map_or(u64::MAX / 2, |s| s.f_bavail * s.f_frsize);
+            for prune in policy.prunes(used, free)? {
                 self.worker.prune(&prune)?;
             }
         }
@@ -782,6 +850,7 @@ impl Engine {
             extra_hosts: request.run.extra_hosts.clone(),
             ulimits: request.run.ulimits.clone(),
             shm_size: request.run.shm_size,
+            cgroup_parent: request.run.cgroup_parent.clone(),
             ..ConvertOptions::default()
         };
         convert::convert(dockerfile, &options, &Resolver(&self.worker))

@@ -8,6 +8,14 @@ pub enum Error {
     /// File system access failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The OCI runtime is not installed.
+    #[error(
+        "the OCI runtime {runtime:?} was not found: install runc (apt-get install runc), or name another runtime with `binary` under [worker.oci] in kilnd.toml"
+    )]
+    RuntimeMissing {
+        /// The runtime binary.
+        runtime: String,
+    },
     /// runc could not be started.
     #[error("starting {runtime}: {source}")]
     Spawn {

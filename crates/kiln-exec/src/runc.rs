@@ -25,6 +25,8 @@ pub enum OutputStream {
 pub struct Executor {
     runtime: PathBuf,
     root: PathBuf,
+    /// /etc/resolv.conf for processes with a network; `None`: the host's.
+    resolv_conf: Option<String>,
     /// Set to stop: running containers are killed, no new one starts.
     cancelled: Arc<AtomicBool>,
 }
@@ -37,10 +39,17 @@ impl Executor {
         let executor = Self {
             runtime: runtime.into(),
             root: root.into(),
+            resolv_conf: None,
             cancelled: Arc::new(AtomicBool::new(false)),
         };
         executor.remove_leftovers();
         executor
+    }
+
+    /// Processes with a network get this /etc/resolv.conf rather than the host's.
+    pub fn with_resolv_conf(mut self, resolv_conf: Option<String>) -> Self {
+        self.resolv_conf = resolv_conf;
+        self
     }
 
     /// The flag that cancels running and future processes when set.
@@ -96,7 +105,10 @@ impl Executor {
         fs::write(etc.join("hosts"), hosts)?;
         let resolv = match process.network {
             NetworkMode::None => String::new(),
-            NetworkMode::Host => fs_err::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            NetworkMode::Host => match &self.resolv_conf {
+                Some(text) => text.clone(),
+                None => fs_err::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            },
         };
         fs::write(etc.join("resolv.conf"), resolv)?;
 
@@ -104,7 +116,7 @@ impl Executor {
         destinations.extend(mounts.iter().map(|m| m.destination.clone()));
         let stubs = missing_paths(rootfs, &destinations);
 
-        let spec = runtime_spec(rootfs, process, mounts, &etc);
+        let spec = runtime_spec(id, rootfs, process, mounts, &etc);
         fs::write(
             bundle.join("config.json"),
             serde_json::to_vec_pretty(&spec).unwrap_or_default(),
@@ -115,7 +127,7 @@ impl Executor {
             return Err(Error::Cancelled);
         }
         fs::create_dir_all(self.root.join("runc"))?;
-        let mut child = self
+        let spawned = self
             .runc()
             .arg("run")
             .arg("--bundle")
@@ -125,10 +137,22 @@ impl Executor {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|source| Error::Spawn {
-                runtime: self.runtime.display().to_string(),
-                source,
-            })?;
+            .map_err(|source| {
+                let runtime = self.runtime.display().to_string();
+                if source.kind() == std::io::ErrorKind::NotFound {
+                    Error::RuntimeMissing { runtime }
+                } else {
+                    Error::Spawn { runtime, source }
+                }
+            });
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                remove_stubs(&stubs);
+                let _ = fs::remove_dir_all(&bundle);
+                return Err(e);
+            }
+        };
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let mut killed = false;

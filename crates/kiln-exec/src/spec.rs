@@ -37,6 +37,9 @@ pub struct Process {
     pub extra_hosts: Vec<(String, String)>,
     /// Resource limits: (name as in `--ulimit`, e.g. `nofile`; soft; hard).
     pub ulimits: Vec<(String, i64, i64)>,
+    /// The cgroup the container's own goes under (`--cgroup-parent`); `None`: runc's
+    /// default place.
+    pub cgroup_parent: Option<String>,
 }
 
 /// How a mount is provided.
@@ -166,6 +169,7 @@ const READONLY_PATHS: [&str; 6] = [
 /// Builds `config.json` for `process` on `rootfs` with `mounts` (plus the standard
 /// `/proc`, `/dev`, `/sys` and the generated `/etc/hosts` and `/etc/resolv.conf`).
 pub(crate) fn runtime_spec(
+    id: &str,
     rootfs: &std::path::Path,
     process: &Process,
     mounts: &[Mount],
@@ -228,6 +232,10 @@ pub(crate) fn runtime_spec(
     let mut linux = json!({
         "namespaces": namespaces,
     });
+    if let Some(parent) = &process.cgroup_parent {
+        // As BuildKit places it: `/<parent>/<container id>` (cgroupfs layout).
+        linux["cgroupsPath"] = json!(format!("/{}/{id}", parent.trim_matches('/')));
+    }
     if !process.privileged {
         linux["maskedPaths"] = json!(MASKED_PATHS);
         linux["readonlyPaths"] = json!(READONLY_PATHS);

@@ -37,10 +37,30 @@ pub struct Fetched {
     pub media_type: String,
 }
 
+/// How one registry host is reached (buildkitd.toml's `[registry."host"]`).
+#[derive(Debug, Clone, Default)]
+pub struct HostOptions {
+    /// Hosts (`host[:port]`) tried in order before this one when pulling.
+    pub mirrors: Vec<String>,
+    /// Speak plain HTTP.
+    pub plain_http: bool,
+    /// HTTPS without verifying the server's certificate.
+    pub skip_verify: bool,
+    /// PEM certificates the server's certificate is verified against (instead of the
+    /// public roots).
+    pub ca_pem: Vec<Vec<u8>>,
+    /// A client certificate chain and its key, PEM.
+    pub client_pem: Option<(Vec<u8>, Vec<u8>)>,
+}
+
 /// A registry client; share one for connection reuse and cached tokens.
 #[derive(Debug)]
 pub struct RegistryClient {
     agent: Agent,
+    /// Per-host settings, by the host's name as users write it (`docker.io`).
+    hosts: HashMap<String, HostOptions>,
+    /// Agents with a host's own TLS settings, by API host.
+    tls_agents: HashMap<String, Agent>,
     /// `host` → scheme that worked (`https` or `http`).
     schemes: Mutex<HashMap<String, &'static str>>,
     /// `host repository actions` → the `Authorization` value that worked (Bearer or
@@ -159,16 +179,88 @@ impl Default for Call<'_> {
 impl RegistryClient {
     /// A client with default settings.
     pub fn new() -> Self {
-        let config = Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(std::time::Duration::from_secs(10)))
-            .build();
-        Self {
-            agent: config.into(),
+        Self::with_hosts(HashMap::new()).expect("no host settings to fail on")
+    }
+
+    /// A client with settings for some hosts (mirrors, plain HTTP, TLS); fails on a
+    /// certificate or key that does not parse.
+    pub fn with_hosts(hosts: HashMap<String, HostOptions>) -> Result<Self, Error> {
+        let agent_with = |tls: Option<ureq::tls::TlsConfig>| -> Agent {
+            let mut config = Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_connect(Some(std::time::Duration::from_secs(10)));
+            if let Some(tls) = tls {
+                config = config.tls_config(tls);
+            }
+            config.build().into()
+        };
+        let mut tls_agents = HashMap::new();
+        for (host, options) in &hosts {
+            if !options.skip_verify && options.ca_pem.is_empty() && options.client_pem.is_none() {
+                continue;
+            }
+            let bad = |what: &str, e: &dyn std::fmt::Display| Error::Http {
+                url: host.clone(),
+                message: format!("{what}: {e}"),
+            };
+            let mut tls = ureq::tls::TlsConfig::builder().disable_verification(options.skip_verify);
+            if !options.ca_pem.is_empty() {
+                let mut roots = Vec::new();
+                for pem in &options.ca_pem {
+                    for item in ureq::tls::parse_pem(pem) {
+                        if let ureq::tls::PemItem::Certificate(cert) =
+                            item.map_err(|e| bad("CA certificate", &e))?
+                        {
+                            roots.push(cert);
+                        }
+                    }
+                }
+                if roots.is_empty() {
+                    return Err(bad("CA certificate", &"no certificate in the file"));
+                }
+                tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&roots));
+            }
+            if let Some((cert_pem, key_pem)) = &options.client_pem {
+                let chain = ureq::tls::parse_pem(cert_pem)
+                    .filter_map(|item| match item {
+                        Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
+                        Ok(_) => None,
+                        Err(e) => Some(Err(e)),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| bad("client certificate", &e))?;
+                let key =
+                    ureq::tls::PrivateKey::from_pem(key_pem).map_err(|e| bad("client key", &e))?;
+                tls = tls.client_cert(Some(ureq::tls::ClientCert::new_with_certs(&chain, key)));
+            }
+            tls_agents.insert(api_host(host).to_owned(), agent_with(Some(tls.build())));
+        }
+        Ok(Self {
+            agent: agent_with(None),
+            hosts,
+            tls_agents,
             schemes: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             insecure: Mutex::new(std::collections::HashSet::new()),
-        }
+        })
+    }
+
+    /// The agent for a URL: its host's own TLS settings, else the default.
+    fn agent_for(&self, url: &str) -> &Agent {
+        let host = url
+            .split_once("://")
+            .map_or(url, |(_, rest)| rest.split('/').next().unwrap_or_default());
+        self.tls_agents.get(host).unwrap_or(&self.agent)
+    }
+
+    /// A host's settings, by its name or its API host.
+    fn host_options(&self, domain: &str) -> Option<&HostOptions> {
+        self.hosts.get(domain).or_else(|| {
+            self.hosts
+                .iter()
+                .find(|(name, _)| api_host(name) == domain)
+                .map(|(_, options)| options)
+        })
     }
 
     /// Lets a registry be reached over plain HTTP when HTTPS fails.
@@ -196,12 +288,35 @@ impl RegistryClient {
         )
     }
 
-    /// Sends a call to the reference's registry: for a path, HTTPS then (for loopback)
-    /// HTTP; on a 401, the token dance for the scope the call needs, then once more.
+    /// Sends a call to the reference's registry; a pull tries the host's mirrors first,
+    /// in order, each with the same repository path, and the registry itself last.
     fn send(&self, reference: &Reference, mut call: Call<'_>) -> Result<Response, Error> {
+        if matches!(call.target, Target::Path(_)) && !call.push {
+            let mirrors = self
+                .host_options(&reference.domain)
+                .map(|o| o.mirrors.clone())
+                .unwrap_or_default();
+            for mirror in mirrors {
+                let mirrored = Reference {
+                    domain: mirror,
+                    ..reference.clone()
+                };
+                // A mirror without the content (or out of reach) passes the call on.
+                if let Ok(response) = self.send_to_host(&mirrored, &mut call) {
+                    return Ok(response);
+                }
+            }
+        }
+        self.send_to_host(reference, &mut call)
+    }
+
+    /// Sends a call to the reference's own host: for a path, HTTPS then (for loopback
+    /// and `registry.insecure`) HTTP, or HTTP only when the host's settings say so; on
+    /// a 401, the token dance for the scope the call needs, then once more.
+    fn send_to_host(&self, reference: &Reference, call: &mut Call<'_>) -> Result<Response, Error> {
         let host = api_host(&reference.domain).to_owned();
         let path = match call.target {
-            Target::Url(url) => return self.send_url(url, reference, &mut call),
+            Target::Url(url) => return self.send_url(url, reference, call),
             Target::Path(path) => path,
         };
         let known = self
@@ -209,8 +324,12 @@ impl RegistryClient {
             .lock()
             .map(|s| s.get(&host).copied())
             .unwrap_or(None);
+        let plain_http = self
+            .host_options(&reference.domain)
+            .is_some_and(|o| o.plain_http);
         let schemes: Vec<&'static str> = match known {
             Some(s) => vec![s],
+            None if plain_http => vec!["http"],
             None if is_local(&host) || self.insecure.lock().is_ok_and(|h| h.contains(&host)) => {
                 vec!["https", "http"]
             }
@@ -219,7 +338,7 @@ impl RegistryClient {
         let mut last_error = None;
         for scheme in schemes {
             let url = format!("{scheme}://{host}/v2/{}/{path}", reference.path);
-            match self.send_url(&url, reference, &mut call) {
+            match self.send_url(&url, reference, call) {
                 Ok(response) => {
                     if let Ok(mut s) = self.schemes.lock() {
                         s.insert(host.clone(), scheme);
@@ -274,18 +393,18 @@ impl RegistryClient {
                         .header("Content-Length", "0")
                         .body(())
                         .map_err(|e| http_error(&e))?;
-                    self.agent.run(request)
+                    self.agent_for(url).run(request)
                 }
                 Body::Bytes(bytes) => {
                     let request = request.body(*bytes).map_err(|e| http_error(&e))?;
-                    self.agent.run(request)
+                    self.agent_for(url).run(request)
                 }
                 Body::Reader(reader, size) => {
                     let request = request
                         .header("Content-Length", size.to_string())
                         .body(ureq::SendBody::from_reader(&mut **reader))
                         .map_err(|e| http_error(&e))?;
-                    self.agent.run(request)
+                    self.agent_for(url).run(request)
                 }
             }
             .map_err(|e| http_error(&e))?;

@@ -8,5 +8,5 @@ mod auth;
 mod client;
 mod error;
 
-pub use client::{Fetched, RegistryClient, Resolved};
+pub use client::{Fetched, HostOptions, RegistryClient, Resolved};
 pub use error::Error;

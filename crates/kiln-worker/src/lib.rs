@@ -13,7 +13,7 @@ mod source;
 mod usage;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -119,6 +119,10 @@ pub struct WorkerConfig {
     pub platform: Platform,
     /// The network of steps that choose none (buildkitd.toml's `networkMode`).
     pub default_network: NetworkMode,
+    /// The cgroup steps go under when they name none (`defaultCgroupParent`).
+    pub cgroup_parent: Option<String>,
+    /// Steps' /etc/resolv.conf (from `[dns]`); `None`: the host's.
+    pub resolv_conf: Option<String>,
 }
 
 /// Runs LLB ops on the local store.
@@ -182,12 +186,18 @@ impl Worker {
             content: ContentStore::open(config.root.join("content"))?,
             db: MetadataDb::open(&config.root.join("metadata.redb"))?,
             snapshots: Snapshotter::open(config.root.join("snapshots"))?,
-            executor: Executor::new(&config.runtime, config.root.join("exec")),
+            executor: Executor::new(&config.runtime, config.root.join("exec"))
+                .with_resolv_conf(config.resolv_conf.clone()),
             registry,
             config,
             locks: Mutex::new(HashMap::new()),
             private_mounts: Mutex::new(std::collections::HashSet::new()),
         })
+    }
+
+    /// The state directory.
+    pub fn root(&self) -> &Path {
+        &self.config.root
     }
 
     /// The content store (for exporters).

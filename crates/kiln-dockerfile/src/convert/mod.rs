@@ -129,6 +129,8 @@ pub struct ConvertOptions {
     pub ulimits: Vec<(String, i64, i64)>,
     /// Size of `/dev/shm` in RUN steps, in bytes (`--shm-size`; 0 keeps the default).
     pub shm_size: i64,
+    /// The cgroup RUN steps are placed under (`--cgroup-parent`).
+    pub cgroup_parent: Option<String>,
 }
 
 impl ConvertOptions {
@@ -1208,6 +1210,9 @@ impl<'a> Converter<'a> {
             let options = self.ctx.options;
             if let Some(network) = options.network {
                 st.state = st.state.network(network);
+            }
+            if let Some(parent) = &options.cgroup_parent {
+                st.state = st.state.cgroup_parent(parent.clone());
             }
             // A stage based on another already has them.
             for (host, address) in &options.extra_hosts {

@@ -333,6 +333,9 @@ pub(crate) fn run(
                 .iter()
                 .map(|u| (u.name.clone(), u.soft, u.hard))
                 .collect(),
+            cgroup_parent: Some(meta.cgroup_parent.clone())
+                .filter(|p| !p.is_empty())
+                .or_else(|| worker.config.cgroup_parent.clone()),
         };
         let _held: Vec<_> = locks
             .iter()

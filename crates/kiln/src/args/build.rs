@@ -87,6 +87,9 @@ pub(crate) struct BuildArgs {
     /// Shared memory size for build containers (`64m`).
     #[arg(long = "shm-size")]
     pub(crate) shm_size: Option<String>,
+    /// Set the parent cgroup for the RUN instructions during build.
+    #[arg(long = "cgroup-parent")]
+    pub(crate) cgroup_parent: Option<String>,
     /// External cache sources (not supported yet).
     #[arg(long = "cache-from")]
     pub(crate) cache_from: Vec<String>,

@@ -11,6 +11,11 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "kiln", version, about)]
 pub(crate) struct Cli {
+    /// The engine's configuration file, in buildkitd.toml's format (default:
+    /// $KILN_CONFIG, else /etc/kiln/kilnd.toml as root, ~/.config/kiln/kilnd.toml
+    /// otherwise).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }

@@ -359,6 +359,8 @@ fn build_request(
                 Some(size) => parse_size(size).with_context(|| format!("shm-size {size:?}"))?,
                 None => 0,
             },
+            // Bake targets have no cgroup-parent attribute (as in buildx).
+            cgroup_parent: None,
         },
     };
     Ok((request, planned))

@@ -398,6 +398,7 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
                 Some(size) => parse_size(size).with_context(|| format!("--shm-size {size:?}"))?,
                 None => 0,
             },
+            cgroup_parent: args.cgroup_parent.clone().filter(|p| !p.is_empty()),
         },
     };
     let engine = crate::driver::embedded::open()?;

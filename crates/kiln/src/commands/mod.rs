@@ -22,6 +22,9 @@ impl std::fmt::Display for Reported {
 impl std::error::Error for Reported {}
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(path) = cli.config {
+        crate::driver::embedded::use_config_file(path);
+    }
     match cli.command {
         Command::Build(args) => build::run(&args),
         Command::Bake(args) => bake::run(&args),

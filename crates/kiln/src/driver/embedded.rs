@@ -1,11 +1,26 @@
 //! The embedded driver: the engine runs in this process (no daemon). This is the one
 //! place the CLI constructs an engine directly.
 
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
 use kiln_engine::{Engine, EngineConfig};
 
-/// Opens the engine with its default state directory.
+/// The configuration file `--config` named, if any.
+static CONFIG_FILE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes the engine read `path` rather than the default configuration file.
+pub(crate) fn use_config_file(path: PathBuf) {
+    let _ = CONFIG_FILE.set(path);
+}
+
+/// Opens the engine with its configuration; what the file had that kiln does not use
+/// is shown as warnings.
 pub(crate) fn open() -> anyhow::Result<Engine> {
-    let config = EngineConfig::load()?;
+    let config = EngineConfig::load(CONFIG_FILE.get().map(PathBuf::as_path))?;
+    for notice in &config.notices {
+        eprintln!("WARNING: {notice}");
+    }
     let root = config.root.display().to_string();
     let on_wait = |dir: &std::path::Path| {
         eprintln!(

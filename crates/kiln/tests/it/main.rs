@@ -2,6 +2,7 @@
 
 mod bake;
 mod build;
+mod config;
 mod dump_llb;
 mod export;
 mod run;
