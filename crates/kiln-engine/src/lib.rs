@@ -196,6 +196,21 @@ pub struct BuildRequest {
     pub run: RunDefaults,
 }
 
+/// An LLB definition to build (`kiln debug build-llb`).
+#[derive(Debug, Clone, Default)]
+pub struct DefinitionRequest {
+    /// The binary `pb.Definition`.
+    pub definition: Vec<u8>,
+    /// Local sources by name (`local://NAME`), as `buildctl build --local NAME=DIR`.
+    pub locals: BTreeMap<String, PathBuf>,
+    /// Where the result goes.
+    pub outputs: Vec<Output>,
+    /// Ignore the cache.
+    pub no_cache: bool,
+    /// Granted entitlements.
+    pub entitlements: Vec<String>,
+}
+
 /// Settings every RUN step gets unless it chooses otherwise.
 #[derive(Debug, Clone, Default)]
 pub struct RunDefaults {
@@ -637,6 +652,79 @@ impl Engine {
             .build_args
             .get("SOURCE_DATE_EPOCH")
             .and_then(|v| v.parse::<i64>().ok());
+        let mut image =
+            serde_json::to_value(&conversion.image).map_err(|e| Error::Usage(e.to_string()))?;
+        if let Some(object) = image.as_object_mut() {
+            object.remove("created");
+        }
+        let sources = build_sources(&definition);
+        self.export_all(&request.outputs, &chain, &image, &sources, epoch, &mut out)?;
+        if let Err(e) = self.collect_garbage() {
+            out.warnings.push(format!("garbage collection: {e}"));
+        }
+        Ok(out)
+    }
+
+    /// Solves an LLB definition (BuildKit's binary `pb.Definition`, as `buildctl build`
+    /// sends it) and exports its result; the image config is the platform's bare one.
+    pub fn build_definition(
+        &self,
+        request: &DefinitionRequest,
+        progress: &(dyn Fn(Event) + Sync),
+    ) -> Result<BuildResult, Error> {
+        if let Some(denied) = request
+            .entitlements
+            .iter()
+            .find(|e| !self.insecure_entitlements.contains(e))
+        {
+            return Err(Error::Usage(format!(
+                "--allow {denied}: the engine does not permit it; add it to insecure-entitlements in the configuration file"
+            )));
+        }
+        let definition = LoadedDefinition::decode(&request.definition)?;
+        let contexts = Contexts {
+            dirs: request.locals.clone(),
+        };
+        let no_secrets = BTreeMap::new();
+        let no_agents = BTreeMap::new();
+        let result = self.worker.solve(
+            &definition,
+            &SolveOptions {
+                no_cache: request.no_cache,
+                progress,
+                contexts: &contexts,
+                secrets: &ClientSecrets {
+                    secrets: &no_secrets,
+                    ssh: &no_agents,
+                },
+                entitlements: &request.entitlements,
+            },
+        )?;
+        let chain = result.map(|r| r.chain).unwrap_or_default();
+        let image = serde_json::json!({
+            "architecture": self.platform.architecture,
+            "os": self.platform.os,
+            "config": {},
+        });
+        let mut out = BuildResult::default();
+        let sources = build_sources(&definition);
+        self.export_all(&request.outputs, &chain, &image, &sources, None, &mut out)?;
+        if let Err(e) = self.collect_garbage() {
+            out.warnings.push(format!("garbage collection: {e}"));
+        }
+        Ok(out)
+    }
+
+    /// Exports one result to every output.
+    fn export_all(
+        &self,
+        outputs: &[Output],
+        chain: &[u64],
+        image: &serde_json::Value,
+        sources: &[serde_json::Value],
+        epoch: Option<i64>,
+        out: &mut BuildResult,
+    ) -> Result<(), Error> {
         let times = Times {
             // Without an epoch the image is as old as its newest layer, so a cached
             // rebuild is identical.
@@ -648,25 +736,16 @@ impl Engine {
             }),
             epoch,
         };
-        let mut image =
-            serde_json::to_value(&conversion.image).map_err(|e| Error::Usage(e.to_string()))?;
-        if let Some(object) = image.as_object_mut() {
-            object.remove("created");
-        }
-        let sources = build_sources(&definition);
-        for output in &request.outputs {
+        for output in outputs {
             let wants_buildinfo = output.image_options().is_some_and(|o| o.buildinfo);
             let image = if wants_buildinfo {
-                with_buildinfo(&image, &sources)
+                with_buildinfo(image, sources)
             } else {
                 image.clone()
             };
-            self.export(output, &chain, &image, times, &mut out)?;
+            self.export(output, chain, &image, times, out)?;
         }
-        if let Err(e) = self.collect_garbage() {
-            out.warnings.push(format!("garbage collection: {e}"));
-        }
-        Ok(out)
+        Ok(())
     }
 
     /// The flag that cancels builds when set (from a signal handler): running steps are

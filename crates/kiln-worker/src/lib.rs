@@ -388,11 +388,7 @@ impl Worker {
                     ops::exec::run(self, &digest, exec, inputs, options.secrets, &log)?
                 }
                 Some(Op::Merge(merge)) => vec![ops::merge(merge, inputs)],
-                Some(Op::Diff(_)) => {
-                    return Err(Error::Unsupported(
-                        "diff ops are not supported yet".to_owned(),
-                    ));
-                }
+                Some(Op::Diff(diff)) => vec![ops::diff::run(self, diff, inputs)?],
                 Some(Op::Build(_)) => {
                     return Err(Error::Unsupported(
                         "build ops are not supported yet".to_owned(),

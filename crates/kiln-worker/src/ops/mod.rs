@@ -1,5 +1,6 @@
-//! Ops that transform inputs: file actions, exec, merge.
+//! Ops that transform inputs: file actions, exec, merge, diff.
 
+pub(crate) mod diff;
 pub(crate) mod exec;
 pub(crate) mod file;
 pub(crate) mod session;

@@ -1,19 +1,57 @@
-//! `kiln debug dump-llb`: decode a definition and print every op with its digest.
+//! `kiln debug dump-llb`: decode a definition and print every op with its digest;
+//! `kiln debug build-llb`: build one.
 
+use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use kiln_llb::{LoadedDefinition, json};
 use serde_json::{Map, Value, json};
 
-use crate::args::debug::DumpLlbArgs;
+use crate::args::debug::{BuildLlbArgs, DumpLlbArgs};
 
-pub(crate) fn run(args: &DumpLlbArgs) -> anyhow::Result<()> {
-    let (name, bytes) = match args.file.as_deref() {
+/// A definition's bytes from a file, or standard input for none or `-`; and its name.
+fn read_definition(file: Option<&Path>) -> anyhow::Result<(String, Vec<u8>)> {
+    Ok(match file {
         None => ("standard input".to_owned(), read_stdin()?),
         Some(path) if path.as_os_str() == "-" => ("standard input".to_owned(), read_stdin()?),
         Some(path) => (path.display().to_string(), fs_err::read(path)?),
+    })
+}
+
+pub(crate) fn build(args: &BuildLlbArgs) -> anyhow::Result<()> {
+    let (name, definition) = read_definition(args.file.as_deref())?;
+    LoadedDefinition::decode(&definition)
+        .with_context(|| format!("{name} is not an LLB definition (a binary pb.Definition)"))?;
+    let mut locals = BTreeMap::new();
+    for local in &args.locals {
+        let (key, dir) = local
+            .split_once('=')
+            .with_context(|| format!("--local {local:?}: give NAME=DIR"))?;
+        locals.insert(key.to_owned(), PathBuf::from(dir));
+    }
+    let planned = crate::outputs::plan_all(&args.outputs, &[], &BTreeMap::new(), false, false)?;
+    let request = kiln_engine::DefinitionRequest {
+        definition,
+        locals,
+        outputs: planned.iter().map(|p| p.output.clone()).collect(),
+        no_cache: args.no_cache,
+        entitlements: args.allow.clone(),
     };
+    let engine = crate::driver::embedded::open()?;
+    let progress = crate::progress::Progress::open(&args.progress, false)?;
+    let result = engine.build_definition(&request, &|event| progress.event(event));
+    progress.finish();
+    let result = result?;
+    for warning in &result.warnings {
+        eprintln!("WARNING: {warning}");
+    }
+    Ok(())
+}
+
+pub(crate) fn run(args: &DumpLlbArgs) -> anyhow::Result<()> {
+    let (name, bytes) = read_definition(args.file.as_deref())?;
     let definition = LoadedDefinition::decode(&bytes)
         .with_context(|| format!("{name} is not an LLB definition (a binary pb.Definition)"))?;
     let mut out = std::io::stdout().lock();

@@ -31,5 +31,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Du(args) => cache::du(&args),
         Command::Prune(args) => cache::prune(&args),
         Command::Debug(DebugCommand::DumpLlb(args)) => dump_llb::run(&args),
+        Command::Debug(DebugCommand::BuildLlb(args)) => dump_llb::build(&args),
     }
 }

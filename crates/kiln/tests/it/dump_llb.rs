@@ -112,3 +112,130 @@ fn rejects_what_is_not_a_definition() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/def.pb"));
     fs_err::remove_dir_all(&dir).unwrap();
 }
+
+/// `kiln debug build-llb` builds a definition made with the LLB builder: diff ops in
+/// both forms, merged onto an image. A later state of a stage diffs to its own new
+/// layers; two unrelated trees diff by comparison, with a whiteout that removes, once
+/// merged, the file the upper tree lacks.
+#[test]
+fn build_llb_runs_diff_and_merge_ops() {
+    use kiln_llb::{FileAction, ImageOptions, MarshalOptions, OpOptions, Run, State, wire};
+    if !crate::support::tools_present() {
+        return;
+    }
+    let base = crate::support::BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let image = State::image(
+        &format!("127.0.0.1:{port}/busybox:latest"),
+        ImageOptions::default(),
+    )
+    .add_env("PATH", "/bin")
+    .dir("/");
+    let first = image
+        .run(Run::new([
+            "sh",
+            "-c",
+            "mkdir /d && echo a > /d/a && echo keep > /keep",
+        ]))
+        .root();
+    let second = first
+        .run(Run::new([
+            "sh",
+            "-c",
+            "rm /keep && echo b > /d/b && echo changed > /d/a",
+        ]))
+        .root();
+    let options = OpOptions::default;
+    // Fast form: only what `second` added on top of `first`.
+    let added = State::diff(&first, &second, options());
+    // Compared form: two trees with no layers in common.
+    let lower = State::scratch().file(
+        FileAction::mkfile("/keep", 0o644, "keep\n", None, None)
+            .and(FileAction::mkdir("/d", 0o755, false, None, None))
+            .and(FileAction::mkfile("/d/a", 0o644, "a\n", None, None)),
+        options(),
+    );
+    let upper = State::scratch().file(
+        FileAction::mkdir("/d", 0o755, false, None, None)
+            .and(FileAction::mkfile("/d/a", 0o644, "changed\n", None, None))
+            .and(FileAction::mkfile("/d/b", 0o600, "b\n", None, None)),
+        options(),
+    );
+    let compared = State::diff(&lower, &upper, options());
+    let on_image = State::merge(&[image.clone(), lower.clone(), compared], options());
+
+    let build = |name: &str, result: &State| {
+        let definition = result.marshal(&MarshalOptions::default());
+        let file = work.path().join(format!("{name}.pb"));
+        fs_err::write(&file, wire::encode_definition(&definition)).unwrap();
+        let out = work.path().join(name);
+        let output = crate::support::kiln(
+            state,
+            &[
+                "debug",
+                "build-llb",
+                "--progress=plain",
+                file.to_str().unwrap(),
+                "-o",
+                &format!("type=local,dest={}", out.display()),
+            ],
+        );
+        crate::support::check(&output);
+        out
+    };
+    let out = build("added", &added);
+    // (The step's layer also holds /etc, copied up for its hosts and resolv.conf mount
+    // points, as in BuildKit.)
+    let tree: std::collections::BTreeSet<String> = crate::support::tree(&out)
+        .into_iter()
+        .filter(|p| !p.starts_with("etc"))
+        .collect();
+    assert_eq!(
+        tree,
+        ["d", "d/a", "d/b"].map(str::to_owned).into_iter().collect()
+    );
+    assert_eq!(
+        fs_err::read_to_string(out.join("d/a")).unwrap(),
+        "changed\n"
+    );
+
+    let out = build("merged", &on_image);
+    assert!(out.join("bin/busybox").is_file());
+    assert!(!out.join("keep").exists(), "the whiteout removes /keep");
+    assert_eq!(
+        fs_err::read_to_string(out.join("d/a")).unwrap(),
+        "changed\n"
+    );
+    assert_eq!(fs_err::read_to_string(out.join("d/b")).unwrap(), "b\n");
+
+    // The same result exported as an image: the whiteout becomes `.wh.keep`.
+    let definition = on_image.marshal(&MarshalOptions::default());
+    let file = work.path().join("merged.pb");
+    fs_err::write(&file, wire::encode_definition(&definition)).unwrap();
+    let archive = work.path().join("merged.tar");
+    crate::support::check(&crate::support::kiln(
+        state,
+        &[
+            "debug",
+            "build-llb",
+            file.to_str().unwrap(),
+            "-o",
+            &format!("type=oci,dest={},name=merged:1", archive.display()),
+        ],
+    ));
+    let unpacked = work.path().join("unpacked");
+    let umoci = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "mkdir -p {0}/layout && tar -C {0}/layout -xf {1} && umoci unpack --image {0}/layout:1 {0}/bundle",
+            unpacked.display(),
+            archive.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(umoci.status.success(), "{umoci:?}");
+    let rootfs = unpacked.join("bundle/rootfs");
+    assert!(rootfs.join("bin/busybox").is_file());
+    assert!(!rootfs.join("keep").exists());
+    assert_eq!(fs_err::read_to_string(rootfs.join("d/b")).unwrap(), "b\n");
+}
