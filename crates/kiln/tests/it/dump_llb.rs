@@ -224,7 +224,7 @@ fn build_llb_runs_diff_and_merge_ops() {
         ],
     ));
     let unpacked = work.path().join("unpacked");
-    let umoci = std::process::Command::new("sh")
+    let umoci = Command::new("sh")
         .arg("-c")
         .arg(format!(
             "mkdir -p {0}/layout && tar -C {0}/layout -xf {1} && umoci unpack --image {0}/layout:1 {0}/bundle",
