@@ -182,7 +182,7 @@ impl Worker {
     /// Opens a worker's state under `config.root`.
     pub fn open(config: WorkerConfig, registry: Arc<RegistryClient>) -> Result<Self, Error> {
         fs_err::create_dir_all(&config.root)?;
-        Ok(Self {
+        let worker = Self {
             content: ContentStore::open(config.root.join("content"))?,
             db: MetadataDb::open(&config.root.join("metadata.redb"))?,
             snapshots: Snapshotter::open(config.root.join("snapshots"))?,
@@ -192,7 +192,9 @@ impl Worker {
             config,
             locks: Mutex::new(HashMap::new()),
             private_mounts: Mutex::new(std::collections::HashSet::new()),
-        })
+        };
+        usage::remove_unrecorded_layers(&worker)?;
+        Ok(worker)
     }
 
     /// The state directory.

@@ -193,6 +193,36 @@ fn disk_size(root: &Path) -> u64 {
     total
 }
 
+/// Removes layers no record names: the work of a step or an unpack that a killed
+/// process never finished (its record is written only once the layer is complete).
+/// Run at start, by the process that holds the state directory.
+pub(crate) fn remove_unrecorded_layers(worker: &Worker) -> Result<Vec<u64>, Error> {
+    let mut recorded: BTreeSet<u64> = BTreeSet::new();
+    for (_, bytes) in worker.db.entries(CACHE_TABLE)? {
+        let refs: Vec<Ref> = serde_json::from_slice(&bytes).unwrap_or_default();
+        recorded.extend(refs.iter().flat_map(|r| r.chain.iter().copied()));
+    }
+    for (_, bytes) in worker.db.entries(CHAINS_TABLE)? {
+        if let Ok(id) = String::from_utf8_lossy(&bytes).parse::<u64>() {
+            recorded.insert(id);
+        }
+    }
+    for (key, _) in worker.db.entries(USAGE_TABLE)? {
+        if let Ok(id) = key.parse::<u64>() {
+            recorded.insert(id);
+        }
+    }
+    let mut removed = Vec::new();
+    for id in worker.snapshots.layer_ids()? {
+        if !recorded.contains(&id) {
+            worker.db.remove(LAYERS_TABLE, &id.to_string())?;
+            worker.snapshots.remove_layer(id)?;
+            removed.push(id);
+        }
+    }
+    Ok(removed)
+}
+
 /// Notes that a step made (`made` with its type and name) or reused its layers.
 pub(crate) fn touch(worker: &Worker, refs: &[Ref], made: Option<(&str, &str)>) {
     let now = now();

@@ -3,6 +3,7 @@
 mod bake;
 mod build;
 mod config;
+mod crash;
 mod dump_llb;
 mod export;
 mod run;
