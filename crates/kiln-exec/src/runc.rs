@@ -11,6 +11,27 @@ use fs_err as fs;
 use crate::Error;
 use crate::spec::{Mount, NetworkMode, Process, runtime_spec};
 
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// Its exit code; 128 + the signal for a process a signal ended.
+    pub code: i32,
+    /// SIGKILL while the kernel's out-of-memory killer was at work.
+    pub oom_killed: bool,
+}
+
+/// How many processes the out-of-memory killer has ended since boot.
+fn oom_kills() -> u64 {
+    fs_err::read_to_string("/proc/vmstat")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("oom_kill "))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Which output a chunk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputStream {
@@ -76,7 +97,7 @@ impl Executor {
         let _ = fs::remove_dir_all(self.root.join("bundles"));
     }
 
-    /// Runs `process` on `rootfs` and returns its exit code. Output is passed to
+    /// Runs `process` on `rootfs` and returns how it ended. Output is passed to
     /// `output` as it arrives (stdout and stderr from two threads, each in order).
     /// Mount points the run had to create are removed afterwards, so they do not
     /// become part of the layer.
@@ -87,7 +108,7 @@ impl Executor {
         process: &Process,
         mounts: &[Mount],
         output: &(dyn Fn(OutputStream, &[u8]) + Sync),
-    ) -> Result<i32, Error> {
+    ) -> Result<Exit, Error> {
         let bundle = self.root.join("bundles").join(id);
         fs::create_dir_all(&bundle)?;
         let etc = bundle.join("etc");
@@ -127,6 +148,7 @@ impl Executor {
             return Err(Error::Cancelled);
         }
         fs::create_dir_all(self.root.join("runc"))?;
+        let oom_kills_before = oom_kills();
         let spawned = self
             .runc()
             .arg("run")
@@ -182,7 +204,11 @@ impl Executor {
         if killed {
             return Err(Error::Cancelled);
         }
-        Ok(status?.code().unwrap_or(128 + 9))
+        let code = status?.code().unwrap_or(128 + 9);
+        Ok(Exit {
+            code,
+            oom_killed: code == 128 + 9 && oom_kills() > oom_kills_before,
+        })
     }
 }
 

@@ -21,12 +21,17 @@ pub enum Error {
     #[error(transparent)]
     Llb(#[from] kiln_llb::Error),
     /// A process exited with a non-zero code.
-    #[error("process {command:?} did not complete successfully: exit code: {code}")]
+    #[error(
+        "process {command:?} did not complete successfully: exit code: {code}{}",
+        exit_hint(*code, *oom_killed)
+    )]
     ProcessFailed {
         /// The command, arguments joined by spaces.
         command: String,
-        /// Its exit code.
+        /// Its exit code (128 + the signal for a process a signal ended).
         code: i32,
+        /// The kernel's out-of-memory killer ended it.
+        oom_killed: bool,
     },
     /// An op kiln does not run yet, or a malformed one.
     #[error("{0}")]
@@ -45,4 +50,28 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+}
+
+/// What an exit code says beyond its number: the signal that ended the process, and
+/// whether that was the out-of-memory killer.
+fn exit_hint(code: i32, oom_killed: bool) -> String {
+    if oom_killed {
+        return " (killed by the out-of-memory killer: the step needs more memory than the machine, or its cgroup, allows)".to_owned();
+    }
+    let signal = match code - 128 {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return String::new(),
+    };
+    format!(" (killed by {signal})")
 }

@@ -55,7 +55,8 @@ fn run(rootfs: &Path, state: &Path, process: &Process, mounts: &[Mount]) -> (i32
             mounts,
             &|_s: OutputStream, b: &[u8]| out.lock().unwrap().extend_from_slice(b),
         )
-        .unwrap();
+        .unwrap()
+        .code;
     (
         code,
         String::from_utf8_lossy(&out.lock().unwrap()).into_owned(),

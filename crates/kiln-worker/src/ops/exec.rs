@@ -122,7 +122,7 @@ pub(crate) fn run(
     let mut proxies: Vec<AgentProxy> = Vec::new();
     let mut secret_env: Vec<String> = Vec::new();
 
-    let outcome = (|| -> Result<i32, Error> {
+    let outcome = (|| -> Result<kiln_exec::Exit, Error> {
         for m in &exec.mounts {
             let kind = pb::MountType::try_from(m.mount_type).unwrap_or(pb::MountType::Bind);
             match kind {
@@ -342,14 +342,14 @@ pub(crate) fn run(
             .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()))
             .collect();
         let id = format!("kiln-{}-{}", &digest[7..19], std::process::id());
-        let code = worker.executor.run(
+        let exit = worker.executor.run(
             &id,
             &rootfs,
             &process,
             &mounts,
             &|_: OutputStream, data: &[u8]| log(data),
         )?;
-        Ok(code)
+        Ok(exit)
     })();
     drop(guards);
     drop(claims);
@@ -358,8 +358,8 @@ pub(crate) fn run(
     for snapshot in &discard {
         let _ = worker.snapshots.remove_layer(snapshot.id());
     }
-    let code = match outcome {
-        Ok(code) => code,
+    let exit = match outcome {
+        Ok(exit) => exit,
         Err(e) => {
             for (_, snapshot) in &new_layers {
                 let _ = worker.snapshots.remove_layer(snapshot.id());
@@ -367,13 +367,14 @@ pub(crate) fn run(
             return Err(e);
         }
     };
-    if code != 0 {
+    if exit.code != 0 {
         for (_, snapshot) in &new_layers {
             let _ = worker.snapshots.remove_layer(snapshot.id());
         }
         return Err(Error::ProcessFailed {
             command: meta.args.join(" "),
-            code,
+            code: exit.code,
+            oom_killed: exit.oom_killed,
         });
     }
     let count = new_layers.iter().map(|(i, _)| *i + 1).max().unwrap_or(0) as usize;

@@ -438,3 +438,67 @@ fn network_none_and_proxy_variables() {
         "{log}"
     );
 }
+
+/// A step a signal ends says which signal; one the out-of-memory killer ends (here under
+/// a `--cgroup-parent` with a 32 MiB memory limit) says so.
+#[test]
+fn signals_and_out_of_memory_kills_are_named() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let project = work.path().join("signals");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        // (Not the step's own shell: as process 1 of its namespace it ignores signals.)
+        format!("FROM 127.0.0.1:{port}/busybox:latest\nRUN sh -c 'kill -SEGV $$'; exit $?\n"),
+    )
+    .unwrap();
+    let failed = kiln(
+        state,
+        &["build", "--progress=plain", project.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("exit code: 139 (killed by SIGSEGV)"),
+        "{stderr}"
+    );
+
+    // A cgroup (v1 memory controller) with a limit, as the parent of the step's own.
+    let memory = Path::new("/sys/fs/cgroup/memory");
+    if !memory.join("memory.limit_in_bytes").exists() {
+        println!("skipped the OOM part: no cgroup v1 memory controller");
+        return;
+    }
+    let parent_name = format!("kiln-oom-test-{}", std::process::id());
+    let parent = memory.join(&parent_name);
+    fs_err::create_dir_all(&parent).unwrap();
+    fs_err::write(parent.join("memory.limit_in_bytes"), "33554432").unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{port}/busybox:latest\nRUN dd if=/dev/zero of=/dev/null bs=256M count=1\n"
+        ),
+    )
+    .unwrap();
+    let failed = kiln(
+        state,
+        &[
+            "build",
+            "--progress=plain",
+            "--cgroup-parent",
+            &parent_name,
+            project.to_str().unwrap(),
+        ],
+    );
+    let _ = std::fs::remove_dir(&parent);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("exit code: 137 (killed by the out-of-memory killer"),
+        "{stderr}"
+    );
+}
