@@ -70,7 +70,9 @@ pub fn resolve_user(rootfs: &Path, spec: &str) -> Result<User, Error> {
                 .ok_or_else(|| Error::UnknownGroup(group.to_owned()))?,
         };
     }
-    let mut additional_gids = Vec::new();
+    // The primary group is a supplementary one too, as containerd and Docker set it
+    // since CVE-2023-25173 (a process cannot shed it to get past a group denial).
+    let mut additional_gids = vec![gid];
     if let (None, Some(name)) = (group, name) {
         for e in &groups {
             let members = e.get(3).map(String::as_str).unwrap_or_default();
@@ -112,7 +114,7 @@ mod tests {
             User {
                 uid: 1000,
                 gid: 1000,
-                additional_gids: vec![10]
+                additional_gids: vec![1000, 10]
             }
         );
         assert_eq!(resolve_user(&dir, "app:wheel").unwrap().gid, 10);
@@ -121,7 +123,7 @@ mod tests {
             User {
                 uid: 4242,
                 gid: 4242,
-                additional_gids: vec![]
+                additional_gids: vec![4242]
             }
         );
         assert!(resolve_user(&dir, "nobody").is_err());

@@ -502,3 +502,59 @@ fn signals_and_out_of_memory_kills_are_named() {
         "{stderr}"
     );
 }
+
+/// USER by name, by id and with a group: resolved through the image's /etc/passwd and
+/// /etc/group (the primary group and the user's memberships as supplementary groups);
+/// WORKDIR creates a missing directory owned by the user, as BuildKit does.
+#[test]
+fn users_by_name_id_and_group() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let project = work.path().join("users");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{port}/busybox:latest\n\
+             RUN mkdir -p /etc /out && chmod 777 /out && \
+               echo 'root:x:0:0:root:/root:/bin/sh' > /etc/passwd && \
+               echo 'app:x:1000:1000::/home/app:/bin/sh' >> /etc/passwd && \
+               printf 'root:x:0:\\napp:x:1000:\\nstaff:x:50:app\\nwheel:x:10:\\n' > /etc/group\n\
+             USER app\n\
+             RUN id > /out/by-name\n\
+             USER 1000:10\n\
+             RUN id > /out/by-id\n\
+             USER app:staff\n\
+             WORKDIR /work/here\n\
+             RUN id > /out/with-group && pwd > /out/cwd\n\
+             USER root\n\
+             RUN stat -c %U /work/here > /out/cwd-owner\n"
+        ),
+    )
+    .unwrap();
+    let out = work.path().join("out");
+    build_into(state, &project, &out, &[]);
+    let read = |name: &str| {
+        fs_err::read_to_string(out.join("out").join(name))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(
+        read("by-name"),
+        "uid=1000(app) gid=1000(app) groups=50(staff),1000(app)"
+    );
+    assert_eq!(
+        read("by-id"),
+        "uid=1000(app) gid=10(wheel) groups=10(wheel)"
+    );
+    assert_eq!(
+        read("with-group"),
+        "uid=1000(app) gid=50(staff) groups=50(staff)"
+    );
+    assert_eq!(read("cwd"), "/work/here");
+    assert_eq!(read("cwd-owner"), "app");
+}
