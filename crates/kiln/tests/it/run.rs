@@ -558,3 +558,58 @@ fn users_by_name_id_and_group() {
     assert_eq!(read("cwd"), "/work/here");
     assert_eq!(read("cwd-owner"), "app");
 }
+
+/// Every mount type with its options: bind from the context, a stage (a `source`
+/// inside it, `rw` writes thrown away) and an image, read-only by default; tmpfs with
+/// `size`; cache seeded `from` a stage, with `mode`/`uid`/`gid`, and `ro`. The mount
+/// points the steps needed are not left in the result.
+#[test]
+fn mount_types_and_options() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let project = work.path().join("mounts");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(project.join("a.txt"), "from the context\n").unwrap();
+    let image = format!("127.0.0.1:{port}/busybox:latest");
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "FROM {image} AS stage\n\
+             RUN mkdir -p /data /seed && echo data > /data/file && echo seeded > /seed/s\n\
+             FROM {image}\n\
+             RUN --mount=target=/ctx cat /ctx/a.txt > /from-context && \
+               (touch /ctx/x 2>/dev/null; echo $? > /ro-status)\n\
+             RUN --mount=type=bind,from=stage,source=/data,target=/d,rw \
+               touch /d/new && ls /d > /rw-list\n\
+             RUN --mount=from=stage,target=/d2 ls /d2/data > /after-rw\n\
+             RUN --mount=from={image},target=/img test -x /img/bin/busybox && echo yes > /from-image\n\
+             RUN --mount=type=tmpfs,target=/t,size=1m df -k /t | tail -n 1 | awk '{{print $2}}' > /tmpfs-size\n\
+             RUN --mount=type=cache,target=/c,from=stage,source=/seed cat /c/s > /cache-seed\n\
+             RUN --mount=type=cache,id=perm,target=/c2,mode=0700,uid=1000,gid=1000 \
+               stat -c %a:%u:%g /c2 > /cache-perm\n\
+             RUN --mount=type=cache,id=ro,target=/c3,ro (touch /c3/x 2>/dev/null; echo $? > /cache-ro)\n"
+        ),
+    )
+    .unwrap();
+    let out = work.path().join("out");
+    build_into(state, &project, &out, &[]);
+    let read = |name: &str| fs_err::read_to_string(out.join(name)).unwrap().trim().to_owned();
+    assert_eq!(read("from-context"), "from the context");
+    assert_ne!(read("ro-status"), "0", "a bind mount is read-only by default");
+    assert_eq!(read("rw-list"), "file\nnew");
+    assert_eq!(read("after-rw"), "file", "rw writes are thrown away");
+    assert_eq!(read("from-image"), "yes");
+    assert_eq!(read("tmpfs-size"), "1024");
+    assert_eq!(read("cache-seed"), "seeded");
+    assert_eq!(read("cache-perm"), "700:1000:1000");
+    assert_ne!(read("cache-ro"), "0", "ro cache mounts refuse writes");
+    for mount_point in ["ctx", "d", "d2", "img", "t", "c", "c2", "c3"] {
+        assert!(
+            !out.join(mount_point).exists(),
+            "/{mount_point} was left in the result"
+        );
+    }
+}
