@@ -192,6 +192,8 @@ pub struct BuildRequest {
     pub labels: BTreeMap<String, String>,
     /// Stages that ignore the cache (`--no-cache-filter`).
     pub no_cache_filter: Vec<String>,
+    /// `--pull`: ask the registry for every image, never use an earlier resolution.
+    pub pull: bool,
     /// How RUN steps are set up (`--network`, `--add-host`, `--ulimit`, `--shm-size`).
     pub run: RunDefaults,
 }
@@ -300,7 +302,7 @@ impl kiln_worker::Secrets for ClientSecrets<'_> {
     }
 }
 
-struct Resolver<'a>(&'a Worker);
+struct Resolver<'a>(&'a Worker, kiln_worker::ResolveMode);
 
 impl ImageResolver for Resolver<'_> {
     fn resolve_image_config(
@@ -310,7 +312,7 @@ impl ImageResolver for Resolver<'_> {
     ) -> Result<ResolvedImage, String> {
         let (name, digest, config) = self
             .0
-            .resolve_image_config(reference, platform)
+            .resolve_image_config(reference, platform, self.1)
             .map_err(|e| e.to_string())?;
         Ok(ResolvedImage {
             reference: name,
@@ -659,6 +661,7 @@ impl Engine {
         }
         let sources = build_sources(&definition);
         self.export_all(&request.outputs, &chain, &image, &sources, epoch, &mut out)?;
+        out.warnings.extend(self.worker.take_warnings());
         if let Err(e) = self.collect_garbage() {
             out.warnings.push(format!("garbage collection: {e}"));
         }
@@ -709,6 +712,7 @@ impl Engine {
         let mut out = BuildResult::default();
         let sources = build_sources(&definition);
         self.export_all(&request.outputs, &chain, &image, &sources, None, &mut out)?;
+        out.warnings.extend(self.worker.take_warnings());
         if let Err(e) = self.collect_garbage() {
             out.warnings.push(format!("garbage collection: {e}"));
         }
@@ -930,9 +934,15 @@ impl Engine {
             ulimits: request.run.ulimits.clone(),
             shm_size: request.run.shm_size,
             cgroup_parent: request.run.cgroup_parent.clone(),
+            force_pull: request.pull,
             ..ConvertOptions::default()
         };
-        convert::convert(dockerfile, &options, &Resolver(&self.worker))
+        let mode = if request.pull {
+            kiln_worker::ResolveMode::Pull
+        } else {
+            kiln_worker::ResolveMode::Default
+        };
+        convert::convert(dockerfile, &options, &Resolver(&self.worker, mode))
             .map_err(|e| Error::Dockerfile(e.with_file(request.dockerfile.display().to_string())))
     }
 

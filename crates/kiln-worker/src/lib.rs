@@ -27,6 +27,7 @@ use sha2::{Digest as _, Sha256};
 pub use error::Error;
 pub use kiln_exec::NetworkMode;
 pub use source::image::LayerInfo;
+pub use source::image::ResolveMode;
 pub use source::image::read_layout;
 pub use source::remote::fetch_git;
 pub use usage::{CacheRecord, PruneFilter, PruneOptions};
@@ -137,6 +138,8 @@ pub struct Worker {
     pub(crate) locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Cache-mount directories a running step holds with `sharing=private`.
     pub(crate) private_mounts: Mutex<std::collections::HashSet<PathBuf>>,
+    /// Warnings for the user, until the engine takes them.
+    warnings: Mutex<Vec<String>>,
 }
 
 /// Options of one solve.
@@ -192,9 +195,23 @@ impl Worker {
             config,
             locks: Mutex::new(HashMap::new()),
             private_mounts: Mutex::new(std::collections::HashSet::new()),
+            warnings: Mutex::new(Vec::new()),
         };
         usage::remove_unrecorded_layers(&worker)?;
         Ok(worker)
+    }
+
+    /// Notes a warning for the user.
+    pub(crate) fn warn(&self, message: String) {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(message);
+    }
+
+    /// The warnings noted since the last call.
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The state directory.
@@ -463,7 +480,9 @@ impl Worker {
         log: &dyn Fn(&[u8]),
     ) -> Result<Ref, Error> {
         match source.identifier.split_once("://") {
-            Some(("docker-image", reference)) => source::image::pull(self, reference, log),
+            Some(("docker-image", reference)) => {
+                source::image::pull(self, reference, ResolveMode::of_source(source), log)
+            }
             Some(("local", name)) => source::local::load(self, options.contexts, name, source),
             Some(("http" | "https", _)) => source::remote::http_load(self, source),
             Some(("git", _)) => source::remote::git_load(self, source),
@@ -489,8 +508,9 @@ impl Worker {
         &self,
         reference: &str,
         platform: &Platform,
+        mode: ResolveMode,
     ) -> Result<(String, String, Vec<u8>), Error> {
-        source::image::resolve_config(self, reference, platform)
+        source::image::resolve_config(self, reference, platform, mode)
     }
 
     /// Every record of the build cache (`du`).

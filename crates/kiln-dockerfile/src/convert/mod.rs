@@ -131,6 +131,9 @@ pub struct ConvertOptions {
     pub shm_size: i64,
     /// The cgroup RUN steps are placed under (`--cgroup-parent`).
     pub cgroup_parent: Option<String>,
+    /// `--pull` (`image-resolve-mode=pull`): images are resolved anew, never from an
+    /// earlier resolution.
+    pub force_pull: bool,
 }
 
 impl ConvertOptions {
@@ -1166,6 +1169,11 @@ impl<'a> Converter<'a> {
                 &st.base_name,
                 kiln_llb::ImageOptions {
                     op: op.custom_name(name),
+                    resolve_mode: if self.ctx.options.force_pull {
+                        kiln_llb::ResolveMode::ForcePull
+                    } else {
+                        kiln_llb::ResolveMode::Default
+                    },
                     ..kiln_llb::ImageOptions::default()
                 },
             );

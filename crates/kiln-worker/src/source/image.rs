@@ -7,7 +7,9 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use fs_err as fs;
+use kiln_llb::pb;
 use kiln_oci::{Platform, Reference, media_type};
+use kiln_registry::Resolved;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -75,23 +77,130 @@ fn parse(reference: &str) -> Result<Reference, Error> {
         .map_err(|e: kiln_oci::ReferenceError| Error::Source(e.to_string()))
 }
 
+/// References resolved before, by reference and platform: what `resolve-mode=local`
+/// uses, and what a build falls back on when the registry cannot be reached.
+pub(crate) const RESOLVED_TABLE: &str = "resolved-images";
+
+/// How an image reference is resolved (LLB's `image.resolvemode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResolveMode {
+    /// Ask the registry; when it cannot be reached, use what it said last time (with a
+    /// warning).
+    #[default]
+    Default,
+    /// Always ask the registry (`--pull`, `image.resolvemode=pull`).
+    Pull,
+    /// Use what the registry said last time when known (`image.resolvemode=local`).
+    Local,
+}
+
+impl ResolveMode {
+    /// The mode an image source's attributes ask for.
+    pub fn of_source(source: &pb::SourceOp) -> Self {
+        match source.attrs.get("image.resolvemode").map(String::as_str) {
+            Some("pull") => Self::Pull,
+            Some("local") => Self::Local,
+            _ => Self::Default,
+        }
+    }
+}
+
+/// A resolution kept in [`RESOLVED_TABLE`]; the config is in the content store.
+#[derive(Serialize, Deserialize)]
+struct Remembered {
+    digest: String,
+    manifest_digest: String,
+    manifest: kiln_oci::Manifest,
+}
+
+fn remembered(worker: &Worker, key: &str) -> Option<Resolved> {
+    let bytes = worker.db.get(RESOLVED_TABLE, key).ok()??;
+    let kept: Remembered = serde_json::from_slice(&bytes).ok()?;
+    let config = fs_err::read(worker.content.path(&kept.manifest.config.digest).ok()?).ok()?;
+    Some(Resolved {
+        digest: kept.digest,
+        manifest_digest: kept.manifest_digest,
+        manifest: kept.manifest,
+        config,
+    })
+}
+
+fn remember(worker: &Worker, key: &str, resolved: &Resolved) -> Result<(), Error> {
+    if !worker.content.contains(&resolved.manifest.config.digest) {
+        let mut writer = worker.content.writer()?;
+        io::Write::write_all(&mut writer, &resolved.config)?;
+        writer.commit(Some(&resolved.manifest.config.digest))?;
+    }
+    let kept = Remembered {
+        digest: resolved.digest.clone(),
+        manifest_digest: resolved.manifest_digest.clone(),
+        manifest: resolved.manifest.clone(),
+    };
+    worker.db.put(
+        RESOLVED_TABLE,
+        key,
+        &serde_json::to_vec(&kept).unwrap_or_default(),
+    )?;
+    Ok(())
+}
+
+/// Resolves a reference for a platform in `mode`, keeping what the registry said.
+fn resolve(
+    worker: &Worker,
+    parsed: &Reference,
+    platform: &Platform,
+    mode: ResolveMode,
+) -> Result<Resolved, Error> {
+    let key = format!("{parsed} {platform}");
+    if mode == ResolveMode::Local {
+        if let Some(resolved) = remembered(worker, &key) {
+            return Ok(resolved);
+        }
+    }
+    match worker.registry.resolve(parsed, platform) {
+        Ok(resolved) => {
+            remember(worker, &key, &resolved)?;
+            Ok(resolved)
+        }
+        Err(error @ kiln_registry::Error::Http { .. }) if mode == ResolveMode::Default => {
+            match remembered(worker, &key) {
+                Some(resolved) => {
+                    worker.warn(format!(
+                        "{parsed}: the registry cannot be reached ({error}); using {} as resolved before (--pull refuses this)",
+                        resolved.digest
+                    ));
+                    Ok(resolved)
+                }
+                None => Err(error.into()),
+            }
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// The canonical name, the digest it resolved to, and the config (for the frontend).
 pub(crate) fn resolve_config(
     worker: &Worker,
     reference: &str,
     platform: &Platform,
+    mode: ResolveMode,
 ) -> Result<(String, String, Vec<u8>), Error> {
     let parsed = parse(reference)?;
-    let resolved = worker.registry.resolve(&parsed, platform)?;
+    let resolved = resolve(worker, &parsed, platform, mode)?;
     let mut name = parsed.clone();
     name.digest = None;
     Ok((name.to_string(), resolved.digest, resolved.config))
 }
 
 /// Pulls an image and returns its layers as snapshots.
-pub(crate) fn pull(worker: &Worker, reference: &str, log: &dyn Fn(&[u8])) -> Result<Ref, Error> {
+pub(crate) fn pull(
+    worker: &Worker,
+    reference: &str,
+    mode: ResolveMode,
+    log: &dyn Fn(&[u8]),
+) -> Result<Ref, Error> {
     let parsed = parse(reference)?;
-    let resolved = worker.registry.resolve(&parsed, &worker.config.platform)?;
+    let resolved = resolve(worker, &parsed, &worker.config.platform, mode)?;
     let origin = format!("{}/{}", parsed.domain, parsed.path);
     unpack_image(
         worker,

@@ -72,7 +72,8 @@ pub(crate) struct BuildArgs {
     /// Do not cache specified stages.
     #[arg(long = "no-cache-filter")]
     pub(crate) no_cache_filter: Vec<String>,
-    /// Always attempt to pull all referenced images (kiln always resolves tags anew).
+    /// Always attempt to pull all referenced images (without it, a registry that cannot
+    /// be reached is answered from the last resolution, with a warning).
     #[arg(long)]
     pub(crate) pull: bool,
     /// Set the networking mode for the RUN instructions (`default`, `none`, `host`).

@@ -348,6 +348,7 @@ fn build_request(
         entitlements,
         labels: string_map("labels"),
         no_cache_filter: strings("no-cache-filter"),
+        pull: target.get("pull") == Some(&Json::Bool(true)),
         run: RunDefaults {
             network: text("network").map(str::to_owned),
             extra_hosts: string_map("extra-hosts").into_iter().collect(),

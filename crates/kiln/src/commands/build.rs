@@ -376,6 +376,7 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
             .collect::<anyhow::Result<_>>()?,
         entitlements: parse_entitlements(&args.allow)?,
         labels: key_values("--label", &args.labels)?,
+        pull: args.pull,
         no_cache_filter: args
             .no_cache_filter
             .iter()

@@ -596,9 +596,18 @@ fn mount_types_and_options() {
     .unwrap();
     let out = work.path().join("out");
     build_into(state, &project, &out, &[]);
-    let read = |name: &str| fs_err::read_to_string(out.join(name)).unwrap().trim().to_owned();
+    let read = |name: &str| {
+        fs_err::read_to_string(out.join(name))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
     assert_eq!(read("from-context"), "from the context");
-    assert_ne!(read("ro-status"), "0", "a bind mount is read-only by default");
+    assert_ne!(
+        read("ro-status"),
+        "0",
+        "a bind mount is read-only by default"
+    );
     assert_eq!(read("rw-list"), "file\nnew");
     assert_eq!(read("after-rw"), "file", "rw writes are thrown away");
     assert_eq!(read("from-image"), "yes");
