@@ -437,14 +437,7 @@ pub fn read(path: &Path) -> Result<FileSettings, Error> {
     }
     let snapshotter = match oci.snapshotter.as_deref() {
         None => None,
-        Some("native") => {
-            notices.push(
-                "worker.oci.snapshotter = \"native\" is not supported yet: kiln uses overlayfs"
-                    .to_owned(),
-            );
-            Some("native".to_owned())
-        }
-        Some(name @ ("overlayfs" | "auto")) => Some(name.to_owned()),
+        Some(name @ ("overlayfs" | "native" | "auto")) => Some(name.to_owned()),
         Some(other) => {
             return Err(at(
                 "worker.oci.snapshotter",

@@ -41,6 +41,8 @@ pub struct EngineConfig {
     pub cgroup_parent: Option<String>,
     /// `[dns]`: RUN steps' resolv.conf instead of the host's.
     pub dns: Option<config::Dns>,
+    /// `snapshotter`: `overlayfs`, `native` or `auto` (overlay when it can be mounted).
+    pub snapshotter: String,
     /// `[registry."host"]`: mirrors, plain HTTP, TLS settings.
     pub registries: BTreeMap<String, config::RegistryHost>,
     /// What the configuration file had that kiln does not use: for the user to see.
@@ -89,6 +91,7 @@ impl Default for EngineConfig {
             cgroup_parent: None,
             dns: None,
             registries: BTreeMap::new(),
+            snapshotter: "auto".to_owned(),
             notices: Vec::new(),
         }
     }
@@ -112,6 +115,9 @@ impl EngineConfig {
                 .collect();
             if let Some(runtime) = settings.runtime {
                 config.runtime = runtime;
+            }
+            if let Some(snapshotter) = settings.snapshotter {
+                config.snapshotter = snapshotter;
             }
             config.cgroup_parent = settings.cgroup_parent;
             config.dns = settings.dns;
@@ -579,6 +585,7 @@ impl Engine {
                 },
                 cgroup_parent: config.cgroup_parent.clone(),
                 resolv_conf: config.dns.as_ref().map(config::Dns::resolv_conf),
+                snapshotter: config.snapshotter.clone(),
             },
             Arc::new(registry_client(&config.registries)?),
         )?;

@@ -13,8 +13,9 @@ mod content;
 mod db;
 mod error;
 mod snapshot;
+pub mod tree;
 
 pub use content::{BlobWriter, ContentStore, sha256_hex};
 pub use db::MetadataDb;
 pub use error::Error;
-pub use snapshot::{MountGuard, Snapshot, SnapshotId, Snapshotter};
+pub use snapshot::{Driver, MountGuard, Snapshot, SnapshotId, Snapshotter};

@@ -1,5 +1,9 @@
 //! Snapshots as overlay layers: each snapshot owns one upper directory; its content is
-//! that directory on top of its parents', mounted with overlayfs.
+//! that directory on top of its parents', mounted with overlayfs. Where overlay mounts
+//! are refused (overlay on overlay, some containers), the native driver copies instead:
+//! a mount is a directory with the layers applied, and committing a writable one writes
+//! its difference from the layers below as the snapshot's own layer, whiteouts and
+//! all, so layers look the same to everything else either way.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,6 +12,7 @@ use fs_err as fs;
 use rustix::mount::{MountFlags, UnmountFlags, mount, unmount};
 
 use crate::Error;
+use crate::tree::{self, Hardlinks};
 
 /// A snapshot's number.
 pub type SnapshotId = u64;
@@ -29,18 +34,37 @@ impl Snapshot {
     }
 }
 
+/// How snapshots are mounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// overlayfs mounts.
+    Overlay,
+    /// Copies (the `native` snapshotter).
+    Native,
+}
+
 /// Creates, mounts and removes snapshots under one directory.
 #[derive(Debug)]
 pub struct Snapshotter {
     root: PathBuf,
     next: AtomicU64,
+    driver: Driver,
 }
 
-/// A mounted snapshot; unmounted when dropped.
+/// A mounted snapshot; unmounted (or, for the native driver, removed) when dropped.
+/// A writable mount's changes are kept by [`MountGuard::commit`].
 #[derive(Debug)]
 pub struct MountGuard {
     target: PathBuf,
-    owned_dir: bool,
+    native: Option<NativeMount>,
+}
+
+/// What a native mount needs to commit: the layers below as they were, and the layer
+/// that receives the difference.
+#[derive(Debug)]
+struct NativeMount {
+    below: Option<PathBuf>,
+    layer: PathBuf,
 }
 
 impl MountGuard {
@@ -48,28 +72,78 @@ impl MountGuard {
     pub fn path(&self) -> &Path {
         &self.target
     }
+
+    /// Keeps a writable mount's changes in its snapshot's layer and releases it. With
+    /// overlay they are there already; the native driver writes the difference now.
+    pub fn commit(self) -> Result<(), Error> {
+        if let Some(NativeMount {
+            below: Some(below),
+            layer,
+        }) = &self.native
+        {
+            let failed = |source: std::io::Error| Error::Mount {
+                target: layer.clone(),
+                source,
+            };
+            // The layer is rewritten whole: what it held is in the mount already.
+            let _ = fs::remove_dir_all(layer);
+            fs::create_dir_all(layer).map_err(failed)?;
+            tree::write_diff(
+                Some(below),
+                Some(&self.target),
+                layer,
+                &mut Hardlinks::new(),
+            )
+            .map_err(failed)?;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for MountGuard {
     fn drop(&mut self) {
-        let _ = unmount(&self.target, UnmountFlags::DETACH);
-        if self.owned_dir {
-            let _ = std::fs::remove_dir(&self.target);
+        match &self.native {
+            None => {
+                let _ = unmount(&self.target, UnmountFlags::DETACH);
+                let _ = std::fs::remove_dir(&self.target);
+            }
+            Some(native) => {
+                let _ = fs::remove_dir_all(&self.target);
+                if let Some(below) = &native.below {
+                    let _ = fs::remove_dir_all(below);
+                }
+            }
         }
     }
 }
 
 impl Snapshotter {
-    /// Opens (creating) the snapshot directory.
+    /// Opens (creating) the snapshot directory, with overlay when this kernel mounts it
+    /// there and the native driver otherwise.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, Error> {
+        Self::open_with(root, "auto")
+    }
+
+    /// Opens with a driver chosen as buildkitd.toml's `snapshotter` says: `overlayfs`
+    /// (an error when overlay cannot be mounted), `native`, or `auto`.
+    pub fn open_with(root: impl Into<PathBuf>, snapshotter: &str) -> Result<Self, Error> {
         let root = root.into();
         fs::create_dir_all(root.join("empty"))?;
         fs::create_dir_all(root.join("mnt"))?;
         // Mounts left by a process that died (kill -9): whoever opens the store owns it.
+        // An overlay mount point is unmounted, then removed (empty); a native mount is a
+        // plain directory tree (unmount says it is no mount point) and goes whole.
         for entry in fs::read_dir(root.join("mnt"))? {
             let path = entry?.path();
-            let _ = unmount(&path, UnmountFlags::DETACH);
-            let _ = std::fs::remove_dir(&path);
+            match unmount(&path, UnmountFlags::DETACH) {
+                Ok(()) => {
+                    let _ = std::fs::remove_dir(&path);
+                }
+                Err(rustix::io::Errno::INVAL) => {
+                    let _ = fs::remove_dir_all(&path);
+                }
+                Err(_) => {}
+            }
         }
         let mut max = 0;
         for entry in fs::read_dir(&root)? {
@@ -81,10 +155,41 @@ impl Snapshotter {
                 max = max.max(n);
             }
         }
+        let driver = match snapshotter {
+            "native" => Driver::Native,
+            "overlayfs" => {
+                overlay_works(&root)?;
+                Driver::Overlay
+            }
+            _ => match overlay_works(&root) {
+                Ok(()) => Driver::Overlay,
+                Err(_) => Driver::Native,
+            },
+        };
         Ok(Self {
             root,
             next: AtomicU64::new(max + 1),
+            driver,
         })
+    }
+
+    /// The driver in use.
+    pub fn driver(&self) -> Driver {
+        self.driver
+    }
+
+    /// A directory with `layers` (bottom first) applied, for the native driver.
+    fn materialize(&self, layers: &[SnapshotId], dir: &Path) -> Result<(), Error> {
+        let failed = |source: std::io::Error| Error::Mount {
+            target: dir.to_owned(),
+            source,
+        };
+        fs::create_dir_all(dir).map_err(failed)?;
+        let mut links = Hardlinks::new();
+        for id in layers {
+            tree::apply_layer(&self.layer_dir(*id), dir, &mut links).map_err(failed)?;
+        }
+        Ok(())
     }
 
     /// Every layer on disk.
@@ -147,8 +252,22 @@ impl Snapshotter {
             snapshot.id(),
             self.next.fetch_add(1, Ordering::SeqCst)
         ));
-        fs::create_dir_all(&target)?;
         let own = snapshot.id();
+        if self.driver == Driver::Native {
+            let below = target.with_extension("below");
+            let below_layers = &snapshot.chain[..snapshot.chain.len() - 1];
+            let guard = MountGuard {
+                target: target.clone(),
+                native: Some(NativeMount {
+                    below: Some(below.clone()),
+                    layer: self.layer_dir(own),
+                }),
+            };
+            self.materialize(below_layers, &below)?;
+            self.materialize(&snapshot.chain, &target)?;
+            return Ok(guard);
+        }
+        fs::create_dir_all(&target)?;
         let mut lowers: Vec<PathBuf> = snapshot.chain[..snapshot.chain.len() - 1]
             .iter()
             .rev()
@@ -164,7 +283,7 @@ impl Snapshotter {
         mount_overlay(&target, &lowers, Some(&upper))?;
         Ok(MountGuard {
             target,
-            owned_dir: true,
+            native: None,
         })
     }
 
@@ -175,6 +294,17 @@ impl Snapshotter {
             snapshot.id(),
             self.next.fetch_add(1, Ordering::SeqCst)
         ));
+        if self.driver == Driver::Native {
+            let guard = MountGuard {
+                target: target.clone(),
+                native: Some(NativeMount {
+                    below: None,
+                    layer: self.layer_dir(snapshot.id()),
+                }),
+            };
+            self.materialize(&snapshot.chain, &target)?;
+            return Ok(guard);
+        }
         fs::create_dir_all(&target)?;
         let mut lowers: Vec<PathBuf> = snapshot
             .chain
@@ -187,9 +317,25 @@ impl Snapshotter {
         mount_overlay(&target, &lowers, None)?;
         Ok(MountGuard {
             target,
-            owned_dir: true,
+            native: None,
         })
     }
+}
+
+/// Whether overlay mounts work under `root` (a throwaway mount of an empty layer).
+fn overlay_works(root: &Path) -> Result<(), Error> {
+    let probe = root.join("mnt").join("probe");
+    let _ = fs::remove_dir_all(&probe);
+    for dir in ["lower", "upper", "work", "merged"] {
+        fs::create_dir_all(probe.join(dir))?;
+    }
+    let upper = (probe.join("upper"), probe.join("work"));
+    let mounted = mount_overlay(&probe.join("merged"), &[probe.join("lower")], Some(&upper));
+    if mounted.is_ok() {
+        let _ = unmount(probe.join("merged"), UnmountFlags::DETACH);
+    }
+    let _ = fs::remove_dir_all(&probe);
+    mounted
 }
 
 /// The longest option string `mount(2)` takes (one page, less a margin).

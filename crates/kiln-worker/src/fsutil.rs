@@ -2,10 +2,10 @@
 //! if the root were `/`, and the copy semantics of BuildKit's file ops.
 
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
 
 use fs_err as fs;
+pub(crate) use kiln_store::tree::{CopySpec, Hardlinks, copy_dir_contents, copy_entry, set_times};
 
 /// Resolves `path` inside `root` as a process chrooted at `root` would: `..` stops at
 /// the root, and symlinks (absolute or relative) are followed inside it. The last
@@ -75,14 +75,6 @@ pub(crate) fn clean_relative(path: &str) -> Option<PathBuf> {
         }
     }
     Some(out)
-}
-
-/// What a copy overrides on every entry it copies (`None` keeps the source's).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct CopySpec {
-    pub(crate) mode: Option<u32>,
-    pub(crate) chown: Option<(u32, u32)>,
-    pub(crate) timestamp: Option<i64>,
 }
 
 /// Go's `filepath.Match` for one path component.
@@ -178,167 +170,10 @@ pub(crate) fn expand_sources(
     Ok(found)
 }
 
-/// Files already copied in one operation, by (device, inode), so that hardlinked
-/// sources stay hardlinked in the copy.
-pub(crate) type Hardlinks = std::collections::HashMap<(u64, u64), PathBuf>;
-
-/// Copies one file system entry (recursively) from `src` to `dst` (both real paths),
-/// keeping modes, owners, times, symlinks and hardlinks unless the spec overrides them.
-/// Copies everything in the directory `from` into the directory `to`, as it is.
-pub(crate) fn copy_dir_contents(from: &Path, to: &Path) -> io::Result<()> {
-    let spec = CopySpec::default();
-    let mut links = Hardlinks::new();
-    for entry in fs::read_dir(from)? {
-        let entry = entry?;
-        copy_entry(
-            &entry.path(),
-            &to.join(entry.file_name()),
-            &spec,
-            &mut links,
-        )?;
-    }
-    Ok(())
-}
-
-pub(crate) fn copy_entry(
-    src: &Path,
-    dst: &Path,
-    spec: &CopySpec,
-    links: &mut Hardlinks,
-) -> io::Result<()> {
-    let meta = fs::symlink_metadata(src)?;
-    let file_type = meta.file_type();
-    if file_type.is_file() && meta.nlink() > 1 {
-        let id = (meta.dev(), meta.ino());
-        if let Some(first) = links.get(&id) {
-            if fs::symlink_metadata(dst).is_ok() {
-                remove_any(dst)?;
-            }
-            return fs::hard_link(first, dst);
-        }
-        links.insert(id, dst.to_path_buf());
-    }
-    if file_type.is_dir() {
-        if !dst.is_dir() {
-            if fs::symlink_metadata(dst).is_ok() {
-                fs::remove_file(dst)?;
-            }
-            fs::create_dir(dst)?;
-        }
-        let mut names: Vec<_> = fs::read_dir(src)?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name())
-            .collect();
-        names.sort();
-        for name in names {
-            copy_entry(&src.join(&name), &dst.join(&name), spec, links)?;
-        }
-    } else if file_type.is_symlink() {
-        let target = fs::read_link(src)?;
-        if fs::symlink_metadata(dst).is_ok() {
-            remove_any(dst)?;
-        }
-        symlink(target, dst)?;
-    } else if file_type.is_file() {
-        if fs::symlink_metadata(dst).is_ok_and(|m| !m.is_file()) {
-            remove_any(dst)?;
-        }
-        fs::copy(src, dst)?;
-    } else {
-        // Devices, fifos and sockets are recreated rather than read.
-        if fs::symlink_metadata(dst).is_ok() {
-            remove_any(dst)?;
-        }
-        let mode = rustix::fs::Mode::from_raw_mode(meta.mode());
-        let kind = rustix::fs::FileType::from_raw_mode(meta.mode());
-        rustix::fs::mknodat(rustix::fs::CWD, dst, kind, mode, meta.rdev())
-            .map_err(io::Error::from)?;
-    }
-    apply_metadata(src, dst, &meta, spec)
-}
-
-fn remove_any(path: &Path) -> io::Result<()> {
-    if fs::symlink_metadata(path)?.is_dir() {
-        fs::remove_dir_all(path)
-    } else {
-        fs::remove_file(path)
-    }
-}
-
-/// Copies extended attributes (not overlayfs's own), as BuildKit's copy does.
-fn copy_xattrs(src: &Path, dst: &Path) -> io::Result<()> {
-    let mut names = vec![0u8; 4096];
-    let Ok(n) = rustix::fs::llistxattr(src, &mut names) else {
-        return Ok(());
-    };
-    for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let Ok(name) = std::str::from_utf8(name) else {
-            continue;
-        };
-        if name.starts_with("trusted.overlay.") || name == "security.selinux" {
-            continue;
-        }
-        let mut value = vec![0u8; 64 * 1024];
-        if let Ok(len) = rustix::fs::lgetxattr(src, name, &mut value) {
-            match rustix::fs::lsetxattr(dst, name, &value[..len], rustix::fs::XattrFlags::empty()) {
-                // A file system without extended attributes (or this namespace) keeps none.
-                Err(rustix::io::Errno::OPNOTSUPP) => {}
-                other => other.map_err(io::Error::from)?,
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Owner, extended attributes, mode and times of a copied entry.
-fn apply_metadata(
-    src: &Path,
-    dst: &Path,
-    meta: &std::fs::Metadata,
-    spec: &CopySpec,
-) -> io::Result<()> {
-    let (uid, gid) = spec.chown.unwrap_or((meta.uid(), meta.gid()));
-    rustix::fs::chownat(
-        rustix::fs::CWD,
-        dst,
-        Some(rustix::fs::Uid::from_raw(uid)),
-        Some(rustix::fs::Gid::from_raw(gid)),
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(io::Error::from)?;
-    // After chown, which clears file capabilities.
-    copy_xattrs(src, dst)?;
-    if !meta.file_type().is_symlink() {
-        let mode = spec.mode.unwrap_or(meta.mode() & 0o7777);
-        fs::set_permissions(dst, std::fs::Permissions::from_mode(mode))?;
-    }
-    let (secs, nanos) = match spec.timestamp {
-        Some(ns) => (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000)),
-        None => (meta.mtime(), meta.mtime_nsec()),
-    };
-    set_times(dst, secs, nanos)
-}
-
-/// Sets atime and mtime without following a symlink.
-pub(crate) fn set_times(path: &Path, secs: i64, nanos: i64) -> io::Result<()> {
-    let time = rustix::fs::Timespec {
-        tv_sec: secs,
-        tv_nsec: nanos as _,
-    };
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        path,
-        &rustix::fs::Timestamps {
-            last_access: time,
-            last_modification: time,
-        },
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(io::Error::from)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::symlink;
+
     use super::*;
 
     #[test]

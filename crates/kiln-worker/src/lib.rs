@@ -124,6 +124,8 @@ pub struct WorkerConfig {
     pub cgroup_parent: Option<String>,
     /// Steps' /etc/resolv.conf (from `[dns]`); `None`: the host's.
     pub resolv_conf: Option<String>,
+    /// `snapshotter`: `overlayfs`, `native` or `auto` (overlay when it can be mounted).
+    pub snapshotter: String,
 }
 
 /// Runs LLB ops on the local store.
@@ -188,7 +190,7 @@ impl Worker {
         let worker = Self {
             content: ContentStore::open(config.root.join("content"))?,
             db: MetadataDb::open(&config.root.join("metadata.redb"))?,
-            snapshots: Snapshotter::open(config.root.join("snapshots"))?,
+            snapshots: Snapshotter::open_with(config.root.join("snapshots"), &config.snapshotter)?,
             executor: Executor::new(&config.runtime, config.root.join("exec"))
                 .with_resolv_conf(config.resolv_conf.clone()),
             registry,
@@ -198,6 +200,14 @@ impl Worker {
             warnings: Mutex::new(Vec::new()),
         };
         usage::remove_unrecorded_layers(&worker)?;
+        if worker.config.snapshotter == "auto"
+            && worker.snapshots.driver() == kiln_store::Driver::Native
+        {
+            worker.warn(
+                "overlay mounts are refused here: using the native snapshotter, which copies (slower)"
+                    .to_owned(),
+            );
+        }
         Ok(worker)
     }
 

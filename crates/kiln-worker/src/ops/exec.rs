@@ -112,6 +112,8 @@ pub(crate) fn run(
             .unwrap_or_default()
     };
     let mut guards: Vec<MountGuard> = Vec::new();
+    // Writable mounts whose changes become the step's outputs, committed on success.
+    let mut output_mounts: Vec<MountGuard> = Vec::new();
     let mut new_layers: Vec<(i64, Snapshot)> = Vec::new();
     let mut discard: Vec<Snapshot> = Vec::new();
     let mut locks = Vec::new();
@@ -133,11 +135,12 @@ pub(crate) fn run(
                         let snapshot = worker.snapshots.create(input.snapshot().as_ref())?;
                         let guard = worker.snapshots.mount(&snapshot)?;
                         let path = guard.path().to_path_buf();
-                        guards.push(guard);
                         if m.output >= 0 {
                             new_layers.push((m.output, snapshot));
+                            output_mounts.push(guard);
                         } else {
                             discard.push(snapshot);
+                            guards.push(guard);
                         }
                         path
                     } else {
@@ -351,6 +354,15 @@ pub(crate) fn run(
         )?;
         Ok(exit)
     })();
+    let outcome = outcome.and_then(|exit| {
+        if exit.code == 0 {
+            for mount in output_mounts.drain(..) {
+                mount.commit()?;
+            }
+        }
+        Ok(exit)
+    });
+    drop(output_mounts);
     drop(guards);
     drop(claims);
     drop(proxies);

@@ -147,6 +147,8 @@ pub(crate) fn run(worker: &Worker, op: &pb::FileOp, inputs: &[Ref]) -> Result<Re
                 None => {}
             }
         }
+        drop(sources);
+        mount.commit()?;
         Ok(())
     })();
     if let Err(e) = result {

@@ -272,7 +272,9 @@ fn unpack_image(
             )?
         } else {
             let mount = worker.snapshots.mount(&snapshot)?;
-            apply_layer(mount.path(), blob, &layer.media_type)?
+            let diff_id = apply_layer(mount.path(), blob, &layer.media_type)?;
+            mount.commit()?;
+            diff_id
         };
         let media = if layer.media_type == media_type::DOCKER_LAYER_GZIP {
             media_type::OCI_LAYER_GZIP.to_owned()

@@ -1,5 +1,6 @@
 //! The engine's configuration file (buildkitd.toml's format) changing what builds do.
 
+use std::path::Path;
 use std::process::Command;
 
 use crate::support::{BaseImage, build_into, kiln, tools_present};
@@ -143,4 +144,88 @@ frobnicate = true
             .read_dir()
             .is_ok_and(|mut d| d.next().is_some())
     );
+}
+
+/// `snapshotter = "native"` (what kiln falls back to where overlay mounts are refused)
+/// builds the same image as overlay: a step that adds, changes and deletes files of the
+/// base image, a COPY and a later step, unpacked by umoci to the same tree, contents,
+/// modes and all; a rebuild is cached.
+#[test]
+fn the_native_snapshotter_builds_what_overlay_builds() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let project = work.path().join("native");
+    fs_err::create_dir_all(project.join("src")).unwrap();
+    fs_err::write(project.join("src/app.sh"), "echo app\n").unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{port}/busybox:latest\n\
+             RUN mkdir -p /data/sub && echo one > /data/sub/file && chmod 600 /data/sub/file && \
+               ln -s /data/sub/file /data/link && rm /bin/sed && echo changed > /bin/cat.txt\n\
+             COPY src/ /app/\n\
+             RUN rm -r /data/sub && echo two > /data/new && rm /app/app.sh\n"
+        ),
+    )
+    .unwrap();
+    let unpack = |name: &str, config: Option<&Path>| {
+        let archive = work.path().join(format!("{name}.tar"));
+        let mut args = Vec::new();
+        let config_arg;
+        if let Some(config) = config {
+            config_arg = config.display().to_string();
+            args.extend(["--config", config_arg.as_str()]);
+        }
+        let output_arg = format!("type=oci,dest={},name=img:1", archive.display());
+        args.extend([
+            "build",
+            "--progress=plain",
+            "-o",
+            output_arg.as_str(),
+            project.to_str().unwrap(),
+        ]);
+        let log = crate::support::check(&kiln(&work.path().join(format!("state-{name}")), &args));
+        let dir = work.path().join(format!("unpacked-{name}"));
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "rm -rf {0} && mkdir -p {0}/layout && tar -C {0}/layout -xf {1} && umoci unpack --image {0}/layout:1 {0}/bundle >/dev/null",
+                dir.display(),
+                archive.display()
+            ))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        (dir.join("bundle/rootfs"), log)
+    };
+    let _ = state;
+    let config = work.path().join("native.toml");
+    fs_err::write(&config, "[worker.oci]\nsnapshotter = \"native\"\n").unwrap();
+    let (overlay_root, _) = unpack("overlay", None);
+    let (native_root, _) = unpack("native", Some(&config));
+    let listing = |root: &Path| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg("find . -printf '%p %y %m %U:%G %l\\n' | sort && find . -type f | sort | xargs sha256sum")
+            .current_dir(root)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let native = listing(&native_root);
+    assert_eq!(native, listing(&overlay_root));
+    assert!(native.contains("./data/new f 644"), "{native}");
+    assert!(!native.contains("./data/sub"), "{native}");
+    assert!(!native.contains("./bin/sed "), "{native}");
+    assert!(!native.contains("./app/app.sh"), "{native}");
+
+    // The native state holds no mounts, and a rebuild there is all cached.
+    let mounts = fs_err::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains(work.path().join("state-native").to_str().unwrap()));
+    let (_, log) = unpack("native", Some(&config));
+    assert!(crate::support::step_cached(&log, "RUN mkdir"), "{log}");
+    assert!(crate::support::step_cached(&log, "RUN rm -r"), "{log}");
 }

@@ -104,12 +104,7 @@ fn kill_9_at_any_moment_leaves_a_consistent_store() {
     // The image export completes and skopeo reads it.
     let output = kiln(state, &args.iter().map(String::as_str).collect::<Vec<_>>());
     let log = crate::support::check(&output);
-    let step = log
-        .lines()
-        .find(|l| l.contains("RUN dd"))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap();
-    assert!(log.lines().any(|l| l == format!("{step} CACHED")), "{log}");
+    assert!(crate::support::step_cached(&log, "RUN dd"), "{log}");
     crate::support::skopeo_inspect(&archive, false);
 
     assert_blobs_verified(state);

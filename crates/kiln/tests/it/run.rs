@@ -427,16 +427,7 @@ fn network_none_and_proxy_variables() {
     let second = proxy_args("http://proxy-two:3128");
     let second: Vec<&str> = second.iter().map(String::as_str).collect();
     let log = build_into(state, &project, &work.path().join("out2"), &second);
-    let run_step = log
-        .lines()
-        .find(|l| l.contains("RUN echo"))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .to_owned();
-    assert!(
-        log.lines().any(|l| l == format!("{run_step} CACHED")),
-        "{log}"
-    );
+    assert!(crate::support::step_cached(&log, "RUN echo"), "{log}");
 }
 
 /// A step a signal ends says which signal; one the out-of-memory killer ends (here under

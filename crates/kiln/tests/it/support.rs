@@ -170,3 +170,16 @@ pub(crate) fn tree(root: &Path) -> BTreeSet<String> {
     }
     out
 }
+
+/// Whether the plain-progress step whose title contains `title` was answered from the
+/// cache (`#N CACHED`).
+pub(crate) fn step_cached(log: &str, title: &str) -> bool {
+    let Some(step) = log
+        .lines()
+        .find(|l| l.contains(title))
+        .and_then(|l| l.split_whitespace().next())
+    else {
+        panic!("no step {title:?} in:\n{log}");
+    };
+    log.lines().any(|l| l == format!("{step} CACHED"))
+}

@@ -1,0 +1,327 @@
+//! Directory trees as layers need them: copying an entry with everything it has
+//! (owner, mode, times, extended attributes, hardlinks, devices), applying an overlay
+//! layer (whiteouts and opaque directories) onto a tree, and writing the difference of
+//! two trees as a layer. The native snapshotter and the worker's file ops share them.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use fs_err as fs;
+
+/// What a copy overrides on every entry it copies (`None` keeps the source's).
+#[derive(Debug, Clone, Default)]
+pub struct CopySpec {
+    /// Permission bits for every entry.
+    pub mode: Option<u32>,
+    /// Owner and group for every entry.
+    pub chown: Option<(u32, u32)>,
+    /// Modification time (nanoseconds since the epoch) for every entry.
+    pub timestamp: Option<i64>,
+}
+
+/// Files already copied in one operation, by (device, inode), so that hardlinked
+/// sources stay hardlinked in the copy.
+pub type Hardlinks = std::collections::HashMap<(u64, u64), PathBuf>;
+
+/// Copies everything in the directory `from` into the directory `to`, as it is.
+pub fn copy_dir_contents(from: &Path, to: &Path) -> io::Result<()> {
+    let spec = CopySpec::default();
+    let mut links = Hardlinks::new();
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        copy_entry(
+            &entry.path(),
+            &to.join(entry.file_name()),
+            &spec,
+            &mut links,
+        )?;
+    }
+    Ok(())
+}
+
+/// Copies one file system entry (recursively) from `src` to `dst` (both real paths),
+/// keeping modes, owners, times, symlinks and hardlinks unless the spec overrides them.
+pub fn copy_entry(
+    src: &Path,
+    dst: &Path,
+    spec: &CopySpec,
+    links: &mut Hardlinks,
+) -> io::Result<()> {
+    let meta = fs::symlink_metadata(src)?;
+    let file_type = meta.file_type();
+    if file_type.is_file() && meta.nlink() > 1 {
+        let id = (meta.dev(), meta.ino());
+        if let Some(first) = links.get(&id) {
+            if fs::symlink_metadata(dst).is_ok() {
+                remove_any(dst)?;
+            }
+            return fs::hard_link(first, dst);
+        }
+        links.insert(id, dst.to_path_buf());
+    }
+    if file_type.is_dir() {
+        if !dst.is_dir() {
+            if fs::symlink_metadata(dst).is_ok() {
+                fs::remove_file(dst)?;
+            }
+            fs::create_dir(dst)?;
+        }
+        let mut names: Vec<_> = fs::read_dir(src)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        for name in names {
+            copy_entry(&src.join(&name), &dst.join(&name), spec, links)?;
+        }
+    } else if file_type.is_symlink() {
+        let target = fs::read_link(src)?;
+        if fs::symlink_metadata(dst).is_ok() {
+            remove_any(dst)?;
+        }
+        symlink(target, dst)?;
+    } else if file_type.is_file() {
+        if fs::symlink_metadata(dst).is_ok_and(|m| !m.is_file()) {
+            remove_any(dst)?;
+        }
+        fs::copy(src, dst)?;
+    } else {
+        // Devices, fifos and sockets are recreated rather than read.
+        if fs::symlink_metadata(dst).is_ok() {
+            remove_any(dst)?;
+        }
+        let mode = rustix::fs::Mode::from_raw_mode(meta.mode());
+        let kind = rustix::fs::FileType::from_raw_mode(meta.mode());
+        rustix::fs::mknodat(rustix::fs::CWD, dst, kind, mode, meta.rdev())
+            .map_err(io::Error::from)?;
+    }
+    apply_metadata(src, dst, &meta, spec)
+}
+
+fn remove_any(path: &Path) -> io::Result<()> {
+    if fs::symlink_metadata(path)?.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    }
+}
+
+/// Copies extended attributes (not overlayfs's own), as BuildKit's copy does.
+fn copy_xattrs(src: &Path, dst: &Path) -> io::Result<()> {
+    let mut names = vec![0u8; 4096];
+    let Ok(n) = rustix::fs::llistxattr(src, &mut names) else {
+        return Ok(());
+    };
+    for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let Ok(name) = std::str::from_utf8(name) else {
+            continue;
+        };
+        if name.starts_with("trusted.overlay.") || name == "security.selinux" {
+            continue;
+        }
+        let mut value = vec![0u8; 64 * 1024];
+        if let Ok(len) = rustix::fs::lgetxattr(src, name, &mut value) {
+            match rustix::fs::lsetxattr(dst, name, &value[..len], rustix::fs::XattrFlags::empty()) {
+                // A file system without extended attributes (or this namespace) keeps none.
+                Err(rustix::io::Errno::OPNOTSUPP) => {}
+                other => other.map_err(io::Error::from)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Owner, extended attributes, mode and times of a copied entry.
+fn apply_metadata(
+    src: &Path,
+    dst: &Path,
+    meta: &std::fs::Metadata,
+    spec: &CopySpec,
+) -> io::Result<()> {
+    let (uid, gid) = spec.chown.unwrap_or((meta.uid(), meta.gid()));
+    rustix::fs::chownat(
+        rustix::fs::CWD,
+        dst,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(io::Error::from)?;
+    // After chown, which clears file capabilities.
+    copy_xattrs(src, dst)?;
+    if !meta.file_type().is_symlink() {
+        let mode = spec.mode.unwrap_or(meta.mode() & 0o7777);
+        fs::set_permissions(dst, std::fs::Permissions::from_mode(mode))?;
+    }
+    let (secs, nanos) = match spec.timestamp {
+        Some(ns) => (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000)),
+        None => (meta.mtime(), meta.mtime_nsec()),
+    };
+    set_times(dst, secs, nanos)
+}
+
+/// Sets atime and mtime without following a symlink.
+pub fn set_times(path: &Path, secs: i64, nanos: i64) -> io::Result<()> {
+    let time = rustix::fs::Timespec {
+        tv_sec: secs,
+        tv_nsec: nanos as _,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &rustix::fs::Timestamps {
+            last_access: time,
+            last_modification: time,
+        },
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Whether an entry is an overlay whiteout (a 0/0 character device).
+fn is_whiteout(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+/// Whether a directory is marked opaque (it hides what the layers under it have).
+fn is_opaque(dir: &Path) -> bool {
+    let mut value = [0u8; 1];
+    matches!(
+        rustix::fs::lgetxattr(dir, "trusted.overlay.opaque", &mut value),
+        Ok(1) if value[0] == b'y'
+    )
+}
+
+/// Applies an overlay layer directory onto `target`, as overlayfs would show it on
+/// top: whiteouts remove, opaque directories replace, everything else is copied over.
+pub fn apply_layer(layer: &Path, target: &Path, links: &mut Hardlinks) -> io::Result<()> {
+    for entry in fs::read_dir(layer)? {
+        let entry = entry?;
+        let src = entry.path();
+        let dst = target.join(entry.file_name());
+        let meta = fs::symlink_metadata(&src)?;
+        if is_whiteout(&meta) {
+            if fs::symlink_metadata(&dst).is_ok() {
+                remove_any(&dst)?;
+            }
+        } else if meta.is_dir() && fs::symlink_metadata(&dst).is_ok_and(|m| m.is_dir()) {
+            if is_opaque(&src) {
+                remove_any(&dst)?;
+                copy_entry(&src, &dst, &CopySpec::default(), links)?;
+            } else {
+                apply_layer(&src, &dst, links)?;
+                apply_metadata(&src, &dst, &meta, &CopySpec::default())?;
+            }
+        } else {
+            copy_entry(&src, &dst, &CopySpec::default(), links)?;
+        }
+    }
+    Ok(())
+}
+
+/// Entry names of a directory (none when it does not exist).
+fn names(dir: Option<&Path>) -> io::Result<BTreeSet<std::ffi::OsString>> {
+    let mut out = BTreeSet::new();
+    if let Some(dir) = dir {
+        for entry in fs::read_dir(dir)? {
+            out.insert(entry?.file_name());
+        }
+    }
+    Ok(out)
+}
+
+/// Whether two entries are the same for a diff: type, mode, owner, size, device,
+/// modification time and (for symlinks) target, as continuity's differ decides.
+fn unchanged(lower: &Path, upper: &Path) -> io::Result<bool> {
+    let (l, u) = (fs::symlink_metadata(lower)?, fs::symlink_metadata(upper)?);
+    let same = l.mode() == u.mode()
+        && l.uid() == u.uid()
+        && l.gid() == u.gid()
+        && l.rdev() == u.rdev()
+        && (l.is_dir() || l.size() == u.size())
+        && l.mtime() == u.mtime()
+        && l.mtime_nsec() == u.mtime_nsec();
+    if same && l.file_type().is_symlink() {
+        return Ok(fs::read_link(lower)? == fs::read_link(upper)?);
+    }
+    Ok(same)
+}
+
+/// Writes into `out` what turns `lower` into `upper` (either may be absent: empty), as
+/// an overlay layer: what upper adds or changes, and a whiteout (a 0/0 character
+/// device) for each path it lacks. Returns whether anything was written.
+pub fn write_diff(
+    lower: Option<&Path>,
+    upper: Option<&Path>,
+    out: &Path,
+    links: &mut Hardlinks,
+) -> io::Result<bool> {
+    let spec = CopySpec::default();
+    let lower_names = names(lower)?;
+    let upper_names = names(upper)?;
+    let mut wrote = false;
+    for name in lower_names.union(&upper_names) {
+        let target = out.join(name);
+        let l = lower
+            .map(|d| d.join(name))
+            .filter(|_| lower_names.contains(name));
+        let u = upper
+            .map(|d| d.join(name))
+            .filter(|_| upper_names.contains(name));
+        match (l, u) {
+            (Some(_), None) => {
+                // A whiteout: overlay's character device 0/0.
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &target,
+                    rustix::fs::FileType::CharacterDevice,
+                    rustix::fs::Mode::empty(),
+                    0,
+                )
+                .map_err(io::Error::from)?;
+                wrote = true;
+            }
+            (None, Some(u)) => {
+                copy_entry(&u, &target, &spec, links)?;
+                wrote = true;
+            }
+            (Some(l), Some(u)) => {
+                let (lm, um) = (fs::symlink_metadata(&l)?, fs::symlink_metadata(&u)?);
+                if lm.is_dir() && um.is_dir() {
+                    // Both directories: only the changes inside, and the directory
+                    // itself when its own metadata changed or it holds changes.
+                    fs::create_dir(&target)?;
+                    let inner = write_diff(Some(&l), Some(&u), &target, links)?;
+                    if inner || !unchanged(&l, &u)? {
+                        copy_dir_metadata(&u, &target)?;
+                        wrote = true;
+                    } else {
+                        fs::remove_dir(&target)?;
+                    }
+                } else if !unchanged(&l, &u)? {
+                    copy_entry(&u, &target, &spec, links)?;
+                    wrote = true;
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    Ok(wrote)
+}
+
+/// A directory's owner, mode and times onto another (its contents already written).
+fn copy_dir_metadata(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = fs::symlink_metadata(from)?;
+    rustix::fs::chown(
+        to,
+        Some(rustix::fs::Uid::from_raw(meta.uid())),
+        Some(rustix::fs::Gid::from_raw(meta.gid())),
+    )
+    .map_err(io::Error::from)?;
+    fs::set_permissions(to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    set_times(to, meta.mtime(), meta.mtime_nsec())
+}
