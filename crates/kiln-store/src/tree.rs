@@ -19,6 +19,30 @@ pub struct CopySpec {
     pub chown: Option<(u32, u32)>,
     /// Modification time (nanoseconds since the epoch) for every entry.
     pub timestamp: Option<i64>,
+    /// Regular files the copy leaves as they are (no owner, mode or time to change) may
+    /// be hardlinked rather than copied: for copies between layers, which are never
+    /// written once made.
+    pub link: bool,
+}
+
+impl CopySpec {
+    /// Whether this copy leaves an entry with `meta` exactly as it is.
+    fn keeps(&self, meta: &std::fs::Metadata) -> bool {
+        self.chown
+            .is_none_or(|owner| owner == (meta.uid(), meta.gid()))
+            && self.mode.is_none_or(|mode| mode == meta.mode() & 0o7777)
+            && self.timestamp.is_none_or(|ns| {
+                ns.div_euclid(1_000_000_000) == meta.mtime()
+                    && ns.rem_euclid(1_000_000_000) == meta.mtime_nsec()
+            })
+    }
+}
+
+/// Owner, extended attributes, mode and times of one entry onto another (as overlay's
+/// copy-up gives a directory it copies).
+pub fn copy_metadata(src: &Path, dst: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(src)?;
+    apply_metadata(src, dst, &meta, &CopySpec::default())
 }
 
 /// Files already copied in one operation, by (device, inode), so that hardlinked
@@ -83,6 +107,14 @@ pub fn copy_entry(
         }
         symlink(target, dst)?;
     } else if file_type.is_file() {
+        if spec.link && spec.keeps(&meta) {
+            if fs::symlink_metadata(dst).is_ok() {
+                remove_any(dst)?;
+            }
+            if fs::hard_link(src, dst).is_ok() {
+                return Ok(());
+            }
+        }
         if fs::symlink_metadata(dst).is_ok_and(|m| !m.is_file()) {
             remove_any(dst)?;
         }

@@ -193,6 +193,14 @@ fn disk_size(root: &Path) -> u64 {
     total
 }
 
+/// The record type of a layer a step made (`source.local`, `regular`, …).
+pub(crate) fn layer_kind(worker: &Worker, id: u64) -> Option<String> {
+    let bytes = worker.db.get(USAGE_TABLE, &id.to_string()).ok()??;
+    serde_json::from_slice::<Usage>(&bytes)
+        .ok()
+        .map(|usage| usage.kind)
+}
+
 /// Removes layers no record names: the work of a step or an unpack that a killed
 /// process never finished (its record is written only once the layer is complete).
 /// Run at start, by the process that holds the state directory.

@@ -71,6 +71,19 @@ pub(crate) fn run(worker: &Worker, op: &pb::FileOp, inputs: &[Ref]) -> Result<Re
         }
     }
     let snapshot = worker.snapshots.create(base.snapshot().as_ref())?;
+    match copy_context_into_layer(worker, op, inputs, &base, &snapshot) {
+        Ok(true) => {
+            return Ok(Ref {
+                chain: snapshot.chain,
+                key: String::new(),
+            });
+        }
+        Ok(false) => {}
+        Err(e) => {
+            let _ = worker.snapshots.remove_layer(snapshot.id());
+            return Err(e);
+        }
+    }
     let result = (|| -> Result<(), Error> {
         let mount = worker.snapshots.mount(&snapshot)?;
         let root = mount.path();
@@ -142,7 +155,7 @@ pub(crate) fn run(worker: &Worker, op: &pb::FileOp, inputs: &[Ref]) -> Result<Re
                     };
                     let empty = tempdir_empty(worker)?;
                     let source_root = source_root.unwrap_or(empty);
-                    copy_action(root, &source_root, copy)?;
+                    copy_action(root, root, &source_root, copy, false)?;
                 }
                 None => {}
             }
@@ -294,14 +307,105 @@ fn copy_filtered(
     copy_dir_attributes(src, dst, spec)
 }
 
-fn copy_action(dest_root: &Path, src_root: &Path, copy: &pb::FileActionCopy) -> Result<(), Error> {
+/// The copy of a context into a new layer, done in the layer's own directory without a
+/// mount, its files hardlinked from the context's layer where the copy keeps them as
+/// they are (both layers are never written again). Taken when nothing can differ from
+/// the mounted copy: one copy action, from a context layer (no whiteouts), no archive
+/// to unpack, no owner or one given as numbers (no passwd to read), and a destination
+/// no layer below has, under parents that are plain directories (made in the layer
+/// with their metadata, as overlay's copy-up would). Returns whether it was taken.
+fn copy_context_into_layer(
+    worker: &Worker,
+    op: &pb::FileOp,
+    inputs: &[Ref],
+    base: &Ref,
+    snapshot: &kiln_store::Snapshot,
+) -> Result<bool, Error> {
+    let [action] = op.actions.as_slice() else {
+        return Ok(false);
+    };
+    let Some(pb::file_action::Action::Copy(copy)) = &action.action else {
+        return Ok(false);
+    };
+    let source = usize::try_from(action.secondary_input)
+        .ok()
+        .and_then(|i| inputs.get(i));
+    let Some(&[source_layer]) = source.map(|s| s.chain.as_slice()) else {
+        return Ok(false);
+    };
+    // An owner needs no passwd or group file only when both are numbers.
+    let by_number = |u: &Option<pb::UserOpt>| {
+        matches!(
+            u.as_ref().and_then(|u| u.user.as_ref()),
+            Some(pb::user_opt::User::ById(_))
+        )
+    };
+    if copy.attempt_unpack_docker_compatibility
+        || copy
+            .owner
+            .as_ref()
+            .is_some_and(|o| !by_number(&o.user) || !by_number(&o.group))
+        || crate::usage::layer_kind(worker, source_layer).as_deref()
+            != Some(crate::usage::SOURCE_LOCAL)
+    {
+        return Ok(false);
+    }
+    // Each existing parent of the destination, found in the layers below: the topmost
+    // layer that has the path must have a plain directory there.
+    let components: Vec<&str> = copy
+        .dest
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    if components.is_empty() || components.contains(&"..") {
+        return Ok(false);
+    }
+    let topmost = |rel: &str| {
+        base.chain.iter().rev().find_map(|id| {
+            let path = worker.snapshots.layer_dir(*id).join(rel);
+            fs::symlink_metadata(&path).ok().map(|meta| (path, meta))
+        })
+    };
+    let mut parents = Vec::new();
+    for depth in 1..components.len() {
+        let rel = components[..depth].join("/");
+        match topmost(&rel) {
+            Some((path, meta)) if meta.is_dir() => parents.push((rel, path)),
+            Some(_) => return Ok(false),
+            None => break,
+        }
+    }
+    if topmost(&components.join("/")).is_some() {
+        return Ok(false);
+    }
+    let layer = worker.snapshots.layer_dir(snapshot.id());
+    for (rel, lower) in &parents {
+        let dir = layer.join(rel);
+        fs::create_dir(&dir)?;
+        kiln_store::tree::copy_metadata(lower, &dir)?;
+    }
+    let source_root = worker.snapshots.layer_dir(source_layer);
+    copy_action(&layer, &layer, &source_root, copy, true)?;
+    Ok(true)
+}
+
+/// One copy action: `dest_root` is where the copy goes, `users_root` where owner names
+/// are looked up; with `link`, files the copy keeps as they are may be hardlinked.
+fn copy_action(
+    dest_root: &Path,
+    users_root: &Path,
+    src_root: &Path,
+    copy: &pb::FileActionCopy,
+    link: bool,
+) -> Result<(), Error> {
     let patterns = Patterns::new(copy);
-    let owner = owner(dest_root, &copy.owner)?;
+    let owner = owner(users_root, &copy.owner)?;
     let mut links = crate::fsutil::Hardlinks::new();
     let spec = CopySpec {
         mode: (copy.mode >= 0).then_some(copy.mode as u32),
         chown: owner,
         timestamp: (copy.timestamp >= 0).then_some(copy.timestamp),
+        link,
     };
     let sources = expand_sources(src_root, &copy.src, copy.allow_wildcard)?;
     if sources.is_empty() {

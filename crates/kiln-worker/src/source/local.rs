@@ -166,7 +166,22 @@ pub(crate) fn checksum(
     Ok(kiln_store::sha256_hex(hasher))
 }
 
-/// Copies the selected content into a new snapshot.
+/// The last snapshot each context directory was loaded into, with the stamp of every
+/// file it copied: the next load links the files whose stamp has not changed.
+const CONTEXT_LAYERS_TABLE: &str = "context-layers";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LoadedContext {
+    layer: u64,
+    stamps: HashMap<String, String>,
+}
+
+/// Copies the selected content into a new snapshot. Files unchanged since the last
+/// load of the same directory (same size, times, inode and mode, as the digest cache
+/// trusts) are hardlinked from that load's snapshot rather than copied: layers are
+/// never written after they are made, so they can share unchanged files, and a
+/// one-file change to a large context costs one copy, as BuildKit's incremental
+/// context transfer does.
 pub(crate) fn load(
     worker: &Worker,
     contexts: &dyn LocalContexts,
@@ -174,26 +189,53 @@ pub(crate) fn load(
     source: &pb::SourceOp,
 ) -> Result<Ref, Error> {
     let dir = context_dir(contexts, name)?;
+    let key = dir.to_string_lossy().into_owned();
+    let previous: Option<LoadedContext> = worker
+        .db
+        .get(CONTEXT_LAYERS_TABLE, &key)?
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .filter(|p: &LoadedContext| worker.snapshots.layer_dir(p.layer).is_dir());
     let snapshot = worker.snapshots.create(None)?;
     let upper = worker.snapshots.layer_dir(snapshot.id());
     let spec = CopySpec::default();
     let mut links = crate::fsutil::Hardlinks::new();
+    let mut stamps = HashMap::new();
     for rel in select(&dir, source)? {
         let src = dir.join(&rel);
         let dst = upper.join(&rel);
         if let Some(parent) = dst.parent() {
             fs::create_dir_all(parent)?;
         }
-        if fs::symlink_metadata(&src)?.is_dir() {
+        let meta = fs::symlink_metadata(&src)?;
+        if meta.is_dir() {
             if !dst.exists() {
                 fs::create_dir(&dst)?;
             }
-            let meta = fs::symlink_metadata(&src)?;
             fs::set_permissions(&dst, meta.permissions())?;
-        } else {
-            copy_entry(&src, &dst, &spec, &mut links)?;
+            continue;
         }
+        if meta.is_file() {
+            let stamp = file_stamp(&meta);
+            let linked = previous.as_ref().is_some_and(|p| {
+                p.stamps.get(&rel) == Some(&stamp)
+                    && fs::hard_link(worker.snapshots.layer_dir(p.layer).join(&rel), &dst).is_ok()
+            });
+            stamps.insert(rel, stamp);
+            if linked {
+                continue;
+            }
+        }
+        copy_entry(&src, &dst, &spec, &mut links)?;
     }
+    let loaded = LoadedContext {
+        layer: snapshot.id(),
+        stamps,
+    };
+    worker.db.put(
+        CONTEXT_LAYERS_TABLE,
+        &key,
+        &serde_json::to_vec(&loaded).unwrap_or_default(),
+    )?;
     Ok(Ref {
         chain: snapshot.chain,
         key: String::new(),

@@ -3,6 +3,7 @@
 mod bake;
 mod build;
 mod config;
+mod context;
 mod crash;
 mod dump_llb;
 mod export;

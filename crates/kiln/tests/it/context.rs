@@ -1,0 +1,124 @@
+//! The build context across rebuilds: only what changed is copied again, and the
+//! image always holds exactly the context as it is now.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{BaseImage, check, kiln, tools_present};
+
+/// `find` listing (path, type, mode, owner, link target) and a digest of every file.
+fn listing(root: &Path) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("find . -printf '%p %y %m %U:%G %l\\n' | sort && find . -type f | sort | xargs -r sha256sum")
+        .current_dir(root)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// COPY of a whole context, rebuilt after a file is changed, one removed and one
+/// added: each time the image (unpacked by umoci) holds exactly the context, with
+/// modes, a symlink and a hardlinked pair, next to what the base image had under a
+/// shared parent directory.
+#[test]
+fn rebuilt_contexts_are_copied_exactly() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let project = work.path().join("ctx");
+    let files = project.join("files");
+    fs_err::create_dir_all(files.join("sub/deeper")).unwrap();
+    for i in 0..300 {
+        fs_err::write(files.join(format!("sub/f{i}.txt")), format!("{i}\n")).unwrap();
+    }
+    fs_err::write(files.join("sub/deeper/run.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    fs_err::set_permissions(
+        files.join("sub/deeper/run.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    fs_err::hard_link(files.join("sub/f1.txt"), files.join("sub/f1-link.txt")).unwrap();
+    std::os::unix::fs::symlink("sub/f2.txt", files.join("to-f2")).unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{port}/busybox:latest\nCOPY files /app\nCOPY files/sub/deeper /bin/extra\n"
+        ),
+    )
+    .unwrap();
+    let build = |name: &str| {
+        let archive = work.path().join(format!("{name}.tar"));
+        let log = check(&kiln(
+            state,
+            &[
+                "build",
+                "--progress=plain",
+                "-o",
+                &format!("type=oci,dest={},name=img:1", archive.display()),
+                project.to_str().unwrap(),
+            ],
+        ));
+        let dir = work.path().join(format!("unpacked-{name}"));
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "mkdir -p {0}/layout && tar -C {0}/layout -xf {1} && umoci unpack --image {0}/layout:1 {0}/bundle >/dev/null",
+                dir.display(),
+                archive.display()
+            ))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        (dir.join("bundle/rootfs"), log)
+    };
+    let compare = |rootfs: &Path| {
+        assert_eq!(listing(&rootfs.join("app")), listing(&files));
+        assert_eq!(
+            listing(&rootfs.join("bin/extra")),
+            listing(&files.join("sub/deeper"))
+        );
+        assert!(
+            rootfs.join("bin/busybox").is_file(),
+            "the base's /bin is kept"
+        );
+    };
+    let (rootfs, _) = build("first");
+    compare(&rootfs);
+    let bin_mode = fs_err::metadata(rootfs.join("bin"))
+        .unwrap()
+        .permissions()
+        .mode();
+
+    fs_err::write(files.join("sub/f7.txt"), "seven, changed\n").unwrap();
+    fs_err::remove_file(files.join("sub/f8.txt")).unwrap();
+    fs_err::write(files.join("sub/new.txt"), "new\n").unwrap();
+    let (rootfs, log) = build("second");
+    assert!(log.contains("COPY files /app"), "{log}");
+    compare(&rootfs);
+    assert!(!rootfs.join("app/sub/f8.txt").exists());
+    assert_eq!(
+        fs_err::read_to_string(rootfs.join("app/sub/f7.txt")).unwrap(),
+        "seven, changed\n"
+    );
+    assert_eq!(
+        fs_err::metadata(rootfs.join("bin"))
+            .unwrap()
+            .permissions()
+            .mode(),
+        bin_mode
+    );
+    // The hardlinked pair is still one file in the image.
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(
+        fs_err::metadata(rootfs.join("app/sub/f1.txt"))
+            .unwrap()
+            .ino(),
+        fs_err::metadata(rootfs.join("app/sub/f1-link.txt"))
+            .unwrap()
+            .ino()
+    );
+}
