@@ -22,8 +22,93 @@ fn json_list(source: &pb::SourceOp, key: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The entries of the context the op selects, relative paths in walk order.
-fn select(dir: &Path, source: &pb::SourceOp) -> Result<Vec<String>, Error> {
+/// What the walk of a context keeps of an entry's metadata.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    size: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+    ino: u64,
+    mode: u32,
+}
+
+impl Entry {
+    fn kind(&self) -> u32 {
+        self.mode & libc_mode::S_IFMT
+    }
+    fn is_dir(&self) -> bool {
+        self.kind() == libc_mode::S_IFDIR
+    }
+    fn is_file(&self) -> bool {
+        self.kind() == libc_mode::S_IFREG
+    }
+    fn is_symlink(&self) -> bool {
+        self.kind() == libc_mode::S_IFLNK
+    }
+}
+
+impl From<&std::fs::Metadata> for Entry {
+    fn from(meta: &std::fs::Metadata) -> Self {
+        Self {
+            size: meta.len(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+            ino: meta.ino(),
+            mode: meta.mode(),
+        }
+    }
+}
+
+/// File type bits of `st_mode`.
+mod libc_mode {
+    pub(super) const S_IFMT: u32 = 0o170_000;
+    pub(super) const S_IFDIR: u32 = 0o040_000;
+    pub(super) const S_IFREG: u32 = 0o100_000;
+    pub(super) const S_IFLNK: u32 = 0o120_000;
+}
+
+/// A directory's entries (names) with their metadata, each looked up relative to the
+/// open directory: one path component per lookup, however deep the context.
+fn read_dir_entries(path: &Path) -> Result<Vec<(String, Entry)>, Error> {
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    let fd = rustix::fs::openat(
+        rustix::fs::CWD,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("{}: {e}", path.display()),
+        ))
+    })?;
+    let mut out = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&fd).map_err(std::io::Error::from)? {
+        let entry = entry.map_err(std::io::Error::from)?;
+        let name = entry.file_name();
+        if name.to_bytes() == b"." || name.to_bytes() == b".." {
+            continue;
+        }
+        let stat = rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(std::io::Error::from)?;
+        out.push((
+            name.to_string_lossy().into_owned(),
+            Entry {
+                size: stat.st_size as u64,
+                mtime: stat.st_mtime as i64,
+                mtime_nsec: stat.st_mtime_nsec as i64,
+                ino: stat.st_ino as u64,
+                mode: stat.st_mode as u32,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// The entries of the context the op selects, sorted relative paths with their
+/// metadata (each entry is looked at once).
+fn select(dir: &Path, source: &pb::SourceOp) -> Result<Vec<(String, Entry)>, Error> {
     let excludes = Matcher::new(&json_list(source, "local.excludepatterns"));
     let follow: Vec<String> = json_list(source, "local.followpaths");
     let wanted = |rel: &str| -> bool {
@@ -48,12 +133,9 @@ fn select(dir: &Path, source: &pb::SourceOp) -> Result<Vec<String>, Error> {
         } else {
             dir.join(&rel)
         };
-        let mut names: Vec<String> = fs::read_dir(&path)?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        for name in names.into_iter().rev() {
+        let mut entries = read_dir_entries(&path)?;
+        entries.sort_by(|a, b| b.0.cmp(&a.0));
+        for (name, meta) in entries {
             let child = if rel.is_empty() {
                 name
             } else {
@@ -62,20 +144,17 @@ fn select(dir: &Path, source: &pb::SourceOp) -> Result<Vec<String>, Error> {
             if !wanted(&child) {
                 continue;
             }
-            let meta = fs::symlink_metadata(dir.join(&child))?;
             let ignored = !excludes.is_empty() && excludes.matches(&child);
             if meta.is_dir() {
                 // Excluded directories may still hold re-included files.
                 stack.push(child.clone());
-                if !ignored {
-                    out.push(child);
-                }
-            } else if !ignored {
-                out.push(child);
+            }
+            if !ignored {
+                out.push((child, meta));
             }
         }
     }
-    out.sort();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
 
@@ -92,21 +171,17 @@ const FILE_HASHES_TABLE: &str = "file-hashes";
 
 /// What says a file is unchanged since it was hashed: size, modification time, inode
 /// and mode (BuildKit's content cache trusts the same stat fields, inode aside).
-fn file_stamp(meta: &std::fs::Metadata) -> String {
+fn file_stamp(meta: &Entry) -> String {
     format!(
         "{}:{}.{}:{}:{}",
-        meta.len(),
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.ino(),
-        meta.mode()
+        meta.size, meta.mtime, meta.mtime_nsec, meta.ino, meta.mode
     )
 }
 
 /// A file's content digest, read only when its stamp changed since it was last hashed.
 fn file_digest(
     path: &Path,
-    meta: &std::fs::Metadata,
+    meta: &Entry,
     known: &HashMap<String, Vec<u8>>,
     learned: &mut Vec<(String, Vec<u8>)>,
 ) -> Result<String, Error> {
@@ -149,13 +224,12 @@ pub(crate) fn checksum(
         worker.db.entries(FILE_HASHES_TABLE)?.into_iter().collect();
     let mut learned = Vec::new();
     let mut hasher = Sha256::new();
-    for rel in select(&dir, source)? {
+    for (rel, meta) in select(&dir, source)? {
         let path = dir.join(&rel);
-        let meta = fs::symlink_metadata(&path)?;
         hasher.update(rel.as_bytes());
         hasher.update([0]);
-        hasher.update(meta.mode().to_le_bytes());
-        if meta.file_type().is_symlink() {
+        hasher.update(meta.mode.to_le_bytes());
+        if meta.is_symlink() {
             hasher.update(fs::read_link(&path)?.to_string_lossy().as_bytes());
         } else if meta.is_file() {
             hasher.update(file_digest(&path, &meta, &known, &mut learned)?.as_bytes());
@@ -200,18 +274,22 @@ pub(crate) fn load(
     let spec = CopySpec::default();
     let mut links = crate::fsutil::Hardlinks::new();
     let mut stamps = HashMap::new();
-    for rel in select(&dir, source)? {
+    for (rel, meta) in select(&dir, source)? {
         let src = dir.join(&rel);
         let dst = upper.join(&rel);
         if let Some(parent) = dst.parent() {
             fs::create_dir_all(parent)?;
         }
-        let meta = fs::symlink_metadata(&src)?;
         if meta.is_dir() {
             if !dst.exists() {
                 fs::create_dir(&dst)?;
             }
-            fs::set_permissions(&dst, meta.permissions())?;
+            fs::set_permissions(
+                &dst,
+                <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(
+                    meta.mode & 0o7777,
+                ),
+            )?;
             continue;
         }
         if meta.is_file() {
@@ -253,7 +331,7 @@ mod tests {
         fs::write(&path, "one").unwrap();
         let meta = fs::symlink_metadata(&path).unwrap();
         let mut learned = Vec::new();
-        let first = file_digest(&path, &meta, &HashMap::new(), &mut learned).unwrap();
+        let first = file_digest(&path, &Entry::from(&meta), &HashMap::new(), &mut learned).unwrap();
         let known: HashMap<String, Vec<u8>> = learned.into_iter().collect();
 
         // Same size and time, other bytes: the remembered digest is used (not read).
@@ -262,7 +340,7 @@ mod tests {
         let same_stamp = fs::symlink_metadata(&path).unwrap();
         let mut none = Vec::new();
         assert_eq!(
-            file_digest(&path, &same_stamp, &known, &mut none).unwrap(),
+            file_digest(&path, &Entry::from(&same_stamp), &known, &mut none).unwrap(),
             first
         );
         assert!(none.is_empty());
@@ -272,7 +350,7 @@ mod tests {
         let touched = fs::symlink_metadata(&path).unwrap();
         let mut again = Vec::new();
         assert_ne!(
-            file_digest(&path, &touched, &known, &mut again).unwrap(),
+            file_digest(&path, &Entry::from(&touched), &known, &mut again).unwrap(),
             first
         );
         assert_eq!(again.len(), 1);

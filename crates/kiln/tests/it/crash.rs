@@ -125,16 +125,18 @@ fn kill_9_at_any_moment_leaves_a_consistent_store() {
     assert!(String::from_utf8_lossy(&runc.stdout).trim().is_empty());
 
     // Pruning everything leaves no layer behind.
-    crate::support::check(&kiln(state, &["prune", "--all", "--force"]));
-    let layers = fs_err::read_dir(state.join("snapshots"))
+    let du = kiln(state, &["du", "--verbose"]);
+    let du = String::from_utf8_lossy(&du.stdout).into_owned();
+    let pruned = kiln(state, &["prune", "--all", "--force"]);
+    crate::support::check(&pruned);
+    let pruned = String::from_utf8_lossy(&pruned.stdout).into_owned();
+    let layers: Vec<String> = fs_err::read_dir(state.join("snapshots"))
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_str()
-                .is_some_and(|n| n.parse::<u64>().is_ok())
-        })
-        .count();
-    assert_eq!(layers, 0, "layers left after prune --all");
+        .filter_map(|e| e.unwrap().file_name().to_str().map(str::to_owned))
+        .filter(|n| n.parse::<u64>().is_ok())
+        .collect();
+    assert!(
+        layers.is_empty(),
+        "layers {layers:?} left after prune --all\n{pruned}\ndu before:\n{du}"
+    );
 }
