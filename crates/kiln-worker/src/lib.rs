@@ -487,7 +487,7 @@ impl Worker {
         &self,
         source: &pb::SourceOp,
         options: &SolveOptions<'_>,
-        log: &dyn Fn(&[u8]),
+        log: &(dyn Fn(&[u8]) + Sync),
     ) -> Result<Ref, Error> {
         match source.identifier.split_once("://") {
             Some(("docker-image", reference)) => {

@@ -197,7 +197,7 @@ pub(crate) fn pull(
     worker: &Worker,
     reference: &str,
     mode: ResolveMode,
-    log: &dyn Fn(&[u8]),
+    log: &(dyn Fn(&[u8]) + Sync),
 ) -> Result<Ref, Error> {
     let parsed = parse(reference)?;
     let resolved = resolve(worker, &parsed, &worker.config.platform, mode)?;
@@ -226,7 +226,56 @@ pub(crate) fn pull(
 }
 
 /// Where a layer blob comes from when the store does not have it yet.
-type FetchBlob<'a> = dyn Fn(&kiln_oci::Descriptor, &mut dyn io::Write) -> Result<(), Error> + 'a;
+type FetchBlob<'a> =
+    dyn Fn(&kiln_oci::Descriptor, &mut dyn io::Write) -> Result<(), Error> + Sync + 'a;
+
+/// How many blobs of one image are fetched at once.
+const PARALLEL_FETCHES: usize = 3;
+
+/// Fetches the blobs of the layers not unpacked yet that the store lacks, a few at a
+/// time, each verified into the store.
+fn fetch_missing(
+    worker: &Worker,
+    layers: &[kiln_oci::Descriptor],
+    fetch: &FetchBlob<'_>,
+) -> Result<(), Error> {
+    let mut chain_key = String::new();
+    let mut missing = Vec::new();
+    for layer in layers {
+        chain_key = sha256_hex(&[chain_key.as_bytes(), layer.digest.as_bytes()]);
+        let unpacked = worker.db.get(CHAINS_TABLE, &chain_key)?.is_some();
+        if !unpacked && !worker.content.contains(&layer.digest) {
+            missing.push(layer);
+        }
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..PARALLEL_FETCHES.min(missing.len()))
+            .map(|_| {
+                scope.spawn(|| -> Result<(), Error> {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(layer) = missing.get(i) else {
+                            return Ok(());
+                        };
+                        let lock = worker.lock(&format!("blob {}", layer.digest));
+                        let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+                        if worker.content.contains(&layer.digest) {
+                            continue;
+                        }
+                        let mut writer = worker.content.writer()?;
+                        fetch(layer, &mut writer)?;
+                        writer.commit(Some(&layer.digest))?;
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .unwrap_or_else(|_| Err(Error::Unsupported("a fetch panicked".to_owned())))
+        })
+    })
+}
 
 /// An image's layers as a snapshot chain: layers unpacked before are reused (by their
 /// chain of digests), missing blobs fetched and verified into the store.
@@ -236,6 +285,8 @@ fn unpack_image(
     origin: Option<&str>,
     fetch: &FetchBlob<'_>,
 ) -> Result<Ref, Error> {
+    // Blobs come in parallel; layers, each on the ones before, are unpacked in order.
+    fetch_missing(worker, layers, fetch)?;
     let mut chain: Vec<u64> = Vec::new();
     let mut chain_key = String::new();
     for layer in layers {
