@@ -125,35 +125,76 @@ fn select(dir: &Path, source: &pb::SourceOp) -> Result<Vec<(String, Entry)>, Err
                     .all(|(p, r)| crate::fsutil::match_component(p, r))
         })
     };
-    let mut out = Vec::new();
-    let mut stack = vec![String::new()];
-    while let Some(rel) = stack.pop() {
-        let path = if rel.is_empty() {
-            dir.to_path_buf()
-        } else {
-            dir.join(&rel)
-        };
-        let mut entries = read_dir_entries(&path)?;
-        entries.sort_by(|a, b| b.0.cmp(&a.0));
-        for (name, meta) in entries {
-            let child = if rel.is_empty() {
-                name
-            } else {
-                format!("{rel}/{name}")
+    // Directories are read by a few threads at once, taking them from one queue: a
+    // large context is mostly waiting on the kernel's lookups, which run in parallel.
+    let queue = std::sync::Mutex::new((vec![String::new()], 0usize));
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let walk = || -> Result<Vec<(String, Entry)>, Error> {
+        let mut out = Vec::new();
+        loop {
+            // (directories waiting, directories being read)
+            let rel = {
+                let mut state = queue.lock().unwrap_or_else(|e| e.into_inner());
+                match state.0.pop() {
+                    Some(rel) => {
+                        state.1 += 1;
+                        rel
+                    }
+                    None if state.1 == 0 => return Ok(out),
+                    None => {
+                        drop(state);
+                        std::thread::yield_now();
+                        continue;
+                    }
+                }
             };
-            if !wanted(&child) {
-                continue;
+            let path = if rel.is_empty() {
+                dir.to_path_buf()
+            } else {
+                dir.join(&rel)
+            };
+            let entries = read_dir_entries(&path);
+            let mut subdirs = Vec::new();
+            if let Ok(entries) = &entries {
+                for (name, meta) in entries {
+                    let child = if rel.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{rel}/{name}")
+                    };
+                    if !wanted(&child) {
+                        continue;
+                    }
+                    let ignored = !excludes.is_empty() && excludes.matches(&child);
+                    if meta.is_dir() {
+                        // Excluded directories may still hold re-included files.
+                        subdirs.push(child.clone());
+                    }
+                    if !ignored {
+                        out.push((child, *meta));
+                    }
+                }
             }
-            let ignored = !excludes.is_empty() && excludes.matches(&child);
-            if meta.is_dir() {
-                // Excluded directories may still hold re-included files.
-                stack.push(child.clone());
-            }
-            if !ignored {
-                out.push((child, meta));
+            let mut state = queue.lock().unwrap_or_else(|e| e.into_inner());
+            state.0.extend(subdirs);
+            state.1 -= 1;
+            if let Err(e) = entries {
+                // Stop the others too: nothing more to read.
+                state.0.clear();
+                return Err(e);
             }
         }
-    }
+    };
+    let mut out = Vec::new();
+    std::thread::scope(|scope| -> Result<(), Error> {
+        let workers: Vec<_> = (0..threads).map(|_| scope.spawn(walk)).collect();
+        for worker in workers {
+            out.extend(worker.join().unwrap_or_else(|_| {
+                Err(Error::Unsupported("the context walk panicked".to_owned()))
+            })?);
+        }
+        Ok(())
+    })?;
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
