@@ -411,7 +411,7 @@ impl Worker {
         let run = || -> Result<Vec<Ref>, Error> {
             Ok(match &vertex.op.op {
                 Some(Op::Source(source)) => vec![self.run_source(source, options, &log)?],
-                Some(Op::File(file)) => vec![ops::file::run(self, file, inputs)?],
+                Some(Op::File(file)) => ops::file::run(self, file, inputs)?,
                 Some(Op::Exec(exec)) => {
                     ops::exec::check_entitlements(exec, options.entitlements)?;
                     ops::exec::run(self, &digest, exec, inputs, options.secrets, &log)?

@@ -1,6 +1,5 @@
 //! File ops: mkdir, mkfile, rm, symlink and copy actions applied to a new layer.
 
-use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
@@ -56,22 +55,88 @@ fn set_timestamp(path: &Path, ns: i64) -> io::Result<()> {
     }
 }
 
-/// Runs the file op's actions on a new layer over its base, returning that layer.
-pub(crate) fn run(worker: &Worker, op: &pb::FileOp, inputs: &[Ref]) -> Result<Ref, Error> {
+/// Runs a file op: its actions in order, each on its input (an op input, an earlier
+/// action's result, or scratch), copies reading their secondary input likewise; returns
+/// the results of the actions that name an output, by output index. A run of actions
+/// each on the one before, whose results nothing else uses, shares one new layer (the
+/// usual chain `mkdir`, `mkfile`, `copy`, …).
+pub(crate) fn run(worker: &Worker, op: &pb::FileOp, inputs: &[Ref]) -> Result<Vec<Ref>, Error> {
     let input_count = inputs.len() as i64;
-    let base = match op.actions.first().map(|a| a.input) {
-        Some(i) if (0..input_count).contains(&i) => inputs[i as usize].clone(),
-        _ => Ref::default(),
-    };
-    for (i, action) in op.actions.iter().enumerate().skip(1) {
-        if action.input != input_count + i as i64 - 1 {
-            return Err(Error::Unsupported(
-                "file actions that do not chain are not supported yet".to_owned(),
-            ));
+    let actions = &op.actions;
+    // How often each action's result is used by later actions.
+    let mut uses = vec![0usize; actions.len()];
+    for (i, action) in actions.iter().enumerate() {
+        for reference in [action.input, action.secondary_input] {
+            if reference >= input_count {
+                let used = (reference - input_count) as usize;
+                if used >= i {
+                    return Err(Error::Unsupported(format!(
+                        "file action {i} uses the result of action {used}, which does not come before it"
+                    )));
+                }
+                uses[used] += 1;
+            }
         }
     }
+    let mut results: Vec<Option<Ref>> = vec![None; actions.len()];
+    let resolve = |results: &[Option<Ref>], reference: i64| -> Result<Ref, Error> {
+        if reference < 0 {
+            return Ok(Ref::default());
+        }
+        if reference < input_count {
+            return Ok(inputs[reference as usize].clone());
+        }
+        results[(reference - input_count) as usize]
+            .clone()
+            .ok_or_else(|| Error::Unsupported(format!("file op input {reference} has no result")))
+    };
+    let mut first = 0;
+    while first < actions.len() {
+        let mut end = first + 1;
+        while end < actions.len()
+            && actions[end].input == input_count + end as i64 - 1
+            && actions[end - 1].output < 0
+            && uses[end - 1] == 1
+        {
+            end += 1;
+        }
+        let base = resolve(&results, actions[first].input)?;
+        let group = &actions[first..end];
+        let secondaries = group
+            .iter()
+            .map(|a| match &a.action {
+                Some(pb::file_action::Action::Copy(_)) => resolve(&results, a.secondary_input),
+                _ => Ok(Ref::default()),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        results[end - 1] = Some(apply_actions(worker, &base, group, &secondaries)?);
+        first = end;
+    }
+    let count = actions
+        .iter()
+        .map(|a| a.output + 1)
+        .max()
+        .unwrap_or(0)
+        .max(0) as usize;
+    let mut outputs = vec![Ref::default(); count];
+    for (i, action) in actions.iter().enumerate() {
+        if action.output >= 0 {
+            outputs[action.output as usize] = results[i].clone().unwrap_or_default();
+        }
+    }
+    Ok(outputs)
+}
+
+/// Applies `actions` in order to one new layer over `base`; `secondaries[i]` is what
+/// action i copies from. Returns the new layer's ref.
+fn apply_actions(
+    worker: &Worker,
+    base: &Ref,
+    actions: &[pb::FileAction],
+    secondaries: &[Ref],
+) -> Result<Ref, Error> {
     let snapshot = worker.snapshots.create(base.snapshot().as_ref())?;
-    match copy_context_into_layer(worker, op, inputs, &base, &snapshot) {
+    match copy_context_into_layer(worker, actions, secondaries, base, &snapshot) {
         Ok(true) => {
             return Ok(Ref {
                 chain: snapshot.chain,
@@ -87,8 +152,8 @@ pub(crate) fn run(worker: &Worker, op: &pb::FileOp, inputs: &[Ref]) -> Result<Re
     let result = (|| -> Result<(), Error> {
         let mount = worker.snapshots.mount(&snapshot)?;
         let root = mount.path();
-        let mut sources: HashMap<usize, Option<MountGuard>> = HashMap::new();
-        for action in &op.actions {
+        let mut sources: Vec<MountGuard> = Vec::new();
+        for (action, secondary) in actions.iter().zip(secondaries) {
             match &action.action {
                 Some(pb::file_action::Action::Mkdir(mkdir)) => {
                     let path = resolve_in_root(root, &mkdir.path, true)?;
@@ -137,24 +202,15 @@ pub(crate) fn run(worker: &Worker, op: &pb::FileOp, inputs: &[Ref]) -> Result<Re
                     set_timestamp(&path, link.timestamp)?;
                 }
                 Some(pb::file_action::Action::Copy(copy)) => {
-                    let source_root = match usize::try_from(action.secondary_input)
-                        .ok()
-                        .filter(|i| *i < inputs.len())
-                    {
-                        Some(i) => {
-                            if let std::collections::hash_map::Entry::Vacant(e) = sources.entry(i) {
-                                let guard = match inputs[i].snapshot() {
-                                    Some(s) => Some(worker.snapshots.mount_readonly(&s)?),
-                                    None => None,
-                                };
-                                e.insert(guard);
-                            }
-                            sources[&i].as_ref().map(|g| g.path().to_path_buf())
+                    let source_root = match secondary.snapshot() {
+                        Some(s) => {
+                            let guard = worker.snapshots.mount_readonly(&s)?;
+                            let path = guard.path().to_path_buf();
+                            sources.push(guard);
+                            path
                         }
-                        None => None,
+                        None => tempdir_empty(worker)?,
                     };
-                    let empty = tempdir_empty(worker)?;
-                    let source_root = source_root.unwrap_or(empty);
                     copy_action(root, root, &source_root, copy, false)?;
                 }
                 None => {}
@@ -316,21 +372,18 @@ fn copy_filtered(
 /// with their metadata, as overlay's copy-up would). Returns whether it was taken.
 fn copy_context_into_layer(
     worker: &Worker,
-    op: &pb::FileOp,
-    inputs: &[Ref],
+    actions: &[pb::FileAction],
+    secondaries: &[Ref],
     base: &Ref,
     snapshot: &kiln_store::Snapshot,
 ) -> Result<bool, Error> {
-    let [action] = op.actions.as_slice() else {
+    let ([action], [source]) = (actions, secondaries) else {
         return Ok(false);
     };
     let Some(pb::file_action::Action::Copy(copy)) = &action.action else {
         return Ok(false);
     };
-    let source = usize::try_from(action.secondary_input)
-        .ok()
-        .and_then(|i| inputs.get(i));
-    let Some(&[source_layer]) = source.map(|s| s.chain.as_slice()) else {
+    let &[source_layer] = source.chain.as_slice() else {
         return Ok(false);
     };
     // An owner needs no passwd or group file only when both are numbers.

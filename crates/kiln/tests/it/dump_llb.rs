@@ -239,3 +239,87 @@ fn build_llb_runs_diff_and_merge_ops() {
     assert!(!rootfs.join("keep").exists());
     assert_eq!(fs_err::read_to_string(rootfs.join("d/b")).unwrap(), "b\n");
 }
+
+/// A file op whose actions do not form a chain, written as any LLB client may: two
+/// files made side by side, a copy from the first onto the second, and two outputs.
+#[test]
+fn build_llb_runs_file_ops_whose_actions_branch() {
+    use kiln_llb::pb::{self, file_action::Action};
+    use kiln_llb::wire;
+    if !crate::support::tools_present() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let mkfile = |path: &str, data: &str, output: i64| pb::FileAction {
+        input: -1,
+        secondary_input: -1,
+        output,
+        action: Some(Action::Mkfile(pb::FileActionMkFile {
+            path: path.to_owned(),
+            mode: 0o644,
+            data: data.as_bytes().to_vec(),
+            owner: None,
+            timestamp: -1,
+        })),
+    };
+    let copy = pb::FileAction {
+        input: 1,           // on action 1's result (/b)
+        secondary_input: 0, // from action 0's result (/a)
+        output: 0,
+        action: Some(Action::Copy(pb::FileActionCopy {
+            src: "/a".to_owned(),
+            dest: "/from-a".to_owned(),
+            mode: -1,
+            timestamp: -1,
+            create_dest_path: true,
+            ..pb::FileActionCopy::default()
+        })),
+    };
+    let file_op = pb::Op {
+        op: Some(pb::op::Op::File(pb::FileOp {
+            actions: vec![mkfile("/a", "A\n", -1), mkfile("/b", "B\n", 1), copy],
+        })),
+        ..pb::Op::default()
+    };
+    let file_bytes = wire::encode_op(&file_op);
+    let digest = format!("sha256:{}", {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(&file_bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    });
+    let build = |index: i64, name: &str| {
+        let terminal = pb::Op {
+            inputs: vec![pb::Input {
+                digest: digest.clone(),
+                index,
+            }],
+            ..pb::Op::default()
+        };
+        let definition = pb::Definition {
+            def: vec![file_bytes.clone(), wire::encode_op(&terminal)],
+            ..pb::Definition::default()
+        };
+        let file = work.path().join(format!("{name}.pb"));
+        fs_err::write(&file, wire::encode_definition(&definition)).unwrap();
+        let out = work.path().join(name);
+        crate::support::check(&crate::support::kiln(
+            &state,
+            &[
+                "debug",
+                "build-llb",
+                file.to_str().unwrap(),
+                "-o",
+                &format!("type=local,dest={}", out.display()),
+            ],
+        ));
+        crate::support::tree(&out)
+    };
+    let both: std::collections::BTreeSet<String> =
+        ["b", "from-a"].map(str::to_owned).into_iter().collect();
+    assert_eq!(build(0, "output0"), both);
+    let only_b: std::collections::BTreeSet<String> = ["b"].map(str::to_owned).into_iter().collect();
+    assert_eq!(build(1, "output1"), only_b);
+}
