@@ -15,6 +15,9 @@ use fs_err as fs;
 pub struct CopySpec {
     /// Permission bits for every entry.
     pub mode: Option<u32>,
+    /// A symbolic mode (`u+x,g-w`, `a=rX`) applied to each entry's own bits, as
+    /// chmod(1) does; it wins over `mode`.
+    pub symbolic_mode: Option<String>,
     /// Owner and group for every entry.
     pub chown: Option<(u32, u32)>,
     /// Modification time (nanoseconds since the epoch) for every entry.
@@ -26,16 +29,92 @@ pub struct CopySpec {
 }
 
 impl CopySpec {
+    /// The permission bits an entry with `meta` gets.
+    pub fn mode_of(&self, meta: &std::fs::Metadata) -> u32 {
+        let own = meta.mode() & 0o7777;
+        match (&self.symbolic_mode, self.mode) {
+            (Some(symbolic), _) => apply_symbolic_mode(symbolic, own, meta.is_dir()).unwrap_or(own),
+            (None, Some(mode)) => mode,
+            (None, None) => own,
+        }
+    }
+
     /// Whether this copy leaves an entry with `meta` exactly as it is.
     fn keeps(&self, meta: &std::fs::Metadata) -> bool {
         self.chown
             .is_none_or(|owner| owner == (meta.uid(), meta.gid()))
-            && self.mode.is_none_or(|mode| mode == meta.mode() & 0o7777)
+            && self.mode_of(meta) == meta.mode() & 0o7777
             && self.timestamp.is_none_or(|ns| {
                 ns.div_euclid(1_000_000_000) == meta.mtime()
                     && ns.rem_euclid(1_000_000_000) == meta.mtime_nsec()
             })
     }
+}
+
+/// Applies a symbolic mode to `mode`, as chmod(1): comma-separated clauses of who
+/// (`u`, `g`, `o`, `a`; none means all), then one or more operations (`+`, `-`, `=`)
+/// each with permissions (`r`, `w`, `x`, `X` (execute for directories and files some
+/// class may execute), `s`, `t`) or a class to copy (`u`, `g`, `o`). `None` when the
+/// text is not such a mode.
+pub fn apply_symbolic_mode(symbolic: &str, mode: u32, is_dir: bool) -> Option<u32> {
+    let mut mode = mode & 0o7777;
+    for clause in symbolic.split(',') {
+        let chars: Vec<char> = clause.chars().collect();
+        let mut i = 0;
+        let mut who = 0u32;
+        while let Some(c) = chars.get(i).filter(|c| "ugoa".contains(**c)) {
+            who |= match c {
+                'u' => 0o4700,
+                'g' => 0o2070,
+                'o' => 0o1007,
+                _ => 0o7777,
+            };
+            i += 1;
+        }
+        if who == 0 {
+            who = 0o7777;
+        }
+        if i == chars.len() {
+            return None;
+        }
+        while i < chars.len() {
+            let op = chars[i];
+            if !"+-=".contains(op) {
+                return None;
+            }
+            i += 1;
+            let mut perm = 0u32;
+            if let Some(class) = chars.get(i).filter(|c| "ugo".contains(**c)) {
+                let bits = match class {
+                    'u' => (mode >> 6) & 7,
+                    'g' => (mode >> 3) & 7,
+                    _ => mode & 7,
+                };
+                perm = bits * 0o111;
+                i += 1;
+            } else {
+                while let Some(c) = chars.get(i).filter(|c| "rwxXst".contains(**c)) {
+                    perm |= match c {
+                        'r' => 0o444,
+                        'w' => 0o222,
+                        'x' => 0o111,
+                        'X' if is_dir || mode & 0o111 != 0 => 0o111,
+                        's' => 0o6000,
+                        't' => 0o1000,
+                        _ => 0,
+                    };
+                    i += 1;
+                }
+            }
+            let bits = perm & who;
+            match op {
+                '+' => mode |= bits,
+                '-' => mode &= !bits,
+                _ => mode = (mode & !who) | bits,
+            }
+        }
+    }
+    Some(mode)
 }
 
 /// Owner, extended attributes, mode and times of one entry onto another (as overlay's
@@ -184,7 +263,7 @@ fn apply_metadata(
     // After chown, which clears file capabilities.
     copy_xattrs(src, dst)?;
     if !meta.file_type().is_symlink() {
-        let mode = spec.mode.unwrap_or(meta.mode() & 0o7777);
+        let mode = spec.mode_of(meta);
         fs::set_permissions(dst, std::fs::Permissions::from_mode(mode))?;
     }
     let (secs, nanos) = match spec.timestamp {
@@ -356,4 +435,25 @@ fn copy_dir_metadata(from: &Path, to: &Path) -> io::Result<()> {
     .map_err(io::Error::from)?;
     fs::set_permissions(to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
     set_times(to, meta.mtime(), meta.mtime_nsec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::apply_symbolic_mode as chmod;
+
+    #[test]
+    fn symbolic_modes_as_chmod_applies_them() {
+        assert_eq!(chmod("u+x", 0o644, false), Some(0o744));
+        assert_eq!(chmod("u+x,g-r", 0o644, false), Some(0o704));
+        assert_eq!(chmod("a=r", 0o755, false), Some(0o444));
+        assert_eq!(chmod("go=u", 0o754, false), Some(0o777));
+        assert_eq!(chmod("+X", 0o644, false), Some(0o644));
+        assert_eq!(chmod("+X", 0o644, true), Some(0o755));
+        assert_eq!(chmod("+X", 0o744, false), Some(0o755));
+        assert_eq!(chmod("u+s", 0o755, false), Some(0o4755));
+        assert_eq!(chmod("o-rwx", 0o777, false), Some(0o770));
+        assert_eq!(chmod("ug+rw,o=", 0o401, false), Some(0o660));
+        assert_eq!(chmod("u", 0o644, false), None);
+        assert_eq!(chmod("u*x", 0o644, false), None);
+    }
 }

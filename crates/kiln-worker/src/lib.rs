@@ -183,6 +183,11 @@ fn vertex_name(vertex: &kiln_llb::Vertex) -> String {
 
 pub(crate) const CACHE_TABLE: &str = "cache";
 
+/// Part of every op's cache key: raised when an op's result changes for the same op
+/// and inputs (a fixed bug), so results cached by an older kiln are not reused.
+/// v2: `COPY --chmod` with a symbolic mode.
+const OPS_VERSION: &[u8] = b"kiln-ops-v2";
+
 impl Worker {
     /// Opens a worker's state under `config.root`.
     pub fn open(config: WorkerConfig, registry: Arc<RegistryClient>) -> Result<Self, Error> {
@@ -381,7 +386,7 @@ impl Worker {
                     }
                 }
                 let op_bytes = kiln_llb::wire::encode_op(&op);
-                let mut parts: Vec<&[u8]> = vec![&op_bytes];
+                let mut parts: Vec<&[u8]> = vec![OPS_VERSION, &op_bytes];
                 parts.extend(inputs.iter().map(|r| r.key.as_bytes()));
                 sha256_hex(&parts)
             }

@@ -454,8 +454,22 @@ fn copy_action(
     let patterns = Patterns::new(copy);
     let owner = owner(users_root, &copy.owner)?;
     let mut links = crate::fsutil::Hardlinks::new();
+    // `mode_str` holds a symbolic mode (or, from some clients, an octal one).
+    let octal_str = u32::from_str_radix(&copy.mode_str, 8).ok();
+    let symbolic_mode =
+        (!copy.mode_str.is_empty() && octal_str.is_none()).then(|| copy.mode_str.clone());
+    if let Some(symbolic) = &symbolic_mode {
+        if kiln_store::tree::apply_symbolic_mode(symbolic, 0, false).is_none() {
+            return Err(Error::Unsupported(format!(
+                "invalid chmod parameter: {symbolic:?}: it should be octal or a symbolic mode such as u+x"
+            )));
+        }
+    }
     let spec = CopySpec {
-        mode: (copy.mode >= 0).then_some(copy.mode as u32),
+        // An octal mode comes as `mode`; a symbolic one as `mode_str` (with mode 0).
+        mode: octal_str
+            .or((copy.mode >= 0 && copy.mode_str.is_empty()).then_some(copy.mode as u32)),
+        symbolic_mode,
         chown: owner,
         timestamp: (copy.timestamp >= 0).then_some(copy.timestamp),
         link,
@@ -577,7 +591,7 @@ fn create_parents(dir: &Path, owner: Option<(u32, u32)>, mode: Option<u32>) -> i
 fn copy_dir_attributes(src: &Path, dest: &Path, spec: &CopySpec) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
     let meta = fs::metadata(src)?;
-    let mode = spec.mode.unwrap_or(meta.mode() & 0o7777);
+    let mode = spec.mode_of(&meta);
     fs::set_permissions(dest, std::fs::Permissions::from_mode(mode))?;
     chown_path(dest, Some(spec.chown.unwrap_or((meta.uid(), meta.gid()))))?;
     match spec.timestamp {

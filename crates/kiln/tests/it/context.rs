@@ -122,3 +122,47 @@ fn rebuilt_contexts_are_copied_exactly() {
             .ino()
     );
 }
+
+/// `COPY --chmod` with a symbolic mode changes each file's own bits as chmod(1) would
+/// (`X` only for directories and executables); an octal one sets them.
+#[test]
+fn copy_chmod_symbolic_and_octal() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let project = work.path().join("chmod");
+    fs_err::create_dir_all(project.join("tree/sub")).unwrap();
+    for (name, mode) in [
+        ("tree/plain", 0o644),
+        ("tree/tool", 0o744),
+        ("tree/sub/x", 0o600),
+    ] {
+        fs_err::write(project.join(name), name).unwrap();
+        fs_err::set_permissions(project.join(name), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    fs_err::set_permissions(
+        project.join("tree/sub"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{port}/busybox:latest\n\
+             COPY --chmod=go+rX,u-w tree /sym\n\
+             COPY --chmod=0640 tree /oct\n"
+        ),
+    )
+    .unwrap();
+    let out = work.path().join("out");
+    crate::support::build_into(state, &project, &out, &[]);
+    let mode = |p: &str| fs_err::metadata(out.join(p)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode("sym/plain"), 0o444);
+    assert_eq!(mode("sym/tool"), 0o555);
+    assert_eq!(mode("sym/sub"), 0o555);
+    assert_eq!(mode("sym/sub/x"), 0o444);
+    assert_eq!(mode("oct/plain"), 0o640);
+    assert_eq!(mode("oct/sub/x"), 0o640);
+}
