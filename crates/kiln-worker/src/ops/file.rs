@@ -474,6 +474,16 @@ fn copy_action(
         timestamp: (copy.timestamp >= 0).then_some(copy.timestamp),
         link,
     };
+    // Paths the copy's patterns must find in the source (BuildKit's `requiredPaths`).
+    for required in &copy.required_paths {
+        let path = resolve_in_root(src_root, required, false)?;
+        if fs::symlink_metadata(&path).is_err() {
+            return Err(Error::Source(format!(
+                "failed to calculate checksum of ref: \"/{}\": not found",
+                required.trim_start_matches('/')
+            )));
+        }
+    }
     let sources = expand_sources(src_root, &copy.src, copy.allow_wildcard)?;
     if sources.is_empty() {
         if copy.allow_empty_wildcard {

@@ -263,7 +263,7 @@ fn build_llb_runs_file_ops_whose_actions_branch() {
             timestamp: -1,
         })),
     };
-    let copy = pb::FileAction {
+    let copy = |required: &[&str]| pb::FileAction {
         input: 1,           // on action 1's result (/b)
         secondary_input: 0, // from action 0's result (/a)
         output: 0,
@@ -273,37 +273,50 @@ fn build_llb_runs_file_ops_whose_actions_branch() {
             mode: -1,
             timestamp: -1,
             create_dest_path: true,
+            required_paths: required.iter().map(|p| (*p).to_owned()).collect(),
             ..pb::FileActionCopy::default()
         })),
     };
-    let file_op = pb::Op {
-        op: Some(pb::op::Op::File(pb::FileOp {
-            actions: vec![mkfile("/a", "A\n", -1), mkfile("/b", "B\n", 1), copy],
-        })),
-        ..pb::Op::default()
+    let encoded = |required: &[&str]| {
+        let file_op = pb::Op {
+            op: Some(pb::op::Op::File(pb::FileOp {
+                actions: vec![
+                    mkfile("/a", "A\n", -1),
+                    mkfile("/b", "B\n", 1),
+                    copy(required),
+                ],
+            })),
+            ..pb::Op::default()
+        };
+        let bytes = wire::encode_op(&file_op);
+        let digest = format!("sha256:{}", {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        });
+        (bytes, digest)
     };
-    let file_bytes = wire::encode_op(&file_op);
-    let digest = format!("sha256:{}", {
-        use sha2::Digest as _;
-        sha2::Sha256::digest(&file_bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    });
-    let build = |index: i64, name: &str| {
+    let (file_bytes, digest) = encoded(&["/a"]);
+    let definition_file = |file_bytes: &[u8], digest: &str, index: i64, name: &str| {
         let terminal = pb::Op {
             inputs: vec![pb::Input {
-                digest: digest.clone(),
+                digest: digest.to_owned(),
                 index,
             }],
             ..pb::Op::default()
         };
         let definition = pb::Definition {
-            def: vec![file_bytes.clone(), wire::encode_op(&terminal)],
+            def: vec![file_bytes.to_vec(), wire::encode_op(&terminal)],
             ..pb::Definition::default()
         };
         let file = work.path().join(format!("{name}.pb"));
         fs_err::write(&file, wire::encode_definition(&definition)).unwrap();
+        file
+    };
+    let build = |index: i64, name: &str| {
+        let file = definition_file(&file_bytes, &digest, index, name);
         let out = work.path().join(name);
         crate::support::check(&crate::support::kiln(
             &state,
@@ -322,4 +335,12 @@ fn build_llb_runs_file_ops_whose_actions_branch() {
     assert_eq!(build(0, "output0"), both);
     let only_b: std::collections::BTreeSet<String> = ["b"].map(str::to_owned).into_iter().collect();
     assert_eq!(build(1, "output1"), only_b);
+
+    // A path the copy requires that its source lacks fails the build, naming it.
+    let (bytes, digest) = encoded(&["/a", "/missing"]);
+    let file = definition_file(&bytes, &digest, 0, "required");
+    let failed = crate::support::kiln(&state, &["debug", "build-llb", file.to_str().unwrap()]);
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("\"/missing\": not found"), "{stderr}");
 }
