@@ -604,15 +604,7 @@ impl Engine {
         request: &BuildRequest,
         progress: &(dyn Fn(Event) + Sync),
     ) -> Result<BuildResult, Error> {
-        if let Some(denied) = request
-            .entitlements
-            .iter()
-            .find(|e| !self.insecure_entitlements.contains(e))
-        {
-            return Err(Error::Usage(format!(
-                "--allow {denied}: the engine does not permit it; add it to insecure-entitlements in the configuration file"
-            )));
-        }
+        self.check_entitlements(&request.entitlements)?;
         let dockerfile = fs::read(&request.dockerfile)
             .map_err(|e| Error::Usage(format!("reading the Dockerfile: {e}")))?;
         let mut dirs = BTreeMap::from([(
@@ -667,11 +659,7 @@ impl Engine {
             object.remove("created");
         }
         let sources = build_sources(&definition);
-        self.export_all(&request.outputs, &chain, &image, &sources, epoch, &mut out)?;
-        out.warnings.extend(self.worker.take_warnings());
-        if let Err(e) = self.collect_garbage() {
-            out.warnings.push(format!("garbage collection: {e}"));
-        }
+        self.finish(&request.outputs, &chain, &image, &sources, epoch, &mut out)?;
         Ok(out)
     }
 
@@ -682,15 +670,7 @@ impl Engine {
         request: &DefinitionRequest,
         progress: &(dyn Fn(Event) + Sync),
     ) -> Result<BuildResult, Error> {
-        if let Some(denied) = request
-            .entitlements
-            .iter()
-            .find(|e| !self.insecure_entitlements.contains(e))
-        {
-            return Err(Error::Usage(format!(
-                "--allow {denied}: the engine does not permit it; add it to insecure-entitlements in the configuration file"
-            )));
-        }
+        self.check_entitlements(&request.entitlements)?;
         let definition = LoadedDefinition::decode(&request.definition)?;
         let contexts = Contexts {
             dirs: request.locals.clone(),
@@ -718,16 +698,26 @@ impl Engine {
         });
         let mut out = BuildResult::default();
         let sources = build_sources(&definition);
-        self.export_all(&request.outputs, &chain, &image, &sources, None, &mut out)?;
-        out.warnings.extend(self.worker.take_warnings());
-        if let Err(e) = self.collect_garbage() {
-            out.warnings.push(format!("garbage collection: {e}"));
-        }
+        self.finish(&request.outputs, &chain, &image, &sources, None, &mut out)?;
         Ok(out)
     }
 
-    /// Exports one result to every output.
-    fn export_all(
+    /// Refuses a build asking for an entitlement the engine does not permit.
+    fn check_entitlements(&self, asked: &[String]) -> Result<(), Error> {
+        match asked
+            .iter()
+            .find(|e| !self.insecure_entitlements.contains(e))
+        {
+            Some(denied) => Err(Error::Usage(format!(
+                "--allow {denied}: the engine does not permit it; add it to insecure-entitlements in the configuration file"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// A solved build's end: its result exported to every output, the worker's warnings
+    /// passed on, and garbage collected.
+    fn finish(
         &self,
         outputs: &[Output],
         chain: &[u64],
@@ -755,6 +745,10 @@ impl Engine {
                 image.clone()
             };
             self.export(output, chain, &image, times, out)?;
+        }
+        out.warnings.extend(self.worker.take_warnings());
+        if let Err(e) = self.collect_garbage() {
+            out.warnings.push(format!("garbage collection: {e}"));
         }
         Ok(())
     }

@@ -144,6 +144,28 @@ pub fn copy_dir_contents(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes `dst` a directory: kept when it is one, replacing a file that is there.
+/// Returns whether it was a directory already.
+pub fn ensure_dir(dst: &Path) -> io::Result<bool> {
+    if dst.is_dir() {
+        return Ok(true);
+    }
+    if fs::symlink_metadata(dst).is_ok() {
+        fs::remove_file(dst)?;
+    }
+    fs::create_dir(dst)?;
+    Ok(false)
+}
+
+/// A directory's entry names, sorted (copies walk in a stable order).
+pub fn sorted_names(dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+    let mut names = fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<io::Result<Vec<_>>>()?;
+    names.sort();
+    Ok(names)
+}
+
 /// Copies one file system entry (recursively) from `src` to `dst` (both real paths),
 /// keeping modes, owners, times, symlinks and hardlinks unless the spec overrides them.
 pub fn copy_entry(
@@ -165,18 +187,8 @@ pub fn copy_entry(
         links.insert(id, dst.to_path_buf());
     }
     if file_type.is_dir() {
-        if !dst.is_dir() {
-            if fs::symlink_metadata(dst).is_ok() {
-                fs::remove_file(dst)?;
-            }
-            fs::create_dir(dst)?;
-        }
-        let mut names: Vec<_> = fs::read_dir(src)?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name())
-            .collect();
-        names.sort();
-        for name in names {
+        ensure_dir(dst)?;
+        for name in sorted_names(src)? {
             copy_entry(&src.join(&name), &dst.join(&name), spec, links)?;
         }
     } else if file_type.is_symlink() {

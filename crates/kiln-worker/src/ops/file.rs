@@ -330,19 +330,8 @@ fn copy_filtered(
     if !allowed && !patterns.may_descend(rel) {
         return Ok(());
     }
-    let existed = dst.is_dir();
-    if !existed {
-        if fs::symlink_metadata(dst).is_ok() {
-            fs::remove_file(dst)?;
-        }
-        fs::create_dir(dst)?;
-    }
-    let mut names: Vec<_> = fs::read_dir(src)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name())
-        .collect();
-    names.sort();
-    for name in names {
+    let existed = kiln_store::tree::ensure_dir(dst)?;
+    for name in kiln_store::tree::sorted_names(src)? {
         let child = match rel {
             "" => name.to_string_lossy().into_owned(),
             _ => format!("{rel}/{}", name.to_string_lossy()),
@@ -528,12 +517,7 @@ fn copy_action(
             }
             // The destination directory takes the source directory's attributes.
             copy_dir_attributes(&src, &dest, &spec)?;
-            let mut names: Vec<_> = fs::read_dir(&src)?
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name())
-                .collect();
-            names.sort();
-            for name in names {
+            for name in kiln_store::tree::sorted_names(&src)? {
                 let rel = name.to_string_lossy().into_owned();
                 copy_filtered(
                     &src.join(&name),

@@ -188,33 +188,16 @@ fn the_native_snapshotter_builds_what_overlay_builds() {
             project.to_str().unwrap(),
         ]);
         let log = crate::support::check(&kiln(&work.path().join(format!("state-{name}")), &args));
-        let dir = work.path().join(format!("unpacked-{name}"));
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "rm -rf {0} && mkdir -p {0}/layout && tar -C {0}/layout -xf {1} && umoci unpack --image {0}/layout:1 {0}/bundle >/dev/null",
-                dir.display(),
-                archive.display()
-            ))
-            .status()
-            .unwrap();
-        assert!(status.success());
-        (dir.join("bundle/rootfs"), log)
+        let rootfs =
+            crate::support::umoci_unpack(&archive, &work.path().join(format!("unpacked-{name}")));
+        (rootfs, log)
     };
     let _ = state;
     let config = work.path().join("native.toml");
     fs_err::write(&config, "[worker.oci]\nsnapshotter = \"native\"\n").unwrap();
     let (overlay_root, _) = unpack("overlay", None);
     let (native_root, _) = unpack("native", Some(&config));
-    let listing = |root: &Path| {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg("find . -printf '%p %y %m %U:%G %l\\n' | sort && find . -type f | sort | xargs sha256sum")
-            .current_dir(root)
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let listing = crate::support::tree_listing;
     let native = listing(&native_root);
     assert_eq!(native, listing(&overlay_root));
     assert!(native.contains("./data/new f 644"), "{native}");

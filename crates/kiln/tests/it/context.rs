@@ -3,20 +3,8 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::Command;
 
-use crate::support::{BaseImage, check, kiln, tools_present};
-
-/// `find` listing (path, type, mode, owner, link target) and a digest of every file.
-fn listing(root: &Path) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("find . -printf '%p %y %m %U:%G %l\\n' | sort && find . -type f | sort | xargs -r sha256sum")
-        .current_dir(root)
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap()
-}
+use crate::support::{BaseImage, check, kiln, tools_present, tree_listing as listing};
 
 /// COPY of a whole context, rebuilt after a file is changed, one removed and one
 /// added: each time the image (unpacked by umoci) holds exactly the context, with
@@ -62,18 +50,9 @@ fn rebuilt_contexts_are_copied_exactly() {
                 project.to_str().unwrap(),
             ],
         ));
-        let dir = work.path().join(format!("unpacked-{name}"));
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "mkdir -p {0}/layout && tar -C {0}/layout -xf {1} && umoci unpack --image {0}/layout:1 {0}/bundle >/dev/null",
-                dir.display(),
-                archive.display()
-            ))
-            .status()
-            .unwrap();
-        assert!(status.success());
-        (dir.join("bundle/rootfs"), log)
+        let rootfs =
+            crate::support::umoci_unpack(&archive, &work.path().join(format!("unpacked-{name}")));
+        (rootfs, log)
     };
     let compare = |rootfs: &Path| {
         assert_eq!(listing(&rootfs.join("app")), listing(&files));

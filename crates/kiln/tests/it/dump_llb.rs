@@ -223,18 +223,7 @@ fn build_llb_runs_diff_and_merge_ops() {
             &format!("type=oci,dest={},name=merged:1", archive.display()),
         ],
     ));
-    let unpacked = work.path().join("unpacked");
-    let umoci = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "mkdir -p {0}/layout && tar -C {0}/layout -xf {1} && umoci unpack --image {0}/layout:1 {0}/bundle",
-            unpacked.display(),
-            archive.display()
-        ))
-        .output()
-        .unwrap();
-    assert!(umoci.status.success(), "{umoci:?}");
-    let rootfs = unpacked.join("bundle/rootfs");
+    let rootfs = crate::support::umoci_unpack(&archive, &work.path().join("unpacked"));
     assert!(rootfs.join("bin/busybox").is_file());
     assert!(!rootfs.join("keep").exists());
     assert_eq!(fs_err::read_to_string(rootfs.join("d/b")).unwrap(), "b\n");

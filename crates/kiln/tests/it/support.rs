@@ -183,3 +183,31 @@ pub(crate) fn step_cached(log: &str, title: &str) -> bool {
     };
     log.lines().any(|l| l == format!("{step} CACHED"))
 }
+
+/// An OCI archive whose image is tagged `1`, unpacked by umoci into a fresh `dir`;
+/// returns the root file system.
+pub(crate) fn umoci_unpack(archive: &Path, dir: &Path) -> PathBuf {
+    let unpack = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "rm -rf {0} && mkdir -p {0}/layout && tar -C {0}/layout -xf {1} && umoci unpack --image {0}/layout:1 {0}/bundle",
+            dir.display(),
+            archive.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(unpack.status.success(), "{unpack:?}");
+    dir.join("bundle/rootfs")
+}
+
+/// Every entry under `root` (path, type, mode, owner, link target), then every
+/// file's digest: two trees with the same listing hold the same things.
+pub(crate) fn tree_listing(root: &Path) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("find . -printf '%p %y %m %U:%G %l\\n' | sort && find . -type f | sort | xargs -r sha256sum")
+        .current_dir(root)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
