@@ -346,7 +346,25 @@ impl RegistryClient {
                     return Ok(response);
                 }
                 Err(e @ Error::Http { .. }) => last_error = Some(e),
+                // HTTP to a server that speaks HTTPS: what went wrong is HTTPS's failure
+                // (an untrusted certificate, usually), so that is the error to show.
+                Err(Error::Status { status: 400, .. })
+                    if scheme == "http" && last_error.is_some() =>
+                {
+                    break;
+                }
                 Err(e) => return Err(e),
+            }
+        }
+        if let Some(Error::Http { url, message }) = &last_error {
+            if message.to_ascii_lowercase().contains("certificate") {
+                return Err(Error::Http {
+                    url: url.clone(),
+                    message: format!(
+                        "{message} (to trust this registry, name its CA with `ca` under [registry.\"{}\"] in kilnd.toml, or skip the check with `insecure = true`)",
+                        reference.domain
+                    ),
+                });
             }
         }
         Err(last_error.unwrap_or_else(|| Error::Http {

@@ -45,8 +45,25 @@ fn main() -> ExitCode {
         // Already reported (build checks that fired): only the exit status is left.
         Err(err) if err.downcast_ref::<commands::Reported>().is_some() => ExitCode::FAILURE,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_chain(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, as `{:#}` prints them, but without repeating a
+/// cause that an outer message already quotes (library errors often both show their
+/// source and return it).
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if message.is_empty() {
+            message = text;
+        } else if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
 }

@@ -212,3 +212,133 @@ fn the_native_snapshotter_builds_what_overlay_builds() {
     assert!(crate::support::step_cached(&log, "RUN mkdir"), "{log}");
     assert!(crate::support::step_cached(&log, "RUN rm -r"), "{log}");
 }
+
+/// A registry on HTTPS with a certificate from a private CA: without settings the
+/// build cannot verify it and fails, saying how to trust it; `ca = [FILE]` in its `[registry."host"]` section
+/// makes it trusted; `insecure = true` skips the check. Both push and pull go over TLS.
+#[test]
+fn registries_with_a_private_ca() {
+    if !tools_present() || Command::new("openssl").arg("version").output().is_err() {
+        println!("skipped: needs openssl");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let openssl = |args: &str| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("openssl {args}"))
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args}: {out:?}");
+    };
+    openssl(
+        "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=kiln-test-ca",
+    );
+    openssl("req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1");
+    fs_err::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext",
+    );
+    let port = crate::support::free_port();
+    fs_err::write(
+        dir.join("registry.yml"),
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {0}/data\nhttp:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {0}/server.pem\n    key: {0}/server.key\nlog:\n  level: error\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let _registry = crate::support::Server(
+        Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("registry.yml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let project = dir.join("project");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(project.join("a.txt"), "over TLS\n").unwrap();
+    fs_err::write(project.join("Dockerfile"), "FROM scratch\nCOPY a.txt /\n").unwrap();
+    let image = format!("127.0.0.1:{port}/tls-test:1");
+    let state = dir.join("state");
+    let run = |config: Option<&str>, args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        command.env("KILN_ROOT", &state);
+        if let Some(text) = config {
+            let file = dir.join("kilnd.toml");
+            fs_err::write(&file, text).unwrap();
+            command.arg("--config").arg(file);
+        }
+        command.args(args).output().unwrap()
+    };
+    let push = [
+        "build",
+        "--progress=plain",
+        "--push",
+        "-t",
+        &image,
+        project.to_str().unwrap(),
+    ];
+
+    let refused = run(None, &push);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "name its CA with `ca` under [registry.\"127.0.0.1:{port}\"]"
+        )),
+        "{stderr}"
+    );
+
+    let trusted = format!(
+        "[registry.\"127.0.0.1:{port}\"]\n  ca = [\"{}\"]\n",
+        dir.join("ca.pem").display()
+    );
+    crate::support::check(&run(Some(&trusted), &push));
+    // skopeo, trusting the same CA, reads what kiln pushed.
+    let certs = dir.join("certs");
+    fs_err::create_dir_all(&certs).unwrap();
+    fs_err::copy(dir.join("ca.pem"), certs.join("ca.crt")).unwrap();
+    let inspect = Command::new("skopeo")
+        .args(["inspect", "--cert-dir"])
+        .arg(&certs)
+        .arg(format!("docker://{image}"))
+        .output()
+        .unwrap();
+    assert!(inspect.status.success(), "{inspect:?}");
+
+    // Pulled back over TLS by a build based on it, with the check skipped this time.
+    let based = dir.join("based");
+    fs_err::create_dir_all(&based).unwrap();
+    fs_err::write(based.join("Dockerfile"), format!("FROM {image}\n")).unwrap();
+    let out = dir.join("out");
+    let insecure = format!("[registry.\"127.0.0.1:{port}\"]\n  insecure = true\n");
+    crate::support::check(&run(
+        Some(&insecure),
+        &[
+            "build",
+            "--pull",
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            based.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(
+        fs_err::read_to_string(out.join("a.txt")).unwrap(),
+        "over TLS\n"
+    );
+}
