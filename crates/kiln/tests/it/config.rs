@@ -215,7 +215,8 @@ fn the_native_snapshotter_builds_what_overlay_builds() {
 
 /// A registry on HTTPS with a certificate from a private CA: without settings the
 /// build cannot verify it and fails, saying how to trust it; `ca = [FILE]` in its `[registry."host"]` section
-/// makes it trusted; `insecure = true` skips the check. Both push and pull go over TLS.
+/// makes it trusted and `[[keypair]]` gives the client certificate it asks for;
+/// `insecure = true` skips the check. Both push and pull go over TLS.
 #[test]
 fn registries_with_a_private_ca() {
     if !tools_present() || Command::new("openssl").arg("version").output().is_err() {
@@ -245,11 +246,17 @@ fn registries_with_a_private_ca() {
     openssl(
         "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext",
     );
+    // The registry also wants a client certificate from the same CA.
+    openssl("req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=kiln-client");
+    fs_err::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(
+        "x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 -extfile client.ext",
+    );
     let port = crate::support::free_port();
     fs_err::write(
         dir.join("registry.yml"),
         format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {0}/data\nhttp:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {0}/server.pem\n    key: {0}/server.key\nlog:\n  level: error\n",
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {0}/data\nhttp:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {0}/server.pem\n    key: {0}/server.key\n    clientcas:\n      - {0}/ca.pem\nlog:\n  level: error\n",
             dir.display()
         ),
     )
@@ -304,15 +311,24 @@ fn registries_with_a_private_ca() {
         "{stderr}"
     );
 
+    let keypair = format!(
+        "  [[registry.\"127.0.0.1:{port}\".keypair]]\n    key = \"{}\"\n    cert = \"{}\"\n",
+        dir.join("client.key").display(),
+        dir.join("client.pem").display()
+    );
     let trusted = format!(
         "[registry.\"127.0.0.1:{port}\"]\n  ca = [\"{}\"]\n",
         dir.join("ca.pem").display()
     );
-    crate::support::check(&run(Some(&trusted), &push));
+    // Trusted, but without the client certificate the registry wants: refused.
+    assert!(!run(Some(&trusted), &push).status.success());
+    crate::support::check(&run(Some(&format!("{trusted}{keypair}")), &push));
     // skopeo, trusting the same CA, reads what kiln pushed.
     let certs = dir.join("certs");
     fs_err::create_dir_all(&certs).unwrap();
     fs_err::copy(dir.join("ca.pem"), certs.join("ca.crt")).unwrap();
+    fs_err::copy(dir.join("client.pem"), certs.join("client.cert")).unwrap();
+    fs_err::copy(dir.join("client.key"), certs.join("client.key")).unwrap();
     let inspect = Command::new("skopeo")
         .args(["inspect", "--cert-dir"])
         .arg(&certs)
@@ -326,7 +342,7 @@ fn registries_with_a_private_ca() {
     fs_err::create_dir_all(&based).unwrap();
     fs_err::write(based.join("Dockerfile"), format!("FROM {image}\n")).unwrap();
     let out = dir.join("out");
-    let insecure = format!("[registry.\"127.0.0.1:{port}\"]\n  insecure = true\n");
+    let insecure = format!("[registry.\"127.0.0.1:{port}\"]\n  insecure = true\n{keypair}");
     crate::support::check(&run(
         Some(&insecure),
         &[
