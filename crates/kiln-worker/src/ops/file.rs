@@ -357,8 +357,9 @@ fn copy_filtered(
 /// they are (both layers are never written again). Taken when nothing can differ from
 /// the mounted copy: one copy action, from a context layer (no whiteouts), no archive
 /// to unpack, no owner or one given as numbers (no passwd to read), and a destination
-/// no layer below has, under parents that are plain directories (made in the layer
-/// with their metadata, as overlay's copy-up would). Returns whether it was taken.
+/// that the layers below have as a plain directory or not at all, under plain
+/// directories (those that exist are made in the layer with their metadata, as
+/// overlay's copy-up would). Returns whether it was taken.
 fn copy_context_into_layer(
     worker: &Worker,
     actions: &[pb::FileAction],
@@ -408,17 +409,16 @@ fn copy_context_into_layer(
             fs::symlink_metadata(&path).ok().map(|meta| (path, meta))
         })
     };
+    // The destination too, when a directory: the copy then goes into it, as through a
+    // mount, its entries over the ones below.
     let mut parents = Vec::new();
-    for depth in 1..components.len() {
+    for depth in 1..=components.len() {
         let rel = components[..depth].join("/");
         match topmost(&rel) {
             Some((path, meta)) if meta.is_dir() => parents.push((rel, path)),
             Some(_) => return Ok(false),
             None => break,
         }
-    }
-    if topmost(&components.join("/")).is_some() {
-        return Ok(false);
     }
     let layer = worker.snapshots.layer_dir(snapshot.id());
     for (rel, lower) in &parents {

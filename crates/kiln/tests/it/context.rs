@@ -34,7 +34,8 @@ fn rebuilt_contexts_are_copied_exactly() {
     fs_err::write(
         project.join("Dockerfile"),
         format!(
-            "FROM 127.0.0.1:{port}/busybox:latest\nCOPY files /app\nCOPY files/sub/deeper /bin/extra\n"
+            "FROM 127.0.0.1:{port}/busybox:latest\nCOPY files /app\nCOPY files/sub/deeper /bin/extra\n\
+             WORKDIR /srv\nCOPY files/sub/f3.txt .\nCOPY files ./tree/\nCOPY files/sub/f4.txt /srv\n"
         ),
     )
     .unwrap();
@@ -64,6 +65,10 @@ fn rebuilt_contexts_are_copied_exactly() {
             rootfs.join("bin/busybox").is_file(),
             "the base's /bin is kept"
         );
+        // Into a directory a lower layer made (WORKDIR): files go inside it.
+        assert_eq!(listing(&rootfs.join("srv/tree")), listing(&files));
+        assert!(rootfs.join("srv/f3.txt").is_file());
+        assert!(rootfs.join("srv/f4.txt").is_file());
     };
     let (rootfs, _) = build("first");
     compare(&rootfs);
