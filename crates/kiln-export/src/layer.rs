@@ -111,6 +111,10 @@ fn unchanged_copy_up(path: &Path, meta: &std::fs::Metadata, rel: &str, lowers: &
         let Ok(lower_meta) = fs::symlink_metadata(&candidate) else {
             continue;
         };
+        // One inode (a hardlinked copy): the same file, nothing to read.
+        if lower_meta.dev() == meta.dev() && lower_meta.ino() == meta.ino() {
+            return true;
+        }
         let same = lower_meta.is_file()
             && lower_meta.len() == meta.len()
             && lower_meta.mode() == meta.mode()
