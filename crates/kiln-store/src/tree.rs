@@ -310,7 +310,7 @@ fn is_whiteout(meta: &std::fs::Metadata) -> bool {
 }
 
 /// Whether a directory is marked opaque (it hides what the layers under it have).
-fn is_opaque(dir: &Path) -> bool {
+pub fn is_opaque(dir: &Path) -> bool {
     let mut value = [0u8; 1];
     matches!(
         rustix::fs::lgetxattr(dir, "trusted.overlay.opaque", &mut value),

@@ -403,19 +403,33 @@ fn copy_context_into_layer(
     if components.is_empty() || components.contains(&"..") {
         return Ok(false);
     }
-    let topmost = |rel: &str| {
-        base.chain.iter().rev().find_map(|id| {
-            let path = worker.snapshots.layer_dir(*id).join(rel);
-            fs::symlink_metadata(&path).ok().map(|meta| (path, meta))
-        })
+    // The topmost of the layers from `floor` up that has `rel`, with its position.
+    let topmost = |rel: &str, floor: usize| {
+        base.chain[floor..]
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(i, id)| {
+                let path = worker.snapshots.layer_dir(*id).join(rel);
+                fs::symlink_metadata(&path)
+                    .ok()
+                    .map(|meta| (floor + i, path, meta))
+            })
     };
     // The destination too, when a directory: the copy then goes into it, as through a
-    // mount, its entries over the ones below.
+    // mount, its entries over the ones below. Below an opaque directory, the layers
+    // under it do not count.
     let mut parents = Vec::new();
+    let mut floor = 0;
     for depth in 1..=components.len() {
         let rel = components[..depth].join("/");
-        match topmost(&rel) {
-            Some((path, meta)) if meta.is_dir() => parents.push((rel, path)),
+        match topmost(&rel, floor) {
+            Some((at, path, meta)) if meta.is_dir() => {
+                if kiln_store::tree::is_opaque(&path) {
+                    floor = at;
+                }
+                parents.push((rel, path));
+            }
             Some(_) => return Ok(false),
             None => break,
         }
