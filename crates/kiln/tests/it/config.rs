@@ -98,6 +98,8 @@ frobnicate = true
         ],
     );
     let cgroup = fs_err::read_to_string(out.join("cgroup")).unwrap();
+    crate::support::remove_cgroup("kiln-config-test");
+    crate::support::remove_cgroup("kiln-flag-test");
     assert!(cgroup.contains(":/kiln-flag-test/kiln-"), "{cgroup}");
 
     // A value of the wrong kind is an error naming its key; a missing runtime is named

@@ -485,7 +485,7 @@ fn signals_and_out_of_memory_kills_are_named() {
             project.to_str().unwrap(),
         ],
     );
-    let _ = std::fs::remove_dir(&parent);
+    crate::support::remove_cgroup(&parent_name);
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(!failed.status.success(), "{stderr}");
     assert!(

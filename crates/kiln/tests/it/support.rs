@@ -211,3 +211,13 @@ pub(crate) fn tree_listing(root: &Path) -> String {
         .unwrap();
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Removes a cgroup that runc made as a step's parent (`--cgroup-parent NAME`), in every
+/// hierarchy it made it in; it is empty once the steps are gone.
+pub(crate) fn remove_cgroup(name: &str) {
+    if let Ok(hierarchies) = fs_err::read_dir("/sys/fs/cgroup") {
+        for hierarchy in hierarchies.flatten() {
+            let _ = std::fs::remove_dir(hierarchy.path().join(name));
+        }
+    }
+}
