@@ -433,6 +433,10 @@ impl Drop for Dockerd {
             .arg(self.child.id().to_string())
             .status();
         let _ = self.child.wait();
+        // dockerd leaves its default network namespace mounted under its exec root; with
+        // it unmounted the directory can go.
+        let netns = self.dir.path().join("exec/netns/default");
+        let _ = rustix::mount::unmount(&netns, rustix::mount::UnmountFlags::DETACH);
     }
 }
 
