@@ -127,25 +127,25 @@ fn select(dir: &Path, source: &pb::SourceOp) -> Result<Vec<(String, Entry)>, Err
     };
     // Directories are read by a few threads at once, taking them from one queue: a
     // large context is mostly waiting on the kernel's lookups, which run in parallel.
+    // (directories waiting, directories being read); a reader that finds none waiting
+    // sleeps until another adds some or the last one finishes.
     let queue = std::sync::Mutex::new((vec![String::new()], 0usize));
+    let changed = std::sync::Condvar::new();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     let walk = || -> Result<Vec<(String, Entry)>, Error> {
         let mut out = Vec::new();
         loop {
-            // (directories waiting, directories being read)
             let rel = {
                 let mut state = queue.lock().unwrap_or_else(|e| e.into_inner());
-                match state.0.pop() {
-                    Some(rel) => {
+                loop {
+                    if let Some(rel) = state.0.pop() {
                         state.1 += 1;
-                        rel
+                        break rel;
                     }
-                    None if state.1 == 0 => return Ok(out),
-                    None => {
-                        drop(state);
-                        std::thread::yield_now();
-                        continue;
+                    if state.1 == 0 {
+                        return Ok(out);
                     }
+                    state = changed.wait(state).unwrap_or_else(|e| e.into_inner());
                 }
             };
             let path = if rel.is_empty() {
@@ -181,8 +181,10 @@ fn select(dir: &Path, source: &pb::SourceOp) -> Result<Vec<(String, Entry)>, Err
             if let Err(e) = entries {
                 // Stop the others too: nothing more to read.
                 state.0.clear();
+                changed.notify_all();
                 return Err(e);
             }
+            changed.notify_all();
         }
     };
     let mut out = Vec::new();
