@@ -263,21 +263,6 @@ struct ConfigFile {
     system: Option<toml::Value>,
 }
 
-/// How a registry host is reached (`[registry."host"]`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RegistryHost {
-    /// Hosts tried first for pulls, in order.
-    pub mirrors: Vec<String>,
-    /// Plain HTTP.
-    pub http: bool,
-    /// HTTPS without verifying the certificate.
-    pub insecure: bool,
-    /// Extra CA certificates (PEM files).
-    pub ca: Vec<PathBuf>,
-    /// Client certificates: (key, certificate) PEM files.
-    pub keypairs: Vec<(PathBuf, PathBuf)>,
-}
-
 /// `[dns]`: what RUN steps get in /etc/resolv.conf instead of the host's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dns {
@@ -328,7 +313,7 @@ pub struct FileSettings {
     /// `defaultCgroupParent`: where RUN steps' cgroups go.
     pub cgroup_parent: Option<String>,
     /// `[registry."host"]` sections.
-    pub registries: BTreeMap<String, RegistryHost>,
+    pub registries: BTreeMap<String, kiln_registry::HostOptions>,
     /// `[dns]`.
     pub dns: Option<Dns>,
     /// Unknown keys, and keys for parts kiln does not have yet: one line each, for the
@@ -523,15 +508,9 @@ pub fn read(path: &Path) -> Result<FileSettings, Error> {
     let mut registries = BTreeMap::new();
     for (host, registry) in &file.registry {
         let key = format!("registry.{host:?}");
-        for file in registry
-            .ca
-            .iter()
-            .chain(registry.keypair.iter().flat_map(|k| [&k.key, &k.cert]))
-        {
-            if !file.is_file() {
-                return Err(at(&key, format!("{} does not exist", file.display())));
-            }
-        }
+        let read = |file: &PathBuf| {
+            fs::read(file).map_err(|e| at(&key, format!("{}: {e}", file.display())))
+        };
         for mirror in &registry.mirrors {
             if mirror.contains("://") || mirror.is_empty() {
                 return Err(at(
@@ -542,18 +521,21 @@ pub fn read(path: &Path) -> Result<FileSettings, Error> {
                 ));
             }
         }
+        // Certificates are read here, so that a missing one is named with its key.
+        let ca_pem = registry.ca.iter().map(read).collect::<Result<_, _>>()?;
+        let mut client_pems = Vec::new();
+        for pair in &registry.keypair {
+            client_pems.push((read(&pair.cert)?, read(&pair.key)?));
+        }
         registries.insert(
             host.clone(),
-            RegistryHost {
+            kiln_registry::HostOptions {
                 mirrors: registry.mirrors.clone(),
-                http: registry.http,
-                insecure: registry.insecure,
-                ca: registry.ca.clone(),
-                keypairs: registry
-                    .keypair
-                    .iter()
-                    .map(|k| (k.key.clone(), k.cert.clone()))
-                    .collect(),
+                plain_http: registry.http,
+                skip_verify: registry.insecure,
+                ca_pem,
+                // The first key pair is the client certificate offered.
+                client_pem: client_pems.into_iter().next(),
             },
         );
     }
@@ -683,7 +665,7 @@ bogus = 1
             "nameserver 127.0.0.53\nsearch example.test\noptions edns0\n"
         );
         assert_eq!(settings.registries["docker.io"].mirrors, ["127.0.0.1:5000"]);
-        assert!(settings.registries["127.0.0.1:5000"].http);
+        assert!(settings.registries["127.0.0.1:5000"].plain_http);
         let notices = settings.notices.join("\n");
         for expected in [
             "unknown key bogus",

@@ -44,7 +44,7 @@ pub struct EngineConfig {
     /// `snapshotter`: `overlayfs`, `native` or `auto` (overlay when it can be mounted).
     pub snapshotter: String,
     /// `[registry."host"]`: mirrors, plain HTTP, TLS settings.
-    pub registries: BTreeMap<String, config::RegistryHost>,
+    pub registries: BTreeMap<String, kiln_registry::HostOptions>,
     /// What the configuration file had that kiln does not use: for the user to see.
     pub notices: Vec<String>,
 }
@@ -536,36 +536,6 @@ fn mtime_secs(path: &Path) -> Option<i64> {
     )
 }
 
-/// The registry client with the configuration's `[registry."host"]` settings.
-fn registry_client(
-    registries: &BTreeMap<String, config::RegistryHost>,
-) -> Result<RegistryClient, Error> {
-    let read =
-        |path: &Path| fs::read(path).map_err(|e| Error::Usage(format!("registry settings: {e}")));
-    let mut hosts = std::collections::HashMap::new();
-    for (host, settings) in registries {
-        let client_pem = match settings.keypairs.first() {
-            Some((key, cert)) => Some((read(cert)?, read(key)?)),
-            None => None,
-        };
-        hosts.insert(
-            host.clone(),
-            kiln_registry::HostOptions {
-                mirrors: settings.mirrors.clone(),
-                plain_http: settings.http,
-                skip_verify: settings.insecure,
-                ca_pem: settings
-                    .ca
-                    .iter()
-                    .map(|p| read(p))
-                    .collect::<Result<_, _>>()?,
-                client_pem,
-            },
-        );
-    }
-    RegistryClient::with_hosts(hosts).map_err(|e| Error::Usage(format!("registry settings: {e}")))
-}
-
 impl Engine {
     /// Opens the engine's state. Another process using the same state directory is
     /// waited for (`on_wait` is told first), so the store is never shared unlocked.
@@ -587,7 +557,10 @@ impl Engine {
                 resolv_conf: config.dns.as_ref().map(config::Dns::resolv_conf),
                 snapshotter: config.snapshotter.clone(),
             },
-            Arc::new(registry_client(&config.registries)?),
+            Arc::new(
+                RegistryClient::with_hosts(config.registries.clone().into_iter().collect())
+                    .map_err(|e| Error::Usage(format!("registry settings: {e}")))?,
+            ),
         )?;
         Ok(Self {
             worker,
@@ -767,8 +740,11 @@ impl Engine {
             } else {
                 0
             };
-            let free = rustix::fs::statvfs(self.worker.root())
-                .map_or(u64::MAX / 2, |s| s.f_bavail * s.f_frsize);
+            let free = match policy.min_free {
+                Some(_) => rustix::fs::statvfs(self.worker.root())
+                    .map_or(u64::MAX / 2, |s| s.f_bavail * s.f_frsize),
+                None => u64::MAX / 2,
+            };
             for prune in policy.prunes(used, free)? {
                 self.worker.prune(&prune)?;
             }

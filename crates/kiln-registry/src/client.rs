@@ -38,7 +38,7 @@ pub struct Fetched {
 }
 
 /// How one registry host is reached (buildkitd.toml's `[registry."host"]`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostOptions {
     /// Hosts (`host[:port]`) tried in order before this one when pulling.
     pub mirrors: Vec<String>,

@@ -419,7 +419,7 @@ pub fn write_diff(
                     fs::create_dir(&target)?;
                     let inner = write_diff(Some(&l), Some(&u), &target, links)?;
                     if inner || !unchanged(&l, &u)? {
-                        copy_dir_metadata(&u, &target)?;
+                        copy_metadata(&u, &target)?;
                         wrote = true;
                     } else {
                         fs::remove_dir(&target)?;
@@ -433,20 +433,6 @@ pub fn write_diff(
         }
     }
     Ok(wrote)
-}
-
-/// A directory's owner, mode and times onto another (its contents already written).
-fn copy_dir_metadata(from: &Path, to: &Path) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = fs::symlink_metadata(from)?;
-    rustix::fs::chown(
-        to,
-        Some(rustix::fs::Uid::from_raw(meta.uid())),
-        Some(rustix::fs::Gid::from_raw(meta.gid())),
-    )
-    .map_err(io::Error::from)?;
-    fs::set_permissions(to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
-    set_times(to, meta.mtime(), meta.mtime_nsec())
 }
 
 #[cfg(test)]

@@ -55,9 +55,9 @@ fn proxy_env_list(proxy: &pb::ProxyEnv) -> Vec<String> {
 }
 
 /// A cache-mount directory held by one `sharing=private` user: the mount's own
-/// directory when free, else the first free sibling (`1-<dir>`, `2-<dir>`, …; `du` shows
-/// each by its name's start), kept
-/// for later private users as BuildKit keeps its pool of private mounts.
+/// directory when free, else the first free sibling (`1-<dir>`, `2-<dir>`, …; `du`
+/// shows each by its name's start), kept for later private users as BuildKit keeps its
+/// pool of private mounts.
 struct PrivateMount<'a> {
     worker: &'a Worker,
     dir: PathBuf,

@@ -1,5 +1,6 @@
 //! File ops: mkdir, mkfile, rm, symlink and copy actions applied to a new layer.
 
+use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
@@ -152,7 +153,8 @@ fn apply_actions(
     let result = (|| -> Result<(), Error> {
         let mount = worker.snapshots.mount(&snapshot)?;
         let root = mount.path();
-        let mut sources: Vec<MountGuard> = Vec::new();
+        // Copy sources mounted once each, however many actions read them.
+        let mut sources: HashMap<&[u64], MountGuard> = HashMap::new();
         for (action, secondary) in actions.iter().zip(secondaries) {
             match &action.action {
                 Some(pb::file_action::Action::Mkdir(mkdir)) => {
@@ -204,14 +206,15 @@ fn apply_actions(
                 Some(pb::file_action::Action::Copy(copy)) => {
                     let source_root = match secondary.snapshot() {
                         Some(s) => {
-                            let guard = worker.snapshots.mount_readonly(&s)?;
-                            let path = guard.path().to_path_buf();
-                            sources.push(guard);
-                            path
+                            if !sources.contains_key(secondary.chain.as_slice()) {
+                                let guard = worker.snapshots.mount_readonly(&s)?;
+                                sources.insert(secondary.chain.as_slice(), guard);
+                            }
+                            sources[secondary.chain.as_slice()].path().to_path_buf()
                         }
                         None => tempdir_empty(worker)?,
                     };
-                    copy_action(root, root, &source_root, copy, false)?;
+                    copy_action(root, &source_root, copy, false)?;
                 }
                 None => {}
             }
@@ -441,21 +444,20 @@ fn copy_context_into_layer(
         kiln_store::tree::copy_metadata(lower, &dir)?;
     }
     let source_root = worker.snapshots.layer_dir(source_layer);
-    copy_action(&layer, &layer, &source_root, copy, true)?;
+    copy_action(&layer, &source_root, copy, true)?;
     Ok(true)
 }
 
-/// One copy action: `dest_root` is where the copy goes, `users_root` where owner names
-/// are looked up; with `link`, files the copy keeps as they are may be hardlinked.
+/// One copy action into `dest_root` (where owner names are looked up too); with
+/// `link`, files the copy keeps as they are may be hardlinked.
 fn copy_action(
     dest_root: &Path,
-    users_root: &Path,
     src_root: &Path,
     copy: &pb::FileActionCopy,
     link: bool,
 ) -> Result<(), Error> {
     let patterns = Patterns::new(copy);
-    let owner = owner(users_root, &copy.owner)?;
+    let owner = owner(dest_root, &copy.owner)?;
     let mut links = crate::fsutil::Hardlinks::new();
     // `mode_str` holds a symbolic mode (or, from some clients, an octal one).
     let octal_str = u32::from_str_radix(&copy.mode_str, 8).ok();

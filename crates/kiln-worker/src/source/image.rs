@@ -232,6 +232,32 @@ type FetchBlob<'a> =
 /// How many blobs of one image are fetched at once.
 const PARALLEL_FETCHES: usize = 3;
 
+/// The snapshot layer a chain of layer digests was unpacked into, when it still is.
+fn unpacked_layer(worker: &Worker, chain_key: &str) -> Result<Option<u64>, Error> {
+    Ok(worker
+        .db
+        .get(CHAINS_TABLE, chain_key)?
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|id| worker.snapshots.layer_dir(*id).is_dir()))
+}
+
+/// Fetches one layer blob into the store (verified), unless it is there already.
+fn fetch_blob(
+    worker: &Worker,
+    layer: &kiln_oci::Descriptor,
+    fetch: &FetchBlob<'_>,
+) -> Result<(), Error> {
+    let lock = worker.lock(&format!("blob {}", layer.digest));
+    let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+    if !worker.content.contains(&layer.digest) {
+        let mut writer = worker.content.writer()?;
+        fetch(layer, &mut writer)?;
+        writer.commit(Some(&layer.digest))?;
+    }
+    Ok(())
+}
+
 /// Fetches the blobs of the layers not unpacked yet that the store lacks, a few at a
 /// time, each verified into the store.
 fn fetch_missing(
@@ -243,8 +269,8 @@ fn fetch_missing(
     let mut missing = Vec::new();
     for layer in layers {
         chain_key = sha256_hex(&[chain_key.as_bytes(), layer.digest.as_bytes()]);
-        let unpacked = worker.db.get(CHAINS_TABLE, &chain_key)?.is_some();
-        if !unpacked && !worker.content.contains(&layer.digest) {
+        if unpacked_layer(worker, &chain_key)?.is_none() && !worker.content.contains(&layer.digest)
+        {
             missing.push(layer);
         }
     }
@@ -258,14 +284,7 @@ fn fetch_missing(
                         let Some(layer) = missing.get(i) else {
                             return Ok(());
                         };
-                        let lock = worker.lock(&format!("blob {}", layer.digest));
-                        let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
-                        if worker.content.contains(&layer.digest) {
-                            continue;
-                        }
-                        let mut writer = worker.content.writer()?;
-                        fetch(layer, &mut writer)?;
-                        writer.commit(Some(&layer.digest))?;
+                        fetch_blob(worker, layer, fetch)?;
                     }
                 })
             })
@@ -293,21 +312,12 @@ fn unpack_image(
         chain_key = sha256_hex(&[chain_key.as_bytes(), layer.digest.as_bytes()]);
         let lock = worker.lock(&format!("layer {chain_key}"));
         let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
-        let known = worker
-            .db
-            .get(CHAINS_TABLE, &chain_key)?
-            .and_then(|v| String::from_utf8(v).ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|id| worker.snapshots.layer_dir(*id).is_dir());
-        if let Some(id) = known {
+        if let Some(id) = unpacked_layer(worker, &chain_key)? {
             chain.push(id);
             continue;
         }
-        if !worker.content.contains(&layer.digest) {
-            let mut writer = worker.content.writer()?;
-            fetch(layer, &mut writer)?;
-            writer.commit(Some(&layer.digest))?;
-        }
+        // Fetched above, unless it went in between.
+        fetch_blob(worker, layer, fetch)?;
         let parent = (!chain.is_empty()).then(|| kiln_store::Snapshot {
             chain: chain.clone(),
         });

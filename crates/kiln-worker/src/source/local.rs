@@ -33,17 +33,17 @@ struct Entry {
 }
 
 impl Entry {
-    fn kind(&self) -> u32 {
-        self.mode & libc_mode::S_IFMT
+    fn kind(&self) -> rustix::fs::FileType {
+        rustix::fs::FileType::from_raw_mode(self.mode)
     }
     fn is_dir(&self) -> bool {
-        self.kind() == libc_mode::S_IFDIR
+        self.kind() == rustix::fs::FileType::Directory
     }
     fn is_file(&self) -> bool {
-        self.kind() == libc_mode::S_IFREG
+        self.kind() == rustix::fs::FileType::RegularFile
     }
     fn is_symlink(&self) -> bool {
-        self.kind() == libc_mode::S_IFLNK
+        self.kind() == rustix::fs::FileType::Symlink
     }
 }
 
@@ -57,14 +57,6 @@ impl From<&std::fs::Metadata> for Entry {
             mode: meta.mode(),
         }
     }
-}
-
-/// File type bits of `st_mode`.
-mod libc_mode {
-    pub(super) const S_IFMT: u32 = 0o170_000;
-    pub(super) const S_IFDIR: u32 = 0o040_000;
-    pub(super) const S_IFREG: u32 = 0o100_000;
-    pub(super) const S_IFLNK: u32 = 0o120_000;
 }
 
 /// A directory's entries (names) with their metadata, each looked up relative to the

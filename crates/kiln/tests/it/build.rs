@@ -692,28 +692,17 @@ fn git_and_tarball_contexts_over_http() {
             .success()
     );
     let port = crate::support::free_port();
-    let _server = Server(
-        Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .arg("--directory")
-            .arg(&served)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    for _ in 0..50 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let mut http = Command::new("python3");
+    http.args([
+        "-m",
+        "http.server",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+    ])
+    .arg("--directory")
+    .arg(&served);
+    let _server = Server::listening(http, port);
     let state = work.path().join("state");
     let out = work.path().join("git-out");
     check(&kiln(
@@ -1418,18 +1407,7 @@ fn an_unreachable_registry_falls_back_to_the_last_resolution() {
     )
     .unwrap();
     let out = work.path().join("local");
-    let output = kiln(
-        state,
-        &[
-            "debug",
-            "build-llb",
-            "--progress=plain",
-            file.to_str().unwrap(),
-            "-o",
-            &format!("type=local,dest={}", out.display()),
-        ],
-    );
-    let log = check(&output);
+    let log = crate::support::build_llb_into(state, &file, &out);
     assert!(!log.contains("cannot be reached"), "{log}");
     assert_eq!(fs_err::read_to_string(out.join("word")).unwrap(), "local\n");
 }

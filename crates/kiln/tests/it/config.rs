@@ -263,21 +263,9 @@ fn registries_with_a_private_ca() {
         ),
     )
     .unwrap();
-    let _registry = crate::support::Server(
-        Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.join("registry.yml"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    for _ in 0..50 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let mut registry = Command::new("docker-registry");
+    registry.arg("serve").arg(dir.join("registry.yml"));
+    let _registry = crate::support::Server::listening(registry, port);
     let project = dir.join("project");
     fs_err::create_dir_all(&project).unwrap();
     fs_err::write(project.join("a.txt"), "over TLS\n").unwrap();

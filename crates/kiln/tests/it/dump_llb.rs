@@ -169,18 +169,7 @@ fn build_llb_runs_diff_and_merge_ops() {
         let file = work.path().join(format!("{name}.pb"));
         fs_err::write(&file, wire::encode_definition(&definition)).unwrap();
         let out = work.path().join(name);
-        let output = crate::support::kiln(
-            state,
-            &[
-                "debug",
-                "build-llb",
-                "--progress=plain",
-                file.to_str().unwrap(),
-                "-o",
-                &format!("type=local,dest={}", out.display()),
-            ],
-        );
-        crate::support::check(&output);
+        crate::support::build_llb_into(state, &file, &out);
         out
     };
     let out = build("added", &added);
@@ -307,16 +296,7 @@ fn build_llb_runs_file_ops_whose_actions_branch() {
     let build = |index: i64, name: &str| {
         let file = definition_file(&file_bytes, &digest, index, name);
         let out = work.path().join(name);
-        crate::support::check(&crate::support::kiln(
-            &state,
-            &[
-                "debug",
-                "build-llb",
-                file.to_str().unwrap(),
-                "-o",
-                &format!("type=local,dest={}", out.display()),
-            ],
-        ));
+        crate::support::build_llb_into(&state, &file, &out);
         crate::support::tree(&out)
     };
     let both: std::collections::BTreeSet<String> =

@@ -772,21 +772,9 @@ fn push_with_credentials_from_the_docker_config() {
         ),
     )
     .unwrap();
-    let _registry = crate::support::Server(
-        Command::new("docker-registry")
-            .arg("serve")
-            .arg(work.path().join("config.yml"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    for _ in 0..50 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut registry = Command::new("docker-registry");
+    registry.arg("serve").arg(work.path().join("config.yml"));
+    let _registry = crate::support::Server::listening(registry, port);
     let project = work.path().join("project");
     fs_err::create_dir_all(&project).unwrap();
     fs_err::write(project.join("a.txt"), "a\n").unwrap();

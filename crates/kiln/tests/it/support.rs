@@ -57,6 +57,27 @@ impl Drop for Registry {
 /// Stops a process started for a test (a server), by its pid, when dropped.
 pub(crate) struct Server(pub(crate) std::process::Child);
 
+impl Server {
+    /// Starts `command` (its output discarded) and waits until something listens on
+    /// 127.0.0.1:`port`, for up to five seconds.
+    pub(crate) fn listening(mut command: Command, port: u16) -> Server {
+        let server = Server(
+            command
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        for _ in 0..50 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        server
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -94,6 +115,23 @@ pub(crate) fn build_into(state: &Path, dir: &Path, out: &Path, extra: &[&str]) -
     args.extend_from_slice(extra);
     args.extend(["-o", output.as_str(), dir.to_str().unwrap()]);
     check(&kiln(state, &args))
+}
+
+/// `kiln debug build-llb --progress=plain FILE -o type=local,dest=OUT`, which must
+/// succeed; returns its log.
+pub(crate) fn build_llb_into(state: &Path, definition: &Path, out: &Path) -> String {
+    let output = format!("type=local,dest={}", out.display());
+    check(&kiln(
+        state,
+        &[
+            "debug",
+            "build-llb",
+            "--progress=plain",
+            definition.to_str().unwrap(),
+            "-o",
+            output.as_str(),
+        ],
+    ))
 }
 
 /// A running local registry serving the busybox base image (examples/setup.sh), and
