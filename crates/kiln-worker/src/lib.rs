@@ -6,6 +6,8 @@
 //! recorded in the metadata database under it, so a rebuild with nothing changed runs
 //! nothing. This is the only engine crate that reads LLB.
 
+mod cache_map;
+mod contenthash;
 mod error;
 mod fsutil;
 mod ops;
@@ -185,8 +187,9 @@ pub(crate) const CACHE_TABLE: &str = "cache";
 
 /// Part of every op's cache key: raised when an op's result changes for the same op
 /// and inputs (a fixed bug), so results cached by an older kiln are not reused.
-/// v2: `COPY --chmod` with a symbolic mode.
-const OPS_VERSION: &[u8] = b"kiln-ops-v2";
+/// v2: `COPY --chmod` with a symbolic mode. v3: inputs keyed by the content an op
+/// selects from them.
+const OPS_VERSION: &[u8] = b"kiln-ops-v3";
 
 impl Worker {
     /// Opens a worker's state under `config.root`.
@@ -368,26 +371,32 @@ impl Worker {
         let name = vertex_name(vertex);
         let ignore_cache =
             options.no_cache || vertex.metadata.as_ref().is_some_and(|m| m.ignore_cache);
-        // Sources compute their own content keys (image digest, context checksum).
+        // Sources compute their own content keys (image digest, context checksum); a
+        // context's walk is kept for its load.
+        let mut context_scan = None;
         let key = match &vertex.op.op {
-            Some(Op::Source(source)) => self.source_key(source, options)?,
-            // The op without its inputs' digests, plus its inputs' content keys: a
-            // changed input op (a new local.unique id, say) with the same content hits.
+            Some(Op::Source(source)) => {
+                let (key, scan) = self.source_key(source, options)?;
+                context_scan = scan;
+                key
+            }
+            // The op as its cache map describes it, plus each input's key or the
+            // checksum of what the op selects from it.
             _ => {
-                let mut op = vertex.op.clone();
-                for input in &mut op.inputs {
-                    input.digest.clear();
+                let map = cache_map::of(&vertex.op)?;
+                let mut parts: Vec<Vec<u8>> = vec![OPS_VERSION.to_vec(), map.op];
+                for (dep, input) in map.deps.iter().zip(inputs) {
+                    parts.push(match dep {
+                        cache_map::Dep::Key { selectors } => {
+                            format!("key {} {}", input.key, selectors.join("\0")).into_bytes()
+                        }
+                        cache_map::Dep::Content(selectors) => {
+                            let checksum = self.content_checksum(input, selectors)?;
+                            format!("content {checksum}").into_bytes()
+                        }
+                    });
                 }
-                // Proxy settings reach the process but not the key, as in BuildKit: a
-                // build behind a proxy reuses the cache of one without.
-                if let Some(Op::Exec(exec)) = &mut op.op {
-                    if let Some(meta) = &mut exec.meta {
-                        meta.proxy_env = None;
-                    }
-                }
-                let op_bytes = kiln_llb::wire::encode_op(&op);
-                let mut parts: Vec<&[u8]> = vec![OPS_VERSION, &op_bytes];
-                parts.extend(inputs.iter().map(|r| r.key.as_bytes()));
+                let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
                 sha256_hex(&parts)
             }
         };
@@ -413,9 +422,11 @@ impl Worker {
                 data: data.to_vec(),
             })
         };
-        let run = || -> Result<Vec<Ref>, Error> {
+        let mut run = || -> Result<Vec<Ref>, Error> {
             Ok(match &vertex.op.op {
-                Some(Op::Source(source)) => vec![self.run_source(source, options, &log)?],
+                Some(Op::Source(source)) => {
+                    vec![self.run_source(source, options, context_scan.take(), &log)?]
+                }
                 Some(Op::File(file)) => ops::file::run(self, file, inputs)?,
                 Some(Op::Exec(exec)) => {
                     ops::exec::check_entitlements(exec, options.entitlements)?;
@@ -460,45 +471,55 @@ impl Worker {
         Ok(refs)
     }
 
+    /// A source's key, and for a local context the walk it was computed from.
     fn source_key(
         &self,
         source: &pb::SourceOp,
         options: &SolveOptions<'_>,
-    ) -> Result<String, Error> {
-        match source.identifier.split_once("://") {
-            Some(("docker-image", _)) => Ok(sha256_hex(&[b"image", source.identifier.as_bytes()])),
+    ) -> Result<(String, Option<source::local::Scan>), Error> {
+        let key = match source.identifier.split_once("://") {
+            Some(("docker-image", _)) => sha256_hex(&[b"image", source.identifier.as_bytes()]),
             Some(("local", name)) => {
-                let checksum = source::local::checksum(self, options.contexts, name, source)?;
-                Ok(sha256_hex(&[
+                let scan = source::local::scan(self, options.contexts, name, source)?;
+                let key = sha256_hex(&[
                     b"local",
                     source.identifier.as_bytes(),
-                    checksum.as_bytes(),
-                ]))
+                    scan.checksum.as_bytes(),
+                ]);
+                return Ok((key, Some(scan)));
             }
-            Some(("http" | "https", _)) => source::remote::http_key(self, source),
-            Some(("git", _)) => source::remote::git_key(source),
+            Some(("http" | "https", _)) => source::remote::http_key(self, source)?,
+            Some(("git", _)) => source::remote::git_key(source)?,
             // The manifest digest names the content.
-            Some(("oci-layout", reference)) => {
-                Ok(sha256_hex(&[b"oci-layout", reference.as_bytes()]))
+            Some(("oci-layout", reference)) => sha256_hex(&[b"oci-layout", reference.as_bytes()]),
+            _ => {
+                return Err(Error::Unsupported(format!(
+                    "source {} is not supported yet",
+                    source.identifier
+                )));
             }
-            _ => Err(Error::Unsupported(format!(
-                "source {} is not supported yet",
-                source.identifier
-            ))),
-        }
+        };
+        Ok((key, None))
     }
 
     fn run_source(
         &self,
         source: &pb::SourceOp,
         options: &SolveOptions<'_>,
+        context_scan: Option<source::local::Scan>,
         log: &(dyn Fn(&[u8]) + Sync),
     ) -> Result<Ref, Error> {
         match source.identifier.split_once("://") {
             Some(("docker-image", reference)) => {
                 source::image::pull(self, reference, ResolveMode::of_source(source), log)
             }
-            Some(("local", name)) => source::local::load(self, options.contexts, name, source),
+            Some(("local", name)) => {
+                let scan = match context_scan {
+                    Some(scan) => scan,
+                    None => source::local::scan(self, options.contexts, name, source)?,
+                };
+                source::local::load(self, scan)
+            }
             Some(("http" | "https", _)) => source::remote::http_load(self, source),
             Some(("git", _)) => source::remote::git_load(self, source),
             Some(("oci-layout", reference)) => {

@@ -276,7 +276,7 @@ fn is_archive(path: &Path) -> bool {
 /// ends with `/` or already is one.
 /// A copy's include and exclude patterns (`COPY --exclude`, `--parents` filters), in
 /// `.dockerignore` syntax, matched against paths relative to the copied source.
-struct Patterns {
+pub(crate) struct Patterns {
     include: Option<Matcher>,
     exclude: Option<Matcher>,
     /// Whether an exclusion can be undone below an excluded directory (`!` patterns).
@@ -285,29 +285,30 @@ struct Patterns {
 
 impl Patterns {
     fn new(copy: &pb::FileActionCopy) -> Self {
+        Self::from_lists(&copy.include_patterns, &copy.exclude_patterns)
+    }
+
+    pub(crate) fn from_lists(include: &[String], exclude: &[String]) -> Self {
         let matcher = |patterns: &[String]| (!patterns.is_empty()).then(|| Matcher::new(patterns));
         Self {
-            include: matcher(&copy.include_patterns),
-            exclude: matcher(&copy.exclude_patterns),
-            negated: copy
-                .exclude_patterns
-                .iter()
-                .any(|p| p.trim().starts_with('!')),
+            include: matcher(include),
+            exclude: matcher(exclude),
+            negated: exclude.iter().any(|p| p.trim().starts_with('!')),
         }
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.include.is_none() && self.exclude.is_none()
     }
 
     /// Whether `rel` itself is copied.
-    fn allows(&self, rel: &str) -> bool {
+    pub(crate) fn allows(&self, rel: &str) -> bool {
         self.include.as_ref().is_none_or(|m| m.matches(rel))
             && !self.exclude.as_ref().is_some_and(|m| m.matches(rel))
     }
 
     /// Whether something below the directory `rel` may be copied.
-    fn may_descend(&self, rel: &str) -> bool {
+    pub(crate) fn may_descend(&self, rel: &str) -> bool {
         self.negated || !self.exclude.as_ref().is_some_and(|m| m.matches(rel))
     }
 }

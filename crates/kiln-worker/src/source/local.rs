@@ -1,7 +1,7 @@
 //! `local://NAME`: a directory the client provides, filtered by `.dockerignore`
 //! patterns and followed paths, checksummed by content and copied into a snapshot.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -11,6 +11,7 @@ use kiln_llb::pb;
 use sha2::{Digest as _, Sha256};
 
 use super::dockerignore::Matcher;
+use crate::contenthash::{Index, Record};
 use crate::fsutil::{CopySpec, copy_entry};
 use crate::{Error, LocalContexts, Ref, Worker};
 
@@ -30,6 +31,9 @@ struct Entry {
     mtime_nsec: i64,
     ino: u64,
     mode: u32,
+    uid: u32,
+    gid: u32,
+    rdev: u64,
 }
 
 impl Entry {
@@ -55,6 +59,9 @@ impl From<&std::fs::Metadata> for Entry {
             mtime_nsec: meta.mtime_nsec(),
             ino: meta.ino(),
             mode: meta.mode(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            rdev: meta.rdev(),
         }
     }
 }
@@ -92,6 +99,9 @@ fn read_dir_entries(path: &Path) -> Result<Vec<(String, Entry)>, Error> {
                 mtime_nsec: stat.st_mtime_nsec as i64,
                 ino: stat.st_ino as u64,
                 mode: stat.st_mode as u32,
+                uid: stat.st_uid,
+                gid: stat.st_gid,
+                rdev: stat.st_rdev as u64,
             },
         ));
     }
@@ -245,34 +255,57 @@ fn file_digest(
     Ok(digest)
 }
 
-/// A checksum of the selected content: names, types, modes and bytes (not times). A
-/// file whose size, times, inode and mode are as when it was last hashed is not read
-/// again: its digest is remembered in the metadata database.
-pub(crate) fn checksum(
+/// A walk of a context: the entries the source selects, with what its checksum and
+/// its load need, so the directory is walked once per build.
+pub(crate) struct Scan {
+    dir: PathBuf,
+    entries: Vec<(String, Entry)>,
+    /// What the content index of the loaded layer says of each entry.
+    records: BTreeMap<String, Record>,
+    /// The checksum of the selected content: names, types, modes and bytes (not
+    /// times or owners).
+    pub(crate) checksum: String,
+}
+
+/// Walks and checksums the selected content. A file whose size, times, inode and
+/// mode are as when it was last hashed is not read again: its digest is remembered in
+/// the metadata database.
+pub(crate) fn scan(
     worker: &Worker,
     contexts: &dyn LocalContexts,
     name: &str,
     source: &pb::SourceOp,
-) -> Result<String, Error> {
+) -> Result<Scan, Error> {
     let dir = context_dir(contexts, name)?;
     let known: HashMap<String, Vec<u8>> =
         worker.db.entries(FILE_HASHES_TABLE)?.into_iter().collect();
     let mut learned = Vec::new();
     let mut hasher = Sha256::new();
-    for (rel, meta) in select(&dir, source)? {
-        let path = dir.join(&rel);
+    let entries = select(&dir, source)?;
+    let mut records = BTreeMap::new();
+    for (rel, meta) in &entries {
+        let path = dir.join(rel);
+        let mut record = Record::from_mode(meta.mode, meta.uid, meta.gid, meta.rdev);
         hasher.update(rel.as_bytes());
         hasher.update([0]);
         hasher.update(meta.mode.to_le_bytes());
         if meta.is_symlink() {
-            hasher.update(fs::read_link(&path)?.to_string_lossy().as_bytes());
+            record.link = fs::read_link(&path)?.to_string_lossy().into_owned();
+            hasher.update(record.link.as_bytes());
         } else if meta.is_file() {
-            hasher.update(file_digest(&path, &meta, &known, &mut learned)?.as_bytes());
+            record.digest = file_digest(&path, meta, &known, &mut learned)?;
+            hasher.update(record.digest.as_bytes());
         }
         hasher.update([0xff]);
+        records.insert(rel.clone(), record);
     }
     worker.db.put_many(FILE_HASHES_TABLE, &learned)?;
-    Ok(kiln_store::sha256_hex(hasher))
+    Ok(Scan {
+        dir,
+        entries,
+        records,
+        checksum: kiln_store::sha256_hex(hasher),
+    })
 }
 
 /// The last snapshot each context directory was loaded into, with the stamp of every
@@ -291,13 +324,13 @@ struct LoadedContext {
 /// never written after they are made, so they can share unchanged files, and a
 /// one-file change to a large context costs one copy, as BuildKit's incremental
 /// context transfer does.
-pub(crate) fn load(
-    worker: &Worker,
-    contexts: &dyn LocalContexts,
-    name: &str,
-    source: &pb::SourceOp,
-) -> Result<Ref, Error> {
-    let dir = context_dir(contexts, name)?;
+pub(crate) fn load(worker: &Worker, scan: Scan) -> Result<Ref, Error> {
+    let Scan {
+        dir,
+        entries,
+        mut records,
+        ..
+    } = scan;
     let key = dir.to_string_lossy().into_owned();
     let previous: Option<LoadedContext> = worker
         .db
@@ -309,7 +342,7 @@ pub(crate) fn load(
     let spec = CopySpec::default();
     let mut links = crate::fsutil::Hardlinks::new();
     let mut stamps = HashMap::new();
-    for (rel, meta) in select(&dir, source)? {
+    for (rel, meta) in entries {
         let src = dir.join(&rel);
         let dst = upper.join(&rel);
         if let Some(parent) = dst.parent() {
@@ -340,6 +373,13 @@ pub(crate) fn load(
         }
         copy_entry(&src, &dst, &spec, &mut links)?;
     }
+    // The layer's content index: what checksums of its parts read instead of files.
+    let root = fs::symlink_metadata(&upper)?;
+    records.insert(
+        String::new(),
+        Record::from_mode(root.mode(), root.uid(), root.gid(), 0),
+    );
+    Index::new(records).save(&worker.snapshots.layer_root(snapshot.id()))?;
     let loaded = LoadedContext {
         layer: snapshot.id(),
         stamps,
