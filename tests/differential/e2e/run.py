@@ -560,6 +560,15 @@ class Kiln(Builder):
         return e
 
 
+def error_summary(output):
+    """The builder's last error line(s) of a failed build (the whole tail if none)."""
+    lines = [l.strip() for l in output.splitlines()]
+    errs = [l for l in lines if re.search(r"(^error|^ERROR|^#\d+ ERROR|failed to solve|ERROR:)", l)]
+    if errs:
+        return " | ".join(dict.fromkeys(errs[-2:]))
+    return output.strip()[-600:]
+
+
 def run_build(argv, timeout, env):
     try:
         p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -646,13 +655,13 @@ def do_case(case, builder, timeout, no_cache=False):
                     return r
                 for l in case["expected_error"]:
                     if l.strip() not in output:
-                        r.ok, r.msg = False, "build failed (rc=%d) but output lacks %r; tail: %s" % (
-                            rc, l.strip(), output.strip()[-600:])
+                        r.ok, r.msg = False, "build failed (rc=%d) but output lacks %r; got: %s" % (
+                            rc, l.strip(), error_summary(output))
                         return r
                 r.msg = "failed as expected"
                 return r
             if rc != 0:
-                r.ok, r.msg = False, "%s failed rc=%d: %s" % (label, rc, output.strip()[-1500:])
+                r.ok, r.msg = False, "%s failed rc=%d: %s" % (label, rc, error_summary(output))
                 return r
             if not os.path.exists(out):
                 r.ok, r.msg = False, "builder exited 0 but wrote no %s" % out
@@ -725,7 +734,7 @@ def compare_case(case, r):
                 elif g is None:
                     msg = "tree: missing path: %s" % e
                 else:
-                    msg = "tree: %s\n      expected: %s\n      got:      %s" % (p, e, g)
+                    msg = "tree: %s: expected '%s', got '%s'" % (p, e, g)
                 break
         diffs.append(msg or first_diff_lines(exp_tree, summ["tree"], "tree"))
     hl = os.path.join(d, "expected-hardlinks.txt")
