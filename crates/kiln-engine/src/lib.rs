@@ -252,6 +252,21 @@ pub struct DefinitionRequest {
     pub no_cache: bool,
     /// Granted entitlements.
     pub entitlements: Vec<String>,
+    /// Secrets and ssh agents a remote client lends, through its session.
+    pub client_secrets: Option<ClientProvided>,
+}
+
+/// A local source of a definition: which client directory, filtered how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalSource {
+    /// Its name (`local://NAME`).
+    pub name: String,
+    /// `local.includepattern`.
+    pub include_patterns: Vec<String>,
+    /// `local.excludepatterns`.
+    pub exclude_patterns: Vec<String>,
+    /// `local.followpaths`.
+    pub follow_paths: Vec<String>,
 }
 
 /// Settings every RUN step gets unless it chooses otherwise.
@@ -799,6 +814,16 @@ impl Engine {
         request: &DefinitionRequest,
         progress: &(dyn Fn(Event) + Sync),
     ) -> Result<BuildResult, Error> {
+        let solved = self.solve_definition(request, progress)?;
+        self.export(&solved, &request.outputs)
+    }
+
+    /// Solves an LLB definition without exporting its result.
+    pub fn solve_definition(
+        &self,
+        request: &DefinitionRequest,
+        progress: &(dyn Fn(Event) + Sync),
+    ) -> Result<Solved, Error> {
         self.check_entitlements(&request.entitlements)?;
         let definition = LoadedDefinition::decode(&request.definition)?;
         let contexts = Contexts {
@@ -806,29 +831,59 @@ impl Engine {
         };
         let no_secrets = BTreeMap::new();
         let no_agents = BTreeMap::new();
+        let local_secrets = ClientSecrets {
+            secrets: &no_secrets,
+            ssh: &no_agents,
+        };
         let result = self.worker.solve(
             &definition,
             &SolveOptions {
                 no_cache: request.no_cache,
                 progress,
                 contexts: &contexts,
-                secrets: &ClientSecrets {
-                    secrets: &no_secrets,
-                    ssh: &no_agents,
+                secrets: match &request.client_secrets {
+                    Some(client) => client.0.as_ref(),
+                    None => &local_secrets,
                 },
                 entitlements: &request.entitlements,
             },
         )?;
-        let chain = result.map(|r| r.chain).unwrap_or_default();
-        let image = serde_json::json!({
-            "architecture": self.platform.architecture,
-            "os": self.platform.os,
-            "config": {},
-        });
-        let mut out = BuildResult::default();
-        let sources = build_sources(&definition);
-        self.finish(&request.outputs, &chain, &image, &sources, None, &mut out)?;
-        Ok(out)
+        let mut solved = self.empty_result();
+        solved.chain = result.map(|r| r.chain).unwrap_or_default();
+        solved.sources = build_sources(&definition);
+        Ok(solved)
+    }
+
+    /// The local sources a definition reads (`local://NAME`), with their filters, for a
+    /// daemon to fetch from its client first.
+    pub fn local_sources(definition: &[u8]) -> Result<Vec<LocalSource>, Error> {
+        let definition = LoadedDefinition::decode(definition)?;
+        let list = |source: &kiln_llb::pb::SourceOp, key: &str| -> Vec<String> {
+            source
+                .attrs
+                .get(key)
+                .and_then(|v| serde_json::from_str(v).ok())
+                .unwrap_or_default()
+        };
+        let mut sources: Vec<LocalSource> = Vec::new();
+        for vertex in &definition.vertices {
+            let Some(kiln_llb::pb::op::Op::Source(source)) = &vertex.op.op else {
+                continue;
+            };
+            let Some(name) = source.identifier.strip_prefix("local://") else {
+                continue;
+            };
+            let local = LocalSource {
+                name: name.to_owned(),
+                include_patterns: list(source, "local.includepattern"),
+                exclude_patterns: list(source, "local.excludepatterns"),
+                follow_paths: list(source, "local.followpaths"),
+            };
+            if !sources.contains(&local) {
+                sources.push(local);
+            }
+        }
+        Ok(sources)
     }
 
     /// Refuses a build asking for an entitlement the engine does not permit.

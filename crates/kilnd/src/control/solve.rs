@@ -14,7 +14,9 @@ use kiln_api::proto::moby::buildkit::secrets::v1::GetSecretRequest;
 use kiln_api::proto::moby::buildkit::secrets::v1::secrets_client::SecretsClient;
 use kiln_api::proto::moby::buildkit::v1 as control;
 use kiln_api::session::filesync::{self, Filter};
-use kiln_engine::{BuildContext, BuildRequest, BuildResult, ClientProvided, Output};
+use kiln_engine::{
+    BuildContext, BuildRequest, BuildResult, ClientProvided, DefinitionRequest, Output,
+};
 use sha2::{Digest as _, Sha256};
 use tonic::{Response, Status};
 
@@ -131,9 +133,30 @@ async fn run(
                 Err(status) => Err(status),
             }
         }
-        "" if request.definition.is_some() => Err(Status::unimplemented(
-            "kilnd does not solve bare LLB definitions yet; use the dockerfile.v0 frontend",
-        )),
+        "" if request.definition.is_some() => {
+            let definition = request.definition.clone().unwrap_or_default();
+            match definition_request(
+                daemon,
+                &definition,
+                &request.entitlements,
+                session.as_ref(),
+                job,
+            )
+            .await
+            {
+                Ok(mut build) => {
+                    build.outputs = outputs.iter().map(|o| o.output.clone()).collect();
+                    prepare_exports(&outputs)?;
+                    let progress_job = Arc::clone(job);
+                    daemon
+                        .blocking(move |engine| {
+                            engine.build_definition(&build, &move |event| progress_job.event(event))
+                        })
+                        .await
+                }
+                Err(status) => Err(status),
+            }
+        }
         "" => {
             // The client runs the frontend and drives the build through the gateway
             // (LLBBridge); the result it returns is exported here.
@@ -496,6 +519,50 @@ pub(crate) async fn dockerfile_request(
             runtime: tokio::runtime::Handle::current(),
         }))),
         ..BuildRequest::default()
+    })
+}
+
+/// The solve of an LLB definition, its local sources synced from the client's session
+/// first (outputs are added by the caller).
+pub(crate) async fn definition_request(
+    daemon: &Arc<Daemon>,
+    definition: &kiln_api::proto::pb::Definition,
+    entitlements: &[String],
+    session: Option<&Arc<Session>>,
+    job: &Arc<Job>,
+) -> Result<DefinitionRequest, Status> {
+    use prost::Message as _;
+    let bytes = definition.encode_to_vec();
+    let sources = kiln_engine::Engine::local_sources(&bytes)
+        .map_err(|e| Status::invalid_argument(error_chain(&e)))?;
+    let mut locals = BTreeMap::new();
+    for source in sources {
+        let session = session.ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "the definition reads local://{} but the client opened no session",
+                source.name
+            ))
+        })?;
+        let filter = Filter {
+            include_patterns: source.include_patterns,
+            exclude_patterns: source.exclude_patterns,
+            follow_paths: source.follow_paths,
+        };
+        let purpose = hex(&format!("{filter:?}"));
+        let dir = sync(daemon, session, &source.name, &purpose, &filter, job).await?;
+        locals.insert(source.name, dir);
+    }
+    Ok(DefinitionRequest {
+        definition: bytes,
+        locals,
+        entitlements: entitlements.to_vec(),
+        client_secrets: session.map(|session| {
+            ClientProvided(Arc::new(SessionSecrets {
+                session: Arc::clone(session),
+                runtime: tokio::runtime::Handle::current(),
+            }))
+        }),
+        ..DefinitionRequest::default()
     })
 }
 

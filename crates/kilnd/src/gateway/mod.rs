@@ -320,20 +320,35 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
                     .await?;
                 let config = solved.image_config();
                 let id = build.add_ref(solved);
-                let result = gw::Result {
-                    metadata: HashMap::from([(IMAGE_CONFIG_KEY.to_owned(), config)]),
-                    attestations: HashMap::new(),
-                    result: Some(gw::result::Result::Ref(gw::Ref { id, def: None })),
-                };
-                #[allow(deprecated)]
-                Ok(Response::new(gw::SolveResponse {
-                    r#ref: String::new(),
-                    result: Some(result),
-                }))
+                Ok(Response::new(solve_response(
+                    id,
+                    HashMap::from([(IMAGE_CONFIG_KEY.to_owned(), config)]),
+                )))
             }
-            "" => Err(Status::unimplemented(
-                "kilnd does not solve LLB definitions through the gateway yet",
-            )),
+            "" => {
+                let Some(definition) = &request.definition else {
+                    // Nothing to solve: an empty result.
+                    let id = build.add_ref(self.daemon.engine.empty_result());
+                    return Ok(Response::new(solve_response(id, HashMap::new())));
+                };
+                let solve = crate::control::definition_request(
+                    &self.daemon,
+                    definition,
+                    &[],
+                    build.session.as_ref(),
+                    &build.job,
+                )
+                .await?;
+                let job = Arc::clone(&build.job);
+                let solved = self
+                    .daemon
+                    .blocking(move |engine| {
+                        engine.solve_definition(&solve, &move |event| job.event(event))
+                    })
+                    .await?;
+                let id = build.add_ref(solved);
+                Ok(Response::new(solve_response(id, HashMap::new())))
+            }
             other => Err(Status::invalid_argument(format!(
                 "frontend {other:?} is not available: kilnd runs dockerfile.v0"
             ))),
@@ -494,6 +509,19 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
         let warning = request.into_inner();
         build.job.warning(warning);
         Ok(Response::new(gw::WarnResponse {}))
+    }
+}
+
+/// A solve's answer: one ref, with the frontend's metadata.
+fn solve_response(id: String, metadata: HashMap<String, Vec<u8>>) -> gw::SolveResponse {
+    #[allow(deprecated)]
+    gw::SolveResponse {
+        r#ref: String::new(),
+        result: Some(gw::Result {
+            metadata,
+            attestations: HashMap::new(),
+            result: Some(gw::result::Result::Ref(gw::Ref { id, def: None })),
+        }),
     }
 }
 

@@ -185,3 +185,76 @@ fn buildx_remote_driver_builds_through_kilnd() {
     assert!(String::from_utf8_lossy(&du.stdout).contains("Total:"));
     buildx(&["prune", "--builder", "kiln-test", "--all", "--force"]);
 }
+
+/// `buildctl build` with an LLB definition on its standard input (no frontend): its
+/// local source travels through the session, its image step runs.
+#[test]
+fn buildctl_solves_a_definition() {
+    use kiln_llb::{
+        CopyOptions, FileAction, ImageOptions, LocalOptions, MarshalOptions, OpOptions, Run, State,
+        wire,
+    };
+    if !can_build() {
+        return;
+    }
+    let Some(buildctl) = kiln_test::oracle_tool("buildctl", "KILN_BUILDCTL") else {
+        return;
+    };
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let kilnd = Kilnd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let files = work.path().join("files");
+    fs_err::create_dir_all(&files).unwrap();
+    fs_err::write(files.join("a.txt"), "from the client").unwrap();
+    fs_err::write(files.join("skipped.log"), "not sent").unwrap();
+    let local = State::local(
+        "files",
+        LocalOptions {
+            exclude_patterns: vec!["*.log".to_owned()],
+            ..LocalOptions::default()
+        },
+    );
+    let result = State::image(&image, ImageOptions::default())
+        .add_env("PATH", "/bin")
+        .dir("/")
+        .file(
+            FileAction::copy(&local, "/", "/in/", CopyOptions::default()),
+            OpOptions::default(),
+        )
+        .run(Run::new([
+            "sh",
+            "-c",
+            "ls /in > /listing && cat /in/a.txt > /b.txt",
+        ]))
+        .root();
+    let definition = wire::encode_definition(&result.marshal(&MarshalOptions::default()));
+    let out = work.path().join("out");
+    let mut child = Command::new(&buildctl)
+        .arg("--addr")
+        .arg(kilnd.address())
+        .args(["build", "--progress=plain"])
+        .arg(format!("--local=files={}", files.display()))
+        .arg("--output")
+        .arg(format!("type=local,dest={}", out.display()))
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &definition).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        kilnd.log()
+    );
+    assert_eq!(
+        fs_err::read_to_string(out.join("b.txt")).unwrap(),
+        "from the client"
+    );
+    assert_eq!(
+        fs_err::read_to_string(out.join("listing")).unwrap(),
+        "a.txt\n"
+    );
+}
