@@ -227,6 +227,8 @@ pub struct BuildRequest {
     /// Where secrets and ssh agents come from when not from the maps above: a remote
     /// client's session, asked for each one when a step needs it.
     pub client_secrets: Option<ClientProvided>,
+    /// This build's own cancellation (a daemon sets it when the client goes away).
+    pub cancelled: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Secrets and ssh agents a remote client lends, through its session.
@@ -254,6 +256,8 @@ pub struct DefinitionRequest {
     pub entitlements: Vec<String>,
     /// Secrets and ssh agents a remote client lends, through its session.
     pub client_secrets: Option<ClientProvided>,
+    /// This build's own cancellation (a daemon sets it when the client goes away).
+    pub cancelled: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// A local source of a definition: which client directory, filtered how.
@@ -728,6 +732,7 @@ impl Engine {
                         None => &local_secrets,
                     },
                     entitlements: &request.entitlements,
+                    cancelled: request.cancelled.clone(),
                 },
             )
             .map_err(|e| step_error(e, &definition, &dockerfile, &request.dockerfile))?;
@@ -846,6 +851,7 @@ impl Engine {
                     None => &local_secrets,
                 },
                 entitlements: &request.entitlements,
+                cancelled: request.cancelled.clone(),
             },
         )?;
         let mut solved = self.empty_result();

@@ -40,6 +40,9 @@ pub struct Process {
     /// The cgroup the container's own goes under (`--cgroup-parent`); `None`: runc's
     /// default place.
     pub cgroup_parent: Option<String>,
+    /// The build's own cancellation (a remote client that went away), besides the
+    /// executor's: when set, the container is killed.
+    pub cancelled: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// How a mount is provided.

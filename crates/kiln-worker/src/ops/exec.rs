@@ -101,6 +101,7 @@ pub(crate) fn run(
     exec: &pb::ExecOp,
     inputs: &[Ref],
     secrets: &dyn crate::Secrets,
+    cancelled: Option<&std::sync::Arc<std::sync::atomic::AtomicBool>>,
     log: &(dyn Fn(&[u8]) + Sync),
 ) -> Result<Vec<Ref>, Error> {
     let meta = exec.meta.clone().unwrap_or_default();
@@ -339,6 +340,7 @@ pub(crate) fn run(
             cgroup_parent: Some(meta.cgroup_parent.clone())
                 .filter(|p| !p.is_empty())
                 .or_else(|| worker.config.cgroup_parent.clone()),
+            cancelled: cancelled.cloned(),
         };
         let _held: Vec<_> = locks
             .iter()

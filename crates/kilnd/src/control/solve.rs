@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use kiln_api::proto::moby::buildkit::secrets::v1::GetSecretRequest;
 use kiln_api::proto::moby::buildkit::secrets::v1::secrets_client::SecretsClient;
@@ -30,7 +31,9 @@ pub(super) async fn solve(
 ) -> Result<Response<control::SolveResponse>, Status> {
     let id = request.r#ref.clone();
     let job = daemon.jobs.start(&id);
-    let result = run(daemon, request, &job).await;
+    // A client that goes away drops this call: its build is cancelled with it.
+    let cancelled = CancelOnDrop::default();
+    let result = run(daemon, request, &job, &cancelled.0).await;
     daemon.jobs.end(&id, &job);
     result.map(|exporter_response| {
         Response::new(control::SolveResponse {
@@ -89,10 +92,21 @@ enum SendTo {
     File(PathBuf),
 }
 
+/// Sets its flag when dropped.
+#[derive(Default)]
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 async fn run(
     daemon: &Arc<Daemon>,
     request: control::SolveRequest,
     job: &Arc<Job>,
+    cancelled: &Arc<AtomicBool>,
 ) -> Result<BTreeMap<String, String>, Status> {
     let session = match request.session.as_str() {
         "" => None,
@@ -117,6 +131,7 @@ async fn run(
                 &request.entitlements,
                 &session,
                 job,
+                cancelled,
             )
             .await
             {
@@ -141,6 +156,7 @@ async fn run(
                 &request.entitlements,
                 session.as_ref(),
                 job,
+                cancelled,
             )
             .await
             {
@@ -160,7 +176,8 @@ async fn run(
         "" => {
             // The client runs the frontend and drives the build through the gateway
             // (LLBBridge); the result it returns is exported here.
-            let gateway = crate::gateway::Build::new(session.clone(), job.clone());
+            let gateway =
+                crate::gateway::Build::new(session.clone(), job.clone(), Arc::clone(cancelled));
             daemon
                 .gateways
                 .register(&request.r#ref, Arc::clone(&gateway));
@@ -390,6 +407,7 @@ pub(crate) async fn dockerfile_request(
     entitlements: &[String],
     session: &Arc<Session>,
     job: &Arc<Job>,
+    cancelled: &Arc<AtomicBool>,
 ) -> Result<BuildRequest, Status> {
     let attr = |key: &str| attrs.get(key).map(String::as_str);
     let filename = attr("filename").unwrap_or("Dockerfile").to_owned();
@@ -518,6 +536,7 @@ pub(crate) async fn dockerfile_request(
             session: Arc::clone(session),
             runtime: tokio::runtime::Handle::current(),
         }))),
+        cancelled: Some(Arc::clone(cancelled)),
         ..BuildRequest::default()
     })
 }
@@ -530,6 +549,7 @@ pub(crate) async fn definition_request(
     entitlements: &[String],
     session: Option<&Arc<Session>>,
     job: &Arc<Job>,
+    cancelled: &Arc<AtomicBool>,
 ) -> Result<DefinitionRequest, Status> {
     use prost::Message as _;
     let bytes = definition.encode_to_vec();
@@ -562,6 +582,7 @@ pub(crate) async fn definition_request(
                 runtime: tokio::runtime::Handle::current(),
             }))
         }),
+        cancelled: Some(Arc::clone(cancelled)),
         ..DefinitionRequest::default()
     })
 }

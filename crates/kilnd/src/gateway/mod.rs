@@ -5,6 +5,7 @@
 //! result, which the waiting `Control.Solve` exports.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,16 +27,23 @@ const BUILD_ID: &str = "buildkit-controlapi-buildid";
 pub(crate) struct Build {
     pub(crate) session: Option<Arc<Session>>,
     pub(crate) job: Arc<Job>,
+    /// Set when the client's `Control.Solve` ends (it went away, or the build ended).
+    pub(crate) cancelled: Arc<AtomicBool>,
     refs: Mutex<HashMap<String, Arc<Solved>>>,
     next_ref: std::sync::atomic::AtomicU64,
     returned: watch::Sender<Option<Result<Solved, Status>>>,
 }
 
 impl Build {
-    pub(crate) fn new(session: Option<Arc<Session>>, job: Arc<Job>) -> Arc<Self> {
+    pub(crate) fn new(
+        session: Option<Arc<Session>>,
+        job: Arc<Job>,
+        cancelled: Arc<AtomicBool>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             session,
             job,
+            cancelled,
             refs: Mutex::new(HashMap::new()),
             next_ref: std::sync::atomic::AtomicU64::new(1),
             returned: watch::channel(None).0,
@@ -308,6 +316,7 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
                     &entitlements,
                     &session,
                     &build.job,
+                    &build.cancelled,
                 )
                 .await?;
                 build_request.outputs.clear();
@@ -337,6 +346,7 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
                     &[],
                     build.session.as_ref(),
                     &build.job,
+                    &build.cancelled,
                 )
                 .await?;
                 let job = Arc::clone(&build.job);

@@ -186,3 +186,69 @@ async fn tcp_needs_mutual_tls_off_loopback() {
     };
     assert!(!without, "a client without a certificate was served");
 }
+
+/// A client that goes away mid-build cancels it: its running step's container is
+/// killed and removed, and the daemon keeps serving.
+#[tokio::test]
+async fn a_client_that_goes_away_cancels_its_build() {
+    use kiln_llb::{ImageOptions, MarshalOptions, Run, State, wire};
+    if !crate::support::can_build() {
+        return;
+    }
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let kilnd = Kilnd::start(&[]);
+    let channel = connect(&kilnd.socket).await;
+    let definition = State::image(&image, ImageOptions::default())
+        .add_env("PATH", "/bin")
+        .dir("/")
+        .run(Run::new(["sh", "-c", "touch /started && sleep 60"]))
+        .root()
+        .marshal(&MarshalOptions::default());
+    let definition: kiln_api::proto::pb::Definition =
+        prost::Message::decode(wire::encode_definition(&definition).as_slice()).unwrap();
+    let mut client = ControlClient::new(channel.clone());
+    let build = tokio::spawn(async move {
+        client
+            .solve(control::SolveRequest {
+                r#ref: "goes-away".to_owned(),
+                definition: Some(definition),
+                ..control::SolveRequest::default()
+            })
+            .await
+    });
+    let runc_root = kilnd.dir.path().join("root/exec/runc");
+    let containers = || {
+        let listed = Command::new("runc")
+            .arg("--root")
+            .arg(&runc_root)
+            .args(["list", "-q"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&listed.stdout).trim().to_owned()
+    };
+    let mut running = false;
+    for _ in 0..200 {
+        if !containers().is_empty() {
+            running = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(running, "the step never started:\n{}", kilnd.log());
+    build.abort();
+    drop(channel);
+    let mut gone = false;
+    for _ in 0..200 {
+        if containers().is_empty() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the container outlived its client: {}", containers());
+    let mounts = fs_err::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains(&kilnd.dir.path().display().to_string()));
+    let mut client = ControlClient::new(connect(&kilnd.socket).await);
+    assert!(client.info(control::InfoRequest {}).await.is_ok());
+}
