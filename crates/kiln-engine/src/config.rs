@@ -100,7 +100,7 @@ impl Size {
 }
 
 /// `512MB`, `10GB`, `1.5GiB`, `100` (bytes).
-fn parse_size(text: &str) -> Option<u64> {
+pub fn parse_size(text: &str) -> Option<u64> {
     let lower = text.trim().to_ascii_lowercase();
     let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let unit = lower[digits.len()..].trim();
@@ -241,6 +241,41 @@ struct WorkersFile {
 }
 
 #[derive(Debug, Default, Deserialize)]
+struct GrpcTlsFile {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GrpcFile {
+    #[serde(default)]
+    address: Vec<String>,
+    debug_address: Option<String>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    tls: Option<GrpcTlsFile>,
+}
+
+/// `[grpc]`: where `kilnd` listens and with which certificates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrpcSettings {
+    /// `address`: `unix:///path` or `tcp://host:port`, each listened on.
+    pub addresses: Vec<String>,
+    /// `uid`: the owner of unix sockets.
+    pub uid: Option<u32>,
+    /// `gid`: the group of unix sockets.
+    pub gid: Option<u32>,
+    /// `[grpc.tls] cert`: the server's certificate (TCP).
+    pub tls_cert: Option<PathBuf>,
+    /// `[grpc.tls] key`: its key.
+    pub tls_key: Option<PathBuf>,
+    /// `[grpc.tls] ca`: the CA client certificates must be signed by (mutual TLS).
+    pub tls_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 struct ConfigFile {
     root: Option<PathBuf>,
@@ -253,9 +288,9 @@ struct ConfigFile {
     registry: BTreeMap<String, RegistryFile>,
     history: Option<HistoryFile>,
     dns: Option<DnsFile>,
-    // Sections for parts kiln has not built yet (kilnd's gRPC server, tracing,
-    // devices, frontends, logging): accepted and reported as not yet used.
-    grpc: Option<toml::Value>,
+    grpc: Option<GrpcFile>,
+    // Sections for parts kiln has not built yet (tracing, devices, frontends,
+    // logging): accepted and reported as not yet used.
     otel: Option<toml::Value>,
     cdi: Option<toml::Value>,
     frontend: Option<toml::Value>,
@@ -316,6 +351,8 @@ pub struct FileSettings {
     pub registries: BTreeMap<String, kiln_registry::HostOptions>,
     /// `[dns]`.
     pub dns: Option<Dns>,
+    /// `[grpc]` (used by `kilnd`).
+    pub grpc: GrpcSettings,
     /// Unknown keys, and keys for parts kiln does not have yet: one line each, for the
     /// user to see.
     pub notices: Vec<String>,
@@ -323,7 +360,7 @@ pub struct FileSettings {
 
 /// BuildKit's default policies for a storage budget: old cache mounts and local
 /// sources first, then anything unused for 60 days, then the least recently used.
-fn default_policies(keep: u64) -> Vec<GcPolicy> {
+pub fn default_policies(keep: u64) -> Vec<GcPolicy> {
     let day = 24 * 3600;
     vec![
         GcPolicy {
@@ -371,7 +408,23 @@ pub fn read(path: &Path) -> Result<FileSettings, Error> {
     };
     let oci = &file.worker.oci;
     not_yet("trace", file.trace.is_some());
-    not_yet("[grpc]", file.grpc.is_some());
+    let grpc = file.grpc.as_ref().map_or_else(GrpcSettings::default, |g| {
+        let tls = g.tls.as_ref();
+        GrpcSettings {
+            addresses: g.address.clone(),
+            uid: g.uid,
+            gid: g.gid,
+            tls_cert: tls.and_then(|t| t.cert.clone()),
+            tls_key: tls.and_then(|t| t.key.clone()),
+            tls_ca: tls.and_then(|t| t.ca.clone()),
+        }
+    });
+    not_yet(
+        "grpc.debugAddress",
+        file.grpc
+            .as_ref()
+            .is_some_and(|g| g.debug_address.is_some()),
+    );
     not_yet("[otel]", file.otel.is_some());
     not_yet("[cdi]", file.cdi.is_some());
     not_yet("[frontend]", file.frontend.is_some());
@@ -555,6 +608,7 @@ pub fn read(path: &Path) -> Result<FileSettings, Error> {
             options: d.options,
             search_domains: d.search_domains,
         }),
+        grpc,
         notices,
     })
 }
@@ -665,12 +719,12 @@ bogus = 1
             "nameserver 127.0.0.53\nsearch example.test\noptions edns0\n"
         );
         assert_eq!(settings.registries["docker.io"].mirrors, ["127.0.0.1:5000"]);
+        assert_eq!(settings.grpc.addresses, ["tcp://127.0.0.1:1234"]);
         assert!(settings.registries["127.0.0.1:5000"].plain_http);
         let notices = settings.notices.join("\n");
         for expected in [
             "unknown key bogus",
             "unknown key worker.oci.unknownThing",
-            "[grpc] is not used",
             "[history] is not used",
         ] {
             assert!(notices.contains(expected), "{expected} not in {notices}");

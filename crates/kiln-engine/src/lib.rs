@@ -15,12 +15,13 @@ use std::time::SystemTime;
 
 use fs_err as fs;
 use kiln_dockerfile::convert::{self, ConvertOptions, ImageResolver, NamedContext, ResolvedImage};
-use kiln_llb::{LoadedDefinition, MarshalOptions, Platform, wire};
+use kiln_llb::{LoadedDefinition, MarshalOptions, wire};
 use kiln_registry::RegistryClient;
 use kiln_worker::{LocalContexts, SolveOptions, Worker, WorkerConfig};
 
 pub use error::Error;
-pub use kiln_worker::{CacheRecord, Event, PruneFilter, PruneOptions, fetch_git};
+pub use kiln_llb::Platform;
+pub use kiln_worker::{CacheRecord, Event, PruneFilter, PruneOptions, Secrets, fetch_git};
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -46,6 +47,10 @@ pub struct EngineConfig {
     pub snapshotter: String,
     /// `[registry."host"]`: mirrors, plain HTTP, TLS settings.
     pub registries: BTreeMap<String, kiln_registry::HostOptions>,
+    /// `[grpc]`: where `kilnd` listens.
+    pub grpc: config::GrpcSettings,
+    /// `debug`: more detail in logs.
+    pub debug: bool,
     /// What the configuration file had that kiln does not use: for the user to see.
     pub notices: Vec<String>,
 }
@@ -92,6 +97,8 @@ impl Default for EngineConfig {
             cgroup_parent: None,
             dns: None,
             registries: BTreeMap::new(),
+            grpc: config::GrpcSettings::default(),
+            debug: false,
             snapshotter: "auto".to_owned(),
             notices: Vec::new(),
         }
@@ -103,7 +110,20 @@ impl EngineConfig {
     /// `$KILN_CONFIG`, else `/etc/kiln/kilnd.toml` (root) or
     /// `~/.config/kiln/kilnd.toml`; `KILN_ROOT` still chooses the state directory.
     pub fn load(path: Option<&Path>) -> Result<Self, Error> {
-        let mut config = Self::default();
+        Self::load_over(Self::default(), path)
+    }
+
+    /// As [`EngineConfig::load`], for a daemon: it grants builds no insecure
+    /// entitlement unless its configuration permits one (buildkitd's default).
+    pub fn load_for_daemon(path: Option<&Path>) -> Result<Self, Error> {
+        let defaults = Self {
+            insecure_entitlements: Vec::new(),
+            ..Self::default()
+        };
+        Self::load_over(defaults, path)
+    }
+
+    fn load_over(mut config: Self, path: Option<&Path>) -> Result<Self, Error> {
         let path = path
             .map(Path::to_path_buf)
             .or_else(|| config::default_path(rustix_uid() == 0));
@@ -123,6 +143,8 @@ impl EngineConfig {
             config.cgroup_parent = settings.cgroup_parent;
             config.dns = settings.dns;
             config.registries = settings.registries;
+            config.grpc = settings.grpc;
+            config.debug = settings.debug;
             if let (Some(root), None) = (settings.root, std::env::var_os("KILN_ROOT")) {
                 config.root = root;
             }
@@ -203,6 +225,19 @@ pub struct BuildRequest {
     pub pull: bool,
     /// How RUN steps are set up (`--network`, `--add-host`, `--ulimit`, `--shm-size`).
     pub run: RunDefaults,
+    /// Where secrets and ssh agents come from when not from the maps above: a remote
+    /// client's session, asked for each one when a step needs it.
+    pub client_secrets: Option<ClientProvided>,
+}
+
+/// Secrets and ssh agents a remote client lends, through its session.
+#[derive(Clone)]
+pub struct ClientProvided(pub Arc<dyn Secrets>);
+
+impl std::fmt::Debug for ClientProvided {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientProvided")
+    }
 }
 
 /// An LLB definition to build (`kiln debug build-llb`).
@@ -299,7 +334,7 @@ struct ClientSecrets<'a> {
     ssh: &'a BTreeMap<String, PathBuf>,
 }
 
-impl kiln_worker::Secrets for ClientSecrets<'_> {
+impl Secrets for ClientSecrets<'_> {
     fn secret(&self, id: &str) -> Option<Vec<u8>> {
         self.secrets.get(id).cloned()
     }
@@ -583,6 +618,10 @@ impl Engine {
         });
         let definition = LoadedDefinition::decode(&wire::encode_definition(&definition))?;
         let contexts = Contexts { dirs };
+        let local_secrets = ClientSecrets {
+            secrets: &request.secrets,
+            ssh: &request.ssh,
+        };
         let result = self
             .worker
             .solve(
@@ -591,9 +630,9 @@ impl Engine {
                     no_cache: request.no_cache,
                     progress,
                     contexts: &contexts,
-                    secrets: &ClientSecrets {
-                        secrets: &request.secrets,
-                        ssh: &request.ssh,
+                    secrets: match &request.client_secrets {
+                        Some(client) => client.0.as_ref(),
+                        None => &local_secrets,
                     },
                     entitlements: &request.entitlements,
                 },
@@ -738,6 +777,11 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// The platform this engine builds for.
+    pub fn platform(&self) -> &Platform {
+        &self.platform
     }
 
     /// Every record of the build cache (`kiln du`).

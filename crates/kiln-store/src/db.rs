@@ -61,6 +61,22 @@ impl MetadataDb {
         Ok(())
     }
 
+    /// Stores records of several tables in one transaction: all of them land, or none
+    /// (a process killed in between leaves neither half).
+    pub fn put_batch(&self, records: &[(&str, &str, &[u8])]) -> Result<(), Error> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
+        for (table, key, value) in records {
+            let definition: TableDefinition<&str, &[u8]> = TableDefinition::new(table);
+            let mut table = txn.open_table(definition)?;
+            table.insert(*key, *value)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Removes the record under `key`, if any.
     pub fn remove(&self, table: &str, key: &str) -> Result<(), Error> {
         let definition: TableDefinition<&str, &[u8]> = TableDefinition::new(table);
@@ -110,5 +126,8 @@ mod tests {
         assert_eq!(db.entries("t").unwrap().len(), 1);
         db.remove("t", "k").unwrap();
         assert_eq!(db.get("t", "k").unwrap(), None);
+        db.put_batch(&[("t", "a", b"1"), ("u", "b", b"2")]).unwrap();
+        assert_eq!(db.get("t", "a").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(db.get("u", "b").unwrap().as_deref(), Some(&b"2"[..]));
     }
 }

@@ -426,7 +426,7 @@ mod tests {
     #[test]
     fn long_layer_chains_mount() {
         if !is_root() {
-            println!("skipped: mounting needs root");
+            kiln_test::skip("mounting needs root");
             return;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -276,12 +276,6 @@ impl Worker {
             .then_some(refs)
     }
 
-    fn record(&self, key: &str, refs: &[Ref]) -> Result<(), Error> {
-        let bytes = serde_json::to_vec(refs).map_err(|e| Error::Unsupported(e.to_string()))?;
-        self.db.put(CACHE_TABLE, key, &bytes)?;
-        Ok(())
-    }
-
     /// Runs a definition and returns the result it asks for (`None` for an empty one).
     pub fn solve(
         &self,
@@ -456,14 +450,13 @@ impl Worker {
         for (index, r) in refs.iter_mut().enumerate() {
             r.key = sha256_hex(&[key.as_bytes(), index.to_string().as_bytes()]);
         }
-        self.record(&key, &refs)?;
         let kind = match &vertex.op.op {
             Some(Op::Source(source)) if source.identifier.starts_with("local://") => {
                 usage::SOURCE_LOCAL
             }
             _ => usage::REGULAR,
         };
-        usage::touch(self, &refs, Some((kind, &name)));
+        usage::record_made(self, &key, &refs, (kind, &name))?;
         (options.progress)(Event::Done {
             digest,
             duration: started.elapsed(),

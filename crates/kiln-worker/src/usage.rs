@@ -233,7 +233,44 @@ pub(crate) fn remove_unrecorded_layers(worker: &Worker) -> Result<Vec<u64>, Erro
 
 /// Notes that a step made (`made` with its type and name) or reused its layers.
 pub(crate) fn touch(worker: &Worker, refs: &[Ref], made: Option<(&str, &str)>) {
+    let records = usage_records(worker, refs, made);
+    let batch: Vec<(&str, &str, &[u8])> = records
+        .iter()
+        .map(|(key, bytes)| (USAGE_TABLE, key.as_str(), bytes.as_slice()))
+        .collect();
+    // Usage is advisory: a failed write must not fail the build.
+    let _ = worker.db.put_batch(&batch);
+}
+
+/// Records a step's result (`key` → `refs`) together with the usage of the layers it
+/// made, in one transaction: a process killed in between leaves no layer that a
+/// record names without its type and description.
+pub(crate) fn record_made(
+    worker: &Worker,
+    key: &str,
+    refs: &[Ref],
+    made: (&str, &str),
+) -> Result<(), Error> {
+    let result = serde_json::to_vec(refs).map_err(|e| Error::Unsupported(e.to_string()))?;
+    let usage = usage_records(worker, refs, Some(made));
+    let mut batch: Vec<(&str, &str, &[u8])> = vec![(CACHE_TABLE, key, result.as_slice())];
+    batch.extend(
+        usage
+            .iter()
+            .map(|(key, bytes)| (USAGE_TABLE, key.as_str(), bytes.as_slice())),
+    );
+    worker.db.put_batch(&batch)?;
+    Ok(())
+}
+
+/// The usage records of `refs`' own layers after one more use.
+fn usage_records(
+    worker: &Worker,
+    refs: &[Ref],
+    made: Option<(&str, &str)>,
+) -> Vec<(String, Vec<u8>)> {
     let now = now();
+    let mut out = Vec::new();
     for id in refs.iter().filter_map(|r| r.chain.last()) {
         let key = id.to_string();
         let mut usage: Usage = worker
@@ -249,13 +286,16 @@ pub(crate) fn touch(worker: &Worker, refs: &[Ref], made: Option<(&str, &str)>) {
             usage.created = now;
             usage.size = Some(disk_size(&worker.snapshots.layer_root(*id)));
         }
+        if usage.kind.is_empty() {
+            usage.kind = REGULAR.to_owned();
+        }
         usage.last_used = now;
         usage.count += 1;
         if let Ok(bytes) = serde_json::to_vec(&usage) {
-            // Usage is advisory: a failed write must not fail the build.
-            let _ = worker.db.put(USAGE_TABLE, &key, &bytes);
+            out.push((key, bytes));
         }
     }
+    out
 }
 
 /// The layers under each layer, from the cache records' chains.
@@ -404,9 +444,10 @@ pub(crate) fn prune(worker: &Worker, options: &PruneOptions) -> Result<Vec<Cache
         .filter(|r| chosen.contains(&r.id))
         .cloned()
         .collect();
+    // Every record but cache mounts and loose blobs is a layer, named by its number.
     let removed_layers: BTreeSet<u64> = removed
         .iter()
-        .filter(|r| r.kind == REGULAR || r.kind == SOURCE_LOCAL)
+        .filter(|r| r.kind != CACHE_MOUNT && r.kind != INTERNAL)
         .filter_map(|r| r.id.parse().ok())
         .collect();
     // Records first, then data: an interrupted prune leaves no record of missing data.

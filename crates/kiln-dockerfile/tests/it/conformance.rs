@@ -3,7 +3,7 @@
 //! The data directory is `KILN_CONFORMANCE_DIR` (a relative path is taken from the
 //! workspace root), by default `../shared/conformance`. Each suite prints
 //! `<suite>: N passed, M failed` and fails if any case failed; a suite whose folder is
-//! absent is skipped with a note.
+//! absent is skipped (a failure under CI).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,35 +12,14 @@ use fs_err as fs;
 use kiln_dockerfile::parser;
 use kiln_dockerfile::shell::Lexer;
 
-fn data_dir() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::var_os("KILN_CONFORMANCE_DIR")
-        .map_or_else(|| PathBuf::from("../shared/conformance"), PathBuf::from);
-    root.join(dir).join("dockerfile")
-}
-
-/// The suite's folder, or `None` (with a note) when it is absent.
-fn suite_dir(suite: &str, folder: &str) -> Option<PathBuf> {
-    let dir = data_dir().join(folder);
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("{suite}: skipped, {} not found", dir.display());
-        None
-    }
+/// The suite's folder, or `None` (after a skip, which fails under CI) when absent.
+fn suite_dir(folder: &str) -> Option<PathBuf> {
+    kiln_test::conformance_dir("dockerfile").map(|d| d.join(folder))
 }
 
 /// Prints the suite line and fails the test if any case failed.
 fn report(suite: &str, failures: &[String], passed: usize) {
-    for failure in failures {
-        println!("  FAIL {failure}");
-    }
-    println!("{suite}: {passed} passed, {} failed", failures.len());
-    assert!(
-        failures.is_empty(),
-        "{suite}: {} case(s) failed",
-        failures.len()
-    );
+    kiln_test::report_suite(suite, passed, failures);
 }
 
 fn case_dirs(dir: &Path) -> Vec<PathBuf> {
@@ -55,7 +34,7 @@ fn case_dirs(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn parser() {
-    let Some(dir) = suite_dir("parser", "parser") else {
+    let Some(dir) = suite_dir("parser") else {
         return;
     };
     let (mut passed, mut failures) = (0, Vec::new());
@@ -77,7 +56,7 @@ fn parser() {
 
 #[test]
 fn parser_negative() {
-    let Some(dir) = suite_dir("parser-negative", "parser-negative") else {
+    let Some(dir) = suite_dir("parser-negative") else {
         return;
     };
     let (mut passed, mut failures) = (0, Vec::new());
@@ -94,7 +73,7 @@ fn parser_negative() {
 
 #[test]
 fn parser_lines() {
-    let Some(dir) = suite_dir("parser-lines", "parser-lines") else {
+    let Some(dir) = suite_dir("parser-lines") else {
         return;
     };
     let (mut passed, mut failures) = (0, Vec::new());
@@ -131,7 +110,7 @@ fn parser_lines() {
 
 #[test]
 fn env_var_test() {
-    let Some(dir) = suite_dir("envVarTest", "shell") else {
+    let Some(dir) = suite_dir("shell") else {
         return;
     };
     let env: HashMap<String, String> = [
@@ -178,7 +157,7 @@ fn env_var_test() {
 
 #[test]
 fn words_test() {
-    let Some(dir) = suite_dir("wordsTest", "shell") else {
+    let Some(dir) = suite_dir("shell") else {
         return;
     };
     let lexer = Lexer::default();

@@ -38,13 +38,6 @@ impl ImageResolver for FixedResolver {
     }
 }
 
-fn cases_dir() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::var_os("KILN_CONFORMANCE_DIR")
-        .map_or_else(|| PathBuf::from("../shared/conformance"), PathBuf::from);
-    root.join(dir).join("llb/cases")
-}
-
 fn options(case: &Path) -> ConvertOptions {
     let opts: Value = fs::read_to_string(case.join("opts.json"))
         .ok()
@@ -236,11 +229,9 @@ fn check_case(case: &Path) -> Result<(), String> {
 
 #[test]
 fn llb_convert() {
-    let dir = cases_dir();
-    if !dir.is_dir() {
-        println!("llb-convert: skipped, {} not found", dir.display());
+    let Some(dir) = kiln_test::conformance_dir("llb").map(|d| d.join("cases")) else {
         return;
-    }
+    };
     let mut cases: Vec<PathBuf> = fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -256,12 +247,5 @@ fn llb_convert() {
             ));
         }
     }
-    for failure in &failures {
-        println!("  FAIL {failure}");
-    }
-    println!(
-        "llb-convert: {} passed, {} failed",
-        cases.len() - failures.len(),
-        failures.len()
-    );
+    kiln_test::report_suite("llb-convert", cases.len() - failures.len(), &failures);
 }

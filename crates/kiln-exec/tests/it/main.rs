@@ -1,4 +1,4 @@
-//! Real runc runs on a busybox rootfs (root only; skipped with a note otherwise).
+//! Real runc runs on a busybox rootfs (root only; skipped with a note otherwise, a failure under CI).
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -6,26 +6,12 @@ use std::sync::Mutex;
 use kiln_exec::{Executor, Mount, MountKind, NetworkMode, OutputStream, Process, User};
 
 fn can_run() -> bool {
-    let root = rustix_is_root();
-    let tools = Path::new("/bin/busybox").exists() && which("runc");
-    if !(root && tools) {
-        println!("skipped: needs root, runc and busybox-static");
+    let ok =
+        kiln_test::is_root() && Path::new("/bin/busybox").exists() && kiln_test::on_path("runc");
+    if !ok {
+        kiln_test::skip("needs root, runc and busybox-static");
     }
-    root && tools
-}
-
-fn rustix_is_root() -> bool {
-    fs_err::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-fn which(bin: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).exists()))
+    ok
 }
 
 fn busybox_rootfs(dir: &Path) {

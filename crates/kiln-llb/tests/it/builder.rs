@@ -13,10 +13,7 @@ use kiln_llb::{
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 fn case(name: &str) -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::var_os("KILN_CONFORMANCE_DIR")
-        .map_or_else(|| PathBuf::from("../shared/conformance"), PathBuf::from);
-    let case = root.join(dir).join("llb/cases").join(name);
+    let case = kiln_test::conformance_dir("llb")?.join("cases").join(name);
     case.is_dir().then_some(case)
 }
 

@@ -11,13 +11,6 @@ use fs_err as fs;
 use kiln_llb::{Digest, LoadedDefinition, json, wire};
 use serde_json::Value;
 
-fn cases_dir() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::var_os("KILN_CONFORMANCE_DIR")
-        .map_or_else(|| PathBuf::from("../shared/conformance"), PathBuf::from);
-    root.join(dir).join("llb/cases")
-}
-
 /// Checks one case; `Err` says what differs.
 fn check_case(case: &Path) -> Result<(), String> {
     let bytes = fs::read(case.join("definition.pb")).map_err(|e| e.to_string())?;
@@ -86,11 +79,9 @@ fn check_case(case: &Path) -> Result<(), String> {
 
 #[test]
 fn llb_wire() {
-    let dir = cases_dir();
-    if !dir.is_dir() {
-        println!("llb-wire: skipped, {} not found", dir.display());
+    let Some(dir) = kiln_test::conformance_dir("llb").map(|d| d.join("cases")) else {
         return;
-    }
+    };
     let mut cases: Vec<PathBuf> = fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -106,17 +97,5 @@ fn llb_wire() {
             ));
         }
     }
-    for failure in &failures {
-        println!("  FAIL {failure}");
-    }
-    println!(
-        "llb-wire: {} passed, {} failed",
-        cases.len() - failures.len(),
-        failures.len()
-    );
-    assert!(
-        failures.is_empty(),
-        "llb-wire: {} case(s) failed",
-        failures.len()
-    );
+    kiln_test::report_suite("llb-wire", cases.len() - failures.len(), &failures);
 }

@@ -9,6 +9,9 @@ use kiln_engine::{BuildContext, BuildRequest, RunDefaults};
 use crate::args::build::BuildArgs;
 use crate::progress::Progress;
 
+/// `--build-arg` values (`KEY=VALUE`, or `KEY` taken from the environment); like
+/// buildx, a non-empty `SOURCE_DATE_EPOCH` in the environment is passed as that build
+/// arg unless one is given.
 fn parse_build_args(args: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for arg in args {
@@ -22,6 +25,12 @@ fn parse_build_args(args: &[String]) -> anyhow::Result<BTreeMap<String, String>>
                 }
             }
         }
+    }
+    if let Some(epoch) = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        out.entry("SOURCE_DATE_EPOCH".to_owned()).or_insert(epoch);
     }
     Ok(out)
 }

@@ -591,7 +591,7 @@ fn concurrent_builds_on_one_state_directory() {
 #[test]
 fn docker_cli_plugin() {
     if Command::new("docker").arg("--version").output().is_err() {
-        println!("skipped: needs the docker CLI");
+        kiln_test::skip("needs the docker CLI");
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -624,7 +624,7 @@ fn docker_cli_plugin() {
 fn git_and_tarball_contexts_over_http() {
     let have = |bin: &str| Command::new(bin).arg("--version").output().is_ok();
     if !have("git") || !have("python3") || !have("tar") {
-        println!("skipped: needs git, python3 and tar");
+        kiln_test::skip("needs git, python3 and tar");
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -1231,7 +1231,7 @@ fn c_program_from_oci_layout_bases() {
     )
     .join("bases/oci");
     if !tools_present() || !bases.join("debian/index.json").is_file() {
-        println!("skipped: needs the bench's base layouts (../shared/bench/setup-bases.sh)");
+        kiln_test::skip("needs the bench's base layouts (../shared/bench/setup-bases.sh)");
         return;
     }
     let work = tempfile::tempdir().unwrap();

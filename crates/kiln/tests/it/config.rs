@@ -222,7 +222,7 @@ fn the_native_snapshotter_builds_what_overlay_builds() {
 #[test]
 fn registries_with_a_private_ca() {
     if !tools_present() || Command::new("openssl").arg("version").output().is_err() {
-        println!("skipped: needs openssl");
+        kiln_test::skip("needs openssl");
         return;
     }
     let work = tempfile::tempdir().unwrap();

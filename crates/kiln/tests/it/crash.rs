@@ -27,7 +27,7 @@ fn assert_blobs_verified(state: &Path) {
 }
 
 /// A build (context copy, RUN steps writing 40 MB, an image export) killed with
-/// SIGKILL at several moments; after each kill the next build starts cleanly, and in
+/// SIGKILL at ten moments; after each kill the next build starts cleanly, and in
 /// the end a build completes with the right result, every blob matches its digest,
 /// no half-written blob, container, mount or unrecorded layer is left, and a rebuild
 /// is fully cached.
@@ -65,7 +65,21 @@ fn kill_9_at_any_moment_leaves_a_consistent_store() {
         format!("type=oci,dest={}", archive.display()),
         project.to_str().unwrap().to_owned(),
     ];
-    for delay_ms in [150, 400, 700, 1000, 1400, 1900, 2500] {
+    // Every record `du` lists is of a type BuildKit knows: a layer whose result was
+    // recorded without its usage (a kill between the two writes) once showed with no
+    // type, and `prune --all` then left it behind.
+    let assert_du_types_known = |when: &str| {
+        let du = kiln(state, &["du", "--verbose"]);
+        let du = String::from_utf8_lossy(&du.stdout).into_owned();
+        for line in du.lines().filter(|l| l.starts_with("Type:")) {
+            let kind = line.trim_start_matches("Type:").trim();
+            assert!(
+                ["regular", "source.local", "exec.cachemount", "internal"].contains(&kind),
+                "{when}: a record of type {kind:?}:\n{du}"
+            );
+        }
+    };
+    for delay_ms in [150, 400, 700, 1000, 1200, 1400, 1650, 1900, 2200, 2500] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
             .env("KILN_ROOT", state)
             .args(&args)
@@ -76,6 +90,7 @@ fn kill_9_at_any_moment_leaves_a_consistent_store() {
         std::thread::sleep(Duration::from_millis(delay_ms));
         let _ = child.kill();
         let _ = child.wait();
+        assert_du_types_known(&format!("after a kill at {delay_ms} ms"));
     }
 
     // A layer no record names (as a kill between writing a layer and recording it
@@ -124,6 +139,7 @@ fn kill_9_at_any_moment_leaves_a_consistent_store() {
         .unwrap();
     assert!(String::from_utf8_lossy(&runc.stdout).trim().is_empty());
 
+    assert_du_types_known("after the last build");
     // Pruning everything leaves no layer behind.
     let du = kiln(state, &["du", "--verbose"]);
     let du = String::from_utf8_lossy(&du.stdout).into_owned();

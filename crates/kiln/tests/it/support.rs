@@ -9,16 +9,10 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+/// Whether the real parts the integration tests use are here; if not, the test is
+/// skipped (a failure under `CI=true`).
 pub(crate) fn tools_present() -> bool {
-    let root = fs_err::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false);
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let have = |bin: &str| std::env::split_paths(&path).any(|d| d.join(bin).exists());
-    let ok = root
+    let ok = kiln_test::is_root()
         && [
             "runc",
             "docker-registry",
@@ -28,10 +22,10 @@ pub(crate) fn tools_present() -> bool {
             "curl",
         ]
         .iter()
-        .all(|b| have(b));
+        .all(|b| kiln_test::on_path(b));
     if !ok {
-        println!(
-            "skipped: needs root, runc, docker-registry, skopeo, umoci, busybox-static and curl"
+        kiln_test::skip(
+            "needs root, runc, docker-registry, skopeo, umoci, busybox-static and curl",
         );
     }
     ok

@@ -1,0 +1,513 @@
+//! `Control.Solve` and `Control.Status`: a build a client asks for, with the files it
+//! lends through its session, and the progress it follows.
+//!
+//! The client's directories are kept in step in the state directory (one per project,
+//! by the session's shared key, and local name), so a rebuild transfers only what
+//! changed and the engine finds unchanged files as it left them. Results for the
+//! client are exported to the state directory, then sent through the session.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kiln_api::proto::moby::buildkit::secrets::v1::GetSecretRequest;
+use kiln_api::proto::moby::buildkit::secrets::v1::secrets_client::SecretsClient;
+use kiln_api::proto::moby::buildkit::v1 as control;
+use kiln_api::session::filesync::{self, Filter};
+use kiln_engine::{BuildContext, BuildRequest, BuildResult, ClientProvided, Output};
+use sha2::{Digest as _, Sha256};
+use tonic::{Response, Status};
+
+use super::{Daemon, ServerStream, error_chain};
+use crate::jobs::Job;
+use crate::session::Session;
+
+pub(super) async fn solve(
+    daemon: &Arc<Daemon>,
+    request: control::SolveRequest,
+) -> Result<Response<control::SolveResponse>, Status> {
+    let id = request.r#ref.clone();
+    let job = daemon.jobs.start(&id);
+    let result = run(daemon, request, &job).await;
+    daemon.jobs.end(&id, &job);
+    result.map(|exporter_response| {
+        Response::new(control::SolveResponse {
+            exporter_response: exporter_response.into_iter().collect(),
+        })
+    })
+}
+
+pub(super) async fn status(
+    daemon: &Arc<Daemon>,
+    request: control::StatusRequest,
+) -> Result<Response<ServerStream<control::StatusResponse>>, Status> {
+    let job = daemon
+        .jobs
+        .get(&request.r#ref)
+        .await
+        .ok_or_else(|| Status::not_found(format!("no build {} is running", request.r#ref)))?;
+    let stream = async_stream(job);
+    Ok(Response::new(Box::pin(stream)))
+}
+
+/// The job's updates as a stream that ends with the solve.
+fn async_stream(
+    job: Arc<Job>,
+) -> impl tokio_stream::Stream<Item = Result<control::StatusResponse, Status>> + Send {
+    let (sender, receiver) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut next = 0;
+        loop {
+            let (updates, done) = job.updates(next).await;
+            next += updates.len();
+            for update in updates {
+                if sender.send(Ok(update)).await.is_err() {
+                    return;
+                }
+            }
+            if done {
+                return;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(receiver)
+}
+
+/// An exporter of the request, with where its result goes.
+struct PlannedOutput {
+    /// Its index in the request (the client's id for its output).
+    index: usize,
+    output: Output,
+    /// A file or directory in the state directory to send to the client afterwards.
+    send: Option<SendTo>,
+}
+
+enum SendTo {
+    Dir(PathBuf),
+    File(PathBuf),
+}
+
+async fn run(
+    daemon: &Arc<Daemon>,
+    request: control::SolveRequest,
+    job: &Arc<Job>,
+) -> Result<BTreeMap<String, String>, Status> {
+    let session = match request.session.as_str() {
+        "" => None,
+        id => Some(daemon.sessions.get(id).await.ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "session {id} is not open: the client must open it (Control.Session) before solving"
+            ))
+        })?),
+    };
+    let exports_dir = daemon.root.join("kilnd/exports").join(hex(&request.r#ref));
+    let outputs = plan_outputs(&request, &exports_dir, session.as_deref())?;
+    let result = match request.frontend.as_str() {
+        "dockerfile.v0" => {
+            let session = session.clone().ok_or_else(|| {
+                Status::invalid_argument(
+                    "the dockerfile.v0 frontend reads its files through a session",
+                )
+            })?;
+            dockerfile(daemon, &request, &session, &outputs, job).await
+        }
+        "" if request.definition.is_some() => Err(Status::unimplemented(
+            "kilnd does not solve bare LLB definitions yet; use the dockerfile.v0 frontend",
+        )),
+        "" => Err(Status::unimplemented(
+            "kilnd does not serve the client-side frontend (gateway) flow yet; use the dockerfile.v0 frontend",
+        )),
+        other => Err(Status::invalid_argument(format!(
+            "frontend {other:?} is not available: kilnd runs dockerfile.v0"
+        ))),
+    };
+    let result = match result {
+        Ok(result) => result,
+        Err(status) => {
+            let _ = fs_err::remove_dir_all(&exports_dir);
+            return Err(status);
+        }
+    };
+    let sent = send_outputs(&outputs, session.as_deref(), job).await;
+    let _ = fs_err::remove_dir_all(&exports_dir);
+    sent?;
+    Ok(exporter_response(&result))
+}
+
+fn hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The request's exporters (the deprecated single one when the list is empty), each
+/// writing what goes to the client into `exports_dir`.
+fn plan_outputs(
+    request: &control::SolveRequest,
+    exports_dir: &Path,
+    session: Option<&Session>,
+) -> Result<Vec<PlannedOutput>, Status> {
+    #[allow(deprecated)]
+    let exporters: Vec<(String, BTreeMap<String, String>)> = if request.exporters.is_empty() {
+        (!request.exporter_deprecated.is_empty())
+            .then(|| {
+                (
+                    request.exporter_deprecated.clone(),
+                    request
+                        .exporter_attrs_deprecated
+                        .clone()
+                        .into_iter()
+                        .collect(),
+                )
+            })
+            .into_iter()
+            .collect()
+    } else {
+        request
+            .exporters
+            .iter()
+            .map(|e| (e.r#type.clone(), e.attrs.clone().into_iter().collect()))
+            .collect()
+    };
+    let needs_session = |kind: &str| {
+        if session.is_none_or(|s| !s.serves("/moby.filesync.v1.FileSend/DiffCopy")) {
+            Err(Status::invalid_argument(format!(
+                "the {kind} exporter sends its result to the client, which serves no FileSend"
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    let mut planned = Vec::new();
+    for (index, (kind, mut attrs)) in exporters.into_iter().enumerate() {
+        let place = exports_dir.join(index.to_string());
+        let send = match kind.as_str() {
+            "local" => {
+                needs_session(&kind)?;
+                attrs.insert("dest".to_owned(), place.display().to_string());
+                Some(SendTo::Dir(place))
+            }
+            "tar" | "oci" | "docker" => {
+                if attrs.get("tar").is_some_and(|t| t == "false") {
+                    return Err(Status::unimplemented(format!(
+                        "{kind} with tar=false writes into the client's content store, which kilnd does not do yet"
+                    )));
+                }
+                needs_session(&kind)?;
+                attrs.insert("dest".to_owned(), place.display().to_string());
+                Some(SendTo::File(place))
+            }
+            _ => None,
+        };
+        let output =
+            Output::parse(&kind, &attrs).map_err(|e| Status::invalid_argument(error_chain(&e)))?;
+        planned.push(PlannedOutput {
+            index,
+            output,
+            send,
+        });
+    }
+    Ok(planned)
+}
+
+async fn send_outputs(
+    outputs: &[PlannedOutput],
+    session: Option<&Session>,
+    job: &Job,
+) -> Result<(), Status> {
+    for planned in outputs {
+        let (Some(send), Some(session)) = (&planned.send, session) else {
+            continue;
+        };
+        let started = Job::now();
+        let sent = match send {
+            SendTo::Dir(dir) => {
+                filesync::send_dir(session.channel.clone(), planned.index, dir).await
+            }
+            SendTo::File(file) => {
+                filesync::send_file(
+                    session.channel.clone(),
+                    planned.index,
+                    &BTreeMap::new(),
+                    file,
+                )
+                .await
+            }
+        };
+        let error = sent.as_ref().err().map(|e| error_chain(e));
+        job.step(
+            &format!("kilnd-export-{}", planned.index),
+            "exporting to client",
+            started,
+            error.clone(),
+        );
+        if let Some(error) = error {
+            return Err(Status::unavailable(error));
+        }
+    }
+    Ok(())
+}
+
+/// What BuildKit's exporters answer: the image's digests, descriptor and names.
+fn exporter_response(result: &BuildResult) -> BTreeMap<String, String> {
+    use base64::Engine as _;
+    let mut response = BTreeMap::new();
+    if let Some(digest) = &result.manifest_digest {
+        response.insert("containerimage.digest".to_owned(), digest.clone());
+    }
+    if let Some(digest) = &result.config_digest {
+        response.insert("containerimage.config.digest".to_owned(), digest.clone());
+    }
+    if let Some(descriptor) = &result.manifest {
+        if let Ok(json) = serde_json::to_vec(descriptor) {
+            response.insert(
+                "containerimage.descriptor".to_owned(),
+                base64::engine::general_purpose::STANDARD.encode(json),
+            );
+        }
+    }
+    if !result.image_names.is_empty() {
+        response.insert("image.name".to_owned(), result.image_names.join(","));
+    }
+    response
+}
+
+/// A client directory kept in step in the state directory, for one project (the
+/// session's shared key) and local name; `purpose` keeps partial transfers (only the
+/// Dockerfile, only `.dockerignore`) apart from whole ones.
+fn synced_dir(daemon: &Daemon, session: &Session, name: &str, purpose: &str) -> PathBuf {
+    daemon
+        .root
+        .join("kilnd/contexts")
+        .join(hex(&format!("{}\0{name}\0{purpose}", session.shared_key)))
+}
+
+async fn sync(
+    daemon: &Daemon,
+    session: &Session,
+    name: &str,
+    purpose: &str,
+    filter: &Filter,
+    job: &Job,
+) -> Result<PathBuf, Status> {
+    let dir = synced_dir(daemon, session, name, purpose);
+    let started = Job::now();
+    let received = filesync::receive(session.channel.clone(), name, filter, &dir).await;
+    let error = received.as_ref().err().map(|e| error_chain(e));
+    job.step(
+        &format!("kilnd-load-{name}-{purpose}"),
+        &format!("[internal] load {name}"),
+        started,
+        error.clone(),
+    );
+    match error {
+        Some(error) => Err(Status::invalid_argument(error)),
+        None => Ok(dir),
+    }
+}
+
+/// `.dockerignore` patterns, as BuildKit reads them (comments and blank lines out).
+fn ignore_patterns(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn dockerfile(
+    daemon: &Arc<Daemon>,
+    request: &control::SolveRequest,
+    session: &Arc<Session>,
+    outputs: &[PlannedOutput],
+    job: &Arc<Job>,
+) -> Result<BuildResult, Status> {
+    let attrs = &request.frontend_attrs;
+    let attr = |key: &str| attrs.get(key).map(String::as_str);
+    let filename = attr("filename").unwrap_or("Dockerfile").to_owned();
+    let dockerfile_key = attr("dockerfilekey").unwrap_or("dockerfile").to_owned();
+    let context_key = attr("contextkey").unwrap_or("context").to_owned();
+    // The Dockerfile and its own ignore file, then the context's ignore file, then the
+    // context without what it ignores.
+    let own_ignore = format!("{filename}.dockerignore");
+    let dockerfile_dir = sync(
+        daemon,
+        session,
+        &dockerfile_key,
+        "dockerfile",
+        &Filter {
+            follow_paths: vec![filename.clone(), own_ignore.clone()],
+            ..Filter::default()
+        },
+        job,
+    )
+    .await?;
+    let ignore_dir = sync(
+        daemon,
+        session,
+        &context_key,
+        "dockerignore",
+        &Filter {
+            follow_paths: vec![".dockerignore".to_owned()],
+            ..Filter::default()
+        },
+        job,
+    )
+    .await?;
+    let excludes = fs_err::read_to_string(dockerfile_dir.join(&own_ignore))
+        .or_else(|_| fs_err::read_to_string(ignore_dir.join(".dockerignore")))
+        .map(|text| ignore_patterns(&text))
+        .unwrap_or_default();
+    let context_dir = sync(
+        daemon,
+        session,
+        &context_key,
+        "context",
+        &Filter {
+            exclude_patterns: excludes,
+            ..Filter::default()
+        },
+        job,
+    )
+    .await?;
+    let mut named_contexts = BTreeMap::new();
+    for (key, value) in attrs {
+        let Some(name) = key.strip_prefix("context:") else {
+            continue;
+        };
+        let context = if let Some(image) = value.strip_prefix("docker-image://") {
+            BuildContext::Image(image.to_owned())
+        } else if let Some(local) = value.strip_prefix("local:") {
+            BuildContext::Dir(
+                sync(daemon, session, local, "context", &Filter::default(), job).await?,
+            )
+        } else {
+            return Err(Status::unimplemented(format!(
+                "named context {name}={value}: kilnd takes docker-image:// and local: contexts so far"
+            )));
+        };
+        named_contexts.insert(name.to_owned(), context);
+    }
+    let build_args: BTreeMap<String, String> = attrs
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("build-arg:")?.to_owned(), v.clone())))
+        .collect();
+    let labels: BTreeMap<String, String> = attrs
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("label:")?.to_owned(), v.clone())))
+        .collect();
+    let (no_cache, no_cache_filter) = match attr("no-cache") {
+        None => (false, Vec::new()),
+        Some("") => (true, Vec::new()),
+        Some(stages) => (false, stages.split(',').map(str::to_owned).collect()),
+    };
+    let mut run = kiln_engine::RunDefaults {
+        network: attr("force-network-mode")
+            .filter(|m| *m != "sandbox")
+            .map(str::to_owned),
+        cgroup_parent: attr("cgroup-parent").map(str::to_owned),
+        ..kiln_engine::RunDefaults::default()
+    };
+    if let Some(size) = attr("shm-size") {
+        run.shm_size = size
+            .parse()
+            .map_err(|_| Status::invalid_argument(format!("shm-size {size:?}: a size in bytes")))?;
+    }
+    for host in attr("add-hosts").into_iter().flat_map(|h| h.split(',')) {
+        let (name, address) = host
+            .split_once('=')
+            .or_else(|| host.split_once(':'))
+            .ok_or_else(|| {
+                Status::invalid_argument(format!("add-hosts {host:?}: use name=address"))
+            })?;
+        run.extra_hosts.push((name.to_owned(), address.to_owned()));
+    }
+    for ulimit in attr("ulimit").into_iter().flat_map(|u| u.split(',')) {
+        run.ulimits.push(parse_ulimit(ulimit)?);
+    }
+    let dockerfile = [filename.as_str(), "dockerfile"]
+        .iter()
+        .map(|name| dockerfile_dir.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "failed to read dockerfile: open {filename}: no such file or directory"
+            ))
+        })?;
+    let build = BuildRequest {
+        context: context_dir,
+        dockerfile,
+        build_args,
+        named_contexts,
+        target: attr("target").filter(|t| !t.is_empty()).map(str::to_owned),
+        outputs: outputs.iter().map(|o| o.output.clone()).collect(),
+        no_cache,
+        no_cache_filter,
+        entitlements: request.entitlements.clone(),
+        labels,
+        pull: attr("image-resolve-mode") == Some("pull"),
+        run,
+        client_secrets: Some(ClientProvided(Arc::new(SessionSecrets {
+            session: Arc::clone(session),
+            runtime: tokio::runtime::Handle::current(),
+        }))),
+        ..BuildRequest::default()
+    };
+    for planned in outputs {
+        if let Some(SendTo::Dir(dir) | SendTo::File(dir)) = &planned.send {
+            if let Some(parent) = dir.parent() {
+                fs_err::create_dir_all(parent)
+                    .map_err(|e| Status::internal(format!("{}: {e}", parent.display())))?;
+            }
+        }
+    }
+    let progress_job = Arc::clone(job);
+    daemon
+        .blocking(move |engine| engine.build(&build, &move |event| progress_job.event(event)))
+        .await
+}
+
+/// `nofile=1024:2048` (soft and hard), as buildx sends `--ulimit`.
+fn parse_ulimit(text: &str) -> Result<(String, i64, i64), Status> {
+    let bad = || Status::invalid_argument(format!("ulimit {text:?}: use name=soft[:hard]"));
+    let (name, limits) = text.split_once('=').ok_or_else(bad)?;
+    let (soft, hard) = limits.split_once(':').unwrap_or((limits, limits));
+    Ok((
+        name.to_owned(),
+        soft.parse().map_err(|_| bad())?,
+        hard.parse().map_err(|_| bad())?,
+    ))
+}
+
+/// Secrets asked of the client through its session when a step mounts one.
+struct SessionSecrets {
+    session: Arc<Session>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl kiln_engine::Secrets for SessionSecrets {
+    fn secret(&self, id: &str) -> Option<Vec<u8>> {
+        if !self
+            .session
+            .serves("/moby.buildkit.secrets.v1.Secrets/GetSecret")
+        {
+            return None;
+        }
+        let mut client = SecretsClient::new(self.session.channel.clone());
+        let request = GetSecretRequest {
+            id: id.to_owned(),
+            annotations: Default::default(),
+        };
+        // Called from the engine's threads, never from the runtime's.
+        self.runtime
+            .block_on(client.get_secret(request))
+            .ok()
+            .map(|r| r.into_inner().data)
+    }
+
+    fn ssh_agent(&self, _id: &str) -> Option<PathBuf> {
+        None
+    }
+}

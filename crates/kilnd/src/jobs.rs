@@ -1,0 +1,227 @@
+//! Running solves by ref, with the progress clients follow through `Control.Status`: a
+//! client may ask for the status before or after the solve starts, so every update is
+//! kept until the solve ends and a late watcher gets them all first.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use kiln_api::proto::google::protobuf::Timestamp;
+use kiln_api::proto::moby::buildkit::v1::{StatusResponse, Vertex, VertexLog};
+use kiln_engine::Event;
+use tokio::sync::watch;
+
+/// One solve's progress.
+pub(crate) struct Job {
+    state: Mutex<JobState>,
+    /// Bumped on every update; `true` in `.1` once the solve has ended.
+    changed: watch::Sender<(u64, bool)>,
+}
+
+#[derive(Default)]
+struct JobState {
+    updates: Vec<StatusResponse>,
+    /// Each vertex's name and start, for the update that completes it.
+    vertices: HashMap<String, (String, Option<Timestamp>)>,
+}
+
+fn now() -> Timestamp {
+    let since = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp {
+        seconds: since.as_secs() as i64,
+        nanos: since.subsec_nanos() as i32,
+    }
+}
+
+impl Job {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new(JobState::default()),
+            changed: watch::channel((0, false)).0,
+        }
+    }
+
+    fn push(&self, update: StatusResponse) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .updates
+            .push(update);
+        self.changed.send_modify(|(n, _)| *n += 1);
+    }
+
+    /// Records an engine event as BuildKit's status update.
+    pub(crate) fn event(&self, event: Event) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let vertex = |digest: &str, name: &str| Vertex {
+            digest: digest.to_owned(),
+            name: name.to_owned(),
+            ..Vertex::default()
+        };
+        let update = match event {
+            Event::Started { digest, name } => {
+                let started = Some(now());
+                state
+                    .vertices
+                    .insert(digest.clone(), (name.clone(), started));
+                StatusResponse {
+                    vertexes: vec![Vertex {
+                        started,
+                        ..vertex(&digest, &name)
+                    }],
+                    ..StatusResponse::default()
+                }
+            }
+            Event::Cached { digest, name } => {
+                let at = Some(now());
+                StatusResponse {
+                    vertexes: vec![Vertex {
+                        cached: true,
+                        started: at,
+                        completed: at,
+                        ..vertex(&digest, &name)
+                    }],
+                    ..StatusResponse::default()
+                }
+            }
+            Event::Done { digest, .. } => {
+                let (name, started) = state.vertices.get(&digest).cloned().unwrap_or_default();
+                StatusResponse {
+                    vertexes: vec![Vertex {
+                        started,
+                        completed: Some(now()),
+                        ..vertex(&digest, &name)
+                    }],
+                    ..StatusResponse::default()
+                }
+            }
+            Event::Failed { digest, error, .. } => {
+                let (name, started) = state.vertices.get(&digest).cloned().unwrap_or_default();
+                StatusResponse {
+                    vertexes: vec![Vertex {
+                        started,
+                        completed: Some(now()),
+                        error,
+                        ..vertex(&digest, &name)
+                    }],
+                    ..StatusResponse::default()
+                }
+            }
+            Event::Log { digest, data } => StatusResponse {
+                logs: vec![VertexLog {
+                    vertex: digest,
+                    timestamp: Some(now()),
+                    stream: 1,
+                    msg: data,
+                }],
+                ..StatusResponse::default()
+            },
+        };
+        state.updates.push(update);
+        drop(state);
+        self.changed.send_modify(|(n, _)| *n += 1);
+    }
+
+    /// A step of kilnd's own (a transfer, an export) as a vertex of its own.
+    pub(crate) fn step(&self, digest: &str, name: &str, started: Timestamp, error: Option<String>) {
+        self.push(StatusResponse {
+            vertexes: vec![Vertex {
+                digest: digest.to_owned(),
+                name: name.to_owned(),
+                started: Some(started),
+                completed: Some(now()),
+                error: error.unwrap_or_default(),
+                ..Vertex::default()
+            }],
+            ..StatusResponse::default()
+        });
+    }
+
+    pub(crate) fn now() -> Timestamp {
+        now()
+    }
+
+    fn finish(&self) {
+        self.changed.send_modify(|(n, done)| {
+            *n += 1;
+            *done = true;
+        });
+    }
+
+    /// Every update from `from` on, and whether the solve has ended, waiting for one
+    /// if there is none yet.
+    pub(crate) async fn updates(&self, from: usize) -> (Vec<StatusResponse>, bool) {
+        let mut changed = self.changed.subscribe();
+        loop {
+            let done = changed.borrow_and_update().1;
+            let updates: Vec<StatusResponse> = self
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .updates
+                .get(from..)
+                .map(<[StatusResponse]>::to_vec)
+                .unwrap_or_default();
+            if !updates.is_empty() || done {
+                return (updates, done);
+            }
+            if changed.changed().await.is_err() {
+                return (Vec::new(), true);
+            }
+        }
+    }
+}
+
+/// The solves running, by ref, and those that ended recently (a status request may
+/// come just after).
+#[derive(Default)]
+pub(crate) struct Jobs {
+    jobs: Mutex<HashMap<String, Arc<Job>>>,
+    added: tokio::sync::Notify,
+}
+
+/// How long a status request waits for its solve to start.
+const START_WAIT: Duration = Duration::from_secs(10);
+/// How long an ended solve's updates stay for a late status request.
+const KEEP_ENDED: Duration = Duration::from_secs(10);
+
+impl Jobs {
+    /// Starts tracking the solve `id`.
+    pub(crate) fn start(&self, id: &str) -> Arc<Job> {
+        let job = Arc::new(Job::new());
+        self.lock().insert(id.to_owned(), Arc::clone(&job));
+        self.added.notify_waiters();
+        job
+    }
+
+    /// Marks the solve ended; its updates are forgotten a little later.
+    pub(crate) fn end(self: &Arc<Self>, id: &str, job: &Job) {
+        job.finish();
+        let jobs = Arc::clone(self);
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(KEEP_ENDED).await;
+            jobs.lock().remove(&id);
+        });
+    }
+
+    /// The solve `id`, waiting a little for it to start.
+    pub(crate) async fn get(&self, id: &str) -> Option<Arc<Job>> {
+        let deadline = tokio::time::Instant::now() + START_WAIT;
+        loop {
+            let added = self.added.notified();
+            if let Some(job) = self.lock().get(id) {
+                return Some(Arc::clone(job));
+            }
+            if tokio::time::timeout_at(deadline, added).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Job>>> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

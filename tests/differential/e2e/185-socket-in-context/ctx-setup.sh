@@ -1,0 +1,1 @@
+mkdir -p d && echo x > d/x && python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])" app.sock && python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])" d/inner.sock

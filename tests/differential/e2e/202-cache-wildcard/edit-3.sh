@@ -1,0 +1,1 @@
+echo new > four.md

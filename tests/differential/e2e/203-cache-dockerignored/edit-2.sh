@@ -1,0 +1,1 @@
+mkdir -p tmp && echo x > tmp/new

@@ -1,0 +1,1 @@
+echo changed > two.txt

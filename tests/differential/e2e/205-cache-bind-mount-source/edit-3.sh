@@ -1,0 +1,1 @@
+echo new > sub/new-file

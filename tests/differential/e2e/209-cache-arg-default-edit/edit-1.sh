@@ -1,0 +1,1 @@
+sed -i 's/^ARG V=one/ARG V=two/' Dockerfile

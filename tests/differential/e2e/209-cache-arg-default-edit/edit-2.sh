@@ -1,0 +1,1 @@
+sed -i 's/^RUN echo unrelated/RUN  echo unrelated/' Dockerfile

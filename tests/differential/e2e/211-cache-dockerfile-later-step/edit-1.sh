@@ -1,0 +1,1 @@
+sed -i 's/echo final/echo FINAL/' Dockerfile

@@ -1,0 +1,1 @@
+sed -i 's/echo b > \/b/echo bb > \/b/' Dockerfile

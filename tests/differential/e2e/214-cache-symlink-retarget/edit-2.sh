@@ -1,0 +1,1 @@
+ln -sfn two link
