@@ -29,10 +29,11 @@ fn read(path: &Path) -> Option<Vec<String>> {
     fs::read(path).ok().map(|bytes| parse(&bytes))
 }
 
-/// `ignorefile.ReadAll`: a UTF-8 byte-order mark dropped; lines starting with `#`
-/// skipped (before trimming: an indented `#` is a pattern); each pattern trimmed,
-/// cleaned as a path (a leading `/` dropped), a `!` prefix kept apart from it.
-fn parse(bytes: &[u8]) -> Vec<String> {
+/// An ignore file's patterns as moby's `ignorefile.ReadAll` reads them: a UTF-8
+/// byte-order mark dropped; lines starting with `#` skipped (before trimming: an
+/// indented `#` is a pattern); each pattern trimmed, cleaned as a path (a leading `/`
+/// dropped), a `!` prefix kept apart from it.
+pub fn parse(bytes: &[u8]) -> Vec<String> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     String::from_utf8_lossy(bytes)
         .lines()

@@ -5,7 +5,7 @@
 //! the engine crates directly.
 
 pub mod config;
-mod dockerignore;
+pub mod dockerignore;
 mod error;
 
 use std::collections::BTreeMap;
@@ -289,6 +289,43 @@ pub struct BuildResult {
     pub warnings: Vec<String>,
 }
 
+/// A solved build not exported yet: its result's layers, its image config, and what
+/// the build noted on the way. [`Engine::export`] sends it to outputs.
+#[derive(Debug, Clone)]
+pub struct Solved {
+    /// The result's snapshot layers, bottom first.
+    chain: Vec<u64>,
+    /// The image config (without `created`, set at export).
+    image: serde_json::Value,
+    /// The sources the build read, for build info.
+    sources: Vec<serde_json::Value>,
+    /// `SOURCE_DATE_EPOCH`, when the build has one.
+    epoch: Option<i64>,
+    /// The build checks that fired.
+    pub checks: Vec<CheckWarning>,
+    /// What the user should know (unused build args…).
+    pub warnings: Vec<String>,
+}
+
+impl Solved {
+    /// The image config as JSON (what BuildKit's frontends return as
+    /// `containerimage.config`).
+    pub fn image_config(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.image).unwrap_or_default()
+    }
+
+    /// The same result with another image config (a client's frontend changed it).
+    pub fn with_image_config(mut self, config: &[u8]) -> Result<Self, Error> {
+        let mut image: serde_json::Value = serde_json::from_slice(config)
+            .map_err(|e| Error::Usage(format!("the image config is not JSON: {e}")))?;
+        if let Some(object) = image.as_object_mut() {
+            object.remove("created");
+        }
+        self.image = image;
+        Ok(self)
+    }
+}
+
 /// The engine: one worker and the frontends and exporters around it.
 pub struct Engine {
     worker: Worker,
@@ -549,6 +586,22 @@ fn with_buildinfo(image: &serde_json::Value, sources: &[serde_json::Value]) -> s
     image
 }
 
+/// A path of a result made relative, never leaving its root (symlinks are not
+/// followed out of it: only `..` and absolute parts are removed).
+fn clean_inside(path: &str) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            part => out.push(part),
+        }
+    }
+    (!out.as_os_str().is_empty()).then_some(out)
+}
+
 fn mtime_secs(path: &Path) -> Option<i64> {
     let modified = fs::metadata(path).ok()?.modified().ok()?;
     Some(
@@ -600,6 +653,19 @@ impl Engine {
         request: &BuildRequest,
         progress: &(dyn Fn(Event) + Sync),
     ) -> Result<BuildResult, Error> {
+        let solved = self.solve_dockerfile(request, progress)?;
+        let mut out = self.export(&solved, &request.outputs)?;
+        out.checks = solved.checks;
+        out.warnings.splice(0..0, solved.warnings);
+        Ok(out)
+    }
+
+    /// Builds a Dockerfile without exporting the result.
+    pub fn solve_dockerfile(
+        &self,
+        request: &BuildRequest,
+        progress: &(dyn Fn(Event) + Sync),
+    ) -> Result<Solved, Error> {
         self.check_entitlements(&request.entitlements)?;
         let dockerfile = fs::read(&request.dockerfile)
             .map_err(|e| Error::Usage(format!("reading the Dockerfile: {e}")))?;
@@ -638,29 +704,80 @@ impl Engine {
                 },
             )
             .map_err(|e| step_error(e, &definition, &dockerfile, &request.dockerfile))?;
-        let mut out = BuildResult {
-            checks: check_warnings(&conversion, &dockerfile, &request.dockerfile),
-            ..BuildResult::default()
-        };
+        let mut warnings = Vec::new();
         if !conversion.unused_build_args.is_empty() {
-            out.warnings.push(format!(
+            warnings.push(format!(
                 "One or more build-args [{}] were not consumed",
                 conversion.unused_build_args.join(" ")
             ));
         }
-        let chain = result.map(|r| r.chain).unwrap_or_default();
-        let epoch = request
-            .build_args
-            .get("SOURCE_DATE_EPOCH")
-            .and_then(|v| v.parse::<i64>().ok());
         let mut image =
             serde_json::to_value(&conversion.image).map_err(|e| Error::Usage(e.to_string()))?;
         if let Some(object) = image.as_object_mut() {
             object.remove("created");
         }
-        let sources = build_sources(&definition);
-        self.finish(&request.outputs, &chain, &image, &sources, epoch, &mut out)?;
+        Ok(Solved {
+            chain: result.map(|r| r.chain).unwrap_or_default(),
+            image,
+            sources: build_sources(&definition),
+            epoch: request
+                .build_args
+                .get("SOURCE_DATE_EPOCH")
+                .and_then(|v| v.parse::<i64>().ok()),
+            checks: check_warnings(&conversion, &dockerfile, &request.dockerfile),
+            warnings,
+        })
+    }
+
+    /// Exports a solved build to every output (then collects garbage).
+    pub fn export(&self, solved: &Solved, outputs: &[Output]) -> Result<BuildResult, Error> {
+        let mut out = BuildResult::default();
+        self.finish(
+            outputs,
+            &solved.chain,
+            &solved.image,
+            &solved.sources,
+            solved.epoch,
+            &mut out,
+        )?;
         Ok(out)
+    }
+
+    /// A file of a solved result (`None` when it has none there); `range` limits
+    /// what is read to `(offset, length)`.
+    pub fn read_file(
+        &self,
+        solved: &Solved,
+        path: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        use std::io::{Read as _, Seek as _};
+        if solved.chain.is_empty() {
+            return Ok(None);
+        }
+        let snapshot = kiln_store::Snapshot {
+            chain: solved.chain.clone(),
+        };
+        let mount = self
+            .worker
+            .snapshots()
+            .mount_readonly(&snapshot)
+            .map_err(kiln_worker::Error::from)?;
+        let Some(relative) = clean_inside(path) else {
+            return Ok(None);
+        };
+        let Ok(mut file) = fs::File::open(mount.path().join(relative)) else {
+            return Ok(None);
+        };
+        let mut data = Vec::new();
+        let read = match range {
+            Some((offset, length)) => file
+                .seek(std::io::SeekFrom::Start(offset))
+                .and_then(|_| file.take(length).read_to_end(&mut data)),
+            None => file.read_to_end(&mut data),
+        };
+        read.map_err(|e| Error::Usage(format!("reading {path} of the result: {e}")))?;
+        Ok(Some(data))
     }
 
     /// Solves an LLB definition (BuildKit's binary `pb.Definition`, as `buildctl build`
@@ -744,7 +861,7 @@ impl Engine {
             } else {
                 image.clone()
             };
-            self.export(output, chain, &image, times, out)?;
+            self.export_one(output, chain, &image, times, out)?;
         }
         out.warnings.extend(self.worker.take_warnings());
         if let Err(e) = self.collect_garbage() {
@@ -777,6 +894,23 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// An image's canonical name, manifest digest and config, for this engine's
+    /// platform; `pull` asks the registry even when an earlier resolution is known.
+    pub fn resolve_image_config(
+        &self,
+        reference: &str,
+        pull: bool,
+    ) -> Result<(String, String, Vec<u8>), Error> {
+        let mode = if pull {
+            kiln_worker::ResolveMode::Pull
+        } else {
+            kiln_worker::ResolveMode::Default
+        };
+        Ok(self
+            .worker
+            .resolve_image_config(reference, &self.platform, mode)?)
     }
 
     /// The platform this engine builds for.
@@ -1047,7 +1181,7 @@ impl Engine {
     }
 
     /// Runs one exporter on a result.
-    fn export(
+    fn export_one(
         &self,
         output: &Output,
         chain: &[u64],

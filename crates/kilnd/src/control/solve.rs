@@ -109,14 +109,56 @@ async fn run(
                     "the dockerfile.v0 frontend reads its files through a session",
                 )
             })?;
-            dockerfile(daemon, &request, &session, &outputs, job).await
+            match dockerfile_request(
+                daemon,
+                &request.frontend_attrs,
+                &request.entitlements,
+                &session,
+                job,
+            )
+            .await
+            {
+                Ok(mut build) => {
+                    build.outputs = outputs.iter().map(|o| o.output.clone()).collect();
+                    prepare_exports(&outputs)?;
+                    let progress_job = Arc::clone(job);
+                    daemon
+                        .blocking(move |engine| {
+                            engine.build(&build, &move |event| progress_job.event(event))
+                        })
+                        .await
+                }
+                Err(status) => Err(status),
+            }
         }
         "" if request.definition.is_some() => Err(Status::unimplemented(
             "kilnd does not solve bare LLB definitions yet; use the dockerfile.v0 frontend",
         )),
-        "" => Err(Status::unimplemented(
-            "kilnd does not serve the client-side frontend (gateway) flow yet; use the dockerfile.v0 frontend",
-        )),
+        "" => {
+            // The client runs the frontend and drives the build through the gateway
+            // (LLBBridge); the result it returns is exported here.
+            let gateway = crate::gateway::Build::new(session.clone(), job.clone());
+            daemon
+                .gateways
+                .register(&request.r#ref, Arc::clone(&gateway));
+            let returned = gateway.returned().await;
+            daemon.gateways.unregister(&request.r#ref);
+            match returned {
+                Ok(solved) => {
+                    prepare_exports(&outputs)?;
+                    let outputs_list: Vec<Output> =
+                        outputs.iter().map(|o| o.output.clone()).collect();
+                    let progress_job = Arc::clone(job);
+                    daemon
+                        .blocking(move |engine| {
+                            let _ = &progress_job;
+                            engine.export(&solved, &outputs_list)
+                        })
+                        .await
+                }
+                Err(status) => Err(status),
+            }
+        }
         other => Err(Status::invalid_argument(format!(
             "frontend {other:?} is not available: kilnd runs dockerfile.v0"
         ))),
@@ -308,23 +350,15 @@ async fn sync(
     }
 }
 
-/// `.dockerignore` patterns, as BuildKit reads them (comments and blank lines out).
-fn ignore_patterns(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_owned)
-        .collect()
-}
-
-async fn dockerfile(
+/// The Dockerfile build a frontend's attributes ask for, its files synced from the
+/// client's session (outputs are added by the caller).
+pub(crate) async fn dockerfile_request(
     daemon: &Arc<Daemon>,
-    request: &control::SolveRequest,
+    attrs: &std::collections::HashMap<String, String>,
+    entitlements: &[String],
     session: &Arc<Session>,
-    outputs: &[PlannedOutput],
     job: &Arc<Job>,
-) -> Result<BuildResult, Status> {
-    let attrs = &request.frontend_attrs;
+) -> Result<BuildRequest, Status> {
     let attr = |key: &str| attrs.get(key).map(String::as_str);
     let filename = attr("filename").unwrap_or("Dockerfile").to_owned();
     let dockerfile_key = attr("dockerfilekey").unwrap_or("dockerfile").to_owned();
@@ -356,9 +390,9 @@ async fn dockerfile(
         job,
     )
     .await?;
-    let excludes = fs_err::read_to_string(dockerfile_dir.join(&own_ignore))
-        .or_else(|_| fs_err::read_to_string(ignore_dir.join(".dockerignore")))
-        .map(|text| ignore_patterns(&text))
+    let excludes = fs_err::read(dockerfile_dir.join(&own_ignore))
+        .or_else(|_| fs_err::read(ignore_dir.join(".dockerignore")))
+        .map(|bytes| kiln_engine::dockerignore::parse(&bytes))
         .unwrap_or_default();
     let context_dir = sync(
         daemon,
@@ -436,16 +470,15 @@ async fn dockerfile(
                 "failed to read dockerfile: open {filename}: no such file or directory"
             ))
         })?;
-    let build = BuildRequest {
+    Ok(BuildRequest {
         context: context_dir,
         dockerfile,
         build_args,
         named_contexts,
         target: attr("target").filter(|t| !t.is_empty()).map(str::to_owned),
-        outputs: outputs.iter().map(|o| o.output.clone()).collect(),
         no_cache,
         no_cache_filter,
-        entitlements: request.entitlements.clone(),
+        entitlements: entitlements.to_vec(),
         labels,
         pull: attr("image-resolve-mode") == Some("pull"),
         run,
@@ -454,19 +487,19 @@ async fn dockerfile(
             runtime: tokio::runtime::Handle::current(),
         }))),
         ..BuildRequest::default()
-    };
+    })
+}
+
+/// Makes the places the exports write into.
+fn prepare_exports(outputs: &[PlannedOutput]) -> Result<(), Status> {
     for planned in outputs {
-        if let Some(SendTo::Dir(dir) | SendTo::File(dir)) = &planned.send {
-            if let Some(parent) = dir.parent() {
-                fs_err::create_dir_all(parent)
-                    .map_err(|e| Status::internal(format!("{}: {e}", parent.display())))?;
+        if let Some(SendTo::Dir(path) | SendTo::File(path)) = &planned.send {
+            if let Some(parent) = path.parent() {
+                fs_err::create_dir_all(parent).map_err(|e| Status::internal(e.to_string()))?;
             }
         }
     }
-    let progress_job = Arc::clone(job);
-    daemon
-        .blocking(move |engine| engine.build(&build, &move |event| progress_job.event(event)))
-        .await
+    Ok(())
 }
 
 /// `nofile=1024:2048` (soft and hard), as buildx sends `--ulimit`.
