@@ -308,13 +308,8 @@ fn tempdir_empty(worker: &Worker) -> Result<std::path::PathBuf, Error> {
 /// decompression) are a tar header with a valid checksum.
 fn is_archive(path: &Path) -> bool {
     use std::io::Read;
-    let Ok(file) = fs::File::open(path) else {
+    let Ok(mut reader) = decompressed(path) else {
         return false;
-    };
-    let mut reader: Box<dyn Read> = if is_gzip(path) {
-        Box::new(flate2::read::GzDecoder::new(io::BufReader::new(file)))
-    } else {
-        Box::new(io::BufReader::new(file))
     };
     let mut header = [0u8; 512];
     if reader.read_exact(&mut header).is_err() {
@@ -607,12 +602,7 @@ fn copy_action(
             // owner too, when one is given.
             let dest = resolve_in_root(dest_root, &copy.dest, true)?;
             create_parents(&dest, owner, 0o755, spec.timestamp)?;
-            let file = fs::File::open(&src)?;
-            let mut reader: Box<dyn io::Read> = if is_gzip(&src) {
-                Box::new(flate2::read::GzDecoder::new(io::BufReader::new(file)))
-            } else {
-                Box::new(io::BufReader::new(file))
-            };
+            let mut reader = decompressed(&src)?;
             let options = crate::source::image::ExtractOptions {
                 owner,
                 whiteouts: false,
@@ -782,11 +772,16 @@ fn copy_dir_times(src: &Path, dest: &Path, spec: &CopySpec) -> io::Result<()> {
     }
 }
 
-fn is_gzip(path: &Path) -> bool {
+/// A file's bytes, decompressed when they start as gzip or zstd does (the formats
+/// of BuildKit's `DecompressStream` that kiln reads; bzip2 and xz are not).
+fn decompressed(path: &Path) -> io::Result<Box<dyn io::Read>> {
     use std::io::Read;
-    let mut head = [0u8; 2];
-    fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok()
-        && head == [0x1f, 0x8b]
+    let mut head = [0u8; 4];
+    let read = fs::File::open(path)?.read(&mut head)?;
+    let file = io::BufReader::new(fs::File::open(path)?);
+    Ok(match &head[..read] {
+        [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        [0x28, 0xb5, 0x2f, 0xfd] => Box::new(zstd::Decoder::with_buffer(file)?),
+        _ => Box::new(file),
+    })
 }

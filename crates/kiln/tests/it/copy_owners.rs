@@ -19,6 +19,7 @@ fn mode_owner(path: &Path) -> (u32, u32, u32) {
 /// `ADD --chown` owns what it unpacks. A directory COPY makes for a directory source
 /// is 0755 (or the `--chmod` mode), owned by the `--chown` owner or root, whatever
 /// the source directory's mode and owner; an existing destination keeps its own.
+/// (`zstd` must be installed: the test compresses an archive with it.)
 #[test]
 fn chown_and_created_directories_as_buildkit() {
     if !tools_present() {
@@ -44,6 +45,13 @@ fn chown_and_created_directories_as_buildkit() {
         .status()
         .unwrap();
     assert!(archive.success());
+    let zstd = Command::new("zstd")
+        .args(["-q", "-o"])
+        .arg(project.join("a.tar.zst"))
+        .arg(project.join("a.tar"))
+        .status()
+        .unwrap();
+    assert!(zstd.success());
     fs_err::write(
         project.join("Dockerfile"),
         format!(
@@ -60,7 +68,8 @@ fn chown_and_created_directories_as_buildkit() {
              COPY --chown=app src /newdir-chown\n\
              COPY --chmod=0750 src /newdir-chmod\n\
              COPY --chown=app src /exist\n\
-             ADD --chown=app a.tar /unpacked/\n"
+             ADD --chown=app a.tar /unpacked/\n\
+             ADD --chown=2:3 a.tar.zst /unpacked-zstd/deep/\n"
         ),
     )
     .unwrap();
@@ -76,7 +85,7 @@ fn chown_and_created_directories_as_buildkit() {
         ],
     ));
     let rootfs = umoci_unpack(&image, &work.path().join("unpacked"));
-    let expected: [(&str, (u32, u32, u32)); 19] = [
+    let expected: [(&str, (u32, u32, u32)); 22] = [
         ("o/uid-only", (0o644, 1000, 1000)),
         ("o/uid-grp", (0o644, 1000, 555)),
         ("o/app", (0o644, 1234, 4321)),
@@ -97,6 +106,10 @@ fn chown_and_created_directories_as_buildkit() {
         ("unpacked", (0o755, 1234, 4321)),
         ("unpacked/sub", (0o700, 1234, 4321)),
         ("unpacked/sub/x", (0o644, 1234, 4321)),
+        // zstd-compressed too; the directories made for it are 0755 and the owner's.
+        ("unpacked-zstd", (0o755, 2, 3)),
+        ("unpacked-zstd/deep", (0o755, 2, 3)),
+        ("unpacked-zstd/deep/sub/x", (0o644, 2, 3)),
     ];
     for (path, want) in expected {
         assert_eq!(mode_owner(&rootfs.join(path)), want, "/{path}");
