@@ -433,7 +433,7 @@ fn step_error(
     let Some((start, end)) = range.filter(|(s, _)| *s > 0) else {
         return Error::Step {
             excerpt: String::new(),
-            cause: format!("{name}: {chain}"),
+            cause: format!("failed to solve: {name}: {chain}"),
         };
     };
     let excerpt = source_excerpt(source, &file_name(path), start, end);
