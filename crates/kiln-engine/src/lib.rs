@@ -913,6 +913,23 @@ impl Engine {
             .resolve_image_config(reference, &self.platform, mode)?)
     }
 
+    /// A result with nothing in it (a client frontend that returns no ref), with the
+    /// platform's bare image config.
+    pub fn empty_result(&self) -> Solved {
+        Solved {
+            chain: Vec::new(),
+            image: serde_json::json!({
+                "architecture": self.platform.architecture,
+                "os": self.platform.os,
+                "config": {},
+            }),
+            sources: Vec::new(),
+            epoch: None,
+            checks: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
     /// The platform this engine builds for.
     pub fn platform(&self) -> &Platform {
         &self.platform

@@ -415,7 +415,7 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
                 tonic::Code::from_i32(error.code),
                 error.message,
             )),
-            (_, Some(result)) => returned_result(&build, result),
+            (_, Some(result)) => returned_result(&self.daemon, &build, result),
             (_, None) => Err(Status::invalid_argument("the client returned no result")),
         };
         let _ = build.returned.send(Some(outcome));
@@ -497,8 +497,9 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
     }
 }
 
-/// The ref a client returned, with the image config it returned with it.
-fn returned_result(build: &Build, result: gw::Result) -> Result<Solved, Status> {
+/// The ref a client returned, with the image config it returned with it; no ref (a
+/// client that only wanted the gateway's options) is an empty result.
+fn returned_result(daemon: &Daemon, build: &Build, result: gw::Result) -> Result<Solved, Status> {
     #[allow(deprecated)]
     let id = match &result.result {
         Some(gw::result::Result::Ref(reference)) => reference.id.clone(),
@@ -508,9 +509,13 @@ fn returned_result(build: &Build, result: gw::Result) -> Result<Solved, Status> 
                 "kilnd does not export results of several platforms yet",
             ));
         }
-        None => return Err(Status::invalid_argument("the returned result has no ref")),
+        None => String::new(),
     };
-    let solved = build.get_ref(&id)?.as_ref().clone();
+    let solved = if id.is_empty() {
+        daemon.engine.empty_result()
+    } else {
+        build.get_ref(&id)?.as_ref().clone()
+    };
     match result.metadata.get(IMAGE_CONFIG_KEY) {
         Some(config) => solved
             .with_image_config(config)
