@@ -5,6 +5,7 @@
 //! the engine crates directly.
 
 pub mod config;
+pub mod dockerignore;
 mod error;
 
 use std::collections::BTreeMap;
@@ -451,7 +452,7 @@ fn step_error(
     let Some((start, end)) = range.filter(|(s, _)| *s > 0) else {
         return Error::Step {
             excerpt: String::new(),
-            cause: format!("{name}: {chain}"),
+            cause: format!("failed to solve: {name}: {chain}"),
         };
     };
     let excerpt = source_excerpt(source, &file_name(path), start, end);
@@ -618,19 +619,6 @@ fn clean_inside(path: &str) -> Option<PathBuf> {
         }
     }
     (!out.as_os_str().is_empty()).then_some(out)
-}
-
-/// A directory's `.dockerignore` patterns.
-fn dockerignore(dir: &Path) -> Vec<String> {
-    fs::read_to_string(dir.join(".dockerignore"))
-        .map(|s| {
-            s.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn mtime_secs(path: &Path) -> Option<i64> {
@@ -1068,7 +1056,7 @@ impl Engine {
                     dirs.insert(name.clone(), dir.clone());
                     NamedContext::Local {
                         name: name.clone(),
-                        excludes: dockerignore(dir),
+                        excludes: dockerignore::dir_excludes(dir),
                     }
                 }
                 BuildContext::OciLayout { path, selector } => {
@@ -1148,7 +1136,7 @@ impl Engine {
                     .file_name()
                     .map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned()),
             ),
-            context_excludes: dockerignore(&request.context),
+            context_excludes: dockerignore::context_excludes(&request.context, &request.dockerfile),
             context_name: Some(context_name.to_owned()),
             named_contexts,
             labels: request.labels.clone(),
@@ -1175,8 +1163,17 @@ impl Engine {
         } else {
             kiln_worker::ResolveMode::Default
         };
-        convert::convert(dockerfile, &options, &Resolver(&self.worker, mode))
-            .map_err(|e| Error::Dockerfile(e.with_file(request.dockerfile.display().to_string())))
+        convert::convert(dockerfile, &options, &Resolver(&self.worker, mode)).map_err(|error| {
+            let excerpt = error.location.map_or_else(String::new, |range| {
+                source_excerpt(
+                    dockerfile,
+                    &file_name(&request.dockerfile),
+                    range.start.line,
+                    range.end.line,
+                )
+            });
+            Error::Dockerfile { excerpt, error }
+        })
     }
 
     /// The result's layers, with the blobs already known for each.

@@ -226,6 +226,7 @@ pub(crate) fn run(
                     destination: m.dest.clone(),
                     kind: MountKind::Tmpfs {
                         size: m.tmpfs_opt.map_or(0, |t| t.size),
+                        readonly: m.readonly,
                     },
                 }),
                 pb::MountType::Secret => {

@@ -44,7 +44,91 @@ fn segments_match(pattern: &[String], path: &[&str]) -> bool {
     }
 }
 
+/// Why an ignore pattern is refused, in moby/patternmatcher's words.
+fn invalid_pattern(pattern: &str) -> Option<&'static str> {
+    let cleaned = pattern.trim();
+    if cleaned.is_empty() {
+        return None;
+    }
+    let glob = match cleaned.strip_prefix('!') {
+        // `!` and `!/` clean to a bare `!`.
+        Some(rest) if rest.trim_matches('/').is_empty() => {
+            return Some("illegal exclusion pattern: \"!\"");
+        }
+        Some(rest) => rest,
+        None => cleaned,
+    };
+    (!is_valid_glob(glob)).then_some("syntax error in pattern")
+}
+
+/// Whether Go's `filepath.Match` accepts `pattern`: every `[…]` class closed and
+/// non-empty, with well-formed ranges, and no `\` at the end.
+fn is_valid_glob(pattern: &str) -> bool {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    // One class member (`getEsc`): not `-` or `]`, an escape followed by a character,
+    // and something after it.
+    let member = |i: &mut usize| -> bool {
+        match chars.get(*i) {
+            None | Some('-' | ']') => return false,
+            Some('\\') => {
+                *i += 1;
+                if *i >= chars.len() {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+        *i += 1;
+        *i < chars.len()
+    };
+    while i < chars.len() {
+        match chars[i] {
+            '[' => {
+                i += 1;
+                if chars.get(i) == Some(&'^') {
+                    i += 1;
+                }
+                let mut ranges = 0;
+                loop {
+                    if chars.get(i) == Some(&']') && ranges > 0 {
+                        i += 1;
+                        break;
+                    }
+                    if !member(&mut i) {
+                        return false;
+                    }
+                    if chars[i] == '-' {
+                        i += 1;
+                        if !member(&mut i) {
+                            return false;
+                        }
+                    }
+                    ranges += 1;
+                }
+            }
+            '\\' => {
+                if i + 1 >= chars.len() {
+                    return false;
+                }
+                i += 2;
+            }
+            _ => i += 1,
+        }
+    }
+    true
+}
+
 impl Matcher {
+    /// Parses ignore patterns, refusing the ones moby/patternmatcher refuses (a bare
+    /// `!`, a malformed `[…]` class, a trailing `\`) with its message.
+    pub(crate) fn parse(patterns: &[String]) -> Result<Self, crate::Error> {
+        if let Some(reason) = patterns.iter().find_map(|p| invalid_pattern(p)) {
+            return Err(crate::Error::Source(reason.to_owned()));
+        }
+        Ok(Self::new(patterns))
+    }
+
     pub(crate) fn new(patterns: &[String]) -> Self {
         let patterns = patterns
             .iter()
@@ -86,6 +170,29 @@ impl Matcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_patternmatcher_refuses() {
+        let error = |p: &str| Matcher::parse(&[p.to_owned()]).err().map(|e| e.to_string());
+        assert_eq!(
+            error("!").as_deref(),
+            Some("illegal exclusion pattern: \"!\"")
+        );
+        assert_eq!(
+            error(" ! ").as_deref(),
+            Some("illegal exclusion pattern: \"!\"")
+        );
+        for bad in ["[", "a[", "[]", "[a-", "[-a]", "x\\", "[a\\"] {
+            assert_eq!(
+                error(bad).as_deref(),
+                Some("syntax error in pattern"),
+                "{bad}"
+            );
+        }
+        for good in ["*.log", "!keep", "[a-c]x", "[^a]", "a\\*", "**/x", "", "#c"] {
+            assert_eq!(error(good), None, "{good}");
+        }
+    }
 
     fn m(patterns: &[&str]) -> Matcher {
         Matcher::new(&patterns.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())

@@ -23,7 +23,9 @@ fn json_list(source: &pb::SourceOp, key: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// What the walk of a context keeps of an entry's metadata.
+/// What the walk of a context keeps of an entry's metadata: as the client sends it to
+/// BuildKit, owned by root (buildx and buildctl reset every uid and gid) and with a
+/// unix socket as an empty regular file (fsutil clears the socket bit).
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     size: u64,
@@ -34,9 +36,23 @@ struct Entry {
     uid: u32,
     gid: u32,
     rdev: u64,
+    /// A unix socket, sent as an empty file.
+    socket: bool,
 }
 
 impl Entry {
+    /// The entry as sent: root's, and a socket turned into an empty file with its
+    /// permission bits.
+    fn as_sent(mut self) -> Self {
+        self.uid = 0;
+        self.gid = 0;
+        if self.kind() == rustix::fs::FileType::Socket {
+            self.mode = (self.mode & 0o7777) | rustix::fs::FileType::RegularFile.as_raw_mode();
+            self.size = 0;
+            self.socket = true;
+        }
+        self
+    }
     fn kind(&self) -> rustix::fs::FileType {
         rustix::fs::FileType::from_raw_mode(self.mode)
     }
@@ -62,6 +78,7 @@ impl From<&std::fs::Metadata> for Entry {
             uid: meta.uid(),
             gid: meta.gid(),
             rdev: meta.rdev(),
+            socket: false,
         }
     }
 }
@@ -102,7 +119,9 @@ fn read_dir_entries(path: &Path) -> Result<Vec<(String, Entry)>, Error> {
                 uid: stat.st_uid,
                 gid: stat.st_gid,
                 rdev: stat.st_rdev as u64,
-            },
+                socket: false,
+            }
+            .as_sent(),
         ));
     }
     Ok(out)
@@ -111,12 +130,18 @@ fn read_dir_entries(path: &Path) -> Result<Vec<(String, Entry)>, Error> {
 /// The entries of the context the op selects, sorted relative paths with their
 /// metadata (each entry is looked at once).
 fn select(dir: &Path, source: &pb::SourceOp) -> Result<Vec<(String, Entry)>, Error> {
-    let excludes = Matcher::new(&json_list(source, "local.excludepatterns"));
-    let follow: Vec<String> = json_list(source, "local.followpaths");
+    let excludes = Matcher::parse(&json_list(source, "local.excludepatterns"))?;
+    let follow_paths: Vec<String> = json_list(source, "local.followpaths");
+    // The followed paths with the symlinks on them resolved: what they name is sent too.
+    let follow = if follow_paths.is_empty() {
+        None
+    } else {
+        follow_links(dir, &follow_paths)?
+    };
     let wanted = |rel: &str| -> bool {
-        if follow.is_empty() {
+        let Some(follow) = &follow else {
             return true;
-        }
+        };
         follow.iter().any(|f| {
             let f = f.trim_end_matches('/');
             rel == f
@@ -201,6 +226,114 @@ fn select(dir: &Path, source: &pb::SourceOp) -> Result<Vec<(String, Entry)>, Err
     })?;
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+/// fsutil's `FollowLinks`: the paths that `paths` (relative to `dir`) reach, each
+/// symlink on the way (relative, absolute as if `dir` were `/`, or chained; a wildcard
+/// component's matching symlinks too) kept with what it points to, sorted with
+/// paths under another dropped. `None` when a path is the whole context.
+fn follow_links(dir: &Path, paths: &[String]) -> Result<Option<Vec<String>>, Error> {
+    let mut resolved = std::collections::BTreeSet::new();
+    for path in paths {
+        follow_path(dir, path, &mut resolved, 0)?;
+    }
+    let mut out: Vec<String> = Vec::new();
+    for path in resolved {
+        if path.is_empty() {
+            return Ok(None);
+        }
+        if out
+            .last()
+            .is_some_and(|last| path.starts_with(&format!("{last}/")))
+        {
+            continue;
+        }
+        out.push(path);
+    }
+    Ok(Some(out))
+}
+
+/// Adds what `path` reaches to `resolved`, component by component (`""` is the root).
+fn follow_path(
+    dir: &Path,
+    path: &str,
+    resolved: &mut std::collections::BTreeSet<String>,
+    depth: usize,
+) -> Result<(), Error> {
+    // A cycle of links ends where a path repeats; this bounds anything else.
+    if depth > 255 {
+        return Ok(());
+    }
+    let Some(cleaned) = crate::fsutil::clean_relative(path) else {
+        return Ok(());
+    };
+    let components: Vec<String> = cleaned
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let mut current = String::new();
+    for (i, component) in components.iter().enumerate() {
+        current = if current.is_empty() {
+            component.clone()
+        } else {
+            format!("{current}/{component}")
+        };
+        let rest = components[i + 1..].join("/");
+        let targets = link_targets(dir, &current)?;
+        if (rest.is_empty() || targets.is_some()) && resolved.contains(&current) {
+            return Ok(());
+        }
+        if let Some(targets) = targets {
+            resolved.insert(current);
+            for target in targets {
+                follow_path(dir, &format!("{target}/{rest}"), resolved, depth + 1)?;
+            }
+            return Ok(());
+        }
+    }
+    resolved.insert(current);
+    Ok(())
+}
+
+/// Where the symlink at `rel` points, as a path from the root (`/` being `dir`); for
+/// a wildcard last component, the targets of the matching symlinks. `None` when
+/// nothing there is a symlink.
+fn link_targets(dir: &Path, rel: &str) -> Result<Option<Vec<String>>, Error> {
+    let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    if name.contains(['*', '?', '[']) {
+        let Ok(entries) = fs::read_dir(dir.join(parent)) else {
+            return Ok(None);
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| crate::fsutil::match_component(name, n))
+            .collect();
+        names.sort();
+        let mut out = Vec::new();
+        for n in names {
+            let matched = if parent.is_empty() {
+                n
+            } else {
+                format!("{parent}/{n}")
+            };
+            out.extend(link_targets(dir, &matched)?.unwrap_or_default());
+        }
+        return Ok((!out.is_empty()).then_some(out));
+    }
+    let Ok(meta) = fs::symlink_metadata(dir.join(rel)) else {
+        return Ok(None);
+    };
+    if !meta.file_type().is_symlink() {
+        return Ok(None);
+    }
+    let link = fs::read_link(dir.join(rel))?.to_string_lossy().into_owned();
+    let target = if link.starts_with('/') {
+        link
+    } else {
+        format!("/{parent}/{link}")
+    };
+    Ok(Some(vec![target]))
 }
 
 fn context_dir(contexts: &dyn LocalContexts, name: &str) -> Result<PathBuf, Error> {
@@ -292,6 +425,9 @@ pub(crate) fn scan(
         if meta.is_symlink() {
             record.link = fs::read_link(&path)?.to_string_lossy().into_owned();
             hasher.update(record.link.as_bytes());
+        } else if meta.socket {
+            record.digest = kiln_store::sha256_hex(Sha256::new());
+            hasher.update(record.digest.as_bytes());
         } else if meta.is_file() {
             record.digest = file_digest(&path, meta, &known, &mut learned)?;
             hasher.update(record.digest.as_bytes());
@@ -339,9 +475,14 @@ pub(crate) fn load(worker: &Worker, scan: Scan) -> Result<Ref, Error> {
         .filter(|p: &LoadedContext| worker.snapshots.layer_dir(p.layer).is_dir());
     let snapshot = worker.snapshots.create(None)?;
     let upper = worker.snapshots.layer_dir(snapshot.id());
-    let spec = CopySpec::default();
+    // Everything root's, as the client sends it.
+    let spec = CopySpec {
+        chown: Some((0, 0)),
+        ..CopySpec::default()
+    };
     let mut links = crate::fsutil::Hardlinks::new();
     let mut stamps = HashMap::new();
+    let mut dirs = Vec::new();
     for (rel, meta) in entries {
         let src = dir.join(&rel);
         let dst = upper.join(&rel);
@@ -358,6 +499,19 @@ pub(crate) fn load(worker: &Worker, scan: Scan) -> Result<Ref, Error> {
                     meta.mode & 0o7777,
                 ),
             )?;
+            dirs.push((dst, meta));
+            continue;
+        }
+        if meta.socket {
+            // A socket: an empty file with its permission bits and time.
+            fs::write(&dst, b"")?;
+            fs::set_permissions(
+                &dst,
+                <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(
+                    meta.mode & 0o7777,
+                ),
+            )?;
+            crate::fsutil::set_times(&dst, meta.mtime, meta.mtime_nsec)?;
             continue;
         }
         if meta.is_file() {
@@ -372,6 +526,10 @@ pub(crate) fn load(worker: &Worker, scan: Scan) -> Result<Ref, Error> {
             }
         }
         copy_entry(&src, &dst, &spec, &mut links)?;
+    }
+    // Directories keep their times too, set once nothing more is written into them.
+    for (dir, meta) in dirs.iter().rev() {
+        crate::fsutil::set_times(dir, meta.mtime, meta.mtime_nsec)?;
     }
     // The layer's content index: what checksums of its parts read instead of files.
     let root = fs::symlink_metadata(&upper)?;

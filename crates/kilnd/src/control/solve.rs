@@ -390,15 +390,6 @@ async fn sync(
     }
 }
 
-/// `.dockerignore` patterns, as BuildKit reads them (comments and blank lines out).
-fn ignore_patterns(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_owned)
-        .collect()
-}
-
 /// The Dockerfile build a frontend's attributes ask for, its files synced from the
 /// client's session (outputs are added by the caller).
 pub(crate) async fn dockerfile_request(
@@ -440,9 +431,9 @@ pub(crate) async fn dockerfile_request(
         job,
     )
     .await?;
-    let excludes = fs_err::read_to_string(dockerfile_dir.join(&own_ignore))
-        .or_else(|_| fs_err::read_to_string(ignore_dir.join(".dockerignore")))
-        .map(|text| ignore_patterns(&text))
+    let excludes = fs_err::read(dockerfile_dir.join(&own_ignore))
+        .or_else(|_| fs_err::read(ignore_dir.join(".dockerignore")))
+        .map(|bytes| kiln_engine::dockerignore::parse(&bytes))
         .unwrap_or_default();
     let context_dir = sync(
         daemon,
