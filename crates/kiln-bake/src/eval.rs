@@ -1,18 +1,20 @@
 //! Parsing definition files into blocks, and evaluating variables with their
-//! environment overrides, types and validations.
+//! environment overrides, types and validations, in the order buildx's `hclparser`
+//! does: every `variable` is resolved (each one pulling in what its default refers
+//! to), then every validation is checked, then the `function` blocks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hcl::eval::Context;
 use hcl::{Body, Expression, Value};
 
 use crate::calls::{self, Functions, UserFunction};
 use crate::compose;
+use crate::convert::{self, Type};
 use crate::files::Source;
 use crate::{Error, funcs};
 
-/// A `target` or `group` block: its attributes in order (later files override earlier
-/// ones attribute by attribute).
+/// A `target` or `group` block: its attributes in order.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Block {
     pub(crate) attrs: Vec<(String, Expression)>,
@@ -26,31 +28,29 @@ impl Block {
             .find(|(k, _)| k == key)
             .map(|(_, e)| e)
     }
-
-    /// A later definition of the same block: its attributes win, except that map
-    /// attributes keep both definitions, merged key by key when evaluated.
-    fn merge(&mut self, other: &Block) {
-        for (k, e) in &other.attrs {
-            if !is_map_attr(k) {
-                self.attrs.retain(|(key, _)| key != k);
-            }
-            self.attrs.push((k.clone(), e.clone()));
-        }
-    }
 }
 
-/// Target attributes whose maps merge key by key across definitions and `inherits`.
-pub(crate) fn is_map_attr(key: &str) -> bool {
-    matches!(key, "args" | "labels" | "contexts" | "extra-hosts")
+/// Which kind of block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Kind {
+    Target,
+    Group,
 }
 
-/// Every file's blocks, merged, with the variables evaluated.
+/// One `target` or `group` block as written (a name may be defined by several).
+#[derive(Debug, Clone)]
+pub(crate) struct BlockDef {
+    pub(crate) kind: Kind,
+    pub(crate) label: String,
+    pub(crate) block: Block,
+}
+
+/// Every file's blocks, with the variables evaluated.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Definition {
-    pub(crate) targets: BTreeMap<String, Block>,
-    /// Target names in order of first definition.
-    pub(crate) target_order: Vec<String>,
-    pub(crate) groups: BTreeMap<String, Block>,
+    /// Target and group blocks in file order (Compose files' first, as buildx reads
+    /// them before the HCL and JSON files).
+    pub(crate) blocks: Vec<BlockDef>,
     pub(crate) variables: BTreeMap<String, Value>,
     /// How each variable was declared (`bake --list` shows `variable` blocks).
     pub(crate) declarations: BTreeMap<String, Variable>,
@@ -63,11 +63,14 @@ pub(crate) struct Definition {
 pub(crate) struct Variable {
     pub(crate) default: Option<Expression>,
     pub(crate) kind: Option<Expression>,
-    validations: Vec<(Expression, Option<Expression>)>,
+    validations: Vec<(Option<Expression>, Option<Expression>)>,
     /// The last `variable` block's `description` (buildx keeps the last block).
     pub(crate) description: Option<Expression>,
     /// Declared by a `variable` block (not only a top-level attribute).
     pub(crate) block: bool,
+    /// Defined by a top-level attribute (`NAME = value`), which wins over a block's
+    /// default and cannot be set from the environment unless a block declares it too.
+    attribute: Option<Expression>,
 }
 
 /// HCL's JSON form turned into HCL text: object keys are labels or attributes, strings
@@ -148,7 +151,6 @@ fn is_identifier(name: &str) -> bool {
         && chars.all(|c| c.is_alphanumeric() || c == '_' || c == '-')
 }
 
-/// `Summary; Detail` from an hcl-rs parse error (buildx prints HCL diagnostics so).
 /// `<<-` heredocs rewritten as plain `<<` ones with the indentation removed the way Go's
 /// HCL removes it: by the smallest indent of the lines that start with text; a line
 /// that starts with a `%{`/`${` sequence keeps its leading whitespace.
@@ -240,6 +242,113 @@ fn parse_error(name: &str, error: &hcl::Error) -> Error {
     ))
 }
 
+/// HCL's `nameSuggestion`: the first candidate within an edit distance of 2.
+pub(crate) fn name_suggestion<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .find(|c| levenshtein(given, c) < 3)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// A `function` block: only `params`, `variadic_params` and `result` are accepted.
+fn function_block(name: &str, block: &hcl::Block) -> Result<UserFunction, Error> {
+    const KNOWN: [&str; 3] = ["params", "variadic_params", "result"];
+    let attrs: Vec<(String, Expression)> = block
+        .body()
+        .attributes()
+        .map(|a| (a.key().to_owned(), a.expr().clone()))
+        .collect();
+    for (key, _) in &attrs {
+        if !KNOWN.contains(&key.as_str()) {
+            let hint = name_suggestion(key, KNOWN)
+                .map(|s| format!(" Did you mean \"{s}\"?"))
+                .unwrap_or_default();
+            return Err(Error::Hcl(format!(
+                "Unsupported argument; An argument named \"{key}\" is not expected here.{hint}"
+            )));
+        }
+    }
+    if let Some(inner) = block.body().blocks().next() {
+        return Err(Error::Hcl(format!(
+            "Unsupported block type; Blocks of type \"{}\" are not expected here.",
+            inner.identifier()
+        )));
+    }
+    let get = |k: &str| attrs.iter().rev().find(|(key, _)| key == k).map(|(_, e)| e);
+    let keyword = |e: &Expression| match e {
+        Expression::Variable(v) => Some(v.to_string()),
+        _ => None,
+    };
+    let params = match get("params") {
+        None => None,
+        Some(Expression::Array(items)) => Some(
+            items
+                .iter()
+                .map(|i| {
+                    keyword(i).ok_or_else(|| {
+                        Error::Hcl(
+                            "Invalid param element; Each parameter name must be an identifier."
+                                .to_owned(),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => {
+            return Err(Error::Hcl(
+                "Invalid expression; A static list expression is required.".to_owned(),
+            ));
+        }
+    };
+    let variadic = match get("variadic_params") {
+        None => None,
+        Some(e) => Some(keyword(e).ok_or_else(|| {
+            Error::Hcl(
+                "Invalid param element; Each parameter name must be an identifier.".to_owned(),
+            )
+        })?),
+    };
+    let _ = name;
+    Ok(UserFunction {
+        params: params.clone().unwrap_or_default(),
+        has_params: params.is_some(),
+        variadic,
+        result: get("result").cloned(),
+    })
+}
+
+/// The variables buildx defines itself (they cannot be overridden).
+fn builtin_variables() -> BTreeMap<String, Value> {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64/v8",
+        "x86" => "386",
+        "arm" => "arm/v7",
+        other => other,
+    };
+    BTreeMap::from([
+        ("BAKE_CMD_CONTEXT".to_owned(), Value::from("cwd://")),
+        (
+            "BAKE_LOCAL_PLATFORM".to_owned(),
+            Value::from(format!("linux/{arch}")),
+        ),
+    ])
+}
+
 impl Definition {
     /// `env` overrides variables; `compose_env` (the environment over `.env`) feeds
     /// Compose interpolation.
@@ -251,20 +360,31 @@ impl Definition {
         let mut definition = Definition::default();
         let mut variables: BTreeMap<String, Variable> = BTreeMap::new();
         let mut variable_order: Vec<String> = Vec::new();
-        for source in sources {
+        let builtins = builtin_variables();
+        let is_compose = |s: &Source| {
+            let lower = s.name.to_lowercase();
+            lower.ends_with(".yml") || lower.ends_with(".yaml")
+        };
+        // Compose files are read first, whatever their position among the files.
+        let ordered = sources
+            .iter()
+            .filter(|s| is_compose(s))
+            .chain(sources.iter().filter(|s| !is_compose(s)));
+        for source in ordered {
             let text = if source.name.ends_with(".json") {
+                crate::json::check(&source.text, &source.name)?;
                 let json: serde_json::Value = serde_json::from_str(&source.text)
                     .map_err(|e| Error::Hcl(format!("{}: {e}", source.name)))?;
                 json_to_hcl(&json)?
-            } else if source.name.ends_with(".yml") || source.name.ends_with(".yaml") {
+            } else if is_compose(source) {
                 json_to_hcl(&compose::to_bake_json(source, compose_env)?)?
             } else {
                 flush_heredocs(&source.text)
             };
             let body: Body = hcl::parse(&text).map_err(|e| parse_error(&source.name, &e))?;
             for block in body.blocks() {
-                let name = block
-                    .labels()
+                let labels = block.labels();
+                let name = labels
                     .first()
                     .map(|l| l.as_str().to_owned())
                     .unwrap_or_default();
@@ -273,50 +393,34 @@ impl Definition {
                     .attributes()
                     .map(|a| (a.key().to_owned(), a.expr().clone()))
                     .collect();
+                let kind = match block.identifier() {
+                    "target" => Some(Kind::Target),
+                    "group" => Some(Kind::Group),
+                    _ => None,
+                };
+                if kind.is_some() && labels.len() != 1 {
+                    let shown: Vec<&str> = labels.iter().map(|l| l.as_str()).collect();
+                    return Err(Error::Hcl(format!(
+                        "Invalid block; invalid block label: [{}]",
+                        shown.join(" ")
+                    )));
+                }
                 match block.identifier() {
-                    "target" => {
-                        if !definition.targets.contains_key(&name) {
-                            definition.target_order.push(name.clone());
-                        }
-                        definition
-                            .targets
-                            .entry(name)
-                            .or_default()
-                            .merge(&Block { attrs });
-                    }
+                    "target" | "group" => definition.blocks.push(BlockDef {
+                        kind: kind.expect("target or group"),
+                        label: name,
+                        block: Block { attrs },
+                    }),
                     "function" => {
-                        let get = |k: &str| attrs.iter().rev().find(|(key, _)| key == k);
-                        let param_name = |e: &Expression| match e {
-                            Expression::Variable(v) => Some(v.to_string()),
-                            _ => None,
-                        };
-                        let params = match get("params").map(|(_, e)| e) {
-                            Some(Expression::Array(items)) => {
-                                items.iter().filter_map(param_name).collect()
-                            }
-                            _ => Vec::new(),
-                        };
-                        let Some((_, result)) = get("result") else {
-                            return Err(Error::Hcl(format!(
-                                "{}: Missing required argument; The argument \"result\" is required in function \"{name}\".",
-                                source.name
-                            )));
-                        };
-                        definition.functions.insert(
-                            name,
-                            UserFunction {
-                                params,
-                                variadic: get("variadic_param").and_then(|(_, e)| param_name(e)),
-                                result: result.clone(),
-                            },
-                        );
+                        let function = function_block(&name, block)?;
+                        if !builtins.contains_key(&name) {
+                            definition.functions.insert(name, function);
+                        }
                     }
-                    "group" => definition
-                        .groups
-                        .entry(name)
-                        .or_default()
-                        .merge(&Block { attrs }),
                     "variable" => {
+                        if builtins.contains_key(&name) {
+                            continue;
+                        }
                         if !variables.contains_key(&name) {
                             variable_order.push(name.clone());
                         }
@@ -336,6 +440,20 @@ impl Definition {
                             .blocks()
                             .filter(|b| b.identifier() == "validation")
                         {
+                            for attr in validation.body().attributes() {
+                                if !matches!(attr.key(), "condition" | "error_message") {
+                                    let hint = name_suggestion(
+                                        attr.key(),
+                                        ["condition", "error_message"],
+                                    )
+                                    .map(|s| format!(" Did you mean \"{s}\"?"))
+                                    .unwrap_or_default();
+                                    return Err(Error::Hcl(format!(
+                                        "Unsupported argument; An argument named \"{}\" is not expected here.{hint}",
+                                        attr.key()
+                                    )));
+                                }
+                            }
                             let get = |k: &str| {
                                 validation
                                     .body()
@@ -343,9 +461,9 @@ impl Definition {
                                     .find(|a| a.key() == k)
                                     .map(|a| a.expr().clone())
                             };
-                            if let Some(condition) = get("condition") {
-                                variable.validations.push((condition, get("error_message")));
-                            }
+                            variable
+                                .validations
+                                .push((get("condition"), get("error_message")));
                         }
                     }
                     _ => {}
@@ -354,14 +472,48 @@ impl Definition {
             // Top-level attributes are variables too (`TAG = "x"`).
             for attr in body.attributes() {
                 let name = attr.key().to_owned();
+                if builtins.contains_key(&name) || name == "function" {
+                    continue;
+                }
                 if !variables.contains_key(&name) {
                     variable_order.push(name.clone());
                 }
-                variables.entry(name).or_default().default = Some(attr.expr().clone());
+                variables.entry(name).or_default().attribute = Some(attr.expr().clone());
             }
         }
-        definition.variables =
-            evaluate_variables(&variables, &variable_order, env, &definition.functions)?;
+        let mut resolver = Variables {
+            declared: &variables,
+            env,
+            functions: &definition.functions,
+            builtins: &builtins,
+            values: builtins.clone(),
+            progress: BTreeSet::new(),
+            used_functions: BTreeSet::new(),
+        };
+        // Every `variable` block first (pulling in what their defaults use) ...
+        for name in variable_order.iter().filter(|n| variables[*n].block) {
+            resolver.resolve(name).map_err(|e| e.top("Invalid value"))?;
+        }
+        // ... then their validations, which see only what is resolved by now ...
+        resolver.validate(&variable_order)?;
+        // ... then the functions ...
+        for (name, function) in &definition.functions {
+            if !function.has_params {
+                return Err(Error::Hcl(format!(
+                    "Invalid function; empty params not allowed for {name}"
+                )));
+            }
+            if function.result.is_none() {
+                return Err(Error::Hcl(format!(
+                    "Invalid function; empty result not allowed for {name}"
+                )));
+            }
+        }
+        // ... and the remaining top-level attributes.
+        for name in &variable_order {
+            resolver.resolve(name).map_err(|e| e.top("Invalid attribute"))?;
+        }
+        definition.variables = resolver.values;
         definition.declarations = variables;
         Ok(definition)
     }
@@ -377,187 +529,496 @@ impl Definition {
     }
 }
 
-/// The type a variable's `type` expression names.
-fn type_name(kind: &Expression) -> String {
-    match kind {
-        Expression::Variable(v) => v.as_str().to_owned(),
-        Expression::FuncCall(call) => call.name.to_string(),
-        other => format!("{other:?}"),
+/// A problem resolving a variable: a diagnostic already in `Summary; Detail` form, a
+/// plain error buildx wraps in a diagnostic where it surfaces, or an undefined name.
+#[derive(Debug)]
+enum VarError {
+    Diag(String),
+    Plain(String),
+    Undefined,
+}
+
+impl VarError {
+    fn top(self, summary: &str) -> Error {
+        match self {
+            VarError::Diag(d) => Error::Hcl(d),
+            VarError::Plain(p) => Error::Hcl(format!("{summary}; {p}")),
+            VarError::Undefined => Error::Hcl(format!("{summary}; undefined")),
+        }
     }
 }
 
-fn env_value(
-    name: &str,
-    raw: &str,
-    kind: Option<&Expression>,
-    default: &Value,
-) -> Result<Value, Error> {
-    let invalid = |what: &str| {
-        Error::Hcl(format!(
-            "Invalid value; failed to parse {name} as {what}: {raw}"
-        ))
-    };
-    let parse_as = |t: &str| -> Result<Value, Error> {
-        match t {
-            "number" => raw
-                .trim()
-                .parse::<f64>()
-                .map(Value::from)
-                .map_err(|_| invalid("number")),
-            "bool" => match raw.trim() {
-                "true" | "1" | "t" | "T" | "TRUE" | "True" => Ok(Value::Bool(true)),
-                "false" | "0" | "f" | "F" | "FALSE" | "False" => Ok(Value::Bool(false)),
-                _ => Err(invalid("bool")),
-            },
-            _ => Ok(Value::String(raw.to_owned())),
-        }
-    };
-    if let Some(kind) = kind {
-        let t = type_name(kind);
-        return match t.as_str() {
-            "list" | "set" | "tuple" => {
-                let element = match kind {
-                    Expression::FuncCall(call) => call
-                        .args
-                        .first()
-                        .map(type_name)
-                        .unwrap_or_else(|| "string".to_owned()),
-                    _ => "string".to_owned(),
-                };
-                let items: Result<Vec<Value>, Error> = if raw.is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    crate::funcs_more::csv_record(raw)
-                        .iter()
-                        .map(|item| {
-                            if element == "string" {
-                                Ok(Value::String(item.clone()))
-                            } else {
-                                parse_as_item(item, &element, name)
-                            }
-                        })
-                        .collect()
-                };
-                Ok(Value::Array(items?))
-            }
-            "map" | "object" => {
-                let json: serde_json::Value = serde_json::from_str(raw).map_err(|_| invalid(&t))?;
-                Ok(hcl::to_value(&json).map_err(|e| Error::Hcl(e.to_string()))?)
-            }
-            other => parse_as(other),
-        };
-    }
-    match default {
-        Value::Bool(_) => parse_as("bool"),
-        Value::Number(_) => parse_as("number"),
-        Value::Array(_) => Err(Error::Hcl(format!(
-            "Invalid value; unsupported type tuple for variable {name}"
-        ))),
-        Value::Object(_) => Err(Error::Hcl(format!(
-            "Invalid value; unsupported type object for variable {name}"
-        ))),
-        _ => Ok(Value::String(raw.to_owned())),
-    }
+struct Variables<'a> {
+    declared: &'a BTreeMap<String, Variable>,
+    env: &'a BTreeMap<String, String>,
+    functions: &'a Functions,
+    builtins: &'a BTreeMap<String, Value>,
+    values: BTreeMap<String, Value>,
+    progress: BTreeSet<String>,
+    /// User functions a default called: the only ones validations can call.
+    used_functions: BTreeSet<String>,
 }
 
-fn parse_as_item(item: &str, element: &str, name: &str) -> Result<Value, Error> {
-    match element {
-        "number" => item.trim().parse::<f64>().map(Value::from).map_err(|_| {
-            Error::Hcl(format!(
-                "Invalid value; failed to parse {name} as number: {item}"
-            ))
-        }),
-        "bool" => match item.trim() {
-            "true" => Ok(Value::Bool(true)),
-            "false" => Ok(Value::Bool(false)),
-            _ => Err(Error::Hcl(format!(
-                "Invalid value; failed to parse {name} as bool: {item}"
-            ))),
-        },
-        _ => Ok(Value::String(item.to_owned())),
-    }
-}
-
-/// Evaluates every variable (defaults may refer to each other), applies environment
-/// overrides, then checks validations.
-fn evaluate_variables(
-    variables: &BTreeMap<String, Variable>,
-    order: &[String],
-    env: &BTreeMap<String, String>,
-    functions: &Functions,
-) -> Result<BTreeMap<String, Value>, Error> {
-    let mut values: BTreeMap<String, Value> = BTreeMap::new();
-    let mut pending: Vec<&String> = order.iter().collect();
-    loop {
-        let before = pending.len();
-        let mut still = Vec::new();
-        for name in pending {
-            let variable = &variables[name];
-            let mut ctx = Context::new();
-            funcs::declare(&mut ctx);
-            for (k, v) in &values {
-                ctx.declare_var(k.clone(), v.clone());
-            }
-            let default = match &variable.default {
-                Some(expr) => match calls::evaluate(expr, &ctx, functions) {
-                    Ok(v) => v,
-                    Err(e) if e.contains("undefined variable") => {
-                        still.push(name);
-                        continue;
-                    }
-                    Err(e) => return Err(Error::Hcl(e)),
-                },
-                None => Value::Null,
-            };
-            // A typed variable may also be given as JSON in `<NAME>_JSON`.
-            let json_env = variable
-                .kind
-                .as_ref()
-                .and_then(|_| env.get(&format!("{name}_JSON")));
-            let value = match (env.get(name.as_str()), json_env) {
-                (Some(raw), _) => env_value(name, raw, variable.kind.as_ref(), &default)?,
-                (None, Some(raw)) => {
-                    let json: serde_json::Value = serde_json::from_str(raw).map_err(|e| {
-                        Error::Hcl(format!("Invalid value; failed to parse {name}_JSON: {e}"))
-                    })?;
-                    hcl::to_value(&json).map_err(|e| Error::Hcl(e.to_string()))?
-                }
-                (None, None) => default,
-            };
-            values.insert(name.clone(), value);
-        }
-        if still.is_empty() {
-            break;
-        }
-        if still.len() == before {
-            return Err(Error::Hcl(format!(
-                "Variables not allowed; cycle or undefined variable in {}",
-                still[0]
-            )));
-        }
-        pending = still;
-    }
-    for name in order {
+impl Variables<'_> {
+    fn context(&self) -> Context<'static> {
         let mut ctx = Context::new();
         funcs::declare(&mut ctx);
-        for (k, v) in &values {
-            ctx.declare_var(k.clone(), v.clone());
+        for (name, value) in &self.values {
+            ctx.declare_var(name.clone(), value.clone());
         }
-        for (condition, message) in &variables[name].validations {
-            let ok = calls::evaluate(condition, &ctx, functions).map_err(Error::Hcl)?;
-            if ok != Value::Bool(true) {
-                let message = match message {
-                    Some(m) => match calls::evaluate(m, &ctx, functions).map_err(Error::Hcl)? {
-                        Value::String(s) => s,
-                        other => other.to_string(),
-                    },
-                    None => format!("validation failed for variable {name}"),
-                };
-                return Err(Error::Invalid(message));
+        ctx
+    }
+
+    /// buildx's `valueHasOverride`: the environment's value, and whether it is JSON
+    /// (`NAME_JSON`, taken when `NAME` is unset or the variable is typed).
+    fn override_of(&self, name: &str, favor_json: bool) -> Option<(String, bool)> {
+        let plain = self.env.get(name).cloned();
+        if plain.is_none() || favor_json {
+            let json_name = format!("{name}_JSON");
+            if !self.declared.get(&json_name).is_some_and(|v| v.block)
+                && !self.builtins.contains_key(&json_name)
+                && let Some(json) = self.env.get(&json_name)
+            {
+                return Some((json.clone(), true));
             }
         }
+        plain.map(|p| (p, false))
     }
-    Ok(values)
+
+    /// Resolves what `expr` refers to (variables, user functions) first, as buildx's
+    /// `loadDeps` does; names that do not exist are left for the evaluation to report.
+    fn load_deps(&mut self, expr: &Expression) -> Result<(), VarError> {
+        let mut names = Vec::new();
+        let mut calls = Vec::new();
+        references(expr, &[], &mut names, &mut calls);
+        for call in calls {
+            if let Some(function) = self.functions.get(&call) {
+                if self.used_functions.insert(call.clone())
+                    && let Some(result) = &function.result
+                {
+                    let mut bound = function.params.clone();
+                    bound.extend(function.variadic.clone());
+                    let mut inner = Vec::new();
+                    let mut inner_calls = Vec::new();
+                    references(result, &bound, &mut inner, &mut inner_calls);
+                    for name in inner {
+                        self.dep(&name)?;
+                    }
+                    for c in inner_calls {
+                        if self.functions.contains_key(&c) {
+                            self.used_functions.insert(c);
+                        }
+                    }
+                }
+            }
+        }
+        for name in names {
+            self.dep(&name)?;
+        }
+        Ok(())
+    }
+
+    fn dep(&mut self, name: &str) -> Result<(), VarError> {
+        match self.resolve(name) {
+            Ok(()) | Err(VarError::Undefined) => Ok(()),
+            Err(VarError::Plain(p)) => Err(VarError::Diag(format!("Invalid expression; {p}"))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// buildx's `resolveValue`.
+    fn resolve(&mut self, name: &str) -> Result<(), VarError> {
+        if self.values.contains_key(name) {
+            return Ok(());
+        }
+        let Some(variable) = self.declared.get(name) else {
+            return Err(VarError::Undefined);
+        };
+        if !self.progress.insert(name.to_owned()) {
+            return Err(VarError::Plain(format!(
+                "variable cycle not allowed for {name}"
+            )));
+        }
+        let value = self.value_of(name, variable)?;
+        self.values.insert(name.to_owned(), value);
+        Ok(())
+    }
+
+    fn value_of(&mut self, name: &str, variable: &Variable) -> Result<Value, VarError> {
+        let (def, ty, type_specified) = match &variable.attribute {
+            Some(expr) => (Some(expr), None, false),
+            None => {
+                let ty = match &variable.kind {
+                    None => None,
+                    Some(Expression::Null) => None,
+                    Some(expr) => Some(convert::parse_type(expr).map_err(VarError::Diag)?),
+                };
+                let specified = ty.is_some();
+                (variable.default.as_ref(), ty, specified)
+            }
+        };
+        let is_var = variable.block;
+        let overridden = self.override_of(name, type_specified);
+        if def.is_none() && overridden.is_none() && !type_specified {
+            // An untyped variable with no value is the empty string.
+            return Ok(Value::from(""));
+        }
+        let mut value = Value::Null;
+        if let Some(def) = def {
+            self.load_deps(def)?;
+            let ctx = self.context();
+            let functions = self.visible_functions();
+            value = calls::evaluate(def, &ctx, &functions).map_err(VarError::Diag)?;
+            if let Some(ty) = &ty {
+                value = convert::convert(&value, ty).map_err(|e| {
+                    VarError::Plain(format!(
+                        "invalid type {} for variable {name} default value: {e}",
+                        ty.friendly()
+                    ))
+                })?;
+            }
+        }
+        let Some((raw, json)) = overridden else {
+            return Ok(value);
+        };
+        if !is_var {
+            return Ok(value);
+        }
+        let ty_ref = ty.as_ref();
+        Ok(match ty_ref {
+            Some(ty) if json => {
+                let parsed: serde_json::Value = serde_json::from_str(&raw).map_err(|e| {
+                    VarError::Plain(format!(
+                        "failed to convert variable {name} from JSON: {e}"
+                    ))
+                })?;
+                let v = hcl::to_value(&parsed).unwrap_or(Value::Null);
+                convert::convert(&v, ty).map_err(|e| {
+                    VarError::Plain(format!(
+                        "failed to convert variable {name} from JSON: {e}"
+                    ))
+                })?
+            }
+            Some(ty) if ty.csv_supported() => value_from_csv(name, &raw, ty).map_err(|e| {
+                VarError::Plain(format!("failed to convert variable {name} from CSV: {e}"))
+            })?,
+            Some(ty) if ty.is_primitive() => {
+                convert_primitive(name, &raw, ty).map_err(VarError::Plain)?
+            }
+            Some(ty) => {
+                return Err(VarError::Plain(format!(
+                    "unsupported type {} for variable {name}",
+                    ty.friendly()
+                )));
+            }
+            None if def.is_none() => Value::from(raw),
+            None => match &value {
+                Value::Null => Value::from(raw),
+                Value::String(_) => Value::from(raw),
+                Value::Number(_) => convert_primitive(name, &raw, &Type::Number).map_err(VarError::Plain)?,
+                Value::Bool(_) => convert_primitive(name, &raw, &Type::Bool).map_err(VarError::Plain)?,
+                Value::Array(_) => {
+                    return Err(VarError::Plain(format!(
+                        "unsupported type tuple for variable {name}"
+                    )));
+                }
+                Value::Object(_) => {
+                    return Err(VarError::Plain(format!(
+                        "unsupported type object for variable {name}"
+                    )));
+                }
+            },
+        })
+    }
+
+    /// The user functions expressions may call at this point.
+    fn visible_functions(&self) -> Functions {
+        self.functions
+            .iter()
+            .filter(|(name, _)| self.used_functions.contains(*name))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// buildx's `validateVariables`: the first failure, in declaration order.
+    fn validate(&self, order: &[String]) -> Result<(), Error> {
+        let ctx = self.context();
+        let functions = self.visible_functions();
+        for name in order {
+            let variable = &self.declared[name];
+            if !variable.block {
+                continue;
+            }
+            for (condition, message) in &variable.validations {
+                let result = match condition {
+                    Some(c) => calls::evaluate(c, &ctx, &functions).map_err(Error::Hcl)?,
+                    None => Value::Null,
+                };
+                let ok = match result {
+                    Value::Null => {
+                        return Err(Error::Hcl(
+                            "Invalid condition result; Condition expression must return either true or false, not null."
+                                .to_owned(),
+                        ));
+                    }
+                    Value::Bool(b) => b,
+                    Value::String(s) if s == "true" || s == "1" => true,
+                    Value::String(s) if s == "false" || s == "0" => false,
+                    _ => {
+                        return Err(Error::Hcl(
+                            "Invalid condition result; Invalid condition result value: a bool is required"
+                                .to_owned(),
+                        ));
+                    }
+                };
+                if ok {
+                    continue;
+                }
+                let text = match message {
+                    Some(m) => match calls::evaluate(m, &ctx, &functions).map_err(Error::Hcl)? {
+                        Value::Null => None,
+                        other => crate::model::scalar_string(&other),
+                    },
+                    None => None,
+                };
+                let text = text.unwrap_or_else(|| {
+                    "This check failed, but has an invalid error message.".to_owned()
+                });
+                return Err(Error::Hcl(format!("Validation failed; {text}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `convertPrimitive`: an environment value as a string, bool or number.
+fn convert_primitive(name: &str, raw: &str, ty: &Type) -> Result<Value, String> {
+    match ty {
+        Type::Bool => crate::model::parse_bool(raw).map(Value::Bool).map_err(|_| {
+            format!(
+                "failed to parse {name} as bool: strconv.ParseBool: parsing {}: invalid syntax",
+                crate::model::go_quote(raw)
+            )
+        }),
+        Type::Number => match parse_go_float(raw) {
+            Some(n) if n.is_finite() => Ok(funcs::num(n)),
+            Some(_) => Err(format!(
+                "failed to parse {name} as number: invalid number value"
+            )),
+            None => Err(format!(
+                "failed to parse {name} as number: strconv.ParseFloat: parsing {}: invalid syntax",
+                crate::model::go_quote(raw)
+            )),
+        },
+        Type::String => Ok(Value::from(raw)),
+        other => Err(format!(
+            "{name} of type {} is not a primitive",
+            other.friendly()
+        )),
+    }
+}
+
+/// Go's `strconv.ParseFloat(s, 64)` for the forms people write.
+fn parse_go_float(raw: &str) -> Option<f64> {
+    let s = raw.replace('_', "");
+    if raw.trim() != raw || s.is_empty() {
+        return None;
+    }
+    match s.to_lowercase().trim_start_matches(['+', '-']) {
+        "inf" | "infinity" | "nan" => return s.parse().ok(),
+        _ => {}
+    }
+    if let Some(hex) = s.strip_prefix("0x") {
+        return i64::from_str_radix(hex, 16).ok().map(|i| i as f64);
+    }
+    s.parse().ok()
+}
+
+/// `valueFromCSV`: a list, set, tuple or map variable from a CSV environment value.
+fn value_from_csv(name: &str, raw: &str, ty: &Type) -> Result<Value, String> {
+    let fields = crate::model::csv_fields(raw)
+        .map_err(|e| format!("failed to parse {raw} as CSV: {e}"))?;
+    let element_error =
+        |e: String| format!("failed to parse element of type {}: {e}", ty.friendly());
+    match ty {
+        Type::List(element) | Type::Set(element) => {
+            if !element.is_primitive() {
+                return Err(format!(
+                    "unsupported type {} for CSV specification",
+                    ty.friendly()
+                ));
+            }
+            let items = fields
+                .iter()
+                .map(|f| convert_primitive(name, f, element).map_err(element_error))
+                .collect::<Result<Vec<_>, _>>()?;
+            match ty {
+                Type::Set(_) => convert::convert(&Value::Array(items), ty),
+                _ => Ok(Value::Array(items)),
+            }
+        }
+        Type::Tuple(types) => {
+            if types.len() != fields.len() {
+                return Err(format!(
+                    "{} expects {} elements but only {} provided",
+                    ty.friendly(),
+                    types.len(),
+                    fields.len()
+                ));
+            }
+            let mut items = Vec::new();
+            for (f, t) in fields.iter().zip(types) {
+                if !t.is_primitive() {
+                    return Err(format!(
+                        "unsupported type {} for CSV specification",
+                        ty.friendly()
+                    ));
+                }
+                items.push(convert_primitive(name, f, t).map_err(element_error)?);
+            }
+            Ok(Value::Array(items))
+        }
+        Type::Map(element) => {
+            if !element.is_primitive() {
+                return Err(format!(
+                    "unsupported type {} for CSV specification",
+                    ty.friendly()
+                ));
+            }
+            let mut map = hcl::Map::new();
+            for f in &fields {
+                let kv: Vec<&str> = f.split(':').collect();
+                if kv.len() != 2 {
+                    return Err(format!(
+                        "expected one k/v pair but got {} pieces from {f}",
+                        kv.len()
+                    ));
+                }
+                let v = convert_primitive(name, kv[1], element).map_err(|e| {
+                    format!("failed to parse element from type {}: {e}", ty.friendly())
+                })?;
+                map.insert(kv[0].to_owned(), v);
+            }
+            Ok(Value::Object(map))
+        }
+        _ => Err(format!(
+            "unsupported type {} for CSV specification",
+            ty.friendly()
+        )),
+    }
+}
+
+/// The root variable names and the function names an expression uses (HCL's
+/// `Variables()` and buildx's `funcCalls`), names bound by `for` (and by a user
+/// function's parameters, in `bound`) left out.
+pub(crate) fn references(
+    expr: &Expression,
+    bound: &[String],
+    vars: &mut Vec<String>,
+    calls: &mut Vec<String>,
+) {
+    use hcl::expr::{Operation, TraversalOperator};
+    let walk = |e: &Expression, vars: &mut Vec<String>, calls: &mut Vec<String>| {
+        references(e, bound, vars, calls);
+    };
+    match expr {
+        Expression::Variable(v) => {
+            let name = v.as_str().to_owned();
+            if !bound.contains(&name) && !vars.contains(&name) {
+                vars.push(name);
+            }
+        }
+        Expression::Array(items) => items.iter().for_each(|i| walk(i, vars, calls)),
+        Expression::Object(object) => {
+            for (k, v) in object {
+                if let hcl::expr::ObjectKey::Expression(k) = k {
+                    walk(k, vars, calls);
+                }
+                walk(v, vars, calls);
+            }
+        }
+        Expression::TemplateExpr(t) => {
+            if let Ok(template) = hcl::template::Template::from_expr(t) {
+                template_references(&template, bound, vars, calls);
+            }
+        }
+        Expression::Traversal(t) => {
+            walk(&t.expr, vars, calls);
+            for op in &t.operators {
+                if let TraversalOperator::Index(i) = op {
+                    walk(i, vars, calls);
+                }
+            }
+        }
+        Expression::FuncCall(call) => {
+            let name = call.name.to_string();
+            if !calls.contains(&name) {
+                calls.push(name);
+            }
+            call.args.iter().for_each(|a| walk(a, vars, calls));
+        }
+        Expression::Parenthesis(inner) => walk(inner, vars, calls),
+        Expression::Conditional(c) => {
+            walk(&c.cond_expr, vars, calls);
+            walk(&c.true_expr, vars, calls);
+            walk(&c.false_expr, vars, calls);
+        }
+        Expression::Operation(op) => match op.as_ref() {
+            Operation::Unary(u) => walk(&u.expr, vars, calls),
+            Operation::Binary(b) => {
+                walk(&b.lhs_expr, vars, calls);
+                walk(&b.rhs_expr, vars, calls);
+            }
+        },
+        Expression::ForExpr(f) => {
+            walk(&f.collection_expr, vars, calls);
+            let mut inner: Vec<String> = bound.to_vec();
+            inner.push(f.value_var.to_string());
+            if let Some(k) = &f.key_var {
+                inner.push(k.to_string());
+            }
+            for e in [Some(&f.value_expr), f.key_expr.as_ref(), f.cond_expr.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                references(e, &inner, vars, calls);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn template_references(
+    template: &hcl::template::Template,
+    bound: &[String],
+    vars: &mut Vec<String>,
+    calls: &mut Vec<String>,
+) {
+    use hcl::template::{Directive, Element};
+    for element in template.elements() {
+        match element {
+            Element::Literal(_) => {}
+            Element::Interpolation(i) => references(&i.expr, bound, vars, calls),
+            Element::Directive(d) => match d.as_ref() {
+                Directive::If(i) => {
+                    references(&i.cond_expr, bound, vars, calls);
+                    template_references(&i.true_template, bound, vars, calls);
+                    if let Some(f) = &i.false_template {
+                        template_references(f, bound, vars, calls);
+                    }
+                }
+                Directive::For(f) => {
+                    references(&f.collection_expr, bound, vars, calls);
+                    let mut inner: Vec<String> = bound.to_vec();
+                    inner.push(f.value_var.to_string());
+                    if let Some(k) = &f.key_var {
+                        inner.push(k.to_string());
+                    }
+                    template_references(&f.template, &inner, vars, calls);
+                }
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -582,5 +1043,14 @@ mod tests {
         assert_eq!(csv_fields(r#""a,b",c"#), ["a,b", "c"]);
         assert_eq!(csv_fields(r#""say ""hi""""#), [r#"say "hi""#]);
         assert_eq!(csv_fields("x,"), ["x", ""]);
+    }
+
+    #[test]
+    fn suggestions_are_within_two_edits() {
+        assert_eq!(
+            super::name_suggestion("variadic_param", ["params", "variadic_params", "result"]),
+            Some("variadic_params")
+        );
+        assert_eq!(super::name_suggestion("zzz", ["params"]), None);
     }
 }
