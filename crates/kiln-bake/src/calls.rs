@@ -102,13 +102,6 @@ fn call_error(name: &str, message: &str) -> String {
         }
         return format!("Error in function call; Call to function \"{name}\" failed: {text}.");
     }
-    if message.starts_with("Invalid ")
-        || message.starts_with("Error in function call")
-        || message.contains("; ")
-    {
-        // Already a diagnostic (from a nested call).
-        return message.to_owned();
-    }
     format!("Error in function call; Call to function \"{name}\" failed: {message}.")
 }
 

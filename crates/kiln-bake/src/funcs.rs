@@ -209,7 +209,8 @@ fn f_strlen(args: FuncArgs) -> Result<Value> {
 fn f_length(args: FuncArgs) -> Result<Value> {
     Ok(num(match &args[0] {
         Value::Array(a) => a.len(),
-        Value::Object(o) => o.len(),
+        // An object (what `{…}` and most values are) is not a collection to cty;
+        // only a map (a typed variable) would be.
         _ => return Err("collection must be a list, a map or a tuple".to_owned()),
     } as f64))
 }
