@@ -30,6 +30,46 @@ pub(crate) struct UserFunction {
 /// User functions by name.
 pub(crate) type Functions = BTreeMap<String, UserFunction>;
 
+std::thread_local! {
+    /// The declared types of typed variables: a `map(…)` variable is a map to cty
+    /// (which `length` and `index` accept), where kiln's values cannot tell a map
+    /// from an object.
+    static VARIABLE_TYPES: std::cell::RefCell<BTreeMap<String, Type>> =
+        const { std::cell::RefCell::new(BTreeMap::new()) };
+}
+
+/// Records the declared types of the typed variables.
+pub(crate) fn set_variable_types(types: BTreeMap<String, Type>) {
+    VARIABLE_TYPES.with(|t| *t.borrow_mut() = types);
+}
+
+/// The declared type of what an argument expression names, when it is a typed
+/// variable.
+fn declared_type(expr: &Expression) -> Option<Type> {
+    let Expression::Variable(v) = expr else {
+        return None;
+    };
+    VARIABLE_TYPES.with(|t| t.borrow().get(v.as_str()).cloned())
+}
+
+/// The calls whose result depends on a map being a map: made here for a typed map.
+fn call_on_map(name: &str, args: &[Value]) -> Option<Result<Value, String>> {
+    let Value::Object(map) = args.first()? else {
+        return None;
+    };
+    Some(match (name, args.get(1)) {
+        ("length", _) => Ok(Value::from(map.len() as u64)),
+        ("index", Some(key)) => match crate::model::scalar_string(key).and_then(|k| map.get(&k)) {
+            Some(v) => Ok(v.clone()),
+            None => Err("Error in function call; Call to function \"index\" failed: invalid index.".to_owned()),
+        },
+        ("hasindex", Some(key)) => Ok(Value::Bool(
+            crate::model::scalar_string(key).is_some_and(|k| map.contains_key(&k)),
+        )),
+        _ => return None,
+    })
+}
+
 /// The marker that starts an implementation's error about one argument:
 /// `ARG_ERROR`, the argument's index, `ARG_ERROR`, the message.
 pub(crate) const ARG_ERROR: char = '\u{1}';
@@ -304,6 +344,12 @@ fn call_function(
     let mut args = arguments(call, ctx, functions)?;
     let names: Vec<&str> = params.iter().map(|p| p.name).collect();
     check_arity(name, &names, variadic.is_some(), args.len())?;
+    if matches!(name, "length" | "index" | "hasindex")
+        && matches!(call.args.first().and_then(declared_type), Some(Type::Map(_)))
+        && let Some(result) = call_on_map(name, &args)
+    {
+        return result;
+    }
     for (i, arg) in args.iter_mut().enumerate() {
         let param: &Param = params.get(i).or(variadic.as_ref()).expect("arity checked");
         *arg = convert_argument(arg, param)?;

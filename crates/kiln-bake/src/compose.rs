@@ -36,7 +36,18 @@ pub(crate) fn to_bake_json(source: &Source, env: &BTreeMap<String, String>) -> R
         if let Some(x_bake) = build.get("x-bake") {
             apply_x_bake(&mut target, x_bake);
         }
-        targets.insert(service.clone(), Json::Object(target));
+        // buildx's `sanitizeTargetName`: service names may hold dots, target names not.
+        let name = service.replace('.', "_");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(Error::Invalid(format!(
+                "failed to parse compose file: invalid service name \"{name}\": only \"[a-zA-Z0-9_-]+\" are allowed"
+            )));
+        }
+        targets.insert(name, Json::Object(target));
     }
     let names: Vec<&String> = targets.keys().collect();
     Ok(escape_templates(&json!({

@@ -151,15 +151,9 @@ fn is_identifier(name: &str) -> bool {
         && chars.all(|c| c.is_alphanumeric() || c == '_' || c == '-')
 }
 
-/// `<<-` heredocs rewritten as plain `<<` ones with the indentation removed the way Go's
-/// HCL removes it: by the smallest indent of the lines that start with text; a line
-/// that starts with a `%{`/`${` sequence keeps its leading whitespace.
+/// `<<-` heredocs rewritten as plain `<<` ones, their strip markers applied and their
+/// indentation removed as HCL's parser does (see `flush_heredoc`).
 fn flush_heredocs(text: &str) -> String {
-    let is_text_line = |line: &str| {
-        let body = line.trim_start();
-        !body.is_empty() && !body.starts_with("%{") && !body.starts_with("${")
-    };
-    let indent = |line: &str| line.len() - line.trim_start_matches([' ', '\t']).len();
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -177,45 +171,162 @@ fn flush_heredocs(text: &str) -> String {
             out.push_str(line);
             continue;
         };
-        let body = &lines[i..end];
-        let strip = body
-            .iter()
-            .filter(|l| is_text_line(l))
-            .map(|l| indent(l))
-            .min()
-            .unwrap_or(0);
-        let mut flushed = String::new();
-        for l in body {
-            if is_text_line(l) {
-                flushed.push_str(&l[strip..]);
-            } else {
-                flushed.push_str(l);
-            }
-        }
         out.push_str(&format!("{head}<<{marker}\n"));
-        out.push_str(&apply_strip_markers(&flushed));
+        out.push_str(&flush_heredoc(&lines[i..end].concat()));
         out.push_str(lines[end]);
         i = end + 1;
     }
     out
 }
 
-/// Template strip markers (`~}` eats the whitespace after a sequence, `%{~`/`${~` the
-/// whitespace before it) applied to the text, since hcl-rs misses some (after `endfor`).
-/// The body's final newline stays: it belongs to the heredoc.
-fn apply_strip_markers(body: &str) -> String {
-    static AFTER: std::sync::LazyLock<regex::Regex> =
-        std::sync::LazyLock::new(|| regex::Regex::new(r"~\}[ \t\r\n]*").expect("valid regex"));
-    static BEFORE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"[ \t\r\n]*([%$])\{~").expect("valid regex")
-    });
-    let (content, newline) = match body.strip_suffix('\n') {
-        Some(content) => (content, "\n"),
-        None => (body, ""),
-    };
-    let stripped = AFTER.replace_all(content, "}");
-    let stripped = BEFORE.replace_all(&stripped, "$1{");
-    format!("{stripped}{newline}")
+/// A piece of a template: literal text (one line at most), or a `${…}`/`%{…}`
+/// sequence with its strip markers.
+enum Part {
+    Literal(String),
+    Sequence {
+        text: String,
+        strip_before: bool,
+        strip_after: bool,
+    },
+}
+
+/// A template split as HCL's scanner splits a heredoc: literals end at each newline
+/// and at each sequence.
+fn template_parts(body: &str) -> Vec<Part> {
+    let chars: Vec<char> = body.chars().collect();
+    let mut parts = Vec::new();
+    let mut literal = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if (c == '$' || c == '%') && next == Some(c) && chars.get(i + 2) == Some(&'{') {
+            // `$${` and `%%{` are literal text.
+            literal.extend(&chars[i..i + 3]);
+            i += 3;
+            continue;
+        }
+        if (c == '$' || c == '%') && next == Some('{') {
+            if !literal.is_empty() {
+                parts.push(Part::Literal(std::mem::take(&mut literal)));
+            }
+            let start = i;
+            let mut depth = 0;
+            let mut j = i + 1;
+            let mut in_string = false;
+            while j < chars.len() {
+                let d = chars[j];
+                if in_string {
+                    if d == '\\' {
+                        j += 1;
+                    } else if d == '"' {
+                        in_string = false;
+                    }
+                } else if d == '"' {
+                    in_string = true;
+                } else if d == '{' {
+                    depth += 1;
+                } else if d == '}' {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                j += 1;
+            }
+            let end = j.min(chars.len() - 1);
+            let text: String = chars[start..=end].iter().collect();
+            parts.push(Part::Sequence {
+                strip_before: text.starts_with("${~") || text.starts_with("%{~"),
+                strip_after: text.ends_with("~}"),
+                text,
+            });
+            i = end + 1;
+            continue;
+        }
+        literal.push(c);
+        i += 1;
+        if c == '\n' {
+            parts.push(Part::Literal(std::mem::take(&mut literal)));
+        }
+    }
+    if !literal.is_empty() {
+        parts.push(Part::Literal(literal));
+    }
+    parts
+}
+
+/// A `<<-` heredoc's body as HCL's parser makes it: strip markers trim the literal
+/// next to them (before indentation is looked at), then the smallest indentation of
+/// the pieces that start a line (a sequence there counts as none; blank lines do not
+/// count) is removed from every literal that starts a line.
+fn flush_heredoc(body: &str) -> String {
+    let mut parts = template_parts(body);
+    let mut trim_next = false;
+    for i in 0..parts.len() {
+        let strip_prev = match &parts[i] {
+            Part::Sequence { strip_before, .. } => *strip_before,
+            Part::Literal(_) => false,
+        };
+        if strip_prev && i > 0 && let Part::Literal(prev) = &mut parts[i - 1] {
+            *prev = prev.trim_end().to_owned();
+        }
+        match &mut parts[i] {
+            Part::Literal(text) => {
+                if trim_next {
+                    *text = text.trim_start().to_owned();
+                }
+                trim_next = false;
+            }
+            Part::Sequence { strip_after, .. } => trim_next = *strip_after,
+        }
+    }
+    let mut min = usize::MAX;
+    let mut newline = true;
+    let mut adjust = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        if newline {
+            newline = false;
+            let spaces = match part {
+                Part::Literal(text) => {
+                    let trimmed = text.trim_start();
+                    if trimmed.is_empty() && text.ends_with('\n') {
+                        usize::MAX
+                    } else {
+                        adjust.push(i);
+                        text.chars().count() - trimmed.chars().count()
+                    }
+                }
+                Part::Sequence { .. } => 0,
+            };
+            min = min.min(spaces);
+        }
+        if let Part::Literal(text) = part
+            && text.ends_with('\n')
+        {
+            newline = true;
+        }
+    }
+    for i in adjust {
+        if let Part::Literal(text) = &mut parts[i] {
+            *text = text.chars().skip(min).collect();
+        }
+    }
+    parts
+        .into_iter()
+        .map(|p| match p {
+            Part::Literal(text) => text,
+            Part::Sequence { text, .. } => {
+                let text = text
+                    .replacen("${~", "${", 1)
+                    .replacen("%{~", "%{", 1);
+                match text.strip_suffix("~}") {
+                    Some(head) => format!("{head}}}"),
+                    None => text,
+                }
+            }
+        })
+        .collect()
 }
 
 /// A parse error as buildx words it: `file:line,column: Summary; Detail.`
@@ -481,6 +592,16 @@ impl Definition {
                 variables.entry(name).or_default().attribute = Some(attr.expr().clone());
             }
         }
+        calls::set_variable_types(
+            variables
+                .iter()
+                .filter(|(_, v)| v.attribute.is_none())
+                .filter_map(|(name, v)| {
+                    let ty = convert::parse_type(v.kind.as_ref()?).ok()?;
+                    Some((name.clone(), ty))
+                })
+                .collect(),
+        );
         let mut resolver = Variables {
             declared: &variables,
             env,
@@ -1027,11 +1148,23 @@ mod tests {
     use crate::funcs_more::csv_record as csv_fields;
 
     #[test]
-    fn flush_heredocs_keep_the_indent_of_directive_lines() {
-        let hcl = "x = <<-EOT\n    a\n      b\n    %{ if true ~}\n    c\n    %{ endif ~}\n  EOT\n";
+    fn flush_heredocs_like_hcl() {
+        // A strip marker eats the newline, so the next line is not a line start and
+        // keeps its indentation.
+        let hcl = "x = <<-EOT\n    FROM a\n    %{ for p in L ~}\n    RUN ${p}\n    %{ endfor ~}\n    END\n    EOT\n";
         assert_eq!(
             flush_heredocs(hcl),
-            "x = <<EOT\na\n  b\n    %{ if true }c\n    %{ endif }\n  EOT\n"
+            "x = <<EOT\nFROM a\n%{ for p in L }    RUN ${p}\n%{ endfor }    END\n    EOT\n"
+        );
+        // A sequence at the start of a line makes the indentation to remove zero.
+        assert_eq!(
+            flush_heredocs("x = <<-EOT\n  a\n${b}\n  c\n  EOT\n"),
+            "x = <<EOT\n  a\n${b}\n  c\n  EOT\n"
+        );
+        // Indentation before a sequence counts; blank lines do not.
+        assert_eq!(
+            flush_heredocs("x = <<-EOT\n      a\n\n    ${b}\n  EOT\n"),
+            "x = <<EOT\n  a\n\n${b}\n  EOT\n"
         );
         let plain = "x = \"<<-EOT\"\n";
         assert_eq!(flush_heredocs(plain), plain);
