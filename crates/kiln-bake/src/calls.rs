@@ -418,6 +418,19 @@ fn call_user(
 ) -> Result<Value, String> {
     let params: Vec<&str> = function.params.iter().map(String::as_str).collect();
     check_arity(name, &params, function.variadic.is_some(), args.len())?;
+    // User function parameters are go-cty parameters that do not allow null.
+    for (i, arg) in args.iter().enumerate() {
+        if matches!(arg, Value::Null) {
+            let param = params
+                .get(i)
+                .copied()
+                .or(function.variadic.as_deref())
+                .unwrap_or_default();
+            return Err(format!(
+                "Invalid function argument; Invalid value for \"{param}\" parameter: argument must not be null."
+            ));
+        }
+    }
     let rest = args.split_off(params.len());
     let mut scope = ctx.clone();
     for (param, arg) in function.params.iter().zip(args) {
@@ -547,6 +560,11 @@ fn expand_template(
     functions: &Functions,
 ) -> Result<Expression, String> {
     let template = Template::from_expr(t).map_err(|e| e.to_string())?;
+    // A template that is one interpolation is that value, unconverted (HCL's
+    // `TemplateWrapExpr`): `"${x}"` may be null, a number or a list.
+    if let [Element::Interpolation(i)] = template.elements() {
+        return Ok(Expression::from(evaluate(&i.expr, ctx, functions)?));
+    }
     let mut out = String::new();
     for element in template.elements() {
         match element {
