@@ -61,7 +61,10 @@ fn call_on_map(name: &str, args: &[Value]) -> Option<Result<Value, String>> {
         ("length", _) => Ok(Value::from(map.len() as u64)),
         ("index", Some(key)) => match crate::model::scalar_string(key).and_then(|k| map.get(&k)) {
             Some(v) => Ok(v.clone()),
-            None => Err("Error in function call; Call to function \"index\" failed: invalid index.".to_owned()),
+            None => Err(
+                "Error in function call; Call to function \"index\" failed: invalid index."
+                    .to_owned(),
+            ),
         },
         ("hasindex", Some(key)) => Ok(Value::Bool(
             crate::model::scalar_string(key).is_some_and(|k| map.contains_key(&k)),
@@ -156,7 +159,10 @@ fn needs_expansion(expr: &Expression) -> bool {
         | Expression::Variable(_) => false,
         other => {
             let text = other.to_string();
-            text.contains('(') || text.contains("${") || text.contains("%{") || text.contains(" for ")
+            text.contains('(')
+                || text.contains("${")
+                || text.contains("%{")
+                || text.contains(" for ")
         }
     }
 }
@@ -267,12 +273,7 @@ fn arguments(
 }
 
 /// HCL's argument count check: `Not enough function arguments` / `Too many …`.
-fn check_arity(
-    name: &str,
-    params: &[&str],
-    variadic: bool,
-    given: usize,
-) -> Result<(), String> {
+fn check_arity(name: &str, params: &[&str], variadic: bool, given: usize) -> Result<(), String> {
     if given < params.len() {
         let qual = if variadic { " at least" } else { "" };
         return Err(format!(
@@ -300,7 +301,10 @@ fn call_function(
         "can" => {
             let ok = match call.args.as_slice() {
                 [arg] => evaluate(arg, ctx, functions).is_ok(),
-                _ => return check_arity(name, &["expression"], false, call.args.len()).map(|()| Value::Null),
+                _ => {
+                    return check_arity(name, &["expression"], false, call.args.len())
+                        .map(|()| Value::Null);
+                }
             };
             return Ok(Value::Bool(ok));
         }
@@ -311,24 +315,19 @@ fn call_function(
                         .to_owned(),
                 );
             }
-            let mut errors = Vec::new();
+            let mut detail = String::from("no expression succeeded:\n");
             for arg in &call.args {
                 match evaluate(arg, ctx, functions) {
                     Ok(v) => return Ok(v),
-                    Err(e) => errors.push(e),
+                    Err(e) => {
+                        let (summary, text) = e.split_once("; ").unwrap_or((e.as_str(), ""));
+                        detail.push_str(&format!("- {summary}\n  {text}\n"));
+                    }
                 }
             }
-            let detail = if errors.len() == 1 {
-                format!("{}", errors[0])
-            } else {
-                errors
-                    .iter()
-                    .map(|e| format!("- {e}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            };
+            detail.push_str("\nAt least one expression must produce a successful result");
             return Err(format!(
-                "Error in function call; Call to function \"try\" failed: no expression succeeded:\n{detail}."
+                "Error in function call; Call to function \"try\" failed: {detail}."
             ));
         }
         "convert" => return call_convert(call, ctx, functions),
@@ -345,7 +344,10 @@ fn call_function(
     let names: Vec<&str> = params.iter().map(|p| p.name).collect();
     check_arity(name, &names, variadic.is_some(), args.len())?;
     if matches!(name, "length" | "index" | "hasindex")
-        && matches!(call.args.first().and_then(declared_type), Some(Type::Map(_)))
+        && matches!(
+            call.args.first().and_then(declared_type),
+            Some(Type::Map(_))
+        )
         && let Some(result) = call_on_map(name, &args)
     {
         return result;

@@ -268,7 +268,10 @@ fn flush_heredoc(body: &str) -> String {
             Part::Sequence { strip_before, .. } => *strip_before,
             Part::Literal(_) => false,
         };
-        if strip_prev && i > 0 && let Part::Literal(prev) = &mut parts[i - 1] {
+        if strip_prev
+            && i > 0
+            && let Part::Literal(prev) = &mut parts[i - 1]
+        {
             *prev = prev.trim_end().to_owned();
         }
         match &mut parts[i] {
@@ -317,9 +320,7 @@ fn flush_heredoc(body: &str) -> String {
         .map(|p| match p {
             Part::Literal(text) => text,
             Part::Sequence { text, .. } => {
-                let text = text
-                    .replacen("${~", "${", 1)
-                    .replacen("%{~", "%{", 1);
+                let text = text.replacen("${~", "${", 1).replacen("%{~", "%{", 1);
                 match text.strip_suffix("~}") {
                     Some(head) => format!("{head}}}"),
                     None => text,
@@ -354,10 +355,11 @@ fn parse_error(name: &str, error: &hcl::Error) -> Error {
 }
 
 /// HCL's `nameSuggestion`: the first candidate within an edit distance of 2.
-pub(crate) fn name_suggestion<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .find(|c| levenshtein(given, c) < 3)
+pub(crate) fn name_suggestion<'a>(
+    given: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates.into_iter().find(|c| levenshtein(given, c) < 3)
 }
 
 fn levenshtein(a: &str, b: &str) -> usize {
@@ -553,12 +555,10 @@ impl Definition {
                         {
                             for attr in validation.body().attributes() {
                                 if !matches!(attr.key(), "condition" | "error_message") {
-                                    let hint = name_suggestion(
-                                        attr.key(),
-                                        ["condition", "error_message"],
-                                    )
-                                    .map(|s| format!(" Did you mean \"{s}\"?"))
-                                    .unwrap_or_default();
+                                    let hint =
+                                        name_suggestion(attr.key(), ["condition", "error_message"])
+                                            .map(|s| format!(" Did you mean \"{s}\"?"))
+                                            .unwrap_or_default();
                                     return Err(Error::Hcl(format!(
                                         "Unsupported argument; An argument named \"{}\" is not expected here.{hint}",
                                         attr.key()
@@ -632,7 +632,9 @@ impl Definition {
         }
         // ... and the remaining top-level attributes.
         for name in &variable_order {
-            resolver.resolve(name).map_err(|e| e.top("Invalid attribute"))?;
+            resolver
+                .resolve(name)
+                .map_err(|e| e.top("Invalid attribute"))?;
         }
         definition.variables = resolver.values;
         definition.declarations = variables;
@@ -809,15 +811,11 @@ impl Variables<'_> {
         Ok(match ty_ref {
             Some(ty) if json => {
                 let parsed: serde_json::Value = serde_json::from_str(&raw).map_err(|e| {
-                    VarError::Plain(format!(
-                        "failed to convert variable {name} from JSON: {e}"
-                    ))
+                    VarError::Plain(format!("failed to convert variable {name} from JSON: {e}"))
                 })?;
                 let v = hcl::to_value(&parsed).unwrap_or(Value::Null);
                 convert::convert(&v, ty).map_err(|e| {
-                    VarError::Plain(format!(
-                        "failed to convert variable {name} from JSON: {e}"
-                    ))
+                    VarError::Plain(format!("failed to convert variable {name} from JSON: {e}"))
                 })?
             }
             Some(ty) if ty.csv_supported() => value_from_csv(name, &raw, ty).map_err(|e| {
@@ -836,8 +834,12 @@ impl Variables<'_> {
             None => match &value {
                 Value::Null => Value::from(raw),
                 Value::String(_) => Value::from(raw),
-                Value::Number(_) => convert_primitive(name, &raw, &Type::Number).map_err(VarError::Plain)?,
-                Value::Bool(_) => convert_primitive(name, &raw, &Type::Bool).map_err(VarError::Plain)?,
+                Value::Number(_) => {
+                    convert_primitive(name, &raw, &Type::Number).map_err(VarError::Plain)?
+                }
+                Value::Bool(_) => {
+                    convert_primitive(name, &raw, &Type::Bool).map_err(VarError::Plain)?
+                }
                 Value::Array(_) => {
                     return Err(VarError::Plain(format!(
                         "unsupported type tuple for variable {name}"
@@ -957,8 +959,8 @@ fn parse_go_float(raw: &str) -> Option<f64> {
 
 /// `valueFromCSV`: a list, set, tuple or map variable from a CSV environment value.
 fn value_from_csv(name: &str, raw: &str, ty: &Type) -> Result<Value, String> {
-    let fields = crate::model::csv_fields(raw)
-        .map_err(|e| format!("failed to parse {raw} as CSV: {e}"))?;
+    let fields =
+        crate::model::csv_fields(raw).map_err(|e| format!("failed to parse {raw} as CSV: {e}"))?;
     let element_error =
         |e: String| format!("failed to parse element of type {}: {e}", ty.friendly());
     match ty {
@@ -1098,9 +1100,13 @@ pub(crate) fn references(
             if let Some(k) = &f.key_var {
                 inner.push(k.to_string());
             }
-            for e in [Some(&f.value_expr), f.key_expr.as_ref(), f.cond_expr.as_ref()]
-                .into_iter()
-                .flatten()
+            for e in [
+                Some(&f.value_expr),
+                f.key_expr.as_ref(),
+                f.cond_expr.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
             {
                 references(e, &inner, vars, calls);
             }

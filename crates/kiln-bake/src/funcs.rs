@@ -259,10 +259,7 @@ pub(crate) fn equal(a: &Value, b: &Value) -> bool {
             x.len() == y.len() && x.iter().zip(y).all(|(a, b)| equal(a, b))
         }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x
-                    .iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| equal(v, w)))
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| equal(v, w)))
         }
         _ => a == b,
     }
@@ -626,7 +623,10 @@ fn f_title(args: FuncArgs) -> Result<Value> {
 /// converted to the type all the arguments unify to.
 fn f_coalesce(args: FuncArgs) -> Result<Value> {
     let values = all(&args);
-    let present: Vec<&Value> = values.iter().filter(|v| !matches!(v, Value::Null)).collect();
+    let present: Vec<&Value> = values
+        .iter()
+        .filter(|v| !matches!(v, Value::Null))
+        .collect();
     let same_type = || "all arguments must have the same type".to_owned();
     if values.is_empty() {
         return Err(same_type());
@@ -639,7 +639,8 @@ fn f_coalesce(args: FuncArgs) -> Result<Value> {
     let has = |f: fn(&Value) -> bool| present.iter().any(|v| f(v));
     let to_string = has(|v| matches!(v, Value::String(_)))
         && (has(|v| matches!(v, Value::Number(_))) || has(|v| matches!(v, Value::Bool(_))));
-    if !to_string && has(|v| matches!(v, Value::Number(_))) && has(|v| matches!(v, Value::Bool(_))) {
+    if !to_string && has(|v| matches!(v, Value::Number(_))) && has(|v| matches!(v, Value::Bool(_)))
+    {
         return Err(same_type());
     }
     let first = present

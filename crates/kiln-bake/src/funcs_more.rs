@@ -346,7 +346,10 @@ fn f_slice(args: FuncArgs) -> Result<Value> {
         ));
     }
     if start > end {
-        return Err(arg_error(1, "start index must not be greater than end index"));
+        return Err(arg_error(
+            1,
+            "start index must not be greater than end index",
+        ));
     }
     Ok(Value::Array(items[start as usize..end as usize].to_vec()))
 }
@@ -393,7 +396,9 @@ fn f_compact(args: FuncArgs) -> Result<Value> {
 fn f_hasindex(args: FuncArgs) -> Result<Value> {
     Ok(Value::Bool(match &args[0] {
         Value::Array(items) => match &args[1] {
-            Value::Number(_) => integer(&args[1]).is_ok_and(|i| i >= 0 && (i as usize) < items.len()),
+            Value::Number(_) => {
+                integer(&args[1]).is_ok_and(|i| i >= 0 && (i as usize) < items.len())
+            }
             _ => false,
         },
         _ => return Err("collection must be a list, a map or a tuple".to_owned()),

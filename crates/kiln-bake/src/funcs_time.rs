@@ -7,8 +7,8 @@
 
 use std::ops::RangeInclusive;
 
-use hcl::eval::FuncArgs;
 use hcl::Value;
+use hcl::eval::FuncArgs;
 
 use kiln_oci::{civil_from_days, days_from_civil};
 

@@ -164,7 +164,11 @@ fn normalize_keyed<T: Clone>(v: Option<Vec<T>>, key: impl Fn(&T) -> &str) -> Opt
 }
 
 /// `Secrets/SSHKeys/Attests.Merge(other)` for a non-nil `other`.
-fn merge_keyed<T: Clone>(a: Option<Vec<T>>, other: &[T], key: impl Fn(&T) -> &str) -> Option<Vec<T>> {
+fn merge_keyed<T: Clone>(
+    a: Option<Vec<T>>,
+    other: &[T],
+    key: impl Fn(&T) -> &str,
+) -> Option<Vec<T>> {
     match a {
         // The normalised copy is thrown away in buildx: `other` is kept as it is.
         None => Some(other.to_vec()),
@@ -188,7 +192,10 @@ fn merge_cache(a: Option<Vec<CacheEntry>>, other: Vec<CacheEntry>) -> Option<Vec
 
 /// `Exports.Merge(other)` for a non-nil `other`: when one side is nil the other is
 /// only permuted by the normalisation (its result is not kept).
-fn merge_exports(a: Option<Vec<ExportEntry>>, mut other: Vec<ExportEntry>) -> Option<Vec<ExportEntry>> {
+fn merge_exports(
+    a: Option<Vec<ExportEntry>>,
+    mut other: Vec<ExportEntry>,
+) -> Option<Vec<ExportEntry>> {
     match a {
         None => {
             remove_dupes_swap(&mut other);
@@ -394,7 +401,10 @@ impl Target {
         if let Some(v) = self.tags.as_ref().filter(|v| !v.is_empty()) {
             out.insert("tags".into(), strings(v));
         }
-        for (key, list) in [("cache-from", &self.cache_from), ("cache-to", &self.cache_to)] {
+        for (key, list) in [
+            ("cache-from", &self.cache_from),
+            ("cache-to", &self.cache_to),
+        ] {
             if let Some(v) = list.as_ref().filter(|v| !v.is_empty()) {
                 out.insert(
                     key.into(),
@@ -412,7 +422,10 @@ impl Target {
             );
         }
         if let Some(v) = self.ssh.as_ref().filter(|v| !v.is_empty()) {
-            out.insert("ssh".into(), Json::Array(v.iter().map(Ssh::to_json).collect()));
+            out.insert(
+                "ssh".into(),
+                Json::Array(v.iter().map(Ssh::to_json).collect()),
+            );
         }
         if let Some(v) = self.platforms.as_ref().filter(|v| !v.is_empty()) {
             out.insert("platforms".into(), strings(v));
@@ -604,9 +617,7 @@ impl Secret {
             let (key, value) = match field.split_once('=') {
                 Some((k, v)) => (k.to_lowercase(), v),
                 None => {
-                    return Err(format!(
-                        "invalid field '{field}' must be a key=value pair"
-                    ));
+                    return Err(format!("invalid field '{field}' must be a key=value pair"));
                 }
             };
             match key.as_str() {
@@ -726,7 +737,10 @@ impl Attest {
                 "type" => a.kind = value.to_owned(),
                 "disabled" => {
                     a.disabled = parse_bool(value).map_err(|e| {
-                        format!("invalid value {field}: strconv.ParseBool: parsing {}: {e}", go_quote(value))
+                        format!(
+                            "invalid value {field}: strconv.ParseBool: parsing {}: {e}",
+                            go_quote(value)
+                        )
                     })?;
                 }
                 _ => {
@@ -779,11 +793,7 @@ pub(crate) fn number_text(n: &hcl::Number) -> String {
         return format!("{f:.0}");
     }
     let s = f.to_string();
-    if s.contains('e') {
-        format!("{f}")
-    } else {
-        s
-    }
+    if s.contains('e') { format!("{f}") } else { s }
 }
 
 /// A primitive converted to a string as cty converts it.
@@ -1050,7 +1060,11 @@ impl Target {
                     .as_ref()
                     .map(|v| v.iter().map(Secret::to_json).collect()),
             ),
-            "ssh" => objects(self.ssh.as_ref().map(|v| v.iter().map(Ssh::to_json).collect())),
+            "ssh" => objects(
+                self.ssh
+                    .as_ref()
+                    .map(|v| v.iter().map(Ssh::to_json).collect()),
+            ),
             "platforms" => list(&self.platforms),
             "output" => objects(
                 self.outputs
@@ -1113,15 +1127,21 @@ impl Target {
                 "dockerfile" => self.dockerfile = Some(value),
                 "args" => {
                     let k = sub_map("args", "name")?;
-                    self.args.get_or_insert_with(BTreeMap::new).insert(k, Some(value));
+                    self.args
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(k, Some(value));
                 }
                 "contexts" => {
                     let k = sub_map("contexts", "name")?;
-                    self.contexts.get_or_insert_with(BTreeMap::new).insert(k, value);
+                    self.contexts
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(k, value);
                 }
                 "labels" => {
                     let k = sub_map("labels", "name")?;
-                    self.labels.get_or_insert_with(BTreeMap::new).insert(k, Some(value));
+                    self.labels
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(k, Some(value));
                 }
                 "tags" => {
                     if o.append {
@@ -1477,7 +1497,10 @@ mod tests {
         let e = ExportEntry::parse("out").unwrap();
         assert_eq!((e.kind.as_str(), e.dest.as_str()), ("local", "out"));
         let s = Secret::parse("type=env,id=A,src=B").unwrap();
-        assert_eq!((s.id.as_str(), s.env.as_str(), s.src.as_str()), ("A", "B", ""));
+        assert_eq!(
+            (s.id.as_str(), s.env.as_str(), s.src.as_str()),
+            ("A", "B", "")
+        );
         assert_eq!(
             Ssh::parse("key=a,b"),
             Ssh {

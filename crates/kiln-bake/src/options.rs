@@ -145,16 +145,55 @@ fn parse_platform(specifier: &str) -> Result<(), String> {
         1 => {
             let os = parts[0].to_lowercase();
             const OSES: [&str; 17] = [
-                "aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios",
-                "js", "linux", "nacl", "netbsd", "openbsd", "plan9", "solaris", "windows", "zos",
+                "aix",
+                "android",
+                "darwin",
+                "dragonfly",
+                "freebsd",
+                "hurd",
+                "illumos",
+                "ios",
+                "js",
+                "linux",
+                "nacl",
+                "netbsd",
+                "openbsd",
+                "plan9",
+                "solaris",
+                "windows",
+                "zos",
             ];
             const ARCHES: [&str; 24] = [
-                "386", "amd64", "amd64p32", "arm", "armbe", "arm64", "arm64be", "ppc64",
-                "ppc64le", "loong64", "mips", "mipsle", "mips64", "mips64le", "mips64p32",
-                "mips64p32le", "ppc", "riscv", "riscv64", "s390", "s390x", "sparc", "sparc64",
+                "386",
+                "amd64",
+                "amd64p32",
+                "arm",
+                "armbe",
+                "arm64",
+                "arm64be",
+                "ppc64",
+                "ppc64le",
+                "loong64",
+                "mips",
+                "mipsle",
+                "mips64",
+                "mips64le",
+                "mips64p32",
+                "mips64p32le",
+                "ppc",
+                "riscv",
+                "riscv64",
+                "s390",
+                "s390x",
+                "sparc",
+                "sparc64",
                 "wasm",
             ];
-            let os = if os == "macos" { "darwin".to_owned() } else { os };
+            let os = if os == "macos" {
+                "darwin".to_owned()
+            } else {
+                os
+            };
             let arch = match os.as_str() {
                 "i386" => "386",
                 "x86_64" | "x86-64" => "amd64",
@@ -223,7 +262,13 @@ fn check_ssh(t: &Target, request: &Request) -> Result<(), Error> {
         let wrap = |e: String| fail(format!("failed to convert agent config {shown}: {e}"));
         let mut paths = ssh.paths.clone();
         if paths.is_empty() || (paths.len() == 1 && paths[0].is_empty()) {
-            paths = vec![request.env.get("SSH_AUTH_SOCK").cloned().unwrap_or_default()];
+            paths = vec![
+                request
+                    .env
+                    .get("SSH_AUTH_SOCK")
+                    .cloned()
+                    .unwrap_or_default(),
+            ];
         }
         if paths[0].is_empty() {
             return Err(wrap(
@@ -277,7 +322,10 @@ fn check_exports(outputs: &mut [ExportEntry], dir: &Path) -> Result<(), Error> {
         };
         if supports_dir {
             if entry.dest.is_empty() {
-                return Err(fail(format!("dest is required for {} exporter", entry.kind)));
+                return Err(fail(format!(
+                    "dest is required for {} exporter",
+                    entry.kind
+                )));
             }
             if entry.dest == "-" {
                 return Err(fail(format!(
@@ -351,9 +399,8 @@ fn check_annotation(annotation: &str) -> Result<(), String> {
             return Err(format!("unknown annotation type {}", go_quote(kind)));
         }
         if let Some(platform) = groups.get(2) {
-            parse_platform(platform.as_str()).map_err(|e| {
-                format!("invalid platform {}: {e}", go_quote(platform.as_str()))
-            })?;
+            parse_platform(platform.as_str())
+                .map_err(|e| format!("invalid platform {}: {e}", go_quote(platform.as_str())))?;
         }
     }
     Ok(())
@@ -362,8 +409,22 @@ fn check_annotation(annotation: &str) -> Result<(), String> {
 /// docker's `units.ParseUlimit`.
 fn check_ulimit(value: &str) -> Result<(), String> {
     const NAMES: [&str; 16] = [
-        "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
-        "nproc", "rss", "rtprio", "rttime", "sigpending", "stack", "as",
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+        "as",
     ];
     let Some((name, limits)) = value.split_once('=') else {
         return Err(format!("invalid ulimit argument: {value}"));
@@ -372,12 +433,8 @@ fn check_ulimit(value: &str) -> Result<(), String> {
         return Err(format!("invalid ulimit type: {name}"));
     }
     let parse = |s: &str| {
-        s.parse::<i64>().map_err(|_| {
-            format!(
-                "strconv.ParseInt: parsing {}: invalid syntax",
-                go_quote(s)
-            )
-        })
+        s.parse::<i64>()
+            .map_err(|_| format!("strconv.ParseInt: parsing {}: invalid syntax", go_quote(s)))
     };
     let values: Vec<&str> = limits.split(':').collect();
     let (soft, hard) = match values.as_slice() {
@@ -421,7 +478,9 @@ mod tests {
         assert_eq!(clean_path("a/../b/./c/"), "b/c");
         assert_eq!(clean_path("../up"), "../up");
         assert_eq!(clean_path("/abs/../x"), "/x");
-        assert!(is_remote_url("https://github.com/moby/buildkit.git#v0.15.0"));
+        assert!(is_remote_url(
+            "https://github.com/moby/buildkit.git#v0.15.0"
+        ));
         assert!(is_remote_url("git@github.com:moby/buildkit.git"));
         assert!(!is_remote_url("docker-image://alpine"));
         assert!(!is_remote_url("./a:b"));

@@ -177,7 +177,10 @@ impl<'a> Evaluator<'a> {
         let mut seen = BTreeSet::new();
         for entry in &entries {
             if !seen.insert(entry.name.clone()) {
-                return Err(invalid_name(format!("duplicate name {}", go_quote(&entry.name))));
+                return Err(invalid_name(format!(
+                    "duplicate name {}",
+                    go_quote(&entry.name)
+                )));
             }
         }
         Ok(entries)
@@ -257,15 +260,12 @@ impl<'a> Evaluator<'a> {
             };
             let value = self.attr_value(block, entry, &attr)?;
             let objects = scopes.entry(kind_name).or_default();
-            if let Value::Object(attrs) = objects
-                .entry(name.clone())
-                .or_insert_with(|| {
-                    Value::Object(hcl::Map::from_iter([(
-                        "name".to_owned(),
-                        Value::String(name.clone()),
-                    )]))
-                })
-            {
+            if let Value::Object(attrs) = objects.entry(name.clone()).or_insert_with(|| {
+                Value::Object(hcl::Map::from_iter([(
+                    "name".to_owned(),
+                    Value::String(name.clone()),
+                )]))
+            }) {
                 attrs.insert(attr, value);
             }
         }
@@ -388,7 +388,8 @@ impl<'a> Evaluator<'a> {
                 }
             }
             if def.kind == Kind::Target {
-                let names: Vec<String> = self.entries[index].iter().map(|e| e.name.clone()).collect();
+                let names: Vec<String> =
+                    self.entries[index].iter().map(|e| e.name.clone()).collect();
                 match renamed.iter_mut().find(|(label, _)| *label == def.label) {
                     Some((_, all)) => all.extend(names),
                     None if !names.is_empty() => renamed.push((def.label.clone(), names)),
@@ -459,8 +460,9 @@ fn is_target_field(key: &str) -> bool {
 }
 
 fn string_list(v: &Value) -> Result<Vec<String>, Error> {
-    let unsuitable =
-        || Error::Hcl("Unsuitable value type; Unsuitable value: list of string required".to_owned());
+    let unsuitable = || {
+        Error::Hcl("Unsuitable value type; Unsuitable value: list of string required".to_owned())
+    };
     match v {
         Value::Null => Ok(Vec::new()),
         Value::Array(items) => items
@@ -493,7 +495,9 @@ pub(crate) fn config(definition: &Definition) -> Result<Config, Error> {
 }
 
 /// Every target and group, for `--list`.
-pub(crate) fn list(definition: &Definition) -> Result<(Vec<ListedTarget>, Vec<ListedGroup>), Error> {
+pub(crate) fn list(
+    definition: &Definition,
+) -> Result<(Vec<ListedTarget>, Vec<ListedGroup>), Error> {
     let config = config(definition)?;
     let targets = config
         .targets
@@ -645,7 +649,11 @@ impl Config {
     }
 
     /// `newOverrides`: `--set` values per target and key, keys in first-given order.
-    fn new_overrides(&self, sets: &[String], env: &BTreeMap<String, String>) -> Result<Overrides, Error> {
+    fn new_overrides(
+        &self,
+        sets: &[String],
+        env: &BTreeMap<String, String>,
+    ) -> Result<Overrides, Error> {
         let mut m: Overrides = BTreeMap::new();
         for v in sets {
             let (lhs, value) = match v.split_once('=') {
@@ -798,7 +806,11 @@ pub(crate) fn resolve(definition: &Definition, request: &Request) -> Result<Reso
     let requested: Vec<String> = if request.targets.is_empty() {
         vec!["default".to_owned()]
     } else {
-        request.targets.iter().map(|t| sanitize_target_name(t)).collect()
+        request
+            .targets
+            .iter()
+            .map(|t| sanitize_target_name(t))
+            .collect()
     };
     let mut names = Vec::new();
     for t in &requested {
@@ -854,7 +866,11 @@ pub(crate) fn resolve(definition: &Definition, request: &Request) -> Result<Reso
         config.load_links(&name, &mut targets, &overrides, &[])?;
     }
 
-    if let Some(epoch) = request.env.get("SOURCE_DATE_EPOCH").filter(|v| !v.is_empty()) {
+    if let Some(epoch) = request
+        .env
+        .get("SOURCE_DATE_EPOCH")
+        .filter(|v| !v.is_empty())
+    {
         for t in targets.values_mut() {
             let args = t.args.get_or_insert_with(BTreeMap::new);
             args.entry("SOURCE_DATE_EPOCH".to_owned())
