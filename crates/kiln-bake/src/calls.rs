@@ -88,9 +88,33 @@ pub(crate) fn evaluate(
     ctx: &Context<'_>,
     functions: &Functions,
 ) -> Result<Value, String> {
-    expand(expr, ctx, functions)?
+    let value = expand(expr, ctx, functions)?
         .evaluate(ctx)
-        .map_err(|e| describe(&e, functions))
+        .map_err(|e| describe(&e, functions))?;
+    Ok(dedup_keys(value))
+}
+
+/// Object keys a file defined twice (renamed when parsed) merged back: the last
+/// definition wins, as in HCL.
+fn dedup_keys(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            if !map.keys().any(|k| k.contains(crate::eval::DUPLICATE_KEY)) {
+                return Value::Object(map.into_iter().map(|(k, v)| (k, dedup_keys(v))).collect());
+            }
+            let mut out = hcl::Map::new();
+            for (k, v) in map {
+                let key = match k.split_once(crate::eval::DUPLICATE_KEY) {
+                    Some((base, _)) => base.to_owned(),
+                    None => k,
+                };
+                out.insert(key, dedup_keys(v));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(dedup_keys).collect()),
+        other => other,
+    }
 }
 
 /// An hcl-rs evaluation error as HCL's diagnostic.

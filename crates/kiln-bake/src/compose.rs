@@ -336,7 +336,11 @@ fn build_args(value: &Json, spec: &Json, env: &BTreeMap<String, String>) -> Map<
     match value {
         Json::Object(map) => {
             for (k, v) in map {
-                let v = if v.is_null() { resolve(k) } else { Some(json!(scalar(v))) };
+                let v = if v.is_null() {
+                    resolve(k)
+                } else {
+                    Some(json!(scalar(v)))
+                };
                 if let Some(v) = v {
                     out.insert(k.clone(), v);
                 }

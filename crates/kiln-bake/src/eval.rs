@@ -330,19 +330,203 @@ fn flush_heredoc(body: &str) -> String {
         .collect()
 }
 
-/// A parse error as buildx words it: `file:line,column: Summary; Detail.`
-fn parse_error(name: &str, error: &hcl::Error) -> Error {
+/// The marker put after an object key that repeats an earlier one in the same
+/// object: hcl-rs refuses such keys, HCL keeps the last value (see `dedup_keys`).
+pub(crate) const DUPLICATE_KEY: char = '\u{2}';
+
+/// Parses HCL text. An object key defined twice is renamed (`KEY` + marker + n) so
+/// hcl-rs accepts it; values have the marker removed, later ones winning.
+fn parse_body(name: &str, text: &str) -> Result<Body, Error> {
+    let mut text = text.to_owned();
+    for n in 0..64 {
+        match hcl::parse(&text) {
+            Ok(body) => return Ok(body),
+            Err(hcl::Error::Parse(parse)) if parse.message().contains("redefined object key") => {
+                let at = parse.location();
+                let Some(patched) = rename_key(&text, at.line(), at.column(), n) else {
+                    return Err(parse_error(name, &text, &hcl::Error::Parse(parse)));
+                };
+                text = patched;
+            }
+            Err(e) => return Err(parse_error(name, &text, &e)),
+        }
+    }
+    hcl::parse(&text).map_err(|e| parse_error(name, &text, &e))
+}
+
+/// The key at `line`:`column` (1-based) as a quoted key with the duplicate marker.
+fn rename_key(text: &str, line: usize, column: usize, n: usize) -> Option<String> {
+    let mut out = String::with_capacity(text.len() + 8);
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 != line {
+            out.push_str(l);
+            continue;
+        }
+        let chars: Vec<char> = l.chars().collect();
+        let start = column.checked_sub(1)?;
+        let (key, end) = if chars.get(start) == Some(&'"') {
+            let end =
+                (start + 1..chars.len()).find(|&j| chars[j] == '"' && chars[j - 1] != '\\')?;
+            (chars[start + 1..end].iter().collect::<String>(), end + 1)
+        } else {
+            let end = (start..chars.len())
+                .find(|&j| !(chars[j].is_alphanumeric() || chars[j] == '_' || chars[j] == '-'))
+                .unwrap_or(chars.len());
+            (chars[start..end].iter().collect::<String>(), end)
+        };
+        if key.is_empty() {
+            return None;
+        }
+        out.extend(&chars[..start]);
+        out.push_str(&format!("\"{key}{DUPLICATE_KEY}{n}\""));
+        out.extend(&chars[end..]);
+    }
+    Some(out)
+}
+
+/// Net `{` minus `}` in HCL text, outside strings and comments (a rough count).
+fn brace_depth(text: &str) -> i64 {
+    let mut depth = 0;
+    let mut in_string = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' | '\n' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '#' => {
+                for d in chars.by_ref() {
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'/') => {
+                for d in chars.by_ref() {
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    depth
+}
+
+/// Whether a line holds an unterminated quoted string.
+fn unterminated_string(line: &str) -> bool {
+    let mut in_string = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match (in_string, c) {
+            (true, '\\') => {
+                chars.next();
+            }
+            (_, '"') => in_string = !in_string,
+            (false, '#') => break,
+            _ => {}
+        }
+    }
+    in_string
+}
+
+/// A parse error in HCL's words (`Summary; Detail`), found from hcl-rs's error and
+/// the text around it: `file:line,column: Summary; Detail`.
+fn parse_error(name: &str, text: &str, error: &hcl::Error) -> Error {
     let hcl::Error::Parse(parse) = error else {
         return Error::Hcl(format!("{name}: {error}"));
     };
     let at = parse.location();
     let message = parse.message();
-    let summary = if message.contains("expected `]`") {
+    let lines: Vec<&str> = text.lines().collect();
+    let line = lines
+        .get(at.line().saturating_sub(1))
+        .copied()
+        .unwrap_or("");
+    let column = at.column().saturating_sub(1);
+    let at_char = line.chars().nth(column);
+    let before: String = line.chars().take(column).collect();
+    static BLOCK_OPEN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"^\s*[A-Za-z_][\w-]*(\s+("[^"]*"|[A-Za-z_][\w-]*))*\s*\{\s*[A-Za-z_][\w-]*\s*=[^}]*$"#)
+            .expect("valid regex")
+    });
+    let summary = if unterminated_string(line) {
+        "Invalid multi-line string; Quoted strings may not be split over multiple lines. To produce a multi-line string, either use the \\n escape to represent a newline character or use the \"heredoc\" multi-line template syntax.".to_owned()
+    } else if BLOCK_OPEN.is_match(line) {
+        "Invalid single-argument block definition; An argument definition on the same line as its containing block creates a single-line block definition, which must also be closed on the same line. Place the block's closing brace immediately after the argument definition.".to_owned()
+    } else if message.contains("redefined attribute") {
+        let key: String = line
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+            .collect();
+        let first = lines[..at.line().saturating_sub(1)]
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, l)| {
+                l.trim_start()
+                    .strip_prefix(key.as_str())
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            });
+        match first {
+            Some((n, l)) => {
+                let col = l.len() - l.trim_start().len() + 1;
+                format!(
+                    "Attribute redefined; The argument \"{key}\" was already set at {name}:{},{col}-{}. Each argument may be set only once.",
+                    n + 1,
+                    col + key.chars().count()
+                )
+            }
+            None => format!(
+                "Attribute redefined; The argument \"{key}\" was already set. Each argument may be set only once."
+            ),
+        }
+    } else if message.contains("expected newline or eof") {
+        if at_char == Some(',') {
+            "Unexpected comma after argument; Argument definitions must be separated by newlines, not commas. An argument definition must end with a newline.".to_owned()
+        } else if before.trim_end().ends_with('}') && !before.contains('=') {
+            "Missing newline after block definition; A block definition must end with a newline."
+                .to_owned()
+        } else {
+            "Missing newline after argument; An argument definition must end with a newline."
+                .to_owned()
+        }
+    } else if message.contains("expected `}`") && before.trim().is_empty() && at_char == Some('=') {
+        "Argument or block definition required; An argument or block definition is required here."
+            .to_owned()
+    } else if brace_depth(text) > 0 && message.contains("expected `}`") {
+        "Unclosed configuration block; There is no closing brace for this block before the end of the file. This may be caused by incorrect brace nesting elsewhere in this file.".to_owned()
+    } else if message.contains("expected `]`") {
         "Missing item separator; Expected a comma to mark the beginning of the next item."
             .to_owned()
     } else if message.contains("expected `}`") {
         "Missing attribute separator; Expected a newline or comma to mark the beginning of the next attribute."
             .to_owned()
+    } else if message.contains("invalid structure") {
+        let after_ident = before
+            .trim_end()
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-');
+        if after_ident {
+            "Argument or block definition required; An argument or block definition is required here. To set an argument, use the equals sign \"=\" to introduce the argument value.".to_owned()
+        } else {
+            "Argument or block definition required; An argument or block definition is required here.".to_owned()
+        }
+    } else if message.contains("invalid expression") {
+        "Invalid expression; Expected the start of an expression, but found an invalid expression token.".to_owned()
     } else {
         format!("Invalid syntax; {message}")
     };
@@ -494,7 +678,7 @@ impl Definition {
             } else {
                 flush_heredocs(&source.text)
             };
-            let body: Body = hcl::parse(&text).map_err(|e| parse_error(&source.name, &e))?;
+            let body: Body = parse_body(&source.name, &text)?;
             for block in body.blocks() {
                 let labels = block.labels();
                 let name = labels
