@@ -181,6 +181,7 @@ fn needs_expansion(expr: &Expression) -> bool {
         | Expression::Number(_)
         | Expression::String(_)
         | Expression::Variable(_) => false,
+        Expression::Operation(_) | Expression::Conditional(_) => true,
         other => {
             let text = other.to_string();
             text.contains('(')
@@ -240,17 +241,7 @@ fn expand(
                 ),
             }
         }
-        Expression::Operation(op) => {
-            let mut op = op.as_ref().clone();
-            match &mut op {
-                Operation::Unary(u) => u.expr = expand(&u.expr, ctx, functions)?,
-                Operation::Binary(b) => {
-                    b.lhs_expr = expand(&b.lhs_expr, ctx, functions)?;
-                    b.rhs_expr = expand(&b.rhs_expr, ctx, functions)?;
-                }
-            }
-            Ok(Expression::Operation(Box::new(op)))
-        }
+        Expression::Operation(op) => value(operation(op, ctx, functions)?),
         Expression::Traversal(t) => {
             let Traversal { expr, operators } = t.as_ref();
             Ok(Expression::Traversal(Box::new(Traversal {
@@ -261,6 +252,78 @@ fn expand(
         Expression::ForExpr(f) => value(evaluate_for(f, ctx, functions)?),
         Expression::TemplateExpr(t) => expand_template(t, ctx, functions),
         other => Ok(other.clone()),
+    }
+}
+
+/// An operator applied as HCL applies it: both operands evaluated, converted to the
+/// operator's parameter type (so `"5" + 1` is 6), `==`/`!=` comparing type and value.
+fn operation(op: &Operation, ctx: &Context<'_>, functions: &Functions) -> Result<Value, String> {
+    use hcl::expr::{BinaryOperator as B, UnaryOperator as U};
+    let number = |v: &Value, side: &str| -> Result<Option<f64>, String> {
+        match convert::convert(v, &Type::Number) {
+            Ok(Value::Null) => Ok(None),
+            Ok(Value::Number(n)) => Ok(n.as_f64()),
+            Ok(_) => Ok(None),
+            Err(e) => Err(format!("Invalid operand; Unsuitable value for {side} operand: {e}.")),
+        }
+    };
+    let boolean = |v: &Value, side: &str| -> Result<Option<bool>, String> {
+        match convert::convert(v, &Type::Bool) {
+            Ok(Value::Bool(b)) => Ok(Some(b)),
+            Ok(_) => Ok(None),
+            Err(e) => Err(format!("Invalid operand; Unsuitable value for {side} operand: {e}.")),
+        }
+    };
+    let null_operand =
+        || "Operation failed; Error during operation: argument must not be null.".to_owned();
+    match op {
+        Operation::Unary(u) => {
+            let v = evaluate(&u.expr, ctx, functions)?;
+            match u.operator {
+                U::Neg => number(&v, "unary")?
+                    .map(|n| crate::funcs::num(-n))
+                    .ok_or_else(null_operand),
+                U::Not => boolean(&v, "unary")?
+                    .map(|b| Value::Bool(!b))
+                    .ok_or_else(null_operand),
+            }
+        }
+        Operation::Binary(b) => {
+            let lhs = evaluate(&b.lhs_expr, ctx, functions)?;
+            let rhs = evaluate(&b.rhs_expr, ctx, functions)?;
+            match b.operator {
+                B::Eq => Ok(Value::Bool(crate::funcs::equal(&lhs, &rhs))),
+                B::NotEq => Ok(Value::Bool(!crate::funcs::equal(&lhs, &rhs))),
+                B::And | B::Or => {
+                    let l = boolean(&lhs, "left");
+                    let r = boolean(&rhs, "right");
+                    let (l, r) = (l?, r?);
+                    let (Some(l), Some(r)) = (l, r) else {
+                        return Err(null_operand());
+                    };
+                    Ok(Value::Bool(if b.operator == B::And { l && r } else { l || r }))
+                }
+                _ => {
+                    let l = number(&lhs, "left");
+                    let r = number(&rhs, "right");
+                    let (l, r) = (l?, r?);
+                    let (Some(l), Some(r)) = (l, r) else {
+                        return Err(null_operand());
+                    };
+                    Ok(match b.operator {
+                        B::Less => Value::Bool(l < r),
+                        B::LessEq => Value::Bool(l <= r),
+                        B::Greater => Value::Bool(l > r),
+                        B::GreaterEq => Value::Bool(l >= r),
+                        B::Plus => crate::funcs::num(l + r),
+                        B::Minus => crate::funcs::num(l - r),
+                        B::Mul => crate::funcs::num(l * r),
+                        B::Div => crate::funcs::num(l / r),
+                        _ => crate::funcs::num(l % r),
+                    })
+                }
+            }
+        }
     }
 }
 

@@ -520,7 +520,13 @@ fn sprintf(format: &str, args: &[Value]) -> Result<String> {
             .ok_or_else(|| "not enough arguments for format string".to_owned())?;
         let text = match verb {
             's' | 'v' => {
-                let s = string(arg).or_else(|_| Ok::<_, String>(arg.to_string()))?;
+                // Lists, objects and null as compact JSON (go-cty's `%v`).
+                let s = match arg {
+                    Value::Array(_) | Value::Object(_) | Value::Null => {
+                        serde_json::to_string(arg).map_err(|e| e.to_string())?
+                    }
+                    other => string(other)?,
+                };
                 match precision {
                     Some(p) => s.chars().take(p).collect(),
                     None => s,
