@@ -172,24 +172,17 @@ fn call_error(name: &str, message: &str) -> String {
     format!("Error in function call; Call to function \"{name}\" failed: {message}.")
 }
 
-/// Whether `expr` may hold a call or a template (a cheap textual check: a false
-/// positive only costs an evaluation done here instead of in hcl-rs).
+/// Whether `expr` needs evaluating here (anything but a literal or a variable:
+/// calls, templates, operators and conditionals may sit anywhere inside).
 fn needs_expansion(expr: &Expression) -> bool {
-    match expr {
+    !matches!(
+        expr,
         Expression::Null
-        | Expression::Bool(_)
-        | Expression::Number(_)
-        | Expression::String(_)
-        | Expression::Variable(_) => false,
-        Expression::Operation(_) | Expression::Conditional(_) => true,
-        other => {
-            let text = other.to_string();
-            text.contains('(')
-                || text.contains("${")
-                || text.contains("%{")
-                || text.contains(" for ")
-        }
-    }
+            | Expression::Bool(_)
+            | Expression::Number(_)
+            | Expression::String(_)
+            | Expression::Variable(_)
+    )
 }
 
 fn expand(
