@@ -257,14 +257,18 @@ fn operation(op: &Operation, ctx: &Context<'_>, functions: &Functions) -> Result
             Ok(Value::Null) => Ok(None),
             Ok(Value::Number(n)) => Ok(n.as_f64()),
             Ok(_) => Ok(None),
-            Err(e) => Err(format!("Invalid operand; Unsuitable value for {side} operand: {e}.")),
+            Err(e) => Err(format!(
+                "Invalid operand; Unsuitable value for {side} operand: {e}."
+            )),
         }
     };
     let boolean = |v: &Value, side: &str| -> Result<Option<bool>, String> {
         match convert::convert(v, &Type::Bool) {
             Ok(Value::Bool(b)) => Ok(Some(b)),
             Ok(_) => Ok(None),
-            Err(e) => Err(format!("Invalid operand; Unsuitable value for {side} operand: {e}.")),
+            Err(e) => Err(format!(
+                "Invalid operand; Unsuitable value for {side} operand: {e}."
+            )),
         }
     };
     let null_operand =
@@ -294,7 +298,11 @@ fn operation(op: &Operation, ctx: &Context<'_>, functions: &Functions) -> Result
                     let (Some(l), Some(r)) = (l, r) else {
                         return Err(null_operand());
                     };
-                    Ok(Value::Bool(if b.operator == B::And { l && r } else { l || r }))
+                    Ok(Value::Bool(if b.operator == B::And {
+                        l && r
+                    } else {
+                        l || r
+                    }))
                 }
                 _ => {
                     let l = number(&lhs, "left");
