@@ -721,9 +721,15 @@ impl Definition {
                         if !variables.contains_key(&name) {
                             variable_order.push(name.clone());
                         }
+                        // A later block replaces an earlier one of the same name
+                        // entirely (default, type, validations and all), as buildx
+                        // keeps only the last.
                         let variable = variables.entry(name).or_default();
-                        variable.block = true;
-                        variable.description = None;
+                        *variable = Variable {
+                            attribute: variable.attribute.take(),
+                            block: true,
+                            ..Variable::default()
+                        };
                         for (key, expr) in attrs {
                             match key.as_str() {
                                 "default" => variable.default = Some(expr),
