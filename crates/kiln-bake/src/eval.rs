@@ -78,12 +78,7 @@ pub(crate) struct Variable {
 fn json_to_hcl(value: &serde_json::Value) -> Result<String, Error> {
     fn expr(v: &serde_json::Value) -> String {
         match v {
-            serde_json::Value::String(s) => format!(
-                "\"{}\"",
-                s.replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n")
-            ),
+            serde_json::Value::String(s) => quote_template(s),
             serde_json::Value::Array(items) => format!(
                 "[{}]",
                 items.iter().map(expr).collect::<Vec<_>>().join(", ")
@@ -142,6 +137,60 @@ fn json_to_hcl(value: &serde_json::Value) -> Result<String, Error> {
         }
     }
     Ok(out)
+}
+
+/// A JSON string (an HCL template) as an HCL quoted template: text is escaped, the
+/// insides of `${…}` and `%{…}` sequences are kept as written.
+fn quote_template(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::from("\"");
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let opens = (c == '$' || c == '%') && chars.get(i + 1) == Some(&'{');
+        let escaped = opens && i > 0 && chars[i - 1] == c;
+        if opens && !escaped {
+            // Copy the sequence through its matching brace.
+            let mut depth = 0;
+            let mut in_string = false;
+            let mut j = i + 1;
+            while j < chars.len() {
+                let d = chars[j];
+                if in_string {
+                    if d == '\\' {
+                        j += 1;
+                    } else if d == '"' {
+                        in_string = false;
+                    }
+                } else if d == '"' {
+                    in_string = true;
+                } else if d == '{' {
+                    depth += 1;
+                } else if d == '}' {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                j += 1;
+            }
+            let end = j.min(chars.len() - 1);
+            out.extend(&chars[i..=end]);
+            i = end + 1;
+            continue;
+        }
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    out.push('"');
+    out
 }
 
 /// An HCL identifier: a letter or `_`, then letters, digits, `_` and `-`.
@@ -586,8 +635,10 @@ fn function_block(name: &str, block: &hcl::Block) -> Result<UserFunction, Error>
         )));
     }
     let get = |k: &str| attrs.iter().rev().find(|(key, _)| key == k).map(|(_, e)| e);
+    // A keyword, or in a JSON file a string holding one.
     let keyword = |e: &Expression| match e {
         Expression::Variable(v) => Some(v.to_string()),
+        Expression::String(s) if is_identifier(s) => Some(s.clone()),
         _ => None,
     };
     let params = match get("params") {
@@ -787,7 +838,7 @@ impl Definition {
                 .iter()
                 .filter(|(_, v)| v.attribute.is_none())
                 .filter_map(|(name, v)| {
-                    let ty = convert::parse_type(v.kind.as_ref()?).ok()?;
+                    let ty = type_constraint(v.kind.as_ref()?).ok()?;
                     Some((name.clone(), ty))
                 })
                 .collect(),
@@ -964,7 +1015,7 @@ impl Variables<'_> {
                 let ty = match &variable.kind {
                     None => None,
                     Some(Expression::Null) => None,
-                    Some(expr) => Some(convert::parse_type(expr).map_err(VarError::Diag)?),
+                    Some(expr) => Some(type_constraint(expr).map_err(VarError::Diag)?),
                 };
                 let specified = ty.is_some();
                 (variable.default.as_ref(), ty, specified)
@@ -1102,6 +1153,22 @@ impl Variables<'_> {
         }
         Ok(())
     }
+}
+
+/// A variable's `type`, read as a type expression (a JSON file gives it as a string
+/// holding one).
+fn type_constraint(kind: &Expression) -> Result<Type, String> {
+    if let Expression::String(text) = kind {
+        let body: Body = hcl::parse(&format!("t = {text}"))
+            .map_err(|e| format!("Invalid type specification; {e}"))?;
+        let expr = body
+            .attributes()
+            .next()
+            .map(|a| a.expr().clone())
+            .unwrap_or(Expression::Null);
+        return convert::parse_type(&expr);
+    }
+    convert::parse_type(kind)
 }
 
 /// `convertPrimitive`: an environment value as a string, bool or number.
