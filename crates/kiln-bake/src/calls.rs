@@ -38,6 +38,19 @@ std::thread_local! {
         const { std::cell::RefCell::new(BTreeMap::new()) };
 }
 
+std::thread_local! {
+    /// The variables an expression can see, for HCL's "Did you mean" suggestion.
+    static KNOWN_VARIABLES: std::cell::RefCell<Vec<String>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Records the variables in scope (for suggestions in unknown-variable errors).
+pub(crate) fn set_known_variables(names: impl IntoIterator<Item = String>) {
+    let mut names: Vec<String> = names.into_iter().collect();
+    names.sort();
+    KNOWN_VARIABLES.with(|k| *k.borrow_mut() = names);
+}
+
 /// Records the declared types of the typed variables.
 pub(crate) fn set_variable_types(types: BTreeMap<String, Type>) {
     VARIABLE_TYPES.with(|t| *t.borrow_mut() = types);
@@ -122,7 +135,13 @@ fn describe(error: &hcl::eval::Error, functions: &Functions) -> String {
     use hcl::eval::ErrorKind;
     match error.kind() {
         ErrorKind::UndefinedVar(name) => {
-            format!("Unknown variable; There is no variable named \"{name}\".")
+            let hint = KNOWN_VARIABLES.with(|k| {
+                let known = k.borrow();
+                crate::eval::name_suggestion(name.as_str(), known.iter().map(String::as_str))
+                    .map(|s| format!(" Did you mean \"{s}\"?"))
+                    .unwrap_or_default()
+            });
+            format!("Unknown variable; There is no variable named \"{name}\".{hint}")
         }
         ErrorKind::UndefinedFunc(name) => unknown_function(&name.to_string(), functions),
         ErrorKind::FuncCall(name, message) => call_error(&name.to_string(), message),

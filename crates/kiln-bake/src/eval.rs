@@ -886,6 +886,7 @@ impl Definition {
     pub(crate) fn context(&self) -> Context<'static> {
         let mut ctx = Context::new();
         funcs::declare(&mut ctx);
+        calls::set_known_variables(self.variables.keys().cloned());
         for (name, value) in &self.variables {
             ctx.declare_var(name.clone(), value.clone());
         }
@@ -927,6 +928,7 @@ impl Variables<'_> {
     fn context(&self) -> Context<'static> {
         let mut ctx = Context::new();
         funcs::declare(&mut ctx);
+        calls::set_known_variables(self.values.keys().cloned());
         for (name, value) in &self.values {
             ctx.declare_var(name.clone(), value.clone());
         }
