@@ -1057,6 +1057,9 @@ impl Variables<'_> {
                     VarError::Plain(format!("failed to convert variable {name} from JSON: {e}"))
                 })?;
                 let v = hcl::to_value(&parsed).unwrap_or(Value::Null);
+                json_attributes_known(&v, ty).map_err(|e| {
+                    VarError::Plain(format!("failed to convert variable {name} from JSON: {e}"))
+                })?;
                 convert::convert(&v, ty).map_err(|e| {
                     VarError::Plain(format!("failed to convert variable {name} from JSON: {e}"))
                 })?
@@ -1154,6 +1157,38 @@ impl Variables<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// cty's JSON decoding into an object type refuses attributes the type does not
+/// name (converting a value would drop them).
+fn json_attributes_known(value: &Value, ty: &Type) -> Result<(), String> {
+    match (ty, value) {
+        (Type::Object(attrs), Value::Object(map)) => {
+            for (key, v) in map {
+                match attrs.iter().find(|(name, _, _)| name == key) {
+                    Some((_, t, _)) => json_attributes_known(v, t)?,
+                    None => {
+                        return Err(format!(
+                            "unsupported attribute {}",
+                            crate::model::go_quote(key)
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        }
+        (Type::List(t) | Type::Set(t) | Type::Map(t), Value::Array(items)) => {
+            items.iter().try_for_each(|i| json_attributes_known(i, t))
+        }
+        (Type::Map(t), Value::Object(map)) => {
+            map.values().try_for_each(|v| json_attributes_known(v, t))
+        }
+        (Type::Tuple(types), Value::Array(items)) => items
+            .iter()
+            .zip(types)
+            .try_for_each(|(i, t)| json_attributes_known(i, t)),
+        _ => Ok(()),
     }
 }
 

@@ -519,12 +519,11 @@ impl ExportEntry {
             return Self::parse(s);
         }
         let mut m = string_map_value(v)?;
-        let mut e = ExportEntry {
+        let e = ExportEntry {
             kind: m.remove("type").unwrap_or_default(),
             dest: m.remove("dest").unwrap_or_default(),
             attrs: m,
         };
-        e.attrs.retain(|_, _| true);
         e.validate()?;
         Ok(e)
     }

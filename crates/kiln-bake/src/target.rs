@@ -99,7 +99,7 @@ struct Evaluator<'a> {
     entries: Vec<Vec<Entry>>,
     /// (kind, name) → the blocks and entries that produce it, in order.
     producers: BTreeMap<(Kind, String), Vec<(usize, usize)>>,
-    /// `target.NAME.ATTR` values already decoded, per block entry.
+    /// Attribute values already evaluated, per block entry and attribute.
     memo: BTreeMap<(usize, usize, String), Value>,
     progress: BTreeSet<(usize, usize, String)>,
 }
@@ -279,43 +279,20 @@ impl<'a> Evaluator<'a> {
     /// One attribute of a block entry, decoded as its field: what `target.NAME.ATTR`
     /// gives (null when the block does not set it).
     fn attr_value(&mut self, block: usize, entry: usize, attr: &str) -> Result<Value, Error> {
-        let key = (block, entry, attr.to_owned());
-        if let Some(v) = self.memo.get(&key) {
-            return Ok(v.clone());
+        if self.definition.blocks[block].block.get(attr).is_none() {
+            return Ok(match attr {
+                "name" => Value::String(self.entries[block][entry].name.clone()),
+                _ => Value::Null,
+            });
         }
-        let def = &self.definition.blocks[block];
-        let name = self.entries[block][entry].name.clone();
-        let kind = if def.kind == Kind::Target {
-            "target"
+        let raw = self.raw_attr(block, entry, attr)?;
+        if self.definition.blocks[block].kind == Kind::Target {
+            let mut t = Target::default();
+            t.set_attr(attr, &raw)?;
+            Ok(t.attr_value(attr))
         } else {
-            "group"
-        };
-        if !self.progress.insert(key.clone()) {
-            return Err(Error::Hcl(format!(
-                "Invalid expression; reference cycle not allowed for {kind}.{name}.{attr}"
-            )));
+            Ok(raw)
         }
-        let result = (|| {
-            let Some(expr) = def.block.get(attr).cloned() else {
-                return Ok(match attr {
-                    "name" => Value::String(name.clone()),
-                    _ => Value::Null,
-                });
-            };
-            let ctx = self.entries[block][entry].ctx.clone();
-            let raw = self.eval_with_refs(&expr, &ctx)?;
-            if def.kind == Kind::Target {
-                let mut t = Target::default();
-                t.set_attr(attr, &raw)?;
-                Ok(t.attr_value(attr))
-            } else {
-                Ok(raw)
-            }
-        })();
-        self.progress.remove(&key);
-        let value = result?;
-        self.memo.insert(key, value.clone());
-        Ok(value)
     }
 
     /// Every block evaluated, merged into buildx's `Config`.
@@ -338,9 +315,7 @@ impl<'a> Evaluator<'a> {
                             if !is_target_field(key) {
                                 continue;
                             }
-                            let value = self.attr_value(index, e, key)?;
                             let raw_value = self.raw_attr(index, e, key)?;
-                            let _ = value;
                             target.set_attr(key, &raw_value)?;
                         }
                         match config.targets.iter_mut().find(|t| t.name == target.name) {
@@ -414,14 +389,35 @@ impl<'a> Evaluator<'a> {
         Ok(config)
     }
 
-    /// A block entry's attribute evaluated (not decoded).
+    /// A block entry's attribute evaluated (not decoded), once: a `target.NAME.ATTR`
+    /// reference and the block itself see the same value. An attribute that needs
+    /// itself is a reference cycle.
     fn raw_attr(&mut self, block: usize, entry: usize, attr: &str) -> Result<Value, Error> {
+        let key = (block, entry, attr.to_owned());
+        if let Some(v) = self.memo.get(&key) {
+            return Ok(v.clone());
+        }
         let def = &self.definition.blocks[block];
         let Some(expr) = def.block.get(attr).cloned() else {
             return Ok(Value::Null);
         };
+        if !self.progress.insert(key.clone()) {
+            let kind = if def.kind == Kind::Target {
+                "target"
+            } else {
+                "group"
+            };
+            return Err(Error::Hcl(format!(
+                "Invalid expression; reference cycle not allowed for {kind}.{}.{attr}",
+                self.entries[block][entry].name
+            )));
+        }
         let ctx = self.entries[block][entry].ctx.clone();
-        self.eval_with_refs(&expr, &ctx)
+        let result = self.eval_with_refs(&expr, &ctx);
+        self.progress.remove(&key);
+        let value = result?;
+        self.memo.insert(key, value.clone());
+        Ok(value)
     }
 }
 
