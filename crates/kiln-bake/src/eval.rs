@@ -851,6 +851,7 @@ impl Definition {
             values: builtins.clone(),
             progress: BTreeSet::new(),
             used_functions: BTreeSet::new(),
+            function_progress: BTreeSet::new(),
         };
         // Every `variable` block first (pulling in what their defaults use) ...
         for name in variable_order.iter().filter(|n| variables[*n].block) {
@@ -859,17 +860,11 @@ impl Definition {
         // ... then their validations, which see only what is resolved by now ...
         resolver.validate(&variable_order)?;
         // ... then the functions ...
-        for (name, function) in &definition.functions {
-            if !function.has_params {
-                return Err(Error::Hcl(format!(
-                    "Invalid function; empty params not allowed for {name}"
-                )));
-            }
-            if function.result.is_none() {
-                return Err(Error::Hcl(format!(
-                    "Invalid function; empty result not allowed for {name}"
-                )));
-            }
+        let names: Vec<String> = definition.functions.keys().cloned().collect();
+        for name in &names {
+            resolver
+                .resolve_function(name)
+                .map_err(|e| e.top("Invalid function"))?;
         }
         // ... and the remaining top-level attributes.
         for name in &variable_order {
@@ -904,6 +899,15 @@ enum VarError {
 }
 
 impl VarError {
+    /// A plain error raised while loading what an expression uses: buildx wraps it
+    /// as an `Invalid expression` diagnostic.
+    fn in_expression(self) -> VarError {
+        match self {
+            VarError::Plain(p) => VarError::Diag(format!("Invalid expression; {p}")),
+            other => other,
+        }
+    }
+
     fn top(self, summary: &str) -> Error {
         match self {
             VarError::Diag(d) => Error::Hcl(d),
@@ -920,8 +924,10 @@ struct Variables<'a> {
     builtins: &'a BTreeMap<String, Value>,
     values: BTreeMap<String, Value>,
     progress: BTreeSet<String>,
-    /// User functions a default called: the only ones validations can call.
+    /// User functions resolved (a default called them, or all after validation):
+    /// the only ones validations can call.
     used_functions: BTreeSet<String>,
+    function_progress: BTreeSet<String>,
 }
 
 impl Variables<'_> {
@@ -958,29 +964,69 @@ impl Variables<'_> {
         let mut calls = Vec::new();
         references(expr, &[], &mut names, &mut calls);
         for call in calls {
-            if let Some(function) = self.functions.get(&call) {
-                if self.used_functions.insert(call.clone())
-                    && let Some(result) = &function.result
-                {
-                    let mut bound = function.params.clone();
-                    bound.extend(function.variadic.clone());
-                    let mut inner = Vec::new();
-                    let mut inner_calls = Vec::new();
-                    references(result, &bound, &mut inner, &mut inner_calls);
-                    for name in inner {
-                        self.dep(&name)?;
-                    }
-                    for c in inner_calls {
-                        if self.functions.contains_key(&c) {
-                            self.used_functions.insert(c);
-                        }
-                    }
-                }
+            if self.functions.contains_key(&call) {
+                self.resolve_function(&call)
+                    .map_err(VarError::in_expression)?;
             }
         }
         for name in names {
             self.dep(&name)?;
         }
+        Ok(())
+    }
+
+    /// buildx's `resolveFunction`: a user function's result must only use its
+    /// parameters, variables and functions that exist, without a cycle.
+    fn resolve_function(&mut self, name: &str) -> Result<(), VarError> {
+        if self.used_functions.contains(name) {
+            return Ok(());
+        }
+        let Some(function) = self.functions.get(name) else {
+            return Err(VarError::Plain(format!(
+                "function \"{name}\" does not exist: undefined"
+            )));
+        };
+        if !self.function_progress.insert(name.to_owned()) {
+            return Err(VarError::Plain(format!(
+                "function cycle not allowed for {name}"
+            )));
+        }
+        let Some(result) = &function.result else {
+            return Err(VarError::Plain(format!(
+                "empty result not allowed for {name}"
+            )));
+        };
+        if !function.has_params {
+            return Err(VarError::Plain(format!(
+                "empty params not allowed for {name}"
+            )));
+        }
+        let mut bound = function.params.clone();
+        bound.extend(function.variadic.clone());
+        let mut vars = Vec::new();
+        let mut calls = Vec::new();
+        references(result, &bound, &mut vars, &mut calls);
+        for call in calls {
+            if crate::specs::spec(&call).is_some()
+                || matches!(call.as_str(), "can" | "try" | "convert")
+            {
+                continue;
+            }
+            self.resolve_function(&call)
+                .map_err(VarError::in_expression)?;
+        }
+        for var in vars {
+            match self.resolve(&var) {
+                Ok(()) => {}
+                Err(VarError::Undefined) => {
+                    return Err(VarError::Diag(format!(
+                        "Invalid expression; variable \"{var}\" does not exist: undefined"
+                    )));
+                }
+                Err(e) => return Err(VarError::in_expression(e)),
+            }
+        }
+        self.used_functions.insert(name.to_owned());
         Ok(())
     }
 
