@@ -611,7 +611,7 @@ fn levenshtein(a: &str, b: &str) -> usize {
 }
 
 /// A `function` block: only `params`, `variadic_params` and `result` are accepted.
-fn function_block(name: &str, block: &hcl::Block) -> Result<UserFunction, Error> {
+fn function_block(block: &hcl::Block) -> Result<UserFunction, Error> {
     const KNOWN: [&str; 3] = ["params", "variadic_params", "result"];
     let attrs: Vec<(String, Expression)> = block
         .body()
@@ -670,7 +670,6 @@ fn function_block(name: &str, block: &hcl::Block) -> Result<UserFunction, Error>
             )
         })?),
     };
-    let _ = name;
     Ok(UserFunction {
         params: params.clone().unwrap_or_default(),
         has_params: params.is_some(),
@@ -760,7 +759,7 @@ impl Definition {
                         block: Block { attrs },
                     }),
                     "function" => {
-                        let function = function_block(&name, block)?;
+                        let function = function_block(block)?;
                         if !builtins.contains_key(&name) {
                             definition.functions.insert(name, function);
                         }
