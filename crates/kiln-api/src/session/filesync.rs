@@ -206,12 +206,22 @@ fn remove_any(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// A file whose content is arriving.
+/// A file whose content is asked for; its temp file is opened when its first data
+/// arrives (a few files arrive at once, however many are asked for).
 struct Incoming {
     temp: PathBuf,
-    file: fs_err::File,
+    file: Option<fs_err::File>,
     target: PathBuf,
     stat: Stat,
+}
+
+impl Incoming {
+    fn file(&mut self) -> std::io::Result<&mut fs_err::File> {
+        if self.file.is_none() {
+            self.file = Some(fs_err::File::create(&self.temp)?);
+        }
+        Ok(self.file.as_mut().expect("opened above"))
+    }
 }
 
 /// Brings `dest` in step with the client's directory `name` (filtered): entries the
@@ -345,12 +355,11 @@ pub(crate) async fn receive_packets(
                     ".kiln-incoming-{id}-{}",
                     path.file_name().unwrap_or_default().to_string_lossy()
                 ));
-                let file = fs_err::File::create(&temp).map_err(|e| io_error(&what, &temp, e))?;
                 requested.insert(
                     id as u32,
                     Incoming {
                         temp,
-                        file,
+                        file: None,
                         target: path,
                         stat: stat.clone(),
                     },
@@ -400,12 +409,15 @@ pub(crate) async fn receive_packets(
         match PacketType::try_from(packet.r#type) {
             Ok(PacketType::PacketData) => {
                 if packet.data.is_empty() {
-                    let done = requested.remove(&packet.id).ok_or_else(|| {
+                    let mut done = requested.remove(&packet.id).ok_or_else(|| {
                         protocol(format!(
                             "data for file {} that was not asked for",
                             packet.id
                         ))
                     })?;
+                    // An empty file has no data before its end.
+                    let temp = done.temp.clone();
+                    done.file().map_err(|e| io_error(&what, &temp, e))?;
                     drop(done.file);
                     fs_err::rename(&done.temp, &done.target)
                         .map_err(|e| io_error(&what, &done.target, e))?;
@@ -418,10 +430,11 @@ pub(crate) async fn receive_packets(
                             packet.id
                         ))
                     })?;
+                    let temp = incoming.temp.clone();
                     incoming
-                        .file
-                        .write_all(&packet.data)
-                        .map_err(|e| io_error(&what, &incoming.temp, e))?;
+                        .file()
+                        .and_then(|f| f.write_all(&packet.data))
+                        .map_err(|e| io_error(&what, &temp, e))?;
                 }
             }
             Ok(PacketType::PacketErr) => {
