@@ -53,7 +53,19 @@ fn main() {
     }
 }
 
+/// Raises the open-files limit to its hard limit, as Go programs (buildkitd) do at
+/// start: many clients at once each hold a few.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
 fn run(args: args::Args) -> anyhow::Result<()> {
+    raise_open_files_limit();
     let config = engine_config(&args)?;
     for notice in &config.notices {
         eprintln!("kilnd: warning: {notice}");

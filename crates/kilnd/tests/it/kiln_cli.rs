@@ -49,6 +49,11 @@ fn kiln_builds_on_kilnd() {
     fs_err::write(ctx.join(".dockerignore"), "*.log\n").unwrap();
     fs_err::write(ctx.join("noise.log"), "ignored").unwrap();
     fs_err::write(shared.join("lib.txt"), "from a named context").unwrap();
+    // More files than a process may hold open at once: a transfer never opens them all.
+    fs_err::create_dir_all(ctx.join("app/many")).unwrap();
+    for i in 0..1500 {
+        fs_err::write(ctx.join(format!("app/many/f{i}")), i.to_string()).unwrap();
+    }
     fs_err::write(
         ctx.join("Dockerfile"),
         format!(
@@ -90,6 +95,14 @@ fn kiln_builds_on_kilnd() {
         "from a named context"
     );
     assert!(!out.join("app/noise.log").exists());
+    assert_eq!(
+        fs_err::read_dir(out.join("app/many")).unwrap().count(),
+        1500
+    );
+    assert_eq!(
+        fs_err::read_to_string(out.join("app/many/f1499")).unwrap(),
+        "1499"
+    );
 
     // Again, as an OCI archive: every step is cached.
     let archive = work.path().join("image.tar");

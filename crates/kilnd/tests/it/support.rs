@@ -22,7 +22,13 @@ impl Kilnd {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("kilnd.sock");
         let log = fs_err::File::create(dir.path().join("kilnd.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_kilnd"))
+        // A daemon holds few files open, whatever it transfers: it runs here with a
+        // small limit (512), below what a large context has files.
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -n 512 && exec \"$@\"")
+            .arg("kilnd")
+            .arg(env!("CARGO_BIN_EXE_kilnd"))
             .arg("--root")
             .arg(dir.path().join("root"))
             .arg("--addr")
