@@ -363,6 +363,7 @@ fn build_request(
             // Bake targets have no cgroup-parent attribute (as in buildx).
             cgroup_parent: None,
         },
+        client_secrets: None,
     };
     Ok((request, planned))
 }

@@ -410,6 +410,7 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
             },
             cgroup_parent: args.cgroup_parent.clone().filter(|p| !p.is_empty()),
         },
+        client_secrets: None,
     };
     let engine = crate::driver::embedded::open()?;
     let call = if args.check {
