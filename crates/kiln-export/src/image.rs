@@ -61,15 +61,25 @@ fn platform_of(config: &Value) -> String {
     platform
 }
 
-/// The blob for one layer: one already made in the asked compression (and, with
-/// `rewrite-timestamp`, clamped to the same epoch); else the original (a base layer keeps
-/// its bytes) unless `force-compression`; else a new one.
+/// The annotation BuildKit puts on a layer whose file times were clamped to an epoch
+/// (`util/converter`); a blob carrying it is only reused for that epoch.
+pub const REWRITTEN_TIMESTAMP: &str = "buildkit/rewritten-timestamp";
+
+/// The blob for one layer. Without `rewrite-timestamp` (`clamp` is `None`) only blobs of
+/// the original content qualify; with it only blobs clamped to the same epoch, since a
+/// clamped blob is a conversion of the original (BuildKit's `util/converter`). A pulled
+/// layer is kept as it came either way (BuildKit does not rewrite a base image's layers,
+/// `rewriteRemoteWithEpoch`).
+/// Among those: one in the asked compression; else, without `force-compression`, the
+/// first one (a layer keeps the blob it has) unless clamping, which converts to the asked
+/// compression as BuildKit's rewrite does; else a new one.
 fn layer_blob(
     store: &ContentStore,
     layer: &Layer,
     options: &ImageOptions,
     clamp: Option<i64>,
 ) -> Result<(Blob, bool), Error> {
+    let clamp = clamp.filter(|_| !layer.pulled);
     let format = LayerFormat {
         compression: options.compression,
         level: options.compression_level,
@@ -77,22 +87,17 @@ fn layer_blob(
         clamp,
     };
     let compression_of = |b: &Blob| kiln_oci::Compression::of_media_type(&b.media_type);
-    let usable = |b: &&Blob| clamp.is_none() || b.clamped_to == clamp;
-    if let Some(blob) = layer
-        .blobs
-        .iter()
-        .filter(usable)
+    let mut usable = layer.blobs.iter().filter(|b| b.clamped_to == clamp);
+    if let Some(blob) = usable
+        .clone()
         .find(|b| compression_of(b) == Some(format.compression))
     {
         return Ok((blob.clone(), false));
     }
-    // A pulled layer (its original blob first) is kept as it came, clamped or not.
-    let original = layer
-        .blobs
-        .first()
-        .filter(|b| b.clamped_to.is_none() && layer.pulled);
-    match original.or_else(|| layer.blobs.iter().find(usable)) {
-        Some(existing) if !options.force_compression => Ok((existing.clone(), false)),
+    match usable.next() {
+        Some(existing) if !options.force_compression && clamp.is_none() => {
+            Ok((existing.clone(), false))
+        }
         Some(existing) => Ok((recompress(store, existing, &format)?, true)),
         None => Ok((
             write_layer(store, &layer.dir, &layer.lowers, &format)?,
@@ -117,6 +122,10 @@ pub fn assemble(
     let mut made = Vec::new();
     for (i, layer) in layers.iter().enumerate() {
         let (mut blob, new) = layer_blob(store, layer, options, rewrite_epoch)?;
+        if let Some(epoch) = blob.clamped_to {
+            blob.annotations
+                .insert(REWRITTEN_TIMESTAMP.to_owned(), epoch.to_string());
+        }
         if new {
             made.push((i, blob.clone()));
         }
@@ -125,7 +134,7 @@ pub fn assemble(
     }
     let config = finish_config(image_config, &blobs, created)?;
     let platform = platform_of(&config);
-    let config_bytes = serde_json::to_vec(&config).map_err(|e| Error::Config(e.to_string()))?;
+    let config_bytes = crate::gojson::image_config(&config)?;
     let config = Descriptor {
         media_type: if oci {
             media_type::OCI_CONFIG
@@ -163,7 +172,8 @@ pub fn assemble(
             .collect(),
         annotations: Annotations::for_platform(&options.annotations.manifest, &platform),
     };
-    let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| Error::Config(e.to_string()))?;
+    // BuildKit writes manifests with `json.MarshalIndent(m, "", "  ")`.
+    let manifest_bytes = crate::gojson::to_vec_indent(&manifest)?;
     let manifest = Descriptor {
         media_type: manifest_type.to_owned(),
         digest: store.write_all(&manifest_bytes)?,
