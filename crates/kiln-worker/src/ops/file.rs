@@ -532,8 +532,6 @@ fn copy_action(
             if !dest.is_dir() {
                 fs::create_dir(&dest)?;
             }
-            // The destination directory takes the source directory's attributes.
-            copy_dir_attributes(&src, &dest, &spec)?;
             for name in kiln_store::tree::sorted_names(&src)? {
                 let rel = name.to_string_lossy().into_owned();
                 copy_filtered(
@@ -545,6 +543,9 @@ fn copy_action(
                     &mut links,
                 )?;
             }
+            // The destination directory takes the source directory's attributes, its
+            // times once what it holds is in place (as BuildKit's copy does).
+            copy_dir_attributes(&src, &dest, &spec)?;
             continue;
         }
         // A wildcard's matches are filtered by their names (`COPY --exclude=*.txt hom* /`).

@@ -342,6 +342,7 @@ pub(crate) fn load(worker: &Worker, scan: Scan) -> Result<Ref, Error> {
     let spec = CopySpec::default();
     let mut links = crate::fsutil::Hardlinks::new();
     let mut stamps = HashMap::new();
+    let mut dirs = Vec::new();
     for (rel, meta) in entries {
         let src = dir.join(&rel);
         let dst = upper.join(&rel);
@@ -358,6 +359,7 @@ pub(crate) fn load(worker: &Worker, scan: Scan) -> Result<Ref, Error> {
                     meta.mode & 0o7777,
                 ),
             )?;
+            dirs.push((dst, meta.mtime, meta.mtime_nsec));
             continue;
         }
         if meta.is_file() {
@@ -372,6 +374,11 @@ pub(crate) fn load(worker: &Worker, scan: Scan) -> Result<Ref, Error> {
             }
         }
         copy_entry(&src, &dst, &spec, &mut links)?;
+    }
+    // Directories keep their times, once what they hold is in place (BuildKit's context
+    // transfer sets a directory's times after its content too).
+    for (dst, mtime, mtime_nsec) in dirs {
+        crate::fsutil::set_times(&dst, mtime, mtime_nsec)?;
     }
     // The layer's content index: what checksums of its parts read instead of files.
     let root = fs::symlink_metadata(&upper)?;
