@@ -8,5 +8,6 @@ mod context;
 mod crash;
 mod dump_llb;
 mod export;
+mod layers;
 mod run;
 mod support;
