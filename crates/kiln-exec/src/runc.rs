@@ -327,6 +327,9 @@ mod tests {
         assert!(!rootfs.join("etc/hosts").exists());
         assert!(rootfs.join("etc/resolv.conf").exists());
         assert!(!rootfs.join("mnt").exists());
-        assert_eq!([rootfs.join("etc"), rootfs.clone()].map(|p| mtime(&p)), before);
+        assert_eq!(
+            [rootfs.join("etc"), rootfs.clone()].map(|p| mtime(&p)),
+            before
+        );
     }
 }

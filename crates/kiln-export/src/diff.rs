@@ -197,9 +197,7 @@ fn walk_upper_view(dir: &Path, rel: &[u8], out: &mut Vec<Entry>) -> io::Result<(
 /// is walk order.
 fn directory_compare(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     let key = |c: u8| if c == b'/' { 0 } else { c };
-    a.iter()
-        .map(|&c| key(c))
-        .cmp(b.iter().map(|&c| key(c)))
+    a.iter().map(|&c| key(c)).cmp(b.iter().map(|&c| key(c)))
 }
 
 /// BuildKit's `sameDirent` (continuity's `sameFile`): whether `upper` leaves `lower`
@@ -209,7 +207,10 @@ fn same_dirent(lower: &Entry, upper: &Entry) -> io::Result<bool> {
     if m1.dev() == m2.dev() && m1.ino() == m2.ino() {
         return Ok(true);
     }
-    if m1.mode() != m2.mode() || m1.uid() != m2.uid() || m1.gid() != m2.gid() || m1.rdev() != m2.rdev()
+    if m1.mode() != m2.mode()
+        || m1.uid() != m2.uid()
+        || m1.gid() != m2.gid()
+        || m1.rdev() != m2.rdev()
     {
         return Ok(false);
     }
@@ -404,13 +405,7 @@ impl<W: Write> ChangeWriter<W> {
 
     /// The parent directory of `header`, unless written already (or the root).
     fn include_parents(&mut self, header: &Header) -> Result<(), Error> {
-        let end = header.name.len()
-            - header
-                .name
-                .iter()
-                .rev()
-                .take_while(|&&c| c == b'/')
-                .count();
+        let end = header.name.len() - header.name.iter().rev().take_while(|&&c| c == b'/').count();
         let name = &header.name[..end];
         if let Some(split) = name.iter().rposition(|&c| c == b'/') {
             let parent = name[..split].to_vec();
@@ -550,4 +545,250 @@ pub(crate) fn write_diff(
     writer.walk(dir, b"", &LowerDir::root(lowers))?;
     writer.tw.finish()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    use super::*;
+
+    const EPOCH: i64 = 1_700_000_000;
+
+    fn is_root() -> bool {
+        rustix::process::geteuid().is_root()
+    }
+
+    fn times(path: &Path, secs: i64, nanos: i64) {
+        let t = rustix::fs::Timespec {
+            tv_sec: secs,
+            tv_nsec: nanos as _,
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            path,
+            &rustix::fs::Timestamps {
+                last_access: t,
+                last_modification: t,
+            },
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+    }
+
+    fn dir(path: &Path) {
+        fs::create_dir_all(path).unwrap();
+        fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn file(path: &Path, content: &str, mode: u32) {
+        fs::write(path, content).unwrap();
+        fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn whiteout(path: &Path) {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::empty(),
+            0,
+        )
+        .unwrap();
+    }
+
+    fn tar_of(upper: &Path, lowers: &[PathBuf], clamp: Option<i64>) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_diff(upper, lowers, clamp, &mut out).unwrap();
+        out
+    }
+
+    fn names(tar: &[u8]) -> Vec<String> {
+        tar::Archive::new(tar)
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                String::from_utf8_lossy(&e.path_bytes()).into_owned()
+            })
+            .collect()
+    }
+
+    /// The upper directory overlayfs leaves after the second RUN of
+    /// `testdata/README.md`'s Dockerfile, over the layers below it, gives the layer
+    /// BuildKit wrote for that RUN, byte for byte.
+    #[test]
+    fn run_layer_is_buildkit_s() {
+        if !is_root() {
+            eprintln!("skipped: whiteouts and opaque directories need root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let (base, run1, upper) = (
+            tmp.path().join("base"),
+            tmp.path().join("run1"),
+            tmp.path().join("upper"),
+        );
+        // The base image's /etc.
+        let passwd =
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
+        let group = "root:x:0:\nnogroup:x:65534:\n";
+        dir(&base.join("etc"));
+        file(&base.join("etc/passwd"), passwd, 0o644);
+        file(&base.join("etc/group"), group, 0o644);
+        for p in ["etc/passwd", "etc/group", "etc"] {
+            times(&base.join(p), 1_577_836_800, 0);
+        }
+        // The first RUN's layer.
+        dir(&run1.join("a/b/c"));
+        file(&run1.join("a/b/c/f"), "1\n", 0o644);
+        fs::hard_link(run1.join("a/b/c/f"), run1.join("a/hl")).unwrap();
+        symlink("../x", run1.join("a/sym")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            run1.join("a/fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        file(&run1.join("a/old"), "", 0o644);
+        times(&run1.join("a/old"), 1_500_000_000, 0);
+        file(&run1.join("a/keep"), "keep\n", 0o644);
+        times(&run1.join("a/keep"), 1_790_000_000, 123_456_789);
+        // The second RUN: /a/b removed and made again (opaque), /a/hl removed, /a/old
+        // and /etc/passwd copied up by chmod (the latter to its own mode), /a/keep
+        // copied up by a hardlink to it, /etc/group appended to.
+        dir(&upper.join("a/b"));
+        rustix::fs::lsetxattr(
+            upper.join("a/b"),
+            "trusted.overlay.opaque",
+            b"y",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        file(&upper.join("a/b/new"), "2\n", 0o644);
+        whiteout(&upper.join("a/hl"));
+        file(&upper.join("a/old"), "", 0o4755);
+        times(&upper.join("a/old"), 1_500_000_000, 0);
+        file(&upper.join("a/keep"), "keep\n", 0o644);
+        times(&upper.join("a/keep"), 1_790_000_000, 123_456_789);
+        fs::hard_link(upper.join("a/keep"), upper.join("a/keep2")).unwrap();
+        dir(&upper.join("etc"));
+        file(&upper.join("etc/passwd"), passwd, 0o644);
+        times(&upper.join("etc/passwd"), 1_577_836_800, 0);
+        file(&upper.join("etc/group"), &format!("{group}g\n"), 0o644);
+        dir(&upper.join("n/m"));
+        symlink("/x", upper.join("n/m/s")).unwrap();
+
+        let ours = tar_of(&upper, &[run1, base], Some(EPOCH));
+        let theirs = include_bytes!("testdata/buildkit-run-layer.tar");
+        assert_eq!(
+            names(&ours),
+            names(theirs),
+            "entries differ from BuildKit's"
+        );
+        for (i, (a, b)) in ours.chunks(512).zip(theirs.chunks(512)).enumerate() {
+            assert_eq!(a, b, "block {i} differs");
+        }
+        assert_eq!(ours.len(), theirs.len());
+    }
+
+    /// Walk order puts a directory's content right after it (`a/`, `a/x`, `a.txt`); a
+    /// whiteout of nothing below is dropped; a directory copied up with another mode is
+    /// recorded, one with the same mode only as the parent of what changed in it.
+    #[test]
+    fn walk_order_and_what_is_recorded() {
+        if !is_root() {
+            eprintln!("skipped: whiteouts need root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let (lower, upper) = (tmp.path().join("lower"), tmp.path().join("upper"));
+        for d in ["same", "same-empty", "other"] {
+            dir(&lower.join(d));
+            dir(&upper.join(d));
+        }
+        fs::set_permissions(upper.join("other"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        file(&upper.join("same/new"), "", 0o644);
+        dir(&upper.join("a"));
+        file(&upper.join("a/x"), "", 0o644);
+        file(&upper.join("a.txt"), "", 0o644);
+        whiteout(&upper.join("never-there"));
+        let tar = tar_of(&upper, &[lower], None);
+        assert_eq!(
+            names(&tar),
+            ["a/", "a/x", "a.txt", "other/", "same/", "same/new"]
+        );
+    }
+
+    /// `security.capability` is the one attribute kept (as a PAX record), and a
+    /// directory copied up with other capabilities is recorded.
+    #[test]
+    fn capabilities_are_kept() {
+        if !is_root() {
+            eprintln!("skipped: capabilities need root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let upper = tmp.path().join("upper");
+        dir(&upper);
+        file(&upper.join("ping"), "", 0o755);
+        let mut caps = vec![1u8, 0, 0, 2, 0, 0x20];
+        caps.resize(20, 0);
+        rustix::fs::lsetxattr(
+            upper.join("ping"),
+            CAPABILITY,
+            &caps,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        let _ = rustix::fs::lsetxattr(
+            upper.join("ping"),
+            "user.other",
+            b"x",
+            rustix::fs::XattrFlags::empty(),
+        );
+        let tar = tar_of(&upper, &[], None);
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let mut entries = archive.entries().unwrap();
+        let mut entry = entries.next().unwrap().unwrap();
+        let records: Vec<(String, Vec<u8>)> = entry
+            .pax_extensions()
+            .unwrap()
+            .unwrap()
+            .map(|r| {
+                let r = r.unwrap();
+                (r.key().unwrap().to_owned(), r.value_bytes().to_vec())
+            })
+            .collect();
+        assert_eq!(
+            records,
+            [("SCHILY.xattr.security.capability".to_owned(), caps)]
+        );
+    }
+}
+
+/// Helpers other modules' tests share.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use std::path::Path;
+
+    /// Sets a path's times to `secs` (whole seconds).
+    pub(crate) fn set_mtime(path: &Path, secs: i64) {
+        let t = rustix::fs::Timespec {
+            tv_sec: secs,
+            tv_nsec: 0,
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            path,
+            &rustix::fs::Timestamps {
+                last_access: t,
+                last_modification: t,
+            },
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+    }
 }

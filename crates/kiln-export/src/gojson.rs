@@ -12,10 +12,7 @@ use crate::Error;
 /// Go's HTML-safe escaping, applied to serde_json's output: these characters only ever
 /// appear inside strings, so replacing them anywhere is exact.
 pub(crate) fn escape_html(json: Vec<u8>) -> Vec<u8> {
-    if !json
-        .iter()
-        .any(|&c| matches!(c, b'<' | b'>' | b'&' | 0xE2))
-    {
+    if !json.iter().any(|&c| matches!(c, b'<' | b'>' | b'&' | 0xE2)) {
         return json;
     }
     let mut out = Vec::with_capacity(json.len() + 16);
@@ -25,7 +22,9 @@ pub(crate) fn escape_html(json: Vec<u8>) -> Vec<u8> {
             b'<' => out.extend_from_slice(b"\\u003c"),
             b'>' => out.extend_from_slice(b"\\u003e"),
             b'&' => out.extend_from_slice(b"\\u0026"),
-            0xE2 if json.get(i + 1) == Some(&0x80) && matches!(json.get(i + 2), Some(0xA8 | 0xA9)) => {
+            0xE2 if json.get(i + 1) == Some(&0x80)
+                && matches!(json.get(i + 2), Some(0xA8 | 0xA9)) =>
+            {
                 out.extend_from_slice(if json[i + 2] == 0xA8 {
                     b"\\u2028"
                 } else {

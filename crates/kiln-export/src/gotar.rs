@@ -130,7 +130,13 @@ fn finish_block(block: &mut [u8; BLOCK]) {
     let sum: i64 = block
         .iter()
         .enumerate()
-        .map(|(i, &c)| if (148..156).contains(&i) { 32 } else { i64::from(c) })
+        .map(|(i, &c)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                i64::from(c)
+            }
+        })
         .sum();
     format_octal(&mut block[148..155], sum);
     block[155] = b' ';
@@ -370,7 +376,10 @@ mod tests {
         assert_eq!(&out[0..14], b"PaxHeaders.0/x");
         assert_eq!(out[156], b'x');
         let record = format!("140 path={name}\n");
-        assert_eq!(&out[124..136], format!("{:011o}\0", record.len()).as_bytes());
+        assert_eq!(
+            &out[124..136],
+            format!("{:011o}\0", record.len()).as_bytes()
+        );
         assert_eq!(&out[512..512 + record.len()], record.as_bytes());
         // The main header holds the first 100 bytes of the name, no NUL.
         assert_eq!(&out[1024..1124], "x".repeat(100).as_bytes());

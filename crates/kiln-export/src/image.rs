@@ -198,3 +198,130 @@ pub(crate) fn index_annotations(
 ) -> BTreeMap<String, String> {
     Annotations::for_platform(&options.annotations.index, platform)
 }
+
+#[cfg(test)]
+mod tests {
+    use kiln_oci::Compression;
+
+    use super::*;
+
+    fn options(compression: Compression) -> ImageOptions {
+        ImageOptions {
+            compression,
+            oci_mediatypes: true,
+            ..ImageOptions::default()
+        }
+    }
+
+    fn layer(dir: &std::path::Path) -> Layer {
+        fs_err::create_dir_all(dir).unwrap();
+        fs_err::write(dir.join("f"), "f").unwrap();
+        crate::diff::tests_support::set_mtime(&dir.join("f"), 1_800_000_000);
+        Layer {
+            dir: dir.to_path_buf(),
+            lowers: Vec::new(),
+            blobs: Vec::new(),
+            pulled: false,
+        }
+    }
+
+    /// A clamped blob is a conversion for its epoch: an export without the rewrite, or
+    /// with another epoch, does not take it (BuildKit's `util/converter`).
+    #[test]
+    fn clamped_blobs_serve_only_their_epoch() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(tmp.path().join("store")).unwrap();
+        let mut layer = layer(&tmp.path().join("layer"));
+        let plain = options(Compression::Uncompressed);
+
+        let (clamped, new) = layer_blob(&store, &layer, &plain, Some(1_700_000_000)).unwrap();
+        assert!(new);
+        assert_eq!(clamped.clamped_to, Some(1_700_000_000));
+        layer.blobs.push(clamped.clone());
+
+        let (original, new) = layer_blob(&store, &layer, &plain, None).unwrap();
+        assert!(new, "the clamped blob is not the layer's own");
+        assert_eq!(original.clamped_to, None);
+        assert_ne!(original.digest, clamped.digest);
+        layer.blobs.push(original.clone());
+
+        assert_eq!(
+            layer_blob(&store, &layer, &plain, Some(1_700_000_000)).unwrap(),
+            (clamped.clone(), false)
+        );
+        assert_eq!(
+            layer_blob(&store, &layer, &plain, None).unwrap(),
+            (original.clone(), false)
+        );
+        let (other, new) = layer_blob(&store, &layer, &plain, Some(1_650_000_000)).unwrap();
+        assert!(new);
+        assert_ne!(other.digest, clamped.digest);
+
+        // Without force-compression a layer keeps the blob it has; a rewrite converts to
+        // the asked compression, as BuildKit's converter does.
+        let gzip = options(Compression::Gzip);
+        assert_eq!(
+            layer_blob(&store, &layer, &gzip, None).unwrap(),
+            (original, false)
+        );
+        let (converted, new) = layer_blob(&store, &layer, &gzip, Some(1_700_000_000)).unwrap();
+        assert!(new);
+        assert_eq!(converted.clamped_to, Some(1_700_000_000));
+        assert_eq!(converted.diff_id, clamped.diff_id);
+        assert_eq!(
+            Compression::of_media_type(&converted.media_type),
+            Some(Compression::Gzip)
+        );
+    }
+
+    /// A pulled layer is kept as it came, rewrite or not; layers made with a rewrite
+    /// carry BuildKit's annotation, in the OCI manifest only.
+    #[test]
+    fn pulled_layers_are_kept_and_rewritten_ones_annotated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(tmp.path().join("store")).unwrap();
+        let mut base = layer(&tmp.path().join("base"));
+        let pulled = write_layer(&store, &base.dir, &[], &LayerFormat::default()).unwrap();
+        base.blobs.push(pulled.clone());
+        base.pulled = true;
+        let top = layer(&tmp.path().join("top"));
+        let config = json!({"architecture": "amd64", "os": "linux", "config": {}});
+        let image = assemble(
+            &store,
+            &[base.clone(), top.clone()],
+            &config,
+            &options(Compression::Uncompressed),
+            "2023-11-14T22:13:20Z",
+            Some(1_700_000_000),
+        )
+        .unwrap();
+        assert_eq!(image.layers[0].digest, pulled.digest);
+        assert!(image.layers[0].annotations.is_empty());
+        assert_eq!(
+            image.layers[1].annotations.get(REWRITTEN_TIMESTAMP),
+            Some(&"1700000000".to_owned())
+        );
+        let manifest = String::from_utf8(image.manifest_bytes).unwrap();
+        assert!(
+            manifest.contains("\n      \"annotations\": {\n        \"buildkit/rewritten-timestamp\": \"1700000000\"\n"),
+            "{manifest}"
+        );
+        let docker = assemble(
+            &store,
+            &[base, top],
+            &config,
+            &ImageOptions {
+                oci_mediatypes: false,
+                ..options(Compression::Uncompressed)
+            },
+            "2023-11-14T22:13:20Z",
+            Some(1_700_000_000),
+        )
+        .unwrap();
+        assert!(
+            !String::from_utf8(docker.manifest_bytes)
+                .unwrap()
+                .contains("annotations")
+        );
+    }
+}

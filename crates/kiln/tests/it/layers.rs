@@ -152,7 +152,12 @@ fn reproducible_image_is_buildkit_s_byte_for_byte() {
     fs_err::copy(busybox.trim(), ctx.join("busybox")).unwrap();
     let files = ctx.join("files");
     write(&files.join("one"), "one\n", 0o644, None);
-    write(&files.join("sub/deep"), "deep\n", 0o644, Some(1_800_000_000));
+    write(
+        &files.join("sub/deep"),
+        "deep\n",
+        0o644,
+        Some(1_800_000_000),
+    );
     fs_err::hard_link(files.join("one"), files.join("one-link")).unwrap();
     std::os::unix::fs::symlink("one", files.join("one-sym")).unwrap();
     touch(&files.join("one"), 1_600_000_000);
@@ -175,11 +180,9 @@ fn reproducible_image_is_buildkit_s_byte_for_byte() {
     check(&command.output().unwrap());
     let image = Archive::open(&archive);
     assert_eq!(
-        image.digest,
-        BUILDKIT_DIGEST,
+        image.digest, BUILDKIT_DIGEST,
         "manifest {}\nconfig {}",
-        image.manifest,
-        image.config
+        image.manifest, image.config
     );
 }
 
@@ -206,8 +209,18 @@ fn rewrite_timestamp_and_plain_exports_of_one_build() {
         ),
     )
     .unwrap();
-    write(&project.join("old.txt"), "old\n", 0o644, Some(1_600_000_000));
-    write(&project.join("new.txt"), "new\n", 0o644, Some(1_800_000_000));
+    write(
+        &project.join("old.txt"),
+        "old\n",
+        0o644,
+        Some(1_600_000_000),
+    );
+    write(
+        &project.join("new.txt"),
+        "new\n",
+        0o644,
+        Some(1_800_000_000),
+    );
 
     let export = |name: &str, options: &str| {
         let archive = work.path().join(format!("{name}.tar"));
