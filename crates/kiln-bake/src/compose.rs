@@ -25,7 +25,7 @@ pub(crate) fn to_bake_json(source: &Source, env: &BTreeMap<String, String>) -> R
         let Some(build) = spec.get("build") else {
             continue;
         };
-        let mut target = service_target(spec, build)?;
+        let mut target = service_target(spec, build, env)?;
         if let Some(Json::Array(secrets)) = build.get("secrets") {
             let entries = secrets
                 .iter()
@@ -36,7 +36,18 @@ pub(crate) fn to_bake_json(source: &Source, env: &BTreeMap<String, String>) -> R
         if let Some(x_bake) = build.get("x-bake") {
             apply_x_bake(&mut target, x_bake);
         }
-        targets.insert(service.clone(), Json::Object(target));
+        // buildx's `sanitizeTargetName`: service names may hold dots, target names not.
+        let name = service.replace('.', "_");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(Error::Invalid(format!(
+                "failed to parse compose file: invalid service name \"{name}\": only \"[a-zA-Z0-9_-]+\" are allowed"
+            )));
+        }
+        targets.insert(name, Json::Object(target));
     }
     let names: Vec<&String> = targets.keys().collect();
     Ok(escape_templates(&json!({
@@ -112,8 +123,10 @@ fn clean_path(path: &std::path::Path) -> String {
     format!("/{}", parts.join("/"))
 }
 
-/// `x-bake` sets Bake attributes Compose has no words for; list-valued ones accept
-/// a single string too.
+/// `x-bake` (buildx's `composeExtTarget`): lists add to what Compose set (tags,
+/// platforms and no-cache filters without duplicates), `contexts` only adds names
+/// Compose did not set, `pull`/`no-cache` replace; other keys are ignored. A list
+/// may be given as a single string.
 fn apply_x_bake(target: &mut Map<String, Json>, x_bake: &Json) {
     let Some(fields) = x_bake.as_object() else {
         return;
@@ -121,27 +134,62 @@ fn apply_x_bake(target: &mut Map<String, Json>, x_bake: &Json) {
     for (key, value) in fields {
         match key.as_str() {
             "tags" | "platforms" | "no-cache-filter" | "cache-from" | "cache-to" | "secret"
-            | "ssh" | "output" | "attest" | "annotations" | "entitlements" => {
-                target.insert(key.clone(), json!(strings(value)));
+            | "ssh" | "output" => {
+                let more = strings(value);
+                if more.is_empty() {
+                    continue;
+                }
+                let entry = target.entry(key.clone()).or_insert_with(|| json!([]));
+                if let Json::Array(list) = entry {
+                    let dedup = matches!(key.as_str(), "tags" | "platforms" | "no-cache-filter");
+                    for item in more {
+                        if !dedup || !list.contains(&json!(item)) {
+                            list.push(json!(item));
+                        }
+                    }
+                }
+                if key == "ssh" {
+                    sort_ssh(target);
+                }
             }
-            "contexts" | "args" | "labels" => {
-                target.insert(key.clone(), Json::Object(key_values(value, '=')));
+            "contexts" => {
+                let entry = target.entry("contexts").or_insert_with(|| json!({}));
+                if let Json::Object(existing) = entry {
+                    for (k, v) in key_values(value, '=') {
+                        existing.entry(k).or_insert(v);
+                    }
+                }
             }
             "pull" | "no-cache" => {
                 if let Json::Bool(b) = value {
                     target.insert(key.clone(), json!(b));
                 }
             }
-            "target" | "network" | "shm-size" | "dockerfile" | "context" => {
-                target.insert(key.clone(), json!(scalar(value)));
-            }
             _ => {}
         }
     }
 }
 
+/// Compose's ssh entries are sorted by id, then paths (`SSH.Less`).
+fn sort_ssh(target: &mut Map<String, Json>) {
+    if let Some(Json::Array(list)) = target.get_mut("ssh") {
+        let key = |v: &Json| {
+            let s = v.as_str().unwrap_or_default();
+            match s.split_once('=') {
+                Some((id, paths)) => (id.to_owned(), paths.split(',').map(str::to_owned).collect()),
+                None => (s.to_owned(), Vec::<String>::new()),
+            }
+        };
+        list.sort_by_key(key);
+    }
+}
+
 /// One service's build section as Bake target attributes.
-fn service_target(spec: &Json, build: &Json) -> Result<Map<String, Json>, Error> {
+fn service_target(
+    spec: &Json,
+    build: &Json,
+    env: &BTreeMap<String, String>,
+) -> Result<Map<String, Json>, Error> {
     let mut target = Map::new();
     let build = match build {
         // `build: ./dir` is the context alone.
@@ -166,14 +214,17 @@ fn service_target(spec: &Json, build: &Json) -> Result<Map<String, Json>, Error>
     if field("network").and_then(Json::as_str) == Some("host") {
         target.insert("entitlements".into(), json!(["network.host"]));
     }
-    for (from, to) in [
-        ("args", "args"),
-        ("labels", "labels"),
-        ("additional_contexts", "contexts"),
-    ] {
-        if let Some(value) = field(from) {
-            target.insert(to.into(), Json::Object(key_values(value, '=')));
-        }
+    if let Some(value) = field("args") {
+        target.insert("args".into(), Json::Object(build_args(value, spec, env)));
+    }
+    if let Some(value) = field("labels") {
+        target.insert("labels".into(), Json::Object(key_values(value, '=')));
+    }
+    if let Some(value) = field("additional_contexts") {
+        target.insert(
+            "contexts".into(),
+            Json::Object(named_contexts(key_values(value, '='))),
+        );
     }
     if let Some(hosts) = field("extra_hosts") {
         target.insert("extra-hosts".into(), Json::Object(extra_hosts(hosts)));
@@ -201,7 +252,8 @@ fn service_target(spec: &Json, build: &Json) -> Result<Map<String, Json>, Error>
             .map(
                 |(name, limit)| match (limit.get("soft"), limit.get("hard")) {
                     (Some(soft), Some(hard)) => format!("{name}={}:{}", scalar(soft), scalar(hard)),
-                    _ => format!("{name}={}", scalar(limit)),
+                    // buildx reads only `soft`/`hard`: a single limit comes out as 0:0.
+                    _ => format!("{name}=0:0"),
                 },
             )
             .collect();
@@ -216,20 +268,7 @@ fn service_target(spec: &Json, build: &Json) -> Result<Map<String, Json>, Error>
             other => strings(other),
         };
         target.insert("ssh".into(), json!(entries));
-    }
-    let mut entitlements: Vec<String> = field("entitlements").map(strings).unwrap_or_default();
-    if field("privileged") == Some(&Json::Bool(true)) {
-        entitlements.push("security.insecure".into());
-    }
-    if !entitlements.is_empty() {
-        let e = target.entry("entitlements").or_insert_with(|| json!([]));
-        if let Json::Array(list) = e {
-            for x in entitlements {
-                if !list.contains(&json!(x)) {
-                    list.push(json!(x));
-                }
-            }
-        }
+        sort_ssh(&mut target);
     }
     if let Some(size) = field("shm_size") {
         let size = scalar(size);
@@ -237,9 +276,10 @@ fn service_target(spec: &Json, build: &Json) -> Result<Map<String, Json>, Error>
             .ok_or_else(|| Error::Invalid(format!("invalid shm_size {size:?}")))?;
         target.insert("shm-size".into(), json!(binary_size(bytes)));
     }
+    // Compose's `no_cache: false` and `pull: false` are not set at all.
     for (from, to) in [("no_cache", "no-cache"), ("pull", "pull")] {
-        if let Some(Json::Bool(b)) = field(from) {
-            target.insert(to.into(), json!(b));
+        if let Some(Json::Bool(true)) = field(from) {
+            target.insert(to.into(), json!(true));
         }
     }
     Ok(target)
@@ -277,6 +317,72 @@ fn key_values(value: &Json, sep: char) -> Map<String, Json> {
             .collect(),
         _ => Map::new(),
     }
+}
+
+/// Build args; one without a value takes the service's `environment` value, else
+/// the Compose environment's, and is left out when neither has it.
+fn build_args(value: &Json, spec: &Json, env: &BTreeMap<String, String>) -> Map<String, Json> {
+    let service_env = spec
+        .get("environment")
+        .map(|e| key_values(e, '='))
+        .unwrap_or_default();
+    let resolve = |name: &str| -> Option<Json> {
+        match service_env.get(name) {
+            Some(v) => Some(v.clone()),
+            None => env.get(name).map(|v| json!(v)),
+        }
+    };
+    let mut out = Map::new();
+    match value {
+        Json::Object(map) => {
+            for (k, v) in map {
+                let v = if v.is_null() {
+                    resolve(k)
+                } else {
+                    Some(json!(scalar(v)))
+                };
+                if let Some(v) = v {
+                    out.insert(k.clone(), v);
+                }
+            }
+        }
+        Json::Array(items) => {
+            for item in items {
+                let item = scalar(item);
+                let v = match item.split_once('=') {
+                    Some((k, v)) => Some((k.to_owned(), json!(v))),
+                    None => resolve(&item).map(|v| (item.clone(), v)),
+                };
+                if let Some((k, v)) = v {
+                    out.insert(k, v);
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// `additional_contexts` as buildx names them: `service:NAME` is `target:NAME`
+/// (sanitised), local paths are cleaned.
+fn named_contexts(contexts: Map<String, Json>) -> Map<String, Json> {
+    contexts
+        .into_iter()
+        .map(|(k, v)| {
+            let s = v.as_str().unwrap_or_default();
+            let out = if let Some(name) = s
+                .strip_prefix("service:")
+                .or_else(|| s.strip_prefix("target:"))
+            {
+                format!("target:{}", name.replace('.', "_"))
+            } else if s.contains("://") || s.starts_with("docker-image:") {
+                s.to_owned()
+            } else {
+                crate::options::clean_path(s)
+            };
+            (k, json!(out))
+        })
+        .collect()
 }
 
 /// `extra_hosts` entries are `host=ip` or `host:ip`.

@@ -29,6 +29,30 @@ pub(crate) enum Type {
 }
 
 impl Type {
+    /// cty's `FriendlyName` (`any` is `dynamic`).
+    pub(crate) fn friendly(&self) -> String {
+        match self {
+            Type::Any => "dynamic".to_owned(),
+            Type::List(t) => format!("list of {}", t.friendly()),
+            Type::Set(t) => format!("set of {}", t.friendly()),
+            Type::Map(t) => format!("map of {}", t.friendly()),
+            other => other.name(),
+        }
+    }
+
+    /// A string, number or bool.
+    pub(crate) fn is_primitive(&self) -> bool {
+        matches!(self, Type::String | Type::Number | Type::Bool)
+    }
+
+    /// A type buildx reads from a CSV environment value (`supportedCSVType`).
+    pub(crate) fn csv_supported(&self) -> bool {
+        matches!(
+            self,
+            Type::List(_) | Type::Set(_) | Type::Tuple(_) | Type::Map(_)
+        )
+    }
+
     /// The name cty gives the type in its "… required" messages.
     fn name(&self) -> String {
         match self {
@@ -312,7 +336,7 @@ mod tests {
             ),
             ("convert(1, string(1))", "does not expect arguments"),
             ("convert(1, optional(string))", "valid only as a modifier"),
-            ("convert(1)", "expects 2 arguments"),
+            ("convert(1)", "expects 2 argument(s)"),
         ] {
             let got = run(src).expect_err(src);
             assert!(got.contains(err), "{src}: {got}");

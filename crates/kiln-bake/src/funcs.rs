@@ -70,9 +70,26 @@ pub(crate) fn all(args: &FuncArgs) -> Vec<Value> {
 
 fn f_join(args: FuncArgs) -> Result<Value> {
     let sep = string(&args[0])?;
+    let lists = &all(&args)[1..];
+    if lists.is_empty() {
+        return Err("at least one list is required".to_owned());
+    }
     let mut parts = Vec::new();
-    for l in all(&args).iter().skip(1) {
-        for item in list(l)? {
+    for (ai, l) in lists.iter().enumerate() {
+        for (ei, item) in list(l)?.into_iter().enumerate() {
+            if matches!(item, Value::Null) {
+                return Err(crate::calls::arg_error(
+                    ai + 1,
+                    if lists.len() > 1 {
+                        format!(
+                            "element {ei} of list {} is null; cannot concatenate null values",
+                            ai + 1
+                        )
+                    } else {
+                        format!("element {ei} is null; cannot concatenate null values")
+                    },
+                ));
+            }
             parts.push(string(&item)?);
         }
     }
@@ -192,37 +209,73 @@ fn f_strlen(args: FuncArgs) -> Result<Value> {
 fn f_length(args: FuncArgs) -> Result<Value> {
     Ok(num(match &args[0] {
         Value::Array(a) => a.len(),
-        Value::Object(o) => o.len(),
-        Value::String(s) => s.chars().count(),
-        other => return Err(format!("length of {other:?}")),
+        // An object (what `{…}` and most values are) is not a collection to cty;
+        // only a map (a typed variable) would be.
+        _ => return Err("collection must be a list, a map or a tuple".to_owned()),
     } as f64))
 }
 
 fn f_element(args: FuncArgs) -> Result<Value> {
-    let items = list(&args[0])?;
+    let Value::Array(items) = &args[0] else {
+        return Err(format!(
+            "cannot read elements from {}",
+            crate::calls::type_name(&args[0])
+        ));
+    };
+    let i = integer(&args[1]).map_err(|e| format!("invalid index: {e}"))?;
     if items.is_empty() {
         return Err("cannot use element function with an empty list".to_owned());
     }
-    let i = number(&args[1])? as i64;
     Ok(items[i.rem_euclid(items.len() as i64) as usize].clone())
 }
 
 fn f_concat(args: FuncArgs) -> Result<Value> {
+    if args.is_empty() {
+        return Err("at least one argument is required".to_owned());
+    }
     let mut out = Vec::new();
-    for l in all(&args) {
-        out.extend(list(&l)?);
+    for (i, l) in all(&args).into_iter().enumerate() {
+        match l {
+            Value::Array(items) => out.extend(items),
+            other => {
+                return Err(crate::calls::arg_error(
+                    i,
+                    format!(
+                        "all arguments must be lists or tuples; got {}",
+                        crate::calls::type_name(&other)
+                    ),
+                ));
+            }
+        }
     }
     Ok(Value::Array(out))
 }
 
+/// cty's equality of two values: a number and a string are never equal.
+pub(crate) fn equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| equal(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| equal(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
 fn f_contains(args: FuncArgs) -> Result<Value> {
-    Ok(Value::Bool(list(&args[0])?.contains(&args[1])))
+    let Value::Array(items) = &args[0] else {
+        return Err("argument must be list, tuple, or set".to_owned());
+    };
+    Ok(Value::Bool(items.iter().any(|v| equal(v, &args[1]))))
 }
 
 fn f_distinct(args: FuncArgs) -> Result<Value> {
     let mut out: Vec<Value> = Vec::new();
     for v in list(&args[0])? {
-        if !out.contains(&v) {
+        if !out.iter().any(|o| equal(o, &v)) {
             out.push(v);
         }
     }
@@ -238,8 +291,11 @@ fn f_flatten(args: FuncArgs) -> Result<Value> {
             }
         }
     }
+    let Value::Array(items) = &args[0] else {
+        return Err("can only flatten lists, sets and tuples".to_owned());
+    };
     let mut out = Vec::new();
-    go(&list(&args[0])?, &mut out);
+    go(items, &mut out);
     Ok(Value::Array(out))
 }
 
@@ -250,16 +306,27 @@ fn f_reverse(args: FuncArgs) -> Result<Value> {
 }
 
 fn f_sort(args: FuncArgs) -> Result<Value> {
-    let mut items: Vec<String> = list(&args[0])?.iter().map(string).collect::<Result<_>>()?;
+    let items = list(&args[0])?;
+    if let Some(i) = items.iter().position(|v| matches!(v, Value::Null)) {
+        return Err(format!(
+            "given list element {i} is null; a null string cannot be sorted"
+        ));
+    }
+    let mut items: Vec<String> = items.iter().map(string).collect::<Result<_>>()?;
     items.sort();
     Ok(Value::Array(items.into_iter().map(Value::String).collect()))
 }
 
 fn f_indexof(args: FuncArgs) -> Result<Value> {
-    let items = list(&args[0])?;
+    let Value::Array(items) = &args[0] else {
+        return Err("argument must be a list or tuple".to_owned());
+    };
+    if items.is_empty() {
+        return Err("cannot search an empty list".to_owned());
+    }
     items
         .iter()
-        .position(|v| *v == args[1])
+        .position(|v| equal(v, &args[1]))
         .map(|i| num(i as f64))
         .ok_or_else(|| "item not found".to_owned())
 }
@@ -273,7 +340,7 @@ fn f_keys(args: FuncArgs) -> Result<Value> {
                 keys.into_iter().map(|k| Value::String(k.clone())).collect(),
             ))
         }
-        other => Err(format!("keys of {other:?}")),
+        _ => Err(crate::calls::arg_error(0, "must have map or object type")),
     }
 }
 
@@ -286,7 +353,7 @@ fn f_values(args: FuncArgs) -> Result<Value> {
                 entries.into_iter().map(|(_, v)| v.clone()).collect(),
             ))
         }
-        other => Err(format!("values of {other:?}")),
+        _ => Err("values() requires a map as the first argument".to_owned()),
     }
 }
 
@@ -294,13 +361,12 @@ fn f_lookup(args: FuncArgs) -> Result<Value> {
     match &args[0] {
         Value::Object(o) => {
             let key = string(&args[1])?;
-            match o.get(&key) {
-                Some(v) => Ok(v.clone()),
-                None if args.len() > 2 => Ok(args[2].clone()),
-                None => Err(format!("lookup failed to find key {key:?}")),
-            }
+            Ok(o.get(&key).cloned().unwrap_or_else(|| args[2].clone()))
         }
-        other => Err(format!("lookup in {other:?}")),
+        _ => Err(crate::calls::arg_error(
+            0,
+            "lookup() requires a map as the first argument",
+        )),
     }
 }
 
@@ -310,18 +376,23 @@ fn f_merge(args: FuncArgs) -> Result<Value> {
         match v {
             Value::Object(o) => out.extend(o),
             Value::Null => {}
-            other => return Err(format!("merge of {other:?}")),
+            other => {
+                return Err(format!(
+                    "arguments must be maps or objects, got \"{}\"",
+                    crate::calls::type_name(&other)
+                ));
+            }
         }
     }
     Ok(Value::Object(out))
 }
 
 fn f_equal(args: FuncArgs) -> Result<Value> {
-    Ok(Value::Bool(args[0] == args[1]))
+    Ok(Value::Bool(equal(&args[0], &args[1])))
 }
 
 fn f_notequal(args: FuncArgs) -> Result<Value> {
-    Ok(Value::Bool(args[0] != args[1]))
+    Ok(Value::Bool(!equal(&args[0], &args[1])))
 }
 
 macro_rules! arith {
@@ -348,11 +419,17 @@ arith!(f_modulo, |a, b| if b == 0.0 {
 });
 
 fn f_min(args: FuncArgs) -> Result<Value> {
+    if args.is_empty() {
+        return Err("must pass at least one number".to_owned());
+    }
     let nums: Vec<f64> = all(&args).iter().map(number).collect::<Result<_>>()?;
     Ok(num(nums.into_iter().fold(f64::INFINITY, f64::min)))
 }
 
 fn f_max(args: FuncArgs) -> Result<Value> {
+    if args.is_empty() {
+        return Err("must pass at least one number".to_owned());
+    }
     let nums: Vec<f64> = all(&args).iter().map(number).collect::<Result<_>>()?;
     Ok(num(nums.into_iter().fold(f64::NEG_INFINITY, f64::max)))
 }
@@ -443,7 +520,13 @@ fn sprintf(format: &str, args: &[Value]) -> Result<String> {
             .ok_or_else(|| "not enough arguments for format string".to_owned())?;
         let text = match verb {
             's' | 'v' => {
-                let s = string(arg).or_else(|_| Ok::<_, String>(arg.to_string()))?;
+                // Lists, objects and null as compact JSON (go-cty's `%v`).
+                let s = match arg {
+                    Value::Array(_) | Value::Object(_) | Value::Null => {
+                        serde_json::to_string(arg).map_err(|e| e.to_string())?
+                    }
+                    other => string(other)?,
+                };
                 match precision {
                     Some(p) => s.chars().take(p).collect(),
                     None => s,
@@ -542,11 +625,38 @@ fn f_title(args: FuncArgs) -> Result<Value> {
     Ok(Value::String(out))
 }
 
+/// go-cty's `coalesce`: the first argument that is not null (an empty string counts),
+/// converted to the type all the arguments unify to.
 fn f_coalesce(args: FuncArgs) -> Result<Value> {
-    all(&args)
-        .into_iter()
-        .find(|v| !matches!(v, Value::Null) && *v != Value::String(String::new()))
-        .ok_or_else(|| "no non-null, non-empty-string arguments".to_owned())
+    let values = all(&args);
+    let present: Vec<&Value> = values
+        .iter()
+        .filter(|v| !matches!(v, Value::Null))
+        .collect();
+    let same_type = || "all arguments must have the same type".to_owned();
+    if values.is_empty() {
+        return Err(same_type());
+    }
+    let primitive = |v: &Value| matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_));
+    let primitives = present.iter().filter(|v| primitive(v)).count();
+    if primitives != 0 && primitives != present.len() {
+        return Err(same_type());
+    }
+    let has = |f: fn(&Value) -> bool| present.iter().any(|v| f(v));
+    let to_string = has(|v| matches!(v, Value::String(_)))
+        && (has(|v| matches!(v, Value::Number(_))) || has(|v| matches!(v, Value::Bool(_))));
+    if !to_string && has(|v| matches!(v, Value::Number(_))) && has(|v| matches!(v, Value::Bool(_)))
+    {
+        return Err(same_type());
+    }
+    let first = present
+        .first()
+        .ok_or_else(|| "no non-null arguments".to_owned())?;
+    Ok(if to_string {
+        Value::String(string(first)?)
+    } else {
+        (*first).clone()
+    })
 }
 
 fn f_not(args: FuncArgs) -> Result<Value> {
@@ -587,7 +697,7 @@ pub(crate) fn declare(ctx: &mut hcl::eval::Context<'_>) {
         ("join", 1, true, f_join),
         ("keys", 1, false, f_keys),
         ("length", 1, false, f_length),
-        ("lookup", 2, true, f_lookup),
+        ("lookup", 3, false, f_lookup),
         ("lower", 1, false, f_lower),
         ("max", 0, true, f_max),
         ("merge", 0, true, f_merge),
@@ -623,6 +733,11 @@ pub(crate) fn declare(ctx: &mut hcl::eval::Context<'_>) {
         .chain(crate::funcs_net::TABLE)
         .chain(crate::funcs_time::TABLE);
     for &(name, params, variadic, f) in library {
+        // The arity HCL checks is go-cty's (calls.rs checks it first, with its words).
+        let (params, variadic) = match crate::specs::spec(name) {
+            Some((fixed, var)) => (fixed.len(), var.is_some()),
+            None => (params, variadic),
+        };
         ctx.declare_func(name, def(params, variadic, f));
     }
 }

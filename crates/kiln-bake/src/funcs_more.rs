@@ -7,7 +7,7 @@ use hcl::Value;
 use hcl::eval::FuncArgs;
 use sha2::Digest as _;
 
-use crate::funcs::{Entry, Result, all, list, num, number, string};
+use crate::funcs::{Entry, Result, all, integer, list, num, number, string};
 
 pub(crate) const TABLE: &[Entry] = &[
     ("absolute", 1, false, f_absolute),
@@ -320,16 +320,38 @@ fn f_substr(args: FuncArgs) -> Result<Value> {
 }
 
 fn f_slice(args: FuncArgs) -> Result<Value> {
-    let items = list(&args[0])?;
-    let start = number(&args[1])? as usize;
-    let end = number(&args[2])? as usize;
-    if start > end || end > items.len() {
-        return Err(format!(
-            "Invalid slice indices {start}..{end} for a list of {}",
-            items.len()
+    use crate::calls::arg_error;
+    let Value::Array(items) = &args[0] else {
+        return Err(arg_error(0, "must be a list or tuple value"));
+    };
+    let len = items.len() as i64;
+    let start = integer(&args[1]).map_err(|e| arg_error(1, format!("invalid start index: {e}")))?;
+    if start < 0 {
+        return Err(arg_error(1, "start index must not be less than zero"));
+    }
+    if start > len {
+        return Err(arg_error(
+            1,
+            "start index must not be greater than the length of the list",
         ));
     }
-    Ok(Value::Array(items[start..end].to_vec()))
+    let end = integer(&args[2]).map_err(|e| arg_error(2, format!("invalid end index: {e}")))?;
+    if end < 0 {
+        return Err(arg_error(2, "end index must not be less than zero"));
+    }
+    if end > len {
+        return Err(arg_error(
+            2,
+            "end index must not be greater than the length of the list",
+        ));
+    }
+    if start > end {
+        return Err(arg_error(
+            1,
+            "start index must not be greater than end index",
+        ));
+    }
+    Ok(Value::Array(items[start as usize..end as usize].to_vec()))
 }
 
 fn f_chunklist(args: FuncArgs) -> Result<Value> {
@@ -346,8 +368,17 @@ fn f_chunklist(args: FuncArgs) -> Result<Value> {
     ))
 }
 
+/// go-cty's `coalescelist`: every argument must be a list or tuple (an untyped null
+/// is neither); the first non-empty one.
 fn f_coalescelist(args: FuncArgs) -> Result<Value> {
-    all(&args)
+    let values = all(&args);
+    if values.is_empty() {
+        return Err("at least one argument is required".to_owned());
+    }
+    if values.iter().any(|v| !matches!(v, Value::Array(_))) {
+        return Err("coalescelist arguments must be lists or tuples".to_owned());
+    }
+    values
         .into_iter()
         .find(|v| matches!(v, Value::Array(a) if !a.is_empty()))
         .ok_or_else(|| "no non-null arguments".to_owned())
@@ -364,30 +395,32 @@ fn f_compact(args: FuncArgs) -> Result<Value> {
 
 fn f_hasindex(args: FuncArgs) -> Result<Value> {
     Ok(Value::Bool(match &args[0] {
-        Value::Array(items) => {
-            number(&args[1]).is_ok_and(|i| i >= 0.0 && (i as usize) < items.len())
-        }
-        Value::Object(map) => map.contains_key(&string(&args[1])?),
-        _ => false,
+        Value::Array(items) => match &args[1] {
+            Value::Number(_) => {
+                integer(&args[1]).is_ok_and(|i| i >= 0 && (i as usize) < items.len())
+            }
+            _ => false,
+        },
+        _ => return Err("collection must be a list, a map or a tuple".to_owned()),
     }))
 }
 
+/// go-cty's `index(collection, key)` on a tuple (what a list literal is).
 fn f_index(args: FuncArgs) -> Result<Value> {
-    match &args[0] {
-        Value::Array(items) => {
-            let i = number(&args[1])?;
-            items
-                .get(i as usize)
-                .filter(|_| i >= 0.0)
-                .cloned()
-                .ok_or_else(|| "Invalid index; The given key does not identify an element in this collection value.".to_owned())
-        }
-        Value::Object(map) => map.get(&string(&args[1])?).cloned().ok_or_else(|| {
-            "Invalid index; The given key does not identify an element in this collection value."
-                .to_owned()
-        }),
-        other => Err(format!("cannot index {other:?}")),
+    let Value::Array(items) = &args[0] else {
+        return Err("collection must be a list, a map or a tuple".to_owned());
+    };
+    if !matches!(args[1], Value::Number(_)) {
+        return Err("key for tuple must be number".to_owned());
     }
+    let i = integer(&args[1]).map_err(|e| format!("invalid key for tuple: {e}"))?;
+    if i < 0 || i >= items.len() as i64 {
+        return Err(format!(
+            "key must be between 0 and {} inclusive",
+            items.len()
+        ));
+    }
+    Ok(items[i as usize].clone())
 }
 
 fn f_zipmap(args: FuncArgs) -> Result<Value> {

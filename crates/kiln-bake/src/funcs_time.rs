@@ -1,6 +1,5 @@
-//! Bake's date and time functions: go-cty's `formatdate` and `timeadd`, and buildx's
-//! own `rfc3339parse` and `unixtimestampparse` (ported from Terraform's time
-//! provider, whose attribute names they keep).
+//! Bake's date and time functions: go-cty's `formatdate` and `timeadd` (buildx
+//! v0.28.0 has no `rfc3339parse` or `unixtimestampparse`).
 //!
 //! Timestamps are RFC 3339 strings read as strictly as go-cty reads them. A parsed
 //! time keeps the UTC offset it was written with, and every result is rendered in
@@ -8,18 +7,16 @@
 
 use std::ops::RangeInclusive;
 
+use hcl::Value;
 use hcl::eval::FuncArgs;
-use hcl::{Number, Value};
 
 use kiln_oci::{civil_from_days, days_from_civil};
 
-use crate::funcs::{Entry, Result, number, string};
+use crate::funcs::{Entry, Result, string};
 
 pub(crate) const TABLE: &[Entry] = &[
     ("formatdate", 2, false, f_formatdate),
-    ("rfc3339parse", 1, false, f_rfc3339parse),
     ("timeadd", 2, false, f_timeadd),
-    ("unixtimestampparse", 1, false, f_unixtimestampparse),
 ];
 
 const SECS_PER_DAY: i64 = 86_400;
@@ -80,20 +77,6 @@ impl Civil {
     fn weekday(&self) -> usize {
         // 1970-01-01 was a Thursday.
         (self.days + 4).rem_euclid(7) as usize
-    }
-
-    /// 1 to 366.
-    fn year_day(&self) -> i64 {
-        self.days - days_from_civil(self.year, 1, 1) + 1
-    }
-
-    /// Go's `ISOWeek`: the ISO 8601 year and week holding the day, found through the
-    /// Thursday of its (Monday-first) week.
-    fn iso_week(&self) -> (i64, i64) {
-        let from_monday = (self.weekday() as i64 + 6) % 7;
-        let thursday = self.days - from_monday + 3;
-        let (year, _, _) = civil_from_days(thursday);
-        (year, (thursday - days_from_civil(year, 1, 1)) / 7 + 1)
     }
 
     fn month_name(&self) -> &'static str {
@@ -680,59 +663,6 @@ fn f_timeadd(args: FuncArgs) -> Result<Value> {
     Ok(Value::String(t.add_nanos(nanos).rfc3339()))
 }
 
-/// The attributes both parse functions share, in cty's (alphabetical) order once the
-/// caller's own are added.
-fn time_object(t: &Time, extra: (&str, Value)) -> Value {
-    let c = t.civil();
-    let (iso_year, iso_week) = c.iso_week();
-    let int = |n: i64| Value::Number(Number::from(n));
-    let mut attrs: Vec<(&str, Value)> = vec![
-        ("day", int(c.day.into())),
-        ("hour", int(c.hour.into())),
-        ("iso_week", int(iso_week)),
-        ("iso_year", int(iso_year)),
-        ("minute", int(c.minute.into())),
-        ("month", int(c.month.into())),
-        ("month_name", Value::from(c.month_name())),
-        ("second", int(c.second.into())),
-        ("weekday", int(c.weekday() as i64)),
-        ("weekday_name", Value::from(c.weekday_name())),
-        ("year", int(c.year)),
-        ("year_day", int(c.year_day())),
-        extra,
-    ];
-    attrs.sort_by_key(|(k, _)| *k);
-    Value::Object(attrs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-}
-
-/// `rfc3339parse(timestamp)`: the time's fields in its own offset, and `unix`.
-fn f_rfc3339parse(args: FuncArgs) -> Result<Value> {
-    let t = parse_timestamp(&string(&args[0])?)?;
-    Ok(time_object(
-        &t,
-        ("unix", Value::Number(Number::from(t.unix))),
-    ))
-}
-
-/// `unixtimestampparse(seconds)`: the UTC time's fields, and `rfc3339`. A fraction
-/// is truncated, as Go's `big.Float.Int64` does.
-fn f_unixtimestampparse(args: FuncArgs) -> Result<Value> {
-    let exact = match &args[0] {
-        Value::Number(n) => n.as_i64(),
-        _ => None,
-    };
-    let seconds = match exact {
-        Some(seconds) => seconds,
-        None => number(&args[0])? as i64,
-    };
-    let t = Time {
-        unix: seconds,
-        nanos: 0,
-        offset: 0,
-    };
-    Ok(time_object(&t, ("rfc3339", Value::String(t.rfc3339()))))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -927,62 +857,6 @@ mod tests {
                 "{ts} + {d}"
             );
         }
-    }
-
-    fn attr(v: &Value, key: &str) -> Value {
-        match v {
-            Value::Object(map) => map[key].clone(),
-            other => panic!("object expected, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn parse_functions_match_buildx() {
-        let v = eval("unixtimestampparse(1690328596)").unwrap();
-        for (key, want) in [
-            ("year", Value::from(2023)),
-            ("year_day", Value::from(206)),
-            ("day", Value::from(25)),
-            ("month", Value::from(7)),
-            ("month_name", Value::from("July")),
-            ("weekday", Value::from(2)),
-            ("weekday_name", Value::from("Tuesday")),
-            ("hour", Value::from(23)),
-            ("minute", Value::from(43)),
-            ("second", Value::from(16)),
-            ("rfc3339", Value::from("2023-07-25T23:43:16Z")),
-            ("iso_year", Value::from(2023)),
-            ("iso_week", Value::from(30)),
-        ] {
-            assert_eq!(attr(&v, key), want, "{key}");
-        }
-        let v = eval("rfc3339parse(\"2024-06-01T15:04:05Z\")").unwrap();
-        for (key, want) in [
-            ("year", Value::from(2024)),
-            ("year_day", Value::from(153)),
-            ("day", Value::from(1)),
-            ("month", Value::from(6)),
-            ("month_name", Value::from("June")),
-            ("weekday", Value::from(6)),
-            ("weekday_name", Value::from("Saturday")),
-            ("hour", Value::from(15)),
-            ("minute", Value::from(4)),
-            ("second", Value::from(5)),
-            ("unix", Value::from(1_717_254_245)),
-            ("iso_year", Value::from(2024)),
-            ("iso_week", Value::from(22)),
-        ] {
-            assert_eq!(attr(&v, key), want, "{key}");
-        }
-        assert!(eval("rfc3339parse(\"not-a-date\")").is_err());
-        // Fields are in the timestamp's own offset; `unix` is absolute.
-        let v = eval("rfc3339parse(\"2021-01-01T01:00:00+02:00\")").unwrap();
-        assert_eq!(attr(&v, "year"), Value::from(2021));
-        assert_eq!(attr(&v, "hour"), Value::from(1));
-        assert_eq!(attr(&v, "unix"), Value::from(1_609_455_600));
-        // 2021-01-01 is a Friday in ISO week 53 of 2020.
-        assert_eq!(attr(&v, "iso_year"), Value::from(2020));
-        assert_eq!(attr(&v, "iso_week"), Value::from(53));
     }
 
     #[test]

@@ -15,7 +15,12 @@ mod funcs;
 mod funcs_more;
 mod funcs_net;
 mod funcs_time;
+mod glob;
+mod json;
 mod list;
+mod model;
+mod options;
+mod specs;
 mod target;
 
 use std::collections::BTreeMap;
@@ -23,7 +28,7 @@ use std::path::PathBuf;
 
 pub use error::Error;
 pub use list::{ListedGroup, ListedTarget, ListedVariable, Listing, TargetRow, go_json_string};
-pub use target::Resolved;
+pub use target::{PrintedGroup, Resolved};
 
 /// What `kiln bake` was asked.
 #[derive(Debug, Clone, Default)]

@@ -1,5 +1,8 @@
-//! Targets: requested names and patterns expanded through groups, matrices and
-//! `inherits`, attributes evaluated and normalised as `bake --print` shows them.
+//! Targets as buildx resolves them: every block evaluated (matrices expanded, names
+//! checked) into a `Config` of targets and groups; then the requested names and
+//! patterns expanded through groups, each target resolved through its `inherits`
+//! with `--set` applied, `target:` contexts linked, and the checks `bake --print`
+//! makes before printing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -7,15 +10,26 @@ use hcl::eval::Context;
 use hcl::{Expression, Value};
 use serde_json::{Map, Value as Json, json};
 
-use crate::calls::{self, Functions};
-use crate::eval::{Block, Definition, is_map_attr};
+use crate::calls;
+use crate::eval::{Block, Definition, Kind};
+use crate::glob;
+use crate::model::{Group, Override, Target, go_quote};
 use crate::{Error, ListedGroup, ListedTarget, Request};
+
+/// A resolved group as `bake --print` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrintedGroup {
+    /// Its `description`.
+    pub description: String,
+    /// Its members, as written (or, for `default`, the requested names).
+    pub targets: Vec<String>,
+}
 
 /// The resolved groups and targets.
 #[derive(Debug, Clone, Default)]
 pub struct Resolved {
-    /// Group name → target names.
-    pub groups: BTreeMap<String, Vec<String>>,
+    /// Group name → the group.
+    pub groups: BTreeMap<String, PrintedGroup>,
     /// Target name → its fields as `bake --print` shows them.
     pub targets: BTreeMap<String, Map<String, Json>>,
 }
@@ -26,7 +40,14 @@ impl Resolved {
         let groups: Map<String, Json> = self
             .groups
             .iter()
-            .map(|(k, v)| (k.clone(), json!({"targets": v})))
+            .map(|(k, g)| {
+                let mut m = Map::new();
+                if !g.description.is_empty() {
+                    m.insert("description".into(), g.description.clone().into());
+                }
+                m.insert("targets".into(), json!(g.targets));
+                (k.clone(), Json::Object(m))
+            })
             .collect();
         let targets: Map<String, Json> = self
             .targets
@@ -37,1002 +58,844 @@ impl Resolved {
     }
 }
 
-fn is_pattern(s: &str) -> bool {
-    s.contains(['*', '?', '['])
+/// buildx's `Config`: every target (blocks of one name merged) and group, in order.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Config {
+    pub(crate) targets: Vec<Target>,
+    pub(crate) groups: Vec<Group>,
 }
 
-/// Shell-style match of a whole name.
-fn glob(pattern: &str, name: &str) -> bool {
-    fn m(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => (0..=n.len()).any(|i| m(&p[1..], &n[i..])),
-            Some('?') => !n.is_empty() && m(&p[1..], &n[1..]),
-            Some('[') => match p.iter().position(|c| *c == ']') {
-                Some(close) if !n.is_empty() => {
-                    let class = &p[1..close];
-                    let (neg, class) = if class.first() == Some(&'!') || class.first() == Some(&'^')
-                    {
-                        (true, &class[1..])
-                    } else {
-                        (false, class)
-                    };
-                    let mut hit = false;
-                    let mut i = 0;
-                    while i < class.len() {
-                        if i + 2 < class.len() && class[i + 1] == '-' {
-                            hit |= class[i] <= n[0] && n[0] <= class[i + 2];
-                            i += 3;
-                        } else {
-                            hit |= class[i] == n[0];
-                            i += 1;
-                        }
-                    }
-                    hit != neg && m(&p[close + 1..], &n[1..])
-                }
-                _ => false,
-            },
-            Some(c) => n.first() == Some(c) && m(&p[1..], &n[1..]),
-        }
-    }
-    m(
-        &pattern.chars().collect::<Vec<_>>(),
-        &name.chars().collect::<Vec<_>>(),
-    )
-}
+const VALID_NAME: &str = "[a-zA-Z0-9_-]+";
 
-fn eval(expr: &Expression, ctx: &Context<'_>, functions: &Functions) -> Result<Value, Error> {
-    calls::evaluate(expr, ctx, functions).map_err(|text| {
-        if let Some(name) = text
-            .split("undefined function `")
-            .nth(1)
-            .and_then(|r| r.split('`').next())
-        {
-            return Error::Hcl(format!(
-                "Call to unknown function; There is no function named \"{name}\"."
-            ));
-        }
-        Error::Hcl(text)
-    })
-}
-
-fn to_string(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
+/// buildx's `validateTargetName`.
+fn validate_name(name: &str) -> Result<(), String> {
+    if !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        Ok(())
+    } else {
+        Err(format!("only {} are allowed", go_quote(VALID_NAME)))
     }
 }
 
-fn string_list(key: &str, v: &Value) -> Result<Vec<String>, Error> {
-    match v {
-        Value::Array(items) => items
-            .iter()
-            .filter(|i| !matches!(i, Value::Null))
-            .map(|i| to_string(i).ok_or_else(|| unsuitable("list of string")))
-            .collect(),
-        Value::Null => Ok(Vec::new()),
-        _ => {
-            let _ = key;
-            Err(unsuitable("list of string"))
-        }
-    }
+fn invalid_name(detail: impl std::fmt::Display) -> Error {
+    Error::Hcl(format!("Invalid name; {detail}"))
 }
 
-fn unsuitable(what: &str) -> Error {
-    Error::Hcl(format!(
-        "Unsuitable value type; Unsuitable value: {what} required"
-    ))
+/// One evaluation of a block: the name it gets and the context (a matrix entry).
+#[derive(Clone)]
+struct Entry {
+    name: String,
+    ctx: Context<'static>,
 }
 
-/// `${` and `%{` printed the way HCL would need them escaped.
-fn escape_template(s: &str) -> String {
-    s.replace("${", "$${").replace("%{", "%%{")
-}
-
-/// `type=local,dest=out` (CSV) into an object.
-fn csv_object(s: &str) -> Map<String, Json> {
-    let mut out = Map::new();
-    for field in s.split(',') {
-        if let Some((k, v)) = field.split_once('=') {
-            out.insert(k.trim().to_owned(), Json::String(v.trim().to_owned()));
-        }
-    }
-    out
-}
-
-/// A local context path in Go's `path.Clean` form; remote contexts as given.
-fn clean_context(context: &str) -> String {
-    if context.contains("://") || context.starts_with("git@") || context.contains(':') {
-        return context.to_owned();
-    }
-    let rooted = context.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in context.split('/') {
-        match part {
-            "" | "." => {}
-            ".." if parts.last().is_some_and(|p| *p != "..") => {
-                parts.pop();
-            }
-            ".." if rooted => {}
-            other => parts.push(other),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_owned(),
-        (false, false) => joined,
-    }
-}
-
-/// One entry of output/cache-from/cache-to/secret/attest/ssh as an object.
-fn entry_object(field: &str, v: &Value) -> Result<Map<String, Json>, Error> {
-    let mut object = match v {
-        Value::String(s) => {
-            if !s.contains('=') {
-                match field {
-                    "output" => {
-                        let mut m = Map::new();
-                        if s == "-" {
-                            m.insert("type".into(), "tar".into());
-                        } else {
-                            m.insert("type".into(), "local".into());
-                        }
-                        m.insert("dest".into(), Json::String(s.clone()));
-                        m
-                    }
-                    "cache-from" | "cache-to" => {
-                        let mut m = Map::new();
-                        m.insert("type".into(), "registry".into());
-                        m.insert("ref".into(), Json::String(s.clone()));
-                        m
-                    }
-                    "secret" | "ssh" | "attest" => {
-                        let mut m = Map::new();
-                        m.insert(
-                            if field == "attest" { "type" } else { "id" }.into(),
-                            Json::String(s.clone()),
-                        );
-                        m
-                    }
-                    _ => Map::new(),
-                }
-            } else {
-                csv_object(s)
-            }
-        }
-        Value::Object(o) => o
-            .iter()
-            .filter_map(|(k, v)| to_string(v).map(|s| (k.clone(), Json::String(s))))
-            .collect(),
-        _ => return Err(unsuitable("list of string")),
-    };
-    if field == "secret" {
-        object.remove("type");
-    }
-    Ok(object)
-}
-
-/// The fields a target prints, from its evaluated attributes.
-fn normalise(attrs: &BTreeMap<String, Value>) -> Result<Map<String, Json>, Error> {
-    let mut out = Map::new();
-    for (key, value) in attrs {
-        if matches!(value, Value::Null) {
-            continue;
-        }
-        match key.as_str() {
-            "context" => {
-                let s = to_string(value).ok_or_else(|| unsuitable("string"))?;
-                out.insert(key.clone(), Json::String(clean_context(&s)));
-            }
-            "dockerfile" | "target" | "network" | "shm-size" | "description" | "call" => {
-                let s = to_string(value).ok_or_else(|| unsuitable("string"))?;
-                out.insert(key.clone(), Json::String(s));
-            }
-            "dockerfile-inline" => {
-                let s = to_string(value).ok_or_else(|| unsuitable("string"))?;
-                out.insert(key.clone(), Json::String(escape_template(&s)));
-            }
-            "tags" | "platforms" | "no-cache-filter" | "ulimits" | "entitlements" => {
-                out.insert(key.clone(), json!(string_list(key, value)?));
-            }
-            "annotations" => {
-                let items: Vec<String> = string_list(key, value)?
-                    .iter()
-                    .map(|s| escape_template(s))
-                    .collect();
-                out.insert(key.clone(), json!(items));
-            }
-            "args" | "labels" | "contexts" | "extra-hosts" => {
-                let Value::Object(map) = value else {
-                    return Err(unsuitable("map of string"));
-                };
-                let escape = key == "args" || key == "labels";
-                let m: Map<String, Json> = map
-                    .iter()
-                    // An empty named context means "none" and is dropped, as buildx does.
-                    .filter(|(_, v)| {
-                        key != "contexts" || !matches!(v, Value::String(s) if s.is_empty())
-                    })
-                    .filter_map(|(k, v)| {
-                        to_string(v).map(|s| {
-                            (
-                                k.clone(),
-                                Json::String(if escape { escape_template(&s) } else { s }),
-                            )
-                        })
-                    })
-                    .collect();
-                out.insert(key.clone(), Json::Object(m));
-            }
-            "output" | "cache-from" | "cache-to" | "secret" | "attest" | "ssh" => {
-                let items = match value {
-                    Value::Array(items) => items.clone(),
-                    other => vec![other.clone()],
-                };
-                let objects: Vec<Json> = items
-                    .iter()
-                    .filter(|i| !matches!(i, Value::Null))
-                    .map(|i| entry_object(key, i).map(Json::Object))
-                    .collect::<Result<_, _>>()?;
-                out.insert(key.clone(), Json::Array(objects));
-            }
-            "pull" | "no-cache" => match value {
-                Value::Bool(b) => {
-                    out.insert(key.clone(), Json::Bool(*b));
-                }
-                Value::String(s) if s == "true" || s == "false" => {
-                    out.insert(key.clone(), Json::Bool(s == "true"));
-                }
-                _ => return Err(unsuitable("bool")),
-            },
-            _ => {}
-        }
-    }
-    out.entry("context")
-        .or_insert_with(|| Json::String(".".into()));
-    out.entry("dockerfile")
-        .or_insert_with(|| Json::String("Dockerfile".into()));
-    Ok(out)
-}
-
-struct Resolver<'a> {
+/// Evaluates the blocks of a definition.
+struct Evaluator<'a> {
     definition: &'a Definition,
     base: Context<'static>,
-    resolved: Resolved,
-    /// Evaluated attributes of targets by name (after inherits), for `inherits` users.
-    cache: BTreeMap<String, BTreeMap<String, Value>>,
-    /// What is being evaluated, to stop cycles: target names (`inherits`) and
-    /// `NAME.ATTR` keys (`target.NAME.ATTR` references).
-    stack: Vec<String>,
+    /// Per block: its entries.
+    entries: Vec<Vec<Entry>>,
+    /// (kind, name) → the blocks and entries that produce it, in order.
+    producers: BTreeMap<(Kind, String), Vec<(usize, usize)>>,
+    /// Attribute values already evaluated, per block entry and attribute.
+    memo: BTreeMap<(usize, usize, String), Value>,
+    progress: BTreeSet<(usize, usize, String)>,
 }
 
-/// Child attributes over parent ones; maps merge key by key.
-fn merge_attrs(
-    parent: &BTreeMap<String, Value>,
-    child: &BTreeMap<String, Value>,
-) -> BTreeMap<String, Value> {
-    let mut out = parent.clone();
-    for (key, value) in child {
-        match (out.get(key), value) {
-            (Some(Value::Object(a)), Value::Object(b)) if is_map_attr(key) => {
-                let mut merged = a.clone();
-                for (k, v) in b {
-                    merged.insert(k.clone(), v.clone());
-                }
-                out.insert(key.clone(), Value::Object(merged));
-            }
-            _ => {
-                out.insert(key.clone(), value.clone());
-            }
+fn eval_error(text: String) -> Error {
+    Error::Hcl(text)
+}
+
+impl<'a> Evaluator<'a> {
+    fn new(definition: &'a Definition) -> Self {
+        Evaluator {
+            definition,
+            base: definition.context(),
+            entries: Vec::new(),
+            producers: BTreeMap::new(),
+            memo: BTreeMap::new(),
+            progress: BTreeSet::new(),
         }
     }
-    out
-}
 
-/// The matrix's combinations, keys in order, values in order.
-fn combinations(matrix: &Value) -> Result<Vec<Vec<(String, Value)>>, Error> {
-    let Value::Object(map) = matrix else {
-        return Err(unsuitable("map"));
-    };
-    let mut combos: Vec<Vec<(String, Value)>> = vec![Vec::new()];
-    for (key, values) in map {
-        let Value::Array(values) = values else {
-            return Err(unsuitable("list"));
+    fn eval(&self, expr: &Expression, ctx: &Context<'_>) -> Result<Value, Error> {
+        calls::evaluate(expr, ctx, &self.definition.functions).map_err(eval_error)
+    }
+
+    /// buildx's `GetEvalContexts` and `GetName` for every block, in order.
+    fn names(&mut self) -> Result<(), Error> {
+        for (index, def) in self.definition.blocks.iter().enumerate() {
+            let entries = self.block_entries(def.kind, &def.label, &def.block)?;
+            for (e, entry) in entries.iter().enumerate() {
+                self.producers
+                    .entry((def.kind, entry.name.clone()))
+                    .or_default()
+                    .push((index, e));
+            }
+            self.entries.push(entries);
+        }
+        Ok(())
+    }
+
+    fn block_entries(&self, kind: Kind, label: &str, block: &Block) -> Result<Vec<Entry>, Error> {
+        if kind == Kind::Group {
+            if block.get("matrix").is_some() {
+                return Err(invalid_name("matrix is not supported for groups"));
+            }
+            validate_name(label).map_err(invalid_name)?;
+            if block.get("name").is_some() {
+                return Err(invalid_name("name is not supported for groups"));
+            }
+            return Ok(vec![Entry {
+                name: label.to_owned(),
+                ctx: self.base.clone(),
+            }]);
+        }
+        let contexts = match block.get("matrix") {
+            None => vec![self.base.clone()],
+            Some(matrix) => self.matrix_contexts(matrix)?,
         };
-        let mut next = Vec::new();
-        for combo in &combos {
-            for v in values {
-                let mut c = combo.clone();
-                c.push((key.clone(), v.clone()));
-                next.push(c);
-            }
-        }
-        combos = next;
-    }
-    Ok(combos)
-}
-
-impl Resolver<'_> {
-    /// The attributes of target `name` with its inherits applied, in `ctx`.
-    fn target_attrs(
-        &mut self,
-        name: &str,
-        ctx: &Context<'_>,
-    ) -> Result<BTreeMap<String, Value>, Error> {
-        if let Some(cached) = self.cache.get(name) {
-            return Ok(cached.clone());
-        }
-        let block = self
-            .definition
-            .targets
-            .get(name)
-            .ok_or_else(|| Error::Invalid(format!("failed to find target {name}")))?
-            .clone();
-        if self.stack.iter().any(|s| s == name) {
-            // buildx ignores the edge that closes an inherits cycle.
-            return Ok(BTreeMap::new());
-        }
-        self.stack.push(name.to_owned());
-        let mut attrs = BTreeMap::new();
-        if let Some(inherits) = block.get("inherits") {
-            let parents = string_list(
-                "inherits",
-                &eval(inherits, ctx, &self.definition.functions)?,
-            )?;
-            for parent in parents {
-                let base = self.base.clone();
-                let parent_attrs = self.target_attrs(&parent, &base)?;
-                attrs = merge_attrs(&attrs, &parent_attrs);
-            }
-        }
-        let own = self.evaluate_block(&block, ctx)?;
-        attrs = merge_attrs(&attrs, &own);
-        self.stack.pop();
-        Ok(attrs)
-    }
-
-    /// Resolves a target (expanding its matrix); returns the names it produced.
-    fn resolve_target(&mut self, name: &str) -> Result<Vec<String>, Error> {
-        let block = self
-            .definition
-            .targets
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Error::Invalid(format!("failed to find target {name}")))?;
-        let Some(matrix) = block.get("matrix") else {
-            if !self.resolved.targets.contains_key(name) {
-                let base = self.base.clone();
-                let attrs = self.target_attrs(name, &base)?;
-                self.cache.insert(name.to_owned(), attrs.clone());
-                self.resolved
-                    .targets
-                    .insert(name.to_owned(), normalise(&attrs)?);
-            }
-            return Ok(vec![name.to_owned()]);
-        };
-        let mut names = Vec::new();
-        for (generated, ctx) in self.matrix_entries(name, matrix, &block)? {
-            self.cache.remove(name);
-            let attrs = self.target_attrs(name, &ctx)?;
-            self.cache.remove(name);
-            self.resolved
-                .targets
-                .insert(generated.clone(), normalise(&attrs)?);
-            names.push(generated);
-        }
-        self.resolved.groups.insert(name.to_owned(), names.clone());
-        Ok(names)
-    }
-
-    /// A matrix target's generated names, each with the context it evaluates in.
-    fn matrix_entries(
-        &self,
-        name: &str,
-        matrix: &Expression,
-        block: &Block,
-    ) -> Result<Vec<(String, Context<'static>)>, Error> {
-        let matrix = eval(matrix, &self.base, &self.definition.functions)?;
-        let mut entries: Vec<(String, Context<'static>)> = Vec::new();
-        for combo in combinations(&matrix)? {
-            let mut ctx = self.base.clone();
-            for (k, v) in &combo {
-                ctx.declare_var(k.clone(), v.clone());
-            }
-            let generated = match block.get("name") {
-                Some(expr) => to_string(&eval(expr, &ctx, &self.definition.functions)?)
-                    .ok_or_else(|| unsuitable("string"))?,
-                None => {
-                    return Err(Error::Invalid(format!(
-                        "matrix target {name} requires name"
-                    )));
+        let mut entries: Vec<Entry> = Vec::new();
+        for ctx in contexts {
+            validate_name(label).map_err(invalid_name)?;
+            let name = match block.get("name") {
+                None => label.to_owned(),
+                Some(expr) => {
+                    if block.get("matrix").is_none() {
+                        return Err(invalid_name("name requires matrix"));
+                    }
+                    let value = self.eval(expr, &ctx)?;
+                    crate::model::scalar_string(&value)
+                        .ok_or_else(|| invalid_name("string required"))?
                 }
             };
-            if entries.iter().any(|(n, _)| *n == generated) {
-                return Err(Error::Hcl(format!(
-                    "Invalid name; duplicate name \"{generated}\""
+            validate_name(&name).map_err(invalid_name)?;
+            entries.push(Entry { name, ctx });
+        }
+        let mut seen = BTreeSet::new();
+        for entry in &entries {
+            if !seen.insert(entry.name.clone()) {
+                return Err(invalid_name(format!(
+                    "duplicate name {}",
+                    go_quote(&entry.name)
                 )));
             }
-            entries.push((generated, ctx));
         }
         Ok(entries)
     }
 
-    /// Resolves a name: a group (recursively), a target, or a pattern over both.
-    fn resolve_name(&mut self, name: &str) -> Result<(), Error> {
-        if is_pattern(name) {
-            let matched = self.matching_names(name);
-            if matched.is_empty() {
-                return Err(Error::Invalid(format!(
-                    "could not find any target matching {name:?}"
-                )));
-            }
-            for n in matched {
-                self.resolve_name(&n)?;
-            }
-            return Ok(());
-        }
-        if let Some(group) = self.definition.groups.get(name).cloned() {
-            if self.resolved.groups.contains_key(name) && name != "default" {
-                return Ok(());
-            }
-            let members = match group.get("targets") {
-                Some(expr) => string_list(
-                    "targets",
-                    &eval(expr, &self.base, &self.definition.functions)?,
-                )?,
-                None => Vec::new(),
+    /// A matrix's contexts: keys in order, each key's values in the outer loop, so
+    /// the first key varies fastest (buildx walks the keys as Go iterates the map:
+    /// almost always in sorted order).
+    fn matrix_contexts(&self, matrix: &Expression) -> Result<Vec<Context<'static>>, Error> {
+        let value = self.eval(matrix, &self.base)?;
+        let Value::Object(map) = value else {
+            return Err(invalid_name("matrix must be a map"));
+        };
+        let mut keys: Vec<&String> = map.keys().collect();
+        keys.sort();
+        let mut combos: Vec<Vec<(String, Value)>> = vec![Vec::new()];
+        for key in keys {
+            let values: Vec<Value> = match &map[key] {
+                Value::Array(items) => items.clone(),
+                Value::Object(o) => {
+                    let mut entries: Vec<(&String, &Value)> = o.iter().collect();
+                    entries.sort_by(|a, b| a.0.cmp(b.0));
+                    entries.into_iter().map(|(_, v)| v.clone()).collect()
+                }
+                _ => return Err(invalid_name("matrix values must be a list")),
             };
-            self.resolved
-                .groups
-                .insert(name.to_owned(), members.clone());
-            for member in members {
-                self.resolve_name(&member)?;
-            }
-            return Ok(());
-        }
-        if self.definition.targets.contains_key(name) {
-            self.resolve_target(name)?;
-            return Ok(());
-        }
-        Err(Error::Invalid(format!("failed to find target {name}")))
-    }
-}
-
-impl Resolver<'_> {
-    /// The target and group names a shell-style pattern matches.
-    fn matching_names(&self, pattern: &str) -> BTreeSet<String> {
-        self.definition
-            .targets
-            .keys()
-            .chain(self.definition.groups.keys())
-            .filter(|n| glob(pattern, n))
-            .cloned()
-            .collect()
-    }
-
-    /// The printed `default` group: the requested names with patterns expanded and
-    /// a requested `default` group replaced by its members, sorted.
-    fn default_members(&self, requested: &[String]) -> Result<Vec<String>, Error> {
-        let mut members = BTreeSet::new();
-        for name in requested {
-            if is_pattern(name) {
-                members.extend(self.matching_names(name));
-            } else if name == "default" && self.definition.groups.contains_key(name) {
-                members.extend(self.resolved.groups.get(name).cloned().unwrap_or_default());
-            } else {
-                members.insert(name.clone());
-            }
-        }
-        Ok(members.into_iter().collect())
-    }
-
-    /// Targets named by `target:NAME` contexts, resolved too (transitively); their
-    /// entitlements flow to the targets that use them. Returns the names that were
-    /// only reached this way: they build to the cache only.
-    fn resolve_links(&mut self) -> Result<BTreeSet<String>, Error> {
-        let mut linked = BTreeSet::new();
-        let mut queue: Vec<String> = self.resolved.targets.keys().cloned().collect();
-        while let Some(name) = queue.pop() {
-            for dep in link_targets(&self.resolved.targets[&name]) {
-                if !self.resolved.targets.contains_key(&dep) {
-                    if !self.definition.targets.contains_key(&dep) {
-                        return Err(Error::Invalid(format!("failed to find target {dep}")));
-                    }
-                    self.resolve_target(&dep)?;
-                    self.resolved.groups.remove(&dep);
-                    linked.insert(dep.clone());
-                    queue.push(dep);
+            let mut next = Vec::new();
+            for v in &values {
+                for combo in &combos {
+                    let mut c = combo.clone();
+                    c.push((key.clone(), v.clone()));
+                    next.push(c);
                 }
             }
+            combos = next;
         }
-        // Repeat until nothing changes, so entitlements travel up chains of any length.
-        let names: Vec<String> = self.resolved.targets.keys().cloned().collect();
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for name in &names {
-                let gathered: Vec<Json> = link_targets(&self.resolved.targets[name])
-                    .iter()
-                    .filter_map(|dep| match self.resolved.targets[dep].get("entitlements") {
-                        Some(Json::Array(e)) => Some(e.clone()),
-                        _ => None,
-                    })
-                    .flatten()
-                    .collect();
-                if gathered.is_empty() {
-                    continue;
+        Ok(combos
+            .into_iter()
+            .map(|combo| {
+                let mut ctx = self.base.clone();
+                for (k, v) in combo {
+                    ctx.declare_var(k, v);
                 }
-                let target = self.resolved.targets.get_mut(name).expect("resolved");
-                let entry = target
-                    .entry("entitlements")
-                    .or_insert_with(|| Json::Array(Vec::new()));
-                if let Json::Array(existing) = entry {
-                    for e in gathered {
-                        if !existing.contains(&e) {
-                            existing.push(e);
-                            changed = true;
-                        }
-                    }
-                }
-            }
-        }
-        Ok(linked)
-    }
-}
-
-/// The targets a target's `contexts` name as `target:NAME`.
-fn link_targets(target: &Map<String, Json>) -> Vec<String> {
-    let Some(Json::Object(contexts)) = target.get("contexts") else {
-        return Vec::new();
-    };
-    contexts
-        .values()
-        .filter_map(|v| v.as_str()?.strip_prefix("target:").map(str::to_owned))
-        .collect()
-}
-
-fn parse_bool(value: &str) -> Result<bool, Error> {
-    match value {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(Error::Invalid(format!("invalid boolean value {value:?}"))),
-    }
-}
-
-/// `push=true` marks image outputs to push and adds one when only `docker` outputs
-/// (or none) exist; `push=false` turns pushing off and drops registry outputs.
-fn set_push(outputs: &mut Json, push: bool) {
-    let Json::Array(list) = outputs else { return };
-    if !push {
-        list.retain(|o| o["type"] != "registry");
-        for o in list.iter_mut().filter(|o| o["type"] == "image") {
-            o["push"] = json!("false");
-        }
-        return;
-    }
-    let mut add = true;
-    for o in list.iter_mut() {
-        if o["type"] != "docker" {
-            add = false;
-        }
-        if o["type"] == "image" {
-            o["push"] = json!("true");
-        }
-    }
-    if add {
-        list.push(json!({"type": "image", "push": "true"}));
-    }
-}
-
-/// `load=true` adds a `docker` output unless one (without dest) exists or another
-/// kind of output (local, tar, ...) is set.
-fn set_load(outputs: &mut Json) {
-    let Json::Array(list) = outputs else { return };
-    for o in list.iter() {
-        match o["type"].as_str() {
-            Some("docker") if o.get("dest").is_none() => return,
-            Some("docker" | "image" | "registry" | "oci") => {}
-            _ => return,
-        }
-    }
-    list.push(json!({"type": "docker"}));
-}
-
-impl Resolver<'_> {
-    /// Evaluates a block's own attributes (not `inherits`, `matrix`, `name`).
-    fn evaluate_block(
-        &mut self,
-        block: &Block,
-        ctx: &Context<'_>,
-    ) -> Result<BTreeMap<String, Value>, Error> {
-        let mut out = BTreeMap::new();
-        for (key, expr) in &block.attrs {
-            if matches!(key.as_str(), "inherits" | "matrix" | "name") {
-                continue;
-            }
-            let value = self.eval_with_refs(expr, ctx)?;
-            match (out.get_mut(key), value) {
-                (Some(Value::Object(earlier)), Value::Object(later)) if is_map_attr(key) => {
-                    earlier.extend(later);
-                }
-                (_, value) => {
-                    out.insert(key.clone(), value);
-                }
-            }
-        }
-        Ok(out)
+                ctx
+            })
+            .collect())
     }
 
-    /// Evaluates `expr` with the `target.NAME.ATTR` values it mentions in scope.
+    /// Evaluates `expr`, first resolving the `target.NAME.ATTR` (and `group.…`) values
+    /// it refers to.
     fn eval_with_refs(&mut self, expr: &Expression, ctx: &Context<'_>) -> Result<Value, Error> {
         static REF: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-            regex::Regex::new(r"\btarget\.([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)").expect("valid regex")
+            regex::Regex::new(r"\b(target|group)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
+                .expect("valid regex")
         });
         let text = expr.to_string();
-        let refs: BTreeSet<(String, String)> = REF
+        let refs: BTreeSet<(String, String, String)> = REF
             .captures_iter(&text)
-            .map(|c| (c[1].to_owned(), c[2].to_owned()))
+            .map(|c| (c[1].to_owned(), c[2].to_owned(), c[3].to_owned()))
             .collect();
         if refs.is_empty() {
-            return eval(expr, ctx, &self.definition.functions);
+            return self.eval(expr, ctx);
         }
-        let mut targets: hcl::Map<String, Value> = hcl::Map::new();
-        for (name, attr) in refs {
-            let value = self.attribute_value(&name, &attr)?;
-            if let Value::Object(attrs) = targets
-                .entry(name)
-                .or_insert_with(|| Value::Object(hcl::Map::new()))
-            {
+        let mut scopes: BTreeMap<String, hcl::Map<String, Value>> = BTreeMap::new();
+        for (kind_name, name, attr) in refs {
+            let kind = if kind_name == "target" {
+                Kind::Target
+            } else {
+                Kind::Group
+            };
+            let Some(&(block, entry)) = self
+                .producers
+                .get(&(kind, name.clone()))
+                .and_then(|p| p.last())
+            else {
+                continue;
+            };
+            let value = self.attr_value(block, entry, &attr)?;
+            let objects = scopes.entry(kind_name).or_default();
+            if let Value::Object(attrs) = objects.entry(name.clone()).or_insert_with(|| {
+                Value::Object(hcl::Map::from_iter([(
+                    "name".to_owned(),
+                    Value::String(name.clone()),
+                )]))
+            }) {
                 attrs.insert(attr, value);
             }
         }
         let mut scope = ctx.clone();
-        scope.declare_var("target", Value::Object(targets));
-        eval(expr, &scope, &self.definition.functions)
+        for (kind_name, objects) in scopes {
+            scope.declare_var(kind_name, Value::Object(objects));
+        }
+        self.eval(expr, &scope)
     }
 
-    /// One attribute of another target, for `target.NAME.ATTR`: its own value, else
-    /// its parents', else the default (`context` ".", `dockerfile` "Dockerfile").
-    fn attribute_value(&mut self, name: &str, attr: &str) -> Result<Value, Error> {
-        let key = format!("{name}.{attr}");
-        if self.stack.contains(&key) {
-            return Err(Error::Invalid(format!(
-                "target {name}: attribute {attr} refers to itself"
-            )));
+    /// One attribute of a block entry, decoded as its field: what `target.NAME.ATTR`
+    /// gives (null when the block does not set it).
+    fn attr_value(&mut self, block: usize, entry: usize, attr: &str) -> Result<Value, Error> {
+        if self.definition.blocks[block].block.get(attr).is_none() {
+            return Ok(match attr {
+                "name" => Value::String(self.entries[block][entry].name.clone()),
+                _ => Value::Null,
+            });
         }
-        let block = self
-            .definition
-            .targets
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Error::Invalid(format!("failed to find target {name}")))?;
-        self.stack.push(key);
-        let base = self.base.clone();
-        let result = (|| {
-            if let Some(expr) = block.get(attr) {
-                return self.eval_with_refs(expr, &base);
-            }
-            if let Some(inherits) = block.get("inherits") {
-                let parents = string_list("inherits", &self.eval_with_refs(inherits, &base)?)?;
-                for parent in parents.iter().rev() {
-                    let value = self.attribute_value(parent, attr)?;
-                    if !matches!(value, Value::Null) {
-                        return Ok(value);
+        let raw = self.raw_attr(block, entry, attr)?;
+        if self.definition.blocks[block].kind == Kind::Target {
+            let mut t = Target::default();
+            t.set_attr(attr, &raw)?;
+            Ok(t.attr_value(attr))
+        } else {
+            Ok(raw)
+        }
+    }
+
+    /// Every block evaluated, merged into buildx's `Config`.
+    fn config(&mut self) -> Result<Config, Error> {
+        self.names()?;
+        let mut config = Config::default();
+        let mut renamed: Vec<(String, Vec<String>)> = Vec::new();
+        for (index, def) in self.definition.blocks.iter().enumerate() {
+            for (e, entry) in self.entries[index].clone().into_iter().enumerate() {
+                match def.kind {
+                    Kind::Target => {
+                        let mut target = Target {
+                            name: entry.name.clone(),
+                            ..Default::default()
+                        };
+                        for (key, _) in &def.block.attrs {
+                            if matches!(key.as_str(), "matrix" | "name") {
+                                continue;
+                            }
+                            if !is_target_field(key) {
+                                continue;
+                            }
+                            let raw_value = self.raw_attr(index, e, key)?;
+                            target.set_attr(key, &raw_value)?;
+                        }
+                        match config.targets.iter_mut().find(|t| t.name == target.name) {
+                            Some(existing) => existing.merge(&target),
+                            None => config.targets.push(target),
+                        }
+                    }
+                    Kind::Group => {
+                        let mut group = Group {
+                            name: entry.name.clone(),
+                            ..Default::default()
+                        };
+                        if def.block.get("targets").is_none() {
+                            return Err(Error::Hcl(
+                                "Missing required argument; The argument \"targets\" is required, but no definition was found."
+                                    .to_owned(),
+                            ));
+                        }
+                        for (key, expr) in &def.block.attrs {
+                            let value = match key.as_str() {
+                                "description" | "targets" => {
+                                    self.eval_with_refs(expr, &entry.ctx.clone())?
+                                }
+                                _ => continue,
+                            };
+                            if key == "description" {
+                                group.description = match &value {
+                                    Value::Null => String::new(),
+                                    v => crate::model::scalar_string(v).ok_or_else(|| {
+                                        Error::Hcl(
+                                            "Unsuitable value type; Unsuitable value: string required"
+                                                .to_owned(),
+                                        )
+                                    })?,
+                                };
+                            } else {
+                                group.targets = string_list(&value)?;
+                            }
+                        }
+                        match config.groups.iter_mut().find(|g| g.name == group.name) {
+                            Some(existing) => *existing = group,
+                            None => config.groups.push(group),
+                        }
                     }
                 }
             }
-            Ok(match attr {
-                "context" => Value::from("."),
-                "dockerfile" => Value::from("Dockerfile"),
-                _ => Value::Null,
-            })
-        })();
-        self.stack.pop();
-        result
+            if def.kind == Kind::Target {
+                let names: Vec<String> =
+                    self.entries[index].iter().map(|e| e.name.clone()).collect();
+                match renamed.iter_mut().find(|(label, _)| *label == def.label) {
+                    Some((_, all)) => all.extend(names),
+                    None if !names.is_empty() => renamed.push((def.label.clone(), names)),
+                    None => {}
+                }
+            }
+        }
+        for (label, names) in renamed {
+            let names = dedup(names);
+            if names.len() == 1 && names[0] == label {
+                continue;
+            }
+            config.groups.push(Group {
+                name: label,
+                description: String::new(),
+                targets: names,
+            });
+        }
+        for group in &mut config.groups {
+            group.targets = dedup(std::mem::take(&mut group.targets));
+        }
+        Ok(config)
+    }
+
+    /// A block entry's attribute evaluated (not decoded), once: a `target.NAME.ATTR`
+    /// reference and the block itself see the same value. An attribute that needs
+    /// itself is a reference cycle.
+    fn raw_attr(&mut self, block: usize, entry: usize, attr: &str) -> Result<Value, Error> {
+        let key = (block, entry, attr.to_owned());
+        if let Some(v) = self.memo.get(&key) {
+            return Ok(v.clone());
+        }
+        let def = &self.definition.blocks[block];
+        let Some(expr) = def.block.get(attr).cloned() else {
+            return Ok(Value::Null);
+        };
+        if !self.progress.insert(key.clone()) {
+            let kind = if def.kind == Kind::Target {
+                "target"
+            } else {
+                "group"
+            };
+            return Err(Error::Hcl(format!(
+                "Invalid expression; reference cycle not allowed for {kind}.{}.{attr}",
+                self.entries[block][entry].name
+            )));
+        }
+        let ctx = self.entries[block][entry].ctx.clone();
+        let result = self.eval_with_refs(&expr, &ctx);
+        self.progress.remove(&key);
+        let value = result?;
+        self.memo.insert(key, value.clone());
+        Ok(value)
     }
 }
 
-/// `--set pattern.key=value` and `key+=value` on the resolved targets.
-fn apply_sets(resolved: &mut Resolved, request: &Request) -> Result<(), Error> {
-    for set in &request.sets {
-        // `pattern.args.NAME` alone takes NAME's value from the environment, if set.
-        let (lhs, value) = match set.split_once('=') {
-            Some((lhs, value)) => (lhs, value),
-            None => match set.split_once(".args.") {
-                Some((_, name)) => match request.env.get(name) {
-                    Some(value) => (set.as_str(), value.as_str()),
-                    None => continue,
-                },
-                None => return Err(Error::Invalid(format!("invalid override {set:?}"))),
-            },
-        };
-        let (lhs, append) = match lhs.strip_suffix('+') {
-            Some(l) => (l, true),
-            None => (lhs, false),
-        };
-        let (pattern, key) = lhs.split_once('.').ok_or_else(|| {
-            Error::Invalid(format!("invalid override key {lhs}, expected target.name"))
-        })?;
-        let names: Vec<String> = resolved
-            .targets
-            .keys()
-            .filter(|n| glob(pattern, n))
+/// The attributes buildx's `Target` decodes (others are ignored, not evaluated).
+fn is_target_field(key: &str) -> bool {
+    matches!(
+        key,
+        "description"
+            | "inherits"
+            | "annotations"
+            | "attest"
+            | "context"
+            | "contexts"
+            | "dockerfile"
+            | "dockerfile-inline"
+            | "args"
+            | "labels"
+            | "tags"
+            | "cache-from"
+            | "cache-to"
+            | "target"
+            | "secret"
+            | "ssh"
+            | "platforms"
+            | "output"
+            | "pull"
+            | "no-cache"
+            | "network"
+            | "no-cache-filter"
+            | "shm-size"
+            | "ulimits"
+            | "call"
+            | "entitlements"
+            | "extra-hosts"
+    )
+}
+
+fn string_list(v: &Value) -> Result<Vec<String>, Error> {
+    let unsuitable = || {
+        Error::Hcl("Unsuitable value type; Unsuitable value: list of string required".to_owned())
+    };
+    match v {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                Value::Null => Err(Error::Hcl(
+                    "Unsuitable value type; Unsuitable value: null value is not allowed".to_owned(),
+                )),
+                other => crate::model::scalar_string(other).ok_or_else(unsuitable),
+            })
+            .collect(),
+        _ => Err(unsuitable()),
+    }
+}
+
+/// buildx's `dedupSlice`.
+fn dedup(names: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// The definition's `Config` (what `--list` shows and targets resolve from).
+pub(crate) fn config(definition: &Definition) -> Result<Config, Error> {
+    Evaluator::new(definition).config()
+}
+
+/// Every target and group, for `--list`.
+pub(crate) fn list(
+    definition: &Definition,
+) -> Result<(Vec<ListedTarget>, Vec<ListedGroup>), Error> {
+    let config = config(definition)?;
+    let targets = config
+        .targets
+        .iter()
+        .map(|t| ListedTarget {
+            name: t.name.clone(),
+            description: t.description.clone(),
+        })
+        .collect();
+    let groups = config
+        .groups
+        .iter()
+        .map(|g| ListedGroup {
+            name: g.name.clone(),
+            description: g.description.clone(),
+            targets: g.targets.clone(),
+        })
+        .collect();
+    Ok((targets, groups))
+}
+
+impl Config {
+    /// `matchNames`: a name, or the groups then targets a pattern matches.
+    fn match_names(&self, pattern: &str) -> Result<Vec<String>, Error> {
+        if !pattern.contains(['*', '?', '[', ']']) {
+            return Ok(vec![pattern.to_owned()]);
+        }
+        let names: Vec<String> = self
+            .groups
+            .iter()
+            .map(|g| &g.name)
+            .chain(self.targets.iter().map(|t| &t.name))
+            .filter(|n| glob::matches(pattern, n) == Ok(true))
             .cloned()
             .collect();
+        if names.is_empty() {
+            return Err(Error::Invalid(format!(
+                "could not find any target matching {}",
+                go_quote(pattern)
+            )));
+        }
+        Ok(names)
+    }
+
+    /// `expandTargets`: the targets (not groups) a `--set` pattern names.
+    fn expand_targets(&self, pattern: &str) -> Result<Vec<String>, Error> {
+        if self.targets.iter().any(|t| t.name == pattern) {
+            return Ok(vec![pattern.to_owned()]);
+        }
+        let mut names = Vec::new();
+        for t in &self.targets {
+            match glob::matches(pattern, &t.name) {
+                Ok(true) => names.push(t.name.clone()),
+                Ok(false) => {}
+                Err(e) => {
+                    return Err(Error::Invalid(format!(
+                        "could not match targets with '{pattern}': {e}"
+                    )));
+                }
+            }
+        }
         if names.is_empty() {
             return Err(Error::Invalid(format!(
                 "could not find any target matching '{pattern}'"
             )));
         }
-        for name in names {
-            let target = resolved.targets.get_mut(&name).expect("listed");
-            let (field, sub) = match key.split_once('.') {
-                Some((f, s)) => (f, Some(s)),
-                None => (key, None),
+        Ok(names)
+    }
+
+    /// `ResolveGroup`: the targets and groups a name expands to.
+    fn resolve_group(&self, name: &str) -> (Vec<String>, Vec<String>) {
+        let mut visited: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
+        let (targets, groups) = self.group(name, &mut visited);
+        (dedup(targets), dedup(groups))
+    }
+
+    fn group(
+        &self,
+        name: &str,
+        visited: &mut BTreeMap<String, (Vec<String>, Vec<String>)>,
+    ) -> (Vec<String>, Vec<String>) {
+        if let Some(v) = visited.get(name) {
+            return v.clone();
+        }
+        let Some(g) = self.groups.iter().find(|g| g.name == name) else {
+            return (vec![name.to_owned()], Vec::new());
+        };
+        visited.insert(name.to_owned(), (Vec::new(), Vec::new()));
+        let mut targets = Vec::new();
+        let mut groups = vec![name.to_owned()];
+        for t in &g.targets {
+            let (tt, tg) = self.group(t, visited);
+            if tt.is_empty() {
+                targets.push(t.clone());
+            } else {
+                targets.extend(tt);
+            }
+            groups.extend(tg);
+        }
+        visited.insert(name.to_owned(), (targets.clone(), groups.clone()));
+        (targets, groups)
+    }
+
+    /// `ResolveTarget`: the target through its `inherits`, with `--set` applied.
+    fn resolve_target(&self, name: &str, overrides: &Overrides) -> Result<Target, Error> {
+        let mut visited: BTreeMap<String, Option<Target>> = BTreeMap::new();
+        let mut t = self
+            .target(name, &mut visited, overrides)?
+            .expect("a target resolved first is never a cycle");
+        t.inherits.clear();
+        if t.context.is_none() {
+            t.context = Some(".".to_owned());
+        }
+        if t.dockerfile.as_deref().is_none_or(str::is_empty) {
+            t.dockerfile = Some("Dockerfile".to_owned());
+        }
+        Ok(t)
+    }
+
+    fn target(
+        &self,
+        name: &str,
+        visited: &mut BTreeMap<String, Option<Target>>,
+        overrides: &Overrides,
+    ) -> Result<Option<Target>, Error> {
+        if let Some(t) = visited.get(name) {
+            return Ok(t.clone());
+        }
+        visited.insert(name.to_owned(), None);
+        let Some(t) = self.targets.iter().find(|t| t.name == name) else {
+            return Err(Error::Invalid(format!("failed to find target {name}")));
+        };
+        let mut tt = Target::default();
+        for parent in &t.inherits {
+            if let Some(p) = self.target(parent, visited, overrides)? {
+                tt.merge(&p);
+            }
+        }
+        let mut m = Target::default();
+        m.merge(&tt);
+        m.merge(t);
+        m.name = name.to_owned();
+        if let Some(o) = overrides.get(name) {
+            m.add_overrides(o)?;
+        }
+        m.normalize();
+        visited.insert(name.to_owned(), Some(m.clone()));
+        Ok(Some(m))
+    }
+
+    /// `newOverrides`: `--set` values per target and key, keys in first-given order.
+    fn new_overrides(
+        &self,
+        sets: &[String],
+        env: &BTreeMap<String, String>,
+    ) -> Result<Overrides, Error> {
+        let mut m: Overrides = BTreeMap::new();
+        for v in sets {
+            let (lhs, value) = match v.split_once('=') {
+                Some((l, r)) => (l, Some(r)),
+                None => (v.as_str(), None),
             };
-            let field = match field {
-                "platform" => "platforms",
-                "secrets" => "secret",
-                "cache_from" => "cache-from",
-                "cache_to" => "cache-to",
-                other => other,
-            };
-            match (field, sub) {
-                ("args" | "labels" | "contexts", Some(k)) => {
-                    let map = target
-                        .entry(field)
-                        .or_insert_with(|| Json::Object(Map::new()));
-                    if let Json::Object(m) = map {
-                        m.insert(k.to_owned(), Json::String(value.to_owned()));
+            let append = lhs.ends_with('+');
+            let skey = lhs.strip_suffix('+').unwrap_or(lhs);
+            let keys: Vec<&str> = skey.splitn(3, '.').collect();
+            if keys.len() < 2 {
+                return Err(Error::Invalid(format!(
+                    "invalid override key {skey}, expected target.name"
+                )));
+            }
+            let pattern = keys[0];
+            if value.is_none() && keys[1] != "args" {
+                return Err(Error::Invalid(format!(
+                    "invalid override {v}, expected target.name=value"
+                )));
+            }
+            let names = self.expand_targets(pattern)?;
+            let okey = keys[1..].join(".");
+            for name in names {
+                let target = m.entry(name).or_default();
+                let slot = match target.iter().position(|(k, _)| *k == okey) {
+                    Some(i) => i,
+                    None => {
+                        target.push((okey.clone(), Override::default()));
+                        target.len() - 1
                     }
-                }
-                (
-                    "tags" | "platforms" | "no-cache-filter" | "annotations" | "entitlements"
-                    | "ulimits",
-                    None,
-                ) => {
-                    let items: Vec<Json> = value
-                        .split(',')
-                        .map(|s| Json::String(s.to_owned()))
-                        .collect();
-                    let entry = target
-                        .entry(field)
-                        .or_insert_with(|| Json::Array(Vec::new()));
-                    if let Json::Array(existing) = entry {
-                        if append {
-                            existing.extend(items);
-                        } else {
-                            *existing = items;
+                };
+                let o = &mut target[slot].1;
+                match keys[1] {
+                    "output" | "cache-to" | "cache-from" | "tags" | "platform" | "secrets"
+                    | "ssh" | "attest" | "entitlements" | "network" | "annotations" => {
+                        if let Some(value) = value {
+                            o.append = append;
+                            o.arr_value.push(value.to_owned());
+                        }
+                    }
+                    "args" | "contexts" => {
+                        if keys.len() != 3 {
+                            return Err(Error::Invalid(format!(
+                                "invalid key {lhs}, {} requires name",
+                                keys[1]
+                            )));
+                        }
+                        match value {
+                            Some(value) => o.value = value.to_owned(),
+                            None => match env.get(keys[2]) {
+                                Some(from_env) => o.value = from_env.clone(),
+                                None => {
+                                    // Not set: no override at all.
+                                    if o.value.is_empty() && o.arr_value.is_empty() {
+                                        target.remove(slot);
+                                    }
+                                    continue;
+                                }
+                            },
+                        }
+                    }
+                    _ => {
+                        if let Some(value) = value {
+                            o.value = value.to_owned();
                         }
                     }
                 }
-                ("output" | "cache-from" | "cache-to" | "secret" | "attest" | "ssh", None) => {
-                    let object =
-                        Json::Object(entry_object(field, &Value::String(value.to_owned()))?);
-                    let entry = target
-                        .entry(field)
-                        .or_insert_with(|| Json::Array(Vec::new()));
-                    if let Json::Array(existing) = entry {
-                        // Attestations are keyed by type: a new one replaces its kind.
-                        let same_type = |e: &Json| e.get("type") == object.get("type");
-                        if field == "attest"
-                            && let Some(slot) = existing.iter_mut().find(|e| same_type(e))
-                        {
-                            *slot = object;
-                        } else if append || field == "attest" {
-                            existing.push(object);
-                        } else {
-                            *existing = vec![object];
-                        }
-                    }
-                }
-                ("context", None) => {
-                    target.insert(field.to_owned(), Json::String(clean_context(value)));
-                }
-                (
-                    "dockerfile" | "target" | "network" | "shm-size" | "call" | "description",
-                    None,
-                ) => {
-                    target.insert(field.to_owned(), Json::String(value.to_owned()));
-                }
-                ("push" | "load", None) => {
-                    let on = parse_bool(value)?;
-                    let outputs = target.entry("output").or_insert_with(|| json!([]));
-                    if field == "push" {
-                        set_push(outputs, on);
-                    } else if on {
-                        set_load(outputs);
-                    }
-                    if outputs.as_array().is_some_and(Vec::is_empty) {
-                        target.remove("output");
-                    }
-                }
-                ("pull" | "no-cache", None) => {
-                    target.insert(
-                        field.to_owned(),
-                        Json::Bool(value == "true" || value == "1"),
-                    );
-                }
-                _ => return Err(Error::Invalid(format!("unknown key: {field}"))),
             }
         }
+        Ok(m)
     }
-    Ok(())
-}
 
-/// Every target (a matrix target once per generated name) with its own `description`,
-/// and every group; a matrix target also makes a group of the names it generated, as
-/// buildx's parser does. All target attributes are evaluated, so errors surface.
-pub(crate) fn list(
-    definition: &Definition,
-) -> Result<(Vec<ListedTarget>, Vec<ListedGroup>), Error> {
-    let mut resolver = Resolver {
-        definition,
-        base: definition.context(),
-        resolved: Resolved::default(),
-        cache: BTreeMap::new(),
-        stack: Vec::new(),
-    };
-    let functions = &definition.functions;
-    let text = |value: &Value| match value {
-        Value::Null => Ok(String::new()),
-        other => to_string(other).ok_or_else(|| unsuitable("string")),
-    };
-    let dedup = |names: Vec<String>| {
-        let mut out: Vec<String> = Vec::with_capacity(names.len());
-        for name in names {
-            if !out.contains(&name) {
-                out.push(name);
-            }
-        }
-        out
-    };
-    let mut groups = Vec::new();
-    for (name, group) in &definition.groups {
-        let description = match group.get("description") {
-            Some(expr) => text(&eval(expr, &resolver.base, functions)?)?,
-            None => String::new(),
-        };
-        let members = match group.get("targets") {
-            Some(expr) => string_list("targets", &eval(expr, &resolver.base, functions)?)?,
-            None => Vec::new(),
-        };
-        groups.push(ListedGroup {
-            name: name.clone(),
-            description,
-            targets: dedup(members),
-        });
-    }
-    let mut targets = Vec::new();
-    for name in &definition.target_order {
-        let block = definition.targets[name].clone();
-        let entries = match block.get("matrix") {
-            Some(matrix) => resolver.matrix_entries(name, matrix, &block)?,
-            None => vec![(name.clone(), resolver.base.clone())],
-        };
-        let mut generated = Vec::new();
-        for (target, ctx) in entries {
-            let attrs = resolver.evaluate_block(&block, &ctx)?;
-            let description = match attrs.get("description") {
-                Some(value) => text(value)?,
-                None => String::new(),
+    /// `loadLinks`: targets named by `target:` contexts are resolved too (building only
+    /// to the cache), their entitlements flow to the target using them, and their
+    /// platforms must cover its own.
+    fn load_links(
+        &self,
+        name: &str,
+        targets: &mut BTreeMap<String, Target>,
+        overrides: &Overrides,
+        visited: &[String],
+    ) -> Result<(), Error> {
+        let mut visited = visited.to_vec();
+        visited.push(name.to_owned());
+        let contexts: Vec<String> = targets[name]
+            .contexts
+            .iter()
+            .flatten()
+            .map(|(_, v)| v.clone())
+            .collect();
+        for v in contexts {
+            let Some(linked) = v.strip_prefix("target:") else {
+                continue;
             };
-            generated.push(target.clone());
-            targets.push(ListedTarget {
-                name: target,
-                description,
-            });
+            if linked == name {
+                return Err(Error::Invalid(format!(
+                    "target {linked} cannot link to itself"
+                )));
+            }
+            if visited.iter().any(|n| n == linked) {
+                return Err(Error::Invalid(format!(
+                    "infinite loop from {name} to {linked}"
+                )));
+            }
+            if !targets.contains_key(linked) {
+                let mut t2 = self.resolve_target(linked, overrides)?;
+                t2.outputs = Some(vec![crate::model::ExportEntry {
+                    kind: "cacheonly".into(),
+                    ..Default::default()
+                }]);
+                t2.linked = true;
+                targets.insert(linked.to_owned(), t2);
+            }
+            self.load_links(linked, targets, overrides, &visited)?;
+            let t2 = targets[linked].clone();
+            let t = targets.get_mut(name).expect("resolved");
+            for e in t2.entitlements.iter().flatten() {
+                let list = t.entitlements.get_or_insert_with(Vec::new);
+                if !list.contains(e) {
+                    list.push(e.clone());
+                }
+            }
+            let (mine, theirs) = (
+                t.platforms.clone().unwrap_or_default(),
+                t2.platforms.clone().unwrap_or_default(),
+            );
+            if mine.len() > 1 && theirs.len() > 1 && !mine.iter().all(|p| theirs.contains(p)) {
+                return Err(Error::Invalid(format!(
+                    "target {linked} can't be used by {name} because its platforms [{}] are not a subset of [{}]",
+                    mine.join(" "),
+                    theirs.join(" ")
+                )));
+            }
         }
-        if generated != [name.clone()] {
-            groups.push(ListedGroup {
-                name: name.clone(),
-                description: String::new(),
-                targets: dedup(generated),
-            });
-        }
+        Ok(())
     }
-    Ok((targets, groups))
 }
 
+/// `--set` overrides: target → (key, override), keys in the order first given.
+type Overrides = BTreeMap<String, Vec<(String, Override)>>;
+
+/// buildx's `sanitizeTargetName`: Compose service names may hold dots.
+fn sanitize_target_name(name: &str) -> String {
+    name.replace('.', "_")
+}
+
+/// `bake --print`: `ReadTargets`, then the checks and clean-up of building options.
 pub(crate) fn resolve(definition: &Definition, request: &Request) -> Result<Resolved, Error> {
+    let config = config(definition)?;
     let requested: Vec<String> = if request.targets.is_empty() {
         vec!["default".to_owned()]
     } else {
-        request.targets.clone()
+        request
+            .targets
+            .iter()
+            .map(|t| sanitize_target_name(t))
+            .collect()
     };
-    let mut resolver = Resolver {
-        definition,
-        base: definition.context(),
-        resolved: Resolved::default(),
-        cache: BTreeMap::new(),
-        stack: Vec::new(),
-    };
-    for name in &requested {
-        resolver.resolve_name(name)?;
+    let mut names = Vec::new();
+    for t in &requested {
+        names.extend(config.match_names(t)?);
     }
-    let default_members = resolver.default_members(&requested)?;
-    let linked = resolver.resolve_links()?;
-    let mut resolved = resolver.resolved;
-    resolved
-        .groups
-        .insert("default".to_owned(), default_members);
-    apply_sets(&mut resolved, request)?;
-    for (name, target) in resolved.targets.iter_mut() {
-        if linked.contains(name) {
-            target.insert("output".into(), json!([{"type": "cacheonly"}]));
+    let names = dedup(names);
+
+    let mut sets = request.sets.clone();
+    if request.no_cache {
+        sets.push("*.no-cache=true".to_owned());
+    }
+    if request.pull {
+        sets.push("*.pull=true".to_owned());
+    }
+    let overrides = config.new_overrides(&sets, &request.env)?;
+
+    let mut targets: BTreeMap<String, Target> = BTreeMap::new();
+    let mut groups: BTreeMap<String, PrintedGroup> = BTreeMap::new();
+    for name in &names {
+        let (ts, gs) = config.resolve_group(name);
+        for t in ts {
+            let target = config.resolve_target(&t, &overrides)?;
+            targets.insert(t, target);
         }
-        if let Some(epoch) = request.env.get("SOURCE_DATE_EPOCH") {
-            let args = target
-                .entry("args")
-                .or_insert_with(|| Json::Object(Map::new()));
-            if let Json::Object(args) = args {
-                args.entry("SOURCE_DATE_EPOCH")
-                    .or_insert_with(|| Json::String(epoch.clone()));
-            }
-        }
-        if request.no_cache {
-            target.insert("no-cache".into(), Json::Bool(true));
-        }
-        if request.pull {
-            target.insert("pull".into(), Json::Bool(true));
-        }
-        if let Some(Json::Array(ssh)) = target.get("ssh") {
-            for entry in ssh {
-                let no_paths = entry.get("paths").is_none();
-                if no_paths && !request.env.contains_key("SSH_AUTH_SOCK") {
-                    return Err(Error::Invalid(
-                        "invalid empty ssh agent socket: make sure SSH_AUTH_SOCK is set".into(),
-                    ));
-                }
+        for g in gs {
+            if let Some(group) = config.groups.iter().find(|x| x.name == g) {
+                groups.insert(
+                    g,
+                    PrintedGroup {
+                        description: group.description.clone(),
+                        targets: group.targets.clone(),
+                    },
+                );
             }
         }
     }
-    Ok(resolved)
+    for name in &names {
+        if groups.contains_key("default") && name == "default" {
+            continue;
+        }
+        groups
+            .entry("default".to_owned())
+            .or_default()
+            .targets
+            .push(name.clone());
+    }
+    if let Some(g) = groups.get_mut("default") {
+        g.targets = dedup(std::mem::take(&mut g.targets));
+        g.targets.sort();
+    }
+    let resolved_names: Vec<String> = targets.keys().cloned().collect();
+    for name in resolved_names {
+        config.load_links(&name, &mut targets, &overrides, &[])?;
+    }
+
+    if let Some(epoch) = request
+        .env
+        .get("SOURCE_DATE_EPOCH")
+        .filter(|v| !v.is_empty())
+    {
+        for t in targets.values_mut() {
+            let args = t.args.get_or_insert_with(BTreeMap::new);
+            args.entry("SOURCE_DATE_EPOCH".to_owned())
+                .or_insert_with(|| Some(epoch.clone()));
+        }
+    }
+    for t in targets.values_mut() {
+        crate::options::check(t, request)?;
+    }
+    Ok(Resolved {
+        groups,
+        targets: targets
+            .into_iter()
+            .map(|(name, t)| (name, t.to_json()))
+            .collect(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{clean_context, set_load, set_push};
-    use serde_json::json;
+    use super::validate_name;
 
     #[test]
-    fn push_and_load_shorthands_adjust_outputs_like_buildx() {
-        let mut none = json!([]);
-        set_push(&mut none, true);
-        assert_eq!(none, json!([{"type": "image", "push": "true"}]));
-        let mut image = json!([{"type": "image", "name": "x"}]);
-        set_push(&mut image, true);
+    fn target_names_are_checked_like_buildx() {
+        assert!(validate_name("foo-bar_1").is_ok());
         assert_eq!(
-            image,
-            json!([{"type": "image", "name": "x", "push": "true"}])
+            validate_name("foo.bar").unwrap_err(),
+            "only \"[a-zA-Z0-9_-]+\" are allowed"
         );
-        let mut registry = json!([{"type": "registry"}, {"type": "image"}]);
-        set_push(&mut registry, false);
-        assert_eq!(registry, json!([{"type": "image", "push": "false"}]));
-        let mut local = json!([{"type": "local", "dest": "out"}]);
-        set_load(&mut local);
-        assert_eq!(local, json!([{"type": "local", "dest": "out"}]));
-        let mut pushed = json!([{"type": "image", "push": "true"}]);
-        set_load(&mut pushed);
-        assert_eq!(
-            pushed,
-            json!([{"type": "image", "push": "true"}, {"type": "docker"}])
-        );
-    }
-
-    #[test]
-    fn local_contexts_are_cleaned_like_go_path_clean() {
-        assert_eq!(clean_context("./backend"), "backend");
-        assert_eq!(clean_context("./"), ".");
-        assert_eq!(clean_context("a/../b/./c/"), "b/c");
-        assert_eq!(clean_context("../up"), "../up");
-        assert_eq!(clean_context("/abs/../x"), "/x");
-        assert_eq!(
-            clean_context("https://github.com/moby/buildkit.git#v0.15.0"),
-            "https://github.com/moby/buildkit.git#v0.15.0"
-        );
+        assert!(validate_name("").is_err());
     }
 }

@@ -75,16 +75,17 @@ fn every_target_and_group_is_listed_with_its_own_description() {
     );
     assert_eq!(
         listing.groups,
+        // In definition order, as buildx's `Config` holds them.
         [
-            ListedGroup {
-                name: "ci".into(),
-                description: String::new(),
-                targets: vec!["api".into()]
-            },
             ListedGroup {
                 name: "default".into(),
                 description: "Everything for web".into(),
                 targets: vec!["web".into(), "api".into()]
+            },
+            ListedGroup {
+                name: "ci".into(),
+                description: String::new(),
+                targets: vec!["api".into()]
             },
         ]
     );

@@ -27,7 +27,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("error: {}", err.with_file(path));
+            eprintln!("error: {path}: {err}");
             ExitCode::FAILURE
         }
     }

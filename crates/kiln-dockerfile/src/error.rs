@@ -55,8 +55,10 @@ pub struct Error {
     pub message: String,
     /// The lines of the offending instruction or directive, when known.
     pub location: Option<SourceRange>,
-    /// The file's name, when the caller named it.
-    pub file: Option<String>,
+    /// An instruction that cannot be read (its arguments, flags or name), which
+    /// BuildKit reports as `dockerfile parse error on line N: …`; other errors (the
+    /// syntax of the file, conversion) show the message alone.
+    pub parse_error: bool,
 }
 
 impl Error {
@@ -64,7 +66,7 @@ impl Error {
         Self {
             message: message.into(),
             location: None,
-            file: None,
+            parse_error: false,
         }
     }
 
@@ -78,9 +80,9 @@ impl Error {
         self
     }
 
-    /// Names the file in the message, e.g. `Dockerfile:3: unknown instruction: FORM`.
-    pub fn with_file(mut self, file: impl Into<String>) -> Self {
-        self.file = Some(file.into());
+    /// Marks the error as one in reading an instruction (see [`Error::parse_error`]).
+    pub(crate) fn in_instruction(mut self) -> Self {
+        self.parse_error = true;
         self
     }
 
@@ -92,13 +94,11 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.file, self.line()) {
-            (Some(file), Some(line)) => write!(f, "{file}:{line}: {}", self.message),
-            (Some(file), None) => write!(f, "{file}: {}", self.message),
-            (None, Some(line)) => {
+        match self.line() {
+            Some(line) if self.parse_error => {
                 write!(f, "dockerfile parse error on line {line}: {}", self.message)
             }
-            (None, None) => f.write_str(&self.message),
+            _ => f.write_str(&self.message),
         }
     }
 }

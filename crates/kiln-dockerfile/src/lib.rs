@@ -15,6 +15,7 @@ pub mod instructions;
 pub mod parser;
 mod quote;
 pub mod shell;
+mod suggest;
 
 pub use error::{Error, Position, SourceRange};
 pub use quote::go_quote;

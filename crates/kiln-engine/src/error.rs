@@ -8,9 +8,16 @@ pub enum Error {
     /// A problem with the request itself.
     #[error("{0}")]
     Usage(String),
-    /// The Dockerfile cannot be read or converted.
-    #[error(transparent)]
-    Dockerfile(kiln_dockerfile::Error),
+    /// The Dockerfile cannot be read or converted; printed as BuildKit prints it, under
+    /// the lines it is about when they are known.
+    #[error("{excerpt}failed to solve: {error}")]
+    Dockerfile {
+        /// BuildKit's excerpt (`Dockerfile:7`, the lines around it, the line marked),
+        /// or nothing.
+        excerpt: String,
+        /// What is wrong.
+        error: kiln_dockerfile::Error,
+    },
     /// LLB failed to load.
     #[error(transparent)]
     Llb(#[from] kiln_llb::Error),

@@ -5,6 +5,7 @@
 //! the engine crates directly.
 
 pub mod config;
+pub mod dockerignore;
 mod error;
 
 use std::collections::BTreeMap;
@@ -227,6 +228,8 @@ pub struct BuildRequest {
     /// Where secrets and ssh agents come from when not from the maps above: a remote
     /// client's session, asked for each one when a step needs it.
     pub client_secrets: Option<ClientProvided>,
+    /// This build's own cancellation (a daemon sets it when the client goes away).
+    pub cancelled: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Secrets and ssh agents a remote client lends, through its session.
@@ -252,6 +255,23 @@ pub struct DefinitionRequest {
     pub no_cache: bool,
     /// Granted entitlements.
     pub entitlements: Vec<String>,
+    /// Secrets and ssh agents a remote client lends, through its session.
+    pub client_secrets: Option<ClientProvided>,
+    /// This build's own cancellation (a daemon sets it when the client goes away).
+    pub cancelled: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// A local source of a definition: which client directory, filtered how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalSource {
+    /// Its name (`local://NAME`).
+    pub name: String,
+    /// `local.includepattern`.
+    pub include_patterns: Vec<String>,
+    /// `local.excludepatterns`.
+    pub exclude_patterns: Vec<String>,
+    /// `local.followpaths`.
+    pub follow_paths: Vec<String>,
 }
 
 /// Settings every RUN step gets unless it chooses otherwise.
@@ -286,6 +306,43 @@ pub struct BuildResult {
     pub checks: Vec<CheckWarning>,
     /// What the exporters adjusted (e.g. OCI media types turned on for zstd).
     pub warnings: Vec<String>,
+}
+
+/// A solved build not exported yet: its result's layers, its image config, and what
+/// the build noted on the way. [`Engine::export`] sends it to outputs.
+#[derive(Debug, Clone)]
+pub struct Solved {
+    /// The result's snapshot layers, bottom first.
+    chain: Vec<u64>,
+    /// The image config (without `created`, set at export).
+    image: serde_json::Value,
+    /// The sources the build read, for build info.
+    sources: Vec<serde_json::Value>,
+    /// `SOURCE_DATE_EPOCH`, when the build has one.
+    epoch: Option<i64>,
+    /// The build checks that fired.
+    pub checks: Vec<CheckWarning>,
+    /// What the user should know (unused build args…).
+    pub warnings: Vec<String>,
+}
+
+impl Solved {
+    /// The image config as JSON (what BuildKit's frontends return as
+    /// `containerimage.config`).
+    pub fn image_config(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.image).unwrap_or_default()
+    }
+
+    /// The same result with another image config (a client's frontend changed it).
+    pub fn with_image_config(mut self, config: &[u8]) -> Result<Self, Error> {
+        let mut image: serde_json::Value = serde_json::from_slice(config)
+            .map_err(|e| Error::Usage(format!("the image config is not JSON: {e}")))?;
+        if let Some(object) = image.as_object_mut() {
+            object.remove("created");
+        }
+        self.image = image;
+        Ok(self)
+    }
 }
 
 /// The engine: one worker and the frontends and exporters around it.
@@ -395,7 +452,7 @@ fn step_error(
     let Some((start, end)) = range.filter(|(s, _)| *s > 0) else {
         return Error::Step {
             excerpt: String::new(),
-            cause: format!("{name}: {chain}"),
+            cause: format!("failed to solve: {name}: {chain}"),
         };
     };
     let excerpt = source_excerpt(source, &file_name(path), start, end);
@@ -548,17 +605,20 @@ fn with_buildinfo(image: &serde_json::Value, sources: &[serde_json::Value]) -> s
     image
 }
 
-/// A directory's `.dockerignore` patterns.
-fn dockerignore(dir: &Path) -> Vec<String> {
-    fs::read_to_string(dir.join(".dockerignore"))
-        .map(|s| {
-            s.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
+/// A path of a result made relative, never leaving its root (symlinks are not
+/// followed out of it: only `..` and absolute parts are removed).
+fn clean_inside(path: &str) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            part => out.push(part),
+        }
+    }
+    (!out.as_os_str().is_empty()).then_some(out)
 }
 
 fn mtime_secs(path: &Path) -> Option<i64> {
@@ -612,6 +672,19 @@ impl Engine {
         request: &BuildRequest,
         progress: &(dyn Fn(Event) + Sync),
     ) -> Result<BuildResult, Error> {
+        let solved = self.solve_dockerfile(request, progress)?;
+        let mut out = self.export(&solved, &request.outputs)?;
+        out.checks = solved.checks;
+        out.warnings.splice(0..0, solved.warnings);
+        Ok(out)
+    }
+
+    /// Builds a Dockerfile without exporting the result.
+    pub fn solve_dockerfile(
+        &self,
+        request: &BuildRequest,
+        progress: &(dyn Fn(Event) + Sync),
+    ) -> Result<Solved, Error> {
         self.check_entitlements(&request.entitlements)?;
         let dockerfile = fs::read(&request.dockerfile)
             .map_err(|e| Error::Usage(format!("reading the Dockerfile: {e}")))?;
@@ -647,32 +720,84 @@ impl Engine {
                         None => &local_secrets,
                     },
                     entitlements: &request.entitlements,
+                    cancelled: request.cancelled.clone(),
                 },
             )
             .map_err(|e| step_error(e, &definition, &dockerfile, &request.dockerfile))?;
-        let mut out = BuildResult {
-            checks: check_warnings(&conversion, &dockerfile, &request.dockerfile),
-            ..BuildResult::default()
-        };
+        let mut warnings = Vec::new();
         if !conversion.unused_build_args.is_empty() {
-            out.warnings.push(format!(
+            warnings.push(format!(
                 "One or more build-args [{}] were not consumed",
                 conversion.unused_build_args.join(" ")
             ));
         }
-        let chain = result.map(|r| r.chain).unwrap_or_default();
-        let epoch = request
-            .build_args
-            .get("SOURCE_DATE_EPOCH")
-            .and_then(|v| v.parse::<i64>().ok());
         let mut image =
             serde_json::to_value(&conversion.image).map_err(|e| Error::Usage(e.to_string()))?;
         if let Some(object) = image.as_object_mut() {
             object.remove("created");
         }
-        let sources = build_sources(&definition);
-        self.finish(&request.outputs, &chain, &image, &sources, epoch, &mut out)?;
+        Ok(Solved {
+            chain: result.map(|r| r.chain).unwrap_or_default(),
+            image,
+            sources: build_sources(&definition),
+            epoch: request
+                .build_args
+                .get("SOURCE_DATE_EPOCH")
+                .and_then(|v| v.parse::<i64>().ok()),
+            checks: check_warnings(&conversion, &dockerfile, &request.dockerfile),
+            warnings,
+        })
+    }
+
+    /// Exports a solved build to every output (then collects garbage).
+    pub fn export(&self, solved: &Solved, outputs: &[Output]) -> Result<BuildResult, Error> {
+        let mut out = BuildResult::default();
+        self.finish(
+            outputs,
+            &solved.chain,
+            &solved.image,
+            &solved.sources,
+            solved.epoch,
+            &mut out,
+        )?;
         Ok(out)
+    }
+
+    /// A file of a solved result (`None` when it has none there); `range` limits
+    /// what is read to `(offset, length)`.
+    pub fn read_file(
+        &self,
+        solved: &Solved,
+        path: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        use std::io::{Read as _, Seek as _};
+        if solved.chain.is_empty() {
+            return Ok(None);
+        }
+        let snapshot = kiln_store::Snapshot {
+            chain: solved.chain.clone(),
+        };
+        let mount = self
+            .worker
+            .snapshots()
+            .mount_readonly(&snapshot)
+            .map_err(kiln_worker::Error::from)?;
+        let Some(relative) = clean_inside(path) else {
+            return Ok(None);
+        };
+        let Ok(mut file) = fs::File::open(mount.path().join(relative)) else {
+            return Ok(None);
+        };
+        let mut data = Vec::new();
+        let read = match range {
+            Some((offset, length)) => file
+                .seek(std::io::SeekFrom::Start(offset))
+                .and_then(|_| file.take(length).read_to_end(&mut data)),
+            None => file.read_to_end(&mut data),
+        };
+        read.map_err(|e| Error::Usage(format!("reading {path} of the result: {e}")))?;
+        Ok(Some(data))
     }
 
     /// Solves an LLB definition (BuildKit's binary `pb.Definition`, as `buildctl build`
@@ -682,6 +807,16 @@ impl Engine {
         request: &DefinitionRequest,
         progress: &(dyn Fn(Event) + Sync),
     ) -> Result<BuildResult, Error> {
+        let solved = self.solve_definition(request, progress)?;
+        self.export(&solved, &request.outputs)
+    }
+
+    /// Solves an LLB definition without exporting its result.
+    pub fn solve_definition(
+        &self,
+        request: &DefinitionRequest,
+        progress: &(dyn Fn(Event) + Sync),
+    ) -> Result<Solved, Error> {
         self.check_entitlements(&request.entitlements)?;
         let definition = LoadedDefinition::decode(&request.definition)?;
         let contexts = Contexts {
@@ -689,29 +824,60 @@ impl Engine {
         };
         let no_secrets = BTreeMap::new();
         let no_agents = BTreeMap::new();
+        let local_secrets = ClientSecrets {
+            secrets: &no_secrets,
+            ssh: &no_agents,
+        };
         let result = self.worker.solve(
             &definition,
             &SolveOptions {
                 no_cache: request.no_cache,
                 progress,
                 contexts: &contexts,
-                secrets: &ClientSecrets {
-                    secrets: &no_secrets,
-                    ssh: &no_agents,
+                secrets: match &request.client_secrets {
+                    Some(client) => client.0.as_ref(),
+                    None => &local_secrets,
                 },
                 entitlements: &request.entitlements,
+                cancelled: request.cancelled.clone(),
             },
         )?;
-        let chain = result.map(|r| r.chain).unwrap_or_default();
-        let image = serde_json::json!({
-            "architecture": self.platform.architecture,
-            "os": self.platform.os,
-            "config": {},
-        });
-        let mut out = BuildResult::default();
-        let sources = build_sources(&definition);
-        self.finish(&request.outputs, &chain, &image, &sources, None, &mut out)?;
-        Ok(out)
+        let mut solved = self.empty_result();
+        solved.chain = result.map(|r| r.chain).unwrap_or_default();
+        solved.sources = build_sources(&definition);
+        Ok(solved)
+    }
+
+    /// The local sources a definition reads (`local://NAME`), with their filters, for a
+    /// daemon to fetch from its client first.
+    pub fn local_sources(definition: &[u8]) -> Result<Vec<LocalSource>, Error> {
+        let definition = LoadedDefinition::decode(definition)?;
+        let list = |source: &kiln_llb::pb::SourceOp, key: &str| -> Vec<String> {
+            source
+                .attrs
+                .get(key)
+                .and_then(|v| serde_json::from_str(v).ok())
+                .unwrap_or_default()
+        };
+        let mut sources: Vec<LocalSource> = Vec::new();
+        for vertex in &definition.vertices {
+            let Some(kiln_llb::pb::op::Op::Source(source)) = &vertex.op.op else {
+                continue;
+            };
+            let Some(name) = source.identifier.strip_prefix("local://") else {
+                continue;
+            };
+            let local = LocalSource {
+                name: name.to_owned(),
+                include_patterns: list(source, "local.includepattern"),
+                exclude_patterns: list(source, "local.excludepatterns"),
+                follow_paths: list(source, "local.followpaths"),
+            };
+            if !sources.contains(&local) {
+                sources.push(local);
+            }
+        }
+        Ok(sources)
     }
 
     /// Refuses a build asking for an entitlement the engine does not permit.
@@ -756,7 +922,7 @@ impl Engine {
             } else {
                 image.clone()
             };
-            self.export(output, chain, &image, times, out)?;
+            self.export_one(output, chain, &image, times, out)?;
         }
         out.warnings.extend(self.worker.take_warnings());
         if let Err(e) = self.collect_garbage() {
@@ -789,6 +955,40 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// An image's canonical name, manifest digest and config, for this engine's
+    /// platform; `pull` asks the registry even when an earlier resolution is known.
+    pub fn resolve_image_config(
+        &self,
+        reference: &str,
+        pull: bool,
+    ) -> Result<(String, String, Vec<u8>), Error> {
+        let mode = if pull {
+            kiln_worker::ResolveMode::Pull
+        } else {
+            kiln_worker::ResolveMode::Default
+        };
+        Ok(self
+            .worker
+            .resolve_image_config(reference, &self.platform, mode)?)
+    }
+
+    /// A result with nothing in it (a client frontend that returns no ref), with the
+    /// platform's bare image config.
+    pub fn empty_result(&self) -> Solved {
+        Solved {
+            chain: Vec::new(),
+            image: serde_json::json!({
+                "architecture": self.platform.architecture,
+                "os": self.platform.os,
+                "config": {},
+            }),
+            sources: Vec::new(),
+            epoch: None,
+            checks: Vec::new(),
+            warnings: Vec::new(),
+        }
     }
 
     /// The platform this engine builds for.
@@ -856,7 +1056,7 @@ impl Engine {
                     dirs.insert(name.clone(), dir.clone());
                     NamedContext::Local {
                         name: name.clone(),
-                        excludes: dockerignore(dir),
+                        excludes: dockerignore::dir_excludes(dir),
                     }
                 }
                 BuildContext::OciLayout { path, selector } => {
@@ -936,7 +1136,7 @@ impl Engine {
                     .file_name()
                     .map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned()),
             ),
-            context_excludes: dockerignore(&request.context),
+            context_excludes: dockerignore::context_excludes(&request.context, &request.dockerfile),
             context_name: Some(context_name.to_owned()),
             named_contexts,
             labels: request.labels.clone(),
@@ -963,8 +1163,17 @@ impl Engine {
         } else {
             kiln_worker::ResolveMode::Default
         };
-        convert::convert(dockerfile, &options, &Resolver(&self.worker, mode))
-            .map_err(|e| Error::Dockerfile(e.with_file(request.dockerfile.display().to_string())))
+        convert::convert(dockerfile, &options, &Resolver(&self.worker, mode)).map_err(|error| {
+            let excerpt = error.location.map_or_else(String::new, |range| {
+                source_excerpt(
+                    dockerfile,
+                    &file_name(&request.dockerfile),
+                    range.start.line,
+                    range.end.line,
+                )
+            });
+            Error::Dockerfile { excerpt, error }
+        })
     }
 
     /// The result's layers, with the blobs already known for each.
@@ -1050,7 +1259,7 @@ impl Engine {
     }
 
     /// Runs one exporter on a result.
-    fn export(
+    fn export_one(
         &self,
         output: &Output,
         chain: &[u64],

@@ -143,7 +143,14 @@ impl Executor {
             serde_json::to_vec_pretty(&spec).unwrap_or_default(),
         )?;
 
-        if self.cancelled.load(Ordering::Relaxed) {
+        let cancelled = || {
+            self.cancelled.load(Ordering::Relaxed)
+                || process
+                    .cancelled
+                    .as_ref()
+                    .is_some_and(|c| c.load(Ordering::Relaxed))
+        };
+        if cancelled() {
             let _ = fs::remove_dir_all(&bundle);
             return Err(Error::Cancelled);
         }
@@ -191,7 +198,7 @@ impl Executor {
                 if let Some(status) = child.try_wait()? {
                     return Ok::<_, Error>(status);
                 }
-                if !killed && self.cancelled.load(Ordering::Relaxed) {
+                if !killed && cancelled() {
                     let _ = self.runc().args(["kill", id, "KILL"]).output();
                     killed = true;
                 }

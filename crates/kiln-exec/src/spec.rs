@@ -40,6 +40,9 @@ pub struct Process {
     /// The cgroup the container's own goes under (`--cgroup-parent`); `None`: runc's
     /// default place.
     pub cgroup_parent: Option<String>,
+    /// The build's own cancellation (a remote client that went away), besides the
+    /// executor's: when set, the container is killed.
+    pub cancelled: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// How a mount is provided.
@@ -56,6 +59,8 @@ pub enum MountKind {
     Tmpfs {
         /// Size limit in bytes.
         size: i64,
+        /// Mounted read-only.
+        readonly: bool,
     },
 }
 
@@ -204,21 +209,36 @@ pub(crate) fn runtime_spec(
         json!({"destination": "/etc/hosts", "type": "bind", "source": etc.join("hosts"), "options": ["rbind", "ro"]}),
     ];
     for mount in mounts {
-        spec_mounts.push(match &mount.kind {
+        let spec_mount = match &mount.kind {
             MountKind::Bind { source, readonly } => json!({
                 "destination": mount.destination,
                 "type": "bind",
                 "source": source,
                 "options": if *readonly { vec!["rbind", "ro"] } else { vec!["rbind"] },
             }),
-            MountKind::Tmpfs { size } => {
-                let mut options = vec!["nosuid".to_owned(), "nodev".to_owned(), "mode=1777".to_owned()];
+            // BuildKit's tmpfs mount options (`solver/llbsolver/mounts`): no `nodev`,
+            // `noexec` or mode; the kernel's default size unless one is given.
+            MountKind::Tmpfs { size, readonly } => {
+                let mut options = vec!["nosuid".to_owned()];
+                if *readonly {
+                    options.push("ro".to_owned());
+                }
                 if *size > 0 {
                     options.push(format!("size={size}"));
                 }
                 json!({"destination": mount.destination, "type": "tmpfs", "source": "tmpfs", "options": options})
             }
-        });
+        };
+        // A mount on a destination that already has one replaces it where it is (as
+        // BuildKit's `dedupMounts`): `--mount=type=tmpfs,target=/dev/shm` is the only
+        // `/dev/shm`, not one stacked over the default.
+        match spec_mounts
+            .iter_mut()
+            .find(|m| m["destination"] == spec_mount["destination"])
+        {
+            Some(existing) => *existing = spec_mount,
+            None => spec_mounts.push(spec_mount),
+        }
     }
     let mut namespaces = vec![
         json!({"type": "pid"}),
@@ -266,4 +286,44 @@ pub(crate) fn runtime_spec(
         "mounts": spec_mounts,
         "linux": linux,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_mounts(mounts: &[Mount]) -> Vec<Value> {
+        let spec = runtime_spec(
+            "t",
+            std::path::Path::new("/rootfs"),
+            &Process::default(),
+            mounts,
+            std::path::Path::new("/etc-dir"),
+        );
+        spec["mounts"].as_array().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_tmpfs_on_dev_shm_replaces_the_default_in_place() {
+        let tmpfs = |destination: &str, size, readonly| Mount {
+            destination: destination.to_owned(),
+            kind: MountKind::Tmpfs { size, readonly },
+        };
+        let mounts = spec_mounts(&[tmpfs("/dev/shm", 0, false), tmpfs("/cache", 1 << 20, true)]);
+        let shm: Vec<&Value> = mounts
+            .iter()
+            .filter(|m| m["destination"] == "/dev/shm")
+            .collect();
+        assert_eq!(shm.len(), 1);
+        assert_eq!(shm[0]["options"], json!(["nosuid"]));
+        // Still mounted after /dev, where the default was.
+        let position = |d: &str| mounts.iter().position(|m| m["destination"] == d);
+        assert!(position("/dev") < position("/dev/shm"));
+        assert!(position("/dev/shm") < position("/sys"));
+        let cache = mounts
+            .iter()
+            .find(|m| m["destination"] == "/cache")
+            .unwrap();
+        assert_eq!(cache["options"], json!(["nosuid", "ro", "size=1048576"]));
+    }
 }

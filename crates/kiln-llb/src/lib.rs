@@ -18,6 +18,8 @@ mod definition;
 mod digest;
 mod error;
 pub mod json;
+pub mod local;
+pub mod patterns;
 mod state;
 pub mod wire;
 

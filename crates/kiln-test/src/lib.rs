@@ -32,6 +32,11 @@ pub fn skip(reason: &str) {
         "{test} cannot run: {reason} (CI=true: a real-part test must not skip)"
     );
     println!("skipped: {reason}");
+    note_skip(&test, reason);
+}
+
+/// Appends a skipped test to `$KILN_SKIP_LOG`, which `.ci/run` lists at the end.
+fn note_skip(test: &str, reason: &str) {
     if let Some(log) = std::env::var_os("KILN_SKIP_LOG") {
         if let Ok(mut file) = std::fs::OpenOptions::new()
             .create(true)
@@ -85,4 +90,148 @@ pub fn report_suite(suite: &str, passed: usize, failures: &[String]) {
         "{suite}: {} case(s) failed",
         failures.len()
     );
+}
+
+/// A `docker-registry` on 127.0.0.1 (a free port, storage in a temp directory),
+/// stopped when dropped.
+pub struct Registry {
+    /// Its port.
+    pub port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Starts one and waits until it answers.
+    pub fn start() -> Registry {
+        let dir = tempfile::tempdir().expect("a temp directory");
+        let port = free_port();
+        let config = dir.path().join("config.yml");
+        fs_err::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .expect("the registry's config");
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry starts");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Registry {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Pushes a busybox image (Debian's busybox-static, its applet links, `/tmp`,
+    /// `/root`, passwd and group for root and nobody) as `HOST/busybox:latest`, made
+    /// with umoci and copied with skopeo; returns its name.
+    pub fn push_busybox(&self) -> String {
+        let work = tempfile::tempdir().expect("a temp directory");
+        let rootfs = work.path().join("rootfs");
+        for dir in ["bin", "etc", "tmp", "root"] {
+            fs_err::create_dir_all(rootfs.join(dir)).expect("rootfs directories");
+        }
+        fs_err::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("/bin/busybox");
+        let list = std::process::Command::new("/bin/busybox")
+            .arg("--list-full")
+            .output()
+            .expect("busybox --list-full");
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            if applet == "bin/busybox" || applet.is_empty() {
+                continue;
+            }
+            let path = rootfs.join(applet);
+            if let Some(parent) = path.parent() {
+                fs_err::create_dir_all(parent).expect("applet directory");
+            }
+            let _ = std::os::unix::fs::symlink("/bin/busybox", &path);
+        }
+        use std::os::unix::fs::PermissionsExt as _;
+        fs_err::set_permissions(rootfs.join("tmp"), std::fs::Permissions::from_mode(0o1777))
+            .expect("/tmp mode");
+        fs_err::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        )
+        .expect("passwd");
+        fs_err::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").expect("group");
+        let name = format!("{}/busybox:latest", self.host());
+        let script = format!(
+            "set -e; cd {work}; tar -C rootfs -cf layer.tar .; \
+             umoci init --layout layout; umoci new --image layout:latest; \
+             umoci raw add-layer --image layout:latest layer.tar; \
+             umoci config --image layout:latest --architecture amd64 --os linux \
+               --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; \
+             skopeo copy --quiet --dest-tls-verify=false oci:layout:latest docker://{name}",
+            work = work.path().display()
+        );
+        let made = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .expect("sh");
+        assert!(
+            made.status.success(),
+            "making the busybox image failed: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        name
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A tool built from BuildKit's or buildx's sources (they stay out of the repository):
+/// `$VAR` when set, else `name` on PATH. When absent, the test says so and skips, also
+/// under CI, which cannot build them.
+pub fn oracle_tool(name: &str, var: &str) -> Option<PathBuf> {
+    let found = std::env::var_os(var)
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+        .or_else(|| {
+            std::env::var_os("PATH").and_then(|p| {
+                std::env::split_paths(&p)
+                    .map(|d| d.join(name))
+                    .find(|p| p.is_file())
+            })
+        });
+    if found.is_none() {
+        let reason =
+            format!("{name} not found (build it from its v0.24/v0.28 sources and set {var})");
+        println!("skipped: {reason}");
+        let test = std::thread::current().name().unwrap_or("a test").to_owned();
+        note_skip(&test, &reason);
+    }
+    found
 }

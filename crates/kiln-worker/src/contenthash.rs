@@ -1,7 +1,7 @@
 //! Content checksums of selected paths of a result, for cache keys that depend only on
-//! what an op reads (BuildKit's `cache/contenthash`). An entry's checksum covers its
-//! type, permission bits, owner, link target and bytes, and for a directory its
-//! children's names and checksums; never times. Symlinks are followed inside the
+//! what an op reads (BuildKit's `cache/contenthash`). A file's checksum covers its
+//! type, permission bits, owner, link target and bytes, a directory's its entries'
+//! names and checksums (not its own metadata); never times. Symlinks are followed inside the
 //! result's root as a process chrooted there would.
 //!
 //! A result is read through a [`Tree`]: a loaded context has an index of every entry
@@ -315,7 +315,13 @@ fn entry_digest(
         return Ok("missing".to_owned());
     };
     let mut hasher = Sha256::new();
-    hasher.update(record.header().as_bytes());
+    // A directory is its entries: its own mode, owner and times never count, as in
+    // BuildKit's contenthash (a chmod of a copied directory leaves the copy cached).
+    if record.kind == 'd' {
+        hasher.update(b"dir");
+    } else {
+        hasher.update(record.header().as_bytes());
+    }
     if record.kind == 'd' {
         for name in tree.children(rel)? {
             let child = if rel.is_empty() {
@@ -449,6 +455,21 @@ mod tests {
         assert_eq!(sum(dir.path(), &app), before);
         assert_ne!(sum(dir.path(), &[Selector::follow("/")]), whole);
         fs::write(dir.path().join("app/sub/x.txt"), "y").unwrap();
+        assert_ne!(sum(dir.path(), &app), before);
+    }
+
+    #[test]
+    fn a_directory_is_its_entries() {
+        let dir = tree();
+        let app = [Selector::follow("/app")];
+        let before = sum(dir.path(), &app);
+        fs::set_permissions(
+            dir.path().join("app/sub"),
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
+        )
+        .unwrap();
+        assert_eq!(sum(dir.path(), &app), before);
+        fs::create_dir(dir.path().join("app/empty")).unwrap();
         assert_ne!(sum(dir.path(), &app), before);
     }
 

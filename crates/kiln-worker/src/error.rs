@@ -52,6 +52,21 @@ pub enum Error {
     },
 }
 
+impl From<kiln_llb::local::SelectError> for Error {
+    fn from(error: kiln_llb::local::SelectError) -> Self {
+        match error {
+            kiln_llb::local::SelectError::Io(e) => Self::Io(e),
+            kiln_llb::local::SelectError::Pattern(e) => Self::Source(e.to_string()),
+        }
+    }
+}
+
+impl From<kiln_llb::patterns::PatternError> for Error {
+    fn from(error: kiln_llb::patterns::PatternError) -> Self {
+        Self::Source(error.to_string())
+    }
+}
+
 /// What an exit code says beyond its number: the signal that ended the process, and
 /// whether that was the out-of-memory killer.
 fn exit_hint(code: i32, oom_killed: bool) -> String {

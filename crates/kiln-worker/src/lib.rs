@@ -158,6 +158,9 @@ pub struct SolveOptions<'a> {
     pub secrets: &'a dyn Secrets,
     /// Entitlements granted to this build (`network.host`, `security.insecure`).
     pub entitlements: &'a [String],
+    /// This build's own cancellation (its client went away): nothing new starts and
+    /// running steps are killed; the worker's own flag cancels every build.
+    pub cancelled: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
@@ -354,10 +357,15 @@ impl Worker {
     ) -> Result<Vec<Ref>, Error> {
         use pb::op::Op;
         // A cancelled build starts nothing new.
-        if self
-            .executor
-            .cancellation()
-            .load(std::sync::atomic::Ordering::Relaxed)
+        let this_build_cancelled = options
+            .cancelled
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed));
+        if this_build_cancelled
+            || self
+                .executor
+                .cancellation()
+                .load(std::sync::atomic::Ordering::Relaxed)
         {
             return Err(Error::Exec(kiln_exec::Error::Cancelled));
         }
@@ -424,7 +432,15 @@ impl Worker {
                 Some(Op::File(file)) => ops::file::run(self, file, inputs)?,
                 Some(Op::Exec(exec)) => {
                     ops::exec::check_entitlements(exec, options.entitlements)?;
-                    ops::exec::run(self, &digest, exec, inputs, options.secrets, &log)?
+                    ops::exec::run(
+                        self,
+                        &digest,
+                        exec,
+                        inputs,
+                        options.secrets,
+                        options.cancelled.as_ref(),
+                        &log,
+                    )?
                 }
                 Some(Op::Merge(merge)) => vec![ops::merge(merge, inputs)],
                 Some(Op::Diff(diff)) => vec![ops::diff::run(self, diff, inputs)?],

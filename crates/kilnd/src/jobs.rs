@@ -139,6 +139,25 @@ impl Job {
         });
     }
 
+    /// A warning a frontend reported (`LLBBridge.Warn`).
+    pub(crate) fn warning(
+        &self,
+        warning: kiln_api::proto::moby::buildkit::v1::frontend::WarnRequest,
+    ) {
+        self.push(StatusResponse {
+            warnings: vec![kiln_api::proto::moby::buildkit::v1::VertexWarning {
+                vertex: warning.digest,
+                level: warning.level,
+                short: warning.short,
+                detail: warning.detail,
+                url: warning.url,
+                info: warning.info,
+                ranges: warning.ranges,
+            }],
+            ..StatusResponse::default()
+        });
+    }
+
     pub(crate) fn now() -> Timestamp {
         now()
     }

@@ -8,6 +8,7 @@
 
 mod args;
 mod control;
+mod gateway;
 mod jobs;
 mod server;
 mod session;

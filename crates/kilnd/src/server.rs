@@ -10,11 +10,13 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use kiln_api::proto::health::health_server::HealthServer;
 use kiln_api::proto::moby::buildkit::v1::control_server::ControlServer;
+use kiln_api::proto::moby::buildkit::v1::frontend::llb_bridge_server::LlbBridgeServer;
 use tokio::sync::watch;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::control::{ControlService, Daemon, HealthService};
+use crate::gateway::LlbBridgeService;
 
 /// `--tlscert`, `--tlskey`, `--tlscacert` (or `[grpc.tls]`).
 pub(crate) struct TlsFiles {
@@ -84,13 +86,19 @@ pub(crate) async fn serve(
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
         let health = HealthServer::new(HealthService);
+        let bridge = LlbBridgeServer::new(LlbBridgeService::new(Arc::clone(&daemon)))
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
         let mut shutdown = stopped.clone();
         let shutdown = async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         };
         if let Some(path) = address.strip_prefix("unix://") {
             let listener = listen_unix(Path::new(path), owner)?;
-            let router = Server::builder().add_service(control).add_service(health);
+            let router = Server::builder()
+                .add_service(control)
+                .add_service(bridge)
+                .add_service(health);
             eprintln!("kilnd: running server on {address}");
             servers.spawn(async move {
                 router
@@ -123,7 +131,10 @@ pub(crate) async fn serve(
             let listener = tokio::net::TcpListener::bind(socket)
                 .await
                 .with_context(|| format!("listening on {address}"))?;
-            let router = builder.add_service(control).add_service(health);
+            let router = builder
+                .add_service(control)
+                .add_service(bridge)
+                .add_service(health);
             eprintln!("kilnd: running server on {address}");
             servers.spawn(async move {
                 router

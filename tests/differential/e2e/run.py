@@ -41,7 +41,6 @@ REGISTRY = "127.0.0.1:5000"
 # the base images every case was recorded against (manifest digests)
 BASES = {
     "busybox:latest": "sha256:f4336c1aef5115aa5410911eac81b8396240297d8ddbdb90202a0e7dfa5333f7",
-    "debian:bookworm": "sha256:64350784f86ed106f09139b928ef8f18c443dc4aec96cbb3be8e718d656966ab",
 }
 
 EXCLUDE_ALWAYS = ("/proc", "/sys", "/dev")

@@ -557,11 +557,9 @@ pub async fn send_dir(channel: Channel, exporter_id: usize, root: &Path) -> Resu
     let entries = walk(root).map_err(|e| io_error(&what, root, e))?;
     let (to_client, outbound) = mpsc::channel::<Packet>(64);
     let request = exporter_request(ReceiverStream::new(outbound), exporter_id, &BTreeMap::new());
-    let mut inbound = PacketSendClient::new(channel)
-        .diff_copy(request)
-        .await
-        .map_err(failed)?
-        .into_inner();
+    // The client answers (and so sends its headers) only once it has the list: the
+    // call runs while the list is sent.
+    let call = tokio::spawn(async move { PacketSendClient::new(channel).diff_copy(request).await });
     let send = |packet: Packet| {
         let to_client = to_client.clone();
         async move { to_client.send(packet).await.is_ok() }
@@ -581,6 +579,11 @@ pub async fn send_dir(channel: Channel, exporter_id: usize, root: &Path) -> Resu
         ..Packet::default()
     })
     .await;
+    let mut inbound = call
+        .await
+        .map_err(|e| protocol(e.to_string()))?
+        .map_err(failed)?
+        .into_inner();
     while let Some(packet) = inbound.next().await {
         let packet = packet.map_err(failed)?;
         match PacketType::try_from(packet.r#type) {

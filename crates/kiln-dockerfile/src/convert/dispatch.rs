@@ -213,11 +213,13 @@ fn expand_command(
         }
         Instruction::Add(add) => {
             add.chown = expand(&add.chown)?;
+            add.chmod = expand(&add.chmod)?;
             add.checksum = expand(&add.checksum)?;
             expand_paths(&mut add.paths)?;
         }
         Instruction::Copy(copy) => {
             copy.chown = expand(&copy.chown)?;
+            copy.chmod = expand(&copy.chmod)?;
             expand_paths(&mut copy.paths)?;
         }
         Instruction::Workdir(path) | Instruction::User(path) | Instruction::StopSignal(path) => {
@@ -248,7 +250,7 @@ fn report_undefined(
         if declared || automatic {
             continue;
         }
-        let hint = super::lint::suggest(&name, env.iter().map(|(k, _)| k.as_str()))
+        let hint = crate::suggest::search(&name, env.iter().map(|(k, _)| k.as_str()), true)
             .map(|s| format!(" (did you mean ${s}?)"))
             .unwrap_or_default();
         lint.report(
@@ -688,6 +690,11 @@ fn dispatch_run(
     }
     let expand = |word: &str| -> Result<String, Error> { Ok(ctx.lexer.expand(word, &env)?) };
     let mounts = run.mounts(&expand)?;
+    if !run.devices.is_empty() && !ctx.features.labs {
+        return Err(Error::new(
+            "device feature is only supported in Dockerfile frontend 1.14.0-labs or later",
+        ));
+    }
     let dir = st
         .state
         .meta()
@@ -725,12 +732,25 @@ fn dispatch_run(
             }
             _ => {}
         }
-        // A bind mount without `from` reads the build context; a cache mount starts empty.
-        let mut source = match sources.get(i).and_then(Option::as_ref) {
-            Some((state, _, _)) if !mount.from.is_empty() || mount.kind == MountType::Cache => {
-                state.clone()
+        // A bind mount without `from` reads the build context; a cache mount without it
+        // starts empty (its source is `scratch`); one with `from` reads that stage or
+        // image, which must be dispatched already.
+        let mut source = if mount.from.is_empty() && mount.kind != MountType::Cache {
+            ctx.build_context.clone()
+        } else {
+            match sources.get(i).and_then(Option::as_ref) {
+                Some((state, true, _)) => state.clone(),
+                Some((_, false, _)) => {
+                    return Err(Error::new(format!(
+                        "cannot mount from stage {} to {}, stage needs to be defined before current command",
+                        crate::go_quote(&mount.from),
+                        crate::go_quote(&mount.target)
+                    )));
+                }
+                None => {
+                    return Err(Error::new(format!("mount {i} of RUN has no source stage")));
+                }
             }
-            _ => ctx.build_context.clone(),
         };
         let target = if clean(&mount.target).starts_with('/') {
             mount.target.clone()
@@ -1013,21 +1033,9 @@ fn dispatch_copy(ctx: &Context<'_>, st: &mut StageState, cfg: CopyConfig<'_>) ->
     let (mode, mode_str) = if cfg.chmod.is_empty() {
         (None, String::new())
     } else {
-        match u32::from_str_radix(&cfg.chmod, 8) {
-            Ok(m) if m <= 0o7777 => (Some(m), String::new()),
-            Ok(_) => {
-                return Err(Error::new(format!(
-                    "invalid chmod parameter: '{}'. it should be octal string and between 0 and 07777",
-                    cfg.chmod
-                )));
-            }
-            Err(_) if cfg.chmod.bytes().all(|b| b.is_ascii_digit()) => {
-                return Err(Error::new(format!(
-                    "invalid chmod parameter: '{}'. it should be octal string and between 0 and 07777",
-                    cfg.chmod
-                )));
-            }
-            Err(_) => (None, cfg.chmod.clone()),
+        match instructions::parse_chmod(&cfg.chmod)? {
+            instructions::Chmod::Octal(mode) => (Some(mode), String::new()),
+            instructions::Chmod::Symbolic(symbolic) => (None, symbolic),
         }
     };
     if !cfg.checksum.is_empty() {

@@ -222,25 +222,6 @@ pub(crate) fn check_parsed(dockerfile: &Dockerfile, lint: &mut Linter) {
     }
 }
 
-/// BuildKit's suggestion for a misspelt name: the closest option within an edit
-/// distance of 2 (the first of equals), unless one matches exactly.
-pub(crate) fn suggest<'a>(
-    value: &str,
-    options: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
-    let mut best: Option<(usize, &str)> = None;
-    for option in options {
-        if option == value {
-            return None;
-        }
-        let distance = crate::instructions::edit_distance(value, option);
-        if distance < best.map_or(3, |(d, _)| d) {
-            best = Some((distance, option));
-        }
-    }
-    best.map(|(_, option)| option.to_owned())
-}
-
 /// `SecretsUsedInArgOrEnv`: a key with a `_`-separated word that names a secret
 /// (`API_KEY`, `db_password`, `GITHUB_TOKEN`), unless another word is `public`.
 pub(crate) fn check_secret_key(
@@ -312,15 +293,6 @@ mod tests {
             keys[0],
             "Do not use ARG or ENV instructions for sensitive data (ENV \"API_KEY\")"
         );
-    }
-
-    #[test]
-    fn suggestions() {
-        assert_eq!(
-            suggest("VERSON", ["VERSION", "NAME"]),
-            Some("VERSION".to_owned())
-        );
-        assert_eq!(suggest("X", ["VERSION"]), None);
     }
 
     #[test]

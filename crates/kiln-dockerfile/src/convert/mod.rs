@@ -236,6 +236,8 @@ struct Context<'a> {
     build_context: State,
     cache_namespace: String,
     hostname: Option<String>,
+    /// What the `# syntax=` directive turns on.
+    features: instructions::Features,
 }
 
 /// Converts a Dockerfile. `resolver` answers for every base image of a needed stage.
@@ -490,6 +492,7 @@ impl<'a> Converter<'a> {
             },
         );
         let ctx = Context {
+            features: parsed.features,
             options,
             lexer,
             target_platform,
@@ -600,7 +603,7 @@ impl<'a> Converter<'a> {
                 .iter()
                 .filter(|a| !declared.contains(*a))
             {
-                let hint = lint::suggest(arg, declared.iter().map(String::as_str))
+                let hint = crate::suggest::search(arg, declared.iter().map(String::as_str), true)
                     .map(|s| format!(" (did you mean {s}?)"))
                     .unwrap_or_default();
                 self.lint.report(
@@ -790,16 +793,14 @@ impl<'a> Converter<'a> {
                         .iter()
                         .filter_map(|s| s.name.as_deref())
                         .collect();
-                    let hint = names
-                        .iter()
-                        .map(|n| (instructions::edit_distance(target, n), *n))
-                        .filter(|(d, _)| *d <= 3)
-                        .min()
-                        .map(|(_, n)| format!(" (did you mean {n}?)"))
-                        .unwrap_or_default();
-                    Error::new(format!(
-                        "target stage {} could not be found{hint}",
-                        crate::go_quote(target)
+                    Error::new(crate::suggest::with_hint(
+                        format!(
+                            "target stage {} could not be found",
+                            crate::go_quote(target)
+                        ),
+                        target,
+                        names,
+                        true,
                     ))
                 }),
         }
@@ -848,10 +849,13 @@ impl<'a> Converter<'a> {
             }
             Instruction::Run(run) => {
                 // BuildKit v0.24 gives every mount a source state, `scratch` when it names
-                // none ("this might not be a stage name but it's ok").
-                let mounts = run.mounts(&|v| Ok(v.to_owned())).unwrap_or_default();
-                let mut sources = Vec::with_capacity(mounts.len());
-                for mount in mounts {
+                // none ("this might not be a stage name but it's ok"), from `from`
+                // alone: the type and other options may need variables expanded.
+                let mut sources = Vec::with_capacity(run.mount_specs.len());
+                for spec in &run.mount_specs {
+                    let mount =
+                        instructions::parse_mount(spec, &instructions::MountValues::Deferred)
+                            .map_err(|e| e.with_location(command.location))?;
                     let from = if mount.from.is_empty() {
                         "scratch"
                     } else {
@@ -971,7 +975,7 @@ impl<'a> Converter<'a> {
             };
             let mut node = node.clone();
             node.location = location;
-            let command = instructions::parse_command(&node)?;
+            let command = instructions::parse_command(&node, self.ctx.features)?;
             if matches!(command.instruction, Instruction::From(_)) {
                 return Err(Error::at(
                     "FROM isn't allowed as an ONBUILD trigger",
@@ -1127,20 +1131,38 @@ impl<'a> Converter<'a> {
         self.stages[i].base_name = canonical.clone();
         let mut is_scratch = false;
         if reachable {
-            let resolved = self.resolver.resolve_image_config(&canonical, &platform).map_err(|e| {
-                // A typo of a stage name is the likely cause; say so, as BuildKit does.
-                let hint = self
-                    .stages
+            let resolved = self
+                .resolver
+                .resolve_image_config(&canonical, &platform)
+                .map_err(|e| {
+                    // A typo of a stage name is the likely cause; say so, as BuildKit does.
+                    // BuildKit's `commonImageNames`, its missing `/` included.
+                    let common: Vec<String> = [
+                        "alpine", "busybox", "centos", "debian", "golang", "ubuntu", "fedora",
+                    ]
                     .iter()
-                    .filter_map(|s| s.name.as_deref())
-                    .chain(["alpine", "busybox", "centos", "debian", "golang", "ubuntu", "fedora"])
-                    .map(|n| (instructions::edit_distance(&original, n), n))
-                    .filter(|(d, n)| *d > 0 && *d <= (n.len() / 3).max(2))
-                    .min()
-                    .map(|(_, n)| format!(" (did you mean {n}?)"))
-                    .unwrap_or_default();
-                Error::at(format!("{original}: failed to resolve source metadata for {canonical}: {e}{hint}"), location)
-            })?;
+                    .flat_map(|n| {
+                        [
+                            n.to_string(),
+                            format!("docker.io/library{n}"),
+                            format!("{n}:latest"),
+                            format!("docker.io/library{n}:latest"),
+                        ]
+                    })
+                    .collect();
+                    let names = self
+                        .stages
+                        .iter()
+                        .filter_map(|s| s.name.as_deref())
+                        .chain(common.iter().map(String::as_str));
+                    let message = format!(
+                        "{original}: failed to resolve source metadata for {canonical}: {e}"
+                    );
+                    Error::at(
+                        crate::suggest::with_hint(message, &original, names, true),
+                        location,
+                    )
+                })?;
             let mut image: Image = serde_json::from_slice(&resolved.config)
                 .map_err(|e| Error::at(format!("failed to parse image config: {e}"), location))?;
             image.created = None;

@@ -57,7 +57,7 @@ impl Flags {
     pub(crate) fn parse(mut self, given: &[String]) -> Result<Self, Error> {
         for arg in given {
             let Some(body) = arg.strip_prefix("--") else {
-                return Err(Error::new(format!("Arg should start with -- : {arg}")));
+                return Err(Error::new(format!("arg should start with -- : {arg}")));
             };
             if body.is_empty() {
                 break;
@@ -67,27 +67,32 @@ impl Flags {
                 None => (body, None),
             };
             let Some(flag) = self.declared.get_mut(name) else {
-                return Err(Error::new(unknown_flag(name, self.declared.keys())));
+                return Err(Error::new(crate::suggest::with_hint(
+                    format!("unknown flag: --{name}"),
+                    name,
+                    self.declared.keys().copied(),
+                    true,
+                )));
             };
             if flag.used && flag.kind != FlagKind::Strings {
-                return Err(Error::new(format!("Duplicate flag specified: {name}")));
+                return Err(Error::new(format!("duplicate flag specified: --{name}")));
             }
             flag.used = true;
             match (flag.kind, value) {
                 (FlagKind::Bool, Some("")) => {
-                    return Err(Error::new(format!("Missing a value on flag: {name}")));
+                    return Err(Error::new(format!("missing a value on flag: --{name}")));
                 }
                 (FlagKind::Bool, None) => flag.values = vec!["true".to_owned()],
                 (FlagKind::Bool, Some(value)) => {
                     let lower = value.to_ascii_lowercase();
                     if lower != "true" && lower != "false" {
                         return Err(Error::new(format!(
-                            "Expecting boolean value for flag {name}, not: {value}"
+                            "expecting boolean value for flag --{name}, not: {value}"
                         )));
                     }
                     flag.values = vec![lower];
                 }
-                (_, None) => return Err(Error::new(format!("Missing a value on flag: {name}"))),
+                (_, None) => return Err(Error::new(format!("missing a value on flag: --{name}"))),
                 (FlagKind::String, Some(value)) => flag.values = vec![value.to_owned()],
                 (FlagKind::Strings, Some(value)) => flag.values.push(value.to_owned()),
             }
@@ -124,35 +129,6 @@ impl Flags {
     }
 }
 
-/// `Unknown flag: x`, with a suggestion when a declared flag is close.
-fn unknown_flag<'a>(name: &str, declared: impl Iterator<Item = &'a &'static str>) -> String {
-    let suggestion = declared
-        .map(|candidate| (edit_distance(name, candidate), *candidate))
-        .filter(|(distance, _)| *distance <= 2)
-        .min();
-    match suggestion {
-        Some((_, candidate)) => format!("Unknown flag: {name} (did you mean {candidate}?)"),
-        None => format!("Unknown flag: {name}"),
-    }
-}
-
-/// Levenshtein distance, for "did you mean" suggestions.
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            let next = (row[j] + 1).min(row[j + 1] + 1).min(prev + cost);
-            prev = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,17 +154,17 @@ mod tests {
         let err = |list: &[&str]| decl().parse(&args(list)).unwrap_err().message;
         assert_eq!(
             err(&["--form=a"]),
-            "Unknown flag: form (did you mean from?)"
+            "unknown flag: --form (did you mean from?)"
         );
         assert_eq!(
             err(&["--from=a", "--from=b"]),
-            "Duplicate flag specified: from"
+            "duplicate flag specified: --from"
         );
-        assert_eq!(err(&["--from"]), "Missing a value on flag: from");
-        assert_eq!(err(&["--link="]), "Missing a value on flag: link");
+        assert_eq!(err(&["--from"]), "missing a value on flag: --from");
+        assert_eq!(err(&["--link="]), "missing a value on flag: --link");
         assert_eq!(
             err(&["--link=yes"]),
-            "Expecting boolean value for flag link, not: yes"
+            "expecting boolean value for flag --link, not: yes"
         );
         assert!(
             !decl()

@@ -6,6 +6,7 @@
 //! they are expanded during conversion, when the build args are known. Everything that
 //! can be checked without them is checked here, so a bad flag fails before any build.
 
+mod chmod;
 mod flags;
 mod mount;
 mod units;
@@ -13,8 +14,8 @@ mod units;
 use crate::error::{Error, SourceRange};
 use crate::parser::{Dockerfile, Heredoc, Node, chomp_heredoc_content, parse_heredoc};
 
+pub use self::chmod::{Chmod, parse_chmod};
 use self::flags::Flags;
-pub(crate) use self::flags::edit_distance;
 pub use self::mount::{CacheSharing, Mount, MountType, MountValues, parse_mount};
 
 /// `KEY=value` of ENV and LABEL.
@@ -245,6 +246,30 @@ pub struct Instructions {
     pub meta_args: Vec<Command>,
     /// The stages, in order.
     pub stages: Vec<Stage>,
+    /// The labs channel's instructions and flags are on (see [`Features`]).
+    pub features: Features,
+}
+
+/// What the Dockerfile's `# syntax=` directive turns on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Features {
+    /// `docker/dockerfile:…-labs`: `COPY --parents`, `COPY`/`ADD --exclude`,
+    /// `RUN --security` and `RUN --device`; without it they are unknown flags (or, for
+    /// devices, refused), as in BuildKit's built-in frontend.
+    pub labs: bool,
+}
+
+impl Features {
+    /// The features a parsed Dockerfile's directives ask for.
+    pub fn of(dockerfile: &Dockerfile) -> Self {
+        let labs = dockerfile
+            .directives
+            .iter()
+            .find(|d| d.name == "syntax")
+            .and_then(|d| d.value.split(' ').next())
+            .is_some_and(crate::parser::is_labs_syntax);
+        Self { labs }
+    }
 }
 
 impl Instructions {
@@ -282,9 +307,13 @@ const KNOWN_INSTRUCTIONS: [&str; 18] = [
 
 /// Groups a parsed Dockerfile into stages, checking every instruction.
 pub fn parse(dockerfile: &Dockerfile) -> Result<Instructions, Error> {
-    let mut out = Instructions::default();
+    let features = Features::of(dockerfile);
+    let mut out = Instructions {
+        features,
+        ..Instructions::default()
+    };
     for node in &dockerfile.children {
-        let command = parse_command(node)?;
+        let command = parse_command(node, features).map_err(Error::in_instruction)?;
         match command.instruction {
             Instruction::From(from) => out.stages.push(Stage {
                 from,
@@ -309,8 +338,9 @@ pub fn parse(dockerfile: &Dockerfile) -> Result<Instructions, Error> {
 }
 
 /// Checks one node and turns it into a [`Command`].
-pub fn parse_command(node: &Node) -> Result<Command, Error> {
-    let instruction = parse_instruction(node).map_err(|e| e.with_location(node.location))?;
+pub fn parse_command(node: &Node, features: Features) -> Result<Command, Error> {
+    let instruction =
+        parse_instruction(node, features).map_err(|e| e.with_location(node.location))?;
     Ok(Command {
         instruction,
         keyword: node.keyword.clone(),
@@ -332,7 +362,7 @@ fn node_args(node: &Node) -> Vec<String> {
     }
 }
 
-fn parse_instruction(node: &Node) -> Result<Instruction, Error> {
+fn parse_instruction(node: &Node, features: Features) -> Result<Instruction, Error> {
     let args = node_args(node);
     let keyword = node.command();
     let no_flags = || Flags::default().parse(&node.flags);
@@ -350,8 +380,8 @@ fn parse_instruction(node: &Node) -> Result<Instruction, Error> {
             no_flags()?;
             Instruction::Maintainer(value)
         }
-        "add" => Instruction::Add(parse_add(node, &args)?),
-        "copy" => Instruction::Copy(parse_copy(node, &args)?),
+        "add" => Instruction::Add(parse_add(node, &args, features)?),
+        "copy" => Instruction::Copy(parse_copy(node, &args, features)?),
         "from" => Instruction::From(parse_from(node, &args)?),
         "onbuild" => Instruction::Onbuild(parse_onbuild(node, &args)?),
         "workdir" => {
@@ -359,7 +389,7 @@ fn parse_instruction(node: &Node) -> Result<Instruction, Error> {
             no_flags()?;
             Instruction::Workdir(value)
         }
-        "run" => Instruction::Run(parse_run(node, &args)?),
+        "run" => Instruction::Run(parse_run(node, &args, features)?),
         "cmd" => {
             no_flags()?;
             Instruction::Cmd(command_line(node, &args))
@@ -414,16 +444,11 @@ fn parse_instruction(node: &Node) -> Result<Instruction, Error> {
             Instruction::Shell(args)
         }
         _ => {
-            let hint = KNOWN_INSTRUCTIONS
-                .iter()
-                .map(|k| (edit_distance(&node.keyword.to_ascii_uppercase(), k), *k))
-                .filter(|(d, _)| *d <= 2)
-                .min()
-                .map(|(_, k)| format!(" (did you mean {}?)", k.to_ascii_lowercase()))
-                .unwrap_or_default();
-            return Err(Error::new(format!(
-                "unknown instruction: {}{hint}",
-                node.keyword
+            return Err(Error::new(crate::suggest::with_hint(
+                format!("unknown instruction: {}", node.keyword),
+                &node.keyword,
+                KNOWN_INSTRUCTIONS,
+                false,
             )));
         }
     })
@@ -582,23 +607,26 @@ fn command_line(node: &Node, args: &[String]) -> CommandLine {
     }
 }
 
-fn parse_run(node: &Node, args: &[String]) -> Result<RunCommand, Error> {
-    let flags = Flags::default()
+fn parse_run(node: &Node, args: &[String], features: Features) -> Result<RunCommand, Error> {
+    let mut flags = Flags::default()
         .strings("mount")
         .string("network")
-        .string("security")
-        .strings("device")
-        .parse(&node.flags)?;
+        .strings("device");
+    if features.labs {
+        flags = flags.string("security");
+    }
+    let flags = flags.parse(&node.flags)?;
     let mount_specs = flags.values("mount");
     for spec in &mount_specs {
         parse_mount(spec, &MountValues::Deferred)?;
     }
+    // Taken as written: BuildKit does not expand `--network`.
     let network = flags
         .string_value("network")
         .unwrap_or_else(|| "default".to_owned());
-    if !network.contains('$') && !matches!(network.as_str(), "default" | "none" | "host") {
+    if !matches!(network.as_str(), "default" | "none" | "host") {
         return Err(Error::new(format!(
-            "unsupported network mode {}",
+            "invalid network mode {}",
             crate::go_quote(&network)
         )));
     }
@@ -741,113 +769,57 @@ fn sources_and_dest(node: &Node, args: &[String], command: &str) -> Result<Sourc
     Ok(out)
 }
 
-/// Checks a `--chmod` value that holds no variables: octal up to 07777, or symbolic
-/// (`u+x`, `go-w,a+r`).
-fn check_chmod(chmod: &str) -> Result<(), Error> {
-    if chmod.is_empty() || chmod.contains('$') {
-        return Ok(());
-    }
-    if let Ok(mode) = u32::from_str_radix(chmod, 8) {
-        if mode <= 0o7777 {
-            return Ok(());
-        }
-    } else if chmod.split(',').all(is_symbolic_clause) {
-        return Ok(());
-    }
-    Err(Error::new(format!(
-        "invalid chmod parameter: '{chmod}'. it should be octal string and between 0 and 07777, or a symbolic mode such as u+x"
-    )))
-}
-
-/// One clause of a symbolic mode: `[ugoa]*([-+=]([rwxXst]*|[ugo]))+`.
-fn is_symbolic_clause(clause: &str) -> bool {
-    let actions = clause.trim_start_matches(['u', 'g', 'o', 'a']);
-    if actions.is_empty() {
-        return false;
-    }
-    let mut rest = actions;
-    while let Some(op) = rest.chars().next() {
-        if !matches!(op, '+' | '-' | '=') {
-            return false;
-        }
-        rest = &rest[1..];
-        let copy_len = usize::from(rest.starts_with(['u', 'g', 'o']));
-        rest = if copy_len == 1 {
-            &rest[1..]
-        } else {
-            rest.trim_start_matches(['r', 'w', 'x', 'X', 's', 't'])
-        };
-    }
-    true
-}
-
-fn parse_copy(node: &Node, args: &[String]) -> Result<CopyCommand, Error> {
+fn parse_copy(node: &Node, args: &[String], features: Features) -> Result<CopyCommand, Error> {
     if args.len() < 2 {
         return Err(Error::new(
             "COPY requires at least two arguments, but only one was provided. Destination could not be determined",
         ));
     }
-    let flags = Flags::default()
+    let mut flags = Flags::default()
         .string("from")
         .string("chown")
         .string("chmod")
-        .bool("link")
-        .bool("parents")
-        .strings("exclude")
-        .parse(&node.flags)?;
-    let chmod = flags.value("chmod");
-    check_chmod(&chmod)?;
+        .bool("link");
+    if features.labs {
+        flags = flags.bool("parents").strings("exclude");
+    }
+    let flags = flags.parse(&node.flags)?;
     Ok(CopyCommand {
         paths: sources_and_dest(node, args, "COPY")?,
         from: flags.value("from"),
         chown: flags.value("chown"),
-        chmod,
+        chmod: flags.value("chmod"),
         link: flags.is_true("link"),
         parents: flags.is_true("parents"),
         excludes: flags.values("exclude"),
     })
 }
 
-fn parse_add(node: &Node, args: &[String]) -> Result<AddCommand, Error> {
+fn parse_add(node: &Node, args: &[String], features: Features) -> Result<AddCommand, Error> {
     if args.len() < 2 {
         return Err(Error::new(
             "ADD requires at least two arguments, but only one was provided. Destination could not be determined",
         ));
     }
-    let flags = Flags::default()
+    let mut flags = Flags::default()
         .string("chown")
         .string("chmod")
         .bool("link")
         .bool("keep-git-dir")
         .string("checksum")
-        .strings("exclude")
-        .bool("unpack")
-        .parse(&node.flags)?;
-    let chmod = flags.value("chmod");
-    check_chmod(&chmod)?;
+        .bool("unpack");
+    if features.labs {
+        flags = flags.strings("exclude");
+    }
+    let flags = flags.parse(&node.flags)?;
     Ok(AddCommand {
         paths: sources_and_dest(node, args, "ADD")?,
         chown: flags.value("chown"),
-        chmod,
+        chmod: flags.value("chmod"),
         link: flags.is_true("link"),
         keep_git_dir: flags.is_true("keep-git-dir"),
         checksum: flags.value("checksum"),
         excludes: flags.values("exclude"),
         unpack: flags.used("unpack").then(|| flags.is_true("unpack")),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn symbolic_chmod() {
-        for ok in ["u+x", "go-w,a+r", "=rwx", "u=g", "a+rX,u+s"] {
-            assert!(check_chmod(ok).is_ok(), "{ok}");
-        }
-        for bad in ["u", "x+", "10000", "u+q", "rwx"] {
-            assert!(check_chmod(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -90,15 +90,12 @@ pub struct Mount {
 
 /// What to do with option values, which may hold `$VAR`s.
 pub enum MountValues<'a> {
-    /// Parse time: check literal values, leave the ones that need expansion for later.
+    /// Parse time, as BuildKit's parse without an expander: only `from` is read (it
+    /// must not use variables: the stage it names is needed before expansion); every
+    /// other option waits for conversion.
     Deferred,
-    /// Conversion time: expand every value with this function.
+    /// Conversion time: expand every value with this function, then check the mount.
     Expand(&'a dyn Fn(&str) -> Result<String, Error>),
-}
-
-/// Whether a value needs the shell lexer (variables, quotes or escapes).
-fn needs_expansion(value: &str) -> bool {
-    value.contains(['$', '\'', '"', '\\', '`'])
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, Error> {
@@ -115,7 +112,8 @@ fn parse_id(key: &str, value: &str) -> Result<u32, Error> {
         .map_err(|_| Error::new(format!("invalid value {value} for {key}")))
 }
 
-const ALL_KEYS: [&str; 17] = [
+/// Every option name, in the order BuildKit looks for a suggestion among them.
+const ALL_KEYS: [&str; 19] = [
     "type",
     "from",
     "source",
@@ -124,6 +122,7 @@ const ALL_KEYS: [&str; 17] = [
     "id",
     "sharing",
     "required",
+    "size",
     "mode",
     "uid",
     "gid",
@@ -133,20 +132,40 @@ const ALL_KEYS: [&str; 17] = [
     "ro",
     "rw",
     "readwrite",
+    "env",
 ];
 
-/// Parses one `--mount` value. With [`MountValues::Deferred`], values that need
-/// expansion are skipped and the result is only good for validation.
+const SHARING_MODES: [(&str, CacheSharing); 3] = [
+    ("locked", CacheSharing::Locked),
+    ("private", CacheSharing::Private),
+    ("shared", CacheSharing::Shared),
+];
+
+/// Parses one `--mount` value. With [`MountValues::Deferred`] only `from` is read.
 pub fn parse_mount(value: &str, values: &MountValues<'_>) -> Result<Mount, Error> {
     let fields = parse_csv_record(value)
         .map_err(|e| Error::new(format!("failed to parse csv mounts: {e}")))?;
     let mut mount = Mount::default();
     let mut read_only_auto = true;
-    let mut deferred_any = false;
     for field in fields {
         let (key, value) = match field.split_once('=') {
             Some((key, value)) => (key.to_ascii_lowercase(), Some(value)),
             None => (field.to_ascii_lowercase(), None),
+        };
+        let expand = match values {
+            MountValues::Expand(expand) => expand,
+            MountValues::Deferred => {
+                if let (Some(value), "from") = (value, key.as_str()) {
+                    // A trailing `$` is not a variable.
+                    if value.find('$').is_some_and(|i| i != value.len() - 1) {
+                        return Err(Error::new(format!(
+                            "'{key}' doesn't support variable expansion, define alias stage instead"
+                        )));
+                    }
+                    mount.from = value.to_owned();
+                }
+                continue;
+            }
         };
         let Some(value) = value else {
             match key.as_str() {
@@ -171,19 +190,7 @@ pub fn parse_mount(value: &str, values: &MountValues<'_>) -> Result<Mount, Error
             read_only_auto = false;
             continue;
         };
-        let value = match values {
-            MountValues::Expand(expand) => expand(value)?,
-            MountValues::Deferred if key == "from" && value.contains('$') => {
-                return Err(Error::new(format!(
-                    "'{key}' doesn't support variable expansion, define alias stage instead"
-                )));
-            }
-            MountValues::Deferred if needs_expansion(value) => {
-                deferred_any = true;
-                continue;
-            }
-            MountValues::Deferred => value.to_owned(),
-        };
+        let value = expand(value)?;
         let unexpected_for_type = || {
             Error::new(format!(
                 "unexpected key '{key}' for mount type '{}'",
@@ -194,9 +201,11 @@ pub fn parse_mount(value: &str, values: &MountValues<'_>) -> Result<Mount, Error
             "type" => {
                 let lower = value.to_ascii_lowercase();
                 let Some((_, kind)) = MountType::ALL.iter().find(|(name, _)| *name == lower) else {
-                    return Err(Error::new(format!(
-                        "unsupported mount type {}",
-                        crate::go_quote(&value)
+                    return Err(Error::new(crate::suggest::with_hint(
+                        format!("unsupported mount type {}", crate::go_quote(&value)),
+                        &value,
+                        MountType::ALL.iter().map(|(name, _)| *name),
+                        true,
                     )));
                 };
                 mount.kind = *kind;
@@ -229,17 +238,17 @@ pub fn parse_mount(value: &str, values: &MountValues<'_>) -> Result<Mount, Error
             }
             "id" => mount.cache_id = value,
             "sharing" => {
-                mount.cache_sharing = Some(match value.to_ascii_lowercase().as_str() {
-                    "shared" => CacheSharing::Shared,
-                    "private" => CacheSharing::Private,
-                    "locked" => CacheSharing::Locked,
-                    _ => {
-                        return Err(Error::new(format!(
-                            "unsupported sharing value {}",
-                            crate::go_quote(&value)
-                        )));
-                    }
-                });
+                let lower = value.to_ascii_lowercase();
+                let Some((_, sharing)) = SHARING_MODES.iter().find(|(name, _)| *name == lower)
+                else {
+                    return Err(Error::new(crate::suggest::with_hint(
+                        format!("unsupported sharing value {}", crate::go_quote(&value)),
+                        &value,
+                        SHARING_MODES.iter().map(|(name, _)| *name),
+                        true,
+                    )));
+                };
+                mount.cache_sharing = Some(*sharing);
             }
             "mode" => {
                 mount.mode = Some(
@@ -249,27 +258,18 @@ pub fn parse_mount(value: &str, values: &MountValues<'_>) -> Result<Mount, Error
             }
             "uid" => mount.uid = Some(parse_id("uid", &value)?),
             "gid" => mount.gid = Some(parse_id("gid", &value)?),
-            "env" => {
-                if mount.kind != MountType::Secret {
-                    return Err(unexpected_for_type());
-                }
-                mount.env = Some(value);
-            }
+            "env" => mount.env = Some(value),
             _ => {
-                let hint = ALL_KEYS
-                    .iter()
-                    .map(|k| (super::flags::edit_distance(&key, k), *k))
-                    .filter(|(d, _)| *d <= 2)
-                    .min()
-                    .map(|(_, k)| format!(" (did you mean {k}?)"))
-                    .unwrap_or_default();
-                return Err(Error::new(format!(
-                    "unexpected key '{key}' in '{field}'{hint}"
+                return Err(Error::new(crate::suggest::with_hint(
+                    format!("unexpected key '{key}' in '{field}'"),
+                    &key,
+                    ALL_KEYS,
+                    true,
                 )));
             }
         }
     }
-    if !deferred_any {
+    if matches!(values, MountValues::Expand(_)) {
         validate_mount(&mut mount, read_only_auto)?;
     }
     Ok(mount)
@@ -300,11 +300,7 @@ fn validate_mount(mount: &mut Mount, read_only_auto: bool) -> Result<(), Error> 
         if mount.cache_sharing.is_some() {
             return Err(Error::new("secret mount should not define sharing"));
         }
-        if mount.source.is_empty()
-            && mount.target.is_empty()
-            && mount.cache_id.is_empty()
-            && mount.env.is_none()
-        {
+        if mount.source.is_empty() && mount.target.is_empty() && mount.cache_id.is_empty() {
             return Err(Error::new(
                 "invalid secret mount. one of source, target required",
             ));
@@ -356,6 +352,29 @@ mod tests {
         let err = |v: &str| literal(v).unwrap_err().message;
         assert_eq!(err("type=volume"), "unsupported mount type \"volume\"");
         assert_eq!(
+            err("type=tmpf"),
+            "unsupported mount type \"tmpf\" (did you mean tmpfs?)"
+        );
+        assert_eq!(
+            err("type=cache,sharing=lock"),
+            "unsupported sharing value \"lock\" (did you mean locked?)"
+        );
+        assert_eq!(
+            err("type=bind,envv=1"),
+            "unexpected key 'envv' in 'envv=1' (did you mean env?)"
+        );
+        assert_eq!(
+            err("type=secret,env=FOO"),
+            "invalid secret mount. one of source, target required"
+        );
+        assert_eq!(
+            literal("type=bind,target=/x,env=FOO")
+                .unwrap()
+                .env
+                .as_deref(),
+            Some("FOO")
+        );
+        assert_eq!(
             err("type=bind,mode=0700"),
             "mode not allowed for \"bind\" type mounts"
         );
@@ -383,10 +402,32 @@ mod tests {
     }
 
     #[test]
-    fn deferred_values_wait_for_expansion() {
-        let m = parse_mount("type=secret,id=$ID", &MountValues::Deferred).unwrap();
-        assert_eq!(m.kind, MountType::Secret);
-        assert!(parse_mount("from=$STAGE", &MountValues::Deferred).is_err());
-        assert!(parse_mount("type=nope,target=$X", &MountValues::Deferred).is_err());
+    fn parse_time_reads_only_from() {
+        let deferred = |v| parse_mount(v, &MountValues::Deferred);
+        let m = deferred("type=secret,id=$ID,from=build").unwrap();
+        assert_eq!((m.kind, m.from.as_str()), (MountType::Bind, "build"));
+        // Anything else, variables or mistakes, waits for conversion.
+        assert!(deferred("type=nope,size=x,rw,bogus").is_ok());
+        assert!(deferred("from=$STAGE").is_err());
+        assert!(deferred("from=${STAGE}").is_err());
+        assert_eq!(deferred("from=stage$").unwrap().from, "stage$");
+    }
+
+    #[test]
+    fn conversion_expands_every_value() {
+        let vars = |v: &str| {
+            Ok(v.replace("$T", "tmpfs")
+                .replace("$S", "1m")
+                .replace("$RO", "true"))
+        };
+        let m = parse_mount(
+            "type=$T,target=/x,size=$S,ro=$RO",
+            &MountValues::Expand(&vars),
+        )
+        .unwrap();
+        assert_eq!(
+            (m.kind, m.size_limit, m.read_only),
+            (MountType::Tmpfs, Some(1 << 20), true)
+        );
     }
 }

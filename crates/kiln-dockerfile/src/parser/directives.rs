@@ -144,6 +144,18 @@ pub fn is_builtin_syntax(reference: &str) -> bool {
         )
 }
 
+/// Whether a `# syntax=` reference names the labs channel of this frontend
+/// (`docker/dockerfile:1-labs`, `…:1.18.0-labs`), which adds `COPY --parents`,
+/// `COPY`/`ADD --exclude` and `RUN --security` (BuildKit's labs build tags).
+pub fn is_labs_syntax(reference: &str) -> bool {
+    is_builtin_syntax(reference)
+        && reference
+            .split('@')
+            .next()
+            .and_then(|name| name.rsplit_once(':'))
+            .is_some_and(|(_, tag)| tag.ends_with("labs"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +190,17 @@ mod tests {
         ] {
             assert!(!is_builtin_syntax(external), "{external}");
         }
+    }
+
+    #[test]
+    fn labs_syntaxes() {
+        assert!(is_labs_syntax("docker/dockerfile:1-labs"));
+        assert!(is_labs_syntax("docker/dockerfile:1.18.0-labs"));
+        assert!(is_labs_syntax(
+            "docker.io/docker/dockerfile-upstream:master-labs"
+        ));
+        assert!(!is_labs_syntax("docker/dockerfile:1"));
+        assert!(!is_labs_syntax("tonistiigi/dockerfile:labs"));
     }
 
     #[test]

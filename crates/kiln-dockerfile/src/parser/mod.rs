@@ -14,7 +14,7 @@ use crate::error::{Error, SourceRange};
 use crate::quote::go_quote;
 
 use self::directives::DirectiveParser;
-pub use self::directives::{Directive, detect_syntax, is_builtin_syntax};
+pub use self::directives::{Directive, detect_syntax, is_builtin_syntax, is_labs_syntax};
 pub use self::heredoc::{Heredoc, chomp_heredoc_content, parse_heredoc};
 
 /// BuildKit's `bufio.Scanner` limit: a longer physical line is an error.

@@ -35,7 +35,7 @@ fn stages_meta_args_and_names() {
 
 #[test]
 fn run_flags() {
-    let src = "FROM a\nRUN --mount=type=cache,target=/root/.cache --mount=type=secret,id=tok,env=TOKEN \
+    let src = "# syntax=docker/dockerfile:1-labs\nFROM a\nRUN --mount=type=cache,target=/root/.cache --mount=type=secret,id=tok,env=TOKEN \
                --network=none --security=insecure make\n";
     let (_, parsed) = read(src.as_bytes()).unwrap();
     let Instruction::Run(run) = &parsed.stages[0].commands[0].instruction else {
@@ -85,20 +85,23 @@ fn healthcheck_forms() {
 fn errors_name_the_line() {
     assert_eq!(
         error_of("FROM a\n\nCOPY --form=b x y\n"),
-        (Some(3), "Unknown flag: form (did you mean from?)".into())
+        (Some(3), "unknown flag: --form (did you mean from?)".into())
     );
     assert_eq!(
         error_of("FROM a\nRUN --network=bridge x\n"),
-        (Some(2), "unsupported network mode \"bridge\"".into())
+        (Some(2), "invalid network mode \"bridge\"".into())
+    );
+    // Not expanded, as in BuildKit.
+    assert_eq!(
+        error_of("FROM a\nARG N=none\nRUN --network=$N x\n"),
+        (Some(3), "invalid network mode \"$N\"".into())
     );
     assert_eq!(
-        error_of("FROM a\nRUN --security=x y\n"),
-        (Some(2), "unsupported security mode \"x\"".into())
+        error_of("# syntax=docker/dockerfile:1-labs\nFROM a\nRUN --security=x y\n"),
+        (Some(3), "unsupported security mode \"x\"".into())
     );
-    assert_eq!(
-        error_of("FROM a\nRUN --mount=type=volume,target=/x y\n"),
-        (Some(2), "unsupported mount type \"volume\"".into())
-    );
+    // Mount options are read once expanded, at conversion (see the convert tests).
+    assert!(read(b"FROM a\nRUN --mount=type=volume,target=/x y\n").is_ok());
     assert_eq!(
         error_of("FROM a\nCOPY x\n"),
         (Some(2), "COPY requires at least two arguments, but only one was provided. Destination could not be determined".into())
@@ -119,7 +122,7 @@ fn errors_name_the_line() {
         error_of("FROM a\nFORM b\n"),
         (
             Some(2),
-            "unknown instruction: FORM (did you mean from?)".into()
+            "unknown instruction: FORM (did you mean FROM?)".into()
         )
     );
     assert_eq!(
@@ -142,10 +145,11 @@ fn errors_name_the_line() {
         error_of("FROM a\nHEALTHCHECK FOO x\n").1,
         "Unknown type \"FOO\" in HEALTHCHECK (try CMD)"
     );
-    assert_eq!(error_of("FROM a\nCOPY --chmod=999 a b\n").0, Some(2));
+    // `--chmod` is read once expanded, at conversion.
+    assert!(read(b"FROM a\nCOPY --chmod=999 a b\n").is_ok());
     assert_eq!(
         error_of("FROM a\nCOPY --link=maybe a b\n").1,
-        "Expecting boolean value for flag link, not: maybe"
+        "expecting boolean value for flag --link, not: maybe"
     );
     assert_eq!(
         error_of("FROM a\nCOPY a <<EOF\nx\nEOF\n").1,
@@ -159,16 +163,46 @@ fn errors_name_the_line() {
 }
 
 #[test]
-fn error_display_names_file_and_line() {
+fn labs_flags_need_a_labs_syntax() {
+    for src in [
+        "FROM a\nCOPY --parents a /b/\n",
+        "FROM a\nCOPY --exclude=x a /b/\n",
+        "FROM a\nADD --exclude=x a /b/\n",
+        "FROM a\nRUN --security=insecure x\n",
+    ] {
+        let err = read(src.as_bytes()).unwrap_err();
+        assert!(err.message.starts_with("unknown flag: --"), "{src}: {err}");
+        let labs = format!("# syntax=docker/dockerfile:1.18-labs\n{src}");
+        assert!(read(labs.as_bytes()).is_ok(), "{labs}");
+    }
+}
+
+#[test]
+fn errors_read_as_buildkit_prints_them() {
+    // An instruction that cannot be read is a "dockerfile parse error" with its line.
     let err = read(b"FROM a\nCOPY --form=b x y\n").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "dockerfile parse error on line 2: Unknown flag: form (did you mean from?)"
+        "dockerfile parse error on line 2: unknown flag: --form (did you mean from?)"
     );
+    let err = read(b"FROM a\nCOPYY a b\n").unwrap_err();
     assert_eq!(
-        err.with_file("app/Dockerfile").to_string(),
-        "app/Dockerfile:2: Unknown flag: form (did you mean from?)"
+        err.to_string(),
+        "dockerfile parse error on line 2: unknown instruction: COPYY (did you mean COPY?)"
     );
+    let err = read(b"FROM a\ncopyy a b\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "dockerfile parse error on line 2: unknown instruction: copyy (did you mean copy?)"
+    );
+    let err = read(b"FROM a\nRUN --mont=type=tmpfs,target=/x true\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "dockerfile parse error on line 2: unknown flag: --mont (did you mean mount?)"
+    );
+    // The file's syntax is not an instruction's: the message alone.
+    let err = read(b"FROM a\nRUN <<EOF\necho\n").unwrap_err();
+    assert_eq!(err.to_string(), "unterminated heredoc");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod checks;
 mod conformance;
+mod conversion;
 mod instructions;
 mod llb_convert;
 mod named_contexts;

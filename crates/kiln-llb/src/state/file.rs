@@ -282,14 +282,13 @@ impl FileSpec {
                 }
             }
         };
+        // Owners named in any action are looked up in the base, as BuildKit marshals
+        // every action's `byName.input` as the base's index, not the action's input.
+        let base_index = add_input(&self.base);
         // (input, input is relative to the previous action, secondary input)
         let mut wiring = Vec::with_capacity(self.actions.len());
         for (i, action) in self.actions.iter().enumerate() {
-            let input = if i == 0 {
-                add_input(&self.base)
-            } else {
-                i as i64 - 1
-            };
+            let input = if i == 0 { base_index } else { i as i64 - 1 };
             let secondary = match action {
                 Action::Copy { source, .. } => add_input(&source.output),
                 _ => -1,
@@ -318,7 +317,7 @@ impl FileSpec {
                         path: normalize_path(dir, path, false),
                         mode: *mode as i32,
                         make_parents: *make_parents,
-                        owner: marshal_chown(chown, input),
+                        owner: marshal_chown(chown, base_index),
                         timestamp: time(timestamp),
                     }),
                     Action::Mkfile {
@@ -331,7 +330,7 @@ impl FileSpec {
                         path: normalize_path(dir, path, false),
                         mode: *mode as i32,
                         data: data.clone(),
-                        owner: marshal_chown(chown, input),
+                        owner: marshal_chown(chown, base_index),
                         timestamp: time(timestamp),
                     }),
                     Action::Rm {
@@ -351,7 +350,7 @@ impl FileSpec {
                     } => PbAction::Symlink(pb::FileActionSymlink {
                         oldpath: old.clone(),
                         newpath: normalize_path(dir, new, false),
-                        owner: marshal_chown(chown, input),
+                        owner: marshal_chown(chown, base_index),
                         timestamp: time(timestamp),
                     }),
                     Action::Copy {
@@ -368,7 +367,7 @@ impl FileSpec {
                         PbAction::Copy(pb::FileActionCopy {
                             src: src_path,
                             dest: normalize_path(dir, dest, true),
-                            owner: marshal_chown(&o.chown, input),
+                            owner: marshal_chown(&o.chown, base_index),
                             // BuildKit writes 0 with a symbolic mode, -1 for "keep the source's".
                             mode: o
                                 .mode

@@ -101,6 +101,7 @@ pub(crate) fn run(
     exec: &pb::ExecOp,
     inputs: &[Ref],
     secrets: &dyn crate::Secrets,
+    cancelled: Option<&std::sync::Arc<std::sync::atomic::AtomicBool>>,
     log: &(dyn Fn(&[u8]) + Sync),
 ) -> Result<Vec<Ref>, Error> {
     let meta = exec.meta.clone().unwrap_or_default();
@@ -225,6 +226,7 @@ pub(crate) fn run(
                     destination: m.dest.clone(),
                     kind: MountKind::Tmpfs {
                         size: m.tmpfs_opt.map_or(0, |t| t.size),
+                        readonly: m.readonly,
                     },
                 }),
                 pb::MountType::Secret => {
@@ -339,6 +341,7 @@ pub(crate) fn run(
             cgroup_parent: Some(meta.cgroup_parent.clone())
                 .filter(|p| !p.is_empty())
                 .or_else(|| worker.config.cgroup_parent.clone()),
+            cancelled: cancelled.cloned(),
         };
         let _held: Vec<_> = locks
             .iter()

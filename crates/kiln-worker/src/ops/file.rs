@@ -9,26 +9,10 @@ use fs_err as fs;
 use kiln_llb::pb;
 use kiln_store::MountGuard;
 
+use super::owner;
 use crate::fsutil::{CopySpec, copy_entry, expand_sources, resolve_in_root, set_times};
 use crate::source::dockerignore::Matcher;
 use crate::{Error, Ref, Worker};
-
-/// Resolves a chown option against the destination's passwd/group files.
-fn owner(root: &Path, chown: &Option<pb::ChownOpt>) -> Result<Option<(u32, u32)>, Error> {
-    let Some(chown) = chown else { return Ok(None) };
-    let part = |u: &Option<pb::UserOpt>| match u.as_ref().and_then(|u| u.user.as_ref()) {
-        Some(pb::user_opt::User::ById(id)) => Some(id.to_string()),
-        Some(pb::user_opt::User::ByName(n)) => Some(n.name.clone()),
-        None => None,
-    };
-    let user = part(&chown.user).unwrap_or_else(|| "0".to_owned());
-    let spec = match part(&chown.group) {
-        Some(group) => format!("{user}:{group}"),
-        None => user,
-    };
-    let resolved = kiln_exec::resolve_user(root, &spec)?;
-    Ok(Some((resolved.uid, resolved.gid)))
-}
 
 fn chown_path(path: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
     let Some((uid, gid)) = owner else {
@@ -110,7 +94,20 @@ pub(crate) fn run(worker: &Worker, op: &pb::FileOp, inputs: &[Ref]) -> Result<Ve
                 _ => Ok(Ref::default()),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        results[end - 1] = Some(apply_actions(worker, &base, group, &secondaries)?);
+        // Inputs other than the group's base whose user tables owner names are read from.
+        let mut owner_inputs = HashMap::new();
+        for input in group.iter().flat_map(named_owner_inputs) {
+            if input >= 0 && input != group[0].input && !owner_inputs.contains_key(&input) {
+                owner_inputs.insert(input, resolve(&results, input)?);
+            }
+        }
+        results[end - 1] = Some(apply_actions(
+            worker,
+            &base,
+            group,
+            &secondaries,
+            &owner_inputs,
+        )?);
         first = end;
     }
     let count = actions
@@ -128,13 +125,83 @@ pub(crate) fn run(worker: &Worker, op: &pb::FileOp, inputs: &[Ref]) -> Result<Ve
     Ok(outputs)
 }
 
+/// An action's owner option, if it has one.
+fn action_owner(action: &pb::FileAction) -> Option<&pb::ChownOpt> {
+    match action.action.as_ref()? {
+        pb::file_action::Action::Mkdir(a) => a.owner.as_ref(),
+        pb::file_action::Action::Mkfile(a) => a.owner.as_ref(),
+        pb::file_action::Action::Symlink(a) => a.owner.as_ref(),
+        pb::file_action::Action::Copy(a) => a.owner.as_ref(),
+        pb::file_action::Action::Rm(_) => None,
+    }
+}
+
+/// The inputs whose `/etc/passwd` or `/etc/group` an action's owner names are read from.
+fn named_owner_inputs(action: &pb::FileAction) -> Vec<i64> {
+    let Some(owner) = action_owner(action) else {
+        return Vec::new();
+    };
+    [&owner.user, &owner.group]
+        .into_iter()
+        .filter_map(|u| match u.as_ref()?.user.as_ref()? {
+            pb::user_opt::User::ByName(named) => Some(named.input),
+            pb::user_opt::User::ById(_) => None,
+        })
+        .collect()
+}
+
+/// The owners of `actions`, resolved before any of them runs: a name is read from the
+/// input it names (BuildKit's `byName.input`, the op's base for Dockerfile steps), as
+/// that input is, whatever earlier actions of the op write. `base_root` shows the
+/// group's base input; `other_inputs` holds the other inputs names refer to.
+fn resolve_owners(
+    worker: &Worker,
+    actions: &[pb::FileAction],
+    base_root: &Path,
+    other_inputs: &HashMap<i64, Ref>,
+) -> Result<Vec<Option<(u32, u32)>>, Error> {
+    let base_input = actions.first().map_or(-1, |a| a.input);
+    let mut mounted: HashMap<i64, MountGuard> = HashMap::new();
+    let mut root_of = |input: i64| -> Result<std::path::PathBuf, Error> {
+        if input < 0 {
+            return Err(Error::Unsupported(format!("invalid user index: {input}")));
+        }
+        if input == base_input {
+            return Ok(base_root.to_path_buf());
+        }
+        if let Some(guard) = mounted.get(&input) {
+            return Ok(guard.path().to_path_buf());
+        }
+        let path = match other_inputs.get(&input).and_then(Ref::snapshot) {
+            Some(snapshot) => {
+                let guard = worker.snapshots.mount_readonly(&snapshot)?;
+                let path = guard.path().to_path_buf();
+                mounted.insert(input, guard);
+                path
+            }
+            None => tempdir_empty(worker)?,
+        };
+        Ok(path)
+    };
+    actions
+        .iter()
+        .map(|a| {
+            action_owner(a)
+                .map(|chown| owner::resolve(chown, &mut root_of))
+                .transpose()
+        })
+        .collect()
+}
+
 /// Applies `actions` in order to one new layer over `base`; `secondaries[i]` is what
-/// action i copies from. Returns the new layer's ref.
+/// action i copies from, `owner_inputs` the inputs (other than `base`) whose user
+/// tables owner names are read from. Returns the new layer's ref.
 fn apply_actions(
     worker: &Worker,
     base: &Ref,
     actions: &[pb::FileAction],
     secondaries: &[Ref],
+    owner_inputs: &HashMap<i64, Ref>,
 ) -> Result<Ref, Error> {
     let snapshot = worker.snapshots.create(base.snapshot().as_ref())?;
     match copy_context_into_layer(worker, actions, secondaries, base, &snapshot) {
@@ -153,29 +220,28 @@ fn apply_actions(
     let result = (|| -> Result<(), Error> {
         let mount = worker.snapshots.mount(&snapshot)?;
         let root = mount.path();
+        let owners = resolve_owners(worker, actions, root, owner_inputs)?;
         // Copy sources mounted once each, however many actions read them.
         let mut sources: HashMap<&[u64], MountGuard> = HashMap::new();
-        for (action, secondary) in actions.iter().zip(secondaries) {
+        for ((action, secondary), owner) in actions.iter().zip(secondaries).zip(owners) {
             match &action.action {
                 Some(pb::file_action::Action::Mkdir(mkdir)) => {
                     let path = resolve_in_root(root, &mkdir.path, true)?;
-                    let owner = owner(root, &mkdir.owner)?;
-                    // Like `mkdir -p`, an existing directory is left as it is.
-                    if !path.is_dir() {
-                        let mode = mkdir.mode as u32 & 0o7777;
-                        if mkdir.make_parents {
-                            create_parents(&path, owner, None)?;
-                        } else {
-                            fs::create_dir(&path)?;
-                            chown_path(&path, owner)?;
-                        }
+                    // As `mkdir -p`, an existing directory is left as it is; what is
+                    // created, parents too, gets the mode, owner and time.
+                    let mode = mkdir.mode as u32 & 0o777;
+                    let time = (mkdir.timestamp >= 0).then_some(mkdir.timestamp);
+                    if mkdir.make_parents {
+                        create_parents(&path, owner, mode, time)?;
+                    } else if !path.is_dir() {
+                        fs::create_dir(&path)?;
                         fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+                        chown_path(&path, owner)?;
                         set_timestamp(&path, mkdir.timestamp)?;
                     }
                 }
                 Some(pb::file_action::Action::Mkfile(mkfile)) => {
                     let path = resolve_in_root(root, &mkfile.path, true)?;
-                    let owner = owner(root, &mkfile.owner)?;
                     fs::write(&path, &mkfile.data)?;
                     fs::set_permissions(
                         &path,
@@ -198,7 +264,6 @@ fn apply_actions(
                 }
                 Some(pb::file_action::Action::Symlink(link)) => {
                     let path = resolve_in_root(root, &link.newpath, false)?;
-                    let owner = owner(root, &link.owner)?;
                     symlink(&link.oldpath, &path)?;
                     chown_path(&path, owner)?;
                     set_timestamp(&path, link.timestamp)?;
@@ -214,7 +279,7 @@ fn apply_actions(
                         }
                         None => tempdir_empty(worker)?,
                     };
-                    copy_action(root, &source_root, copy, false)?;
+                    copy_action(root, &source_root, copy, owner, false)?;
                 }
                 None => {}
             }
@@ -243,13 +308,8 @@ fn tempdir_empty(worker: &Worker) -> Result<std::path::PathBuf, Error> {
 /// decompression) are a tar header with a valid checksum.
 fn is_archive(path: &Path) -> bool {
     use std::io::Read;
-    let Ok(file) = fs::File::open(path) else {
+    let Ok(mut reader) = decompressed(path) else {
         return false;
-    };
-    let mut reader: Box<dyn Read> = if is_gzip(path) {
-        Box::new(flate2::read::GzDecoder::new(io::BufReader::new(file)))
-    } else {
-        Box::new(io::BufReader::new(file))
     };
     let mut header = [0u8; 512];
     if reader.read_exact(&mut header).is_err() {
@@ -444,21 +504,32 @@ fn copy_context_into_layer(
         fs::create_dir(&dir)?;
         kiln_store::tree::copy_metadata(lower, &dir)?;
     }
+    // By numbers only (checked above): no user table is read.
+    let owner = copy
+        .owner
+        .as_ref()
+        .map(|chown| owner::resolve(chown, &mut |_| Ok(layer.clone())))
+        .transpose()?;
     let source_root = worker.snapshots.layer_dir(source_layer);
-    copy_action(&layer, &source_root, copy, true)?;
+    copy_action(&layer, &source_root, copy, owner, true)?;
     Ok(true)
 }
 
-/// One copy action into `dest_root` (where owner names are looked up too); with
-/// `link`, files the copy keeps as they are may be hardlinked.
+/// One copy action into `dest_root`, what it creates owned by `owner`; with `link`,
+/// files the copy keeps as they are may be hardlinked. Each source is copied as
+/// BuildKit's `fsutil/copy.Copy` does: the destination's parent is created (or the
+/// destination itself, when it ends with `/`); a file or, without `dir_copy_contents`,
+/// a directory goes into a destination that is an existing directory; a directory's
+/// contents go into the destination, which is created (0755 or the `--chmod` mode,
+/// owned by `owner` or root) when missing and otherwise keeps its mode and owner.
 fn copy_action(
     dest_root: &Path,
     src_root: &Path,
     copy: &pb::FileActionCopy,
+    owner: Option<(u32, u32)>,
     link: bool,
 ) -> Result<(), Error> {
     let patterns = Patterns::new(copy);
-    let owner = owner(dest_root, &copy.owner)?;
     let mut links = crate::fsutil::Hardlinks::new();
     // `mode_str` holds a symbolic mode (or, from some clients, an octal one).
     let octal_str = u32::from_str_radix(&copy.mode_str, 8).ok();
@@ -480,6 +551,13 @@ fn copy_action(
         timestamp: (copy.timestamp >= 0).then_some(copy.timestamp),
         link,
     };
+    // Directories the copy creates around what it copies: only a numeric `mode` is
+    // theirs (permission bits only); otherwise 0755.
+    let created_dir_mode = if copy.mode >= 0 && copy.mode_str.is_empty() {
+        copy.mode as u32 & 0o777
+    } else {
+        0o755
+    };
     // Paths the copy's patterns must find in the source (BuildKit's `requiredPaths`).
     for required in &copy.required_paths {
         let path = resolve_in_root(src_root, required, false)?;
@@ -500,8 +578,13 @@ fn copy_action(
             copy.src
         )));
     }
-    let dest_is_dir_hint = copy.dest.ends_with('/') || copy.dest.ends_with("/.");
-    let dest = resolve_in_root(dest_root, &copy.dest, true)?;
+    // The destination's last component, unless it names a directory (`dir/`, `dir/.`).
+    let dest_names_entry = !(copy.dest.ends_with('/') || copy.dest.ends_with("/."));
+    let dest_parent = match copy.dest.rsplit_once('/') {
+        Some((parent, _)) if dest_names_entry => parent.to_owned(),
+        _ => copy.dest.clone(),
+    };
+    let wildcard = copy.allow_wildcard && copy.src.contains(['*', '?', '[']);
     for rel in &sources {
         let src = resolve_in_root(src_root, rel, copy.follow_symlink)?;
         let meta = fs::symlink_metadata(&src).map_err(|_| {
@@ -515,85 +598,149 @@ fn copy_action(
             ))
         })?;
         if copy.attempt_unpack_docker_compatibility && meta.is_file() && is_archive(&src) {
-            fs::create_dir_all(&dest)?;
-            let file = fs::File::open(&src)?;
-            let mut reader: Box<dyn io::Read> = if is_gzip(&src) {
-                Box::new(flate2::read::GzDecoder::new(io::BufReader::new(file)))
-            } else {
-                Box::new(io::BufReader::new(file))
+            // Created like `mkdir -p` (0755, the owner); the archive's entries get the
+            // owner too, when one is given.
+            let dest = resolve_in_root(dest_root, &copy.dest, true)?;
+            create_parents(&dest, owner, 0o755, spec.timestamp)?;
+            let mut reader = decompressed(&src)?;
+            let options = crate::source::image::ExtractOptions {
+                owner,
+                whiteouts: false,
             };
-            crate::source::image::extract_tar(&dest, &mut reader)?;
-            continue;
-        }
-        if meta.is_dir() && copy.dir_copy_contents {
-            if copy.create_dest_path {
-                create_parents(&dest, owner, spec.mode)?;
-            }
-            if !dest.is_dir() {
-                fs::create_dir(&dest)?;
-            }
-            for name in kiln_store::tree::sorted_names(&src)? {
-                let rel = name.to_string_lossy().into_owned();
-                copy_filtered(
-                    &src.join(&name),
-                    &dest.join(&name),
-                    &rel,
-                    &patterns,
-                    &spec,
-                    &mut links,
-                )?;
-            }
-            // The destination directory takes the source directory's attributes, its
-            // times once what it holds is in place (as BuildKit's copy does).
-            copy_dir_attributes(&src, &dest, &spec)?;
+            crate::source::image::extract_tar(&dest, &mut reader, &options)?;
             continue;
         }
         // A wildcard's matches are filtered by their names (`COPY --exclude=*.txt hom* /`).
-        let wildcard = copy.allow_wildcard && copy.src.contains(['*', '?', '[']);
         let name = Path::new(rel)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if wildcard && !patterns.is_empty() && !patterns.allows(&name) {
+        if wildcard && !patterns.is_empty() && !meta.is_dir() && !patterns.allows(&name) {
             continue;
         }
-        let target = if dest_is_dir_hint || dest.is_dir() || sources.len() > 1 {
-            create_parents(&dest, owner, spec.mode)?;
-            let base = Path::new(rel)
-                .file_name()
-                .map(|n| n.to_os_string())
-                .unwrap_or_default();
-            dest.join(base)
+        if copy.create_dest_path {
+            let parent = resolve_in_root(dest_root, &dest_parent, true)?;
+            create_parents(&parent, owner, created_dir_mode, spec.timestamp)?;
         } else {
-            if let Some(parent) = dest.parent() {
-                if copy.create_dest_path {
-                    create_parents(parent, owner, spec.mode)?;
-                }
+            let parent = resolve_in_root(dest_root, &dest_parent, true)?;
+            if fs::symlink_metadata(&parent).is_err() {
+                return Err(Error::Source(format!(
+                    "failed to stat {}: no such file or directory",
+                    copy.dest
+                )));
             }
-            dest.clone()
+        }
+        let dest = resolve_in_root(dest_root, &copy.dest, true)?;
+        let dest_meta = fs::metadata(&dest).ok();
+        // An existing destination is entered by a file when it is a directory, and by
+        // a directory copied as itself (not its contents) whatever it is.
+        let into_dest = match &dest_meta {
+            Some(_) if meta.is_dir() => !copy.dir_copy_contents,
+            Some(d) => d.is_dir(),
+            None => false,
         };
-        copy_filtered(&src, &target, "", &patterns, &spec, &mut links)?;
+        let target = if into_dest && !name.is_empty() {
+            dest.join(&name)
+        } else {
+            dest
+        };
+        let missing_dir = if meta.is_dir() && copy.dir_copy_contents && dest_meta.is_none() {
+            Some(target.as_path())
+        } else {
+            target.parent()
+        };
+        if let Some(dir) = missing_dir {
+            create_parents(dir, owner, created_dir_mode, spec.timestamp)?;
+        }
+        if meta.is_dir() {
+            copy_dir_into(&src, &target, &patterns, &spec, &mut links, copy)?;
+        } else {
+            if fs::symlink_metadata(&target).is_ok_and(|t| t.is_dir()) {
+                return Err(Error::Source(format!(
+                    "cannot replace to directory {} with file",
+                    target.display()
+                )));
+            }
+            copy_filtered(&src, &target, "", &patterns, &spec, &mut links)?;
+        }
     }
     Ok(())
 }
 
-/// Creates `dir` and its missing parents; the ones it creates get `owner` and, when
-/// given, `mode` (BuildKit gives created parents a `--chmod` mode too).
-fn create_parents(dir: &Path, owner: Option<(u32, u32)>, mode: Option<u32>) -> io::Result<()> {
+/// A directory source copied to `target`. A new `target` takes the source's mode,
+/// owner and times (as overridden by the copy); an existing one keeps its mode and
+/// owner and only takes the times, after its contents are copied.
+fn copy_dir_into(
+    src: &Path,
+    target: &Path,
+    patterns: &Patterns,
+    spec: &CopySpec,
+    links: &mut crate::fsutil::Hardlinks,
+    copy: &pb::FileActionCopy,
+) -> Result<(), Error> {
+    let existed = match fs::symlink_metadata(target) {
+        Ok(t) if t.is_dir() => true,
+        Ok(_) if copy.always_replace_existing_dest_paths => {
+            fs::remove_file(target)?;
+            false
+        }
+        Ok(_) => {
+            return Err(Error::Source(format!(
+                "cannot copy to non-directory: {}",
+                target.display()
+            )));
+        }
+        Err(_) => false,
+    };
+    if !existed {
+        fs::create_dir(target)?;
+    }
+    for name in kiln_store::tree::sorted_names(src)? {
+        let rel = name.to_string_lossy().into_owned();
+        copy_filtered(
+            &src.join(&name),
+            &target.join(&name),
+            &rel,
+            patterns,
+            spec,
+            links,
+        )?;
+    }
+    if existed {
+        copy_dir_times(src, target, spec)?;
+    } else {
+        copy_dir_attributes(src, target, spec)?;
+    }
+    Ok(())
+}
+
+/// Creates `dir` and its missing parents, as BuildKit's `MkdirAll`: each one it
+/// creates gets `mode`, `owner` (else root's, this process's) and, when given, the
+/// time; existing ones are left as they are.
+fn create_parents(
+    dir: &Path,
+    owner: Option<(u32, u32)>,
+    mode: u32,
+    timestamp: Option<i64>,
+) -> io::Result<()> {
     let mut missing = Vec::new();
     let mut current = dir;
-    while fs::symlink_metadata(current).is_err() {
+    while fs::metadata(current).is_err() {
         missing.push(current.to_path_buf());
         match current.parent() {
             Some(parent) => current = parent,
             None => break,
         }
     }
-    fs::create_dir_all(dir)?;
-    for created in missing {
-        chown_path(&created, owner)?;
-        if let Some(mode) = mode {
-            fs::set_permissions(&created, std::fs::Permissions::from_mode(mode))?;
+    for created in missing.iter().rev() {
+        fs::create_dir(created)?;
+        fs::set_permissions(created, std::fs::Permissions::from_mode(mode))?;
+        chown_path(created, owner)?;
+    }
+    // Times last: creating a child changes its parent's.
+    if let Some(ns) = timestamp {
+        for created in &missing {
+            set_timestamp(created, ns)?;
         }
     }
     Ok(())
@@ -606,21 +753,35 @@ fn copy_dir_attributes(src: &Path, dest: &Path, spec: &CopySpec) -> io::Result<(
     let mode = spec.mode_of(&meta);
     fs::set_permissions(dest, std::fs::Permissions::from_mode(mode))?;
     chown_path(dest, Some(spec.chown.unwrap_or((meta.uid(), meta.gid()))))?;
+    copy_dir_times(src, dest, spec)
+}
+
+/// The copy's time (or the source directory's) onto a destination directory.
+fn copy_dir_times(src: &Path, dest: &Path, spec: &CopySpec) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     match spec.timestamp {
         Some(ns) => set_times(
             dest,
             ns.div_euclid(1_000_000_000),
             ns.rem_euclid(1_000_000_000),
         ),
-        None => set_times(dest, meta.mtime(), meta.mtime_nsec()),
+        None => {
+            let meta = fs::metadata(src)?;
+            set_times(dest, meta.mtime(), meta.mtime_nsec())
+        }
     }
 }
 
-fn is_gzip(path: &Path) -> bool {
+/// A file's bytes, decompressed when they start as gzip or zstd does (the formats
+/// of BuildKit's `DecompressStream` that kiln reads; bzip2 and xz are not).
+fn decompressed(path: &Path) -> io::Result<Box<dyn io::Read>> {
     use std::io::Read;
-    let mut head = [0u8; 2];
-    fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok()
-        && head == [0x1f, 0x8b]
+    let mut head = [0u8; 4];
+    let read = fs::File::open(path)?.read(&mut head)?;
+    let file = io::BufReader::new(fs::File::open(path)?);
+    Ok(match &head[..read] {
+        [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        [0x28, 0xb5, 0x2f, 0xfd] => Box::new(zstd::Decoder::with_buffer(file)?),
+        _ => Box::new(file),
+    })
 }

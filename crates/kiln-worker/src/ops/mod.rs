@@ -3,6 +3,7 @@
 pub(crate) mod diff;
 pub(crate) mod exec;
 pub(crate) mod file;
+mod owner;
 pub(crate) mod session;
 
 use kiln_llb::pb;

@@ -511,7 +511,11 @@ pub(crate) fn apply_layer(root: &Path, blob: impl Read, media: &str) -> Result<S
         inner: decompressed,
         hasher: Sha256::new(),
     };
-    extract_tar(root, &mut hashing)?;
+    let options = ExtractOptions {
+        owner: None,
+        whiteouts: true,
+    };
+    extract_tar(root, &mut hashing, &options)?;
     io::copy(&mut hashing, &mut io::sink())?;
     Ok(format!("sha256:{}", kiln_store::sha256_hex(hashing.hasher)))
 }
@@ -524,8 +528,22 @@ fn remove_path(path: &Path) -> io::Result<()> {
     }
 }
 
+/// How [`extract_tar`] treats what it unpacks.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ExtractOptions {
+    /// Give every entry this owner instead of the archive's (`ADD --chown`).
+    pub(crate) owner: Option<(u32, u32)>,
+    /// Apply `.wh.` entries as overlay whiteouts (image layers), rather than
+    /// unpacking them as the files they are (an archive that ADD unpacks).
+    pub(crate) whiteouts: bool,
+}
+
 /// Extracts a tar stream under `root`, never writing outside it.
-pub(crate) fn extract_tar(root: &Path, reader: &mut dyn Read) -> Result<(), Error> {
+pub(crate) fn extract_tar(
+    root: &Path,
+    reader: &mut dyn Read,
+    options: &ExtractOptions,
+) -> Result<(), Error> {
     let mut archive = tar::Archive::new(reader);
     let mut written: HashSet<PathBuf> = HashSet::new();
     let mut dir_times: Vec<(PathBuf, i64)> = Vec::new();
@@ -543,7 +561,7 @@ pub(crate) fn extract_tar(root: &Path, reader: &mut dyn Read) -> Result<(), Erro
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
         let parent = resolve_in_root(root, &parent_rel, true)?;
-        if let Some(hidden) = file_name.strip_prefix(".wh.") {
+        if let Some(hidden) = file_name.strip_prefix(".wh.").filter(|_| options.whiteouts) {
             if hidden == ".wh..opq" {
                 if let Ok(children) = fs::read_dir(&parent) {
                     for child in children.filter_map(|c| c.ok()) {
@@ -571,10 +589,10 @@ pub(crate) fn extract_tar(root: &Path, reader: &mut dyn Read) -> Result<(), Erro
         });
         let header = entry.header();
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
-        let (uid, gid) = (
+        let (uid, gid) = options.owner.unwrap_or((
             header.uid().unwrap_or(0) as u32,
             header.gid().unwrap_or(0) as u32,
-        );
+        ));
         let mtime = header.mtime().unwrap_or(0) as i64;
         let kind = header.entry_type();
         match kind {

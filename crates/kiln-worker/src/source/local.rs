@@ -7,201 +7,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use fs_err as fs;
+use kiln_llb::local::{Entry, Filter, select};
 use kiln_llb::pb;
 use sha2::{Digest as _, Sha256};
 
-use super::dockerignore::Matcher;
 use crate::contenthash::{Index, Record};
 use crate::fsutil::{CopySpec, copy_entry};
 use crate::{Error, LocalContexts, Ref, Worker};
-
-fn json_list(source: &pb::SourceOp, key: &str) -> Vec<String> {
-    source
-        .attrs
-        .get(key)
-        .and_then(|v| serde_json::from_str(v).ok())
-        .unwrap_or_default()
-}
-
-/// What the walk of a context keeps of an entry's metadata.
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    size: u64,
-    mtime: i64,
-    mtime_nsec: i64,
-    ino: u64,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    rdev: u64,
-}
-
-impl Entry {
-    fn kind(&self) -> rustix::fs::FileType {
-        rustix::fs::FileType::from_raw_mode(self.mode)
-    }
-    fn is_dir(&self) -> bool {
-        self.kind() == rustix::fs::FileType::Directory
-    }
-    fn is_file(&self) -> bool {
-        self.kind() == rustix::fs::FileType::RegularFile
-    }
-    fn is_symlink(&self) -> bool {
-        self.kind() == rustix::fs::FileType::Symlink
-    }
-}
-
-impl From<&std::fs::Metadata> for Entry {
-    fn from(meta: &std::fs::Metadata) -> Self {
-        Self {
-            size: meta.len(),
-            mtime: meta.mtime(),
-            mtime_nsec: meta.mtime_nsec(),
-            ino: meta.ino(),
-            mode: meta.mode(),
-            uid: meta.uid(),
-            gid: meta.gid(),
-            rdev: meta.rdev(),
-        }
-    }
-}
-
-/// A directory's entries (names) with their metadata, each looked up relative to the
-/// open directory: one path component per lookup, however deep the context.
-fn read_dir_entries(path: &Path) -> Result<Vec<(String, Entry)>, Error> {
-    use rustix::fs::{AtFlags, Mode, OFlags};
-    let fd = rustix::fs::openat(
-        rustix::fs::CWD,
-        path,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| {
-        Error::Io(std::io::Error::new(
-            e.kind(),
-            format!("{}: {e}", path.display()),
-        ))
-    })?;
-    let mut out = Vec::new();
-    for entry in rustix::fs::Dir::read_from(&fd).map_err(std::io::Error::from)? {
-        let entry = entry.map_err(std::io::Error::from)?;
-        let name = entry.file_name();
-        if name.to_bytes() == b"." || name.to_bytes() == b".." {
-            continue;
-        }
-        let stat = rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(std::io::Error::from)?;
-        out.push((
-            name.to_string_lossy().into_owned(),
-            Entry {
-                size: stat.st_size as u64,
-                mtime: stat.st_mtime as i64,
-                mtime_nsec: stat.st_mtime_nsec as i64,
-                ino: stat.st_ino as u64,
-                mode: stat.st_mode as u32,
-                uid: stat.st_uid,
-                gid: stat.st_gid,
-                rdev: stat.st_rdev as u64,
-            },
-        ));
-    }
-    Ok(out)
-}
-
-/// The entries of the context the op selects, sorted relative paths with their
-/// metadata (each entry is looked at once).
-fn select(dir: &Path, source: &pb::SourceOp) -> Result<Vec<(String, Entry)>, Error> {
-    let excludes = Matcher::new(&json_list(source, "local.excludepatterns"));
-    let follow: Vec<String> = json_list(source, "local.followpaths");
-    let wanted = |rel: &str| -> bool {
-        if follow.is_empty() {
-            return true;
-        }
-        follow.iter().any(|f| {
-            let f = f.trim_end_matches('/');
-            rel == f
-                || rel.starts_with(&format!("{f}/"))
-                || f.starts_with(&format!("{rel}/"))
-                || f.split('/')
-                    .zip(rel.split('/'))
-                    .all(|(p, r)| crate::fsutil::match_component(p, r))
-        })
-    };
-    // Directories are read by a few threads at once, taking them from one queue: a
-    // large context is mostly waiting on the kernel's lookups, which run in parallel.
-    // (directories waiting, directories being read); a reader that finds none waiting
-    // sleeps until another adds some or the last one finishes.
-    let queue = std::sync::Mutex::new((vec![String::new()], 0usize));
-    let changed = std::sync::Condvar::new();
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-    let walk = || -> Result<Vec<(String, Entry)>, Error> {
-        let mut out = Vec::new();
-        loop {
-            let rel = {
-                let mut state = queue.lock().unwrap_or_else(|e| e.into_inner());
-                loop {
-                    if let Some(rel) = state.0.pop() {
-                        state.1 += 1;
-                        break rel;
-                    }
-                    if state.1 == 0 {
-                        return Ok(out);
-                    }
-                    state = changed.wait(state).unwrap_or_else(|e| e.into_inner());
-                }
-            };
-            let path = if rel.is_empty() {
-                dir.to_path_buf()
-            } else {
-                dir.join(&rel)
-            };
-            let entries = read_dir_entries(&path);
-            let mut subdirs = Vec::new();
-            if let Ok(entries) = &entries {
-                for (name, meta) in entries {
-                    let child = if rel.is_empty() {
-                        name.clone()
-                    } else {
-                        format!("{rel}/{name}")
-                    };
-                    if !wanted(&child) {
-                        continue;
-                    }
-                    let ignored = !excludes.is_empty() && excludes.matches(&child);
-                    if meta.is_dir() {
-                        // Excluded directories may still hold re-included files.
-                        subdirs.push(child.clone());
-                    }
-                    if !ignored {
-                        out.push((child, *meta));
-                    }
-                }
-            }
-            let mut state = queue.lock().unwrap_or_else(|e| e.into_inner());
-            state.0.extend(subdirs);
-            state.1 -= 1;
-            if let Err(e) = entries {
-                // Stop the others too: nothing more to read.
-                state.0.clear();
-                changed.notify_all();
-                return Err(e);
-            }
-            changed.notify_all();
-        }
-    };
-    let mut out = Vec::new();
-    std::thread::scope(|scope| -> Result<(), Error> {
-        let workers: Vec<_> = (0..threads).map(|_| scope.spawn(walk)).collect();
-        for worker in workers {
-            out.extend(worker.join().unwrap_or_else(|_| {
-                Err(Error::Unsupported("the context walk panicked".to_owned()))
-            })?);
-        }
-        Ok(())
-    })?;
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
-}
 
 fn context_dir(contexts: &dyn LocalContexts, name: &str) -> Result<PathBuf, Error> {
     contexts.dir(name).ok_or_else(|| {
@@ -281,7 +93,7 @@ pub(crate) fn scan(
         worker.db.entries(FILE_HASHES_TABLE)?.into_iter().collect();
     let mut learned = Vec::new();
     let mut hasher = Sha256::new();
-    let entries = select(&dir, source)?;
+    let entries = select(&dir, &Filter::of_source(source))?;
     let mut records = BTreeMap::new();
     for (rel, meta) in &entries {
         let path = dir.join(rel);
@@ -292,6 +104,9 @@ pub(crate) fn scan(
         if meta.is_symlink() {
             record.link = fs::read_link(&path)?.to_string_lossy().into_owned();
             hasher.update(record.link.as_bytes());
+        } else if meta.socket {
+            record.digest = kiln_store::sha256_hex(Sha256::new());
+            hasher.update(record.digest.as_bytes());
         } else if meta.is_file() {
             record.digest = file_digest(&path, meta, &known, &mut learned)?;
             hasher.update(record.digest.as_bytes());
@@ -339,7 +154,11 @@ pub(crate) fn load(worker: &Worker, scan: Scan) -> Result<Ref, Error> {
         .filter(|p: &LoadedContext| worker.snapshots.layer_dir(p.layer).is_dir());
     let snapshot = worker.snapshots.create(None)?;
     let upper = worker.snapshots.layer_dir(snapshot.id());
-    let spec = CopySpec::default();
+    // Everything root's, as the client sends it.
+    let spec = CopySpec {
+        chown: Some((0, 0)),
+        ..CopySpec::default()
+    };
     let mut links = crate::fsutil::Hardlinks::new();
     let mut stamps = HashMap::new();
     let mut dirs = Vec::new();
@@ -359,7 +178,19 @@ pub(crate) fn load(worker: &Worker, scan: Scan) -> Result<Ref, Error> {
                     meta.mode & 0o7777,
                 ),
             )?;
-            dirs.push((dst, meta.mtime, meta.mtime_nsec));
+            dirs.push((dst, meta));
+            continue;
+        }
+        if meta.socket {
+            // A socket: an empty file with its permission bits and time.
+            fs::write(&dst, b"")?;
+            fs::set_permissions(
+                &dst,
+                <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(
+                    meta.mode & 0o7777,
+                ),
+            )?;
+            crate::fsutil::set_times(&dst, meta.mtime, meta.mtime_nsec)?;
             continue;
         }
         if meta.is_file() {
@@ -375,10 +206,9 @@ pub(crate) fn load(worker: &Worker, scan: Scan) -> Result<Ref, Error> {
         }
         copy_entry(&src, &dst, &spec, &mut links)?;
     }
-    // Directories keep their times, once what they hold is in place (BuildKit's context
-    // transfer sets a directory's times after its content too).
-    for (dst, mtime, mtime_nsec) in dirs {
-        crate::fsutil::set_times(&dst, mtime, mtime_nsec)?;
+    // Directories keep their times too, set once nothing more is written into them.
+    for (dir, meta) in dirs.iter().rev() {
+        crate::fsutil::set_times(dir, meta.mtime, meta.mtime_nsec)?;
     }
     // The layer's content index: what checksums of its parts read instead of files.
     let root = fs::symlink_metadata(&upper)?;

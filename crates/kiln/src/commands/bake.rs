@@ -339,9 +339,16 @@ fn build_request(
             .iter()
             .map(|s| {
                 let id = s.get("id").and_then(Json::as_str).unwrap_or("default");
-                match s.get("paths").and_then(Json::as_str) {
-                    Some(path) => parse_ssh(&format!("{id}={path}")),
-                    None => parse_ssh(id),
+                // `paths` is a list, as buildx prints it.
+                let paths: Vec<&str> = s
+                    .get("paths")
+                    .and_then(Json::as_array)
+                    .map(|p| p.iter().filter_map(Json::as_str).collect())
+                    .unwrap_or_default();
+                if paths.is_empty() {
+                    parse_ssh(id)
+                } else {
+                    parse_ssh(&format!("{id}={}", paths.join(",")))
                 }
             })
             .collect::<anyhow::Result<_>>()?,
@@ -363,7 +370,7 @@ fn build_request(
             // Bake targets have no cgroup-parent attribute (as in buildx).
             cgroup_parent: None,
         },
-        client_secrets: None,
+        ..Default::default()
     };
     Ok((request, planned))
 }

@@ -234,10 +234,37 @@ fn context_and_dockerfile(
             keep.push(dir);
             path
         }
-        Some(file) => file.clone(),
-        None => context.join("Dockerfile"),
+        Some(file) => lowercase_dockerfile(file.clone()),
+        None => lowercase_dockerfile(context.join("Dockerfile")),
     };
     Ok((context, dockerfile))
+}
+
+/// A `Dockerfile` that is not there but a `dockerfile` is, beside it: that one
+/// (moby/moby#10858, as buildx's `handleLowercaseDockerfile`).
+fn lowercase_dockerfile(path: PathBuf) -> PathBuf {
+    if path.file_name().is_none_or(|name| name != "Dockerfile") {
+        return path;
+    }
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Ok(names) = fs_err::read_dir(dir) else {
+        return path;
+    };
+    let mut lowercase = false;
+    for name in names.filter_map(|e| e.ok()).map(|e| e.file_name()) {
+        if name == "Dockerfile" {
+            return path;
+        }
+        lowercase |= name == "dockerfile";
+    }
+    if lowercase {
+        path.with_file_name("dockerfile")
+    } else {
+        path
+    }
 }
 
 /// `manifest:KEY` → `annotation-manifest.KEY`, `KEY` → `annotation.KEY` (buildx).
@@ -410,7 +437,7 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
             },
             cgroup_parent: args.cgroup_parent.clone().filter(|p| !p.is_empty()),
         },
-        client_secrets: None,
+        ..Default::default()
     };
     let engine = crate::driver::embedded::open()?;
     let call = if args.check {

@@ -1,7 +1,9 @@
-//! `kiln bake --print` against `shared/conformance/bake`: the resolved targets equal
-//! what docker buildx printed, or the command fails with buildx's message. Prints
-//! `bake: N passed, M failed`. Honours `KILN_CONFORMANCE_DIR` (relative to the
-//! workspace root).
+//! `kiln bake --print` against `shared/conformance/bake` and the repository's own
+//! differential corpus, `tests/differential/bake` (both recorded with docker buildx
+//! v0.28.0): the resolved targets equal what buildx printed, or the command fails
+//! with buildx's message. Prints `bake: N passed, M failed` and
+//! `bake-differential: N passed, M failed`; the differential cases must all pass.
+//! Honours `KILN_CONFORMANCE_DIR` (relative to the workspace root).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -72,14 +74,10 @@ fn check(case: &Path) -> Result<(), String> {
     }
 }
 
-#[test]
-fn bake_print() {
-    let dir = cases_dir();
-    if !dir.is_dir() {
-        println!("bake: skipped, {} not found", dir.display());
-        return;
-    }
-    let mut cases: Vec<PathBuf> = fs_err::read_dir(&dir)
+/// Runs every case directory under `dir`; prints `LABEL: N passed, M failed` and
+/// returns the failures.
+fn run_cases(label: &str, dir: &Path) -> Vec<String> {
+    let mut cases: Vec<PathBuf> = fs_err::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_dir())
@@ -98,8 +96,31 @@ fn bake_print() {
         println!("  FAIL {failure}");
     }
     println!(
-        "bake: {} passed, {} failed",
+        "{label}: {} passed, {} failed",
         cases.len() - failures.len(),
+        failures.len()
+    );
+    failures
+}
+
+#[test]
+fn bake_print() {
+    let dir = cases_dir();
+    if !dir.is_dir() {
+        println!("bake: skipped, {} not found", dir.display());
+        return;
+    }
+    run_cases("bake", &dir);
+}
+
+/// The repository's own cases, recorded with buildx (`tests/differential/bake`).
+#[test]
+fn bake_differential() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/differential/bake");
+    let failures = run_cases("bake-differential", &dir);
+    assert!(
+        failures.is_empty(),
+        "{} differential bake case(s) failed",
         failures.len()
     );
 }

@@ -917,7 +917,7 @@ fn copy_exclude_patterns() {
     }
     fs_err::write(
         ctx.join("Dockerfile"),
-        "FROM scratch\nCOPY --exclude=drop d /d/\nCOPY --exclude=*.txt hom* /h/\n\
+        "# syntax=docker/dockerfile:1-labs\nFROM scratch\nCOPY --exclude=drop d /d/\nCOPY --exclude=*.txt hom* /h/\n\
          COPY --exclude=* --exclude=!keep d /n/\n",
     )
     .unwrap();
@@ -1034,7 +1034,7 @@ fn sandbox_seccomp_and_insecure_mode() {
     fs_err::write(
         project.join("Dockerfile"),
         format!(
-            "FROM 127.0.0.1:{port}/busybox:latest\n\
+            "# syntax=docker/dockerfile:1-labs\nFROM 127.0.0.1:{port}/busybox:latest\n\
              RUN grep Seccomp: /proc/self/status > /sandbox && (unshare -n true 2>/dev/null; echo unshare=$? >> /sandbox)\n\
              RUN --security=insecure grep -E '^(Seccomp|CapEff):' /proc/self/status > /insecure\n"
         ),

@@ -37,6 +37,8 @@ fn a_buildkitd_toml_sets_mirrors_dns_cgroups_and_the_runtime() {
 frobnicate = true
 [grpc]
   address = ["unix:///run/kilnd/kilnd.sock"]
+[history]
+  maxEntries = 10
 [dns]
   nameservers = ["127.0.0.53"]
   searchDomains = ["builds.test"]
@@ -64,7 +66,8 @@ frobnicate = true
     );
     assert!(log.contains("docker.io/library/busybox"), "{log}");
     assert!(log.contains("unknown key frobnicate"), "{log}");
-    assert!(log.contains("[grpc] is not used by kiln yet"), "{log}");
+    assert!(log.contains("[history] is not used by kiln yet"), "{log}");
+    assert!(!log.contains("[grpc]"), "kilnd reads [grpc]: {log}");
     assert_eq!(
         fs_err::read_to_string(out.join("resolv")).unwrap(),
         "nameserver 127.0.0.53\nsearch builds.test\n"

@@ -150,3 +150,148 @@ fn copy_chmod_symbolic_and_octal() {
     assert_eq!(mode("oct/plain"), 0o640);
     assert_eq!(mode("oct/sub/x"), 0o640);
 }
+
+/// What the client sends of a context, as buildx sends it to BuildKit: a source
+/// through a symlink (relative, absolute as if the context were `/`, chained, or
+/// climbing out of the context) is what the link names, also when only that path is
+/// sent; a unix socket is an empty file with its mode; every owner is root.
+#[test]
+fn context_symlinks_sockets_and_owners() {
+    if !tools_present() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let project = work.path().join("links");
+    fs_err::create_dir_all(project.join("real/sub")).unwrap();
+    fs_err::write(project.join("real/file"), "f\n").unwrap();
+    fs_err::write(project.join("real/sub/s"), "s\n").unwrap();
+    for (link, target) in [
+        ("linkdir", "real"),
+        ("abslink", "/real"),
+        ("chain", "linkdir"),
+        ("esc", "../../real"),
+        ("linkfile", "real/file"),
+    ] {
+        std::os::unix::fs::symlink(target, project.join(link)).unwrap();
+    }
+    drop(std::os::unix::net::UnixListener::bind(project.join("sock")).unwrap());
+    fs_err::set_permissions(project.join("sock"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    fs_err::write(project.join("owned"), "o\n").unwrap();
+    std::os::unix::fs::chown(project.join("owned"), Some(1000), Some(1000)).unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        "FROM scratch\n\
+         COPY linkdir/file /t/through\n\
+         COPY linkdir /t/linkdir\n\
+         COPY abslink/sub /t/abs-sub\n\
+         COPY chain /t/chain\n\
+         COPY esc/file /t/esc-file\n\
+         COPY linkfile /t/linkfile\n\
+         COPY link* /t/glob/\n\
+         COPY sock owned /t/files/\n",
+    )
+    .unwrap();
+    let image = work.path().join("links.tar");
+    check(&kiln(
+        &state,
+        &[
+            "build",
+            "--progress=plain",
+            "-o",
+            &format!("type=oci,dest={},name=img:1", image.display()),
+            project.to_str().unwrap(),
+        ],
+    ));
+    let rootfs = crate::support::umoci_unpack(&image, &work.path().join("unpacked"));
+    let t = rootfs.join("t");
+    for file in [
+        "through",
+        "linkdir/file",
+        "chain/file",
+        "esc-file",
+        "linkfile",
+        "glob/file",
+        "glob/linkfile",
+    ] {
+        let meta = fs_err::symlink_metadata(t.join(file)).unwrap();
+        assert!(meta.is_file(), "/t/{file}");
+        assert_eq!(fs_err::read_to_string(t.join(file)).unwrap(), "f\n");
+    }
+    for sub in ["linkdir/sub/s", "abs-sub/s", "chain/sub/s", "glob/sub/s"] {
+        assert_eq!(
+            fs_err::read_to_string(t.join(sub)).unwrap(),
+            "s\n",
+            "/t/{sub}"
+        );
+    }
+    use std::os::unix::fs::MetadataExt as _;
+    let sock = fs_err::symlink_metadata(t.join("files/sock")).unwrap();
+    assert!(sock.is_file() && sock.len() == 0);
+    assert_eq!(sock.mode() & 0o7777, 0o640);
+    let owned = fs_err::metadata(t.join("files/owned")).unwrap();
+    assert_eq!((owned.uid(), owned.gid()), (0, 0));
+}
+
+/// The ignore file: `<Dockerfile name>.dockerignore` beside the Dockerfile wins over
+/// the context's `.dockerignore`; with only a lowercase `dockerfile` that one is
+/// built (and, its name being `dockerfile`, the context's `.dockerignore` applies, as
+/// with buildx); a pattern patternmatcher refuses fails the build with its message.
+#[test]
+fn ignore_files_and_lowercase_dockerfile() {
+    if !tools_present() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let project = work.path().join("ignore");
+    fs_err::create_dir_all(&project).unwrap();
+    for name in ["a", "b", "c"] {
+        fs_err::write(project.join(name), name).unwrap();
+    }
+    fs_err::write(project.join(".dockerignore"), "a\n").unwrap();
+    fs_err::write(project.join("Dockerfile.dockerignore"), "b\n").unwrap();
+    fs_err::write(project.join("Dockerfile"), "FROM scratch\nCOPY . /x/\n").unwrap();
+    let copied = |out: &str| {
+        let out = work.path().join(out);
+        crate::support::build_into(&state, &project, &out, &[]);
+        let mut names: Vec<String> = fs_err::read_dir(out.join("x"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        copied("own"),
+        [
+            ".dockerignore",
+            "Dockerfile",
+            "Dockerfile.dockerignore",
+            "a",
+            "c"
+        ]
+    );
+    fs_err::rename(project.join("Dockerfile"), project.join("dockerfile")).unwrap();
+    assert_eq!(
+        copied("lowercase"),
+        [
+            ".dockerignore",
+            "Dockerfile.dockerignore",
+            "b",
+            "c",
+            "dockerfile"
+        ]
+    );
+    fs_err::write(project.join(".dockerignore"), "!\n").unwrap();
+    let refused = kiln(
+        &state,
+        &["build", "--progress=plain", project.to_str().unwrap()],
+    );
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("illegal exclusion pattern: \"!\""),
+        "{stderr}"
+    );
+}

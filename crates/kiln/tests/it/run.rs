@@ -613,3 +613,50 @@ fn mount_types_and_options() {
         );
     }
 }
+
+/// RUN mount options from variables mean what they would written out: a cache mount
+/// starts empty (never from the build context) and keeps its writes for the next
+/// step; a writable bind of the context lets the step write but keeps nothing, in
+/// the context or for later steps; a tmpfs on `/dev/shm` is the only one there, with
+/// BuildKit's options (no `nodev`/`noexec`).
+#[test]
+fn mounts_from_variables_and_what_they_keep() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let project = work.path().join("mounts");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(project.join("cf"), "context file\n").unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{port}/busybox:latest\n\
+             ARG T=cache\n\
+             ARG RW=true\n\
+             RUN --mount=type=$T,target=/m ls -A /m > /cache-first; echo w > /m/written\n\
+             RUN --mount=type=$T,target=/m ls -A /m > /cache-second\n\
+             RUN --mount=type=bind,target=/b,rw=$RW echo w > /b/written && ls -A /b > /bind-rw\n\
+             RUN --mount=type=bind,target=/b ls -A /b > /bind-after\n\
+             RUN --mount=type=tmpfs,target=/dev/shm grep ' /dev/shm ' /proc/mounts > /shm\n"
+        ),
+    )
+    .unwrap();
+    let out = work.path().join("out");
+    build_into(state, &project, &out, &[]);
+    let read = |name: &str| fs_err::read_to_string(out.join(name)).unwrap();
+    assert_eq!(read("cache-first"), "");
+    assert_eq!(read("cache-second"), "written\n");
+    assert_eq!(read("bind-rw"), "Dockerfile\ncf\nwritten\n");
+    assert_eq!(read("bind-after"), "Dockerfile\ncf\n");
+    assert!(!project.join("written").exists());
+    let shm = read("shm");
+    assert_eq!(shm.lines().count(), 1, "{shm}");
+    let options = shm.split_whitespace().nth(3).unwrap();
+    assert!(options.starts_with("rw,nosuid"), "{shm}");
+    assert!(
+        !options.contains("nodev") && !options.contains("noexec"),
+        "{shm}"
+    );
+}

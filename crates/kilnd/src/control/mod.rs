@@ -6,6 +6,9 @@ mod solve;
 mod usage;
 mod workers;
 
+pub(crate) use solve::{definition_request, dockerfile_request};
+pub(crate) use workers::records as worker_records;
+
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use kiln_engine::config::GcPolicy;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use crate::gateway::Gateways;
 use crate::jobs::Jobs;
 use crate::session::Sessions;
 
@@ -29,6 +33,8 @@ pub(crate) struct Daemon {
     pub(crate) sessions: Sessions,
     /// The solves running, with their progress.
     pub(crate) jobs: Arc<Jobs>,
+    /// The client-driven builds, for the gateway's calls.
+    pub(crate) gateways: Gateways,
     /// The state directory.
     pub(crate) root: PathBuf,
     /// `--oci-worker-labels`.
@@ -48,6 +54,7 @@ impl Daemon {
             engine: Arc::new(engine),
             sessions: Sessions::default(),
             jobs: Arc::new(Jobs::default()),
+            gateways: Gateways::default(),
             root,
             labels,
             gc,

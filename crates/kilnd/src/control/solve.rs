@@ -9,12 +9,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use kiln_api::proto::moby::buildkit::secrets::v1::GetSecretRequest;
 use kiln_api::proto::moby::buildkit::secrets::v1::secrets_client::SecretsClient;
 use kiln_api::proto::moby::buildkit::v1 as control;
 use kiln_api::session::filesync::{self, Filter};
-use kiln_engine::{BuildContext, BuildRequest, BuildResult, ClientProvided, Output};
+use kiln_engine::{
+    BuildContext, BuildRequest, BuildResult, ClientProvided, DefinitionRequest, Output,
+};
 use sha2::{Digest as _, Sha256};
 use tonic::{Response, Status};
 
@@ -28,7 +31,9 @@ pub(super) async fn solve(
 ) -> Result<Response<control::SolveResponse>, Status> {
     let id = request.r#ref.clone();
     let job = daemon.jobs.start(&id);
-    let result = run(daemon, request, &job).await;
+    // A client that goes away drops this call: its build is cancelled with it.
+    let cancelled = CancelOnDrop::default();
+    let result = run(daemon, request, &job, &cancelled.0).await;
     daemon.jobs.end(&id, &job);
     result.map(|exporter_response| {
         Response::new(control::SolveResponse {
@@ -87,10 +92,21 @@ enum SendTo {
     File(PathBuf),
 }
 
+/// Sets its flag when dropped.
+#[derive(Default)]
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 async fn run(
     daemon: &Arc<Daemon>,
     request: control::SolveRequest,
     job: &Arc<Job>,
+    cancelled: &Arc<AtomicBool>,
 ) -> Result<BTreeMap<String, String>, Status> {
     let session = match request.session.as_str() {
         "" => None,
@@ -109,14 +125,80 @@ async fn run(
                     "the dockerfile.v0 frontend reads its files through a session",
                 )
             })?;
-            dockerfile(daemon, &request, &session, &outputs, job).await
+            match dockerfile_request(
+                daemon,
+                &request.frontend_attrs,
+                &request.entitlements,
+                &session,
+                job,
+                cancelled,
+            )
+            .await
+            {
+                Ok(mut build) => {
+                    build.outputs = outputs.iter().map(|o| o.output.clone()).collect();
+                    prepare_exports(&outputs)?;
+                    let progress_job = Arc::clone(job);
+                    daemon
+                        .blocking(move |engine| {
+                            engine.build(&build, &move |event| progress_job.event(event))
+                        })
+                        .await
+                }
+                Err(status) => Err(status),
+            }
         }
-        "" if request.definition.is_some() => Err(Status::unimplemented(
-            "kilnd does not solve bare LLB definitions yet; use the dockerfile.v0 frontend",
-        )),
-        "" => Err(Status::unimplemented(
-            "kilnd does not serve the client-side frontend (gateway) flow yet; use the dockerfile.v0 frontend",
-        )),
+        "" if request.definition.is_some() => {
+            let definition = request.definition.clone().unwrap_or_default();
+            match definition_request(
+                daemon,
+                &definition,
+                &request.entitlements,
+                session.as_ref(),
+                job,
+                cancelled,
+            )
+            .await
+            {
+                Ok(mut build) => {
+                    build.outputs = outputs.iter().map(|o| o.output.clone()).collect();
+                    prepare_exports(&outputs)?;
+                    let progress_job = Arc::clone(job);
+                    daemon
+                        .blocking(move |engine| {
+                            engine.build_definition(&build, &move |event| progress_job.event(event))
+                        })
+                        .await
+                }
+                Err(status) => Err(status),
+            }
+        }
+        "" => {
+            // The client runs the frontend and drives the build through the gateway
+            // (LLBBridge); the result it returns is exported here.
+            let gateway =
+                crate::gateway::Build::new(session.clone(), job.clone(), Arc::clone(cancelled));
+            daemon
+                .gateways
+                .register(&request.r#ref, Arc::clone(&gateway));
+            let returned = gateway.returned().await;
+            daemon.gateways.unregister(&request.r#ref);
+            match returned {
+                Ok(solved) => {
+                    prepare_exports(&outputs)?;
+                    let outputs_list: Vec<Output> =
+                        outputs.iter().map(|o| o.output.clone()).collect();
+                    let progress_job = Arc::clone(job);
+                    daemon
+                        .blocking(move |engine| {
+                            let _ = &progress_job;
+                            engine.export(&solved, &outputs_list)
+                        })
+                        .await
+                }
+                Err(status) => Err(status),
+            }
+        }
         other => Err(Status::invalid_argument(format!(
             "frontend {other:?} is not available: kilnd runs dockerfile.v0"
         ))),
@@ -308,23 +390,16 @@ async fn sync(
     }
 }
 
-/// `.dockerignore` patterns, as BuildKit reads them (comments and blank lines out).
-fn ignore_patterns(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_owned)
-        .collect()
-}
-
-async fn dockerfile(
+/// The Dockerfile build a frontend's attributes ask for, its files synced from the
+/// client's session (outputs are added by the caller).
+pub(crate) async fn dockerfile_request(
     daemon: &Arc<Daemon>,
-    request: &control::SolveRequest,
+    attrs: &std::collections::HashMap<String, String>,
+    entitlements: &[String],
     session: &Arc<Session>,
-    outputs: &[PlannedOutput],
     job: &Arc<Job>,
-) -> Result<BuildResult, Status> {
-    let attrs = &request.frontend_attrs;
+    cancelled: &Arc<AtomicBool>,
+) -> Result<BuildRequest, Status> {
     let attr = |key: &str| attrs.get(key).map(String::as_str);
     let filename = attr("filename").unwrap_or("Dockerfile").to_owned();
     let dockerfile_key = attr("dockerfilekey").unwrap_or("dockerfile").to_owned();
@@ -356,9 +431,9 @@ async fn dockerfile(
         job,
     )
     .await?;
-    let excludes = fs_err::read_to_string(dockerfile_dir.join(&own_ignore))
-        .or_else(|_| fs_err::read_to_string(ignore_dir.join(".dockerignore")))
-        .map(|text| ignore_patterns(&text))
+    let excludes = fs_err::read(dockerfile_dir.join(&own_ignore))
+        .or_else(|_| fs_err::read(ignore_dir.join(".dockerignore")))
+        .map(|bytes| kiln_engine::dockerignore::parse(&bytes))
         .unwrap_or_default();
     let context_dir = sync(
         daemon,
@@ -436,16 +511,15 @@ async fn dockerfile(
                 "failed to read dockerfile: open {filename}: no such file or directory"
             ))
         })?;
-    let build = BuildRequest {
+    Ok(BuildRequest {
         context: context_dir,
         dockerfile,
         build_args,
         named_contexts,
         target: attr("target").filter(|t| !t.is_empty()).map(str::to_owned),
-        outputs: outputs.iter().map(|o| o.output.clone()).collect(),
         no_cache,
         no_cache_filter,
-        entitlements: request.entitlements.clone(),
+        entitlements: entitlements.to_vec(),
         labels,
         pull: attr("image-resolve-mode") == Some("pull"),
         run,
@@ -453,20 +527,67 @@ async fn dockerfile(
             session: Arc::clone(session),
             runtime: tokio::runtime::Handle::current(),
         }))),
+        cancelled: Some(Arc::clone(cancelled)),
         ..BuildRequest::default()
-    };
+    })
+}
+
+/// The solve of an LLB definition, its local sources synced from the client's session
+/// first (outputs are added by the caller).
+pub(crate) async fn definition_request(
+    daemon: &Arc<Daemon>,
+    definition: &kiln_api::proto::pb::Definition,
+    entitlements: &[String],
+    session: Option<&Arc<Session>>,
+    job: &Arc<Job>,
+    cancelled: &Arc<AtomicBool>,
+) -> Result<DefinitionRequest, Status> {
+    use prost::Message as _;
+    let bytes = definition.encode_to_vec();
+    let sources = kiln_engine::Engine::local_sources(&bytes)
+        .map_err(|e| Status::invalid_argument(error_chain(&e)))?;
+    let mut locals = BTreeMap::new();
+    for source in sources {
+        let session = session.ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "the definition reads local://{} but the client opened no session",
+                source.name
+            ))
+        })?;
+        let filter = Filter {
+            include_patterns: source.include_patterns,
+            exclude_patterns: source.exclude_patterns,
+            follow_paths: source.follow_paths,
+        };
+        let purpose = hex(&format!("{filter:?}"));
+        let dir = sync(daemon, session, &source.name, &purpose, &filter, job).await?;
+        locals.insert(source.name, dir);
+    }
+    Ok(DefinitionRequest {
+        definition: bytes,
+        locals,
+        entitlements: entitlements.to_vec(),
+        client_secrets: session.map(|session| {
+            ClientProvided(Arc::new(SessionSecrets {
+                session: Arc::clone(session),
+                runtime: tokio::runtime::Handle::current(),
+            }))
+        }),
+        cancelled: Some(Arc::clone(cancelled)),
+        ..DefinitionRequest::default()
+    })
+}
+
+/// Makes the places the exports write into.
+fn prepare_exports(outputs: &[PlannedOutput]) -> Result<(), Status> {
     for planned in outputs {
-        if let Some(SendTo::Dir(dir) | SendTo::File(dir)) = &planned.send {
-            if let Some(parent) = dir.parent() {
-                fs_err::create_dir_all(parent)
-                    .map_err(|e| Status::internal(format!("{}: {e}", parent.display())))?;
+        if let Some(SendTo::Dir(path) | SendTo::File(path)) = &planned.send {
+            if let Some(parent) = path.parent() {
+                fs_err::create_dir_all(parent).map_err(|e| Status::internal(e.to_string()))?;
             }
         }
     }
-    let progress_job = Arc::clone(job);
-    daemon
-        .blocking(move |engine| engine.build(&build, &move |event| progress_job.event(event)))
-        .await
+    Ok(())
 }
 
 /// `nofile=1024:2048` (soft and hard), as buildx sends `--ulimit`.

@@ -48,6 +48,13 @@ pub(super) fn list(
     daemon: &Arc<Daemon>,
     _request: control::ListWorkersRequest,
 ) -> Result<Response<control::ListWorkersResponse>, Status> {
+    Ok(Response::new(control::ListWorkersResponse {
+        record: records(daemon),
+    }))
+}
+
+/// The one worker's record.
+pub(crate) fn records(daemon: &Daemon) -> Vec<WorkerRecord> {
     const LABEL: &str = "org.mobyproject.buildkit.worker.";
     let mut labels: HashMap<String, String> = [
         ("executor", "oci".to_owned()),
@@ -77,19 +84,17 @@ pub(super) fn list(
             min_free_space: p.min_free.unwrap_or(0) as i64,
         })
         .collect();
-    Ok(Response::new(control::ListWorkersResponse {
-        record: vec![WorkerRecord {
-            id: worker_id(daemon),
-            labels,
-            platforms: vec![pb::Platform {
-                architecture: platform.architecture.clone(),
-                os: platform.os.clone(),
-                variant: platform.variant.clone(),
-                ..pb::Platform::default()
-            }],
-            gc_policy,
-            buildkit_version: Some(version()),
-            cdi_devices: Vec::new(),
+    vec![WorkerRecord {
+        id: worker_id(daemon),
+        labels,
+        platforms: vec![pb::Platform {
+            architecture: platform.architecture.clone(),
+            os: platform.os.clone(),
+            variant: platform.variant.clone(),
+            ..pb::Platform::default()
         }],
-    }))
+        gc_policy,
+        buildkit_version: Some(version()),
+        cdi_devices: Vec::new(),
+    }]
 }

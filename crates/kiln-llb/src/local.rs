@@ -1,0 +1,391 @@
+//! What a local source selects of a client's directory, as BuildKit's client-side
+//! transfer (fsutil's `FilterFS`) selects it: exclude and include patterns, followed
+//! paths with the symlinks on them resolved, and each entry as it is sent (owned by
+//! root, a unix socket as an empty file). The embedded engine reads a context this
+//! way, and a remote client sends it this way, so both see the same files.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::patterns::{Matcher, PatternError};
+use crate::pb;
+
+/// A local source's filters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// `local.includepattern`: only what these select.
+    pub include_patterns: Vec<String>,
+    /// `local.excludepatterns` (`.dockerignore`).
+    pub exclude_patterns: Vec<String>,
+    /// `local.followpaths`: only these paths (and what their symlinks point to).
+    pub follow_paths: Vec<String>,
+}
+
+impl Filter {
+    /// The filters of a local source op.
+    pub fn of_source(source: &pb::SourceOp) -> Self {
+        let list = |key: &str| -> Vec<String> {
+            source
+                .attrs
+                .get(key)
+                .and_then(|v| serde_json::from_str(v).ok())
+                .unwrap_or_default()
+        };
+        Self {
+            include_patterns: list("local.includepattern"),
+            exclude_patterns: list("local.excludepatterns"),
+            follow_paths: list("local.followpaths"),
+        }
+    }
+}
+
+/// Why a directory could not be selected.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    /// Reading the directory failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A pattern is malformed.
+    #[error(transparent)]
+    Pattern(#[from] PatternError),
+}
+
+/// A path made safe to join under a root: no root, no `..` escaping it.
+fn clean_relative(path: &str) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for component in Path::new(path).components() {
+        match component {
+            Component::Normal(c) => out.push(c),
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
+/// What the walk of a context keeps of an entry's metadata: as the client sends it to
+/// BuildKit, owned by root (buildx and buildctl reset every uid and gid) and with a
+/// unix socket as an empty regular file (fsutil clears the socket bit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub size: u64,
+    pub mtime: i64,
+    pub mtime_nsec: i64,
+    pub ino: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u64,
+    /// A unix socket, sent as an empty file.
+    pub socket: bool,
+}
+
+impl Entry {
+    /// The entry as sent: root's, and a socket turned into an empty file with its
+    /// permission bits.
+    fn as_sent(mut self) -> Self {
+        self.uid = 0;
+        self.gid = 0;
+        if self.kind() == rustix::fs::FileType::Socket {
+            self.mode = (self.mode & 0o7777) | rustix::fs::FileType::RegularFile.as_raw_mode();
+            self.size = 0;
+            self.socket = true;
+        }
+        self
+    }
+    /// The entry's type.
+    pub fn kind(&self) -> rustix::fs::FileType {
+        rustix::fs::FileType::from_raw_mode(self.mode)
+    }
+    /// Whether it is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.kind() == rustix::fs::FileType::Directory
+    }
+    /// Whether it is a regular file.
+    pub fn is_file(&self) -> bool {
+        self.kind() == rustix::fs::FileType::RegularFile
+    }
+    /// Whether it is a symlink.
+    pub fn is_symlink(&self) -> bool {
+        self.kind() == rustix::fs::FileType::Symlink
+    }
+}
+
+impl From<&std::fs::Metadata> for Entry {
+    fn from(meta: &std::fs::Metadata) -> Self {
+        Self {
+            size: meta.len(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+            ino: meta.ino(),
+            mode: meta.mode(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            rdev: meta.rdev(),
+            socket: false,
+        }
+    }
+}
+
+/// A directory's entries (names) with their metadata, each looked up relative to the
+/// open directory: one path component per lookup, however deep the context.
+fn read_dir_entries(path: &Path) -> Result<Vec<(String, Entry)>, SelectError> {
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    let fd = rustix::fs::openat(
+        rustix::fs::CWD,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        SelectError::Io(std::io::Error::new(
+            e.kind(),
+            format!("{}: {e}", path.display()),
+        ))
+    })?;
+    let mut out = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&fd).map_err(std::io::Error::from)? {
+        let entry = entry.map_err(std::io::Error::from)?;
+        let name = entry.file_name();
+        if name.to_bytes() == b"." || name.to_bytes() == b".." {
+            continue;
+        }
+        let stat = rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(std::io::Error::from)?;
+        out.push((
+            name.to_string_lossy().into_owned(),
+            Entry {
+                size: stat.st_size as u64,
+                mtime: stat.st_mtime as i64,
+                mtime_nsec: stat.st_mtime_nsec as i64,
+                ino: stat.st_ino as u64,
+                mode: stat.st_mode as u32,
+                uid: stat.st_uid,
+                gid: stat.st_gid,
+                rdev: stat.st_rdev as u64,
+                socket: false,
+            }
+            .as_sent(),
+        ));
+    }
+    Ok(out)
+}
+
+/// The entries of `dir` that `filter` selects, sorted relative paths with their
+/// metadata as sent (each entry is looked at once).
+pub fn select(dir: &Path, filter: &Filter) -> Result<Vec<(String, Entry)>, SelectError> {
+    let excludes = Matcher::parse(&filter.exclude_patterns)?;
+    let includes = Matcher::parse(&filter.include_patterns)?;
+    let follow_paths = &filter.follow_paths;
+    // The followed paths with the symlinks on them resolved: what they name is sent too.
+    let follow = if follow_paths.is_empty() {
+        None
+    } else {
+        follow_links(dir, follow_paths)?
+    };
+    let wanted = |rel: &str| -> bool {
+        let Some(follow) = &follow else {
+            return true;
+        };
+        follow.iter().any(|f| {
+            let f = f.trim_end_matches('/');
+            rel == f
+                || rel.starts_with(&format!("{f}/"))
+                || f.starts_with(&format!("{rel}/"))
+                || f.split('/')
+                    .zip(rel.split('/'))
+                    .all(|(p, r)| crate::patterns::match_component(p, r))
+        })
+    };
+    // Directories are read by a few threads at once, taking them from one queue: a
+    // large context is mostly waiting on the kernel's lookups, which run in parallel.
+    // (directories waiting, directories being read); a reader that finds none waiting
+    // sleeps until another adds some or the last one finishes.
+    let queue = std::sync::Mutex::new((vec![String::new()], 0usize));
+    let changed = std::sync::Condvar::new();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let walk = || -> Result<Vec<(String, Entry)>, SelectError> {
+        let mut out = Vec::new();
+        loop {
+            let rel = {
+                let mut state = queue.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    if let Some(rel) = state.0.pop() {
+                        state.1 += 1;
+                        break rel;
+                    }
+                    if state.1 == 0 {
+                        return Ok(out);
+                    }
+                    state = changed.wait(state).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            let path = if rel.is_empty() {
+                dir.to_path_buf()
+            } else {
+                dir.join(&rel)
+            };
+            let entries = read_dir_entries(&path);
+            let mut subdirs = Vec::new();
+            if let Ok(entries) = &entries {
+                for (name, meta) in entries {
+                    let child = if rel.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{rel}/{name}")
+                    };
+                    if !wanted(&child) {
+                        continue;
+                    }
+                    let ignored = (!excludes.is_empty() && excludes.matches(&child))
+                        || (!includes.is_empty() && !meta.is_dir() && !includes.matches(&child));
+                    if meta.is_dir() {
+                        // Excluded directories may still hold re-included files.
+                        subdirs.push(child.clone());
+                    }
+                    if !ignored {
+                        out.push((child, *meta));
+                    }
+                }
+            }
+            let mut state = queue.lock().unwrap_or_else(|e| e.into_inner());
+            state.0.extend(subdirs);
+            state.1 -= 1;
+            if let Err(e) = entries {
+                // Stop the others too: nothing more to read.
+                state.0.clear();
+                changed.notify_all();
+                return Err(e);
+            }
+            changed.notify_all();
+        }
+    };
+    let mut out = Vec::new();
+    std::thread::scope(|scope| -> Result<(), SelectError> {
+        let workers: Vec<_> = (0..threads).map(|_| scope.spawn(walk)).collect();
+        for worker in workers {
+            out.extend(worker.join().unwrap_or_else(|_| {
+                Err(SelectError::Io(std::io::Error::other(
+                    "the context walk panicked",
+                )))
+            })?);
+        }
+        Ok(())
+    })?;
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// fsutil's `FollowLinks`: the paths that `paths` (relative to `dir`) reach, each
+/// symlink on the way (relative, absolute as if `dir` were `/`, or chained; a wildcard
+/// component's matching symlinks too) kept with what it points to, sorted with
+/// paths under another dropped. `None` when a path is the whole context.
+fn follow_links(dir: &Path, paths: &[String]) -> Result<Option<Vec<String>>, SelectError> {
+    let mut resolved = std::collections::BTreeSet::new();
+    for path in paths {
+        follow_path(dir, path, &mut resolved, 0)?;
+    }
+    let mut out: Vec<String> = Vec::new();
+    for path in resolved {
+        if path.is_empty() {
+            return Ok(None);
+        }
+        if out
+            .last()
+            .is_some_and(|last| path.starts_with(&format!("{last}/")))
+        {
+            continue;
+        }
+        out.push(path);
+    }
+    Ok(Some(out))
+}
+
+/// Adds what `path` reaches to `resolved`, component by component (`""` is the root).
+fn follow_path(
+    dir: &Path,
+    path: &str,
+    resolved: &mut std::collections::BTreeSet<String>,
+    depth: usize,
+) -> Result<(), SelectError> {
+    // A cycle of links ends where a path repeats; this bounds anything else.
+    if depth > 255 {
+        return Ok(());
+    }
+    let Some(cleaned) = clean_relative(path) else {
+        return Ok(());
+    };
+    let components: Vec<String> = cleaned
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let mut current = String::new();
+    for (i, component) in components.iter().enumerate() {
+        current = if current.is_empty() {
+            component.clone()
+        } else {
+            format!("{current}/{component}")
+        };
+        let rest = components[i + 1..].join("/");
+        let targets = link_targets(dir, &current)?;
+        if (rest.is_empty() || targets.is_some()) && resolved.contains(&current) {
+            return Ok(());
+        }
+        if let Some(targets) = targets {
+            resolved.insert(current);
+            for target in targets {
+                follow_path(dir, &format!("{target}/{rest}"), resolved, depth + 1)?;
+            }
+            return Ok(());
+        }
+    }
+    resolved.insert(current);
+    Ok(())
+}
+
+/// Where the symlink at `rel` points, as a path from the root (`/` being `dir`); for
+/// a wildcard last component, the targets of the matching symlinks. `None` when
+/// nothing there is a symlink.
+fn link_targets(dir: &Path, rel: &str) -> Result<Option<Vec<String>>, SelectError> {
+    let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    if name.contains(['*', '?', '[']) {
+        let Ok(entries) = fs_err::read_dir(dir.join(parent)) else {
+            return Ok(None);
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| crate::patterns::match_component(name, n))
+            .collect();
+        names.sort();
+        let mut out = Vec::new();
+        for n in names {
+            let matched = if parent.is_empty() {
+                n
+            } else {
+                format!("{parent}/{n}")
+            };
+            out.extend(link_targets(dir, &matched)?.unwrap_or_default());
+        }
+        return Ok((!out.is_empty()).then_some(out));
+    }
+    let Ok(meta) = fs_err::symlink_metadata(dir.join(rel)) else {
+        return Ok(None);
+    };
+    if !meta.file_type().is_symlink() {
+        return Ok(None);
+    }
+    let link = fs_err::read_link(dir.join(rel))?
+        .to_string_lossy()
+        .into_owned();
+    let target = if link.starts_with('/') {
+        link
+    } else {
+        format!("/{parent}/{link}")
+    };
+    Ok(Some(vec![target]))
+}

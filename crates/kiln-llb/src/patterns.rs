@@ -1,0 +1,274 @@
+//! Path patterns of LLB's local sources and copy actions, with Docker's semantics
+//! (moby/patternmatcher, Go's `filepath.Match` per component): `*`, `?`, `[…]`, `**`
+//! for any number of directories, `!` to re-include, the last matching pattern wins,
+//! and a pattern that matches a directory matches everything under it.
+
+/// A pattern moby/patternmatcher refuses, with its message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PatternError(pub &'static str);
+
+/// Go's `filepath.Match` for one path component.
+pub fn match_component(pattern: &str, name: &str) -> bool {
+    fn matches(p: &[char], n: &[char]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some('*') => (0..=n.len()).any(|i| matches(&p[1..], &n[i..])),
+            Some('?') => !n.is_empty() && matches(&p[1..], &n[1..]),
+            Some('[') => {
+                let Some(close) = p.iter().skip(1).position(|c| *c == ']').map(|i| i + 1) else {
+                    return false;
+                };
+                let Some(&c) = n.first() else { return false };
+                let class = &p[1..close];
+                let (negate, class) = match class.first() {
+                    Some('^' | '!') => (true, &class[1..]),
+                    _ => (false, class),
+                };
+                let mut found = false;
+                let mut i = 0;
+                while i < class.len() {
+                    if i + 2 < class.len() && class[i + 1] == '-' {
+                        found |= class[i] <= c && c <= class[i + 2];
+                        i += 3;
+                    } else {
+                        found |= class[i] == c;
+                        i += 1;
+                    }
+                }
+                found != negate && matches(&p[close + 1..], &n[1..])
+            }
+            Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && matches(&p[2..], &n[1..]),
+            Some(c) => n.first() == Some(c) && matches(&p[1..], &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    matches(&p, &n)
+}
+
+#[derive(Debug, Clone)]
+struct Pattern {
+    segments: Vec<String>,
+    exclusion: bool,
+}
+
+/// A parsed list of ignore patterns.
+#[derive(Debug, Clone, Default)]
+pub struct Matcher {
+    patterns: Vec<Pattern>,
+}
+
+fn clean(pattern: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in pattern.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            _ => out.push(part.to_owned()),
+        }
+    }
+    out
+}
+
+fn segments_match(pattern: &[String], path: &[&str]) -> bool {
+    match pattern.first() {
+        None => path.is_empty(),
+        Some(p) if p == "**" => {
+            (0..=path.len()).any(|skip| segments_match(&pattern[1..], &path[skip..]))
+        }
+        Some(p) => {
+            !path.is_empty()
+                && match_component(p, path[0])
+                && segments_match(&pattern[1..], &path[1..])
+        }
+    }
+}
+
+/// Why an ignore pattern is refused, in moby/patternmatcher's words.
+fn invalid_pattern(pattern: &str) -> Option<&'static str> {
+    let cleaned = pattern.trim();
+    if cleaned.is_empty() {
+        return None;
+    }
+    let glob = match cleaned.strip_prefix('!') {
+        // `!` and `!/` clean to a bare `!`.
+        Some(rest) if rest.trim_matches('/').is_empty() => {
+            return Some("illegal exclusion pattern: \"!\"");
+        }
+        Some(rest) => rest,
+        None => cleaned,
+    };
+    (!is_valid_glob(glob)).then_some("syntax error in pattern")
+}
+
+/// Whether Go's `filepath.Match` accepts `pattern`: every `[…]` class closed and
+/// non-empty, with well-formed ranges, and no `\` at the end.
+fn is_valid_glob(pattern: &str) -> bool {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    // One class member (`getEsc`): not `-` or `]`, an escape followed by a character,
+    // and something after it.
+    let member = |i: &mut usize| -> bool {
+        match chars.get(*i) {
+            None | Some('-' | ']') => return false,
+            Some('\\') => {
+                *i += 1;
+                if *i >= chars.len() {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+        *i += 1;
+        *i < chars.len()
+    };
+    while i < chars.len() {
+        match chars[i] {
+            '[' => {
+                i += 1;
+                if chars.get(i) == Some(&'^') {
+                    i += 1;
+                }
+                let mut ranges = 0;
+                loop {
+                    if chars.get(i) == Some(&']') && ranges > 0 {
+                        i += 1;
+                        break;
+                    }
+                    if !member(&mut i) {
+                        return false;
+                    }
+                    if chars[i] == '-' {
+                        i += 1;
+                        if !member(&mut i) {
+                            return false;
+                        }
+                    }
+                    ranges += 1;
+                }
+            }
+            '\\' => {
+                if i + 1 >= chars.len() {
+                    return false;
+                }
+                i += 2;
+            }
+            _ => i += 1,
+        }
+    }
+    true
+}
+
+impl Matcher {
+    /// Parses ignore patterns, refusing the ones moby/patternmatcher refuses (a bare
+    /// `!`, a malformed `[…]` class, a trailing `\`) with its message.
+    pub fn parse(patterns: &[String]) -> Result<Self, PatternError> {
+        if let Some(reason) = patterns.iter().find_map(|p| invalid_pattern(p)) {
+            return Err(PatternError(reason));
+        }
+        Ok(Self::new(patterns))
+    }
+
+    /// Parses patterns without checking them (malformed ones match nothing).
+    pub fn new(patterns: &[String]) -> Self {
+        let patterns = patterns
+            .iter()
+            .filter_map(|p| {
+                let p = p.trim();
+                let (exclusion, p) = match p.strip_prefix('!') {
+                    Some(rest) => (true, rest.trim()),
+                    None => (false, p),
+                };
+                let segments = clean(p);
+                (!segments.is_empty()).then_some(Pattern {
+                    segments,
+                    exclusion,
+                })
+            })
+            .collect();
+        Self { patterns }
+    }
+
+    /// Whether there are no patterns.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// Whether `path` (relative, `/`-separated) is ignored.
+    pub fn matches(&self, path: &str) -> bool {
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        let mut ignored = false;
+        for pattern in &self.patterns {
+            // The path itself, or one of its parent directories.
+            let hit = (1..=parts.len()).any(|n| segments_match(&pattern.segments, &parts[..n]));
+            if hit {
+                ignored = !pattern.exclusion;
+            }
+        }
+        ignored
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_match_as_go_does() {
+        assert!(match_component("*.txt", "a.txt"));
+        assert!(!match_component("*.txt", "a.md"));
+        assert!(match_component("file?.[ch]", "file1.c"));
+        assert!(match_component("[!a]x", "bx"));
+    }
+
+    #[test]
+    fn patterns_patternmatcher_refuses() {
+        let error = |p: &str| Matcher::parse(&[p.to_owned()]).err().map(|e| e.to_string());
+        assert_eq!(
+            error("!").as_deref(),
+            Some("illegal exclusion pattern: \"!\"")
+        );
+        assert_eq!(
+            error(" ! ").as_deref(),
+            Some("illegal exclusion pattern: \"!\"")
+        );
+        for bad in ["[", "a[", "[]", "[a-", "[-a]", "x\\", "[a\\"] {
+            assert_eq!(
+                error(bad).as_deref(),
+                Some("syntax error in pattern"),
+                "{bad}"
+            );
+        }
+        for good in ["*.log", "!keep", "[a-c]x", "[^a]", "a\\*", "**/x", "", "#c"] {
+            assert_eq!(error(good), None, "{good}");
+        }
+    }
+
+    fn m(patterns: &[&str]) -> Matcher {
+        Matcher::new(&patterns.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn docker_semantics() {
+        let ig = m(&[
+            "*.log",
+            "build/",
+            "!build/keep.txt",
+            "**/node_modules",
+            "/secret",
+        ]);
+        assert!(ig.matches("a.log"));
+        assert!(!ig.matches("dir/a.log"));
+        assert!(ig.matches("build/out.o"));
+        assert!(!ig.matches("build/keep.txt"));
+        assert!(ig.matches("a/b/node_modules/x.js"));
+        assert!(ig.matches("secret"));
+        assert!(!ig.matches("src/main.c"));
+        let all_but = m(&["*", "!src"]);
+        assert!(all_but.matches("README"));
+        assert!(!all_but.matches("src/main.c"));
+    }
+}

@@ -1,0 +1,563 @@
+//! BuildKit's `LLBBridge`, the gateway a client-side frontend drives a build through
+//! (what `buildctl build` and buildx do): the client opens a solve with no frontend
+//! (`Control.Solve`), then asks this service, naming that solve in its metadata, to
+//! solve frontends or definitions into refs, reads files of refs, and returns the
+//! result, which the waiting `Control.Solve` exports.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kiln_api::proto::moby::buildkit::v1::apicaps::ApiCap;
+use kiln_api::proto::moby::buildkit::v1::frontend as gw;
+use kiln_engine::Solved;
+use tokio::sync::{Notify, watch};
+use tonic::{Request, Response, Status};
+
+use crate::control::{Daemon, ServerStream, error_chain};
+use crate::jobs::Job;
+use crate::session::Session;
+
+/// The metadata key naming the solve a gateway call belongs to.
+const BUILD_ID: &str = "buildkit-controlapi-buildid";
+
+/// One client-driven build: its session, its progress, the refs it solved, and its
+/// returned result.
+pub(crate) struct Build {
+    pub(crate) session: Option<Arc<Session>>,
+    pub(crate) job: Arc<Job>,
+    /// Set when the client's `Control.Solve` ends (it went away, or the build ended).
+    pub(crate) cancelled: Arc<AtomicBool>,
+    refs: Mutex<HashMap<String, Arc<Solved>>>,
+    next_ref: std::sync::atomic::AtomicU64,
+    returned: watch::Sender<Option<Result<Solved, Status>>>,
+}
+
+impl Build {
+    pub(crate) fn new(
+        session: Option<Arc<Session>>,
+        job: Arc<Job>,
+        cancelled: Arc<AtomicBool>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            session,
+            job,
+            cancelled,
+            refs: Mutex::new(HashMap::new()),
+            next_ref: std::sync::atomic::AtomicU64::new(1),
+            returned: watch::channel(None).0,
+        })
+    }
+
+    /// The result the client returns (or the error it returns instead).
+    pub(crate) async fn returned(&self) -> Result<Solved, Status> {
+        let mut returned = self.returned.subscribe();
+        loop {
+            if let Some(result) = returned.borrow_and_update().clone() {
+                return result;
+            }
+            if returned.changed().await.is_err() {
+                return Err(Status::cancelled(
+                    "the build ended before its result was returned",
+                ));
+            }
+        }
+    }
+
+    fn add_ref(&self, solved: Solved) -> String {
+        let id = format!(
+            "kiln-ref-{}",
+            self.next_ref
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        self.refs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), Arc::new(solved));
+        id
+    }
+
+    fn get_ref(&self, id: &str) -> Result<Arc<Solved>, Status> {
+        self.refs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("no result {id:?} in this build")))
+    }
+}
+
+/// The client-driven builds waiting for their gateway calls, by solve id.
+#[derive(Default)]
+pub(crate) struct Gateways {
+    builds: Mutex<HashMap<String, Arc<Build>>>,
+    added: Notify,
+}
+
+/// How long a gateway call waits for its solve to be registered.
+const REGISTER_WAIT: Duration = Duration::from_secs(5);
+
+impl Gateways {
+    pub(crate) fn register(&self, id: &str, build: Arc<Build>) {
+        self.lock().insert(id.to_owned(), build);
+        self.added.notify_waiters();
+    }
+
+    pub(crate) fn unregister(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    async fn get(&self, id: &str) -> Result<Arc<Build>, Status> {
+        let deadline = tokio::time::Instant::now() + REGISTER_WAIT;
+        loop {
+            let added = self.added.notified();
+            if let Some(build) = self.lock().get(id) {
+                return Ok(Arc::clone(build));
+            }
+            if tokio::time::timeout_at(deadline, added).await.is_err() {
+                return Err(Status::not_found(format!("no such job {id}")));
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Build>>> {
+        self.builds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Every capability of BuildKit v0.24's gateway API and LLB, as buildkitd lists them.
+const FRONTEND_CAPS: &[&str] = &[
+    "solve.base",
+    "solve.inlinereturn",
+    "resolveimage",
+    "resolveimage.resolvemode",
+    "readfile",
+    "return",
+    "returnmap",
+    "readdir",
+    "statfile",
+    "importcaches",
+    "proto.refarray",
+    "reference.output",
+    "frontend.inputs",
+    "gateway.solve.metadata",
+    "gateway.exec",
+    "gateway.exec.extrahosts",
+    "gateway.exec.secretenv",
+    "gateway.exec.signals",
+    "frontend.caps",
+    "gateway.solve.evaluate",
+    "gateway.evaluate",
+    "gateway.warnings",
+    "reference.attestations",
+    "source.metaresolver",
+];
+const LLB_CAPS: &[&str] = &[
+    "source.image",
+    "source.image.resolvemode",
+    "source.image.layerlimit",
+    "source.local",
+    "source.local.unique",
+    "source.local.sessionid",
+    "source.local.includepatterns",
+    "source.local.followpaths",
+    "source.local.excludepatterns",
+    "source.local.sharedkeyhint",
+    "source.local.differ",
+    "source.local.metadatatransfer",
+    "source.git",
+    "source.git.keepgitdir",
+    "source.git.fullurl",
+    "source.git.httpauth",
+    "source.git.knownsshhosts",
+    "source.git.mountsshsock",
+    "source.git.subdir",
+    "source.git.checksum",
+    "source.git.skipsubmodules",
+    "source.http",
+    "source.http.auth",
+    "source.http.checksum",
+    "source.http.perm",
+    "soruce.http.uidgid",
+    "source.http.header",
+    "source.ocilayout",
+    "source.buildop.llbfilename",
+    "exec.meta.base",
+    "exec.meta.cgroup.parent",
+    "exec.meta.network",
+    "exec.meta.proxyenv",
+    "exec.meta.security",
+    "exec.meta.security.devices.v1",
+    "exec.meta.setsdefaultpath",
+    "exec.meta.ulimit",
+    "exec.meta.cdi",
+    "exec.meta.removemountstubs.recursive",
+    "exec.mount.bind",
+    "exec.mount.bind.readwrite-nooutput",
+    "exec.mount.cache",
+    "exec.mount.cache.sharing",
+    "exec.mount.selector",
+    "exec.mount.tmpfs",
+    "exec.mount.tmpfs.size",
+    "exec.mount.secret",
+    "exec.mount.ssh",
+    "exec.mount.cache.content",
+    "exec.cgroup",
+    "exec.secretenv",
+    "exec.validexitcode",
+    "file.base",
+    "file.rm.wildcard",
+    "file.copy.includeexcludepatterns",
+    "file.rm.nofollowsymlink",
+    "file.copy.alwaysreplaceexistingdestpaths",
+    "file.copy.modestring",
+    "file.symlink.create",
+    "constraints",
+    "platform",
+    "meta.ignorecache",
+    "meta.description",
+    "meta.exportcache",
+    "cache.gha",
+    "cache.s3",
+    "cache.azblob",
+    "mergeop",
+    "diffop",
+    "exporter.image.annotations",
+    "exporter.image.attestations",
+    "exporter.sourcedateepoch",
+    "exporter.multiple",
+    "exporter.session",
+    "source.policy",
+    "gc.freespacefilter",
+    "history.filter",
+];
+
+fn caps(ids: &[&str]) -> Vec<ApiCap> {
+    ids.iter()
+        .map(|id| ApiCap {
+            id: (*id).to_owned(),
+            enabled: true,
+            ..ApiCap::default()
+        })
+        .collect()
+}
+
+/// The `moby.buildkit.v1.frontend.LLBBridge` service.
+pub(crate) struct LlbBridgeService {
+    daemon: Arc<Daemon>,
+}
+
+impl LlbBridgeService {
+    pub(crate) fn new(daemon: Arc<Daemon>) -> Self {
+        Self { daemon }
+    }
+
+    async fn build<T>(&self, request: &Request<T>) -> Result<Arc<Build>, Status> {
+        let id = request
+            .metadata()
+            .get(BUILD_ID)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Status::invalid_argument("no buildid found in context"))?;
+        self.daemon.gateways.get(id).await
+    }
+}
+
+const IMAGE_CONFIG_KEY: &str = "containerimage.config";
+
+#[tonic::async_trait]
+impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
+    async fn resolve_image_config(
+        &self,
+        request: Request<gw::ResolveImageConfigRequest>,
+    ) -> Result<Response<gw::ResolveImageConfigResponse>, Status> {
+        let _ = self.build(&request).await?;
+        let request = request.into_inner();
+        let reference = request.r#ref.clone();
+        let pull = request.resolve_mode == "pull";
+        let (name, digest, config) = self
+            .daemon
+            .blocking(move |engine| engine.resolve_image_config(&reference, pull))
+            .await?;
+        Ok(Response::new(gw::ResolveImageConfigResponse {
+            digest,
+            config,
+            r#ref: name,
+        }))
+    }
+
+    async fn resolve_source_meta(
+        &self,
+        _request: Request<gw::ResolveSourceMetaRequest>,
+    ) -> Result<Response<gw::ResolveSourceMetaResponse>, Status> {
+        Err(Status::unimplemented(
+            "kilnd does not resolve source metadata yet",
+        ))
+    }
+
+    async fn solve(
+        &self,
+        request: Request<gw::SolveRequest>,
+    ) -> Result<Response<gw::SolveResponse>, Status> {
+        let build = self.build(&request).await?;
+        let request = request.into_inner();
+        match request.frontend.as_str() {
+            "dockerfile.v0" => {
+                let session = build.session.clone().ok_or_else(|| {
+                    Status::invalid_argument(
+                        "the dockerfile.v0 frontend reads its files through a session",
+                    )
+                })?;
+                let attrs = request.frontend_opt.clone();
+                let entitlements = Vec::new();
+                let mut build_request = crate::control::dockerfile_request(
+                    &self.daemon,
+                    &attrs,
+                    &entitlements,
+                    &session,
+                    &build.job,
+                    &build.cancelled,
+                )
+                .await?;
+                build_request.outputs.clear();
+                let job = Arc::clone(&build.job);
+                let solved = self
+                    .daemon
+                    .blocking(move |engine| {
+                        engine.solve_dockerfile(&build_request, &move |event| job.event(event))
+                    })
+                    .await?;
+                let config = solved.image_config();
+                let id = build.add_ref(solved);
+                Ok(Response::new(solve_response(
+                    id,
+                    HashMap::from([(IMAGE_CONFIG_KEY.to_owned(), config)]),
+                )))
+            }
+            "" => {
+                let Some(definition) = &request.definition else {
+                    // Nothing to solve: an empty result.
+                    let id = build.add_ref(self.daemon.engine.empty_result());
+                    return Ok(Response::new(solve_response(id, HashMap::new())));
+                };
+                let solve = crate::control::definition_request(
+                    &self.daemon,
+                    definition,
+                    &[],
+                    build.session.as_ref(),
+                    &build.job,
+                    &build.cancelled,
+                )
+                .await?;
+                let job = Arc::clone(&build.job);
+                let solved = self
+                    .daemon
+                    .blocking(move |engine| {
+                        engine.solve_definition(&solve, &move |event| job.event(event))
+                    })
+                    .await?;
+                let id = build.add_ref(solved);
+                Ok(Response::new(solve_response(id, HashMap::new())))
+            }
+            other => Err(Status::invalid_argument(format!(
+                "frontend {other:?} is not available: kilnd runs dockerfile.v0"
+            ))),
+        }
+    }
+
+    async fn read_file(
+        &self,
+        request: Request<gw::ReadFileRequest>,
+    ) -> Result<Response<gw::ReadFileResponse>, Status> {
+        let build = self.build(&request).await?;
+        let request = request.into_inner();
+        let solved = build.get_ref(&request.r#ref)?;
+        let range = request
+            .range
+            .map(|r| (r.offset.max(0) as u64, r.length.max(0) as u64));
+        let path = request.file_path.clone();
+        let data = self
+            .daemon
+            .blocking(move |engine| engine.read_file(&solved, &path, range))
+            .await?
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "open {}: no such file or directory",
+                    request.file_path
+                ))
+            })?;
+        Ok(Response::new(gw::ReadFileResponse { data }))
+    }
+
+    async fn read_dir(
+        &self,
+        _request: Request<gw::ReadDirRequest>,
+    ) -> Result<Response<gw::ReadDirResponse>, Status> {
+        Err(Status::unimplemented(
+            "kilnd does not read directories of results yet",
+        ))
+    }
+
+    async fn stat_file(
+        &self,
+        _request: Request<gw::StatFileRequest>,
+    ) -> Result<Response<gw::StatFileResponse>, Status> {
+        Err(Status::unimplemented(
+            "kilnd does not stat files of results yet",
+        ))
+    }
+
+    async fn evaluate(
+        &self,
+        request: Request<gw::EvaluateRequest>,
+    ) -> Result<Response<gw::EvaluateResponse>, Status> {
+        // Results are solved when they are made: there is nothing left to evaluate.
+        let _ = self.build(&request).await?;
+        Ok(Response::new(gw::EvaluateResponse {}))
+    }
+
+    async fn ping(
+        &self,
+        request: Request<gw::PingRequest>,
+    ) -> Result<Response<gw::PongResponse>, Status> {
+        let _ = self.build(&request).await?;
+        let workers = crate::control::worker_records(&self.daemon);
+        Ok(Response::new(gw::PongResponse {
+            frontend_api_caps: caps(FRONTEND_CAPS),
+            llb_caps: caps(LLB_CAPS),
+            workers,
+        }))
+    }
+
+    async fn r#return(
+        &self,
+        request: Request<gw::ReturnRequest>,
+    ) -> Result<Response<gw::ReturnResponse>, Status> {
+        let build = self.build(&request).await?;
+        let request = request.into_inner();
+        let outcome = match (request.error, request.result) {
+            (Some(error), _) if error.code != 0 => Err(Status::new(
+                tonic::Code::from_i32(error.code),
+                error.message,
+            )),
+            (_, Some(result)) => returned_result(&self.daemon, &build, result),
+            (_, None) => Err(Status::invalid_argument("the client returned no result")),
+        };
+        let _ = build.returned.send(Some(outcome));
+        Ok(Response::new(gw::ReturnResponse {}))
+    }
+
+    async fn inputs(
+        &self,
+        request: Request<gw::InputsRequest>,
+    ) -> Result<Response<gw::InputsResponse>, Status> {
+        let _ = self.build(&request).await?;
+        Ok(Response::new(gw::InputsResponse::default()))
+    }
+
+    async fn new_container(
+        &self,
+        _request: Request<gw::NewContainerRequest>,
+    ) -> Result<Response<gw::NewContainerResponse>, Status> {
+        Err(Status::unimplemented(
+            "kilnd does not run gateway containers yet",
+        ))
+    }
+
+    async fn release_container(
+        &self,
+        _request: Request<gw::ReleaseContainerRequest>,
+    ) -> Result<Response<gw::ReleaseContainerResponse>, Status> {
+        Err(Status::unimplemented(
+            "kilnd does not run gateway containers yet",
+        ))
+    }
+
+    type ExecProcessStream = ServerStream<gw::ExecMessage>;
+
+    async fn exec_process(
+        &self,
+        _request: Request<tonic::Streaming<gw::ExecMessage>>,
+    ) -> Result<Response<Self::ExecProcessStream>, Status> {
+        Err(Status::unimplemented(
+            "kilnd does not run gateway containers yet",
+        ))
+    }
+
+    async fn read_file_container(
+        &self,
+        _request: Request<gw::ReadFileRequest>,
+    ) -> Result<Response<gw::ReadFileResponse>, Status> {
+        Err(Status::unimplemented(
+            "kilnd does not run gateway containers yet",
+        ))
+    }
+
+    async fn read_dir_container(
+        &self,
+        _request: Request<gw::ReadDirRequest>,
+    ) -> Result<Response<gw::ReadDirResponse>, Status> {
+        Err(Status::unimplemented(
+            "kilnd does not run gateway containers yet",
+        ))
+    }
+
+    async fn stat_file_container(
+        &self,
+        _request: Request<gw::StatFileRequest>,
+    ) -> Result<Response<gw::StatFileResponse>, Status> {
+        Err(Status::unimplemented(
+            "kilnd does not run gateway containers yet",
+        ))
+    }
+
+    async fn warn(
+        &self,
+        request: Request<gw::WarnRequest>,
+    ) -> Result<Response<gw::WarnResponse>, Status> {
+        let build = self.build(&request).await?;
+        let warning = request.into_inner();
+        build.job.warning(warning);
+        Ok(Response::new(gw::WarnResponse {}))
+    }
+}
+
+/// A solve's answer: one ref, with the frontend's metadata.
+fn solve_response(id: String, metadata: HashMap<String, Vec<u8>>) -> gw::SolveResponse {
+    #[allow(deprecated)]
+    gw::SolveResponse {
+        r#ref: String::new(),
+        result: Some(gw::Result {
+            metadata,
+            attestations: HashMap::new(),
+            result: Some(gw::result::Result::Ref(gw::Ref { id, def: None })),
+        }),
+    }
+}
+
+/// The ref a client returned, with the image config it returned with it; no ref (a
+/// client that only wanted the gateway's options) is an empty result.
+fn returned_result(daemon: &Daemon, build: &Build, result: gw::Result) -> Result<Solved, Status> {
+    #[allow(deprecated)]
+    let id = match &result.result {
+        Some(gw::result::Result::Ref(reference)) => reference.id.clone(),
+        Some(gw::result::Result::RefDeprecated(id)) => id.clone(),
+        Some(_) => {
+            return Err(Status::unimplemented(
+                "kilnd does not export results of several platforms yet",
+            ));
+        }
+        None => String::new(),
+    };
+    let solved = if id.is_empty() {
+        daemon.engine.empty_result()
+    } else {
+        build.get_ref(&id)?.as_ref().clone()
+    };
+    match result.metadata.get(IMAGE_CONFIG_KEY) {
+        Some(config) => solved
+            .with_image_config(config)
+            .map_err(|e| Status::invalid_argument(error_chain(&e))),
+        None => Ok(solved),
+    }
+}

@@ -1,0 +1,254 @@
+//! The calls every client makes, through a gRPC client of our own: workers, info,
+//! disk usage, health; buildkitd's command line; TCP with mutual TLS.
+
+use std::process::Command;
+
+use kiln_api::proto::health::HealthCheckRequest;
+use kiln_api::proto::health::health_client::HealthClient;
+use kiln_api::proto::moby::buildkit::v1 as control;
+use kiln_api::proto::moby::buildkit::v1::control_client::ControlClient;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+use crate::support::{Kilnd, connect};
+
+#[tokio::test]
+async fn serves_workers_info_disk_usage_and_health() {
+    if !kiln_test::is_root() {
+        kiln_test::skip("kilnd needs root");
+        return;
+    }
+    let kilnd = Kilnd::start(&["--oci-worker-labels", "team=build"]);
+    let channel = connect(&kilnd.socket).await;
+    let mut client = ControlClient::new(channel.clone());
+    let workers = client
+        .list_workers(control::ListWorkersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .record;
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    let worker = &workers[0];
+    assert_eq!(worker.platforms[0].os, "linux");
+    assert_eq!(
+        worker.labels["org.mobyproject.buildkit.worker.executor"],
+        "oci"
+    );
+    assert_eq!(worker.labels["team"], "build");
+    let info = client
+        .info(control::InfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.buildkit_version.unwrap().version, "v0.24.0");
+    let usage = client
+        .disk_usage(control::DiskUsageRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(usage.record.is_empty(), "{usage:?}");
+    let health = HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(health.status, 1, "SERVING");
+    // An unknown frontend is refused by name, and the daemon keeps serving.
+    let refused = client
+        .solve(control::SolveRequest {
+            r#ref: "bad-frontend".to_owned(),
+            frontend: "nosuch.v0".to_owned(),
+            ..control::SolveRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(refused.message().contains("nosuch.v0"), "{refused:?}");
+    assert!(client.info(control::InfoRequest {}).await.is_ok());
+}
+
+#[test]
+fn version_and_command_line_as_buildkitd() {
+    let version = Command::new(env!("CARGO_BIN_EXE_kilnd"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&version.stdout);
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(fields.len(), 4, "{text}");
+    assert_eq!(
+        fields[0..3],
+        ["kilnd", "github.com/moby/buildkit", "v0.24.0"]
+    );
+    // Installed as buildkitd, it says so.
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("buildkitd");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kilnd"), &link).unwrap();
+    let as_buildkitd = Command::new(&link).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&as_buildkitd.stdout).starts_with("buildkitd "));
+    // What it has not got is refused, naming the flag.
+    for (flag, expected) in [
+        ("--containerd-worker=true", "--containerd-worker"),
+        ("--oci-worker=false", "--oci-worker"),
+        ("--oci-worker-snapshotter=zfs", "--oci-worker-snapshotter"),
+    ] {
+        let refused = Command::new(env!("CARGO_BIN_EXE_kilnd"))
+            .arg("--root")
+            .arg(dir.path().join("root"))
+            .arg(flag)
+            .output()
+            .unwrap();
+        assert!(!refused.status.success(), "{flag} was accepted");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(expected), "{flag}: {stderr}");
+    }
+}
+
+/// Plain TCP is served on loopback only (with buildkitd's warning); elsewhere it needs
+/// mutual TLS, and then a client without a certificate the CA signed is refused.
+#[tokio::test]
+async fn tcp_needs_mutual_tls_off_loopback() {
+    if !kiln_test::is_root() || !kiln_test::on_path("openssl") {
+        kiln_test::skip("needs root and openssl");
+        return;
+    }
+    let port = kiln_test::free_port();
+    let refused = Command::new(env!("CARGO_BIN_EXE_kilnd"))
+        .arg("--root")
+        .arg(tempfile::tempdir().unwrap().path())
+        .arg("--addr")
+        .arg(format!("tcp://0.0.0.0:{port}"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--tlscert"),
+        "{refused:?}"
+    );
+
+    let certs = tempfile::tempdir().unwrap();
+    let made = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "set -e
+             openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=kiln-test-ca -keyout ca.key -out ca.pem 2>/dev/null
+             for who in server client; do
+               openssl req -newkey rsa:2048 -nodes -subj /CN=$who -keyout $who.key -out $who.csr 2>/dev/null
+               printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nextendedKeyUsage=serverAuth,clientAuth\\n' > $who.ext
+               openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile $who.ext -out $who.pem 2>/dev/null
+             done",
+        )
+        .current_dir(certs.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let path = |name: &str| certs.path().join(name).display().to_string();
+    let address = format!("tcp://127.0.0.1:{port}");
+    let kilnd = Kilnd::start(&[
+        "--addr",
+        &address,
+        "--tlscert",
+        &path("server.pem"),
+        "--tlskey",
+        &path("server.key"),
+        "--tlscacert",
+        &path("ca.pem"),
+    ]);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let read = |name: &str| fs_err::read(certs.path().join(name)).unwrap();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("ca.pem")))
+        .domain_name("localhost");
+    let endpoint = Endpoint::from_shared(format!("https://127.0.0.1:{port}")).unwrap();
+    let with_certificate = endpoint
+        .clone()
+        .tls_config(
+            tls.clone()
+                .identity(Identity::from_pem(read("client.pem"), read("client.key"))),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let info = ControlClient::new(with_certificate)
+        .info(control::InfoRequest {})
+        .await;
+    assert!(info.is_ok(), "{info:?}\n{}", kilnd.log());
+    let without = match endpoint.tls_config(tls).unwrap().connect().await {
+        Ok(channel) => ControlClient::new(channel)
+            .info(control::InfoRequest {})
+            .await
+            .is_ok(),
+        Err(_) => false,
+    };
+    assert!(!without, "a client without a certificate was served");
+}
+
+/// A client that goes away mid-build cancels it: its running step's container is
+/// killed and removed, and the daemon keeps serving.
+#[tokio::test]
+async fn a_client_that_goes_away_cancels_its_build() {
+    use kiln_llb::{ImageOptions, MarshalOptions, Run, State, wire};
+    if !crate::support::can_build() {
+        return;
+    }
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let kilnd = Kilnd::start(&[]);
+    let channel = connect(&kilnd.socket).await;
+    let definition = State::image(&image, ImageOptions::default())
+        .add_env("PATH", "/bin")
+        .dir("/")
+        .run(Run::new(["sh", "-c", "touch /started && sleep 60"]))
+        .root()
+        .marshal(&MarshalOptions::default());
+    let definition: kiln_api::proto::pb::Definition =
+        prost::Message::decode(wire::encode_definition(&definition).as_slice()).unwrap();
+    let mut client = ControlClient::new(channel.clone());
+    let build = tokio::spawn(async move {
+        client
+            .solve(control::SolveRequest {
+                r#ref: "goes-away".to_owned(),
+                definition: Some(definition),
+                ..control::SolveRequest::default()
+            })
+            .await
+    });
+    let runc_root = kilnd.dir.path().join("root/exec/runc");
+    let containers = || {
+        let listed = Command::new("runc")
+            .arg("--root")
+            .arg(&runc_root)
+            .args(["list", "-q"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&listed.stdout).trim().to_owned()
+    };
+    let mut running = false;
+    for _ in 0..200 {
+        if !containers().is_empty() {
+            running = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(running, "the step never started:\n{}", kilnd.log());
+    build.abort();
+    drop(channel);
+    let mut gone = false;
+    for _ in 0..200 {
+        if containers().is_empty() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the container outlived its client: {}", containers());
+    let mounts = fs_err::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains(&kilnd.dir.path().display().to_string()));
+    let mut client = ControlClient::new(connect(&kilnd.socket).await);
+    assert!(client.info(control::InfoRequest {}).await.is_ok());
+}

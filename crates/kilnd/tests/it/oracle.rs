@@ -1,0 +1,260 @@
+//! The real clients, built from their sources outside the repository: buildctl v0.24
+//! and docker buildx v0.28 (remote driver) drive kilnd as they drive buildkitd.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::support::{Kilnd, can_build};
+
+fn run(command: &mut Command) -> Output {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// A context whose build copies a file, reads a secret and runs a step.
+fn context(dir: &Path, image: &str) {
+    fs_err::create_dir_all(dir.join("app")).unwrap();
+    fs_err::write(dir.join("app/a.txt"), "one").unwrap();
+    fs_err::write(dir.join("unrelated.txt"), "x").unwrap();
+    fs_err::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM {image}\nCOPY app/ /app/\nRUN --mount=type=secret,id=tok cat /run/secrets/tok > /tok\nRUN cat /app/a.txt > /copied\n"
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn buildctl_builds_through_kilnd() {
+    if !can_build() {
+        return;
+    }
+    let Some(buildctl) = kiln_test::oracle_tool("buildctl", "KILN_BUILDCTL") else {
+        return;
+    };
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let kilnd = Kilnd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    context(&ctx, &image);
+    let secret = work.path().join("tok");
+    fs_err::write(&secret, "s3cret").unwrap();
+    let build = |output: &str| {
+        let out = run(Command::new(&buildctl)
+            .arg("--addr")
+            .arg(kilnd.address())
+            .args(["build", "--progress=plain", "--frontend", "dockerfile.v0"])
+            .arg(format!("--local=context={}", ctx.display()))
+            .arg(format!("--local=dockerfile={}", ctx.display()))
+            .arg(format!("--secret=id=tok,src={}", secret.display()))
+            .arg("--output")
+            .arg(output));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let local = work.path().join("local");
+    build(&format!("type=local,dest={}", local.display()));
+    assert_eq!(fs_err::read_to_string(local.join("copied")).unwrap(), "one");
+    assert_eq!(fs_err::read_to_string(local.join("tok")).unwrap(), "s3cret");
+
+    // Again: every step cached; an unrelated edit changes nothing either.
+    fs_err::write(ctx.join("unrelated.txt"), "y").unwrap();
+    let log = build(&format!(
+        "type=tar,dest={}",
+        work.path().join("rootfs.tar").display()
+    ));
+    assert!(
+        log.matches(" CACHED").count() >= 3,
+        "steps were not cached:\n{log}"
+    );
+    let listing = run(Command::new("tar")
+        .arg("-tf")
+        .arg(work.path().join("rootfs.tar")));
+    assert!(String::from_utf8_lossy(&listing.stdout).contains("app/a.txt"));
+
+    // An edit the COPY reads: only the changed file travels, the result has it.
+    fs_err::write(ctx.join("app/a.txt"), "two").unwrap();
+    let archive = work.path().join("image.tar");
+    build(&format!(
+        "type=oci,name=kiln-test:1,dest={}",
+        archive.display()
+    ));
+    let unpacked = work.path().join("unpacked");
+    let unpack = run(Command::new("sh").arg("-c").arg(format!(
+        "mkdir -p {0}/layout && tar -C {0}/layout -xf {1} && umoci unpack --image {0}/layout:1 {0}/bundle",
+        unpacked.display(),
+        archive.display()
+    )));
+    drop(unpack);
+    assert_eq!(
+        fs_err::read_to_string(unpacked.join("bundle/rootfs/copied")).unwrap(),
+        "two"
+    );
+
+    // The daemon's side of buildctl's other commands.
+    let workers = run(Command::new(&buildctl)
+        .arg("--addr")
+        .arg(kilnd.address())
+        .args(["debug", "workers"]));
+    assert!(String::from_utf8_lossy(&workers.stdout).contains("linux/amd64"));
+    let du = run(Command::new(&buildctl)
+        .arg("--addr")
+        .arg(kilnd.address())
+        .arg("du"));
+    assert!(String::from_utf8_lossy(&du.stdout).contains("Total:"));
+    run(Command::new(&buildctl)
+        .arg("--addr")
+        .arg(kilnd.address())
+        .args(["prune", "--all"]));
+    let after = run(Command::new(&buildctl)
+        .arg("--addr")
+        .arg(kilnd.address())
+        .arg("du"));
+    let after = String::from_utf8_lossy(&after.stdout).into_owned();
+    assert!(
+        after.contains("Total:\t0B") || after.contains("Total:\t\t0B"),
+        "{after}"
+    );
+}
+
+#[test]
+fn buildx_remote_driver_builds_through_kilnd() {
+    if !can_build() {
+        return;
+    }
+    let Some(buildx) = kiln_test::oracle_tool("docker-buildx", "KILN_BUILDX") else {
+        return;
+    };
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let kilnd = Kilnd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    context(&ctx, &image);
+    let secret = work.path().join("tok");
+    fs_err::write(&secret, "s3cret").unwrap();
+    let buildx = |args: &[&str]| {
+        run(Command::new(&buildx)
+            .env("DOCKER_CONFIG", work.path().join("docker"))
+            .args(args))
+    };
+    buildx(&[
+        "create",
+        "--name",
+        "kiln-test",
+        "--driver",
+        "remote",
+        &kilnd.address(),
+    ]);
+    let inspect = buildx(&["inspect", "kiln-test", "--bootstrap"]);
+    let inspect = String::from_utf8_lossy(&inspect.stdout).into_owned();
+    assert!(inspect.contains("v0.24.0"), "{inspect}");
+    let tag = format!("{}/kiln-test:1", registry.host());
+    let metadata = work.path().join("metadata.json");
+    buildx(&[
+        "build",
+        "--builder",
+        "kiln-test",
+        "--progress=plain",
+        "--secret",
+        &format!("id=tok,src={}", secret.display()),
+        "--metadata-file",
+        &metadata.display().to_string(),
+        "-t",
+        &tag,
+        "--push",
+        &ctx.display().to_string(),
+    ]);
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(&metadata).unwrap()).unwrap();
+    let pushed = run(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{tag}"),
+    ]));
+    let pushed: serde_json::Value = serde_json::from_slice(&pushed.stdout).unwrap();
+    assert_eq!(metadata["containerimage.digest"], pushed["Digest"]);
+    let du = buildx(&["du", "--builder", "kiln-test"]);
+    assert!(String::from_utf8_lossy(&du.stdout).contains("Total:"));
+    buildx(&["prune", "--builder", "kiln-test", "--all", "--force"]);
+}
+
+/// `buildctl build` with an LLB definition on its standard input (no frontend): its
+/// local source travels through the session, its image step runs.
+#[test]
+fn buildctl_solves_a_definition() {
+    use kiln_llb::{
+        CopyOptions, FileAction, ImageOptions, LocalOptions, MarshalOptions, OpOptions, Run, State,
+        wire,
+    };
+    if !can_build() {
+        return;
+    }
+    let Some(buildctl) = kiln_test::oracle_tool("buildctl", "KILN_BUILDCTL") else {
+        return;
+    };
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let kilnd = Kilnd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let files = work.path().join("files");
+    fs_err::create_dir_all(&files).unwrap();
+    fs_err::write(files.join("a.txt"), "from the client").unwrap();
+    fs_err::write(files.join("skipped.log"), "not sent").unwrap();
+    let local = State::local(
+        "files",
+        LocalOptions {
+            exclude_patterns: vec!["*.log".to_owned()],
+            ..LocalOptions::default()
+        },
+    );
+    let result = State::image(&image, ImageOptions::default())
+        .add_env("PATH", "/bin")
+        .dir("/")
+        .file(
+            FileAction::copy(&local, "/", "/in/", CopyOptions::default()),
+            OpOptions::default(),
+        )
+        .run(Run::new([
+            "sh",
+            "-c",
+            "ls /in > /listing && cat /in/a.txt > /b.txt",
+        ]))
+        .root();
+    let definition = wire::encode_definition(&result.marshal(&MarshalOptions::default()));
+    let out = work.path().join("out");
+    let mut child = Command::new(&buildctl)
+        .arg("--addr")
+        .arg(kilnd.address())
+        .args(["build", "--progress=plain"])
+        .arg(format!("--local=files={}", files.display()))
+        .arg("--output")
+        .arg(format!("type=local,dest={}", out.display()))
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &definition).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        kilnd.log()
+    );
+    assert_eq!(
+        fs_err::read_to_string(out.join("b.txt")).unwrap(),
+        "from the client"
+    );
+    assert_eq!(
+        fs_err::read_to_string(out.join("listing")).unwrap(),
+        "a.txt\n"
+    );
+}

@@ -1,0 +1,88 @@
+//! Starting kilnd for a test, and a gRPC client of its socket.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// A kilnd on a unix socket in a temp directory, with its own state; killed when
+/// dropped.
+pub(crate) struct Kilnd {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) socket: PathBuf,
+    child: Child,
+}
+
+impl Kilnd {
+    /// Starts kilnd with `args` (besides `--root` and `--addr`), waiting until its
+    /// socket answers.
+    pub(crate) fn start(args: &[&str]) -> Kilnd {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("kilnd.sock");
+        let log = fs_err::File::create(dir.path().join("kilnd.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_kilnd"))
+            .arg("--root")
+            .arg(dir.path().join("root"))
+            .arg("--addr")
+            .arg(format!("unix://{}", socket.display()))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log.into_parts().0)
+            .spawn()
+            .unwrap();
+        let kilnd = Kilnd { dir, socket, child };
+        for _ in 0..100 {
+            if std::os::unix::net::UnixStream::connect(&kilnd.socket).is_ok() {
+                return kilnd;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("kilnd did not listen:\n{}", kilnd.log());
+    }
+
+    pub(crate) fn address(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    pub(crate) fn log(&self) -> String {
+        fs_err::read_to_string(self.dir.path().join("kilnd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Kilnd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A gRPC channel to a unix socket.
+pub(crate) async fn connect(socket: &Path) -> Channel {
+    let socket = socket.to_path_buf();
+    Endpoint::from_static("http://kilnd")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let socket = socket.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(
+                    tokio::net::UnixStream::connect(socket).await?,
+                ))
+            }
+        }))
+        .await
+        .unwrap()
+}
+
+/// Whether this test can run a daemon that runs containers (root, runc, the
+/// registry, skopeo, umoci, busybox); otherwise it is skipped (a failure under CI).
+pub(crate) fn can_build() -> bool {
+    let ok = kiln_test::is_root()
+        && ["runc", "docker-registry", "skopeo", "umoci", "busybox"]
+            .iter()
+            .all(|b| kiln_test::on_path(b));
+    if !ok {
+        kiln_test::skip("needs root, runc, docker-registry, skopeo, umoci and busybox-static");
+    }
+    ok
+}

@@ -1,0 +1,10 @@
+group "all" {
+  targets = ["app", "lint"]
+}
+target "app" {
+  dockerfile = "app.Dockerfile"
+}
+target "lint" {
+  target = "lint"
+}
+target "base" {}

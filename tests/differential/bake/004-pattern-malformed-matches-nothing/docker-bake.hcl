@@ -1,0 +1,2 @@
+target "foo-a" {}
+target "foo-b" {}

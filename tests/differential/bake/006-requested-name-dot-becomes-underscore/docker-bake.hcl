@@ -1,0 +1,3 @@
+target "web_app" {
+  tags = ["web"]
+}

@@ -1,0 +1,9 @@
+variable "A" {
+  default = null
+}
+
+target "app" {
+  args = {
+    V = coalesce(A, null)
+  }
+}

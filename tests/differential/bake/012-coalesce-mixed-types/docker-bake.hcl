@@ -1,0 +1,5 @@
+target "app" {
+  args = {
+    V = coalesce(true, 1)
+  }
+}

@@ -1,0 +1,7 @@
+variable "EXTRA_TAGS" {
+  default = null
+}
+
+target "app" {
+  tags = coalescelist(EXTRA_TAGS, ["app:latest"])
+}

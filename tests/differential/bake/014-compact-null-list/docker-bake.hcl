@@ -1,0 +1,7 @@
+variable "TAGS" {
+  default = null
+}
+
+target "app" {
+  tags = compact(TAGS)
+}

@@ -1,0 +1,7 @@
+variable "MORE" {
+  default = null
+}
+
+target "app" {
+  tags = concat(["app:latest"], MORE)
+}

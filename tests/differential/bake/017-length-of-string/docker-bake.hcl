@@ -1,0 +1,9 @@
+variable "NAME" {
+  default = "app"
+}
+
+target "app" {
+  args = {
+    LEN = length(NAME)
+  }
+}

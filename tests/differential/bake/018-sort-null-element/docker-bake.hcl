@@ -1,0 +1,3 @@
+target "app" {
+  tags = sort(["b", null, "a"])
+}

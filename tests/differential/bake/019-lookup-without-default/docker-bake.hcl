@@ -1,0 +1,9 @@
+variable "IMAGES" {
+  default = {
+    app = "example/app"
+  }
+}
+
+target "app" {
+  tags = [lookup(IMAGES, "app")]
+}

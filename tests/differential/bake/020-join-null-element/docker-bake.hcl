@@ -1,0 +1,7 @@
+variable "SUFFIX" {
+  default = null
+}
+
+target "app" {
+  tags = [join("-", ["app", SUFFIX])]
+}

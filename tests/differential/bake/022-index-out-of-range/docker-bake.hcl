@@ -1,0 +1,3 @@
+target "app" {
+  tags = [index(["a", "b"], 2)]
+}

@@ -1,0 +1,3 @@
+target "app" {
+  tags = [lookup(["a"], "x", "y")]
+}

@@ -1,0 +1,6 @@
+target "app" {
+  name = "app-${v}"
+  matrix = {
+    v = "1.0"
+  }
+}

@@ -1,0 +1,4 @@
+target "app" {
+  name = "app-${v}"
+  matrix = ["1.0", "2.0"]
+}

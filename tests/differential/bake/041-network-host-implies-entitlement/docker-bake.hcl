@@ -1,0 +1,14 @@
+target "base" {
+  network = "host"
+  entitlements = ["security.insecure"]
+}
+
+target "app" {
+  inherits = ["base"]
+  network = "none"
+}
+
+target "builder" {
+  inherits = ["base"]
+  entitlements = ["network.host"]
+}

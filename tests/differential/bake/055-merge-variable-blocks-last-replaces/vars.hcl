@@ -1,0 +1,6 @@
+variable "TAG" {
+  description = "later"
+}
+variable "T2" {
+  default = "7"
+}

@@ -1,0 +1,7 @@
+function "f" {
+  params = [x]
+  result = "${x}-${nope}"
+}
+target "app" {
+  tags = ["a"]
+}

@@ -1,0 +1,8 @@
+function "now" {
+  variadic_params = parts
+  result = join("-", parts)
+}
+
+target "app" {
+  tags = [now("a", "b")]
+}

@@ -1,0 +1,8 @@
+variable "PORT" {
+  default = 80
+  validation {
+    condition = PORT > 1024
+  }
+}
+
+target "app" {}

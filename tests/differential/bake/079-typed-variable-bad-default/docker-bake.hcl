@@ -1,0 +1,6 @@
+variable "PORT" {
+  type    = number
+  default = "eighty"
+}
+
+target "app" {}

@@ -1,0 +1,3 @@
+target "app" {
+  contexts = { self = "target:app" }
+}

@@ -1,0 +1,5 @@
+target "app" {}
+
+target "app.v2" {
+  tags = ["app:v2"]
+}

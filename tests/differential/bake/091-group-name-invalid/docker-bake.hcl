@@ -1,0 +1,9 @@
+group "default" {
+  targets = ["app"]
+}
+
+group "ci tests" {
+  targets = ["app"]
+}
+
+target "app" {}

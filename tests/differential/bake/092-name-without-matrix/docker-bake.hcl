@@ -1,0 +1,3 @@
+target "app" {
+  name = "app-v2"
+}

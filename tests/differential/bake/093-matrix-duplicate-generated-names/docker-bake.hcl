@@ -1,0 +1,6 @@
+target "app" {
+  name = "app-${lower(v)}"
+  matrix = {
+    v = ["A", "a"]
+  }
+}

@@ -1,0 +1,6 @@
+group "g" {
+  name = "x"
+  targets = ["app"]
+}
+
+target "app" {}

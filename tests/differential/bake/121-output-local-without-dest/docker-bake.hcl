@@ -1,0 +1,3 @@
+target "app" {
+  output = ["type=local"]
+}

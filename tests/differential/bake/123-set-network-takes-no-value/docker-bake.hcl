@@ -1,0 +1,3 @@
+target "app" {
+  network = "none"
+}

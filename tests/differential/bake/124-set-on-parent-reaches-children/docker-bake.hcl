@@ -1,0 +1,9 @@
+target "base" {
+  tags = ["base"]
+  args = { MODE = "dev" }
+}
+
+target "app" {
+  inherits = ["base"]
+  args = { OWN = "1" }
+}

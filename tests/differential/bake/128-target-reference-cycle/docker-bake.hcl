@@ -1,0 +1,3 @@
+target "app" {
+  tags = concat(["a"], target.app.tags)
+}

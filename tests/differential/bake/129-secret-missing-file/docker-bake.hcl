@@ -1,0 +1,3 @@
+target "app" {
+  secret = ["id=npmrc,src=.npmrc-missing"]
+}

@@ -1,0 +1,3 @@
+target "app" {
+  ulimits = ["nofile=2048:1024"]
+}

@@ -1,0 +1,3 @@
+target "app" {
+  annotations = ["manifest-list:org.example=1"]
+}

@@ -1,0 +1,5 @@
+group "empty" {
+  description = "No targets"
+}
+
+target "app" {}

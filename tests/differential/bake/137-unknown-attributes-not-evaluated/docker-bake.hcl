@@ -1,0 +1,5 @@
+target "app" {
+  tags = ["app"]
+  privileged = true
+  memory = undefined_function()
+}

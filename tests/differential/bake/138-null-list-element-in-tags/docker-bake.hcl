@@ -1,0 +1,7 @@
+variable "EXTRA" {
+  default = null
+}
+
+target "app" {
+  tags = ["app:latest", EXTRA]
+}

@@ -1,0 +1,6 @@
+target "app" {
+  tags = ["a"]
+
+target "other" {
+  tags = ["b"]
+}

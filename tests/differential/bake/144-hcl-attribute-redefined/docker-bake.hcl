@@ -1,0 +1,5 @@
+target "app" {
+  tags = ["a"]
+  platforms = ["linux/amd64"]
+  tags = ["b"]
+}

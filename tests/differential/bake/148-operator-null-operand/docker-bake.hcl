@@ -1,0 +1,9 @@
+variable "JOBS" {
+  default = null
+}
+
+target "app" {
+  args = {
+    NEXT = JOBS + 1
+  }
+}
