@@ -26,6 +26,10 @@ pub struct Image {
     pub made: Vec<(usize, Blob)>,
     /// `os/arch[/variant]` of the config.
     pub platform: String,
+    /// The config's platform, as an index's descriptor of the manifest names it.
+    pub descriptor_platform: kiln_oci::DescriptorPlatform,
+    /// The image's creation time (RFC 3339), what the OCI exporter's index says.
+    pub created: String,
 }
 
 /// The image config with its rootfs, creation time and history times filled in.
@@ -49,6 +53,25 @@ fn finish_config(template: &Value, layers: &[Blob], created: &str) -> Result<Val
         }
     }
     Ok(config)
+}
+
+/// The config's platform fields (`ocispecs.Platform`).
+fn descriptor_platform_of(config: &Value) -> kiln_oci::DescriptorPlatform {
+    let field = |k: &str| config[k].as_str().unwrap_or_default().to_owned();
+    kiln_oci::DescriptorPlatform {
+        architecture: field("architecture"),
+        os: field("os"),
+        os_version: field("os.version"),
+        os_features: config["os.features"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|f| f.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        variant: field("variant"),
+    }
 }
 
 fn platform_of(config: &Value) -> String {
@@ -134,6 +157,7 @@ pub fn assemble(
     }
     let config = finish_config(image_config, &blobs, created)?;
     let platform = platform_of(&config);
+    let descriptor_platform = descriptor_platform_of(&config);
     let config_bytes = crate::gojson::image_config(&config)?;
     let config = Descriptor {
         media_type: if oci {
@@ -188,6 +212,8 @@ pub fn assemble(
         layers: blobs,
         made,
         platform,
+        descriptor_platform,
+        created: created.to_owned(),
     })
 }
 
