@@ -1200,6 +1200,7 @@ impl Engine {
                             size: info.size,
                             diff_id: info.diff_id,
                             clamped_to: info.clamped_to,
+                            tar_version: info.tar_version,
                             source: info.source,
                             annotations: info.annotations,
                         })
@@ -1242,6 +1243,7 @@ impl Engine {
                     size: blob.size,
                     diff_id: blob.diff_id.clone(),
                     clamped_to: blob.clamped_to,
+                    tar_version: blob.tar_version,
                     pulled: false,
                     source: None,
                     annotations: blob.annotations.clone(),

@@ -110,7 +110,11 @@ fn layer_blob(
         clamp,
     };
     let compression_of = |b: &Blob| kiln_oci::Compression::of_media_type(&b.media_type);
-    let mut usable = layer.blobs.iter().filter(|b| b.clamped_to == clamp);
+    // A blob of this layer's own content (the pulled one, or one made by this tar
+    // writer) for this epoch.
+    let mut usable = layer.blobs.iter().filter(|b| {
+        b.clamped_to == clamp && (layer.pulled || b.tar_version == crate::layer::TAR_VERSION)
+    });
     if let Some(blob) = usable
         .clone()
         .find(|b| compression_of(b) == Some(format.compression))
@@ -297,6 +301,28 @@ mod tests {
         assert_eq!(
             Compression::of_media_type(&converted.media_type),
             Some(Compression::Gzip)
+        );
+    }
+
+    /// A blob an older tar writer made is not reused: the layer is written again, so an
+    /// old cache exports the bytes a fresh build does.
+    #[test]
+    fn blobs_of_an_older_tar_writer_are_not_reused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(tmp.path().join("store")).unwrap();
+        let mut layer = layer(&tmp.path().join("layer"));
+        let plain = options(Compression::Uncompressed);
+        let (current, _) = layer_blob(&store, &layer, &plain, None).unwrap();
+        assert_eq!(current.tar_version, crate::layer::TAR_VERSION);
+        let old = Blob {
+            digest: store.write_all(b"old bytes").unwrap(),
+            tar_version: 0,
+            ..current.clone()
+        };
+        layer.blobs.push(old);
+        assert_eq!(
+            layer_blob(&store, &layer, &plain, None).unwrap(),
+            (current, true)
         );
     }
 

@@ -23,6 +23,9 @@ pub struct Blob {
     pub diff_id: String,
     /// The `rewrite-timestamp` epoch its file times were clamped to, if any.
     pub clamped_to: Option<i64>,
+    /// Which tar writer made it from a layer directory ([`TAR_VERSION`] now, 0 before
+    /// kiln wrote BuildKit's bytes); a pulled blob keeps 0.
+    pub tar_version: u32,
     /// The `registry/repository` it was pulled from, if any (pushes mount it from there).
     pub source: Option<String>,
     /// Annotations of its manifest descriptor (eStargz's TOC digest and size).
@@ -61,6 +64,10 @@ impl<W: Write> Write for HashWriter<W> {
         self.inner.flush()
     }
 }
+
+/// The version of the tar writer: blobs made by an older one (other bytes for the same
+/// layer) are not reused, so an image has the same digest whichever kiln cached it.
+pub const TAR_VERSION: u32 = 1;
 
 /// Writes the layer diff of the upper directory `dir` over `lowers` (nearest first)
 /// into `out`, byte for byte as BuildKit writes it (see [`crate::diff`]). `clamp`: no
@@ -183,6 +190,7 @@ fn store_layer(
         size,
         diff_id,
         clamped_to: None,
+        tar_version: 0,
         source: None,
         annotations: Default::default(),
     })
@@ -209,6 +217,7 @@ fn store_estargz(
         size,
         diff_id: written.diff_id,
         clamped_to: None,
+        tar_version: 0,
         source: None,
         annotations: written.annotations,
     })
@@ -225,6 +234,7 @@ pub fn write_layer(
         write_tar(dir, lowers, format.clamp, out)
     })?;
     blob.clamped_to = format.clamp;
+    blob.tar_version = TAR_VERSION;
     Ok(blob)
 }
 
@@ -250,6 +260,7 @@ pub fn recompress(store: &ContentStore, blob: &Blob, format: &LayerFormat) -> Re
         Ok(())
     })?;
     out.clamped_to = blob.clamped_to;
+    out.tar_version = blob.tar_version;
     // eStargz adds its index and landmark to the tar: another diff id, by design.
     if format.compression != Compression::Estargz && out.diff_id != blob.diff_id {
         return Err(Error::Unsupported(format!(
