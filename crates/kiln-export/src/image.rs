@@ -88,11 +88,10 @@ fn platform_of(config: &Value) -> String {
 /// (`util/converter`); a blob carrying it is only reused for that epoch.
 pub const REWRITTEN_TIMESTAMP: &str = "buildkit/rewritten-timestamp";
 
-/// The blob for one layer. Without `rewrite-timestamp` (`clamp` is `None`) only blobs of
-/// the original content qualify; with it only blobs clamped to the same epoch, since a
-/// clamped blob is a conversion of the original (BuildKit's `util/converter`). A pulled
-/// layer is kept as it came either way (BuildKit does not rewrite a base image's layers,
-/// `rewriteRemoteWithEpoch`).
+/// The blob for one layer. Without a clamp (no `rewrite-timestamp`, or a base image's
+/// layer) only blobs of the original content qualify; with one only blobs clamped to the
+/// same epoch, since a clamped blob is a conversion of the original (BuildKit's
+/// `util/converter`).
 /// Among those: one in the asked compression; else, without `force-compression`, the
 /// first one (a layer keeps the blob it has) unless clamping, which converts to the asked
 /// compression as BuildKit's rewrite does; else a new one.
@@ -102,7 +101,6 @@ fn layer_blob(
     options: &ImageOptions,
     clamp: Option<i64>,
 ) -> Result<(Blob, bool), Error> {
-    let clamp = clamp.filter(|_| !layer.pulled);
     let format = LayerFormat {
         compression: options.compression,
         level: options.compression_level,
@@ -147,8 +145,31 @@ pub fn assemble(
     let oci = options.oci_mediatypes;
     let mut blobs = Vec::with_capacity(layers.len());
     let mut made = Vec::new();
+    // The base image's layers (the frontend's config still holds its rootfs) are not
+    // rewritten while the chain starts with them, by diff id and position (BuildKit's
+    // `rewriteRemoteWithEpoch`); without a base image every layer is.
+    let base_diff_ids: Vec<&str> = image_config["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|ids| ids.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut diverged = false;
     for (i, layer) in layers.iter().enumerate() {
-        let (mut blob, new) = layer_blob(store, layer, options, rewrite_epoch)?;
+        let clamp = rewrite_epoch.filter(|_| {
+            let original = layer
+                .blobs
+                .iter()
+                .find(|b| b.clamped_to.is_none())
+                .map(|b| b.diff_id.as_str());
+            match base_diff_ids.get(i) {
+                Some(base) if !diverged && original == Some(*base) => false,
+                Some(_) => {
+                    diverged = true;
+                    true
+                }
+                None => true,
+            }
+        });
+        let (mut blob, new) = layer_blob(store, layer, options, clamp)?;
         if let Some(epoch) = blob.clamped_to {
             blob.annotations
                 .insert(REWRITTEN_TIMESTAMP.to_owned(), epoch.to_string());
@@ -326,8 +347,8 @@ mod tests {
         );
     }
 
-    /// A pulled layer is kept as it came, rewrite or not; layers made with a rewrite
-    /// carry BuildKit's annotation, in the OCI manifest only.
+    /// A base image's layer is kept as it came, rewrite or not; layers made with a
+    /// rewrite carry BuildKit's annotation, in the OCI manifest only.
     #[test]
     fn pulled_layers_are_kept_and_rewritten_ones_annotated() {
         let tmp = tempfile::tempdir().unwrap();
@@ -337,7 +358,12 @@ mod tests {
         base.blobs.push(pulled.clone());
         base.pulled = true;
         let top = layer(&tmp.path().join("top"));
-        let config = json!({"architecture": "amd64", "os": "linux", "config": {}});
+        let config = json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [pulled.diff_id]},
+        });
         let image = assemble(
             &store,
             &[base.clone(), top.clone()],
@@ -360,7 +386,7 @@ mod tests {
         );
         let docker = assemble(
             &store,
-            &[base, top],
+            &[base.clone(), top],
             &config,
             &ImageOptions {
                 oci_mediatypes: false,
@@ -375,5 +401,18 @@ mod tests {
                 .unwrap()
                 .contains("annotations")
         );
+        // Without a base image (an LLB build) a pulled layer is rewritten too.
+        let bare = json!({"architecture": "amd64", "os": "linux", "config": {}});
+        let image = assemble(
+            &store,
+            &[base],
+            &bare,
+            &options(Compression::Uncompressed),
+            "2023-11-14T22:13:20Z",
+            Some(1_700_000_000),
+        )
+        .unwrap();
+        assert_eq!(image.layers[0].clamped_to, Some(1_700_000_000));
+        assert_ne!(image.layers[0].digest, pulled.digest);
     }
 }

@@ -113,7 +113,7 @@ fn mtime(path: &Path) -> i64 {
 /// on the same context (busybox is the host's `busybox-static`, which only runs the
 /// first stage: the image holds none of its bytes).
 const BUILDKIT_DIGEST: &str =
-    "sha256:ead9e199433973ae9dd67d96a9385a0b920ec328cefd1df03808f67a9a145db1";
+    "sha256:8ea063786025f2bbf317d4cba879ef128467e44a00a78629615a200a3a30e03b";
 
 const REPRODUCIBLE_DOCKERFILE: &str = r#"FROM scratch AS tools
 COPY busybox /bin/busybox
@@ -124,6 +124,7 @@ FROM scratch
 COPY --from=tools /out/ /
 COPY files/ /files/
 COPY --chmod=700 files/sub /etc/sub/
+COPY --link empty /a/
 ENV A="x<y>&z"
 LABEL "k&"="<v>"
 CMD ["sh", "-c", "echo <&>"]
@@ -133,8 +134,10 @@ CMD ["sh", "-c", "echo <&>"]
 /// manifest (so the config and every layer) is byte for byte BuildKit's. The layers
 /// hold hardlinks, a symlink, a fifo, a set-uid file older than the epoch, names too
 /// long for a tar header and not ASCII, a directory removed and made again (whiteouts),
-/// context directories whose times are kept; the config has `<`, `>` and `&`, which Go
-/// escapes, and fields in Go's order.
+/// context directories whose times are kept, a `--link` layer whose one directory is
+/// also below it (recorded: the layer is the difference from what it was made on, not
+/// from what it is stacked on); the config has `<`, `>` and `&`, which Go escapes, and
+/// fields in Go's order.
 #[test]
 fn reproducible_image_is_buildkit_s_byte_for_byte() {
     if !tools_present() {
@@ -165,6 +168,8 @@ fn reproducible_image_is_buildkit_s_byte_for_byte() {
         fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     touch(&files.join("sub"), 1_650_000_000);
+    fs_err::create_dir(ctx.join("empty")).unwrap();
+    fs_err::set_permissions(ctx.join("empty"), std::fs::Permissions::from_mode(0o755)).unwrap();
 
     let archive = work.path().join("out.tar");
     let output = format!(
