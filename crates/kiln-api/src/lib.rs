@@ -9,6 +9,7 @@
 //!
 //! This crate depends on no engine crate: the daemon and the CLI's remote driver use it.
 
+pub mod client;
 pub mod session;
 
 pub use bollard_buildkit_proto as proto;

@@ -12,6 +12,9 @@ use kiln_engine::{Dest, Output};
 /// An exporter, and where its docker archive goes afterwards.
 #[derive(Debug)]
 pub(crate) struct Planned {
+    /// The exporter's type and attributes, as a daemon takes them.
+    pub(crate) kind: String,
+    pub(crate) attrs: BTreeMap<String, String>,
     /// What the engine runs.
     pub(crate) output: Output,
     /// A docker archive to load into the Docker daemon once written (then removed).
@@ -103,7 +106,12 @@ pub(crate) fn plan(
     if to_stdout && std::io::stdout().is_terminal() {
         bail!("dest file is required for {kind} exporter. refusing to write to console");
     }
-    Ok(Planned { output, load })
+    Ok(Planned {
+        kind: kind.to_owned(),
+        attrs,
+        output,
+        load,
+    })
 }
 
 /// Every exporter of a build: `--output`s, then `--push` (an image pushed) and `--load`
@@ -183,6 +191,7 @@ mod tests {
             Planned {
                 output: Output::Image(export),
                 load: None,
+                ..
             },
         ] = planned.as_slice()
         else {

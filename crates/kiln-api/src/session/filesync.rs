@@ -17,10 +17,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Component, Path, PathBuf};
+use std::pin::Pin;
 
 use tokio::sync::mpsc;
-use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt as _};
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::transport::Channel;
 
@@ -205,12 +206,22 @@ fn remove_any(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// A file whose content is arriving.
+/// A file whose content is asked for; its temp file is opened when its first data
+/// arrives (a few files arrive at once, however many are asked for).
 struct Incoming {
     temp: PathBuf,
-    file: fs_err::File,
+    file: Option<fs_err::File>,
     target: PathBuf,
     stat: Stat,
+}
+
+impl Incoming {
+    fn file(&mut self) -> std::io::Result<&mut fs_err::File> {
+        if self.file.is_none() {
+            self.file = Some(fs_err::File::create(&self.temp)?);
+        }
+        Ok(self.file.as_mut().expect("opened above"))
+    }
 }
 
 /// Brings `dest` in step with the client's directory `name` (filtered): entries the
@@ -223,6 +234,39 @@ pub async fn receive(
     dest: &Path,
 ) -> Result<usize, Error> {
     let what = format!("transferring {name}");
+    let (to_client, outbound) = mpsc::channel::<Packet>(64);
+    let mut request = tonic::Request::new(ReceiverStream::new(outbound));
+    let metadata = request.metadata_mut();
+    put_values(metadata, DIR_NAME, &[name.to_owned()]);
+    put_values(metadata, INCLUDE_PATTERNS, &filter.include_patterns);
+    put_values(metadata, EXCLUDE_PATTERNS, &filter.exclude_patterns);
+    put_values(metadata, FOLLOW_PATHS, &filter.follow_paths);
+    let inbound = FileSyncClient::new(channel)
+        .max_decoding_message_size(usize::MAX)
+        .diff_copy(request)
+        .await
+        .map_err(|status| Error::Call {
+            what: what.clone(),
+            status,
+        })?
+        .into_inner();
+    receive_packets(Box::pin(inbound), to_client, dest, false, &what).await
+}
+
+/// A stream of packets from the other end.
+pub(crate) type Inbound = Pin<Box<dyn Stream<Item = Result<Packet, tonic::Status>> + Send>>;
+
+/// The receiving side of the protocol over any packet streams: `dest` brought in step
+/// with what the sender lists. With `merge`, what `dest` has and the sender does not
+/// list stays (an output directory on the client, as fsutil's `Merge`).
+pub(crate) async fn receive_packets(
+    mut inbound: Inbound,
+    to_client: mpsc::Sender<Packet>,
+    dest: &Path,
+    merge: bool,
+    what: &str,
+) -> Result<usize, Error> {
+    let what = what.to_owned();
     let failed = |status| Error::Call {
         what: what.clone(),
         status,
@@ -232,20 +276,6 @@ pub async fn receive(
         message,
     };
     fs_err::create_dir_all(dest).map_err(|e| io_error(&what, dest, e))?;
-    let (to_client, outbound) = mpsc::channel::<Packet>(64);
-    let mut request = tonic::Request::new(ReceiverStream::new(outbound));
-    let metadata = request.metadata_mut();
-    put_values(metadata, DIR_NAME, &[name.to_owned()]);
-    put_values(metadata, INCLUDE_PATTERNS, &filter.include_patterns);
-    put_values(metadata, EXCLUDE_PATTERNS, &filter.exclude_patterns);
-    put_values(metadata, FOLLOW_PATHS, &filter.follow_paths);
-    let mut inbound = FileSyncClient::new(channel)
-        .max_decoding_message_size(usize::MAX)
-        .diff_copy(request)
-        .await
-        .map_err(failed)?
-        .into_inner();
-
     // The list of entries.
     let mut stats: Vec<(PathBuf, Stat)> = Vec::new();
     loop {
@@ -277,7 +307,9 @@ pub async fn receive(
 
     // Bring the tree in step; ask for the files that differ.
     let wanted: BTreeSet<&Path> = stats.iter().map(|(p, _)| p.as_path()).collect();
-    remove_unlisted(dest, dest, &wanted).map_err(|e| io_error(&what, dest, e))?;
+    if !merge {
+        remove_unlisted(dest, dest, &wanted).map_err(|e| io_error(&what, dest, e))?;
+    }
     let mut requested: HashMap<u32, Incoming> = HashMap::new();
     let mut hardlinks: Vec<(PathBuf, PathBuf, Stat)> = Vec::new();
     let mut dirs: Vec<(PathBuf, Stat)> = Vec::new();
@@ -323,12 +355,11 @@ pub async fn receive(
                     ".kiln-incoming-{id}-{}",
                     path.file_name().unwrap_or_default().to_string_lossy()
                 ));
-                let file = fs_err::File::create(&temp).map_err(|e| io_error(&what, &temp, e))?;
                 requested.insert(
                     id as u32,
                     Incoming {
                         temp,
-                        file,
+                        file: None,
                         target: path,
                         stat: stat.clone(),
                     },
@@ -378,12 +409,15 @@ pub async fn receive(
         match PacketType::try_from(packet.r#type) {
             Ok(PacketType::PacketData) => {
                 if packet.data.is_empty() {
-                    let done = requested.remove(&packet.id).ok_or_else(|| {
+                    let mut done = requested.remove(&packet.id).ok_or_else(|| {
                         protocol(format!(
                             "data for file {} that was not asked for",
                             packet.id
                         ))
                     })?;
+                    // An empty file has no data before its end.
+                    let temp = done.temp.clone();
+                    done.file().map_err(|e| io_error(&what, &temp, e))?;
                     drop(done.file);
                     fs_err::rename(&done.temp, &done.target)
                         .map_err(|e| io_error(&what, &done.target, e))?;
@@ -396,10 +430,11 @@ pub async fn receive(
                             packet.id
                         ))
                     })?;
+                    let temp = incoming.temp.clone();
                     incoming
-                        .file
-                        .write_all(&packet.data)
-                        .map_err(|e| io_error(&what, &incoming.temp, e))?;
+                        .file()
+                        .and_then(|f| f.write_all(&packet.data))
+                        .map_err(|e| io_error(&what, &temp, e))?;
                 }
             }
             Ok(PacketType::PacketErr) => {
@@ -546,51 +581,82 @@ fn exporter_request<T>(
 /// `exporter_id` (the `local` exporter).
 pub async fn send_dir(channel: Channel, exporter_id: usize, root: &Path) -> Result<(), Error> {
     let what = "sending the result to the client".to_owned();
-    let failed = |status| Error::Call {
-        what: what.clone(),
-        status,
-    };
-    let protocol = |message: String| Error::Protocol {
-        what: what.clone(),
-        message,
-    };
     let entries = walk(root).map_err(|e| io_error(&what, root, e))?;
     let (to_client, outbound) = mpsc::channel::<Packet>(64);
     let request = exporter_request(ReceiverStream::new(outbound), exporter_id, &BTreeMap::new());
     // The client answers (and so sends its headers) only once it has the list: the
     // call runs while the list is sent.
     let call = tokio::spawn(async move { PacketSendClient::new(channel).diff_copy(request).await });
-    let send = |packet: Packet| {
-        let to_client = to_client.clone();
-        async move { to_client.send(packet).await.is_ok() }
+    send_stats(&entries, &to_client, &what).await?;
+    let inbound = call
+        .await
+        .map_err(|e| Error::Protocol {
+            what: what.clone(),
+            message: e.to_string(),
+        })?
+        .map_err(|status| Error::Call {
+            what: what.clone(),
+            status,
+        })?
+        .into_inner();
+    serve_requests(&entries, Box::pin(inbound), &to_client, &what).await
+}
+
+/// The sending side, first half: the list of entries, then the empty stat ending it.
+pub(crate) async fn send_stats(
+    entries: &[(PathBuf, Stat)],
+    to_receiver: &mpsc::Sender<Packet>,
+    what: &str,
+) -> Result<(), Error> {
+    let gone = || Error::Protocol {
+        what: what.to_owned(),
+        message: "the other end stopped listening".to_owned(),
     };
-    for (_, stat) in &entries {
+    for (_, stat) in entries {
         let packet = Packet {
             r#type: PacketType::PacketStat as i32,
             stat: Some(stat.clone()),
             ..Packet::default()
         };
-        if !send(packet).await {
-            return Err(protocol("the client stopped listening".to_owned()));
-        }
+        to_receiver.send(packet).await.map_err(|_| gone())?;
     }
-    send(Packet {
-        r#type: PacketType::PacketStat as i32,
-        ..Packet::default()
-    })
-    .await;
-    let mut inbound = call
+    to_receiver
+        .send(Packet {
+            r#type: PacketType::PacketStat as i32,
+            ..Packet::default()
+        })
         .await
-        .map_err(|e| protocol(e.to_string()))?
-        .map_err(failed)?
-        .into_inner();
+        .map_err(|_| gone())
+}
+
+/// The sending side, second half: each requested file's content, until `FIN`.
+pub(crate) async fn serve_requests(
+    entries: &[(PathBuf, Stat)],
+    mut inbound: Inbound,
+    to_receiver: &mpsc::Sender<Packet>,
+    what: &str,
+) -> Result<(), Error> {
+    let what = what.to_owned();
+    let protocol = |message: String| Error::Protocol {
+        what: what.clone(),
+        message,
+    };
+    let send = |packet: Packet| async {
+        to_receiver
+            .send(packet)
+            .await
+            .map_err(|_| protocol("the other end stopped listening".to_owned()))
+    };
     while let Some(packet) = inbound.next().await {
-        let packet = packet.map_err(failed)?;
+        let packet = packet.map_err(|status| Error::Call {
+            what: what.clone(),
+            status,
+        })?;
         match PacketType::try_from(packet.r#type) {
             Ok(PacketType::PacketReq) => {
                 let (path, _) = entries
                     .get(packet.id as usize)
-                    .ok_or_else(|| protocol(format!("the client asked for file {}", packet.id)))?;
+                    .ok_or_else(|| protocol(format!("file {} was asked for", packet.id)))?;
                 let mut file = fs_err::File::open(path).map_err(|e| io_error(&what, path, e))?;
                 let mut buf = vec![0u8; 64 * 1024];
                 loop {
@@ -599,29 +665,27 @@ pub async fn send_dir(channel: Channel, exporter_id: usize, root: &Path) -> Resu
                     if n == 0 {
                         break;
                     }
-                    let data = Packet {
+                    send(Packet {
                         r#type: PacketType::PacketData as i32,
                         id: packet.id,
                         data: buf[..n].to_vec(),
                         ..Packet::default()
-                    };
-                    if !send(data).await {
-                        return Err(protocol("the client stopped listening".to_owned()));
-                    }
+                    })
+                    .await?;
                 }
                 send(Packet {
                     r#type: PacketType::PacketData as i32,
                     id: packet.id,
                     ..Packet::default()
                 })
-                .await;
+                .await?;
             }
             Ok(PacketType::PacketFin) => {
                 send(Packet {
                     r#type: PacketType::PacketFin as i32,
                     ..Packet::default()
                 })
-                .await;
+                .await?;
                 return Ok(());
             }
             Ok(PacketType::PacketErr) => {
@@ -634,7 +698,7 @@ pub async fn send_dir(channel: Channel, exporter_id: usize, root: &Path) -> Resu
         }
     }
     Err(protocol(
-        "the client ended the transfer before it finished".to_owned(),
+        "the other end ended the transfer before it finished".to_owned(),
     ))
 }
 

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::transport::{Channel, Endpoint, Uri};
 
+pub mod attachables;
 pub mod filesync;
 mod fsmode;
 

@@ -153,9 +153,11 @@ fn refuse_unsupported(args: &BuildArgs) -> anyhow::Result<()> {
     if let Some(builder) = args
         .builder
         .as_deref()
-        .filter(|b| !matches!(*b, "default" | "kiln"))
+        .filter(|b| !matches!(*b, "default" | "kiln") && !b.contains("://"))
     {
-        bail!("--builder {builder:?}: only the embedded builder (default) exists yet");
+        bail!(
+            "--builder {builder:?}: named builders are not supported yet; use the embedded builder (default) or a daemon's address (unix:///path, tcp://host:port)"
+        );
     }
     let native = kiln_oci::Platform::host();
     for platform in args.platform.iter().flat_map(|p| p.split(',')) {
@@ -439,29 +441,50 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
         },
         ..Default::default()
     };
-    let engine = crate::driver::embedded::open()?;
     let call = if args.check {
         "check"
     } else {
         args.call.as_str()
     };
-    match call {
-        "build" => {}
-        "check" => {
-            let checks = engine.check(&request)?;
-            if crate::progress::checks::print_report(&checks) {
-                return Err(crate::commands::Reported.into());
-            }
-            return Ok(());
+    let remote = crate::driver::remote::Remote::choose(
+        args.addr.as_deref().or(args.builder.as_deref()),
+        kiln_api::client::TlsFiles {
+            ca: args.tlscacert.clone(),
+            cert: args.tlscert.clone(),
+            key: args.tlskey.clone(),
+            server_name: args.tlsservername.clone(),
+        },
+    );
+    let result = if let Some(remote) = &remote {
+        if call != "build" {
+            bail!("--call {call}: only builds are run on a remote builder yet");
         }
-        other => bail!(
-            "--call {other:?}: supported are build and check (outline and targets are not yet)"
-        ),
-    }
-    let progress = Progress::open(&progress_mode, quiet)?;
-    let result = engine.build(&request, &|event| progress.event(event));
-    progress.finish();
-    let result = result?;
+        let progress = Progress::open(&progress_mode, quiet)?;
+        let result = crate::driver::remote::build(remote, &request, &planned, &|event| {
+            progress.event(event)
+        });
+        progress.finish();
+        result?
+    } else {
+        let engine = crate::driver::embedded::open()?;
+        match call {
+            "build" => {}
+            "check" => {
+                let checks = engine.check(&request)?;
+                if crate::progress::checks::print_report(&checks) {
+                    return Err(crate::commands::Reported.into());
+                }
+                return Ok(());
+            }
+            other => bail!(
+                "--call {other:?}: supported are build and check (outline and targets are not yet)"
+            ),
+        }
+        let progress = Progress::open(&progress_mode, quiet)?;
+        let result = engine.build(&request, &|event| progress.event(event));
+        progress.finish();
+        result?
+    };
     for archive in crate::outputs::loads(&planned) {
         for message in crate::docker::load(&archive)? {
             if !quiet {
@@ -477,7 +500,7 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
             eprintln!("WARNING: {warning}");
         }
         crate::progress::checks::print_summary(&result.checks);
-        if request.outputs.is_empty() {
+        if request.outputs.is_empty() && remote.is_none() {
             eprintln!(
                 "WARNING: No output specified with the embedded builder.\n         Build result will only remain in the build cache.\n         To push result image into registry use --push or\n         to load image into docker use --load"
             );

@@ -1,3 +1,4 @@
-//! Drivers: where builds run. Only the embedded engine exists so far.
+//! Drivers: where builds run: the embedded engine, or a BuildKit-compatible daemon.
 
 pub(crate) mod embedded;
+pub(crate) mod remote;

@@ -10,13 +10,6 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-fn cases_dir() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::var_os("KILN_CONFORMANCE_DIR")
-        .map_or_else(|| PathBuf::from("../shared/conformance"), PathBuf::from);
-    root.join(dir).join("bake/cases")
-}
-
 fn lines(path: &Path) -> Vec<String> {
     fs_err::read_to_string(path)
         .map(|s| s.lines().map(str::to_owned).collect())
@@ -74,9 +67,9 @@ fn check(case: &Path) -> Result<(), String> {
     }
 }
 
-/// Runs every case directory under `dir`; prints `LABEL: N passed, M failed` and
-/// returns the failures.
-fn run_cases(label: &str, dir: &Path) -> Vec<String> {
+/// Runs every case directory under `dir`, prints `LABEL: N passed, M failed` and fails
+/// the test if any case failed.
+fn run_cases(label: &str, dir: &Path) {
     let mut cases: Vec<PathBuf> = fs_err::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -92,36 +85,22 @@ fn run_cases(label: &str, dir: &Path) -> Vec<String> {
             ));
         }
     }
-    for failure in &failures {
-        println!("  FAIL {failure}");
-    }
-    println!(
-        "{label}: {} passed, {} failed",
-        cases.len() - failures.len(),
-        failures.len()
-    );
-    failures
+    kiln_test::report_suite(label, cases.len() - failures.len(), &failures);
 }
 
 #[test]
 fn bake_print() {
-    let dir = cases_dir();
-    if !dir.is_dir() {
-        println!("bake: skipped, {} not found", dir.display());
-        return;
+    if let Some(dir) = kiln_test::conformance_dir("bake") {
+        run_cases("bake", &dir.join("cases"));
     }
-    run_cases("bake", &dir);
 }
 
 /// The repository's own cases, recorded with buildx (`tests/differential/bake`).
 #[test]
 fn bake_differential() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/differential/bake");
-    let failures = run_cases("bake-differential", &dir);
-    assert!(
-        failures.is_empty(),
-        "{} differential bake case(s) failed",
-        failures.len()
+    run_cases(
+        "bake-differential",
+        &kiln_test::workspace_root().join("tests/differential/bake"),
     );
 }
 

@@ -4,5 +4,6 @@
 //! skipped with a note when absent).
 
 mod daemon;
+mod kiln_cli;
 mod oracle;
 mod support;

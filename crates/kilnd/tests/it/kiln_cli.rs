@@ -1,0 +1,134 @@
+//! The kiln command line building on kilnd (`kiln build --addr`): the same files,
+//! secrets and outputs as an embedded build, over a unix socket and over TCP with
+//! mutual TLS.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::support::{Kilnd, can_build};
+
+/// The kiln binary built beside kilnd (a workspace build makes both).
+fn kiln_binary() -> Option<PathBuf> {
+    let kiln = PathBuf::from(env!("CARGO_BIN_EXE_kilnd")).with_file_name("kiln");
+    if kiln.is_file() {
+        Some(kiln)
+    } else {
+        kiln_test::skip("the kiln binary is not built (build the workspace)");
+        None
+    }
+}
+
+fn kiln_build(kiln: &PathBuf, address: &str, args: &[&str]) -> String {
+    let output = Command::new(kiln)
+        .args(["build", "--progress=plain", "--addr", address])
+        .args(args)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "kiln build failed:\n{log}");
+    log
+}
+
+#[test]
+fn kiln_builds_on_kilnd() {
+    if !can_build() {
+        return;
+    }
+    let Some(kiln) = kiln_binary() else {
+        return;
+    };
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let kilnd = Kilnd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    let shared = work.path().join("shared");
+    fs_err::create_dir_all(ctx.join("app")).unwrap();
+    fs_err::create_dir_all(&shared).unwrap();
+    fs_err::write(ctx.join("app/a.txt"), "one").unwrap();
+    fs_err::write(ctx.join(".dockerignore"), "*.log\n").unwrap();
+    fs_err::write(ctx.join("noise.log"), "ignored").unwrap();
+    fs_err::write(shared.join("lib.txt"), "from a named context").unwrap();
+    fs_err::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {image} AS base\nARG GREETING\nCOPY app/ /app/\nCOPY --from=lib lib.txt /lib.txt\n\
+             RUN --mount=type=secret,id=tok cat /run/secrets/tok > /tok && echo $GREETING > /greeting && ls / > /listing\n\
+             FROM base AS final\nRUN cat /app/a.txt > /copied\n"
+        ),
+    )
+    .unwrap();
+    let secret = work.path().join("tok");
+    fs_err::write(&secret, "s3cret").unwrap();
+    let out = work.path().join("out");
+    let common = |output: String| -> Vec<String> {
+        vec![
+            "--secret".to_owned(),
+            format!("id=tok,src={}", secret.display()),
+            "--build-arg".to_owned(),
+            "GREETING=hello".to_owned(),
+            "--build-context".to_owned(),
+            format!("lib={}", shared.display()),
+            "--target".to_owned(),
+            "final".to_owned(),
+            "-o".to_owned(),
+            output,
+            ctx.display().to_string(),
+        ]
+    };
+    let args = common(format!("type=local,dest={}", out.display()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    kiln_build(&kiln, &kilnd.address(), &args);
+    assert_eq!(fs_err::read_to_string(out.join("tok")).unwrap(), "s3cret");
+    assert_eq!(
+        fs_err::read_to_string(out.join("greeting")).unwrap(),
+        "hello\n"
+    );
+    assert_eq!(fs_err::read_to_string(out.join("copied")).unwrap(), "one");
+    assert_eq!(
+        fs_err::read_to_string(out.join("lib.txt")).unwrap(),
+        "from a named context"
+    );
+    assert!(!out.join("app/noise.log").exists());
+
+    // Again, as an OCI archive: every step is cached.
+    let archive = work.path().join("image.tar");
+    let args = common(format!(
+        "type=oci,name=kiln-remote:1,dest={}",
+        archive.display()
+    ));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let log = kiln_build(&kiln, &kilnd.address(), &args);
+    for step in ["COPY app/", "RUN --mount=type=secret", "RUN cat /app/a.txt"] {
+        let number = log
+            .lines()
+            .find(|l| l.contains(step))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no step {step} in:\n{log}"));
+        assert!(
+            log.lines().any(|l| l == format!("{number} CACHED")),
+            "{step} was not cached:\n{log}"
+        );
+    }
+    let inspect = Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci-archive:{}", archive.display()))
+        .output()
+        .unwrap();
+    assert!(inspect.status.success(), "{inspect:?}");
+
+    // An error names its cause.
+    fs_err::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {image}\nRUN exit 3\n"),
+    )
+    .unwrap();
+    let failed = Command::new(&kiln)
+        .args(["build", "--progress=plain", "--addr", &kilnd.address()])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("exit code: 3"), "{stderr}");
+}
