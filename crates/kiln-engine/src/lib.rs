@@ -1176,7 +1176,10 @@ impl Engine {
         })
     }
 
-    /// The result's layers, with the blobs already known for each.
+    /// The result's layers, with the blobs already known for each. A layer is the
+    /// difference from the layers it was made on (a merge may stack it on others), or,
+    /// without that record (an older kiln's layer, or one whose parents are gone), from
+    /// those below it here.
     fn layers(&self, chain: &[u64]) -> Vec<kiln_export::Layer> {
         let snapshots = self.worker.snapshots();
         chain
@@ -1184,9 +1187,13 @@ impl Engine {
             .enumerate()
             .map(|(i, id)| {
                 let infos = self.worker.layer_blobs(*id);
+                let parents = snapshots
+                    .parents(*id)
+                    .filter(|p| p.iter().all(|l| snapshots.layer_dir(*l).is_dir()))
+                    .unwrap_or_else(|| chain[..i].to_vec());
                 kiln_export::Layer {
                     dir: snapshots.layer_dir(*id),
-                    lowers: chain[..i]
+                    lowers: parents
                         .iter()
                         .rev()
                         .map(|l| snapshots.layer_dir(*l))
@@ -1200,6 +1207,7 @@ impl Engine {
                             size: info.size,
                             diff_id: info.diff_id,
                             clamped_to: info.clamped_to,
+                            tar_version: info.tar_version,
                             source: info.source,
                             annotations: info.annotations,
                         })
@@ -1242,6 +1250,7 @@ impl Engine {
                     size: blob.size,
                     diff_id: blob.diff_id.clone(),
                     clamped_to: blob.clamped_to,
+                    tar_version: blob.tar_version,
                     pulled: false,
                     source: None,
                     annotations: blob.annotations.clone(),

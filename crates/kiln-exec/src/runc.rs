@@ -177,7 +177,7 @@ impl Executor {
         let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
-                remove_stubs(&stubs);
+                remove_stubs(rootfs, &stubs);
                 let _ = fs::remove_dir_all(&bundle);
                 return Err(e);
             }
@@ -206,7 +206,7 @@ impl Executor {
             }
         });
         let _ = self.runc().args(["delete", "--force", id]).output();
-        remove_stubs(&stubs);
+        remove_stubs(rootfs, &stubs);
         let _ = fs::remove_dir_all(&bundle);
         if killed {
             return Err(Error::Cancelled);
@@ -247,17 +247,96 @@ fn missing_paths(rootfs: &Path, destinations: &[String]) -> Vec<PathBuf> {
     missing
 }
 
-/// Removes mount stubs that are still empty.
-fn remove_stubs(stubs: &[PathBuf]) {
+/// Removes mount stubs that are still empty (BuildKit's `executor.MountStubsCleaner`):
+/// the directory holding each one gets its access and modification times back, so a
+/// stub leaves no trace in the layer's times either (moby/buildkit#3148).
+fn remove_stubs(rootfs: &Path, stubs: &[PathBuf]) {
+    let real_root = std::fs::canonicalize(rootfs).ok();
     for stub in stubs {
-        match std::fs::symlink_metadata(stub) {
-            Ok(m) if m.is_dir() => {
-                let _ = std::fs::remove_dir(stub);
-            }
-            Ok(m) if m.len() == 0 => {
-                let _ = fs_err::remove_file(stub);
-            }
-            _ => {}
+        let remove = match std::fs::symlink_metadata(stub) {
+            Ok(m) if m.is_dir() => fs_err::read_dir(stub).is_ok_and(|mut d| d.next().is_none()),
+            Ok(m) => m.len() == 0,
+            Err(_) => false,
+        };
+        if !remove {
+            continue;
         }
+        // The parent's times, unless it is reached through a symlink.
+        let parent = stub.parent().filter(|parent| {
+            let relative = parent.strip_prefix(rootfs).ok();
+            match (&real_root, relative, std::fs::canonicalize(parent)) {
+                (Some(root), Some(relative), Ok(real)) => real == root.join(relative),
+                _ => false,
+            }
+        });
+        let times = parent
+            .and_then(|p| fs_err::metadata(p).ok())
+            .and_then(|m| Some((m.accessed().ok()?, m.modified().ok()?)));
+        let removed = if std::fs::symlink_metadata(stub).is_ok_and(|m| m.is_dir()) {
+            std::fs::remove_dir(stub)
+        } else {
+            fs_err::remove_file(stub)
+        };
+        if let (Ok(()), Some(parent), Some((accessed, modified))) = (removed, parent, times) {
+            let _ = fs_err::File::open(parent).and_then(|dir| {
+                dir.set_times(
+                    std::fs::FileTimes::new()
+                        .set_accessed(accessed)
+                        .set_modified(modified),
+                )
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    fn set_times(path: &Path, secs: u64) {
+        let t = SystemTime::UNIX_EPOCH + Duration::new(secs, 500_000_000);
+        fs::File::open(path)
+            .unwrap()
+            .set_times(std::fs::FileTimes::new().set_accessed(t).set_modified(t))
+            .unwrap();
+    }
+
+    fn mtime(path: &Path) -> SystemTime {
+        fs::metadata(path).unwrap().modified().unwrap()
+    }
+
+    /// BuildKit's `MountStubsCleaner`: empty stubs go, a directory that holds one keeps
+    /// the times it had before the removal, and a stub that was written to stays.
+    #[test]
+    fn stubs_are_removed_and_their_parents_keep_their_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        fs::create_dir_all(rootfs.join("etc")).unwrap();
+        let destinations = vec![
+            "/etc/hosts".to_owned(),
+            "/etc/resolv.conf".to_owned(),
+            "/mnt/a/b".to_owned(),
+        ];
+        let stubs = missing_paths(&rootfs, &destinations);
+        // What runc does: create the mount points.
+        fs::write(rootfs.join("etc/hosts"), "").unwrap();
+        fs::write(rootfs.join("etc/resolv.conf"), "nameserver 1.1.1.1\n").unwrap();
+        fs::create_dir_all(rootfs.join("mnt/a/b")).unwrap();
+        set_times(&rootfs.join("etc"), 1_600_000_000);
+        set_times(&rootfs.join("mnt/a"), 1_600_000_100);
+        set_times(&rootfs, 1_600_000_200);
+        let before = [rootfs.join("etc"), rootfs.clone()].map(|p| mtime(&p));
+
+        remove_stubs(&rootfs, &stubs);
+
+        assert!(!rootfs.join("etc/hosts").exists());
+        assert!(rootfs.join("etc/resolv.conf").exists());
+        assert!(!rootfs.join("mnt").exists());
+        assert_eq!(
+            [rootfs.join("etc"), rootfs.clone()].map(|p| mtime(&p)),
+            before
+        );
     }
 }

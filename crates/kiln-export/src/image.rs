@@ -26,6 +26,10 @@ pub struct Image {
     pub made: Vec<(usize, Blob)>,
     /// `os/arch[/variant]` of the config.
     pub platform: String,
+    /// The config's platform, as an index's descriptor of the manifest names it.
+    pub descriptor_platform: kiln_oci::DescriptorPlatform,
+    /// The image's creation time (RFC 3339), what the OCI exporter's index says.
+    pub created: String,
 }
 
 /// The image config with its rootfs, creation time and history times filled in.
@@ -51,6 +55,25 @@ fn finish_config(template: &Value, layers: &[Blob], created: &str) -> Result<Val
     Ok(config)
 }
 
+/// The config's platform fields (`ocispecs.Platform`).
+fn descriptor_platform_of(config: &Value) -> kiln_oci::DescriptorPlatform {
+    let field = |k: &str| config[k].as_str().unwrap_or_default().to_owned();
+    kiln_oci::DescriptorPlatform {
+        architecture: field("architecture"),
+        os: field("os"),
+        os_version: field("os.version"),
+        os_features: config["os.features"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|f| f.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        variant: field("variant"),
+    }
+}
+
 fn platform_of(config: &Value) -> String {
     let field = |k: &str| config[k].as_str().unwrap_or_default().to_owned();
     let mut platform = format!("{}/{}", field("os"), field("architecture"));
@@ -61,9 +84,17 @@ fn platform_of(config: &Value) -> String {
     platform
 }
 
-/// The blob for one layer: one already made in the asked compression (and, with
-/// `rewrite-timestamp`, clamped to the same epoch); else the original (a base layer keeps
-/// its bytes) unless `force-compression`; else a new one.
+/// The annotation BuildKit puts on a layer whose file times were clamped to an epoch
+/// (`util/converter`); a blob carrying it is only reused for that epoch.
+pub const REWRITTEN_TIMESTAMP: &str = "buildkit/rewritten-timestamp";
+
+/// The blob for one layer. Without a clamp (no `rewrite-timestamp`, or a base image's
+/// layer) only blobs of the original content qualify; with one only blobs clamped to the
+/// same epoch, since a clamped blob is a conversion of the original (BuildKit's
+/// `util/converter`).
+/// Among those: one in the asked compression; else, without `force-compression`, the
+/// first one (a layer keeps the blob it has) unless clamping, which converts to the asked
+/// compression as BuildKit's rewrite does; else a new one.
 fn layer_blob(
     store: &ContentStore,
     layer: &Layer,
@@ -77,22 +108,21 @@ fn layer_blob(
         clamp,
     };
     let compression_of = |b: &Blob| kiln_oci::Compression::of_media_type(&b.media_type);
-    let usable = |b: &&Blob| clamp.is_none() || b.clamped_to == clamp;
-    if let Some(blob) = layer
-        .blobs
-        .iter()
-        .filter(usable)
+    // A blob of this layer's own content (the pulled one, or one made by this tar
+    // writer) for this epoch.
+    let mut usable = layer.blobs.iter().filter(|b| {
+        b.clamped_to == clamp && (layer.pulled || b.tar_version == crate::layer::TAR_VERSION)
+    });
+    if let Some(blob) = usable
+        .clone()
         .find(|b| compression_of(b) == Some(format.compression))
     {
         return Ok((blob.clone(), false));
     }
-    // A pulled layer (its original blob first) is kept as it came, clamped or not.
-    let original = layer
-        .blobs
-        .first()
-        .filter(|b| b.clamped_to.is_none() && layer.pulled);
-    match original.or_else(|| layer.blobs.iter().find(usable)) {
-        Some(existing) if !options.force_compression => Ok((existing.clone(), false)),
+    match usable.next() {
+        Some(existing) if !options.force_compression && clamp.is_none() => {
+            Ok((existing.clone(), false))
+        }
         Some(existing) => Ok((recompress(store, existing, &format)?, true)),
         None => Ok((
             write_layer(store, &layer.dir, &layer.lowers, &format)?,
@@ -115,8 +145,35 @@ pub fn assemble(
     let oci = options.oci_mediatypes;
     let mut blobs = Vec::with_capacity(layers.len());
     let mut made = Vec::new();
+    // The base image's layers (the frontend's config still holds its rootfs) are not
+    // rewritten while the chain starts with them, by diff id and position (BuildKit's
+    // `rewriteRemoteWithEpoch`); without a base image every layer is.
+    let base_diff_ids: Vec<&str> = image_config["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|ids| ids.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut diverged = false;
     for (i, layer) in layers.iter().enumerate() {
-        let (mut blob, new) = layer_blob(store, layer, options, rewrite_epoch)?;
+        let clamp = rewrite_epoch.filter(|_| {
+            let original = layer
+                .blobs
+                .iter()
+                .find(|b| b.clamped_to.is_none())
+                .map(|b| b.diff_id.as_str());
+            match base_diff_ids.get(i) {
+                Some(base) if !diverged && original == Some(*base) => false,
+                Some(_) => {
+                    diverged = true;
+                    true
+                }
+                None => true,
+            }
+        });
+        let (mut blob, new) = layer_blob(store, layer, options, clamp)?;
+        if let Some(epoch) = blob.clamped_to {
+            blob.annotations
+                .insert(REWRITTEN_TIMESTAMP.to_owned(), epoch.to_string());
+        }
         if new {
             made.push((i, blob.clone()));
         }
@@ -125,7 +182,8 @@ pub fn assemble(
     }
     let config = finish_config(image_config, &blobs, created)?;
     let platform = platform_of(&config);
-    let config_bytes = serde_json::to_vec(&config).map_err(|e| Error::Config(e.to_string()))?;
+    let descriptor_platform = descriptor_platform_of(&config);
+    let config_bytes = crate::gojson::image_config(&config)?;
     let config = Descriptor {
         media_type: if oci {
             media_type::OCI_CONFIG
@@ -163,7 +221,8 @@ pub fn assemble(
             .collect(),
         annotations: Annotations::for_platform(&options.annotations.manifest, &platform),
     };
-    let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| Error::Config(e.to_string()))?;
+    // BuildKit writes manifests with `json.MarshalIndent(m, "", "  ")`.
+    let manifest_bytes = crate::gojson::to_vec_indent(&manifest)?;
     let manifest = Descriptor {
         media_type: manifest_type.to_owned(),
         digest: store.write_all(&manifest_bytes)?,
@@ -178,6 +237,8 @@ pub fn assemble(
         layers: blobs,
         made,
         platform,
+        descriptor_platform,
+        created: created.to_owned(),
     })
 }
 
@@ -187,4 +248,171 @@ pub(crate) fn index_annotations(
     platform: &str,
 ) -> BTreeMap<String, String> {
     Annotations::for_platform(&options.annotations.index, platform)
+}
+
+#[cfg(test)]
+mod tests {
+    use kiln_oci::Compression;
+
+    use super::*;
+
+    fn options(compression: Compression) -> ImageOptions {
+        ImageOptions {
+            compression,
+            oci_mediatypes: true,
+            ..ImageOptions::default()
+        }
+    }
+
+    fn layer(dir: &std::path::Path) -> Layer {
+        fs_err::create_dir_all(dir).unwrap();
+        fs_err::write(dir.join("f"), "f").unwrap();
+        crate::diff::tests_support::set_mtime(&dir.join("f"), 1_800_000_000);
+        Layer {
+            dir: dir.to_path_buf(),
+            lowers: Vec::new(),
+            blobs: Vec::new(),
+            pulled: false,
+        }
+    }
+
+    /// A clamped blob is a conversion for its epoch: an export without the rewrite, or
+    /// with another epoch, does not take it (BuildKit's `util/converter`).
+    #[test]
+    fn clamped_blobs_serve_only_their_epoch() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(tmp.path().join("store")).unwrap();
+        let mut layer = layer(&tmp.path().join("layer"));
+        let plain = options(Compression::Uncompressed);
+
+        let (clamped, new) = layer_blob(&store, &layer, &plain, Some(1_700_000_000)).unwrap();
+        assert!(new);
+        assert_eq!(clamped.clamped_to, Some(1_700_000_000));
+        layer.blobs.push(clamped.clone());
+
+        let (original, new) = layer_blob(&store, &layer, &plain, None).unwrap();
+        assert!(new, "the clamped blob is not the layer's own");
+        assert_eq!(original.clamped_to, None);
+        assert_ne!(original.digest, clamped.digest);
+        layer.blobs.push(original.clone());
+
+        assert_eq!(
+            layer_blob(&store, &layer, &plain, Some(1_700_000_000)).unwrap(),
+            (clamped.clone(), false)
+        );
+        assert_eq!(
+            layer_blob(&store, &layer, &plain, None).unwrap(),
+            (original.clone(), false)
+        );
+        let (other, new) = layer_blob(&store, &layer, &plain, Some(1_650_000_000)).unwrap();
+        assert!(new);
+        assert_ne!(other.digest, clamped.digest);
+
+        // Without force-compression a layer keeps the blob it has; a rewrite converts to
+        // the asked compression, as BuildKit's converter does.
+        let gzip = options(Compression::Gzip);
+        assert_eq!(
+            layer_blob(&store, &layer, &gzip, None).unwrap(),
+            (original, false)
+        );
+        let (converted, new) = layer_blob(&store, &layer, &gzip, Some(1_700_000_000)).unwrap();
+        assert!(new);
+        assert_eq!(converted.clamped_to, Some(1_700_000_000));
+        assert_eq!(converted.diff_id, clamped.diff_id);
+        assert_eq!(
+            Compression::of_media_type(&converted.media_type),
+            Some(Compression::Gzip)
+        );
+    }
+
+    /// A blob an older tar writer made is not reused: the layer is written again, so an
+    /// old cache exports the bytes a fresh build does.
+    #[test]
+    fn blobs_of_an_older_tar_writer_are_not_reused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(tmp.path().join("store")).unwrap();
+        let mut layer = layer(&tmp.path().join("layer"));
+        let plain = options(Compression::Uncompressed);
+        let (current, _) = layer_blob(&store, &layer, &plain, None).unwrap();
+        assert_eq!(current.tar_version, crate::layer::TAR_VERSION);
+        let old = Blob {
+            digest: store.write_all(b"old bytes").unwrap(),
+            tar_version: 0,
+            ..current.clone()
+        };
+        layer.blobs.push(old);
+        assert_eq!(
+            layer_blob(&store, &layer, &plain, None).unwrap(),
+            (current, true)
+        );
+    }
+
+    /// A base image's layer is kept as it came, rewrite or not; layers made with a
+    /// rewrite carry BuildKit's annotation, in the OCI manifest only.
+    #[test]
+    fn pulled_layers_are_kept_and_rewritten_ones_annotated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(tmp.path().join("store")).unwrap();
+        let mut base = layer(&tmp.path().join("base"));
+        let pulled = write_layer(&store, &base.dir, &[], &LayerFormat::default()).unwrap();
+        base.blobs.push(pulled.clone());
+        base.pulled = true;
+        let top = layer(&tmp.path().join("top"));
+        let config = json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [pulled.diff_id]},
+        });
+        let image = assemble(
+            &store,
+            &[base.clone(), top.clone()],
+            &config,
+            &options(Compression::Uncompressed),
+            "2023-11-14T22:13:20Z",
+            Some(1_700_000_000),
+        )
+        .unwrap();
+        assert_eq!(image.layers[0].digest, pulled.digest);
+        assert!(image.layers[0].annotations.is_empty());
+        assert_eq!(
+            image.layers[1].annotations.get(REWRITTEN_TIMESTAMP),
+            Some(&"1700000000".to_owned())
+        );
+        let manifest = String::from_utf8(image.manifest_bytes).unwrap();
+        assert!(
+            manifest.contains("\n      \"annotations\": {\n        \"buildkit/rewritten-timestamp\": \"1700000000\"\n"),
+            "{manifest}"
+        );
+        let docker = assemble(
+            &store,
+            &[base.clone(), top],
+            &config,
+            &ImageOptions {
+                oci_mediatypes: false,
+                ..options(Compression::Uncompressed)
+            },
+            "2023-11-14T22:13:20Z",
+            Some(1_700_000_000),
+        )
+        .unwrap();
+        assert!(
+            !String::from_utf8(docker.manifest_bytes)
+                .unwrap()
+                .contains("annotations")
+        );
+        // Without a base image (an LLB build) a pulled layer is rewritten too.
+        let bare = json!({"architecture": "amd64", "os": "linux", "config": {}});
+        let image = assemble(
+            &store,
+            &[base],
+            &bare,
+            &options(Compression::Uncompressed),
+            "2023-11-14T22:13:20Z",
+            Some(1_700_000_000),
+        )
+        .unwrap();
+        assert_eq!(image.layers[0].clamped_to, Some(1_700_000_000));
+        assert_ne!(image.layers[0].digest, pulled.digest);
+    }
 }

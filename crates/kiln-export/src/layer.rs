@@ -1,12 +1,9 @@
-//! Layers: an overlay upper directory as a tar diff (whiteouts and opaque directories
-//! in the OCI form), compressed into the content store in one pass.
+//! Layers: an overlay upper directory as a tar diff (BuildKit's, see [`crate::diff`]),
+//! compressed into the content store in one pass.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use fs_err as fs;
 use kiln_oci::Compression;
 use kiln_store::{BlobWriter, ContentStore};
 use sha2::{Digest as _, Sha256};
@@ -26,6 +23,9 @@ pub struct Blob {
     pub diff_id: String,
     /// The `rewrite-timestamp` epoch its file times were clamped to, if any.
     pub clamped_to: Option<i64>,
+    /// Which tar writer made it from a layer directory ([`TAR_VERSION`] now, 0 before
+    /// kiln wrote BuildKit's bytes); a pulled blob keeps 0.
+    pub tar_version: u32,
     /// The `registry/repository` it was pulled from, if any (pushes mount it from there).
     pub source: Option<String>,
     /// Annotations of its manifest descriptor (eStargz's TOC digest and size).
@@ -65,182 +65,20 @@ impl<W: Write> Write for HashWriter<W> {
     }
 }
 
-/// Writes a PAX header carrying `xattrs` (Go's `SCHILY.xattr.NAME` records) for the
-/// entry that follows.
-fn append_xattrs(
-    builder: &mut tar::Builder<impl Write>,
-    xattrs: &[(String, Vec<u8>)],
-) -> io::Result<()> {
-    if xattrs.is_empty() {
-        return Ok(());
-    }
-    let records: Vec<(String, &[u8])> = xattrs
-        .iter()
-        .map(|(name, value)| (format!("SCHILY.xattr.{name}"), value.as_slice()))
-        .collect();
-    builder.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))
-}
+/// The version of the tar writer: blobs made by an older one (other bytes for the same
+/// layer) are not reused, so an image has the same digest whichever kiln cached it.
+pub const TAR_VERSION: u32 = 1;
 
-/// A file's extended attributes worth keeping in a layer: not overlayfs's own
-/// (`trusted.overlay.*`) nor the host's SELinux label.
-fn layer_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut names = vec![0u8; 4096];
-    let Ok(n) = rustix::fs::llistxattr(path, &mut names) else {
-        return Vec::new();
-    };
-    names[..n]
-        .split(|b| *b == 0)
-        .filter(|n| !n.is_empty())
-        .filter_map(|n| std::str::from_utf8(n).ok())
-        .filter(|n| !n.starts_with("trusted.overlay.") && *n != "security.selinux")
-        .filter_map(|n| Some((n.to_owned(), xattr(path, n)?)))
-        .collect()
-}
-
-fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; 256];
-    let n = rustix::fs::lgetxattr(path, name, &mut buf).ok()?;
-    buf.truncate(n);
-    Some(buf)
-}
-
-/// Whether the nearest lower layer holding `rel` has it as the same regular file.
-fn unchanged_copy_up(path: &Path, meta: &std::fs::Metadata, rel: &str, lowers: &[PathBuf]) -> bool {
-    for lower in lowers {
-        let candidate = lower.join(rel);
-        let Ok(lower_meta) = fs::symlink_metadata(&candidate) else {
-            continue;
-        };
-        // One inode (a hardlinked copy): the same file, nothing to read.
-        if lower_meta.dev() == meta.dev() && lower_meta.ino() == meta.ino() {
-            return true;
-        }
-        let same = lower_meta.is_file()
-            && lower_meta.len() == meta.len()
-            && lower_meta.mode() == meta.mode()
-            && lower_meta.uid() == meta.uid()
-            && lower_meta.gid() == meta.gid()
-            && lower_meta.mtime() == meta.mtime()
-            && lower_meta.mtime_nsec() == meta.mtime_nsec();
-        return same && fs::read(&candidate).ok() == fs::read(path).ok();
-    }
-    false
-}
-
-/// Writes the tar of `dir` (sorted, deterministic) into `out`; overlay whiteouts become
-/// OCI whiteout entries. A mounted tree (no whiteouts) gives a plain tar of its files.
-/// `clamp`: no entry is newer than this (Unix seconds; `rewrite-timestamp`).
+/// Writes the layer diff of the upper directory `dir` over `lowers` (nearest first)
+/// into `out`, byte for byte as BuildKit writes it (see [`crate::diff`]). `clamp`: no
+/// entry is newer than this (Unix seconds; `rewrite-timestamp`).
 pub(crate) fn write_tar(
     dir: &Path,
     lowers: &[PathBuf],
     clamp: Option<i64>,
     out: impl Write,
 ) -> Result<(), Error> {
-    let mut builder = tar::Builder::new(out);
-    builder.follow_symlinks(false);
-    let mut links: HashMap<(u64, u64), String> = HashMap::new();
-    let mut stack: Vec<(PathBuf, String)> = vec![(dir.to_path_buf(), String::new())];
-    let mut entries: Vec<(PathBuf, String)> = Vec::new();
-    while let Some((path, rel)) = stack.pop() {
-        let mut names: Vec<String> = fs::read_dir(&path)?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        for name in names.into_iter().rev() {
-            let child_rel = if rel.is_empty() {
-                name.clone()
-            } else {
-                format!("{rel}/{name}")
-            };
-            let child = path.join(&name);
-            if fs::symlink_metadata(&child)?.is_dir() {
-                stack.push((child.clone(), child_rel.clone()));
-            }
-            entries.push((child, child_rel));
-        }
-    }
-    entries.sort_by(|a, b| a.1.cmp(&b.1));
-    for (path, rel) in entries {
-        let meta = fs::symlink_metadata(&path)?;
-        let mut header = tar::Header::new_ustar();
-        header.set_uid(u64::from(meta.uid()));
-        header.set_gid(u64::from(meta.gid()));
-        header.set_mode(meta.mode() & 0o7777);
-        let mtime = clamp.map_or(meta.mtime(), |c| meta.mtime().min(c));
-        header.set_mtime(mtime.max(0) as u64);
-        let file_type = meta.file_type();
-        use std::os::unix::fs::FileTypeExt;
-        if file_type.is_char_device() && meta.rdev() == 0 {
-            // An overlay whiteout: the OCI form is an empty `.wh.<name>` file.
-            let (parent, name) = rel
-                .rsplit_once('/')
-                .map_or(("", rel.as_str()), |(p, n)| (p, n));
-            let wh = if parent.is_empty() {
-                format!(".wh.{name}")
-            } else {
-                format!("{parent}/.wh.{name}")
-            };
-            header.set_entry_type(tar::EntryType::Regular);
-            header.set_size(0);
-            header.set_mode(0);
-            builder.append_data(&mut header, wh, io::empty())?;
-            continue;
-        }
-        let xattrs = layer_xattrs(&path);
-        if file_type.is_dir() {
-            header.set_entry_type(tar::EntryType::Directory);
-            header.set_size(0);
-            append_xattrs(&mut builder, &xattrs)?;
-            builder.append_data(&mut header, format!("{rel}/"), io::empty())?;
-            if xattr(&path, "trusted.overlay.opaque").as_deref() == Some(b"y") {
-                let mut wh = tar::Header::new_ustar();
-                wh.set_entry_type(tar::EntryType::Regular);
-                wh.set_size(0);
-                wh.set_mode(0);
-                builder.append_data(&mut wh, format!("{rel}/.wh..wh..opq"), io::empty())?;
-            }
-        } else if file_type.is_symlink() {
-            header.set_entry_type(tar::EntryType::Symlink);
-            header.set_size(0);
-            let target = fs::read_link(&path)?;
-            append_xattrs(&mut builder, &xattrs)?;
-            builder.append_link(&mut header, &rel, target)?;
-        } else if file_type.is_file() {
-            if meta.nlink() > 1 && unchanged_copy_up(&path, &meta, &rel, lowers) {
-                continue;
-            }
-            let id = (meta.dev(), meta.ino());
-            if meta.nlink() > 1 {
-                if let Some(first) = links.get(&id) {
-                    header.set_entry_type(tar::EntryType::Link);
-                    header.set_size(0);
-                    builder.append_link(&mut header, &rel, first)?;
-                    continue;
-                }
-                links.insert(id, rel.clone());
-            }
-            header.set_entry_type(tar::EntryType::Regular);
-            header.set_size(meta.len());
-            append_xattrs(&mut builder, &xattrs)?;
-            builder.append_data(&mut header, &rel, fs::File::open(&path)?)?;
-        } else if file_type.is_char_device() || file_type.is_block_device() || file_type.is_fifo() {
-            header.set_entry_type(if file_type.is_char_device() {
-                tar::EntryType::Char
-            } else if file_type.is_block_device() {
-                tar::EntryType::Block
-            } else {
-                tar::EntryType::Fifo
-            });
-            header.set_size(0);
-            let _ = header.set_device_major(rustix::fs::major(meta.rdev()));
-            let _ = header.set_device_minor(rustix::fs::minor(meta.rdev()));
-            append_xattrs(&mut builder, &xattrs)?;
-            builder.append_data(&mut header, &rel, io::empty())?;
-        }
-    }
-    builder.finish()?;
-    Ok(())
+    crate::diff::write_diff(dir, lowers, clamp, out)
 }
 
 /// Compression threads: every core.
@@ -352,6 +190,7 @@ fn store_layer(
         size,
         diff_id,
         clamped_to: None,
+        tar_version: 0,
         source: None,
         annotations: Default::default(),
     })
@@ -378,6 +217,7 @@ fn store_estargz(
         size,
         diff_id: written.diff_id,
         clamped_to: None,
+        tar_version: 0,
         source: None,
         annotations: written.annotations,
     })
@@ -394,6 +234,7 @@ pub fn write_layer(
         write_tar(dir, lowers, format.clamp, out)
     })?;
     blob.clamped_to = format.clamp;
+    blob.tar_version = TAR_VERSION;
     Ok(blob)
 }
 
@@ -419,6 +260,7 @@ pub fn recompress(store: &ContentStore, blob: &Blob, format: &LayerFormat) -> Re
         Ok(())
     })?;
     out.clamped_to = blob.clamped_to;
+    out.tar_version = blob.tar_version;
     // eStargz adds its index and landmark to the tar: another diff id, by design.
     if format.compression != Compression::Estargz && out.diff_id != blob.diff_id {
         return Err(Error::Unsupported(format!(

@@ -25,11 +25,20 @@ fn familiar(name: &str) -> String {
 }
 
 /// index.json: the manifest once per name (containerd's layout convention), carrying the
-/// name and its tag; once without a name when there is none.
+/// name and its tag; once without a name when there is none. As BuildKit's OCI exporter
+/// writes it: the descriptor has the image's platform and its creation time
+/// (`org.opencontainers.image.created`, unless an annotation gives one), and the JSON is
+/// Go's.
 fn index_json(image: &Image, options: &ImageOptions) -> Result<Vec<u8>, Error> {
+    let mut manifest = image.manifest.clone();
+    manifest
+        .annotations
+        .entry("org.opencontainers.image.created".to_owned())
+        .or_insert_with(|| image.created.clone());
+    manifest.platform = Some(image.descriptor_platform.clone());
     let mut manifests = Vec::new();
     for name in &options.names {
-        let mut descriptor = image.manifest.clone();
+        let mut descriptor = manifest.clone();
         descriptor
             .annotations
             .insert("io.containerd.image.name".to_owned(), name.clone());
@@ -41,7 +50,7 @@ fn index_json(image: &Image, options: &ImageOptions) -> Result<Vec<u8>, Error> {
         manifests.push(descriptor);
     }
     if manifests.is_empty() {
-        manifests.push(image.manifest.clone());
+        manifests.push(manifest);
     }
     let index = Index {
         schema_version: 2,
@@ -49,7 +58,7 @@ fn index_json(image: &Image, options: &ImageOptions) -> Result<Vec<u8>, Error> {
         manifests,
         annotations: index_annotations(options, &image.platform),
     };
-    serde_json::to_vec(&index).map_err(|e| Error::Config(e.to_string()))
+    crate::gojson::to_vec(&index)
 }
 
 fn blob_path(digest: &str) -> String {
@@ -213,6 +222,37 @@ pub fn write_layout(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// index.json as BuildKit v0.24.0's OCI exporter wrote it for `name=x` (case 121 of
+    /// tests/differential/e2e), but for the manifest it points at.
+    #[test]
+    fn index_is_buildkit_s() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(tmp.path().join("store")).unwrap();
+        let options = ImageOptions {
+            names: vec!["docker.io/library/x:latest".to_owned()],
+            oci_mediatypes: true,
+            ..ImageOptions::default()
+        };
+        let config = json!({"architecture": "amd64", "os": "linux", "config": {}});
+        let image =
+            crate::assemble(&store, &[], &config, &options, "2023-11-14T22:13:20Z", None).unwrap();
+        let expected = format!(
+            concat!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","#,
+                r#""manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","#,
+                r#""digest":"{}","size":{},"annotations":{{"io.containerd.image.name":"#,
+                r#""docker.io/library/x:latest","org.opencontainers.image.created":"#,
+                r#""2023-11-14T22:13:20Z","org.opencontainers.image.ref.name":"latest"}},"#,
+                r#""platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#
+            ),
+            image.manifest.digest, image.manifest.size
+        );
+        assert_eq!(
+            String::from_utf8(index_json(&image, &options).unwrap()).unwrap(),
+            expected
+        );
+    }
 
     #[test]
     fn familiar_names() {

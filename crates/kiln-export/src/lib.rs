@@ -3,7 +3,8 @@
 //! `cacheonly`.
 //!
 //! - [`options`]: an output's attributes into a typed [`Exporter`].
-//! - [`layer`]: a snapshot layer as a tar diff, compressed (gzip, zstd or none) and
+//! - [`layer`]: a snapshot layer as a tar diff (`diff`: BuildKit's overlay differ and
+//!   containerd's tar writer; `gotar`: Go's `archive/tar` headers), compressed (gzip, zstd or none) and
 //!   hashed in one pass; recompression of existing blobs.
 //! - [`image`]: config, manifest (OCI or Docker media types) and annotations.
 //! - [`layout`]: the OCI layout (plus Docker's manifest.json) as a tar or directory.
@@ -12,8 +13,11 @@
 //!
 //! This crate takes plain data (directories, blobs, JSON); it never sees LLB.
 
+mod diff;
 mod error;
 pub mod estargz;
+mod gojson;
+mod gotar;
 pub mod image;
 pub mod layer;
 pub mod layout;

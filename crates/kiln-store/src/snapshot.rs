@@ -17,6 +17,9 @@ use crate::tree::{self, Hardlinks};
 /// A snapshot's number.
 pub type SnapshotId = u64;
 
+/// In a layer's directory: the layers it is the difference from, one id a line.
+const PARENTS_FILE: &str = "parents";
+
 /// A snapshot: its own layer and the layers under it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -217,23 +220,42 @@ impl Snapshotter {
     /// A new, empty layer on top of `parent` (or of nothing).
     pub fn create(&self, parent: Option<&Snapshot>) -> Result<Snapshot, Error> {
         let mut chain = parent.map(|p| p.chain.clone()).unwrap_or_default();
-        chain.push(self.new_layer()?);
+        chain.push(self.new_layer(&chain)?);
         Ok(Snapshot { chain })
     }
 
     /// A new, empty layer on top of an explicit list of layers (bottom first).
     pub fn create_on(&self, lowers: &[SnapshotId]) -> Result<Snapshot, Error> {
         let mut chain = lowers.to_vec();
-        chain.push(self.new_layer()?);
+        chain.push(self.new_layer(&chain)?);
         Ok(Snapshot { chain })
     }
 
-    fn new_layer(&self) -> Result<SnapshotId, Error> {
+    fn new_layer(&self, parents: &[SnapshotId]) -> Result<SnapshotId, Error> {
         let id = self.next.fetch_add(1, Ordering::SeqCst);
         let dir = self.root.join(id.to_string());
         fs::create_dir_all(dir.join("fs"))?;
         fs::create_dir_all(dir.join("work"))?;
+        self.set_parents(id, parents)?;
         Ok(id)
+    }
+
+    /// Records the layers (bottom first) that layer `id` is the difference from: those
+    /// it was made on, unless set otherwise (a diff op's layer is made on nothing but
+    /// holds the difference from its lower state). A layer is exported as that
+    /// difference, wherever a merge stacks it later, as BuildKit computes a layer's blob
+    /// against its own parents.
+    pub fn set_parents(&self, id: SnapshotId, parents: &[SnapshotId]) -> Result<(), Error> {
+        let text: String = parents.iter().map(|p| format!("{p}\n")).collect();
+        fs::write(self.layer_root(id).join(PARENTS_FILE), text)?;
+        Ok(())
+    }
+
+    /// The layers (bottom first) layer `id` is the difference from, when recorded (layers
+    /// made by an older kiln have no record).
+    pub fn parents(&self, id: SnapshotId) -> Option<Vec<SnapshotId>> {
+        let text = fs::read_to_string(self.layer_root(id).join(PARENTS_FILE)).ok()?;
+        text.lines().map(|l| l.parse().ok()).collect()
     }
 
     /// Removes a layer's directory (nothing may still use it).
@@ -419,6 +441,23 @@ mod tests {
 
     fn is_root() -> bool {
         rustix::process::geteuid().is_root()
+    }
+
+    /// A layer remembers what it was made on (what it is exported as the difference
+    /// from), unless told otherwise; a layer without the record has none.
+    #[test]
+    fn layers_remember_their_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = Snapshotter::open_with(dir.path().join("snapshots"), "native").unwrap();
+        let bottom = snapshots.create(None).unwrap();
+        let top = snapshots.create(Some(&bottom)).unwrap();
+        assert_eq!(snapshots.parents(bottom.id()), Some(vec![]));
+        assert_eq!(snapshots.parents(top.id()), Some(vec![bottom.id()]));
+        let diff = snapshots.create_on(&[]).unwrap();
+        snapshots.set_parents(diff.id(), &top.chain).unwrap();
+        assert_eq!(snapshots.parents(diff.id()), Some(top.chain.clone()));
+        fs::remove_file(snapshots.layer_root(top.id()).join(PARENTS_FILE)).unwrap();
+        assert_eq!(snapshots.parents(top.id()), None);
     }
 
     /// 300 layers (far past one page of mount options) mount, read-only and writable,

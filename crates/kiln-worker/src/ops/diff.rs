@@ -38,6 +38,8 @@ pub(crate) fn run(worker: &Worker, diff: &pb::DiffOp, inputs: &[Ref]) -> Result<
         .map(|s| worker.snapshots.mount_readonly(&s))
         .transpose()?;
     let layer = worker.snapshots.create_on(&[])?;
+    // It holds the changes from lower (whiteouts included): exported as a diff from it.
+    worker.snapshots.set_parents(layer.id(), &lower.chain)?;
     let written = write_diff(
         lower_mount.as_ref().map(|m| m.path()),
         upper_mount.as_ref().map(|m| m.path()),

@@ -33,6 +33,10 @@ pub struct LayerInfo {
     /// The `rewrite-timestamp` epoch its file times were clamped to, if any.
     #[serde(default)]
     pub clamped_to: Option<i64>,
+    /// Which tar writer made it (`kiln_export::layer::TAR_VERSION`; 0: an older one, or
+    /// pulled).
+    #[serde(default)]
+    pub tar_version: u32,
     /// Whether it is the blob the layer was pulled as.
     #[serde(default)]
     pub pulled: bool,
@@ -351,6 +355,7 @@ fn unpack_image(
                 size: layer.size,
                 diff_id,
                 clamped_to: None,
+                tar_version: 0,
                 pulled: true,
                 source: origin.map(str::to_owned),
                 annotations: layer.annotations.clone(),

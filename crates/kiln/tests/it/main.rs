@@ -10,5 +10,6 @@ mod crash;
 mod dockerfile_errors;
 mod dump_llb;
 mod export;
+mod layers;
 mod run;
 mod support;
