@@ -235,3 +235,104 @@ pub fn oracle_tool(name: &str, var: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// An ssh-agent on a socket in `dir` holding a new ed25519 key (comment
+/// `kiln-test-key`), stopped when dropped.
+pub struct SshAgent {
+    /// The agent's socket.
+    pub socket: PathBuf,
+    /// The key's fingerprint, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    child: std::process::Child,
+}
+
+impl SshAgent {
+    /// Starts one with a new key added.
+    pub fn start(dir: &Path) -> SshAgent {
+        use std::process::{Command, Stdio};
+        let key = dir.join("id_ed25519");
+        let keygen = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "kiln-test-key", "-f"])
+            .arg(&key)
+            .status()
+            .expect("ssh-keygen");
+        assert!(keygen.success());
+        let socket = dir.join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("ssh-agent");
+        for _ in 0..100 {
+            if socket.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let added = Command::new("ssh-add")
+            .arg(&key)
+            .env("SSH_AUTH_SOCK", &socket)
+            .output()
+            .expect("ssh-add");
+        assert!(added.status.success(), "{added:?}");
+        let listed = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(key.with_extension("pub"))
+            .output()
+            .expect("ssh-keygen -l");
+        let fingerprint = String::from_utf8_lossy(&listed.stdout)
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        SshAgent {
+            socket,
+            fingerprint,
+            child,
+        }
+    }
+}
+
+impl Drop for SshAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The host's `ssh-add` with the shared libraries it needs, copied into `dir` to be
+/// mounted into a step and run through its own loader; returns the loader's name
+/// (`/tools/LOADER --library-path /tools /tools/ssh-add -l`).
+pub fn ssh_add_tools(dir: &Path) -> String {
+    use std::process::Command;
+    fs_err::create_dir_all(dir).expect("tools directory");
+    let found = Command::new("sh")
+        .args(["-c", "command -v ssh-add"])
+        .output()
+        .expect("sh");
+    let ssh_add = String::from_utf8_lossy(&found.stdout).trim().to_owned();
+    fs_err::copy(&ssh_add, dir.join("ssh-add")).expect("ssh-add");
+    let ldd = Command::new("ldd").arg(&ssh_add).output().expect("ldd");
+    let mut loader = String::new();
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let Some(path) = line
+            .split_whitespace()
+            .find(|word| word.starts_with('/'))
+            .map(Path::new)
+        else {
+            continue;
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        fs_err::copy(path, dir.join(&name)).expect("a library of ssh-add");
+        if name.starts_with("ld-linux") {
+            loader = name;
+        }
+    }
+    assert!(!loader.is_empty(), "no loader in {ldd:?}");
+    loader
+}

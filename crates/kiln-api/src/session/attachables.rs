@@ -53,6 +53,8 @@ pub struct Attachables {
     pub secrets: BTreeMap<String, Vec<u8>>,
     /// Where each exporter's result goes, by exporter index.
     pub outputs: BTreeMap<usize, OutputTarget>,
+    /// ssh agents' sockets by id (`--ssh`).
+    pub ssh: BTreeMap<String, PathBuf>,
 }
 
 impl Attachables {
@@ -66,6 +68,10 @@ impl Attachables {
             methods.push("/moby.filesync.v1.FileSend/DiffCopy");
         }
         methods.push("/moby.buildkit.secrets.v1.Secrets/GetSecret");
+        if !self.ssh.is_empty() {
+            methods.push("/moby.sshforward.v1.SSH/CheckAgent");
+            methods.push("/moby.sshforward.v1.SSH/ForwardAgent");
+        }
         methods
     }
 
@@ -81,6 +87,11 @@ impl Attachables {
                 outputs: Arc::new(lent.outputs.clone()),
             })
             .add_service(secrets_server::SecretsServer::from_arc(Arc::clone(&lent)))
+            .add_service(
+                crate::proto::moby::sshforward::v1::ssh_server::SshServer::new(
+                    super::sshforward::Agents(lent.ssh.clone()),
+                ),
+            )
             .add_service(health_server::HealthServer::new(Healthy))
             .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(SessionIo(pipe))))
             .await

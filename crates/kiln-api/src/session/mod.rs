@@ -13,6 +13,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 pub mod attachables;
 pub mod filesync;
 mod fsmode;
+pub mod sshforward;
 
 use crate::proto::moby::buildkit::v1::BytesMessage;
 

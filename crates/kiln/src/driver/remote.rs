@@ -217,9 +217,6 @@ pub(crate) fn build(
     planned: &[Planned],
     progress: &(dyn Fn(Event) + Sync),
 ) -> anyhow::Result<BuildResult> {
-    if !request.ssh.is_empty() {
-        bail!("--ssh: forwarding ssh agents to a remote builder is not supported yet");
-    }
     let (exporters, outputs) = exporters(planned)?;
     let mut dirs = BTreeMap::from([
         ("context".to_owned(), request.context.clone()),
@@ -241,6 +238,7 @@ pub(crate) fn build(
         dirs,
         secrets: request.secrets.clone(),
         outputs,
+        ssh: request.ssh.clone(),
     };
     let solve = control::SolveRequest {
         frontend: "dockerfile.v0".to_owned(),

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::support::{BaseImage, Server, build_into, check, kiln, tools_present};
+use crate::support::{BaseImage, build_into, check, kiln, tools_present};
 
 /// Every file under `root` (symlinks not followed) whose bytes contain `needle`.
 fn files_containing(root: &Path, needle: &[u8]) -> Vec<String> {
@@ -145,65 +145,10 @@ fn ssh_agent_is_forwarded_into_run() {
     }
     let base = BaseImage::publish();
     let (work, state, port) = (&base.work, &base.state, base.port);
-    let key = work.path().join("id_ed25519");
-    let keygen = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "kiln-test-key", "-f"])
-        .arg(&key)
-        .status()
-        .unwrap();
-    assert!(keygen.success());
-    let socket = work.path().join("agent.sock");
-    let _agent = Server(
-        Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
-            .arg(&socket)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    for _ in 0..100 {
-        if socket.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let added = Command::new("ssh-add")
-        .arg(&key)
-        .env("SSH_AUTH_SOCK", &socket)
-        .output()
-        .unwrap();
-    assert!(added.status.success(), "{added:?}");
-
-    // ssh-add and the shared libraries it needs, run through their own loader.
+    let agent = kiln_test::SshAgent::start(work.path());
+    let socket = agent.socket.clone();
     let tools = work.path().join("tools");
-    fs_err::create_dir_all(&tools).unwrap();
-    let ssh_add = String::from_utf8(
-        Command::new("sh")
-            .args(["-c", "command -v ssh-add"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    fs_err::copy(ssh_add.trim(), tools.join("ssh-add")).unwrap();
-    let ldd = Command::new("ldd").arg(ssh_add.trim()).output().unwrap();
-    let mut loader = String::new();
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        let Some(path) = line
-            .split_whitespace()
-            .find(|word| word.starts_with('/'))
-            .map(Path::new)
-        else {
-            continue;
-        };
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        fs_err::copy(path, tools.join(&name)).unwrap();
-        if name.starts_with("ld-linux") {
-            loader = name;
-        }
-    }
-    assert!(!loader.is_empty(), "no loader in {ldd:?}");
+    let loader = kiln_test::ssh_add_tools(&tools);
 
     let project = work.path().join("ssh");
     fs_err::create_dir_all(&project).unwrap();
@@ -238,19 +183,10 @@ fn ssh_agent_is_forwarded_into_run() {
         .output()
         .unwrap();
     check(&output);
-    let fingerprint = String::from_utf8(
-        Command::new("ssh-keygen")
-            .arg("-lf")
-            .arg(key.with_extension("pub"))
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
     let listed = fs_err::read_to_string(out.join("keys")).unwrap();
     assert_eq!(
         listed.split_whitespace().nth(1),
-        fingerprint.split_whitespace().nth(1),
+        Some(agent.fingerprint.as_str()),
         "{listed}"
     );
     assert!(listed.contains("kiln-test-key"), "{listed}");

@@ -523,10 +523,9 @@ pub(crate) async fn dockerfile_request(
         labels,
         pull: attr("image-resolve-mode") == Some("pull"),
         run,
-        client_secrets: Some(ClientProvided(Arc::new(SessionSecrets {
-            session: Arc::clone(session),
-            runtime: tokio::runtime::Handle::current(),
-        }))),
+        client_secrets: Some(ClientProvided(Arc::new(SessionSecrets::new(
+            daemon, session,
+        )))),
         cancelled: Some(Arc::clone(cancelled)),
         ..BuildRequest::default()
     })
@@ -567,12 +566,8 @@ pub(crate) async fn definition_request(
         definition: bytes,
         locals,
         entitlements: entitlements.to_vec(),
-        client_secrets: session.map(|session| {
-            ClientProvided(Arc::new(SessionSecrets {
-                session: Arc::clone(session),
-                runtime: tokio::runtime::Handle::current(),
-            }))
-        }),
+        client_secrets: session
+            .map(|session| ClientProvided(Arc::new(SessionSecrets::new(daemon, session)))),
         cancelled: Some(Arc::clone(cancelled)),
         ..DefinitionRequest::default()
     })
@@ -606,6 +601,36 @@ fn parse_ulimit(text: &str) -> Result<(String, i64, i64), Status> {
 struct SessionSecrets {
     session: Arc<Session>,
     runtime: tokio::runtime::Handle,
+    /// Where the build's agent sockets go (removed with the build).
+    sockets: PathBuf,
+    /// The agent sockets' listeners, by id: one per agent for the whole build.
+    agents: std::sync::Mutex<BTreeMap<String, (PathBuf, tokio::task::JoinHandle<()>)>>,
+}
+
+impl SessionSecrets {
+    fn new(daemon: &Daemon, session: &Arc<Session>) -> Self {
+        Self {
+            session: Arc::clone(session),
+            runtime: tokio::runtime::Handle::current(),
+            sockets: daemon.root.join("kilnd/ssh").join(hex(&format!(
+                "{}{:?}",
+                session.id,
+                std::time::SystemTime::now()
+            ))),
+            agents: std::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl Drop for SessionSecrets {
+    fn drop(&mut self) {
+        for (_, (_, listener)) in
+            std::mem::take(&mut *self.agents.lock().unwrap_or_else(|e| e.into_inner()))
+        {
+            listener.abort();
+        }
+        let _ = fs_err::remove_dir_all(&self.sockets);
+    }
 }
 
 impl kiln_engine::Secrets for SessionSecrets {
@@ -628,7 +653,29 @@ impl kiln_engine::Secrets for SessionSecrets {
             .map(|r| r.into_inner().data)
     }
 
-    fn ssh_agent(&self, _id: &str) -> Option<PathBuf> {
-        None
+    /// A socket here whose connections reach the client's agent `id` (made once per
+    /// build; `None` when the client has no such agent).
+    fn ssh_agent(&self, id: &str) -> Option<PathBuf> {
+        let mut agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((path, _)) = agents.get(id) {
+            return Some(path.clone());
+        }
+        if !self.session.serves("/moby.sshforward.v1.SSH/ForwardAgent") {
+            return None;
+        }
+        let channel = self.session.channel.clone();
+        let path = self.sockets.join(format!("{}.sock", agents.len()));
+        // Called from the engine's threads, never from the runtime's.
+        let listener = self.runtime.block_on(async {
+            kiln_api::session::sshforward::check_agent(channel.clone(), id)
+                .await
+                .ok()?;
+            fs_err::create_dir_all(&self.sockets).ok()?;
+            kiln_api::session::sshforward::agent_socket(channel, id, &path)
+                .await
+                .ok()
+        })?;
+        agents.insert(id.to_owned(), (path.clone(), listener));
+        Some(path)
     }
 }

@@ -145,3 +145,52 @@ fn kiln_builds_on_kilnd() {
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(stderr.contains("exit code: 3"), "{stderr}");
 }
+
+/// `kiln build --ssh` on kilnd: the client's agent is reached from the step through
+/// the session (the host's `ssh-add -l` inside RUN lists the key added outside).
+#[test]
+fn kiln_forwards_its_ssh_agent_through_kilnd() {
+    if !can_build() {
+        return;
+    }
+    let Some(kiln) = kiln_binary() else {
+        return;
+    };
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let kilnd = Kilnd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let agent = kiln_test::SshAgent::start(work.path());
+    let tools = work.path().join("tools");
+    let loader = kiln_test::ssh_add_tools(&tools);
+    let ctx = work.path().join("ctx");
+    fs_err::create_dir_all(&ctx).unwrap();
+    fs_err::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {image}\nRUN --mount=type=ssh,required --mount=type=bind,from=tools,target=/tools \
+             /tools/{loader} --library-path /tools /tools/ssh-add -l > /keys\n"
+        ),
+    )
+    .unwrap();
+    let out = work.path().join("out");
+    kiln_build(
+        &kiln,
+        &kilnd.address(),
+        &[
+            "--ssh",
+            &format!("default={}", agent.socket.display()),
+            "--build-context",
+            &format!("tools={}", tools.display()),
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    let listed = fs_err::read_to_string(out.join("keys")).unwrap();
+    assert_eq!(
+        listed.split_whitespace().nth(1),
+        Some(agent.fingerprint.as_str()),
+        "{listed}"
+    );
+}
