@@ -262,3 +262,198 @@ async fn a_client_that_goes_away_cancels_its_build() {
     let mut client = ControlClient::new(connect(&kilnd.socket).await);
     assert!(client.info(control::InfoRequest {}).await.is_ok());
 }
+
+/// Bad requests get a clear error and the daemon keeps serving: a definition whose op
+/// names an input it lacks, a message over the size limit, an unknown frontend.
+#[tokio::test]
+async fn bad_requests_get_clear_errors() {
+    use kiln_api::proto::pb;
+    if !kiln_test::is_root() {
+        kiln_test::skip("kilnd needs root");
+        return;
+    }
+    let kilnd = Kilnd::start(&[]);
+    let mut client = ControlClient::new(connect(&kilnd.socket).await)
+        .max_encoding_message_size(64 << 20);
+    let dangling = pb::Op {
+        inputs: vec![pb::Input {
+            digest: format!("sha256:{}", "0".repeat(64)),
+            index: 0,
+        }],
+        ..pb::Op::default()
+    };
+    let definition = pb::Definition {
+        def: vec![prost::Message::encode_to_vec(&dangling)],
+        ..pb::Definition::default()
+    };
+    let refused = client
+        .solve(control::SolveRequest {
+            r#ref: "dangling".to_owned(),
+            definition: Some(definition),
+            ..control::SolveRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(refused.message().contains("input"), "{refused:?}");
+
+    let oversize = client
+        .solve(control::SolveRequest {
+            r#ref: "oversize".to_owned(),
+            frontend: "dockerfile.v0".to_owned(),
+            frontend_attrs: [("build-arg:BIG".to_owned(), "x".repeat(20 << 20))]
+                .into_iter()
+                .collect(),
+            ..control::SolveRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            oversize.code(),
+            tonic::Code::ResourceExhausted | tonic::Code::OutOfRange
+        ),
+        "{oversize:?}"
+    );
+    assert!(client.info(control::InfoRequest {}).await.is_ok());
+}
+
+/// Two clients whose builds share a step at once: both succeed, and the shared step
+/// runs once (the other build finds its result).
+#[tokio::test]
+async fn overlapping_builds_run_a_shared_step_once() {
+    use kiln_llb::{ImageOptions, MarshalOptions, Run, State, wire};
+    if !crate::support::can_build() {
+        return;
+    }
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let kilnd = Kilnd::start(&[]);
+    let shared = State::image(&image, ImageOptions::default())
+        .add_env("PATH", "/bin")
+        .dir("/")
+        .run(Run::new(["sh", "-c", "sleep 1 && date +%s%N > /stamp"]))
+        .root();
+    let definition = |last: &str| {
+        let state = shared
+            .run(Run::new(["sh", "-c", &format!("echo {last} > /last")]))
+            .root();
+        let bytes = wire::encode_definition(&state.marshal(&MarshalOptions::default()));
+        prost::Message::decode(bytes.as_slice()).unwrap()
+    };
+    let channel = connect(&kilnd.socket).await;
+    let solve = |id: &'static str, definition| {
+        let mut client = ControlClient::new(channel.clone());
+        tokio::spawn(async move {
+            client
+                .solve(control::SolveRequest {
+                    r#ref: id.to_owned(),
+                    definition: Some(definition),
+                    ..control::SolveRequest::default()
+                })
+                .await
+        })
+    };
+    let status = |id: &'static str| {
+        let mut client = ControlClient::new(channel.clone());
+        tokio::spawn(async move {
+            let mut stream = client
+                .status(control::StatusRequest {
+                    r#ref: id.to_owned(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let mut ran = Vec::new();
+            while let Some(Ok(update)) = tokio_stream::StreamExt::next(&mut stream).await {
+                for vertex in update.vertexes {
+                    if vertex.name.contains("sleep 1") && !vertex.cached && vertex.completed.is_some()
+                    {
+                        ran.push(vertex.digest);
+                    }
+                }
+            }
+            ran
+        })
+    };
+    let (first, second) = (solve("first", definition("a")), solve("second", definition("b")));
+    let (first_ran, second_ran) = (status("first"), status("second"));
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    let runs = first_ran.await.unwrap().len() + second_ran.await.unwrap().len();
+    assert_eq!(runs, 1, "the shared step ran {runs} times\n{}", kilnd.log());
+}
+
+/// kilnd killed with SIGKILL mid-build: the next kilnd on the same state directory
+/// leaves no container or mount of the killed build, and builds.
+#[tokio::test]
+async fn a_killed_daemon_restarts_on_a_consistent_store() {
+    use kiln_llb::{ImageOptions, MarshalOptions, Run, State, wire};
+    if !crate::support::can_build() {
+        return;
+    }
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let mut kilnd = Kilnd::start(&[]);
+    let definition = |script: &str| -> kiln_api::proto::pb::Definition {
+        let state = State::image(&image, ImageOptions::default())
+            .add_env("PATH", "/bin")
+            .dir("/")
+            .run(Run::new(["sh", "-c", script]))
+            .root();
+        let bytes = wire::encode_definition(&state.marshal(&MarshalOptions::default()));
+        prost::Message::decode(bytes.as_slice()).unwrap()
+    };
+    let long = definition("dd if=/dev/zero of=/big bs=1M count=20 && sleep 60");
+    let mut client = ControlClient::new(connect(&kilnd.socket).await);
+    let build = tokio::spawn(async move {
+        client
+            .solve(control::SolveRequest {
+                r#ref: "killed".to_owned(),
+                definition: Some(long),
+                ..control::SolveRequest::default()
+            })
+            .await
+    });
+    let runc_root = kilnd.dir.path().join("root/exec/runc");
+    let containers = || {
+        let listed = Command::new("runc")
+            .arg("--root")
+            .arg(&runc_root)
+            .args(["list", "-q"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&listed.stdout).trim().to_owned()
+    };
+    for _ in 0..200 {
+        if !containers().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!containers().is_empty(), "the step never started");
+    kilnd.kill_and_restart(&[]);
+    build.abort();
+    // The killed build's container (its init killed with the daemon's own children or
+    // not) is gone once the new daemon has opened the store and a build has run.
+    let mut client = ControlClient::new(connect(&kilnd.socket).await);
+    client
+        .solve(control::SolveRequest {
+            r#ref: "after".to_owned(),
+            definition: Some(definition("echo fine > /fine")),
+            ..control::SolveRequest::default()
+        })
+        .await
+        .unwrap();
+    let state = kilnd.dir.path().join("root").display().to_string();
+    let mounts = fs_err::read_to_string("/proc/mounts").unwrap();
+    assert!(
+        !mounts.lines().any(|l| l.contains(&state)),
+        "mounts left under the state:\n{mounts}"
+    );
+    let _ = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(&runc_root)
+        .args(["list"])
+        .status();
+    assert!(containers().is_empty(), "containers left: {}", containers());
+}

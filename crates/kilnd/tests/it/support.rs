@@ -21,7 +21,27 @@ impl Kilnd {
     pub(crate) fn start(args: &[&str]) -> Kilnd {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("kilnd.sock");
-        let log = fs_err::File::create(dir.path().join("kilnd.log")).unwrap();
+        let child = Self::spawn(dir.path(), &socket, args);
+        let kilnd = Kilnd { dir, socket, child };
+        kilnd.wait_listening();
+        kilnd
+    }
+
+    /// Kills the daemon with SIGKILL (nothing it could clean up) and starts another on
+    /// the same state directory and socket.
+    pub(crate) fn kill_and_restart(&mut self, args: &[&str]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(self.dir.path(), &self.socket, args);
+        self.wait_listening();
+    }
+
+    fn spawn(dir: &Path, socket: &Path, args: &[&str]) -> Child {
+        let log = fs_err::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("kilnd.log"))
+            .unwrap();
         // A daemon holds few files open, whatever it transfers: it runs here with a
         // small limit (512), below what a large context has files.
         let child = Command::new("sh")
@@ -30,22 +50,24 @@ impl Kilnd {
             .arg("kilnd")
             .arg(env!("CARGO_BIN_EXE_kilnd"))
             .arg("--root")
-            .arg(dir.path().join("root"))
+            .arg(dir.join("root"))
             .arg("--addr")
             .arg(format!("unix://{}", socket.display()))
             .args(args)
             .stdout(Stdio::null())
             .stderr(log.into_parts().0)
             .spawn()
-            .unwrap();
-        let kilnd = Kilnd { dir, socket, child };
-        for _ in 0..100 {
-            if std::os::unix::net::UnixStream::connect(&kilnd.socket).is_ok() {
-                return kilnd;
+            .unwrap()
+    }
+
+    fn wait_listening(&self) {
+        for _ in 0..200 {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("kilnd did not listen:\n{}", kilnd.log());
+        panic!("kilnd did not listen:\n{}", self.log());
     }
 
     pub(crate) fn address(&self) -> String {
