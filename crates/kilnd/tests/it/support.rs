@@ -44,7 +44,7 @@ impl Kilnd {
             .unwrap();
         // A daemon holds few files open, whatever it transfers: it runs here with a
         // small limit (512), below what a large context has files.
-        let child = Command::new("sh")
+        Command::new("sh")
             .arg("-c")
             .arg("ulimit -n 512 && exec \"$@\"")
             .arg("kilnd")
