@@ -464,10 +464,5 @@ async fn a_killed_daemon_restarts_on_a_consistent_store() {
         !mounts.lines().any(|l| l.contains(&state)),
         "mounts left under the state:\n{mounts}"
     );
-    let _ = std::process::Command::new("runc")
-        .arg("--root")
-        .arg(&runc_root)
-        .args(["list"])
-        .status();
     assert!(containers().is_empty(), "containers left: {}", containers());
 }
