@@ -9,6 +9,11 @@
 //! - [`json`]: the ops as protobuf JSON, for `kiln debug dump-llb` and tests.
 //! - [`State`]: the builder API (BuildKit's `client/llb`): sources, `run`, file actions,
 //!   `merge`, `diff`, metadata carried forward, and [`State::marshal`].
+//! - [`patterns`] and [`local`]: what a local source and a copy's filters select (Docker's
+//!   path patterns; fsutil's filtered walk of a client directory). Both the embedded
+//!   engine (reading a context) and a remote client (sending one through its session)
+//!   use them, so the two select the same files; ARCHITECTURE.md's "source scheme" row
+//!   still points at the worker for how a source is *loaded*.
 //!
 //! This crate must not depend on the engine: frontends build LLB with it, and only
 //! `kiln-worker` reads it on the engine side. It carries prost messages only, no gRPC.
