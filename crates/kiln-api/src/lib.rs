@@ -7,9 +7,16 @@
 //! [`session::duplex`] turns that stream into one byte pipe, and [`session::channel`]
 //! turns the pipe into a gRPC channel the daemon calls the client's services on.
 //!
-//! This crate depends on no engine crate: the daemon and the CLI's remote driver use it.
+//! It also holds the front door itself: the [`Builder`] trait every driver implements,
+//! its plain request and result types ([`build`]), and [`remote::RemoteBuilder`], the
+//! `Builder` that drives a daemon. This crate depends on no engine crate.
 
+pub mod build;
+pub mod builder;
 pub mod client;
+pub mod remote;
 pub mod session;
+
+pub use builder::{Builder, BuilderInfo, Error};
 
 pub use bollard_buildkit_proto as proto;

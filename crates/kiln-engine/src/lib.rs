@@ -1,8 +1,9 @@
 //! Composition root: builds a worker (store, registry client, runc executor), the
 //! Dockerfile frontend and the exporters from config, and runs builds in-process.
 //!
-//! `kiln` embeds an [`Engine`]; `kilnd` will serve one. Nothing above this crate reaches
-//! the engine crates directly.
+//! An [`Engine`] is a `kiln_api::Builder`: the CLI's embedded driver holds one as
+//! `Box<dyn Builder>`, and `kilnd` serves one, adding the client's session through
+//! [`SessionHooks`]. Nothing above this crate reaches the engine crates directly.
 
 pub mod config;
 pub mod dockerignore;
@@ -11,17 +12,24 @@ mod error;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::SystemTime;
 
 use fs_err as fs;
+use kiln_api::build::{
+    BuildContext, BuildRequest, BuildResult, CacheRecord, CheckWarning, DefinitionRequest, Event,
+    Export, PruneOptions,
+};
+use kiln_api::{Builder, BuilderInfo};
 use kiln_dockerfile::convert::{self, ConvertOptions, ImageResolver, NamedContext, ResolvedImage};
+use kiln_export::Exporter;
 use kiln_llb::{LoadedDefinition, MarshalOptions, wire};
 use kiln_registry::RegistryClient;
 use kiln_worker::{LocalContexts, SolveOptions, Worker, WorkerConfig};
 
 pub use error::Error;
 pub use kiln_llb::Platform;
-pub use kiln_worker::{CacheRecord, Event, PruneFilter, PruneOptions, Secrets, fetch_git};
+pub use kiln_worker::Secrets;
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -163,104 +171,6 @@ impl EngineConfig {
     }
 }
 
-pub use kiln_export::{Dest, Exporter as Output};
-
-/// A named context's value (`--build-context NAME=VALUE`, Bake's `contexts`).
-#[derive(Debug, Clone)]
-pub enum BuildContext {
-    /// `docker-image://REF`: an image.
-    Image(String),
-    /// A directory on this machine.
-    Dir(PathBuf),
-    /// An image in an OCI layout directory, by tag or digest (empty: its only image).
-    OciLayout {
-        /// The layout directory.
-        path: PathBuf,
-        /// A tag (`org.opencontainers.image.ref.name`) or `sha256:` digest.
-        selector: String,
-    },
-    /// A file over http(s): the context holds it, named after the URL.
-    Http(String),
-    /// A git repository at a ref (`ref:subdir` names a subdirectory).
-    Git {
-        /// The repository's URL.
-        url: String,
-        /// The ref, and `:subdir` when given.
-        reference: String,
-    },
-    /// Another build whose result is the context (Bake's `target:NAME`).
-    Build(Box<BuildRequest>),
-}
-
-/// A Dockerfile build.
-#[derive(Debug, Clone, Default)]
-pub struct BuildRequest {
-    /// The build context directory.
-    pub context: PathBuf,
-    /// The Dockerfile.
-    pub dockerfile: PathBuf,
-    /// `--build-arg`s.
-    pub build_args: BTreeMap<String, String>,
-    /// Named contexts (`--build-context`).
-    pub named_contexts: BTreeMap<String, BuildContext>,
-    /// `--target`.
-    pub target: Option<String>,
-    /// `-t` names (the exporters carry the names they use).
-    pub tags: Vec<String>,
-    /// Where results go.
-    pub outputs: Vec<Output>,
-    /// Ignore the cache.
-    pub no_cache: bool,
-    /// Secrets by id (`--secret`).
-    pub secrets: BTreeMap<String, Vec<u8>>,
-    /// ssh-agent sockets by id (`--ssh`).
-    pub ssh: BTreeMap<String, PathBuf>,
-    /// Entitlements the client grants (`--allow`).
-    pub entitlements: Vec<String>,
-    /// Labels added to the image (`--label`).
-    pub labels: BTreeMap<String, String>,
-    /// Stages that ignore the cache (`--no-cache-filter`).
-    pub no_cache_filter: Vec<String>,
-    /// `--pull`: ask the registry for every image, never use an earlier resolution.
-    pub pull: bool,
-    /// How RUN steps are set up (`--network`, `--add-host`, `--ulimit`, `--shm-size`).
-    pub run: RunDefaults,
-    /// Where secrets and ssh agents come from when not from the maps above: a remote
-    /// client's session, asked for each one when a step needs it.
-    pub client_secrets: Option<ClientProvided>,
-    /// This build's own cancellation (a daemon sets it when the client goes away).
-    pub cancelled: Option<Arc<std::sync::atomic::AtomicBool>>,
-}
-
-/// Secrets and ssh agents a remote client lends, through its session.
-#[derive(Clone)]
-pub struct ClientProvided(pub Arc<dyn Secrets>);
-
-impl std::fmt::Debug for ClientProvided {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ClientProvided")
-    }
-}
-
-/// An LLB definition to build (`kiln debug build-llb`).
-#[derive(Debug, Clone, Default)]
-pub struct DefinitionRequest {
-    /// The binary `pb.Definition`.
-    pub definition: Vec<u8>,
-    /// Local sources by name (`local://NAME`), as `buildctl build --local NAME=DIR`.
-    pub locals: BTreeMap<String, PathBuf>,
-    /// Where the result goes.
-    pub outputs: Vec<Output>,
-    /// Ignore the cache.
-    pub no_cache: bool,
-    /// Granted entitlements.
-    pub entitlements: Vec<String>,
-    /// Secrets and ssh agents a remote client lends, through its session.
-    pub client_secrets: Option<ClientProvided>,
-    /// This build's own cancellation (a daemon sets it when the client goes away).
-    pub cancelled: Option<Arc<std::sync::atomic::AtomicBool>>,
-}
-
 /// A local source of a definition: which client directory, filtered how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalSource {
@@ -274,38 +184,15 @@ pub struct LocalSource {
     pub follow_paths: Vec<String>,
 }
 
-/// Settings every RUN step gets unless it chooses otherwise.
-#[derive(Debug, Clone, Default)]
-pub struct RunDefaults {
-    /// `--network`: `none` or `host` (`default` leaves each RUN's own).
-    pub network: Option<String>,
-    /// `--add-host name:address`.
-    pub extra_hosts: Vec<(String, String)>,
-    /// `--ulimit name=soft[:hard]`: (name, soft, hard).
-    pub ulimits: Vec<(String, i64, i64)>,
-    /// `--shm-size`, in bytes.
-    pub shm_size: i64,
-    /// `--cgroup-parent`.
-    pub cgroup_parent: Option<String>,
-}
-
-/// What a build produced.
-#[derive(Debug, Clone, Default)]
-pub struct BuildResult {
-    /// The image manifest's digest, when an image was exported.
-    pub manifest_digest: Option<String>,
-    /// The image config's digest, when an image was exported.
-    pub config_digest: Option<String>,
-    /// The image manifest's descriptor, when an image was exported.
-    pub manifest: Option<kiln_oci::Descriptor>,
-    /// The names the image was given (the first image exporter's).
-    pub image_names: Vec<String>,
-    /// `name@digest` of each push.
-    pub pushed: Vec<String>,
-    /// The build checks that fired.
-    pub checks: Vec<CheckWarning>,
-    /// What the exporters adjusted (e.g. OCI media types turned on for zstd).
-    pub warnings: Vec<String>,
+/// What a daemon adds to a client's request: the client's secrets and ssh agents,
+/// reached through its session when a step needs one, and the build's own
+/// cancellation (set when the client goes away).
+#[derive(Clone, Default)]
+pub struct SessionHooks {
+    /// Where secrets and ssh agents come from instead of the request's maps.
+    pub client_secrets: Option<Arc<dyn Secrets>>,
+    /// This build's cancellation.
+    pub cancelled: Option<Arc<AtomicBool>>,
 }
 
 /// A solved build not exported yet: its result's layers, its image config, and what
@@ -488,21 +375,6 @@ fn file_name(path: &Path) -> String {
         .map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned())
 }
 
-/// A build check that fired.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckWarning {
-    /// The rule, e.g. `FromAsCasing`.
-    pub rule: String,
-    /// What is wrong.
-    pub message: String,
-    /// The rule's documentation.
-    pub url: String,
-    /// The first line it concerns (1-based; 0 when it has no place).
-    pub line: usize,
-    /// The Dockerfile lines, marked (BuildKit's excerpt).
-    pub excerpt: String,
-}
-
 /// `FromAsCasing` → `https://docs.docker.com/go/dockerfile/rule/from-as-casing/`.
 fn rule_url(rule: &str) -> String {
     let chars: Vec<char> = rule.chars().collect();
@@ -666,23 +538,11 @@ impl Engine {
         })
     }
 
-    /// Builds a Dockerfile and exports the result.
-    pub fn build(
-        &self,
-        request: &BuildRequest,
-        progress: &(dyn Fn(Event) + Sync),
-    ) -> Result<BuildResult, Error> {
-        let solved = self.solve_dockerfile(request, progress)?;
-        let mut out = self.export(&solved, &request.outputs)?;
-        out.checks = solved.checks;
-        out.warnings.splice(0..0, solved.warnings);
-        Ok(out)
-    }
-
     /// Builds a Dockerfile without exporting the result.
     pub fn solve_dockerfile(
         &self,
         request: &BuildRequest,
+        hooks: &SessionHooks,
         progress: &(dyn Fn(Event) + Sync),
     ) -> Result<Solved, Error> {
         self.check_entitlements(&request.entitlements)?;
@@ -713,14 +573,14 @@ impl Engine {
                 &definition,
                 &SolveOptions {
                     no_cache: request.no_cache,
-                    progress,
+                    progress: &|event| progress(api_event(event)),
                     contexts: &contexts,
-                    secrets: match &request.client_secrets {
-                        Some(client) => client.0.as_ref(),
+                    secrets: match &hooks.client_secrets {
+                        Some(client) => client.as_ref(),
                         None => &local_secrets,
                     },
                     entitlements: &request.entitlements,
-                    cancelled: request.cancelled.clone(),
+                    cancelled: hooks.cancelled.clone(),
                 },
             )
             .map_err(|e| step_error(e, &definition, &dockerfile, &request.dockerfile))?;
@@ -749,11 +609,17 @@ impl Engine {
         })
     }
 
+    /// Refuses exporters that are unknown or have bad options, before any work.
+    pub fn check_exports(exports: &[Export]) -> Result<(), Error> {
+        parse_exports(exports).map(|_| ())
+    }
+
     /// Exports a solved build to every output (then collects garbage).
-    pub fn export(&self, solved: &Solved, outputs: &[Output]) -> Result<BuildResult, Error> {
+    pub fn export(&self, solved: &Solved, exports: &[Export]) -> Result<BuildResult, Error> {
+        let outputs = parse_exports(exports)?;
         let mut out = BuildResult::default();
         self.finish(
-            outputs,
+            &outputs,
             &solved.chain,
             &solved.image,
             &solved.sources,
@@ -800,21 +666,11 @@ impl Engine {
         Ok(Some(data))
     }
 
-    /// Solves an LLB definition (BuildKit's binary `pb.Definition`, as `buildctl build`
-    /// sends it) and exports its result; the image config is the platform's bare one.
-    pub fn build_definition(
-        &self,
-        request: &DefinitionRequest,
-        progress: &(dyn Fn(Event) + Sync),
-    ) -> Result<BuildResult, Error> {
-        let solved = self.solve_definition(request, progress)?;
-        self.export(&solved, &request.outputs)
-    }
-
     /// Solves an LLB definition without exporting its result.
     pub fn solve_definition(
         &self,
         request: &DefinitionRequest,
+        hooks: &SessionHooks,
         progress: &(dyn Fn(Event) + Sync),
     ) -> Result<Solved, Error> {
         self.check_entitlements(&request.entitlements)?;
@@ -832,14 +688,14 @@ impl Engine {
             &definition,
             &SolveOptions {
                 no_cache: request.no_cache,
-                progress,
+                progress: &|event| progress(api_event(event)),
                 contexts: &contexts,
-                secrets: match &request.client_secrets {
-                    Some(client) => client.0.as_ref(),
+                secrets: match &hooks.client_secrets {
+                    Some(client) => client.as_ref(),
                     None => &local_secrets,
                 },
                 entitlements: &request.entitlements,
-                cancelled: request.cancelled.clone(),
+                cancelled: hooks.cancelled.clone(),
             },
         )?;
         let mut solved = self.empty_result();
@@ -897,7 +753,7 @@ impl Engine {
     /// passed on, and garbage collected.
     fn finish(
         &self,
-        outputs: &[Output],
+        outputs: &[Exporter],
         chain: &[u64],
         image: &serde_json::Value,
         sources: &[serde_json::Value],
@@ -933,7 +789,7 @@ impl Engine {
 
     /// The flag that cancels builds when set (from a signal handler): running steps are
     /// killed, mounts released, and the build fails with "cancelled".
-    pub fn cancellation(&self) -> Arc<std::sync::atomic::AtomicBool> {
+    pub fn cancellation(&self) -> Arc<AtomicBool> {
         self.worker.cancellation()
     }
 
@@ -996,18 +852,8 @@ impl Engine {
         &self.platform
     }
 
-    /// Every record of the build cache (`kiln du`).
-    pub fn disk_usage(&self) -> Result<Vec<CacheRecord>, Error> {
-        Ok(self.worker.disk_usage()?)
-    }
-
-    /// Removes build-cache records (`kiln prune`); returns what was removed.
-    pub fn prune(&self, options: &PruneOptions) -> Result<Vec<CacheRecord>, Error> {
-        Ok(self.worker.prune(options)?)
-    }
-
     /// Runs the Dockerfile's build checks without building (`--check`).
-    pub fn check(&self, request: &BuildRequest) -> Result<Vec<CheckWarning>, Error> {
+    fn checks(&self, request: &BuildRequest) -> Result<Vec<CheckWarning>, Error> {
         let dockerfile = fs::read(&request.dockerfile)
             .map_err(|e| Error::Usage(format!("reading the Dockerfile: {e}")))?;
         let mut dirs = BTreeMap::new();
@@ -1270,7 +1116,7 @@ impl Engine {
     /// Runs one exporter on a result.
     fn export_one(
         &self,
-        output: &Output,
+        output: &Exporter,
         chain: &[u64],
         image: &serde_json::Value,
         times: Times,
@@ -1292,12 +1138,14 @@ impl Engine {
             export(Some(mount.path())).map_err(Error::from)
         };
         match output {
-            Output::CacheOnly => Ok(()),
-            Output::Local { dest } => {
+            Exporter::CacheOnly => Ok(()),
+            Exporter::Local { dest } => {
                 with_root(&|root| kiln_export::rootfs::export_local(root, dest))
             }
-            Output::Tar { dest } => with_root(&|root| kiln_export::rootfs::export_tar(root, dest)),
-            Output::Oci(archive) | Output::Docker(archive) => {
+            Exporter::Tar { dest } => {
+                with_root(&|root| kiln_export::rootfs::export_tar(root, dest))
+            }
+            Exporter::Oci(archive) | Exporter::Docker(archive) => {
                 let assembled = self.assemble(chain, image, &archive.image, times, out)?;
                 let mtime = archive
                     .image
@@ -1313,7 +1161,7 @@ impl Engine {
                 )?;
                 Ok(())
             }
-            Output::Image(export) => {
+            Exporter::Image(export) => {
                 let assembled = self.assemble(chain, image, &export.image, times, out)?;
                 if out.manifest.as_ref() == Some(&assembled.manifest) {
                     out.image_names = export.image_names(&assembled.manifest.digest);
@@ -1329,6 +1177,146 @@ impl Engine {
                 Ok(())
             }
         }
+    }
+}
+
+/// The typed exporters of a request's exports.
+fn parse_exports(exports: &[Export]) -> Result<Vec<Exporter>, Error> {
+    exports
+        .iter()
+        .map(|export| Exporter::parse(&export.kind, &export.attrs).map_err(Error::from))
+        .collect()
+}
+
+/// The worker's progress event as the front door's.
+fn api_event(event: kiln_worker::Event) -> Event {
+    use kiln_worker::Event as Worker;
+    match event {
+        Worker::Started { digest, name } => Event::Started { digest, name },
+        Worker::Cached { digest, name } => Event::Cached { digest, name },
+        Worker::Done { digest, duration } => Event::Done { digest, duration },
+        Worker::Failed {
+            digest,
+            error,
+            duration,
+        } => Event::Failed {
+            digest,
+            error,
+            duration,
+        },
+        Worker::Log { digest, data } => Event::Log { digest, data },
+    }
+}
+
+fn api_record(record: kiln_worker::CacheRecord) -> CacheRecord {
+    CacheRecord {
+        id: record.id,
+        kind: record.kind,
+        description: record.description,
+        size: record.size,
+        created: record.created,
+        last_used: record.last_used,
+        usage_count: record.usage_count,
+        parents: record.parents,
+    }
+}
+
+/// Filters as clients send them; one text may hold several, comma-separated.
+fn parse_filters(texts: &[String]) -> Result<Vec<kiln_worker::PruneFilter>, Error> {
+    texts
+        .iter()
+        .flat_map(|t| t.split(','))
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| kiln_worker::PruneFilter::parse(t).map_err(Error::from))
+        .collect()
+}
+
+impl Engine {
+    /// Builds a Dockerfile and exports the result, with the daemon's `hooks`.
+    pub fn build_with(
+        &self,
+        request: &BuildRequest,
+        hooks: &SessionHooks,
+        progress: &(dyn Fn(Event) + Sync),
+    ) -> Result<BuildResult, Error> {
+        Self::check_exports(&request.outputs)?;
+        let solved = self.solve_dockerfile(request, hooks, progress)?;
+        let mut out = self.export(&solved, &request.outputs)?;
+        out.checks = solved.checks;
+        out.warnings.splice(0..0, solved.warnings);
+        Ok(out)
+    }
+
+    /// The build cache's records that pass every filter.
+    pub fn disk_usage(&self, filters: &[String]) -> Result<Vec<CacheRecord>, Error> {
+        let filters = parse_filters(filters)?;
+        Ok(self
+            .worker
+            .disk_usage()?
+            .into_iter()
+            .filter(|r| filters.iter().all(|f| f.selects(r)))
+            .map(api_record)
+            .collect())
+    }
+
+    /// Removes build-cache records; returns what was removed.
+    pub fn prune(&self, options: &PruneOptions) -> Result<Vec<CacheRecord>, Error> {
+        let options = kiln_worker::PruneOptions {
+            all: options.all,
+            keep_storage: options.keep_storage,
+            filters: parse_filters(&options.filters)?,
+        };
+        Ok(self
+            .worker
+            .prune(&options)?
+            .into_iter()
+            .map(api_record)
+            .collect())
+    }
+}
+
+impl Builder for Engine {
+    fn build(
+        &self,
+        request: &BuildRequest,
+        progress: &(dyn Fn(Event) + Sync),
+    ) -> Result<BuildResult, kiln_api::Error> {
+        Ok(self.build_with(request, &SessionHooks::default(), progress)?)
+    }
+
+    fn check(&self, request: &BuildRequest) -> Result<Vec<CheckWarning>, kiln_api::Error> {
+        Ok(self.checks(request)?)
+    }
+
+    fn build_definition(
+        &self,
+        request: &DefinitionRequest,
+        progress: &(dyn Fn(Event) + Sync),
+    ) -> Result<BuildResult, kiln_api::Error> {
+        Self::check_exports(&request.outputs)?;
+        let solved = self.solve_definition(request, &SessionHooks::default(), progress)?;
+        Ok(self.export(&solved, &request.outputs)?)
+    }
+
+    fn disk_usage(&self, filters: &[String]) -> Result<Vec<CacheRecord>, kiln_api::Error> {
+        Ok(Engine::disk_usage(self, filters)?)
+    }
+
+    fn prune(&self, options: &PruneOptions) -> Result<Vec<CacheRecord>, kiln_api::Error> {
+        Ok(Engine::prune(self, options)?)
+    }
+
+    fn info(&self) -> Result<BuilderInfo, kiln_api::Error> {
+        Ok(BuilderInfo {
+            version: format!("kiln v{}", env!("CARGO_PKG_VERSION")),
+            platforms: vec![self.platform.to_string()],
+        })
+    }
+}
+
+impl From<Error> for kiln_api::Error {
+    fn from(error: Error) -> Self {
+        kiln_api::Error::Engine(Box::new(error))
     }
 }
 

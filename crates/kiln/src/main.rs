@@ -1,5 +1,6 @@
 //! `kiln`: the command line. Parses arguments (`args`), then runs one command
-//! (`commands`): `build` and `debug dump-llb` so far.
+//! (`commands`) on a `Box<dyn kiln_api::Builder>` that a driver (`driver`) opens: the
+//! embedded engine, or a BuildKit-compatible daemon.
 
 mod args;
 mod commands;

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use kiln_engine::{BuildRequest, BuildResult};
+use kiln_api::build::{BuildRequest, BuildResult};
 use serde_json::{Map, Value as Json};
 
 /// One build's metadata object (`containerimage.digest`, `containerimage.config.digest`,

@@ -7,16 +7,13 @@ use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use kiln_engine::{Dest, Output};
+use kiln_api::build::Export;
 
 /// An exporter, and where its docker archive goes afterwards.
 #[derive(Debug)]
 pub(crate) struct Planned {
-    /// The exporter's type and attributes, as a daemon takes them.
-    pub(crate) kind: String,
-    pub(crate) attrs: BTreeMap<String, String>,
-    /// What the engine runs.
-    pub(crate) output: Output,
+    /// The exporter's type and attributes, as a builder takes them.
+    pub(crate) export: Export,
     /// A docker archive to load into the Docker daemon once written (then removed).
     pub(crate) load: Option<tempfile::TempPath>,
 }
@@ -97,19 +94,16 @@ pub(crate) fn plan(
         attrs.insert("dest".to_owned(), temp.display().to_string());
         load = Some(temp);
     }
-    let output = Output::parse(kind, &attrs)?;
-    let to_stdout = match &output {
-        Output::Tar { dest } => *dest == Dest::Stdout,
-        Output::Oci(a) | Output::Docker(a) => a.dest == Dest::Stdout,
-        _ => false,
-    };
+    let to_stdout = matches!(kind, "tar" | "oci" | "docker")
+        && attrs.get("dest").is_none_or(|dest| dest == "-");
     if to_stdout && std::io::stdout().is_terminal() {
         bail!("dest file is required for {kind} exporter. refusing to write to console");
     }
     Ok(Planned {
-        kind: kind.to_owned(),
-        attrs,
-        output,
+        export: Export {
+            kind: kind.to_owned(),
+            attrs,
+        },
         load,
     })
 }
@@ -128,10 +122,7 @@ pub(crate) fn plan_all(
         let (kind, attrs) = parse_spec(spec)?;
         planned.push(plan(&kind, attrs, tags, annotations)?);
     }
-    let pushes = planned.iter().any(|p| match &p.output {
-        Output::Image(e) => e.push,
-        _ => false,
-    });
+    let pushes = planned.iter().any(|p| pushes(&p.export));
     if push && !pushes {
         if tags.is_empty() {
             bail!("--push needs an image name: add --tag NAME");
@@ -144,6 +135,17 @@ pub(crate) fn plan_all(
         planned.push(plan("docker", BTreeMap::new(), tags, annotations)?);
     }
     Ok(planned)
+}
+
+/// Whether an exporter pushes: `registry`, or `image` with `push` true (Go's
+/// `strconv.ParseBool` spellings, as BuildKit reads it).
+fn pushes(export: &Export) -> bool {
+    let push = export.attrs.get("push").map(String::as_str);
+    match export.kind.as_str() {
+        "registry" => true,
+        "image" => matches!(push, Some("1" | "t" | "T" | "true" | "TRUE" | "True")),
+        _ => false,
+    }
 }
 
 /// The destinations of planned exporters that load into Docker.
@@ -187,18 +189,11 @@ mod tests {
             false,
         )
         .unwrap();
-        let [
-            Planned {
-                output: Output::Image(export),
-                load: None,
-                ..
-            },
-        ] = planned.as_slice()
-        else {
+        let [Planned { export, load: None }] = planned.as_slice() else {
             panic!("expected one image exporter: {planned:?}")
         };
-        assert!(export.push);
-        assert_eq!(export.image.names, ["127.0.0.1:5000/demo:1"]);
+        assert!(pushes(export));
+        assert_eq!(export.attrs["name"], "127.0.0.1:5000/demo:1");
         assert!(plan_all(&[], &[], &BTreeMap::new(), true, false).is_err());
     }
 
@@ -206,10 +201,9 @@ mod tests {
     fn load_writes_a_docker_archive_to_load() {
         let planned = plan_all(&[], &["demo".to_owned()], &BTreeMap::new(), false, true).unwrap();
         assert_eq!(loads(&planned).len(), 1);
-        let Output::Docker(archive) = &planned[0].output else {
-            panic!("expected the docker exporter")
-        };
-        assert!(matches!(archive.dest, Dest::File(_)));
-        assert_eq!(archive.image.names, ["docker.io/library/demo:latest"]);
+        let export = &planned[0].export;
+        assert_eq!(export.kind, "docker");
+        assert!(export.attrs["dest"].ends_with(".tar"));
+        assert_eq!(export.attrs["name"], "demo");
     }
 }

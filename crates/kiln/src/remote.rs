@@ -57,7 +57,7 @@ pub(crate) fn fetch(remote: &Remote, root: &Path) -> anyhow::Result<(PathBuf, Op
             subdir,
         } => {
             let checkout = root.join("repo");
-            kiln_engine::fetch_git(url, reference, &checkout, false)?;
+            git_checkout(url, reference, &checkout)?;
             let wanted = if reference.is_empty() {
                 "HEAD"
             } else {
@@ -111,6 +111,42 @@ pub(crate) fn fetch(remote: &Remote, root: &Path) -> anyhow::Result<(PathBuf, Op
             }
         }
     }
+}
+
+/// Checks `url` out at `reference` into `dest` with the git binary (shallow when the
+/// server can), without `.git`: what buildx's gitutil does on the client. (LLB git
+/// sources are fetched by the worker, which has its own copy of these steps.)
+fn git_checkout(url: &str, reference: &str, dest: &Path) -> anyhow::Result<()> {
+    fs_err::create_dir_all(dest)?;
+    let git = |args: &[&str]| -> anyhow::Result<()> {
+        let output = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dest)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .context("running git (is it installed?)")?;
+        if !output.status.success() {
+            bail!(
+                "git {} ({url}): {}",
+                args.first().copied().unwrap_or_default(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(())
+    };
+    git(&["init", "-q"])?;
+    let wanted = if reference.is_empty() {
+        "HEAD"
+    } else {
+        reference
+    };
+    // Dumb-HTTP servers cannot fetch shallow: then the whole history.
+    if git(&["fetch", "-q", "--depth=1", url, wanted]).is_err() {
+        git(&["fetch", "-q", url, wanted])?;
+    }
+    git(&["checkout", "-q", "FETCH_HEAD"])?;
+    fs_err::remove_dir_all(dest.join(".git"))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use kiln_api::build::Event;
 use kiln_api::proto::google::protobuf::Timestamp;
 use kiln_api::proto::moby::buildkit::v1::{StatusResponse, Vertex, VertexLog};
-use kiln_engine::Event;
 use tokio::sync::watch;
 
 /// One solve's progress.

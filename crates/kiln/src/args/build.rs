@@ -97,26 +97,8 @@ pub(crate) struct BuildArgs {
     /// Cache export destinations (not supported yet).
     #[arg(long = "cache-to")]
     pub(crate) cache_to: Vec<String>,
-    /// Override the configured builder instance: the embedded builder (default), or a
-    /// BuildKit-compatible daemon's address (`unix:///path`, `tcp://host:port`).
-    #[arg(long)]
-    pub(crate) builder: Option<String>,
-    /// A BuildKit-compatible daemon to build on (as `--builder ADDRESS`; the
-    /// `BUILDKIT_HOST` variable says the same).
-    #[arg(long)]
-    pub(crate) addr: Option<String>,
-    /// The CA the daemon's certificate must be signed by (TCP with TLS).
-    #[arg(long)]
-    pub(crate) tlscacert: Option<PathBuf>,
-    /// The client certificate shown to the daemon (mutual TLS).
-    #[arg(long)]
-    pub(crate) tlscert: Option<PathBuf>,
-    /// The client certificate's key.
-    #[arg(long)]
-    pub(crate) tlskey: Option<PathBuf>,
-    /// The name the daemon's certificate must carry (default: its host).
-    #[arg(long)]
-    pub(crate) tlsservername: Option<String>,
+    #[command(flatten)]
+    pub(crate) builder: super::builder::BuilderArgs,
     /// Suppress the build output and print the image ID on success.
     #[arg(short = 'q', long)]
     pub(crate) quiet: bool,

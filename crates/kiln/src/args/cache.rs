@@ -10,6 +10,8 @@ pub(crate) struct DuArgs {
     /// Provide a more verbose output.
     #[arg(long)]
     pub(crate) verbose: bool,
+    #[command(flatten)]
+    pub(crate) builder: super::builder::BuilderArgs,
 }
 
 #[derive(Debug, Args)]
@@ -29,4 +31,6 @@ pub(crate) struct PruneArgs {
     /// Provide a more verbose output.
     #[arg(long)]
     pub(crate) verbose: bool,
+    #[command(flatten)]
+    pub(crate) builder: super::builder::BuilderArgs,
 }

@@ -2,6 +2,7 @@
 
 pub(crate) mod bake;
 pub(crate) mod build;
+pub(crate) mod builder;
 pub(crate) mod cache;
 pub(crate) mod debug;
 

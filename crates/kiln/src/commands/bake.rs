@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use kiln_engine::{BuildContext, BuildRequest, RunDefaults};
+use kiln_api::build::{BuildContext, BuildRequest, RunDefaults};
 use serde_json::{Map, Value as Json};
 
 use crate::args::bake::BakeArgs;
@@ -103,7 +103,7 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
             .map(|r| (name, r))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let engine = crate::driver::embedded::open()?;
+    let builder = crate::driver::open(None)?;
     let quiet = args.progress == "quiet";
     let mut metadata = Map::new();
     let mut checks_fired = false;
@@ -119,7 +119,7 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
         .partition(|(name, _)| call_of(name) == "check");
     for (name, (build, _)) in &checks {
         println!("target {name}:");
-        checks_fired |= crate::progress::checks::print_report(&engine.check(build)?);
+        checks_fired |= crate::progress::checks::print_report(&builder.check(build)?);
     }
     // Every target builds at once on the one engine: a step they share runs once
     // (the others wait for it and take it from the cache), one progress display.
@@ -128,9 +128,9 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
         let handles: Vec<_> = builds
             .into_iter()
             .map(|(name, (build, planned))| {
-                let (engine, progress) = (&engine, &progress);
+                let (builder, progress) = (&builder, &progress);
                 scope.spawn(move || {
-                    let result = engine.build(&build, &|event| progress.event(event));
+                    let result = builder.build(&build, &|event| progress.event(event));
                     (name, build, planned, result)
                 })
             })
@@ -329,7 +329,7 @@ fn build_request(
             .unwrap_or_default(),
         target: text("target").map(str::to_owned),
         tags,
-        outputs: planned.iter().map(|p| p.output.clone()).collect(),
+        outputs: planned.iter().map(|p| p.export.clone()).collect(),
         no_cache: target.get("no-cache") == Some(&Json::Bool(true)),
         secrets: objects("secret")
             .iter()
@@ -370,7 +370,6 @@ fn build_request(
             // Bake targets have no cgroup-parent attribute (as in buildx).
             cgroup_parent: None,
         },
-        ..Default::default()
     };
     Ok((request, planned))
 }

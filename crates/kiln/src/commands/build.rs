@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use kiln_engine::{BuildContext, BuildRequest, RunDefaults};
+use kiln_api::build::{BuildContext, BuildRequest, RunDefaults};
 
 use crate::args::build::BuildArgs;
 use crate::progress::Progress;
@@ -149,15 +149,6 @@ fn parse_build_context(spec: &str) -> anyhow::Result<(String, BuildContext)> {
 fn refuse_unsupported(args: &BuildArgs) -> anyhow::Result<()> {
     if !args.cache_from.is_empty() || !args.cache_to.is_empty() {
         bail!("--cache-from/--cache-to: remote cache import and export are not supported yet");
-    }
-    if let Some(builder) = args
-        .builder
-        .as_deref()
-        .filter(|b| !matches!(*b, "default" | "kiln") && !b.contains("://"))
-    {
-        bail!(
-            "--builder {builder:?}: named builders are not supported yet; use the embedded builder (default) or a daemon's address (unix:///path, tcp://host:port)"
-        );
     }
     let native = kiln_oci::Platform::host();
     for platform in args.platform.iter().flat_map(|p| p.split(',')) {
@@ -388,7 +379,7 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
         args.push,
         args.load,
     )?;
-    let outputs = planned.iter().map(|p| p.output.clone()).collect();
+    let outputs = planned.iter().map(|p| p.export.clone()).collect();
     let request = BuildRequest {
         context,
         dockerfile,
@@ -439,52 +430,31 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
             },
             cgroup_parent: args.cgroup_parent.clone().filter(|p| !p.is_empty()),
         },
-        ..Default::default()
     };
     let call = if args.check {
         "check"
     } else {
         args.call.as_str()
     };
-    let remote = crate::driver::remote::Remote::choose(
-        args.addr.as_deref().or(args.builder.as_deref()),
-        kiln_api::client::TlsFiles {
-            ca: args.tlscacert.clone(),
-            cert: args.tlscert.clone(),
-            key: args.tlskey.clone(),
-            server_name: args.tlsservername.clone(),
-        },
-    );
-    let result = if let Some(remote) = &remote {
-        if call != "build" {
-            bail!("--call {call}: only builds are run on a remote builder yet");
-        }
-        let progress = Progress::open(&progress_mode, quiet)?;
-        let result = crate::driver::remote::build(remote, &request, &planned, &|event| {
-            progress.event(event)
-        });
-        progress.finish();
-        result?
-    } else {
-        let engine = crate::driver::embedded::open()?;
-        match call {
-            "build" => {}
-            "check" => {
-                let checks = engine.check(&request)?;
-                if crate::progress::checks::print_report(&checks) {
-                    return Err(crate::commands::Reported.into());
-                }
-                return Ok(());
+    let remote = args.builder.remote()?;
+    let builder = crate::driver::open(remote.as_ref())?;
+    match call {
+        "build" => {}
+        "check" => {
+            let checks = builder.check(&request)?;
+            if crate::progress::checks::print_report(&checks) {
+                return Err(crate::commands::Reported.into());
             }
-            other => bail!(
-                "--call {other:?}: supported are build and check (outline and targets are not yet)"
-            ),
+            return Ok(());
         }
-        let progress = Progress::open(&progress_mode, quiet)?;
-        let result = engine.build(&request, &|event| progress.event(event));
-        progress.finish();
-        result?
-    };
+        other => bail!(
+            "--call {other:?}: supported are build and check (outline and targets are not yet)"
+        ),
+    }
+    let progress = Progress::open(&progress_mode, quiet)?;
+    let result = builder.build(&request, &|event| progress.event(event));
+    progress.finish();
+    let result = result?;
     for archive in crate::outputs::loads(&planned) {
         for message in crate::docker::load(&archive)? {
             if !quiet {

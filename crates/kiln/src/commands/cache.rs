@@ -5,7 +5,7 @@ use std::io::{BufRead as _, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use kiln_engine::{CacheRecord, PruneFilter, PruneOptions};
+use kiln_api::build::{CacheRecord, PruneOptions};
 
 use crate::args::cache::{DuArgs, PruneArgs};
 
@@ -63,13 +63,6 @@ pub(crate) fn ago(seconds_then: i64) -> String {
     format!("{text} ago")
 }
 
-fn filters(texts: &[String]) -> anyhow::Result<Vec<PruneFilter>> {
-    texts
-        .iter()
-        .map(|t| PruneFilter::parse(t).with_context(|| format!("--filter {t:?}")))
-        .collect()
-}
-
 fn print_table(out: &mut impl std::io::Write, records: &[CacheRecord]) -> std::io::Result<()> {
     writeln!(
         out,
@@ -116,13 +109,8 @@ fn print_verbose(out: &mut impl std::io::Write, records: &[CacheRecord]) -> std:
 
 /// `kiln du`.
 pub(crate) fn du(args: &DuArgs) -> anyhow::Result<()> {
-    let engine = crate::driver::embedded::open()?;
-    let filters = filters(&args.filters)?;
-    let mut records: Vec<CacheRecord> = engine
-        .disk_usage()?
-        .into_iter()
-        .filter(|r| filters.iter().all(|f| f.selects(r)))
-        .collect();
+    let builder = crate::driver::open(args.builder.remote()?.as_ref())?;
+    let mut records: Vec<CacheRecord> = builder.disk_usage(&args.filters)?;
     records.sort_by_key(|r| std::cmp::Reverse(r.size));
     let total: u64 = records.iter().map(|r| r.size).sum();
     let mut out = std::io::stdout().lock();
@@ -147,7 +135,7 @@ pub(crate) fn prune(args: &PruneArgs) -> anyhow::Result<()> {
                 as u64,
             None => 0,
         },
-        filters: filters(&args.filters)?,
+        filters: args.filters.clone(),
     };
     if !args.force {
         let warning = if args.all {
@@ -163,8 +151,7 @@ pub(crate) fn prune(args: &PruneArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    let engine = crate::driver::embedded::open()?;
-    let removed = engine.prune(&options)?;
+    let removed = crate::driver::open(args.builder.remote()?.as_ref())?.prune(&options)?;
     let total: u64 = removed.iter().map(|r| r.size).sum();
     let mut out = std::io::stdout().lock();
     if args.verbose {

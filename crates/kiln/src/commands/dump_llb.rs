@@ -32,17 +32,16 @@ pub(crate) fn build(args: &BuildLlbArgs) -> anyhow::Result<()> {
         locals.insert(key.to_owned(), PathBuf::from(dir));
     }
     let planned = crate::outputs::plan_all(&args.outputs, &[], &BTreeMap::new(), false, false)?;
-    let request = kiln_engine::DefinitionRequest {
+    let request = kiln_api::build::DefinitionRequest {
         definition,
         locals,
-        outputs: planned.iter().map(|p| p.output.clone()).collect(),
+        outputs: planned.iter().map(|p| p.export.clone()).collect(),
         no_cache: args.no_cache,
         entitlements: args.allow.clone(),
-        ..Default::default()
     };
-    let engine = crate::driver::embedded::open()?;
+    let builder = crate::driver::open(None)?;
     let progress = crate::progress::Progress::open(&args.progress, false)?;
-    let result = engine.build_definition(&request, &|event| progress.event(event));
+    let result = builder.build_definition(&request, &|event| progress.event(event));
     progress.finish();
     let result = result?;
     for warning in &result.warnings {

@@ -1,7 +1,7 @@
 //! Build-check warnings as buildx prints them: a one-line-each summary after a build,
 //! and the full form (rule, link, message, Dockerfile excerpt) for `--check`.
 
-use kiln_engine::CheckWarning;
+use kiln_api::build::CheckWarning;
 
 /// After a build: ` N warnings found:` and one line per warning.
 pub(crate) fn print_summary(checks: &[CheckWarning]) {

@@ -9,7 +9,7 @@ pub(crate) mod tty;
 use std::io::IsTerminal as _;
 
 use anyhow::bail;
-use kiln_engine::Event;
+use kiln_api::build::Event;
 
 /// The display a build reports to.
 pub(crate) enum Progress {

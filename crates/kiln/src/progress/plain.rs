@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use kiln_engine::Event;
+use kiln_api::build::Event;
 
 /// Prints events as they come; safe to share between the solver's threads.
 #[derive(Default)]

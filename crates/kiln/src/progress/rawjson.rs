@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use kiln_engine::Event;
+use kiln_api::build::Event;
 use serde_json::{Value, json};
 
 /// Prints one JSON line per event.

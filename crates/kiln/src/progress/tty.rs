@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kiln_engine::Event;
+use kiln_api::build::Event;
 
 /// Output lines kept under a running step.
 const TAIL: usize = 6;

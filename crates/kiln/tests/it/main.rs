@@ -10,6 +10,7 @@ mod crash;
 mod dockerfile_errors;
 mod dump_llb;
 mod export;
+mod layering;
 mod layers;
 mod run;
 mod support;

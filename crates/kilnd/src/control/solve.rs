@@ -11,13 +11,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use kiln_api::build::{
+    BuildContext, BuildRequest, BuildResult, DefinitionRequest, Export, RunDefaults,
+};
 use kiln_api::proto::moby::buildkit::secrets::v1::GetSecretRequest;
 use kiln_api::proto::moby::buildkit::secrets::v1::secrets_client::SecretsClient;
 use kiln_api::proto::moby::buildkit::v1 as control;
 use kiln_api::session::filesync::{self, Filter};
-use kiln_engine::{
-    BuildContext, BuildRequest, BuildResult, ClientProvided, DefinitionRequest, Output,
-};
+use kiln_engine::{Engine, SessionHooks};
 use sha2::{Digest as _, Sha256};
 use tonic::{Response, Status};
 
@@ -82,7 +83,7 @@ fn async_stream(
 struct PlannedOutput {
     /// Its index in the request (the client's id for its output).
     index: usize,
-    output: Output,
+    export: Export,
     /// A file or directory in the state directory to send to the client afterwards.
     send: Option<SendTo>,
 }
@@ -135,13 +136,14 @@ async fn run(
             )
             .await
             {
-                Ok(mut build) => {
-                    build.outputs = outputs.iter().map(|o| o.output.clone()).collect();
+                Ok((mut build, hooks)) => {
+                    build.outputs = outputs.iter().map(|o| o.export.clone()).collect();
                     prepare_exports(&outputs)?;
                     let progress_job = Arc::clone(job);
                     daemon
                         .blocking(move |engine| {
-                            engine.build(&build, &move |event| progress_job.event(event))
+                            engine
+                                .build_with(&build, &hooks, &move |event| progress_job.event(event))
                         })
                         .await
                 }
@@ -160,13 +162,17 @@ async fn run(
             )
             .await
             {
-                Ok(mut build) => {
-                    build.outputs = outputs.iter().map(|o| o.output.clone()).collect();
+                Ok((build, hooks)) => {
+                    let exports: Vec<Export> = outputs.iter().map(|o| o.export.clone()).collect();
                     prepare_exports(&outputs)?;
                     let progress_job = Arc::clone(job);
                     daemon
                         .blocking(move |engine| {
-                            engine.build_definition(&build, &move |event| progress_job.event(event))
+                            let solved =
+                                engine.solve_definition(&build, &hooks, &move |event| {
+                                    progress_job.event(event)
+                                })?;
+                            engine.export(&solved, &exports)
                         })
                         .await
                 }
@@ -186,8 +192,8 @@ async fn run(
             match returned {
                 Ok(solved) => {
                     prepare_exports(&outputs)?;
-                    let outputs_list: Vec<Output> =
-                        outputs.iter().map(|o| o.output.clone()).collect();
+                    let outputs_list: Vec<Export> =
+                        outputs.iter().map(|o| o.export.clone()).collect();
                     let progress_job = Arc::clone(job);
                     daemon
                         .blocking(move |engine| {
@@ -283,11 +289,12 @@ fn plan_outputs(
             }
             _ => None,
         };
-        let output =
-            Output::parse(&kind, &attrs).map_err(|e| Status::invalid_argument(error_chain(&e)))?;
+        let export = Export { kind, attrs };
+        Engine::check_exports(std::slice::from_ref(&export))
+            .map_err(|e| Status::invalid_argument(error_chain(&e)))?;
         planned.push(PlannedOutput {
             index,
-            output,
+            export,
             send,
         });
     }
@@ -399,7 +406,7 @@ pub(crate) async fn dockerfile_request(
     session: &Arc<Session>,
     job: &Arc<Job>,
     cancelled: &Arc<AtomicBool>,
-) -> Result<BuildRequest, Status> {
+) -> Result<(BuildRequest, SessionHooks), Status> {
     let attr = |key: &str| attrs.get(key).map(String::as_str);
     let filename = attr("filename").unwrap_or("Dockerfile").to_owned();
     let dockerfile_key = attr("dockerfilekey").unwrap_or("dockerfile").to_owned();
@@ -478,12 +485,12 @@ pub(crate) async fn dockerfile_request(
         Some("") => (true, Vec::new()),
         Some(stages) => (false, stages.split(',').map(str::to_owned).collect()),
     };
-    let mut run = kiln_engine::RunDefaults {
+    let mut run = RunDefaults {
         network: attr("force-network-mode")
             .filter(|m| *m != "sandbox")
             .map(str::to_owned),
         cgroup_parent: attr("cgroup-parent").map(str::to_owned),
-        ..kiln_engine::RunDefaults::default()
+        ..RunDefaults::default()
     };
     if let Some(size) = attr("shm-size") {
         run.shm_size = size
@@ -511,7 +518,11 @@ pub(crate) async fn dockerfile_request(
                 "failed to read dockerfile: open {filename}: no such file or directory"
             ))
         })?;
-    Ok(BuildRequest {
+    let hooks = SessionHooks {
+        client_secrets: Some(Arc::new(SessionSecrets::new(daemon, session))),
+        cancelled: Some(Arc::clone(cancelled)),
+    };
+    let request = BuildRequest {
         context: context_dir,
         dockerfile,
         build_args,
@@ -523,12 +534,9 @@ pub(crate) async fn dockerfile_request(
         labels,
         pull: attr("image-resolve-mode") == Some("pull"),
         run,
-        client_secrets: Some(ClientProvided(Arc::new(SessionSecrets::new(
-            daemon, session,
-        )))),
-        cancelled: Some(Arc::clone(cancelled)),
         ..BuildRequest::default()
-    })
+    };
+    Ok((request, hooks))
 }
 
 /// The solve of an LLB definition, its local sources synced from the client's session
@@ -540,11 +548,11 @@ pub(crate) async fn definition_request(
     session: Option<&Arc<Session>>,
     job: &Arc<Job>,
     cancelled: &Arc<AtomicBool>,
-) -> Result<DefinitionRequest, Status> {
+) -> Result<(DefinitionRequest, SessionHooks), Status> {
     use prost::Message as _;
     let bytes = definition.encode_to_vec();
-    let sources = kiln_engine::Engine::local_sources(&bytes)
-        .map_err(|e| Status::invalid_argument(error_chain(&e)))?;
+    let sources =
+        Engine::local_sources(&bytes).map_err(|e| Status::invalid_argument(error_chain(&e)))?;
     let mut locals = BTreeMap::new();
     for source in sources {
         let session = session.ok_or_else(|| {
@@ -562,15 +570,19 @@ pub(crate) async fn definition_request(
         let dir = sync(daemon, session, &source.name, &purpose, &filter, job).await?;
         locals.insert(source.name, dir);
     }
-    Ok(DefinitionRequest {
+    let hooks = SessionHooks {
+        client_secrets: session.map(|session| {
+            Arc::new(SessionSecrets::new(daemon, session)) as Arc<dyn kiln_engine::Secrets>
+        }),
+        cancelled: Some(Arc::clone(cancelled)),
+    };
+    let request = DefinitionRequest {
         definition: bytes,
         locals,
         entitlements: entitlements.to_vec(),
-        client_secrets: session
-            .map(|session| ClientProvided(Arc::new(SessionSecrets::new(daemon, session)))),
-        cancelled: Some(Arc::clone(cancelled)),
         ..DefinitionRequest::default()
-    })
+    };
+    Ok((request, hooks))
 }
 
 /// Makes the places the exports write into.

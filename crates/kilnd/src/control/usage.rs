@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kiln_api::build::{CacheRecord, PruneOptions};
 use kiln_api::proto::google::protobuf::Timestamp;
 use kiln_api::proto::moby::buildkit::v1 as control;
-use kiln_engine::{CacheRecord, PruneFilter, PruneOptions};
 use tonic::{Response, Status};
 
 use super::{Daemon, ServerStream};
@@ -36,27 +36,15 @@ fn usage_record(record: &CacheRecord) -> control::UsageRecord {
     }
 }
 
-fn filters(texts: &[String]) -> Result<Vec<PruneFilter>, Status> {
-    texts
-        .iter()
-        .flat_map(|t| t.split(','))
-        .filter(|t| !t.trim().is_empty())
-        .map(|t| PruneFilter::parse(t).map_err(|e| Status::invalid_argument(e.to_string())))
-        .collect()
-}
-
 pub(super) async fn disk_usage(
     daemon: &Arc<Daemon>,
     request: control::DiskUsageRequest,
 ) -> Result<Response<control::DiskUsageResponse>, Status> {
-    let filters = filters(&request.filter)?;
-    let records = daemon.blocking(|engine| engine.disk_usage()).await?;
+    let records = daemon
+        .blocking(move |engine| engine.disk_usage(&request.filter))
+        .await?;
     Ok(Response::new(control::DiskUsageResponse {
-        record: records
-            .iter()
-            .filter(|r| filters.iter().all(|f| f.selects(r)))
-            .map(usage_record)
-            .collect(),
+        record: records.iter().map(usage_record).collect(),
     }))
 }
 
@@ -64,11 +52,11 @@ pub(super) async fn prune(
     daemon: &Arc<Daemon>,
     request: control::PruneRequest,
 ) -> Result<Response<ServerStream<control::UsageRecord>>, Status> {
-    let mut filters = filters(&request.filter)?;
+    let mut filters = request.filter.clone();
     if request.keep_duration > 0 {
-        filters.push(PruneFilter::Until(Duration::from_nanos(
-            request.keep_duration as u64,
-        )));
+        // Records used within the duration stay (BuildKit's `keep-duration`).
+        let keep = Duration::from_nanos(request.keep_duration as u64);
+        filters.push(format!("until={}s", keep.as_secs()));
     }
     let keep = request.reserved_space.max(request.max_used_space).max(0) as u64;
     let options = PruneOptions {

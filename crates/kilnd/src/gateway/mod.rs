@@ -310,7 +310,7 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
                 })?;
                 let attrs = request.frontend_opt.clone();
                 let entitlements = Vec::new();
-                let mut build_request = crate::control::dockerfile_request(
+                let (mut build_request, hooks) = crate::control::dockerfile_request(
                     &self.daemon,
                     &attrs,
                     &entitlements,
@@ -324,7 +324,9 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
                 let solved = self
                     .daemon
                     .blocking(move |engine| {
-                        engine.solve_dockerfile(&build_request, &move |event| job.event(event))
+                        engine.solve_dockerfile(&build_request, &hooks, &move |event| {
+                            job.event(event)
+                        })
                     })
                     .await?;
                 let config = solved.image_config();
@@ -340,7 +342,7 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
                     let id = build.add_ref(self.daemon.engine.empty_result());
                     return Ok(Response::new(solve_response(id, HashMap::new())));
                 };
-                let solve = crate::control::definition_request(
+                let (solve, hooks) = crate::control::definition_request(
                     &self.daemon,
                     definition,
                     &[],
@@ -353,7 +355,7 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
                 let solved = self
                     .daemon
                     .blocking(move |engine| {
-                        engine.solve_definition(&solve, &move |event| job.event(event))
+                        engine.solve_definition(&solve, &hooks, &move |event| job.event(event))
                     })
                     .await?;
                 let id = build.add_ref(solved);

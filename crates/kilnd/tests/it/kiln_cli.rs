@@ -130,6 +130,24 @@ fn kiln_builds_on_kilnd() {
         .unwrap();
     assert!(inspect.status.success(), "{inspect:?}");
 
+    // The build cache, listed and pruned through the same builder interface.
+    let cache = |args: &[&str]| -> String {
+        let output = Command::new(&kiln)
+            .args(args)
+            .args(["--addr", &kilnd.address()])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "kiln {args:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let listed = cache(&["du", "--verbose", "--filter", "type==regular"]);
+    assert!(listed.contains("Type:\t\tregular"), "{listed}");
+    assert!(!listed.contains("Type:\t\tsource.local"), "{listed}");
+    let removed = cache(&["prune", "--all", "--force", "--verbose"]);
+    assert!(removed.contains("Type:\t\tregular"), "{removed}");
+    let after = cache(&["du"]);
+    assert!(after.ends_with("Total:\t\t0B\n"), "{after}");
+
     // An error names its cause.
     fs_err::write(
         ctx.join("Dockerfile"),

@@ -1,0 +1,220 @@
+//! What a client asks a builder for and what it gets back: plain data, the same for
+//! the embedded engine and a daemon (BuildKit's `client.SolveOpt` and
+//! `client.SolveResponse`, in kiln's shape).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A named context's value (`--build-context NAME=VALUE`, Bake's `contexts`).
+#[derive(Debug, Clone)]
+pub enum BuildContext {
+    /// `docker-image://REF`: an image.
+    Image(String),
+    /// A directory on this machine.
+    Dir(PathBuf),
+    /// An image in an OCI layout directory, by tag or digest (empty: its only image).
+    OciLayout {
+        /// The layout directory.
+        path: PathBuf,
+        /// A tag (`org.opencontainers.image.ref.name`) or `sha256:` digest.
+        selector: String,
+    },
+    /// A file over http(s): the context holds it, named after the URL.
+    Http(String),
+    /// A git repository at a ref (`ref:subdir` names a subdirectory).
+    Git {
+        /// The repository's URL.
+        url: String,
+        /// The ref, and `:subdir` when given.
+        reference: String,
+    },
+    /// Another build whose result is the context (Bake's `target:NAME`).
+    Build(Box<BuildRequest>),
+}
+
+/// An exporter as BuildKit's `ExportEntry` names it: its type (`image`, `local`,
+/// `tar`, `oci`, `docker`, `cacheonly`, `registry`) and its attributes. A `dest` is a
+/// path on the client's machine (`-` for standard output); the builder parses the rest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Export {
+    /// The exporter's type.
+    pub kind: String,
+    /// Its attributes, keys as BuildKit names them.
+    pub attrs: BTreeMap<String, String>,
+}
+
+/// A Dockerfile build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    /// The build context directory.
+    pub context: PathBuf,
+    /// The Dockerfile.
+    pub dockerfile: PathBuf,
+    /// `--build-arg`s.
+    pub build_args: BTreeMap<String, String>,
+    /// Named contexts (`--build-context`).
+    pub named_contexts: BTreeMap<String, BuildContext>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// `-t` names (the exporters carry the names they use).
+    pub tags: Vec<String>,
+    /// Where results go.
+    pub outputs: Vec<Export>,
+    /// Ignore the cache.
+    pub no_cache: bool,
+    /// Secrets by id (`--secret`).
+    pub secrets: BTreeMap<String, Vec<u8>>,
+    /// ssh-agent sockets by id (`--ssh`).
+    pub ssh: BTreeMap<String, PathBuf>,
+    /// Entitlements the client grants (`--allow`).
+    pub entitlements: Vec<String>,
+    /// Labels added to the image (`--label`).
+    pub labels: BTreeMap<String, String>,
+    /// Stages that ignore the cache (`--no-cache-filter`).
+    pub no_cache_filter: Vec<String>,
+    /// `--pull`: ask the registry for every image, never use an earlier resolution.
+    pub pull: bool,
+    /// How RUN steps are set up (`--network`, `--add-host`, `--ulimit`, `--shm-size`).
+    pub run: RunDefaults,
+}
+
+/// Settings every RUN step gets unless it chooses otherwise.
+#[derive(Debug, Clone, Default)]
+pub struct RunDefaults {
+    /// `--network`: `none` or `host` (`default` leaves each RUN's own).
+    pub network: Option<String>,
+    /// `--add-host name:address`.
+    pub extra_hosts: Vec<(String, String)>,
+    /// `--ulimit name=soft[:hard]`: (name, soft, hard).
+    pub ulimits: Vec<(String, i64, i64)>,
+    /// `--shm-size`, in bytes.
+    pub shm_size: i64,
+    /// `--cgroup-parent`.
+    pub cgroup_parent: Option<String>,
+}
+
+/// An LLB definition to build (`kiln debug build-llb`, `buildctl build`).
+#[derive(Debug, Clone, Default)]
+pub struct DefinitionRequest {
+    /// The binary `pb.Definition`.
+    pub definition: Vec<u8>,
+    /// Local sources by name (`local://NAME`), as `buildctl build --local NAME=DIR`.
+    pub locals: BTreeMap<String, PathBuf>,
+    /// Where the result goes.
+    pub outputs: Vec<Export>,
+    /// Ignore the cache.
+    pub no_cache: bool,
+    /// Granted entitlements.
+    pub entitlements: Vec<String>,
+}
+
+/// What a build produced.
+#[derive(Debug, Clone, Default)]
+pub struct BuildResult {
+    /// The image manifest's digest, when an image was exported.
+    pub manifest_digest: Option<String>,
+    /// The image config's digest, when an image was exported.
+    pub config_digest: Option<String>,
+    /// The image manifest's descriptor, when an image was exported.
+    pub manifest: Option<kiln_oci::Descriptor>,
+    /// The names the image was given (the first image exporter's).
+    pub image_names: Vec<String>,
+    /// `name@digest` of each push.
+    pub pushed: Vec<String>,
+    /// The build checks that fired.
+    pub checks: Vec<CheckWarning>,
+    /// What the exporters adjusted (e.g. OCI media types turned on for zstd).
+    pub warnings: Vec<String>,
+}
+
+/// A build check that fired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckWarning {
+    /// The rule, e.g. `FromAsCasing`.
+    pub rule: String,
+    /// What is wrong.
+    pub message: String,
+    /// The rule's documentation.
+    pub url: String,
+    /// The first line it concerns (1-based; 0 when it has no place).
+    pub line: usize,
+    /// The Dockerfile lines, marked (BuildKit's excerpt).
+    pub excerpt: String,
+}
+
+/// Progress of a build, in BuildKit's model: vertices start, end (done, failed or
+/// found in the cache) and log their processes' output.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A vertex started.
+    Started {
+        /// Its digest.
+        digest: String,
+        /// Its name.
+        name: String,
+    },
+    /// A vertex's result came from the cache.
+    Cached {
+        /// Its digest.
+        digest: String,
+        /// Its name.
+        name: String,
+    },
+    /// A vertex finished.
+    Done {
+        /// Its digest.
+        digest: String,
+        /// How long it took.
+        duration: Duration,
+    },
+    /// A vertex failed.
+    Failed {
+        /// Its digest.
+        digest: String,
+        /// Why.
+        error: String,
+        /// How long it ran.
+        duration: Duration,
+    },
+    /// Output of a running process.
+    Log {
+        /// The vertex's digest.
+        digest: String,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+}
+
+/// One build-cache record, as `du` lists it (BuildKit's `UsageRecord`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheRecord {
+    /// Its id (a layer's number, a cache mount's key, or `content`).
+    pub id: String,
+    /// `regular`, `source.local`, `exec.cachemount` or `internal`.
+    pub kind: String,
+    /// What made it (the step's name).
+    pub description: String,
+    /// Bytes on disk (blocks), its blobs included.
+    pub size: u64,
+    /// When it was made (Unix seconds).
+    pub created: i64,
+    /// When a build last used it (Unix seconds).
+    pub last_used: i64,
+    /// How many builds used it.
+    pub usage_count: u64,
+    /// The layers under it, nearest last.
+    pub parents: Vec<String>,
+}
+
+/// Which records `prune` removes (BuildKit's `PruneRequest`).
+#[derive(Debug, Clone, Default)]
+pub struct PruneOptions {
+    /// Also internal records (`--all`).
+    pub all: bool,
+    /// Keep this many bytes, removing the least recently used first (0: remove all).
+    pub keep_storage: u64,
+    /// Filters as buildx passes them (`type==X`, `until=24h` …), all of which a record
+    /// must match; the builder parses them.
+    pub filters: Vec<String>,
+}

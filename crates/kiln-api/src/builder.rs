@@ -1,0 +1,72 @@
+//! The one interface behind every front door: the CLI holds a `Box<dyn Builder>` and
+//! does not know whether the engine runs in its own process (the embedded driver) or
+//! in a daemon it reaches over BuildKit's gRPC API ([`crate::remote::RemoteBuilder`]).
+
+use crate::build::{
+    BuildRequest, BuildResult, CacheRecord, CheckWarning, DefinitionRequest, Event, PruneOptions,
+};
+
+/// What can go wrong asking a builder.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The in-process engine failed (its error keeps its causes).
+    #[error(transparent)]
+    Engine(Box<dyn std::error::Error + Send + Sync>),
+    /// The daemon answered with an error (its message carries the causes).
+    #[error("{0}")]
+    Daemon(String),
+    /// The daemon could not be reached or spoke wrongly.
+    #[error(transparent)]
+    Client(crate::client::Error),
+    /// This builder cannot do what was asked.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl From<crate::client::Error> for Error {
+    fn from(error: crate::client::Error) -> Self {
+        match error {
+            crate::client::Error::Status(status) => Self::Daemon(status.message().to_owned()),
+            other => Self::Client(other),
+        }
+    }
+}
+
+/// Who a builder is (BuildKit's `Info` and `ListWorkers`, in short).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuilderInfo {
+    /// The implementation and version, e.g. `kiln v0.1.0` or `buildkitd v0.24.0`.
+    pub version: String,
+    /// The platforms its workers build for (`linux/amd64` …).
+    pub platforms: Vec<String>,
+}
+
+/// A builder: builds, reports progress, and keeps a build cache.
+pub trait Builder: Sync {
+    /// Builds a Dockerfile and exports the result; `progress` sees every step.
+    fn build(
+        &self,
+        request: &BuildRequest,
+        progress: &(dyn Fn(Event) + Sync),
+    ) -> Result<BuildResult, Error>;
+
+    /// Runs the Dockerfile's build checks without building (`--call=check`).
+    fn check(&self, request: &BuildRequest) -> Result<Vec<CheckWarning>, Error>;
+
+    /// Solves an LLB definition and exports its result.
+    fn build_definition(
+        &self,
+        request: &DefinitionRequest,
+        progress: &(dyn Fn(Event) + Sync),
+    ) -> Result<BuildResult, Error>;
+
+    /// The build cache's records that pass every filter (`du --filter`, as buildx
+    /// passes them).
+    fn disk_usage(&self, filters: &[String]) -> Result<Vec<CacheRecord>, Error>;
+
+    /// Removes build-cache records; returns what was removed.
+    fn prune(&self, options: &PruneOptions) -> Result<Vec<CacheRecord>, Error>;
+
+    /// The builder's version and platforms.
+    fn info(&self) -> Result<BuilderInfo, Error>;
+}

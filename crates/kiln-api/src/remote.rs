@@ -1,0 +1,475 @@
+//! The remote builder: builds run on a BuildKit-compatible daemon (kilnd or
+//! buildkitd) at an address. A Dockerfile build becomes BuildKit's solve of the
+//! `dockerfile.v0` frontend with its attributes (as buildx sends them); the context,
+//! Dockerfile, named local contexts, secrets and output places are lent through the
+//! session; progress comes back as BuildKit's status updates.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use crate::build::{
+    BuildContext, BuildRequest, BuildResult, CacheRecord, CheckWarning, DefinitionRequest, Event,
+    Export, PruneOptions,
+};
+use crate::builder::{Builder, BuilderInfo, Error};
+use crate::client::{Client, TlsFiles};
+use crate::proto::moby::buildkit::v1 as control;
+use crate::session::attachables::{Attachables, OutputTarget};
+
+/// A daemon at an address (`unix://…`, `tcp://…` with TLS), driven as a [`Builder`].
+pub struct RemoteBuilder {
+    address: String,
+    tls: TlsFiles,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl RemoteBuilder {
+    /// A builder for the daemon at `address`; nothing is dialled until it is used.
+    pub fn new(address: &str, tls: TlsFiles) -> Result<Self, Error> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Unsupported(format!("starting the client runtime: {e}")))?;
+        Ok(Self {
+            address: address.to_owned(),
+            tls,
+            runtime,
+        })
+    }
+
+    async fn client(&self) -> Result<Client, Error> {
+        Ok(Client::connect(&self.address, &self.tls).await?)
+    }
+
+    /// Runs one solve with a session lending `attachables`; `progress` sees its steps.
+    fn solve(
+        &self,
+        solve: control::SolveRequest,
+        attachables: Attachables,
+        shared_key: &str,
+        progress: &(dyn Fn(Event) + Sync),
+    ) -> Result<BuildResult, Error> {
+        let (events_in, events_out) = std::sync::mpsc::channel::<control::StatusResponse>();
+        let state = Mutex::new(StatusEvents::default());
+        let response = std::thread::scope(|scope| {
+            let printer = scope.spawn(|| {
+                for update in events_out {
+                    let events = state
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .events(update);
+                    for event in events {
+                        progress(event);
+                    }
+                }
+            });
+            let response = self.runtime.block_on(async {
+                self.client()
+                    .await?
+                    .solve(solve, attachables, shared_key, move |update| {
+                        let _ = events_in.send(update);
+                    })
+                    .await
+                    .map_err(Error::from)
+            });
+            let _ = printer.join();
+            response
+        });
+        Ok(result_of(&response?))
+    }
+}
+
+impl Builder for RemoteBuilder {
+    fn build(
+        &self,
+        request: &BuildRequest,
+        progress: &(dyn Fn(Event) + Sync),
+    ) -> Result<BuildResult, Error> {
+        let (exporters, outputs) = exporters(&request.outputs)?;
+        let mut dirs = BTreeMap::from([
+            ("context".to_owned(), request.context.clone()),
+            (
+                "dockerfile".to_owned(),
+                request
+                    .dockerfile
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default(),
+            ),
+        ]);
+        for (name, context) in &request.named_contexts {
+            if let BuildContext::Dir(dir) = context {
+                dirs.insert(name.clone(), dir.clone());
+            }
+        }
+        let attachables = Attachables {
+            dirs,
+            secrets: request.secrets.clone(),
+            outputs,
+            ssh: request.ssh.clone(),
+        };
+        let solve = control::SolveRequest {
+            frontend: "dockerfile.v0".to_owned(),
+            frontend_attrs: frontend_attrs(request)?,
+            exporters,
+            entitlements: request.entitlements.clone(),
+            ..control::SolveRequest::default()
+        };
+        // Builds of one directory share a key, so the daemon keeps their files between
+        // builds and transfers only what changed.
+        let shared_key = std::fs::canonicalize(&request.context)
+            .unwrap_or_else(|_| request.context.clone())
+            .display()
+            .to_string();
+        self.solve(solve, attachables, &shared_key, progress)
+    }
+
+    fn check(&self, _request: &BuildRequest) -> Result<Vec<CheckWarning>, Error> {
+        Err(Error::Unsupported(
+            "--call check: only builds are run on a remote builder yet".to_owned(),
+        ))
+    }
+
+    fn build_definition(
+        &self,
+        request: &DefinitionRequest,
+        progress: &(dyn Fn(Event) + Sync),
+    ) -> Result<BuildResult, Error> {
+        let (exporters, outputs) = exporters(&request.outputs)?;
+        let mut frontend_attrs = HashMap::new();
+        if request.no_cache {
+            frontend_attrs.insert("no-cache".to_owned(), String::new());
+        }
+        let solve = control::SolveRequest {
+            definition: Some(
+                prost::Message::decode(request.definition.as_slice()).map_err(|e| {
+                    Error::Unsupported(format!("the LLB definition does not decode: {e}"))
+                })?,
+            ),
+            frontend_attrs,
+            exporters,
+            entitlements: request.entitlements.clone(),
+            ..control::SolveRequest::default()
+        };
+        let attachables = Attachables {
+            dirs: request.locals.clone(),
+            outputs,
+            ..Attachables::default()
+        };
+        self.solve(solve, attachables, "", progress)
+    }
+
+    fn disk_usage(&self, filters: &[String]) -> Result<Vec<CacheRecord>, Error> {
+        let records = self.runtime.block_on(async {
+            Ok::<_, Error>(self.client().await?.disk_usage(filters.to_vec()).await?)
+        })?;
+        Ok(records.iter().map(cache_record).collect())
+    }
+
+    fn prune(&self, options: &PruneOptions) -> Result<Vec<CacheRecord>, Error> {
+        let request = control::PruneRequest {
+            filter: options.filters.clone(),
+            all: options.all,
+            reserved_space: i64::try_from(options.keep_storage).unwrap_or(i64::MAX),
+            ..control::PruneRequest::default()
+        };
+        let removed = self
+            .runtime
+            .block_on(async { Ok::<_, Error>(self.client().await?.prune(request).await?) })?;
+        Ok(removed.iter().map(cache_record).collect())
+    }
+
+    fn info(&self) -> Result<BuilderInfo, Error> {
+        let (info, workers) = self.runtime.block_on(async {
+            let client = self.client().await?;
+            Ok::<_, Error>((client.info().await?, client.workers().await?))
+        })?;
+        let version = info
+            .buildkit_version
+            .map(|v| format!("{} {}", v.package, v.version))
+            .unwrap_or_default();
+        let platforms = workers
+            .iter()
+            .flat_map(|w| &w.platforms)
+            .map(|p| {
+                let mut text = format!("{}/{}", p.os, p.architecture);
+                if !p.variant.is_empty() {
+                    text = format!("{text}/{}", p.variant);
+                }
+                text
+            })
+            .collect();
+        Ok(BuilderInfo { version, platforms })
+    }
+}
+
+fn unix_seconds(timestamp: &Option<crate::proto::google::protobuf::Timestamp>) -> i64 {
+    timestamp.as_ref().map_or(0, |t| t.seconds)
+}
+
+fn cache_record(record: &control::UsageRecord) -> CacheRecord {
+    CacheRecord {
+        id: record.id.clone(),
+        kind: record.record_type.clone(),
+        description: record.description.clone(),
+        size: u64::try_from(record.size).unwrap_or_default(),
+        created: unix_seconds(&record.created_at),
+        last_used: unix_seconds(&record.last_used_at),
+        usage_count: u64::try_from(record.usage_count).unwrap_or_default(),
+        parents: record.parents.clone(),
+    }
+}
+
+/// The frontend attributes of a Dockerfile build, as buildx sets them.
+fn frontend_attrs(request: &BuildRequest) -> Result<HashMap<String, String>, Error> {
+    let mut attrs = HashMap::new();
+    attrs.insert(
+        "filename".to_owned(),
+        request
+            .dockerfile
+            .file_name()
+            .map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned()),
+    );
+    for (key, value) in &request.build_args {
+        attrs.insert(format!("build-arg:{key}"), value.clone());
+    }
+    for (key, value) in &request.labels {
+        attrs.insert(format!("label:{key}"), value.clone());
+    }
+    if let Some(target) = &request.target {
+        attrs.insert("target".to_owned(), target.clone());
+    }
+    if request.no_cache {
+        attrs.insert("no-cache".to_owned(), String::new());
+    } else if !request.no_cache_filter.is_empty() {
+        attrs.insert("no-cache".to_owned(), request.no_cache_filter.join(","));
+    }
+    if request.pull {
+        attrs.insert("image-resolve-mode".to_owned(), "pull".to_owned());
+    }
+    let run = &request.run;
+    if let Some(network) = run.network.as_deref().filter(|n| *n != "default") {
+        attrs.insert("force-network-mode".to_owned(), network.to_owned());
+    }
+    if !run.extra_hosts.is_empty() {
+        let hosts: Vec<String> = run
+            .extra_hosts
+            .iter()
+            .map(|(name, address)| format!("{name}={address}"))
+            .collect();
+        attrs.insert("add-hosts".to_owned(), hosts.join(","));
+    }
+    if !run.ulimits.is_empty() {
+        let limits: Vec<String> = run
+            .ulimits
+            .iter()
+            .map(|(name, soft, hard)| format!("{name}={soft}:{hard}"))
+            .collect();
+        attrs.insert("ulimit".to_owned(), limits.join(","));
+    }
+    if run.shm_size > 0 {
+        attrs.insert("shm-size".to_owned(), run.shm_size.to_string());
+    }
+    if let Some(parent) = &run.cgroup_parent {
+        attrs.insert("cgroup-parent".to_owned(), parent.clone());
+    }
+    for (name, context) in &request.named_contexts {
+        let value = match context {
+            BuildContext::Image(reference) => format!("docker-image://{reference}"),
+            BuildContext::Dir(_) => format!("local:{name}"),
+            BuildContext::Http(url) => url.clone(),
+            BuildContext::Git { url, reference } => format!("{url}#{reference}"),
+            BuildContext::OciLayout { .. } | BuildContext::Build(_) => {
+                return Err(Error::Unsupported(format!(
+                    "--build-context {name}: OCI layouts and other builds as named contexts are not sent to a remote builder yet"
+                )));
+            }
+        };
+        attrs.insert(format!("context:{name}"), value);
+    }
+    Ok(attrs)
+}
+
+/// The request's exporters as a daemon takes them, and where each result goes here.
+fn exporters(
+    exports: &[Export],
+) -> Result<(Vec<control::Exporter>, BTreeMap<usize, OutputTarget>), Error> {
+    let mut exporters = Vec::new();
+    let mut targets = BTreeMap::new();
+    for (index, export) in exports.iter().enumerate() {
+        let mut attrs = export.attrs.clone();
+        let dest = attrs.remove("dest");
+        let stdout = dest.as_deref().is_none_or(|d| d == "-");
+        match export.kind.as_str() {
+            "local" => {
+                let dest = dest.ok_or_else(|| {
+                    Error::Unsupported("dest is required for local exporter".to_owned())
+                })?;
+                targets.insert(index, OutputTarget::Dir(dest.into()));
+            }
+            "tar" | "oci" | "docker" => {
+                if attrs.get("tar").is_some_and(|t| t == "false") {
+                    return Err(Error::Unsupported(format!(
+                        "{} with tar=false: writing an OCI layout directory from a remote builder is not supported yet",
+                        export.kind
+                    )));
+                }
+                let target = match dest {
+                    Some(dest) if !stdout => OutputTarget::File(dest.into()),
+                    _ => OutputTarget::Stdout,
+                };
+                targets.insert(index, target);
+            }
+            _ => {}
+        }
+        exporters.push(control::Exporter {
+            r#type: export.kind.clone(),
+            attrs: attrs.into_iter().collect(),
+        });
+    }
+    Ok((exporters, targets))
+}
+
+/// BuildKit's status updates as the engine's progress events: a vertex is announced
+/// when it starts (or is found cached) and ends once.
+#[derive(Default)]
+struct StatusEvents {
+    started: HashMap<String, SystemTime>,
+    ended: std::collections::HashSet<String>,
+}
+
+fn time_of(timestamp: &Option<crate::proto::google::protobuf::Timestamp>) -> Option<SystemTime> {
+    timestamp.as_ref().map(|t| {
+        SystemTime::UNIX_EPOCH + Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32)
+    })
+}
+
+impl StatusEvents {
+    fn events(&mut self, update: control::StatusResponse) -> Vec<Event> {
+        let mut events = Vec::new();
+        for vertex in update.vertexes {
+            let digest = vertex.digest.clone();
+            if self.ended.contains(&digest) {
+                continue;
+            }
+            if vertex.cached {
+                self.ended.insert(digest.clone());
+                events.push(Event::Cached {
+                    digest,
+                    name: vertex.name,
+                });
+                continue;
+            }
+            let Some(started) = time_of(&vertex.started) else {
+                continue;
+            };
+            if !self.started.contains_key(&digest) {
+                self.started.insert(digest.clone(), started);
+                events.push(Event::Started {
+                    digest: digest.clone(),
+                    name: vertex.name.clone(),
+                });
+            }
+            if let Some(completed) = time_of(&vertex.completed) {
+                self.ended.insert(digest.clone());
+                let duration = completed.duration_since(started).unwrap_or_default();
+                events.push(if vertex.error.is_empty() {
+                    Event::Done { digest, duration }
+                } else {
+                    Event::Failed {
+                        digest,
+                        error: vertex.error,
+                        duration,
+                    }
+                });
+            }
+        }
+        for log in update.logs {
+            events.push(Event::Log {
+                digest: log.vertex,
+                data: log.msg,
+            });
+        }
+        events
+    }
+}
+
+/// What the exporters answered, as a build's result.
+fn result_of(response: &HashMap<String, String>) -> BuildResult {
+    use base64::Engine as _;
+    BuildResult {
+        manifest_digest: response.get("containerimage.digest").cloned(),
+        config_digest: response.get("containerimage.config.digest").cloned(),
+        manifest: response
+            .get("containerimage.descriptor")
+            .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+            .and_then(|json| serde_json::from_slice(&json).ok()),
+        image_names: response
+            .get("image.name")
+            .map(|names| names.split(',').map(str::to_owned).collect())
+            .unwrap_or_default(),
+        ..BuildResult::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_as_frontend_attributes() {
+        let request = BuildRequest {
+            dockerfile: "/ctx/app.Dockerfile".into(),
+            build_args: BTreeMap::from([("A".to_owned(), "1".to_owned())]),
+            target: Some("final".to_owned()),
+            no_cache_filter: vec!["deps".to_owned()],
+            named_contexts: BTreeMap::from([(
+                "base".to_owned(),
+                BuildContext::Image("busybox".to_owned()),
+            )]),
+            ..BuildRequest::default()
+        };
+        let attrs = frontend_attrs(&request).unwrap();
+        assert_eq!(attrs["filename"], "app.Dockerfile");
+        assert_eq!(attrs["build-arg:A"], "1");
+        assert_eq!(attrs["target"], "final");
+        assert_eq!(attrs["no-cache"], "deps");
+        assert_eq!(attrs["context:base"], "docker-image://busybox");
+    }
+
+    #[test]
+    fn status_updates_become_events_once() {
+        use crate::proto::google::protobuf::Timestamp;
+        let at = |s| {
+            Some(Timestamp {
+                seconds: s,
+                nanos: 0,
+            })
+        };
+        let vertex = |started, completed| control::Vertex {
+            digest: "sha256:a".to_owned(),
+            name: "[1/2] RUN x".to_owned(),
+            started,
+            completed,
+            ..control::Vertex::default()
+        };
+        let mut events = StatusEvents::default();
+        let update = |v| control::StatusResponse {
+            vertexes: vec![v],
+            ..control::StatusResponse::default()
+        };
+        assert!(matches!(
+            events.events(update(vertex(at(1), None)))[..],
+            [Event::Started { .. }]
+        ));
+        assert!(events.events(update(vertex(at(1), None))).is_empty());
+        assert!(matches!(
+            events.events(update(vertex(at(1), at(3))))[..],
+            [Event::Done { duration, .. }] if duration == Duration::from_secs(2)
+        ));
+        assert!(events.events(update(vertex(at(1), at(3)))).is_empty());
+    }
+}
