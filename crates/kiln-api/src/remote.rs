@@ -110,6 +110,7 @@ impl Builder for RemoteBuilder {
             secrets: request.secrets.clone(),
             outputs,
             ssh: request.ssh.clone(),
+            registry_auth: true,
         };
         let solve = control::SolveRequest {
             frontend: "dockerfile.v0".to_owned(),
@@ -157,6 +158,7 @@ impl Builder for RemoteBuilder {
         let attachables = Attachables {
             dirs: request.locals.clone(),
             outputs,
+            registry_auth: true,
             ..Attachables::default()
         };
         self.solve(solve, attachables, "", progress)

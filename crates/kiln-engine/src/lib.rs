@@ -29,6 +29,7 @@ use kiln_worker::{LocalContexts, SolveOptions, Worker, WorkerConfig};
 
 pub use error::Error;
 pub use kiln_llb::Platform;
+pub use kiln_registry::{CredentialSource, Credentials};
 pub use kiln_worker::Secrets;
 
 /// Engine settings.
@@ -193,6 +194,9 @@ pub struct SessionHooks {
     pub client_secrets: Option<Arc<dyn Secrets>>,
     /// This build's cancellation.
     pub cancelled: Option<Arc<AtomicBool>>,
+    /// Where registry credentials come from instead of the daemon's own docker
+    /// configuration (the client's session).
+    pub credentials: Option<Arc<dyn CredentialSource>>,
 }
 
 /// A solved build not exported yet: its result's layers, its image config, and what
@@ -211,6 +215,8 @@ pub struct Solved {
     pub checks: Vec<CheckWarning>,
     /// What the user should know (unused build args…).
     pub warnings: Vec<String>,
+    /// The registry client acting for the client that solved it (pushes use it too).
+    registry: Option<Arc<RegistryClient>>,
 }
 
 impl Solved {
@@ -287,7 +293,7 @@ impl Secrets for ClientSecrets<'_> {
     }
 }
 
-struct Resolver<'a>(&'a Worker, kiln_worker::ResolveMode);
+struct Resolver<'a>(&'a Worker, &'a RegistryClient, kiln_worker::ResolveMode);
 
 impl ImageResolver for Resolver<'_> {
     fn resolve_image_config(
@@ -297,7 +303,7 @@ impl ImageResolver for Resolver<'_> {
     ) -> Result<ResolvedImage, String> {
         let (name, digest, config) = self
             .0
-            .resolve_image_config(reference, platform, self.1)
+            .resolve_image_config(Some(self.1), reference, platform, self.2)
             .map_err(|e| e.to_string())?;
         Ok(ResolvedImage {
             reference: name,
@@ -556,7 +562,14 @@ impl Engine {
                 .map(Path::to_path_buf)
                 .unwrap_or_default(),
         )]);
-        let conversion = self.convert(request, &dockerfile, "context", &mut dirs)?;
+        let registry = self.client_registry(hooks);
+        let conversion = self.convert(
+            request,
+            &dockerfile,
+            "context",
+            &mut dirs,
+            registry.as_deref().unwrap_or(self.worker.registry()),
+        )?;
         let definition = conversion.state.marshal(&MarshalOptions {
             platform: Some(conversion.platform.clone()),
             local_unique_id: None,
@@ -581,6 +594,7 @@ impl Engine {
                     },
                     entitlements: &request.entitlements,
                     cancelled: hooks.cancelled.clone(),
+                    registry: registry.as_deref(),
                 },
             )
             .map_err(|e| step_error(e, &definition, &dockerfile, &request.dockerfile))?;
@@ -606,7 +620,17 @@ impl Engine {
                 .and_then(|v| v.parse::<i64>().ok()),
             checks: check_warnings(&conversion, &dockerfile, &request.dockerfile),
             warnings,
+            registry,
         })
+    }
+
+    /// The registry client acting for a daemon's client (with its credentials), when
+    /// the hooks lend them.
+    fn client_registry(&self, hooks: &SessionHooks) -> Option<Arc<RegistryClient>> {
+        let credentials = hooks.credentials.clone()?;
+        Some(Arc::new(
+            self.worker.registry().with_credentials(credentials),
+        ))
     }
 
     /// Refuses exporters that are unknown or have bad options, before any work.
@@ -618,14 +642,7 @@ impl Engine {
     pub fn export(&self, solved: &Solved, exports: &[Export]) -> Result<BuildResult, Error> {
         let outputs = parse_exports(exports)?;
         let mut out = BuildResult::default();
-        self.finish(
-            &outputs,
-            &solved.chain,
-            &solved.image,
-            &solved.sources,
-            solved.epoch,
-            &mut out,
-        )?;
+        self.finish(&outputs, solved, &mut out)?;
         Ok(out)
     }
 
@@ -675,6 +692,7 @@ impl Engine {
     ) -> Result<Solved, Error> {
         self.check_entitlements(&request.entitlements)?;
         let definition = LoadedDefinition::decode(&request.definition)?;
+        let registry = self.client_registry(hooks);
         let contexts = Contexts {
             dirs: request.locals.clone(),
         };
@@ -696,9 +714,11 @@ impl Engine {
                 },
                 entitlements: &request.entitlements,
                 cancelled: hooks.cancelled.clone(),
+                registry: registry.as_deref(),
             },
         )?;
         let mut solved = self.empty_result();
+        solved.registry = registry;
         solved.chain = result.map(|r| r.chain).unwrap_or_default();
         solved.sources = build_sources(&definition);
         Ok(solved)
@@ -754,12 +774,11 @@ impl Engine {
     fn finish(
         &self,
         outputs: &[Exporter],
-        chain: &[u64],
-        image: &serde_json::Value,
-        sources: &[serde_json::Value],
-        epoch: Option<i64>,
+        solved: &Solved,
         out: &mut BuildResult,
     ) -> Result<(), Error> {
+        let (chain, epoch) = (&solved.chain, solved.epoch);
+        let registry = solved.registry.as_deref().unwrap_or(self.worker.registry());
         let times = Times {
             // Without an epoch the image is as old as its newest layer, so a cached
             // rebuild is identical.
@@ -774,11 +793,11 @@ impl Engine {
         for output in outputs {
             let wants_buildinfo = output.image_options().is_some_and(|o| o.buildinfo);
             let image = if wants_buildinfo {
-                with_buildinfo(image, sources)
+                with_buildinfo(&solved.image, &solved.sources)
             } else {
-                image.clone()
+                solved.image.clone()
             };
-            self.export_one(output, chain, &image, times, out)?;
+            self.export_one(output, chain, &image, times, registry, out)?;
         }
         out.warnings.extend(self.worker.take_warnings());
         if let Err(e) = self.collect_garbage() {
@@ -819,15 +838,20 @@ impl Engine {
         &self,
         reference: &str,
         pull: bool,
+        hooks: &SessionHooks,
     ) -> Result<(String, String, Vec<u8>), Error> {
         let mode = if pull {
             kiln_worker::ResolveMode::Pull
         } else {
             kiln_worker::ResolveMode::Default
         };
-        Ok(self
-            .worker
-            .resolve_image_config(reference, &self.platform, mode)?)
+        let registry = self.client_registry(hooks);
+        Ok(self.worker.resolve_image_config(
+            registry.as_deref(),
+            reference,
+            &self.platform,
+            mode,
+        )?)
     }
 
     /// A result with nothing in it (a client frontend that returns no ref), with the
@@ -844,6 +868,7 @@ impl Engine {
             epoch: None,
             checks: Vec::new(),
             warnings: Vec::new(),
+            registry: None,
         }
     }
 
@@ -857,7 +882,13 @@ impl Engine {
         let dockerfile = fs::read(&request.dockerfile)
             .map_err(|e| Error::Usage(format!("reading the Dockerfile: {e}")))?;
         let mut dirs = BTreeMap::new();
-        let conversion = self.convert(request, &dockerfile, "context", &mut dirs)?;
+        let conversion = self.convert(
+            request,
+            &dockerfile,
+            "context",
+            &mut dirs,
+            self.worker.registry(),
+        )?;
         Ok(check_warnings(
             &conversion,
             &dockerfile,
@@ -874,6 +905,7 @@ impl Engine {
         dockerfile: &[u8],
         context_name: &str,
         dirs: &mut BTreeMap<String, PathBuf>,
+        registry: &RegistryClient,
     ) -> Result<convert::Conversion, Error> {
         dirs.insert(context_name.to_owned(), request.context.clone());
         // `BUILDKIT_SYNTAX` overrides the directive, as in BuildKit.
@@ -962,6 +994,7 @@ impl Engine {
                         &linked_dockerfile,
                         &format!("{context_name}:{name}"),
                         dirs,
+                        registry,
                     )?;
                     NamedContext::State {
                         state: Box::new(conversion.state),
@@ -1009,7 +1042,8 @@ impl Engine {
         } else {
             kiln_worker::ResolveMode::Default
         };
-        convert::convert(dockerfile, &options, &Resolver(&self.worker, mode)).map_err(|error| {
+        let resolver = Resolver(&self.worker, registry, mode);
+        convert::convert(dockerfile, &options, &resolver).map_err(|error| {
             let excerpt = error.location.map_or_else(String::new, |range| {
                 source_excerpt(
                     dockerfile,
@@ -1120,6 +1154,7 @@ impl Engine {
         chain: &[u64],
         image: &serde_json::Value,
         times: Times,
+        registry: &RegistryClient,
         out: &mut BuildResult,
     ) -> Result<(), Error> {
         // The local and tar exporters read the result through a read-only mount.
@@ -1168,7 +1203,7 @@ impl Engine {
                 }
                 if export.push {
                     out.pushed.extend(kiln_export::push::push(
-                        self.worker.registry(),
+                        registry,
                         self.worker.content(),
                         &assembled,
                         export,

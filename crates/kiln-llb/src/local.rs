@@ -168,8 +168,7 @@ fn read_dir_entries(path: &Path) -> Result<Vec<(String, Entry)>, SelectError> {
                 gid: stat.st_gid,
                 rdev: stat.st_rdev as u64,
                 socket: false,
-            }
-            .as_sent(),
+            },
         ));
     }
     Ok(out)
@@ -178,6 +177,21 @@ fn read_dir_entries(path: &Path) -> Result<Vec<(String, Entry)>, SelectError> {
 /// The entries of `dir` that `filter` selects, sorted relative paths with their
 /// metadata as sent (each entry is looked at once).
 pub fn select(dir: &Path, filter: &Filter) -> Result<Vec<(String, Entry)>, SelectError> {
+    let mut entries = walk(dir, filter)?;
+    for (_, entry) in &mut entries {
+        *entry = entry.as_sent();
+    }
+    Ok(entries)
+}
+
+/// Every entry under `dir`, sorted relative paths with their metadata as it is on
+/// disk (owners kept), each looked at once: what a receiver already has.
+pub fn entries(dir: &Path) -> Result<Vec<(String, Entry)>, SelectError> {
+    walk(dir, &Filter::default())
+}
+
+/// The entries `filter` selects, with their metadata as it is on disk.
+fn walk(dir: &Path, filter: &Filter) -> Result<Vec<(String, Entry)>, SelectError> {
     let excludes = Matcher::parse(&filter.exclude_patterns)?;
     let includes = Matcher::parse(&filter.include_patterns)?;
     let follow_paths = &filter.follow_paths;

@@ -1,10 +1,13 @@
 //! OCI/Docker image model: platforms, image references, descriptors, manifests, indexes
-//! and media types; OCI layout and layer tars join as they get code.
+//! and media types; OCI layout and layer tars join as they get code. Also the docker
+//! configuration's registry credentials (`docker_config`), which the registry client
+//! and a client's session both read (the lowest crate both reach).
 //!
 //! This crate is the vocabulary at the bottom of the workspace: it depends on no other
 //! kiln crate.
 
 mod compression;
+pub mod docker_config;
 pub mod manifest;
 mod platform;
 mod reference;

@@ -2,13 +2,14 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use kiln_oci::{Index, Manifest, Platform, Reference, media_type};
 use sha2::{Digest as _, Sha256};
 use ureq::Agent;
 
 use crate::Error;
+use crate::auth::CredentialSource;
 
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
@@ -54,7 +55,6 @@ pub struct HostOptions {
 }
 
 /// A registry client; share one for connection reuse and cached tokens.
-#[derive(Debug)]
 pub struct RegistryClient {
     agent: Agent,
     /// Per-host settings, by the host's name as users write it (`docker.io`).
@@ -68,6 +68,16 @@ pub struct RegistryClient {
     tokens: Mutex<HashMap<String, String>>,
     /// Hosts that may be spoken to over plain HTTP (`registry.insecure`), besides loopback.
     insecure: Mutex<std::collections::HashSet<String>>,
+    /// Where credentials come from: this process's docker configuration, or a client's.
+    credentials: Arc<dyn CredentialSource>,
+}
+
+impl std::fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("hosts", &self.hosts)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for RegistryClient {
@@ -242,7 +252,25 @@ impl RegistryClient {
             schemes: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             insecure: Mutex::new(std::collections::HashSet::new()),
+            credentials: Arc::new(crate::auth::DockerConfig),
         })
+    }
+
+    /// The same client acting for someone else: credentials from `source` (a remote
+    /// client's session), and tokens of its own, so no client rides on another's.
+    pub fn with_credentials(&self, source: Arc<dyn CredentialSource>) -> Self {
+        let copy = |m: &Mutex<HashMap<String, &'static str>>| {
+            Mutex::new(m.lock().map(|m| m.clone()).unwrap_or_default())
+        };
+        Self {
+            agent: self.agent.clone(),
+            hosts: self.hosts.clone(),
+            tls_agents: self.tls_agents.clone(),
+            schemes: copy(&self.schemes),
+            tokens: Mutex::new(HashMap::new()),
+            insecure: Mutex::new(self.insecure.lock().map(|h| h.clone()).unwrap_or_default()),
+            credentials: source,
+        }
     }
 
     /// The agent for a URL: its host's own TLS settings, else the default.
@@ -440,13 +468,13 @@ impl RegistryClient {
                     .get("www-authenticate")
                     .and_then(|h| h.to_str().ok())
                     .is_some_and(|h| h.to_ascii_lowercase().starts_with("basic"));
-                let credentials = crate::auth::credentials(&reference.domain);
+                let credentials = self.credentials.credentials(api_host(&reference.domain));
                 let authorization = match (challenge, basic, &credentials) {
                     (Some(challenge), _, _) => Some(format!(
                         "Bearer {}",
                         self.fetch_token(&challenge, reference, actions, credentials.as_ref())?
                     )),
-                    (None, true, Some(credentials)) => Some(credentials.basic()),
+                    (None, true, Some(credentials)) => Some(crate::auth::basic(credentials)),
                     _ => None,
                 };
                 if let Some(authorization) = authorization {
@@ -491,7 +519,7 @@ impl RegistryClient {
         challenge: &HashMap<String, String>,
         reference: &Reference,
         actions: &str,
-        credentials: Option<&crate::auth::Credentials>,
+        credentials: Option<&kiln_oci::docker_config::Credentials>,
     ) -> Result<String, Error> {
         let realm = challenge.get("realm").cloned().unwrap_or_default();
         let mut url = format!("{realm}?scope=repository:{}:{actions}", reference.path);
@@ -501,7 +529,7 @@ impl RegistryClient {
         let mut request = self.agent.get(&url);
         // The token server knows the user by the stored credentials.
         if let Some(credentials) = credentials {
-            request = request.header("Authorization", credentials.basic());
+            request = request.header("Authorization", crate::auth::basic(credentials));
         }
         let mut response = request.call().map_err(|e| Error::Http {
             url: url.clone(),

@@ -8,5 +8,7 @@ mod auth;
 mod client;
 mod error;
 
+pub use auth::{CredentialSource, DockerConfig};
 pub use client::{Fetched, HostOptions, RegistryClient, Resolved};
 pub use error::Error;
+pub use kiln_oci::docker_config::Credentials;

@@ -161,6 +161,9 @@ pub struct SolveOptions<'a> {
     /// This build's own cancellation (its client went away): nothing new starts and
     /// running steps are killed; the worker's own flag cancels every build.
     pub cancelled: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// The registry client acting for this build's client (its credentials); the
+    /// worker's own when `None`.
+    pub registry: Option<&'a RegistryClient>,
 }
 
 pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
@@ -520,7 +523,14 @@ impl Worker {
     ) -> Result<Ref, Error> {
         match source.identifier.split_once("://") {
             Some(("docker-image", reference)) => {
-                source::image::pull(self, reference, ResolveMode::of_source(source), log)
+                let registry = options.registry.unwrap_or(&self.registry);
+                source::image::pull(
+                    self,
+                    registry,
+                    reference,
+                    ResolveMode::of_source(source),
+                    log,
+                )
             }
             Some(("local", name)) => {
                 let scan = match context_scan {
@@ -551,11 +561,13 @@ impl Worker {
     /// Dockerfile frontend's image resolver).
     pub fn resolve_image_config(
         &self,
+        registry: Option<&RegistryClient>,
         reference: &str,
         platform: &Platform,
         mode: ResolveMode,
     ) -> Result<(String, String, Vec<u8>), Error> {
-        source::image::resolve_config(self, reference, platform, mode)
+        let registry = registry.unwrap_or(&self.registry);
+        source::image::resolve_config(self, registry, reference, platform, mode)
     }
 
     /// Every record of the build cache (`du`).

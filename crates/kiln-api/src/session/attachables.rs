@@ -55,6 +55,9 @@ pub struct Attachables {
     pub outputs: BTreeMap<usize, OutputTarget>,
     /// ssh agents' sockets by id (`--ssh`).
     pub ssh: BTreeMap<String, PathBuf>,
+    /// Answer the daemon's requests for registry credentials from this user's docker
+    /// configuration.
+    pub registry_auth: bool,
 }
 
 impl Attachables {
@@ -68,6 +71,9 @@ impl Attachables {
             methods.push("/moby.filesync.v1.FileSend/DiffCopy");
         }
         methods.push("/moby.buildkit.secrets.v1.Secrets/GetSecret");
+        if self.registry_auth {
+            methods.push("/moby.filesync.v1.Auth/Credentials");
+        }
         if !self.ssh.is_empty() {
             methods.push("/moby.sshforward.v1.SSH/CheckAgent");
             methods.push("/moby.sshforward.v1.SSH/ForwardAgent");
@@ -90,6 +96,11 @@ impl Attachables {
             .add_service(
                 crate::proto::moby::sshforward::v1::ssh_server::SshServer::new(
                     super::sshforward::Agents(lent.ssh.clone()),
+                ),
+            )
+            .add_service(
+                crate::proto::moby::filesync::v1::auth_server::AuthServer::new(
+                    super::auth::DockerConfigAuth,
                 ),
             )
             .add_service(health_server::HealthServer::new(Healthy))

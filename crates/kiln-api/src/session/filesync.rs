@@ -13,7 +13,7 @@
 //! a rebuild transfers only what changed. [`send_dir`] and [`send_file`] export a
 //! result to the client.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Component, Path, PathBuf};
@@ -24,6 +24,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::transport::Channel;
+
+use kiln_llb::local::Entry;
 
 use super::fsmode::{self, Kind};
 use crate::proto::fsutil::types::packet::PacketType;
@@ -142,20 +144,20 @@ fn safe_relative(path: &str) -> Option<PathBuf> {
 }
 
 /// What a receiver already has at a path, to decide whether to ask for it again.
-fn unchanged(local: &std::fs::Metadata, stat: &Stat, kind: Kind) -> bool {
+fn unchanged(local: &Entry, stat: &Stat, kind: Kind) -> bool {
     let same_kind = match kind {
-        Kind::File => local.file_type().is_file(),
-        Kind::Dir => local.file_type().is_dir(),
-        Kind::Symlink => local.file_type().is_symlink(),
+        Kind::File => local.is_file(),
+        Kind::Dir => local.is_dir(),
+        Kind::Symlink => local.is_symlink(),
         _ => false,
     };
     same_kind
-        && (kind == Kind::Dir || local.size() as i64 == stat.size)
-        && local.uid() == stat.uid
-        && local.gid() == stat.gid
-        && (kind == Kind::Symlink || local.mode() & 0o7777 == fsmode::permissions(stat.mode))
+        && (kind == Kind::Dir || local.size as i64 == stat.size)
+        && local.uid == stat.uid
+        && local.gid == stat.gid
+        && (kind == Kind::Symlink || local.mode & 0o7777 == fsmode::permissions(stat.mode))
         && (kind == Kind::Dir
-            || local.mtime() as i128 * 1_000_000_000 + local.mtime_nsec() as i128
+            || local.mtime as i128 * 1_000_000_000 + local.mtime_nsec as i128
                 == stat.mod_time as i128)
 }
 
@@ -305,10 +307,15 @@ pub(crate) async fn receive_packets(
         }
     }
 
-    // Bring the tree in step; ask for the files that differ.
-    let wanted: BTreeSet<&Path> = stats.iter().map(|(p, _)| p.as_path()).collect();
+    // Bring the tree in step; ask for the files that differ. What is here already is
+    // read in one walk (one lookup per entry, relative to its directory).
+    let local: HashMap<String, Entry> = kiln_llb::local::entries(dest)
+        .map_err(|e| io_error(&what, dest, std::io::Error::other(e)))?
+        .into_iter()
+        .collect();
     if !merge {
-        remove_unlisted(dest, dest, &wanted).map_err(|e| io_error(&what, dest, e))?;
+        let wanted: HashSet<&Path> = stats.iter().map(|(p, _)| p.as_path()).collect();
+        remove_unlisted(dest, &local, &wanted).map_err(|e| io_error(&what, dest, e))?;
     }
     let mut requested: HashMap<u32, Incoming> = HashMap::new();
     let mut hardlinks: Vec<(PathBuf, PathBuf, Stat)> = Vec::new();
@@ -316,7 +323,7 @@ pub(crate) async fn receive_packets(
     for (id, (rel, stat)) in stats.iter().enumerate() {
         let path = dest.join(rel);
         let kind = fsmode::kind(stat.mode);
-        let local = fs_err::symlink_metadata(&path).ok();
+        let local = rel.to_str().and_then(|rel| local.get(rel));
         let fail = |e| io_error(&what, &path, e);
         if kind == Kind::File && !stat.linkname.is_empty() {
             // A hardlink to an earlier entry.
@@ -477,15 +484,28 @@ pub(crate) async fn receive_packets(
     Ok(transferred)
 }
 
-/// Removes what is under `dir` and not in `wanted` (paths relative to `root`).
-fn remove_unlisted(root: &Path, dir: &Path, wanted: &BTreeSet<&Path>) -> std::io::Result<()> {
-    for entry in fs_err::read_dir(dir)? {
-        let path = entry?.path();
-        let rel = path.strip_prefix(root).unwrap_or(&path);
-        if !wanted.contains(rel) {
-            remove_any(&path)?;
-        } else if fs_err::symlink_metadata(&path)?.is_dir() {
-            remove_unlisted(root, &path, wanted)?;
+/// Removes the entries of `local` (what is under `root`) that are not in `wanted`.
+fn remove_unlisted(
+    root: &Path,
+    local: &HashMap<String, Entry>,
+    wanted: &HashSet<&Path>,
+) -> std::io::Result<()> {
+    let mut unlisted: Vec<&str> = local
+        .keys()
+        .map(String::as_str)
+        .filter(|rel| !wanted.contains(Path::new(rel)))
+        .collect();
+    // Parents before children: what is under a removed directory is gone with it.
+    unlisted.sort_unstable();
+    let mut removed: Option<&str> = None;
+    for rel in unlisted {
+        let under_removed = removed.is_some_and(|dir| {
+            rel.strip_prefix(dir)
+                .is_some_and(|rest| rest.starts_with('/'))
+        });
+        if !under_removed {
+            remove_any(&root.join(rel))?;
+            removed = Some(rel);
         }
     }
     Ok(())

@@ -11,6 +11,7 @@ use tokio_stream::{Stream, StreamExt as _};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 pub mod attachables;
+mod auth;
 pub mod filesync;
 mod fsmode;
 pub mod sshforward;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use fs_err as fs;
 use kiln_llb::pb;
 use kiln_oci::{Platform, Reference, media_type};
-use kiln_registry::Resolved;
+use kiln_registry::{RegistryClient, Resolved};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -151,6 +151,7 @@ fn remember(worker: &Worker, key: &str, resolved: &Resolved) -> Result<(), Error
 /// Resolves a reference for a platform in `mode`, keeping what the registry said.
 fn resolve(
     worker: &Worker,
+    registry: &RegistryClient,
     parsed: &Reference,
     platform: &Platform,
     mode: ResolveMode,
@@ -161,7 +162,7 @@ fn resolve(
             return Ok(resolved);
         }
     }
-    match worker.registry.resolve(parsed, platform) {
+    match registry.resolve(parsed, platform) {
         Ok(resolved) => {
             remember(worker, &key, &resolved)?;
             Ok(resolved)
@@ -185,26 +186,29 @@ fn resolve(
 /// The canonical name, the digest it resolved to, and the config (for the frontend).
 pub(crate) fn resolve_config(
     worker: &Worker,
+    registry: &RegistryClient,
     reference: &str,
     platform: &Platform,
     mode: ResolveMode,
 ) -> Result<(String, String, Vec<u8>), Error> {
     let parsed = parse(reference)?;
-    let resolved = resolve(worker, &parsed, platform, mode)?;
+    let resolved = resolve(worker, registry, &parsed, platform, mode)?;
     let mut name = parsed.clone();
     name.digest = None;
     Ok((name.to_string(), resolved.digest, resolved.config))
 }
 
-/// Pulls an image and returns its layers as snapshots.
+/// Pulls an image through `registry` (the build's client's credentials) and returns
+/// its layers as snapshots.
 pub(crate) fn pull(
     worker: &Worker,
+    registry: &RegistryClient,
     reference: &str,
     mode: ResolveMode,
     log: &(dyn Fn(&[u8]) + Sync),
 ) -> Result<Ref, Error> {
     let parsed = parse(reference)?;
-    let resolved = resolve(worker, &parsed, &worker.config.platform, mode)?;
+    let resolved = resolve(worker, registry, &parsed, &worker.config.platform, mode)?;
     let origin = format!("{}/{}", parsed.domain, parsed.path);
     unpack_image(
         worker,
@@ -220,9 +224,7 @@ pub(crate) fn pull(
                 log,
             };
             progress.report();
-            worker
-                .registry
-                .fetch_blob(&parsed, &layer.digest, &mut progress)?;
+            registry.fetch_blob(&parsed, &layer.digest, &mut progress)?;
             progress.report();
             Ok(())
         },

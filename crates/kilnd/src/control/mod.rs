@@ -6,7 +6,7 @@ mod solve;
 mod usage;
 mod workers;
 
-pub(crate) use solve::{definition_request, dockerfile_request};
+pub(crate) use solve::{definition_request, dockerfile_request, session_hooks};
 pub(crate) use workers::records as worker_records;
 
 use std::path::PathBuf;

@@ -17,6 +17,8 @@ use kiln_api::build::{
 use kiln_api::proto::moby::buildkit::secrets::v1::GetSecretRequest;
 use kiln_api::proto::moby::buildkit::secrets::v1::secrets_client::SecretsClient;
 use kiln_api::proto::moby::buildkit::v1 as control;
+use kiln_api::proto::moby::filesync::v1::CredentialsRequest;
+use kiln_api::proto::moby::filesync::v1::auth_client::AuthClient;
 use kiln_api::session::filesync::{self, Filter};
 use kiln_engine::{Engine, SessionHooks};
 use sha2::{Digest as _, Sha256};
@@ -518,10 +520,7 @@ pub(crate) async fn dockerfile_request(
                 "failed to read dockerfile: open {filename}: no such file or directory"
             ))
         })?;
-    let hooks = SessionHooks {
-        client_secrets: Some(Arc::new(SessionSecrets::new(daemon, session))),
-        cancelled: Some(Arc::clone(cancelled)),
-    };
+    let hooks = session_hooks(daemon, Some(session), cancelled);
     let request = BuildRequest {
         context: context_dir,
         dockerfile,
@@ -570,12 +569,7 @@ pub(crate) async fn definition_request(
         let dir = sync(daemon, session, &source.name, &purpose, &filter, job).await?;
         locals.insert(source.name, dir);
     }
-    let hooks = SessionHooks {
-        client_secrets: session.map(|session| {
-            Arc::new(SessionSecrets::new(daemon, session)) as Arc<dyn kiln_engine::Secrets>
-        }),
-        cancelled: Some(Arc::clone(cancelled)),
-    };
+    let hooks = session_hooks(daemon, session, cancelled);
     let request = DefinitionRequest {
         definition: bytes,
         locals,
@@ -583,6 +577,23 @@ pub(crate) async fn definition_request(
         ..DefinitionRequest::default()
     };
     Ok((request, hooks))
+}
+
+/// What a build borrows from its client's session: secrets, ssh agents and registry
+/// credentials, asked for when a step needs them; and its cancellation.
+pub(crate) fn session_hooks(
+    daemon: &Daemon,
+    session: Option<&Arc<Session>>,
+    cancelled: &Arc<AtomicBool>,
+) -> SessionHooks {
+    let lent = session.map(|session| Arc::new(SessionSecrets::new(daemon, session)));
+    SessionHooks {
+        client_secrets: lent
+            .clone()
+            .map(|lent| lent as Arc<dyn kiln_engine::Secrets>),
+        credentials: lent.map(|lent| lent as Arc<dyn kiln_engine::CredentialSource>),
+        cancelled: Some(Arc::clone(cancelled)),
+    }
 }
 
 /// Makes the places the exports write into.
@@ -642,6 +653,32 @@ impl Drop for SessionSecrets {
             listener.abort();
         }
         let _ = fs_err::remove_dir_all(&self.sockets);
+    }
+}
+
+impl kiln_engine::CredentialSource for SessionSecrets {
+    /// The client's credentials for a registry host (BuildKit's `Auth.Credentials`;
+    /// buildx and buildctl answer from their docker configuration).
+    fn credentials(&self, host: &str) -> Option<kiln_engine::Credentials> {
+        if !self.session.serves("/moby.filesync.v1.Auth/Credentials") {
+            return None;
+        }
+        let mut client = AuthClient::new(self.session.channel.clone());
+        let request = CredentialsRequest {
+            host: host.to_owned(),
+        };
+        // Called from the engine's threads, never from the runtime's.
+        let answer = self
+            .runtime
+            .block_on(client.credentials(request))
+            .ok()?
+            .into_inner();
+        (!answer.username.is_empty() || !answer.secret.is_empty()).then_some(
+            kiln_engine::Credentials {
+                username: answer.username,
+                secret: answer.secret,
+            },
+        )
     }
 }
 

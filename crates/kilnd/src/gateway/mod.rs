@@ -271,13 +271,15 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
         &self,
         request: Request<gw::ResolveImageConfigRequest>,
     ) -> Result<Response<gw::ResolveImageConfigResponse>, Status> {
-        let _ = self.build(&request).await?;
+        let build = self.build(&request).await?;
         let request = request.into_inner();
         let reference = request.r#ref.clone();
         let pull = request.resolve_mode == "pull";
+        let hooks =
+            crate::control::session_hooks(&self.daemon, build.session.as_ref(), &build.cancelled);
         let (name, digest, config) = self
             .daemon
-            .blocking(move |engine| engine.resolve_image_config(&reference, pull))
+            .blocking(move |engine| engine.resolve_image_config(&reference, pull, &hooks))
             .await?;
         Ok(Response::new(gw::ResolveImageConfigResponse {
             digest,

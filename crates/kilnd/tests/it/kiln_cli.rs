@@ -212,3 +212,113 @@ fn kiln_forwards_its_ssh_agent_through_kilnd() {
         "{listed}"
     );
 }
+
+/// Registry credentials come from the client, through its session (`Auth`), never
+/// from the daemon: through kilnd, a client with a login pushes to and pulls from a
+/// registry that wants one, and another client without it is refused, although the
+/// daemon has just talked to that registry for the first.
+#[test]
+fn registry_credentials_come_from_the_client() {
+    if !can_build() || !kiln_test::on_path("htpasswd") {
+        kiln_test::skip("needs root, runc, the registry tools and htpasswd (apache2-utils)");
+        return;
+    }
+    let Some(kiln) = kiln_binary() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let htpasswd = work.path().join("htpasswd");
+    let made = Command::new("htpasswd")
+        .arg("-Bbc")
+        .arg(&htpasswd)
+        .args(["kiln", "s3cret"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let port = kiln_test::free_port();
+    let config = work.path().join("registry.yml");
+    fs_err::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n\
+             auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\nlog:\n  level: error\n",
+            work.path().join("data").display(),
+            htpasswd.display()
+        ),
+    )
+    .unwrap();
+    // Killed when the test ends, passed or failed.
+    struct Stopped(std::process::Child);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _registry = Stopped(
+        Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let kilnd = Kilnd::start(&[]);
+    let logged_in = work.path().join("logged-in");
+    let anonymous = work.path().join("anonymous");
+    fs_err::create_dir_all(&logged_in).unwrap();
+    fs_err::create_dir_all(&anonymous).unwrap();
+    // `docker login` writes base64("user:password") under the registry's name.
+    fs_err::write(
+        logged_in.join("config.json"),
+        format!(r#"{{"auths": {{"127.0.0.1:{port}": {{"auth": "a2lsbjpzM2NyZXQ="}}}}}}"#),
+    )
+    .unwrap();
+    let project = work.path().join("project");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(project.join("a.txt"), "private\n").unwrap();
+    let build = |docker_config: &PathBuf, dockerfile: &str, args: &[&str]| {
+        fs_err::write(project.join("Dockerfile"), dockerfile).unwrap();
+        Command::new(&kiln)
+            .env("DOCKER_CONFIG", docker_config)
+            .args(["build", "--progress=plain", "--addr", &kilnd.address()])
+            .args(args)
+            .arg(&project)
+            .output()
+            .unwrap()
+    };
+    let base = format!("127.0.0.1:{port}/private/base:1");
+    let pushed = build(
+        &logged_in,
+        "FROM scratch\nCOPY a.txt /\n",
+        &["--push", "-t", &base],
+    );
+    assert!(pushed.status.success(), "{pushed:?}\n{}", kilnd.log());
+
+    let out = work.path().join("out");
+    let pulled = build(
+        &logged_in,
+        &format!("FROM {base}\nCOPY a.txt /again.txt\n"),
+        &["-o", &format!("type=local,dest={}", out.display())],
+    );
+    assert!(pulled.status.success(), "{pulled:?}\n{}", kilnd.log());
+    for file in ["a.txt", "again.txt"] {
+        assert_eq!(fs_err::read_to_string(out.join(file)).unwrap(), "private\n");
+    }
+
+    let refused = build(
+        &anonymous,
+        &format!("FROM {base}\nCOPY a.txt /again.txt\n"),
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("401"), "{stderr}");
+}
