@@ -46,6 +46,10 @@ pub(crate) struct Args {
     /// CA that client certificates must be signed by (mutual TLS).
     #[arg(long)]
     pub(crate) tlscacert: Option<PathBuf>,
+    /// At most this many client sessions open at once (kilnd's own flag); a client
+    /// beyond it is refused with RESOURCE_EXHAUSTED, naming the limit.
+    #[arg(long = "max-sessions", default_value_t = 512)]
+    pub(crate) max_sessions: usize,
     /// Entitlements builds may be granted (`network.host`, `security.insecure`).
     #[arg(long = "allow-insecure-entitlement")]
     pub(crate) allow_insecure_entitlement: Vec<String>,

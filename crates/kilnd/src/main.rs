@@ -109,7 +109,13 @@ fn run(args: args::Args) -> anyhow::Result<()> {
         );
     })
     .context("opening the engine")?;
-    let daemon = Arc::new(control::Daemon::new(engine, root, labels, gc));
+    let daemon = Arc::new(control::Daemon::new(
+        engine,
+        root,
+        labels,
+        gc,
+        args.max_sessions,
+    ));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

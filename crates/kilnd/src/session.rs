@@ -2,6 +2,7 @@
 //! for a solve that names it, and the solve calls the client's services through it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,16 +29,47 @@ impl Session {
 }
 
 /// The open sessions.
-#[derive(Default)]
 pub(crate) struct Sessions {
     open: Mutex<HashMap<String, Arc<Session>>>,
     changed: Notify,
+    /// Session streams alive (connected or still connecting), and how many may be.
+    streams: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+/// One admitted session stream; its place is freed when dropped.
+pub(crate) struct Admitted(Arc<AtomicUsize>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// How long a solve waits for the session it names to be opened.
 const SESSION_WAIT: Duration = Duration::from_secs(10);
 
 impl Sessions {
+    /// No sessions yet; at most `limit` at once.
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            open: Mutex::default(),
+            changed: Notify::new(),
+            streams: Arc::default(),
+            limit,
+        }
+    }
+
+    /// A place for one more session stream, or the limit when all are taken.
+    pub(crate) fn admit(&self) -> Result<Admitted, usize> {
+        let taken = self.streams.fetch_add(1, Ordering::SeqCst);
+        let admitted = Admitted(Arc::clone(&self.streams));
+        if taken >= self.limit {
+            return Err(self.limit);
+        }
+        Ok(admitted)
+    }
+
     pub(crate) fn insert(&self, session: Session) {
         self.lock().insert(session.id.clone(), Arc::new(session));
         self.changed.notify_waiters();

@@ -49,10 +49,11 @@ impl Daemon {
         root: PathBuf,
         labels: Vec<(String, String)>,
         gc: Option<Vec<GcPolicy>>,
+        max_sessions: usize,
     ) -> Self {
         Self {
             engine: Arc::new(engine),
-            sessions: Sessions::default(),
+            sessions: Sessions::new(max_sessions),
             jobs: Arc::new(Jobs::default()),
             gateways: Gateways::default(),
             root,

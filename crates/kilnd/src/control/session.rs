@@ -31,6 +31,11 @@ pub(super) fn open(
             headers::UUID
         )));
     }
+    let admitted = daemon.sessions.admit().map_err(|limit| {
+        Status::resource_exhausted(format!(
+            "kilnd serves at most {limit} sessions at once (--max-sessions) and all are open: retry when builds end"
+        ))
+    })?;
     let shared_key = value(headers::SHARED_KEY);
     let methods: Vec<String> = metadata
         .get_all(headers::METHOD)
@@ -45,6 +50,7 @@ pub(super) fn open(
     // The HTTP/2 handshake runs over the response stream, which flows only once this
     // call has returned: connect in the background.
     tokio::spawn(async move {
+        let _admitted = admitted;
         match kiln_api::session::channel(pipe).await {
             Ok(channel) => {
                 daemon.sessions.insert(Session {

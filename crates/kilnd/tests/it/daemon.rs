@@ -317,6 +317,54 @@ async fn bad_requests_get_clear_errors() {
     assert!(client.info(control::InfoRequest {}).await.is_ok());
 }
 
+/// Sessions beyond `--max-sessions` are refused with a clear error while the others
+/// stay open; once one closes, the next client gets its place.
+#[tokio::test]
+async fn sessions_beyond_the_limit_are_refused() {
+    use kiln_api::session::headers;
+    if !kiln_test::is_root() {
+        kiln_test::skip("kilnd needs root");
+        return;
+    }
+    let kilnd = Kilnd::start(&["--max-sessions", "2"]);
+    let open = |id: &'static str| {
+        let socket = kilnd.socket.clone();
+        async move {
+            let mut client = ControlClient::new(connect(&socket).await);
+            // The client's side of the stream stays open as long as `sender` lives.
+            let (sender, messages) = tokio::sync::mpsc::channel::<control::BytesMessage>(1);
+            let mut request =
+                tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(messages));
+            request
+                .metadata_mut()
+                .insert(headers::UUID, id.parse().unwrap());
+            client.session(request).await.map(|stream| (sender, stream))
+        }
+    };
+    let first = open("first").await.expect("the first session opens");
+    let _second = open("second").await.expect("the second session opens");
+    let refused = open("third").await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("at most 2 sessions"),
+        "{refused:?}"
+    );
+    drop(first);
+    let mut admitted = None;
+    for _ in 0..50 {
+        if let Ok(session) = open("fourth").await {
+            admitted = Some(session);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(admitted.is_some(), "a closed session's place was not freed");
+}
+
 /// Two clients whose builds share a step at once: both succeed, and the shared step
 /// runs once (the other build finds its result).
 #[tokio::test]
