@@ -278,6 +278,10 @@ pub(crate) async fn receive_packets(
         message,
     };
     fs_err::create_dir_all(dest).map_err(|e| io_error(&what, dest, e))?;
+    // What is here already is read in one walk (one lookup per entry, relative to its
+    // directory), while the client walks its side and sends its list.
+    let walked_dir = dest.to_path_buf();
+    let walk = tokio::task::spawn_blocking(move || kiln_llb::local::entries(&walked_dir));
     // The list of entries.
     let mut stats: Vec<(PathBuf, Stat)> = Vec::new();
     loop {
@@ -307,9 +311,10 @@ pub(crate) async fn receive_packets(
         }
     }
 
-    // Bring the tree in step; ask for the files that differ. What is here already is
-    // read in one walk (one lookup per entry, relative to its directory).
-    let local: HashMap<String, Entry> = kiln_llb::local::entries(dest)
+    // Bring the tree in step; ask for the files that differ.
+    let local: HashMap<String, Entry> = walk
+        .await
+        .map_err(|e| io_error(&what, dest, std::io::Error::other(e)))?
         .map_err(|e| io_error(&what, dest, std::io::Error::other(e)))?
         .into_iter()
         .collect();
