@@ -21,7 +21,9 @@ use kiln_worker::{LocalContexts, SolveOptions, Worker, WorkerConfig};
 
 pub use error::Error;
 pub use kiln_llb::Platform;
-pub use kiln_worker::{CacheRecord, Event, PruneFilter, PruneOptions, Secrets, fetch_git};
+pub use kiln_worker::{
+    CacheRecord, Event, PruneFilter, PruneOptions, ResolveMode, Secrets, fetch_git,
+};
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -400,7 +402,7 @@ impl Secrets for ClientSecrets<'_> {
     }
 }
 
-struct Resolver<'a>(&'a Worker, kiln_worker::ResolveMode);
+struct Resolver<'a>(&'a Worker, ResolveMode);
 
 impl ImageResolver for Resolver<'_> {
     fn resolve_image_config(
@@ -957,21 +959,18 @@ impl Engine {
         Ok(())
     }
 
-    /// An image's canonical name, manifest digest and config, for this engine's
-    /// platform; `pull` asks the registry even when an earlier resolution is known.
+    /// An image's canonical name, manifest digest and config, for `platform` (this
+    /// engine's when `None`), resolved as `mode` asks.
     pub fn resolve_image_config(
         &self,
         reference: &str,
-        pull: bool,
+        platform: Option<&Platform>,
+        mode: ResolveMode,
     ) -> Result<(String, String, Vec<u8>), Error> {
-        let mode = if pull {
-            kiln_worker::ResolveMode::Pull
-        } else {
-            kiln_worker::ResolveMode::Default
-        };
+        let platform = platform.unwrap_or(&self.platform);
         Ok(self
             .worker
-            .resolve_image_config(reference, &self.platform, mode)?)
+            .resolve_image_config(reference, platform, mode)?)
     }
 
     /// A result with nothing in it (a client frontend that returns no ref), with the
@@ -1159,9 +1158,9 @@ impl Engine {
             ..ConvertOptions::default()
         };
         let mode = if request.pull {
-            kiln_worker::ResolveMode::Pull
+            ResolveMode::Pull
         } else {
-            kiln_worker::ResolveMode::Default
+            ResolveMode::Default
         };
         convert::convert(dockerfile, &options, &Resolver(&self.worker, mode)).map_err(|error| {
             let excerpt = error.location.map_or_else(String::new, |range| {

@@ -4,6 +4,8 @@
 //! solve frontends or definitions into refs, reads files of refs, and returns the
 //! result, which the waiting `Control.Solve` exports.
 
+mod resolve;
+
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -264,6 +266,8 @@ impl LlbBridgeService {
 }
 
 const IMAGE_CONFIG_KEY: &str = "containerimage.config";
+/// `ResolverType` of a `ResolveImageConfig` request naming an OCI layout in the session.
+const OCI_LAYOUT_RESOLVER: i32 = 1;
 
 #[tonic::async_trait]
 impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
@@ -271,28 +275,34 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
         &self,
         request: Request<gw::ResolveImageConfigRequest>,
     ) -> Result<Response<gw::ResolveImageConfigResponse>, Status> {
-        let _ = self.build(&request).await?;
+        let build = self.build(&request).await?;
         let request = request.into_inner();
-        let reference = request.r#ref.clone();
-        let pull = request.resolve_mode == "pull";
-        let (name, digest, config) = self
-            .daemon
-            .blocking(move |engine| engine.resolve_image_config(&reference, pull))
-            .await?;
+        if request.resolver_type == OCI_LAYOUT_RESOLVER {
+            return Err(Status::unimplemented(format!(
+                "resolving {}: kilnd does not read OCI layouts through the session yet",
+                request.r#ref
+            )));
+        }
+        let options = resolve::ResolveOptions::new(
+            request.platform.as_ref(),
+            &request.resolve_mode,
+            request.log_name,
+        )?;
+        let resolved = resolve::image(&self.daemon, &build.job, &request.r#ref, options).await?;
         Ok(Response::new(gw::ResolveImageConfigResponse {
-            digest,
-            config,
-            r#ref: name,
+            digest: resolved.digest,
+            config: resolved.config,
+            r#ref: resolved.name,
         }))
     }
 
     async fn resolve_source_meta(
         &self,
-        _request: Request<gw::ResolveSourceMetaRequest>,
+        request: Request<gw::ResolveSourceMetaRequest>,
     ) -> Result<Response<gw::ResolveSourceMetaResponse>, Status> {
-        Err(Status::unimplemented(
-            "kilnd does not resolve source metadata yet",
-        ))
+        let build = self.build(&request).await?;
+        let response = resolve::source_meta(&self.daemon, &build.job, request.into_inner()).await?;
+        Ok(Response::new(response))
     }
 
     async fn solve(
