@@ -20,6 +20,7 @@ use kiln_registry::RegistryClient;
 use kiln_worker::{LocalContexts, SolveOptions, Worker, WorkerConfig};
 
 pub use error::Error;
+pub use kiln_dockerfile::SourceRange;
 pub use kiln_llb::Platform;
 pub use kiln_worker::{
     CacheRecord, Event, PruneFilter, PruneOptions, ResolveMode, Secrets, fetch_git,
@@ -232,6 +233,22 @@ pub struct BuildRequest {
     pub client_secrets: Option<ClientProvided>,
     /// This build's own cancellation (a daemon sets it when the client goes away).
     pub cancelled: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Told the build checks that fired as soon as the Dockerfile is converted, before
+    /// anything runs (a daemon shows them as progress warnings, as BuildKit does).
+    pub on_checks: Option<CheckReport>,
+}
+
+/// What is told a build's check warnings.
+pub type CheckSink = dyn Fn(&[CheckWarning]) + Send + Sync;
+
+/// Where a build's check warnings go when they are known.
+#[derive(Clone)]
+pub struct CheckReport(pub Arc<CheckSink>);
+
+impl std::fmt::Debug for CheckReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CheckReport")
+    }
 }
 
 /// Secrets and ssh agents a remote client lends, through its session.
@@ -503,6 +520,20 @@ pub struct CheckWarning {
     pub line: usize,
     /// The Dockerfile lines, marked (BuildKit's excerpt).
     pub excerpt: String,
+    /// BuildKit's description of the rule.
+    pub description: String,
+    /// Where in the Dockerfile (lines 1-based, characters 0-based).
+    pub location: SourceRange,
+}
+
+impl CheckWarning {
+    /// BuildKit's one-line form (`linter.LintFormatShort`): `Rule: message (line N)`.
+    pub fn short(&self) -> String {
+        match self.line {
+            0 => format!("{}: {}", self.rule, self.message),
+            line => format!("{}: {} (line {line})", self.rule, self.message),
+        }
+    }
 }
 
 /// `FromAsCasing` → `https://docs.docker.com/go/dockerfile/rule/from-as-casing/`.
@@ -545,6 +576,8 @@ fn check_warnings(
                 } else {
                     String::new()
                 },
+                description: convert::rule_description(&w.rule).to_owned(),
+                location: w.location,
             }
         })
         .collect()
@@ -699,6 +732,10 @@ impl Engine {
                 .unwrap_or_default(),
         )]);
         let conversion = self.convert(request, &dockerfile, "context", &mut dirs)?;
+        let checks = check_warnings(&conversion, &dockerfile, &request.dockerfile);
+        if let Some(report) = &request.on_checks {
+            (report.0)(&checks);
+        }
         let definition = conversion.state.marshal(&MarshalOptions {
             platform: Some(conversion.platform.clone()),
             local_unique_id: None,
@@ -746,7 +783,7 @@ impl Engine {
                 .build_args
                 .get("SOURCE_DATE_EPOCH")
                 .and_then(|v| v.parse::<i64>().ok()),
-            checks: check_warnings(&conversion, &dockerfile, &request.dockerfile),
+            checks,
             warnings,
         })
     }

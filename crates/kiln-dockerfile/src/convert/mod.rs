@@ -23,7 +23,7 @@ use crate::parser;
 use crate::shell::Lexer;
 
 pub use self::image::{Healthcheck, History, Image, ImageConfig, RootFs};
-pub use self::lint::{LintWarning, RULES};
+pub use self::lint::{LintWarning, RULES, rule_description};
 
 /// The default `PATH` of Linux images.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use kiln_api::proto::moby::buildkit::secrets::v1::GetSecretRequest;
 use kiln_api::proto::moby::buildkit::secrets::v1::secrets_client::SecretsClient;
 use kiln_api::proto::moby::buildkit::v1 as control;
+use kiln_api::proto::pb::SourceInfo;
 use kiln_api::session::filesync::{self, Filter};
 use kiln_engine::{
-    BuildContext, BuildRequest, BuildResult, ClientProvided, DefinitionRequest, Output,
+    BuildContext, BuildRequest, BuildResult, CheckReport, ClientProvided, DefinitionRequest, Output,
 };
 use sha2::{Digest as _, Sha256};
 use tonic::{Response, Status};
@@ -379,7 +380,7 @@ async fn sync(
     let received = filesync::receive(session.channel.clone(), name, filter, &dir).await;
     let error = received.as_ref().err().map(|e| error_chain(e));
     job.step(
-        &format!("kilnd-load-{name}-{purpose}"),
+        &load_step_id(name, purpose),
         &format!("[internal] load {name}"),
         started,
         error.clone(),
@@ -511,6 +512,7 @@ pub(crate) async fn dockerfile_request(
                 "failed to read dockerfile: open {filename}: no such file or directory"
             ))
         })?;
+    let on_checks = check_report(job, &dockerfile, &dockerfile_key, &filename);
     Ok(BuildRequest {
         context: context_dir,
         dockerfile,
@@ -527,8 +529,35 @@ pub(crate) async fn dockerfile_request(
             daemon, session,
         )))),
         cancelled: Some(Arc::clone(cancelled)),
+        on_checks: Some(on_checks),
         ..BuildRequest::default()
     })
+}
+
+/// Sends the build checks that fire to the client's progress as warnings on the
+/// Dockerfile's load step, with the Dockerfile as their source.
+fn check_report(
+    job: &Arc<Job>,
+    dockerfile: &Path,
+    local_name: &str,
+    filename: &str,
+) -> CheckReport {
+    let job = Arc::clone(job);
+    let source = SourceInfo {
+        filename: filename.to_owned(),
+        data: fs_err::read(dockerfile).unwrap_or_default(),
+        language: "Dockerfile".to_owned(),
+        definition: None,
+    };
+    let vertex = load_step_id(local_name, "dockerfile");
+    CheckReport(Arc::new(move |checks| {
+        job.check_warnings(&vertex, checks, &source)
+    }))
+}
+
+/// The id of the progress step that loads a client's directory.
+fn load_step_id(name: &str, purpose: &str) -> String {
+    format!("kilnd-load-{name}-{purpose}")
 }
 
 /// The solve of an LLB definition, its local sources synced from the client's session
