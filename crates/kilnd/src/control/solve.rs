@@ -177,8 +177,12 @@ async fn run(
         "" => {
             // The client runs the frontend and drives the build through the gateway
             // (LLBBridge); the result it returns is exported here.
-            let gateway =
-                crate::gateway::Build::new(session.clone(), job.clone(), Arc::clone(cancelled));
+            let gateway = crate::gateway::Build::new(
+                session.clone(),
+                job.clone(),
+                Arc::clone(cancelled),
+                !outputs.is_empty(),
+            );
             daemon
                 .gateways
                 .register(&request.r#ref, Arc::clone(&gateway));

@@ -31,6 +31,8 @@ pub(crate) struct Build {
     pub(crate) job: Arc<Job>,
     /// Set when the client's `Control.Solve` ends (it went away, or the build ended).
     pub(crate) cancelled: Arc<AtomicBool>,
+    /// Whether the solve exports its result anywhere.
+    exports: bool,
     refs: Mutex<HashMap<String, Arc<Solved>>>,
     next_ref: std::sync::atomic::AtomicU64,
     returned: watch::Sender<Option<Result<Solved, Status>>>,
@@ -41,11 +43,13 @@ impl Build {
         session: Option<Arc<Session>>,
         job: Arc<Job>,
         cancelled: Arc<AtomicBool>,
+        exports: bool,
     ) -> Arc<Self> {
         Arc::new(Self {
             session,
             job,
             cancelled,
+            exports,
             refs: Mutex::new(HashMap::new()),
             next_ref: std::sync::atomic::AtomicU64::new(1),
             returned: watch::channel(None).0,
@@ -548,26 +552,82 @@ fn solve_response(id: String, metadata: HashMap<String, Vec<u8>>) -> gw::SolveRe
 /// The ref a client returned, with the image config it returned with it; no ref (a
 /// client that only wanted the gateway's options) is an empty result.
 fn returned_result(daemon: &Daemon, build: &Build, result: gw::Result) -> Result<Solved, Status> {
-    #[allow(deprecated)]
-    let id = match &result.result {
-        Some(gw::result::Result::Ref(reference)) => reference.id.clone(),
-        Some(gw::result::Result::RefDeprecated(id)) => id.clone(),
-        Some(_) => {
-            return Err(Status::unimplemented(
-                "kilnd does not export results of several platforms yet",
-            ));
-        }
-        None => String::new(),
-    };
+    let (id, config_key) = returned_ref(&result, build.exports)?;
     let solved = if id.is_empty() {
         daemon.engine.empty_result()
     } else {
         build.get_ref(&id)?.as_ref().clone()
     };
-    match result.metadata.get(IMAGE_CONFIG_KEY) {
+    match result.metadata.get(&config_key) {
         Some(config) => solved
             .with_image_config(config)
             .map_err(|e| Status::invalid_argument(error_chain(&e))),
         None => Ok(solved),
     }
+}
+
+/// Metadata key of the platforms a result keyed by platform holds, in order.
+const PLATFORMS_KEY: &str = "refs.platforms";
+
+/// The id of the ref to export and the metadata key of its image config. A result
+/// keyed by platform (BuildKit's Dockerfile frontend returns one when several
+/// platforms, or `multi-platform`, are asked for) is taken when it holds one
+/// platform; with several, only a build that exports nothing can take it, since
+/// kilnd does not make multi-platform images yet.
+fn returned_ref(result: &gw::Result, exports: bool) -> Result<(String, String), Status> {
+    #[allow(deprecated)]
+    let refs = match &result.result {
+        Some(gw::result::Result::Ref(reference)) => {
+            return Ok((reference.id.clone(), IMAGE_CONFIG_KEY.to_owned()));
+        }
+        Some(gw::result::Result::RefDeprecated(id)) => {
+            return Ok((id.clone(), IMAGE_CONFIG_KEY.to_owned()));
+        }
+        None => return Ok((String::new(), IMAGE_CONFIG_KEY.to_owned())),
+        Some(gw::result::Result::Refs(map)) => map
+            .refs
+            .iter()
+            .map(|(platform, r)| (platform.clone(), r.id.clone()))
+            .collect::<HashMap<_, _>>(),
+        Some(gw::result::Result::RefsDeprecated(map)) => map.refs.clone(),
+    };
+    let platforms = platform_order(result, &refs)?;
+    if platforms.len() > 1 && exports {
+        return Err(Status::unimplemented(format!(
+            "kilnd does not export results of several platforms yet ({})",
+            platforms.join(", ")
+        )));
+    }
+    let platform = platforms
+        .first()
+        .ok_or_else(|| Status::invalid_argument("the client returned an empty map of refs"))?;
+    let id = refs.get(platform).cloned().ok_or_else(|| {
+        Status::invalid_argument(format!("no ref returned for platform {platform}"))
+    })?;
+    Ok((id, format!("{IMAGE_CONFIG_KEY}/{platform}")))
+}
+
+/// The platform keys of a result keyed by platform, in the order its `refs.platforms`
+/// metadata lists them (which BuildKit's exporters require).
+fn platform_order(
+    result: &gw::Result,
+    refs: &HashMap<String, String>,
+) -> Result<Vec<String>, Status> {
+    let listed = result.metadata.get(PLATFORMS_KEY).ok_or_else(|| {
+        Status::invalid_argument("unable to export multiple refs, missing platforms mapping")
+    })?;
+    let listed: serde_json::Value = serde_json::from_slice(listed)
+        .map_err(|e| Status::invalid_argument(format!("{PLATFORMS_KEY}: {e}")))?;
+    let ids: Vec<String> = listed["Platforms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["ID"].as_str().map(str::to_owned))
+        .collect();
+    if ids.is_empty() {
+        return Err(Status::invalid_argument(
+            "invalid empty platforms index for exporter",
+        ));
+    }
+    Ok(ids.into_iter().filter(|id| refs.contains_key(id)).collect())
 }

@@ -1,6 +1,7 @@
 //! The LLBBridge gateway as a client-side frontend drives it, through a gRPC client of
 //! our own: a solve with no frontend, then gateway calls naming it, then its result.
 
+use std::collections::HashMap;
 use std::process::Command;
 
 use kiln_api::proto::moby::buildkit::v1 as control;
@@ -141,4 +142,144 @@ async fn resolve_source_meta_answers_images_and_passes_other_sources() {
         "{refused:?}"
     );
     build.finish(gw::Result::default()).await.unwrap();
+}
+
+/// A definition making `/platform.txt`, as a gateway solve's ref id.
+async fn solve_file(build: &mut GatewayBuild, content: &str) -> String {
+    use kiln_llb::{FileAction, MarshalOptions, OpOptions, State, wire};
+    let state = State::scratch().file(
+        FileAction::mkfile("/platform.txt", 0o644, content, None, None),
+        OpOptions::default(),
+    );
+    let definition: pb::Definition = prost::Message::decode(
+        wire::encode_definition(&state.marshal(&MarshalOptions::default())).as_slice(),
+    )
+    .unwrap();
+    let request = build.call(gw::SolveRequest {
+        definition: Some(definition),
+        ..gw::SolveRequest::default()
+    });
+    let solved = build.bridge.solve(request).await.unwrap().into_inner();
+    match solved.result.and_then(|r| r.result) {
+        Some(gw::result::Result::Ref(reference)) => reference.id,
+        other => panic!("not one ref: {other:?}"),
+    }
+}
+
+/// A result keyed by platform, with `refs.platforms` and per-platform image configs,
+/// as BuildKit's Dockerfile frontend returns it.
+fn platform_map(refs: &[(&str, &str)]) -> gw::Result {
+    let platforms: Vec<serde_json::Value> = refs
+        .iter()
+        .map(|(platform, _)| {
+            let (os, architecture) = platform.split_once('/').unwrap();
+            serde_json::json!({"ID": platform, "Platform": {"os": os, "architecture": architecture}})
+        })
+        .collect();
+    let mut metadata = HashMap::from([(
+        "refs.platforms".to_owned(),
+        serde_json::to_vec(&serde_json::json!({ "Platforms": platforms })).unwrap(),
+    )]);
+    for (platform, _) in refs {
+        let (os, architecture) = platform.split_once('/').unwrap();
+        let config = serde_json::json!({
+            "os": os, "architecture": architecture,
+            "config": {"Env": [format!("BUILT_FOR={platform}")]},
+            "rootfs": {"type": "layers", "diff_ids": []},
+        });
+        metadata.insert(
+            format!("containerimage.config/{platform}"),
+            serde_json::to_vec(&config).unwrap(),
+        );
+    }
+    gw::Result {
+        metadata,
+        result: Some(gw::result::Result::Refs(gw::RefMap {
+            refs: refs
+                .iter()
+                .map(|(platform, id)| {
+                    (
+                        (*platform).to_owned(),
+                        gw::Ref {
+                            id: (*id).to_owned(),
+                            def: None,
+                        },
+                    )
+                })
+                .collect(),
+        })),
+        ..gw::Result::default()
+    }
+}
+
+/// A result keyed by platform is exported when it holds one platform (with that
+/// platform's image config); one of several platforms is taken by a build that
+/// exports nothing, and refused, clearly, by one that exports.
+#[tokio::test]
+async fn a_result_keyed_by_platform_is_exported_when_it_holds_one() {
+    if !crate::support::can_build() {
+        return;
+    }
+    let registry = kiln_test::Registry::start();
+    let kilnd = Kilnd::start(&[]);
+    let name = format!("{}/keyed:1", registry.host());
+    let push = || {
+        vec![control::Exporter {
+            r#type: "image".to_owned(),
+            attrs: HashMap::from([
+                ("name".to_owned(), name.clone()),
+                ("push".to_owned(), "true".to_owned()),
+            ]),
+        }]
+    };
+
+    let mut build = GatewayBuild::open(&kilnd, "keyed-one", push()).await;
+    let id = solve_file(&mut build, "amd64").await;
+    let response = build
+        .finish(platform_map(&[("linux/amd64", &id)]))
+        .await
+        .unwrap();
+    assert!(
+        response
+            .exporter_response
+            .contains_key("containerimage.digest"),
+        "{response:?}"
+    );
+    let config = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--config",
+            "--tls-verify=false",
+            &format!("docker://{name}"),
+        ])
+        .output()
+        .unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&config.stdout).unwrap();
+    assert_eq!(config["config"]["Env"][0], "BUILT_FOR=linux/amd64");
+
+    let mut build = GatewayBuild::open(&kilnd, "keyed-two-no-export", Vec::new()).await;
+    let amd64 = solve_file(&mut build, "amd64").await;
+    let arm64 = solve_file(&mut build, "arm64").await;
+    build
+        .finish(platform_map(&[
+            ("linux/amd64", &amd64),
+            ("linux/arm64", &arm64),
+        ]))
+        .await
+        .unwrap();
+
+    let mut build = GatewayBuild::open(&kilnd, "keyed-two-export", push()).await;
+    let amd64 = solve_file(&mut build, "amd64").await;
+    let arm64 = solve_file(&mut build, "arm64").await;
+    let refused = build
+        .finish(platform_map(&[
+            ("linux/amd64", &amd64),
+            ("linux/arm64", &arm64),
+        ]))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.message().contains("linux/amd64, linux/arm64"),
+        "{refused:?}"
+    );
 }
