@@ -20,7 +20,7 @@ use kiln_registry::RegistryClient;
 use kiln_worker::{LocalContexts, SolveOptions, Worker, WorkerConfig};
 
 pub use error::Error;
-pub use kiln_dockerfile::SourceRange;
+pub use kiln_dockerfile::{Error as DockerfileError, SourceRange};
 pub use kiln_llb::Platform;
 pub use kiln_worker::{
     CacheRecord, Event, PruneFilter, PruneOptions, ResolveMode, Secrets, fetch_git,
@@ -236,6 +236,16 @@ pub struct BuildRequest {
     /// Told the build checks that fired as soon as the Dockerfile is converted, before
     /// anything runs (a daemon shows them as progress warnings, as BuildKit does).
     pub on_checks: Option<CheckReport>,
+}
+
+/// A Dockerfile's lint: what BuildKit's `frontend.lint` subrequest reports.
+#[derive(Debug, Clone)]
+pub struct LintReport {
+    /// The build checks that fired.
+    pub checks: Vec<CheckWarning>,
+    /// What stopped the conversion (a parse error, a `check=error=true` violation),
+    /// with its lines when known.
+    pub error: Option<kiln_dockerfile::Error>,
 }
 
 /// What is told a build's check warnings.
@@ -1055,6 +1065,26 @@ impl Engine {
         ))
     }
 
+    /// Lints the Dockerfile as BuildKit's `frontend.lint` subrequest does: the checks
+    /// that fire over every stage (or the target's), and the error that stops the
+    /// conversion, which is part of the answer rather than a failure.
+    pub fn lint(&self, request: &BuildRequest) -> Result<LintReport, Error> {
+        let dockerfile = fs::read(&request.dockerfile)
+            .map_err(|e| Error::Usage(format!("reading the Dockerfile: {e}")))?;
+        let mut dirs = BTreeMap::new();
+        match self.convert_for(request, &dockerfile, "context", &mut dirs, true) {
+            Ok(conversion) => Ok(LintReport {
+                checks: check_warnings(&conversion, &dockerfile, &request.dockerfile),
+                error: conversion.lint_violation,
+            }),
+            Err(Error::Dockerfile { error, .. }) => Ok(LintReport {
+                checks: Vec::new(),
+                error: Some(error),
+            }),
+            Err(other) => Err(other),
+        }
+    }
+
     /// Converts a request's Dockerfile; its build context is the local source
     /// `context_name`, and every directory the build reads is added to `dirs`. Named
     /// contexts that are builds (Bake's `target:` links) are converted here too.
@@ -1064,6 +1094,20 @@ impl Engine {
         dockerfile: &[u8],
         context_name: &str,
         dirs: &mut BTreeMap<String, PathBuf>,
+    ) -> Result<convert::Conversion, Error> {
+        self.convert_for(request, dockerfile, context_name, dirs, false)
+    }
+
+    /// [`Self::convert`], for a lint when `lint` is set: every stage when no target is
+    /// named (BuildKit's `AllStages`), and a `check=error=true` violation kept with the
+    /// conversion rather than failing it.
+    fn convert_for(
+        &self,
+        request: &BuildRequest,
+        dockerfile: &[u8],
+        context_name: &str,
+        dirs: &mut BTreeMap<String, PathBuf>,
+        lint: bool,
     ) -> Result<convert::Conversion, Error> {
         dirs.insert(context_name.to_owned(), request.context.clone());
         // `BUILDKIT_SYNTAX` overrides the directive, as in BuildKit.
@@ -1192,6 +1236,8 @@ impl Engine {
             shm_size: request.run.shm_size,
             cgroup_parent: request.run.cgroup_parent.clone(),
             force_pull: request.pull,
+            all_stages: lint && request.target.as_deref().is_none_or(str::is_empty),
+            keep_lint_violation: lint,
             ..ConvertOptions::default()
         };
         let mode = if request.pull {

@@ -113,6 +113,9 @@ pub struct ConvertOptions {
     pub context_unique_id: Option<String>,
     /// Build every stage, not only those the target needs.
     pub all_stages: bool,
+    /// Return a `check=error=true` violation with the conversion (its warnings kept)
+    /// instead of failing it, as a lint of the file wants.
+    pub keep_lint_violation: bool,
     /// `.dockerignore` patterns of the build context.
     pub context_excludes: Vec<String>,
     /// The local source the build context is read from (default `context`).
@@ -159,6 +162,9 @@ pub struct Conversion {
     pub warnings: Vec<LintWarning>,
     /// `--build-arg`s no ARG declares (BuildKit's "were not consumed" warning).
     pub unused_build_args: Vec<String>,
+    /// The `check=error=true` violation, when [`ConvertOptions::keep_lint_violation`]
+    /// kept it here rather than failing the conversion.
+    pub lint_violation: Option<Error>,
 }
 
 /// Build args BuildKit never reports as unused: the proxy variables and its own.
@@ -542,7 +548,13 @@ impl<'a> Converter<'a> {
             .iter()
             .flat_map(|s| s.ctx_paths.iter().cloned())
             .collect();
-        self.lint.error()?;
+        let lint_violation = match self.lint.error() {
+            Err(violation) if self.ctx.options.keep_lint_violation => Some(violation),
+            other => {
+                other?;
+                None
+            }
+        };
         let mut target_state = self.stages[target].clone();
         for (key, value) in &self.ctx.options.labels {
             target_state
@@ -574,6 +586,7 @@ impl<'a> Converter<'a> {
                 platform,
                 warnings: self.lint.warnings,
                 unused_build_args: unused_build_args(&self.parsed, self.ctx.options),
+                lint_violation,
             },
             ctx_paths,
         ))

@@ -25,6 +25,7 @@ use tonic::{Response, Status};
 use super::{Daemon, ServerStream, error_chain};
 use crate::jobs::Job;
 use crate::session::Session;
+use crate::subrequests::REQUEST_ID;
 
 pub(super) async fn solve(
     daemon: &Arc<Daemon>,
@@ -136,6 +137,14 @@ async fn run(
             )
             .await
             {
+                Ok(build) if request.frontend_attrs.contains_key(REQUEST_ID) => {
+                    // A subrequest's answer is for gateway clients: here nothing of it
+                    // is exported (BuildKit passes on only `frontend.*` metadata).
+                    let request_id = &request.frontend_attrs[REQUEST_ID];
+                    crate::gateway::answer_subrequest(daemon, request_id, build)
+                        .await
+                        .map(|_| BuildResult::default())
+                }
                 Ok(mut build) => {
                     build.outputs = outputs.iter().map(|o| o.output.clone()).collect();
                     prepare_exports(&outputs)?;
@@ -424,34 +433,20 @@ pub(crate) async fn dockerfile_request(
         job,
     )
     .await?;
-    let ignore_dir = sync(
-        daemon,
-        session,
-        &context_key,
-        "dockerignore",
-        &Filter {
-            follow_paths: vec![".dockerignore".to_owned()],
-            ..Filter::default()
-        },
-        job,
-    )
-    .await?;
-    let excludes = fs_err::read(dockerfile_dir.join(&own_ignore))
-        .or_else(|_| fs_err::read(ignore_dir.join(".dockerignore")))
-        .map(|bytes| kiln_engine::dockerignore::parse(&bytes))
-        .unwrap_or_default();
-    let context_dir = sync(
-        daemon,
-        session,
-        &context_key,
-        "context",
-        &Filter {
-            exclude_patterns: excludes,
-            ..Filter::default()
-        },
-        job,
-    )
-    .await?;
+    let context_dir = if attrs.contains_key(REQUEST_ID) {
+        // A subrequest reads the Dockerfile alone; the client may lend no context.
+        empty_context(daemon)?
+    } else {
+        sync_context(
+            daemon,
+            session,
+            &context_key,
+            &dockerfile_dir,
+            &own_ignore,
+            job,
+        )
+        .await?
+    };
     let mut named_contexts = BTreeMap::new();
     for (key, value) in attrs {
         let Some(name) = key.strip_prefix("context:") else {
@@ -562,6 +557,53 @@ fn check_report(
 /// The id of the progress step that loads a client's directory.
 fn load_step_id(name: &str, purpose: &str) -> String {
     format!("kilnd-load-{name}-{purpose}")
+}
+
+/// The build context, synced without what its ignore file (the Dockerfile's own
+/// first, else the context's `.dockerignore`) leaves out.
+async fn sync_context(
+    daemon: &Daemon,
+    session: &Session,
+    context_key: &str,
+    dockerfile_dir: &Path,
+    own_ignore: &str,
+    job: &Job,
+) -> Result<PathBuf, Status> {
+    let ignore_dir = sync(
+        daemon,
+        session,
+        context_key,
+        "dockerignore",
+        &Filter {
+            follow_paths: vec![".dockerignore".to_owned()],
+            ..Filter::default()
+        },
+        job,
+    )
+    .await?;
+    let excludes = fs_err::read(dockerfile_dir.join(own_ignore))
+        .or_else(|_| fs_err::read(ignore_dir.join(".dockerignore")))
+        .map(|bytes| kiln_engine::dockerignore::parse(&bytes))
+        .unwrap_or_default();
+    sync(
+        daemon,
+        session,
+        context_key,
+        "context",
+        &Filter {
+            exclude_patterns: excludes,
+            ..Filter::default()
+        },
+        job,
+    )
+    .await
+}
+
+/// An empty directory standing for a context a build does not read.
+fn empty_context(daemon: &Daemon) -> Result<PathBuf, Status> {
+    let dir = daemon.root.join("kilnd/empty-context");
+    fs_err::create_dir_all(&dir).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(dir)
 }
 
 /// The solve of an LLB definition, its local sources synced from the client's session

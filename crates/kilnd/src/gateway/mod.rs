@@ -20,6 +20,7 @@ use tonic::{Request, Response, Status};
 use crate::control::{Daemon, ServerStream, error_chain};
 use crate::jobs::Job;
 use crate::session::Session;
+use crate::subrequests;
 
 /// The metadata key naming the solve a gateway call belongs to.
 const BUILD_ID: &str = "buildkit-controlapi-buildid";
@@ -334,6 +335,11 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
                 )
                 .await?;
                 build_request.outputs.clear();
+                if let Some(request_id) = attrs.get(subrequests::REQUEST_ID) {
+                    let metadata =
+                        answer_subrequest(&self.daemon, request_id, build_request).await?;
+                    return Ok(Response::new(metadata_response(metadata)));
+                }
                 let job = Arc::clone(&build.job);
                 let solved = self
                     .daemon
@@ -533,6 +539,41 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
         let warning = request.into_inner();
         build.job.warning(warning);
         Ok(Response::new(gw::WarnResponse {}))
+    }
+}
+
+/// Answers a Dockerfile subrequest (`frontend.lint`) with its result's metadata.
+pub(crate) async fn answer_subrequest(
+    daemon: &Arc<Daemon>,
+    request_id: &str,
+    request: kiln_engine::BuildRequest,
+) -> Result<HashMap<String, Vec<u8>>, Status> {
+    if request_id != subrequests::LINT {
+        return Err(Status::unimplemented(subrequests::unsupported(request_id)));
+    }
+    let data = fs_err::read(&request.dockerfile).map_err(|e| Status::internal(e.to_string()))?;
+    let filename = request
+        .dockerfile
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let report = daemon.blocking(move |engine| engine.lint(&request)).await?;
+    let source = subrequests::Source {
+        filename: &filename,
+        data: &data,
+    };
+    Ok(subrequests::lint_result(&report, &source))
+}
+
+/// A solve's answer with metadata and no ref (a subrequest's).
+fn metadata_response(metadata: HashMap<String, Vec<u8>>) -> gw::SolveResponse {
+    #[allow(deprecated)]
+    gw::SolveResponse {
+        r#ref: String::new(),
+        result: Some(gw::Result {
+            metadata,
+            ..gw::Result::default()
+        }),
     }
 }
 

@@ -19,7 +19,8 @@ use crate::support::{Kilnd, connect};
 struct GatewayBuild {
     id: String,
     bridge: LlbBridgeClient<Channel>,
-    solve: JoinHandle<Result<tonic::Response<control::SolveResponse>, tonic::Status>>,
+    /// The solve: the exporters' response, or the error's message.
+    solve: JoinHandle<Result<HashMap<String, String>, String>>,
 }
 
 impl GatewayBuild {
@@ -32,10 +33,49 @@ impl GatewayBuild {
             exporters,
             ..control::SolveRequest::default()
         };
-        let solve = tokio::spawn(async move { control.solve(request).await });
+        let solve = tokio::spawn(async move {
+            control
+                .solve(request)
+                .await
+                .map(|r| r.into_inner().exporter_response)
+                .map_err(|e| e.message().to_owned())
+        });
         GatewayBuild {
             id: id.to_owned(),
             bridge: LlbBridgeClient::new(channel),
+            solve,
+        }
+    }
+
+    /// Opens the solve `id` with a session lending `dirs` (exporting nothing).
+    async fn open_with_session(
+        kilnd: &Kilnd,
+        id: &str,
+        dirs: &[(&str, &std::path::Path)],
+    ) -> GatewayBuild {
+        let client = kiln_api::client::Client::connect(&kilnd.address(), &Default::default())
+            .await
+            .unwrap();
+        let attachables = kiln_api::session::attachables::Attachables {
+            dirs: dirs
+                .iter()
+                .map(|(name, dir)| ((*name).to_owned(), dir.to_path_buf()))
+                .collect(),
+            ..Default::default()
+        };
+        let request = control::SolveRequest {
+            r#ref: id.to_owned(),
+            ..control::SolveRequest::default()
+        };
+        let solve = tokio::spawn(async move {
+            client
+                .solve(request, attachables, "gateway-test", |_| {})
+                .await
+                .map_err(|e| e.to_string())
+        });
+        GatewayBuild {
+            id: id.to_owned(),
+            bridge: LlbBridgeClient::new(connect(&kilnd.socket).await),
             solve,
         }
     }
@@ -51,16 +91,13 @@ impl GatewayBuild {
     }
 
     /// Returns `result` and waits for the solve to end.
-    async fn finish(mut self, result: gw::Result) -> Result<control::SolveResponse, tonic::Status> {
+    async fn finish(mut self, result: gw::Result) -> Result<HashMap<String, String>, String> {
         let request = self.call(gw::ReturnRequest {
             result: Some(result),
             error: None,
         });
         self.bridge.r#return(request).await.expect("return");
-        self.solve
-            .await
-            .expect("the solve task")
-            .map(tonic::Response::into_inner)
+        self.solve.await.expect("the solve task")
     }
 }
 
@@ -240,9 +277,7 @@ async fn a_result_keyed_by_platform_is_exported_when_it_holds_one() {
         .await
         .unwrap();
     assert!(
-        response
-            .exporter_response
-            .contains_key("containerimage.digest"),
+        response.contains_key("containerimage.digest"),
         "{response:?}"
     );
     let config = Command::new("skopeo")
@@ -278,8 +313,79 @@ async fn a_result_keyed_by_platform_is_exported_when_it_holds_one() {
         ]))
         .await
         .unwrap_err();
-    assert!(
-        refused.message().contains("linux/amd64, linux/arm64"),
-        "{refused:?}"
+    assert!(refused.contains("linux/amd64, linux/arm64"), "{refused}");
+}
+
+/// `frontend.lint` through the gateway's Dockerfile frontend: no build, but BuildKit's
+/// lint results (every stage's checks, the Dockerfile as source, a parse error as part
+/// of the answer) in the result's metadata; the client lends no context.
+#[tokio::test]
+async fn the_dockerfile_frontend_answers_a_lint_subrequest() {
+    if !kiln_test::is_root() {
+        kiln_test::skip("kilnd needs root");
+        return;
+    }
+    let kilnd = Kilnd::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let lint = |build: &GatewayBuild| {
+        build.call(gw::SolveRequest {
+            frontend: "dockerfile.v0".to_owned(),
+            frontend_opt: HashMap::from([
+                ("requestid".to_owned(), "frontend.lint".to_owned()),
+                ("target".to_owned(), String::new()),
+            ]),
+            ..gw::SolveRequest::default()
+        })
+    };
+    let lint_results = |response: gw::SolveResponse| {
+        let metadata = response.result.unwrap().metadata;
+        assert_eq!(metadata["result.statuscode"], b"1");
+        assert_eq!(metadata["version"], b"1.0.0");
+        serde_json::from_slice::<serde_json::Value>(&metadata["result.json"]).unwrap()
+    };
+
+    let dockerfile = "FROM scratch AS Base\nCOPY a /\n\nFROM scratch AS other\nmaintainer me\n";
+    fs_err::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    let mut build =
+        GatewayBuild::open_with_session(&kilnd, "lint-warnings", &[("dockerfile", dir.path())])
+            .await;
+    let answer = build.bridge.solve(lint(&build)).await.unwrap().into_inner();
+    let results = lint_results(answer);
+    let rules: Vec<&str> = results["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["ruleName"].as_str().unwrap())
+        .collect();
+    // The unused stage `other` is linted too.
+    assert_eq!(
+        rules,
+        [
+            "StageNameCasing",
+            "ConsistentInstructionCasing",
+            "MaintainerDeprecated"
+        ],
+        "{results}"
     );
+    let first = &results["warnings"][0];
+    assert_eq!(first["description"], "Stage names should be lowercase");
+    assert_eq!(first["location"]["ranges"][0]["start"]["line"], 1);
+    assert_eq!(results["sources"][0]["filename"], "Dockerfile");
+    assert!(results.get("buildError").is_none(), "{results}");
+    build.finish(gw::Result::default()).await.unwrap();
+
+    fs_err::write(dir.path().join("Dockerfile"), "FROM scratch\nBADCMD\n").unwrap();
+    let mut build =
+        GatewayBuild::open_with_session(&kilnd, "lint-error", &[("dockerfile", dir.path())]).await;
+    let answer = build.bridge.solve(lint(&build)).await.unwrap().into_inner();
+    let results = lint_results(answer);
+    assert_eq!(
+        results["buildError"]["message"],
+        "dockerfile parse error on line 2: unknown instruction: BADCMD"
+    );
+    assert_eq!(
+        results["buildError"]["location"]["ranges"][0]["start"]["line"],
+        2
+    );
+    build.finish(gw::Result::default()).await.unwrap();
 }
