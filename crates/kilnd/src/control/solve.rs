@@ -389,6 +389,8 @@ async fn sync(
     job: &Job,
 ) -> Result<PathBuf, Status> {
     let dir = synced_dir(daemon, session, name, purpose);
+    let lock = daemon.sync_lock(&dir);
+    let _receiving = lock.lock().await;
     let started = Job::now();
     let received = filesync::receive(session.channel.clone(), name, filter, &dir).await;
     let error = received.as_ref().err().map(|e| error_chain(e));
