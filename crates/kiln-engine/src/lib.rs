@@ -593,6 +593,14 @@ fn check_warnings(
         .collect()
 }
 
+/// A `check=error=true` violation as the build's error (it has no lines to show).
+fn violation_error(error: kiln_dockerfile::Error) -> Error {
+    Error::Dockerfile {
+        excerpt: String::new(),
+        error,
+    }
+}
+
 /// When an image was made.
 #[derive(Debug, Clone, Copy)]
 struct Times {
@@ -741,10 +749,13 @@ impl Engine {
                 .map(Path::to_path_buf)
                 .unwrap_or_default(),
         )]);
-        let conversion = self.convert(request, &dockerfile, "context", &mut dirs)?;
+        let mut conversion = self.convert_for(request, &dockerfile, "context", &mut dirs, false)?;
         let checks = check_warnings(&conversion, &dockerfile, &request.dockerfile);
         if let Some(report) = &request.on_checks {
             (report.0)(&checks);
+        }
+        if let Some(violation) = conversion.lint_violation.take() {
+            return Err(violation_error(violation));
         }
         let definition = conversion.state.marshal(&MarshalOptions {
             platform: Some(conversion.platform.clone()),
@@ -1095,12 +1106,17 @@ impl Engine {
         context_name: &str,
         dirs: &mut BTreeMap<String, PathBuf>,
     ) -> Result<convert::Conversion, Error> {
-        self.convert_for(request, dockerfile, context_name, dirs, false)
+        let conversion = self.convert_for(request, dockerfile, context_name, dirs, false)?;
+        match conversion.lint_violation {
+            Some(violation) => Err(violation_error(violation)),
+            None => Ok(conversion),
+        }
     }
 
-    /// [`Self::convert`], for a lint when `lint` is set: every stage when no target is
-    /// named (BuildKit's `AllStages`), and a `check=error=true` violation kept with the
-    /// conversion rather than failing it.
+    /// [`Self::convert`] with a `check=error=true` violation kept with the conversion
+    /// rather than failing it (the caller reports the warnings first, as BuildKit
+    /// does); for a lint when `lint` is set: every stage when no target is named
+    /// (BuildKit's `AllStages`).
     fn convert_for(
         &self,
         request: &BuildRequest,
@@ -1237,7 +1253,7 @@ impl Engine {
             cgroup_parent: request.run.cgroup_parent.clone(),
             force_pull: request.pull,
             all_stages: lint && request.target.as_deref().is_none_or(str::is_empty),
-            keep_lint_violation: lint,
+            keep_lint_violation: true,
             ..ConvertOptions::default()
         };
         let mode = if request.pull {

@@ -314,4 +314,26 @@ fn buildctl_sees_build_checks_as_progress_warnings() {
     );
     assert_eq!(warning["level"], 1);
     assert_eq!(warning["range"][0]["start"]["line"], 1, "{warning}");
+
+    // With `check=error=true` the build fails, after the warning was shown.
+    fs_err::write(
+        ctx.path().join("Dockerfile"),
+        format!("# check=error=true\nFROM {image} as base\nRUN true\n"),
+    )
+    .unwrap();
+    let failed = Command::new(&buildctl)
+        .arg("--addr")
+        .arg(kilnd.address())
+        .args(["build", "--progress=rawjson", "--frontend", "dockerfile.v0"])
+        .arg(format!("--local=context={}", ctx.path().display()))
+        .arg(format!("--local=dockerfile={}", ctx.path().display()))
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "{log}");
+    assert!(log.contains(r#""warnings":[{"#), "{log}");
+    assert!(
+        log.contains("lint violation found for rules: FromAsCasing"),
+        "{log}"
+    );
 }
