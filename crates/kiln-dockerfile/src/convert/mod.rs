@@ -379,7 +379,13 @@ impl<'a> Converter<'a> {
             return Err(Error::new("the Dockerfile cannot be empty"));
         }
         let dockerfile = parser::parse(source)?;
-        let mut lint = lint::Linter::new(dockerfile.directive("check"))?;
+        // The `BUILDKIT_DOCKERFILE_CHECK` build arg replaces the `check` directive.
+        let check = options
+            .build_args
+            .get("BUILDKIT_DOCKERFILE_CHECK")
+            .map(String::as_str)
+            .or(dockerfile.directive("check"));
+        let mut lint = lint::Linter::new(check)?;
         for warning in &dockerfile.warnings {
             lint.report(
                 "NoEmptyContinuation",
