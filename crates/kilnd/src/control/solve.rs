@@ -191,6 +191,7 @@ async fn run(
                 job.clone(),
                 Arc::clone(cancelled),
                 !outputs.is_empty(),
+                request.entitlements.clone(),
             );
             daemon
                 .gateways

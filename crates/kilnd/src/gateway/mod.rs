@@ -34,6 +34,9 @@ pub(crate) struct Build {
     pub(crate) cancelled: Arc<AtomicBool>,
     /// Whether the solve exports its result anywhere.
     exports: bool,
+    /// What the client's `Control.Solve` was granted (`--allow`); its gateway solves
+    /// run with the same.
+    entitlements: Vec<String>,
     refs: Mutex<HashMap<String, Arc<Solved>>>,
     next_ref: std::sync::atomic::AtomicU64,
     returned: watch::Sender<Option<Result<Solved, Status>>>,
@@ -45,12 +48,14 @@ impl Build {
         job: Arc<Job>,
         cancelled: Arc<AtomicBool>,
         exports: bool,
+        entitlements: Vec<String>,
     ) -> Arc<Self> {
         Arc::new(Self {
             session,
             job,
             cancelled,
             exports,
+            entitlements,
             refs: Mutex::new(HashMap::new()),
             next_ref: std::sync::atomic::AtomicU64::new(1),
             returned: watch::channel(None).0,
@@ -324,11 +329,10 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
                     )
                 })?;
                 let attrs = request.frontend_opt.clone();
-                let entitlements = Vec::new();
                 let mut build_request = crate::control::dockerfile_request(
                     &self.daemon,
                     &attrs,
-                    &entitlements,
+                    &build.entitlements,
                     &session,
                     &build.job,
                     &build.cancelled,
@@ -363,7 +367,7 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
                 let solve = crate::control::definition_request(
                     &self.daemon,
                     definition,
-                    &[],
+                    &build.entitlements,
                     build.session.as_ref(),
                     &build.job,
                     &build.cancelled,

@@ -26,13 +26,22 @@ struct GatewayBuild {
 impl GatewayBuild {
     /// Opens the solve `id`, exporting with `exporters`.
     async fn open(kilnd: &Kilnd, id: &str, exporters: Vec<control::Exporter>) -> GatewayBuild {
+        Self::open_with(
+            kilnd,
+            control::SolveRequest {
+                r#ref: id.to_owned(),
+                exporters,
+                ..control::SolveRequest::default()
+            },
+        )
+        .await
+    }
+
+    /// Opens the solve `request` (its `ref` names it).
+    async fn open_with(kilnd: &Kilnd, request: control::SolveRequest) -> GatewayBuild {
+        let id = request.r#ref.clone();
         let channel = connect(&kilnd.socket).await;
         let mut control = ControlClient::new(channel.clone());
-        let request = control::SolveRequest {
-            r#ref: id.to_owned(),
-            exporters,
-            ..control::SolveRequest::default()
-        };
         let solve = tokio::spawn(async move {
             control
                 .solve(request)
@@ -41,7 +50,7 @@ impl GatewayBuild {
                 .map_err(|e| e.message().to_owned())
         });
         GatewayBuild {
-            id: id.to_owned(),
+            id,
             bridge: LlbBridgeClient::new(channel),
             solve,
         }
@@ -388,4 +397,57 @@ async fn the_dockerfile_frontend_answers_a_lint_subrequest() {
         2
     );
     build.finish(gw::Result::default()).await.unwrap();
+}
+
+/// The gateway's solves run with what the client's `Control.Solve` was granted: a
+/// step on the host's network runs when `network.host` was allowed, and is refused
+/// otherwise.
+#[tokio::test]
+async fn gateway_solves_have_the_entitlements_of_their_build() {
+    use kiln_llb::{ImageOptions, MarshalOptions, NetMode, Run, State, wire};
+    if !crate::support::can_build() {
+        return;
+    }
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let kilnd = Kilnd::start(&["--allow-insecure-entitlement", "network.host"]);
+    let on_host_network = State::image(&image, ImageOptions::default())
+        .add_env("PATH", "/bin")
+        .run(Run::new(["true"]).network(NetMode::Host))
+        .root()
+        .marshal(&MarshalOptions::default());
+    let definition: pb::Definition =
+        prost::Message::decode(wire::encode_definition(&on_host_network).as_slice()).unwrap();
+    // Refused first: a cached result would not reach the check.
+    for granted in [false, true] {
+        let entitlements = if granted {
+            vec!["network.host".to_owned()]
+        } else {
+            Vec::new()
+        };
+        let mut build = GatewayBuild::open_with(
+            &kilnd,
+            control::SolveRequest {
+                r#ref: format!("entitled-{granted}"),
+                entitlements,
+                ..control::SolveRequest::default()
+            },
+        )
+        .await;
+        let request = build.call(gw::SolveRequest {
+            definition: Some(definition.clone()),
+            ..gw::SolveRequest::default()
+        });
+        let solved = build.bridge.solve(request).await;
+        if granted {
+            solved.unwrap();
+        } else {
+            let refused = solved.unwrap_err();
+            assert!(
+                refused.message().contains("network.host is not allowed"),
+                "{refused:?}"
+            );
+        }
+        build.finish(gw::Result::default()).await.unwrap();
+    }
 }
