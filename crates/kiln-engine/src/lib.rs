@@ -248,6 +248,42 @@ pub struct LintReport {
     pub error: Option<kiln_dockerfile::Error>,
 }
 
+/// A stage a Dockerfile can build (BuildKit's `frontend.targets` entry).
+#[derive(Debug, Clone)]
+pub struct StageTarget {
+    /// `AS name` (empty for an unnamed stage).
+    pub name: String,
+    /// The `# name description` comment before its FROM.
+    pub description: String,
+    /// What its FROM names, as written.
+    pub base: String,
+    /// `--platform`, as written.
+    pub platform: String,
+    /// Whether it is built when no target is named (the last stage).
+    pub default: bool,
+    /// Its FROM's lines.
+    pub location: SourceRange,
+}
+
+/// Every stage of a Dockerfile, in order.
+pub fn dockerfile_targets(source: &[u8]) -> Result<Vec<StageTarget>, kiln_dockerfile::Error> {
+    let parsed = kiln_dockerfile::parser::parse(source)?;
+    let stages = kiln_dockerfile::instructions::parse(&parsed)?.stages;
+    let last = stages.len().saturating_sub(1);
+    Ok(stages
+        .into_iter()
+        .enumerate()
+        .map(|(i, stage)| StageTarget {
+            name: stage.from.name.unwrap_or_default(),
+            description: stage.from.comment,
+            base: stage.from.base_name,
+            platform: stage.from.platform.unwrap_or_default(),
+            default: i == last,
+            location: stage.location,
+        })
+        .collect())
+}
+
 /// What is told a build's check warnings.
 pub type CheckSink = dyn Fn(&[CheckWarning]) + Send + Sync;
 

@@ -6,14 +6,17 @@
 use std::collections::HashMap;
 
 use base64::Engine as _;
-use kiln_engine::{CheckWarning, DockerfileError, LintReport, SourceRange};
+use kiln_engine::{CheckWarning, DockerfileError, LintReport, SourceRange, StageTarget};
 use serde_json::{Value, json};
 
 /// The frontend option naming a subrequest.
 pub(crate) const REQUEST_ID: &str = "requestid";
 /// `frontend.lint`: the build checks, and the error that stops the conversion.
 pub(crate) const LINT: &str = "frontend.lint";
-const LINT_VERSION: &str = "1.0.0";
+/// `frontend.targets`: the stages a Dockerfile can build.
+pub(crate) const TARGETS: &str = "frontend.targets";
+/// Both subrequests' version.
+const VERSION: &str = "1.0.0";
 
 /// The Dockerfile a subrequest is about, as its answers cite it.
 pub(crate) struct Source<'a> {
@@ -57,8 +60,66 @@ pub(crate) fn lint_result(report: &LintReport, source: &Source<'_>) -> HashMap<S
             "result.statuscode".to_owned(),
             if failed { b"1".to_vec() } else { b"0".to_vec() },
         ),
-        ("version".to_owned(), LINT_VERSION.as_bytes().to_vec()),
+        ("version".to_owned(), VERSION.as_bytes().to_vec()),
     ])
+}
+
+/// `frontend.targets`'s metadata: `targets.List` as JSON and as BuildKit prints it.
+pub(crate) fn targets_result(
+    targets: &[StageTarget],
+    source: &Source<'_>,
+) -> HashMap<String, Vec<u8>> {
+    let list = json!({
+        "targets": targets.iter().map(target).collect::<Vec<_>>(),
+        "sources": [base64::engine::general_purpose::STANDARD.encode(source.data)],
+    });
+    HashMap::from([
+        (
+            "result.json".to_owned(),
+            serde_json::to_vec_pretty(&list).unwrap_or_default(),
+        ),
+        ("result.txt".to_owned(), targets_table(targets).into_bytes()),
+        ("version".to_owned(), VERSION.as_bytes().to_vec()),
+    ])
+}
+
+/// `targets.Target`, its empty fields left out as Go leaves them.
+fn target(stage: &StageTarget) -> Value {
+    let mut entry = serde_json::Map::new();
+    for (key, value) in [
+        ("name", &stage.name),
+        ("description", &stage.description),
+        ("base", &stage.base),
+        ("platform", &stage.platform),
+    ] {
+        if !value.is_empty() {
+            entry.insert(key.to_owned(), json!(value));
+        }
+    }
+    if stage.default {
+        entry.insert("default".to_owned(), json!(true));
+    }
+    entry.insert("location".to_owned(), location(Some(stage.location)));
+    Value::Object(entry)
+}
+
+/// `targets.PrintTargets`: a table of names (the default marked) and descriptions.
+fn targets_table(targets: &[StageTarget]) -> String {
+    let names: Vec<String> = targets
+        .iter()
+        .map(|t| match (t.name.as_str(), t.default) {
+            ("", true) => "(default)".to_owned(),
+            (name, true) => format!("{name} (default)"),
+            (name, false) => name.to_owned(),
+        })
+        .collect();
+    let width = names.iter().map(String::len).chain([6]).max().unwrap_or(6) + 1;
+    let mut table = format!("{:width$}DESCRIPTION\n", "TARGET");
+    for (name, target) in names.iter().zip(targets) {
+        table.push_str(format!("{name:width$}{}", target.description).trim_end());
+        table.push('\n');
+    }
+    table
 }
 
 /// `lint.Warning`.

@@ -546,27 +546,35 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
     }
 }
 
-/// Answers a Dockerfile subrequest (`frontend.lint`) with its result's metadata.
+/// Answers a Dockerfile subrequest (`frontend.lint`, `frontend.targets`) with its
+/// result's metadata.
 pub(crate) async fn answer_subrequest(
     daemon: &Arc<Daemon>,
     request_id: &str,
     request: kiln_engine::BuildRequest,
 ) -> Result<HashMap<String, Vec<u8>>, Status> {
-    if request_id != subrequests::LINT {
-        return Err(Status::unimplemented(subrequests::unsupported(request_id)));
-    }
     let data = fs_err::read(&request.dockerfile).map_err(|e| Status::internal(e.to_string()))?;
     let filename = request
         .dockerfile
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let report = daemon.blocking(move |engine| engine.lint(&request)).await?;
     let source = subrequests::Source {
         filename: &filename,
         data: &data,
     };
-    Ok(subrequests::lint_result(&report, &source))
+    match request_id {
+        subrequests::LINT => {
+            let report = daemon.blocking(move |engine| engine.lint(&request)).await?;
+            Ok(subrequests::lint_result(&report, &source))
+        }
+        subrequests::TARGETS => {
+            let targets = kiln_engine::dockerfile_targets(&data)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            Ok(subrequests::targets_result(&targets, &source))
+        }
+        other => Err(Status::unimplemented(subrequests::unsupported(other))),
+    }
 }
 
 /// A solve's answer with metadata and no ref (a subrequest's).

@@ -451,3 +451,49 @@ async fn gateway_solves_have_the_entitlements_of_their_build() {
         build.finish(gw::Result::default()).await.unwrap();
     }
 }
+
+/// `frontend.targets`: every stage with its description comment, base, place, and the
+/// default (last) one marked, in BuildKit's format.
+#[tokio::test]
+async fn the_dockerfile_frontend_lists_its_targets() {
+    if !kiln_test::is_root() {
+        kiln_test::skip("kilnd needs root");
+        return;
+    }
+    let kilnd = Kilnd::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let dockerfile =
+        "\n# build compiles the binary\nFROM alpine AS build\nRUN true\n\nFROM build\n";
+    fs_err::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    let mut build =
+        GatewayBuild::open_with_session(&kilnd, "targets", &[("dockerfile", dir.path())]).await;
+    let request = build.call(gw::SolveRequest {
+        frontend: "dockerfile.v0".to_owned(),
+        frontend_opt: HashMap::from([("requestid".to_owned(), "frontend.targets".to_owned())]),
+        ..gw::SolveRequest::default()
+    });
+    let metadata = build
+        .bridge
+        .solve(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap()
+        .metadata;
+    let list: serde_json::Value = serde_json::from_slice(&metadata["result.json"]).unwrap();
+    assert_eq!(
+        list["targets"],
+        serde_json::json!([
+            {"name": "build", "description": "compiles the binary", "base": "alpine",
+             "location": {"sourceIndex": 0, "ranges": [{"start": {"line": 3, "character": 0}, "end": {"line": 3, "character": 0}}]}},
+            {"base": "build", "default": true,
+             "location": {"sourceIndex": 0, "ranges": [{"start": {"line": 6, "character": 0}, "end": {"line": 6, "character": 0}}]}},
+        ])
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&metadata["result.txt"]),
+        "TARGET    DESCRIPTION\nbuild     compiles the binary\n(default)\n"
+    );
+    build.finish(gw::Result::default()).await.unwrap();
+}
