@@ -15,7 +15,9 @@ pub(crate) const REQUEST_ID: &str = "requestid";
 pub(crate) const LINT: &str = "frontend.lint";
 /// `frontend.targets`: the stages a Dockerfile can build.
 pub(crate) const TARGETS: &str = "frontend.targets";
-/// Both subrequests' version.
+/// `frontend.subrequests.describe`: the subrequests this frontend answers.
+pub(crate) const DESCRIBE: &str = "frontend.subrequests.describe";
+/// Every subrequest's version.
 const VERSION: &str = "1.0.0";
 
 /// The Dockerfile a subrequest is about, as its answers cite it.
@@ -60,6 +62,46 @@ pub(crate) fn lint_result(report: &LintReport, source: &Source<'_>) -> HashMap<S
             "result.statuscode".to_owned(),
             if failed { b"1".to_vec() } else { b"0".to_vec() },
         ),
+        ("version".to_owned(), VERSION.as_bytes().to_vec()),
+    ])
+}
+
+/// `frontend.subrequests.describe`'s metadata: the definitions (`subrequests.Request`)
+/// of those answered here, as BuildKit's Dockerfile frontend lists them (lint is
+/// answered but, as there, not listed), and their table.
+pub(crate) fn describe_result() -> HashMap<String, Vec<u8>> {
+    let described = [
+        (TARGETS, "List all targets current build supports"),
+        (DESCRIBE, "List available subrequest types"),
+    ];
+    let definitions: Vec<Value> = described
+        .iter()
+        .map(|(name, description)| {
+            json!({
+                "name": name, "version": VERSION, "type": "rpc", "description": description,
+                "opts": [], "inputs": null, "refs": null,
+                "metadata": [
+                    {"name": "result.json", "description": ""},
+                    {"name": "result.txt", "description": ""},
+                ],
+            })
+        })
+        .collect();
+    let names: Vec<&str> = described
+        .iter()
+        .map(|(name, _)| name.trim_start_matches("frontend."))
+        .collect();
+    let width = names.iter().map(|n| n.len()).chain([4]).max().unwrap_or(4) + 1;
+    let mut table = format!("{:width$}VERSION DESCRIPTION\n", "NAME");
+    for (name, (_, description)) in names.iter().zip(described) {
+        table.push_str(&format!("{name:width$}{VERSION:8}{description}\n"));
+    }
+    HashMap::from([
+        (
+            "result.json".to_owned(),
+            serde_json::to_vec_pretty(&definitions).unwrap_or_default(),
+        ),
+        ("result.txt".to_owned(), table.into_bytes()),
         ("version".to_owned(), VERSION.as_bytes().to_vec()),
     ])
 }

@@ -573,6 +573,7 @@ pub(crate) async fn answer_subrequest(
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
             Ok(subrequests::targets_result(&targets, &source))
         }
+        subrequests::DESCRIBE => Ok(subrequests::describe_result()),
         other => Err(Status::unimplemented(subrequests::unsupported(other))),
     }
 }

@@ -495,5 +495,33 @@ async fn the_dockerfile_frontend_lists_its_targets() {
         String::from_utf8_lossy(&metadata["result.txt"]),
         "TARGET    DESCRIPTION\nbuild     compiles the binary\n(default)\n"
     );
+
+    // The subrequests answered are described.
+    let request = build.call(gw::SolveRequest {
+        frontend: "dockerfile.v0".to_owned(),
+        frontend_opt: HashMap::from([(
+            "requestid".to_owned(),
+            "frontend.subrequests.describe".to_owned(),
+        )]),
+        ..gw::SolveRequest::default()
+    });
+    let metadata = build
+        .bridge
+        .solve(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap()
+        .metadata;
+    let described: serde_json::Value = serde_json::from_slice(&metadata["result.json"]).unwrap();
+    let names: Vec<&str> = described
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["frontend.targets", "frontend.subrequests.describe"]);
+    assert_eq!(described[0]["metadata"][0]["name"], "result.json");
     build.finish(gw::Result::default()).await.unwrap();
 }
