@@ -122,6 +122,7 @@ async fn run(
     let outputs = plan_outputs(&request, &exports_dir, session.as_deref())?;
     let result = match request.frontend.as_str() {
         "dockerfile.v0" => {
+            crate::subrequests::check_frontend_caps(&request.frontend_attrs)?;
             let session = session.clone().ok_or_else(|| {
                 Status::invalid_argument(
                     "the dockerfile.v0 frontend reads its files through a session",

@@ -329,6 +329,7 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
                     )
                 })?;
                 let attrs = request.frontend_opt.clone();
+                subrequests::check_frontend_caps(&attrs)?;
                 let mut build_request = crate::control::dockerfile_request(
                     &self.daemon,
                     &attrs,
@@ -574,7 +575,7 @@ pub(crate) async fn answer_subrequest(
             Ok(subrequests::targets_result(&targets, &source))
         }
         subrequests::DESCRIBE => Ok(subrequests::describe_result()),
-        other => Err(Status::unimplemented(subrequests::unsupported(other))),
+        other => Err(subrequests::unsupported(other)),
     }
 }
 

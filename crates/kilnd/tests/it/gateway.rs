@@ -523,5 +523,48 @@ async fn the_dockerfile_frontend_lists_its_targets() {
         .collect();
     assert_eq!(names, ["frontend.targets", "frontend.subrequests.describe"]);
     assert_eq!(described[0]["metadata"][0]["name"], "result.json");
+
+    // One it does not answer is refused with BuildKit's typed detail naming it.
+    let request = build.call(gw::SolveRequest {
+        frontend: "dockerfile.v0".to_owned(),
+        frontend_opt: HashMap::from([(
+            "requestid".to_owned(),
+            "frontend.subrequests.notexist".to_owned(),
+        )]),
+        ..gw::SolveRequest::default()
+    });
+    let refused = build.bridge.solve(request).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unimplemented);
+    let details: kiln_api::proto::google::rpc::Status =
+        prost::Message::decode(refused.details()).unwrap();
+    assert_eq!(
+        details.details[0].type_url,
+        "type.googleapis.com/errdefs.Subrequest"
+    );
+    assert!(
+        String::from_utf8_lossy(&details.details[0].value).contains("notexist"),
+        "{details:?}"
+    );
+
+    // So is a frontend capability it lacks.
+    let request = build.call(gw::SolveRequest {
+        frontend: "dockerfile.v0".to_owned(),
+        frontend_opt: HashMap::from([(
+            "frontend.caps".to_owned(),
+            "moby.buildkit.frontend.subrequests,moby.buildkit.frontend.notexistcap".to_owned(),
+        )]),
+        ..gw::SolveRequest::default()
+    });
+    let refused = build.bridge.solve(request).await.unwrap_err();
+    assert_eq!(
+        refused.message(),
+        "unsupported frontend capability moby.buildkit.frontend.notexistcap"
+    );
+    let details: kiln_api::proto::google::rpc::Status =
+        prost::Message::decode(refused.details()).unwrap();
+    assert_eq!(
+        details.details[0].type_url,
+        "type.googleapis.com/errdefs.FrontendCap"
+    );
     build.finish(gw::Result::default()).await.unwrap();
 }
