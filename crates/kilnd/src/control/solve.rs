@@ -431,7 +431,10 @@ pub(crate) async fn dockerfile_request(
         &dockerfile_key,
         "dockerfile",
         &Filter {
-            follow_paths: vec![filename.clone(), own_ignore.clone()],
+            follow_paths: dockerfile_candidates(&filename)
+                .into_iter()
+                .chain([own_ignore.clone()])
+                .collect(),
             ..Filter::default()
         },
         job,
@@ -506,7 +509,7 @@ pub(crate) async fn dockerfile_request(
     for ulimit in attr("ulimit").into_iter().flat_map(|u| u.split(',')) {
         run.ulimits.push(parse_ulimit(ulimit)?);
     }
-    let dockerfile = [filename.as_str(), "dockerfile"]
+    let dockerfile = dockerfile_candidates(&filename)
         .iter()
         .map(|name| dockerfile_dir.join(name))
         .find(|p| p.is_file())
@@ -561,6 +564,20 @@ fn check_report(
 /// The id of the progress step that loads a client's directory.
 fn load_step_id(name: &str, purpose: &str) -> String {
     format!("kilnd-load-{name}-{purpose}")
+}
+
+/// Where the Dockerfile may be: its name, and for `Dockerfile` the lower-case
+/// `dockerfile` beside it too (BuildKit's dockerui, after moby/moby#10858).
+fn dockerfile_candidates(filename: &str) -> Vec<String> {
+    let mut names = vec![filename.to_owned()];
+    let (dir, base) = filename.rsplit_once('/').unwrap_or(("", filename));
+    if base == "Dockerfile" {
+        names.push(match dir {
+            "" => "dockerfile".to_owned(),
+            dir => format!("{dir}/dockerfile"),
+        });
+    }
+    names
 }
 
 /// The build context, synced without what its ignore file (the Dockerfile's own

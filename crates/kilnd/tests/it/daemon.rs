@@ -519,3 +519,35 @@ async fn a_context_directory_that_became_a_file_is_transferred() {
     fs_err::write(second.path().join("foo"), "contents2").unwrap();
     build(second.path().to_path_buf()).await.unwrap();
 }
+
+/// A Dockerfile spelt `dockerfile` is found when no file name is given, as BuildKit
+/// finds it.
+#[tokio::test]
+async fn a_lower_case_dockerfile_is_found() {
+    use kiln_api::session::attachables::Attachables;
+    if !kiln_test::is_root() {
+        kiln_test::skip("kilnd needs root");
+        return;
+    }
+    let kilnd = Kilnd::start(&[]);
+    let client = kiln_api::client::Client::connect(&kilnd.address(), &Default::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::write(dir.path().join("dockerfile"), "FROM scratch\n").unwrap();
+    let attachables = Attachables {
+        dirs: ["context", "dockerfile"]
+            .into_iter()
+            .map(|name| (name.to_owned(), dir.path().to_path_buf()))
+            .collect(),
+        ..Attachables::default()
+    };
+    let request = control::SolveRequest {
+        frontend: "dockerfile.v0".to_owned(),
+        ..control::SolveRequest::default()
+    };
+    client
+        .solve(request, attachables, "lower-case", |_| {})
+        .await
+        .unwrap();
+}
