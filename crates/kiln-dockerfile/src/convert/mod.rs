@@ -664,8 +664,18 @@ impl<'a> Converter<'a> {
                 self.check_from_platform(stage, platform, &expansion);
                 let value = expansion.word;
                 if value.is_empty() {
+                    // BuildKit suggests a global ARG for a misspelt one (wrapSuggestAny).
+                    let hint = expansion
+                        .unmatched
+                        .iter()
+                        .find_map(|arg| {
+                            let keys = self.ctx.global_args.iter().map(|(k, _)| k.as_str());
+                            crate::suggest::search(arg, keys, true)
+                        })
+                        .map(|s| format!(" (did you mean {s}?)"))
+                        .unwrap_or_default();
                     return Err(Error::at(
-                        format!("empty platform value from expression {platform}"),
+                        format!("empty platform value from expression {platform}{hint}"),
                         stage.location,
                     ));
                 }

@@ -111,3 +111,18 @@ fn the_check_build_arg_replaces_the_directive() {
     );
     assert!(failed.is_err());
 }
+
+/// An empty `FROM --platform` names the global ARG a misspelt one may mean.
+#[test]
+fn an_empty_platform_suggests_a_global_arg() {
+    let failed = convert::convert(
+        b"FROM --platform=$BULIDPLATFORM scratch\n",
+        &ConvertOptions::default(),
+        &FixedResolver,
+    )
+    .unwrap_err();
+    assert_eq!(
+        failed.message,
+        "empty platform value from expression $BULIDPLATFORM (did you mean BUILDPLATFORM?)"
+    );
+}
