@@ -604,8 +604,11 @@ fn check_warnings(
     source: &[u8],
     path: &Path,
 ) -> Vec<CheckWarning> {
-    conversion
-        .warnings
+    lint_checks(&conversion.warnings, source, path)
+}
+
+fn lint_checks(warnings: &[convert::LintWarning], source: &[u8], path: &Path) -> Vec<CheckWarning> {
+    warnings
         .iter()
         .map(|w| {
             let (start, end) = (
@@ -785,11 +788,26 @@ impl Engine {
                 .map(Path::to_path_buf)
                 .unwrap_or_default(),
         )]);
-        let mut conversion = self.convert_for(request, &dockerfile, "context", &mut dirs, false)?;
+        let report_checks = |checks: &[CheckWarning]| {
+            if let Some(report) = &request.on_checks {
+                (report.0)(checks);
+            }
+        };
+        let converted = self.convert_for(request, &dockerfile, "context", &mut dirs, false);
+        let mut conversion = match converted {
+            Ok(conversion) => conversion,
+            Err(Error::Dockerfile { excerpt, error }) => {
+                report_checks(&lint_checks(
+                    &error.warnings,
+                    &dockerfile,
+                    &request.dockerfile,
+                ));
+                return Err(Error::Dockerfile { excerpt, error });
+            }
+            Err(other) => return Err(other),
+        };
         let checks = check_warnings(&conversion, &dockerfile, &request.dockerfile);
-        if let Some(report) = &request.on_checks {
-            (report.0)(&checks);
-        }
+        report_checks(&checks);
         if let Some(violation) = conversion.lint_violation.take() {
             return Err(violation_error(violation));
         }
@@ -1125,7 +1143,7 @@ impl Engine {
                 error: conversion.lint_violation,
             }),
             Err(Error::Dockerfile { error, .. }) => Ok(LintReport {
-                checks: Vec::new(),
+                checks: lint_checks(&error.warnings, &dockerfile, &request.dockerfile),
                 error: Some(error),
             }),
             Err(other) => Err(other),

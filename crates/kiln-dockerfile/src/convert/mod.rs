@@ -544,11 +544,13 @@ impl<'a> Converter<'a> {
     }
 
     fn run(mut self) -> Result<(Conversion, BTreeSet<String>), Error> {
-        self.build_stage_states()?;
-        let target = self.resolve_target()?;
-        self.build_dependency_graph()?;
-        let reachable = self.resolve_stages(target)?;
-        self.dispatch_stages(&reachable)?;
+        let target = match self.dispatch() {
+            Ok(target) => target,
+            Err(mut error) => {
+                error.warnings = std::mem::take(&mut self.lint.warnings);
+                return Err(error);
+            }
+        };
         let ctx_paths: BTreeSet<String> = self
             .stages
             .iter()
@@ -598,6 +600,16 @@ impl<'a> Converter<'a> {
         ))
     }
 
+    /// Converts the stages the target needs; returns the target's index.
+    fn dispatch(&mut self) -> Result<usize, Error> {
+        self.build_stage_states()?;
+        let target = self.resolve_target()?;
+        self.build_dependency_graph()?;
+        let reachable = self.resolve_stages(target)?;
+        self.dispatch_stages(&reachable)?;
+        Ok(target)
+    }
+
     fn build_stage_states(&mut self) -> Result<(), Error> {
         let stages = self.parsed.stages.clone();
         self.check_default_base_names();
@@ -617,20 +629,7 @@ impl<'a> Converter<'a> {
                 .lexer
                 .process(&stage.from.base_name, &self.ctx.global_args)
                 .map_err(|e| Error::from(e).with_location(stage.location))?;
-            for arg in expansion
-                .unmatched
-                .iter()
-                .filter(|a| !declared.contains(*a))
-            {
-                let hint = crate::suggest::search(arg, declared.iter().map(String::as_str), true)
-                    .map(|s| format!(" (did you mean {s}?)"))
-                    .unwrap_or_default();
-                self.lint.report(
-                    "UndefinedArgInFrom",
-                    &format!("FROM argument '{arg}' is not declared{hint}"),
-                    stage.location,
-                );
-            }
+            self.report_undeclared_from_args(&expansion.unmatched, &declared, stage.location);
             let expanded = expansion.word;
             if expanded.is_empty() {
                 return Err(Error::at(
@@ -661,6 +660,7 @@ impl<'a> Converter<'a> {
                             stage.location,
                         )
                     })?;
+                self.report_undeclared_from_args(&expansion.unmatched, &declared, stage.location);
                 self.check_from_platform(stage, platform, &expansion);
                 let value = expansion.word;
                 if value.is_empty() {
@@ -727,6 +727,26 @@ impl<'a> Converter<'a> {
 
     /// `RedundantTargetPlatform` (`--platform=$TARGETPLATFORM`) and
     /// `FromPlatformFlagConstDisallowed` (a constant, unless the stage is named for it).
+    /// `UndefinedArgInFrom`: variables of a FROM (its base or `--platform`) that no
+    /// ARG declares, with the declared one a misspelling may mean.
+    fn report_undeclared_from_args<'u>(
+        &mut self,
+        unmatched: impl IntoIterator<Item = &'u String>,
+        declared: &BTreeSet<String>,
+        location: SourceRange,
+    ) {
+        for arg in unmatched.into_iter().filter(|a| !declared.contains(*a)) {
+            let hint = crate::suggest::search(arg, declared.iter().map(String::as_str), true)
+                .map(|s| format!(" (did you mean {s}?)"))
+                .unwrap_or_default();
+            self.lint.report(
+                "UndefinedArgInFrom",
+                &format!("FROM argument '{arg}' is not declared{hint}"),
+                location,
+            );
+        }
+    }
+
     fn check_from_platform(
         &mut self,
         stage: &instructions::Stage,

@@ -125,4 +125,7 @@ fn an_empty_platform_suggests_a_global_arg() {
         failed.message,
         "empty platform value from expression $BULIDPLATFORM (did you mean BUILDPLATFORM?)"
     );
+    // The checks that fired before it come with the error.
+    let rules: Vec<&str> = failed.warnings.iter().map(|w| w.rule.as_str()).collect();
+    assert_eq!(rules, ["UndefinedArgInFrom"]);
 }
