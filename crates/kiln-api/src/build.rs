@@ -141,6 +141,39 @@ pub struct CheckWarning {
     pub line: usize,
     /// The Dockerfile lines, marked (BuildKit's excerpt).
     pub excerpt: String,
+    /// BuildKit's description of the rule.
+    pub description: String,
+    /// Where in the Dockerfile.
+    pub location: SourceRange,
+}
+
+impl CheckWarning {
+    /// BuildKit's one-line form (`linter.LintFormatShort`): `Rule: message (line N)`.
+    pub fn short(&self) -> String {
+        match self.line {
+            0 => format!("{}: {}", self.rule, self.message),
+            line => format!("{}: {} (line {line})", self.rule, self.message),
+        }
+    }
+}
+
+/// A place in a source file (BuildKit's `pb.Position`): line 1-based, character
+/// 0-based.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
+    /// The line.
+    pub line: usize,
+    /// The character in the line.
+    pub character: usize,
+}
+
+/// A span of a source file (BuildKit's `pb.Range`; the end line inclusive).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceRange {
+    /// Where it starts.
+    pub start: Position,
+    /// Where it ends.
+    pub end: Position,
 }
 
 /// Progress of a build, in BuildKit's model: vertices start, end (done, failed or

@@ -59,6 +59,9 @@ pub struct Error {
     /// BuildKit reports as `dockerfile parse error on line N: …`; other errors (the
     /// syntax of the file, conversion) show the message alone.
     pub parse_error: bool,
+    /// The build checks that fired before the conversion stopped (BuildKit reports
+    /// them before the error).
+    pub warnings: Vec<crate::convert::LintWarning>,
 }
 
 impl Error {
@@ -67,6 +70,7 @@ impl Error {
             message: message.into(),
             location: None,
             parse_error: false,
+            warnings: Vec::new(),
         }
     }
 

@@ -28,9 +28,10 @@ use kiln_registry::RegistryClient;
 use kiln_worker::{LocalContexts, SolveOptions, Worker, WorkerConfig};
 
 pub use error::Error;
+pub use kiln_dockerfile::{Error as DockerfileError, SourceRange};
 pub use kiln_llb::Platform;
 pub use kiln_registry::{CredentialSource, Credentials};
-pub use kiln_worker::Secrets;
+pub use kiln_worker::{ResolveMode, Secrets};
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -172,6 +173,65 @@ impl EngineConfig {
     }
 }
 
+/// A Dockerfile's lint: what BuildKit's `frontend.lint` subrequest reports.
+#[derive(Debug, Clone)]
+pub struct LintReport {
+    /// The build checks that fired.
+    pub checks: Vec<CheckWarning>,
+    /// What stopped the conversion (a parse error, a `check=error=true` violation),
+    /// with its lines when known.
+    pub error: Option<kiln_dockerfile::Error>,
+}
+
+/// A stage a Dockerfile can build (BuildKit's `frontend.targets` entry).
+#[derive(Debug, Clone)]
+pub struct StageTarget {
+    /// `AS name` (empty for an unnamed stage).
+    pub name: String,
+    /// The `# name description` comment before its FROM.
+    pub description: String,
+    /// What its FROM names, as written.
+    pub base: String,
+    /// `--platform`, as written.
+    pub platform: String,
+    /// Whether it is built when no target is named (the last stage).
+    pub default: bool,
+    /// Its FROM's lines.
+    pub location: SourceRange,
+}
+
+/// Every stage of a Dockerfile, in order.
+pub fn dockerfile_targets(source: &[u8]) -> Result<Vec<StageTarget>, kiln_dockerfile::Error> {
+    let parsed = kiln_dockerfile::parser::parse(source)?;
+    let stages = kiln_dockerfile::instructions::parse(&parsed)?.stages;
+    let last = stages.len().saturating_sub(1);
+    Ok(stages
+        .into_iter()
+        .enumerate()
+        .map(|(i, stage)| StageTarget {
+            name: stage.from.name.unwrap_or_default(),
+            description: stage.from.comment,
+            base: stage.from.base_name,
+            platform: stage.from.platform.unwrap_or_default(),
+            default: i == last,
+            location: stage.location,
+        })
+        .collect())
+}
+
+/// What is told a build's check warnings.
+pub type CheckSink = dyn Fn(&[CheckWarning]) + Send + Sync;
+
+/// Where a build's check warnings go when they are known.
+#[derive(Clone)]
+pub struct CheckReport(pub Arc<CheckSink>);
+
+impl std::fmt::Debug for CheckReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CheckReport")
+    }
+}
+
 /// A local source of a definition: which client directory, filtered how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalSource {
@@ -194,6 +254,9 @@ pub struct SessionHooks {
     pub client_secrets: Option<Arc<dyn Secrets>>,
     /// This build's cancellation.
     pub cancelled: Option<Arc<AtomicBool>>,
+    /// Told the build checks that fired as soon as the Dockerfile is converted, before
+    /// anything runs (a daemon shows them as progress warnings, as BuildKit does).
+    pub on_checks: Option<CheckReport>,
     /// Where registry credentials come from instead of the daemon's own docker
     /// configuration (the client's session).
     pub credentials: Option<Arc<dyn CredentialSource>>,
@@ -293,7 +356,7 @@ impl Secrets for ClientSecrets<'_> {
     }
 }
 
-struct Resolver<'a>(&'a Worker, &'a RegistryClient, kiln_worker::ResolveMode);
+struct Resolver<'a>(&'a Worker, &'a RegistryClient, ResolveMode);
 
 impl ImageResolver for Resolver<'_> {
     fn resolve_image_config(
@@ -403,8 +466,11 @@ fn check_warnings(
     source: &[u8],
     path: &Path,
 ) -> Vec<CheckWarning> {
-    conversion
-        .warnings
+    lint_checks(&conversion.warnings, source, path)
+}
+
+fn lint_checks(warnings: &[convert::LintWarning], source: &[u8], path: &Path) -> Vec<CheckWarning> {
+    warnings
         .iter()
         .map(|w| {
             let (start, end) = (
@@ -421,9 +487,19 @@ fn check_warnings(
                 } else {
                     String::new()
                 },
+                description: convert::rule_description(&w.rule).to_owned(),
+                location: api_range(w.location),
             }
         })
         .collect()
+}
+
+/// A `check=error=true` violation as the build's error (it has no lines to show).
+fn violation_error(error: kiln_dockerfile::Error) -> Error {
+    Error::Dockerfile {
+        excerpt: String::new(),
+        error,
+    }
 }
 
 /// When an image was made.
@@ -562,14 +638,37 @@ impl Engine {
                 .map(Path::to_path_buf)
                 .unwrap_or_default(),
         )]);
+        let report_checks = |checks: &[CheckWarning]| {
+            if let Some(report) = &hooks.on_checks {
+                (report.0)(checks);
+            }
+        };
         let registry = self.client_registry(hooks);
-        let conversion = self.convert(
+        let converted = self.convert_for(
             request,
             &dockerfile,
             "context",
             &mut dirs,
             registry.as_deref().unwrap_or(self.worker.registry()),
-        )?;
+            false,
+        );
+        let mut conversion = match converted {
+            Ok(conversion) => conversion,
+            Err(Error::Dockerfile { excerpt, error }) => {
+                report_checks(&lint_checks(
+                    &error.warnings,
+                    &dockerfile,
+                    &request.dockerfile,
+                ));
+                return Err(Error::Dockerfile { excerpt, error });
+            }
+            Err(other) => return Err(other),
+        };
+        let checks = check_warnings(&conversion, &dockerfile, &request.dockerfile);
+        report_checks(&checks);
+        if let Some(violation) = conversion.lint_violation.take() {
+            return Err(violation_error(violation));
+        }
         let definition = conversion.state.marshal(&MarshalOptions {
             platform: Some(conversion.platform.clone()),
             local_unique_id: None,
@@ -618,7 +717,7 @@ impl Engine {
                 .build_args
                 .get("SOURCE_DATE_EPOCH")
                 .and_then(|v| v.parse::<i64>().ok()),
-            checks: check_warnings(&conversion, &dockerfile, &request.dockerfile),
+            checks,
             warnings,
             registry,
         })
@@ -832,26 +931,20 @@ impl Engine {
         Ok(())
     }
 
-    /// An image's canonical name, manifest digest and config, for this engine's
-    /// platform; `pull` asks the registry even when an earlier resolution is known.
+    /// An image's canonical name, manifest digest and config, for `platform` (this
+    /// engine's when `None`), resolved as `mode` asks.
     pub fn resolve_image_config(
         &self,
         reference: &str,
-        pull: bool,
+        platform: Option<&Platform>,
+        mode: ResolveMode,
         hooks: &SessionHooks,
     ) -> Result<(String, String, Vec<u8>), Error> {
-        let mode = if pull {
-            kiln_worker::ResolveMode::Pull
-        } else {
-            kiln_worker::ResolveMode::Default
-        };
+        let platform = platform.unwrap_or(&self.platform);
         let registry = self.client_registry(hooks);
-        Ok(self.worker.resolve_image_config(
-            registry.as_deref(),
-            reference,
-            &self.platform,
-            mode,
-        )?)
+        Ok(self
+            .worker
+            .resolve_image_config(registry.as_deref(), reference, platform, mode)?)
     }
 
     /// A result with nothing in it (a client frontend that returns no ref), with the
@@ -896,6 +989,27 @@ impl Engine {
         ))
     }
 
+    /// Lints the Dockerfile as BuildKit's `frontend.lint` subrequest does: the checks
+    /// that fire over every stage (or the target's), and the error that stops the
+    /// conversion, which is part of the answer rather than a failure.
+    pub fn lint(&self, request: &BuildRequest) -> Result<LintReport, Error> {
+        let dockerfile = fs::read(&request.dockerfile)
+            .map_err(|e| Error::Usage(format!("reading the Dockerfile: {e}")))?;
+        let mut dirs = BTreeMap::new();
+        let registry = self.worker.registry();
+        match self.convert_for(request, &dockerfile, "context", &mut dirs, registry, true) {
+            Ok(conversion) => Ok(LintReport {
+                checks: check_warnings(&conversion, &dockerfile, &request.dockerfile),
+                error: conversion.lint_violation,
+            }),
+            Err(Error::Dockerfile { error, .. }) => Ok(LintReport {
+                checks: lint_checks(&error.warnings, &dockerfile, &request.dockerfile),
+                error: Some(error),
+            }),
+            Err(other) => Err(other),
+        }
+    }
+
     /// Converts a request's Dockerfile; its build context is the local source
     /// `context_name`, and every directory the build reads is added to `dirs`. Named
     /// contexts that are builds (Bake's `target:` links) are converted here too.
@@ -906,6 +1020,27 @@ impl Engine {
         context_name: &str,
         dirs: &mut BTreeMap<String, PathBuf>,
         registry: &RegistryClient,
+    ) -> Result<convert::Conversion, Error> {
+        let conversion =
+            self.convert_for(request, dockerfile, context_name, dirs, registry, false)?;
+        match conversion.lint_violation {
+            Some(violation) => Err(violation_error(violation)),
+            None => Ok(conversion),
+        }
+    }
+
+    /// [`Self::convert`] with a `check=error=true` violation kept with the conversion
+    /// rather than failing it (the caller reports the warnings first, as BuildKit
+    /// does); for a lint when `lint` is set: every stage when no target is named
+    /// (BuildKit's `AllStages`).
+    fn convert_for(
+        &self,
+        request: &BuildRequest,
+        dockerfile: &[u8],
+        context_name: &str,
+        dirs: &mut BTreeMap<String, PathBuf>,
+        registry: &RegistryClient,
+        lint: bool,
     ) -> Result<convert::Conversion, Error> {
         dirs.insert(context_name.to_owned(), request.context.clone());
         // `BUILDKIT_SYNTAX` overrides the directive, as in BuildKit.
@@ -1035,12 +1170,14 @@ impl Engine {
             shm_size: request.run.shm_size,
             cgroup_parent: request.run.cgroup_parent.clone(),
             force_pull: request.pull,
+            all_stages: lint && request.target.as_deref().is_none_or(str::is_empty),
+            keep_lint_violation: true,
             ..ConvertOptions::default()
         };
         let mode = if request.pull {
-            kiln_worker::ResolveMode::Pull
+            ResolveMode::Pull
         } else {
-            kiln_worker::ResolveMode::Default
+            ResolveMode::Default
         };
         let resolver = Resolver(&self.worker, registry, mode);
         convert::convert(dockerfile, &options, &resolver).map_err(|error| {
@@ -1212,6 +1349,18 @@ impl Engine {
                 Ok(())
             }
         }
+    }
+}
+
+/// A Dockerfile range as the front door's.
+pub fn api_range(range: SourceRange) -> kiln_api::build::SourceRange {
+    let position = |p: kiln_dockerfile::Position| kiln_api::build::Position {
+        line: p.line,
+        character: p.character,
+    };
+    kiln_api::build::SourceRange {
+        start: position(range.start),
+        end: position(range.end),
     }
 }
 

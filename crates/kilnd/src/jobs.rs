@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use kiln_api::build::Event;
+use kiln_api::build::{CheckWarning, Event};
 use kiln_api::proto::google::protobuf::Timestamp;
-use kiln_api::proto::moby::buildkit::v1::{StatusResponse, Vertex, VertexLog};
+use kiln_api::proto::moby::buildkit::v1::{StatusResponse, Vertex, VertexLog, VertexWarning};
+use kiln_api::proto::pb::{Position, Range, SourceInfo};
 use tokio::sync::watch;
 
 /// One solve's progress.
@@ -145,7 +146,7 @@ impl Job {
         warning: kiln_api::proto::moby::buildkit::v1::frontend::WarnRequest,
     ) {
         self.push(StatusResponse {
-            warnings: vec![kiln_api::proto::moby::buildkit::v1::VertexWarning {
+            warnings: vec![VertexWarning {
                 vertex: warning.digest,
                 level: warning.level,
                 short: warning.short,
@@ -154,6 +155,36 @@ impl Job {
                 info: warning.info,
                 ranges: warning.ranges,
             }],
+            ..StatusResponse::default()
+        });
+    }
+
+    /// Build checks that fired, as the Dockerfile frontend warns of them (BuildKit's
+    /// `builder.Build` through `dockerui.Source.Warn`): level 1, the rule's
+    /// description as detail, its ranges, and the Dockerfile as source info.
+    pub(crate) fn check_warnings(
+        &self,
+        vertex: &str,
+        checks: &[CheckWarning],
+        dockerfile: &SourceInfo,
+    ) {
+        if checks.is_empty() {
+            return;
+        }
+        let warnings = checks
+            .iter()
+            .map(|check| VertexWarning {
+                vertex: vertex.to_owned(),
+                level: 1,
+                short: check.short().into_bytes(),
+                detail: vec![check.description.clone().into_bytes()],
+                url: check.url.clone(),
+                info: Some(dockerfile.clone()),
+                ranges: check_ranges(check),
+            })
+            .collect();
+        self.push(StatusResponse {
+            warnings,
             ..StatusResponse::default()
         });
     }
@@ -191,6 +222,24 @@ impl Job {
             }
         }
     }
+}
+
+/// A check's place as BuildKit's ranges (none when it has no line).
+fn check_ranges(check: &CheckWarning) -> Vec<Range> {
+    let location = check.location;
+    if location.start.line == 0 {
+        return Vec::new();
+    }
+    vec![Range {
+        start: Some(Position {
+            line: location.start.line as i32,
+            character: location.start.character as i32,
+        }),
+        end: Some(Position {
+            line: location.end.line as i32,
+            character: location.end.character as i32,
+        }),
+    }]
 }
 
 /// The solves running, by ref, and those that ended recently (a status request may

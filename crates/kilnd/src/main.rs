@@ -12,6 +12,7 @@ mod gateway;
 mod jobs;
 mod server;
 mod session;
+mod subrequests;
 
 use std::path::PathBuf;
 use std::sync::Arc;

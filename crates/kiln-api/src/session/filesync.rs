@@ -363,6 +363,11 @@ pub(crate) async fn receive_packets(
                 apply_stat(&path, stat, kind).map_err(fail)?;
             }
             Kind::File => {
+                // A directory (or anything else) in its place goes now: a file cannot
+                // be renamed over a directory.
+                if local.as_ref().is_some_and(|m| !m.is_file()) {
+                    remove_any(&path).map_err(fail)?;
+                }
                 let temp = path.with_file_name(format!(
                     ".kiln-incoming-{id}-{}",
                     path.file_name().unwrap_or_default().to_string_lossy()

@@ -23,7 +23,7 @@ use crate::parser;
 use crate::shell::Lexer;
 
 pub use self::image::{Healthcheck, History, Image, ImageConfig, RootFs};
-pub use self::lint::{LintWarning, RULES};
+pub use self::lint::{LintWarning, RULES, rule_description};
 
 /// The default `PATH` of Linux images.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -113,6 +113,9 @@ pub struct ConvertOptions {
     pub context_unique_id: Option<String>,
     /// Build every stage, not only those the target needs.
     pub all_stages: bool,
+    /// Return a `check=error=true` violation with the conversion (its warnings kept)
+    /// instead of failing it, as a lint of the file wants.
+    pub keep_lint_violation: bool,
     /// `.dockerignore` patterns of the build context.
     pub context_excludes: Vec<String>,
     /// The local source the build context is read from (default `context`).
@@ -159,6 +162,9 @@ pub struct Conversion {
     pub warnings: Vec<LintWarning>,
     /// `--build-arg`s no ARG declares (BuildKit's "were not consumed" warning).
     pub unused_build_args: Vec<String>,
+    /// The `check=error=true` violation, when [`ConvertOptions::keep_lint_violation`]
+    /// kept it here rather than failing the conversion.
+    pub lint_violation: Option<Error>,
 }
 
 /// Build args BuildKit never reports as unused: the proxy variables and its own.
@@ -373,7 +379,13 @@ impl<'a> Converter<'a> {
             return Err(Error::new("the Dockerfile cannot be empty"));
         }
         let dockerfile = parser::parse(source)?;
-        let mut lint = lint::Linter::new(dockerfile.directive("check"))?;
+        // The `BUILDKIT_DOCKERFILE_CHECK` build arg replaces the `check` directive.
+        let check = options
+            .build_args
+            .get("BUILDKIT_DOCKERFILE_CHECK")
+            .map(String::as_str)
+            .or(dockerfile.directive("check"));
+        let mut lint = lint::Linter::new(check)?;
         for warning in &dockerfile.warnings {
             lint.report(
                 "NoEmptyContinuation",
@@ -532,17 +544,25 @@ impl<'a> Converter<'a> {
     }
 
     fn run(mut self) -> Result<(Conversion, BTreeSet<String>), Error> {
-        self.build_stage_states()?;
-        let target = self.resolve_target()?;
-        self.build_dependency_graph()?;
-        let reachable = self.resolve_stages(target)?;
-        self.dispatch_stages(&reachable)?;
+        let target = match self.dispatch() {
+            Ok(target) => target,
+            Err(mut error) => {
+                error.warnings = std::mem::take(&mut self.lint.warnings);
+                return Err(error);
+            }
+        };
         let ctx_paths: BTreeSet<String> = self
             .stages
             .iter()
             .flat_map(|s| s.ctx_paths.iter().cloned())
             .collect();
-        self.lint.error()?;
+        let lint_violation = match self.lint.error() {
+            Err(violation) if self.ctx.options.keep_lint_violation => Some(violation),
+            other => {
+                other?;
+                None
+            }
+        };
         let mut target_state = self.stages[target].clone();
         for (key, value) in &self.ctx.options.labels {
             target_state
@@ -574,9 +594,20 @@ impl<'a> Converter<'a> {
                 platform,
                 warnings: self.lint.warnings,
                 unused_build_args: unused_build_args(&self.parsed, self.ctx.options),
+                lint_violation,
             },
             ctx_paths,
         ))
+    }
+
+    /// Converts the stages the target needs; returns the target's index.
+    fn dispatch(&mut self) -> Result<usize, Error> {
+        self.build_stage_states()?;
+        let target = self.resolve_target()?;
+        self.build_dependency_graph()?;
+        let reachable = self.resolve_stages(target)?;
+        self.dispatch_stages(&reachable)?;
+        Ok(target)
     }
 
     fn build_stage_states(&mut self) -> Result<(), Error> {
@@ -598,20 +629,7 @@ impl<'a> Converter<'a> {
                 .lexer
                 .process(&stage.from.base_name, &self.ctx.global_args)
                 .map_err(|e| Error::from(e).with_location(stage.location))?;
-            for arg in expansion
-                .unmatched
-                .iter()
-                .filter(|a| !declared.contains(*a))
-            {
-                let hint = crate::suggest::search(arg, declared.iter().map(String::as_str), true)
-                    .map(|s| format!(" (did you mean {s}?)"))
-                    .unwrap_or_default();
-                self.lint.report(
-                    "UndefinedArgInFrom",
-                    &format!("FROM argument '{arg}' is not declared{hint}"),
-                    stage.location,
-                );
-            }
+            self.report_undeclared_from_args(&expansion.unmatched, &declared, stage.location);
             let expanded = expansion.word;
             if expanded.is_empty() {
                 return Err(Error::at(
@@ -642,11 +660,22 @@ impl<'a> Converter<'a> {
                             stage.location,
                         )
                     })?;
+                self.report_undeclared_from_args(&expansion.unmatched, &declared, stage.location);
                 self.check_from_platform(stage, platform, &expansion);
                 let value = expansion.word;
                 if value.is_empty() {
+                    // BuildKit suggests a global ARG for a misspelt one (wrapSuggestAny).
+                    let hint = expansion
+                        .unmatched
+                        .iter()
+                        .find_map(|arg| {
+                            let keys = self.ctx.global_args.iter().map(|(k, _)| k.as_str());
+                            crate::suggest::search(arg, keys, true)
+                        })
+                        .map(|s| format!(" (did you mean {s}?)"))
+                        .unwrap_or_default();
                     return Err(Error::at(
-                        format!("empty platform value from expression {platform}"),
+                        format!("empty platform value from expression {platform}{hint}"),
                         stage.location,
                     ));
                 }
@@ -698,6 +727,26 @@ impl<'a> Converter<'a> {
 
     /// `RedundantTargetPlatform` (`--platform=$TARGETPLATFORM`) and
     /// `FromPlatformFlagConstDisallowed` (a constant, unless the stage is named for it).
+    /// `UndefinedArgInFrom`: variables of a FROM (its base or `--platform`) that no
+    /// ARG declares, with the declared one a misspelling may mean.
+    fn report_undeclared_from_args<'u>(
+        &mut self,
+        unmatched: impl IntoIterator<Item = &'u String>,
+        declared: &BTreeSet<String>,
+        location: SourceRange,
+    ) {
+        for arg in unmatched.into_iter().filter(|a| !declared.contains(*a)) {
+            let hint = crate::suggest::search(arg, declared.iter().map(String::as_str), true)
+                .map(|s| format!(" (did you mean {s}?)"))
+                .unwrap_or_default();
+            self.lint.report(
+                "UndefinedArgInFrom",
+                &format!("FROM argument '{arg}' is not declared{hint}"),
+                location,
+            );
+        }
+    }
+
     fn check_from_platform(
         &mut self,
         stage: &instructions::Stage,

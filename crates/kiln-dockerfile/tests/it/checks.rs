@@ -75,3 +75,57 @@ fn build_args_no_arg_declares_are_reported() {
         convert::convert(b"ARG TAG\nFROM alpine:$TAG\n", &options, &FixedResolver).unwrap();
     assert_eq!(conversion.unused_build_args, ["UNUSED"]);
 }
+
+/// The `BUILDKIT_DOCKERFILE_CHECK` build arg replaces the directive; a violation of
+/// `error=true` can be kept with the conversion, its warnings with it.
+#[test]
+fn the_check_build_arg_replaces_the_directive() {
+    let dockerfile = b"# check=skip=all\nFROM alpine as base\ncopy a /\n";
+    let options = ConvertOptions {
+        build_args: [(
+            "BUILDKIT_DOCKERFILE_CHECK".to_owned(),
+            "skip=ConsistentInstructionCasing;error=true".to_owned(),
+        )]
+        .into(),
+        keep_lint_violation: true,
+        ..ConvertOptions::default()
+    };
+    let conversion = convert::convert(dockerfile, &options, &FixedResolver).unwrap();
+    let rules: Vec<&str> = conversion
+        .warnings
+        .iter()
+        .map(|w| w.rule.as_str())
+        .collect();
+    assert_eq!(rules, ["FromAsCasing"]);
+    assert_eq!(
+        conversion.lint_violation.unwrap().message,
+        "lint violation found for rules: FromAsCasing"
+    );
+    let failed = convert::convert(
+        dockerfile,
+        &ConvertOptions {
+            keep_lint_violation: false,
+            ..options
+        },
+        &FixedResolver,
+    );
+    assert!(failed.is_err());
+}
+
+/// An empty `FROM --platform` names the global ARG a misspelt one may mean.
+#[test]
+fn an_empty_platform_suggests_a_global_arg() {
+    let failed = convert::convert(
+        b"FROM --platform=$BULIDPLATFORM scratch\n",
+        &ConvertOptions::default(),
+        &FixedResolver,
+    )
+    .unwrap_err();
+    assert_eq!(
+        failed.message,
+        "empty platform value from expression $BULIDPLATFORM (did you mean BUILDPLATFORM?)"
+    );
+    // The checks that fired before it come with the error.
+    let rules: Vec<&str> = failed.warnings.iter().map(|w| w.rule.as_str()).collect();
+    assert_eq!(rules, ["UndefinedArgInFrom"]);
+}

@@ -107,6 +107,17 @@ impl ResolveMode {
             _ => Self::Default,
         }
     }
+
+    /// The mode BuildKit's gateway names (`ResolveMode` of a resolve request): `None`
+    /// for a name it does not know.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "" | "default" => Some(Self::Default),
+            "pull" => Some(Self::Pull),
+            "local" => Some(Self::Local),
+            _ => None,
+        }
+    }
 }
 
 /// A resolution kept in [`RESOLVED_TABLE`]; the config is in the content store.

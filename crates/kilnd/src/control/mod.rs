@@ -9,6 +9,7 @@ mod workers;
 pub(crate) use solve::{definition_request, dockerfile_request, session_hooks};
 pub(crate) use workers::records as worker_records;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -41,6 +42,9 @@ pub(crate) struct Daemon {
     pub(crate) labels: Vec<(String, String)>,
     /// The garbage-collection policies (shown by `ListWorkers`).
     pub(crate) gc: Option<Vec<GcPolicy>>,
+    /// One lock per synced client directory: two solves of one project (a frontend's
+    /// builds for two platforms at once) must not receive into it together.
+    pub(crate) sync_locks: std::sync::Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Daemon {
@@ -59,7 +63,14 @@ impl Daemon {
             root,
             labels,
             gc,
+            sync_locks: std::sync::Mutex::default(),
         }
+    }
+
+    /// The lock of the synced directory `dir`.
+    pub(crate) fn sync_lock(&self, dir: &std::path::Path) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.sync_locks.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(locks.entry(dir.to_path_buf()).or_default())
     }
 
     /// Stops what runs: builds are cancelled (their containers killed).

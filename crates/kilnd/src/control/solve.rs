@@ -19,14 +19,16 @@ use kiln_api::proto::moby::buildkit::secrets::v1::secrets_client::SecretsClient;
 use kiln_api::proto::moby::buildkit::v1 as control;
 use kiln_api::proto::moby::filesync::v1::CredentialsRequest;
 use kiln_api::proto::moby::filesync::v1::auth_client::AuthClient;
+use kiln_api::proto::pb::SourceInfo;
 use kiln_api::session::filesync::{self, Filter};
-use kiln_engine::{Engine, SessionHooks};
+use kiln_engine::{CheckReport, Engine, SessionHooks};
 use sha2::{Digest as _, Sha256};
 use tonic::{Response, Status};
 
 use super::{Daemon, ServerStream, error_chain};
 use crate::jobs::Job;
 use crate::session::Session;
+use crate::subrequests::REQUEST_ID;
 
 pub(super) async fn solve(
     daemon: &Arc<Daemon>,
@@ -123,6 +125,7 @@ async fn run(
     let outputs = plan_outputs(&request, &exports_dir, session.as_deref())?;
     let result = match request.frontend.as_str() {
         "dockerfile.v0" => {
+            crate::subrequests::check_frontend_caps(&request.frontend_attrs)?;
             let session = session.clone().ok_or_else(|| {
                 Status::invalid_argument(
                     "the dockerfile.v0 frontend reads its files through a session",
@@ -138,6 +141,14 @@ async fn run(
             )
             .await
             {
+                Ok((build, _)) if request.frontend_attrs.contains_key(REQUEST_ID) => {
+                    // A subrequest's answer is for gateway clients: here nothing of it
+                    // is exported (BuildKit passes on only `frontend.*` metadata).
+                    let request_id = &request.frontend_attrs[REQUEST_ID];
+                    crate::gateway::answer_subrequest(daemon, request_id, build)
+                        .await
+                        .map(|_| BuildResult::default())
+                }
                 Ok((mut build, hooks)) => {
                     build.outputs = outputs.iter().map(|o| o.export.clone()).collect();
                     prepare_exports(&outputs)?;
@@ -184,8 +195,13 @@ async fn run(
         "" => {
             // The client runs the frontend and drives the build through the gateway
             // (LLBBridge); the result it returns is exported here.
-            let gateway =
-                crate::gateway::Build::new(session.clone(), job.clone(), Arc::clone(cancelled));
+            let gateway = crate::gateway::Build::new(
+                session.clone(),
+                job.clone(),
+                Arc::clone(cancelled),
+                !outputs.is_empty(),
+                request.entitlements.clone(),
+            );
             daemon
                 .gateways
                 .register(&request.r#ref, Arc::clone(&gateway));
@@ -384,11 +400,13 @@ async fn sync(
     job: &Job,
 ) -> Result<PathBuf, Status> {
     let dir = synced_dir(daemon, session, name, purpose);
+    let lock = daemon.sync_lock(&dir);
+    let _receiving = lock.lock().await;
     let started = Job::now();
     let received = filesync::receive(session.channel.clone(), name, filter, &dir).await;
     let error = received.as_ref().err().map(|e| error_chain(e));
     job.step(
-        &format!("kilnd-load-{name}-{purpose}"),
+        &load_step_id(name, purpose),
         &format!("[internal] load {name}"),
         started,
         error.clone(),
@@ -422,40 +440,29 @@ pub(crate) async fn dockerfile_request(
         &dockerfile_key,
         "dockerfile",
         &Filter {
-            follow_paths: vec![filename.clone(), own_ignore.clone()],
+            follow_paths: dockerfile_candidates(&filename)
+                .into_iter()
+                .chain([own_ignore.clone()])
+                .collect(),
             ..Filter::default()
         },
         job,
     )
     .await?;
-    let ignore_dir = sync(
-        daemon,
-        session,
-        &context_key,
-        "dockerignore",
-        &Filter {
-            follow_paths: vec![".dockerignore".to_owned()],
-            ..Filter::default()
-        },
-        job,
-    )
-    .await?;
-    let excludes = fs_err::read(dockerfile_dir.join(&own_ignore))
-        .or_else(|_| fs_err::read(ignore_dir.join(".dockerignore")))
-        .map(|bytes| kiln_engine::dockerignore::parse(&bytes))
-        .unwrap_or_default();
-    let context_dir = sync(
-        daemon,
-        session,
-        &context_key,
-        "context",
-        &Filter {
-            exclude_patterns: excludes,
-            ..Filter::default()
-        },
-        job,
-    )
-    .await?;
+    let context_dir = if attrs.contains_key(REQUEST_ID) {
+        // A subrequest reads the Dockerfile alone; the client may lend no context.
+        empty_context(daemon)?
+    } else {
+        sync_context(
+            daemon,
+            session,
+            &context_key,
+            &dockerfile_dir,
+            &own_ignore,
+            job,
+        )
+        .await?
+    };
     let mut named_contexts = BTreeMap::new();
     for (key, value) in attrs {
         let Some(name) = key.strip_prefix("context:") else {
@@ -511,7 +518,7 @@ pub(crate) async fn dockerfile_request(
     for ulimit in attr("ulimit").into_iter().flat_map(|u| u.split(',')) {
         run.ulimits.push(parse_ulimit(ulimit)?);
     }
-    let dockerfile = [filename.as_str(), "dockerfile"]
+    let dockerfile = dockerfile_candidates(&filename)
         .iter()
         .map(|name| dockerfile_dir.join(name))
         .find(|p| p.is_file())
@@ -520,7 +527,8 @@ pub(crate) async fn dockerfile_request(
                 "failed to read dockerfile: open {filename}: no such file or directory"
             ))
         })?;
-    let hooks = session_hooks(daemon, Some(session), cancelled);
+    let mut hooks = session_hooks(daemon, Some(session), cancelled);
+    hooks.on_checks = Some(check_report(job, &dockerfile, &dockerfile_key, &filename));
     let request = BuildRequest {
         context: context_dir,
         dockerfile,
@@ -536,6 +544,93 @@ pub(crate) async fn dockerfile_request(
         ..BuildRequest::default()
     };
     Ok((request, hooks))
+}
+
+/// Sends the build checks that fire to the client's progress as warnings on the
+/// Dockerfile's load step, with the Dockerfile as their source.
+fn check_report(
+    job: &Arc<Job>,
+    dockerfile: &Path,
+    local_name: &str,
+    filename: &str,
+) -> CheckReport {
+    let job = Arc::clone(job);
+    let source = SourceInfo {
+        filename: filename.to_owned(),
+        data: fs_err::read(dockerfile).unwrap_or_default(),
+        language: "Dockerfile".to_owned(),
+        definition: None,
+    };
+    let vertex = load_step_id(local_name, "dockerfile");
+    CheckReport(Arc::new(move |checks| {
+        job.check_warnings(&vertex, checks, &source)
+    }))
+}
+
+/// The id of the progress step that loads a client's directory.
+fn load_step_id(name: &str, purpose: &str) -> String {
+    format!("kilnd-load-{name}-{purpose}")
+}
+
+/// Where the Dockerfile may be: its name, and for `Dockerfile` the lower-case
+/// `dockerfile` beside it too (BuildKit's dockerui, after moby/moby#10858).
+fn dockerfile_candidates(filename: &str) -> Vec<String> {
+    let mut names = vec![filename.to_owned()];
+    let (dir, base) = filename.rsplit_once('/').unwrap_or(("", filename));
+    if base == "Dockerfile" {
+        names.push(match dir {
+            "" => "dockerfile".to_owned(),
+            dir => format!("{dir}/dockerfile"),
+        });
+    }
+    names
+}
+
+/// The build context, synced without what its ignore file (the Dockerfile's own
+/// first, else the context's `.dockerignore`) leaves out.
+async fn sync_context(
+    daemon: &Daemon,
+    session: &Session,
+    context_key: &str,
+    dockerfile_dir: &Path,
+    own_ignore: &str,
+    job: &Job,
+) -> Result<PathBuf, Status> {
+    let ignore_dir = sync(
+        daemon,
+        session,
+        context_key,
+        "dockerignore",
+        &Filter {
+            follow_paths: vec![".dockerignore".to_owned()],
+            ..Filter::default()
+        },
+        job,
+    )
+    .await?;
+    let excludes = fs_err::read(dockerfile_dir.join(own_ignore))
+        .or_else(|_| fs_err::read(ignore_dir.join(".dockerignore")))
+        .map(|bytes| kiln_engine::dockerignore::parse(&bytes))
+        .unwrap_or_default();
+    sync(
+        daemon,
+        session,
+        context_key,
+        "context",
+        &Filter {
+            exclude_patterns: excludes,
+            ..Filter::default()
+        },
+        job,
+    )
+    .await
+}
+
+/// An empty directory standing for a context a build does not read.
+fn empty_context(daemon: &Daemon) -> Result<PathBuf, Status> {
+    let dir = daemon.root.join("kilnd/empty-context");
+    fs_err::create_dir_all(&dir).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(dir)
 }
 
 /// The solve of an LLB definition, its local sources synced from the client's session
@@ -593,6 +688,7 @@ pub(crate) fn session_hooks(
             .map(|lent| lent as Arc<dyn kiln_engine::Secrets>),
         credentials: lent.map(|lent| lent as Arc<dyn kiln_engine::CredentialSource>),
         cancelled: Some(Arc::clone(cancelled)),
+        on_checks: None,
     }
 }
 

@@ -4,6 +4,8 @@
 //! solve frontends or definitions into refs, reads files of refs, and returns the
 //! result, which the waiting `Control.Solve` exports.
 
+mod resolve;
+
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -18,6 +20,7 @@ use tonic::{Request, Response, Status};
 use crate::control::{Daemon, ServerStream, error_chain};
 use crate::jobs::Job;
 use crate::session::Session;
+use crate::subrequests;
 
 /// The metadata key naming the solve a gateway call belongs to.
 const BUILD_ID: &str = "buildkit-controlapi-buildid";
@@ -29,6 +32,11 @@ pub(crate) struct Build {
     pub(crate) job: Arc<Job>,
     /// Set when the client's `Control.Solve` ends (it went away, or the build ended).
     pub(crate) cancelled: Arc<AtomicBool>,
+    /// Whether the solve exports its result anywhere.
+    exports: bool,
+    /// What the client's `Control.Solve` was granted (`--allow`); its gateway solves
+    /// run with the same.
+    entitlements: Vec<String>,
     refs: Mutex<HashMap<String, Arc<Solved>>>,
     next_ref: std::sync::atomic::AtomicU64,
     returned: watch::Sender<Option<Result<Solved, Status>>>,
@@ -39,11 +47,15 @@ impl Build {
         session: Option<Arc<Session>>,
         job: Arc<Job>,
         cancelled: Arc<AtomicBool>,
+        exports: bool,
+        entitlements: Vec<String>,
     ) -> Arc<Self> {
         Arc::new(Self {
             session,
             job,
             cancelled,
+            exports,
+            entitlements,
             refs: Mutex::new(HashMap::new()),
             next_ref: std::sync::atomic::AtomicU64::new(1),
             returned: watch::channel(None).0,
@@ -264,6 +276,8 @@ impl LlbBridgeService {
 }
 
 const IMAGE_CONFIG_KEY: &str = "containerimage.config";
+/// `ResolverType` of a `ResolveImageConfig` request naming an OCI layout in the session.
+const OCI_LAYOUT_RESOLVER: i32 = 1;
 
 #[tonic::async_trait]
 impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
@@ -273,28 +287,38 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
     ) -> Result<Response<gw::ResolveImageConfigResponse>, Status> {
         let build = self.build(&request).await?;
         let request = request.into_inner();
-        let reference = request.r#ref.clone();
-        let pull = request.resolve_mode == "pull";
+        if request.resolver_type == OCI_LAYOUT_RESOLVER {
+            return Err(Status::unimplemented(format!(
+                "resolving {}: kilnd does not read OCI layouts through the session yet",
+                request.r#ref
+            )));
+        }
+        let options = resolve::ResolveOptions::new(
+            request.platform.as_ref(),
+            &request.resolve_mode,
+            request.log_name,
+        )?;
         let hooks =
             crate::control::session_hooks(&self.daemon, build.session.as_ref(), &build.cancelled);
-        let (name, digest, config) = self
-            .daemon
-            .blocking(move |engine| engine.resolve_image_config(&reference, pull, &hooks))
-            .await?;
+        let resolved =
+            resolve::image(&self.daemon, &build.job, hooks, &request.r#ref, options).await?;
         Ok(Response::new(gw::ResolveImageConfigResponse {
-            digest,
-            config,
-            r#ref: name,
+            digest: resolved.digest,
+            config: resolved.config,
+            r#ref: resolved.name,
         }))
     }
 
     async fn resolve_source_meta(
         &self,
-        _request: Request<gw::ResolveSourceMetaRequest>,
+        request: Request<gw::ResolveSourceMetaRequest>,
     ) -> Result<Response<gw::ResolveSourceMetaResponse>, Status> {
-        Err(Status::unimplemented(
-            "kilnd does not resolve source metadata yet",
-        ))
+        let build = self.build(&request).await?;
+        let hooks =
+            crate::control::session_hooks(&self.daemon, build.session.as_ref(), &build.cancelled);
+        let response =
+            resolve::source_meta(&self.daemon, &build.job, hooks, request.into_inner()).await?;
+        Ok(Response::new(response))
     }
 
     async fn solve(
@@ -311,17 +335,22 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
                     )
                 })?;
                 let attrs = request.frontend_opt.clone();
-                let entitlements = Vec::new();
+                subrequests::check_frontend_caps(&attrs)?;
                 let (mut build_request, hooks) = crate::control::dockerfile_request(
                     &self.daemon,
                     &attrs,
-                    &entitlements,
+                    &build.entitlements,
                     &session,
                     &build.job,
                     &build.cancelled,
                 )
                 .await?;
                 build_request.outputs.clear();
+                if let Some(request_id) = attrs.get(subrequests::REQUEST_ID) {
+                    let metadata =
+                        answer_subrequest(&self.daemon, request_id, build_request).await?;
+                    return Ok(Response::new(metadata_response(metadata)));
+                }
                 let job = Arc::clone(&build.job);
                 let solved = self
                     .daemon
@@ -347,7 +376,7 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
                 let (solve, hooks) = crate::control::definition_request(
                     &self.daemon,
                     definition,
-                    &[],
+                    &build.entitlements,
                     build.session.as_ref(),
                     &build.job,
                     &build.cancelled,
@@ -526,6 +555,50 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
     }
 }
 
+/// Answers a Dockerfile subrequest (`frontend.lint`, `frontend.targets`) with its
+/// result's metadata.
+pub(crate) async fn answer_subrequest(
+    daemon: &Arc<Daemon>,
+    request_id: &str,
+    request: kiln_api::build::BuildRequest,
+) -> Result<HashMap<String, Vec<u8>>, Status> {
+    let data = fs_err::read(&request.dockerfile).map_err(|e| Status::internal(e.to_string()))?;
+    let filename = request
+        .dockerfile
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let source = subrequests::Source {
+        filename: &filename,
+        data: &data,
+    };
+    match request_id {
+        subrequests::LINT => {
+            let report = daemon.blocking(move |engine| engine.lint(&request)).await?;
+            Ok(subrequests::lint_result(&report, &source))
+        }
+        subrequests::TARGETS => {
+            let targets = kiln_engine::dockerfile_targets(&data)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            Ok(subrequests::targets_result(&targets, &source))
+        }
+        subrequests::DESCRIBE => Ok(subrequests::describe_result()),
+        other => Err(subrequests::unsupported(other)),
+    }
+}
+
+/// A solve's answer with metadata and no ref (a subrequest's).
+fn metadata_response(metadata: HashMap<String, Vec<u8>>) -> gw::SolveResponse {
+    #[allow(deprecated)]
+    gw::SolveResponse {
+        r#ref: String::new(),
+        result: Some(gw::Result {
+            metadata,
+            ..gw::Result::default()
+        }),
+    }
+}
+
 /// A solve's answer: one ref, with the frontend's metadata.
 fn solve_response(id: String, metadata: HashMap<String, Vec<u8>>) -> gw::SolveResponse {
     #[allow(deprecated)]
@@ -542,26 +615,82 @@ fn solve_response(id: String, metadata: HashMap<String, Vec<u8>>) -> gw::SolveRe
 /// The ref a client returned, with the image config it returned with it; no ref (a
 /// client that only wanted the gateway's options) is an empty result.
 fn returned_result(daemon: &Daemon, build: &Build, result: gw::Result) -> Result<Solved, Status> {
-    #[allow(deprecated)]
-    let id = match &result.result {
-        Some(gw::result::Result::Ref(reference)) => reference.id.clone(),
-        Some(gw::result::Result::RefDeprecated(id)) => id.clone(),
-        Some(_) => {
-            return Err(Status::unimplemented(
-                "kilnd does not export results of several platforms yet",
-            ));
-        }
-        None => String::new(),
-    };
+    let (id, config_key) = returned_ref(&result, build.exports)?;
     let solved = if id.is_empty() {
         daemon.engine.empty_result()
     } else {
         build.get_ref(&id)?.as_ref().clone()
     };
-    match result.metadata.get(IMAGE_CONFIG_KEY) {
+    match result.metadata.get(&config_key) {
         Some(config) => solved
             .with_image_config(config)
             .map_err(|e| Status::invalid_argument(error_chain(&e))),
         None => Ok(solved),
     }
+}
+
+/// Metadata key of the platforms a result keyed by platform holds, in order.
+const PLATFORMS_KEY: &str = "refs.platforms";
+
+/// The id of the ref to export and the metadata key of its image config. A result
+/// keyed by platform (BuildKit's Dockerfile frontend returns one when several
+/// platforms, or `multi-platform`, are asked for) is taken when it holds one
+/// platform; with several, only a build that exports nothing can take it, since
+/// kilnd does not make multi-platform images yet.
+fn returned_ref(result: &gw::Result, exports: bool) -> Result<(String, String), Status> {
+    #[allow(deprecated)]
+    let refs = match &result.result {
+        Some(gw::result::Result::Ref(reference)) => {
+            return Ok((reference.id.clone(), IMAGE_CONFIG_KEY.to_owned()));
+        }
+        Some(gw::result::Result::RefDeprecated(id)) => {
+            return Ok((id.clone(), IMAGE_CONFIG_KEY.to_owned()));
+        }
+        None => return Ok((String::new(), IMAGE_CONFIG_KEY.to_owned())),
+        Some(gw::result::Result::Refs(map)) => map
+            .refs
+            .iter()
+            .map(|(platform, r)| (platform.clone(), r.id.clone()))
+            .collect::<HashMap<_, _>>(),
+        Some(gw::result::Result::RefsDeprecated(map)) => map.refs.clone(),
+    };
+    let platforms = platform_order(result, &refs)?;
+    if platforms.len() > 1 && exports {
+        return Err(Status::unimplemented(format!(
+            "kilnd does not export results of several platforms yet ({})",
+            platforms.join(", ")
+        )));
+    }
+    let platform = platforms
+        .first()
+        .ok_or_else(|| Status::invalid_argument("the client returned an empty map of refs"))?;
+    let id = refs.get(platform).cloned().ok_or_else(|| {
+        Status::invalid_argument(format!("no ref returned for platform {platform}"))
+    })?;
+    Ok((id, format!("{IMAGE_CONFIG_KEY}/{platform}")))
+}
+
+/// The platform keys of a result keyed by platform, in the order its `refs.platforms`
+/// metadata lists them (which BuildKit's exporters require).
+fn platform_order(
+    result: &gw::Result,
+    refs: &HashMap<String, String>,
+) -> Result<Vec<String>, Status> {
+    let listed = result.metadata.get(PLATFORMS_KEY).ok_or_else(|| {
+        Status::invalid_argument("unable to export multiple refs, missing platforms mapping")
+    })?;
+    let listed: serde_json::Value = serde_json::from_slice(listed)
+        .map_err(|e| Status::invalid_argument(format!("{PLATFORMS_KEY}: {e}")))?;
+    let ids: Vec<String> = listed["Platforms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["ID"].as_str().map(str::to_owned))
+        .collect();
+    if ids.is_empty() {
+        return Err(Status::invalid_argument(
+            "invalid empty platforms index for exporter",
+        ));
+    }
+    Ok(ids.into_iter().filter(|id| refs.contains_key(id)).collect())
 }

@@ -514,3 +514,88 @@ async fn a_killed_daemon_restarts_on_a_consistent_store() {
     );
     assert!(containers().is_empty(), "containers left: {}", containers());
 }
+
+/// A context whose directory became a file between two builds of one project: the
+/// second transfer replaces the directory (only what changed travels, into the same
+/// place).
+#[tokio::test]
+async fn a_context_directory_that_became_a_file_is_transferred() {
+    use kiln_api::session::attachables::Attachables;
+    if !kiln_test::is_root() {
+        kiln_test::skip("kilnd needs root");
+        return;
+    }
+    let kilnd = Kilnd::start(&[]);
+    let client = kiln_api::client::Client::connect(&kilnd.address(), &Default::default())
+        .await
+        .unwrap();
+    let build = |dir: std::path::PathBuf| {
+        let client = client.clone();
+        async move {
+            let request = control::SolveRequest {
+                frontend: "dockerfile.v0".to_owned(),
+                ..control::SolveRequest::default()
+            };
+            let attachables = Attachables {
+                dirs: [("context", &dir), ("dockerfile", &dir)]
+                    .into_iter()
+                    .map(|(name, dir)| (name.to_owned(), dir.clone()))
+                    .collect(),
+                ..Attachables::default()
+            };
+            client
+                .solve(request, attachables, "dir-to-file", |_| {})
+                .await
+        }
+    };
+    let first = tempfile::tempdir().unwrap();
+    fs_err::write(
+        first.path().join("Dockerfile"),
+        "FROM scratch\nCOPY foo /\n",
+    )
+    .unwrap();
+    fs_err::create_dir(first.path().join("foo")).unwrap();
+    fs_err::write(first.path().join("foo/bar"), "contents").unwrap();
+    build(first.path().to_path_buf()).await.unwrap();
+
+    let second = tempfile::tempdir().unwrap();
+    fs_err::copy(
+        first.path().join("Dockerfile"),
+        second.path().join("Dockerfile"),
+    )
+    .unwrap();
+    fs_err::write(second.path().join("foo"), "contents2").unwrap();
+    build(second.path().to_path_buf()).await.unwrap();
+}
+
+/// A Dockerfile spelt `dockerfile` is found when no file name is given, as BuildKit
+/// finds it.
+#[tokio::test]
+async fn a_lower_case_dockerfile_is_found() {
+    use kiln_api::session::attachables::Attachables;
+    if !kiln_test::is_root() {
+        kiln_test::skip("kilnd needs root");
+        return;
+    }
+    let kilnd = Kilnd::start(&[]);
+    let client = kiln_api::client::Client::connect(&kilnd.address(), &Default::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::write(dir.path().join("dockerfile"), "FROM scratch\n").unwrap();
+    let attachables = Attachables {
+        dirs: ["context", "dockerfile"]
+            .into_iter()
+            .map(|name| (name.to_owned(), dir.path().to_path_buf()))
+            .collect(),
+        ..Attachables::default()
+    };
+    let request = control::SolveRequest {
+        frontend: "dockerfile.v0".to_owned(),
+        ..control::SolveRequest::default()
+    };
+    client
+        .solve(request, attachables, "lower-case", |_| {})
+        .await
+        .unwrap();
+}

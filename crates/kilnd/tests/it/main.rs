@@ -4,6 +4,7 @@
 //! skipped with a note when absent).
 
 mod daemon;
+mod gateway;
 mod kiln_cli;
 mod oracle;
 mod support;

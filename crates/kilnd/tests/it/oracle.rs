@@ -258,3 +258,82 @@ fn buildctl_solves_a_definition() {
         "a.txt\n"
     );
 }
+
+/// The Dockerfile frontend's build checks reach `buildctl`'s progress as warnings, in
+/// BuildKit's form: `Rule: message (line N)`, the rule's description as detail, its
+/// documentation, level 1 and the lines it concerns.
+#[test]
+fn buildctl_sees_build_checks_as_progress_warnings() {
+    if !can_build() {
+        return;
+    }
+    let Some(buildctl) = kiln_test::oracle_tool("buildctl", "KILN_BUILDCTL") else {
+        return;
+    };
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let kilnd = Kilnd::start(&[]);
+    let ctx = tempfile::tempdir().unwrap();
+    fs_err::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {image} as base\nRUN true\n"),
+    )
+    .unwrap();
+    let out = run(Command::new(&buildctl)
+        .arg("--addr")
+        .arg(kilnd.address())
+        .args(["build", "--progress=rawjson", "--frontend", "dockerfile.v0"])
+        .arg(format!("--local=context={}", ctx.path().display()))
+        .arg(format!("--local=dockerfile={}", ctx.path().display())));
+    let warnings: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|status| status["warnings"].as_array().cloned())
+        .flatten()
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let warning = &warnings[0];
+    let decode = |v: &serde_json::Value| {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap();
+        String::from_utf8(bytes).unwrap()
+    };
+    assert_eq!(
+        decode(&warning["short"]),
+        "FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)"
+    );
+    assert_eq!(
+        decode(&warning["detail"][0]),
+        "The 'as' keyword should match the case of the 'from' keyword"
+    );
+    assert_eq!(
+        warning["url"],
+        "https://docs.docker.com/go/dockerfile/rule/from-as-casing/"
+    );
+    assert_eq!(warning["level"], 1);
+    assert_eq!(warning["range"][0]["start"]["line"], 1, "{warning}");
+
+    // With `check=error=true` the build fails, after the warning was shown.
+    fs_err::write(
+        ctx.path().join("Dockerfile"),
+        format!("# check=error=true\nFROM {image} as base\nRUN true\n"),
+    )
+    .unwrap();
+    let failed = Command::new(&buildctl)
+        .arg("--addr")
+        .arg(kilnd.address())
+        .args(["build", "--progress=rawjson", "--frontend", "dockerfile.v0"])
+        .arg(format!("--local=context={}", ctx.path().display()))
+        .arg(format!("--local=dockerfile={}", ctx.path().display()))
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "{log}");
+    assert!(log.contains(r#""warnings":[{"#), "{log}");
+    assert!(
+        log.contains("lint violation found for rules: FromAsCasing"),
+        "{log}"
+    );
+}
