@@ -359,6 +359,10 @@ impl Worker {
         options: &SolveOptions<'_>,
     ) -> Result<Vec<Ref>, Error> {
         use pb::op::Op;
+        // Before the cache: a step's result is not granted to a build that may not run it.
+        if let Some(Op::Exec(exec)) = &vertex.op.op {
+            ops::exec::check_entitlements(exec, options.entitlements)?;
+        }
         // A cancelled build starts nothing new.
         let this_build_cancelled = options
             .cancelled
@@ -433,18 +437,15 @@ impl Worker {
                     vec![self.run_source(source, options, context_scan.take(), &log)?]
                 }
                 Some(Op::File(file)) => ops::file::run(self, file, inputs)?,
-                Some(Op::Exec(exec)) => {
-                    ops::exec::check_entitlements(exec, options.entitlements)?;
-                    ops::exec::run(
-                        self,
-                        &digest,
-                        exec,
-                        inputs,
-                        options.secrets,
-                        options.cancelled.as_ref(),
-                        &log,
-                    )?
-                }
+                Some(Op::Exec(exec)) => ops::exec::run(
+                    self,
+                    &digest,
+                    exec,
+                    inputs,
+                    options.secrets,
+                    options.cancelled.as_ref(),
+                    &log,
+                )?,
                 Some(Op::Merge(merge)) => vec![ops::merge(merge, inputs)],
                 Some(Op::Diff(diff)) => vec![ops::diff::run(self, diff, inputs)?],
                 Some(Op::Build(_)) => {

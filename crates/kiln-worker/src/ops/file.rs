@@ -622,7 +622,11 @@ fn copy_action(
             let parent = resolve_in_root(dest_root, &dest_parent, true)?;
             create_parents(&parent, owner, created_dir_mode, spec.timestamp)?;
         } else {
-            let parent = resolve_in_root(dest_root, &dest_parent, true)?;
+            // BuildKit stats the parent of the cleaned destination (`/in/` → `/`):
+            // the destination itself is made by the copy.
+            let cleaned = copy.dest.trim_end_matches("/.").trim_end_matches('/');
+            let checked = cleaned.rsplit_once('/').map_or("/", |(p, _)| p);
+            let parent = resolve_in_root(dest_root, checked, true)?;
             if fs::symlink_metadata(&parent).is_err() {
                 return Err(Error::Source(format!(
                     "failed to stat {}: no such file or directory",

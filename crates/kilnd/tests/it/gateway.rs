@@ -401,7 +401,7 @@ async fn the_dockerfile_frontend_answers_a_lint_subrequest() {
 
 /// The gateway's solves run with what the client's `Control.Solve` was granted: a
 /// step on the host's network runs when `network.host` was allowed, and is refused
-/// otherwise.
+/// otherwise, even when its result is cached.
 #[tokio::test]
 async fn gateway_solves_have_the_entitlements_of_their_build() {
     use kiln_llb::{ImageOptions, MarshalOptions, NetMode, Run, State, wire};
@@ -418,8 +418,9 @@ async fn gateway_solves_have_the_entitlements_of_their_build() {
         .marshal(&MarshalOptions::default());
     let definition: pb::Definition =
         prost::Message::decode(wire::encode_definition(&on_host_network).as_slice()).unwrap();
-    // Refused first: a cached result would not reach the check.
-    for granted in [false, true] {
+    // Granted first: the refused build then finds the step's result in the cache, and
+    // must still be refused.
+    for granted in [true, false] {
         let entitlements = if granted {
             vec!["network.host".to_owned()]
         } else {
