@@ -133,9 +133,7 @@ impl Executor {
         };
         fs::write(etc.join("resolv.conf"), resolv)?;
 
-        let mut destinations: Vec<String> = vec!["/etc/hosts".into(), "/etc/resolv.conf".into()];
-        destinations.extend(mounts.iter().map(|m| m.destination.clone()));
-        let stubs = missing_paths(rootfs, &destinations);
+        let stubs = missing_paths(rootfs, &mount_points(mounts));
 
         let spec = runtime_spec(id, rootfs, process, mounts, &etc);
         fs::write(
@@ -217,6 +215,14 @@ impl Executor {
             oom_killed: code == 128 + 9 && oom_kills() > oom_kills_before,
         })
     }
+}
+
+/// Every path a run mounts something on in its rootfs: the generated `/etc/hosts` and
+/// `/etc/resolv.conf`, then `mounts`' destinations.
+pub fn mount_points(mounts: &[Mount]) -> Vec<String> {
+    let mut points: Vec<String> = vec!["/etc/hosts".into(), "/etc/resolv.conf".into()];
+    points.extend(mounts.iter().map(|m| m.destination.clone()));
+    points
 }
 
 /// Passes everything read from `pipe` to `output`.

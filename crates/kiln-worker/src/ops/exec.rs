@@ -120,6 +120,8 @@ pub(crate) fn run(
     let mut locks = Vec::new();
     let mut claims: Vec<PrivateMount> = Vec::new();
     let mut rootfs: Option<PathBuf> = None;
+    // The root's snapshot when the step's result is its root (the usual RUN).
+    let mut root_output: Option<Snapshot> = None;
     let mut mounts: Vec<Mount> = Vec::new();
     let mut secret_dir: Option<TmpfsDir> = None;
     let mut proxies: Vec<AgentProxy> = Vec::new();
@@ -137,6 +139,9 @@ pub(crate) fn run(
                         let guard = worker.snapshots.mount(&snapshot)?;
                         let path = guard.path().to_path_buf();
                         if m.output >= 0 {
+                            if m.dest == "/" && (m.selector.is_empty() || m.selector == "/") {
+                                root_output = Some(snapshot.clone());
+                            }
                             new_layers.push((m.output, snapshot));
                             output_mounts.push(guard);
                         } else {
@@ -362,6 +367,10 @@ pub(crate) fn run(
             for mount in output_mounts.drain(..) {
                 mount.commit()?;
             }
+            if let Some(root) = &root_output {
+                let parents = stub_parents(&kiln_exec::mount_points(&mounts));
+                worker.snapshots.drop_copied_up_dirs(root, &parents)?;
+            }
         }
         Ok(exit)
     });
@@ -401,6 +410,26 @@ pub(crate) fn run(
         };
     }
     Ok(outputs)
+}
+
+/// The directories above each mount point (`etc` for `/etc/hosts`), relative to the
+/// root: where runc may have created a mount stub, making overlay copy them up.
+fn stub_parents(mount_points: &[String]) -> Vec<PathBuf> {
+    let mut parents: Vec<PathBuf> = mount_points
+        .iter()
+        .flat_map(|point| {
+            let point = PathBuf::from(point.trim_start_matches('/'));
+            point
+                .ancestors()
+                .skip(1)
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(std::path::Path::to_path_buf)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    parents.sort();
+    parents.dedup();
+    parents
 }
 
 #[cfg(test)]
