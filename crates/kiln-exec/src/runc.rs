@@ -12,12 +12,26 @@ use crate::Error;
 use crate::spec::{Mount, NetworkMode, Process, runtime_spec};
 
 /// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exit {
     /// Its exit code; 128 + the signal for a process a signal ended.
     pub code: i32,
     /// SIGKILL while the kernel's out-of-memory killer was at work.
     pub oom_killed: bool,
+    /// What runc itself reported failing (the container could not be set up or
+    /// started: a mount that failed, a missing binary, …); `None` when the process ran.
+    pub runtime_error: Option<String>,
+}
+
+/// The last error runc logged (`--log-format json`): why it could not run the
+/// container, in its own words.
+fn runtime_error(log: &Path) -> Option<String> {
+    let text = fs_err::read_to_string(log).ok()?;
+    text.lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|entry| entry["level"] == "error")
+        .find_map(|entry| entry["msg"].as_str().map(str::to_owned))
 }
 
 /// How many processes the out-of-memory killer has ended since boot.
@@ -156,8 +170,9 @@ impl Executor {
         let oom_kills_before = oom_kills();
         let spawned = self
             .runc()
-            .arg("run")
-            .arg("--bundle")
+            .arg("--log")
+            .arg(bundle.join("runc.log"))
+            .args(["--log-format", "json", "run", "--bundle"])
             .arg(&bundle)
             .arg(id)
             .stdin(Stdio::null())
@@ -205,14 +220,20 @@ impl Executor {
         });
         let _ = self.runc().args(["delete", "--force", id]).output();
         remove_stubs(rootfs, &stubs);
+        let code = status.map(|s| s.code().unwrap_or(128 + 9));
+        let runtime_error = match code {
+            Ok(0) | Err(_) => None,
+            Ok(_) => runtime_error(&bundle.join("runc.log")),
+        };
         let _ = fs::remove_dir_all(&bundle);
         if killed {
             return Err(Error::Cancelled);
         }
-        let code = status?.code().unwrap_or(128 + 9);
+        let code = code?;
         Ok(Exit {
             code,
             oom_killed: code == 128 + 9 && oom_kills() > oom_kills_before,
+            runtime_error,
         })
     }
 }

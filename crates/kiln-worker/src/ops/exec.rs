@@ -116,6 +116,7 @@ pub(crate) fn run(
     // Writable mounts whose changes become the step's outputs, committed on success.
     let mut output_mounts: Vec<MountGuard> = Vec::new();
     let mut new_layers: Vec<(i64, Snapshot)> = Vec::new();
+    let mut unchanged_outputs: Vec<(i64, Ref)> = Vec::new();
     let mut discard: Vec<Snapshot> = Vec::new();
     let mut locks = Vec::new();
     let mut claims: Vec<PrivateMount> = Vec::new();
@@ -130,16 +131,20 @@ pub(crate) fn run(
     let outcome = (|| -> Result<kiln_exec::Exit, Error> {
         for m in &exec.mounts {
             let kind = pb::MountType::try_from(m.mount_type).unwrap_or(pb::MountType::Bind);
+            let dest = absolute_dest(&meta.cwd, &m.dest);
             match kind {
                 pb::MountType::Bind => {
                     let input = input_of(m);
-                    let writable = !m.readonly;
+                    // As BuildKit: the root is mounted writable even for a read-only
+                    // step (runc makes its mount points there first), and an empty
+                    // read-only mount is a fresh, throwaway snapshot.
+                    let writable = !m.readonly || dest == "/" || input.snapshot().is_none();
                     let path = if writable {
                         let snapshot = worker.snapshots.create(input.snapshot().as_ref())?;
                         let guard = worker.snapshots.mount(&snapshot)?;
                         let path = guard.path().to_path_buf();
                         if m.output >= 0 {
-                            if m.dest == "/" && (m.selector.is_empty() || m.selector == "/") {
+                            if dest == "/" && (m.selector.is_empty() || m.selector == "/") {
                                 root_output = Some(snapshot.clone());
                             }
                             new_layers.push((m.output, snapshot));
@@ -150,26 +155,22 @@ pub(crate) fn run(
                         }
                         path
                     } else {
-                        match input.snapshot() {
-                            Some(s) => {
-                                let guard = worker.snapshots.mount_readonly(&s)?;
-                                let path = guard.path().to_path_buf();
-                                guards.push(guard);
-                                path
-                            }
-                            None => worker.config.root.join("empty"),
+                        let snapshot = input.snapshot().expect("an empty mount is writable");
+                        let guard = worker.snapshots.mount_readonly(&snapshot)?;
+                        let path = guard.path().to_path_buf();
+                        guards.push(guard);
+                        if m.output >= 0 {
+                            // A read-only mount's output is its input, unchanged.
+                            unchanged_outputs.push((m.output, input.clone()));
                         }
-                    };
-                    let source = if m.selector.is_empty() || m.selector == "/" {
                         path
-                    } else {
-                        resolve_in_root(&path, &m.selector, true)?
                     };
-                    if m.dest == "/" {
+                    let source = mount_source(&path, &m.selector, &dest)?;
+                    if dest == "/" {
                         rootfs = Some(source);
                     } else {
                         mounts.push(Mount {
-                            destination: m.dest.clone(),
+                            destination: dest.clone(),
                             kind: MountKind::Bind {
                                 source,
                                 readonly: m.readonly,
@@ -220,7 +221,7 @@ pub(crate) fn run(
                         locks.push(worker.lock(&format!("cache {}", dir.display())));
                     }
                     mounts.push(Mount {
-                        destination: m.dest.clone(),
+                        destination: dest.clone(),
                         kind: MountKind::Bind {
                             source: dir,
                             readonly: m.readonly,
@@ -228,7 +229,7 @@ pub(crate) fn run(
                     });
                 }
                 pb::MountType::Tmpfs => mounts.push(Mount {
-                    destination: m.dest.clone(),
+                    destination: dest.clone(),
                     kind: MountKind::Tmpfs {
                         size: m.tmpfs_opt.map_or(0, |t| t.size),
                         readonly: m.readonly,
@@ -250,7 +251,7 @@ pub(crate) fn run(
                     let path =
                         session::secret_file(dir, &name, &value, opt.uid, opt.gid, opt.mode)?;
                     mounts.push(Mount {
-                        destination: m.dest.clone(),
+                        destination: dest.clone(),
                         kind: MountKind::Bind {
                             source: path,
                             readonly: true,
@@ -274,7 +275,7 @@ pub(crate) fn run(
                     };
                     let proxy = AgentProxy::start(agent, opt.uid, opt.gid, opt.mode)?;
                     mounts.push(Mount {
-                        destination: m.dest.clone(),
+                        destination: dest.clone(),
                         kind: MountKind::Bind {
                             source: proxy.path().to_path_buf(),
                             readonly: false,
@@ -319,6 +320,8 @@ pub(crate) fn run(
             fs::create_dir_all(&cwd_path)?;
         }
         let user = kiln_exec::resolve_user(&rootfs, &meta.user)?;
+        // Parents before what is mounted inside them, as BuildKit orders them.
+        mounts.sort_by(|a, b| a.destination.cmp(&b.destination));
         // A step that asks for no mode gets the worker's default.
         let network = match pb::NetMode::try_from(exec.network) {
             Ok(pb::NetMode::None) => NetworkMode::None,
@@ -333,6 +336,7 @@ pub(crate) fn run(
             hostname: meta.hostname.clone(),
             network,
             privileged: exec.security == pb::SecurityMode::Insecure as i32,
+            readonly_rootfs: exec.mounts.iter().any(|m| m.dest == "/" && m.readonly),
             extra_hosts: meta
                 .extra_hosts
                 .iter()
@@ -399,17 +403,63 @@ pub(crate) fn run(
             command: meta.args.join(" "),
             code: exit.code,
             oom_killed: exit.oom_killed,
+            runtime_error: exit.runtime_error,
         });
     }
-    let count = new_layers.iter().map(|(i, _)| *i + 1).max().unwrap_or(0) as usize;
-    let mut outputs = vec![Ref::default(); count];
-    for (index, snapshot) in new_layers {
-        outputs[index as usize] = Ref {
-            chain: snapshot.chain,
-            key: String::new(),
-        };
+    let results = new_layers
+        .into_iter()
+        .map(|(index, snapshot)| {
+            let result = Ref {
+                chain: snapshot.chain,
+                key: String::new(),
+            };
+            (index, result)
+        })
+        .chain(unchanged_outputs);
+    let mut outputs = Vec::new();
+    for (index, result) in results {
+        let index = index as usize;
+        if outputs.len() <= index {
+            outputs.resize(index + 1, Ref::default());
+        }
+        outputs[index] = result;
     }
     Ok(outputs)
+}
+
+/// A mount's destination as an absolute path: a relative one is under the step's
+/// working directory, as BuildKit places it.
+fn absolute_dest(cwd: &str, dest: &str) -> String {
+    if dest.starts_with('/') {
+        return dest.to_owned();
+    }
+    let joined = std::path::Path::new("/").join(cwd).join(dest);
+    let mut clean = PathBuf::from("/");
+    for component in joined.components() {
+        match component {
+            std::path::Component::Normal(name) => clean.push(name),
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            _ => {}
+        }
+    }
+    clean.display().to_string()
+}
+
+/// The host path a bind mount's `selector` names in the mounted `root`; a path the
+/// input lacks is an error naming it (runc would only say it cannot stat it).
+fn mount_source(root: &std::path::Path, selector: &str, dest: &str) -> Result<PathBuf, Error> {
+    if selector.is_empty() || selector == "/" {
+        return Ok(root.to_path_buf());
+    }
+    let source = resolve_in_root(root, selector, true)?;
+    if std::fs::symlink_metadata(&source).is_err() {
+        return Err(Error::Source(format!(
+            "mount {dest}: source path {selector:?}: no such file or directory"
+        )));
+    }
+    Ok(source)
 }
 
 /// The directories above each mount point (`etc` for `/etc/hosts`), relative to the
