@@ -98,7 +98,9 @@ impl Executor {
         command
     }
 
-    fn remove_leftovers(&self) {
+    /// Kills and removes every container and bundle under the state directory (those
+    /// of a process that died, or of runs that never ended).
+    pub fn remove_leftovers(&self) {
         if let Ok(entries) = fs::read_dir(self.root.join("runc")) {
             for entry in entries.flatten() {
                 let _ = self

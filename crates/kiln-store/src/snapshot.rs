@@ -134,20 +134,7 @@ impl Snapshotter {
         fs::create_dir_all(root.join("empty"))?;
         fs::create_dir_all(root.join("mnt"))?;
         // Mounts left by a process that died (kill -9): whoever opens the store owns it.
-        // An overlay mount point is unmounted, then removed (empty); a native mount is a
-        // plain directory tree (unmount says it is no mount point) and goes whole.
-        for entry in fs::read_dir(root.join("mnt"))? {
-            let path = entry?.path();
-            match unmount(&path, UnmountFlags::DETACH) {
-                Ok(()) => {
-                    let _ = std::fs::remove_dir(&path);
-                }
-                Err(rustix::io::Errno::INVAL) => {
-                    let _ = fs::remove_dir_all(&path);
-                }
-                Err(_) => {}
-            }
-        }
+        remove_mounts(&root.join("mnt"))?;
         let mut max = 0;
         for entry in fs::read_dir(&root)? {
             if let Some(n) = entry?
@@ -174,6 +161,11 @@ impl Snapshotter {
             next: AtomicU64::new(max + 1),
             driver,
         })
+    }
+
+    /// Removes every mount (those of work that never ended, when the process stops).
+    pub fn remove_leftover_mounts(&self) -> Result<(), Error> {
+        remove_mounts(&self.root.join("mnt"))
     }
 
     /// The driver in use.
@@ -378,6 +370,25 @@ impl Snapshotter {
             native: None,
         })
     }
+}
+
+/// Removes every mount under `mnt`: an overlay mount point is unmounted, then removed
+/// (empty); a native mount is a plain directory tree (unmount says it is no mount
+/// point) and goes whole.
+fn remove_mounts(mnt: &Path) -> Result<(), Error> {
+    for entry in fs::read_dir(mnt)? {
+        let path = entry?.path();
+        match unmount(&path, UnmountFlags::DETACH) {
+            Ok(()) => {
+                let _ = std::fs::remove_dir(&path);
+            }
+            Err(rustix::io::Errno::INVAL) => {
+                let _ = fs::remove_dir_all(&path);
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Whether `rel` (not empty) is a directory under `root` reached through directories

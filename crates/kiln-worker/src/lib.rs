@@ -250,6 +250,13 @@ impl Worker {
         &self.snapshots
     }
 
+    /// Kills and removes the containers and mounts of work that never ended (a process
+    /// that stops without waiting for it).
+    pub fn release_leftovers(&self) {
+        self.executor.remove_leftovers();
+        let _ = self.snapshots.remove_leftover_mounts();
+    }
+
     /// The flag that cancels the running build (a Ctrl-C handler sets it): running
     /// containers are killed, nothing new starts, and the build fails as cancelled.
     pub fn cancellation(&self) -> Arc<std::sync::atomic::AtomicBool> {

@@ -1,6 +1,7 @@
 //! Exec ops: mount the inputs, run the process through runc, keep the writable mounts.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 use fs_err as fs;
 use kiln_exec::{Mount, MountKind, NetworkMode, OutputStream, Process};
@@ -218,7 +219,11 @@ pub(crate) fn run(
                         }
                     }
                     if opt.sharing == pb::CacheSharingOpt::Locked as i32 {
-                        locks.push(worker.lock(&format!("cache {}", dir.display())));
+                        let lock = worker.lock(&format!("cache {}", dir.display()));
+                        // The same cache mounted twice in one step is locked once.
+                        if !locks.iter().any(|held| std::sync::Arc::ptr_eq(held, &lock)) {
+                            locks.push(lock);
+                        }
                     }
                     mounts.push(Mount {
                         destination: dest.clone(),
@@ -352,10 +357,10 @@ pub(crate) fn run(
                 .or_else(|| worker.config.cgroup_parent.clone()),
             cancelled: cancelled.cloned(),
         };
-        let _held: Vec<_> = locks
-            .iter()
-            .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()))
-            .collect();
+        let _held = hold_locks(&locks, &|| {
+            worker.cancellation().load(Ordering::Relaxed)
+                || cancelled.is_some_and(|c| c.load(Ordering::Relaxed))
+        })?;
         let id = format!("kiln-{}-{}", &digest[7..19], std::process::id());
         let exit = worker.executor.run(
             &id,
@@ -425,6 +430,32 @@ pub(crate) fn run(
         outputs[index] = result;
     }
     Ok(outputs)
+}
+
+/// Takes every lock, waiting as long as the build is not cancelled (a step waiting for
+/// a `sharing=locked` cache mount must not hold up a daemon that stops).
+fn hold_locks<'a>(
+    locks: &'a [std::sync::Arc<std::sync::Mutex<()>>],
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Vec<std::sync::MutexGuard<'a, ()>>, Error> {
+    let mut held = Vec::new();
+    for lock in locks {
+        loop {
+            match lock.try_lock() {
+                Ok(guard) => break held.push(guard),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                    break held.push(poisoned.into_inner());
+                }
+                Err(std::sync::TryLockError::WouldBlock) if cancelled() => {
+                    return Err(kiln_exec::Error::Cancelled.into());
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+        }
+    }
+    Ok(held)
 }
 
 /// A mount's destination as an absolute path: a relative one is under the step's
