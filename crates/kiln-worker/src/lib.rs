@@ -319,6 +319,7 @@ impl Worker {
         let target = *position.get(&result_digest.to_string()).ok_or_else(|| {
             Error::Unsupported("the result names no op of the definition".to_owned())
         })?;
+        let fresh_caches = ops::exec::FreshCaches::default();
         let results = kiln_solver::solve(
             &graph,
             &[target],
@@ -337,7 +338,7 @@ impl Worker {
                             .unwrap_or_default()
                     })
                     .collect();
-                self.run_vertex(vertex, &resolved, options)
+                self.run_vertex(vertex, &resolved, options, &fresh_caches)
                     .map(Arc::new)
                     .map_err(|e| Error::Vertex {
                         name: vertex_name(vertex),
@@ -361,6 +362,7 @@ impl Worker {
         vertex: &kiln_llb::Vertex,
         inputs: &[Ref],
         options: &SolveOptions<'_>,
+        fresh_caches: &ops::exec::FreshCaches,
     ) -> Result<Vec<Ref>, Error> {
         use pb::op::Op;
         // A cancelled build starts nothing new.
@@ -444,8 +446,8 @@ impl Worker {
                         &digest,
                         exec,
                         inputs,
-                        options.secrets,
-                        options.cancelled.as_ref(),
+                        options,
+                        ignore_cache.then_some(fresh_caches),
                         &log,
                     )?
                 }

@@ -95,16 +95,42 @@ impl Drop for PrivateMount<'_> {
     }
 }
 
+/// The cache-mount directories one solve has started afresh. A step that ignores the
+/// cache (`--no-cache`, `llb.IgnoreCache`) empties each cache it mounts, once per solve:
+/// BuildKit prunes the cache mounts of such steps when it loads a definition, and the
+/// solve's later steps share what is written after.
+#[derive(Default)]
+pub(crate) struct FreshCaches(std::sync::Mutex<std::collections::HashSet<PathBuf>>);
+
+impl FreshCaches {
+    /// Removes `dir` the first time this solve asks (it is made again, empty or seeded,
+    /// as for a cache never used). A step of another build still using it keeps its
+    /// mount of the directory moved away.
+    fn reset_once(&self, dir: &std::path::Path) -> Result<(), Error> {
+        let mut reset = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !reset.insert(dir.to_path_buf()) || !dir.exists() {
+            return Ok(());
+        }
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        let trash = dir.with_file_name(format!(".reset-{name}-{}", std::process::id()));
+        fs::rename(dir, &trash)?;
+        fs::remove_dir_all(&trash)?;
+        Ok(())
+    }
+}
+
 /// Runs an exec op; returns one result per output index.
 pub(crate) fn run(
     worker: &Worker,
     digest: &str,
     exec: &pb::ExecOp,
     inputs: &[Ref],
-    secrets: &dyn crate::Secrets,
-    cancelled: Option<&std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    options: &crate::SolveOptions<'_>,
+    fresh_caches: Option<&FreshCaches>,
     log: &(dyn Fn(&[u8]) + Sync),
 ) -> Result<Vec<Ref>, Error> {
+    let secrets = options.secrets;
+    let cancelled = options.cancelled.as_ref();
     let meta = exec.meta.clone().unwrap_or_default();
     let input_of = |m: &pb::Mount| {
         usize::try_from(m.input)
@@ -196,6 +222,9 @@ pub(crate) fn run(
                     } else {
                         shared_dir
                     };
+                    if let Some(fresh_caches) = fresh_caches {
+                        fresh_caches.reset_once(&dir)?;
+                    }
                     let fresh = !dir.exists();
                     fs::create_dir_all(&dir)?;
                     if fresh {
@@ -372,7 +401,7 @@ pub(crate) fn run(
         Ok(exit)
     })();
     let outcome = outcome.and_then(|exit| {
-        if exit.code == 0 {
+        if succeeded(&exit, &meta.valid_exit_codes) {
             for mount in output_mounts.drain(..) {
                 mount.commit()?;
             }
@@ -400,7 +429,7 @@ pub(crate) fn run(
             return Err(e);
         }
     };
-    if exit.code != 0 {
+    if !succeeded(&exit, &meta.valid_exit_codes) {
         for (_, snapshot) in &new_layers {
             let _ = worker.snapshots.remove_layer(snapshot.id());
         }
@@ -430,6 +459,19 @@ pub(crate) fn run(
         outputs[index] = result;
     }
     Ok(outputs)
+}
+
+/// Whether a step succeeded: it exited 0, or with one of the codes it lists as valid
+/// (`validExitCodes`, which replace 0 when given, as in BuildKit).
+fn succeeded(exit: &kiln_exec::Exit, valid_exit_codes: &[i32]) -> bool {
+    if exit.runtime_error.is_some() {
+        return false;
+    }
+    if valid_exit_codes.is_empty() {
+        exit.code == 0
+    } else {
+        valid_exit_codes.contains(&exit.code)
+    }
 }
 
 /// Takes every lock, waiting as long as the build is not cancelled (a step waiting for
