@@ -411,11 +411,14 @@ fn empty_plain_dir(root: &Path, rel: &Path) -> bool {
         && fs::read_dir(&path).is_ok_and(|mut entries| entries.next().is_none())
 }
 
-/// Whether two directories are the same for BuildKit's differ (`sameDirent`): mode,
-/// owner and file capabilities; a directory's times do not count.
+/// Whether two directories are the same: mode, owner, modification time and file
+/// capabilities (dropping one whose time changed would change what a mount shows).
 fn same_dir_attributes(a: &Path, b: &Path) -> Result<bool, Error> {
     use std::os::unix::fs::MetadataExt;
     let (ma, mb) = (fs::symlink_metadata(a)?, fs::symlink_metadata(b)?);
+    if (ma.mtime(), ma.mtime_nsec()) != (mb.mtime(), mb.mtime_nsec()) {
+        return Ok(false);
+    }
     let capability = |path: &Path| {
         let mut value = vec![0u8; 256];
         rustix::fs::lgetxattr(path, "security.capability", &mut value).map(|n| value[..n].to_vec())
@@ -564,17 +567,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let snapshots = Snapshotter::open(dir.path().join("snapshots")).unwrap();
         let base = snapshots.create(None).unwrap();
-        for sub in ["etc", "a/b", "chmodded", "kept"] {
+        for sub in ["etc", "a/b", "chmodded", "kept", "retimed"] {
             fs::create_dir_all(snapshots.layer_dir(base.id()).join(sub)).unwrap();
         }
         let step = snapshots.create(Some(&base)).unwrap();
         let mount = snapshots.mount(&step).unwrap();
         let root = mount.path().to_path_buf();
-        // (Its times change: they do not count for a directory, as in BuildKit's differ.)
+        // A stub made and removed, its directory's times put back (as kiln-exec does).
         for stubbed in ["etc", "a/b"] {
+            let before = fs::metadata(root.join(stubbed)).unwrap();
             fs::write(root.join(stubbed).join("hosts"), "").unwrap();
             fs::remove_file(root.join(stubbed).join("hosts")).unwrap();
+            let times = std::fs::FileTimes::new()
+                .set_accessed(before.accessed().unwrap())
+                .set_modified(before.modified().unwrap());
+            fs::File::open(root.join(stubbed))
+                .unwrap()
+                .set_times(times)
+                .unwrap();
         }
+        // A directory whose time the step set stays.
+        let touched = std::fs::FileTimes::new().set_modified(std::time::UNIX_EPOCH);
+        fs::File::open(root.join("retimed"))
+            .unwrap()
+            .set_times(touched)
+            .unwrap();
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(
             root.join("chmodded"),
@@ -587,14 +604,17 @@ mod tests {
         let layer = snapshots.layer_dir(step.id());
         assert!(layer.join("etc").is_dir(), "overlay copied /etc up");
 
-        let dirs = ["etc", "a", "a/b", "chmodded", "kept", "new", "missing"].map(PathBuf::from);
+        let dirs = [
+            "etc", "a", "a/b", "chmodded", "kept", "retimed", "new", "missing",
+        ]
+        .map(PathBuf::from);
         snapshots.drop_copied_up_dirs(&step, &dirs).unwrap();
 
-        let left: Vec<&str> = ["etc", "a", "a/b", "chmodded", "kept", "new"]
+        let left: Vec<&str> = ["etc", "a", "a/b", "chmodded", "kept", "retimed", "new"]
             .into_iter()
             .filter(|d| layer.join(d).exists())
             .collect();
-        assert_eq!(left, ["chmodded", "kept", "new"]);
+        assert_eq!(left, ["chmodded", "kept", "retimed", "new"]);
     }
 
     /// 300 layers (far past one page of mount options) mount, read-only and writable,

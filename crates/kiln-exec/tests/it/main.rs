@@ -188,3 +188,55 @@ fn a_read_only_rootfs_still_gets_its_mount_points() {
     assert!(!rootfs.join("nope").exists() && !rootfs.join("mnt").exists());
     assert!(!rootfs.join("etc/hosts").exists());
 }
+
+/// A directory that held mount stubs gets its times from before the run back when
+/// nothing but the stubs changed it (so a layer need not hold it), and keeps the time
+/// the process gave it otherwise (BuildKit's TestMountStubsTimestamp).
+#[test]
+fn stub_parents_keep_their_times_unless_the_process_set_them() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    busybox_rootfs(&rootfs);
+    let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+    for sub in ["etc", "var"] {
+        fs_err::create_dir_all(rootfs.join(sub)).unwrap();
+        fs_err::File::open(rootfs.join(sub))
+            .unwrap()
+            .set_times(std::fs::FileTimes::new().set_modified(long_ago))
+            .unwrap();
+    }
+    let process = Process {
+        args: vec![
+            "/bin/touch".into(),
+            "-d".into(),
+            "@1234567890".into(),
+            "/var".into(),
+        ],
+        env: vec!["PATH=/bin".into()],
+        ..Process::default()
+    };
+    let mounts = [Mount {
+        destination: "/var/m".into(),
+        kind: MountKind::Tmpfs {
+            size: 0,
+            readonly: false,
+        },
+    }];
+    let (code, out) = run(&rootfs, &dir.path().join("state"), &process, &mounts);
+    assert_eq!(code, 0, "{out}");
+    let mtime = |sub: &str| {
+        fs_err::metadata(rootfs.join(sub))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    assert_eq!(mtime("etc"), long_ago);
+    assert_eq!(
+        mtime("var"),
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_234_567_890)
+    );
+    assert!(!rootfs.join("var/m").exists() && !rootfs.join("etc/hosts").exists());
+}
