@@ -911,6 +911,12 @@ impl Engine {
         self.worker.cancellation()
     }
 
+    /// Kills and removes the containers and mounts of builds that never ended (a
+    /// daemon that stops without waiting for them).
+    pub fn release_leftovers(&self) {
+        self.worker.release_leftovers();
+    }
+
     /// Runs the configured garbage-collection policies, in order.
     fn collect_garbage(&self) -> Result<(), Error> {
         for policy in self.gc.iter().flatten() {

@@ -11,6 +11,6 @@ mod spec;
 mod user;
 
 pub use error::Error;
-pub use runc::{Executor, Exit, OutputStream};
+pub use runc::{Executor, Exit, OutputStream, mount_points};
 pub use spec::{Mount, MountKind, NetworkMode, Process};
 pub use user::{User, resolve_user};

@@ -9,15 +9,29 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use fs_err as fs;
 
 use crate::Error;
-use crate::spec::{Mount, NetworkMode, Process, runtime_spec};
+use crate::spec::{Mount, MountKind, NetworkMode, Process, runtime_spec};
 
 /// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exit {
     /// Its exit code; 128 + the signal for a process a signal ended.
     pub code: i32,
     /// SIGKILL while the kernel's out-of-memory killer was at work.
     pub oom_killed: bool,
+    /// What runc itself reported failing (the container could not be set up or
+    /// started: a mount that failed, a missing binary, …); `None` when the process ran.
+    pub runtime_error: Option<String>,
+}
+
+/// The last error runc logged (`--log-format json`): why it could not run the
+/// container, in its own words.
+fn runtime_error(log: &Path) -> Option<String> {
+    let text = fs_err::read_to_string(log).ok()?;
+    text.lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|entry| entry["level"] == "error")
+        .find_map(|entry| entry["msg"].as_str().map(str::to_owned))
 }
 
 /// How many processes the out-of-memory killer has ended since boot.
@@ -84,7 +98,9 @@ impl Executor {
         command
     }
 
-    fn remove_leftovers(&self) {
+    /// Kills and removes every container and bundle under the state directory (those
+    /// of a process that died, or of runs that never ended).
+    pub fn remove_leftovers(&self) {
         if let Ok(entries) = fs::read_dir(self.root.join("runc")) {
             for entry in entries.flatten() {
                 let _ = self
@@ -133,9 +149,9 @@ impl Executor {
         };
         fs::write(etc.join("resolv.conf"), resolv)?;
 
-        let mut destinations: Vec<String> = vec!["/etc/hosts".into(), "/etc/resolv.conf".into()];
-        destinations.extend(mounts.iter().map(|m| m.destination.clone()));
-        let stubs = missing_paths(rootfs, &destinations);
+        let stubs = missing_paths(rootfs, &mount_points(mounts));
+        let stub_parents =
+            StubParents::create_stubs(rootfs, &stubs, &mount_point_kinds(rootfs, mounts));
 
         let spec = runtime_spec(id, rootfs, process, mounts, &etc);
         fs::write(
@@ -158,8 +174,9 @@ impl Executor {
         let oom_kills_before = oom_kills();
         let spawned = self
             .runc()
-            .arg("run")
-            .arg("--bundle")
+            .arg("--log")
+            .arg(bundle.join("runc.log"))
+            .args(["--log-format", "json", "run", "--bundle"])
             .arg(&bundle)
             .arg(id)
             .stdin(Stdio::null())
@@ -177,7 +194,7 @@ impl Executor {
         let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
-                remove_stubs(rootfs, &stubs);
+                remove_stubs(rootfs, &stubs, &stub_parents);
                 let _ = fs::remove_dir_all(&bundle);
                 return Err(e);
             }
@@ -206,17 +223,62 @@ impl Executor {
             }
         });
         let _ = self.runc().args(["delete", "--force", id]).output();
-        remove_stubs(rootfs, &stubs);
+        remove_stubs(rootfs, &stubs, &stub_parents);
+        let code = status.map(|s| s.code().unwrap_or(128 + 9));
+        let runtime_error = match code {
+            Ok(0) | Err(_) => None,
+            Ok(_) => runtime_error(&bundle.join("runc.log")),
+        };
         let _ = fs::remove_dir_all(&bundle);
         if killed {
             return Err(Error::Cancelled);
         }
-        let code = status?.code().unwrap_or(128 + 9);
+        let code = code?;
         Ok(Exit {
             code,
             oom_killed: code == 128 + 9 && oom_kills() > oom_kills_before,
+            runtime_error,
         })
     }
+}
+
+/// Every path a run mounts something on in its rootfs: the generated `/etc/hosts` and
+/// `/etc/resolv.conf`, then `mounts`' destinations.
+pub fn mount_points(mounts: &[Mount]) -> Vec<String> {
+    let mut points: Vec<String> = vec!["/etc/hosts".into(), "/etc/resolv.conf".into()];
+    points.extend(mounts.iter().map(|m| m.destination.clone()));
+    points
+}
+
+/// What a mount point needs: an empty file, or a directory made by kiln or by runc.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StubKind {
+    File,
+    Dir,
+    /// A tmpfs takes the mode of a mount point that exists (runc chmods it), and 1777
+    /// on one runc makes: runc makes it, as in BuildKit.
+    LeftToRunc,
+}
+
+/// Each mount point in `rootfs` with the stub it needs: files for the generated
+/// `/etc/hosts` and `/etc/resolv.conf` and for binds of anything but a directory.
+fn mount_point_kinds(rootfs: &Path, mounts: &[Mount]) -> Vec<(PathBuf, StubKind)> {
+    let mut points = vec![
+        ("etc/hosts".to_owned(), StubKind::File),
+        ("etc/resolv.conf".to_owned(), StubKind::File),
+    ];
+    for mount in mounts {
+        let kind = match &mount.kind {
+            MountKind::Bind { source, .. } if !source.is_dir() => StubKind::File,
+            MountKind::Bind { .. } => StubKind::Dir,
+            MountKind::Tmpfs { .. } => StubKind::LeftToRunc,
+        };
+        points.push((mount.destination.trim_start_matches('/').to_owned(), kind));
+    }
+    points
+        .into_iter()
+        .map(|(point, kind)| (rootfs.join(point), kind))
+        .collect()
 }
 
 /// Passes everything read from `pipe` to `output`.
@@ -247,10 +309,110 @@ fn missing_paths(rootfs: &Path, destinations: &[String]) -> Vec<PathBuf> {
     missing
 }
 
+/// The directories that existed before a run and hold its mount stubs: their times
+/// before the stubs, and their modification time just after.
+struct StubParents(Vec<StubParent>);
+
+struct StubParent {
+    path: PathBuf,
+    before: std::fs::FileTimes,
+    after_stubs: Option<std::time::SystemTime>,
+}
+
+impl StubParents {
+    /// Creates the mount points `rootfs` lacks as runc would (directories, and empty
+    /// files where a file is mounted, mode 0755; a tmpfs's own is left to runc), noting
+    /// the times of the directories
+    /// holding them: one still at its after-stubs time when the run ends was changed
+    /// by nothing else. A stub reached through a symlink is left to runc.
+    fn create_stubs(rootfs: &Path, stubs: &[PathBuf], points: &[(PathBuf, StubKind)]) -> Self {
+        let mut parents: Vec<StubParent> = Vec::new();
+        for stub in stubs.iter().rev() {
+            let Some(parent) = stub.parent() else {
+                continue;
+            };
+            if !stubs.iter().any(|s| s == parent) && !parents.iter().any(|p| p.path == parent) {
+                let Ok(meta) = fs_err::symlink_metadata(parent) else {
+                    continue;
+                };
+                let before = std::fs::FileTimes::new()
+                    .set_accessed(meta.accessed().unwrap_or(std::time::UNIX_EPOCH))
+                    .set_modified(meta.modified().unwrap_or(std::time::UNIX_EPOCH));
+                parents.push(StubParent {
+                    path: parent.to_path_buf(),
+                    before,
+                    after_stubs: None,
+                });
+            }
+            let kind = points
+                .iter()
+                .find(|(point, _)| point == stub)
+                .map_or(StubKind::Dir, |(_, kind)| *kind);
+            if kind != StubKind::LeftToRunc && inside_without_symlinks(rootfs, parent) {
+                let _ = create_stub(stub, kind == StubKind::File);
+            }
+        }
+        for parent in &mut parents {
+            parent.after_stubs = fs_err::symlink_metadata(&parent.path)
+                .and_then(|m| m.modified())
+                .ok();
+        }
+        Self(parents)
+    }
+
+    /// The parents nothing changed after their stubs were made.
+    fn untouched(&self) -> impl Iterator<Item = &StubParent> {
+        self.0.iter().filter(|parent| {
+            let now = fs_err::symlink_metadata(&parent.path).and_then(|m| m.modified());
+            matches!((parent.after_stubs, now), (Some(after), Ok(now)) if after == now)
+        })
+    }
+}
+
+/// A mount point: an empty file 0755 for a file, else a directory 0755 (runc's).
+fn create_stub(stub: &Path, is_file: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if is_file {
+        fs_err::File::create_new(stub)?;
+    } else {
+        fs_err::create_dir(stub)?;
+    }
+    fs_err::set_permissions(stub, std::fs::Permissions::from_mode(0o755))
+}
+
+/// Whether `dir` is `rootfs` or under it through real directories only.
+fn inside_without_symlinks(rootfs: &Path, dir: &Path) -> bool {
+    let Ok(relative) = dir.strip_prefix(rootfs) else {
+        return false;
+    };
+    let mut path = rootfs.to_path_buf();
+    relative.components().all(|component| {
+        path.push(component);
+        matches!(component, std::path::Component::Normal(_))
+            && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir())
+    })
+}
+
 /// Removes mount stubs that are still empty (BuildKit's `executor.MountStubsCleaner`):
 /// the directory holding each one gets its access and modification times back, so a
-/// stub leaves no trace in the layer's times either (moby/buildkit#3148).
-fn remove_stubs(rootfs: &Path, stubs: &[PathBuf]) {
+/// stub leaves no trace in the layer's times either (moby/buildkit#3148). A directory
+/// only the stubs' creation changed gets the times it had before the run, so it is
+/// unchanged (a layer need not hold it); one the process changed keeps its times.
+fn remove_stubs(rootfs: &Path, stubs: &[PathBuf], parents: &StubParents) {
+    let untouched: Vec<&StubParent> = parents.untouched().collect();
+    remove_empty_stubs(rootfs, stubs);
+    for parent in untouched {
+        let stubs_left = stubs
+            .iter()
+            .any(|s| s.parent() == Some(parent.path.as_path()) && s.symlink_metadata().is_ok());
+        if !stubs_left {
+            let _ = fs_err::File::open(&parent.path).and_then(|dir| dir.set_times(parent.before));
+        }
+    }
+}
+
+/// Removes the stubs that are still empty, each parent keeping its times.
+fn remove_empty_stubs(rootfs: &Path, stubs: &[PathBuf]) {
     let real_root = std::fs::canonicalize(rootfs).ok();
     for stub in stubs {
         let remove = match std::fs::symlink_metadata(stub) {
@@ -320,6 +482,7 @@ mod tests {
             "/mnt/a/b".to_owned(),
         ];
         let stubs = missing_paths(&rootfs, &destinations);
+        let parents = StubParents(Vec::new());
         // What runc does: create the mount points.
         fs::write(rootfs.join("etc/hosts"), "").unwrap();
         fs::write(rootfs.join("etc/resolv.conf"), "nameserver 1.1.1.1\n").unwrap();
@@ -329,7 +492,7 @@ mod tests {
         set_times(&rootfs, 1_600_000_200);
         let before = [rootfs.join("etc"), rootfs.clone()].map(|p| mtime(&p));
 
-        remove_stubs(&rootfs, &stubs);
+        remove_stubs(&rootfs, &stubs, &parents);
 
         assert!(!rootfs.join("etc/hosts").exists());
         assert!(rootfs.join("etc/resolv.conf").exists());

@@ -33,6 +33,9 @@ pub struct Process {
     pub network: NetworkMode,
     /// Run privileged (all capabilities, no seccomp, no masked paths).
     pub privileged: bool,
+    /// The rootfs is read-only to the process (runc still sets up mount points in it
+    /// first, so the caller passes a writable directory).
+    pub readonly_rootfs: bool,
     /// Extra `/etc/hosts` entries: (name, address).
     pub extra_hosts: Vec<(String, String)>,
     /// Resource limits: (name as in `--ulimit`, e.g. `nofile`; soft; hard).
@@ -281,7 +284,7 @@ pub(crate) fn runtime_spec(
             "noNewPrivileges": !process.privileged,
             "rlimits": rlimits,
         },
-        "root": {"path": rootfs, "readonly": false},
+        "root": {"path": rootfs, "readonly": process.readonly_rootfs},
         "hostname": if process.hostname.is_empty() { "buildkitsandbox" } else { process.hostname.as_str() },
         "mounts": spec_mounts,
         "linux": linux,

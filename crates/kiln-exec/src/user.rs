@@ -24,10 +24,11 @@ fn read_table(rootfs: &Path, file: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// Resolves `user[:group]` (names or ids) the way runc/Docker do; empty means root.
+/// Resolves `user[:group]` (names or ids) the way runc/Docker do; empty means root,
+/// with the groups /etc/group gives it as BuildKit resolves the default user ("0").
 pub fn resolve_user(rootfs: &Path, spec: &str) -> Result<User, Error> {
     if spec.is_empty() {
-        return Ok(User::default());
+        return Ok(resolve_user(rootfs, "0").unwrap_or_default());
     }
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
@@ -106,7 +107,7 @@ mod tests {
         .unwrap();
         fs_err::write(
             dir.join("etc/group"),
-            "root:x:0:\napp:x:1000:\nwheel:x:10:app\n",
+            "root:x:0:\napp:x:1000:\nwheel:x:10:app,root\n",
         )
         .unwrap();
         assert_eq!(
@@ -127,6 +128,14 @@ mod tests {
             }
         );
         assert!(resolve_user(&dir, "nobody").is_err());
+        // The default user is root with root's groups (BuildKit's TestUser).
+        let root = User {
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![0, 10],
+        };
+        assert_eq!(resolve_user(&dir, "").unwrap(), root);
+        assert_eq!(resolve_user(&dir, "root").unwrap(), root);
         fs_err::remove_dir_all(&dir).unwrap();
     }
 }

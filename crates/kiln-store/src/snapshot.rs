@@ -134,20 +134,7 @@ impl Snapshotter {
         fs::create_dir_all(root.join("empty"))?;
         fs::create_dir_all(root.join("mnt"))?;
         // Mounts left by a process that died (kill -9): whoever opens the store owns it.
-        // An overlay mount point is unmounted, then removed (empty); a native mount is a
-        // plain directory tree (unmount says it is no mount point) and goes whole.
-        for entry in fs::read_dir(root.join("mnt"))? {
-            let path = entry?.path();
-            match unmount(&path, UnmountFlags::DETACH) {
-                Ok(()) => {
-                    let _ = std::fs::remove_dir(&path);
-                }
-                Err(rustix::io::Errno::INVAL) => {
-                    let _ = fs::remove_dir_all(&path);
-                }
-                Err(_) => {}
-            }
-        }
+        remove_mounts(&root.join("mnt"))?;
         let mut max = 0;
         for entry in fs::read_dir(&root)? {
             if let Some(n) = entry?
@@ -174,6 +161,11 @@ impl Snapshotter {
             next: AtomicU64::new(max + 1),
             driver,
         })
+    }
+
+    /// Removes every mount (those of work that never ended, when the process stops).
+    pub fn remove_leftover_mounts(&self) -> Result<(), Error> {
+        remove_mounts(&self.root.join("mnt"))
     }
 
     /// The driver in use.
@@ -309,6 +301,42 @@ impl Snapshotter {
         })
     }
 
+    /// Removes from `snapshot`'s own layer the directories among `dirs` (paths relative
+    /// to its root) that overlay copied up and nothing changed: empty in the layer, not
+    /// opaque, and with the same metadata as in the layers below. An exec leaves such a
+    /// directory when runc creates a mount stub in it (`/etc` for `/etc/hosts`) and the
+    /// stub is removed afterwards; BuildKit's differ skips it, so the layer must not
+    /// hold it either (a diff or merge would show it as added). Only for an unmounted
+    /// snapshot; the native driver's layers hold nothing unchanged already.
+    pub fn drop_copied_up_dirs(&self, snapshot: &Snapshot, dirs: &[PathBuf]) -> Result<(), Error> {
+        let below_chain = &snapshot.chain[..snapshot.chain.len() - 1];
+        if self.driver == Driver::Native || below_chain.is_empty() {
+            return Ok(());
+        }
+        let layer = self.layer_dir(snapshot.id());
+        let mut candidates: Vec<&PathBuf> =
+            dirs.iter().filter(|rel| plain_dir(&layer, rel)).collect();
+        // The usual case, with nothing to do, needs no mount.
+        if !candidates.iter().any(|rel| empty_plain_dir(&layer, rel)) {
+            return Ok(());
+        }
+        // Deepest first: a parent can only go once its children have.
+        candidates.sort_by_key(|rel| std::cmp::Reverse(rel.components().count()));
+        candidates.dedup();
+        let below = self.mount_readonly(&Snapshot {
+            chain: below_chain.to_vec(),
+        })?;
+        for rel in candidates {
+            if !empty_plain_dir(&layer, rel) || !plain_dir(below.path(), rel) {
+                continue;
+            }
+            if same_dir_attributes(&below.path().join(rel), &layer.join(rel))? {
+                remove_dir_keeping_parent_times(&layer.join(rel))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Mounts `snapshot` read-only at a fresh directory.
     pub fn mount_readonly(&self, snapshot: &Snapshot) -> Result<MountGuard, Error> {
         let target = self.root.join("mnt").join(format!(
@@ -342,6 +370,74 @@ impl Snapshotter {
             native: None,
         })
     }
+}
+
+/// Removes every mount under `mnt`: an overlay mount point is unmounted, then removed
+/// (empty); a native mount is a plain directory tree (unmount says it is no mount
+/// point) and goes whole.
+fn remove_mounts(mnt: &Path) -> Result<(), Error> {
+    for entry in fs::read_dir(mnt)? {
+        let path = entry?.path();
+        match unmount(&path, UnmountFlags::DETACH) {
+            Ok(()) => {
+                let _ = std::fs::remove_dir(&path);
+            }
+            Err(rustix::io::Errno::INVAL) => {
+                let _ = fs::remove_dir_all(&path);
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether `rel` (not empty) is a directory under `root` reached through directories
+/// only (no symlink that could lead out of `root`).
+fn plain_dir(root: &Path, rel: &Path) -> bool {
+    let mut path = root.to_path_buf();
+    rel.components().next().is_some()
+        && rel.components().all(|component| {
+            path.push(component);
+            matches!(component, std::path::Component::Normal(_))
+                && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir())
+        })
+}
+
+/// Whether `rel` is an empty, not opaque [`plain_dir`] under `root`.
+fn empty_plain_dir(root: &Path, rel: &Path) -> bool {
+    let path = root.join(rel);
+    plain_dir(root, rel)
+        && !tree::is_opaque(&path)
+        && fs::read_dir(&path).is_ok_and(|mut entries| entries.next().is_none())
+}
+
+/// Whether two directories are the same: mode, owner, modification time and file
+/// capabilities (dropping one whose time changed would change what a mount shows).
+fn same_dir_attributes(a: &Path, b: &Path) -> Result<bool, Error> {
+    use std::os::unix::fs::MetadataExt;
+    let (ma, mb) = (fs::symlink_metadata(a)?, fs::symlink_metadata(b)?);
+    if (ma.mtime(), ma.mtime_nsec()) != (mb.mtime(), mb.mtime_nsec()) {
+        return Ok(false);
+    }
+    let capability = |path: &Path| {
+        let mut value = vec![0u8; 256];
+        rustix::fs::lgetxattr(path, "security.capability", &mut value).map(|n| value[..n].to_vec())
+    };
+    Ok(ma.mode() == mb.mode()
+        && ma.uid() == mb.uid()
+        && ma.gid() == mb.gid()
+        && capability(a).ok() == capability(b).ok())
+}
+
+/// Removes an empty directory; its parent keeps its times (a copied-up parent must still
+/// look unchanged).
+fn remove_dir_keeping_parent_times(dir: &Path) -> Result<(), Error> {
+    let parent = dir.parent().unwrap_or(dir);
+    use std::os::unix::fs::MetadataExt;
+    let before = fs::symlink_metadata(parent)?;
+    fs::remove_dir(dir)?;
+    tree::set_times(parent, before.mtime(), before.mtime_nsec())?;
+    Ok(())
 }
 
 /// Whether overlay mounts work under `root` (a throwaway mount of an empty layer).
@@ -458,6 +554,67 @@ mod tests {
         assert_eq!(snapshots.parents(diff.id()), Some(top.chain.clone()));
         fs::remove_file(snapshots.layer_root(top.id()).join(PARENTS_FILE)).unwrap();
         assert_eq!(snapshots.parents(top.id()), None);
+    }
+
+    /// A directory overlay copied up for a mount stub that is gone again leaves the
+    /// layer; one whose metadata changed, one holding a file and one that is new stay.
+    #[test]
+    fn copied_up_dirs_that_nothing_changed_leave_the_layer() {
+        if !is_root() {
+            kiln_test::skip("mounting needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = Snapshotter::open(dir.path().join("snapshots")).unwrap();
+        let base = snapshots.create(None).unwrap();
+        for sub in ["etc", "a/b", "chmodded", "kept", "retimed"] {
+            fs::create_dir_all(snapshots.layer_dir(base.id()).join(sub)).unwrap();
+        }
+        let step = snapshots.create(Some(&base)).unwrap();
+        let mount = snapshots.mount(&step).unwrap();
+        let root = mount.path().to_path_buf();
+        // A stub made and removed, its directory's times put back (as kiln-exec does).
+        for stubbed in ["etc", "a/b"] {
+            let before = fs::metadata(root.join(stubbed)).unwrap();
+            fs::write(root.join(stubbed).join("hosts"), "").unwrap();
+            fs::remove_file(root.join(stubbed).join("hosts")).unwrap();
+            let times = std::fs::FileTimes::new()
+                .set_accessed(before.accessed().unwrap())
+                .set_modified(before.modified().unwrap());
+            fs::File::open(root.join(stubbed))
+                .unwrap()
+                .set_times(times)
+                .unwrap();
+        }
+        // A directory whose time the step set stays.
+        let touched = std::fs::FileTimes::new().set_modified(std::time::UNIX_EPOCH);
+        fs::File::open(root.join("retimed"))
+            .unwrap()
+            .set_times(touched)
+            .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(
+            root.join("chmodded"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        fs::write(root.join("kept/file"), "x").unwrap();
+        fs::create_dir(root.join("new")).unwrap();
+        drop(mount);
+        let layer = snapshots.layer_dir(step.id());
+        assert!(layer.join("etc").is_dir(), "overlay copied /etc up");
+
+        let dirs = [
+            "etc", "a", "a/b", "chmodded", "kept", "retimed", "new", "missing",
+        ]
+        .map(PathBuf::from);
+        snapshots.drop_copied_up_dirs(&step, &dirs).unwrap();
+
+        let left: Vec<&str> = ["etc", "a", "a/b", "chmodded", "kept", "retimed", "new"]
+            .into_iter()
+            .filter(|d| layer.join(d).exists())
+            .collect();
+        assert_eq!(left, ["chmodded", "kept", "retimed", "new"]);
     }
 
     /// 300 layers (far past one page of mount options) mount, read-only and writable,

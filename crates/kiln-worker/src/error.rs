@@ -22,8 +22,9 @@ pub enum Error {
     Llb(#[from] kiln_llb::Error),
     /// A process exited with a non-zero code.
     #[error(
-        "process {command:?} did not complete successfully: exit code: {code}{}",
-        exit_hint(*code, *oom_killed)
+        "process {command:?} did not complete successfully: exit code: {code}{}{}",
+        exit_hint(*code, *oom_killed),
+        runtime_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
     )]
     ProcessFailed {
         /// The command, arguments joined by spaces.
@@ -32,6 +33,8 @@ pub enum Error {
         code: i32,
         /// The kernel's out-of-memory killer ended it.
         oom_killed: bool,
+        /// Why runc could not set up or start the container, in its words.
+        runtime_error: Option<String>,
     },
     /// An op kiln does not run yet, or a malformed one.
     #[error("{0}")]

@@ -253,6 +253,13 @@ impl Worker {
         &self.snapshots
     }
 
+    /// Kills and removes the containers and mounts of work that never ended (a process
+    /// that stops without waiting for it).
+    pub fn release_leftovers(&self) {
+        self.executor.remove_leftovers();
+        let _ = self.snapshots.remove_leftover_mounts();
+    }
+
     /// The flag that cancels the running build (a Ctrl-C handler sets it): running
     /// containers are killed, nothing new starts, and the build fails as cancelled.
     pub fn cancellation(&self) -> Arc<std::sync::atomic::AtomicBool> {
@@ -315,6 +322,7 @@ impl Worker {
         let target = *position.get(&result_digest.to_string()).ok_or_else(|| {
             Error::Unsupported("the result names no op of the definition".to_owned())
         })?;
+        let fresh_caches = ops::exec::FreshCaches::default();
         let results = kiln_solver::solve(
             &graph,
             &[target],
@@ -333,7 +341,7 @@ impl Worker {
                             .unwrap_or_default()
                     })
                     .collect();
-                self.run_vertex(vertex, &resolved, options)
+                self.run_vertex(vertex, &resolved, options, &fresh_caches)
                     .map(Arc::new)
                     .map_err(|e| Error::Vertex {
                         name: vertex_name(vertex),
@@ -357,6 +365,7 @@ impl Worker {
         vertex: &kiln_llb::Vertex,
         inputs: &[Ref],
         options: &SolveOptions<'_>,
+        fresh_caches: &ops::exec::FreshCaches,
     ) -> Result<Vec<Ref>, Error> {
         use pb::op::Op;
         // Before the cache: a step's result is not granted to a build that may not run it.
@@ -442,8 +451,8 @@ impl Worker {
                     &digest,
                     exec,
                     inputs,
-                    options.secrets,
-                    options.cancelled.as_ref(),
+                    options,
+                    ignore_cache.then_some(fresh_caches),
                     &log,
                 )?,
                 Some(Op::Merge(merge)) => vec![ops::merge(merge, inputs)],

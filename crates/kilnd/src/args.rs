@@ -34,7 +34,8 @@ pub(crate) struct Args {
     /// Group (name or id) of the unix sockets.
     #[arg(long)]
     pub(crate) group: Option<String>,
-    /// Accepted (the debug server is not built).
+    /// Debug HTTP server address (`unix:///path`, `tcp://host:port`, `host:port`;
+    /// also `BUILDKITD_DEBUGADDR`): serves `/debug/pprof/goroutine`.
     #[arg(long)]
     pub(crate) debugaddr: Option<String>,
     /// Server certificate (TCP).

@@ -36,6 +36,16 @@ fn now() -> Timestamp {
     }
 }
 
+/// `BUILDKIT_DEBUG_EXEC_OUTPUT` (as buildkitd reads it, BuildKit's test harness sets
+/// it): steps' output is copied to the daemon's stderr too.
+fn debug_exec_output() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        std::env::var("BUILDKIT_DEBUG_EXEC_OUTPUT")
+            .is_ok_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"))
+    })
+}
+
 impl Job {
     fn new() -> Self {
         Self {
@@ -110,15 +120,21 @@ impl Job {
                     ..StatusResponse::default()
                 }
             }
-            Event::Log { digest, data } => StatusResponse {
-                logs: vec![VertexLog {
-                    vertex: digest,
-                    timestamp: Some(now()),
-                    stream: 1,
-                    msg: data,
-                }],
-                ..StatusResponse::default()
-            },
+            Event::Log { digest, data } => {
+                if debug_exec_output() {
+                    use std::io::Write as _;
+                    let _ = std::io::stderr().write_all(&data);
+                }
+                StatusResponse {
+                    logs: vec![VertexLog {
+                        vertex: digest,
+                        timestamp: Some(now()),
+                        stream: 1,
+                        msg: data,
+                    }],
+                    ..StatusResponse::default()
+                }
+            }
         };
         state.updates.push(update);
         drop(state);
@@ -287,6 +303,18 @@ impl Jobs {
                 return None;
             }
         }
+    }
+
+    /// The refs of the solves still running, sorted.
+    pub(crate) fn running(&self) -> Vec<String> {
+        let mut running: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, job)| !job.changed.borrow().1)
+            .map(|(id, _)| id.clone())
+            .collect();
+        running.sort();
+        running
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Job>>> {

@@ -8,6 +8,7 @@
 
 mod args;
 mod control;
+mod debug;
 mod gateway;
 mod jobs;
 mod server;
@@ -121,14 +122,27 @@ fn run(args: args::Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(server::serve(
-        daemon,
-        &addresses,
-        &tls,
-        socket_owner,
-        args.insecure_plaintext_tcp,
-    ))
+    let listen = server::Listen {
+        addresses: &addresses,
+        tls: &tls,
+        owner: socket_owner,
+        insecure_plaintext_tcp: args.insecure_plaintext_tcp,
+        debug_address: args
+            .debugaddr
+            .clone()
+            .or_else(|| std::env::var("BUILDKITD_DEBUGADDR").ok())
+            .filter(|a| !a.is_empty()),
+    };
+    let served = runtime.block_on(server::serve(Arc::clone(&daemon), listen));
+    // Engine work that did not end when cancelled is not waited for; what it held
+    // (containers, mounts) is released here, as the next start would.
+    runtime.shutdown_timeout(STOP_WAIT);
+    daemon.release_leftovers();
+    served
 }
+
+/// How long the daemon waits, once stopped, for engine work still running.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The engine's settings: the configuration file, then the flags over it.
 fn engine_config(args: &args::Args) -> anyhow::Result<EngineConfig> {
@@ -205,7 +219,6 @@ fn engine_config(args: &args::Args) -> anyhow::Result<EngineConfig> {
     }
     for (flag, given) in [
         ("--trace", args.trace == Some(true)),
-        ("--debugaddr", args.debugaddr.is_some()),
         ("--otel-socket-path", args.otel_socket_path.is_some()),
         ("--cdi-spec-dir", !args.cdi_spec_dir.is_empty()),
         (

@@ -70,17 +70,41 @@ fn tls_config(files: &TlsFiles) -> anyhow::Result<Option<ServerTlsConfig>> {
     Ok(Some(config))
 }
 
+/// How long requests may take to end once the daemon stops (their builds cancelled)
+/// before it stops anyway.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Where and how the daemon listens.
+pub(crate) struct Listen<'a> {
+    pub(crate) addresses: &'a [String],
+    pub(crate) tls: &'a TlsFiles,
+    pub(crate) owner: SocketOwner,
+    pub(crate) insecure_plaintext_tcp: bool,
+    /// `--debugaddr`: where the debug HTTP server listens.
+    pub(crate) debug_address: Option<String>,
+}
+
 /// Serves the daemon on every address until SIGTERM or SIGINT.
-pub(crate) async fn serve(
-    daemon: Arc<Daemon>,
-    addresses: &[String],
-    tls: &TlsFiles,
-    owner: SocketOwner,
-    insecure_plaintext_tcp: bool,
-) -> anyhow::Result<()> {
+pub(crate) async fn serve(daemon: Arc<Daemon>, listen: Listen<'_>) -> anyhow::Result<()> {
+    let Listen {
+        addresses,
+        tls,
+        owner,
+        insecure_plaintext_tcp,
+        debug_address,
+    } = listen;
     let tls = tls_config(tls)?;
     let (stop, stopped) = watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
+    if let Some(address) = debug_address {
+        let (daemon, stopped) = (Arc::clone(&daemon), stopped.clone());
+        servers.spawn(async move {
+            if let Err(e) = crate::debug::serve(&address, daemon, stopped).await {
+                eprintln!("kilnd: warning: debug server: {e:#}");
+            }
+            Ok(())
+        });
+    }
     for address in addresses {
         let control = ControlServer::from_arc(Arc::new(ControlService::new(Arc::clone(&daemon))))
             .max_decoding_message_size(MAX_MESSAGE)
@@ -145,31 +169,54 @@ pub(crate) async fn serve(
             bail!("--addr {address}: use unix:///path or tcp://host:port");
         }
     }
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return;
-        };
+    let stop_signal = stop_signal();
+    tokio::pin!(stop_signal);
+    loop {
         tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+            _ = &mut stop_signal => break,
+            done = servers.join_next() => match done {
+                Some(done) => done.context("a server task failed")?.context("serving")?,
+                None => break,
+            },
         }
-        eprintln!("kilnd: stopping");
-        let _ = stop.send(true);
-    });
-    while let Some(done) = servers.join_next().await {
-        done.context("a server task failed")?.context("serving")?;
     }
+    eprintln!("kilnd: stopping");
+    // Builds are cancelled first (their steps killed, their mounts released): the
+    // servers' graceful stop waits for the requests in flight, builds included.
     daemon.shutdown();
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(STOP_GRACE, async {
+        while servers.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        eprintln!(
+            "kilnd: requests still running {}s after the stop; stopping anyway",
+            STOP_GRACE.as_secs()
+        );
+        servers.abort_all();
+    }
     for address in addresses {
         if let Some(path) = address.strip_prefix("unix://") {
             let _ = fs_err::remove_file(path);
         }
     }
     Ok(())
+}
+
+/// Resolves at the first SIGTERM or SIGINT (never, if they cannot be watched).
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
 }
 
 /// A unix socket at `path` (its directory made; a stale socket nobody answers on

@@ -1,6 +1,7 @@
 //! Exec ops: mount the inputs, run the process through runc, keep the writable mounts.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 use fs_err as fs;
 use kiln_exec::{Mount, MountKind, NetworkMode, OutputStream, Process};
@@ -94,16 +95,42 @@ impl Drop for PrivateMount<'_> {
     }
 }
 
+/// The cache-mount directories one solve has started afresh. A step that ignores the
+/// cache (`--no-cache`, `llb.IgnoreCache`) empties each cache it mounts, once per solve:
+/// BuildKit prunes the cache mounts of such steps when it loads a definition, and the
+/// solve's later steps share what is written after.
+#[derive(Default)]
+pub(crate) struct FreshCaches(std::sync::Mutex<std::collections::HashSet<PathBuf>>);
+
+impl FreshCaches {
+    /// Removes `dir` the first time this solve asks (it is made again, empty or seeded,
+    /// as for a cache never used). A step of another build still using it keeps its
+    /// mount of the directory moved away.
+    fn reset_once(&self, dir: &std::path::Path) -> Result<(), Error> {
+        let mut reset = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !reset.insert(dir.to_path_buf()) || !dir.exists() {
+            return Ok(());
+        }
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        let trash = dir.with_file_name(format!(".reset-{name}-{}", std::process::id()));
+        fs::rename(dir, &trash)?;
+        fs::remove_dir_all(&trash)?;
+        Ok(())
+    }
+}
+
 /// Runs an exec op; returns one result per output index.
 pub(crate) fn run(
     worker: &Worker,
     digest: &str,
     exec: &pb::ExecOp,
     inputs: &[Ref],
-    secrets: &dyn crate::Secrets,
-    cancelled: Option<&std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    options: &crate::SolveOptions<'_>,
+    fresh_caches: Option<&FreshCaches>,
     log: &(dyn Fn(&[u8]) + Sync),
 ) -> Result<Vec<Ref>, Error> {
+    let secrets = options.secrets;
+    let cancelled = options.cancelled.as_ref();
     let meta = exec.meta.clone().unwrap_or_default();
     let input_of = |m: &pb::Mount| {
         usize::try_from(m.input)
@@ -116,10 +143,13 @@ pub(crate) fn run(
     // Writable mounts whose changes become the step's outputs, committed on success.
     let mut output_mounts: Vec<MountGuard> = Vec::new();
     let mut new_layers: Vec<(i64, Snapshot)> = Vec::new();
+    let mut unchanged_outputs: Vec<(i64, Ref)> = Vec::new();
     let mut discard: Vec<Snapshot> = Vec::new();
     let mut locks = Vec::new();
     let mut claims: Vec<PrivateMount> = Vec::new();
     let mut rootfs: Option<PathBuf> = None;
+    // The root's snapshot when the step's result is its root (the usual RUN).
+    let mut root_output: Option<Snapshot> = None;
     let mut mounts: Vec<Mount> = Vec::new();
     let mut secret_dir: Option<TmpfsDir> = None;
     let mut proxies: Vec<AgentProxy> = Vec::new();
@@ -128,15 +158,22 @@ pub(crate) fn run(
     let outcome = (|| -> Result<kiln_exec::Exit, Error> {
         for m in &exec.mounts {
             let kind = pb::MountType::try_from(m.mount_type).unwrap_or(pb::MountType::Bind);
+            let dest = absolute_dest(&meta.cwd, &m.dest);
             match kind {
                 pb::MountType::Bind => {
                     let input = input_of(m);
-                    let writable = !m.readonly;
+                    // As BuildKit: the root is mounted writable even for a read-only
+                    // step (runc makes its mount points there first), and an empty
+                    // read-only mount is a fresh, throwaway snapshot.
+                    let writable = !m.readonly || dest == "/" || input.snapshot().is_none();
                     let path = if writable {
                         let snapshot = worker.snapshots.create(input.snapshot().as_ref())?;
                         let guard = worker.snapshots.mount(&snapshot)?;
                         let path = guard.path().to_path_buf();
                         if m.output >= 0 {
+                            if dest == "/" && (m.selector.is_empty() || m.selector == "/") {
+                                root_output = Some(snapshot.clone());
+                            }
                             new_layers.push((m.output, snapshot));
                             output_mounts.push(guard);
                         } else {
@@ -145,26 +182,22 @@ pub(crate) fn run(
                         }
                         path
                     } else {
-                        match input.snapshot() {
-                            Some(s) => {
-                                let guard = worker.snapshots.mount_readonly(&s)?;
-                                let path = guard.path().to_path_buf();
-                                guards.push(guard);
-                                path
-                            }
-                            None => worker.config.root.join("empty"),
+                        let snapshot = input.snapshot().expect("an empty mount is writable");
+                        let guard = worker.snapshots.mount_readonly(&snapshot)?;
+                        let path = guard.path().to_path_buf();
+                        guards.push(guard);
+                        if m.output >= 0 {
+                            // A read-only mount's output is its input, unchanged.
+                            unchanged_outputs.push((m.output, input.clone()));
                         }
-                    };
-                    let source = if m.selector.is_empty() || m.selector == "/" {
                         path
-                    } else {
-                        resolve_in_root(&path, &m.selector, true)?
                     };
-                    if m.dest == "/" {
+                    let source = mount_source(&path, &m.selector, &dest)?;
+                    if dest == "/" {
                         rootfs = Some(source);
                     } else {
                         mounts.push(Mount {
-                            destination: m.dest.clone(),
+                            destination: dest.clone(),
                             kind: MountKind::Bind {
                                 source,
                                 readonly: m.readonly,
@@ -189,6 +222,9 @@ pub(crate) fn run(
                     } else {
                         shared_dir
                     };
+                    if let Some(fresh_caches) = fresh_caches {
+                        fresh_caches.reset_once(&dir)?;
+                    }
                     let fresh = !dir.exists();
                     fs::create_dir_all(&dir)?;
                     if fresh {
@@ -212,10 +248,14 @@ pub(crate) fn run(
                         }
                     }
                     if opt.sharing == pb::CacheSharingOpt::Locked as i32 {
-                        locks.push(worker.lock(&format!("cache {}", dir.display())));
+                        let lock = worker.lock(&format!("cache {}", dir.display()));
+                        // The same cache mounted twice in one step is locked once.
+                        if !locks.iter().any(|held| std::sync::Arc::ptr_eq(held, &lock)) {
+                            locks.push(lock);
+                        }
                     }
                     mounts.push(Mount {
-                        destination: m.dest.clone(),
+                        destination: dest.clone(),
                         kind: MountKind::Bind {
                             source: dir,
                             readonly: m.readonly,
@@ -223,7 +263,7 @@ pub(crate) fn run(
                     });
                 }
                 pb::MountType::Tmpfs => mounts.push(Mount {
-                    destination: m.dest.clone(),
+                    destination: dest.clone(),
                     kind: MountKind::Tmpfs {
                         size: m.tmpfs_opt.map_or(0, |t| t.size),
                         readonly: m.readonly,
@@ -245,7 +285,7 @@ pub(crate) fn run(
                     let path =
                         session::secret_file(dir, &name, &value, opt.uid, opt.gid, opt.mode)?;
                     mounts.push(Mount {
-                        destination: m.dest.clone(),
+                        destination: dest.clone(),
                         kind: MountKind::Bind {
                             source: path,
                             readonly: true,
@@ -269,7 +309,7 @@ pub(crate) fn run(
                     };
                     let proxy = AgentProxy::start(agent, opt.uid, opt.gid, opt.mode)?;
                     mounts.push(Mount {
-                        destination: m.dest.clone(),
+                        destination: dest.clone(),
                         kind: MountKind::Bind {
                             source: proxy.path().to_path_buf(),
                             readonly: false,
@@ -314,6 +354,8 @@ pub(crate) fn run(
             fs::create_dir_all(&cwd_path)?;
         }
         let user = kiln_exec::resolve_user(&rootfs, &meta.user)?;
+        // Parents before what is mounted inside them, as BuildKit orders them.
+        mounts.sort_by(|a, b| a.destination.cmp(&b.destination));
         // A step that asks for no mode gets the worker's default.
         let network = match pb::NetMode::try_from(exec.network) {
             Ok(pb::NetMode::None) => NetworkMode::None,
@@ -328,6 +370,7 @@ pub(crate) fn run(
             hostname: meta.hostname.clone(),
             network,
             privileged: exec.security == pb::SecurityMode::Insecure as i32,
+            readonly_rootfs: exec.mounts.iter().any(|m| m.dest == "/" && m.readonly),
             extra_hosts: meta
                 .extra_hosts
                 .iter()
@@ -343,10 +386,10 @@ pub(crate) fn run(
                 .or_else(|| worker.config.cgroup_parent.clone()),
             cancelled: cancelled.cloned(),
         };
-        let _held: Vec<_> = locks
-            .iter()
-            .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()))
-            .collect();
+        let _held = hold_locks(&locks, &|| {
+            worker.cancellation().load(Ordering::Relaxed)
+                || cancelled.is_some_and(|c| c.load(Ordering::Relaxed))
+        })?;
         let id = format!("kiln-{}-{}", &digest[7..19], std::process::id());
         let exit = worker.executor.run(
             &id,
@@ -358,9 +401,13 @@ pub(crate) fn run(
         Ok(exit)
     })();
     let outcome = outcome.and_then(|exit| {
-        if exit.code == 0 {
+        if succeeded(&exit, &meta.valid_exit_codes) {
             for mount in output_mounts.drain(..) {
                 mount.commit()?;
+            }
+            if let Some(root) = &root_output {
+                let parents = stub_parents(&kiln_exec::mount_points(&mounts));
+                worker.snapshots.drop_copied_up_dirs(root, &parents)?;
             }
         }
         Ok(exit)
@@ -382,7 +429,7 @@ pub(crate) fn run(
             return Err(e);
         }
     };
-    if exit.code != 0 {
+    if !succeeded(&exit, &meta.valid_exit_codes) {
         for (_, snapshot) in &new_layers {
             let _ = worker.snapshots.remove_layer(snapshot.id());
         }
@@ -390,17 +437,122 @@ pub(crate) fn run(
             command: meta.args.join(" "),
             code: exit.code,
             oom_killed: exit.oom_killed,
+            runtime_error: exit.runtime_error,
         });
     }
-    let count = new_layers.iter().map(|(i, _)| *i + 1).max().unwrap_or(0) as usize;
-    let mut outputs = vec![Ref::default(); count];
-    for (index, snapshot) in new_layers {
-        outputs[index as usize] = Ref {
-            chain: snapshot.chain,
-            key: String::new(),
-        };
+    let results = new_layers
+        .into_iter()
+        .map(|(index, snapshot)| {
+            let result = Ref {
+                chain: snapshot.chain,
+                key: String::new(),
+            };
+            (index, result)
+        })
+        .chain(unchanged_outputs);
+    let mut outputs = Vec::new();
+    for (index, result) in results {
+        let index = index as usize;
+        if outputs.len() <= index {
+            outputs.resize(index + 1, Ref::default());
+        }
+        outputs[index] = result;
     }
     Ok(outputs)
+}
+
+/// Whether a step succeeded: it exited 0, or with one of the codes it lists as valid
+/// (`validExitCodes`, which replace 0 when given, as in BuildKit).
+fn succeeded(exit: &kiln_exec::Exit, valid_exit_codes: &[i32]) -> bool {
+    if exit.runtime_error.is_some() {
+        return false;
+    }
+    if valid_exit_codes.is_empty() {
+        exit.code == 0
+    } else {
+        valid_exit_codes.contains(&exit.code)
+    }
+}
+
+/// Takes every lock, waiting as long as the build is not cancelled (a step waiting for
+/// a `sharing=locked` cache mount must not hold up a daemon that stops).
+fn hold_locks<'a>(
+    locks: &'a [std::sync::Arc<std::sync::Mutex<()>>],
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Vec<std::sync::MutexGuard<'a, ()>>, Error> {
+    let mut held = Vec::new();
+    for lock in locks {
+        loop {
+            match lock.try_lock() {
+                Ok(guard) => break held.push(guard),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                    break held.push(poisoned.into_inner());
+                }
+                Err(std::sync::TryLockError::WouldBlock) if cancelled() => {
+                    return Err(kiln_exec::Error::Cancelled.into());
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+        }
+    }
+    Ok(held)
+}
+
+/// A mount's destination as an absolute path: a relative one is under the step's
+/// working directory, as BuildKit places it.
+fn absolute_dest(cwd: &str, dest: &str) -> String {
+    if dest.starts_with('/') {
+        return dest.to_owned();
+    }
+    let joined = std::path::Path::new("/").join(cwd).join(dest);
+    let mut clean = PathBuf::from("/");
+    for component in joined.components() {
+        match component {
+            std::path::Component::Normal(name) => clean.push(name),
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            _ => {}
+        }
+    }
+    clean.display().to_string()
+}
+
+/// The host path a bind mount's `selector` names in the mounted `root`; a path the
+/// input lacks is an error naming it (runc would only say it cannot stat it).
+fn mount_source(root: &std::path::Path, selector: &str, dest: &str) -> Result<PathBuf, Error> {
+    if selector.is_empty() || selector == "/" {
+        return Ok(root.to_path_buf());
+    }
+    let source = resolve_in_root(root, selector, true)?;
+    if std::fs::symlink_metadata(&source).is_err() {
+        return Err(Error::Source(format!(
+            "mount {dest}: source path {selector:?}: no such file or directory"
+        )));
+    }
+    Ok(source)
+}
+
+/// The directories above each mount point (`etc` for `/etc/hosts`), relative to the
+/// root: where runc may have created a mount stub, making overlay copy them up.
+fn stub_parents(mount_points: &[String]) -> Vec<PathBuf> {
+    let mut parents: Vec<PathBuf> = mount_points
+        .iter()
+        .flat_map(|point| {
+            let point = PathBuf::from(point.trim_start_matches('/'));
+            point
+                .ancestors()
+                .skip(1)
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(std::path::Path::to_path_buf)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    parents.sort();
+    parents.dedup();
+    parents
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod copy_owners;
 mod crash;
 mod dockerfile_errors;
 mod dump_llb;
+mod exec_mounts;
 mod export;
 mod layering;
 mod layers;

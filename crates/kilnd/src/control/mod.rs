@@ -80,6 +80,11 @@ impl Daemon {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Kills and removes what builds that never ended left (containers, mounts).
+    pub(crate) fn release_leftovers(&self) {
+        self.engine.release_leftovers();
+    }
+
     /// Runs blocking engine work off the async threads.
     pub(crate) async fn blocking<T: Send + 'static>(
         self: &Arc<Self>,

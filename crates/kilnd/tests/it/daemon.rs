@@ -599,3 +599,143 @@ async fn a_lower_case_dockerfile_is_found() {
         .await
         .unwrap();
 }
+
+/// An HTTP GET of `path` on a unix socket; the whole response.
+fn http_get(socket: &std::path::Path, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The debug address answers BuildKit's harness (`/debug/pprof/goroutine`) with the
+/// solves running; SIGTERM stops a daemon within seconds even with a step running and
+/// another waiting for the `sharing=locked` cache it holds, leaving no container or
+/// mount behind.
+#[tokio::test]
+async fn sigterm_stops_a_daemon_whose_builds_are_stuck() {
+    use kiln_llb::{CacheSharing, ImageOptions, MarshalOptions, Mount, Run, State, wire};
+    if !crate::support::can_build() {
+        return;
+    }
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let debug_dir = tempfile::tempdir().unwrap();
+    let debug_socket = debug_dir.path().join("debug.sock");
+    let debug_address = format!("unix://{}", debug_socket.display());
+    let mut kilnd = Kilnd::start(&["--debugaddr", &debug_address]);
+    let definition = |script: &str| -> kiln_api::proto::pb::Definition {
+        let state = State::image(&image, ImageOptions::default())
+            .add_env("PATH", "/bin")
+            .run(Run::new(["sh", "-c", script]).mount(Mount::cache(
+                "/cache",
+                "held",
+                CacheSharing::Locked,
+            )))
+            .root();
+        let bytes = wire::encode_definition(&state.marshal(&MarshalOptions::default()));
+        prost::Message::decode(bytes.as_slice()).unwrap()
+    };
+    let mut builds = Vec::new();
+    for (name, script) in [("holder", "sleep 600"), ("waiter", "sleep 601")] {
+        let mut client = ControlClient::new(connect(&kilnd.socket).await);
+        let definition = definition(script);
+        builds.push(tokio::spawn(async move {
+            client
+                .solve(control::SolveRequest {
+                    r#ref: name.to_owned(),
+                    definition: Some(definition),
+                    ..control::SolveRequest::default()
+                })
+                .await
+        }));
+    }
+    let runc_root = kilnd.dir.path().join("root/exec/runc");
+    let containers = || {
+        let listed = Command::new("runc")
+            .arg("--root")
+            .arg(&runc_root)
+            .args(["list", "-q"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&listed.stdout).trim().to_owned()
+    };
+    for _ in 0..200 {
+        if !containers().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        !containers().is_empty(),
+        "no step started:\n{}",
+        kilnd.log()
+    );
+
+    let dump = http_get(&debug_socket, "/debug/pprof/goroutine?debug=2");
+    assert!(dump.starts_with("HTTP/1.1 200 OK"), "{dump}");
+    assert!(dump.contains("holder") && dump.contains("waiter"), "{dump}");
+    assert!(http_get(&debug_socket, "/nothing").starts_with("HTTP/1.1 404"));
+
+    let started = std::time::Instant::now();
+    let stopped = kilnd.terminate(std::time::Duration::from_secs(15));
+    assert!(stopped, "kilnd did not stop on SIGTERM:\n{}", kilnd.log());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "stopping took {:?}",
+        started.elapsed()
+    );
+    for build in builds {
+        build.abort();
+    }
+    assert!(containers().is_empty(), "containers left: {}", containers());
+    let state = kilnd.dir.path().display().to_string();
+    let mounts = fs_err::read_to_string("/proc/mounts").unwrap();
+    assert!(
+        !mounts.lines().any(|l| l.contains(&state)),
+        "mounts left under the state:\n{mounts}"
+    );
+}
+
+/// One step mounting the same `sharing=locked` cache twice sees one directory in both
+/// places, and does not wait for itself (BuildKit's TestDuplicateCacheMount).
+#[tokio::test]
+async fn a_locked_cache_mounted_twice_in_one_step() {
+    use kiln_llb::{CacheSharing, ImageOptions, MarshalOptions, Mount, Run, State, wire};
+    if !crate::support::can_build() {
+        return;
+    }
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let kilnd = Kilnd::start(&[]);
+    let state = State::image(&image, ImageOptions::default())
+        .add_env("PATH", "/bin")
+        .run(
+            Run::new([
+                "sh",
+                "-e",
+                "-c",
+                "[ ! -f /m2/foo ]; touch /m1/foo; [ -f /m2/foo ]",
+            ])
+            .mount(Mount::cache("/m1", "twice", CacheSharing::Locked))
+            .mount(Mount::cache("/m2", "twice", CacheSharing::Locked)),
+        )
+        .root();
+    let bytes = wire::encode_definition(&state.marshal(&MarshalOptions::default()));
+    let definition: kiln_api::proto::pb::Definition =
+        prost::Message::decode(bytes.as_slice()).unwrap();
+    let mut client = ControlClient::new(connect(&kilnd.socket).await);
+    let solved = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        client.solve(control::SolveRequest {
+            r#ref: "twice".to_owned(),
+            definition: Some(definition),
+            ..control::SolveRequest::default()
+        }),
+    )
+    .await
+    .expect("the step waited for itself");
+    assert!(solved.is_ok(), "{solved:?}\n{}", kilnd.log());
+}

@@ -70,6 +70,20 @@ impl Kilnd {
         panic!("kilnd did not listen:\n{}", self.log());
     }
 
+    /// Sends SIGTERM; whether the daemon exited within `within`.
+    pub(crate) fn terminate(&mut self, within: Duration) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     pub(crate) fn address(&self) -> String {
         format!("unix://{}", self.socket.display())
     }
