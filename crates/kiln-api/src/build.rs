@@ -79,6 +79,16 @@ pub struct BuildRequest {
     pub run: RunDefaults,
 }
 
+impl BuildRequest {
+    /// The directory holding the Dockerfile: the `dockerfile` local source.
+    pub fn dockerfile_dir(&self) -> PathBuf {
+        self.dockerfile
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default()
+    }
+}
+
 /// Settings every RUN step gets unless it chooses otherwise.
 #[derive(Debug, Clone, Default)]
 pub struct RunDefaults {

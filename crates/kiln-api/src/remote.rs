@@ -5,7 +5,6 @@
 //! session; progress comes back as BuildKit's status updates.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -91,14 +90,7 @@ impl Builder for RemoteBuilder {
         let (exporters, outputs) = exporters(&request.outputs)?;
         let mut dirs = BTreeMap::from([
             ("context".to_owned(), request.context.clone()),
-            (
-                "dockerfile".to_owned(),
-                request
-                    .dockerfile
-                    .parent()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default(),
-            ),
+            ("dockerfile".to_owned(), request.dockerfile_dir()),
         ]);
         for (name, context) in &request.named_contexts {
             if let BuildContext::Dir(dir) = context {

@@ -630,14 +630,7 @@ impl Engine {
         self.check_entitlements(&request.entitlements)?;
         let dockerfile = fs::read(&request.dockerfile)
             .map_err(|e| Error::Usage(format!("reading the Dockerfile: {e}")))?;
-        let mut dirs = BTreeMap::from([(
-            "dockerfile".to_owned(),
-            request
-                .dockerfile
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default(),
-        )]);
+        let mut dirs = BTreeMap::from([("dockerfile".to_owned(), request.dockerfile_dir())]);
         let report_checks = |checks: &[CheckWarning]| {
             if let Some(report) = &hooks.on_checks {
                 (report.0)(checks);
