@@ -52,6 +52,11 @@ pub struct Snapshotter {
     root: PathBuf,
     next: AtomicU64,
     driver: Driver,
+    /// Writable overlay mounts are `volatile` (Linux 5.10): unmounting one does not sync
+    /// the whole filesystem under the state directory, which would wait for every byte
+    /// any earlier step wrote. Layer files are never synced one by one either, so this
+    /// loses nothing a crash of the process (not of the machine) would keep.
+    volatile: bool,
 }
 
 /// A mounted snapshot; unmounted (or, for the native driver, removed) when dropped.
@@ -145,21 +150,19 @@ impl Snapshotter {
                 max = max.max(n);
             }
         }
-        let driver = match snapshotter {
-            "native" => Driver::Native,
-            "overlayfs" => {
-                overlay_works(&root)?;
-                Driver::Overlay
-            }
+        let (driver, volatile) = match snapshotter {
+            "native" => (Driver::Native, false),
+            "overlayfs" => (Driver::Overlay, overlay_works(&root)?),
             _ => match overlay_works(&root) {
-                Ok(()) => Driver::Overlay,
-                Err(_) => Driver::Native,
+                Ok(volatile) => (Driver::Overlay, volatile),
+                Err(_) => (Driver::Native, false),
             },
         };
         Ok(Self {
             root,
             next: AtomicU64::new(max + 1),
             driver,
+            volatile,
         })
     }
 
@@ -290,11 +293,14 @@ impl Snapshotter {
         if lowers.is_empty() {
             lowers.push(self.root.join("empty"));
         }
-        let upper = (
-            self.layer_dir(own),
-            self.root.join(own.to_string()).join("work"),
-        );
-        mount_overlay(&target, &lowers, Some(&upper))?;
+        let work = self.layer_root(own).join("work");
+        if self.volatile {
+            // What an earlier volatile mount of this layer left: overlay refuses the
+            // work directory until it is gone.
+            let _ = fs::remove_dir_all(work.join("work").join("incompat"));
+        }
+        let upper = (self.layer_dir(own), work);
+        mount_overlay(&target, &lowers, Some(&upper), self.volatile)?;
         Ok(MountGuard {
             target,
             native: None,
@@ -364,7 +370,7 @@ impl Snapshotter {
             .collect();
         // Overlay needs two lower layers when it has no upper one.
         lowers.push(self.root.join("empty"));
-        mount_overlay(&target, &lowers, None)?;
+        mount_overlay(&target, &lowers, None, false)?;
         Ok(MountGuard {
             target,
             native: None,
@@ -440,20 +446,30 @@ fn remove_dir_keeping_parent_times(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// Whether overlay mounts work under `root` (a throwaway mount of an empty layer).
-fn overlay_works(root: &Path) -> Result<(), Error> {
-    let probe = root.join("mnt").join("probe");
-    let _ = fs::remove_dir_all(&probe);
-    for dir in ["lower", "upper", "work", "merged"] {
-        fs::create_dir_all(probe.join(dir))?;
+/// Whether overlay mounts work under `root` (a throwaway mount of an empty layer), and
+/// whether they take `volatile`. The volatile probe comes first: a plain one would sync
+/// the filesystem when unmounted, which after a build that wrote much data takes
+/// longer than a no-op build.
+fn overlay_works(root: &Path) -> Result<bool, Error> {
+    let probe = |volatile: bool| {
+        let probe = root.join("mnt").join("probe");
+        let _ = fs::remove_dir_all(&probe);
+        for dir in ["lower", "upper", "work", "merged"] {
+            fs::create_dir_all(probe.join(dir))?;
+        }
+        let upper = (probe.join("upper"), probe.join("work"));
+        let merged = probe.join("merged");
+        let mounted = mount_overlay(&merged, &[probe.join("lower")], Some(&upper), volatile);
+        if mounted.is_ok() {
+            let _ = unmount(&merged, UnmountFlags::DETACH);
+        }
+        let _ = fs::remove_dir_all(&probe);
+        mounted
+    };
+    match probe(true) {
+        Ok(()) => Ok(true),
+        Err(_) => probe(false).map(|()| false),
     }
-    let upper = (probe.join("upper"), probe.join("work"));
-    let mounted = mount_overlay(&probe.join("merged"), &[probe.join("lower")], Some(&upper));
-    if mounted.is_ok() {
-        let _ = unmount(probe.join("merged"), UnmountFlags::DETACH);
-    }
-    let _ = fs::remove_dir_all(&probe);
-    mounted
 }
 
 /// The longest option string `mount(2)` takes (one page, less a margin).
@@ -467,6 +483,7 @@ fn mount_overlay(
     target: &Path,
     lowers: &[PathBuf],
     upper: Option<&(PathBuf, PathBuf)>,
+    volatile: bool,
 ) -> Result<(), Error> {
     let failed = |source: std::io::Error| Error::Mount {
         target: target.to_owned(),
@@ -486,9 +503,12 @@ fn mount_overlay(
             upper.display(),
             work.display()
         ));
+        if volatile {
+            options.push_str(",volatile");
+        }
     }
     if options.len() > MOUNT_OPTIONS_MAX {
-        return mount_overlay_layer_by_layer(target, lowers, upper).map_err(failed);
+        return mount_overlay_layer_by_layer(target, lowers, upper, volatile).map_err(failed);
     }
     let options = std::ffi::CString::new(options)
         .map_err(|e| failed(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
@@ -506,10 +526,11 @@ fn mount_overlay_layer_by_layer(
     target: &Path,
     lowers: &[PathBuf],
     upper: Option<&(PathBuf, PathBuf)>,
+    volatile: bool,
 ) -> std::io::Result<()> {
     use rustix::mount::{
         FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, fsconfig_create,
-        fsconfig_set_string, fsmount, fsopen, move_mount,
+        fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
     };
     let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
     for lower in lowers {
@@ -518,6 +539,9 @@ fn mount_overlay_layer_by_layer(
     if let Some((upper, work)) = upper {
         fsconfig_set_string(&fs, "upperdir", upper)?;
         fsconfig_set_string(&fs, "workdir", work)?;
+        if volatile {
+            fsconfig_set_flag(&fs, "volatile")?;
+        }
     }
     fsconfig_create(&fs)?;
     let mounted = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
@@ -652,5 +676,28 @@ mod tests {
         fs::write(writable.path().join("new"), "x").unwrap();
         drop(writable);
         assert!(snapshots.layer_dir(child.id()).join("new").is_file());
+    }
+
+    /// A writable snapshot mounts again after a (volatile) mount of it was released,
+    /// with what the first mount wrote.
+    #[test]
+    fn writable_snapshots_mount_again() {
+        if !is_root() {
+            kiln_test::skip("mounting needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = Snapshotter::open(dir.path().join("snapshots")).unwrap();
+        assert_eq!(snapshots.driver(), Driver::Overlay);
+        let base = snapshots.create(None).unwrap();
+        let child = snapshots.create(Some(&base)).unwrap();
+        for round in ["one", "two"] {
+            let mounted = snapshots.mount(&child).unwrap();
+            fs::write(mounted.path().join(round), round).unwrap();
+            mounted.commit().unwrap();
+        }
+        let layer = snapshots.layer_dir(child.id());
+        assert_eq!(fs::read_to_string(layer.join("one")).unwrap(), "one");
+        assert_eq!(fs::read_to_string(layer.join("two")).unwrap(), "two");
     }
 }
