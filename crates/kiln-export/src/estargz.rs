@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
 use flate2::Compression as Level;
+use kiln_store::sha256_hex;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -29,14 +30,6 @@ pub(crate) struct Written {
     pub(crate) diff_id: String,
     /// Annotations the manifest's layer descriptor carries.
     pub(crate) annotations: BTreeMap<String, String>,
-}
-
-fn hex(hasher: Sha256) -> String {
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Counts and hashes what is written, for offsets and digests.
@@ -112,7 +105,7 @@ pub(crate) fn write(
     let landmark = tar_file(NO_PREFETCH_LANDMARK, &[0x0f])?;
     entries.push(json!({
         "name": NO_PREFETCH_LANDMARK, "type": "reg", "size": 1, "mode": 0o644,
-        "offset": out.written, "digest": format!("sha256:{}", hex(Sha256::new_with_prefix([0x0f]))),
+        "offset": out.written, "digest": format!("sha256:{}", sha256_hex(Sha256::new_with_prefix([0x0f]))),
     }));
     uncompressed.update(&landmark);
     uncompressed_size += landmark.len() as u64;
@@ -158,7 +151,10 @@ pub(crate) fn write(
         if kind == "reg" {
             toc["size"] = json!(size);
             toc["offset"] = json!(offset);
-            toc["digest"] = json!(format!("sha256:{}", hex(Sha256::new_with_prefix(&content))));
+            toc["digest"] = json!(format!(
+                "sha256:{}",
+                sha256_hex(Sha256::new_with_prefix(&content))
+            ));
         }
         if !link.is_empty() {
             toc["linkName"] = json!(link);
@@ -189,11 +185,11 @@ pub(crate) fn write(
     out.write_all(&footer)?;
 
     Ok(Written {
-        diff_id: format!("sha256:{}", hex(uncompressed)),
+        diff_id: format!("sha256:{}", sha256_hex(uncompressed)),
         annotations: BTreeMap::from([
             (
                 TOC_DIGEST_ANNOTATION.to_owned(),
-                format!("sha256:{}", hex(Sha256::new_with_prefix(&toc_json))),
+                format!("sha256:{}", sha256_hex(Sha256::new_with_prefix(&toc_json))),
             ),
             (
                 UNCOMPRESSED_SIZE_ANNOTATION.to_owned(),
@@ -253,7 +249,7 @@ mod tests {
         assert_eq!(&member_tar[512..517], b"hello");
         assert_eq!(
             written.annotations[TOC_DIGEST_ANNOTATION],
-            format!("sha256:{}", hex(Sha256::new_with_prefix(&toc_json)))
+            format!("sha256:{}", sha256_hex(Sha256::new_with_prefix(&toc_json)))
         );
 
         // A plain multi-member reader sees one tar: landmark, file, TOC.
@@ -263,7 +259,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             written.diff_id,
-            format!("sha256:{}", hex(Sha256::new_with_prefix(&all)))
+            format!("sha256:{}", sha256_hex(Sha256::new_with_prefix(&all)))
         );
         let names: Vec<String> = tar::Archive::new(all.as_slice())
             .entries()

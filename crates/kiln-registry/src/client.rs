@@ -87,11 +87,7 @@ impl Default for RegistryClient {
 }
 
 fn sha256_digest(bytes: &[u8]) -> String {
-    let hex: String = Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256:{hex}")
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 /// Registries on loopback may be plain HTTP.
@@ -620,14 +616,7 @@ impl RegistryClient {
             out.write_all(&buf[..n])?;
             size += n as u64;
         }
-        let actual = format!(
-            "sha256:{}",
-            hasher
-                .finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
+        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
         if actual != digest {
             return Err(Error::DigestMismatch {
                 what: "blob",

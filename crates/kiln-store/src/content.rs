@@ -10,11 +10,7 @@ use crate::Error;
 
 /// Lowercase hex of a sha256 state's result.
 pub fn sha256_hex(hasher: Sha256) -> String {
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(hasher.finalize())
 }
 
 /// Blobs by digest under `<root>/blobs/sha256/`.

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::Error;
 
@@ -77,6 +77,30 @@ impl MetadataDb {
         Ok(())
     }
 
+    /// Rewrites records of `table` in one transaction (one sync however many): `update`
+    /// gets each key's current value, if any, and returns the new one (`None` leaves
+    /// the record as it is).
+    pub fn update_many<'k>(
+        &self,
+        table: &str,
+        keys: impl IntoIterator<Item = &'k str>,
+        mut update: impl FnMut(&str, Option<&[u8]>) -> Option<Vec<u8>>,
+    ) -> Result<(), Error> {
+        let definition: TableDefinition<&str, &[u8]> = TableDefinition::new(table);
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(definition)?;
+            for key in keys {
+                let current = table.get(key)?.map(|v| v.value().to_vec());
+                if let Some(new) = update(key, current.as_deref()) {
+                    table.insert(key, new.as_slice())?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Removes the record under `key`, if any.
     pub fn remove(&self, table: &str, key: &str) -> Result<(), Error> {
         let definition: TableDefinition<&str, &[u8]> = TableDefinition::new(table);
@@ -91,7 +115,6 @@ impl MetadataDb {
 
     /// Every `(key, value)` of a table.
     pub fn entries(&self, table: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
-        use redb::ReadableTable;
         let definition: TableDefinition<&str, &[u8]> = TableDefinition::new(table);
         let txn = self.db.begin_read()?;
         let table = match txn.open_table(definition) {
@@ -129,5 +152,13 @@ mod tests {
         db.put_batch(&[("t", "a", b"1"), ("u", "b", b"2")]).unwrap();
         assert_eq!(db.get("t", "a").unwrap().as_deref(), Some(&b"1"[..]));
         assert_eq!(db.get("u", "b").unwrap().as_deref(), Some(&b"2"[..]));
+        db.update_many("t", ["a", "new", "left"], |key, old| match key {
+            "left" => None,
+            _ => Some([old.unwrap_or(b"0"), b"+"].concat()),
+        })
+        .unwrap();
+        assert_eq!(db.get("t", "a").unwrap().as_deref(), Some(&b"1+"[..]));
+        assert_eq!(db.get("t", "new").unwrap().as_deref(), Some(&b"0+"[..]));
+        assert_eq!(db.get("t", "left").unwrap(), None);
     }
 }

@@ -6,6 +6,7 @@
 //! all, so layers look the same to everything else either way.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fs_err as fs;
@@ -51,6 +52,13 @@ pub enum Driver {
 pub struct Snapshotter {
     root: PathBuf,
     next: AtomicU64,
+    /// How snapshots mount, decided when the first one is (with `auto`, by probing
+    /// overlay): a build that mounts nothing, like a no-op, does not probe.
+    mounting: OnceLock<Mounting>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Mounting {
     driver: Driver,
     /// Writable overlay mounts are `volatile` (Linux 5.10): unmounting one does not sync
     /// the whole filesystem under the state directory, which would wait for every byte
@@ -150,19 +158,26 @@ impl Snapshotter {
                 max = max.max(n);
             }
         }
-        let (driver, volatile) = match snapshotter {
-            "native" => (Driver::Native, false),
-            "overlayfs" => (Driver::Overlay, overlay_works(&root)?),
-            _ => match overlay_works(&root) {
-                Ok(volatile) => (Driver::Overlay, volatile),
-                Err(_) => (Driver::Native, false),
-            },
-        };
+        let mounting = OnceLock::new();
+        match snapshotter {
+            "native" => {
+                let _ = mounting.set(Mounting {
+                    driver: Driver::Native,
+                    volatile: false,
+                });
+            }
+            "overlayfs" => {
+                let _ = mounting.set(Mounting {
+                    driver: Driver::Overlay,
+                    volatile: overlay_works(&root)?,
+                });
+            }
+            _ => {}
+        }
         Ok(Self {
             root,
             next: AtomicU64::new(max + 1),
-            driver,
-            volatile,
+            mounting,
         })
     }
 
@@ -173,7 +188,22 @@ impl Snapshotter {
 
     /// The driver in use.
     pub fn driver(&self) -> Driver {
-        self.driver
+        self.mounting().driver
+    }
+
+    fn mounting(&self) -> Mounting {
+        *self
+            .mounting
+            .get_or_init(|| match overlay_works(&self.root) {
+                Ok(volatile) => Mounting {
+                    driver: Driver::Overlay,
+                    volatile,
+                },
+                Err(_) => Mounting {
+                    driver: Driver::Native,
+                    volatile: false,
+                },
+            })
     }
 
     /// A directory with `layers` (bottom first) applied, for the native driver.
@@ -270,7 +300,7 @@ impl Snapshotter {
             self.next.fetch_add(1, Ordering::SeqCst)
         ));
         let own = snapshot.id();
-        if self.driver == Driver::Native {
+        if self.driver() == Driver::Native {
             let below = target.with_extension("below");
             let below_layers = &snapshot.chain[..snapshot.chain.len() - 1];
             let guard = MountGuard {
@@ -294,13 +324,14 @@ impl Snapshotter {
             lowers.push(self.root.join("empty"));
         }
         let work = self.layer_root(own).join("work");
-        if self.volatile {
+        let volatile = self.mounting().volatile;
+        if volatile {
             // What an earlier volatile mount of this layer left: overlay refuses the
             // work directory until it is gone.
             let _ = fs::remove_dir_all(work.join("work").join("incompat"));
         }
         let upper = (self.layer_dir(own), work);
-        mount_overlay(&target, &lowers, Some(&upper), self.volatile)?;
+        mount_overlay(&target, &lowers, Some(&upper), volatile)?;
         Ok(MountGuard {
             target,
             native: None,
@@ -316,7 +347,7 @@ impl Snapshotter {
     /// snapshot; the native driver's layers hold nothing unchanged already.
     pub fn drop_copied_up_dirs(&self, snapshot: &Snapshot, dirs: &[PathBuf]) -> Result<(), Error> {
         let below_chain = &snapshot.chain[..snapshot.chain.len() - 1];
-        if self.driver == Driver::Native || below_chain.is_empty() {
+        if self.driver() == Driver::Native || below_chain.is_empty() {
             return Ok(());
         }
         let layer = self.layer_dir(snapshot.id());
@@ -350,7 +381,7 @@ impl Snapshotter {
             snapshot.id(),
             self.next.fetch_add(1, Ordering::SeqCst)
         ));
-        if self.driver == Driver::Native {
+        if self.driver() == Driver::Native {
             let guard = MountGuard {
                 target: target.clone(),
                 native: Some(NativeMount {
@@ -452,7 +483,9 @@ fn remove_dir_keeping_parent_times(dir: &Path) -> Result<(), Error> {
 /// longer than a no-op build.
 fn overlay_works(root: &Path) -> Result<bool, Error> {
     let probe = |volatile: bool| {
-        let probe = root.join("mnt").join("probe");
+        let probe = root
+            .join("mnt")
+            .join(format!("probe-{}", std::process::id()));
         let _ = fs::remove_dir_all(&probe);
         for dir in ["lower", "upper", "work", "merged"] {
             fs::create_dir_all(probe.join(dir))?;

@@ -140,6 +140,8 @@ pub struct Worker {
     pub(crate) config: WorkerConfig,
     /// Serialises users of the same cache mount (`sharing=locked`) and layer unpacking.
     pub(crate) locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Layers that cached steps reused (how often), until a solve's end records it.
+    pub(crate) reused: Mutex<std::collections::BTreeMap<u64, u64>>,
     /// Cache-mount directories a running step holds with `sharing=private`.
     pub(crate) private_mounts: Mutex<std::collections::HashSet<PathBuf>>,
     /// Warnings for the user, until the engine takes them.
@@ -172,11 +174,7 @@ pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part);
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(hasher.finalize())
 }
 
 /// A vertex's display name: its custom name, else its digest.
@@ -210,6 +208,7 @@ impl Worker {
             registry,
             config,
             locks: Mutex::new(HashMap::new()),
+            reused: Mutex::default(),
             private_mounts: Mutex::new(std::collections::HashSet::new()),
             warnings: Mutex::new(Vec::new()),
         };
@@ -349,8 +348,9 @@ impl Worker {
                         source: Box::new(e),
                     })
             },
-        )
-        .map_err(|failed| failed.error)?;
+        );
+        usage::write_reuse(self);
+        let results = results.map_err(|failed| failed.error)?;
         let outputs = results[target].clone().unwrap_or_default();
         Ok(Some(
             outputs
@@ -424,7 +424,7 @@ impl Worker {
         let _running = running.lock().unwrap_or_else(|e| e.into_inner());
         if !ignore_cache {
             if let Some(refs) = self.cached(&key) {
-                usage::touch(self, &refs, None);
+                usage::note_reuse(self, &refs);
                 (options.progress)(Event::Cached { digest, name });
                 return Ok(refs);
             }

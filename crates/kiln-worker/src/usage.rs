@@ -40,6 +40,16 @@ struct Usage {
     size: Option<u64>,
 }
 
+impl Usage {
+    fn used(&mut self, now: i64, times: u64) {
+        if self.kind.is_empty() {
+            self.kind = REGULAR.to_owned();
+        }
+        self.last_used = now;
+        self.count += times;
+    }
+}
+
 /// One build-cache record, as `du` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheRecord {
@@ -231,15 +241,34 @@ pub(crate) fn remove_unrecorded_layers(worker: &Worker) -> Result<Vec<u64>, Erro
     Ok(removed)
 }
 
-/// Notes that a step made (`made` with its type and name) or reused its layers.
-pub(crate) fn touch(worker: &Worker, refs: &[Ref], made: Option<(&str, &str)>) {
-    let records = usage_records(worker, refs, made);
-    let batch: Vec<(&str, &str, &[u8])> = records
-        .iter()
-        .map(|(key, bytes)| (USAGE_TABLE, key.as_str(), bytes.as_slice()))
-        .collect();
-    // Usage is advisory: a failed write must not fail the build.
-    let _ = worker.db.put_batch(&batch);
+/// Notes that a cached step reused its layers; [`write_reuse`] records it.
+pub(crate) fn note_reuse(worker: &Worker, refs: &[Ref]) {
+    let mut reused = worker.reused.lock().unwrap_or_else(|e| e.into_inner());
+    for id in refs.iter().filter_map(|r| r.chain.last()) {
+        *reused.entry(*id).or_default() += 1;
+    }
+}
+
+/// Records the reuse noted since the last call, in one transaction: a build of cached
+/// steps syncs the database once, not once a step. Usage is advisory: a failed write
+/// must not fail the build, and a process killed before it loses only LRU precision.
+pub(crate) fn write_reuse(worker: &Worker) {
+    let reused = std::mem::take(&mut *worker.reused.lock().unwrap_or_else(|e| e.into_inner()));
+    if reused.is_empty() {
+        return;
+    }
+    let now = now();
+    let keys: Vec<String> = reused.keys().map(u64::to_string).collect();
+    let _ = worker
+        .db
+        .update_many(USAGE_TABLE, keys.iter().map(String::as_str), |key, old| {
+            let times = key.parse().ok().and_then(|id| reused.get(&id))?;
+            let mut usage: Usage = old
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or_default();
+            usage.used(now, *times);
+            serde_json::to_vec(&usage).ok()
+        });
 }
 
 /// Records a step's result (`key` → `refs`) together with the usage of the layers it
@@ -252,7 +281,7 @@ pub(crate) fn record_made(
     made: (&str, &str),
 ) -> Result<(), Error> {
     let result = serde_json::to_vec(refs).map_err(|e| Error::Unsupported(e.to_string()))?;
-    let usage = usage_records(worker, refs, Some(made));
+    let usage = usage_records(worker, refs, made);
     let mut batch: Vec<(&str, &str, &[u8])> = vec![(CACHE_TABLE, key, result.as_slice())];
     batch.extend(
         usage
@@ -267,7 +296,7 @@ pub(crate) fn record_made(
 fn usage_records(
     worker: &Worker,
     refs: &[Ref],
-    made: Option<(&str, &str)>,
+    (kind, description): (&str, &str),
 ) -> Vec<(String, Vec<u8>)> {
     let now = now();
     let mut out = Vec::new();
@@ -280,17 +309,13 @@ fn usage_records(
             .flatten()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        if let Some((kind, description)) = made.filter(|_| usage.created == 0) {
+        if usage.created == 0 {
             usage.kind = kind.to_owned();
             usage.description = description.to_owned();
             usage.created = now;
             usage.size = Some(disk_size(&worker.snapshots.layer_root(*id)));
         }
-        if usage.kind.is_empty() {
-            usage.kind = REGULAR.to_owned();
-        }
-        usage.last_used = now;
-        usage.count += 1;
+        usage.used(now, 1);
         if let Ok(bytes) = serde_json::to_vec(&usage) {
             out.push((key, bytes));
         }

@@ -253,11 +253,46 @@ pub fn convert(
     resolver: &dyn ImageResolver,
 ) -> Result<Conversion, Error> {
     // The build context's followed paths are known only after every stage ran; convert
-    // once to learn them, then again with the narrowed context.
-    let first = Converter::new(source, options, resolver, None)?.run()?;
+    // once to learn them, then again with the narrowed context. Each image is resolved
+    // once for both (the second pass must see the same digests, and costs no round trip).
+    let resolver = ResolveOnce {
+        resolver,
+        answers: Default::default(),
+    };
+    let first = Converter::new(source, options, &resolver, None)?.run()?;
     let paths = first.1;
-    let (conversion, _) = Converter::new(source, options, resolver, Some(paths))?.run()?;
+    let (conversion, _) = Converter::new(source, options, &resolver, Some(paths))?.run()?;
     Ok(conversion)
+}
+
+/// A resolver that asks the one it wraps once per reference and platform.
+struct ResolveOnce<'a> {
+    resolver: &'a dyn ImageResolver,
+    answers: std::sync::Mutex<HashMap<(String, Platform), Result<ResolvedImage, String>>>,
+}
+
+impl ImageResolver for ResolveOnce<'_> {
+    fn resolve_image_config(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ResolvedImage, String> {
+        let key = (reference.to_owned(), platform.clone());
+        if let Some(answer) = self
+            .answers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return answer.clone();
+        }
+        let answer = self.resolver.resolve_image_config(reference, platform);
+        self.answers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, answer.clone());
+        answer
+    }
 }
 
 struct Converter<'a> {

@@ -151,11 +151,11 @@ fn remember(worker: &Worker, key: &str, resolved: &Resolved) -> Result<(), Error
         manifest_digest: resolved.manifest_digest.clone(),
         manifest: resolved.manifest.clone(),
     };
-    worker.db.put(
-        RESOLVED_TABLE,
-        key,
-        &serde_json::to_vec(&kept).unwrap_or_default(),
-    )?;
+    let bytes = serde_json::to_vec(&kept).unwrap_or_default();
+    // The usual answer is the one remembered: no write (and no sync) for it.
+    if worker.db.get(RESOLVED_TABLE, key)?.as_deref() != Some(bytes.as_slice()) {
+        worker.db.put(RESOLVED_TABLE, key, &bytes)?;
+    }
     Ok(())
 }
 

@@ -23,35 +23,124 @@ fn context_dir(contexts: &dyn LocalContexts, name: &str) -> Result<PathBuf, Erro
     })
 }
 
-/// Where files' content digests are remembered between builds, by absolute path.
-const FILE_HASHES_TABLE: &str = "file-hashes";
+/// Per context directory and filter: what its last scan learned of each file (stamp
+/// and content digest), one record read with one lookup, so the next scan reads only
+/// the files that changed and writes nothing when none did.
+const CONTEXT_DIGESTS_TABLE: &str = "context-digests";
 
 /// What says a file is unchanged since it was hashed: size, modification time, inode
 /// and mode (BuildKit's content cache trusts the same stat fields, inode aside).
-fn file_stamp(meta: &Entry) -> String {
-    format!(
-        "{}:{}.{}:{}:{}",
-        meta.size, meta.mtime, meta.mtime_nsec, meta.ino, meta.mode
-    )
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    size: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+    ino: u64,
+    mode: u32,
 }
 
-/// A file's content digest, read only when its stamp changed since it was last hashed.
-fn file_digest(
-    path: &Path,
-    meta: &Entry,
-    known: &HashMap<String, Vec<u8>>,
-    learned: &mut Vec<(String, Vec<u8>)>,
-) -> Result<String, Error> {
-    let key = path.to_string_lossy().into_owned();
-    let stamp = file_stamp(meta);
-    if let Some(record) = known.get(&key).and_then(|r| std::str::from_utf8(r).ok()) {
-        if let Some(digest) = record
-            .strip_prefix(&stamp)
-            .and_then(|r| r.strip_prefix(' '))
-        {
-            return Ok(digest.to_owned());
+/// The stamp as the last load of a context remembers it.
+impl std::fmt::Display for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}.{}:{}:{}",
+            self.size, self.mtime, self.mtime_nsec, self.ino, self.mode
+        )
+    }
+}
+
+impl Stamp {
+    const ENCODED_LEN: usize = 8 * 4 + 4;
+
+    fn of(meta: &Entry) -> Self {
+        Self {
+            size: meta.size,
+            mtime: meta.mtime,
+            mtime_nsec: meta.mtime_nsec,
+            ino: meta.ino,
+            mode: meta.mode,
         }
     }
+}
+
+/// The files of a context's last scan, sorted by path as the walk sorts them:
+/// `(path, stamp, sha256)`, borrowed from the record's bytes.
+struct KnownDigests<'a> {
+    files: Vec<(&'a str, Stamp, [u8; 32])>,
+    /// Where the next lookup starts: the walk asks in the same order.
+    cursor: usize,
+}
+
+impl<'a> KnownDigests<'a> {
+    /// Reads a record written by [`KnownDigests::encode`]; a damaged one reads as
+    /// empty (everything is hashed again).
+    fn decode(mut bytes: &'a [u8]) -> Self {
+        let mut files = Vec::new();
+        while !bytes.is_empty() {
+            match Self::decode_file(&mut bytes) {
+                Some(file) => files.push(file),
+                None => {
+                    return Self {
+                        files: Vec::new(),
+                        cursor: 0,
+                    };
+                }
+            }
+        }
+        Self { files, cursor: 0 }
+    }
+
+    fn decode_file(bytes: &mut &'a [u8]) -> Option<(&'a str, Stamp, [u8; 32])> {
+        fn take<const N: usize>(bytes: &mut &[u8]) -> Option<[u8; N]> {
+            let (head, rest) = bytes.split_first_chunk::<N>()?;
+            *bytes = rest;
+            Some(*head)
+        }
+        let len = u32::from_le_bytes(take(bytes)?) as usize;
+        let (path, rest) = bytes.split_at_checked(len)?;
+        *bytes = rest;
+        let path = std::str::from_utf8(path).ok()?;
+        let stamp = Stamp {
+            size: u64::from_le_bytes(take(bytes)?),
+            mtime: i64::from_le_bytes(take(bytes)?),
+            mtime_nsec: i64::from_le_bytes(take(bytes)?),
+            ino: u64::from_le_bytes(take(bytes)?),
+            mode: u32::from_le_bytes(take(bytes)?),
+        };
+        Some((path, stamp, take(bytes)?))
+    }
+
+    fn encode<'b>(files: impl Iterator<Item = (&'b str, Stamp, [u8; 32])>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (path, stamp, digest) in files {
+            out.reserve(4 + path.len() + Stamp::ENCODED_LEN + 32);
+            out.extend_from_slice(&(path.len() as u32).to_le_bytes());
+            out.extend_from_slice(path.as_bytes());
+            out.extend_from_slice(&stamp.size.to_le_bytes());
+            out.extend_from_slice(&stamp.mtime.to_le_bytes());
+            out.extend_from_slice(&stamp.mtime_nsec.to_le_bytes());
+            out.extend_from_slice(&stamp.ino.to_le_bytes());
+            out.extend_from_slice(&stamp.mode.to_le_bytes());
+            out.extend_from_slice(&digest);
+        }
+        out
+    }
+
+    /// The digest remembered for `path` if its stamp is still `stamp`.
+    fn get(&mut self, path: &str, stamp: Stamp) -> Option<[u8; 32]> {
+        let at = match self.files.get(self.cursor) {
+            Some((p, ..)) if *p == path => self.cursor,
+            _ => self.files.binary_search_by(|(p, ..)| (*p).cmp(path)).ok()?,
+        };
+        self.cursor = at + 1;
+        let (_, known, digest) = self.files[at];
+        (known == stamp).then_some(digest)
+    }
+}
+
+/// A file's sha256, read whole.
+fn file_digest(path: &Path) -> Result<[u8; 32], Error> {
     let mut hasher = Sha256::new();
     let mut file = fs::File::open(path)?;
     let mut buf = vec![0u8; 64 * 1024];
@@ -62,18 +151,23 @@ fn file_digest(
         }
         hasher.update(&buf[..n]);
     }
-    let digest = kiln_store::sha256_hex(hasher);
-    learned.push((key, format!("{stamp} {digest}").into_bytes()));
-    Ok(digest)
+    Ok(hasher.finalize().into())
+}
+
+/// One selected entry of a context: its metadata as sent, a file's content digest and
+/// a symlink's target.
+pub(crate) struct ScannedEntry {
+    rel: String,
+    meta: Entry,
+    digest: [u8; 32],
+    link: String,
 }
 
 /// A walk of a context: the entries the source selects, with what its checksum and
 /// its load need, so the directory is walked once per build.
 pub(crate) struct Scan {
     dir: PathBuf,
-    entries: Vec<(String, Entry)>,
-    /// What the content index of the loaded layer says of each entry.
-    records: BTreeMap<String, Record>,
+    entries: Vec<ScannedEntry>,
     /// The checksum of the selected content: names, types, modes and bytes (not
     /// times or owners).
     pub(crate) checksum: String,
@@ -89,36 +183,68 @@ pub(crate) fn scan(
     source: &pb::SourceOp,
 ) -> Result<Scan, Error> {
     let dir = context_dir(contexts, name)?;
-    let known: HashMap<String, Vec<u8>> =
-        worker.db.entries(FILE_HASHES_TABLE)?.into_iter().collect();
-    let mut learned = Vec::new();
+    let filter = Filter::of_source(source);
+    let record_key = format!(
+        "{}\0{:?}\0{:?}\0{:?}",
+        dir.display(),
+        filter.include_patterns,
+        filter.exclude_patterns,
+        filter.follow_paths
+    );
+    let record = worker.db.get(CONTEXT_DIGESTS_TABLE, &record_key)?;
+    let mut known = KnownDigests::decode(record.as_deref().unwrap_or_default());
+    let mut files_changed = false;
+    let mut file_count = 0;
     let mut hasher = Sha256::new();
-    let entries = select(&dir, &Filter::of_source(source))?;
-    let mut records = BTreeMap::new();
-    for (rel, meta) in &entries {
-        let path = dir.join(rel);
-        let mut record = Record::from_mode(meta.mode, meta.uid, meta.gid, meta.rdev);
-        hasher.update(rel.as_bytes());
+    let mut entries = Vec::new();
+    for (rel, meta) in select(&dir, &filter)? {
+        let mut entry = ScannedEntry {
+            rel,
+            meta,
+            digest: [0; 32],
+            link: String::new(),
+        };
+        hasher.update(entry.rel.as_bytes());
         hasher.update([0]);
         hasher.update(meta.mode.to_le_bytes());
         if meta.is_symlink() {
-            record.link = fs::read_link(&path)?.to_string_lossy().into_owned();
-            hasher.update(record.link.as_bytes());
+            entry.link = fs::read_link(dir.join(&entry.rel))?
+                .to_string_lossy()
+                .into_owned();
+            hasher.update(entry.link.as_bytes());
         } else if meta.socket {
-            record.digest = kiln_store::sha256_hex(Sha256::new());
-            hasher.update(record.digest.as_bytes());
+            entry.digest = Sha256::new().finalize().into();
+            hasher.update(hex::encode(entry.digest).as_bytes());
         } else if meta.is_file() {
-            record.digest = file_digest(&path, meta, &known, &mut learned)?;
-            hasher.update(record.digest.as_bytes());
+            file_count += 1;
+            entry.digest = match known.get(&entry.rel, Stamp::of(&meta)) {
+                Some(digest) => digest,
+                None => {
+                    files_changed = true;
+                    file_digest(&dir.join(&entry.rel))?
+                }
+            };
+            let mut hex_digest = [0u8; 64];
+            hex::encode_to_slice(entry.digest, &mut hex_digest).expect("64 bytes for 32");
+            hasher.update(hex_digest);
         }
         hasher.update([0xff]);
-        records.insert(rel.clone(), record);
+        entries.push(entry);
     }
-    worker.db.put_many(FILE_HASHES_TABLE, &learned)?;
+    if files_changed || file_count != known.files.len() {
+        let files = entries
+            .iter()
+            .filter(|e| e.meta.is_file() && !e.meta.socket)
+            .map(|e| (e.rel.as_str(), Stamp::of(&e.meta), e.digest));
+        worker.db.put(
+            CONTEXT_DIGESTS_TABLE,
+            &record_key,
+            &KnownDigests::encode(files),
+        )?;
+    }
     Ok(Scan {
         dir,
         entries,
-        records,
         checksum: kiln_store::sha256_hex(hasher),
     })
 }
@@ -140,12 +266,7 @@ struct LoadedContext {
 /// one-file change to a large context costs one copy, as BuildKit's incremental
 /// context transfer does.
 pub(crate) fn load(worker: &Worker, scan: Scan) -> Result<Ref, Error> {
-    let Scan {
-        dir,
-        entries,
-        mut records,
-        ..
-    } = scan;
+    let Scan { dir, entries, .. } = scan;
     let key = dir.to_string_lossy().into_owned();
     let previous: Option<LoadedContext> = worker
         .db
@@ -162,7 +283,20 @@ pub(crate) fn load(worker: &Worker, scan: Scan) -> Result<Ref, Error> {
     let mut links = crate::fsutil::Hardlinks::new();
     let mut stamps = HashMap::new();
     let mut dirs = Vec::new();
-    for (rel, meta) in entries {
+    let mut records = BTreeMap::new();
+    for ScannedEntry {
+        rel,
+        meta,
+        digest,
+        link,
+    } in entries
+    {
+        let mut record = Record::from_mode(meta.mode, meta.uid, meta.gid, meta.rdev);
+        if meta.is_file() {
+            record.digest = hex::encode(digest);
+        }
+        record.link = link;
+        records.insert(rel.clone(), record);
         let src = dir.join(&rel);
         let dst = upper.join(&rel);
         if let Some(parent) = dst.parent() {
@@ -194,7 +328,7 @@ pub(crate) fn load(worker: &Worker, scan: Scan) -> Result<Ref, Error> {
             continue;
         }
         if meta.is_file() {
-            let stamp = file_stamp(&meta);
+            let stamp = Stamp::of(&meta).to_string();
             let linked = previous.as_ref().is_some_and(|p| {
                 p.stamps.get(&rel) == Some(&stamp)
                     && fs::hard_link(worker.snapshots.layer_dir(p.layer).join(&rel), &dst).is_ok()
@@ -237,34 +371,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unchanged_files_are_not_read_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        fs::write(&path, "one").unwrap();
-        let meta = fs::symlink_metadata(&path).unwrap();
-        let mut learned = Vec::new();
-        let first = file_digest(&path, &Entry::from(&meta), &HashMap::new(), &mut learned).unwrap();
-        let known: HashMap<String, Vec<u8>> = learned.into_iter().collect();
-
-        // Same size and time, other bytes: the remembered digest is used (not read).
-        fs::write(&path, "two").unwrap();
-        crate::fsutil::set_times(&path, meta.mtime(), meta.mtime_nsec()).unwrap();
-        let same_stamp = fs::symlink_metadata(&path).unwrap();
-        let mut none = Vec::new();
-        assert_eq!(
-            file_digest(&path, &Entry::from(&same_stamp), &known, &mut none).unwrap(),
-            first
+    fn remembered_digests_hold_while_the_stamp_does() {
+        let stamp = Stamp {
+            size: 3,
+            mtime: 1,
+            mtime_nsec: 2,
+            ino: 4,
+            mode: 0o100644,
+        };
+        let bytes =
+            KnownDigests::encode([("a", stamp, [1; 32]), ("b/c", stamp, [2; 32])].into_iter());
+        let mut known = KnownDigests::decode(&bytes);
+        assert_eq!(known.get("a", stamp), Some([1; 32]));
+        assert_eq!(known.get("b/c", Stamp { mtime: 9, ..stamp }), None);
+        // Asked out of the walk's order: found all the same.
+        assert_eq!(known.get("a", stamp), Some([1; 32]));
+        assert_eq!(known.get("b", stamp), None);
+        // A damaged record is no record: everything is hashed again.
+        assert!(
+            KnownDigests::decode(&bytes[..bytes.len() - 1])
+                .files
+                .is_empty()
         );
-        assert!(none.is_empty());
-
-        // A new time: read again, and learned.
-        crate::fsutil::set_times(&path, meta.mtime() + 1, 0).unwrap();
-        let touched = fs::symlink_metadata(&path).unwrap();
-        let mut again = Vec::new();
-        assert_ne!(
-            file_digest(&path, &Entry::from(&touched), &known, &mut again).unwrap(),
-            first
-        );
-        assert_eq!(again.len(), 1);
     }
 }

@@ -876,6 +876,25 @@ fn du_and_prune() {
     }
     assert!(verbose.contains("3/3] RUN --mount=type=cache"), "{verbose}");
 
+    // A cached rebuild is one more use of each layer it reuses (written once, at the
+    // end of the build).
+    let run_usage = |verbose: &str| -> String {
+        let record = verbose
+            .split("\n\n")
+            .find(|r| r.contains("3/3] RUN") && r.contains("Type:\t\tregular"))
+            .unwrap_or_else(|| panic!("no RUN record:\n{verbose}"));
+        record
+            .lines()
+            .find_map(|l| l.strip_prefix("Usage count:\t"))
+            .unwrap_or_else(|| panic!("no usage count:\n{record}"))
+            .to_owned()
+    };
+    assert_eq!(run_usage(&verbose), "1");
+    let rebuilt = check(&kiln(state, &["build", "--progress=plain", dir]));
+    assert_eq!(rebuilt.matches("CACHED").count(), 4, "{rebuilt}");
+    let verbose = String::from_utf8_lossy(&kiln(state, &["du", "--verbose"]).stdout).into_owned();
+    assert_eq!(run_usage(&verbose), "2");
+
     // Only the cache mount goes.
     let pruned = kiln(state, &["prune", "-f", "--filter", "type==exec.cachemount"]);
     let pruned = String::from_utf8_lossy(&pruned.stdout).into_owned();
