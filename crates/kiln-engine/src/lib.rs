@@ -260,7 +260,17 @@ pub struct SessionHooks {
     /// Where registry credentials come from instead of the daemon's own docker
     /// configuration (the client's session).
     pub credentials: Option<Arc<dyn CredentialSource>>,
+    /// Directories the daemon has just received from the client, with every entry
+    /// under each as it wrote them: their sources select from these rather than
+    /// walking the directories again.
+    pub listings: Listings,
 }
+
+/// Every entry under a directory (sorted, metadata as on disk).
+pub type Listing = Arc<Vec<(String, kiln_llb::local::Entry)>>;
+
+/// Directories with their listings.
+pub type Listings = BTreeMap<PathBuf, Listing>;
 
 /// A solved build not exported yet: its result's layers, its image config, and what
 /// the build noted on the way. [`Engine::export`] sends it to outputs.
@@ -333,11 +343,16 @@ fn lock_state(root: &Path, on_wait: &dyn Fn(&Path)) -> Result<fs::File, Error> {
 
 struct Contexts {
     dirs: BTreeMap<String, PathBuf>,
+    listings: Listings,
 }
 
 impl LocalContexts for Contexts {
     fn dir(&self, name: &str) -> Option<PathBuf> {
         self.dirs.get(name).cloned()
+    }
+
+    fn listing(&self, name: &str) -> Option<Listing> {
+        self.listings.get(self.dirs.get(name)?).cloned()
     }
 }
 
@@ -667,7 +682,10 @@ impl Engine {
             local_unique_id: None,
         });
         let definition = LoadedDefinition::decode(&wire::encode_definition(&definition))?;
-        let contexts = Contexts { dirs };
+        let contexts = Contexts {
+            dirs,
+            listings: hooks.listings.clone(),
+        };
         let local_secrets = ClientSecrets {
             secrets: &request.secrets,
             ssh: &request.ssh,
@@ -787,6 +805,7 @@ impl Engine {
         let registry = self.client_registry(hooks);
         let contexts = Contexts {
             dirs: request.locals.clone(),
+            listings: hooks.listings.clone(),
         };
         let no_secrets = BTreeMap::new();
         let no_agents = BTreeMap::new();

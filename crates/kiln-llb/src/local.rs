@@ -184,25 +184,55 @@ pub fn select(dir: &Path, filter: &Filter) -> Result<Vec<(String, Entry)>, Selec
     Ok(entries)
 }
 
+/// What [`select`] would return, from `listing` (every entry under `dir`, with its
+/// metadata as on disk, sorted; what a receiver has just written there) rather than
+/// a walk of `dir`: only followed symlinks are looked at.
+pub fn select_listed(
+    dir: &Path,
+    listing: &[(String, Entry)],
+    filter: &Filter,
+) -> Result<Vec<(String, Entry)>, SelectError> {
+    let selection = Selection::new(dir, filter)?;
+    // A path a walk would not reach (under a directory that is not wanted) is not
+    // wanted either: `wanted` holds for a path's parents when it holds for the path.
+    Ok(listing
+        .iter()
+        .filter(|(rel, meta)| selection.wanted(rel) && !selection.ignored(rel, meta))
+        .map(|(rel, meta)| (rel.clone(), meta.as_sent()))
+        .collect())
+}
+
 /// Every entry under `dir`, sorted relative paths with their metadata as it is on
 /// disk (owners kept), each looked at once: what a receiver already has.
 pub fn entries(dir: &Path) -> Result<Vec<(String, Entry)>, SelectError> {
     walk(dir, &Filter::default())
 }
 
-/// The entries `filter` selects, with their metadata as it is on disk.
-fn walk(dir: &Path, filter: &Filter) -> Result<Vec<(String, Entry)>, SelectError> {
-    let excludes = Matcher::parse(&filter.exclude_patterns)?;
-    let includes = Matcher::parse(&filter.include_patterns)?;
-    let follow_paths = &filter.follow_paths;
-    // The followed paths with the symlinks on them resolved: what they name is sent too.
-    let follow = if follow_paths.is_empty() {
-        None
-    } else {
-        follow_links(dir, follow_paths)?
-    };
-    let wanted = |rel: &str| -> bool {
-        let Some(follow) = &follow else {
+/// A filter made ready to ask of paths under one directory.
+struct Selection {
+    excludes: Matcher,
+    includes: Matcher,
+    /// The followed paths with the symlinks on them resolved: what they name is sent
+    /// too. `None`: everything.
+    follow: Option<Vec<String>>,
+}
+
+impl Selection {
+    fn new(dir: &Path, filter: &Filter) -> Result<Self, SelectError> {
+        Ok(Self {
+            excludes: Matcher::parse(&filter.exclude_patterns)?,
+            includes: Matcher::parse(&filter.include_patterns)?,
+            follow: if filter.follow_paths.is_empty() {
+                None
+            } else {
+                follow_links(dir, &filter.follow_paths)?
+            },
+        })
+    }
+
+    /// Whether the followed paths reach `rel` (or lead through it).
+    fn wanted(&self, rel: &str) -> bool {
+        let Some(follow) = &self.follow else {
             return true;
         };
         follow.iter().any(|f| {
@@ -214,7 +244,19 @@ fn walk(dir: &Path, filter: &Filter) -> Result<Vec<(String, Entry)>, SelectError
                     .zip(rel.split('/'))
                     .all(|(p, r)| crate::patterns::match_component(p, r))
         })
-    };
+    }
+
+    /// Whether the patterns leave `rel` out (a directory left out is still walked: it
+    /// may hold re-included files).
+    fn ignored(&self, rel: &str, meta: &Entry) -> bool {
+        (!self.excludes.is_empty() && self.excludes.matches(rel))
+            || (!self.includes.is_empty() && !meta.is_dir() && !self.includes.matches(rel))
+    }
+}
+
+/// The entries `filter` selects, with their metadata as it is on disk.
+fn walk(dir: &Path, filter: &Filter) -> Result<Vec<(String, Entry)>, SelectError> {
+    let selection = Selection::new(dir, filter)?;
     // Directories are read by a few threads at once, taking them from one queue: a
     // large context is mostly waiting on the kernel's lookups, which run in parallel.
     // (directories waiting, directories being read); a reader that finds none waiting
@@ -252,16 +294,13 @@ fn walk(dir: &Path, filter: &Filter) -> Result<Vec<(String, Entry)>, SelectError
                     } else {
                         format!("{rel}/{name}")
                     };
-                    if !wanted(&child) {
+                    if !selection.wanted(&child) {
                         continue;
                     }
-                    let ignored = (!excludes.is_empty() && excludes.matches(&child))
-                        || (!includes.is_empty() && !meta.is_dir() && !includes.matches(&child));
                     if meta.is_dir() {
-                        // Excluded directories may still hold re-included files.
                         subdirs.push(child.clone());
                     }
-                    if !ignored {
+                    if !selection.ignored(&child, meta) {
                         out.push((child, *meta));
                     }
                 }

@@ -57,6 +57,13 @@ impl Ref {
 pub trait LocalContexts: Send + Sync {
     /// The directory of a named local source.
     fn dir(&self, name: &str) -> Option<PathBuf>;
+
+    /// Every entry under that directory, sorted, with its metadata as on disk, when
+    /// whoever filled it knows them (a daemon that has just received it): the source
+    /// selects from this rather than walking the directory again.
+    fn listing(&self, _name: &str) -> Option<Arc<Vec<(String, kiln_llb::local::Entry)>>> {
+        None
+    }
 }
 
 /// What the client lends a build: secrets by id and ssh-agent sockets by id.

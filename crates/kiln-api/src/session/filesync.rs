@@ -234,7 +234,7 @@ pub async fn receive(
     name: &str,
     filter: &Filter,
     dest: &Path,
-) -> Result<usize, Error> {
+) -> Result<Received, Error> {
     let what = format!("transferring {name}");
     let (to_client, outbound) = mpsc::channel::<Packet>(64);
     let mut request = tonic::Request::new(ReceiverStream::new(outbound));
@@ -258,6 +258,17 @@ pub async fn receive(
 /// A stream of packets from the other end.
 pub(crate) type Inbound = Pin<Box<dyn Stream<Item = Result<Packet, tonic::Status>> + Send>>;
 
+/// What a receive did.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// How many files came over.
+    pub transferred: usize,
+    /// Every entry under the directory now (without `merge`), sorted, with its metadata
+    /// as on disk, as [`kiln_llb::local::entries`] would list it: a reader of the
+    /// directory selects from it rather than walking it again.
+    pub listing: Vec<(String, Entry)>,
+}
+
 /// The receiving side of the protocol over any packet streams: `dest` brought in step
 /// with what the sender lists. With `merge`, what `dest` has and the sender does not
 /// list stays (an output directory on the client, as fsutil's `Merge`).
@@ -267,7 +278,7 @@ pub(crate) async fn receive_packets(
     dest: &Path,
     merge: bool,
     what: &str,
-) -> Result<usize, Error> {
+) -> Result<Received, Error> {
     let what = what.to_owned();
     let failed = |status| Error::Call {
         what: what.clone(),
@@ -325,6 +336,9 @@ pub(crate) async fn receive_packets(
     let mut requested: HashMap<u32, Incoming> = HashMap::new();
     let mut hardlinks: Vec<(PathBuf, PathBuf, Stat)> = Vec::new();
     let mut dirs: Vec<(PathBuf, Stat)> = Vec::new();
+    // The entries left as they were, by position in `stats`: the listing takes them
+    // from the walk; everything else is looked at once it is written.
+    let mut kept: Vec<Option<Entry>> = vec![None; stats.len()];
     for (id, (rel, stat)) in stats.iter().enumerate() {
         let path = dest.join(rel);
         let kind = fsmode::kind(stat.mode);
@@ -338,12 +352,11 @@ pub(crate) async fn receive_packets(
             hardlinks.push((path, dest.join(target), stat.clone()));
             continue;
         }
-        if local
-            .as_ref()
-            .is_some_and(|local| unchanged(local, stat, kind))
-        {
+        if let Some(local) = local.filter(|local| unchanged(local, stat, kind)) {
             if kind == Kind::Dir {
                 dirs.push((path, stat.clone()));
+            } else {
+                kept[id] = Some(*local);
             }
             continue;
         }
@@ -491,7 +504,36 @@ pub(crate) async fn receive_packets(
             Err(status) => return Err(failed(status)),
         }
     }
-    Ok(transferred)
+    let listing = if merge {
+        Vec::new()
+    } else {
+        listing(dest, &stats, kept).map_err(|e| io_error(&what, dest, e))?
+    };
+    Ok(Received {
+        transferred,
+        listing,
+    })
+}
+
+/// The entries under `dest` after a receive of `stats`: those `kept` as the walk saw
+/// them, the others (written, and every directory, whose times were set) looked at.
+fn listing(
+    dest: &Path,
+    stats: &[(PathBuf, Stat)],
+    kept: Vec<Option<Entry>>,
+) -> std::io::Result<Vec<(String, Entry)>> {
+    let mut listing = Vec::with_capacity(stats.len());
+    for ((rel, stat), kept) in stats.iter().zip(kept) {
+        let entry = match kept {
+            Some(entry) => entry,
+            // Not made: a socket cannot be sent.
+            None if fsmode::kind(stat.mode) == Kind::Socket => continue,
+            None => Entry::from(&fs_err::symlink_metadata(dest.join(rel))?),
+        };
+        listing.push((rel.to_string_lossy().into_owned(), entry));
+    }
+    listing.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(listing)
 }
 
 /// Removes the entries of `local` (what is under `root`) that are not in `wanted`.

@@ -2,4 +2,5 @@
 
 mod builder;
 mod conformance;
+mod local;
 mod properties;

@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use fs_err as fs;
-use kiln_llb::local::{Entry, Filter, select};
+use kiln_llb::local::{Entry, Filter, select, select_listed};
 use kiln_llb::pb;
 use sha2::{Digest as _, Sha256};
 
@@ -197,7 +197,11 @@ pub(crate) fn scan(
     let mut file_count = 0;
     let mut hasher = Sha256::new();
     let mut entries = Vec::new();
-    for (rel, meta) in select(&dir, &filter)? {
+    let selected = match contexts.listing(name) {
+        Some(listing) => select_listed(&dir, &listing, &filter)?,
+        None => select(&dir, &filter)?,
+    };
+    for (rel, meta) in selected {
         let mut entry = ScannedEntry {
             rel,
             meta,

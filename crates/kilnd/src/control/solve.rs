@@ -21,7 +21,7 @@ use kiln_api::proto::moby::filesync::v1::CredentialsRequest;
 use kiln_api::proto::moby::filesync::v1::auth_client::AuthClient;
 use kiln_api::proto::pb::SourceInfo;
 use kiln_api::session::filesync::{self, Filter};
-use kiln_engine::{CheckReport, Engine, SessionHooks};
+use kiln_engine::{CheckReport, Engine, Listing, Listings, SessionHooks};
 use sha2::{Digest as _, Sha256};
 use tonic::{Response, Status};
 
@@ -391,6 +391,7 @@ fn synced_dir(daemon: &Daemon, session: &Session, name: &str, purpose: &str) -> 
         .join(hex(&format!("{}\0{name}\0{purpose}", session.shared_key)))
 }
 
+/// Returns the directory and every entry under it, as received.
 async fn sync(
     daemon: &Daemon,
     session: &Session,
@@ -398,7 +399,7 @@ async fn sync(
     purpose: &str,
     filter: &Filter,
     job: &Job,
-) -> Result<PathBuf, Status> {
+) -> Result<(PathBuf, Listing), Status> {
     let dir = synced_dir(daemon, session, name, purpose);
     let lock = daemon.sync_lock(&dir);
     let _receiving = lock.lock().await;
@@ -411,9 +412,9 @@ async fn sync(
         started,
         error.clone(),
     );
-    match error {
-        Some(error) => Err(Status::invalid_argument(error)),
-        None => Ok(dir),
+    match received {
+        Err(_) => Err(Status::invalid_argument(error.unwrap_or_default())),
+        Ok(received) => Ok((dir, Arc::new(received.listing))),
     }
 }
 
@@ -434,7 +435,8 @@ pub(crate) async fn dockerfile_request(
     // The Dockerfile and its own ignore file, then the context's ignore file, then the
     // context without what it ignores.
     let own_ignore = format!("{filename}.dockerignore");
-    let dockerfile_dir = sync(
+    let mut listings = Listings::new();
+    let (dockerfile_dir, listing) = sync(
         daemon,
         session,
         &dockerfile_key,
@@ -449,11 +451,12 @@ pub(crate) async fn dockerfile_request(
         job,
     )
     .await?;
+    listings.insert(dockerfile_dir.clone(), listing);
     let context_dir = if attrs.contains_key(REQUEST_ID) {
         // A subrequest reads the Dockerfile alone; the client may lend no context.
         empty_context(daemon)?
     } else {
-        sync_context(
+        let (dir, listing) = sync_context(
             daemon,
             session,
             &context_key,
@@ -461,7 +464,9 @@ pub(crate) async fn dockerfile_request(
             &own_ignore,
             job,
         )
-        .await?
+        .await?;
+        listings.insert(dir.clone(), listing);
+        dir
     };
     let mut named_contexts = BTreeMap::new();
     for (key, value) in attrs {
@@ -471,9 +476,10 @@ pub(crate) async fn dockerfile_request(
         let context = if let Some(image) = value.strip_prefix("docker-image://") {
             BuildContext::Image(image.to_owned())
         } else if let Some(local) = value.strip_prefix("local:") {
-            BuildContext::Dir(
-                sync(daemon, session, local, "context", &Filter::default(), job).await?,
-            )
+            let (dir, listing) =
+                sync(daemon, session, local, "context", &Filter::default(), job).await?;
+            listings.insert(dir.clone(), listing);
+            BuildContext::Dir(dir)
         } else {
             return Err(Status::unimplemented(format!(
                 "named context {name}={value}: kilnd takes docker-image:// and local: contexts so far"
@@ -529,6 +535,7 @@ pub(crate) async fn dockerfile_request(
         })?;
     let mut hooks = session_hooks(daemon, Some(session), cancelled);
     hooks.on_checks = Some(check_report(job, &dockerfile, &dockerfile_key, &filename));
+    hooks.listings = listings;
     let request = BuildRequest {
         context: context_dir,
         dockerfile,
@@ -595,8 +602,8 @@ async fn sync_context(
     dockerfile_dir: &Path,
     own_ignore: &str,
     job: &Job,
-) -> Result<PathBuf, Status> {
-    let ignore_dir = sync(
+) -> Result<(PathBuf, Listing), Status> {
+    let (ignore_dir, _) = sync(
         daemon,
         session,
         context_key,
@@ -648,6 +655,7 @@ pub(crate) async fn definition_request(
     let sources =
         Engine::local_sources(&bytes).map_err(|e| Status::invalid_argument(error_chain(&e)))?;
     let mut locals = BTreeMap::new();
+    let mut listings = Listings::new();
     for source in sources {
         let session = session.ok_or_else(|| {
             Status::invalid_argument(format!(
@@ -661,10 +669,12 @@ pub(crate) async fn definition_request(
             follow_paths: source.follow_paths,
         };
         let purpose = hex(&format!("{filter:?}"));
-        let dir = sync(daemon, session, &source.name, &purpose, &filter, job).await?;
+        let (dir, listing) = sync(daemon, session, &source.name, &purpose, &filter, job).await?;
+        listings.insert(dir.clone(), listing);
         locals.insert(source.name, dir);
     }
-    let hooks = session_hooks(daemon, session, cancelled);
+    let mut hooks = session_hooks(daemon, session, cancelled);
+    hooks.listings = listings;
     let request = DefinitionRequest {
         definition: bytes,
         locals,
@@ -689,6 +699,7 @@ pub(crate) fn session_hooks(
         credentials: lent.map(|lent| lent as Arc<dyn kiln_engine::CredentialSource>),
         cancelled: Some(Arc::clone(cancelled)),
         on_checks: None,
+        listings: Listings::new(),
     }
 }
 

@@ -130,6 +130,22 @@ fn kiln_builds_on_kilnd() {
         .unwrap();
     assert!(inspect.status.success(), "{inspect:?}");
 
+    // A changed, a removed and a new file: the daemon's copy of the context follows,
+    // and the build reads it as it now is (not as the previous transfer left it).
+    fs_err::write(ctx.join("app/a.txt"), "two").unwrap();
+    fs_err::remove_file(ctx.join("app/many/f0")).unwrap();
+    fs_err::write(ctx.join("app/many/new"), "new").unwrap();
+    let args = common(format!("type=local,dest={}", out.display()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fs_err::remove_dir_all(&out).unwrap();
+    kiln_build(&kiln, &kilnd.address(), &args);
+    assert_eq!(fs_err::read_to_string(out.join("copied")).unwrap(), "two");
+    assert!(!out.join("app/many/f0").exists());
+    assert_eq!(
+        fs_err::read_to_string(out.join("app/many/new")).unwrap(),
+        "new"
+    );
+
     // The build cache, listed and pruned through the same builder interface.
     let cache = |args: &[&str]| -> String {
         let output = Command::new(&kiln)
