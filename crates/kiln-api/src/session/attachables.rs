@@ -267,7 +267,8 @@ impl file_sync_server::FileSync for Attachables {
                 .map_err(|e| Status::internal(e.to_string()))??
         };
         let inbound: Inbound = Box::pin(request.into_inner());
-        let (to_daemon, outbound) = mpsc::channel(64);
+        // Room for many stat packets: a large context's list goes out in few wakeups.
+        let (to_daemon, outbound) = mpsc::channel(1024);
         tokio::spawn(async move {
             let what = format!("sending {name}");
             let sent = async {

@@ -132,6 +132,13 @@ fn query_escape(text: &str) -> String {
 /// A path from the other end, made safe to join under a directory: relative, clean,
 /// never leaving it.
 fn safe_relative(path: &str) -> Option<PathBuf> {
+    // The usual path, plain names only, is taken as it is.
+    if path
+        .split('/')
+        .all(|c| !c.is_empty() && c != "." && c != "..")
+    {
+        return Some(PathBuf::from(path));
+    }
     let mut out = PathBuf::new();
     for component in Path::new(path).components() {
         match component {
@@ -330,7 +337,7 @@ pub(crate) async fn receive_packets(
         .into_iter()
         .collect();
     if !merge {
-        let wanted: HashSet<&Path> = stats.iter().map(|(p, _)| p.as_path()).collect();
+        let wanted: HashSet<&str> = stats.iter().filter_map(|(p, _)| p.to_str()).collect();
         remove_unlisted(dest, &local, &wanted).map_err(|e| io_error(&what, dest, e))?;
     }
     let mut requested: HashMap<u32, Incoming> = HashMap::new();
@@ -540,12 +547,12 @@ fn listing(
 fn remove_unlisted(
     root: &Path,
     local: &HashMap<String, Entry>,
-    wanted: &HashSet<&Path>,
+    wanted: &HashSet<&str>,
 ) -> std::io::Result<()> {
     let mut unlisted: Vec<&str> = local
         .keys()
         .map(String::as_str)
-        .filter(|rel| !wanted.contains(Path::new(rel)))
+        .filter(|rel| !wanted.contains(rel))
         .collect();
     // Parents before children: what is under a removed directory is gone with it.
     unlisted.sort_unstable();
