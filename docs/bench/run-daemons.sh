@@ -4,7 +4,10 @@
 #   MODE=kilnd-vs-buildkit (default): kiln's CLI on kilnd ("kiln") beside `docker buildx`
 #     with the remote driver on BuildKit v0.24's buildkitd ("buildkit");
 #   MODE=kilnd-vs-embedded: kiln embedded ("kiln") beside kiln's CLI on kilnd ("buildkit"
-#     slot, named kilnd).
+#     slot, named kilnd);
+#   MODE=embedded-vs-buildkit: kiln embedded ("kiln") beside BuildKit v0.24 ("buildkit");
+#     BUILDERS="kiln buildkit docker buildah" adds dockerd's BuildKit and buildah to the
+#     same interleaved run.
 # buildkitd comes from $BUILDKITD (default /work/oracle/bin/buildkitd, built from
 # BuildKit's v0.24.0 sources as DEVELOPERS.md says) and buildx is the docker CLI plugin.
 # Defaults: SCENARIOS=copy-tree, MEASUREMENTS="cold noop change", REPEAT=3.
@@ -22,6 +25,9 @@ cat >"$run/buildkitd.toml" <<TOML
 [registry."127.0.0.1:5000"]
   http = true
   insecure = true
+[registry."127.0.0.1:5001"]
+  http = true
+  insecure = true
 TOML
 
 # One builder slot's variables: PREFIX NAME CLI BUILDER SETUP TEARDOWN PIDFILE.
@@ -33,6 +39,7 @@ slot() {
   export "${p}_BUILD=$cli build $target --progress=plain"
   export "${p}_RESET=$here/reset.sh '$cli' '$builder'"
   export "${p}_EXPORT=$cli build $target --progress=plain -t {tag} -f {dockerfile} {build_args} --output type=oci,dest={out} {context}"
+  export "${p}_PUSH=$cli build $target --progress=plain -t {dest} -f {dockerfile} {build_args} --output type=image,push=true,registry.insecure=true {context}"
   export "${p}_VERIFY=$here/verify.sh '$cli' '$builder' {dockerfile} {context} {build_args}"
   export "${p}_SETUP=$5"
   export "${p}_TEARDOWN=$6"
@@ -54,8 +61,13 @@ case "${MODE:-kilnd-vs-buildkit}" in
     slot KILN kiln-embedded "$KILN" "" "" "" ""
     slot BK kilnd "$KILN" "$kilnd_address" "$start_kilnd" "$stop_kilnd" "$run/kilnd.pid"
     ;;
-  *) echo "MODE must be kilnd-vs-buildkit or kilnd-vs-embedded" >&2; exit 2 ;;
+  embedded-vs-buildkit)
+    export KILN_ROOT=${KILN_ROOT:-/var/tmp/kiln-bench-state}
+    slot KILN kiln "$KILN" "" "" "" ""
+    slot BK buildkit-v0.24 "docker buildx" kiln-bench-bk "$start_bk" "$stop_bk" "$run/buildkitd.pid"
+    ;;
+  *) echo "MODE must be kilnd-vs-buildkit, kilnd-vs-embedded or embedded-vs-buildkit" >&2; exit 2 ;;
 esac
 export SCENARIOS=${SCENARIOS:-copy-tree} MEASUREMENTS=${MEASUREMENTS:-cold noop change} REPEAT=${REPEAT:-3}
 cd "$repo/../shared/bench"
-./run-peers.sh -b "kiln buildkit"
+./run-peers.sh -b "${BUILDERS:-kiln buildkit}"
