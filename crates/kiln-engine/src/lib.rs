@@ -687,6 +687,8 @@ impl Engine {
                     entitlements: &request.entitlements,
                     cancelled: hooks.cancelled.clone(),
                     registry: registry.as_deref(),
+                    imports: &[],
+                    records: None,
                 },
             )
             .map_err(|e| step_error(e, &definition, &dockerfile, &request.dockerfile))?;
@@ -807,6 +809,8 @@ impl Engine {
                 entitlements: &request.entitlements,
                 cancelled: hooks.cancelled.clone(),
                 registry: registry.as_deref(),
+                imports: &[],
+                records: None,
             },
         )?;
         let mut solved = self.empty_result();
