@@ -105,7 +105,10 @@ mod tests {
         let key = record_key(&digest, &[link("", "sha256:a"), link("/x", "sha256:b")]);
         assert_ne!(key, digest);
         for other in [
-            record_key(&op_digest(b"run", 1), &[link("", "sha256:a"), link("/x", "sha256:b")]),
+            record_key(
+                &op_digest(b"run", 1),
+                &[link("", "sha256:a"), link("/x", "sha256:b")],
+            ),
             record_key(&digest, &[link("", "sha256:a"), link("/y", "sha256:b")]),
             record_key(&digest, &[link("", "sha256:a"), link("/x", "sha256:c")]),
             record_key(&digest, &[link("/x", "sha256:b"), link("", "sha256:a")]),

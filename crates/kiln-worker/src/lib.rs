@@ -29,11 +29,11 @@ use sha2::{Digest as _, Sha256};
 
 pub use error::Error;
 pub use kiln_exec::NetworkMode;
+pub use remote_cache::{BoxError, CacheImport, ImportedResult, SolvedRecord};
 pub use source::image::LayerInfo;
 pub use source::image::ResolveMode;
 pub use source::image::read_layout;
 pub use source::remote::fetch_git;
-pub use remote_cache::{BoxError, CacheImport, ImportedResult, SolvedRecord};
 pub use usage::{CacheRecord, PruneFilter, PruneOptions};
 
 use kiln_solver::cache_key::Link;
@@ -434,7 +434,8 @@ impl Worker {
             ops::exec::check_entitlements(exec, options.entitlements)?;
         }
         self.check_cancelled(options)?;
-        let local_source = matches!(&vertex.op.op, Some(Op::Source(s)) if s.identifier.starts_with("local://"));
+        let local_source =
+            matches!(&vertex.op.op, Some(Op::Source(s)) if s.identifier.starts_with("local://"));
         let (key, context_scan) = self.vertex_key(solve, vertex, &inputs)?;
         let ignore_cache =
             options.no_cache || vertex.metadata.as_ref().is_some_and(|m| m.ignore_cache);
@@ -455,27 +456,15 @@ impl Worker {
             let refs = self.execute(solve, index, &key, &resolved, context_scan)?;
             return Ok(Outputs::made(index, key, refs, local_source));
         }
+        // With an import, the remote cache is asked only when this vertex's content is
+        // needed: a step whose user is answered (by either cache) is never fetched.
         let count = remote_cache::output_count(&vertex.op);
-        let keys: Vec<String> = (0..count).map(|i| key.output(i)).collect();
-        let hit = self.remote_lookup(solve, &keys);
-        if let Some((import, _)) = &hit {
-            Self::reported(solve, index);
-            let digest = vertex.digest.to_string();
-            (options.progress)(Event::Log {
-                digest: digest.clone(),
-                data: format!("cache hit in {}\n", options.imports[*import].name()).into_bytes(),
-            });
-            (options.progress)(Event::Cached {
-                digest,
-                name: vertex_name(vertex),
-            });
-        }
         Ok(Outputs {
             vertex: index,
+            keys: (0..count).map(|i| key.output(i)).collect(),
             key,
-            keys,
             made: Mutex::new(None),
-            pending: Some(Pending { inputs, hit }),
+            pending: Some(Pending { inputs }),
             local_source,
         })
     }
@@ -523,16 +512,26 @@ impl Worker {
             .pending
             .as_ref()
             .ok_or_else(|| Error::Unsupported("a vertex neither made nor pending".to_owned()))?;
-        if let Some((import, results)) = &pending.hit {
-            match self.import(solve, outputs, *import, results) {
+        if let Some((import, results)) = self.remote_lookup(solve, &outputs.keys) {
+            let name = solve.options.imports[import].name();
+            Self::reported(solve, outputs.vertex);
+            let digest = vertex.digest.to_string();
+            (solve.options.progress)(Event::Log {
+                digest: digest.clone(),
+                data: format!("cache hit in {name}\n").into_bytes(),
+            });
+            (solve.options.progress)(Event::Cached {
+                digest,
+                name: vertex_name(vertex),
+            });
+            match self.import(solve, outputs, import, &results) {
                 Ok(refs) => {
                     *made = Some(refs.clone());
                     return Ok(refs);
                 }
                 Err(error) => self.warn(format!(
-                    "{}: the result in {} cannot be used, running the step: {error}",
+                    "{}: the result in {name} cannot be used, running the step: {error}",
                     vertex_name(vertex),
-                    solve.options.imports[*import].name()
                 )),
             }
         }
@@ -596,7 +595,11 @@ impl Worker {
         let cache = &solve.options.imports[import];
         let fetch = |layer: &kiln_oci::Descriptor, out: &mut dyn std::io::Write| {
             cache.fetch(layer, out).map_err(|e| {
-                Error::Source(format!("fetching {} from {}: {e}", layer.digest, cache.name()))
+                Error::Source(format!(
+                    "fetching {} from {}: {e}",
+                    layer.digest,
+                    cache.name()
+                ))
             })
         };
         let mut refs = Vec::with_capacity(results.len());

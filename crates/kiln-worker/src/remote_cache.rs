@@ -3,10 +3,11 @@
 //!
 //! With an import, a vertex the local cache cannot answer is not run when visited: its
 //! keys are passed on to its users ([`Outputs`] pending), and it is made (imported from
-//! the remote cache, else run) only when a user needs its content, or when it is the
-//! result. So a step whose user hits a cache is neither run nor fetched, a step the
-//! local cache answers never waits for an import, and only the blobs of reused results
-//! are fetched (each verified against its digest; a wrong one makes the step run).
+//! the first remote cache holding it, else run) only when a user needs its content, or
+//! when it is the result. So a step whose user hits a cache is neither run, fetched nor
+//! looked up; a step the local cache answers never waits for an import; and only the
+//! blobs of reused results are fetched (each verified against its digest; a wrong one
+//! makes the step run).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -85,11 +86,9 @@ pub(crate) struct Outputs {
     pub(crate) local_source: bool,
 }
 
-/// What a vertex not made yet needs to be made.
+/// What a vertex not made yet needs to be made (run): its inputs.
 pub(crate) struct Pending {
     pub(crate) inputs: Vec<(Arc<Outputs>, usize)>,
-    /// A remote cache (by index) holding every output.
-    pub(crate) hit: Option<(usize, Vec<ImportedResult>)>,
 }
 
 impl Outputs {

@@ -1,0 +1,154 @@
+//! `type=local`: an OCI layout directory as BuildKit's client writes it: blobs under
+//! `blobs/sha256/`, the cache manifest named in `index.json` by its tag
+//! (`org.opencontainers.image.ref.name`, default `latest`), and `oci-layout`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use fs_err as fs;
+use kiln_oci::{Descriptor, Index, media_type};
+use kiln_store::ContentStore;
+
+use crate::{CacheBackend, Error};
+
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// A cache in a local directory.
+#[derive(Debug)]
+pub struct LocalCache {
+    dir: PathBuf,
+    tag: String,
+    digest: Option<String>,
+    /// The directory as a content store, opened once: opening clears half-written
+    /// blobs, which would be other uploads' of this export.
+    store: std::sync::Mutex<Option<ContentStore>>,
+}
+
+impl LocalCache {
+    /// The cache tagged `tag` in `dir`, or the manifest `digest` when given.
+    pub fn new(dir: &Path, tag: &str, digest: Option<&str>) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            tag: tag.to_owned(),
+            digest: digest.map(str::to_owned),
+            store: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn store(&self) -> Result<ContentStore, Error> {
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(store) = &*store {
+            return Ok(store.clone());
+        }
+        let opened = ContentStore::open(&self.dir)?;
+        *store = Some(opened.clone());
+        Ok(opened)
+    }
+
+    fn read_index(&self) -> Result<Option<Index>, Error> {
+        let path = self.dir.join("index.json");
+        if !path.is_file() {
+            return Ok(None);
+        }
+        serde_json::from_slice(&fs::read(&path)?)
+            .map(Some)
+            .map_err(|e| Error::Invalid {
+                what: "index.json",
+                message: format!("{}: {e}", path.display()),
+            })
+    }
+
+    /// Writes `bytes` to `path` through a temporary file, so readers see all or nothing.
+    fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+        let temp = path.with_extension(format!("tmp-{}", std::process::id()));
+        fs::write(&temp, bytes)?;
+        fs::rename(&temp, path)?;
+        Ok(())
+    }
+}
+
+impl CacheBackend for LocalCache {
+    fn read_manifest(&self) -> Result<Vec<u8>, Error> {
+        let digest = match &self.digest {
+            Some(digest) => digest.clone(),
+            None => {
+                let index = self.read_index()?.ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "no cache in {} (no index.json): export one there with --cache-to type=local,dest={}",
+                        self.dir.display(),
+                        self.dir.display()
+                    ))
+                })?;
+                index
+                    .manifests
+                    .iter()
+                    .find(|d| d.annotations.get(REF_NAME) == Some(&self.tag))
+                    .map(|d| d.digest.clone())
+                    .ok_or_else(|| {
+                        Error::NotFound(format!(
+                            "no cache tagged {} in {}",
+                            self.tag,
+                            self.dir.join("index.json").display()
+                        ))
+                    })?
+            }
+        };
+        let store = self.store()?;
+        let bytes = store.read(&digest).map_err(|e| {
+            Error::NotFound(format!(
+                "cache manifest {digest} in {}: {e}",
+                self.dir.display()
+            ))
+        })?;
+        // The manifest is checked against its digest like every blob.
+        let mut check = store.writer()?;
+        check.write_all(&bytes)?;
+        check.commit(Some(&digest))?;
+        Ok(bytes)
+    }
+
+    fn read_blob(&self, blob: &Descriptor, out: &mut dyn Write) -> Result<(), Error> {
+        let mut file = self.store()?.open_blob(&blob.digest)?;
+        std::io::copy(&mut file, out)?;
+        Ok(())
+    }
+
+    fn write_blob(&self, blob: &Descriptor, content: &mut (dyn Read + Send)) -> Result<(), Error> {
+        let store = self.store()?;
+        if !store.contains(&blob.digest) {
+            store.copy_from(&mut &mut *content, Some(&blob.digest))?;
+        }
+        Ok(())
+    }
+
+    fn write_manifest(&self, bytes: &[u8], media: &str) -> Result<(), Error> {
+        let store = self.store()?;
+        let digest = store.write_all(bytes)?;
+        let mut index = self.read_index()?.unwrap_or_else(|| Index {
+            schema_version: 2,
+            media_type: media_type::OCI_INDEX.to_owned(),
+            ..Index::default()
+        });
+        // The tag moves to the new manifest, as containerd's `ociindex` puts it.
+        index
+            .manifests
+            .retain(|d| d.annotations.get(REF_NAME) != Some(&self.tag));
+        index.manifests.push(Descriptor {
+            media_type: media.to_owned(),
+            digest,
+            size: bytes.len() as u64,
+            annotations: [(REF_NAME.to_owned(), self.tag.clone())].into(),
+            ..Descriptor::default()
+        });
+        let encoded = serde_json::to_vec(&index).map_err(|e| Error::Invalid {
+            what: "index.json",
+            message: e.to_string(),
+        })?;
+        Self::write_atomically(&self.dir.join("index.json"), &encoded)?;
+        Self::write_atomically(
+            &self.dir.join("oci-layout"),
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )?;
+        Ok(())
+    }
+}

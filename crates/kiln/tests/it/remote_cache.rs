@@ -1,0 +1,434 @@
+//! `--cache-to`/`--cache-from` (issue #18): a build exports its cache, a build on an
+//! empty state imports it and runs nothing, and the image is the same. Each RUN of the
+//! test Dockerfiles calls a probe on 127.0.0.1 (steps use the host's network), so the
+//! probe's count says exactly how many RUNs executed.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use fs_err as fs;
+use serde_json::Value;
+
+use crate::support::{BaseImage, check, kiln, skopeo_inspect, step_cached, tools_present};
+
+/// An HTTP server on 127.0.0.1 counting the requests it answers.
+struct Probe {
+    port: u16,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Probe {
+    fn start() -> Probe {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&hits);
+        // The thread ends with the test process.
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut request = [0u8; 1024];
+                let _ = stream.read(&mut request);
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nran");
+            }
+        });
+        Probe { port, hits }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// A two-stage Dockerfile: a build stage whose layer the final image does not carry,
+/// and a final stage with a COPY from the context and two RUNs.
+fn write_context(dir: &Path, registry: u16, probe: u16) {
+    fs::create_dir_all(dir).unwrap();
+    fs::write(dir.join("a.txt"), "from the context\n").unwrap();
+    fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{registry}/busybox AS build
+RUN wget -q -O /built http://127.0.0.1:{probe}/build
+
+FROM 127.0.0.1:{registry}/busybox
+COPY a.txt /a.txt
+RUN wget -q -O /ran1 http://127.0.0.1:{probe}/one && cat /a.txt > /copy
+COPY --from=build /built /built
+RUN wget -q -O /ran2 http://127.0.0.1:{probe}/two && echo two > /two
+"
+        ),
+    )
+    .unwrap();
+}
+
+/// The Dockerfile's steps as progress names them.
+const STEPS: [&str; 6] = [
+    "[build 1/2] FROM",
+    "[build 2/2] RUN wget",
+    "[stage-1 2/5] COPY a.txt",
+    "[stage-1 3/5] RUN wget",
+    "[stage-1 4/5] COPY --from=build",
+    "[stage-1 5/5] RUN wget",
+];
+
+/// `kiln build --progress=plain ARGS… -o type=oci,dest=OUT DIR` on `state`.
+fn build(state: &Path, dir: &Path, out: &Path, args: &[&str]) -> std::process::Output {
+    let output = format!("type=oci,dest={}", out.display());
+    let mut all = vec!["build", "--progress=plain"];
+    all.extend_from_slice(args);
+    all.extend(["-o", output.as_str(), dir.to_str().unwrap()]);
+    kiln(state, &all)
+}
+
+/// The image manifest digest of an OCI archive.
+fn image_digest(archive: &Path) -> String {
+    skopeo_inspect(archive, false)["Digest"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A local cache directory's manifest (by its `latest` tag) and config.
+fn local_cache(dir: &Path) -> (Value, Value) {
+    let blob = |digest: &str| -> Value {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        serde_json::from_slice(&fs::read(dir.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+    };
+    let index: Value = serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "latest")
+        .expect("a manifest tagged latest");
+    let manifest = blob(entry["digest"].as_str().unwrap());
+    let config = blob(manifest["config"]["digest"].as_str().unwrap());
+    (manifest, config)
+}
+
+fn fresh_state(work: &Path, name: &str) -> PathBuf {
+    let state = work.join(name);
+    let _ = fs::remove_dir_all(&state);
+    state
+}
+
+#[test]
+fn local_cache_round_trip_runs_nothing_and_gives_the_same_image() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let work = base.work.path();
+    let probe = Probe::start();
+    let dir = work.join("ctx");
+    write_context(&dir, base.port, probe.port);
+    let cache = work.join("cache");
+    let cache_to = format!("type=local,dest={},mode=max", cache.display());
+
+    let first = fresh_state(work, "state-1");
+    let log = check(&build(
+        &first,
+        &dir,
+        &work.join("one.tar"),
+        &["--cache-to", &cache_to],
+    ));
+    assert_eq!(
+        probe.hits(),
+        3,
+        "the first build runs its three RUNs:\n{log}"
+    );
+
+    // The cache is an OCI layout as BuildKit writes it: an image manifest whose config
+    // is the cache config, layers with their uncompressed digest and creation time.
+    assert!(cache.join("oci-layout").is_file());
+    let (manifest, config) = local_cache(&cache);
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.buildkit.cacheconfig.v0"
+    );
+    let layers = manifest["layers"].as_array().unwrap();
+    // busybox, the build stage's RUN, COPY, RUN, COPY --from, RUN.
+    assert_eq!(layers.len(), 6, "{manifest:#}");
+    for layer in layers {
+        assert!(layer["annotations"]["containerd.io/uncompressed"].is_string());
+        assert!(layer["annotations"]["buildkit/createdat"].is_string());
+    }
+    assert!(
+        config["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["inputs"].is_array())
+    );
+
+    // An empty state imports it: every step is cached, no RUN executes.
+    let second = fresh_state(work, "state-2");
+    let cache_from = format!("type=local,src={}", cache.display());
+    let log = check(&build(
+        &second,
+        &dir,
+        &work.join("two.tar"),
+        &["--cache-from", &cache_from],
+    ));
+    assert_eq!(
+        probe.hits(),
+        3,
+        "no RUN executes with the cache imported:\n{log}"
+    );
+    for step in STEPS {
+        assert!(step_cached(&log, step), "{step} not cached:\n{log}");
+    }
+    assert!(log.contains("cache hit in type=local"), "{log}");
+    assert_eq!(
+        image_digest(&work.join("one.tar")),
+        image_digest(&work.join("two.tar")),
+        "the imported build's image is the original's:\n{:#}\n{:#}\n{:#}\n{:#}",
+        skopeo_inspect(&work.join("one.tar"), false),
+        skopeo_inspect(&work.join("two.tar"), false),
+        skopeo_inspect(&work.join("one.tar"), true),
+        skopeo_inspect(&work.join("two.tar"), true),
+    );
+
+    // The local state answers the next build without the import (it is gone).
+    fs::remove_dir_all(&cache).unwrap();
+    let log = check(&build(
+        &second,
+        &dir,
+        &work.join("three.tar"),
+        &["--cache-from", &cache_from],
+    ));
+    assert_eq!(probe.hits(), 3, "{log}");
+    assert!(!log.contains("importing cache from"), "{log}");
+}
+
+#[test]
+fn registry_cache_mode_min_keeps_the_final_layers_and_max_every_layer() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let work = base.work.path();
+    let probe = Probe::start();
+    let dir = work.join("ctx");
+    write_context(&dir, base.port, probe.port);
+    let state = fresh_state(work, "state-1");
+    let min = format!("type=registry,ref=127.0.0.1:{}/app:min", base.port);
+    let max = format!("127.0.0.1:{}/app:max", base.port);
+    check(&build(
+        &state,
+        &dir,
+        &work.join("one.tar"),
+        &["--cache-to", &min],
+    ));
+    check(&build(
+        &state,
+        &dir,
+        &work.join("one.tar"),
+        &["--cache-to", &format!("type=registry,ref={max},mode=max")],
+    ));
+    assert_eq!(probe.hits(), 3);
+    let manifest = |reference: &str| -> Value {
+        let inspect = std::process::Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{reference}"))
+            .output()
+            .unwrap();
+        assert!(
+            inspect.status.success(),
+            "{}",
+            String::from_utf8_lossy(&inspect.stderr)
+        );
+        serde_json::from_slice(&inspect.stdout).unwrap()
+    };
+    let image = skopeo_inspect(&work.join("one.tar"), false);
+    let image_layers = image["Layers"].as_array().unwrap().clone();
+    let min_layers: Vec<Value> = manifest(&format!("127.0.0.1:{}/app:min", base.port))["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].clone())
+        .collect();
+    assert_eq!(
+        min_layers, image_layers,
+        "mode=min: the image's layers only"
+    );
+    let max_layers = manifest(&max)["layers"].as_array().unwrap().len();
+    assert_eq!(
+        max_layers,
+        image_layers.len() + 1,
+        "mode=max adds the build stage's layer"
+    );
+
+    // The short form (a reference) imports from the registry.
+    let second = fresh_state(work, "state-2");
+    let log = check(&build(
+        &second,
+        &dir,
+        &work.join("two.tar"),
+        &["--cache-from", &max],
+    ));
+    assert_eq!(probe.hits(), 3, "{log}");
+    for step in STEPS {
+        assert!(step_cached(&log, step), "{step} not cached:\n{log}");
+    }
+    assert_eq!(
+        image_digest(&work.join("one.tar")),
+        image_digest(&work.join("two.tar"))
+    );
+
+    // With mode=min only the final result is reusable. `COPY --from=build` is keyed by
+    // the content it copies, so the build stage (not in the cache) runs again; the final
+    // stage's RUNs do not.
+    let third = fresh_state(work, "state-3");
+    let log = check(&build(
+        &third,
+        &dir,
+        &work.join("three.tar"),
+        &["--cache-from", &min],
+    ));
+    assert_eq!(probe.hits(), 4, "{log}");
+    assert!(!step_cached(&log, "[build 2/2] RUN wget"), "{log}");
+    assert!(step_cached(&log, "[stage-1 5/5] RUN wget"), "{log}");
+    assert_eq!(
+        image_digest(&work.join("one.tar")),
+        image_digest(&work.join("three.tar"))
+    );
+}
+
+#[test]
+fn unusable_caches_warn_or_fail_clearly() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let work = base.work.path();
+    let probe = Probe::start();
+    let dir = work.join("ctx");
+    write_context(&dir, base.port, probe.port);
+    let closed = crate::support::free_port();
+    let unreachable = format!("type=registry,ref=127.0.0.1:{closed}/app:cache");
+    let state = fresh_state(work, "state-1");
+
+    // An export that fails fails the build, unless ignore-error=true.
+    let output = build(
+        &state,
+        &dir,
+        &work.join("one.tar"),
+        &["--cache-to", &unreachable],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("exporting cache to type=registry"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ignore-error=true"), "{stderr}");
+    let log = check(&build(
+        &state,
+        &dir,
+        &work.join("one.tar"),
+        &["--cache-to", &format!("{unreachable},ignore-error=true")],
+    ));
+    assert!(log.contains("exporting cache to type=registry"), "{log}");
+
+    // An import that cannot be read warns and the build goes on without it.
+    let missing = work.join("no-cache");
+    let second = fresh_state(work, "state-2");
+    let log = check(&build(
+        &second,
+        &dir,
+        &work.join("two.tar"),
+        &[
+            "--cache-from",
+            &format!("type=local,src={}", missing.display()),
+        ],
+    ));
+    assert!(log.contains("importing cache from type=local"), "{log}");
+    let log = check(&build(
+        &fresh_state(work, "state-3"),
+        &dir,
+        &work.join("two.tar"),
+        &["--cache-from", &unreachable],
+    ));
+    assert!(log.contains("importing cache from type=registry"), "{log}");
+
+    // Bad options are refused before any work, naming the option.
+    let output = build(
+        &state,
+        &dir,
+        &work.join("one.tar"),
+        &["--cache-to", "type=local,dest=/tmp/x,mode=all"],
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("mode=all"));
+}
+
+#[test]
+fn a_cache_blob_with_a_wrong_digest_is_never_used() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let work = base.work.path();
+    let probe = Probe::start();
+    let dir = work.join("ctx");
+    write_context(&dir, base.port, probe.port);
+    let cache = work.join("cache");
+    check(&build(
+        &fresh_state(work, "state-1"),
+        &dir,
+        &work.join("one.tar"),
+        &[
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", cache.display()),
+        ],
+    ));
+    assert_eq!(probe.hits(), 3);
+    // Every layer blob of the cache now holds other bytes under its digest.
+    let (manifest, _) = local_cache(&cache);
+    let replacement = fs::read(
+        cache.join("blobs/sha256").join(
+            manifest["layers"][0]["digest"]
+                .as_str()
+                .unwrap()
+                .strip_prefix("sha256:")
+                .unwrap(),
+        ),
+    )
+    .unwrap();
+    for layer in manifest["layers"].as_array().unwrap().iter().skip(1) {
+        let hex = layer["digest"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("sha256:")
+            .unwrap();
+        fs::write(cache.join("blobs/sha256").join(hex), &replacement).unwrap();
+    }
+    let out = work.join("out");
+    let log = check(&kiln(
+        &fresh_state(work, "state-2"),
+        &[
+            "build",
+            "--progress=plain",
+            "--cache-from",
+            &format!("type=local,src={}", cache.display()),
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            dir.to_str().unwrap(),
+        ],
+    ));
+    assert!(log.contains("cannot be used, running the step"), "{log}");
+    assert_eq!(probe.hits(), 6, "every RUN ran again:\n{log}");
+    assert_eq!(
+        fs::read_to_string(out.join("copy")).unwrap(),
+        "from the context\n"
+    );
+    assert_eq!(fs::read_to_string(out.join("two")).unwrap(), "two\n");
+}
