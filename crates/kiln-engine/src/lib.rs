@@ -968,6 +968,10 @@ impl Engine {
             } else {
                 solved.image.clone()
             };
+            let image = match output.image_options() {
+                Some(options) => self.with_inline_cache(solved, image, options, out)?,
+                None => image,
+            };
             self.export_one(output, chain, &image, times, registry, out)?;
         }
         self.export_caches(solved, &solved.cache_exports, out)?;

@@ -82,6 +82,16 @@ pub(crate) fn parse_exports(entries: &[CacheOptionsEntry]) -> Result<Vec<ExportO
         .collect()
 }
 
+/// How an export writes layer blobs that are not made yet.
+fn layer_format(options: &ExportOptions) -> kiln_export::layer::LayerFormat {
+    kiln_export::layer::LayerFormat {
+        compression: options.layers.compression,
+        level: options.layers.compression_level,
+        oci: options.layers.oci_mediatypes,
+        clamp: None,
+    }
+}
+
 /// How a user names an export in messages.
 fn export_name(options: &ExportOptions) -> String {
     match &options.target {
@@ -138,6 +148,63 @@ impl Engine {
         Ok(())
     }
 
+    /// `image` with the solve's records inline (`--cache-to type=inline`) when asked:
+    /// the results made of the image's own layers, blobs chosen as the image exporter
+    /// with `options` chooses them (so a `rewrite-timestamp` image has none).
+    pub(crate) fn with_inline_cache(
+        &self,
+        solved: &Solved,
+        mut image: serde_json::Value,
+        options: &kiln_export::ImageOptions,
+        out: &mut BuildResult,
+    ) -> Result<serde_json::Value, Error> {
+        let Some(inline) = solved
+            .cache_exports
+            .iter()
+            .find(|e| e.target == ExportTarget::Inline)
+        else {
+            return Ok(image);
+        };
+        let export = ExportOptions {
+            mode: CacheMode::Max,
+            layers: kiln_remotecache::LayerOptions {
+                compression: options.compression,
+                compression_level: options.compression_level,
+                force_compression: options.force_compression,
+                oci_mediatypes: options.oci_mediatypes,
+            },
+            ..inline.clone()
+        };
+        let value = self.export_records(solved, &export).and_then(|records| {
+            let format = layer_format(&export);
+            let image_layers = self
+                .export_result(&solved.chain, &format, &export, &mut HashMap::new())?
+                .layers;
+            kiln_remotecache::inline::inline_cache(&records, &image_layers)
+                .map_err(|e| Error::Usage(e.to_string()))
+        });
+        match value {
+            Ok(Some(value)) => {
+                if let Some(config) = image.as_object_mut() {
+                    config.insert(
+                        kiln_remotecache::inline::INLINE_CACHE_KEY.to_owned(),
+                        value.into(),
+                    );
+                }
+            }
+            Ok(None) => {}
+            Err(error) if inline.ignore_error => out.warnings.push(format!(
+                "exporting cache to type=inline failed (ignore-error=true, the build goes on): {error}"
+            )),
+            Err(error) => {
+                return Err(Error::Usage(format!(
+                    "exporting cache to type=inline failed: {error}"
+                )));
+            }
+        }
+        Ok(image)
+    }
+
     /// The solve's records for one export: every result's layers with `mode=max`, only
     /// the build result's with `mode=min`; each layer as a blob in the export's format.
     pub(crate) fn export_records(
@@ -145,12 +212,7 @@ impl Engine {
         solved: &Solved,
         options: &ExportOptions,
     ) -> Result<Vec<ExportRecord>, Error> {
-        let format = kiln_export::layer::LayerFormat {
-            compression: options.layers.compression,
-            level: options.layers.compression_level,
-            oci: options.layers.oci_mediatypes,
-            clamp: None,
-        };
+        let format = layer_format(options);
         let mut blobs: HashMap<u64, Descriptor> = HashMap::new();
         let mut out = Vec::with_capacity(solved.records.len());
         for record in &solved.records {

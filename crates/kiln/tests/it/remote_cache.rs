@@ -432,3 +432,56 @@ fn a_cache_blob_with_a_wrong_digest_is_never_used() {
     );
     assert_eq!(fs::read_to_string(out.join("two")).unwrap(), "two\n");
 }
+
+#[test]
+fn an_inline_cache_rides_in_the_pushed_image() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let work = base.work.path();
+    let probe = Probe::start();
+    let dir = work.join("ctx");
+    write_context(&dir, base.port, probe.port);
+    let image = format!("127.0.0.1:{}/app:inline", base.port);
+    let push = format!("type=image,name={image},push=true");
+    let build_pushing = |state: &Path, args: &[&str]| {
+        let mut all = vec!["build", "--progress=plain", "-o", push.as_str()];
+        all.extend_from_slice(args);
+        all.push(dir.to_str().unwrap());
+        check(&kiln(state, &all))
+    };
+    build_pushing(
+        &fresh_state(work, "state-1"),
+        &["--cache-to", "type=inline"],
+    );
+    assert_eq!(probe.hits(), 3);
+    // The config as stored (skopeo's `--config` drops fields it does not know).
+    let fetch = |path: &str| -> Value {
+        let output = std::process::Command::new("curl")
+            .args(["-fsS", "-H"])
+            .arg("Accept: application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json")
+            .arg(format!("http://127.0.0.1:{}/v2/app/{path}", base.port))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let manifest = fetch("manifests/inline");
+    let config = fetch(&format!(
+        "blobs/{}",
+        manifest["config"]["digest"].as_str().unwrap()
+    ));
+    assert!(config["moby.buildkit.cache.v0"].is_string(), "{config:#}");
+
+    // The image is the cache: the final stage's steps are reused from it. The build
+    // stage is not in the image, so it runs for `COPY --from=build`'s content key.
+    let log = build_pushing(&fresh_state(work, "state-2"), &["--cache-from", &image]);
+    assert_eq!(probe.hits(), 4, "{log}");
+    assert!(step_cached(&log, "[stage-1 5/5] RUN wget"), "{log}");
+    assert!(step_cached(&log, "[stage-1 3/5] RUN wget"), "{log}");
+}
