@@ -185,6 +185,8 @@ struct Solve<'s, 'a> {
     reported: Mutex<Vec<bool>>,
     /// Imports that failed (warned about once).
     failed_imports: Mutex<Vec<bool>>,
+    /// Imports whose reading was shown.
+    announced: Mutex<Vec<bool>>,
 }
 
 /// An error of a vertex, with its name for the user.
@@ -362,6 +364,7 @@ impl Worker {
             visited: Mutex::new(vec![None; ops.len()]),
             reported: Mutex::new(vec![false; ops.len()]),
             failed_imports: Mutex::new(vec![false; options.imports.len()]),
+            announced: Mutex::new(vec![false; options.imports.len()]),
         };
         let results = kiln_solver::solve(
             &graph,
@@ -476,10 +479,31 @@ impl Worker {
         keys: &[String],
     ) -> Option<(usize, Vec<ImportedResult>)> {
         for (i, import) in solve.options.imports.iter().enumerate() {
+            // The first lookup waits for the cache to be read: shown as its own step,
+            // as BuildKit shows it.
+            let first = !std::mem::replace(
+                &mut solve.announced.lock().unwrap_or_else(|e| e.into_inner())[i],
+                true,
+            );
+            let step = format!("importing cache manifest from {}", import.name());
+            let digest = format!("sha256:{}", sha256_hex(&[step.as_bytes()]));
+            let started = Instant::now();
+            if first {
+                (solve.options.progress)(Event::Started {
+                    digest: digest.clone(),
+                    name: step,
+                });
+            }
             let found: Result<Option<Vec<ImportedResult>>, _> = keys
                 .iter()
                 .map(|key| import.lookup(key))
                 .collect::<Result<Option<Vec<_>>, _>>();
+            if first {
+                (solve.options.progress)(Event::Done {
+                    digest,
+                    duration: started.elapsed(),
+                });
+            }
             match found {
                 Ok(Some(results)) => return Some((i, results)),
                 Ok(None) => {}
