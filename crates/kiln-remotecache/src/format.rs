@@ -594,7 +594,10 @@ mod tests {
         let index = CacheIndex::new(&parsed, &blobs);
         assert_eq!(index.len(), 2);
         let step = index.get(&records[1].key).unwrap();
-        assert_eq!(step.layers, vec![blob(1), blob(2)]);
+        let digests: Vec<&str> = step.layers.iter().map(|l| l.digest.as_str()).collect();
+        assert_eq!(digests, [blob(1).digest, blob(2).digest]);
+        // The cache's own annotations are not the layer's.
+        assert!(step.layers.iter().all(|l| l.annotations.is_empty()));
         assert_eq!(step.created, parse_time("2026-12-03T02:12:51Z"));
         assert!(index.get("sha256:other").is_none());
     }

@@ -152,3 +152,95 @@ impl CacheBackend for LocalCache {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use kiln_solver::cache_key::{self, Link};
+
+    use super::*;
+    use crate::format::{ANNOTATION_UNCOMPRESSED, ExportRecord, ExportResult};
+    use crate::{CacheMode, ExportOptions, ExportTarget, Importer, LayerOptions};
+
+    fn options(dest: &Path) -> ExportOptions {
+        ExportOptions {
+            target: ExportTarget::Local {
+                dest: dest.to_path_buf(),
+                tag: "latest".to_owned(),
+            },
+            mode: CacheMode::Max,
+            ignore_error: false,
+            layers: LayerOptions {
+                compression: kiln_oci::Compression::Gzip,
+                compression_level: None,
+                force_compression: false,
+                oci_mediatypes: true,
+            },
+            image_manifest: true,
+        }
+    }
+
+    #[test]
+    fn an_export_is_read_back_by_key_and_retagging_moves_the_tag() {
+        let temp = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(temp.path().join("state")).unwrap();
+        let blob = |bytes: &[u8]| Descriptor {
+            media_type: media_type::OCI_LAYER_GZIP.to_owned(),
+            digest: store.write_all(bytes).unwrap(),
+            size: bytes.len() as u64,
+            annotations: [(ANNOTATION_UNCOMPRESSED.to_owned(), "sha256:00".to_owned())].into(),
+            ..Descriptor::default()
+        };
+        let (one, two) = (blob(b"one"), blob(b"two"));
+        let source = cache_key::op_digest(b"source", 0);
+        let step_digest = cache_key::op_digest(b"step", 0);
+        let link = Link {
+            selector: String::new(),
+            key: source.clone(),
+        };
+        let step = cache_key::record_key(&step_digest, std::slice::from_ref(&link));
+        let records = vec![
+            ExportRecord {
+                key: source.clone(),
+                digest: source.clone(),
+                inputs: vec![],
+                result: None,
+            },
+            ExportRecord {
+                key: step.clone(),
+                digest: step_digest,
+                inputs: vec![link],
+                result: Some(ExportResult {
+                    layers: vec![one.clone(), two.clone()],
+                    created_at: "1970-01-01T00:01:40Z".to_owned(),
+                }),
+            },
+        ];
+        let dir = temp.path().join("cache");
+        let cache = LocalCache::new(&dir, "latest", None);
+        let summary = crate::export(&cache, &store, &records, &options(&dir)).unwrap();
+        assert_eq!((summary.records, summary.blobs), (2, 2));
+        // Exported again: the tag names the new manifest only.
+        crate::export(&cache, &store, &records[1..], &options(&dir)).unwrap();
+        let index: Index =
+            serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+        assert_eq!(index.manifests.len(), 1);
+
+        let importer = Importer::start("test", Arc::new(LocalCache::new(&dir, "latest", None)));
+        let found = importer.lookup(&step).unwrap().unwrap();
+        assert_eq!(
+            found.layers.iter().map(|l| &l.digest).collect::<Vec<_>>(),
+            [&one.digest, &two.digest]
+        );
+        assert_eq!(found.created, Some(100));
+        let mut fetched = Vec::new();
+        importer.fetch(&found.layers[1], &mut fetched).unwrap();
+        assert_eq!(fetched, b"two");
+
+        // A missing tag is a clear error, not a panic.
+        let missing = Importer::start("test", Arc::new(LocalCache::new(&dir, "other", None)));
+        let error = missing.lookup(&step).unwrap_err().to_string();
+        assert!(error.contains("no cache tagged other"), "{error}");
+    }
+}

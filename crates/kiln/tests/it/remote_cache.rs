@@ -110,6 +110,19 @@ fn local_cache(dir: &Path) -> (Value, Value) {
     (manifest, config)
 }
 
+/// The registry with the base image, a probe, and the context written; `None` after a
+/// skip when the real parts are missing.
+fn fixture() -> Option<(BaseImage, Probe, PathBuf)> {
+    if !tools_present() {
+        return None;
+    }
+    let base = BaseImage::publish();
+    let probe = Probe::start();
+    let dir = base.work.path().join("ctx");
+    write_context(&dir, base.port, probe.port);
+    Some((base, probe, dir))
+}
+
 fn fresh_state(work: &Path, name: &str) -> PathBuf {
     let state = work.join(name);
     let _ = fs::remove_dir_all(&state);
@@ -118,14 +131,10 @@ fn fresh_state(work: &Path, name: &str) -> PathBuf {
 
 #[test]
 fn local_cache_round_trip_runs_nothing_and_gives_the_same_image() {
-    if !tools_present() {
+    let Some((base, probe, dir)) = fixture() else {
         return;
-    }
-    let base = BaseImage::publish();
+    };
     let work = base.work.path();
-    let probe = Probe::start();
-    let dir = work.join("ctx");
-    write_context(&dir, base.port, probe.port);
     let cache = work.join("cache");
     let cache_to = format!("type=local,dest={},mode=max", cache.display());
 
@@ -211,14 +220,10 @@ fn local_cache_round_trip_runs_nothing_and_gives_the_same_image() {
 
 #[test]
 fn registry_cache_mode_min_keeps_the_final_layers_and_max_every_layer() {
-    if !tools_present() {
+    let Some((base, probe, dir)) = fixture() else {
         return;
-    }
-    let base = BaseImage::publish();
+    };
     let work = base.work.path();
-    let probe = Probe::start();
-    let dir = work.join("ctx");
-    write_context(&dir, base.port, probe.port);
     let state = fresh_state(work, "state-1");
     let min = format!("type=registry,ref=127.0.0.1:{}/app:min", base.port);
     let max = format!("127.0.0.1:{}/app:max", base.port);
@@ -305,14 +310,10 @@ fn registry_cache_mode_min_keeps_the_final_layers_and_max_every_layer() {
 
 #[test]
 fn unusable_caches_warn_or_fail_clearly() {
-    if !tools_present() {
+    let Some((base, probe, dir)) = fixture() else {
         return;
-    }
-    let base = BaseImage::publish();
+    };
     let work = base.work.path();
-    let probe = Probe::start();
-    let dir = work.join("ctx");
-    write_context(&dir, base.port, probe.port);
     let closed = crate::support::free_port();
     let unreachable = format!("type=registry,ref=127.0.0.1:{closed}/app:cache");
     let state = fresh_state(work, "state-1");
@@ -331,6 +332,7 @@ fn unusable_caches_warn_or_fail_clearly() {
         "{stderr}"
     );
     assert!(stderr.contains("ignore-error=true"), "{stderr}");
+    assert_eq!(probe.hits(), 3, "the export fails after the build");
     let log = check(&build(
         &state,
         &dir,
@@ -372,14 +374,10 @@ fn unusable_caches_warn_or_fail_clearly() {
 
 #[test]
 fn a_cache_blob_with_a_wrong_digest_is_never_used() {
-    if !tools_present() {
+    let Some((base, probe, dir)) = fixture() else {
         return;
-    }
-    let base = BaseImage::publish();
+    };
     let work = base.work.path();
-    let probe = Probe::start();
-    let dir = work.join("ctx");
-    write_context(&dir, base.port, probe.port);
     let cache = work.join("cache");
     check(&build(
         &fresh_state(work, "state-1"),
@@ -435,14 +433,10 @@ fn a_cache_blob_with_a_wrong_digest_is_never_used() {
 
 #[test]
 fn an_inline_cache_rides_in_the_pushed_image() {
-    if !tools_present() {
+    let Some((base, probe, dir)) = fixture() else {
         return;
-    }
-    let base = BaseImage::publish();
+    };
     let work = base.work.path();
-    let probe = Probe::start();
-    let dir = work.join("ctx");
-    write_context(&dir, base.port, probe.port);
     let image = format!("127.0.0.1:{}/app:inline", base.port);
     let push = format!("type=image,name={image},push=true");
     let build_pushing = |state: &Path, args: &[&str]| {
