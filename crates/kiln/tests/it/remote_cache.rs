@@ -479,3 +479,101 @@ fn an_inline_cache_rides_in_the_pushed_image() {
     assert!(step_cached(&log, "[stage-1 5/5] RUN wget"), "{log}");
     assert!(step_cached(&log, "[stage-1 3/5] RUN wget"), "{log}");
 }
+
+/// BuildKit v0.24 and kiln read each other's cache format without error: BuildKit's
+/// local export imported by kiln, kiln's local export imported by BuildKit. (Their keys
+/// differ until kiln derives BuildKit's, see `kiln_solver::cache_key`: steps miss and
+/// run, so what is checked here is the format, not hits.)
+#[test]
+fn buildkit_and_kiln_read_each_others_cache_format() {
+    if !tools_present() {
+        return;
+    }
+    let Some(buildctl) = kiln_test::oracle_tool("buildctl", "KILN_BUILDCTL") else {
+        return;
+    };
+    let base = BaseImage::publish();
+    let registry = format!("127.0.0.1:{}", base.port);
+    let Some(buildkitd) = kiln_test::Buildkitd::start(std::slice::from_ref(&registry)) else {
+        return;
+    };
+    let work = base.work.path();
+    let dir = work.join("ctx");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("a.txt"), "a\n").unwrap();
+    fs::write(
+        dir.join("Dockerfile"),
+        format!("FROM {registry}/busybox\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\n"),
+    )
+    .unwrap();
+    let buildctl_build = |cache_flag: String| {
+        let output = std::process::Command::new(&buildctl)
+            .arg("--addr")
+            .arg(buildkitd.address())
+            .args(["build", "--progress=plain", "--frontend", "dockerfile.v0"])
+            .arg(format!("--local=context={}", dir.display()))
+            .arg(format!("--local=dockerfile={}", dir.display()))
+            .arg(cache_flag)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{log}\n{}", buildkitd.log());
+        log
+    };
+
+    let from_buildkit = work.join("from-buildkit");
+    buildctl_build(format!(
+        "--export-cache=type=local,dest={},mode=max",
+        from_buildkit.display()
+    ));
+    let log = check(&build(
+        &fresh_state(work, "state-1"),
+        &dir,
+        &work.join("one.tar"),
+        &[
+            "--cache-from",
+            &format!("type=local,src={}", from_buildkit.display()),
+        ],
+    ));
+    assert!(
+        log.contains("importing cache manifest from type=local"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("importing cache from"),
+        "BuildKit's cache is read:\n{log}"
+    );
+
+    let from_kiln = work.join("from-kiln");
+    check(&build(
+        &fresh_state(work, "state-2"),
+        &dir,
+        &work.join("two.tar"),
+        &[
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", from_kiln.display()),
+        ],
+    ));
+    // BuildKit forgets its own results first, so the import is what it reads.
+    let pruned = std::process::Command::new(&buildctl)
+        .arg("--addr")
+        .arg(buildkitd.address())
+        .args(["prune", "--all"])
+        .output()
+        .unwrap();
+    assert!(pruned.status.success());
+    let log = buildctl_build(format!(
+        "--import-cache=type=local,src={}",
+        from_kiln.display()
+    ));
+    let import_step = log
+        .lines()
+        .find(|l| l.contains("importing cache manifest from"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("BuildKit did not import:\n{log}"));
+    assert!(
+        !log.lines()
+            .any(|l| l.starts_with(import_step) && l.contains("ERROR")),
+        "BuildKit cannot read kiln's cache:\n{log}"
+    );
+}
