@@ -12,9 +12,11 @@
 //! The graph has BuildKit's shape, but the digests are kiln's, so a BuildKit cache is
 //! read without error and simply misses (and the other way round). To hit, kiln must
 //! derive, as BuildKit v0.24 does:
-//! - the op digest: `digest.FromBytes` of the op's protobuf with BuildKit's own
-//!   clearing per op (`solver/llbsolver/ops/*.go` `CacheMap`), then
-//!   `rootKey(digest, output)` = `sha256("<digest>@<output>")` (`solver/cachekey.go`);
+//! - the op digest: BuildKit digests Go's JSON of a per-op struct (exec:
+//!   `{Type, Exec, OS, Arch, …}` with the op's key-neutral fields cleared; file: the
+//!   cleared `FileOp`), not the protobuf (`solver/llbsolver/ops/*.go` `CacheMap`); a
+//!   record's digest is then `rootKey(digest, output)` = `sha256("<digest>@<output>")`
+//!   (`solver/cachemanager.go`);
 //! - source digests: image sources by the resolved manifest digest, local sources by
 //!   the session's shared key, git by commit, http by the response checksum;
 //! - content links: `cache/contenthash` checksums (its own tree hashing of headers and

@@ -577,3 +577,41 @@ fn buildkit_and_kiln_read_each_others_cache_format() {
         "BuildKit cannot read kiln's cache:\n{log}"
     );
 }
+
+/// Bake passes a target's `cache-to` (string form) and `cache-from` (object form) on.
+#[test]
+fn bake_targets_export_and_import_their_cache() {
+    let Some((base, probe, _context)) = fixture() else {
+        return;
+    };
+    let work = base.work.path();
+    fs::write(
+        work.join("docker-bake.hcl"),
+        r#"target "app" {
+  context = "ctx"
+  cache-to = ["type=local,dest=cache,mode=max"]
+  cache-from = [{ type = "local", src = "cache" }]
+  output = ["type=local,dest=out"]
+}
+"#,
+    )
+    .unwrap();
+    let bake = |state: &Path| {
+        check(
+            &std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+                .env("KILN_ROOT", state)
+                .current_dir(work)
+                .args(["bake", "--progress=plain", "app"])
+                .output()
+                .unwrap(),
+        )
+    };
+    // The first has nothing to import yet: it warns, builds and exports.
+    let log = bake(&fresh_state(work, "state-1"));
+    assert!(log.contains("importing cache from type=local"), "{log}");
+    assert_eq!(probe.hits(), 3);
+    assert!(work.join("cache/index.json").is_file());
+    let log = bake(&fresh_state(work, "state-2"));
+    assert_eq!(probe.hits(), 3, "{log}");
+    assert_eq!(fs::read_to_string(work.join("out/two")).unwrap(), "two\n");
+}
