@@ -287,6 +287,9 @@ pub struct Solved {
     result_key: Option<String>,
     /// Where its cache records go (`--cache-to`).
     cache_exports: Vec<kiln_remotecache::ExportOptions>,
+    /// The caches it imported from (an export takes the blobs of results it reused
+    /// from them without fetching).
+    imports: Vec<Arc<kiln_remotecache::Importer>>,
 }
 
 impl Solved {
@@ -310,7 +313,8 @@ impl Solved {
 
 /// A solve's remote caches.
 struct SolveCaches {
-    imports: Vec<Arc<dyn kiln_worker::CacheImport>>,
+    imports: Vec<Arc<kiln_remotecache::Importer>>,
+    ports: Vec<Arc<dyn kiln_worker::CacheImport>>,
     exports: Vec<kiln_remotecache::ExportOptions>,
     records: std::sync::Mutex<Vec<kiln_worker::SolvedRecord>>,
 }
@@ -727,7 +731,7 @@ impl Engine {
                     entitlements: &request.entitlements,
                     cancelled: hooks.cancelled.clone(),
                     registry: registry.as_deref(),
-                    imports: &cache.imports,
+                    imports: &cache.ports,
                     records: (!cache.exports.is_empty()).then_some(&cache.records),
                 },
             )
@@ -762,6 +766,7 @@ impl Engine {
                 .unwrap_or_else(|e| e.into_inner()),
             result_key,
             cache_exports: cache.exports,
+            imports: cache.imports,
         })
     }
 
@@ -776,6 +781,7 @@ impl Engine {
         let exports = remote_cache::parse_exports(exports)?;
         let imports = remote_cache::start_imports(imports, registry.unwrap_or(&self.registry))?;
         Ok(SolveCaches {
+            ports: remote_cache::import_ports(&imports),
             imports,
             exports,
             records: std::sync::Mutex::new(Vec::new()),
@@ -878,7 +884,7 @@ impl Engine {
                 entitlements: &request.entitlements,
                 cancelled: hooks.cancelled.clone(),
                 registry: registry.as_deref(),
-                imports: &cache.imports,
+                imports: &cache.ports,
                 records: (!cache.exports.is_empty()).then_some(&cache.records),
             },
         )?;
@@ -891,6 +897,7 @@ impl Engine {
             .into_inner()
             .unwrap_or_else(|e| e.into_inner());
         solved.cache_exports = cache.exports;
+        solved.imports = cache.imports;
         solved.sources = build_sources(&definition);
         Ok(solved)
     }
@@ -1048,6 +1055,7 @@ impl Engine {
             records: Vec::new(),
             result_key: None,
             cache_exports: Vec::new(),
+            imports: Vec::new(),
         }
     }
 

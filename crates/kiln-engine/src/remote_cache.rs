@@ -20,7 +20,7 @@ use kiln_worker::{BoxError, CacheImport, ImportedResult, SolvedRecord};
 use crate::{Engine, Error, Solved, mtime_secs};
 
 /// An importer as the worker's import port.
-struct Import(Importer);
+struct Import(Arc<Importer>);
 
 impl CacheImport for Import {
     fn name(&self) -> &str {
@@ -29,7 +29,7 @@ impl CacheImport for Import {
 
     fn lookup(&self, key: &str) -> Result<Option<ImportedResult>, BoxError> {
         Ok(self.0.lookup(key)?.map(|found| ImportedResult {
-            layers: found.layers,
+            layers: found.image_layers(),
             created: found.created,
         }))
     }
@@ -47,7 +47,7 @@ fn options_error(flag: &str, entry: &CacheOptionsEntry, error: kiln_remotecache:
 pub(crate) fn start_imports(
     entries: &[CacheOptionsEntry],
     registry: &Arc<RegistryClient>,
-) -> Result<Vec<Arc<dyn CacheImport>>, Error> {
+) -> Result<Vec<Arc<Importer>>, Error> {
     entries
         .iter()
         .map(|entry| {
@@ -66,8 +66,16 @@ pub(crate) fn start_imports(
                     *insecure,
                 )),
             };
-            Ok(Arc::new(Import(Importer::start(&options.name, backend))) as Arc<dyn CacheImport>)
+            Ok(Arc::new(Importer::start(&options.name, backend)))
         })
+        .collect()
+}
+
+/// The imports as the worker's import ports.
+pub(crate) fn import_ports(imports: &[Arc<Importer>]) -> Vec<Arc<dyn CacheImport>> {
+    imports
+        .iter()
+        .map(|import| Arc::new(Import(Arc::clone(import))) as Arc<dyn CacheImport>)
         .collect()
 }
 
@@ -80,6 +88,17 @@ pub(crate) fn parse_exports(entries: &[CacheOptionsEntry]) -> Result<Vec<ExportO
                 .map_err(|e| options_error("--cache-to", entry, e))
         })
         .collect()
+}
+
+/// The result an import holds for `key`, as the import lists its layers.
+fn imported_result(solved: &Solved, key: &str) -> Option<ExportResult> {
+    solved.imports.iter().find_map(|import| {
+        let found = import.lookup(key).ok().flatten()?;
+        Some(ExportResult {
+            layers: found.layers,
+            created_at: kiln_oci::rfc3339_utc(found.created.unwrap_or(0)),
+        })
+    })
 }
 
 /// How an export writes layer blobs that are not made yet.
@@ -128,8 +147,15 @@ impl Engine {
                 )),
             };
             let exported = self.export_records(solved, options).and_then(|records| {
-                kiln_remotecache::export(backend.as_ref(), self.worker.content(), &records, options)
-                    .map_err(|e| Error::Usage(e.to_string()))
+                let imports: Vec<&Importer> = solved.imports.iter().map(Arc::as_ref).collect();
+                kiln_remotecache::export(
+                    backend.as_ref(),
+                    self.worker.content(),
+                    &imports,
+                    &records,
+                    options,
+                )
+                .map_err(|e| Error::Usage(e.to_string()))
             });
             match exported {
                 Ok(_) => {}
@@ -225,6 +251,8 @@ impl Engine {
             let wanted = options.mode == CacheMode::Max || Some(key) == solved.result_key.as_ref();
             let result = match chain.as_ref().filter(|_| wanted) {
                 Some(chain) => Some(self.export_result(chain, &format, options, &mut blobs)?),
+                // A step skipped thanks to an import keeps the import's result.
+                None if wanted => imported_result(solved, key),
                 None => None,
             };
             out.push(ExportRecord {

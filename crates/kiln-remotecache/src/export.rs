@@ -1,6 +1,8 @@
 //! Writing a solve's records to a backend: layer blobs first (a few at a time, each
 //! skipped when the backend has it), then the config, then the manifest that names
-//! them, so a reader never sees a manifest whose blobs are missing.
+//! them, so a reader never sees a manifest whose blobs are missing. A result reused
+//! from an import without being fetched (a step skipped because a later one hit) is
+//! exported with the import's blobs: fetched (verified) only if the target lacks them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -8,7 +10,7 @@ use kiln_oci::Descriptor;
 use kiln_store::ContentStore;
 
 use crate::format::{CACHE_CONFIG_MEDIA_TYPE, ExportRecord, build_config, build_manifest};
-use crate::{CacheBackend, Error, ExportOptions};
+use crate::{CacheBackend, Error, ExportOptions, Importer};
 
 /// How many blobs are uploaded at once.
 const PARALLEL_UPLOADS: usize = 4;
@@ -24,10 +26,12 @@ pub struct ExportSummary {
     pub blobs: usize,
 }
 
-/// Exports `records` (their blobs in `store`) to `backend` as `options` say.
+/// Exports `records` to `backend` as `options` say; their blobs are in `store`, or in
+/// one of `imports`.
 pub fn export(
     backend: &dyn CacheBackend,
     store: &ContentStore,
+    imports: &[&Importer],
     records: &[ExportRecord],
     options: &ExportOptions,
 ) -> Result<ExportSummary, Error> {
@@ -36,7 +40,7 @@ pub fn export(
     if config.layers.is_empty() {
         return Ok(ExportSummary::default());
     }
-    upload(backend, store, &blobs)?;
+    upload(backend, store, imports, &blobs)?;
     let config_bytes = serde_json::to_vec(&config).map_err(|e| Error::Invalid {
         what: "config",
         message: e.to_string(),
@@ -68,6 +72,7 @@ pub fn export(
 fn upload(
     backend: &dyn CacheBackend,
     store: &ContentStore,
+    imports: &[&Importer],
     blobs: &[Descriptor],
 ) -> Result<(), Error> {
     let next = AtomicUsize::new(0);
@@ -76,6 +81,12 @@ fn upload(
             .map(|_| {
                 scope.spawn(|| -> Result<(), Error> {
                     while let Some(blob) = blobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        if !store.contains(&blob.digest) {
+                            if backend.has_blob(blob)? {
+                                continue;
+                            }
+                            fetch_into_store(store, imports, blob)?;
+                        }
                         let mut file = store.open_blob(&blob.digest)?;
                         backend.write_blob(blob, &mut file)?;
                     }
@@ -92,4 +103,26 @@ fn upload(
             })
         })
     })
+}
+
+/// Fetches a blob from the first import that has it into the store, verified.
+fn fetch_into_store(
+    store: &ContentStore,
+    imports: &[&Importer],
+    blob: &Descriptor,
+) -> Result<(), Error> {
+    let mut last = None;
+    for import in imports {
+        let mut writer = store.writer()?;
+        match import.fetch(blob, &mut writer) {
+            Ok(()) => {
+                writer.commit(Some(&blob.digest))?;
+                return Ok(());
+            }
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        Error::NotFound(format!("blob {} is in no store or import", blob.digest))
+    }))
 }

@@ -323,10 +323,26 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Listed, Error> {
 /// A result found in a cache: its layers, bottom first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedResult {
-    /// Layer blob descriptors, bottom first.
+    /// Layer blob descriptors as the cache lists them, bottom first.
     pub layers: Vec<Descriptor>,
     /// When it was made (Unix seconds), if recorded.
     pub created: Option<i64>,
+}
+
+impl CachedResult {
+    /// The layers without the cache's own annotations, which describe the cache, not
+    /// the layer: an image made of an imported layer must not carry them.
+    pub fn image_layers(&self) -> Vec<Descriptor> {
+        self.layers
+            .iter()
+            .map(|layer| {
+                let mut layer = layer.clone();
+                layer.annotations.remove(ANNOTATION_UNCOMPRESSED);
+                layer.annotations.remove(ANNOTATION_CREATED_AT);
+                layer
+            })
+            .collect()
+    }
 }
 
 /// A cache's results by key (the keys `kiln_solver::cache_key` computes).
@@ -433,16 +449,7 @@ fn first_result(
     let layer = |i: i64| -> Option<&CacheLayer> {
         usize::try_from(i).ok().and_then(|i| config.layers.get(i))
     };
-    // The cache's own annotations describe the cache, not the layer: an image made of
-    // an imported layer must not carry them.
-    let descriptor = |l: &CacheLayer| {
-        blobs.get(l.blob.as_str()).map(|d| {
-            let mut d = (*d).clone();
-            d.annotations.remove(ANNOTATION_UNCOMPRESSED);
-            d.annotations.remove(ANNOTATION_CREATED_AT);
-            d
-        })
-    };
+    let descriptor = |l: &CacheLayer| blobs.get(l.blob.as_str()).map(|d| (*d).clone());
     for result in &record.results {
         let mut chain = Vec::new();
         let mut at = result.layer_index;
@@ -594,10 +601,9 @@ mod tests {
         let index = CacheIndex::new(&parsed, &blobs);
         assert_eq!(index.len(), 2);
         let step = index.get(&records[1].key).unwrap();
-        let digests: Vec<&str> = step.layers.iter().map(|l| l.digest.as_str()).collect();
-        assert_eq!(digests, [blob(1).digest, blob(2).digest]);
+        assert_eq!(step.layers, vec![blob(1), blob(2)]);
         // The cache's own annotations are not the layer's.
-        assert!(step.layers.iter().all(|l| l.annotations.is_empty()));
+        assert!(step.image_layers().iter().all(|l| l.annotations.is_empty()));
         assert_eq!(step.created, parse_time("2026-12-03T02:12:51Z"));
         assert!(index.get("sha256:other").is_none());
     }

@@ -23,6 +23,14 @@ pub struct Importer {
     loaded: Arc<(Mutex<Loaded>, Condvar)>,
 }
 
+impl std::fmt::Debug for Importer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Importer")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
 impl Importer {
     /// Starts reading the cache of `backend` (`name` as the user wrote it).
     pub fn start(name: &str, backend: Arc<dyn CacheBackend>) -> Self {

@@ -44,6 +44,8 @@ pub trait CacheBackend: Send + Sync {
     fn read_manifest(&self) -> Result<Vec<u8>, Error>;
     /// Writes a blob to `out` (the caller verifies it).
     fn read_blob(&self, blob: &Descriptor, out: &mut dyn Write) -> Result<(), Error>;
+    /// Whether it holds a blob already.
+    fn has_blob(&self, blob: &Descriptor) -> Result<bool, Error>;
     /// Stores a blob, unless it is there already.
     fn write_blob(&self, blob: &Descriptor, content: &mut (dyn Read + Send)) -> Result<(), Error>;
     /// Stores the manifest under the cache's name (after every blob it lists).

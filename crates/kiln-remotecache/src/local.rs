@@ -113,6 +113,10 @@ impl CacheBackend for LocalCache {
         Ok(())
     }
 
+    fn has_blob(&self, blob: &Descriptor) -> Result<bool, Error> {
+        Ok(self.store()?.contains(&blob.digest))
+    }
+
     fn write_blob(&self, blob: &Descriptor, content: &mut (dyn Read + Send)) -> Result<(), Error> {
         let store = self.store()?;
         if !store.contains(&blob.digest) {
@@ -219,10 +223,10 @@ mod tests {
         ];
         let dir = temp.path().join("cache");
         let cache = LocalCache::new(&dir, "latest", None);
-        let summary = crate::export(&cache, &store, &records, &options(&dir)).unwrap();
+        let summary = crate::export(&cache, &store, &[], &records, &options(&dir)).unwrap();
         assert_eq!((summary.records, summary.blobs), (2, 2));
         // Exported again: the tag names the new manifest only.
-        crate::export(&cache, &store, &records[1..], &options(&dir)).unwrap();
+        crate::export(&cache, &store, &[], &records[1..], &options(&dir)).unwrap();
         let index: Index =
             serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
         assert_eq!(index.manifests.len(), 1);

@@ -56,6 +56,10 @@ impl CacheBackend for RegistryCache {
         Ok(())
     }
 
+    fn has_blob(&self, blob: &Descriptor) -> Result<bool, Error> {
+        Ok(self.client.has_blob(&self.reference, &blob.digest)?)
+    }
+
     fn write_blob(&self, blob: &Descriptor, content: &mut (dyn Read + Send)) -> Result<(), Error> {
         self.client
             .push_blob(&self.reference, &blob.digest, blob.size, content, None)?;

@@ -181,11 +181,18 @@ fn local_cache_round_trip_runs_nothing_and_gives_the_same_image() {
     // An empty state imports it: every step is cached, no RUN executes.
     let second = fresh_state(work, "state-2");
     let cache_from = format!("type=local,src={}", cache.display());
+    // It exports again, as CI does: the steps it skipped keep their results.
+    let again = work.join("cache-again");
     let log = check(&build(
         &second,
         &dir,
         &work.join("two.tar"),
-        &["--cache-from", &cache_from],
+        &[
+            "--cache-from",
+            &cache_from,
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", again.display()),
+        ],
     ));
     assert_eq!(
         probe.hits(),
@@ -204,6 +211,21 @@ fn local_cache_round_trip_runs_nothing_and_gives_the_same_image() {
         skopeo_inspect(&work.join("two.tar"), false),
         skopeo_inspect(&work.join("one.tar"), true),
         skopeo_inspect(&work.join("two.tar"), true),
+    );
+
+    let digests = |manifest: &Value| -> Vec<Value> {
+        manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].clone())
+            .collect()
+    };
+    let (again_manifest, _) = local_cache(&again);
+    assert_eq!(
+        digests(&again_manifest),
+        digests(&manifest),
+        "mode=max survives a round trip"
     );
 
     // The local state answers the next build without the import (it is gone).
