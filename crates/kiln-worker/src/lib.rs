@@ -187,6 +187,30 @@ struct Solve<'s, 'a> {
     failed_imports: Mutex<Vec<bool>>,
     /// Imports whose reading was shown.
     announced: Mutex<Vec<bool>>,
+    /// How many more steps may run now: steps made on demand (with an import) run
+    /// outside the solver's bounded threads, so they take a slot here.
+    free_slots: (Mutex<usize>, std::sync::Condvar),
+}
+
+/// A running step's slot, given back when dropped.
+struct Slot<'a>(&'a (Mutex<usize>, std::sync::Condvar));
+
+impl<'a> Slot<'a> {
+    fn take(slots: &'a (Mutex<usize>, std::sync::Condvar)) -> Self {
+        let mut free = slots.0.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = slots.1.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        Slot(slots)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.1.notify_one();
+    }
 }
 
 /// An error of a vertex, with its name for the user.
@@ -365,6 +389,10 @@ impl Worker {
             reported: Mutex::new(vec![false; ops.len()]),
             failed_imports: Mutex::new(vec![false; options.imports.len()]),
             announced: Mutex::new(vec![false; options.imports.len()]),
+            free_slots: (
+                Mutex::new(self.config.parallelism.max(1)),
+                std::sync::Condvar::new(),
+            ),
         };
         let results = kiln_solver::solve(
             &graph,
@@ -742,6 +770,7 @@ impl Worker {
                 return Ok(refs);
             }
         }
+        let _slot = Slot::take(&solve.free_slots);
         (options.progress)(Event::Started {
             digest: digest.clone(),
             name: name.clone(),
