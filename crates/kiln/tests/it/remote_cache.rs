@@ -384,6 +384,40 @@ fn unusable_caches_warn_or_fail_clearly() {
     ));
     assert!(log.contains("importing cache from type=registry"), "{log}");
 
+    // A cache whose config is not what its digest says is not read: the build warns
+    // and runs every step.
+    let corrupt = work.join("corrupt");
+    check(&build(
+        &fresh_state(work, "state-4"),
+        &dir,
+        &work.join("two.tar"),
+        &[
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", corrupt.display()),
+        ],
+    ));
+    let before = probe.hits();
+    let (manifest, _) = local_cache(&corrupt);
+    let config = manifest["config"]["digest"].as_str().unwrap();
+    fs::write(
+        corrupt
+            .join("blobs/sha256")
+            .join(config.strip_prefix("sha256:").unwrap()),
+        r#"{"records":[]}"#,
+    )
+    .unwrap();
+    let log = check(&build(
+        &fresh_state(work, "state-5"),
+        &dir,
+        &work.join("two.tar"),
+        &[
+            "--cache-from",
+            &format!("type=local,src={}", corrupt.display()),
+        ],
+    ));
+    assert!(log.contains("invalid cache config"), "{log}");
+    assert_eq!(probe.hits(), before + 3, "{log}");
+
     // Bad options are refused before any work, naming the option.
     let output = build(
         &state,
