@@ -39,8 +39,8 @@ impl CacheImport for Import {
     }
 }
 
-fn options_error(flag: &str, entry: &CacheOptionsEntry, error: kiln_remotecache::Error) -> Error {
-    Error::Usage(format!("{flag} type={}: {error}", entry.kind))
+fn options_error(flag: &str, error: kiln_remotecache::Error) -> Error {
+    Error::Usage(format!("{flag}: {error}"))
 }
 
 /// The `--cache-from`s, checked, each being read in the background from now on.
@@ -52,7 +52,7 @@ pub(crate) fn start_imports(
         .iter()
         .map(|entry| {
             let options = ImportOptions::parse(&entry.kind, &entry.attrs)
-                .map_err(|e| options_error("--cache-from", entry, e))?;
+                .map_err(|e| options_error("--cache-from", e))?;
             let backend: Arc<dyn CacheBackend> = match &options.source {
                 ImportSource::Local { src, tag, digest } => {
                     Arc::new(LocalCache::new(src, tag, digest.as_deref()))
@@ -85,7 +85,7 @@ pub(crate) fn parse_exports(entries: &[CacheOptionsEntry]) -> Result<Vec<ExportO
         .iter()
         .map(|entry| {
             ExportOptions::parse(&entry.kind, &entry.attrs)
-                .map_err(|e| options_error("--cache-to", entry, e))
+                .map_err(|e| options_error("--cache-to", e))
         })
         .collect()
 }
@@ -155,7 +155,7 @@ impl Engine {
                     &records,
                     options,
                 )
-                .map_err(|e| Error::Usage(e.to_string()))
+                .map_err(Error::from)
             });
             match exported {
                 Ok(_) => {}
@@ -206,8 +206,7 @@ impl Engine {
             let image_layers = self
                 .export_result(&solved.chain, &format, &export, &mut HashMap::new())?
                 .layers;
-            kiln_remotecache::inline::inline_cache(&records, &image_layers)
-                .map_err(|e| Error::Usage(e.to_string()))
+            kiln_remotecache::inline::inline_cache(&records, &image_layers).map_err(Error::from)
         });
         match value {
             Ok(Some(value)) => {
