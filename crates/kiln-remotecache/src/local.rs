@@ -69,6 +69,13 @@ impl LocalCache {
 
 impl CacheBackend for LocalCache {
     fn read_manifest(&self) -> Result<Vec<u8>, Error> {
+        // Reading never creates the directory (opening it as a store would).
+        if !self.dir.is_dir() {
+            return Err(Error::NotFound(format!(
+                "no cache in {}: no such directory",
+                self.dir.display()
+            )));
+        }
         let digest = match &self.digest {
             Some(digest) => digest.clone(),
             None => {

@@ -376,6 +376,7 @@ fn unusable_caches_warn_or_fail_clearly() {
         ],
     ));
     assert!(log.contains("importing cache from type=local"), "{log}");
+    assert!(!missing.exists(), "reading a cache creates nothing");
     let log = check(&build(
         &fresh_state(work, "state-3"),
         &dir,
