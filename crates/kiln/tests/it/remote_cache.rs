@@ -672,3 +672,48 @@ fn bake_targets_export_and_import_their_cache() {
     assert_eq!(probe.hits(), 3, "{log}");
     assert_eq!(fs::read_to_string(work.join("out/two")).unwrap(), "two\n");
 }
+
+/// `compression=zstd,force-compression=true`: the cache's layers are zstd (the image
+/// export's gzip blobs recompressed), and an import unpacks them.
+#[test]
+fn a_zstd_cache_round_trips() {
+    let Some((base, probe, dir)) = fixture() else {
+        return;
+    };
+    let work = base.work.path();
+    let cache = work.join("zstd");
+    check(&build(
+        &fresh_state(work, "state-1"),
+        &dir,
+        &work.join("one.tar"),
+        &[
+            "--cache-to",
+            &format!(
+                "type=local,dest={},mode=max,compression=zstd,force-compression=true",
+                cache.display()
+            ),
+        ],
+    ));
+    let (manifest, _) = local_cache(&cache);
+    for layer in manifest["layers"].as_array().unwrap() {
+        assert_eq!(
+            layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd",
+            "{manifest:#}"
+        );
+    }
+    let out = work.join("out");
+    let log = check(&kiln(
+        &fresh_state(work, "state-2"),
+        &[
+            "build",
+            "--progress=plain",
+            "--cache-from",
+            &format!("type=local,src={}", cache.display()),
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            dir.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(probe.hits(), 3, "{log}");
+    assert_eq!(fs::read_to_string(out.join("two")).unwrap(), "two\n");
+}
