@@ -44,6 +44,16 @@ pub struct Export {
     pub attrs: BTreeMap<String, String>,
 }
 
+/// A remote cache to import from or export to (`--cache-from`/`--cache-to`; BuildKit's
+/// `CacheOptionsEntry`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheOptionsEntry {
+    /// The backend (`registry`, `local`, `inline`, …).
+    pub kind: String,
+    /// Its attributes, keys as BuildKit names them.
+    pub attrs: BTreeMap<String, String>,
+}
+
 /// A Dockerfile build.
 #[derive(Debug, Clone, Default)]
 pub struct BuildRequest {
@@ -77,6 +87,10 @@ pub struct BuildRequest {
     pub pull: bool,
     /// How RUN steps are set up (`--network`, `--add-host`, `--ulimit`, `--shm-size`).
     pub run: RunDefaults,
+    /// Remote caches to import results from (`--cache-from`).
+    pub cache_imports: Vec<CacheOptionsEntry>,
+    /// Remote caches to export results to (`--cache-to`).
+    pub cache_exports: Vec<CacheOptionsEntry>,
 }
 
 impl BuildRequest {
@@ -117,6 +131,10 @@ pub struct DefinitionRequest {
     pub no_cache: bool,
     /// Granted entitlements.
     pub entitlements: Vec<String>,
+    /// Remote caches to import results from.
+    pub cache_imports: Vec<CacheOptionsEntry>,
+    /// Remote caches to export results to.
+    pub cache_exports: Vec<CacheOptionsEntry>,
 }
 
 /// What a build produced.

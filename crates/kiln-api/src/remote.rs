@@ -109,6 +109,10 @@ impl Builder for RemoteBuilder {
             frontend_attrs: frontend_attrs(request)?,
             exporters,
             entitlements: request.entitlements.clone(),
+            cache: Some(cache_options(
+                &request.cache_imports,
+                &request.cache_exports,
+            )?),
             ..control::SolveRequest::default()
         };
         // Builds of one directory share a key, so the daemon keeps their files between
@@ -145,6 +149,10 @@ impl Builder for RemoteBuilder {
             frontend_attrs,
             exporters,
             entitlements: request.entitlements.clone(),
+            cache: Some(cache_options(
+                &request.cache_imports,
+                &request.cache_exports,
+            )?),
             ..control::SolveRequest::default()
         };
         let attachables = Attachables {
@@ -215,6 +223,35 @@ fn cache_record(record: &control::UsageRecord) -> CacheRecord {
         usage_count: u64::try_from(record.usage_count).unwrap_or_default(),
         parents: record.parents.clone(),
     }
+}
+
+/// The Solve request's cache imports and exports (`--cache-from`/`--cache-to`). A
+/// `local` cache travels through the session's content store, which this client does
+/// not serve yet: it is refused rather than dropped.
+fn cache_options(
+    imports: &[crate::build::CacheOptionsEntry],
+    exports: &[crate::build::CacheOptionsEntry],
+) -> Result<control::CacheOptions, Error> {
+    let entries = |list: &[crate::build::CacheOptionsEntry]| {
+        list.iter()
+            .map(|entry| {
+                if entry.kind == "local" {
+                    return Err(Error::Unsupported(
+                        "type=local caches on a remote builder are not supported yet: use type=registry, or build with the embedded engine".to_owned(),
+                    ));
+                }
+                Ok(control::CacheOptionsEntry {
+                    r#type: entry.kind.clone(),
+                    attrs: entry.attrs.clone().into_iter().collect(),
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()
+    };
+    Ok(control::CacheOptions {
+        imports: entries(imports)?,
+        exports: entries(exports)?,
+        ..control::CacheOptions::default()
+    })
 }
 
 /// The frontend attributes of a Dockerfile build, as buildx sets them.

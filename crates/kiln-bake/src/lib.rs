@@ -76,3 +76,16 @@ fn definition(request: &Request) -> Result<(eval::Definition, bool), Error> {
         .all(|s| s.name.ends_with(".yml") || s.name.ends_with(".yaml"));
     Ok((definition, compose_only))
 }
+
+/// A cache entry's type and attributes.
+pub type CacheEntryParts = (String, BTreeMap<String, String>);
+
+/// `--cache-from`/`--cache-to` values as buildx's `buildflags.ParseCacheEntry` reads
+/// them (CSV `type=…,key=value`, or a CSV list of image references for the registry
+/// backend): each entry's type and attributes.
+pub fn parse_cache_entries(values: &[String]) -> Result<Vec<CacheEntryParts>, String> {
+    Ok(model::CacheEntry::parse_list(values)?
+        .into_iter()
+        .map(|entry| (entry.kind, entry.attrs))
+        .collect())
+}

@@ -35,4 +35,7 @@ pub enum Error {
     /// Exporting failed.
     #[error("exporting: {0}")]
     Export(#[from] kiln_export::Error),
+    /// A remote cache could not be read or written.
+    #[error(transparent)]
+    RemoteCache(#[from] kiln_remotecache::Error),
 }

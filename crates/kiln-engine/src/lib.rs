@@ -8,6 +8,7 @@
 pub mod config;
 pub mod dockerignore;
 mod error;
+mod remote_cache;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -290,6 +291,15 @@ pub struct Solved {
     pub warnings: Vec<String>,
     /// The registry client acting for the client that solved it (pushes use it too).
     registry: Option<Arc<RegistryClient>>,
+    /// The cache records of the solve, when it has cache exports.
+    records: Vec<kiln_worker::SolvedRecord>,
+    /// The key of the result (its record).
+    result_key: Option<String>,
+    /// Where its cache records go (`--cache-to`).
+    cache_exports: Vec<kiln_remotecache::ExportOptions>,
+    /// The caches it imported from (an export takes the blobs of results it reused
+    /// from them without fetching).
+    imports: Vec<Arc<kiln_remotecache::Importer>>,
 }
 
 impl Solved {
@@ -311,9 +321,19 @@ impl Solved {
     }
 }
 
+/// A solve's remote caches.
+struct SolveCaches {
+    imports: Vec<Arc<kiln_remotecache::Importer>>,
+    ports: Vec<Arc<dyn kiln_worker::CacheImport>>,
+    exports: Vec<kiln_remotecache::ExportOptions>,
+    records: std::sync::Mutex<Vec<kiln_worker::SolvedRecord>>,
+}
+
 /// The engine: one worker and the frontends and exporters around it.
 pub struct Engine {
     worker: Worker,
+    /// The engine's own registry client (the worker's).
+    registry: Arc<RegistryClient>,
     platform: Platform,
     insecure_entitlements: Vec<String>,
     gc: Option<Vec<config::GcPolicy>>,
@@ -526,6 +546,21 @@ struct Times {
     epoch: Option<i64>,
 }
 
+/// How the worker remembers a blob made of one of its layers.
+fn layer_info(blob: &kiln_export::Blob) -> kiln_worker::LayerInfo {
+    kiln_worker::LayerInfo {
+        blob: blob.digest.clone(),
+        media_type: blob.media_type.clone(),
+        size: blob.size,
+        diff_id: blob.diff_id.clone(),
+        clamped_to: blob.clamped_to,
+        tar_version: blob.tar_version,
+        pulled: false,
+        source: None,
+        annotations: blob.annotations.clone(),
+    }
+}
+
 /// The build's sources as BuildKit's build info lists them: images with their pinned
 /// digests, git and http sources.
 fn build_sources(definition: &LoadedDefinition) -> Vec<serde_json::Value> {
@@ -606,6 +641,10 @@ impl Engine {
     pub fn open(config: EngineConfig, on_wait: &dyn Fn(&Path)) -> Result<Self, Error> {
         let lock = lock_state(&config.root, on_wait)?;
         let platform = Platform::host();
+        let registry = Arc::new(
+            RegistryClient::with_hosts(config.registries.clone().into_iter().collect())
+                .map_err(|e| Error::Usage(format!("registry settings: {e}")))?,
+        );
         let worker = Worker::open(
             WorkerConfig {
                 root: config.root,
@@ -621,13 +660,11 @@ impl Engine {
                 resolv_conf: config.dns.as_ref().map(config::Dns::resolv_conf),
                 snapshotter: config.snapshotter.clone(),
             },
-            Arc::new(
-                RegistryClient::with_hosts(config.registries.clone().into_iter().collect())
-                    .map_err(|e| Error::Usage(format!("registry settings: {e}")))?,
-            ),
+            Arc::clone(&registry),
         )?;
         Ok(Self {
             worker,
+            registry,
             platform,
             gc: config.gc.clone(),
             insecure_entitlements: config.insecure_entitlements.clone(),
@@ -643,6 +680,14 @@ impl Engine {
         progress: &(dyn Fn(Event) + Sync),
     ) -> Result<Solved, Error> {
         self.check_entitlements(&request.entitlements)?;
+        let registry = self.client_registry(hooks);
+        // Before any work: bad cache options are refused, and imports start reading
+        // while the Dockerfile is converted.
+        let cache = self.start_caches(
+            &request.cache_imports,
+            &request.cache_exports,
+            registry.as_ref(),
+        )?;
         let dockerfile = fs::read(&request.dockerfile)
             .map_err(|e| Error::Usage(format!("reading the Dockerfile: {e}")))?;
         let mut dirs = BTreeMap::from([("dockerfile".to_owned(), request.dockerfile_dir())]);
@@ -651,7 +696,6 @@ impl Engine {
                 (report.0)(checks);
             }
         };
-        let registry = self.client_registry(hooks);
         let converted = self.convert_for(
             request,
             &dockerfile,
@@ -705,9 +749,12 @@ impl Engine {
                     entitlements: &request.entitlements,
                     cancelled: hooks.cancelled.clone(),
                     registry: registry.as_deref(),
+                    imports: &cache.ports,
+                    records: (!cache.exports.is_empty()).then_some(&cache.records),
                 },
             )
             .map_err(|e| step_error(e, &definition, &dockerfile, &request.dockerfile))?;
+        let result_key = result.as_ref().map(|r| r.key.clone());
         let mut warnings = Vec::new();
         if !conversion.unused_build_args.is_empty() {
             warnings.push(format!(
@@ -731,6 +778,31 @@ impl Engine {
             checks,
             warnings,
             registry,
+            records: cache
+                .records
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner()),
+            result_key,
+            cache_exports: cache.exports,
+            imports: cache.imports,
+        })
+    }
+
+    /// A solve's remote caches: the imports (being read from now on) and the exports
+    /// (checked before any work, with the records they will need).
+    fn start_caches(
+        &self,
+        imports: &[kiln_api::build::CacheOptionsEntry],
+        exports: &[kiln_api::build::CacheOptionsEntry],
+        registry: Option<&Arc<RegistryClient>>,
+    ) -> Result<SolveCaches, Error> {
+        let exports = remote_cache::parse_exports(exports)?;
+        let imports = remote_cache::start_imports(imports, registry.unwrap_or(&self.registry))?;
+        Ok(SolveCaches {
+            ports: remote_cache::import_ports(&imports),
+            imports,
+            exports,
+            records: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -813,6 +885,11 @@ impl Engine {
             secrets: &no_secrets,
             ssh: &no_agents,
         };
+        let cache = self.start_caches(
+            &request.cache_imports,
+            &request.cache_exports,
+            registry.as_ref(),
+        )?;
         let result = self.worker.solve(
             &definition,
             &SolveOptions {
@@ -826,11 +903,20 @@ impl Engine {
                 entitlements: &request.entitlements,
                 cancelled: hooks.cancelled.clone(),
                 registry: registry.as_deref(),
+                imports: &cache.ports,
+                records: (!cache.exports.is_empty()).then_some(&cache.records),
             },
         )?;
         let mut solved = self.empty_result();
         solved.registry = registry;
+        solved.result_key = result.as_ref().map(|r| r.key.clone());
         solved.chain = result.map(|r| r.chain).unwrap_or_default();
+        solved.records = cache
+            .records
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        solved.cache_exports = cache.exports;
+        solved.imports = cache.imports;
         solved.sources = build_sources(&definition);
         Ok(solved)
     }
@@ -908,8 +994,13 @@ impl Engine {
             } else {
                 solved.image.clone()
             };
+            let image = match output.image_options() {
+                Some(options) => self.with_inline_cache(solved, image, options, out)?,
+                None => image,
+            };
             self.export_one(output, chain, &image, times, registry, out)?;
         }
+        self.export_caches(solved, &solved.cache_exports, out)?;
         out.warnings.extend(self.worker.take_warnings());
         if let Err(e) = self.collect_garbage() {
             out.warnings.push(format!("garbage collection: {e}"));
@@ -980,6 +1071,10 @@ impl Engine {
             checks: Vec::new(),
             warnings: Vec::new(),
             registry: None,
+            records: Vec::new(),
+            result_key: None,
+            cache_exports: Vec::new(),
+            imports: Vec::new(),
         }
     }
 
@@ -1277,20 +1372,7 @@ impl Engine {
             rewrite_epoch,
         )?;
         for (i, blob) in &assembled.made {
-            self.worker.add_layer_blob(
-                chain[*i],
-                &kiln_worker::LayerInfo {
-                    blob: blob.digest.clone(),
-                    media_type: blob.media_type.clone(),
-                    size: blob.size,
-                    diff_id: blob.diff_id.clone(),
-                    clamped_to: blob.clamped_to,
-                    tar_version: blob.tar_version,
-                    pulled: false,
-                    source: None,
-                    annotations: blob.annotations.clone(),
-                },
-            )?;
+            self.worker.add_layer_blob(chain[*i], &layer_info(blob))?;
         }
         out.warnings.extend(options.notices.iter().cloned());
         if out.manifest_digest.is_none() {

@@ -88,13 +88,7 @@ fn platform_of(config: &Value) -> String {
 /// (`util/converter`); a blob carrying it is only reused for that epoch.
 pub const REWRITTEN_TIMESTAMP: &str = "buildkit/rewritten-timestamp";
 
-/// The blob for one layer. Without a clamp (no `rewrite-timestamp`, or a base image's
-/// layer) only blobs of the original content qualify; with one only blobs clamped to the
-/// same epoch, since a clamped blob is a conversion of the original (BuildKit's
-/// `util/converter`).
-/// Among those: one in the asked compression; else, without `force-compression`, the
-/// first one (a layer keeps the blob it has) unless clamping, which converts to the asked
-/// compression as BuildKit's rewrite does; else a new one.
+/// The blob for one layer in an image exporter's format.
 fn layer_blob(
     store: &ContentStore,
     layer: &Layer,
@@ -107,6 +101,24 @@ fn layer_blob(
         oci: options.oci_mediatypes,
         clamp,
     };
+    choose_blob(store, layer, &format, options.force_compression)
+}
+
+/// The blob for one layer in `format` (image and cache exports), and whether it was
+/// made now. Without a clamp (no `rewrite-timestamp`, or a base image's layer) only
+/// blobs of the original content qualify; with one only blobs clamped to the same
+/// epoch, since a clamped blob is a conversion of the original (BuildKit's
+/// `util/converter`).
+/// Among those: one in the asked compression; else, without `force_compression`, the
+/// first one (a layer keeps the blob it has) unless clamping, which converts to the asked
+/// compression as BuildKit's rewrite does; else a new one.
+pub fn choose_blob(
+    store: &ContentStore,
+    layer: &Layer,
+    format: &LayerFormat,
+    force_compression: bool,
+) -> Result<(Blob, bool), Error> {
+    let clamp = format.clamp;
     let compression_of = |b: &Blob| kiln_oci::Compression::of_media_type(&b.media_type);
     // A blob of this layer's own content (the pulled one, or one made by this tar
     // writer) for this epoch.
@@ -120,14 +132,9 @@ fn layer_blob(
         return Ok((blob.clone(), false));
     }
     match usable.next() {
-        Some(existing) if !options.force_compression && clamp.is_none() => {
-            Ok((existing.clone(), false))
-        }
-        Some(existing) => Ok((recompress(store, existing, &format)?, true)),
-        None => Ok((
-            write_layer(store, &layer.dir, &layer.lowers, &format)?,
-            true,
-        )),
+        Some(existing) if !force_compression && clamp.is_none() => Ok((existing.clone(), false)),
+        Some(existing) => Ok((recompress(store, existing, format)?, true)),
+        None => Ok((write_layer(store, &layer.dir, &layer.lowers, format)?, true)),
     }
 }
 

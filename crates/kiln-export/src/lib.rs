@@ -27,6 +27,6 @@ pub mod push;
 pub mod rootfs;
 
 pub use error::Error;
-pub use image::{Image, assemble};
+pub use image::{Image, assemble, choose_blob};
 pub use layer::{Blob, Layer};
 pub use options::{ArchiveExport, Dest, Exporter, ImageExport, ImageOptions};

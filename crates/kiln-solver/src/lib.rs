@@ -5,7 +5,10 @@
 //! The solver never sees LLB: `kiln-worker` turns ops into vertices and decides what
 //! running one means (cache lookup, snapshotting, exec). Cache keys are the worker's
 //! too: the solver hands each vertex its inputs' results, from which the worker derives
-//! the key (op digest plus the content keys of its inputs).
+//! the key (op digest plus the content keys of its inputs) with [`cache_key`], which
+//! an importer of exported cache records uses too.
+
+pub mod cache_key;
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};

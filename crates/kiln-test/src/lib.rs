@@ -236,6 +236,75 @@ pub fn oracle_tool(name: &str, var: &str) -> Option<PathBuf> {
     found
 }
 
+/// A BuildKit daemon built from v0.24's sources (`$KILN_BUILDKITD`, else `buildkitd`
+/// on PATH; skipped visibly when absent), on a socket and state of its own, plain HTTP
+/// allowed to the registries named, stopped when dropped.
+pub struct Buildkitd {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Buildkitd {
+    /// Starts one and waits until its socket answers; `None` after a skip line when
+    /// the binary is absent.
+    pub fn start(insecure_registries: &[String]) -> Option<Buildkitd> {
+        let binary = oracle_tool("buildkitd", "KILN_BUILDKITD")?;
+        let dir = tempfile::tempdir().expect("a temp directory");
+        let mut config = String::new();
+        for registry in insecure_registries {
+            config.push_str(&format!(
+                "[registry.\"{registry}\"]\n  http = true\n  insecure = true\n"
+            ));
+        }
+        fs_err::write(dir.path().join("buildkitd.toml"), config).expect("buildkitd.toml");
+        let log = fs_err::File::create(dir.path().join("buildkitd.log")).expect("its log");
+        let child = std::process::Command::new(binary)
+            .arg("--config")
+            .arg(dir.path().join("buildkitd.toml"))
+            .arg("--root")
+            .arg(dir.path().join("root"))
+            .arg("--addr")
+            .arg(format!(
+                "unix://{}",
+                dir.path().join("buildkitd.sock").display()
+            ))
+            .args(["--oci-worker-snapshotter", "native"])
+            .stdout(std::process::Stdio::null())
+            .stderr(log.into_parts().0)
+            .spawn()
+            .expect("buildkitd starts");
+        let buildkitd = Buildkitd { child, dir };
+        for _ in 0..200 {
+            if std::os::unix::net::UnixStream::connect(buildkitd.socket()).is_ok() {
+                return Some(buildkitd);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("buildkitd did not listen:\n{}", buildkitd.log());
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("buildkitd.sock")
+    }
+
+    /// Its address for `buildctl --addr`.
+    pub fn address(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    /// What it logged.
+    pub fn log(&self) -> String {
+        fs_err::read_to_string(self.dir.path().join("buildkitd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Buildkitd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// An ssh-agent on a socket in `dir` holding a new ed25519 key (comment
 /// `kiln-test-key`), stopped when dropped.
 pub struct SshAgent {

@@ -11,6 +11,7 @@ mod contenthash;
 mod error;
 mod fsutil;
 mod ops;
+mod remote_cache;
 mod source;
 mod usage;
 
@@ -28,11 +29,15 @@ use sha2::{Digest as _, Sha256};
 
 pub use error::Error;
 pub use kiln_exec::NetworkMode;
+pub use remote_cache::{BoxError, CacheImport, ImportedResult, SolvedRecord};
 pub use source::image::LayerInfo;
 pub use source::image::ResolveMode;
 pub use source::image::read_layout;
 pub use source::remote::fetch_git;
 pub use usage::{CacheRecord, PruneFilter, PruneOptions};
+
+use kiln_solver::cache_key::Link;
+use remote_cache::{Outputs, Pending, VertexKey};
 
 /// A result: snapshot layers from the bottom up (empty for scratch) and a key that
 /// changes whenever the content may have.
@@ -173,6 +178,60 @@ pub struct SolveOptions<'a> {
     /// The registry client acting for this build's client (its credentials); the
     /// worker's own when `None`.
     pub registry: Option<&'a RegistryClient>,
+    /// Remote caches to import results from (`--cache-from`), in order.
+    pub imports: &'a [Arc<dyn CacheImport>],
+    /// Where this solve's cache records go, for a cache export (`--cache-to`).
+    pub records: Option<&'a Mutex<Vec<SolvedRecord>>>,
+}
+
+/// One solve's state: its ops, options, and the outputs of the vertices visited.
+struct Solve<'s, 'a> {
+    ops: &'s [&'s kiln_llb::Vertex],
+    options: &'s SolveOptions<'a>,
+    fresh_caches: ops::exec::FreshCaches,
+    visited: Mutex<Vec<Option<Arc<Outputs>>>>,
+    /// Vertices whose progress was shown (cached or run).
+    reported: Mutex<Vec<bool>>,
+    /// Imports that failed (warned about once).
+    failed_imports: Mutex<Vec<bool>>,
+    /// Imports whose reading was shown.
+    announced: Mutex<Vec<bool>>,
+    /// How many more steps may run now: steps made on demand (with an import) run
+    /// outside the solver's bounded threads, so they take a slot here.
+    free_slots: (Mutex<usize>, std::sync::Condvar),
+}
+
+/// A running step's slot, given back when dropped.
+struct Slot<'a>(&'a (Mutex<usize>, std::sync::Condvar));
+
+impl<'a> Slot<'a> {
+    fn take(slots: &'a (Mutex<usize>, std::sync::Condvar)) -> Self {
+        let mut free = slots.0.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = slots.1.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        Slot(slots)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.1.notify_one();
+    }
+}
+
+/// An error of a vertex, with its name for the user.
+fn vertex_error(vertex: &kiln_llb::Vertex, error: Error) -> Error {
+    match error {
+        Error::Vertex { .. } => error,
+        error => Error::Vertex {
+            name: vertex_name(vertex),
+            digest: vertex.digest.to_string(),
+            source: Box::new(error),
+        },
+    }
 }
 
 pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
@@ -199,8 +258,8 @@ pub(crate) const CACHE_TABLE: &str = "cache";
 /// Part of every op's cache key: raised when an op's result changes for the same op
 /// and inputs (a fixed bug), so results cached by an older kiln are not reused.
 /// v2: `COPY --chmod` with a symbolic mode. v3: inputs keyed by the content an op
-/// selects from them.
-const OPS_VERSION: &[u8] = b"kiln-ops-v3";
+/// selects from them. v4: keys as records of a cache graph (`kiln_solver::cache_key`).
+const OPS_VERSION: &[u8] = b"kiln-ops-v4";
 
 impl Worker {
     /// Opens a worker's state under `config.root`.
@@ -304,6 +363,7 @@ impl Worker {
         let Some((result_digest, result_index)) = definition.result()? else {
             return Ok(None);
         };
+        let _reuse = usage::ReuseWriter(self);
         let ops: Vec<&kiln_llb::Vertex> = definition
             .vertices
             .iter()
@@ -328,58 +388,301 @@ impl Worker {
         let target = *position.get(&result_digest.to_string()).ok_or_else(|| {
             Error::Unsupported("the result names no op of the definition".to_owned())
         })?;
-        let fresh_caches = ops::exec::FreshCaches::default();
+        let solve = Solve {
+            ops: &ops,
+            options,
+            fresh_caches: ops::exec::FreshCaches::default(),
+            visited: Mutex::new(vec![None; ops.len()]),
+            reported: Mutex::new(vec![false; ops.len()]),
+            failed_imports: Mutex::new(vec![false; options.imports.len()]),
+            announced: Mutex::new(vec![false; options.imports.len()]),
+            free_slots: (
+                Mutex::new(self.config.parallelism.max(1)),
+                std::sync::Condvar::new(),
+            ),
+        };
         let results = kiln_solver::solve(
             &graph,
             &[target],
             self.config.parallelism,
-            |i, inputs: Vec<Arc<Vec<Ref>>>| {
+            |i, inputs: Vec<Arc<Outputs>>| {
                 let vertex = ops[i];
-                let resolved: Vec<Ref> = vertex
+                let resolved: Vec<(Arc<Outputs>, usize)> = vertex
                     .op
                     .inputs
                     .iter()
-                    .zip(&inputs)
-                    .map(|(input, outputs)| {
-                        outputs
-                            .get(input.index as usize)
-                            .cloned()
-                            .unwrap_or_default()
-                    })
+                    .zip(inputs)
+                    .map(|(input, outputs)| (outputs, input.index as usize))
                     .collect();
-                self.run_vertex(vertex, &resolved, options, &fresh_caches)
-                    .map(Arc::new)
-                    .map_err(|e| Error::Vertex {
-                        name: vertex_name(vertex),
-                        digest: vertex.digest.to_string(),
-                        source: Box::new(e),
-                    })
+                let outputs = self
+                    .visit(&solve, i, resolved)
+                    .map_err(|e| vertex_error(vertex, e))?;
+                let outputs = Arc::new(outputs);
+                solve.visited.lock().unwrap_or_else(|e| e.into_inner())[i] =
+                    Some(Arc::clone(&outputs));
+                Ok::<_, Error>(outputs)
             },
-        );
-        usage::write_reuse(self);
-        let results = results.map_err(|failed| failed.error)?;
-        let outputs = results[target].clone().unwrap_or_default();
+        )
+        .map_err(|failed| failed.error)?;
+        let outputs = results[target]
+            .clone()
+            .ok_or_else(|| Error::Unsupported("the result was not solved".to_owned()))?;
+        let refs = self.materialize(&solve, &outputs)?;
+        // Steps skipped because a later step's result was reused are cached too.
+        let visited = solve.visited.lock().unwrap_or_else(|e| e.into_inner());
+        let reported = solve.reported.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, outputs) in visited.iter().enumerate() {
+            if outputs.is_some() && !reported[i] {
+                (options.progress)(Event::Cached {
+                    digest: ops[i].digest.to_string(),
+                    name: vertex_name(ops[i]),
+                });
+            }
+        }
+        if let Some(records) = options.records {
+            let mut records = records.lock().unwrap_or_else(|e| e.into_inner());
+            for outputs in visited.iter().flatten() {
+                records.extend(outputs.records());
+            }
+        }
         Ok(Some(
-            outputs
-                .get(result_index as usize)
-                .cloned()
-                .unwrap_or_default(),
+            refs.get(result_index as usize).cloned().unwrap_or_default(),
         ))
     }
 
-    fn run_vertex(
+    /// Notes that a vertex's progress was shown (cached or run).
+    fn reported(solve: &Solve<'_, '_>, vertex: usize) {
+        solve.reported.lock().unwrap_or_else(|e| e.into_inner())[vertex] = true;
+    }
+
+    /// A vertex with its inputs' outputs: its keys, and its result when the local cache
+    /// has it or nothing can spare running it; with a remote cache a vertex is otherwise
+    /// left to be made when a user needs it.
+    fn visit(
         &self,
-        vertex: &kiln_llb::Vertex,
-        inputs: &[Ref],
-        options: &SolveOptions<'_>,
-        fresh_caches: &ops::exec::FreshCaches,
-    ) -> Result<Vec<Ref>, Error> {
+        solve: &Solve<'_, '_>,
+        index: usize,
+        inputs: Vec<(Arc<Outputs>, usize)>,
+    ) -> Result<Outputs, Error> {
         use pb::op::Op;
+        let vertex = solve.ops[index];
+        let options = solve.options;
         // Before the cache: a step's result is not granted to a build that may not run it.
         if let Some(Op::Exec(exec)) = &vertex.op.op {
             ops::exec::check_entitlements(exec, options.entitlements)?;
         }
-        // A cancelled build starts nothing new.
+        self.check_cancelled(options)?;
+        let local_source =
+            matches!(&vertex.op.op, Some(Op::Source(s)) if s.identifier.starts_with("local://"));
+        let (key, context_scan) = self.vertex_key(solve, vertex, &inputs)?;
+        let ignore_cache =
+            options.no_cache || vertex.metadata.as_ref().is_some_and(|m| m.ignore_cache);
+        let vertex_key = key.output(0);
+        if !ignore_cache {
+            if let Some(refs) = self.cached(&vertex_key) {
+                usage::note_reuse(self, &refs);
+                Self::reported(solve, index);
+                (options.progress)(Event::Cached {
+                    digest: vertex.digest.to_string(),
+                    name: vertex_name(vertex),
+                });
+                return Ok(Outputs::made(index, key, refs, local_source));
+            }
+        }
+        if options.imports.is_empty() || local_source || ignore_cache {
+            let resolved = self.materialize_inputs(solve, &inputs)?;
+            let refs = self.execute(solve, index, &key, &resolved, context_scan)?;
+            return Ok(Outputs::made(index, key, refs, local_source));
+        }
+        // With an import, the remote cache is asked only when this vertex's content is
+        // needed: a step whose user is answered (by either cache) is never fetched.
+        let count = remote_cache::output_count(&vertex.op);
+        Ok(Outputs {
+            vertex: index,
+            keys: (0..count).map(|i| key.output(i)).collect(),
+            key,
+            made: Mutex::new(None),
+            pending: Some(Pending { inputs }),
+            local_source,
+        })
+    }
+
+    /// The first remote cache holding every output's result.
+    fn remote_lookup(
+        &self,
+        solve: &Solve<'_, '_>,
+        keys: &[String],
+    ) -> Option<(usize, Vec<ImportedResult>)> {
+        for (i, import) in solve.options.imports.iter().enumerate() {
+            // The first lookup waits for the cache to be read: shown as its own step,
+            // as BuildKit shows it.
+            let first = !std::mem::replace(
+                &mut solve.announced.lock().unwrap_or_else(|e| e.into_inner())[i],
+                true,
+            );
+            let step = format!("importing cache manifest from {}", import.name());
+            let digest = format!("sha256:{}", sha256_hex(&[step.as_bytes()]));
+            let started = Instant::now();
+            if first {
+                (solve.options.progress)(Event::Started {
+                    digest: digest.clone(),
+                    name: step,
+                });
+            }
+            let found: Result<Option<Vec<ImportedResult>>, _> = keys
+                .iter()
+                .map(|key| import.lookup(key))
+                .collect::<Result<Option<Vec<_>>, _>>();
+            if first {
+                (solve.options.progress)(Event::Done {
+                    digest,
+                    duration: started.elapsed(),
+                });
+            }
+            match found {
+                Ok(Some(results)) => return Some((i, results)),
+                Ok(None) => {}
+                Err(error) => {
+                    let mut failed = solve
+                        .failed_imports
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    if !std::mem::replace(&mut failed[i], true) {
+                        self.warn(format!(
+                            "importing cache from {} failed, building without it: {error}",
+                            import.name()
+                        ));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// A vertex's result, made now if it is not yet: imported from the remote cache that
+    /// holds it, else run on its inputs (made first).
+    fn materialize(&self, solve: &Solve<'_, '_>, outputs: &Outputs) -> Result<Vec<Ref>, Error> {
+        let mut made = outputs.made.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(refs) = &*made {
+            return Ok(refs.clone());
+        }
+        let vertex = solve.ops[outputs.vertex];
+        let pending = outputs
+            .pending
+            .as_ref()
+            .ok_or_else(|| Error::Unsupported("a vertex neither made nor pending".to_owned()))?;
+        if let Some((import, results)) = self.remote_lookup(solve, &outputs.keys) {
+            let name = solve.options.imports[import].name();
+            Self::reported(solve, outputs.vertex);
+            let digest = vertex.digest.to_string();
+            (solve.options.progress)(Event::Log {
+                digest: digest.clone(),
+                data: format!("cache hit in {name}\n").into_bytes(),
+            });
+            (solve.options.progress)(Event::Cached {
+                digest,
+                name: vertex_name(vertex),
+            });
+            match self.import(solve, outputs, import, &results) {
+                Ok(refs) => {
+                    *made = Some(refs.clone());
+                    return Ok(refs);
+                }
+                Err(error) => self.warn(format!(
+                    "{}: the result in {name} cannot be used, running the step: {error}",
+                    vertex_name(vertex),
+                )),
+            }
+        }
+        let refs = self
+            .materialize_inputs(solve, &pending.inputs)
+            .and_then(|inputs| self.execute(solve, outputs.vertex, &outputs.key, &inputs, None))
+            .map_err(|e| vertex_error(vertex, e))?;
+        *made = Some(refs.clone());
+        Ok(refs)
+    }
+
+    /// The refs of a vertex's inputs, made (side by side) where they are not yet.
+    fn materialize_inputs(
+        &self,
+        solve: &Solve<'_, '_>,
+        inputs: &[(Arc<Outputs>, usize)],
+    ) -> Result<Vec<Ref>, Error> {
+        let pick = |(outputs, index): &(Arc<Outputs>, usize), refs: Vec<Ref>| {
+            refs.get(*index).cloned().unwrap_or_else(|| Ref {
+                chain: Vec::new(),
+                key: outputs.key_of(*index),
+            })
+        };
+        let pending = inputs
+            .iter()
+            .filter(|(o, _)| o.made.lock().unwrap_or_else(|e| e.into_inner()).is_none())
+            .count();
+        if pending <= 1 {
+            return inputs
+                .iter()
+                .map(|input| Ok(pick(input, self.materialize(solve, &input.0)?)))
+                .collect();
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = inputs
+                .iter()
+                .map(|input| scope.spawn(move || self.materialize(solve, &input.0)))
+                .collect();
+            handles
+                .into_iter()
+                .zip(inputs)
+                .map(|(handle, input)| {
+                    let refs = handle.join().unwrap_or_else(|_| {
+                        Err(Error::Unsupported("making an input panicked".to_owned()))
+                    })?;
+                    Ok(pick(input, refs))
+                })
+                .collect()
+        })
+    }
+
+    /// A vertex's results imported from a remote cache: their layers fetched (verified)
+    /// and unpacked, and recorded in the local cache.
+    fn import(
+        &self,
+        solve: &Solve<'_, '_>,
+        outputs: &Outputs,
+        import: usize,
+        results: &[ImportedResult],
+    ) -> Result<Vec<Ref>, Error> {
+        let cache = &solve.options.imports[import];
+        let fetch = |layer: &kiln_oci::Descriptor, out: &mut dyn std::io::Write| {
+            cache.fetch(layer, out).map_err(|e| {
+                Error::Source(format!(
+                    "fetching {} from {}: {e}",
+                    layer.digest,
+                    cache.name()
+                ))
+            })
+        };
+        let mut refs = Vec::with_capacity(results.len());
+        for (index, result) in results.iter().enumerate() {
+            let mut made = source::image::unpack_layers(self, &result.layers, &fetch)?;
+            // The image made of it is as old as it was, as after the original build.
+            if let (Some(created), Some(top)) = (result.created, made.chain.last()) {
+                let _ = fsutil::set_times(&self.snapshots.layer_dir(*top), created, 0);
+            }
+            made.key = outputs.key_of(index);
+            refs.push(made);
+        }
+        let vertex = solve.ops[outputs.vertex];
+        usage::record_made(
+            self,
+            &outputs.key.output(0),
+            &refs,
+            (usage::REGULAR, &vertex_name(vertex)),
+        )?;
+        Ok(refs)
+    }
+
+    /// Fails when this build or every build was cancelled: nothing new starts.
+    fn check_cancelled(&self, options: &SolveOptions<'_>) -> Result<(), Error> {
         let this_build_cancelled = options
             .cancelled
             .as_ref()
@@ -392,50 +695,89 @@ impl Worker {
         {
             return Err(Error::Exec(kiln_exec::Error::Cancelled));
         }
+        Ok(())
+    }
+
+    /// How a vertex is keyed. Sources compute their own content keys (image digest,
+    /// context checksum; a context's walk is kept for its load); other ops are their
+    /// cache map's description plus, per input, its key or the checksum of what the op
+    /// selects from it (which makes that input first).
+    fn vertex_key(
+        &self,
+        solve: &Solve<'_, '_>,
+        vertex: &kiln_llb::Vertex,
+        inputs: &[(Arc<Outputs>, usize)],
+    ) -> Result<(VertexKey, Option<source::local::Scan>), Error> {
+        use pb::op::Op;
+        if let Some(Op::Source(source)) = &vertex.op.op {
+            let (key, scan) = self.source_key(source, solve.options)?;
+            let key = VertexKey {
+                material: key.into_bytes(),
+                links: Vec::new(),
+                checksums: Vec::new(),
+            };
+            return Ok((key, scan));
+        }
+        let map = cache_map::of(&vertex.op)?;
+        let mut key = VertexKey {
+            material: [OPS_VERSION, map.op.as_slice()].concat(),
+            links: Vec::with_capacity(inputs.len()),
+            checksums: Vec::new(),
+        };
+        for (dep, input) in map.deps.iter().zip(inputs) {
+            key.links.push(match dep {
+                cache_map::Dep::Key { selectors } => Link {
+                    selector: selectors.join("\n"),
+                    key: input.0.key_of(input.1),
+                },
+                cache_map::Dep::Content(selectors) => {
+                    let refs = self.materialize(solve, &input.0)?;
+                    let input_ref = refs.get(input.1).cloned().unwrap_or_default();
+                    let checksum = self.content_checksum(&input_ref, selectors)?;
+                    let digest = kiln_solver::cache_key::checksum_digest(&checksum);
+                    key.checksums.push(digest.clone());
+                    Link {
+                        selector: String::new(),
+                        key: digest,
+                    }
+                }
+            });
+        }
+        Ok((key, None))
+    }
+
+    /// Runs a vertex on its inputs' refs (unless another build made it meanwhile) and
+    /// records its results in the local cache.
+    fn execute(
+        &self,
+        solve: &Solve<'_, '_>,
+        index: usize,
+        key: &VertexKey,
+        inputs: &[Ref],
+        mut context_scan: Option<source::local::Scan>,
+    ) -> Result<Vec<Ref>, Error> {
+        use pb::op::Op;
+        let vertex = solve.ops[index];
+        let options = solve.options;
+        self.check_cancelled(options)?;
         let digest = vertex.digest.to_string();
         let name = vertex_name(vertex);
         let ignore_cache =
             options.no_cache || vertex.metadata.as_ref().is_some_and(|m| m.ignore_cache);
-        // Sources compute their own content keys (image digest, context checksum); a
-        // context's walk is kept for its load.
-        let mut context_scan = None;
-        let key = match &vertex.op.op {
-            Some(Op::Source(source)) => {
-                let (key, scan) = self.source_key(source, options)?;
-                context_scan = scan;
-                key
-            }
-            // The op as its cache map describes it, plus each input's key or the
-            // checksum of what the op selects from it.
-            _ => {
-                let map = cache_map::of(&vertex.op)?;
-                let mut parts: Vec<Vec<u8>> = vec![OPS_VERSION.to_vec(), map.op];
-                for (dep, input) in map.deps.iter().zip(inputs) {
-                    parts.push(match dep {
-                        cache_map::Dep::Key { selectors } => {
-                            format!("key {} {}", input.key, selectors.join("\0")).into_bytes()
-                        }
-                        cache_map::Dep::Content(selectors) => {
-                            let checksum = self.content_checksum(input, selectors)?;
-                            format!("content {checksum}").into_bytes()
-                        }
-                    });
-                }
-                let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-                sha256_hex(&parts)
-            }
-        };
+        let vertex_key = key.output(0);
         // Builds running at once share a step: the later one waits for the first's
         // result and then finds it in the cache.
-        let running = self.lock(&format!("vertex {key}"));
+        let running = self.lock(&format!("vertex {vertex_key}"));
         let _running = running.lock().unwrap_or_else(|e| e.into_inner());
+        Self::reported(solve, index);
         if !ignore_cache {
-            if let Some(refs) = self.cached(&key) {
+            if let Some(refs) = self.cached(&vertex_key) {
                 usage::note_reuse(self, &refs);
                 (options.progress)(Event::Cached { digest, name });
                 return Ok(refs);
             }
         }
+        let _slot = Slot::take(&solve.free_slots);
         (options.progress)(Event::Started {
             digest: digest.clone(),
             name: name.clone(),
@@ -459,7 +801,7 @@ impl Worker {
                     exec,
                     inputs,
                     options,
-                    ignore_cache.then_some(fresh_caches),
+                    ignore_cache.then_some(&solve.fresh_caches),
                     &log,
                 )?,
                 Some(Op::Merge(merge)) => vec![ops::merge(merge, inputs)],
@@ -484,7 +826,7 @@ impl Worker {
             }
         };
         for (index, r) in refs.iter_mut().enumerate() {
-            r.key = sha256_hex(&[key.as_bytes(), index.to_string().as_bytes()]);
+            r.key = key.output(index);
         }
         let kind = match &vertex.op.op {
             Some(Op::Source(source)) if source.identifier.starts_with("local://") => {
@@ -492,7 +834,7 @@ impl Worker {
             }
             _ => usage::REGULAR,
         };
-        usage::record_made(self, &key, &refs, (kind, &name))?;
+        usage::record_made(self, &vertex_key, &refs, (kind, &name))?;
         (options.progress)(Event::Done {
             digest,
             duration: started.elapsed(),

@@ -249,10 +249,19 @@ pub(crate) fn note_reuse(worker: &Worker, refs: &[Ref]) {
     }
 }
 
+/// Records the reuse a solve noted when the solve ends, however it ends.
+pub(crate) struct ReuseWriter<'a>(pub(crate) &'a Worker);
+
+impl Drop for ReuseWriter<'_> {
+    fn drop(&mut self) {
+        write_reuse(self.0);
+    }
+}
+
 /// Records the reuse noted since the last call, in one transaction: a build of cached
 /// steps syncs the database once, not once a step. Usage is advisory: a failed write
 /// must not fail the build, and a process killed before it loses only LRU precision.
-pub(crate) fn write_reuse(worker: &Worker) {
+fn write_reuse(worker: &Worker) {
     let reused = std::mem::take(&mut *worker.reused.lock().unwrap_or_else(|e| e.into_inner()));
     if reused.is_empty() {
         return;

@@ -313,6 +313,15 @@ fn fetch_missing(
     })
 }
 
+/// A remote cache's result as a snapshot chain, as an image's layers are unpacked.
+pub(crate) fn unpack_layers(
+    worker: &Worker,
+    layers: &[kiln_oci::Descriptor],
+    fetch: &FetchBlob<'_>,
+) -> Result<Ref, Error> {
+    unpack_image(worker, layers, None, fetch)
+}
+
 /// An image's layers as a snapshot chain: layers unpacked before are reused (by their
 /// chain of digests), missing blobs fetched and verified into the store.
 fn unpack_image(

@@ -355,6 +355,8 @@ fn build_request(
         entitlements,
         labels: string_map("labels"),
         no_cache_filter: strings("no-cache-filter"),
+        cache_imports: cache_entries(&objects("cache-from")),
+        cache_exports: cache_entries(&objects("cache-to")),
         pull: target.get("pull") == Some(&Json::Bool(true)),
         run: RunDefaults {
             network: text("network").map(str::to_owned),
@@ -382,4 +384,21 @@ fn attestation(kind: &str, value: &str) -> Option<String> {
         "false" | "0" | "f" | "F" | "FALSE" | "False" => Some(format!("type={kind},disabled=true")),
         options => Some(format!("type={kind},{options}")),
     }
+}
+
+/// Cache entries as `bake --print` has them: objects of `type` and attributes.
+fn cache_entries(objects: &[Map<String, Json>]) -> Vec<kiln_api::build::CacheOptionsEntry> {
+    objects
+        .iter()
+        .map(|object| {
+            let mut attrs: BTreeMap<String, String> = object
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect();
+            kiln_api::build::CacheOptionsEntry {
+                kind: attrs.remove("type").unwrap_or_default(),
+                attrs,
+            }
+        })
+        .collect()
 }

@@ -145,11 +145,21 @@ fn parse_build_context(spec: &str) -> anyhow::Result<(String, BuildContext)> {
     Ok((name.to_owned(), parse_context_value(name, value)?))
 }
 
+/// `--cache-from`/`--cache-to` values, parsed as buildx parses them.
+pub(crate) fn cache_entries(
+    flag: &str,
+    values: &[String],
+) -> anyhow::Result<Vec<kiln_api::build::CacheOptionsEntry>> {
+    let entries =
+        kiln_bake::parse_cache_entries(values).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+    Ok(entries
+        .into_iter()
+        .map(|(kind, attrs)| kiln_api::build::CacheOptionsEntry { kind, attrs })
+        .collect())
+}
+
 /// What kiln cannot do yet, refused before any work with the flag named.
 fn refuse_unsupported(args: &BuildArgs) -> anyhow::Result<()> {
-    if !args.cache_from.is_empty() || !args.cache_to.is_empty() {
-        bail!("--cache-from/--cache-to: remote cache import and export are not supported yet");
-    }
     let native = kiln_oci::Platform::host();
     for platform in args.platform.iter().flat_map(|p| p.split(',')) {
         let parsed: kiln_oci::Platform = match platform.trim() {
@@ -430,6 +440,8 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
             },
             cgroup_parent: args.cgroup_parent.clone().filter(|p| !p.is_empty()),
         },
+        cache_imports: cache_entries("--cache-from", &args.cache_from)?,
+        cache_exports: cache_entries("--cache-to", &args.cache_to)?,
     };
     let call = if args.check {
         "check"

@@ -38,6 +38,7 @@ pub(crate) fn build(args: &BuildLlbArgs) -> anyhow::Result<()> {
         outputs: planned.iter().map(|p| p.export.clone()).collect(),
         no_cache: args.no_cache,
         entitlements: args.allow.clone(),
+        ..Default::default()
     };
     let builder = crate::driver::open(None)?;
     let progress = crate::progress::Progress::open(&args.progress, false)?;

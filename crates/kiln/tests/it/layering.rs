@@ -27,6 +27,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("kiln-export", &["kiln-store", "kiln-registry", "kiln-oci"]),
+    (
+        "kiln-remotecache",
+        &["kiln-solver", "kiln-store", "kiln-registry", "kiln-oci"],
+    ),
     ("kiln-api", &["kiln-llb", "kiln-oci"]),
     (
         "kiln-engine",
@@ -40,6 +44,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "kiln-solver",
             "kiln-worker",
             "kiln-export",
+            "kiln-remotecache",
             "kiln-api",
         ],
     ),

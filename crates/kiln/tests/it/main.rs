@@ -13,5 +13,6 @@ mod exec_mounts;
 mod export;
 mod layering;
 mod layers;
+mod remote_cache;
 mod run;
 mod support;

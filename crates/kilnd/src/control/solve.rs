@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use kiln_api::build::{
-    BuildContext, BuildRequest, BuildResult, DefinitionRequest, Export, RunDefaults,
+    BuildContext, BuildRequest, BuildResult, CacheOptionsEntry, DefinitionRequest, Export,
+    RunDefaults,
 };
 use kiln_api::proto::moby::buildkit::secrets::v1::GetSecretRequest;
 use kiln_api::proto::moby::buildkit::secrets::v1::secrets_client::SecretsClient;
@@ -97,6 +98,33 @@ enum SendTo {
     File(PathBuf),
 }
 
+/// The request's cache imports and exports (`SolveRequest.Cache`); a gateway build's
+/// solves use them too, and the result it returns is exported with them. A `local` cache is
+/// a directory of the client's, which BuildKit reaches through the session's content
+/// store; kilnd does not serve that yet and says so.
+pub(crate) fn cache_entries(
+    request: &control::SolveRequest,
+) -> Result<(Vec<CacheOptionsEntry>, Vec<CacheOptionsEntry>), Status> {
+    let convert = |entries: &[control::CacheOptionsEntry]| {
+        entries
+            .iter()
+            .map(|entry| {
+                if entry.r#type == "local" {
+                    return Err(Status::unimplemented(
+                        "type=local caches go through the client's session, which kilnd does not serve yet: use type=registry or the embedded kiln",
+                    ));
+                }
+                Ok(CacheOptionsEntry {
+                    kind: entry.r#type.clone(),
+                    attrs: entry.attrs.clone().into_iter().collect(),
+                })
+            })
+            .collect::<Result<Vec<_>, Status>>()
+    };
+    let cache = request.cache.clone().unwrap_or_default();
+    Ok((convert(&cache.imports)?, convert(&cache.exports)?))
+}
+
 /// Sets its flag when dropped.
 #[derive(Default)]
 struct CancelOnDrop(Arc<AtomicBool>);
@@ -151,6 +179,7 @@ async fn run(
                 }
                 Ok((mut build, hooks)) => {
                     build.outputs = outputs.iter().map(|o| o.export.clone()).collect();
+                    (build.cache_imports, build.cache_exports) = cache_entries(&request)?;
                     prepare_exports(&outputs)?;
                     let progress_job = Arc::clone(job);
                     daemon
@@ -175,7 +204,8 @@ async fn run(
             )
             .await
             {
-                Ok((build, hooks)) => {
+                Ok((mut build, hooks)) => {
+                    (build.cache_imports, build.cache_exports) = cache_entries(&request)?;
                     let exports: Vec<Export> = outputs.iter().map(|o| o.export.clone()).collect();
                     prepare_exports(&outputs)?;
                     let progress_job = Arc::clone(job);
@@ -201,6 +231,7 @@ async fn run(
                 Arc::clone(cancelled),
                 !outputs.is_empty(),
                 request.entitlements.clone(),
+                cache_entries(&request)?,
             );
             daemon
                 .gateways

@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kiln_api::build::CacheOptionsEntry;
 use kiln_api::proto::moby::buildkit::v1::apicaps::ApiCap;
 use kiln_api::proto::moby::buildkit::v1::frontend as gw;
 use kiln_engine::Solved;
@@ -37,6 +38,8 @@ pub(crate) struct Build {
     /// What the client's `Control.Solve` was granted (`--allow`); its gateway solves
     /// run with the same.
     entitlements: Vec<String>,
+    /// The client's cache imports and exports (`Control.Solve`'s), for every solve.
+    cache: (Vec<CacheOptionsEntry>, Vec<CacheOptionsEntry>),
     refs: Mutex<HashMap<String, Arc<Solved>>>,
     next_ref: std::sync::atomic::AtomicU64,
     returned: watch::Sender<Option<Result<Solved, Status>>>,
@@ -49,6 +52,7 @@ impl Build {
         cancelled: Arc<AtomicBool>,
         exports: bool,
         entitlements: Vec<String>,
+        cache: (Vec<CacheOptionsEntry>, Vec<CacheOptionsEntry>),
     ) -> Arc<Self> {
         Arc::new(Self {
             session,
@@ -56,6 +60,7 @@ impl Build {
             cancelled,
             exports,
             entitlements,
+            cache,
             refs: Mutex::new(HashMap::new()),
             next_ref: std::sync::atomic::AtomicU64::new(1),
             returned: watch::channel(None).0,
@@ -346,6 +351,7 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
                 )
                 .await?;
                 build_request.outputs.clear();
+                (build_request.cache_imports, build_request.cache_exports) = build.cache.clone();
                 if let Some(request_id) = attrs.get(subrequests::REQUEST_ID) {
                     let metadata =
                         answer_subrequest(&self.daemon, request_id, build_request).await?;
@@ -373,7 +379,7 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
                     let id = build.add_ref(self.daemon.engine.empty_result());
                     return Ok(Response::new(solve_response(id, HashMap::new())));
                 };
-                let (solve, hooks) = crate::control::definition_request(
+                let (mut solve, hooks) = crate::control::definition_request(
                     &self.daemon,
                     definition,
                     &build.entitlements,
@@ -382,6 +388,7 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
                     &build.cancelled,
                 )
                 .await?;
+                (solve.cache_imports, solve.cache_exports) = build.cache.clone();
                 let job = Arc::clone(&build.job);
                 let solved = self
                     .daemon

@@ -338,3 +338,53 @@ fn registry_credentials_come_from_the_client() {
     assert!(!refused.status.success(), "{stderr}");
     assert!(stderr.contains("401"), "{stderr}");
 }
+
+/// `--cache-to`/`--cache-from` of a `kiln build --addr` reach the daemon: a registry
+/// cache exported by one kilnd answers every step of another, empty one; a local cache
+/// (which travels through the session's content store) is refused by name.
+#[test]
+fn kiln_on_kilnd_exports_and_imports_a_registry_cache() {
+    if !can_build() {
+        return;
+    }
+    let Some(kiln) = kiln_binary() else {
+        return;
+    };
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    fs_err::create_dir_all(&ctx).unwrap();
+    fs_err::write(ctx.join("a.txt"), "one").unwrap();
+    fs_err::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {image}\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copied\n"),
+    )
+    .unwrap();
+    let cache = format!("type=registry,ref={}/app:cache,mode=max", registry.host());
+    let first = Kilnd::start(&[]);
+    let context = ctx.to_str().unwrap();
+    kiln_build(&kiln, &first.address(), &["--cache-to", &cache, context]);
+    let second = Kilnd::start(&[]);
+    let log = kiln_build(&kiln, &second.address(), &["--cache-from", &cache, context]);
+    assert!(
+        log.contains("importing cache manifest from type=registry"),
+        "{log}"
+    );
+    assert_eq!(log.matches(" CACHED").count(), 3, "{log}");
+    let output = Command::new(&kiln)
+        .args(["build", "--addr", &second.address(), "--cache-to"])
+        .arg(format!(
+            "type=local,dest={}",
+            work.path().join("c").display()
+        ))
+        .arg(context)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("type=local caches on a remote builder"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

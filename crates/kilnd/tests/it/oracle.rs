@@ -337,3 +337,79 @@ fn buildctl_sees_build_checks_as_progress_warnings() {
         "{log}"
     );
 }
+
+/// buildctl's `--export-cache`/`--import-cache` reach kilnd's engine through the Solve
+/// request: after a prune of everything, the imported cache answers every step.
+#[test]
+fn buildctl_exports_and_imports_a_registry_cache_through_kilnd() {
+    if !can_build() {
+        return;
+    }
+    let Some(buildctl) = kiln_test::oracle_tool("buildctl", "KILN_BUILDCTL") else {
+        return;
+    };
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let kilnd = Kilnd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    context(&ctx, &image);
+    let secret = work.path().join("tok");
+    fs_err::write(&secret, "s3cret").unwrap();
+    let cache = format!("{}/app:cache", registry.host());
+    let build = |cache_flag: &str| {
+        let out = run(Command::new(&buildctl)
+            .arg("--addr")
+            .arg(kilnd.address())
+            .args(["build", "--progress=plain", "--frontend", "dockerfile.v0"])
+            .arg(format!("--local=context={}", ctx.display()))
+            .arg(format!("--local=dockerfile={}", ctx.display()))
+            .arg(format!("--secret=id=tok,src={}", secret.display()))
+            .arg(cache_flag));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let first = build(&format!(
+        "--export-cache=type=registry,ref={cache},mode=max"
+    ));
+    run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{cache}")));
+    run(Command::new(&buildctl)
+        .arg("--addr")
+        .arg(kilnd.address())
+        .args(["prune", "--all"]));
+    let log = build(&format!("--import-cache=type=registry,ref={cache}"));
+    assert!(
+        log.contains("importing cache manifest from type=registry"),
+        "{first}\n{log}"
+    );
+    assert!(
+        log.matches(" CACHED").count() >= 4,
+        "steps were not cached:\n{log}"
+    );
+    // The secret mount never lands in the cache: no layer holds /run/secrets, and the
+    // records do not hold its value (the step itself copied it to /tok, on purpose).
+    let blobs = work.path().join("blobs");
+    run(Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{cache}"))
+        .arg(format!("dir:{}", blobs.display())));
+    let mut layers = 0;
+    for entry in fs_err::read_dir(&blobs).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = fs_err::read(&path).unwrap();
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            layers += 1;
+            let listing = run(Command::new("tar").arg("-tzf").arg(&path));
+            let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+            assert!(!listing.contains("run/secrets"), "{listing}");
+        } else {
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains("s3cret"),
+                "{}",
+                path.display()
+            );
+        }
+    }
+    assert_eq!(layers, 4, "busybox, COPY and two RUNs");
+}
