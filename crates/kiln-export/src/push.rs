@@ -3,6 +3,7 @@
 
 use kiln_registry::RegistryClient;
 use kiln_store::ContentStore;
+use kiln_store::parallel::for_each_at_once;
 
 use crate::Error;
 use crate::image::Image;
@@ -36,39 +37,6 @@ fn transient(error: &kiln_registry::Error) -> bool {
 /// How many blobs of one image are uploaded at once (containerd's and BuildKit's push
 /// default): a registry serves a few streams well, and the disk reads them faster.
 const PARALLEL_UPLOADS: usize = 3;
-
-/// Runs `call` on every item, `width` at a time; the first error stops the items not
-/// started yet and is returned.
-fn for_each_at_once<T: Sync, E: Send>(
-    items: &[T],
-    width: usize,
-    call: impl Fn(&T) -> Result<(), E> + Sync,
-) -> Result<(), E> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failed = std::sync::Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..width.min(items.len()) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some(item) = items.get(i) else { break };
-                    if let Err(e) = call(item) {
-                        next.store(items.len(), std::sync::atomic::Ordering::SeqCst);
-                        failed
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .get_or_insert(e);
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    match failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
-}
 
 /// Pushes `image` to the registry of each name; returns the `name@digest` pushed.
 pub fn push(
@@ -104,14 +72,19 @@ pub fn push(
                 None,
             )));
         let blobs: Vec<_> = blobs.collect();
-        for_each_at_once(&blobs, PARALLEL_UPLOADS, |(digest, size, mount_from)| {
-            retry(|| {
-                let mut file = store
-                    .open_blob(digest)
-                    .map_err(|e| kiln_registry::Error::Io(std::io::Error::other(e.to_string())))?;
-                registry.push_blob(&reference, digest, *size, &mut file, mount_from.as_deref())
-            })
-        })
+        for_each_at_once(
+            &blobs,
+            PARALLEL_UPLOADS,
+            |(digest, size, mount_from)| {
+                retry(|| {
+                    let mut file = store.open_blob(digest).map_err(|e| {
+                        kiln_registry::Error::Io(std::io::Error::other(e.to_string()))
+                    })?;
+                    registry.push_blob(&reference, digest, *size, &mut file, mount_from.as_deref())
+                })
+            },
+            || kiln_registry::Error::Io(std::io::Error::other("an upload thread panicked")),
+        )
         .map_err(failed)?;
         let tag = match (&reference.tag, export.push_by_digest) {
             (Some(tag), false) => tag.clone(),

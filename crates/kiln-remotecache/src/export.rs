@@ -4,8 +4,6 @@
 //! from an import without being fetched (a step skipped because a later one hit) is
 //! exported with the import's blobs: fetched (verified) only if the target lacks them.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use kiln_oci::Descriptor;
 use kiln_store::ContentStore;
 
@@ -75,34 +73,24 @@ fn upload(
     imports: &[&Importer],
     blobs: &[Descriptor],
 ) -> Result<(), Error> {
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..PARALLEL_UPLOADS.min(blobs.len()))
-            .map(|_| {
-                scope.spawn(|| -> Result<(), Error> {
-                    while let Some(blob) = blobs.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        if !store.contains(&blob.digest) {
-                            if backend.has_blob(blob)? {
-                                continue;
-                            }
-                            fetch_into_store(store, imports, blob)?;
-                        }
-                        let mut file = store.open_blob(&blob.digest)?;
-                        backend.write_blob(blob, &mut file)?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        workers.into_iter().try_for_each(|w| {
-            w.join().unwrap_or_else(|_| {
-                Err(Error::Invalid {
-                    what: "upload",
-                    message: "an upload thread panicked".to_owned(),
-                })
-            })
-        })
-    })
+    kiln_store::parallel::for_each_at_once(
+        blobs,
+        PARALLEL_UPLOADS,
+        |blob| {
+            if !store.contains(&blob.digest) {
+                if backend.has_blob(blob)? {
+                    return Ok(());
+                }
+                fetch_into_store(store, imports, blob)?;
+            }
+            let mut file = store.open_blob(&blob.digest)?;
+            backend.write_blob(blob, &mut file)
+        },
+        || Error::Invalid {
+            what: "upload",
+            message: "an upload thread panicked".to_owned(),
+        },
+    )
 }
 
 /// Fetches a blob from the first import that has it into the store, verified.

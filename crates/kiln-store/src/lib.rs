@@ -12,6 +12,7 @@
 mod content;
 mod db;
 mod error;
+pub mod parallel;
 mod snapshot;
 pub mod tree;
 

@@ -291,26 +291,12 @@ fn fetch_missing(
             missing.push(layer);
         }
     }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..PARALLEL_FETCHES.min(missing.len()))
-            .map(|_| {
-                scope.spawn(|| -> Result<(), Error> {
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(layer) = missing.get(i) else {
-                            return Ok(());
-                        };
-                        fetch_blob(worker, layer, fetch)?;
-                    }
-                })
-            })
-            .collect();
-        workers.into_iter().try_for_each(|w| {
-            w.join()
-                .unwrap_or_else(|_| Err(Error::Unsupported("a fetch panicked".to_owned())))
-        })
-    })
+    kiln_store::parallel::for_each_at_once(
+        &missing,
+        PARALLEL_FETCHES,
+        |layer| fetch_blob(worker, layer, fetch),
+        || Error::Unsupported("a fetch panicked".to_owned()),
+    )
 }
 
 /// A remote cache's result as a snapshot chain, as an image's layers are unpacked.
