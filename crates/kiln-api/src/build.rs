@@ -77,6 +77,9 @@ pub struct BuildRequest {
     pub pull: bool,
     /// How RUN steps are set up (`--network`, `--add-host`, `--ulimit`, `--shm-size`).
     pub run: RunDefaults,
+    /// `--platform`: the platforms to build for (none: the builder's own). More than one
+    /// makes a multi-platform image.
+    pub platforms: Vec<kiln_oci::Platform>,
 }
 
 impl BuildRequest {

@@ -61,6 +61,9 @@ pub struct EngineConfig {
     pub grpc: config::GrpcSettings,
     /// `debug`: more detail in logs.
     pub debug: bool,
+    /// `worker.oci.platforms`: the platforms the worker shows instead of those detected
+    /// (the native one and those an emulator runs).
+    pub platforms: Vec<Platform>,
     /// What the configuration file had that kiln does not use: for the user to see.
     pub notices: Vec<String>,
 }
@@ -110,6 +113,7 @@ impl Default for EngineConfig {
             grpc: config::GrpcSettings::default(),
             debug: false,
             snapshotter: "auto".to_owned(),
+            platforms: Vec::new(),
             notices: Vec::new(),
         }
     }
@@ -155,6 +159,7 @@ impl EngineConfig {
             config.registries = settings.registries;
             config.grpc = settings.grpc;
             config.debug = settings.debug;
+            config.platforms = settings.platforms;
             if let (Some(root), None) = (settings.root, std::env::var_os("KILN_ROOT")) {
                 config.root = root;
             }
@@ -262,14 +267,15 @@ pub struct SessionHooks {
     pub credentials: Option<Arc<dyn CredentialSource>>,
 }
 
-/// A solved build not exported yet: its result's layers, its image config, and what
-/// the build noted on the way. [`Engine::export`] sends it to outputs.
+/// A solved build not exported yet: its result's layers and image config per platform,
+/// and what the build noted on the way. [`Engine::export`] sends it to outputs.
 #[derive(Debug, Clone)]
 pub struct Solved {
-    /// The result's snapshot layers, bottom first.
-    chain: Vec<u64>,
-    /// The image config (without `created`, set at export).
-    image: serde_json::Value,
+    /// One result per platform, in the order asked (a build for one platform has one).
+    results: Vec<PlatformResult>,
+    /// Whether several platforms were asked for: the exporters write one image per
+    /// platform under an index (or one directory per platform).
+    multi_platform: bool,
     /// The sources the build read, for build info.
     sources: Vec<serde_json::Value>,
     /// `SOURCE_DATE_EPOCH`, when the build has one.
@@ -282,11 +288,22 @@ pub struct Solved {
     registry: Option<Arc<RegistryClient>>,
 }
 
+/// One platform's result.
+#[derive(Debug, Clone)]
+struct PlatformResult {
+    /// The platform it was built for.
+    platform: Platform,
+    /// The result's snapshot layers, bottom first.
+    chain: Vec<u64>,
+    /// The image config (without `created`, set at export).
+    image: serde_json::Value,
+}
+
 impl Solved {
     /// The image config as JSON (what BuildKit's frontends return as
-    /// `containerimage.config`).
+    /// `containerimage.config`); the first platform's.
     pub fn image_config(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.image).unwrap_or_default()
+        serde_json::to_vec(&self.results[0].image).unwrap_or_default()
     }
 
     /// The same result with another image config (a client's frontend changed it).
@@ -296,15 +313,23 @@ impl Solved {
         if let Some(object) = image.as_object_mut() {
             object.remove("created");
         }
-        self.image = image;
+        self.results[0].image = image;
         Ok(self)
     }
+}
+
+/// The directory of a platform's files in a multi-platform `local` or `tar` export:
+/// `linux_arm_v7`, as BuildKit's `platform-split` names it.
+fn platform_dir(platform: &Platform) -> String {
+    platform.to_string().replace('/', "_")
 }
 
 /// The engine: one worker and the frontends and exporters around it.
 pub struct Engine {
     worker: Worker,
     platform: Platform,
+    /// `worker.oci.platforms`: the platforms the worker shows instead of the detected.
+    configured_platforms: Vec<Platform>,
     insecure_entitlements: Vec<String>,
     gc: Option<Vec<config::GcPolicy>>,
     /// Held while the engine is open: one process uses a state directory at a time.
@@ -614,13 +639,16 @@ impl Engine {
         Ok(Self {
             worker,
             platform,
+            configured_platforms: config.platforms.clone(),
             gc: config.gc.clone(),
             insecure_entitlements: config.insecure_entitlements.clone(),
             _lock: lock,
         })
     }
 
-    /// Builds a Dockerfile without exporting the result.
+    /// Builds a Dockerfile without exporting the result: converted once per asked
+    /// platform, as BuildKit's Dockerfile frontend does, and every platform solved at
+    /// once.
     pub fn solve_dockerfile(
         &self,
         request: &BuildRequest,
@@ -637,75 +665,120 @@ impl Engine {
             }
         };
         let registry = self.client_registry(hooks);
-        let converted = self.convert_for(
-            request,
-            &dockerfile,
-            "context",
-            &mut dirs,
-            registry.as_deref().unwrap_or(self.worker.registry()),
-            false,
-        );
-        let mut conversion = match converted {
-            Ok(conversion) => conversion,
-            Err(Error::Dockerfile { excerpt, error }) => {
-                report_checks(&lint_checks(
-                    &error.warnings,
-                    &dockerfile,
-                    &request.dockerfile,
-                ));
-                return Err(Error::Dockerfile { excerpt, error });
-            }
-            Err(other) => return Err(other),
+        let targets: Vec<Option<&Platform>> = match request.platforms.as_slice() {
+            [] => vec![None],
+            platforms => platforms.iter().map(Some).collect(),
         };
-        let checks = check_warnings(&conversion, &dockerfile, &request.dockerfile);
-        report_checks(&checks);
-        if let Some(violation) = conversion.lint_violation.take() {
-            return Err(violation_error(violation));
+        let mut conversions = Vec::new();
+        let mut checks = Vec::new();
+        for target in &targets {
+            let converted = self.convert_for(
+                request,
+                &dockerfile,
+                "context",
+                &mut dirs,
+                registry.as_deref().unwrap_or(self.worker.registry()),
+                false,
+                *target,
+            );
+            let mut conversion = match converted {
+                Ok(conversion) => conversion,
+                Err(Error::Dockerfile { excerpt, error }) => {
+                    report_checks(&lint_checks(
+                        &error.warnings,
+                        &dockerfile,
+                        &request.dockerfile,
+                    ));
+                    return Err(Error::Dockerfile { excerpt, error });
+                }
+                Err(other) => return Err(other),
+            };
+            // The checks are the Dockerfile's, the same for every platform.
+            if conversions.is_empty() {
+                checks = check_warnings(&conversion, &dockerfile, &request.dockerfile);
+                report_checks(&checks);
+                if let Some(violation) = conversion.lint_violation.take() {
+                    return Err(violation_error(violation));
+                }
+            }
+            conversions.push(conversion);
         }
-        let definition = conversion.state.marshal(&MarshalOptions {
-            platform: Some(conversion.platform.clone()),
-            local_unique_id: None,
-        });
-        let definition = LoadedDefinition::decode(&wire::encode_definition(&definition))?;
         let contexts = Contexts { dirs };
         let local_secrets = ClientSecrets {
             secrets: &request.secrets,
             ssh: &request.ssh,
         };
-        let result = self
-            .worker
-            .solve(
-                &definition,
-                &SolveOptions {
-                    no_cache: request.no_cache,
-                    progress: &|event| progress(api_event(event)),
-                    contexts: &contexts,
-                    secrets: match &hooks.client_secrets {
-                        Some(client) => client.as_ref(),
-                        None => &local_secrets,
-                    },
-                    entitlements: &request.entitlements,
-                    cancelled: hooks.cancelled.clone(),
-                    registry: registry.as_deref(),
-                },
-            )
-            .map_err(|e| step_error(e, &definition, &dockerfile, &request.dockerfile))?;
+        let options = SolveOptions {
+            no_cache: request.no_cache,
+            progress: &|event| progress(api_event(event)),
+            contexts: &contexts,
+            secrets: match &hooks.client_secrets {
+                Some(client) => client.as_ref(),
+                None => &local_secrets,
+            },
+            entitlements: &request.entitlements,
+            cancelled: hooks.cancelled.clone(),
+            registry: registry.as_deref(),
+        };
+        let solve = |conversion: &convert::Conversion| {
+            let definition = conversion.state.marshal(&MarshalOptions {
+                platform: Some(conversion.platform.clone()),
+                local_unique_id: None,
+            });
+            let definition = LoadedDefinition::decode(&wire::encode_definition(&definition))?;
+            let result = self
+                .worker
+                .solve(&definition, &options)
+                .map_err(|e| step_error(e, &definition, &dockerfile, &request.dockerfile))?;
+            let mut image =
+                serde_json::to_value(&conversion.image).map_err(|e| Error::Usage(e.to_string()))?;
+            if let Some(object) = image.as_object_mut() {
+                object.remove("created");
+            }
+            let result = PlatformResult {
+                platform: conversion.platform.clone(),
+                chain: result.map(|r| r.chain).unwrap_or_default(),
+                image,
+            };
+            Ok::<_, Error>((result, build_sources(&definition)))
+        };
+        // Platforms are solved side by side; a step they share (a stage on
+        // $BUILDPLATFORM) is one vertex, run by the first to reach it and found in the
+        // cache by the others.
+        let solved: Vec<(PlatformResult, Vec<serde_json::Value>)> = match conversions.as_slice() {
+            [only] => vec![solve(only)?],
+            all => std::thread::scope(|scope| {
+                let running: Vec<_> = all
+                    .iter()
+                    .map(|conversion| scope.spawn(|| solve(conversion)))
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|thread| {
+                        thread.join().unwrap_or_else(|_| {
+                            Err(Error::Usage("a platform's solve panicked".to_owned()))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, Error>>()
+            })?,
+        };
         let mut warnings = Vec::new();
-        if !conversion.unused_build_args.is_empty() {
+        if !conversions[0].unused_build_args.is_empty() {
             warnings.push(format!(
                 "One or more build-args [{}] were not consumed",
-                conversion.unused_build_args.join(" ")
+                conversions[0].unused_build_args.join(" ")
             ));
         }
-        let mut image =
-            serde_json::to_value(&conversion.image).map_err(|e| Error::Usage(e.to_string()))?;
-        if let Some(object) = image.as_object_mut() {
-            object.remove("created");
+        let mut sources: Vec<serde_json::Value> = Vec::new();
+        for source in solved.iter().flat_map(|(_, s)| s) {
+            if !sources.contains(source) {
+                sources.push(source.clone());
+            }
         }
         Ok(Solved {
-            chain: result.map(|r| r.chain).unwrap_or_default(),
-            image,
-            sources: build_sources(&definition),
+            results: solved.into_iter().map(|(result, _)| result).collect(),
+            multi_platform: targets.len() > 1,
+            sources,
             epoch: request
                 .build_args
                 .get("SOURCE_DATE_EPOCH")
@@ -747,11 +820,12 @@ impl Engine {
         range: Option<(u64, u64)>,
     ) -> Result<Option<Vec<u8>>, Error> {
         use std::io::{Read as _, Seek as _};
-        if solved.chain.is_empty() {
+        let chain = &solved.results[0].chain;
+        if chain.is_empty() {
             return Ok(None);
         }
         let snapshot = kiln_store::Snapshot {
-            chain: solved.chain.clone(),
+            chain: chain.clone(),
         };
         let mount = self
             .worker
@@ -811,7 +885,7 @@ impl Engine {
         )?;
         let mut solved = self.empty_result();
         solved.registry = registry;
-        solved.chain = result.map(|r| r.chain).unwrap_or_default();
+        solved.results[0].chain = result.map(|r| r.chain).unwrap_or_default();
         solved.sources = build_sources(&definition);
         Ok(solved)
     }
@@ -869,13 +943,14 @@ impl Engine {
         solved: &Solved,
         out: &mut BuildResult,
     ) -> Result<(), Error> {
-        let (chain, epoch) = (&solved.chain, solved.epoch);
         let registry = solved.registry.as_deref().unwrap_or(self.worker.registry());
-        let times = Times {
-            // Without an epoch the image is as old as its newest layer, so a cached
-            // rebuild is identical.
+        let epoch = solved.epoch;
+        // Without an epoch an image is as old as its newest layer, so a cached rebuild
+        // is identical.
+        let times = |result: &PlatformResult| Times {
             created: epoch.unwrap_or_else(|| {
-                chain
+                result
+                    .chain
                     .last()
                     .and_then(|id| mtime_secs(&self.worker.snapshots().layer_dir(*id)))
                     .unwrap_or(0)
@@ -884,12 +959,20 @@ impl Engine {
         };
         for output in outputs {
             let wants_buildinfo = output.image_options().is_some_and(|o| o.buildinfo);
-            let image = if wants_buildinfo {
-                with_buildinfo(&solved.image, &solved.sources)
-            } else {
-                solved.image.clone()
+            let image_of = |result: &PlatformResult| {
+                if wants_buildinfo {
+                    with_buildinfo(&result.image, &solved.sources)
+                } else {
+                    result.image.clone()
+                }
             };
-            self.export_one(output, chain, &image, times, registry, out)?;
+            if solved.multi_platform {
+                self.export_platforms(output, &solved.results, &image_of, &times, registry, out)?;
+            } else {
+                let result = &solved.results[0];
+                let image = image_of(result);
+                self.export_one(output, &result.chain, &image, times(result), registry, out)?;
+            }
         }
         out.warnings.extend(self.worker.take_warnings());
         if let Err(e) = self.collect_garbage() {
@@ -950,12 +1033,16 @@ impl Engine {
     /// platform's bare image config.
     pub fn empty_result(&self) -> Solved {
         Solved {
-            chain: Vec::new(),
-            image: serde_json::json!({
-                "architecture": self.platform.architecture,
-                "os": self.platform.os,
-                "config": {},
-            }),
+            results: vec![PlatformResult {
+                platform: self.platform.clone(),
+                chain: Vec::new(),
+                image: serde_json::json!({
+                    "architecture": self.platform.architecture,
+                    "os": self.platform.os,
+                    "config": {},
+                }),
+            }],
+            multi_platform: false,
             sources: Vec::new(),
             epoch: None,
             checks: Vec::new(),
@@ -964,9 +1051,19 @@ impl Engine {
         }
     }
 
-    /// The platform this engine builds for.
+    /// The platform this engine builds for when none is asked.
     pub fn platform(&self) -> &Platform {
         &self.platform
+    }
+
+    /// The platforms the worker shows: `worker.oci.platforms` when configured, else the
+    /// native one and those an emulator runs, as BuildKit detects them (probed when
+    /// first asked, not at every start of the embedded engine).
+    pub fn worker_platforms(&self) -> &[Platform] {
+        match self.configured_platforms.as_slice() {
+            [] => kiln_exec::archutil::supported_platforms(),
+            configured => configured,
+        }
     }
 
     /// Runs the Dockerfile's build checks without building (`--check`).
@@ -980,6 +1077,7 @@ impl Engine {
             "context",
             &mut dirs,
             self.worker.registry(),
+            request.platforms.first(),
         )?;
         Ok(check_warnings(
             &conversion,
@@ -996,7 +1094,16 @@ impl Engine {
             .map_err(|e| Error::Usage(format!("reading the Dockerfile: {e}")))?;
         let mut dirs = BTreeMap::new();
         let registry = self.worker.registry();
-        match self.convert_for(request, &dockerfile, "context", &mut dirs, registry, true) {
+        let target_platform = request.platforms.first();
+        match self.convert_for(
+            request,
+            &dockerfile,
+            "context",
+            &mut dirs,
+            registry,
+            true,
+            target_platform,
+        ) {
             Ok(conversion) => Ok(LintReport {
                 checks: check_warnings(&conversion, &dockerfile, &request.dockerfile),
                 error: conversion.lint_violation,
@@ -1019,9 +1126,17 @@ impl Engine {
         context_name: &str,
         dirs: &mut BTreeMap<String, PathBuf>,
         registry: &RegistryClient,
+        target_platform: Option<&Platform>,
     ) -> Result<convert::Conversion, Error> {
-        let conversion =
-            self.convert_for(request, dockerfile, context_name, dirs, registry, false)?;
+        let conversion = self.convert_for(
+            request,
+            dockerfile,
+            context_name,
+            dirs,
+            registry,
+            false,
+            target_platform,
+        )?;
         match conversion.lint_violation {
             Some(violation) => Err(violation_error(violation)),
             None => Ok(conversion),
@@ -1031,7 +1146,8 @@ impl Engine {
     /// [`Self::convert`] with a `check=error=true` violation kept with the conversion
     /// rather than failing it (the caller reports the warnings first, as BuildKit
     /// does); for a lint when `lint` is set: every stage when no target is named
-    /// (BuildKit's `AllStages`).
+    /// (BuildKit's `AllStages`); for `target_platform` (`None`: the engine's).
+    #[allow(clippy::too_many_arguments)]
     fn convert_for(
         &self,
         request: &BuildRequest,
@@ -1040,6 +1156,7 @@ impl Engine {
         dirs: &mut BTreeMap<String, PathBuf>,
         registry: &RegistryClient,
         lint: bool,
+        target_platform: Option<&Platform>,
     ) -> Result<convert::Conversion, Error> {
         dirs.insert(context_name.to_owned(), request.context.clone());
         // `BUILDKIT_SYNTAX` overrides the directive, as in BuildKit.
@@ -1072,8 +1189,11 @@ impl Engine {
                     }
                 }
                 BuildContext::OciLayout { path, selector } => {
-                    let (digest, _, config) =
-                        kiln_worker::read_layout(path, selector, &self.platform)?;
+                    let (digest, _, config) = kiln_worker::read_layout(
+                        path,
+                        selector,
+                        target_platform.unwrap_or(&self.platform),
+                    )?;
                     let image: convert::Image = serde_json::from_slice(&config).map_err(|e| {
                         Error::Usage(format!("named context {name}: its image config: {e}"))
                     })?;
@@ -1129,6 +1249,7 @@ impl Engine {
                         &format!("{context_name}:{name}"),
                         dirs,
                         registry,
+                        target_platform,
                     )?;
                     NamedContext::State {
                         state: Box::new(conversion.state),
@@ -1141,7 +1262,7 @@ impl Engine {
         let options = ConvertOptions {
             target: request.target.clone(),
             build_args: request.build_args.clone(),
-            target_platform: None,
+            target_platform: target_platform.cloned(),
             build_platform: Some(self.platform.clone()),
             filename: Some(
                 request
@@ -1295,18 +1416,8 @@ impl Engine {
     ) -> Result<(), Error> {
         // The local and tar exporters read the result through a read-only mount.
         let with_root = |export: &dyn Fn(Option<&Path>) -> Result<(), kiln_export::Error>| {
-            if chain.is_empty() {
-                return export(None).map_err(Error::from);
-            }
-            let snapshot = kiln_store::Snapshot {
-                chain: chain.to_vec(),
-            };
-            let mount = self
-                .worker
-                .snapshots()
-                .mount_readonly(&snapshot)
-                .map_err(kiln_worker::Error::from)?;
-            export(Some(mount.path())).map_err(Error::from)
+            let mount = self.mount_result(chain)?;
+            export(mount.as_ref().map(kiln_store::MountGuard::path)).map_err(Error::from)
         };
         match output {
             Exporter::CacheOnly => Ok(()),
@@ -1342,6 +1453,125 @@ impl Engine {
                         registry,
                         self.worker.content(),
                         &assembled,
+                        export,
+                    )?);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A result's files, mounted read-only (`None` for an empty result).
+    fn mount_result(&self, chain: &[u64]) -> Result<Option<kiln_store::MountGuard>, Error> {
+        if chain.is_empty() {
+            return Ok(None);
+        }
+        let snapshot = kiln_store::Snapshot {
+            chain: chain.to_vec(),
+        };
+        let mount = self
+            .worker
+            .snapshots()
+            .mount_readonly(&snapshot)
+            .map_err(kiln_worker::Error::from)?;
+        Ok(Some(mount))
+    }
+
+    /// Runs one exporter on a multi-platform result: one image per platform under an
+    /// index, or one `os_arch[_variant]` directory per platform, as BuildKit's
+    /// exporters write them.
+    fn export_platforms(
+        &self,
+        output: &Exporter,
+        results: &[PlatformResult],
+        image_of: &dyn Fn(&PlatformResult) -> serde_json::Value,
+        times: &dyn Fn(&PlatformResult) -> Times,
+        registry: &RegistryClient,
+        out: &mut BuildResult,
+    ) -> Result<(), Error> {
+        let assemble_all = |options: &kiln_export::ImageOptions,
+                            out: &mut BuildResult|
+         -> Result<kiln_export::MultiPlatformImage, Error> {
+            let first_export = out.manifest_digest.is_none();
+            let mut images = Vec::new();
+            for result in results {
+                images.push(self.assemble(
+                    &result.chain,
+                    &image_of(result),
+                    options,
+                    times(result),
+                    out,
+                )?);
+            }
+            let multi = kiln_export::assemble_index(self.worker.content(), images, options)?;
+            // The build's digest is the index's, as BuildKit reports it.
+            if first_export {
+                out.manifest_digest = Some(multi.index.digest.clone());
+                out.manifest = Some(multi.index.clone());
+                out.config_digest = None;
+            }
+            Ok(multi)
+        };
+        match output {
+            Exporter::CacheOnly => Ok(()),
+            Exporter::Local { dest } => {
+                for result in results {
+                    let mount = self.mount_result(&result.chain)?;
+                    kiln_export::rootfs::export_local(
+                        mount.as_ref().map(kiln_store::MountGuard::path),
+                        &dest.join(platform_dir(&result.platform)),
+                    )?;
+                }
+                Ok(())
+            }
+            Exporter::Tar { dest } => {
+                let mounts = results
+                    .iter()
+                    .map(|r| self.mount_result(&r.chain))
+                    .collect::<Result<Vec<_>, Error>>()?;
+                let dirs: Vec<String> = results.iter().map(|r| platform_dir(&r.platform)).collect();
+                let trees: Vec<(&str, Option<&Path>)> = dirs
+                    .iter()
+                    .zip(&mounts)
+                    .map(|(dir, mount)| {
+                        (
+                            dir.as_str(),
+                            mount.as_ref().map(kiln_store::MountGuard::path),
+                        )
+                    })
+                    .collect();
+                kiln_export::rootfs::export_tar_split(&trees, dest)?;
+                Ok(())
+            }
+            Exporter::Docker(_) => Err(Error::Usage(
+                "docker exporter does not currently support exporting manifest lists".to_owned(),
+            )),
+            Exporter::Oci(archive) => {
+                let multi = assemble_all(&archive.image, out)?;
+                let mtime = archive
+                    .image
+                    .source_date_epoch
+                    .unwrap_or(times(&results[0]).created)
+                    .max(0) as u64;
+                kiln_export::layout::write_index_layout(
+                    self.worker.content(),
+                    &multi,
+                    &archive.image,
+                    &archive.dest,
+                    mtime,
+                )?;
+                Ok(())
+            }
+            Exporter::Image(export) => {
+                let multi = assemble_all(&export.image, out)?;
+                if out.manifest.as_ref() == Some(&multi.index) {
+                    out.image_names = export.image_names(&multi.index.digest);
+                }
+                if export.push {
+                    out.pushed.extend(kiln_export::push::push_index(
+                        registry,
+                        self.worker.content(),
+                        &multi,
                         export,
                     )?);
                 }
@@ -1492,7 +1722,11 @@ impl Builder for Engine {
     fn info(&self) -> Result<BuilderInfo, kiln_api::Error> {
         Ok(BuilderInfo {
             version: format!("kiln v{}", env!("CARGO_PKG_VERSION")),
-            platforms: vec![self.platform.to_string()],
+            platforms: self
+                .worker_platforms()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         })
     }
 }

@@ -212,15 +212,14 @@ impl Probe {
             .mode(0o700)
             .open(dir.path().join("check"))
             .and_then(|mut f| f.write_all(&self.elf()));
-        let ran = written.is_ok()
+        written.is_ok()
             && Command::new("chroot")
                 .arg(dir.path())
                 .arg("/check")
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .status()
-                .is_ok_and(|s| s.success());
-        ran
+                .is_ok_and(|s| s.success())
     }
 }
 
@@ -339,6 +338,14 @@ pub fn is_supported(platform: &Platform) -> bool {
         ("arm", "") => "v7",
         (_, variant) => variant,
     };
+    // The native platform needs no probe.
+    let native = Platform::host();
+    if platform.os == native.os
+        && platform.architecture == native.architecture
+        && variant == native.variant
+    {
+        return true;
+    }
     supported_platforms().iter().any(|p| {
         p.os == platform.os && p.architecture == platform.architecture && p.variant == variant
     })

@@ -179,6 +179,17 @@ pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
         .collect()
 }
 
+/// The platform an op runs for (`None`: the worker's).
+fn op_platform(op: &pb::Op) -> Option<Platform> {
+    op.platform.as_ref().map(|p| Platform {
+        os: p.os.clone(),
+        architecture: p.architecture.clone(),
+        variant: p.variant.clone(),
+        os_version: p.os_version.clone(),
+        os_features: p.os_features.clone(),
+    })
+}
+
 /// A vertex's display name: its custom name, else its digest.
 fn vertex_name(vertex: &kiln_llb::Vertex) -> String {
     vertex
@@ -392,9 +403,10 @@ impl Worker {
         // Sources compute their own content keys (image digest, context checksum); a
         // context's walk is kept for its load.
         let mut context_scan = None;
+        let platform = op_platform(&vertex.op);
         let key = match &vertex.op.op {
             Some(Op::Source(source)) => {
-                let (key, scan) = self.source_key(source, options)?;
+                let (key, scan) = self.source_key(source, platform.as_ref(), options)?;
                 context_scan = scan;
                 key
             }
@@ -442,9 +454,13 @@ impl Worker {
         };
         let mut run = || -> Result<Vec<Ref>, Error> {
             Ok(match &vertex.op.op {
-                Some(Op::Source(source)) => {
-                    vec![self.run_source(source, options, context_scan.take(), &log)?]
-                }
+                Some(Op::Source(source)) => vec![self.run_source(
+                    source,
+                    platform.as_ref(),
+                    options,
+                    context_scan.take(),
+                    &log,
+                )?],
                 Some(Op::File(file)) => ops::file::run(self, file, inputs)?,
                 Some(Op::Exec(exec)) => ops::exec::run(
                     self,
@@ -453,6 +469,7 @@ impl Worker {
                     inputs,
                     options,
                     ignore_cache.then_some(fresh_caches),
+                    platform.as_ref(),
                     &log,
                 )?,
                 Some(Op::Merge(merge)) => vec![ops::merge(merge, inputs)],
@@ -497,10 +514,20 @@ impl Worker {
     fn source_key(
         &self,
         source: &pb::SourceOp,
+        platform: Option<&Platform>,
         options: &SolveOptions<'_>,
     ) -> Result<(String, Option<source::local::Scan>), Error> {
         let key = match source.identifier.split_once("://") {
-            Some(("docker-image", _)) => sha256_hex(&[b"image", source.identifier.as_bytes()]),
+            // An index names one image per platform; the worker's platform keeps the
+            // key it always had.
+            Some(("docker-image", _)) => match platform.filter(|p| **p != self.config.platform) {
+                Some(platform) => sha256_hex(&[
+                    b"image",
+                    source.identifier.as_bytes(),
+                    platform.to_string().as_bytes(),
+                ]),
+                None => sha256_hex(&[b"image", source.identifier.as_bytes()]),
+            },
             Some(("local", name)) => {
                 let scan = source::local::scan(self, options.contexts, name, source)?;
                 let key = sha256_hex(&[
@@ -527,6 +554,7 @@ impl Worker {
     fn run_source(
         &self,
         source: &pb::SourceOp,
+        platform: Option<&Platform>,
         options: &SolveOptions<'_>,
         context_scan: Option<source::local::Scan>,
         log: &(dyn Fn(&[u8]) + Sync),
@@ -538,6 +566,7 @@ impl Worker {
                     self,
                     registry,
                     reference,
+                    platform.unwrap_or(&self.config.platform),
                     ResolveMode::of_source(source),
                     log,
                 )

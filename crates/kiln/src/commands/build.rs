@@ -150,21 +150,26 @@ fn refuse_unsupported(args: &BuildArgs) -> anyhow::Result<()> {
     if !args.cache_from.is_empty() || !args.cache_to.is_empty() {
         bail!("--cache-from/--cache-to: remote cache import and export are not supported yet");
     }
-    let native = kiln_oci::Platform::host();
-    for platform in args.platform.iter().flat_map(|p| p.split(',')) {
-        let parsed: kiln_oci::Platform = match platform.trim() {
-            "local" => native.clone(),
+    Ok(())
+}
+
+/// `--platform` values (each may list several, comma-separated) as platforms, each
+/// once, in order; `local` is this machine's.
+pub(crate) fn parse_platforms(values: &[String]) -> anyhow::Result<Vec<kiln_oci::Platform>> {
+    let mut platforms: Vec<kiln_oci::Platform> = Vec::new();
+    for value in values.iter().flat_map(|v| v.split(',')) {
+        let platform = match value.trim() {
+            "" => continue,
+            "local" => kiln_oci::Platform::host(),
             other => other
                 .parse()
                 .with_context(|| format!("--platform {other:?}"))?,
         };
-        if parsed.os != native.os || parsed.architecture != native.architecture {
-            bail!(
-                "--platform {platform}: only the native platform ({native}) can be built yet; multi-platform builds are not supported"
-            );
+        if !platforms.contains(&platform) {
+            platforms.push(platform);
         }
     }
-    Ok(())
+    Ok(platforms)
 }
 
 /// The build context and Dockerfile, reading either from stdin when given as `-`: a
@@ -379,8 +384,11 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
         args.push,
         args.load,
     )?;
+    let platforms = parse_platforms(&args.platform)?;
+    crate::outputs::refuse_manifest_lists(&planned, platforms.len())?;
     let outputs = planned.iter().map(|p| p.export.clone()).collect();
     let request = BuildRequest {
+        platforms,
         context,
         dockerfile,
         build_args: parse_build_args(&args.build_args)?,

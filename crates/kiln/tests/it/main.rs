@@ -13,5 +13,6 @@ mod exec_mounts;
 mod export;
 mod layering;
 mod layers;
+mod multi_platform;
 mod run;
 mod support;
