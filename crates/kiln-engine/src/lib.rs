@@ -1290,6 +1290,7 @@ impl Engine {
             shm_size: request.run.shm_size,
             cgroup_parent: request.run.cgroup_parent.clone(),
             force_pull: request.pull,
+            multi_platform: request.platforms.len() > 1,
             all_stages: lint && request.target.as_deref().is_none_or(str::is_empty),
             keep_lint_violation: true,
             ..ConvertOptions::default()

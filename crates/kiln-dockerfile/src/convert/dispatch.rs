@@ -82,12 +82,17 @@ fn normalize_path(parent: &str, new_path: &str, keep_slash: bool) -> String {
     out
 }
 
-/// `[stage 2/5] ` before a step's name, counting the step.
-pub(super) fn prefix_command(st: &mut StageState, text: &str) -> String {
+/// `[stage 2/5] ` before a step's name, counting the step; `[linux/arm64 stage 2/5] `
+/// when several platforms are built, as BuildKit names steps then.
+pub(super) fn prefix_command(ctx: &Context<'_>, st: &mut StageState, text: &str) -> String {
     if st.cmd_total == 0 {
         return text.to_owned();
     }
     let mut out = String::from("[");
+    if ctx.options.multi_platform {
+        let platform = st.platform.as_ref().unwrap_or(&ctx.target_platform);
+        out.push_str(&format!("{platform} "));
+    }
     if !st.display_name.is_empty() {
         out.push_str(&st.display_name);
         out.push(' ');
@@ -317,7 +322,7 @@ pub(super) fn dispatch(
                 let chown = (!user.is_empty()).then(|| parse_chown(&user));
                 let env = env_of(&st.state);
                 let name = step_name(&ctx.lexer, code, &env);
-                let name = prefix_command(st, &name);
+                let name = prefix_command(ctx, st, &name);
                 let action = FileAction::mkdir(
                     &wd,
                     0o755,
@@ -837,7 +842,7 @@ fn dispatch_run(
         env
     };
     let name = step_name(&raw_lexer(ctx), &custom, &masked);
-    let name = prefix_command(st, &name);
+    let name = prefix_command(ctx, st, &name);
     let op =
         op_options(ctx, st, name, location).description("com.docker.dockerfile.v1.command", code);
     exec = exec.options(op);
@@ -1064,7 +1069,7 @@ fn dispatch_copy(ctx: &Context<'_>, st: &mut StageState, cfg: CopyConfig<'_>) ->
     }
     let env = env_of(&st.state);
     let name = step_name(&ctx.lexer, cfg.code, &env);
-    let group_name = prefix_command(st, &name);
+    let group_name = prefix_command(ctx, st, &name);
     let base = CopyOptions {
         chown: chown.clone(),
         mode,
@@ -1210,9 +1215,9 @@ fn dispatch_copy(ctx: &Context<'_>, st: &mut StageState, cfg: CopyConfig<'_>) ->
     if cfg.link && cfg.chmod.is_empty() {
         let group = format!("progress-group-{}", st.cmd_index);
         st.cmd_index -= 1;
-        let copy_name = prefix_command(st, &name);
+        let copy_name = prefix_command(ctx, st, &name);
         st.cmd_index -= 1;
-        let link_name = prefix_command(st, &format!("LINK {name}"));
+        let link_name = prefix_command(ctx, st, &format!("LINK {name}"));
         let copied = State::scratch().file(
             action,
             op.clone()

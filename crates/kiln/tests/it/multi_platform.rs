@@ -98,6 +98,9 @@ fn two_platforms_emulated_and_pushed_as_one_index() {
     ));
     assert!(log.contains("machine: x86_64"), "{log}");
     assert!(log.contains("machine: aarch64"), "{log}");
+    // Steps are named with their platform, as BuildKit names them in such a build.
+    assert!(log.contains(" [linux/arm64 stage-1 3/3] RUN echo"), "{log}");
+    assert!(log.contains(" [linux/amd64 host 2/2] RUN echo"), "{log}");
 
     // One index (Docker media types, the image exporter's default), one manifest per
     // platform, in the order asked.
