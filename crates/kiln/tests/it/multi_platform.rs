@@ -275,7 +275,7 @@ fn three_platforms_to_local_tar_and_oci() {
     }
 }
 
-/// A Bake target with `platforms`: one directory per platform.
+/// A Bake target with `platforms`: one directory per platform; `--set *.platform`.
 #[test]
 fn bake_target_with_platforms() {
     let Some((_registry, base)) = multiarch_base() else {
@@ -306,4 +306,57 @@ fn bake_target_with_platforms() {
     check(&baked);
     assert_eq!(read(&dir.join("out/linux_amd64/arch")).trim(), "x86_64");
     assert_eq!(read(&dir.join("out/linux_arm64/arch")).trim(), "aarch64");
+
+    // `--set *.platform` replaces the list; one platform, even a foreign one, is no
+    // multi-platform build: its files are at the top.
+    let baked = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("KILN_ROOT", &state)
+        .current_dir(&dir)
+        .args([
+            "bake",
+            "--progress=plain",
+            "--set",
+            "*.platform=linux/arm/v7",
+            "--set",
+            "*.output=type=local,dest=single",
+        ])
+        .output()
+        .unwrap();
+    check(&baked);
+    assert_eq!(read(&dir.join("single/arch")).trim(), "armv7l");
+}
+
+/// A RUN for a platform no emulator runs fails naming the platform and the package
+/// that brings QEMU.
+#[test]
+fn a_platform_without_emulator_is_named() {
+    let Some((_registry, base)) = multiarch_base() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let context = work.path().join("context");
+    fs_err::create_dir_all(&context).unwrap();
+    fs_err::write(
+        context.join("Dockerfile"),
+        format!(
+            "FROM --platform=linux/amd64 {base} AS tools\nFROM scratch\nCOPY --from=tools /bin/busybox /bin/busybox\nRUN [\"/bin/busybox\", \"true\"]\n"
+        ),
+    )
+    .unwrap();
+    let output = kiln(
+        &work.path().join("state"),
+        &[
+            "build",
+            "--platform",
+            "linux/ia64",
+            context.to_str().unwrap(),
+        ],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no emulator for linux/ia64")
+            && stderr.contains("apt-get install qemu-user-static binfmt-support"),
+        "{stderr}"
+    );
 }
