@@ -820,18 +820,9 @@ impl Engine {
         range: Option<(u64, u64)>,
     ) -> Result<Option<Vec<u8>>, Error> {
         use std::io::{Read as _, Seek as _};
-        let chain = &solved.results[0].chain;
-        if chain.is_empty() {
+        let Some(mount) = self.mount_result(&solved.results[0].chain)? else {
             return Ok(None);
-        }
-        let snapshot = kiln_store::Snapshot {
-            chain: chain.clone(),
         };
-        let mount = self
-            .worker
-            .snapshots()
-            .mount_readonly(&snapshot)
-            .map_err(kiln_worker::Error::from)?;
         let Some(relative) = clean_inside(path) else {
             return Ok(None);
         };

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use fs_err as fs;
-use kiln_oci::{Index, Reference, media_type};
+use kiln_oci::{Descriptor, Index, Reference, media_type};
 use kiln_store::ContentStore;
 use serde_json::json;
 
@@ -37,29 +37,36 @@ fn index_json(image: &Image, options: &ImageOptions) -> Result<Vec<u8>, Error> {
         .entry("org.opencontainers.image.created".to_owned())
         .or_insert_with(|| image.created.clone());
     manifest.platform = Some(image.descriptor_platform.clone());
-    let mut manifests = Vec::new();
-    for name in &options.names {
-        let mut descriptor = manifest.clone();
-        descriptor
-            .annotations
-            .insert("io.containerd.image.name".to_owned(), name.clone());
-        if let Some(tag) = name.parse::<Reference>().ok().and_then(|r| r.tag) {
-            descriptor
-                .annotations
-                .insert("org.opencontainers.image.ref.name".to_owned(), tag);
-        }
-        manifests.push(descriptor);
-    }
-    if manifests.is_empty() {
-        manifests.push(manifest);
-    }
     let index = Index {
         schema_version: 2,
         media_type: media_type::OCI_INDEX.to_owned(),
-        manifests,
+        manifests: named(&manifest, &options.names),
         annotations: index_annotations(options, &image.platform),
     };
     crate::gojson::to_vec(&index)
+}
+
+/// index.json's entries for what the layout holds: `descriptor` once per name,
+/// carrying the name and its tag (containerd's layout convention); once without a name
+/// when there is none.
+fn named(descriptor: &Descriptor, names: &[String]) -> Vec<Descriptor> {
+    let mut entries = Vec::new();
+    for name in names {
+        let mut entry = descriptor.clone();
+        entry
+            .annotations
+            .insert("io.containerd.image.name".to_owned(), name.clone());
+        if let Some(tag) = name.parse::<Reference>().ok().and_then(|r| r.tag) {
+            entry
+                .annotations
+                .insert("org.opencontainers.image.ref.name".to_owned(), tag);
+        }
+        entries.push(entry);
+    }
+    if entries.is_empty() {
+        entries.push(descriptor.clone());
+    }
+    entries
 }
 
 fn blob_path(digest: &str) -> String {
@@ -143,26 +150,10 @@ impl LayoutFiles {
                 .entry("org.opencontainers.image.created".to_owned())
                 .or_insert_with(|| first.created.clone());
         }
-        let mut manifests = Vec::new();
-        for name in &options.names {
-            let mut descriptor = top.clone();
-            descriptor
-                .annotations
-                .insert("io.containerd.image.name".to_owned(), name.clone());
-            if let Some(tag) = name.parse::<Reference>().ok().and_then(|r| r.tag) {
-                descriptor
-                    .annotations
-                    .insert("org.opencontainers.image.ref.name".to_owned(), tag);
-            }
-            manifests.push(descriptor);
-        }
-        if manifests.is_empty() {
-            manifests.push(top);
-        }
         let index = Index {
             schema_version: 2,
             media_type: media_type::OCI_INDEX.to_owned(),
-            manifests,
+            manifests: named(&top, &options.names),
             annotations: Default::default(),
         };
         let mut all = vec![multi.index.digest.clone()];

@@ -297,32 +297,29 @@ fn bake_target_with_platforms() {
         "target \"default\" {\n  platforms = [\"linux/amd64\", \"linux/arm64\"]\n  output = [\"type=local,dest=out\"]\n}\n",
     )
     .unwrap();
-    let baked = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .env("KILN_ROOT", &state)
-        .current_dir(&dir)
-        .args(["bake", "--progress=plain"])
-        .output()
-        .unwrap();
-    check(&baked);
+    let bake = |args: &[&str]| {
+        check(
+            &Command::new(env!("CARGO_BIN_EXE_kiln"))
+                .env("KILN_ROOT", &state)
+                .current_dir(&dir)
+                .args(["bake", "--progress=plain"])
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    bake(&[]);
     assert_eq!(read(&dir.join("out/linux_amd64/arch")).trim(), "x86_64");
     assert_eq!(read(&dir.join("out/linux_arm64/arch")).trim(), "aarch64");
 
     // `--set *.platform` replaces the list; one platform, even a foreign one, is no
     // multi-platform build: its files are at the top.
-    let baked = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .env("KILN_ROOT", &state)
-        .current_dir(&dir)
-        .args([
-            "bake",
-            "--progress=plain",
-            "--set",
-            "*.platform=linux/arm/v7",
-            "--set",
-            "*.output=type=local,dest=single",
-        ])
-        .output()
-        .unwrap();
-    check(&baked);
+    bake(&[
+        "--set",
+        "*.platform=linux/arm/v7",
+        "--set",
+        "*.output=type=local,dest=single",
+    ]);
     assert_eq!(read(&dir.join("single/arch")).trim(), "armv7l");
 }
 
