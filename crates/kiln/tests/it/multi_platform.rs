@@ -53,6 +53,14 @@ fn unpack_platform(source: &str, platform: &str, dir: &Path) -> std::path::PathB
     dir.join("bundle/rootfs")
 }
 
+/// A directory `dir` under `work` holding `dockerfile` as its Dockerfile.
+fn with_dockerfile(work: &Path, dir: &str, dockerfile: &str) -> std::path::PathBuf {
+    let dir = work.join(dir);
+    fs_err::create_dir_all(&dir).unwrap();
+    fs_err::write(dir.join("Dockerfile"), dockerfile).unwrap();
+    dir
+}
+
 fn read(path: &Path) -> String {
     fs_err::read_to_string(path).unwrap()
 }
@@ -67,11 +75,10 @@ fn two_platforms_emulated_and_pushed_as_one_index() {
     };
     let work = tempfile::tempdir().unwrap();
     let state = work.path().join("state");
-    let context = work.path().join("context");
-    fs_err::create_dir_all(&context).unwrap();
-    fs_err::write(
-        context.join("Dockerfile"),
-        format!(
+    let context = with_dockerfile(
+        work.path(),
+        "context",
+        &format!(
             "FROM --platform=$BUILDPLATFORM {base} AS host\n\
              ARG BUILDPLATFORM\n\
              RUN echo \"built on $BUILDPLATFORM $(cat /proc/sys/kernel/random/uuid)\" > /built-on\n\
@@ -80,8 +87,7 @@ fn two_platforms_emulated_and_pushed_as_one_index() {
              COPY --from=host /built-on /built-on\n\
              RUN echo \"machine: $(uname -m)\" && uname -m > /arch && echo \"$TARGETPLATFORM $TARGETOS $TARGETARCH [$TARGETVARIANT]\" > /target\n"
         ),
-    )
-    .unwrap();
+    );
     let name = format!("{}/multi:1", registry.host());
     let log = check(&kiln(
         &state,
@@ -160,13 +166,11 @@ fn three_platforms_to_local_tar_and_oci() {
     };
     let work = tempfile::tempdir().unwrap();
     let state = work.path().join("state");
-    let context = work.path().join("context");
-    fs_err::create_dir_all(&context).unwrap();
-    fs_err::write(
-        context.join("Dockerfile"),
-        format!("FROM {base}\nRUN uname -m > /arch\nFROM scratch\nCOPY --from=0 /arch /arch\n"),
-    )
-    .unwrap();
+    let context = with_dockerfile(
+        work.path(),
+        "context",
+        &format!("FROM {base}\nRUN uname -m > /arch\nFROM scratch\nCOPY --from=0 /arch /arch\n"),
+    );
     let platforms = "linux/amd64,linux/arm64,linux/arm/v7";
     let local = work.path().join("local");
     let tar = work.path().join("out.tar");
@@ -283,15 +287,13 @@ fn bake_target_with_platforms() {
     };
     let work = tempfile::tempdir().unwrap();
     let state = work.path().join("state");
-    let dir = work.path().join("project");
-    fs_err::create_dir_all(&dir).unwrap();
-    fs_err::write(
-        dir.join("Dockerfile"),
-        format!(
+    let dir = with_dockerfile(
+        work.path(),
+        "project",
+        &format!(
             "FROM {base} AS build\nRUN uname -m > /arch\nFROM scratch\nCOPY --from=build /arch /\n"
         ),
-    )
-    .unwrap();
+    );
     fs_err::write(
         dir.join("docker-bake.hcl"),
         "target \"default\" {\n  platforms = [\"linux/amd64\", \"linux/arm64\"]\n  output = [\"type=local,dest=out\"]\n}\n",
@@ -331,15 +333,13 @@ fn a_platform_without_emulator_is_named() {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    let context = work.path().join("context");
-    fs_err::create_dir_all(&context).unwrap();
-    fs_err::write(
-        context.join("Dockerfile"),
-        format!(
+    let context = with_dockerfile(
+        work.path(),
+        "context",
+        &format!(
             "FROM --platform=linux/amd64 {base} AS tools\nFROM scratch\nCOPY --from=tools /bin/busybox /bin/busybox\nRUN [\"/bin/busybox\", \"true\"]\n"
         ),
-    )
-    .unwrap();
+    );
     let output = kiln(
         &work.path().join("state"),
         &[
