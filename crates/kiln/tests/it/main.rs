@@ -11,6 +11,7 @@ mod dockerfile_errors;
 mod dump_llb;
 mod exec_mounts;
 mod export;
+mod imagetools;
 mod layering;
 mod layers;
 mod multi_platform;
