@@ -279,7 +279,8 @@ fn three_platforms_to_local_tar_and_oci() {
     }
 }
 
-/// A Bake target with `platforms`: one directory per platform; `--set *.platform`.
+/// A Bake target with `platforms`: one directory per platform; `--set *.platform`; a
+/// matrix over platforms.
 #[test]
 fn bake_target_with_platforms() {
     let Some((_registry, base)) = multiarch_base() else {
@@ -323,6 +324,16 @@ fn bake_target_with_platforms() {
         "*.output=type=local,dest=single",
     ]);
     assert_eq!(read(&dir.join("single/arch")).trim(), "armv7l");
+
+    // A matrix over platforms: one target per platform, built side by side.
+    fs_err::write(
+        dir.join("docker-bake.hcl"),
+        "target \"app\" {\n  name = \"app-${replace(p, \"/\", \"-\")}\"\n  matrix = { p = [\"linux/arm64\", \"linux/arm/v7\"] }\n  platforms = [p]\n  output = [\"type=local,dest=matrix-${replace(p, \"/\", \"-\")}\"]\n}\n",
+    )
+    .unwrap();
+    bake(&["app"]);
+    assert_eq!(read(&dir.join("matrix-linux-arm64/arch")).trim(), "aarch64");
+    assert_eq!(read(&dir.join("matrix-linux-arm-v7/arch")).trim(), "armv7l");
 }
 
 /// A RUN for a platform no emulator runs fails naming the platform and the package
