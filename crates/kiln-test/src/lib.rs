@@ -182,7 +182,7 @@ impl Registry {
     /// Pushes a multi-arch busybox as one OCI index, `HOST/busybox-multiarch:latest`:
     /// one image per [`BUSYBOX_PLATFORMS`] entry, each the [`Registry::push_busybox`]
     /// tree around that architecture's `busybox-static` (the .debs are fetched once
-    /// with `apt-get download` into [`deb_cache`]). Returns its name, or `None` after
+    /// with `apt-get download` into [`test_cache`]`/debs`). Returns its name, or `None` after
     /// a [`skip`] when a .deb cannot be had.
     pub fn push_busybox_multiarch(&self) -> Option<String> {
         let work = tempfile::tempdir().expect("a temp directory");
@@ -275,16 +275,76 @@ impl Registry {
     }
 }
 
-/// Where the busybox-static .debs of other architectures are kept between runs
-/// (`KILN_TEST_DEB_CACHE`, else `/var/tmp/kiln-test-debs`).
-pub fn deb_cache() -> PathBuf {
-    std::env::var_os("KILN_TEST_DEB_CACHE")
-        .map_or_else(|| PathBuf::from("/var/tmp/kiln-test-debs"), PathBuf::from)
+/// Where what test base images are made of is kept between runs (`KILN_TEST_CACHE`,
+/// else `/var/tmp/kiln-test`): `debs/` (other architectures' busybox-static), `bases/`
+/// (images made with debootstrap, as OCI archives).
+pub fn test_cache() -> PathBuf {
+    std::env::var_os("KILN_TEST_CACHE")
+        .map_or_else(|| PathBuf::from("/var/tmp/kiln-test"), PathBuf::from)
 }
 
-/// Debian's busybox-static .deb of `deb_arch`, downloaded into [`deb_cache`] once.
+impl Registry {
+    /// Pushes Debian bookworm (minbase with gcc, libc6-dev and the aarch64 cross
+    /// compiler, `gcc-aarch64-linux-gnu` and `libc6-dev-arm64-cross`) for linux/amd64 as
+    /// `HOST/debian-cross:bookworm`; returns its name, or `None` after a [`skip`] when
+    /// it cannot be made. debootstrap makes it once (about a minute, from Debian's
+    /// mirror); it is kept as an OCI archive in [`test_cache`]`/bases`.
+    pub fn push_debian_cross(&self) -> Option<String> {
+        let archive = test_cache().join("bases/debian-cross.tar");
+        if !archive.is_file() {
+            if let Err(why) = make_debian_cross(&archive) {
+                skip(&why);
+                return None;
+            }
+        }
+        let name = format!("{}/debian-cross:bookworm", self.host());
+        run_sh(&format!(
+            "skopeo copy --quiet --dest-tls-verify=false oci-archive:'{}':bookworm docker://{name}",
+            archive.display()
+        ));
+        Some(name)
+    }
+}
+
+/// debootstraps the cross-compiling Debian into an OCI archive at `archive` (written
+/// beside it, then renamed).
+fn make_debian_cross(archive: &Path) -> Result<(), String> {
+    let dir = archive.parent().expect("a cache directory");
+    fs_err::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let work = tempfile::tempdir_in(dir).map_err(|e| e.to_string())?;
+    let script = format!(
+        "set -e; cd '{work}'; \
+         debootstrap --variant=minbase --include=gcc,libc6-dev,gcc-aarch64-linux-gnu,libc6-dev-arm64-cross bookworm rootfs http://deb.debian.org/debian >debootstrap.log 2>&1 || {{ tail -5 debootstrap.log >&2; exit 1; }}; \
+         rm -rf rootfs/var/cache/apt/archives/*.deb rootfs/var/lib/apt/lists/* rootfs/usr/share/doc rootfs/usr/share/man rootfs/usr/share/locale; \
+         tar --numeric-owner -C rootfs -cf layer.tar .; rm -rf rootfs; \
+         umoci init --layout layout; umoci new --image layout:bookworm; \
+         umoci raw add-layer --image layout:bookworm layer.tar; \
+         umoci config --image layout:bookworm --architecture amd64 --os linux \
+           --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; \
+         skopeo copy --quiet oci:layout:bookworm oci-archive:'{archive}.partial':bookworm; \
+         mv '{archive}.partial' '{archive}'",
+        work = work.path().display(),
+        archive = archive.display()
+    );
+    let made = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .map_err(|e| format!("sh: {e}"))?;
+    if made.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "debootstrap of a cross-compiling Debian failed (needs debootstrap, umoci, skopeo and Debian's mirror): {}",
+            String::from_utf8_lossy(&made.stderr).trim()
+        ))
+    }
+}
+
+/// Debian's busybox-static .deb of `deb_arch`, downloaded into [`test_cache`]`/debs`
+/// once.
 pub fn busybox_static_deb(deb_arch: &str) -> Result<PathBuf, String> {
-    let cache = deb_cache();
+    let cache = test_cache().join("debs");
     let find = || {
         fs_err::read_dir(&cache).ok().and_then(|entries| {
             entries.filter_map(Result::ok).map(|e| e.path()).find(|p| {

@@ -368,3 +368,92 @@ fn a_platform_without_emulator_is_named() {
         "{stderr}"
     );
 }
+
+/// A cross-compiled C program: the compiling stage runs on `$BUILDPLATFORM` (amd64)
+/// with Debian's aarch64 cross compiler for the arm64 image, and the program then runs
+/// in each platform's image, the arm64 one under QEMU. With `KILN_MEASURE` set, the
+/// wall times of the two-platform build and of its two single-platform builds (each on
+/// a fresh state) are printed.
+#[test]
+fn cross_compiled_c_program_for_two_platforms() {
+    let Some((registry, busybox)) = multiarch_base() else {
+        return;
+    };
+    let Some(debian) = registry.push_debian_cross() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let context = with_dockerfile(
+        work.path(),
+        "context",
+        &format!(
+            "FROM --platform=$BUILDPLATFORM {debian} AS build\n\
+             ARG TARGETARCH\n\
+             COPY hello.c /src/hello.c\n\
+             RUN case \"$TARGETARCH\" in arm64) cc=aarch64-linux-gnu-gcc ;; *) cc=gcc ;; esac \\\n\
+             \x20   && $cc -static -O2 -o /hello /src/hello.c\n\
+             FROM {busybox}\n\
+             COPY --from=build /hello /hello\n\
+             RUN /hello > /greeting\n"
+        ),
+    );
+    fs_err::write(
+        context.join("hello.c"),
+        "#include <stdio.h>\n#include <sys/utsname.h>\nint main(void) {\n  struct utsname u;\n  uname(&u);\n  printf(\"hello from %s\\n\", u.machine);\n  return 0;\n}\n",
+    )
+    .unwrap();
+    let build = |state: &str, platforms: &str, out: &Path| {
+        let started = std::time::Instant::now();
+        let log = check(&kiln(
+            &work.path().join(state),
+            &[
+                "build",
+                "--progress=plain",
+                "--platform",
+                platforms,
+                "-o",
+                &format!("type=local,dest={}", out.display()),
+                context.to_str().unwrap(),
+            ],
+        ));
+        (log, started.elapsed())
+    };
+    let out = work.path().join("out");
+    let (log, both) = build("state-both", "linux/amd64,linux/arm64", &out);
+    // The arm64 program was compiled on amd64, by a step named for its target.
+    assert!(
+        log.contains(" [linux/amd64->arm64 build 3/3] RUN case"),
+        "{log}"
+    );
+    for (dir, machine, kind) in [
+        ("linux_amd64", "x86_64", "x86-64"),
+        ("linux_arm64", "aarch64", "ARM aarch64"),
+    ] {
+        assert_eq!(
+            read(&out.join(dir).join("greeting")).trim(),
+            format!("hello from {machine}")
+        );
+        let file = Command::new("file")
+            .arg(out.join(dir).join("hello"))
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&file.stdout).contains(kind),
+            "{dir}: {file:?}"
+        );
+    }
+    // The comparison doubles the test's time: only when asked.
+    if std::env::var_os("KILN_MEASURE").is_none() {
+        return;
+    }
+    let (_, amd64) = build("state-amd64", "linux/amd64", &work.path().join("amd64"));
+    let (_, arm64) = build("state-arm64", "linux/arm64", &work.path().join("arm64"));
+    println!(
+        "cross-compiled C, two platforms: {:.1} s; linux/amd64 alone {:.1} s + linux/arm64 alone {:.1} s = {:.1} s (ratio {:.2})",
+        both.as_secs_f64(),
+        amd64.as_secs_f64(),
+        arm64.as_secs_f64(),
+        (amd64 + arm64).as_secs_f64(),
+        both.as_secs_f64() / (amd64 + arm64).as_secs_f64()
+    );
+}
