@@ -91,6 +91,9 @@ pub struct BuildRequest {
     pub cache_imports: Vec<CacheOptionsEntry>,
     /// Remote caches to export results to (`--cache-to`).
     pub cache_exports: Vec<CacheOptionsEntry>,
+    /// `--platform`: the platforms to build for (none: the builder's own). More than one
+    /// makes a multi-platform image.
+    pub platforms: Vec<kiln_oci::Platform>,
 }
 
 impl BuildRequest {

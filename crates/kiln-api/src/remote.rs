@@ -273,6 +273,10 @@ fn frontend_attrs(request: &BuildRequest) -> Result<HashMap<String, String>, Err
     if let Some(target) = &request.target {
         attrs.insert("target".to_owned(), target.clone());
     }
+    if !request.platforms.is_empty() {
+        let platforms: Vec<String> = request.platforms.iter().map(ToString::to_string).collect();
+        attrs.insert("platform".to_owned(), platforms.join(","));
+    }
     if request.no_cache {
         attrs.insert("no-cache".to_owned(), String::new());
     } else if !request.no_cache_filter.is_empty() {

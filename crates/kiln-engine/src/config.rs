@@ -353,6 +353,8 @@ pub struct FileSettings {
     pub dns: Option<Dns>,
     /// `[grpc]` (used by `kilnd`).
     pub grpc: GrpcSettings,
+    /// `worker.oci.platforms`: the worker's platforms instead of those detected.
+    pub platforms: Vec<kiln_oci::Platform>,
     /// Unknown keys, and keys for parts kiln does not have yet: one line each, for the
     /// user to see.
     pub notices: Vec<String>,
@@ -462,17 +464,15 @@ pub fn read(path: &Path) -> Result<FileSettings, Error> {
             "kiln has only the OCI worker; it cannot be disabled".to_owned(),
         ));
     }
-    let host = kiln_oci::Platform::host().to_string();
-    for platform in &oci.platforms {
-        let normal = platform
-            .parse::<kiln_oci::Platform>()
-            .map_err(|e| at("worker.oci.platforms", format!("{platform:?}: {e}")))?;
-        if normal.to_string() != host {
-            notices.push(format!(
-                "worker.oci.platforms: {platform} is not this machine's platform ({host}); kiln builds for {host} only"
-            ));
-        }
-    }
+    let platforms = oci
+        .platforms
+        .iter()
+        .map(|platform| {
+            platform
+                .parse::<kiln_oci::Platform>()
+                .map_err(|e| at("worker.oci.platforms", format!("{platform:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
     let snapshotter = match oci.snapshotter.as_deref() {
         None => None,
         Some(name @ ("overlayfs" | "native" | "auto")) => Some(name.to_owned()),
@@ -593,6 +593,7 @@ pub fn read(path: &Path) -> Result<FileSettings, Error> {
         );
     }
     Ok(FileSettings {
+        platforms,
         root: file.root,
         debug: file.debug.unwrap_or(false),
         parallelism: oci.max_parallelism,

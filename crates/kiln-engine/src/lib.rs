@@ -62,6 +62,9 @@ pub struct EngineConfig {
     pub grpc: config::GrpcSettings,
     /// `debug`: more detail in logs.
     pub debug: bool,
+    /// `worker.oci.platforms`: the platforms the worker shows instead of those detected
+    /// (the native one and those an emulator runs).
+    pub platforms: Vec<Platform>,
     /// What the configuration file had that kiln does not use: for the user to see.
     pub notices: Vec<String>,
 }
@@ -111,6 +114,7 @@ impl Default for EngineConfig {
             grpc: config::GrpcSettings::default(),
             debug: false,
             snapshotter: "auto".to_owned(),
+            platforms: Vec::new(),
             notices: Vec::new(),
         }
     }
@@ -156,6 +160,7 @@ impl EngineConfig {
             config.registries = settings.registries;
             config.grpc = settings.grpc;
             config.debug = settings.debug;
+            config.platforms = settings.platforms;
             if let (Some(root), None) = (settings.root, std::env::var_os("KILN_ROOT")) {
                 config.root = root;
             }
@@ -273,14 +278,15 @@ pub type Listing = Arc<Vec<(String, kiln_llb::local::Entry)>>;
 /// Directories with their listings.
 pub type Listings = BTreeMap<PathBuf, Listing>;
 
-/// A solved build not exported yet: its result's layers, its image config, and what
-/// the build noted on the way. [`Engine::export`] sends it to outputs.
+/// A solved build not exported yet: its result's layers and image config per platform,
+/// and what the build noted on the way. [`Engine::export`] sends it to outputs.
 #[derive(Debug, Clone)]
 pub struct Solved {
-    /// The result's snapshot layers, bottom first.
-    chain: Vec<u64>,
-    /// The image config (without `created`, set at export).
-    image: serde_json::Value,
+    /// One result per platform, in the order asked (a build for one platform has one).
+    results: Vec<PlatformResult>,
+    /// Whether several platforms were asked for: the exporters write one image per
+    /// platform under an index (or one directory per platform).
+    multi_platform: bool,
     /// The sources the build read, for build info.
     sources: Vec<serde_json::Value>,
     /// `SOURCE_DATE_EPOCH`, when the build has one.
@@ -291,10 +297,8 @@ pub struct Solved {
     pub warnings: Vec<String>,
     /// The registry client acting for the client that solved it (pushes use it too).
     registry: Option<Arc<RegistryClient>>,
-    /// The cache records of the solve, when it has cache exports.
+    /// The cache records of the solve (every platform's), when it has cache exports.
     records: Vec<kiln_worker::SolvedRecord>,
-    /// The key of the result (its record).
-    result_key: Option<String>,
     /// Where its cache records go (`--cache-to`).
     cache_exports: Vec<kiln_remotecache::ExportOptions>,
     /// The caches it imported from (an export takes the blobs of results it reused
@@ -302,11 +306,24 @@ pub struct Solved {
     imports: Vec<Arc<kiln_remotecache::Importer>>,
 }
 
+/// One platform's result.
+#[derive(Debug, Clone)]
+struct PlatformResult {
+    /// The platform it was built for.
+    platform: Platform,
+    /// The result's snapshot layers, bottom first.
+    chain: Vec<u64>,
+    /// The key of the result (its cache record).
+    key: Option<String>,
+    /// The image config (without `created`, set at export).
+    image: serde_json::Value,
+}
+
 impl Solved {
     /// The image config as JSON (what BuildKit's frontends return as
-    /// `containerimage.config`).
+    /// `containerimage.config`); the first platform's.
     pub fn image_config(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.image).unwrap_or_default()
+        serde_json::to_vec(&self.results[0].image).unwrap_or_default()
     }
 
     /// The same result with another image config (a client's frontend changed it).
@@ -316,7 +333,7 @@ impl Solved {
         if let Some(object) = image.as_object_mut() {
             object.remove("created");
         }
-        self.image = image;
+        self.results[0].image = image;
         Ok(self)
     }
 }
@@ -329,12 +346,32 @@ struct SolveCaches {
     records: std::sync::Mutex<Vec<kiln_worker::SolvedRecord>>,
 }
 
+impl SolveCaches {
+    /// The records the solve noted, each key once (platforms solved side by side both
+    /// note a step they share).
+    fn solved_records(&self) -> Vec<kiln_worker::SolvedRecord> {
+        let mut records =
+            std::mem::take(&mut *self.records.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut seen = std::collections::HashSet::new();
+        records.retain(|r| seen.insert(r.key.clone()));
+        records
+    }
+}
+
+/// The directory of a platform's files in a multi-platform `local` or `tar` export:
+/// `linux_arm_v7`, as BuildKit's `platform-split` names it.
+fn platform_dir(platform: &Platform) -> String {
+    platform.to_string().replace('/', "_")
+}
+
 /// The engine: one worker and the frontends and exporters around it.
 pub struct Engine {
     worker: Worker,
     /// The engine's own registry client (the worker's).
     registry: Arc<RegistryClient>,
     platform: Platform,
+    /// `worker.oci.platforms`: the platforms the worker shows instead of the detected.
+    configured_platforms: Vec<Platform>,
     insecure_entitlements: Vec<String>,
     gc: Option<Vec<config::GcPolicy>>,
     /// Held while the engine is open: one process uses a state directory at a time.
@@ -666,13 +703,16 @@ impl Engine {
             worker,
             registry,
             platform,
+            configured_platforms: config.platforms.clone(),
             gc: config.gc.clone(),
             insecure_entitlements: config.insecure_entitlements.clone(),
             _lock: lock,
         })
     }
 
-    /// Builds a Dockerfile without exporting the result.
+    /// Builds a Dockerfile without exporting the result: converted once per asked
+    /// platform, as BuildKit's Dockerfile frontend does, and every platform solved at
+    /// once.
     pub fn solve_dockerfile(
         &self,
         request: &BuildRequest,
@@ -696,36 +736,44 @@ impl Engine {
                 (report.0)(checks);
             }
         };
-        let converted = self.convert_for(
-            request,
-            &dockerfile,
-            "context",
-            &mut dirs,
-            registry.as_deref().unwrap_or(self.worker.registry()),
-            false,
-        );
-        let mut conversion = match converted {
-            Ok(conversion) => conversion,
-            Err(Error::Dockerfile { excerpt, error }) => {
-                report_checks(&lint_checks(
-                    &error.warnings,
-                    &dockerfile,
-                    &request.dockerfile,
-                ));
-                return Err(Error::Dockerfile { excerpt, error });
-            }
-            Err(other) => return Err(other),
+        let targets: Vec<Option<&Platform>> = match request.platforms.as_slice() {
+            [] => vec![None],
+            platforms => platforms.iter().map(Some).collect(),
         };
-        let checks = check_warnings(&conversion, &dockerfile, &request.dockerfile);
-        report_checks(&checks);
-        if let Some(violation) = conversion.lint_violation.take() {
-            return Err(violation_error(violation));
+        let mut conversions = Vec::new();
+        let mut checks = Vec::new();
+        for target in &targets {
+            let converted = self.convert_for(
+                request,
+                &dockerfile,
+                "context",
+                &mut dirs,
+                registry.as_deref().unwrap_or(self.worker.registry()),
+                false,
+                *target,
+            );
+            let mut conversion = match converted {
+                Ok(conversion) => conversion,
+                Err(Error::Dockerfile { excerpt, error }) => {
+                    report_checks(&lint_checks(
+                        &error.warnings,
+                        &dockerfile,
+                        &request.dockerfile,
+                    ));
+                    return Err(Error::Dockerfile { excerpt, error });
+                }
+                Err(other) => return Err(other),
+            };
+            // The checks are the Dockerfile's, the same for every platform.
+            if conversions.is_empty() {
+                checks = check_warnings(&conversion, &dockerfile, &request.dockerfile);
+                report_checks(&checks);
+                if let Some(violation) = conversion.lint_violation.take() {
+                    return Err(violation_error(violation));
+                }
+            }
+            conversions.push(conversion);
         }
-        let definition = conversion.state.marshal(&MarshalOptions {
-            platform: Some(conversion.platform.clone()),
-            local_unique_id: None,
-        });
-        let definition = LoadedDefinition::decode(&wire::encode_definition(&definition))?;
         let contexts = Contexts {
             dirs,
             listings: hooks.listings.clone(),
@@ -734,43 +782,80 @@ impl Engine {
             secrets: &request.secrets,
             ssh: &request.ssh,
         };
-        let result = self
-            .worker
-            .solve(
-                &definition,
-                &SolveOptions {
-                    no_cache: request.no_cache,
-                    progress: &|event| progress(api_event(event)),
-                    contexts: &contexts,
-                    secrets: match &hooks.client_secrets {
-                        Some(client) => client.as_ref(),
-                        None => &local_secrets,
-                    },
-                    entitlements: &request.entitlements,
-                    cancelled: hooks.cancelled.clone(),
-                    registry: registry.as_deref(),
-                    imports: &cache.ports,
-                    records: (!cache.exports.is_empty()).then_some(&cache.records),
-                },
-            )
-            .map_err(|e| step_error(e, &definition, &dockerfile, &request.dockerfile))?;
-        let result_key = result.as_ref().map(|r| r.key.clone());
+        let options = SolveOptions {
+            no_cache: request.no_cache,
+            progress: &|event| progress(api_event(event)),
+            contexts: &contexts,
+            secrets: match &hooks.client_secrets {
+                Some(client) => client.as_ref(),
+                None => &local_secrets,
+            },
+            entitlements: &request.entitlements,
+            cancelled: hooks.cancelled.clone(),
+            registry: registry.as_deref(),
+            imports: &cache.ports,
+            records: (!cache.exports.is_empty()).then_some(&cache.records),
+        };
+        let solve = |conversion: &convert::Conversion| {
+            let definition = conversion.state.marshal(&MarshalOptions {
+                platform: Some(conversion.platform.clone()),
+                local_unique_id: None,
+            });
+            let definition = LoadedDefinition::decode(&wire::encode_definition(&definition))?;
+            let result = self
+                .worker
+                .solve(&definition, &options)
+                .map_err(|e| step_error(e, &definition, &dockerfile, &request.dockerfile))?;
+            let mut image =
+                serde_json::to_value(&conversion.image).map_err(|e| Error::Usage(e.to_string()))?;
+            if let Some(object) = image.as_object_mut() {
+                object.remove("created");
+            }
+            let result = PlatformResult {
+                platform: conversion.platform.clone(),
+                key: result.as_ref().map(|r| r.key.clone()),
+                chain: result.map(|r| r.chain).unwrap_or_default(),
+                image,
+            };
+            Ok::<_, Error>((result, build_sources(&definition)))
+        };
+        // Platforms are solved side by side; a step they share (a stage on
+        // $BUILDPLATFORM) is one vertex, run by the first to reach it and found in the
+        // cache by the others.
+        let solved: Vec<(PlatformResult, Vec<serde_json::Value>)> = match conversions.as_slice() {
+            [only] => vec![solve(only)?],
+            all => std::thread::scope(|scope| {
+                let running: Vec<_> = all
+                    .iter()
+                    .map(|conversion| scope.spawn(|| solve(conversion)))
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|thread| {
+                        thread.join().unwrap_or_else(|_| {
+                            Err(Error::Usage("a platform's solve panicked".to_owned()))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, Error>>()
+            })?,
+        };
         let mut warnings = Vec::new();
-        if !conversion.unused_build_args.is_empty() {
+        if !conversions[0].unused_build_args.is_empty() {
             warnings.push(format!(
                 "One or more build-args [{}] were not consumed",
-                conversion.unused_build_args.join(" ")
+                conversions[0].unused_build_args.join(" ")
             ));
         }
-        let mut image =
-            serde_json::to_value(&conversion.image).map_err(|e| Error::Usage(e.to_string()))?;
-        if let Some(object) = image.as_object_mut() {
-            object.remove("created");
+        let mut sources: Vec<serde_json::Value> = Vec::new();
+        for source in solved.iter().flat_map(|(_, s)| s) {
+            if !sources.contains(source) {
+                sources.push(source.clone());
+            }
         }
         Ok(Solved {
-            chain: result.map(|r| r.chain).unwrap_or_default(),
-            image,
-            sources: build_sources(&definition),
+            results: solved.into_iter().map(|(result, _)| result).collect(),
+            multi_platform: targets.len() > 1,
+            sources,
             epoch: request
                 .build_args
                 .get("SOURCE_DATE_EPOCH")
@@ -778,11 +863,7 @@ impl Engine {
             checks,
             warnings,
             registry,
-            records: cache
-                .records
-                .into_inner()
-                .unwrap_or_else(|e| e.into_inner()),
-            result_key,
+            records: cache.solved_records(),
             cache_exports: cache.exports,
             imports: cache.imports,
         })
@@ -837,17 +918,9 @@ impl Engine {
         range: Option<(u64, u64)>,
     ) -> Result<Option<Vec<u8>>, Error> {
         use std::io::{Read as _, Seek as _};
-        if solved.chain.is_empty() {
+        let Some(mount) = self.mount_result(&solved.results[0].chain)? else {
             return Ok(None);
-        }
-        let snapshot = kiln_store::Snapshot {
-            chain: solved.chain.clone(),
         };
-        let mount = self
-            .worker
-            .snapshots()
-            .mount_readonly(&snapshot)
-            .map_err(kiln_worker::Error::from)?;
         let Some(relative) = clean_inside(path) else {
             return Ok(None);
         };
@@ -909,12 +982,9 @@ impl Engine {
         )?;
         let mut solved = self.empty_result();
         solved.registry = registry;
-        solved.result_key = result.as_ref().map(|r| r.key.clone());
-        solved.chain = result.map(|r| r.chain).unwrap_or_default();
-        solved.records = cache
-            .records
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner());
+        solved.results[0].key = result.as_ref().map(|r| r.key.clone());
+        solved.results[0].chain = result.map(|r| r.chain).unwrap_or_default();
+        solved.records = cache.solved_records();
         solved.cache_exports = cache.exports;
         solved.imports = cache.imports;
         solved.sources = build_sources(&definition);
@@ -974,13 +1044,14 @@ impl Engine {
         solved: &Solved,
         out: &mut BuildResult,
     ) -> Result<(), Error> {
-        let (chain, epoch) = (&solved.chain, solved.epoch);
         let registry = solved.registry.as_deref().unwrap_or(self.worker.registry());
-        let times = Times {
-            // Without an epoch the image is as old as its newest layer, so a cached
-            // rebuild is identical.
+        let epoch = solved.epoch;
+        // Without an epoch an image is as old as its newest layer, so a cached rebuild
+        // is identical.
+        let times = |result: &PlatformResult| Times {
             created: epoch.unwrap_or_else(|| {
-                chain
+                result
+                    .chain
                     .last()
                     .and_then(|id| mtime_secs(&self.worker.snapshots().layer_dir(*id)))
                     .unwrap_or(0)
@@ -989,16 +1060,32 @@ impl Engine {
         };
         for output in outputs {
             let wants_buildinfo = output.image_options().is_some_and(|o| o.buildinfo);
-            let image = if wants_buildinfo {
-                with_buildinfo(&solved.image, &solved.sources)
+            // Each platform's image config: build info and inline cache as asked.
+            let mut images = Vec::with_capacity(solved.results.len());
+            for result in &solved.results {
+                let image = if wants_buildinfo {
+                    with_buildinfo(&result.image, &solved.sources)
+                } else {
+                    result.image.clone()
+                };
+                images.push(match output.image_options() {
+                    Some(options) => self.with_inline_cache(solved, result, image, options, out)?,
+                    None => image,
+                });
+            }
+            if solved.multi_platform {
+                self.export_platforms(output, &solved.results, &images, &times, registry, out)?;
             } else {
-                solved.image.clone()
-            };
-            let image = match output.image_options() {
-                Some(options) => self.with_inline_cache(solved, image, options, out)?,
-                None => image,
-            };
-            self.export_one(output, chain, &image, times, registry, out)?;
+                let result = &solved.results[0];
+                self.export_one(
+                    output,
+                    &result.chain,
+                    &images[0],
+                    times(result),
+                    registry,
+                    out,
+                )?;
+            }
         }
         self.export_caches(solved, &solved.cache_exports, out)?;
         out.warnings.extend(self.worker.take_warnings());
@@ -1060,27 +1147,41 @@ impl Engine {
     /// platform's bare image config.
     pub fn empty_result(&self) -> Solved {
         Solved {
-            chain: Vec::new(),
-            image: serde_json::json!({
-                "architecture": self.platform.architecture,
-                "os": self.platform.os,
-                "config": {},
-            }),
+            results: vec![PlatformResult {
+                platform: self.platform.clone(),
+                chain: Vec::new(),
+                key: None,
+                image: serde_json::json!({
+                    "architecture": self.platform.architecture,
+                    "os": self.platform.os,
+                    "config": {},
+                }),
+            }],
+            multi_platform: false,
             sources: Vec::new(),
             epoch: None,
             checks: Vec::new(),
             warnings: Vec::new(),
             registry: None,
             records: Vec::new(),
-            result_key: None,
             cache_exports: Vec::new(),
             imports: Vec::new(),
         }
     }
 
-    /// The platform this engine builds for.
+    /// The platform this engine builds for when none is asked.
     pub fn platform(&self) -> &Platform {
         &self.platform
+    }
+
+    /// The platforms the worker shows: `worker.oci.platforms` when configured, else the
+    /// native one and those an emulator runs, as BuildKit detects them (probed when
+    /// first asked, not at every start of the embedded engine).
+    pub fn worker_platforms(&self) -> &[Platform] {
+        match self.configured_platforms.as_slice() {
+            [] => kiln_exec::archutil::supported_platforms(),
+            configured => configured,
+        }
     }
 
     /// Runs the Dockerfile's build checks without building (`--check`).
@@ -1094,6 +1195,7 @@ impl Engine {
             "context",
             &mut dirs,
             self.worker.registry(),
+            request.platforms.first(),
         )?;
         Ok(check_warnings(
             &conversion,
@@ -1110,7 +1212,16 @@ impl Engine {
             .map_err(|e| Error::Usage(format!("reading the Dockerfile: {e}")))?;
         let mut dirs = BTreeMap::new();
         let registry = self.worker.registry();
-        match self.convert_for(request, &dockerfile, "context", &mut dirs, registry, true) {
+        let target_platform = request.platforms.first();
+        match self.convert_for(
+            request,
+            &dockerfile,
+            "context",
+            &mut dirs,
+            registry,
+            true,
+            target_platform,
+        ) {
             Ok(conversion) => Ok(LintReport {
                 checks: check_warnings(&conversion, &dockerfile, &request.dockerfile),
                 error: conversion.lint_violation,
@@ -1133,9 +1244,17 @@ impl Engine {
         context_name: &str,
         dirs: &mut BTreeMap<String, PathBuf>,
         registry: &RegistryClient,
+        target_platform: Option<&Platform>,
     ) -> Result<convert::Conversion, Error> {
-        let conversion =
-            self.convert_for(request, dockerfile, context_name, dirs, registry, false)?;
+        let conversion = self.convert_for(
+            request,
+            dockerfile,
+            context_name,
+            dirs,
+            registry,
+            false,
+            target_platform,
+        )?;
         match conversion.lint_violation {
             Some(violation) => Err(violation_error(violation)),
             None => Ok(conversion),
@@ -1145,7 +1264,8 @@ impl Engine {
     /// [`Self::convert`] with a `check=error=true` violation kept with the conversion
     /// rather than failing it (the caller reports the warnings first, as BuildKit
     /// does); for a lint when `lint` is set: every stage when no target is named
-    /// (BuildKit's `AllStages`).
+    /// (BuildKit's `AllStages`); for `target_platform` (`None`: the engine's).
+    #[allow(clippy::too_many_arguments)]
     fn convert_for(
         &self,
         request: &BuildRequest,
@@ -1154,6 +1274,7 @@ impl Engine {
         dirs: &mut BTreeMap<String, PathBuf>,
         registry: &RegistryClient,
         lint: bool,
+        target_platform: Option<&Platform>,
     ) -> Result<convert::Conversion, Error> {
         dirs.insert(context_name.to_owned(), request.context.clone());
         // `BUILDKIT_SYNTAX` overrides the directive, as in BuildKit.
@@ -1186,8 +1307,11 @@ impl Engine {
                     }
                 }
                 BuildContext::OciLayout { path, selector } => {
-                    let (digest, _, config) =
-                        kiln_worker::read_layout(path, selector, &self.platform)?;
+                    let (digest, _, config) = kiln_worker::read_layout(
+                        path,
+                        selector,
+                        target_platform.unwrap_or(&self.platform),
+                    )?;
                     let image: convert::Image = serde_json::from_slice(&config).map_err(|e| {
                         Error::Usage(format!("named context {name}: its image config: {e}"))
                     })?;
@@ -1243,6 +1367,7 @@ impl Engine {
                         &format!("{context_name}:{name}"),
                         dirs,
                         registry,
+                        target_platform,
                     )?;
                     NamedContext::State {
                         state: Box::new(conversion.state),
@@ -1255,7 +1380,7 @@ impl Engine {
         let options = ConvertOptions {
             target: request.target.clone(),
             build_args: request.build_args.clone(),
-            target_platform: None,
+            target_platform: target_platform.cloned(),
             build_platform: Some(self.platform.clone()),
             filename: Some(
                 request
@@ -1283,6 +1408,7 @@ impl Engine {
             shm_size: request.run.shm_size,
             cgroup_parent: request.run.cgroup_parent.clone(),
             force_pull: request.pull,
+            multi_platform: request.platforms.len() > 1,
             all_stages: lint && request.target.as_deref().is_none_or(str::is_empty),
             keep_lint_violation: true,
             ..ConvertOptions::default()
@@ -1396,18 +1522,8 @@ impl Engine {
     ) -> Result<(), Error> {
         // The local and tar exporters read the result through a read-only mount.
         let with_root = |export: &dyn Fn(Option<&Path>) -> Result<(), kiln_export::Error>| {
-            if chain.is_empty() {
-                return export(None).map_err(Error::from);
-            }
-            let snapshot = kiln_store::Snapshot {
-                chain: chain.to_vec(),
-            };
-            let mount = self
-                .worker
-                .snapshots()
-                .mount_readonly(&snapshot)
-                .map_err(kiln_worker::Error::from)?;
-            export(Some(mount.path())).map_err(Error::from)
+            let mount = self.mount_result(chain)?;
+            export(mount.as_ref().map(kiln_store::MountGuard::path)).map_err(Error::from)
         };
         match output {
             Exporter::CacheOnly => Ok(()),
@@ -1443,6 +1559,119 @@ impl Engine {
                         registry,
                         self.worker.content(),
                         &assembled,
+                        export,
+                    )?);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A result's files, mounted read-only (`None` for an empty result).
+    fn mount_result(&self, chain: &[u64]) -> Result<Option<kiln_store::MountGuard>, Error> {
+        if chain.is_empty() {
+            return Ok(None);
+        }
+        let snapshot = kiln_store::Snapshot {
+            chain: chain.to_vec(),
+        };
+        let mount = self
+            .worker
+            .snapshots()
+            .mount_readonly(&snapshot)
+            .map_err(kiln_worker::Error::from)?;
+        Ok(Some(mount))
+    }
+
+    /// Runs one exporter on a multi-platform result: one image per platform under an
+    /// index, or one `os_arch[_variant]` directory per platform, as BuildKit's
+    /// exporters write them.
+    fn export_platforms(
+        &self,
+        output: &Exporter,
+        results: &[PlatformResult],
+        images: &[serde_json::Value],
+        times: &dyn Fn(&PlatformResult) -> Times,
+        registry: &RegistryClient,
+        out: &mut BuildResult,
+    ) -> Result<(), Error> {
+        let assemble_all = |options: &kiln_export::ImageOptions,
+                            out: &mut BuildResult|
+         -> Result<kiln_export::MultiPlatformImage, Error> {
+            let first_export = out.manifest_digest.is_none();
+            let mut assembled = Vec::new();
+            for (result, image) in results.iter().zip(images) {
+                assembled.push(self.assemble(&result.chain, image, options, times(result), out)?);
+            }
+            let multi = kiln_export::assemble_index(self.worker.content(), assembled, options)?;
+            // The build's digest is the index's, as BuildKit reports it.
+            if first_export {
+                out.manifest_digest = Some(multi.index.digest.clone());
+                out.manifest = Some(multi.index.clone());
+                out.config_digest = None;
+            }
+            Ok(multi)
+        };
+        match output {
+            Exporter::CacheOnly => Ok(()),
+            Exporter::Local { dest } => {
+                for result in results {
+                    let mount = self.mount_result(&result.chain)?;
+                    kiln_export::rootfs::export_local(
+                        mount.as_ref().map(kiln_store::MountGuard::path),
+                        &dest.join(platform_dir(&result.platform)),
+                    )?;
+                }
+                Ok(())
+            }
+            Exporter::Tar { dest } => {
+                let mounts = results
+                    .iter()
+                    .map(|r| self.mount_result(&r.chain))
+                    .collect::<Result<Vec<_>, Error>>()?;
+                let dirs: Vec<String> = results.iter().map(|r| platform_dir(&r.platform)).collect();
+                let trees: Vec<(&str, Option<&Path>)> = dirs
+                    .iter()
+                    .zip(&mounts)
+                    .map(|(dir, mount)| {
+                        (
+                            dir.as_str(),
+                            mount.as_ref().map(kiln_store::MountGuard::path),
+                        )
+                    })
+                    .collect();
+                kiln_export::rootfs::export_tar_split(&trees, dest)?;
+                Ok(())
+            }
+            Exporter::Docker(_) => Err(Error::Usage(
+                "docker exporter does not currently support exporting manifest lists".to_owned(),
+            )),
+            Exporter::Oci(archive) => {
+                let multi = assemble_all(&archive.image, out)?;
+                let mtime = archive
+                    .image
+                    .source_date_epoch
+                    .unwrap_or(times(&results[0]).created)
+                    .max(0) as u64;
+                kiln_export::layout::write_index_layout(
+                    self.worker.content(),
+                    &multi,
+                    &archive.image,
+                    &archive.dest,
+                    mtime,
+                )?;
+                Ok(())
+            }
+            Exporter::Image(export) => {
+                let multi = assemble_all(&export.image, out)?;
+                if out.manifest.as_ref() == Some(&multi.index) {
+                    out.image_names = export.image_names(&multi.index.digest);
+                }
+                if export.push {
+                    out.pushed.extend(kiln_export::push::push_index(
+                        registry,
+                        self.worker.content(),
+                        &multi,
                         export,
                     )?);
                 }
@@ -1593,7 +1822,11 @@ impl Builder for Engine {
     fn info(&self) -> Result<BuilderInfo, kiln_api::Error> {
         Ok(BuilderInfo {
             version: format!("kiln v{}", env!("CARGO_PKG_VERSION")),
-            platforms: vec![self.platform.to_string()],
+            platforms: self
+                .worker_platforms()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         })
     }
 }

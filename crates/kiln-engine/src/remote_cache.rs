@@ -17,7 +17,7 @@ use kiln_remotecache::{
 };
 use kiln_worker::{BoxError, CacheImport, ImportedResult, SolvedRecord};
 
-use crate::{Engine, Error, Solved, mtime_secs};
+use crate::{Engine, Error, PlatformResult, Solved, mtime_secs};
 
 /// An importer as the worker's import port.
 struct Import(Arc<Importer>);
@@ -180,6 +180,7 @@ impl Engine {
     pub(crate) fn with_inline_cache(
         &self,
         solved: &Solved,
+        result: &PlatformResult,
         mut image: serde_json::Value,
         options: &kiln_export::ImageOptions,
         out: &mut BuildResult,
@@ -204,7 +205,7 @@ impl Engine {
         let value = self.export_records(solved, &export).and_then(|records| {
             let format = layer_format(&export);
             let image_layers = self
-                .export_result(&solved.chain, &format, &export, &mut HashMap::new())?
+                .export_result(&result.chain, &format, &export, &mut HashMap::new())?
                 .layers;
             kiln_remotecache::inline::inline_cache(&records, &image_layers).map_err(Error::from)
         });
@@ -247,7 +248,8 @@ impl Engine {
                 inputs,
                 chain,
             } = record;
-            let wanted = options.mode == CacheMode::Max || Some(key) == solved.result_key.as_ref();
+            let wanted = options.mode == CacheMode::Max
+                || solved.results.iter().any(|r| r.key.as_ref() == Some(key));
             let result = match chain.as_ref().filter(|_| wanted) {
                 Some(chain) => Some(self.export_result(chain, &format, options, &mut blobs)?),
                 // A step skipped thanks to an import keeps the import's result.

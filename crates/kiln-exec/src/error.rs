@@ -31,6 +31,14 @@ pub enum Error {
     /// A group that the image does not define.
     #[error("unable to find group {0}: no matching entries in group file")]
     UnknownGroup(String),
+    /// A process of a platform this machine neither runs nor has an emulator for.
+    #[error(
+        "no emulator for {platform}: processes of that platform cannot run here; install QEMU user emulation (apt-get install qemu-user-static binfmt-support), or build for a platform this machine runs"
+    )]
+    NoEmulator {
+        /// The platform, `os/arch[/variant]`.
+        platform: String,
+    },
     /// The build was cancelled (Ctrl-C); the container was killed.
     #[error("cancelled")]
     Cancelled,

@@ -4,6 +4,8 @@
 //! The rootfs and every mount source are plain directories the caller prepared (the
 //! worker mounts snapshots); this crate never sees LLB, snapshots or the store.
 
+pub mod archutil;
+pub mod emulator;
 mod error;
 mod runc;
 mod seccomp;

@@ -1,17 +1,18 @@
 //! The `oci` and `docker` exporters: an OCI image layout (index.json, oci-layout,
-//! blobs) plus Docker's manifest.json, so that `docker load` takes either, written as a
-//! tar (to a file or standard output) or as a directory.
+//! blobs) plus, for one image, Docker's manifest.json, so that `docker load` takes
+//! either, written as a tar (to a file or standard output) or as a directory.
 
 use std::io::Write;
 use std::path::Path;
 
 use fs_err as fs;
-use kiln_oci::{Index, Reference, media_type};
+use kiln_oci::{Descriptor, Index, Reference, media_type};
 use kiln_store::ContentStore;
 use serde_json::json;
 
 use crate::Error;
 use crate::image::{Image, index_annotations};
+use crate::index::MultiPlatformImage;
 use crate::options::{Dest, ImageOptions};
 
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -36,29 +37,36 @@ fn index_json(image: &Image, options: &ImageOptions) -> Result<Vec<u8>, Error> {
         .entry("org.opencontainers.image.created".to_owned())
         .or_insert_with(|| image.created.clone());
     manifest.platform = Some(image.descriptor_platform.clone());
-    let mut manifests = Vec::new();
-    for name in &options.names {
-        let mut descriptor = manifest.clone();
-        descriptor
-            .annotations
-            .insert("io.containerd.image.name".to_owned(), name.clone());
-        if let Some(tag) = name.parse::<Reference>().ok().and_then(|r| r.tag) {
-            descriptor
-                .annotations
-                .insert("org.opencontainers.image.ref.name".to_owned(), tag);
-        }
-        manifests.push(descriptor);
-    }
-    if manifests.is_empty() {
-        manifests.push(manifest);
-    }
     let index = Index {
         schema_version: 2,
         media_type: media_type::OCI_INDEX.to_owned(),
-        manifests,
+        manifests: named(&manifest, &options.names),
         annotations: index_annotations(options, &image.platform),
     };
     crate::gojson::to_vec(&index)
+}
+
+/// index.json's entries for what the layout holds: `descriptor` once per name,
+/// carrying the name and its tag (containerd's layout convention); once without a name
+/// when there is none.
+fn named(descriptor: &Descriptor, names: &[String]) -> Vec<Descriptor> {
+    let mut entries = Vec::new();
+    for name in names {
+        let mut entry = descriptor.clone();
+        entry
+            .annotations
+            .insert("io.containerd.image.name".to_owned(), name.clone());
+        if let Some(tag) = name.parse::<Reference>().ok().and_then(|r| r.tag) {
+            entry
+                .annotations
+                .insert("org.opencontainers.image.ref.name".to_owned(), tag);
+        }
+        entries.push(entry);
+    }
+    if entries.is_empty() {
+        entries.push(descriptor.clone());
+    }
+    entries
 }
 
 fn blob_path(digest: &str) -> String {
@@ -116,10 +124,55 @@ fn tar_entry(
     Ok(())
 }
 
+/// What a layout holds, ready to write: index.json, Docker's manifest.json (a single
+/// image only, as BuildKit's exporters write it) and every blob once.
+struct LayoutFiles {
+    index_json: Vec<u8>,
+    docker_manifest: Option<Vec<u8>>,
+    blobs: Vec<String>,
+}
+
+impl LayoutFiles {
+    fn of_image(image: &Image, options: &ImageOptions) -> Result<Self, Error> {
+        Ok(Self {
+            index_json: index_json(image, options)?,
+            docker_manifest: Some(docker_manifest_json(image, options)?),
+            blobs: blobs(image),
+        })
+    }
+
+    /// index.json names the index (once per name, as for one image), which lists the
+    /// platforms' manifests.
+    fn of_index(multi: &MultiPlatformImage, options: &ImageOptions) -> Result<Self, Error> {
+        let mut top = multi.index.clone();
+        if let Some(first) = multi.images.first() {
+            top.annotations
+                .entry("org.opencontainers.image.created".to_owned())
+                .or_insert_with(|| first.created.clone());
+        }
+        let index = Index {
+            schema_version: 2,
+            media_type: media_type::OCI_INDEX.to_owned(),
+            manifests: named(&top, &options.names),
+            annotations: Default::default(),
+        };
+        let mut all = vec![multi.index.digest.clone()];
+        for digest in multi.images.iter().flat_map(blobs) {
+            if !all.contains(&digest) {
+                all.push(digest);
+            }
+        }
+        Ok(Self {
+            index_json: crate::gojson::to_vec(&index)?,
+            docker_manifest: None,
+            blobs: all,
+        })
+    }
+}
+
 fn write_tar(
     store: &ContentStore,
-    image: &Image,
-    options: &ImageOptions,
+    files: &LayoutFiles,
     mtime: u64,
     out: impl Write,
 ) -> Result<(), Error> {
@@ -128,18 +181,16 @@ fn write_tar(
         tar_entry(b, path, data.len() as u64, mtime, data)
     };
     small(&mut builder, "oci-layout", OCI_LAYOUT)?;
-    small(&mut builder, "index.json", &index_json(image, options)?)?;
-    small(
-        &mut builder,
-        "manifest.json",
-        &docker_manifest_json(image, options)?,
-    )?;
+    small(&mut builder, "index.json", &files.index_json)?;
+    if let Some(manifest) = &files.docker_manifest {
+        small(&mut builder, "manifest.json", manifest)?;
+    }
     tar_entry(&mut builder, "blobs/", 0, mtime, std::io::empty())?;
     tar_entry(&mut builder, "blobs/sha256/", 0, mtime, std::io::empty())?;
-    for digest in blobs(image) {
-        let file = store.open_blob(&digest)?;
+    for digest in &files.blobs {
+        let file = store.open_blob(digest)?;
         let size = file.metadata()?.len();
-        tar_entry(&mut builder, &blob_path(&digest), size, mtime, file)?;
+        tar_entry(&mut builder, &blob_path(digest), size, mtime, file)?;
     }
     builder.into_inner()?.flush()?;
     Ok(())
@@ -170,18 +221,13 @@ pub(crate) fn write_file_atomically(
     result
 }
 
-fn write_dir(
-    store: &ContentStore,
-    image: &Image,
-    options: &ImageOptions,
-    dest: &Path,
-) -> Result<(), Error> {
+fn write_dir(store: &ContentStore, files: &LayoutFiles, dest: &Path) -> Result<(), Error> {
     fs::create_dir_all(dest.join("blobs/sha256"))?;
-    for digest in blobs(image) {
-        let target = dest.join(blob_path(&digest));
+    for digest in &files.blobs {
+        let target = dest.join(blob_path(digest));
         if !target.exists() {
             write_file_atomically(&target, |out| {
-                std::io::copy(&mut store.open_blob(&digest)?, out)?;
+                std::io::copy(&mut store.open_blob(digest)?, out)?;
                 Ok(())
             })?;
         }
@@ -189,8 +235,30 @@ fn write_dir(
     write_file_atomically(&dest.join("oci-layout"), |out| {
         Ok(out.write_all(OCI_LAYOUT)?)
     })?;
-    let index = index_json(image, options)?;
-    write_file_atomically(&dest.join("index.json"), |out| Ok(out.write_all(&index)?))
+    write_file_atomically(&dest.join("index.json"), |out| {
+        Ok(out.write_all(&files.index_json)?)
+    })
+}
+
+fn write_files(
+    store: &ContentStore,
+    files: &LayoutFiles,
+    dest: &Dest,
+    mtime: u64,
+) -> Result<(), Error> {
+    match dest {
+        Dest::File(path) => write_file_atomically(path, |out| write_tar(store, files, mtime, out)),
+        Dest::Stdout => {
+            let stdout = std::io::stdout().lock();
+            write_tar(
+                store,
+                files,
+                mtime,
+                std::io::BufWriter::with_capacity(256 * 1024, stdout),
+            )
+        }
+        Dest::Dir(path) => write_dir(store, files, path),
+    }
 }
 
 /// Writes the image's layout to `dest`; archive entries carry `mtime` (Unix seconds).
@@ -201,22 +269,18 @@ pub fn write_layout(
     dest: &Dest,
     mtime: u64,
 ) -> Result<(), Error> {
-    match dest {
-        Dest::File(path) => {
-            write_file_atomically(path, |out| write_tar(store, image, options, mtime, out))
-        }
-        Dest::Stdout => {
-            let stdout = std::io::stdout().lock();
-            write_tar(
-                store,
-                image,
-                options,
-                mtime,
-                std::io::BufWriter::with_capacity(256 * 1024, stdout),
-            )
-        }
-        Dest::Dir(path) => write_dir(store, image, options, path),
-    }
+    write_files(store, &LayoutFiles::of_image(image, options)?, dest, mtime)
+}
+
+/// Writes a multi-platform result's layout (the `oci` exporter) to `dest`.
+pub fn write_index_layout(
+    store: &ContentStore,
+    multi: &MultiPlatformImage,
+    options: &ImageOptions,
+    dest: &Dest,
+    mtime: u64,
+) -> Result<(), Error> {
+    write_files(store, &LayoutFiles::of_index(multi, options)?, dest, mtime)
 }
 
 #[cfg(test)]

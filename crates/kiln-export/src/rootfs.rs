@@ -14,12 +14,30 @@ use crate::options::Dest;
 
 /// Writes the tree at `root` (or nothing, for an empty result) as a tar.
 pub fn export_tar(root: Option<&Path>, dest: &Dest) -> Result<(), Error> {
-    let write = |out: &mut dyn Write| match root {
-        Some(root) => write_tree_tar(root, out),
-        None => {
-            tar::Builder::new(out).finish()?;
-            Ok(())
+    export_tar_split(&[("", root)], dest)
+}
+
+/// Writes several trees as one tar, each under its directory (a multi-platform result:
+/// `linux_amd64/`, `linux_arm_v7/`…, as BuildKit's `platform-split` names them); a tree
+/// with an empty name is at the top.
+pub fn export_tar_split(trees: &[(&str, Option<&Path>)], dest: &Dest) -> Result<(), Error> {
+    let write = |out: &mut dyn Write| {
+        let mut builder = tar::Builder::new(out);
+        builder.follow_symlinks(false);
+        for (dir, root) in trees {
+            if !dir.is_empty() {
+                let mut header = tar::Header::new_ustar();
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_size(0);
+                builder.append_data(&mut header, format!("{dir}/"), io::empty())?;
+            }
+            if let Some(root) = root {
+                append_tree(&mut builder, root, dir)?;
+            }
         }
+        builder.finish()?;
+        Ok(())
     };
     match dest {
         Dest::File(path) => write_file_atomically(path, write),
@@ -75,13 +93,15 @@ fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-/// Writes the tree at `root` as a tar (sorted, deterministic): every entry with its
-/// owner, mode, mtime and extended attributes, hardlinks as links to the first name.
-fn write_tree_tar(root: &Path, out: impl Write) -> Result<(), Error> {
-    let mut builder = tar::Builder::new(out);
-    builder.follow_symlinks(false);
+/// Appends the tree at `root` under `prefix` (sorted, deterministic): every entry with
+/// its owner, mode, mtime and extended attributes, hardlinks as links to the first name.
+fn append_tree(
+    builder: &mut tar::Builder<impl Write>,
+    root: &Path,
+    prefix: &str,
+) -> Result<(), Error> {
     let mut links: HashMap<(u64, u64), String> = HashMap::new();
-    let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
+    let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), prefix.to_owned())];
     let mut entries: Vec<(PathBuf, String)> = Vec::new();
     while let Some((path, rel)) = stack.pop() {
         let mut names: Vec<String> = fs::read_dir(&path)?
@@ -115,13 +135,13 @@ fn write_tree_tar(root: &Path, out: impl Write) -> Result<(), Error> {
         if file_type.is_dir() {
             header.set_entry_type(tar::EntryType::Directory);
             header.set_size(0);
-            append_xattrs(&mut builder, &xattrs)?;
+            append_xattrs(builder, &xattrs)?;
             builder.append_data(&mut header, format!("{rel}/"), io::empty())?;
         } else if file_type.is_symlink() {
             header.set_entry_type(tar::EntryType::Symlink);
             header.set_size(0);
             let target = fs::read_link(&path)?;
-            append_xattrs(&mut builder, &xattrs)?;
+            append_xattrs(builder, &xattrs)?;
             builder.append_link(&mut header, &rel, target)?;
         } else if file_type.is_file() {
             let id = (meta.dev(), meta.ino());
@@ -136,7 +156,7 @@ fn write_tree_tar(root: &Path, out: impl Write) -> Result<(), Error> {
             }
             header.set_entry_type(tar::EntryType::Regular);
             header.set_size(meta.len());
-            append_xattrs(&mut builder, &xattrs)?;
+            append_xattrs(builder, &xattrs)?;
             builder.append_data(&mut header, &rel, fs::File::open(&path)?)?;
         } else if file_type.is_char_device() || file_type.is_block_device() || file_type.is_fifo() {
             header.set_entry_type(if file_type.is_char_device() {
@@ -149,11 +169,10 @@ fn write_tree_tar(root: &Path, out: impl Write) -> Result<(), Error> {
             header.set_size(0);
             let _ = header.set_device_major(rustix::fs::major(meta.rdev()));
             let _ = header.set_device_minor(rustix::fs::minor(meta.rdev()));
-            append_xattrs(&mut builder, &xattrs)?;
+            append_xattrs(builder, &xattrs)?;
             builder.append_data(&mut header, &rel, io::empty())?;
         }
     }
-    builder.finish()?;
     Ok(())
 }
 

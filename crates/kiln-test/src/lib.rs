@@ -145,34 +145,7 @@ impl Registry {
     /// with umoci and copied with skopeo; returns its name.
     pub fn push_busybox(&self) -> String {
         let work = tempfile::tempdir().expect("a temp directory");
-        let rootfs = work.path().join("rootfs");
-        for dir in ["bin", "etc", "tmp", "root"] {
-            fs_err::create_dir_all(rootfs.join(dir)).expect("rootfs directories");
-        }
-        fs_err::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("/bin/busybox");
-        let list = std::process::Command::new("/bin/busybox")
-            .arg("--list-full")
-            .output()
-            .expect("busybox --list-full");
-        for applet in String::from_utf8_lossy(&list.stdout).lines() {
-            if applet == "bin/busybox" || applet.is_empty() {
-                continue;
-            }
-            let path = rootfs.join(applet);
-            if let Some(parent) = path.parent() {
-                fs_err::create_dir_all(parent).expect("applet directory");
-            }
-            let _ = std::os::unix::fs::symlink("/bin/busybox", &path);
-        }
-        use std::os::unix::fs::PermissionsExt as _;
-        fs_err::set_permissions(rootfs.join("tmp"), std::fs::Permissions::from_mode(0o1777))
-            .expect("/tmp mode");
-        fs_err::write(
-            rootfs.join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-        )
-        .expect("passwd");
-        fs_err::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").expect("group");
+        busybox_rootfs(Path::new("/bin/busybox"), &work.path().join("rootfs"));
         let name = format!("{}/busybox:latest", self.host());
         let script = format!(
             "set -e; cd {work}; tar -C rootfs -cf layer.tar .; \
@@ -195,6 +168,291 @@ impl Registry {
         );
         name
     }
+}
+
+/// The platforms of [`Registry::push_busybox_multiarch`]'s image, with the Debian
+/// architecture whose busybox-static each is made of.
+pub const BUSYBOX_PLATFORMS: [(&str, &str); 3] = [
+    ("linux/amd64", "amd64"),
+    ("linux/arm64", "arm64"),
+    ("linux/arm/v7", "armhf"),
+];
+
+impl Registry {
+    /// Pushes a multi-arch busybox as one OCI index, `HOST/busybox-multiarch:latest`:
+    /// one image per [`BUSYBOX_PLATFORMS`] entry, each the [`Registry::push_busybox`]
+    /// tree around that architecture's `busybox-static` (the .debs are fetched once
+    /// with `apt-get download` into [`test_cache`]`/debs`). Returns its name, or `None` after
+    /// a [`skip`] when a .deb cannot be had.
+    pub fn push_busybox_multiarch(&self) -> Option<String> {
+        let work = tempfile::tempdir().expect("a temp directory");
+        let layout = work.path().join("layout");
+        fs_err::create_dir_all(layout.join("blobs/sha256")).expect("the layout");
+        let mut manifests = Vec::new();
+        for (platform, deb_arch) in BUSYBOX_PLATFORMS {
+            let deb = match busybox_static_deb(deb_arch) {
+                Ok(deb) => deb,
+                Err(why) => {
+                    skip(&why);
+                    return None;
+                }
+            };
+            let unpacked = work.path().join(format!("deb-{deb_arch}"));
+            run_sh(&format!(
+                "dpkg-deb -x '{}' '{}'",
+                deb.display(),
+                unpacked.display()
+            ));
+            let rootfs = work.path().join(format!("rootfs-{deb_arch}"));
+            busybox_rootfs(&unpacked.join("bin/busybox"), &rootfs);
+            let layer_tar = work.path().join(format!("layer-{deb_arch}.tar"));
+            run_sh(&format!(
+                "tar --numeric-owner -C '{}' -cf '{}' . && gzip -n -k '{}'",
+                rootfs.display(),
+                layer_tar.display(),
+                layer_tar.display()
+            ));
+            let diff_id = sha256_of(&fs_err::read(&layer_tar).expect("the layer"));
+            let layer = add_blob(
+                &layout,
+                &fs_err::read(layer_tar.with_extension("tar.gz")).expect("the gzipped layer"),
+            );
+            let mut parts = platform.split('/');
+            let (os, architecture, variant) = (
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+                parts.next(),
+            );
+            let mut platform_json = serde_json::json!({"architecture": architecture, "os": os});
+            if let Some(variant) = variant {
+                platform_json["variant"] = variant.into();
+            }
+            let mut config = platform_json.clone();
+            config["config"] = serde_json::json!({
+                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            });
+            config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": [diff_id]});
+            let config = add_json_blob(&layout, &config);
+            let manifest = add_json_blob(
+                &layout,
+                &serde_json::json!({
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": descriptor("application/vnd.oci.image.config.v1+json", &config),
+                    "layers": [descriptor("application/vnd.oci.image.layer.v1.tar+gzip", &layer)],
+                }),
+            );
+            let mut entry = descriptor("application/vnd.oci.image.manifest.v1+json", &manifest);
+            entry["platform"] = platform_json;
+            manifests.push(entry);
+        }
+        let index = add_json_blob(
+            &layout,
+            &serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": manifests,
+            }),
+        );
+        let mut top = descriptor("application/vnd.oci.image.index.v1+json", &index);
+        top["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "latest"});
+        fs_err::write(
+            layout.join("index.json"),
+            serde_json::json!({"schemaVersion": 2, "manifests": [top]}).to_string(),
+        )
+        .expect("index.json");
+        fs_err::write(
+            layout.join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .expect("oci-layout");
+        let name = format!("{}/busybox-multiarch:latest", self.host());
+        run_sh(&format!(
+            "skopeo copy --quiet --all --dest-tls-verify=false oci:'{}':latest docker://{name}",
+            layout.display()
+        ));
+        Some(name)
+    }
+}
+
+/// Where what test base images are made of is kept between runs (`KILN_TEST_CACHE`,
+/// else `/var/tmp/kiln-test`): `debs/` (other architectures' busybox-static), `bases/`
+/// (images made with debootstrap, as OCI archives).
+pub fn test_cache() -> PathBuf {
+    std::env::var_os("KILN_TEST_CACHE")
+        .map_or_else(|| PathBuf::from("/var/tmp/kiln-test"), PathBuf::from)
+}
+
+impl Registry {
+    /// Pushes Debian bookworm (minbase with gcc, libc6-dev and the aarch64 cross
+    /// compiler, `gcc-aarch64-linux-gnu` and `libc6-dev-arm64-cross`) for linux/amd64 as
+    /// `HOST/debian-cross:bookworm`; returns its name, or `None` after a [`skip`] when
+    /// it cannot be made. debootstrap makes it once (about a minute, from Debian's
+    /// mirror); it is kept as an OCI archive in [`test_cache`]`/bases`.
+    pub fn push_debian_cross(&self) -> Option<String> {
+        let archive = test_cache().join("bases/debian-cross.tar");
+        if !archive.is_file() {
+            if let Err(why) = make_debian_cross(&archive) {
+                skip(&why);
+                return None;
+            }
+        }
+        let name = format!("{}/debian-cross:bookworm", self.host());
+        run_sh(&format!(
+            "skopeo copy --quiet --dest-tls-verify=false oci-archive:'{}':bookworm docker://{name}",
+            archive.display()
+        ));
+        Some(name)
+    }
+}
+
+/// debootstraps the cross-compiling Debian into an OCI archive at `archive` (written
+/// beside it, then renamed).
+fn make_debian_cross(archive: &Path) -> Result<(), String> {
+    let dir = archive.parent().expect("a cache directory");
+    fs_err::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let work = tempfile::tempdir_in(dir).map_err(|e| e.to_string())?;
+    let script = format!(
+        "set -e; cd '{work}'; \
+         debootstrap --variant=minbase --include=gcc,libc6-dev,gcc-aarch64-linux-gnu,libc6-dev-arm64-cross bookworm rootfs http://deb.debian.org/debian >debootstrap.log 2>&1 || {{ tail -5 debootstrap.log >&2; exit 1; }}; \
+         rm -rf rootfs/var/cache/apt/archives/*.deb rootfs/var/lib/apt/lists/* rootfs/usr/share/doc rootfs/usr/share/man rootfs/usr/share/locale; \
+         tar --numeric-owner -C rootfs -cf layer.tar .; rm -rf rootfs; \
+         umoci init --layout layout; umoci new --image layout:bookworm; \
+         umoci raw add-layer --image layout:bookworm layer.tar; \
+         umoci config --image layout:bookworm --architecture amd64 --os linux \
+           --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; \
+         skopeo copy --quiet oci:layout:bookworm oci-archive:'{archive}.partial':bookworm; \
+         mv '{archive}.partial' '{archive}'",
+        work = work.path().display(),
+        archive = archive.display()
+    );
+    let made = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .map_err(|e| format!("sh: {e}"))?;
+    if made.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "debootstrap of a cross-compiling Debian failed (needs debootstrap, umoci, skopeo and Debian's mirror): {}",
+            String::from_utf8_lossy(&made.stderr).trim()
+        ))
+    }
+}
+
+/// Debian's busybox-static .deb of `deb_arch`, downloaded into [`test_cache`]`/debs`
+/// once.
+pub fn busybox_static_deb(deb_arch: &str) -> Result<PathBuf, String> {
+    let cache = test_cache().join("debs");
+    let find = || {
+        fs_err::read_dir(&cache).ok().and_then(|entries| {
+            entries.filter_map(Result::ok).map(|e| e.path()).find(|p| {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                name.starts_with("busybox-static_") && name.ends_with(&format!("_{deb_arch}.deb"))
+            })
+        })
+    };
+    if let Some(deb) = find() {
+        return Ok(deb);
+    }
+    fs_err::create_dir_all(&cache).map_err(|e| e.to_string())?;
+    // Into a temp directory first: a download cut short never looks cached.
+    let partial = tempfile::tempdir_in(&cache).map_err(|e| e.to_string())?;
+    let downloaded = std::process::Command::new("apt-get")
+        .args(["download", &format!("busybox-static:{deb_arch}")])
+        .current_dir(partial.path())
+        .output()
+        .map_err(|e| format!("apt-get: {e}"))?;
+    if !downloaded.status.success() {
+        return Err(format!(
+            "busybox-static:{deb_arch} cannot be downloaded (dpkg --add-architecture {deb_arch}; apt-get update): {}",
+            String::from_utf8_lossy(&downloaded.stderr).trim()
+        ));
+    }
+    for entry in fs_err::read_dir(partial.path()).map_err(|e| e.to_string())? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if let Some(name) = path.file_name() {
+            fs_err::rename(&path, cache.join(name)).map_err(|e| e.to_string())?;
+        }
+    }
+    find().ok_or_else(|| format!("apt-get download busybox-static:{deb_arch} left no .deb"))
+}
+
+/// The tree of a busybox image around `busybox` (a static binary): its applet links
+/// (the host busybox's `--list-full`, the same Debian version), `/tmp`, `/root`, and
+/// passwd and group for root and nobody.
+fn busybox_rootfs(busybox: &Path, rootfs: &Path) {
+    for dir in ["bin", "etc", "tmp", "root"] {
+        fs_err::create_dir_all(rootfs.join(dir)).expect("rootfs directories");
+    }
+    fs_err::copy(busybox, rootfs.join("bin/busybox")).expect("busybox");
+    let list = std::process::Command::new("/bin/busybox")
+        .arg("--list-full")
+        .output()
+        .expect("busybox --list-full");
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet == "bin/busybox" || applet.is_empty() {
+            continue;
+        }
+        let path = rootfs.join(applet);
+        if let Some(parent) = path.parent() {
+            fs_err::create_dir_all(parent).expect("applet directory");
+        }
+        let _ = std::os::unix::fs::symlink("/bin/busybox", &path);
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    fs_err::set_permissions(rootfs.join("tmp"), std::fs::Permissions::from_mode(0o1777))
+        .expect("/tmp mode");
+    fs_err::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )
+    .expect("passwd");
+    fs_err::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").expect("group");
+}
+
+fn run_sh(script: &str) {
+    let ran = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("sh");
+    assert!(
+        ran.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+}
+
+fn sha256_of(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(bytes);
+    format!(
+        "sha256:{}",
+        hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// Writes a blob into an OCI layout; returns its digest and size.
+fn add_blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
+    let digest = sha256_of(bytes);
+    fs_err::write(
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+        bytes,
+    )
+    .expect("a blob");
+    (digest, bytes.len())
+}
+
+fn add_json_blob(layout: &Path, value: &serde_json::Value) -> (String, usize) {
+    add_blob(layout, value.to_string().as_bytes())
+}
+
+fn descriptor(media_type: &str, (digest, size): &(String, usize)) -> serde_json::Value {
+    serde_json::json!({"mediaType": media_type, "digest": digest, "size": size})
 }
 
 impl Drop for Registry {

@@ -243,6 +243,17 @@ pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// The platform an op runs for (`None`: the worker's).
+fn op_platform(op: &pb::Op) -> Option<Platform> {
+    op.platform.as_ref().map(|p| Platform {
+        os: p.os.clone(),
+        architecture: p.architecture.clone(),
+        variant: p.variant.clone(),
+        os_version: p.os_version.clone(),
+        os_features: p.os_features.clone(),
+    })
+}
+
 /// A vertex's display name: its custom name, else its digest.
 fn vertex_name(vertex: &kiln_llb::Vertex) -> String {
     vertex
@@ -710,7 +721,8 @@ impl Worker {
     ) -> Result<(VertexKey, Option<source::local::Scan>), Error> {
         use pb::op::Op;
         if let Some(Op::Source(source)) = &vertex.op.op {
-            let (key, scan) = self.source_key(source, solve.options)?;
+            let (key, scan) =
+                self.source_key(source, op_platform(&vertex.op).as_ref(), solve.options)?;
             let key = VertexKey {
                 material: key.into_bytes(),
                 links: Vec::new(),
@@ -765,6 +777,7 @@ impl Worker {
         let ignore_cache =
             options.no_cache || vertex.metadata.as_ref().is_some_and(|m| m.ignore_cache);
         let vertex_key = key.output(0);
+        let platform = op_platform(&vertex.op);
         // Builds running at once share a step: the later one waits for the first's
         // result and then finds it in the cache.
         let running = self.lock(&format!("vertex {vertex_key}"));
@@ -791,9 +804,13 @@ impl Worker {
         };
         let mut run = || -> Result<Vec<Ref>, Error> {
             Ok(match &vertex.op.op {
-                Some(Op::Source(source)) => {
-                    vec![self.run_source(source, options, context_scan.take(), &log)?]
-                }
+                Some(Op::Source(source)) => vec![self.run_source(
+                    source,
+                    platform.as_ref(),
+                    options,
+                    context_scan.take(),
+                    &log,
+                )?],
                 Some(Op::File(file)) => ops::file::run(self, file, inputs)?,
                 Some(Op::Exec(exec)) => ops::exec::run(
                     self,
@@ -802,6 +819,7 @@ impl Worker {
                     inputs,
                     options,
                     ignore_cache.then_some(&solve.fresh_caches),
+                    platform.as_ref(),
                     &log,
                 )?,
                 Some(Op::Merge(merge)) => vec![ops::merge(merge, inputs)],
@@ -846,10 +864,20 @@ impl Worker {
     fn source_key(
         &self,
         source: &pb::SourceOp,
+        platform: Option<&Platform>,
         options: &SolveOptions<'_>,
     ) -> Result<(String, Option<source::local::Scan>), Error> {
         let key = match source.identifier.split_once("://") {
-            Some(("docker-image", _)) => sha256_hex(&[b"image", source.identifier.as_bytes()]),
+            // An index names one image per platform; the worker's platform keeps the
+            // key it always had.
+            Some(("docker-image", _)) => match platform.filter(|p| **p != self.config.platform) {
+                Some(platform) => sha256_hex(&[
+                    b"image",
+                    source.identifier.as_bytes(),
+                    platform.to_string().as_bytes(),
+                ]),
+                None => sha256_hex(&[b"image", source.identifier.as_bytes()]),
+            },
             Some(("local", name)) => {
                 let scan = source::local::scan(self, options.contexts, name, source)?;
                 let key = sha256_hex(&[
@@ -876,6 +904,7 @@ impl Worker {
     fn run_source(
         &self,
         source: &pb::SourceOp,
+        platform: Option<&Platform>,
         options: &SolveOptions<'_>,
         context_scan: Option<source::local::Scan>,
         log: &(dyn Fn(&[u8]) + Sync),
@@ -887,6 +916,7 @@ impl Worker {
                     self,
                     registry,
                     reference,
+                    platform.unwrap_or(&self.config.platform),
                     ResolveMode::of_source(source),
                     log,
                 )

@@ -148,6 +148,23 @@ fn pushes(export: &Export) -> bool {
     }
 }
 
+/// Refuses the docker exporter for a multi-platform build, as buildx does where Docker
+/// has no containerd image store: a Docker archive holds one image per name.
+pub(crate) fn refuse_manifest_lists(planned: &[Planned], platforms: usize) -> anyhow::Result<()> {
+    if platforms < 2 {
+        return Ok(());
+    }
+    match planned.iter().find(|p| p.export.kind == "docker") {
+        Some(p) if p.load.is_some() => {
+            bail!("docker exporter does not currently support exporting manifest lists")
+        }
+        Some(_) => bail!(
+            "docker exporter does not support exporting manifest lists, use the oci exporter instead"
+        ),
+        None => Ok(()),
+    }
+}
+
 /// The destinations of planned exporters that load into Docker.
 pub(crate) fn loads(planned: &[Planned]) -> Vec<PathBuf> {
     planned

@@ -84,7 +84,7 @@ pub(crate) struct Args {
     /// Accepted (proxy snapshotters are not built).
     #[arg(long = "oci-worker-proxy-snapshotter-path")]
     pub(crate) oci_worker_proxy_snapshotter_path: Option<String>,
-    /// Platforms the worker builds for (only this machine's).
+    /// The worker's platforms, instead of those detected (`worker.oci.platforms`).
     #[arg(long = "oci-worker-platform")]
     pub(crate) oci_worker_platform: Vec<String>,
     /// `host`, `auto` or `none` (CNI is not built).

@@ -209,13 +209,17 @@ fn engine_config(args: &args::Args) -> anyhow::Result<EngineConfig> {
     } else if args.oci_worker_gc == Some(true) && config.gc.is_none() {
         config.gc = Some(kiln_engine::config::default_policies(10_000_000_000));
     }
-    let host = kiln_engine::Platform::host().to_string();
-    for platform in &args.oci_worker_platform {
-        if platform != &host {
-            eprintln!(
-                "kilnd: warning: --oci-worker-platform {platform}: kilnd builds for {host} only"
-            );
-        }
+    if !args.oci_worker_platform.is_empty() {
+        config.platforms = args
+            .oci_worker_platform
+            .iter()
+            .flat_map(|list| list.split(','))
+            .map(|p| {
+                p.trim()
+                    .parse()
+                    .with_context(|| format!("--oci-worker-platform {p:?}"))
+            })
+            .collect::<anyhow::Result<_>>()?;
     }
     for (flag, given) in [
         ("--trace", args.trace == Some(true)),

@@ -3,7 +3,7 @@
 
 use kiln_llb::{
     CacheSharing, ChownOpt, CopyOptions, FileAction, GitOptions, HttpOptions, Mount, NetMode,
-    OpOptions, Run, SecretEnv, SecretMount, SecurityMode, SshMount, State, UserOpt,
+    OpOptions, Platform, Run, SecretEnv, SecretMount, SecurityMode, SshMount, State, UserOpt,
 };
 
 use super::gofmt;
@@ -82,12 +82,64 @@ fn normalize_path(parent: &str, new_path: &str, keep_slash: bool) -> String {
     out
 }
 
-/// `[stage 2/5] ` before a step's name, counting the step.
-pub(super) fn prefix_command(st: &mut StageState, text: &str) -> String {
+/// `->arm64` after a step's platform when the stage's `TARGET*` variables name another
+/// architecture (a cross-compiling stage on `$BUILDPLATFORM`), `->linux/arm64` for
+/// another OS; BuildKit's `formatTargetPlatform(platform, platformFromEnv(env))`.
+fn target_arrow(platform: &Platform, env: &[(String, String)]) -> String {
+    let mut target = Platform::default();
+    let mut set = false;
+    for (key, value) in env {
+        match key.as_str() {
+            "TARGETPLATFORM" => match value.parse::<Platform>() {
+                Ok(parsed) => {
+                    target = parsed;
+                    set = true;
+                    break;
+                }
+                Err(_) => continue,
+            },
+            "TARGETOS" => target.os = value.clone(),
+            "TARGETARCH" => target.architecture = value.clone(),
+            "TARGETVARIANT" => target.variant = value.clone(),
+            _ => continue,
+        }
+        set = true;
+    }
+    if !set {
+        return String::new();
+    }
+    if target.os.is_empty() {
+        target.os = platform.os.clone();
+    }
+    if target.architecture.is_empty() {
+        target.architecture = platform.architecture.clone();
+    }
+    let text = format!("{}/{}/{}", target.os, target.architecture, target.variant);
+    let target: Platform = text.trim_end_matches('/').parse().unwrap_or(target);
+    if target.os != platform.os {
+        format!("->{target}")
+    } else if target.architecture != platform.architecture {
+        match target.variant.as_str() {
+            "" => format!("->{}", target.architecture),
+            variant => format!("->{}/{variant}", target.architecture),
+        }
+    } else {
+        String::new()
+    }
+}
+
+/// `[stage 2/5] ` before a step's name, counting the step; `[linux/arm64 stage 2/5] `
+/// when several platforms are built, as BuildKit names steps then.
+pub(super) fn prefix_command(ctx: &Context<'_>, st: &mut StageState, text: &str) -> String {
     if st.cmd_total == 0 {
         return text.to_owned();
     }
     let mut out = String::from("[");
+    if ctx.options.multi_platform {
+        let platform = st.platform.as_ref().unwrap_or(&ctx.target_platform);
+        let target = target_arrow(platform, &env_of(&st.state));
+        out.push_str(&format!("{platform}{target} "));
+    }
     if !st.display_name.is_empty() {
         out.push_str(&st.display_name);
         out.push(' ');
@@ -317,7 +369,7 @@ pub(super) fn dispatch(
                 let chown = (!user.is_empty()).then(|| parse_chown(&user));
                 let env = env_of(&st.state);
                 let name = step_name(&ctx.lexer, code, &env);
-                let name = prefix_command(st, &name);
+                let name = prefix_command(ctx, st, &name);
                 let action = FileAction::mkdir(
                     &wd,
                     0o755,
@@ -837,7 +889,7 @@ fn dispatch_run(
         env
     };
     let name = step_name(&raw_lexer(ctx), &custom, &masked);
-    let name = prefix_command(st, &name);
+    let name = prefix_command(ctx, st, &name);
     let op =
         op_options(ctx, st, name, location).description("com.docker.dockerfile.v1.command", code);
     exec = exec.options(op);
@@ -1064,7 +1116,7 @@ fn dispatch_copy(ctx: &Context<'_>, st: &mut StageState, cfg: CopyConfig<'_>) ->
     }
     let env = env_of(&st.state);
     let name = step_name(&ctx.lexer, cfg.code, &env);
-    let group_name = prefix_command(st, &name);
+    let group_name = prefix_command(ctx, st, &name);
     let base = CopyOptions {
         chown: chown.clone(),
         mode,
@@ -1210,9 +1262,9 @@ fn dispatch_copy(ctx: &Context<'_>, st: &mut StageState, cfg: CopyConfig<'_>) ->
     if cfg.link && cfg.chmod.is_empty() {
         let group = format!("progress-group-{}", st.cmd_index);
         st.cmd_index -= 1;
-        let copy_name = prefix_command(st, &name);
+        let copy_name = prefix_command(ctx, st, &name);
         st.cmd_index -= 1;
-        let link_name = prefix_command(st, &format!("LINK {name}"));
+        let link_name = prefix_command(ctx, st, &format!("LINK {name}"));
         let copied = State::scratch().file(
             action,
             op.clone()
@@ -1252,5 +1304,38 @@ mod tests {
         );
         assert_eq!(parse_port_spec("80").unwrap(), ["80/tcp"]);
         assert!(parse_port_spec("80/xyz").is_err());
+    }
+}
+
+#[cfg(test)]
+mod platform_name_tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// BuildKit's `formatTargetPlatform`: another architecture is named after an arrow,
+    /// another OS in full, the same architecture not at all.
+    #[test]
+    fn cross_compiling_steps_name_their_target() {
+        let amd64: Platform = "linux/amd64".parse().unwrap();
+        assert_eq!(target_arrow(&amd64, &env(&[])), "");
+        assert_eq!(
+            target_arrow(&amd64, &env(&[("TARGETARCH", "arm64")])),
+            "->arm64"
+        );
+        assert_eq!(
+            target_arrow(&amd64, &env(&[("TARGETPLATFORM", "linux/arm/v7")])),
+            "->arm/v7"
+        );
+        assert_eq!(
+            target_arrow(&amd64, &env(&[("TARGETPLATFORM", "windows/amd64")])),
+            "->windows/amd64"
+        );
+        assert_eq!(target_arrow(&amd64, &env(&[("TARGETOS", "linux")])), "");
     }
 }

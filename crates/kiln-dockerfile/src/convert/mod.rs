@@ -137,6 +137,9 @@ pub struct ConvertOptions {
     /// `--pull` (`image-resolve-mode=pull`): images are resolved anew, never from an
     /// earlier resolution.
     pub force_pull: bool,
+    /// Several platforms are built (BuildKit's `MultiPlatformRequested`): step names
+    /// say their platform.
+    pub multi_platform: bool,
 }
 
 impl ConvertOptions {
@@ -1270,7 +1273,7 @@ impl<'a> Converter<'a> {
                 .description("com.docker.dockerfile.v1.command", st.source_code.clone())
                 .location(&self.ctx.source_map, vec![range_to_pb(st.location)])
                 .platform(platform.clone());
-            let name = dispatch::prefix_command(st, &format!("FROM {}", st.base_name));
+            let name = dispatch::prefix_command(&self.ctx, st, &format!("FROM {}", st.base_name));
             st.state = State::image(
                 &st.base_name,
                 kiln_llb::ImageOptions {

@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+mod emulation;
+
 use kiln_exec::{Executor, Mount, MountKind, NetworkMode, OutputStream, Process, User};
 
 fn can_run() -> bool {

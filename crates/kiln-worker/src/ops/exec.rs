@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use fs_err as fs;
 use kiln_exec::{Mount, MountKind, NetworkMode, OutputStream, Process};
-use kiln_llb::pb;
+use kiln_llb::{Platform, pb};
 use kiln_store::{MountGuard, Snapshot};
 
 use super::session::{self, AgentProxy, TmpfsDir};
@@ -119,7 +119,9 @@ impl FreshCaches {
     }
 }
 
-/// Runs an exec op; returns one result per output index.
+/// Runs an exec op for `platform` (`None`: the worker's); returns one result per
+/// output index.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     worker: &Worker,
     digest: &str,
@@ -127,6 +129,7 @@ pub(crate) fn run(
     inputs: &[Ref],
     options: &crate::SolveOptions<'_>,
     fresh_caches: Option<&FreshCaches>,
+    platform: Option<&Platform>,
     log: &(dyn Fn(&[u8]) + Sync),
 ) -> Result<Vec<Ref>, Error> {
     let secrets = options.secrets;
@@ -362,7 +365,7 @@ pub(crate) fn run(
             Ok(pb::NetMode::Host) => NetworkMode::Host,
             _ => worker.config.default_network,
         };
-        let process = Process {
+        let mut process = Process {
             args: meta.args.clone(),
             env,
             cwd,
@@ -386,6 +389,10 @@ pub(crate) fn run(
                 .or_else(|| worker.config.cgroup_parent.clone()),
             cancelled: cancelled.cloned(),
         };
+        // Another architecture's step runs under QEMU.
+        if let Some(platform) = platform {
+            kiln_exec::emulator::emulate(platform, &mut process, &mut mounts)?;
+        }
         let _held = hold_locks(&locks, &|| {
             worker.cancellation().load(Ordering::Relaxed)
                 || cancelled.is_some_and(|c| c.load(Ordering::Relaxed))

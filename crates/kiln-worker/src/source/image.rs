@@ -209,17 +209,18 @@ pub(crate) fn resolve_config(
     Ok((name.to_string(), resolved.digest, resolved.config))
 }
 
-/// Pulls an image through `registry` (the build's client's credentials) and returns
-/// its layers as snapshots.
+/// Pulls `platform`'s image through `registry` (the build's client's credentials) and
+/// returns its layers as snapshots.
 pub(crate) fn pull(
     worker: &Worker,
     registry: &RegistryClient,
     reference: &str,
+    platform: &Platform,
     mode: ResolveMode,
     log: &(dyn Fn(&[u8]) + Sync),
 ) -> Result<Ref, Error> {
     let parsed = parse(reference)?;
-    let resolved = resolve(worker, registry, &parsed, &worker.config.platform, mode)?;
+    let resolved = resolve(worker, registry, &parsed, platform, mode)?;
     let origin = format!("{}/{}", parsed.domain, parsed.path);
     unpack_image(
         worker,

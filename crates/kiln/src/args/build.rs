@@ -60,7 +60,7 @@ pub(crate) struct BuildArgs {
     /// What to run: `build` (default) or `check`.
     #[arg(long, default_value = "build")]
     pub(crate) call: String,
-    /// Set target platform for build (only the native platform for now).
+    /// Set target platform for build
     #[arg(long)]
     pub(crate) platform: Vec<String>,
     /// Set metadata for an image (`KEY=VALUE`).

@@ -5,6 +5,7 @@ pub(crate) mod build;
 pub(crate) mod builder;
 pub(crate) mod cache;
 pub(crate) mod debug;
+pub(crate) mod imagetools;
 
 use clap::{Parser, Subcommand};
 
@@ -34,4 +35,7 @@ pub(crate) enum Command {
     /// Tools for looking inside builds.
     #[command(subcommand)]
     Debug(debug::DebugCommand),
+    /// Commands to work on images in registry.
+    #[command(subcommand)]
+    Imagetools(imagetools::ImagetoolsCommand),
 }

@@ -372,7 +372,9 @@ fn build_request(
             // Bake targets have no cgroup-parent attribute (as in buildx).
             cgroup_parent: None,
         },
+        platforms: super::build::parse_platforms(&strings("platforms"))?,
     };
+    crate::outputs::refuse_manifest_lists(&planned, request.platforms.len())?;
     Ok((request, planned))
 }
 

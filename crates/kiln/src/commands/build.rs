@@ -158,23 +158,23 @@ pub(crate) fn cache_entries(
         .collect())
 }
 
-/// What kiln cannot do yet, refused before any work with the flag named.
-fn refuse_unsupported(args: &BuildArgs) -> anyhow::Result<()> {
-    let native = kiln_oci::Platform::host();
-    for platform in args.platform.iter().flat_map(|p| p.split(',')) {
-        let parsed: kiln_oci::Platform = match platform.trim() {
-            "local" => native.clone(),
+/// `--platform` values (each may list several, comma-separated) as platforms, each
+/// once, in order; `local` is this machine's.
+pub(crate) fn parse_platforms(values: &[String]) -> anyhow::Result<Vec<kiln_oci::Platform>> {
+    let mut platforms: Vec<kiln_oci::Platform> = Vec::new();
+    for value in values.iter().flat_map(|v| v.split(',')) {
+        let platform = match value.trim() {
+            "" => continue,
+            "local" => kiln_oci::Platform::host(),
             other => other
                 .parse()
                 .with_context(|| format!("--platform {other:?}"))?,
         };
-        if parsed.os != native.os || parsed.architecture != native.architecture {
-            bail!(
-                "--platform {platform}: only the native platform ({native}) can be built yet; multi-platform builds are not supported"
-            );
+        if !platforms.contains(&platform) {
+            platforms.push(platform);
         }
     }
-    Ok(())
+    Ok(platforms)
 }
 
 /// The build context and Dockerfile, reading either from stdin when given as `-`: a
@@ -371,7 +371,7 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
     ) {
         bail!("--progress {progress_mode:?}: must be one of auto, plain, tty, quiet, rawjson");
     }
-    refuse_unsupported(args)?;
+    let platforms = parse_platforms(&args.platform)?;
     // Kept until the build ends: a context or Dockerfile read from stdin.
     let mut stdin_dirs = Vec::new();
     let (context, dockerfile) = context_and_dockerfile(args, &mut stdin_dirs)?;
@@ -389,8 +389,10 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
         args.push,
         args.load,
     )?;
+    crate::outputs::refuse_manifest_lists(&planned, platforms.len())?;
     let outputs = planned.iter().map(|p| p.export.clone()).collect();
     let request = BuildRequest {
+        platforms,
         context,
         dockerfile,
         build_args: parse_build_args(&args.build_args)?,

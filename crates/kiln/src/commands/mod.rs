@@ -5,7 +5,9 @@ mod bake_list;
 mod build;
 mod cache;
 mod dump_llb;
+mod imagetools;
 
+use crate::args::imagetools::ImagetoolsCommand;
 use crate::args::{Cli, Command, debug::DebugCommand};
 
 /// A failure already reported to the user (e.g. `--check` found warnings): the process
@@ -32,5 +34,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Prune(args) => cache::prune(&args),
         Command::Debug(DebugCommand::DumpLlb(args)) => dump_llb::run(&args),
         Command::Debug(DebugCommand::BuildLlb(args)) => dump_llb::build(&args),
+        Command::Imagetools(ImagetoolsCommand::Create(args)) => imagetools::create(&args),
+        Command::Imagetools(ImagetoolsCommand::Inspect(args)) => imagetools::inspect(&args),
     }
 }

@@ -537,7 +537,6 @@ fn run_flags_labels_and_stdin() {
 
     // What kiln cannot do yet is refused by name.
     for (flag, message) in [
-        (["--platform", "linux/s390x"], "only the native platform"),
         (["--cache-to", "type=gha"], "not supported yet"),
         (["--builder", "remote-one"], "--builder"),
     ] {

@@ -10,22 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{BaseImage, build_into, check, kiln, repo, tools_present};
-
-/// `skopeo inspect` of an image in the test registry (`--raw` for the manifest as
-/// stored, `--config` for the config).
-fn skopeo_remote(image: &str, flag: Option<&str>) -> Value {
-    let mut command = Command::new("skopeo");
-    command.args(["inspect", "--tls-verify=false"]);
-    command.args(flag);
-    let output = command.arg(format!("docker://{image}")).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{image}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
+use crate::support::{BaseImage, build_into, check, kiln, repo, skopeo_remote, tools_present};
 
 fn demo_build<'a>(base_arg: &'a str, demo: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec!["build", "--progress=plain", "--build-arg", base_arg];

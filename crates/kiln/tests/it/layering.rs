@@ -57,6 +57,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "kiln-llb",
             "kiln-oci",
             "kiln-engine",
+            // `imagetools` reads and pushes registries from the client, as buildx does.
+            "kiln-registry",
         ],
     ),
     ("kiln-test", &[]),

@@ -187,6 +187,34 @@ pub(crate) fn skopeo_inspect(archive: &Path, config: bool) -> Value {
     serde_json::from_slice(&inspect.stdout).unwrap()
 }
 
+/// `skopeo inspect` of an image in the test registry (`--raw` for the manifest as
+/// stored, `--config` for the config).
+pub(crate) fn skopeo_remote(image: &str, flag: Option<&str>) -> Value {
+    skopeo_remote_with(image, &flag.into_iter().collect::<Vec<_>>())
+}
+
+/// `skopeo [GLOBAL…] inspect --tls-verify=false FLAGS… docker://IMAGE` as JSON; global
+/// options (`--override-arch`) are the flags before `inspect`'s own, up to `--`.
+pub(crate) fn skopeo_remote_with(image: &str, flags: &[&str]) -> Value {
+    let (global, own) = match flags.iter().position(|f| *f == "--") {
+        Some(split) => (&flags[..split], &flags[split + 1..]),
+        None => (&[][..], flags),
+    };
+    let output = Command::new("skopeo")
+        .args(global)
+        .args(["inspect", "--tls-verify=false"])
+        .args(own)
+        .arg(format!("docker://{image}"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{image}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 /// Every path in a directory tree, relative.
 pub(crate) fn tree(root: &Path) -> BTreeSet<String> {
     let mut out = BTreeSet::new();

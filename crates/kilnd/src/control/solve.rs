@@ -460,6 +460,18 @@ pub(crate) async fn dockerfile_request(
     cancelled: &Arc<AtomicBool>,
 ) -> Result<(BuildRequest, SessionHooks), Status> {
     let attr = |key: &str| attrs.get(key).map(String::as_str);
+    // `platform=linux/amd64,linux/arm64`, as the Dockerfile frontend reads it.
+    let platforms = attr("platform")
+        .into_iter()
+        .flat_map(|list| list.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<kiln_engine::Platform>().map_err(|e| {
+                Status::invalid_argument(format!("failed to parse target platform {p}: {e}"))
+            })
+        })
+        .collect::<Result<Vec<_>, Status>>()?;
     let filename = attr("filename").unwrap_or("Dockerfile").to_owned();
     let dockerfile_key = attr("dockerfilekey").unwrap_or("dockerfile").to_owned();
     let context_key = attr("contextkey").unwrap_or("context").to_owned();
@@ -579,6 +591,7 @@ pub(crate) async fn dockerfile_request(
         labels,
         pull: attr("image-resolve-mode") == Some("pull"),
         run,
+        platforms,
         ..BuildRequest::default()
     };
     Ok((request, hooks))

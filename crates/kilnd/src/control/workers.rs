@@ -68,7 +68,6 @@ pub(crate) fn records(daemon: &Daemon) -> Vec<WorkerRecord> {
     .map(|(k, v)| (format!("{LABEL}{k}"), v))
     .collect();
     labels.extend(daemon.labels.iter().cloned());
-    let platform = daemon.engine.platform();
     let gc_policy = daemon
         .gc
         .iter()
@@ -87,12 +86,17 @@ pub(crate) fn records(daemon: &Daemon) -> Vec<WorkerRecord> {
     vec![WorkerRecord {
         id: worker_id(daemon),
         labels,
-        platforms: vec![pb::Platform {
-            architecture: platform.architecture.clone(),
-            os: platform.os.clone(),
-            variant: platform.variant.clone(),
-            ..pb::Platform::default()
-        }],
+        platforms: daemon
+            .engine
+            .worker_platforms()
+            .iter()
+            .map(|platform| pb::Platform {
+                architecture: platform.architecture.clone(),
+                os: platform.os.clone(),
+                variant: platform.variant.clone(),
+                ..pb::Platform::default()
+            })
+            .collect(),
         gc_policy,
         buildkit_version: Some(version()),
         cdi_devices: Vec::new(),

@@ -11,6 +11,56 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::support::{Kilnd, connect};
 
+/// The worker's platforms: the native one and those QEMU runs, as BuildKit detects
+/// them; `--oci-worker-platform` replaces them.
+#[tokio::test]
+async fn worker_platforms_detected_or_configured() {
+    if !kiln_test::is_root() {
+        kiln_test::skip("kilnd needs root");
+        return;
+    }
+    let platforms_of = |args: &'static [&'static str]| async move {
+        let kilnd = Kilnd::start(args);
+        let mut client = ControlClient::new(connect(&kilnd.socket).await);
+        let workers = client
+            .list_workers(control::ListWorkersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .record;
+        workers[0]
+            .platforms
+            .iter()
+            .map(|p| match p.variant.as_str() {
+                "" => format!("{}/{}", p.os, p.architecture),
+                variant => format!("{}/{}/{variant}", p.os, p.architecture),
+            })
+            .collect::<Vec<_>>()
+    };
+    let configured = platforms_of(&[
+        "--oci-worker-platform",
+        "linux/amd64,linux/arm/v7",
+        "--oci-worker-platform",
+        "linux/s390x",
+    ])
+    .await;
+    assert_eq!(configured, ["linux/amd64", "linux/arm/v7", "linux/s390x"]);
+    if !std::path::Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists() {
+        kiln_test::skip("qemu-user-static's handlers are not registered in binfmt_misc");
+        return;
+    }
+    let detected = platforms_of(&[]).await;
+    assert_eq!(detected[0], "linux/amd64");
+    for emulated in [
+        "linux/arm64",
+        "linux/arm/v7",
+        "linux/riscv64",
+        "linux/s390x",
+    ] {
+        assert!(detected.iter().any(|p| p == emulated), "{detected:?}");
+    }
+}
+
 #[tokio::test]
 async fn serves_workers_info_disk_usage_and_health() {
     if !kiln_test::is_root() {

@@ -388,3 +388,62 @@ fn kiln_on_kilnd_exports_and_imports_a_registry_cache() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// `kiln build --platform a,b` on kilnd: the platforms travel as the frontend's
+/// `platform` option, and the `tar` output has a directory per platform.
+#[test]
+fn kiln_builds_two_platforms_on_kilnd() {
+    if !can_build() {
+        return;
+    }
+    if !std::path::Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists() {
+        kiln_test::skip("qemu-user-static's handlers are not registered in binfmt_misc");
+        return;
+    }
+    let Some(kiln) = kiln_binary() else {
+        return;
+    };
+    let registry = kiln_test::Registry::start();
+    let Some(base) = registry.push_busybox_multiarch() else {
+        return;
+    };
+    let kilnd = Kilnd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    fs_err::create_dir_all(&ctx).unwrap();
+    fs_err::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {base} AS build\nRUN uname -m > /arch\nFROM scratch\nCOPY --from=build /arch /\n"
+        ),
+    )
+    .unwrap();
+    let tar = work.path().join("out.tar");
+    kiln_build(
+        &kiln,
+        &kilnd.address(),
+        &[
+            "--platform",
+            "linux/arm64,linux/amd64",
+            "-o",
+            &format!("type=tar,dest={}", tar.display()),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    let unpacked = work.path().join("unpacked");
+    fs_err::create_dir_all(&unpacked).unwrap();
+    assert!(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&unpacked)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for (dir, machine) in [("linux_arm64", "aarch64"), ("linux_amd64", "x86_64")] {
+        let arch = fs_err::read_to_string(unpacked.join(dir).join("arch")).unwrap();
+        assert_eq!(arch.trim(), machine);
+    }
+}

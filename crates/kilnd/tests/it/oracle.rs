@@ -413,3 +413,65 @@ fn buildctl_exports_and_imports_a_registry_cache_through_kilnd() {
     }
     assert_eq!(layers, 4, "busybox, COPY and two RUNs");
 }
+
+/// buildctl's multi-platform build through kilnd (`--opt platform=a,b`): the arm64
+/// steps run under QEMU, the `local` output has a directory per platform and the
+/// pushed image is an index with both platforms.
+#[test]
+fn buildctl_builds_two_platforms_through_kilnd() {
+    if !can_build() {
+        return;
+    }
+    if !Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists() {
+        kiln_test::skip("qemu-user-static's handlers are not registered in binfmt_misc");
+        return;
+    }
+    let Some(buildctl) = kiln_test::oracle_tool("buildctl", "KILN_BUILDCTL") else {
+        return;
+    };
+    let registry = kiln_test::Registry::start();
+    let Some(base) = registry.push_busybox_multiarch() else {
+        return;
+    };
+    let kilnd = Kilnd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    fs_err::create_dir_all(&ctx).unwrap();
+    fs_err::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nRUN uname -m > /arch\n"),
+    )
+    .unwrap();
+    let local = work.path().join("local");
+    let name = format!("{}/multi:1", registry.host());
+    run(Command::new(&buildctl)
+        .arg("--addr")
+        .arg(kilnd.address())
+        .args(["build", "--progress=plain", "--frontend", "dockerfile.v0"])
+        .args(["--opt", "platform=linux/amd64,linux/arm64"])
+        .arg(format!("--local=context={}", ctx.display()))
+        .arg(format!("--local=dockerfile={}", ctx.display()))
+        .arg("--output")
+        .arg(format!("type=local,dest={}", local.display()))
+        .arg("--output")
+        .arg(format!("type=image,name={name},push=true")));
+    for (dir, machine) in [("linux_amd64", "x86_64"), ("linux_arm64", "aarch64")] {
+        assert_eq!(
+            fs_err::read_to_string(local.join(dir).join("arch"))
+                .unwrap()
+                .trim(),
+            machine
+        );
+    }
+    let raw = run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{name}")));
+    let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let architectures: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(architectures, ["amd64", "arm64"]);
+}
