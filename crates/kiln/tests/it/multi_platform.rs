@@ -9,7 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{check, kiln, skopeo_remote, skopeo_remote_with, tools_present};
+use crate::support::{check, kiln, skopeo_remote, skopeo_remote_with, step_cached, tools_present};
 
 /// The real parts, QEMU's binfmt_misc handlers, and the multi-arch base image pushed to
 /// a registry started for the test.
@@ -456,4 +456,68 @@ fn cross_compiled_c_program_for_two_platforms() {
         (amd64 + arm64).as_secs_f64(),
         both.as_secs_f64() / (amd64 + arm64).as_secs_f64()
     );
+}
+
+/// A two-platform build's cache (`mode=min`, the default: only the results' records)
+/// holds both platforms' results: a build on an empty state importing it runs no step
+/// of either platform and writes the same index.
+#[test]
+fn a_min_cache_of_two_platforms_answers_both() {
+    let Some((_registry, base)) = multiarch_base() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let context = with_dockerfile(
+        work.path(),
+        "context",
+        &format!("FROM {base}\nRUN uname -m > /arch && cat /proc/sys/kernel/random/uuid > /id\n"),
+    );
+    let cache = work.path().join("cache");
+    let build = |state: &str, cache_flag: &str, out: &str| {
+        check(&kiln(
+            &work.path().join(state),
+            &[
+                "build",
+                "--progress=plain",
+                "--platform",
+                "linux/amd64,linux/arm64",
+                cache_flag,
+                "-o",
+                &format!("type=oci,dest={}", work.path().join(out).display()),
+                context.to_str().unwrap(),
+            ],
+        ))
+    };
+    build(
+        "first",
+        &format!("--cache-to=type=local,dest={}", cache.display()),
+        "first.tar",
+    );
+    let log = build(
+        "second",
+        &format!("--cache-from=type=local,src={}", cache.display()),
+        "second.tar",
+    );
+    for platform in ["linux/amd64", "linux/arm64"] {
+        let title = format!("[{platform} 2/2] RUN uname -m");
+        assert!(step_cached(&log, &title), "{title} ran:\n{log}");
+    }
+    let index_digest = |out: &str| {
+        let archive = fs_err::read(work.path().join(out)).unwrap();
+        let mut tar = tar::Archive::new(archive.as_slice());
+        let entry = tar
+            .entries()
+            .unwrap()
+            .map(Result::unwrap)
+            .find(|e| e.path().unwrap().as_os_str() == "index.json")
+            .map(|mut e| {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+                text
+            })
+            .unwrap();
+        let index: Value = serde_json::from_str(&entry).unwrap();
+        index["manifests"][0]["digest"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(index_digest("first.tar"), index_digest("second.tar"));
 }
