@@ -12,31 +12,6 @@ use crate::image::Image;
 use crate::index::MultiPlatformImage;
 use crate::options::ImageExport;
 
-/// Runs a registry call, again after 0.2 s and 1 s when it fails in a way that may pass
-/// (a broken connection, 429, a 5xx).
-fn retry<T>(
-    mut call: impl FnMut() -> Result<T, kiln_registry::Error>,
-) -> Result<T, kiln_registry::Error> {
-    let mut pauses = [200, 1000].into_iter();
-    loop {
-        match call() {
-            Err(e) if transient(&e) => match pauses.next() {
-                Some(ms) => std::thread::sleep(std::time::Duration::from_millis(ms)),
-                None => return Err(e),
-            },
-            result => return result,
-        }
-    }
-}
-
-fn transient(error: &kiln_registry::Error) -> bool {
-    match error {
-        kiln_registry::Error::Http { .. } => true,
-        kiln_registry::Error::Status { status, .. } => *status == 429 || *status >= 500,
-        _ => false,
-    }
-}
-
 /// How many blobs of one image are uploaded at once (containerd's and BuildKit's push
 /// default): a registry serves a few streams well, and the disk reads them faster.
 const PARALLEL_UPLOADS: usize = 3;
@@ -69,7 +44,8 @@ fn push_blobs(
         &blobs,
         PARALLEL_UPLOADS,
         |(digest, size, mount_from)| {
-            retry(|| {
+            // An upload streams the file: a new try reopens it.
+            kiln_registry::retry_transient(|| {
                 let mut file = store
                     .open_blob(digest)
                     .map_err(|e| kiln_registry::Error::Io(std::io::Error::other(e.to_string())))?;
@@ -105,7 +81,8 @@ fn push_named(
             (Some(tag), false) => tag.clone(),
             _ => descriptor.digest.clone(),
         };
-        retry(|| registry.push_manifest(&reference, &tag, &descriptor.media_type, bytes))
+        registry
+            .push_manifest(&reference, &tag, &descriptor.media_type, bytes)
             .map_err(failed)?;
         pushed.push(format!(
             "{}/{}@{}",
@@ -145,14 +122,12 @@ pub fn push_index(
         &|reference| {
             for image in &multi.images {
                 push_blobs(registry, store, reference, image)?;
-                retry(|| {
-                    registry.push_manifest(
-                        reference,
-                        &image.manifest.digest,
-                        &image.manifest.media_type,
-                        &image.manifest_bytes,
-                    )
-                })?;
+                registry.push_manifest(
+                    reference,
+                    &image.manifest.digest,
+                    &image.manifest.media_type,
+                    &image.manifest_bytes,
+                )?;
             }
             Ok(())
         },

@@ -10,6 +10,7 @@ use ureq::Agent;
 
 use crate::Error;
 use crate::auth::CredentialSource;
+use crate::retry::{Backoff, retry_transient};
 
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
@@ -163,6 +164,8 @@ struct Call<'a> {
     content_type: Option<&'a str>,
     /// `Content-Range` of a chunk upload.
     content_range: Option<&'a str>,
+    /// `Range` of a download that resumes.
+    range: Option<&'a str>,
     body: Body<'a>,
     /// Whether the call needs push access (its token scope).
     push: bool,
@@ -176,6 +179,7 @@ impl Default for Call<'_> {
             accept: None,
             content_type: None,
             content_range: None,
+            range: None,
             body: Body::Empty,
             push: false,
         }
@@ -208,6 +212,7 @@ impl RegistryClient {
             let bad = |what: &str, e: &dyn std::fmt::Display| Error::Http {
                 url: host.clone(),
                 message: format!("{what}: {e}"),
+                transient: false,
             };
             let mut tls = ureq::tls::TlsConfig::builder().disable_verification(options.skip_verify);
             if !options.ca_pem.is_empty() {
@@ -380,9 +385,10 @@ impl RegistryClient {
                 Err(e) => return Err(e),
             }
         }
-        if let Some(Error::Http { url, message }) = &last_error {
+        if let Some(Error::Http { url, message, .. }) = &last_error {
             if message.to_ascii_lowercase().contains("certificate") {
                 return Err(Error::Http {
+                    transient: false,
                     url: url.clone(),
                     message: format!(
                         "{message} (to trust this registry, name its CA with `ca` under [registry.\"{}\"] in kilnd.toml, or skip the check with `insecure = true`)",
@@ -394,6 +400,7 @@ impl RegistryClient {
         Err(last_error.unwrap_or_else(|| Error::Http {
             url: host,
             message: "no scheme to try".to_owned(),
+            transient: false,
         }))
     }
 
@@ -417,6 +424,9 @@ impl RegistryClient {
             if let Some(range) = call.content_range {
                 request = request.header("Content-Range", range);
             }
+            if let Some(range) = call.range {
+                request = request.header("Range", range);
+            }
             let token = self
                 .tokens
                 .lock()
@@ -428,6 +438,7 @@ impl RegistryClient {
             let http_error = |e: &dyn std::fmt::Display| Error::Http {
                 url: url.to_owned(),
                 message: e.to_string(),
+                transient: false,
             };
             let response = match &mut call.body {
                 Body::Empty => {
@@ -449,7 +460,11 @@ impl RegistryClient {
                     self.agent_for(url).run(request)
                 }
             }
-            .map_err(|e| http_error(&e))?;
+            .map_err(|e| Error::Http {
+                url: url.to_owned(),
+                message: e.to_string(),
+                transient: cut_short(&e),
+            })?;
             let status = response.status().as_u16();
             // A streamed body cannot be sent twice; the caller has authenticated before.
             let replayable = !matches!(call.body, Body::Reader(..));
@@ -491,6 +506,7 @@ impl RegistryClient {
             };
             let content_type = header("content-type");
             let location = header("location");
+            let retry_after = header("retry-after").trim().parse().ok();
             let body = Box::new(response.into_body().into_reader());
             if !(200..300).contains(&status) {
                 let mut text = String::new();
@@ -499,6 +515,7 @@ impl RegistryClient {
                     url: url.to_owned(),
                     status,
                     body: text.trim().to_owned(),
+                    retry_after,
                 });
             }
             return Ok(Response {
@@ -530,6 +547,7 @@ impl RegistryClient {
         let mut response = request.call().map_err(|e| Error::Http {
             url: url.clone(),
             message: e.to_string(),
+            transient: cut_short(&e),
         })?;
         let text = response
             .body_mut()
@@ -537,6 +555,7 @@ impl RegistryClient {
             .map_err(|e| Error::Http {
                 url: url.clone(),
                 message: e.to_string(),
+                transient: cut_short(&e),
             })?;
         let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         Ok(body["token"]
@@ -552,14 +571,16 @@ impl RegistryClient {
         reference: &Reference,
         tag_or_digest: &str,
     ) -> Result<Fetched, Error> {
-        let mut response = self.get(
-            reference,
-            &format!("manifests/{tag_or_digest}"),
-            Some(MANIFEST_ACCEPT),
-        )?;
-        let mut bytes = Vec::new();
-        response.body.read_to_end(&mut bytes)?;
-        let _ = response.status;
+        let path = format!("manifests/{tag_or_digest}");
+        let (response, bytes) = retry_transient(|| {
+            let mut response = self.get(reference, &path, Some(MANIFEST_ACCEPT))?;
+            let mut bytes = Vec::new();
+            response
+                .body
+                .read_to_end(&mut bytes)
+                .map_err(|e| cut_body(reference, &path, &e))?;
+            Ok((response, bytes))
+        })?;
         if tag_or_digest.starts_with("sha256:") {
             let actual = sha256_digest(&bytes);
             if actual != tag_or_digest {
@@ -596,25 +617,56 @@ impl RegistryClient {
         })
     }
 
-    /// Streams a blob into `out`, verifying its digest; returns its size.
+    /// Streams a blob into `out`, verifying its digest; returns its size. A download
+    /// cut short resumes where it stopped (a `Range` request), so nothing is fetched
+    /// twice and `out` gets each byte once.
     pub fn fetch_blob(
         &self,
         reference: &Reference,
         digest: &str,
         out: &mut impl Write,
     ) -> Result<u64, Error> {
-        let mut response = self.get(reference, &format!("blobs/{digest}"), None)?;
+        let path = format!("blobs/{digest}");
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
         let mut size = 0u64;
-        loop {
-            let n = response.body.read(&mut buf)?;
-            if n == 0 {
-                break;
+        let mut backoff = Backoff::new();
+        'tries: loop {
+            let range = (size > 0).then(|| format!("bytes={size}-"));
+            let call = Call {
+                method: "GET",
+                target: Target::Path(&path),
+                range: range.as_deref(),
+                ..Call::default()
+            };
+            let mut response = match self.send(reference, call) {
+                Ok(response) => response,
+                Err(error) if backoff.wait(&error) => continue,
+                Err(error) => return Err(error),
+            };
+            // A registry that ignores the range sends the blob from its start again.
+            let mut skip = if response.status == 206 { 0 } else { size };
+            loop {
+                let n = match response.body.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let error = cut_body(reference, &path, &e);
+                        if backoff.wait(&error) {
+                            continue 'tries;
+                        }
+                        return Err(error);
+                    }
+                };
+                if n == 0 {
+                    break 'tries;
+                }
+                let skipped = skip.min(n as u64) as usize;
+                skip -= skipped as u64;
+                let fresh = &buf[skipped..n];
+                hasher.update(fresh);
+                out.write_all(fresh)?;
+                size += fresh.len() as u64;
             }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])?;
-            size += n as u64;
         }
         let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
         if actual != digest {
@@ -630,15 +682,18 @@ impl RegistryClient {
     /// Whether the repository already has a blob (HEAD).
     pub fn has_blob(&self, reference: &Reference, digest: &str) -> Result<bool, Error> {
         let path = format!("blobs/{digest}");
-        match self.send(
-            reference,
-            Call {
-                method: "HEAD",
-                target: Target::Path(&path),
-                push: true,
-                ..Call::default()
-            },
-        ) {
+        let head = retry_transient(|| {
+            self.send(
+                reference,
+                Call {
+                    method: "HEAD",
+                    target: Target::Path(&path),
+                    push: true,
+                    ..Call::default()
+                },
+            )
+        });
+        match head {
             Ok(_) => Ok(true),
             Err(Error::Status { status: 404, .. }) => Ok(false),
             Err(e) => Err(e),
@@ -742,17 +797,19 @@ impl RegistryClient {
         bytes: &[u8],
     ) -> Result<(), Error> {
         let path = format!("manifests/{tag_or_digest}");
-        self.send(
-            reference,
-            Call {
-                method: "PUT",
-                target: Target::Path(&path),
-                content_type: Some(media_type),
-                body: Body::Bytes(bytes),
-                push: true,
-                ..Call::default()
-            },
-        )?;
+        retry_transient(|| {
+            self.send(
+                reference,
+                Call {
+                    method: "PUT",
+                    target: Target::Path(&path),
+                    content_type: Some(media_type),
+                    body: Body::Bytes(bytes),
+                    push: true,
+                    ..Call::default()
+                },
+            )
+        })?;
         Ok(())
     }
 
@@ -820,6 +877,36 @@ impl RegistryClient {
             manifest_digest,
             config,
         })
+    }
+}
+
+/// Whether a failed exchange was cut (reset, ended early, timed out) rather than
+/// refused or rejected: then trying again may pass.
+fn cut_short(error: &ureq::Error) -> bool {
+    match error {
+        ureq::Error::Io(e) => io_cut_short(e),
+        ureq::Error::Timeout(_) | ureq::Error::Protocol(_) | ureq::Error::BodyStalled => true,
+        _ => false,
+    }
+}
+
+fn io_cut_short(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        error.kind(),
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | TimedOut | Interrupted
+    ) || error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+        .is_some_and(cut_short)
+}
+
+/// A response body that could not be read to its end.
+fn cut_body(reference: &Reference, path: &str, error: &std::io::Error) -> Error {
+    Error::Http {
+        url: format!("{}/v2/{}/{path}", reference.domain, reference.path),
+        message: format!("reading the answer: {error}"),
+        transient: io_cut_short(error),
     }
 }
 

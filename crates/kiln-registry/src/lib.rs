@@ -7,8 +7,10 @@
 mod auth;
 mod client;
 mod error;
+mod retry;
 
 pub use auth::{CredentialSource, DockerConfig};
 pub use client::{Fetched, HostOptions, RegistryClient, Resolved};
 pub use error::Error;
 pub use kiln_oci::docker_config::Credentials;
+pub use retry::retry_transient;

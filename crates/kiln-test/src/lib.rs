@@ -7,10 +7,17 @@
 //!   to the workspace root, by default `../shared/conformance`).
 //! - [`report_suite`]: the `<suite>: N passed, M failed` line of a conformance runner.
 //!
+//! - [`reliability_figure`]: a figure of the reliability suite, for its table.
+//! - [`FaultProxy`]: a proxy in front of a registry that injects faults (resets,
+//!   truncated or corrupted bodies, error statuses, slow bodies) into chosen requests.
+//!
 //! It depends on no kiln crate, so any crate's tests may use it.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+
+mod fault_proxy;
+pub use fault_proxy::{Fault, FaultProxy};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -44,6 +51,23 @@ fn note_skip(test: &str, reason: &str) {
             .open(log)
         {
             let _ = writeln!(file, "{test}: {reason}");
+        }
+    }
+}
+
+/// Notes a figure of the reliability suite (issue #19): printed as
+/// `reliability: AREA | WHAT | VALUE` and appended to `$KILN_RELIABILITY_LOG` when set,
+/// from which `docs/reliability/run.sh` writes the table of `docs/reliability.md`.
+pub fn reliability_figure(area: &str, what: &str, value: impl std::fmt::Display) {
+    let line = format!("{area} | {what} | {value}");
+    println!("reliability: {line}");
+    if let Some(log) = std::env::var_os("KILN_RELIABILITY_LOG") {
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = writeln!(file, "{line}");
         }
     }
 }

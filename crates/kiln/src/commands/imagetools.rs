@@ -329,13 +329,18 @@ fn copy_chain(
                 .with_context(|| format!("fetching {} from {from}", blob.digest))?;
         }
         let mount_from = same_registry.then_some(from.path.as_str());
-        let mut reader = content.as_slice();
-        match registry.push_blob(to, &blob.digest, blob.size, &mut reader, mount_from) {
+        // The content is in memory: a new try sends it again.
+        let push = |content: &[u8], mount_from| {
+            kiln_registry::retry_transient(|| {
+                registry.push_blob(to, &blob.digest, blob.size, &mut &content[..], mount_from)
+            })
+        };
+        match push(&content, mount_from) {
             Ok(()) => {}
             // A mount the registry declined needs the content after all.
             Err(_) if same_registry => {
                 registry.fetch_blob(from, &blob.digest, &mut content)?;
-                registry.push_blob(to, &blob.digest, blob.size, &mut content.as_slice(), None)?;
+                push(&content, None)?;
             }
             Err(e) => return Err(e).with_context(|| format!("pushing {} to {to}", blob.digest)),
         }

@@ -15,6 +15,7 @@ mod imagetools;
 mod layering;
 mod layers;
 mod multi_platform;
+mod registry_faults;
 mod remote_cache;
 mod run;
 mod support;

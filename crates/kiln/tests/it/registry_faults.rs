@@ -1,0 +1,254 @@
+//! Registry faults (issue #19): a proxy between kiln and `docker-registry` injects
+//! connection resets, truncated, corrupted and slow bodies, and 429/5xx answers (with
+//! and without `Retry-After`). Pulls and pushes ride out what is transient, refuse
+//! what is wrong without storing it, and report what the registry answered.
+
+use std::path::Path;
+use std::time::Duration;
+
+use kiln_test::{Fault, FaultProxy, Registry};
+use sha2::{Digest as _, Sha256};
+
+use crate::support::{check, kiln, tools_present};
+
+/// A registry with busybox, a proxy in front of it, and a work directory.
+fn setup() -> Option<(Registry, FaultProxy, tempfile::TempDir)> {
+    if !tools_present() {
+        return None;
+    }
+    let registry = Registry::start();
+    registry.push_busybox();
+    let proxy = FaultProxy::start(registry.port);
+    Some((registry, proxy, tempfile::tempdir().unwrap()))
+}
+
+/// A context whose Dockerfile starts from `base` and runs a step.
+fn context(work: &Path, base: &str) -> std::path::PathBuf {
+    let dir = work.join("ctx");
+    fs_err::create_dir_all(&dir).unwrap();
+    fs_err::write(
+        dir.join("Dockerfile"),
+        format!("FROM {base}\nRUN echo built > /built\n"),
+    )
+    .unwrap();
+    dir
+}
+
+/// Every blob in the content store hashes to its name and nothing is left half
+/// written; returns how many blobs were checked.
+fn assert_store_verified(state: &Path) -> usize {
+    let blobs = state.join("content/blobs/sha256");
+    let mut checked = 0;
+    if let Ok(entries) = fs_err::read_dir(&blobs) {
+        for entry in entries {
+            checked += 1;
+            let path = entry.unwrap().path();
+            let actual = hex_digest(&fs_err::read(&path).unwrap());
+            assert_eq!(
+                path.file_name().unwrap().to_str().unwrap(),
+                actual,
+                "{} is not what its name says",
+                path.display()
+            );
+        }
+    }
+    if let Ok(ingest) = fs_err::read_dir(state.join("content/ingest")) {
+        assert_eq!(ingest.count(), 0, "half-written blobs left");
+    }
+    checked
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn pulls_ride_out_transient_faults() {
+    let Some((_registry, proxy, work)) = setup() else {
+        return;
+    };
+    proxy.inject(
+        "GET",
+        "/manifests/",
+        Fault::Status {
+            status: 503,
+            retry_after: None,
+        },
+        1,
+    );
+    proxy.inject("GET", "/blobs/", Fault::Reset, 1);
+    proxy.inject(
+        "GET",
+        "/blobs/",
+        Fault::Status {
+            status: 429,
+            retry_after: Some(1),
+        },
+        1,
+    );
+    proxy.inject("GET", "/blobs/", Fault::Truncate, 1);
+    proxy.inject(
+        "GET",
+        "/blobs/",
+        Fault::Slow {
+            bytes: 16 * 1024,
+            pause: Duration::from_millis(2),
+        },
+        1,
+    );
+    let state = work.path().join("state");
+    let out = work.path().join("out");
+    let ctx = context(work.path(), &format!("{}/busybox", proxy.host()));
+    check(&kiln(
+        &state,
+        &[
+            "build",
+            "--progress=plain",
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            ctx.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(
+        fs_err::read_to_string(out.join("built")).unwrap(),
+        "built\n"
+    );
+    assert_eq!(proxy.injected().len(), 5, "{:#?}", proxy.injected());
+    // The truncated blob resumed where it stopped rather than from its start.
+    let requests = proxy.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("GET ") && r.contains(" bytes=")),
+        "{requests:#?}"
+    );
+    let verified = assert_store_verified(&state);
+    kiln_test::reliability_figure(
+        "registry faults",
+        "pull through a reset, 429 + Retry-After, 503, a truncated and a slow body: faults injected, build passed, blobs verified",
+        format!("{}, yes, {verified}", proxy.injected().len()),
+    );
+}
+
+#[test]
+fn a_blob_with_a_wrong_digest_is_never_stored() {
+    let Some((_registry, proxy, work)) = setup() else {
+        return;
+    };
+    proxy.inject("GET", "/blobs/", Fault::Corrupt, usize::MAX);
+    let state = work.path().join("state");
+    let ctx = context(work.path(), &format!("{}/busybox", proxy.host()));
+    let build = || {
+        kiln(
+            &state,
+            &["build", "--progress=plain", ctx.to_str().unwrap()],
+        )
+    };
+    let failed = build();
+    assert!(!failed.status.success());
+    let message = stderr(&failed);
+    assert!(
+        message.contains("content has digest sha256:"),
+        "the mismatch is not named:\n{message}"
+    );
+    assert_store_verified(&state);
+    // Once the registry serves the right bytes, the same build passes.
+    proxy.clear();
+    check(&build());
+    let verified = assert_store_verified(&state);
+    kiln_test::reliability_figure(
+        "registry faults",
+        "every blob corrupted: build refused, wrong blobs stored, blobs verified after a clean rebuild",
+        format!("yes, 0, {verified}"),
+    );
+}
+
+#[test]
+fn a_registry_that_keeps_failing_is_reported_after_a_few_tries() {
+    let Some((_registry, proxy, work)) = setup() else {
+        return;
+    };
+    proxy.inject(
+        "GET",
+        "/manifests/",
+        Fault::Status {
+            status: 503,
+            retry_after: None,
+        },
+        usize::MAX,
+    );
+    let state = work.path().join("state");
+    let ctx = context(work.path(), &format!("{}/busybox", proxy.host()));
+    let failed = kiln(
+        &state,
+        &["build", "--progress=plain", ctx.to_str().unwrap()],
+    );
+    assert!(!failed.status.success());
+    let message = stderr(&failed);
+    assert!(
+        message.contains("503") && message.contains("injected by the test's proxy"),
+        "the registry's answer is not reported:\n{message}"
+    );
+    let tries = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("GET ") && r.contains("/manifests/"))
+        .count();
+    assert!((2..=6).contains(&tries), "{tries} tries");
+    kiln_test::reliability_figure(
+        "registry faults",
+        "503 on every try: tries before the registry's answer is reported",
+        tries,
+    );
+}
+
+#[test]
+fn pushes_ride_out_transient_faults() {
+    let Some((registry, proxy, work)) = setup() else {
+        return;
+    };
+    let state = work.path().join("state");
+    // The base comes straight from the registry; the push goes through the proxy.
+    let ctx = context(work.path(), &format!("{}/busybox", registry.host()));
+    let status = |status, retry_after| Fault::Status {
+        status,
+        retry_after,
+    };
+    proxy.inject("HEAD", "/blobs/", status(502, None), 1);
+    proxy.inject("POST", "/blobs/uploads/", Fault::Reset, 1);
+    proxy.inject("PUT", "/blobs/uploads/", status(500, None), 1);
+    proxy.inject("PUT", "/manifests/", status(429, Some(1)), 1);
+    let name = format!("{}/app:1", proxy.host());
+    check(&kiln(
+        &state,
+        &[
+            "build",
+            "--progress=plain",
+            "--push",
+            "-t",
+            &name,
+            ctx.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(proxy.injected().len(), 4, "{:#?}", proxy.injected());
+    // The image is whole in the registry itself.
+    let copied = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{}/app:1", registry.host()))
+        .arg(format!("oci:{}:1", work.path().join("copy").display()))
+        .output()
+        .unwrap();
+    assert!(copied.status.success(), "{}", stderr(&copied));
+    kiln_test::reliability_figure(
+        "registry faults",
+        "push through a reset, 500, 502 and 429 + Retry-After: faults injected, image whole in the registry",
+        format!("{}, yes", proxy.injected().len()),
+    );
+}
