@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 # The tests that measure reliability, by module of the kiln and kilnd test binaries.
-filter='crash:: | registry_faults::'
+filter='crash:: | disk_full:: | registry_faults::'
 KILN_RELIABILITY_LOG="$log" cargo nextest run --locked -p kiln -p kilnd \
   -E "test(/^(${filter// /})/)" --no-fail-fast
 python3 - "$log" docs/reliability.md <<'PY'

@@ -22,9 +22,13 @@ pub enum Error {
     Llb(#[from] kiln_llb::Error),
     /// A process exited with a non-zero code.
     #[error(
-        "process {command:?} did not complete successfully: exit code: {code}{}{}",
+        "process {command:?} did not complete successfully: exit code: {code}{}{}{}",
         exit_hint(*code, *oom_killed),
-        runtime_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+        runtime_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default(),
+        full_state.as_ref().map(|state| format!(
+            " (no space was left on the filesystem of kiln's state, {}: `kiln prune` frees what the build cache holds)",
+            state.display()
+        )).unwrap_or_default()
     )]
     ProcessFailed {
         /// The command, arguments joined by spaces.
@@ -35,6 +39,9 @@ pub enum Error {
         oom_killed: bool,
         /// Why runc could not set up or start the container, in its words.
         runtime_error: Option<String>,
+        /// The state directory, when its filesystem was full as the process ended (what
+        /// most likely made it fail).
+        full_state: Option<std::path::PathBuf>,
     },
     /// An op kiln does not run yet, or a malformed one.
     #[error("{0}")]
@@ -42,6 +49,17 @@ pub enum Error {
     /// A source that could not be read (missing file, unknown context, …).
     #[error("{0}")]
     Source(String),
+    /// A write found no space left on the filesystem of kiln's state.
+    #[error(
+        "no space left on the filesystem of kiln's state, {} (`kiln prune` frees what the build cache holds)",
+        state.display()
+    )]
+    NoSpace {
+        /// The state directory.
+        state: std::path::PathBuf,
+        /// The write that failed.
+        source: Box<Error>,
+    },
     /// A failure in one vertex, with its name for the user.
     #[error("{name}")]
     Vertex {

@@ -222,16 +222,30 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// An error of a vertex, with its name for the user.
-fn vertex_error(vertex: &kiln_llb::Vertex, error: Error) -> Error {
-    match error {
-        Error::Vertex { .. } => error,
-        error => Error::Vertex {
-            name: vertex_name(vertex),
-            digest: vertex.digest.to_string(),
+/// An error of a vertex, with its name for the user; a write that found no space
+/// left (ENOSPC, EDQUOT, wherever in the chain of causes) also names the state
+/// directory, whose filesystem is what ran full.
+fn vertex_error(vertex: &kiln_llb::Vertex, error: Error, state: &Path) -> Error {
+    let error = match error {
+        Error::Vertex { .. } | Error::NoSpace { .. } => return error,
+        error if no_space_left(&error) => Error::NoSpace {
+            state: state.to_path_buf(),
             source: Box::new(error),
         },
+        error => error,
+    };
+    Error::Vertex {
+        name: vertex_name(vertex),
+        digest: vertex.digest.to_string(),
+        source: Box::new(error),
     }
+}
+
+/// Whether an error comes from a write that found no space: its message ends with the
+/// OS's (the store, redb and fs-err each wrap the `io::Error` their own way).
+fn no_space_left(error: &Error) -> bool {
+    let message = error.to_string();
+    message.contains("(os error 28)") || message.contains("(os error 122)")
 }
 
 pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
@@ -241,6 +255,23 @@ pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
         hasher.update(part);
     }
     hex::encode(hasher.finalize())
+}
+
+/// A new snapshot layer on `parent`, filled by `fill`; removed again when `fill` fails
+/// (a full disk, a bad archive, a cut download), so nothing half-written stays.
+pub(crate) fn new_layer<T>(
+    worker: &Worker,
+    parent: Option<&Snapshot>,
+    fill: impl FnOnce(&Snapshot) -> Result<T, Error>,
+) -> Result<(Snapshot, T), Error> {
+    let snapshot = worker.snapshots.create(parent)?;
+    match fill(&snapshot) {
+        Ok(value) => Ok((snapshot, value)),
+        Err(error) => {
+            let _ = worker.snapshots.remove_layer(snapshot.id());
+            Err(error)
+        }
+    }
 }
 
 /// The platform an op runs for (`None`: the worker's).
@@ -427,7 +458,7 @@ impl Worker {
                     .collect();
                 let outputs = self
                     .visit(&solve, i, resolved)
-                    .map_err(|e| vertex_error(vertex, e))?;
+                    .map_err(|e| vertex_error(vertex, e, &self.config.root))?;
                 let outputs = Arc::new(outputs);
                 solve.visited.lock().unwrap_or_else(|e| e.into_inner())[i] =
                     Some(Arc::clone(&outputs));
@@ -608,7 +639,7 @@ impl Worker {
         let refs = self
             .materialize_inputs(solve, &pending.inputs)
             .and_then(|inputs| self.execute(solve, outputs.vertex, &outputs.key, &inputs, None))
-            .map_err(|e| vertex_error(vertex, e))?;
+            .map_err(|e| vertex_error(vertex, e, &self.config.root))?;
         *made = Some(refs.clone());
         Ok(refs)
     }

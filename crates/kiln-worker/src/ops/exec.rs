@@ -1,6 +1,6 @@
 //! Exec ops: mount the inputs, run the process through runc, keep the writable mounts.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use fs_err as fs;
@@ -65,7 +65,7 @@ struct PrivateMount<'a> {
 }
 
 impl<'a> PrivateMount<'a> {
-    fn claim(worker: &'a Worker, shared_dir: &std::path::Path) -> Self {
+    fn claim(worker: &'a Worker, shared_dir: &Path) -> Self {
         let mut held = worker
             .private_mounts
             .lock()
@@ -106,7 +106,7 @@ impl FreshCaches {
     /// Removes `dir` the first time this solve asks (it is made again, empty or seeded,
     /// as for a cache never used). A step of another build still using it keeps its
     /// mount of the directory moved away.
-    fn reset_once(&self, dir: &std::path::Path) -> Result<(), Error> {
+    fn reset_once(&self, dir: &Path) -> Result<(), Error> {
         let mut reset = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if !reset.insert(dir.to_path_buf()) || !dir.exists() {
             return Ok(());
@@ -437,6 +437,8 @@ pub(crate) fn run(
         }
     };
     if !succeeded(&exit, &meta.valid_exit_codes) {
+        // Checked before its layers go, while what filled the disk is still there.
+        let full_state = filesystem_full(&worker.config.root).then(|| worker.config.root.clone());
         for (_, snapshot) in &new_layers {
             let _ = worker.snapshots.remove_layer(snapshot.id());
         }
@@ -445,6 +447,7 @@ pub(crate) fn run(
             code: exit.code,
             oom_killed: exit.oom_killed,
             runtime_error: exit.runtime_error,
+            full_state,
         });
     }
     let results = new_layers
@@ -513,7 +516,7 @@ fn absolute_dest(cwd: &str, dest: &str) -> String {
     if dest.starts_with('/') {
         return dest.to_owned();
     }
-    let joined = std::path::Path::new("/").join(cwd).join(dest);
+    let joined = Path::new("/").join(cwd).join(dest);
     let mut clean = PathBuf::from("/");
     for component in joined.components() {
         match component {
@@ -529,7 +532,7 @@ fn absolute_dest(cwd: &str, dest: &str) -> String {
 
 /// The host path a bind mount's `selector` names in the mounted `root`; a path the
 /// input lacks is an error naming it (runc would only say it cannot stat it).
-fn mount_source(root: &std::path::Path, selector: &str, dest: &str) -> Result<PathBuf, Error> {
+fn mount_source(root: &Path, selector: &str, dest: &str) -> Result<PathBuf, Error> {
     if selector.is_empty() || selector == "/" {
         return Ok(root.to_path_buf());
     }
@@ -553,13 +556,20 @@ fn stub_parents(mount_points: &[String]) -> Vec<PathBuf> {
                 .ancestors()
                 .skip(1)
                 .filter(|p| !p.as_os_str().is_empty())
-                .map(std::path::Path::to_path_buf)
+                .map(Path::to_path_buf)
                 .collect::<Vec<_>>()
         })
         .collect();
     parents.sort();
     parents.dedup();
     parents
+}
+
+/// Whether the filesystem under `path` has (almost) no blocks or inodes left, even for
+/// root: a step that failed then most likely failed for that.
+fn filesystem_full(path: &Path) -> bool {
+    rustix::fs::statvfs(path)
+        .is_ok_and(|fs| fs.f_bfree.saturating_mul(fs.f_frsize) < 8 << 20 || fs.f_ffree < 16)
 }
 
 #[cfg(test)]

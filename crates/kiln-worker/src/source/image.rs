@@ -334,47 +334,49 @@ fn unpack_image(
         let parent = (!chain.is_empty()).then(|| kiln_store::Snapshot {
             chain: chain.clone(),
         });
-        let snapshot = worker.snapshots.create(parent.as_ref())?;
-        let blob = worker.content.open_blob(&layer.digest)?;
-        let diff_id = if chain.is_empty() {
-            // Nothing below: the layer's own directory is its whole view, no mount needed
-            // (and no whiteout can apply), as containerd applies a first layer.
-            apply_layer(
-                &worker.snapshots.layer_dir(snapshot.id()),
-                blob,
-                &layer.media_type,
-            )?
-        } else {
-            let mount = worker.snapshots.mount(&snapshot)?;
-            let diff_id = apply_layer(mount.path(), blob, &layer.media_type)?;
-            mount.commit()?;
-            diff_id
-        };
-        let media = if layer.media_type == media_type::DOCKER_LAYER_GZIP {
-            media_type::OCI_LAYER_GZIP.to_owned()
-        } else {
-            layer.media_type.clone()
-        };
-        add_layer_blob(
-            worker,
-            snapshot.id(),
-            &LayerInfo {
-                blob: layer.digest.clone(),
-                media_type: media,
-                size: layer.size,
-                diff_id,
-                clamped_to: None,
-                tar_version: 0,
-                pulled: true,
-                source: origin.map(str::to_owned),
-                annotations: layer.annotations.clone(),
-            },
-        )?;
-        worker.db.put(
-            CHAINS_TABLE,
-            &chain_key,
-            snapshot.id().to_string().as_bytes(),
-        )?;
+        let (snapshot, ()) = crate::new_layer(worker, parent.as_ref(), |snapshot| {
+            let blob = worker.content.open_blob(&layer.digest)?;
+            let diff_id = if chain.is_empty() {
+                // Nothing below: the layer's own directory is its whole view, no mount
+                // needed (and no whiteout can apply), as containerd applies a first layer.
+                apply_layer(
+                    &worker.snapshots.layer_dir(snapshot.id()),
+                    blob,
+                    &layer.media_type,
+                )?
+            } else {
+                let mount = worker.snapshots.mount(snapshot)?;
+                let diff_id = apply_layer(mount.path(), blob, &layer.media_type)?;
+                mount.commit()?;
+                diff_id
+            };
+            let media = if layer.media_type == media_type::DOCKER_LAYER_GZIP {
+                media_type::OCI_LAYER_GZIP.to_owned()
+            } else {
+                layer.media_type.clone()
+            };
+            add_layer_blob(
+                worker,
+                snapshot.id(),
+                &LayerInfo {
+                    blob: layer.digest.clone(),
+                    media_type: media,
+                    size: layer.size,
+                    diff_id,
+                    clamped_to: None,
+                    tar_version: 0,
+                    pulled: true,
+                    source: origin.map(str::to_owned),
+                    annotations: layer.annotations.clone(),
+                },
+            )?;
+            worker.db.put(
+                CHAINS_TABLE,
+                &chain_key,
+                snapshot.id().to_string().as_bytes(),
+            )?;
+            Ok(())
+        })?;
         chain.push(snapshot.id());
     }
     Ok(Ref {

@@ -270,6 +270,18 @@ struct LoadedContext {
 /// one-file change to a large context costs one copy, as BuildKit's incremental
 /// context transfer does.
 pub(crate) fn load(worker: &Worker, scan: Scan) -> Result<Ref, Error> {
+    let (snapshot, ()) = crate::new_layer(worker, None, |snapshot| {
+        copy_context(worker, scan, snapshot)
+    })?;
+    Ok(Ref {
+        chain: snapshot.chain,
+        key: String::new(),
+    })
+}
+
+/// Copies a scanned context into its new layer (hard links to the previous load's
+/// unchanged files), with the layer's content index and the stamps of what it copied.
+fn copy_context(worker: &Worker, scan: Scan, snapshot: &kiln_store::Snapshot) -> Result<(), Error> {
     let Scan { dir, entries, .. } = scan;
     let key = dir.to_string_lossy().into_owned();
     let previous: Option<LoadedContext> = worker
@@ -277,7 +289,6 @@ pub(crate) fn load(worker: &Worker, scan: Scan) -> Result<Ref, Error> {
         .get(CONTEXT_LAYERS_TABLE, &key)?
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .filter(|p: &LoadedContext| worker.snapshots.layer_dir(p.layer).is_dir());
-    let snapshot = worker.snapshots.create(None)?;
     let upper = worker.snapshots.layer_dir(snapshot.id());
     // Everything root's, as the client sends it.
     let spec = CopySpec {
@@ -364,10 +375,7 @@ pub(crate) fn load(worker: &Worker, scan: Scan) -> Result<Ref, Error> {
         &key,
         &serde_json::to_vec(&loaded).unwrap_or_default(),
     )?;
-    Ok(Ref {
-        chain: snapshot.chain,
-        key: String::new(),
-    })
+    Ok(())
 }
 
 #[cfg(test)]

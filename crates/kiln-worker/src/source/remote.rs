@@ -132,21 +132,23 @@ pub(crate) fn http_load(worker: &Worker, source: &pb::SourceOp) -> Result<Ref, E
     let name = attr(source, "http.filename")
         .filter(|n| !n.is_empty() && !n.contains('/'))
         .unwrap_or(from_url);
-    let snapshot = worker.snapshots.create(None)?;
-    let dest = worker.snapshots.layer_dir(snapshot.id()).join(name);
-    fs::copy(&path, &dest)?;
-    let perm = attr(source, "http.perm")
-        .and_then(|p| u32::from_str_radix(p, 8).ok())
-        .unwrap_or(0o600);
-    std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(perm))?;
-    let id = |key| attr(source, key).and_then(|v| v.parse().ok()).unwrap_or(0);
-    std::os::unix::fs::lchown(&dest, Some(id("http.uid")), Some(id("http.gid")))?;
-    let modified = fs::read_to_string(path.with_extension("modified"))
-        .ok()
-        .and_then(|v| http_time(v.trim()));
-    if let Some(seconds) = modified {
-        crate::fsutil::set_times(&dest, seconds, 0)?;
-    }
+    let (snapshot, ()) = crate::new_layer(worker, None, |snapshot| {
+        let dest = worker.snapshots.layer_dir(snapshot.id()).join(name);
+        fs::copy(&path, &dest)?;
+        let perm = attr(source, "http.perm")
+            .and_then(|p| u32::from_str_radix(p, 8).ok())
+            .unwrap_or(0o600);
+        std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(perm))?;
+        let id = |key| attr(source, key).and_then(|v| v.parse().ok()).unwrap_or(0);
+        std::os::unix::fs::lchown(&dest, Some(id("http.uid")), Some(id("http.gid")))?;
+        let modified = fs::read_to_string(path.with_extension("modified"))
+            .ok()
+            .and_then(|v| http_time(v.trim()));
+        if let Some(seconds) = modified {
+            crate::fsutil::set_times(&dest, seconds, 0)?;
+        }
+        Ok(())
+    })?;
     Ok(Ref {
         chain: snapshot.chain,
         key: String::new(),
@@ -265,23 +267,26 @@ pub fn fetch_git(url: &str, reference: &str, dest: &Path, keep_git_dir: bool) ->
 pub(crate) fn git_load(worker: &Worker, source: &pb::SourceOp) -> Result<Ref, Error> {
     let (url, reference, subdir) = git_parts(source);
     let keep = attr(source, "git.keepgitdir") == Some("true");
-    let snapshot = worker.snapshots.create(None)?;
-    let layer = worker.snapshots.layer_dir(snapshot.id());
-    let checkout = worker
-        .config
-        .root
-        .join("downloads")
-        .join(format!("git-{}", snapshot.id()));
-    let _ = fs::remove_dir_all(&checkout);
-    fetch_git(&url, &reference, &checkout, keep)?;
-    let from = crate::fsutil::resolve_in_root(&checkout, &subdir, true)?;
-    if !from.is_dir() {
-        return Err(Error::Source(format!(
-            "{url}: no directory {subdir:?} at {reference}"
-        )));
-    }
-    crate::fsutil::copy_dir_contents(&from, &layer)?;
-    let _ = fs::remove_dir_all(&checkout);
+    let (snapshot, ()) = crate::new_layer(worker, None, |snapshot| {
+        let layer = worker.snapshots.layer_dir(snapshot.id());
+        let checkout = worker
+            .config
+            .root
+            .join("downloads")
+            .join(format!("git-{}", snapshot.id()));
+        let _ = fs::remove_dir_all(&checkout);
+        let copied = fetch_git(&url, &reference, &checkout, keep).and_then(|()| {
+            let from = crate::fsutil::resolve_in_root(&checkout, &subdir, true)?;
+            if !from.is_dir() {
+                return Err(Error::Source(format!(
+                    "{url}: no directory {subdir:?} at {reference}"
+                )));
+            }
+            Ok(crate::fsutil::copy_dir_contents(&from, &layer)?)
+        });
+        let _ = fs::remove_dir_all(&checkout);
+        copied
+    })?;
     Ok(Ref {
         chain: snapshot.chain,
         key: String::new(),

@@ -7,6 +7,7 @@ mod config;
 mod context;
 mod copy_owners;
 mod crash;
+mod disk_full;
 mod dockerfile_errors;
 mod dump_llb;
 mod exec_mounts;
