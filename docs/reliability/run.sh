@@ -8,9 +8,11 @@ cd "$(dirname "$0")/../.."
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 # The tests that measure reliability, by module of the kiln and kilnd test binaries.
-filter='crash:: | disk_full:: | registry_faults::'
+filter='crash:: | disk_full:: | escapes:: | registry_faults:: | soak::'
 KILN_RELIABILITY_LOG="$log" cargo nextest run --locked -p kiln -p kilnd \
   -E "test(/^(${filter// /})/)" --no-fail-fast
+# The fuzz figures, from the last `bash docs/reliability/fuzz.sh` (it takes an hour).
+[ -f docs/reliability/fuzz-figures.txt ] && cat docs/reliability/fuzz-figures.txt >>"$log"
 python3 - "$log" docs/reliability.md <<'PY'
 import sys, datetime
 log, doc = sys.argv[1], sys.argv[2]

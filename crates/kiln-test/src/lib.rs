@@ -8,6 +8,7 @@
 //! - [`report_suite`]: the `<suite>: N passed, M failed` line of a conformance runner.
 //!
 //! - [`reliability_figure`]: a figure of the reliability suite, for its table.
+//! - [`Probe`]: an HTTP server counting requests by path, to count step executions.
 //! - [`FaultProxy`]: a proxy in front of a registry that injects faults (resets,
 //!   truncated or corrupted bodies, error statuses, slow bodies) into chosen requests.
 //!
@@ -17,7 +18,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 mod fault_proxy;
+mod probe;
 pub use fault_proxy::{Fault, FaultProxy};
+pub use probe::Probe;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {

@@ -60,21 +60,20 @@ pub(crate) fn resolve_in_root(root: &Path, path: &str, follow_last: bool) -> io:
     Ok(resolved.iter().fold(root.to_path_buf(), |p, c| p.join(c)))
 }
 
-/// A path made safe to join under a root: no root, no `..` escaping it.
-pub(crate) fn clean_relative(path: &str) -> Option<PathBuf> {
+/// A path made safe to join under a root: no root, and a `..` at the root stays there,
+/// as containerd's `fs.RootPath` clamps tar entries and hard link names.
+pub(crate) fn clamp_relative(path: &str) -> PathBuf {
     let mut out = PathBuf::new();
     for component in Path::new(path).components() {
         match component {
             Component::Normal(c) => out.push(c),
             Component::ParentDir => {
-                if !out.pop() {
-                    return None;
-                }
+                out.pop();
             }
             _ => {}
         }
     }
-    Some(out)
+    out
 }
 
 pub(crate) use kiln_llb::patterns::match_component;
@@ -171,7 +170,8 @@ mod tests {
 
     #[test]
     fn relative_paths_cannot_escape() {
-        assert_eq!(clean_relative("/a/../b"), Some(PathBuf::from("b")));
-        assert_eq!(clean_relative("../x"), None);
+        assert_eq!(clamp_relative("/a/../b"), PathBuf::from("b"));
+        assert_eq!(clamp_relative("../../x/../y"), PathBuf::from("y"));
+        assert_eq!(clamp_relative(".."), PathBuf::new());
     }
 }

@@ -36,6 +36,24 @@ pub use source::image::read_layout;
 pub use source::remote::fetch_git;
 pub use usage::{CacheRecord, PruneFilter, PruneOptions};
 
+/// Entry points for the fuzz targets (`fuzz/`), not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Extracts a tar stream (plain, gzip or zstd by `media`) under `root` as an image
+    /// layer (`whiteouts`) or as an archive ADD unpacks.
+    pub fn extract(
+        root: &std::path::Path,
+        bytes: &[u8],
+        whiteouts: bool,
+    ) -> Result<(), crate::Error> {
+        let options = crate::source::image::ExtractOptions {
+            owner: None,
+            whiteouts,
+        };
+        crate::source::image::extract_tar(root, &mut &bytes[..], &options)
+    }
+}
+
 use kiln_solver::cache_key::Link;
 use remote_cache::{Outputs, Pending, VertexKey};
 

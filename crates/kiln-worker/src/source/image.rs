@@ -13,7 +13,7 @@ use kiln_registry::{RegistryClient, Resolved};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::fsutil::{clean_relative, resolve_in_root, set_times};
+use crate::fsutil::{clamp_relative, resolve_in_root, set_times};
 use crate::{Error, Ref, Worker, sha256_hex};
 
 pub(crate) const LAYERS_TABLE: &str = "layers";
@@ -566,9 +566,7 @@ pub(crate) fn extract_tar(
     for entry in archive.entries()? {
         let mut entry = entry?;
         let raw_path = entry.path()?.to_string_lossy().into_owned();
-        let Some(rel) = clean_relative(&raw_path) else {
-            continue;
-        };
+        let rel = clamp_relative(&raw_path);
         let Some(file_name) = rel.file_name().map(|n| n.to_string_lossy().into_owned()) else {
             continue;
         };
@@ -638,9 +636,7 @@ pub(crate) fn extract_tar(
                     .link_name()?
                     .map(|t| t.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                let Some(target_rel) = clean_relative(&target) else {
-                    continue;
-                };
+                let target_rel = clamp_relative(&target);
                 let source = resolve_in_root(root, &target_rel.to_string_lossy(), false)?;
                 remove_path(&dst)?;
                 fs::hard_link(&source, &dst)?;

@@ -10,6 +10,7 @@ mod crash;
 mod disk_full;
 mod dockerfile_errors;
 mod dump_llb;
+mod escapes;
 mod exec_mounts;
 mod export;
 mod imagetools;

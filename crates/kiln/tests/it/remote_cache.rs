@@ -3,45 +3,13 @@
 //! test Dockerfiles calls a probe on 127.0.0.1 (steps use the host's network), so the
 //! probe's count says exactly how many RUNs executed.
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fs_err as fs;
+use kiln_test::Probe;
 use serde_json::Value;
 
 use crate::support::{BaseImage, check, kiln, skopeo_inspect, step_cached, tools_present};
-
-/// An HTTP server on 127.0.0.1 counting the requests it answers.
-struct Probe {
-    port: u16,
-    hits: Arc<AtomicUsize>,
-}
-
-impl Probe {
-    fn start() -> Probe {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&hits);
-        // The thread ends with the test process.
-        std::thread::spawn(move || {
-            for mut stream in listener.incoming().flatten() {
-                let mut request = [0u8; 1024];
-                let _ = stream.read(&mut request);
-                counter.fetch_add(1, Ordering::SeqCst);
-                let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nran");
-            }
-        });
-        Probe { port, hits }
-    }
-
-    fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
-    }
-}
 
 /// A two-stage Dockerfile: a build stage whose layer the final image does not carry,
 /// and a final stage with a COPY from the context and two RUNs.

@@ -8,7 +8,7 @@ use std::process::Command;
 use crate::support::{Kilnd, can_build};
 
 /// The kiln binary built beside kilnd (a workspace build makes both).
-fn kiln_binary() -> Option<PathBuf> {
+pub(crate) fn kiln_binary() -> Option<PathBuf> {
     let kiln = PathBuf::from(env!("CARGO_BIN_EXE_kilnd")).with_file_name("kiln");
     if kiln.is_file() {
         Some(kiln)

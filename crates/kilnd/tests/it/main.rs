@@ -7,4 +7,5 @@ mod daemon;
 mod gateway;
 mod kiln_cli;
 mod oracle;
+mod soak;
 mod support;

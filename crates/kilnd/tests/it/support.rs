@@ -84,6 +84,11 @@ impl Kilnd {
         false
     }
 
+    /// The daemon's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn address(&self) -> String {
         format!("unix://{}", self.socket.display())
     }
