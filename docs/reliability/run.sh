@@ -3,6 +3,7 @@
 # docs/reliability.md from what its tests report (kiln_test::reliability_figure).
 # Needs what .ci/run installs (runc, docker-registry, skopeo, umoci…); run as root.
 #   bash docs/reliability/run.sh
+# The long form: KILN_SOAK_SECONDS=600 KILN_CRASH_ROUNDS=50 bash docs/reliability/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 log="$(mktemp)"

@@ -3,6 +3,7 @@
 //! sources outside the repository, found through `KILN_BUILDCTL`/`KILN_BUILDX` or PATH;
 //! skipped with a note when absent).
 
+mod crash;
 mod daemon;
 mod gateway;
 mod kiln_cli;
