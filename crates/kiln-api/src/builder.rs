@@ -35,7 +35,8 @@ impl From<crate::client::Error> for Error {
 /// Who a builder is (BuildKit's `Info` and `ListWorkers`, in short).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuilderInfo {
-    /// The implementation and version, e.g. `kiln v0.1.0` or `buildkitd v0.24.0`.
+    /// The version as BuildKit's `Info` reports it and buildx shows it (`v0.24.0`);
+    /// kiln's own version for the embedded engine.
     pub version: String,
     /// The platforms its workers build for (`linux/amd64` …).
     pub platforms: Vec<String>,

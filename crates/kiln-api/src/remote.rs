@@ -189,10 +189,7 @@ impl Builder for RemoteBuilder {
             let client = self.client().await?;
             Ok::<_, Error>((client.info().await?, client.workers().await?))
         })?;
-        let version = info
-            .buildkit_version
-            .map(|v| format!("{} {}", v.package, v.version))
-            .unwrap_or_default();
+        let version = info.buildkit_version.map(|v| v.version).unwrap_or_default();
         let platforms = workers
             .iter()
             .flat_map(|w| &w.platforms)
@@ -203,7 +200,13 @@ impl Builder for RemoteBuilder {
                 }
                 text
             })
-            .collect();
+            .fold(Vec::new(), |mut all: Vec<String>, p| {
+                // Each platform once, in the workers' order (buildx's `Dedupe`).
+                if !all.contains(&p) {
+                    all.push(p);
+                }
+                all
+            });
         Ok(BuilderInfo { version, platforms })
     }
 }

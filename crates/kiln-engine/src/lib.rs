@@ -1821,7 +1821,7 @@ impl Builder for Engine {
 
     fn info(&self) -> Result<BuilderInfo, kiln_api::Error> {
         Ok(BuilderInfo {
-            version: format!("kiln v{}", env!("CARGO_PKG_VERSION")),
+            version: format!("v{}", env!("CARGO_PKG_VERSION")),
             platforms: self
                 .worker_platforms()
                 .iter()

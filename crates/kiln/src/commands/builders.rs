@@ -1,0 +1,468 @@
+//! `kiln ls` and `kiln inspect`: the builders kiln knows, listed and inspected as
+//! `docker buildx ls` / `docker buildx inspect` print them (buildx v0.28's
+//! `commands/ls.go`, `commands/inspect.go`).
+//!
+//! kiln keeps no builder store: the builders are the embedded engine (`default`, driver
+//! `embedded`, its node's endpoint the state directory) and, when one is named with
+//! `--builder ADDRESS`, `--addr` or `BUILDKIT_HOST`, a BuildKit-compatible daemon
+//! (driver `remote`, named by its address). Each has one node, named as its builder;
+//! the builder a build would use is the current one (`*`). A node's status, version and
+//! platforms come from `Builder::info()`: the embedded engine's worker platforms, or
+//! the daemon's `ListWorkers`.
+
+use std::io::Write as _;
+
+use anyhow::bail;
+use kiln_api::BuilderInfo;
+
+use crate::args::builders::{InspectArgs, LsArgs};
+use crate::driver::remote::Remote;
+
+/// What a node answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Status {
+    Running(BuilderInfo),
+    /// A daemon that could not be reached (buildx's remote driver calls it inactive,
+    /// without an error); the reason is kept for `inspect --bootstrap`.
+    Inactive(String),
+    Error(String),
+}
+
+impl Status {
+    fn text(&self) -> &'static str {
+        match self {
+            Status::Running(_) => "running",
+            Status::Inactive(_) => "inactive",
+            Status::Error(_) => "error",
+        }
+    }
+}
+
+/// One builder and its one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Builder {
+    name: String,
+    driver: &'static str,
+    current: bool,
+    endpoint: String,
+    status: Status,
+}
+
+impl Builder {
+    /// The node is named as its builder, as buildx's docker driver names its node.
+    fn node_name(&self) -> &str {
+        &self.name
+    }
+
+    fn platforms(&self) -> &[String] {
+        match &self.status {
+            Status::Running(info) => &info.platforms,
+            _ => &[],
+        }
+    }
+
+    fn version(&self) -> &str {
+        match &self.status {
+            Status::Running(info) => &info.version,
+            _ => "",
+        }
+    }
+}
+
+/// The embedded engine, opened and asked.
+fn embedded(current: bool) -> Builder {
+    let endpoint = crate::driver::embedded::state_dir()
+        .map(|dir| dir.display().to_string())
+        .unwrap_or_default();
+    let status = match crate::driver::embedded::open().and_then(|b| Ok(b.info()?)) {
+        Ok(info) => Status::Running(info),
+        Err(e) => Status::Error(crate::error_chain(&e)),
+    };
+    Builder {
+        name: "default".to_owned(),
+        driver: "embedded",
+        current,
+        endpoint,
+        status,
+    }
+}
+
+/// A daemon, asked over BuildKit's API.
+fn remote(remote: &Remote, current: bool) -> Builder {
+    let status = match remote
+        .connect()
+        .and_then(|b| Ok(kiln_api::Builder::info(&b)?))
+    {
+        Ok(info) => Status::Running(info),
+        Err(e) => Status::Inactive(crate::error_chain(&e)),
+    };
+    Builder {
+        name: remote.address.clone(),
+        driver: "remote",
+        current,
+        endpoint: remote.address.clone(),
+        status,
+    }
+}
+
+/// `kiln ls`.
+pub(crate) fn ls(args: &LsArgs) -> anyhow::Result<()> {
+    let format = match args.format.as_str() {
+        "table" => Format::Table {
+            trunc: !args.no_trunc,
+        },
+        "json" => Format::Json,
+        other => bail!("--format {other:?}: kiln prints \"table\" or \"json\""),
+    };
+    let remote_builder = args.builder.remote()?;
+    // As buildx lists them: the named builders, then the default one.
+    let mut builders = Vec::new();
+    if let Some(address) = &remote_builder {
+        builders.push(remote(address, true));
+    }
+    builders.push(embedded(remote_builder.is_none()));
+    let mut out = std::io::stdout().lock();
+    out.write_all(render_ls(&builders, format).as_bytes())?;
+    out.flush()?;
+    if matches!(format, Format::Table { .. }) {
+        let failed: Vec<&Builder> = builders
+            .iter()
+            .filter(|b| matches!(b.status, Status::Error(_)))
+            .collect();
+        if !failed.is_empty() {
+            eprintln!();
+            for b in failed {
+                if let Status::Error(e) = &b.status {
+                    eprintln!(
+                        "Failed to get status for {} ({}): {}",
+                        b.name,
+                        b.node_name(),
+                        e.trim()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `kiln inspect [--bootstrap] [NAME]`.
+pub(crate) fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
+    let builder = match args.name.as_deref() {
+        None => match args.builder.remote()? {
+            Some(address) => remote(&address, true),
+            None => embedded(true),
+        },
+        Some("default" | "kiln") => embedded(true),
+        Some(address) if address.contains("://") => {
+            let tls = args.builder.remote()?.map(|r| r.tls).unwrap_or_default();
+            let address = Remote {
+                address: address.to_owned(),
+                tls,
+            };
+            remote(&address, true)
+        }
+        Some(name) => bail!(
+            "no builder {name:?} found: kiln's builders are the embedded one (default) and daemons named by their address (unix:///path, tcp://host:port)"
+        ),
+    };
+    if let (true, Status::Inactive(reason)) = (args.bootstrap, &builder.status) {
+        bail!("failed to bootstrap {}: {reason}", builder.name);
+    }
+    print!("{}", render_inspect(&builder));
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Table { trunc: bool },
+    Json,
+}
+
+/// buildx's `ls` output for `builders`.
+fn render_ls(builders: &[Builder], format: Format) -> String {
+    match format {
+        Format::Json => builders.iter().map(|b| ls_json(b) + "\n").collect(),
+        Format::Table { trunc } => {
+            let mut text = "NAME/NODE\tDRIVER/ENDPOINT\tSTATUS\tBUILDKIT\tPLATFORMS\n".to_owned();
+            for b in builders {
+                let name = if b.current {
+                    format!("{}*", b.name)
+                } else {
+                    b.name.clone()
+                };
+                text.push_str(&format!("{name}\t{}\t\t\t\n", b.driver));
+                let platforms = if trunc {
+                    truncated_platforms(b.platforms(), 4)
+                } else {
+                    b.platforms().join(", ")
+                };
+                text.push_str(&format!(
+                    " \\_ {}\t \\_ {}\t{}\t{}\t{platforms}\n",
+                    b.node_name(),
+                    b.endpoint,
+                    b.status.text(),
+                    b.version(),
+                ));
+            }
+            crate::tabwriter::align(&text, 10, 3)
+        }
+    }
+}
+
+/// One builder as `ls --format json` prints it: buildx's builder and node fields, keys
+/// sorted (buildx re-marshals through a map), `<>&` escaped as Go escapes them.
+fn ls_json(b: &Builder) -> String {
+    let mut node = serde_json::json!({
+        "Name": b.node_name(),
+        "Endpoint": b.endpoint,
+        "Status": b.status.text(),
+    });
+    match &b.status {
+        Status::Running(info) => {
+            if !info.version.is_empty() {
+                node["Version"] = info.version.clone().into();
+            }
+            if !info.platforms.is_empty() {
+                node["Platforms"] = info.platforms.clone().into();
+            }
+        }
+        Status::Error(e) => node["Err"] = e.trim().into(),
+        Status::Inactive(_) => {}
+    }
+    let builder = serde_json::json!({
+        "Name": b.name,
+        "Driver": b.driver,
+        "LastActivity": "0001-01-01T00:00:00Z",
+        "Dynamic": false,
+        "Nodes": [node],
+        "Current": b.current,
+    });
+    builder
+        .to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+/// buildx's `inspect` output for `b`.
+fn render_inspect(b: &Builder) -> String {
+    let mut text = format!("Name:\t{}\nDriver:\t{}\n", b.name, b.driver);
+    text.push_str("\nNodes:\n");
+    text.push_str(&format!("Name:\t{}\n", b.node_name()));
+    text.push_str(&format!("Endpoint:\t{}\n", b.endpoint));
+    match &b.status {
+        Status::Error(e) => text.push_str(&format!("Error:\t{e}\n")),
+        status => {
+            text.push_str(&format!("Status:\t{}\n", status.text()));
+            if !b.version().is_empty() {
+                text.push_str(&format!("BuildKit version:\t{}\n", b.version()));
+            }
+            if !b.platforms().is_empty() {
+                text.push_str(&format!("Platforms:\t{}\n", b.platforms().join(", ")));
+            }
+        }
+    }
+    crate::tabwriter::align(&text, 0, 1)
+}
+
+/// The platforms' `os/architecture` (what buildx groups by).
+fn os_arch(platform: &str) -> String {
+    let platform = platform.trim_end_matches('*');
+    let mut parts = platform.splitn(3, '/');
+    match (parts.next(), parts.next()) {
+        (Some(os), Some(arch)) => format!("{os}/{arch}"),
+        _ => platform.to_owned(),
+    }
+}
+
+/// The platforms buildx shows first, grouped, when it truncates.
+const MAJOR_PLATFORMS: [&str; 7] = [
+    "linux/amd64",
+    "linux/arm64",
+    "linux/arm",
+    "linux/ppc64le",
+    "linux/s390x",
+    "linux/riscv64",
+    "linux/mips64",
+];
+
+/// buildx's `truncPlatforms(pfs, max).String()`: at most `max` groups of one
+/// `os/architecture` (the major ones first), a group of several shown as
+/// `linux/amd64 (+4)`, and `(N more)` for the platforms left out.
+fn truncated_platforms(platforms: &[String], max: usize) -> String {
+    // The groups, in the order buildx fills its map (the order only decides which
+    // groups make it in; they are shown major first, then sorted).
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+    let has = |groups: &Vec<(String, Vec<&str>)>, key: &str| groups.iter().any(|(k, _)| k == key);
+    for major in MAJOR_PLATFORMS {
+        for platform in platforms {
+            if groups.len() >= max {
+                break;
+            }
+            if os_arch(platform) == major {
+                match groups.iter_mut().find(|(k, _)| k == major) {
+                    Some((_, members)) => members.push(platform),
+                    None => groups.push((major.to_owned(), vec![platform])),
+                }
+            }
+        }
+    }
+    let mut left: Vec<(String, Vec<&str>)> = Vec::new();
+    for platform in platforms {
+        if groups.len() >= max {
+            break;
+        }
+        let key = os_arch(platform);
+        if !has(&groups, &key) {
+            match left.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(platform),
+                None => left.push((key, vec![platform])),
+            }
+        }
+    }
+    groups.extend(left);
+
+    let show = |members: &[&str], key: &str| -> String {
+        match members {
+            [one] => (*one).to_owned(),
+            _ => {
+                let star = if members.iter().any(|p| p.ends_with('*')) {
+                    "*"
+                } else {
+                    ""
+                };
+                format!("{key}{star} (+{})", members.len())
+            }
+        }
+    };
+    let mut out = Vec::new();
+    let mut count = 0;
+    for major in MAJOR_PLATFORMS {
+        if let Some((key, members)) = groups.iter().find(|(k, _)| k == major) {
+            out.push(show(members, key));
+            count += members.len();
+        }
+    }
+    let mut rest: Vec<&(String, Vec<&str>)> = groups
+        .iter()
+        .filter(|(k, _)| !MAJOR_PLATFORMS.contains(&k.as_str()))
+        .collect();
+    rest.sort_by(|a, b| a.0.cmp(&b.0));
+    for (key, members) in rest {
+        if out.len() >= max {
+            break;
+        }
+        out.push(show(members, key));
+        count += members.len();
+    }
+    if platforms.len() > count {
+        out.push(format!("({} more)", platforms.len() - count));
+    }
+    out.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What buildkitd v0.24 reports on this kind of machine (QEMU for the rest).
+    fn detected() -> Vec<String> {
+        "linux/amd64 linux/amd64/v2 linux/amd64/v3 linux/amd64/v4 linux/arm64 linux/riscv64 linux/ppc64 linux/ppc64le linux/s390x linux/386 linux/loong64 linux/arm/v7 linux/arm/v6"
+            .split(' ')
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn platforms_truncated_as_buildx_ls_shows_them() {
+        assert_eq!(
+            truncated_platforms(&detected(), 4),
+            "linux/amd64 (+4), linux/arm64, linux/arm (+2), linux/ppc64le, (5 more)"
+        );
+        let few: Vec<String> = ["linux/amd64", "linux/arm64"].map(str::to_owned).to_vec();
+        assert_eq!(truncated_platforms(&few, 4), "linux/amd64, linux/arm64");
+        let odd: Vec<String> = [
+            "linux/386",
+            "linux/amd64",
+            "linux/amd64/v2",
+            "freebsd/amd64",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        assert_eq!(
+            truncated_platforms(&odd, 4),
+            "linux/amd64 (+2), freebsd/amd64, linux/386"
+        );
+        assert_eq!(truncated_platforms(&[], 4), "");
+    }
+
+    fn lsx(current: bool) -> Builder {
+        Builder {
+            name: "lsx".to_owned(),
+            driver: "remote",
+            current,
+            endpoint: "unix:///tmp/ls-oracle/bk.sock".to_owned(),
+            status: Status::Running(BuilderInfo {
+                version: "v0.24.0".to_owned(),
+                platforms: detected(),
+            }),
+        }
+    }
+
+    /// buildx v0.28's `ls` with a remote builder on buildkitd v0.24 (the node named
+    /// `lsx0` there; kiln names a node as its builder).
+    #[test]
+    fn ls_table_as_buildx_prints_it() {
+        let gone = Builder {
+            name: "gone".to_owned(),
+            driver: "remote",
+            current: false,
+            endpoint: "unix:///tmp/ls-oracle/nothing.sock".to_owned(),
+            status: Status::Inactive("connection refused".to_owned()),
+        };
+        assert_eq!(
+            render_ls(&[gone, lsx(true)], Format::Table { trunc: true }),
+            "NAME/NODE   DRIVER/ENDPOINT                          STATUS     BUILDKIT   PLATFORMS\n\
+             gone        remote                                                         \n \
+             \\_ gone     \\_ unix:///tmp/ls-oracle/nothing.sock   inactive              \n\
+             lsx*        remote                                                         \n \
+             \\_ lsx      \\_ unix:///tmp/ls-oracle/bk.sock        running    v0.24.0    linux/amd64 (+4), linux/arm64, linux/arm (+2), linux/ppc64le, (5 more)\n"
+        );
+        assert!(
+            render_ls(&[lsx(false)], Format::Table { trunc: false })
+                .contains("v0.24.0    linux/amd64, linux/amd64/v2, linux/amd64/v3,")
+        );
+    }
+
+    #[test]
+    fn ls_json_as_buildx_prints_it() {
+        assert_eq!(
+            render_ls(&[lsx(false)], Format::Json),
+            format!(
+                "{{\"Current\":false,\"Driver\":\"remote\",\"Dynamic\":false,\"LastActivity\":\"0001-01-01T00:00:00Z\",\"Name\":\"lsx\",\"Nodes\":[{{\"Endpoint\":\"unix:///tmp/ls-oracle/bk.sock\",\"Name\":\"lsx\",\"Platforms\":{},\"Status\":\"running\",\"Version\":\"v0.24.0\"}}]}}\n",
+                serde_json::to_string(&detected()).unwrap()
+            )
+        );
+    }
+
+    #[test]
+    fn inspect_as_buildx_prints_it() {
+        assert_eq!(
+            render_inspect(&lsx(true)),
+            format!(
+                "Name:   lsx\nDriver: remote\n\nNodes:\nName:             lsx\nEndpoint:         unix:///tmp/ls-oracle/bk.sock\nStatus:           running\nBuildKit version: v0.24.0\nPlatforms:        {}\n",
+                detected().join(", ")
+            )
+        );
+        let broken = Builder {
+            status: Status::Error("permission denied".to_owned()),
+            ..lsx(true)
+        };
+        assert!(
+            render_inspect(&broken).ends_with(
+                "\nEndpoint: unix:///tmp/ls-oracle/bk.sock\nError:    permission denied\n"
+            )
+        );
+    }
+}
