@@ -6,6 +6,7 @@ mod args;
 mod commands;
 mod docker;
 mod driver;
+mod gotemplate;
 mod metadata;
 mod outputs;
 mod progress;
