@@ -4,7 +4,8 @@ use clap::Args;
 
 #[derive(Debug, Args)]
 pub(crate) struct LsArgs {
-    /// Format the output (`table` or `json`).
+    /// Format the output: `table`, `json`, or a Go template (`table {{.Name}}\t{{.Status}}`
+    /// for a table of those columns).
     #[arg(long, default_value = "table")]
     pub(crate) format: String,
     /// Don't truncate output.

@@ -10,6 +10,7 @@
 //! platforms come from `Builder::info()`: the embedded engine's worker platforms, or
 //! the daemon's `ListWorkers`.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 
 use anyhow::bail;
@@ -17,6 +18,7 @@ use kiln_api::BuilderInfo;
 
 use crate::args::builders::{InspectArgs, LsArgs};
 use crate::driver::remote::Remote;
+use crate::gotemplate::{Field, Template, Value};
 
 /// What a node answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,13 +109,8 @@ fn remote(remote: &Remote, current: bool) -> Builder {
 
 /// `kiln ls`.
 pub(crate) fn ls(args: &LsArgs) -> anyhow::Result<()> {
-    let format = match args.format.as_str() {
-        "table" => Format::Table {
-            trunc: !args.no_trunc,
-        },
-        "json" => Format::Json,
-        other => bail!("--format {other:?}: kiln prints \"table\" or \"json\""),
-    };
+    // The format is checked before any builder is asked.
+    let format = LsFormat::parse(&args.format, !args.no_trunc)?;
     let remote_builder = args.builder.remote()?;
     // As buildx lists them: the named builders, then the default one.
     let mut builders = Vec::new();
@@ -122,9 +119,9 @@ pub(crate) fn ls(args: &LsArgs) -> anyhow::Result<()> {
     }
     builders.push(embedded(remote_builder.is_none()));
     let mut out = std::io::stdout().lock();
-    out.write_all(render_ls(&builders, format).as_bytes())?;
+    out.write_all(render_ls(&builders, &format)?.as_bytes())?;
     out.flush()?;
-    if matches!(format, Format::Table { .. }) {
+    if format.table {
         let failed: Vec<&Builder> = builders
             .iter()
             .filter(|b| matches!(b.status, Status::Error(_)))
@@ -173,41 +170,126 @@ pub(crate) fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Table { trunc: bool },
-    Json,
+/// buildx's default table.
+const LS_TABLE: &str =
+    "table {{.Name}}\t{{.DriverEndpoint}}\t{{.Status}}\t{{.Buildkit}}\t{{.Platforms}}";
+
+/// How `ls` prints: `json`, or a Go template (`table …` adds the header row and
+/// aligns the columns), as the docker CLI's formatter reads `--format`.
+#[derive(Debug)]
+struct LsFormat {
+    table: bool,
+    trunc: bool,
+    /// None: JSON.
+    template: Option<Template>,
+}
+
+impl LsFormat {
+    fn parse(format: &str, trunc: bool) -> anyhow::Result<Self> {
+        if format == "json" {
+            return Ok(Self {
+                table: false,
+                trunc,
+                template: None,
+            });
+        }
+        let format = if format == "table" { LS_TABLE } else { format };
+        let (table, body) = match format.strip_prefix("table") {
+            Some(rest) => (true, rest),
+            None => (false, format),
+        };
+        let body = body
+            .trim_matches(' ')
+            .replace("\\t", "\t")
+            .replace("\\n", "\n");
+        let template = Template::parse(&body)
+            .map_err(|e| anyhow::anyhow!("--format {format:?}: template parsing error: {e}"))?;
+        Ok(Self {
+            table,
+            trunc,
+            template: Some(template),
+        })
+    }
+}
+
+/// One row's fields, as buildx's `lsContext` gives them (methods: not in JSON).
+fn ls_row(fields: [(&'static str, String); 7]) -> Value {
+    Value::Struct(
+        fields
+            .into_iter()
+            .map(|(name, value)| Field::new(name, "", Value::String(value)))
+            .collect(),
+    )
 }
 
 /// buildx's `ls` output for `builders`.
-fn render_ls(builders: &[Builder], format: Format) -> String {
-    match format {
-        Format::Json => builders.iter().map(|b| ls_json(b) + "\n").collect(),
-        Format::Table { trunc } => {
-            let mut text = "NAME/NODE\tDRIVER/ENDPOINT\tSTATUS\tBUILDKIT\tPLATFORMS\n".to_owned();
-            for b in builders {
-                let name = if b.current {
-                    format!("{}*", b.name)
-                } else {
-                    b.name.clone()
-                };
-                text.push_str(&format!("{name}\t{}\t\t\t\n", b.driver));
-                let platforms = if trunc {
-                    truncated_platforms(b.platforms(), 4)
-                } else {
-                    b.platforms().join(", ")
-                };
-                text.push_str(&format!(
-                    " \\_ {}\t \\_ {}\t{}\t{}\t{platforms}\n",
-                    b.node_name(),
-                    b.endpoint,
-                    b.status.text(),
-                    b.version(),
-                ));
-            }
-            crate::tabwriter::align(&text, 10, 3)
-        }
+fn render_ls(builders: &[Builder], format: &LsFormat) -> anyhow::Result<String> {
+    let Some(template) = &format.template else {
+        return Ok(builders.iter().map(|b| ls_json(b) + "\n").collect());
+    };
+    let execute = |data: &Value| -> anyhow::Result<String> {
+        let mut row = template
+            .execute(data)
+            .map_err(|e| anyhow::anyhow!("template: {e}"))?;
+        row.push('\n');
+        Ok(row)
+    };
+    let indent = if format.table { " \\_ " } else { "" };
+    let mut text = String::new();
+    if format.table {
+        let header: BTreeMap<String, Value> = [
+            ("Name", "NAME/NODE"),
+            ("DriverEndpoint", "DRIVER/ENDPOINT"),
+            ("LastActivity", "LAST ACTIVITY"),
+            ("Status", "STATUS"),
+            ("Buildkit", "BUILDKIT"),
+            ("Platforms", "PLATFORMS"),
+            ("Error", ""),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
+        .collect();
+        text.push_str(&execute(&Value::Map(header))?);
     }
+    for b in builders {
+        let name = if b.current && format.table {
+            format!("{}*", b.name)
+        } else {
+            b.name.clone()
+        };
+        text.push_str(&execute(&ls_row([
+            ("Name", name),
+            ("DriverEndpoint", b.driver.to_owned()),
+            ("LastActivity", String::new()),
+            ("Status", String::new()),
+            ("Buildkit", String::new()),
+            ("Platforms", String::new()),
+            ("Error", String::new()),
+        ]))?);
+        let platforms = if format.trunc && format.table {
+            truncated_platforms(b.platforms(), 4)
+        } else {
+            b.platforms().join(", ")
+        };
+        let error = match &b.status {
+            Status::Error(e) => e.clone(),
+            _ => String::new(),
+        };
+        text.push_str(&execute(&ls_row([
+            ("Name", format!("{indent}{}", b.node_name())),
+            ("DriverEndpoint", format!("{indent}{}", b.endpoint)),
+            ("LastActivity", String::new()),
+            ("Status", b.status.text().to_owned()),
+            ("Buildkit", b.version().to_owned()),
+            ("Platforms", platforms),
+            ("Error", error),
+        ]))?);
+    }
+    Ok(if format.table {
+        crate::tabwriter::align(&text, 10, 3)
+    } else {
+        text
+    })
 }
 
 /// One builder as `ls --format json` prints it: buildx's builder and node fields, keys
@@ -422,7 +504,7 @@ mod tests {
             status: Status::Inactive("connection refused".to_owned()),
         };
         assert_eq!(
-            render_ls(&[gone, lsx(true)], Format::Table { trunc: true }),
+            render_ls(&[gone, lsx(true)], &LsFormat::parse("table", true).unwrap()).unwrap(),
             "NAME/NODE   DRIVER/ENDPOINT                          STATUS     BUILDKIT   PLATFORMS\n\
              gone        remote                                                         \n \
              \\_ gone     \\_ unix:///tmp/ls-oracle/nothing.sock   inactive              \n\
@@ -430,15 +512,33 @@ mod tests {
              \\_ lsx      \\_ unix:///tmp/ls-oracle/bk.sock        running    v0.24.0    linux/amd64 (+4), linux/arm64, linux/arm (+2), linux/ppc64le, (5 more)\n"
         );
         assert!(
-            render_ls(&[lsx(false)], Format::Table { trunc: false })
+            render_ls(&[lsx(false)], &LsFormat::parse("table", false).unwrap())
+                .unwrap()
                 .contains("v0.24.0    linux/amd64, linux/amd64/v2, linux/amd64/v3,")
         );
+    }
+
+    /// Custom templates as buildx v0.28 printed them: no indent nor truncation
+    /// outside a table, `table …` adds the header and aligns.
+    #[test]
+    fn ls_custom_templates_as_buildx_prints_them() {
+        let plain = LsFormat::parse("{{.Name}}: {{.Status}} [{{.Platforms}}] {{.Error}}", true);
+        assert_eq!(
+            render_ls(&[lsx(false)], &plain.unwrap()).unwrap(),
+            format!("lsx:  [] \nlsx: running [{}] \n", detected().join(", "))
+        );
+        let table = LsFormat::parse("table {{.Name}}\\t{{.Buildkit}}\\t{{.Platforms}}", true);
+        assert_eq!(
+            render_ls(&[lsx(true)], &table.unwrap()).unwrap(),
+            "NAME/NODE   BUILDKIT   PLATFORMS\nlsx*                   \n \\_ lsx     v0.24.0    linux/amd64 (+4), linux/arm64, linux/arm (+2), linux/ppc64le, (5 more)\n"
+        );
+        assert!(LsFormat::parse("{{.Name", true).is_err());
     }
 
     #[test]
     fn ls_json_as_buildx_prints_it() {
         assert_eq!(
-            render_ls(&[lsx(false)], Format::Json),
+            render_ls(&[lsx(false)], &LsFormat::parse("json", true).unwrap()).unwrap(),
             format!(
                 "{{\"Current\":false,\"Driver\":\"remote\",\"Dynamic\":false,\"LastActivity\":\"0001-01-01T00:00:00Z\",\"Name\":\"lsx\",\"Nodes\":[{{\"Endpoint\":\"unix:///tmp/ls-oracle/bk.sock\",\"Name\":\"lsx\",\"Platforms\":{},\"Status\":\"running\",\"Version\":\"v0.24.0\"}}]}}\n",
                 serde_json::to_string(&detected()).unwrap()

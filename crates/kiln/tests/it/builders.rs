@@ -86,6 +86,19 @@ fn ls_and_inspect_show_the_configured_platforms() {
         "{full}"
     );
 
+    assert_eq!(
+        stdout(
+            &state,
+            &[
+                "--config",
+                config,
+                "ls",
+                "--format",
+                "{{.Name}}: {{.Status}} {{.Buildkit}}"
+            ]
+        ),
+        "default:  \ndefault: running v0.1.0\n"
+    );
     let json = stdout(&state, &["--config", config, "ls", "--format", "json"]);
     let builder: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
     assert_eq!(builder["Name"], "default");
