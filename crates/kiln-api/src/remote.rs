@@ -207,7 +207,33 @@ impl Builder for RemoteBuilder {
                 }
                 all
             });
-        Ok(BuilderInfo { version, platforms })
+        let mut worker_ids: Vec<String> = workers.iter().map(|w| w.id.clone()).collect();
+        worker_ids.sort();
+        // As buildx: the first worker's labels and rules.
+        let first = workers.first();
+        Ok(BuilderInfo {
+            version,
+            platforms,
+            worker_ids,
+            labels: first
+                .map(|w| w.labels.clone().into_iter().collect())
+                .unwrap_or_default(),
+            gc_policies: first
+                .map(|w| {
+                    w.gc_policy
+                        .iter()
+                        .map(|p| crate::builder::GcPolicyInfo {
+                            all: p.all,
+                            filters: p.filters.clone(),
+                            keep_duration_ns: p.keep_duration,
+                            reserved_space: p.reserved_space,
+                            max_used_space: p.max_used_space,
+                            min_free_space: p.min_free_space,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
     }
 }
 

@@ -308,6 +308,28 @@ fn ls_json(b: &Builder) -> String {
             if !info.platforms.is_empty() {
                 node["Platforms"] = info.platforms.clone().into();
             }
+            if !info.worker_ids.is_empty() {
+                node["IDs"] = info.worker_ids.clone().into();
+            }
+            if !info.labels.is_empty() {
+                node["Labels"] = serde_json::json!(info.labels);
+            }
+            if !info.gc_policies.is_empty() {
+                node["GCPolicy"] = info
+                    .gc_policies
+                    .iter()
+                    .map(|p| {
+                        serde_json::json!({
+                            "all": p.all,
+                            "filter": if p.filters.is_empty() { serde_json::Value::Null } else { p.filters.clone().into() },
+                            "keepDuration": p.keep_duration_ns,
+                            "reservedSpace": p.reserved_space,
+                            "maxUsedSpace": p.max_used_space,
+                            "minFreeSpace": p.min_free_space,
+                        })
+                    })
+                    .collect();
+            }
         }
         Status::Error(e) => node["Err"] = e.trim().into(),
         Status::Inactive(_) => {}
@@ -343,9 +365,105 @@ fn render_inspect(b: &Builder) -> String {
             if !b.platforms().is_empty() {
                 text.push_str(&format!("Platforms:\t{}\n", b.platforms().join(", ")));
             }
+            if let Status::Running(info) = status {
+                if !info.labels.is_empty() {
+                    text.push_str("Labels:\n");
+                    for (key, value) in &info.labels {
+                        text.push_str(&format!("\t{key}:\t{value}\n"));
+                    }
+                }
+                for (i, rule) in info.gc_policies.iter().enumerate() {
+                    text.push_str(&format!("GC Policy rule#{i}:\n\tAll:\t{}\n", rule.all));
+                    if !rule.filters.is_empty() {
+                        text.push_str(&format!("\tFilters:\t{}\n", rule.filters.join(" ")));
+                    }
+                    if rule.keep_duration_ns > 0 {
+                        text.push_str(&format!(
+                            "\tKeep Duration:\t{}\n",
+                            go_duration(rule.keep_duration_ns)
+                        ));
+                    }
+                    for (label, bytes) in [
+                        ("Reserved Space", rule.reserved_space),
+                        ("Max Used Space", rule.max_used_space),
+                        ("Min Free Space", rule.min_free_space),
+                    ] {
+                        if bytes > 0 {
+                            text.push_str(&format!("\t{label}:\t{}\n", bytes_size(bytes)));
+                        }
+                    }
+                }
+            }
         }
     }
     crate::tabwriter::align(&text, 0, 1)
+}
+
+/// Go's `units.BytesSize`: binary units, four significant digits (`488.3MiB`).
+fn bytes_size(bytes: i64) -> String {
+    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1024.0 && unit + 1 < UNITS.len() {
+        size /= 1024.0;
+        unit += 1;
+    }
+    format!("{}{}", go_g4(size), UNITS[unit])
+}
+
+/// Go's `%.4g` for a value below 10000: four significant digits, trailing zeros
+/// dropped.
+fn go_g4(value: f64) -> String {
+    let digits = match value {
+        v if v >= 1000.0 => 0,
+        v if v >= 100.0 => 1,
+        v if v >= 10.0 => 2,
+        _ => 3,
+    };
+    let text = format!("{value:.digits$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    }
+}
+
+/// Go's `time.Duration.String()` (`48h0m0s`, `1m30s`, `1.5s`, `250ms`).
+fn go_duration(nanos: i64) -> String {
+    if nanos == 0 {
+        return "0s".to_owned();
+    }
+    let sign = if nanos < 0 { "-" } else { "" };
+    let n = nanos.unsigned_abs();
+    let fraction = |value: u64, scale: u64| -> String {
+        let whole = value / scale;
+        let rest = value % scale;
+        if rest == 0 {
+            return whole.to_string();
+        }
+        let width = scale.ilog10() as usize;
+        let digits = format!("{rest:0width$}");
+        format!("{whole}.{}", digits.trim_end_matches('0'))
+    };
+    if n < 1_000 {
+        return format!("{sign}{n}ns");
+    }
+    if n < 1_000_000 {
+        return format!("{sign}{}µs", fraction(n, 1_000));
+    }
+    if n < 1_000_000_000 {
+        return format!("{sign}{}ms", fraction(n, 1_000_000));
+    }
+    let seconds = fraction(n % 60_000_000_000, 1_000_000_000);
+    let minutes = n / 60_000_000_000;
+    let (hours, minutes) = (minutes / 60, minutes % 60);
+    if hours > 0 {
+        format!("{sign}{hours}h{minutes}m{seconds}s")
+    } else if minutes > 0 {
+        format!("{sign}{minutes}m{seconds}s")
+    } else {
+        format!("{sign}{seconds}s")
+    }
 }
 
 /// The platforms' `os/architecture` (what buildx groups by).
@@ -488,6 +606,7 @@ mod tests {
             status: Status::Running(BuilderInfo {
                 version: "v0.24.0".to_owned(),
                 platforms: detected(),
+                ..BuilderInfo::default()
             }),
         }
     }
@@ -543,6 +662,65 @@ mod tests {
                 "{{\"Current\":false,\"Driver\":\"remote\",\"Dynamic\":false,\"LastActivity\":\"0001-01-01T00:00:00Z\",\"Name\":\"lsx\",\"Nodes\":[{{\"Endpoint\":\"unix:///tmp/ls-oracle/bk.sock\",\"Name\":\"lsx\",\"Platforms\":{},\"Status\":\"running\",\"Version\":\"v0.24.0\"}}]}}\n",
                 serde_json::to_string(&detected()).unwrap()
             )
+        );
+    }
+
+    #[test]
+    fn sizes_and_durations_as_go_prints_them() {
+        assert_eq!(bytes_size(512_000_000), "488.3MiB");
+        assert_eq!(bytes_size(10_000_000_000), "9.313GiB");
+        assert_eq!(bytes_size(51_000_000_000), "47.5GiB");
+        assert_eq!(bytes_size(1024), "1KiB");
+        assert_eq!(bytes_size(100), "100B");
+        assert_eq!(go_duration(172_800_000_000_000), "48h0m0s");
+        assert_eq!(go_duration(5_184_000_000_000_000), "1440h0m0s");
+        assert_eq!(go_duration(90_500_000_000), "1m30.5s");
+        assert_eq!(go_duration(250_000_000), "250ms");
+        assert_eq!(go_duration(1_000_000_000), "1s");
+    }
+
+    /// The labels and GC rules buildkitd v0.24 reported, as buildx v0.28 printed them.
+    #[test]
+    fn inspect_labels_and_gc_rules_as_buildx_prints_them() {
+        let mut builder = lsx(true);
+        if let Status::Running(info) = &mut builder.status {
+            info.labels = [
+                ("org.mobyproject.buildkit.worker.executor", "oci"),
+                (
+                    "org.mobyproject.buildkit.worker.oci.process-mode",
+                    "sandbox",
+                ),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+            info.gc_policies = vec![
+                kiln_api::GcPolicyInfo {
+                    filters: vec![
+                        "type==source.local,type==exec.cachemount,type==source.git.checkout"
+                            .to_owned(),
+                    ],
+                    keep_duration_ns: 172_800_000_000_000,
+                    max_used_space: 512_000_000,
+                    ..Default::default()
+                },
+                kiln_api::GcPolicyInfo {
+                    all: true,
+                    reserved_space: 10_000_000_000,
+                    max_used_space: 100_000_000_000,
+                    min_free_space: 51_000_000_000,
+                    ..Default::default()
+                },
+            ];
+        }
+        let text = render_inspect(&builder);
+        assert!(
+            text.ends_with(
+                "Labels:\n org.mobyproject.buildkit.worker.executor:         oci\n org.mobyproject.buildkit.worker.oci.process-mode: sandbox\n\
+                 GC Policy rule#0:\n All:            false\n Filters:        type==source.local,type==exec.cachemount,type==source.git.checkout\n Keep Duration:  48h0m0s\n Max Used Space: 488.3MiB\n\
+                 GC Policy rule#1:\n All:            true\n Reserved Space: 9.313GiB\n Max Used Space: 93.13GiB\n Min Free Space: 47.5GiB\n"
+            ),
+            "{text}"
         );
     }
 

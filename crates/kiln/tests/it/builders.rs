@@ -24,7 +24,7 @@
 //! ```
 //!
 //! kiln has no builder store: its node is named as its builder (the address), and it
-//! shows no labels, GC policy or last activity.
+//! shows no last activity; the rest of the node is the same (a test compares it).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,9 +38,9 @@ fn stdout(state: &Path, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// The embedded engine with `worker.oci.platforms` set: exactly those platforms, in
-/// buildx's `ls` columns (truncated to four groups unless `--no-trunc`), its JSON and
-/// its `inspect` labels.
+/// The embedded engine with `worker.oci.platforms` and two GC rules set: exactly
+/// those platforms, in buildx's `ls` columns (truncated to four groups unless
+/// `--no-trunc`), a custom template, its JSON, and `inspect` with the rules.
 #[test]
 fn ls_and_inspect_show_the_configured_platforms() {
     if !kiln_test::is_root() {
@@ -52,7 +52,9 @@ fn ls_and_inspect_show_the_configured_platforms() {
     let config = work.path().join("kilnd.toml");
     fs_err::write(
         &config,
-        "[worker.oci]\n  platforms = [\"linux/amd64\", \"linux/arm64\", \"linux/riscv64\", \"linux/s390x\", \"linux/arm/v7\", \"linux/arm/v6\"]\n",
+        "[worker.oci]\n  platforms = [\"linux/amd64\", \"linux/arm64\", \"linux/riscv64\", \"linux/s390x\", \"linux/arm/v7\", \"linux/arm/v6\"]\n\
+         [[worker.oci.gcpolicy]]\n  filters = [\"type==source.local\"]\n  keepDuration = \"48h\"\n  maxUsedSpace = \"512MB\"\n\
+         [[worker.oci.gcpolicy]]\n  all = true\n  reservedSpace = \"10GB\"\n",
     )
     .unwrap();
     let config = config.to_str().unwrap();
@@ -123,7 +125,9 @@ fn ls_and_inspect_show_the_configured_platforms() {
     assert_eq!(
         inspect,
         format!(
-            "Name:   default\nDriver: embedded\n\nNodes:\nName:             default\nEndpoint:         {dir}\nStatus:           running\nBuildKit version: v0.1.0\nPlatforms:        linux/amd64, linux/arm64, linux/riscv64, linux/s390x, linux/arm/v7, linux/arm/v6\n"
+            "Name:   default\nDriver: embedded\n\nNodes:\nName:             default\nEndpoint:         {dir}\nStatus:           running\nBuildKit version: v0.1.0\nPlatforms:        linux/amd64, linux/arm64, linux/riscv64, linux/s390x, linux/arm/v7, linux/arm/v6\n\
+             GC Policy rule#0:\n All:            false\n Filters:        type==source.local\n Keep Duration:  48h0m0s\n Max Used Space: 488.3MiB\n\
+             GC Policy rule#1:\n All:            true\n Reserved Space: 9.313GiB\n"
         )
     );
     // By name too; a name kiln has no builder for is refused.
@@ -215,11 +219,11 @@ fn ls_and_inspect_show_a_daemon_s_platforms() {
     assert!(lines[3].starts_with("default ") && lines[3].contains(" embedded "));
 
     let inspect = stdout(&state, &["inspect", "--bootstrap", "--addr", &address]);
-    assert_eq!(
-        inspect,
-        format!(
-            "Name:   {address}\nDriver: remote\n\nNodes:\nName:             {address}\nEndpoint:         {address}\nStatus:           running\nBuildKit version: v0.24.0\nPlatforms:        linux/arm64, linux/amd64\n"
-        )
+    assert!(
+        inspect.starts_with(&format!(
+            "Name:   {address}\nDriver: remote\n\nNodes:\nName:             {address}\nEndpoint:         {address}\nStatus:           running\nBuildKit version: v0.24.0\nPlatforms:        linux/arm64, linux/amd64\nLabels:\n org.mobyproject.buildkit.worker.executor:         oci\n"
+        )),
+        "{inspect}"
     );
     assert_eq!(stdout(&state, &["inspect", &address]), inspect);
 
@@ -238,7 +242,7 @@ fn ls_and_inspect_show_a_daemon_s_platforms() {
 
 /// buildkitd v0.24 inspected by kiln and by buildx v0.28 (a remote builder in a
 /// DOCKER_CONFIG of the test's own): the same node lines (endpoint, status, BuildKit
-/// version, platforms) and the same `ls` columns for the node.
+/// version, platforms, labels, GC rules), the same `ls` cells and JSON for the node.
 #[test]
 fn inspect_matches_buildx_on_buildkitd() {
     if !kiln_test::is_root() {
@@ -267,15 +271,35 @@ fn inspect_matches_buildx_on_buildkitd() {
     buildx(&["create", "--name", "oracle", "--driver", "remote", &address]);
     let theirs = buildx(&["inspect", "--bootstrap", "oracle"]);
     let ours = stdout(&state, &["inspect", "--bootstrap", &address]);
+    // Everything from the node's endpoint on: status, version, platforms, the
+    // worker's labels and GC rules.
     let node_lines = |text: &str| -> Vec<String> {
         text.lines()
             .skip_while(|l| !l.starts_with("Endpoint:"))
-            .take_while(|l| !l.starts_with("Labels:") && !l.starts_with("GC Policy"))
             .map(str::to_owned)
             .collect()
     };
     assert_eq!(node_lines(&ours), node_lines(&theirs), "{ours}\n{theirs}");
-    assert!(node_lines(&ours).len() >= 4, "{ours}");
+    assert!(ours.contains("\nGC Policy rule#0:\n"), "{ours}");
+
+    // The node in `ls --format json`, but for its name.
+    let json_node = |text: &str, name: &str| -> serde_json::Value {
+        let builder: serde_json::Value = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|b| b["Name"] == name)
+            .unwrap();
+        let mut node = builder["Nodes"][0].clone();
+        node.as_object_mut().unwrap().remove("Name");
+        node
+    };
+    assert_eq!(
+        json_node(
+            &stdout(&state, &["ls", "--format", "json", "--builder", &address]),
+            &address
+        ),
+        json_node(&buildx(&["ls", "--format", "json"]), "oracle")
+    );
 
     // The node's row: status, version and truncated platforms in the same cells.
     let node_row = |text: &str| -> Vec<String> {
