@@ -391,8 +391,10 @@ pub(crate) struct Template {
 enum Node {
     Text(String),
     Action(Pipeline),
+    /// `{{if}}`; an `{{else if}}` is an `If` alone in `otherwise`.
     If {
-        branches: Vec<(Pipeline, Vec<Node>)>,
+        pipe: Pipeline,
+        body: Vec<Node>,
         otherwise: Vec<Node>,
     },
     Range {
@@ -761,7 +763,8 @@ fn parse_control(
     }
     Ok(match keyword {
         "if" => Node::If {
-            branches: vec![(pipe, body)],
+            pipe,
+            body,
             otherwise,
         },
         "range" => Node::Range {
@@ -867,20 +870,15 @@ fn exec(nodes: &[Node], dot: &Value, vars: &mut Vars, out: &mut String) -> Resul
                 }
             }
             Node::If {
-                branches,
+                pipe,
+                body,
                 otherwise,
             } => {
                 let mark = vars.len();
-                let mut done = false;
-                for (pipe, body) in branches {
-                    if !eval_pipeline(pipe, dot, vars)?.is_empty() {
-                        exec(body, dot, vars, out)?;
-                        done = true;
-                        break;
-                    }
-                }
-                if !done {
+                if eval_pipeline(pipe, dot, vars)?.is_empty() {
                     exec(otherwise, dot, vars, out)?;
+                } else {
+                    exec(body, dot, vars, out)?;
                 }
                 vars.truncate(mark);
             }

@@ -140,12 +140,14 @@ fn load(
 }
 
 /// The in-toto predicates of an image's attestation layers whose predicate type
-/// passes `wanted`, in order.
+/// passes `wanted`, in order; with `first_each`, only the first of each attestation
+/// manifest (as buildx reads provenance).
 fn predicates(
     fetch: &dyn Fetch,
     loaded: &Loaded,
     image: &str,
     wanted: &dyn Fn(&str) -> bool,
+    first_each: bool,
 ) -> anyhow::Result<Vec<Json>> {
     let mut out = Vec::new();
     for attestation in loaded.refs.get(image).into_iter().flatten() {
@@ -175,6 +177,9 @@ fn predicates(
             let statement: Json = serde_json::from_slice(&bytes)
                 .with_context(|| format!("reading the in-toto statement {digest}"))?;
             out.push(statement["predicate"].clone());
+            if first_each {
+                break;
+            }
         }
     }
     Ok(out)
@@ -411,14 +416,18 @@ pub(super) fn render(
         if !uses_attestations {
             continue;
         }
-        let spdx = predicates(fetch, &loaded, digest, &|t| t == SPDX)?;
+        let spdx = predicates(fetch, &loaded, digest, &|t| t == SPDX, false)?;
         if !spdx.is_empty() {
             sboms.insert(platform.clone(), sbom_stub(spdx));
         }
-        // buildx keeps the last provenance layer found.
-        let slsa = predicates(fetch, &loaded, digest, &|t| {
-            t.starts_with("https://slsa.dev/provenance/")
-        })?;
+        // buildx keeps the last attestation manifest's (first) provenance.
+        let slsa = predicates(
+            fetch,
+            &loaded,
+            digest,
+            &|t| t.starts_with("https://slsa.dev/provenance/"),
+            true,
+        )?;
         if let Some(predicate) = slsa.into_iter().last() {
             provenances.insert(platform.clone(), provenance_stub(predicate));
         }
@@ -452,4 +461,152 @@ pub(super) fn render(
     template
         .execute(&data)
         .map_err(|e| anyhow::anyhow!("template: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Manifests and blobs by digest.
+    #[derive(Default)]
+    struct Store(BTreeMap<String, Vec<u8>>);
+
+    impl Store {
+        fn put(&mut self, media: &str, bytes: &[u8]) -> Json {
+            let digest = super::super::sha256_digest(bytes);
+            self.0.insert(digest.clone(), bytes.to_vec());
+            serde_json::json!({"mediaType": media, "digest": digest, "size": bytes.len()})
+        }
+    }
+
+    impl Fetch for Store {
+        fn manifest(&self, digest: &str) -> anyhow::Result<Vec<u8>> {
+            self.blob(digest)
+        }
+
+        fn blob(&self, digest: &str) -> anyhow::Result<Vec<u8>> {
+            self.0.get(digest).cloned().context("not stored")
+        }
+    }
+
+    /// An index of an amd64 image, its attestation (a DSSE provenance, two SPDX
+    /// documents), and an arm64 image whose platform only its config names.
+    fn index(store: &mut Store) -> Vec<u8> {
+        let manifest = |store: &mut Store, config: &str, layers: Json| {
+            let config = store.put(media_type::OCI_CONFIG, config.as_bytes());
+            let bytes = serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2, "mediaType": media_type::OCI_MANIFEST,
+                "config": config, "layers": layers,
+            }))
+            .unwrap();
+            store.put(media_type::OCI_MANIFEST, &bytes)
+        };
+        let mut amd64 = manifest(
+            store,
+            r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers"}}"#,
+            serde_json::json!([]),
+        );
+        let arm64 = manifest(
+            store,
+            r#"{"architecture":"arm64","variant":"v8","os":"linux"}"#,
+            serde_json::json!([]),
+        );
+        let statement = |predicate: Json| {
+            serde_json::to_vec(&serde_json::json!({"predicate": predicate})).unwrap()
+        };
+        let payload = base64::engine::general_purpose::STANDARD
+            .encode(statement(serde_json::json!({"buildType": "b"})));
+        let envelope = serde_json::to_vec(&serde_json::json!({"payload": payload})).unwrap();
+        let mut layers = Vec::new();
+        for (media, bytes, kind) in [
+            (
+                "application/vnd.in-toto.provenance+dsse",
+                envelope,
+                "https://slsa.dev/provenance/v0.2",
+            ),
+            (
+                "application/vnd.in-toto+json",
+                statement(serde_json::json!({"name": "one"})),
+                SPDX,
+            ),
+            (
+                "application/vnd.in-toto+json",
+                statement(serde_json::json!({"name": "two"})),
+                SPDX,
+            ),
+        ] {
+            let mut layer = store.put(media, &bytes);
+            layer["annotations"] = serde_json::json!({PREDICATE_TYPE: kind});
+            layers.push(layer);
+        }
+        let mut attestation = manifest(store, "{}", Json::Array(layers));
+        attestation["annotations"] =
+            serde_json::json!({"vnd.docker.reference.digest": amd64["digest"]});
+        amd64["platform"] = serde_json::json!({"architecture": "amd64", "os": "linux"});
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": media_type::OCI_INDEX,
+            "manifests": [amd64, attestation, arm64],
+        }))
+        .unwrap()
+    }
+
+    fn render_with(store: &Store, bytes: &[u8], media: &str, template: &str) -> String {
+        let template = Template::parse(template).unwrap();
+        render(store, "r/x:1", bytes, media, &template, true).unwrap()
+    }
+
+    #[test]
+    fn an_index_s_images_and_attestations_by_platform() {
+        let mut store = Store::default();
+        let index = index(&mut store);
+        let run = |template: &str| render_with(&store, &index, media_type::OCI_INDEX, template);
+        assert_eq!(
+            run("{{range $p, $i := .Image}}{{$p}}={{$i.Architecture}} {{end}}"),
+            "linux/amd64=amd64 linux/arm64=arm64 "
+        );
+        assert_eq!(
+            run("{{json .Provenance}}"),
+            "{\n  \"linux/amd64\": {\n    \"SLSA\": {\n      \"buildType\": \"b\"\n    }\n  }\n}"
+        );
+        assert_eq!(
+            run(
+                "{{(index .SBOM \"linux/amd64\").SPDX.name}} {{(index .SBOM \"linux/amd64\").AdditionalSPDXs}}"
+            ),
+            "one [map[name:two]]"
+        );
+        assert_eq!(
+            run("{{len .Manifest.Manifests}} {{.Manifest.Size}}"),
+            format!("3 {}", index.len())
+        );
+        assert_eq!(
+            run("{{json (index .Image \"linux/amd64\")}}"),
+            "{\n  \"architecture\": \"amd64\",\n  \"os\": \"linux\",\n  \"config\": {},\n  \"rootfs\": {\n    \"type\": \"layers\",\n    \"diff_ids\": null\n  }\n}"
+        );
+    }
+
+    #[test]
+    fn one_image_is_the_image_itself() {
+        let mut store = Store::default();
+        index(&mut store);
+        let config = store.put(
+            media_type::OCI_CONFIG,
+            br#"{"architecture":"s390x","os":"linux"}"#,
+        );
+        let bytes = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": media_type::OCI_MANIFEST, "config": config, "layers": [],
+        }))
+        .unwrap();
+        let run = |template: &str| render_with(&store, &bytes, media_type::OCI_MANIFEST, template);
+        assert_eq!(run("{{.Image.Architecture}} {{.Name}}"), "s390x r/x:1");
+        assert_eq!(run("{{json .SBOM}} {{json .Provenance}}"), "{} {}");
+        assert!(run("{{json .Manifest}}").starts_with("{\n  \"mediaType\": \"application/vnd.oci.image.manifest.v1+json\",\n  \"digest\": \"sha256:"));
+    }
+
+    #[test]
+    fn templates_that_start_with_the_manifest_print_the_summary() {
+        assert!(is_summary("{{.Manifest}}"));
+        assert!(is_summary("{{- .Manifest.Digest }}"));
+        assert!(!is_summary("{{json .Manifest}}"));
+        assert!(!is_summary("x{{.Manifest}}"));
+    }
 }
