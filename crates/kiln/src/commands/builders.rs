@@ -6,9 +6,10 @@
 //! `embedded`, its node's endpoint the state directory) and, when one is named with
 //! `--builder ADDRESS`, `--addr` or `BUILDKIT_HOST`, a BuildKit-compatible daemon
 //! (driver `remote`, named by its address). Each has one node, named as its builder;
-//! the builder a build would use is the current one (`*`). A node's status, version and
-//! platforms come from `Builder::info()`: the embedded engine's worker platforms, or
-//! the daemon's `ListWorkers`.
+//! the builder a build would use is the current one (`*`). A node's status, version,
+//! platforms, labels and GC rules come from `Builder::info()`: the embedded engine's
+//! worker platforms and GC rules, or the daemon's `Info` and `ListWorkers`. `ls
+//! --format` takes `table`, `json` or a Go template over buildx's row fields.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
