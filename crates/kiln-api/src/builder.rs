@@ -33,12 +33,36 @@ impl From<crate::client::Error> for Error {
 }
 
 /// Who a builder is (BuildKit's `Info` and `ListWorkers`, in short).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BuilderInfo {
-    /// The implementation and version, e.g. `kiln v0.1.0` or `buildkitd v0.24.0`.
+    /// The version as BuildKit's `Info` reports it and buildx shows it (`v0.24.0`);
+    /// kiln's own version for the embedded engine.
     pub version: String,
-    /// The platforms its workers build for (`linux/amd64` …).
+    /// The platforms its workers build for (`linux/amd64` …), each once.
     pub platforms: Vec<String>,
+    /// Its workers' ids, sorted (none for the embedded engine).
+    pub worker_ids: Vec<String>,
+    /// The first worker's labels (`org.mobyproject.buildkit.worker.…`).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The first worker's garbage-collection rules.
+    pub gc_policies: Vec<GcPolicyInfo>,
+}
+
+/// A garbage-collection rule (BuildKit's `GCPolicy`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcPolicyInfo {
+    /// Every record, internal ones included.
+    pub all: bool,
+    /// Prune filters (`type==source.local,…`).
+    pub filters: Vec<String>,
+    /// Records unused for longer than this go (nanoseconds; 0: no limit).
+    pub keep_duration_ns: i64,
+    /// Bytes always kept.
+    pub reserved_space: i64,
+    /// The cache is pruned down to this.
+    pub max_used_space: i64,
+    /// The cache is pruned until the disk has this much free.
+    pub min_free_space: i64,
 }
 
 /// A builder: builds, reports progress, and keeps a build cache.

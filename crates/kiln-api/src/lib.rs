@@ -17,6 +17,6 @@ pub mod client;
 pub mod remote;
 pub mod session;
 
-pub use builder::{Builder, BuilderInfo, Error};
+pub use builder::{Builder, BuilderInfo, Error, GcPolicyInfo};
 
 pub use bollard_buildkit_proto as proto;

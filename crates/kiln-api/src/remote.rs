@@ -189,10 +189,7 @@ impl Builder for RemoteBuilder {
             let client = self.client().await?;
             Ok::<_, Error>((client.info().await?, client.workers().await?))
         })?;
-        let version = info
-            .buildkit_version
-            .map(|v| format!("{} {}", v.package, v.version))
-            .unwrap_or_default();
+        let version = info.buildkit_version.map(|v| v.version).unwrap_or_default();
         let platforms = workers
             .iter()
             .flat_map(|w| &w.platforms)
@@ -203,8 +200,40 @@ impl Builder for RemoteBuilder {
                 }
                 text
             })
-            .collect();
-        Ok(BuilderInfo { version, platforms })
+            .fold(Vec::new(), |mut all: Vec<String>, p| {
+                // Each platform once, in the workers' order (buildx's `Dedupe`).
+                if !all.contains(&p) {
+                    all.push(p);
+                }
+                all
+            });
+        let mut worker_ids: Vec<String> = workers.iter().map(|w| w.id.clone()).collect();
+        worker_ids.sort();
+        // As buildx: the first worker's labels and rules.
+        let first = workers.first();
+        Ok(BuilderInfo {
+            version,
+            platforms,
+            worker_ids,
+            labels: first
+                .map(|w| w.labels.clone().into_iter().collect())
+                .unwrap_or_default(),
+            gc_policies: first
+                .map(|w| {
+                    w.gc_policy
+                        .iter()
+                        .map(|p| crate::builder::GcPolicyInfo {
+                            all: p.all,
+                            filters: p.filters.clone(),
+                            keep_duration_ns: p.keep_duration,
+                            reserved_space: p.reserved_space,
+                            max_used_space: p.max_used_space,
+                            min_free_space: p.min_free_space,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
     }
 }
 

@@ -1821,12 +1821,33 @@ impl Builder for Engine {
 
     fn info(&self) -> Result<BuilderInfo, kiln_api::Error> {
         Ok(BuilderInfo {
-            version: format!("kiln v{}", env!("CARGO_PKG_VERSION")),
+            version: format!("v{}", env!("CARGO_PKG_VERSION")),
             platforms: self
                 .worker_platforms()
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
+            // The rules garbage collection follows after each build.
+            gc_policies: self
+                .gc
+                .iter()
+                .flatten()
+                .map(|p| kiln_api::GcPolicyInfo {
+                    all: p.all,
+                    filters: p.filters.clone(),
+                    keep_duration_ns: p
+                        .keep_duration
+                        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+                    reserved_space: i64::try_from(p.keep_bytes).unwrap_or(i64::MAX),
+                    max_used_space: p
+                        .max_used
+                        .map_or(0, |b| i64::try_from(b).unwrap_or(i64::MAX)),
+                    min_free_space: p
+                        .min_free
+                        .map_or(0, |b| i64::try_from(b).unwrap_or(i64::MAX)),
+                })
+                .collect(),
+            ..BuilderInfo::default()
         })
     }
 }

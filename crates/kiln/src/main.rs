@@ -6,10 +6,12 @@ mod args;
 mod commands;
 mod docker;
 mod driver;
+mod gotemplate;
 mod metadata;
 mod outputs;
 mod progress;
 mod remote;
+mod tabwriter;
 
 use std::process::ExitCode;
 
@@ -55,7 +57,7 @@ fn main() -> ExitCode {
 /// An error and its causes on one line, as `{:#}` prints them, but without repeating a
 /// cause that an outer message already quotes (library errors often both show their
 /// source and return it).
-fn error_chain(err: &anyhow::Error) -> String {
+pub(crate) fn error_chain(err: &anyhow::Error) -> String {
     let mut message = String::new();
     for cause in err.chain() {
         let text = cause.to_string();

@@ -46,7 +46,8 @@ pub(crate) struct InspectArgs {
     /// Show original, unformatted JSON manifest.
     #[arg(long)]
     pub(crate) raw: bool,
-    /// Format the output using the given Go template (not supported yet).
+    /// Format the output using the given Go template (`{{json .Manifest}}`,
+    /// `{{json .Image}}`, `{{json .Provenance}}`, `{{json .SBOM}}`, `{{range …}}`).
     #[arg(long)]
     pub(crate) format: Option<String>,
     /// The image.

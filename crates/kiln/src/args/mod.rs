@@ -3,6 +3,7 @@
 pub(crate) mod bake;
 pub(crate) mod build;
 pub(crate) mod builder;
+pub(crate) mod builders;
 pub(crate) mod cache;
 pub(crate) mod debug;
 pub(crate) mod imagetools;
@@ -32,6 +33,10 @@ pub(crate) enum Command {
     Du(cache::DuArgs),
     /// Remove build cache.
     Prune(cache::PruneArgs),
+    /// List builder instances.
+    Ls(builders::LsArgs),
+    /// Inspect current builder instance.
+    Inspect(builders::InspectArgs),
     /// Tools for looking inside builds.
     #[command(subcommand)]
     Debug(debug::DebugCommand),

@@ -4,6 +4,8 @@
 //! hold into each tag's, and pushes the index under each tag; `inspect` shows an image
 //! or its manifest as stored.
 
+mod format;
+
 use std::collections::BTreeMap;
 
 use anyhow::{Context as _, bail};
@@ -495,9 +497,17 @@ fn aligned(rows: &[(String, String)]) -> String {
 }
 
 pub(crate) fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
-    if args.format.is_some() {
-        bail!("--format: templates are not supported yet; use --raw, or no flag for the summary");
+    let format = args.format.as_deref().filter(|f| !f.is_empty());
+    if format.is_some() && args.raw {
+        bail!("format and raw cannot be used together");
     }
+    // Parsed before anything is fetched: a bad template costs no registry round trip.
+    let template = format
+        .filter(|f| !format::is_summary(f))
+        .map(|f| {
+            crate::gotemplate::Template::parse(f).map_err(|e| anyhow::anyhow!("template: {e}"))
+        })
+        .transpose()?;
     let reference = args
         .name
         .parse::<Reference>()
@@ -510,6 +520,30 @@ pub(crate) fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
         use std::io::Write as _;
         // As stored: no newline added, so the digest can be taken of the output.
         std::io::stdout().write_all(&bytes)?;
+        return Ok(());
+    }
+    if let (Some(template), Some(text)) = (&template, format) {
+        let media = if media.is_empty() {
+            detect_media_type(&bytes)?
+        } else {
+            media
+        };
+        let source = format::Registry {
+            client: &registry,
+            reference: &reference,
+        };
+        let uses_attestations = text.contains("SBOM") || text.contains("Provenance");
+        let out = format::render(
+            &source,
+            &args.name,
+            &bytes,
+            &media,
+            template,
+            uses_attestations,
+        )?;
+        use std::io::Write as _;
+        // As buildx: the template's output and nothing more.
+        std::io::stdout().write_all(out.as_bytes())?;
         return Ok(());
     }
     print!("{}", summary(&reference, &bytes, &media)?);

@@ -3,6 +3,7 @@
 mod bake;
 mod bake_list;
 mod build;
+mod builders;
 mod cache;
 mod dump_llb;
 mod imagetools;
@@ -32,6 +33,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bake(args) => bake::run(&args),
         Command::Du(args) => cache::du(&args),
         Command::Prune(args) => cache::prune(&args),
+        Command::Ls(args) => builders::ls(&args),
+        Command::Inspect(args) => builders::inspect(&args),
         Command::Debug(DebugCommand::DumpLlb(args)) => dump_llb::run(&args),
         Command::Debug(DebugCommand::BuildLlb(args)) => dump_llb::build(&args),
         Command::Imagetools(ImagetoolsCommand::Create(args)) => imagetools::create(&args),

@@ -15,6 +15,12 @@ pub(crate) fn use_config_file(path: PathBuf) {
     let _ = CONFIG_FILE.set(path);
 }
 
+/// The state directory the engine keeps its cache in (what `kiln ls` shows as the
+/// embedded builder's endpoint).
+pub(crate) fn state_dir() -> anyhow::Result<PathBuf> {
+    Ok(EngineConfig::load(CONFIG_FILE.get().map(PathBuf::as_path))?.root)
+}
+
 /// Opens the engine with its configuration; what the file had that kiln does not use
 /// is shown as warnings.
 pub(crate) fn open() -> anyhow::Result<Box<dyn Builder>> {

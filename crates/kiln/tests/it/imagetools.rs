@@ -154,3 +154,261 @@ fn create_merges_single_platform_pushes() {
         );
     }
 }
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(bytes);
+    format!(
+        "sha256:{}",
+        hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// Pushes `bytes` as a blob of `repo` (`host/name`); its descriptor.
+fn push_blob(
+    registry: &kiln_registry::RegistryClient,
+    repo: &str,
+    media: &str,
+    bytes: &[u8],
+) -> Value {
+    let reference: kiln_oci::Reference = repo.parse().unwrap();
+    let digest = sha256(bytes);
+    registry
+        .push_blob(
+            &reference,
+            &digest,
+            bytes.len() as u64,
+            &mut &bytes[..],
+            None,
+        )
+        .unwrap();
+    serde_json::json!({"mediaType": media, "digest": digest, "size": bytes.len()})
+}
+
+fn push_manifest(
+    registry: &kiln_registry::RegistryClient,
+    repo: &str,
+    tag: &str,
+    media: &str,
+    bytes: &[u8],
+) -> Value {
+    let reference: kiln_oci::Reference = repo.parse().unwrap();
+    registry
+        .push_manifest(&reference, tag, media, bytes)
+        .unwrap();
+    serde_json::json!({"mediaType": media, "digest": sha256(bytes), "size": bytes.len()})
+}
+
+/// An image for each of amd64 and arm64, each with an attestation manifest holding an
+/// SPDX SBOM (plain in-toto) and a SLSA provenance (in a DSSE envelope), pushed as
+/// one index (`:multi`), and the amd64 image alone (`:single`). Returns both names.
+fn push_attested_images(host: &str) -> (String, String) {
+    use base64::Engine as _;
+    let registry = kiln_registry::RegistryClient::new();
+    let repo = format!("{host}/attested");
+    let oci_manifest = "application/vnd.oci.image.manifest.v1+json";
+    let mut manifests = Vec::new();
+    let mut single = String::new();
+    for arch in ["amd64", "arm64"] {
+        let layer = push_blob(
+            &registry,
+            &repo,
+            "application/vnd.oci.image.layer.v1.tar",
+            format!("layer {arch}").as_bytes(),
+        );
+        // Keys out of Go's order, a fraction with trailing zeros, characters Go escapes
+        // and a key OCI's Image has not: printed as buildx decodes and encodes it.
+        let config = format!(
+            r#"{{"rootfs":{{"diff_ids":["{}"],"type":"layers"}},"config":{{"Labels":{{"k":"v"}},"Cmd":["sh"],"Env":["A=b<c"]}},"os":"linux","architecture":"{arch}","created":"2024-01-02T03:04:05.100000000Z","history":[{{"created_by":"COPY x","created":"2024-01-02T03:04:05Z","empty_layer":false}}],"extra":1}}"#,
+            layer["digest"].as_str().unwrap()
+        );
+        let config = push_blob(
+            &registry,
+            &repo,
+            "application/vnd.oci.image.config.v1+json",
+            config.as_bytes(),
+        );
+        let image = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": oci_manifest,
+            "config": config,
+            "layers": [layer],
+        }))
+        .unwrap();
+        let mut descriptor = push_manifest(&registry, &repo, &sha256(&image), oci_manifest, &image);
+        if arch == "amd64" {
+            push_manifest(&registry, &repo, "single", oci_manifest, &image);
+            single = format!("{repo}:single");
+        }
+        let statement = |predicate_type: &str, predicate: Value| {
+            serde_json::to_vec(&serde_json::json!({
+                "_type": "https://in-toto.io/Statement/v0.1",
+                "predicateType": predicate_type,
+                "subject": [{"name": "x", "digest": {"sha256": descriptor["digest"].as_str().unwrap()[7..].to_owned()}}],
+                "predicate": predicate,
+            }))
+            .unwrap()
+        };
+        let spdx = statement(
+            "https://spdx.dev/Document",
+            serde_json::json!({"spdxVersion": "SPDX-2.3", "name": format!("sbom-{arch}"), "packages": [{"name": "busybox", "versionInfo": "1.36"}]}),
+        );
+        let mut sbom = push_blob(&registry, &repo, "application/vnd.in-toto+json", &spdx);
+        sbom["annotations"] =
+            serde_json::json!({"in-toto.io/predicate-type": "https://spdx.dev/Document"});
+        let slsa = statement(
+            "https://slsa.dev/provenance/v0.2",
+            serde_json::json!({"buildType": "https://mobyproject.org/buildkit@v1", "builder": {"id": ""}, "metadata": {"reproducible": false, "count": 2.5}}),
+        );
+        let envelope = serde_json::to_vec(&serde_json::json!({
+            "payloadType": "application/vnd.in-toto+json",
+            "payload": base64::engine::general_purpose::STANDARD.encode(&slsa),
+            "signatures": [],
+        }))
+        .unwrap();
+        let mut provenance = push_blob(
+            &registry,
+            &repo,
+            "application/vnd.in-toto.provenance+dsse",
+            &envelope,
+        );
+        provenance["annotations"] =
+            serde_json::json!({"in-toto.io/predicate-type": "https://slsa.dev/provenance/v0.2"});
+        let empty = push_blob(
+            &registry,
+            &repo,
+            "application/vnd.oci.image.config.v1+json",
+            b"{}",
+        );
+        let attestation = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": oci_manifest,
+            "config": empty,
+            "layers": [sbom, provenance],
+        }))
+        .unwrap();
+        let mut attestation = push_manifest(
+            &registry,
+            &repo,
+            &sha256(&attestation),
+            oci_manifest,
+            &attestation,
+        );
+        attestation["annotations"] = serde_json::json!({
+            "vnd.docker.reference.digest": descriptor["digest"],
+            "vnd.docker.reference.type": "attestation-manifest",
+        });
+        attestation["platform"] = serde_json::json!({"architecture": "unknown", "os": "unknown"});
+        descriptor["platform"] = serde_json::json!({"architecture": arch, "os": "linux"});
+        manifests.push(descriptor);
+        manifests.push(attestation);
+    }
+    let index_media = "application/vnd.oci.image.index.v1+json";
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": index_media,
+        "manifests": manifests,
+        "annotations": {"org.opencontainers.image.created": "2024-01-02T03:04:05Z"},
+    }))
+    .unwrap();
+    push_manifest(&registry, &repo, "multi", index_media, &index);
+    (format!("{repo}:multi"), single)
+}
+
+/// `inspect --format`: buildx's template data (`.Name`, `.Manifest`, `.Image`, `.SBOM`,
+/// `.Provenance`; a map by platform for an index of several), `json` as buildx writes
+/// it, `range`, and a `{{.Manifest…}}` template printing the summary; the same bytes
+/// as buildx v0.28 where it is built.
+#[test]
+fn inspect_format_templates() {
+    if !tools_present() {
+        return;
+    }
+    let registry = kiln_test::Registry::start();
+    let (multi, single) = push_attested_images(&registry.host());
+    let format = |template: &str, name: &str| -> String {
+        let output = imagetools(&["inspect", "--format", template, name]);
+        assert!(output.status.success(), "{template}: {output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+
+    assert_eq!(format("{{.Name}}", &multi), multi);
+    let manifest: Value = serde_json::from_str(&format("{{json .Manifest}}", &multi)).unwrap();
+    assert_eq!(manifest["schemaVersion"], 2);
+    assert_eq!(manifest["manifests"].as_array().unwrap().len(), 4);
+    assert!(manifest["digest"].as_str().unwrap().starts_with("sha256:"));
+    let image = format("{{json .Image}}", &multi);
+    assert!(
+        image.starts_with("{\n  \"linux/amd64\": {\n    \"created\": \"2024-01-02T03:04:05.1Z\",\n    \"architecture\": \"amd64\",\n    \"os\": \"linux\",\n    \"config\": {\n      \"Env\": [\n        \"A=b\\u003cc\"\n      ],\n      \"Cmd\": [\n"),
+        "{image}"
+    );
+    assert!(!image.contains("extra"), "{image}");
+    assert_eq!(
+        format(
+            "{{range $p, $i := .Image}}{{$p}}={{$i.Architecture}} {{$i.Config.Labels}};{{end}}",
+            &multi
+        ),
+        "linux/amd64=amd64 map[k:v];linux/arm64=arm64 map[k:v];"
+    );
+    let sbom: Value = serde_json::from_str(&format("{{json .SBOM}}", &multi)).unwrap();
+    assert_eq!(sbom["linux/arm64"]["SPDX"]["name"], "sbom-arm64");
+    let provenance: Value = serde_json::from_str(&format("{{json .Provenance}}", &multi)).unwrap();
+    assert_eq!(
+        provenance["linux/amd64"]["SLSA"]["buildType"],
+        "https://mobyproject.org/buildkit@v1"
+    );
+    assert_eq!(
+        format(
+            "{{range .Manifest.Manifests}}{{.Platform.Architecture}} {{end}}",
+            &multi
+        ),
+        "amd64 unknown arm64 unknown "
+    );
+    // One image: `.Image` is its config, and no attestation is an empty stub.
+    assert_eq!(
+        format("{{.Image.Architecture}} {{.Image.Config.Cmd}}", &single),
+        "amd64 [sh]"
+    );
+    assert_eq!(format("{{json .SBOM}}", &single), "{}");
+    // A template that starts with `{{.Manifest` prints the summary.
+    assert!(format("{{ .Manifest.Digest }}", &multi).starts_with(&format!("Name:      {multi}\n")));
+    let both = imagetools(&["inspect", "--raw", "--format", "{{.Name}}", &multi]);
+    assert!(!both.status.success());
+    let broken = imagetools(&["inspect", "--format", "{{if .Name}}", &multi]);
+    assert!(!broken.status.success());
+
+    // What buildx v0.28 prints for the same templates, where it is built (the summary
+    // is left out: buildx lists a descriptor's annotations in Go's random map order).
+    let Some(buildx) = kiln_test::oracle_tool("docker-buildx", "KILN_BUILDX") else {
+        return;
+    };
+    for template in [
+        "{{.Name}}",
+        "{{json .Manifest}}",
+        "{{json .Image}}",
+        "{{json .SBOM}}",
+        "{{json .Provenance}}",
+        "{{json .}}",
+        "{{range $p, $i := .Image}}{{$p}}: {{$i.Config.Env}} {{$i.Created}}\n{{end}}",
+        "{{range .Manifest.Manifests}}{{.Digest}} {{.Platform}} {{.Annotations}}\n{{end}}",
+        "{{with .Provenance}}{{range $p, $v := .}}{{$p}} {{$v.SLSA.metadata}}\n{{end}}{{end}}",
+        "{{json (index .Image \"linux/arm64\").Config}}",
+        "{{(index .SBOM \"linux/amd64\").SPDX.packages}}",
+    ] {
+        for name in [&multi, &single] {
+            let ours = imagetools(&["inspect", "--format", template, name]);
+            let theirs = Command::new(&buildx)
+                .args(["imagetools", "inspect", "--format", template, name])
+                .output()
+                .unwrap();
+            assert_eq!(
+                (ours.status.success(), String::from_utf8_lossy(&ours.stdout)),
+                (
+                    theirs.status.success(),
+                    String::from_utf8_lossy(&theirs.stdout)
+                ),
+                "{template} {name}: {theirs:?}"
+            );
+        }
+    }
+}

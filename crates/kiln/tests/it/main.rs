@@ -2,6 +2,7 @@
 
 mod bake;
 mod build;
+mod builders;
 mod cache_keys;
 mod config;
 mod context;
