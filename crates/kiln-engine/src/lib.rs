@@ -730,7 +730,7 @@ impl Engine {
         )?;
         let dockerfile = fs::read(&request.dockerfile)
             .map_err(|e| Error::Usage(format!("reading the Dockerfile: {e}")))?;
-        let mut dirs = BTreeMap::from([("dockerfile".to_owned(), request.dockerfile_dir())]);
+        let dirs = BTreeMap::from([("dockerfile".to_owned(), request.dockerfile_dir())]);
         let report_checks = |checks: &[CheckWarning]| {
             if let Some(report) = &hooks.on_checks {
                 (report.0)(checks);
@@ -740,20 +740,48 @@ impl Engine {
             [] => vec![None],
             platforms => platforms.iter().map(Some).collect(),
         };
-        let mut conversions = Vec::new();
-        let mut checks = Vec::new();
-        for target in &targets {
-            let converted = self.convert_for(
+        // Converted once per platform, side by side (each resolves its own images);
+        // the first conversion's checks and errors are the Dockerfile's.
+        let client = registry.as_deref().unwrap_or(self.worker.registry());
+        let convert = |target: Option<&Platform>| {
+            let mut dirs = dirs.clone();
+            self.convert_for(
                 request,
                 &dockerfile,
                 "context",
                 &mut dirs,
-                registry.as_deref().unwrap_or(self.worker.registry()),
+                client,
                 false,
-                *target,
-            );
+                target,
+            )
+            .map(|conversion| (conversion, dirs))
+        };
+        let converted: Vec<Result<_, Error>> = match targets.as_slice() {
+            [only] => vec![convert(*only)],
+            all => std::thread::scope(|scope| {
+                let running: Vec<_> = all
+                    .iter()
+                    .map(|target| scope.spawn(|| convert(*target)))
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|thread| {
+                        thread.join().unwrap_or_else(|_| {
+                            Err(Error::Usage("a platform's conversion panicked".to_owned()))
+                        })
+                    })
+                    .collect()
+            }),
+        };
+        let mut conversions = Vec::new();
+        let mut checks = Vec::new();
+        let mut context_dirs = BTreeMap::new();
+        for converted in converted {
             let mut conversion = match converted {
-                Ok(conversion) => conversion,
+                Ok((conversion, dirs)) => {
+                    context_dirs.extend(dirs);
+                    conversion
+                }
                 Err(Error::Dockerfile { excerpt, error }) => {
                     report_checks(&lint_checks(
                         &error.warnings,
@@ -774,6 +802,7 @@ impl Engine {
             }
             conversions.push(conversion);
         }
+        let dirs = context_dirs;
         let contexts = Contexts {
             dirs,
             listings: hooks.listings.clone(),

@@ -49,7 +49,8 @@ fn sha256_hex(data: &[u8]) -> String {
 /// A secret from a file and one from the environment reach their steps (the steps
 /// hash them, so the test knows they were read), with the mode and owner asked for;
 /// afterwards not one byte of the value is in the state directory, the outputs (an
-/// uncompressed OCI archive and a local directory) or the build's log.
+/// uncompressed OCI archive and a local directory), the cache export (every layer,
+/// uncompressed), the metadata file or the build's log.
 #[test]
 fn secrets_reach_the_step_and_leave_no_trace() {
     if !tools_present() {
@@ -78,12 +79,21 @@ fn secrets_reach_the_step_and_leave_no_trace() {
     .unwrap();
     let archive = work.path().join("image.tar");
     let local = work.path().join("local");
+    let cache = work.path().join("cache");
+    let metadata = work.path().join("metadata.json");
     let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .env("KILN_ROOT", state)
         .env("KILN_TEST_API_KEY", env_secret)
         .args([
             "build",
             "--progress=plain",
+            "--cache-to",
+            &format!(
+                "type=local,dest={},mode=max,compression=uncompressed",
+                cache.display()
+            ),
+            "--metadata-file",
+            metadata.to_str().unwrap(),
             "--secret",
             &format!("id=token,src={}", secret_file.display()),
             "--secret",
@@ -114,13 +124,26 @@ fn secrets_reach_the_step_and_leave_no_trace() {
     assert!(!local.join("run/secrets/token").exists());
 
     for secret in [file_secret, env_secret] {
-        for root in [state.as_path(), archive.as_path(), local.as_path()] {
+        assert!(cache.join("index.json").is_file() && metadata.is_file());
+        let places = [
+            state.as_path(),
+            archive.as_path(),
+            local.as_path(),
+            cache.as_path(),
+            metadata.as_path(),
+        ];
+        for root in places {
             let leaks = files_containing(root, secret.as_bytes());
             assert!(leaks.is_empty(), "{secret} found in {leaks:?}");
         }
         assert!(!log.contains(secret), "{secret} in the log");
         assert!(!String::from_utf8_lossy(&output.stdout).contains(secret));
     }
+    kiln_test::reliability_figure(
+        "secrets",
+        "a file secret and an env secret used by RUN steps: places searched for their bytes (state, OCI archive uncompressed, local output, uncompressed max-mode cache export, metadata file, log), places holding them",
+        "6, 0",
+    );
 
     // A required secret that the client did not give fails the step, naming it.
     fs_err::write(

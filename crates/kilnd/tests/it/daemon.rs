@@ -235,6 +235,11 @@ async fn tcp_needs_mutual_tls_off_loopback() {
         Err(_) => false,
     };
     assert!(!without, "a client without a certificate was served");
+    kiln_test::reliability_figure(
+        "hostile clients",
+        "kilnd on TCP: a listener off loopback without TLS, a TLS client without a certificate: refused, served",
+        "2 of 2, 0",
+    );
 }
 
 /// A client that goes away mid-build cancels it: its running step's container is
@@ -365,6 +370,11 @@ async fn bad_requests_get_clear_errors() {
         "{oversize:?}"
     );
     assert!(client.info(control::InfoRequest {}).await.is_ok());
+    kiln_test::reliability_figure(
+        "hostile clients",
+        "a definition naming an input it lacks, a 20 MiB request: refused with a clear error, daemon still serving",
+        "2 of 2, yes",
+    );
 }
 
 /// Sessions beyond `--max-sessions` are refused with a clear error while the others

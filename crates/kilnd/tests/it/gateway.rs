@@ -451,6 +451,11 @@ async fn gateway_solves_have_the_entitlements_of_their_build() {
         }
         build.finish(gw::Result::default()).await.unwrap();
     }
+    kiln_test::reliability_figure(
+        "hostile clients",
+        "a gateway solve asking network.host its build was not granted: refused, served",
+        "1 of 1, 0",
+    );
 }
 
 /// `frontend.targets`: every stage with its description comment, base, place, and the
