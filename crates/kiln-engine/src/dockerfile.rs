@@ -1,0 +1,463 @@
+//! The Dockerfile frontend's side of the engine: converting a Dockerfile for a request
+//! (named contexts, platforms, checks), its lint and targets, and a failed step shown
+//! with the Dockerfile lines it came from, as BuildKit shows them.
+
+use super::*;
+
+/// A Dockerfile's lint: what BuildKit's `frontend.lint` subrequest reports.
+#[derive(Debug, Clone)]
+pub struct LintReport {
+    /// The build checks that fired.
+    pub checks: Vec<CheckWarning>,
+    /// What stopped the conversion (a parse error, a `check=error=true` violation),
+    /// with its lines when known.
+    pub error: Option<kiln_dockerfile::Error>,
+}
+
+/// A stage a Dockerfile can build (BuildKit's `frontend.targets` entry).
+#[derive(Debug, Clone)]
+pub struct StageTarget {
+    /// `AS name` (empty for an unnamed stage).
+    pub name: String,
+    /// The `# name description` comment before its FROM.
+    pub description: String,
+    /// What its FROM names, as written.
+    pub base: String,
+    /// `--platform`, as written.
+    pub platform: String,
+    /// Whether it is built when no target is named (the last stage).
+    pub default: bool,
+    /// Its FROM's lines.
+    pub location: SourceRange,
+}
+
+/// Every stage of a Dockerfile, in order.
+pub fn dockerfile_targets(source: &[u8]) -> Result<Vec<StageTarget>, kiln_dockerfile::Error> {
+    let parsed = kiln_dockerfile::parser::parse(source)?;
+    let stages = kiln_dockerfile::instructions::parse(&parsed)?.stages;
+    let last = stages.len().saturating_sub(1);
+    Ok(stages
+        .into_iter()
+        .enumerate()
+        .map(|(i, stage)| StageTarget {
+            name: stage.from.name.unwrap_or_default(),
+            description: stage.from.comment,
+            base: stage.from.base_name,
+            platform: stage.from.platform.unwrap_or_default(),
+            default: i == last,
+            location: stage.location,
+        })
+        .collect())
+}
+
+struct Resolver<'a>(&'a Worker, &'a RegistryClient, ResolveMode);
+
+impl ImageResolver for Resolver<'_> {
+    fn resolve_image_config(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ResolvedImage, String> {
+        let (name, digest, config) = self
+            .0
+            .resolve_image_config(Some(self.1), reference, platform, self.2)
+            .map_err(|e| e.to_string())?;
+        Ok(ResolvedImage {
+            reference: name,
+            digest: Some(digest),
+            config,
+        })
+    }
+}
+
+/// A failed step with the Dockerfile lines it came from, as BuildKit prints them:
+/// `Dockerfile:7`, up to two lines of context either side, the failing lines marked.
+pub(crate) fn step_error(
+    error: kiln_worker::Error,
+    definition: &LoadedDefinition,
+    source: &[u8],
+    path: &Path,
+) -> Error {
+    let kiln_worker::Error::Vertex {
+        name,
+        digest,
+        source: cause,
+    } = &error
+    else {
+        return Error::Worker(error);
+    };
+    let mut chain = cause.to_string();
+    let mut next = std::error::Error::source(cause.as_ref());
+    while let Some(e) = next {
+        chain.push_str(&format!(": {e}"));
+        next = e.source();
+    }
+    let range = digest
+        .parse()
+        .ok()
+        .and_then(|d| definition.locations(&d))
+        .and_then(|l| l.locations.first())
+        .and_then(|l| l.ranges.first())
+        .and_then(|r| Some((r.start?.line as usize, r.end?.line as usize)));
+    let Some((start, end)) = range.filter(|(s, _)| *s > 0) else {
+        return Error::Step {
+            excerpt: String::new(),
+            cause: format!("failed to solve: {name}: {chain}"),
+        };
+    };
+    let excerpt = source_excerpt(source, &file_name(path), start, end);
+    Error::Step {
+        excerpt,
+        cause: format!("failed to solve: {name}: {chain}"),
+    }
+}
+
+/// The Dockerfile lines `start..=end` marked, with two lines of context either side,
+/// as BuildKit prints them under an error or a check warning.
+fn source_excerpt(source: &[u8], file: &str, start: usize, end: usize) -> String {
+    let text = String::from_utf8_lossy(source);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut excerpt = format!("{file}:{start}\n--------------------\n");
+    for n in start.saturating_sub(2).max(1)..=(end + 2).min(lines.len()) {
+        let marker = if (start..=end).contains(&n) {
+            ">>>"
+        } else {
+            "   "
+        };
+        excerpt.push_str(&format!(
+            "{n:>4} | {marker} {}\n",
+            lines.get(n - 1).copied().unwrap_or_default()
+        ));
+    }
+    excerpt.push_str("--------------------\n");
+    excerpt
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned())
+}
+
+/// `FromAsCasing` → `https://docs.docker.com/go/dockerfile/rule/from-as-casing/`.
+pub(crate) fn rule_url(rule: &str) -> String {
+    let chars: Vec<char> = rule.chars().collect();
+    let mut kebab = String::new();
+    for (i, c) in chars.iter().enumerate() {
+        let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+        let prev = i.checked_sub(1).map(|p| chars[p]);
+        let boundary = c.is_uppercase()
+            && prev.is_some_and(|p| p.is_lowercase() || (p.is_uppercase() && next_lower));
+        if boundary {
+            kebab.push('-');
+        }
+        kebab.extend(c.to_lowercase());
+    }
+    format!("https://docs.docker.com/go/dockerfile/rule/{kebab}/")
+}
+
+pub(crate) fn check_warnings(
+    conversion: &convert::Conversion,
+    source: &[u8],
+    path: &Path,
+) -> Vec<CheckWarning> {
+    lint_checks(&conversion.warnings, source, path)
+}
+
+pub(crate) fn lint_checks(
+    warnings: &[convert::LintWarning],
+    source: &[u8],
+    path: &Path,
+) -> Vec<CheckWarning> {
+    warnings
+        .iter()
+        .map(|w| {
+            let (start, end) = (
+                w.location.start.line,
+                w.location.end.line.max(w.location.start.line),
+            );
+            CheckWarning {
+                rule: w.rule.clone(),
+                message: w.message.clone(),
+                url: rule_url(&w.rule),
+                line: start,
+                excerpt: if start > 0 {
+                    source_excerpt(source, &file_name(path), start, end)
+                } else {
+                    String::new()
+                },
+                description: convert::rule_description(&w.rule).to_owned(),
+                location: api_range(w.location),
+            }
+        })
+        .collect()
+}
+
+/// A `check=error=true` violation as the build's error (it has no lines to show).
+pub(crate) fn violation_error(error: kiln_dockerfile::Error) -> Error {
+    Error::Dockerfile {
+        excerpt: String::new(),
+        error,
+    }
+}
+
+/// A Dockerfile range as the front door's.
+pub fn api_range(range: SourceRange) -> kiln_api::build::SourceRange {
+    let position = |p: kiln_dockerfile::Position| kiln_api::build::Position {
+        line: p.line,
+        character: p.character,
+    };
+    kiln_api::build::SourceRange {
+        start: position(range.start),
+        end: position(range.end),
+    }
+}
+
+impl Engine {
+    /// Runs the Dockerfile's build checks without building (`--check`).
+    pub(crate) fn checks(&self, request: &BuildRequest) -> Result<Vec<CheckWarning>, Error> {
+        let dockerfile = fs::read(&request.dockerfile)
+            .map_err(|e| Error::Usage(format!("reading the Dockerfile: {e}")))?;
+        let mut dirs = BTreeMap::new();
+        let conversion = self.convert(
+            request,
+            &dockerfile,
+            "context",
+            &mut dirs,
+            self.worker.registry(),
+            request.platforms.first(),
+        )?;
+        Ok(check_warnings(
+            &conversion,
+            &dockerfile,
+            &request.dockerfile,
+        ))
+    }
+
+    /// Lints the Dockerfile as BuildKit's `frontend.lint` subrequest does: the checks
+    /// that fire over every stage (or the target's), and the error that stops the
+    /// conversion, which is part of the answer rather than a failure.
+    pub fn lint(&self, request: &BuildRequest) -> Result<LintReport, Error> {
+        let dockerfile = fs::read(&request.dockerfile)
+            .map_err(|e| Error::Usage(format!("reading the Dockerfile: {e}")))?;
+        let mut dirs = BTreeMap::new();
+        let registry = self.worker.registry();
+        let target_platform = request.platforms.first();
+        match self.convert_for(
+            request,
+            &dockerfile,
+            "context",
+            &mut dirs,
+            registry,
+            true,
+            target_platform,
+        ) {
+            Ok(conversion) => Ok(LintReport {
+                checks: check_warnings(&conversion, &dockerfile, &request.dockerfile),
+                error: conversion.lint_violation,
+            }),
+            Err(Error::Dockerfile { error, .. }) => Ok(LintReport {
+                checks: lint_checks(&error.warnings, &dockerfile, &request.dockerfile),
+                error: Some(error),
+            }),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Converts a request's Dockerfile; its build context is the local source
+    /// `context_name`, and every directory the build reads is added to `dirs`. Named
+    /// contexts that are builds (Bake's `target:` links) are converted here too.
+    fn convert(
+        &self,
+        request: &BuildRequest,
+        dockerfile: &[u8],
+        context_name: &str,
+        dirs: &mut BTreeMap<String, PathBuf>,
+        registry: &RegistryClient,
+        target_platform: Option<&Platform>,
+    ) -> Result<convert::Conversion, Error> {
+        let conversion = self.convert_for(
+            request,
+            dockerfile,
+            context_name,
+            dirs,
+            registry,
+            false,
+            target_platform,
+        )?;
+        match conversion.lint_violation {
+            Some(violation) => Err(violation_error(violation)),
+            None => Ok(conversion),
+        }
+    }
+
+    /// [`Self::convert`] with a `check=error=true` violation kept with the conversion
+    /// rather than failing it (the caller reports the warnings first, as BuildKit
+    /// does); for a lint when `lint` is set: every stage when no target is named
+    /// (BuildKit's `AllStages`); for `target_platform` (`None`: the engine's).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn convert_for(
+        &self,
+        request: &BuildRequest,
+        dockerfile: &[u8],
+        context_name: &str,
+        dirs: &mut BTreeMap<String, PathBuf>,
+        registry: &RegistryClient,
+        lint: bool,
+        target_platform: Option<&Platform>,
+    ) -> Result<convert::Conversion, Error> {
+        dirs.insert(context_name.to_owned(), request.context.clone());
+        // `BUILDKIT_SYNTAX` overrides the directive, as in BuildKit.
+        let syntax = request
+            .build_args
+            .get("BUILDKIT_SYNTAX")
+            .map(|s| s.split(' ').next().unwrap_or_default().to_owned())
+            .or_else(|| kiln_dockerfile::parser::detect_syntax(dockerfile).map(|(r, _)| r));
+        if let Some(syntax) = syntax.filter(|s| !kiln_dockerfile::parser::is_builtin_syntax(s)) {
+            return Err(Error::Usage(format!(
+                "{}: the frontend {syntax} (from its syntax directive) is an external frontend, and kiln does not run external frontends yet; use docker/dockerfile:1 or remove the directive",
+                request.dockerfile.display()
+            )));
+        }
+        let mut named_contexts = BTreeMap::new();
+        for (name, value) in &request.named_contexts {
+            let context = match value {
+                BuildContext::Image(reference) => NamedContext::Image(reference.clone()),
+                BuildContext::Dir(dir) => {
+                    if !dir.is_dir() {
+                        return Err(Error::Usage(format!(
+                            "named context {name}: {} is not a directory",
+                            dir.display()
+                        )));
+                    }
+                    dirs.insert(name.clone(), dir.clone());
+                    NamedContext::Local {
+                        name: name.clone(),
+                        excludes: dockerignore::dir_excludes(dir),
+                    }
+                }
+                BuildContext::OciLayout { path, selector } => {
+                    let (digest, _, config) = kiln_worker::read_layout(
+                        path,
+                        selector,
+                        target_platform.unwrap_or(&self.platform),
+                    )?;
+                    let image: convert::Image = serde_json::from_slice(&config).map_err(|e| {
+                        Error::Usage(format!("named context {name}: its image config: {e}"))
+                    })?;
+                    // The layout is lent to the build like a local directory.
+                    let store = format!("oci-layout-{name}");
+                    dirs.insert(store.clone(), path.clone());
+                    NamedContext::State {
+                        state: Box::new(kiln_llb::State::oci_layout(
+                            &format!("{store}@{digest}"),
+                            kiln_llb::OciLayoutOptions {
+                                store_id: Some(store.clone()),
+                                op: kiln_llb::OpOptions::default()
+                                    .custom_name(format!("[context {name}] oci-layout {digest}")),
+                                ..kiln_llb::OciLayoutOptions::default()
+                            },
+                        )),
+                        image: Some(Box::new(image)),
+                    }
+                }
+                BuildContext::Http(url) => NamedContext::State {
+                    state: Box::new(kiln_llb::State::http(
+                        url,
+                        kiln_llb::HttpOptions {
+                            op: kiln_llb::OpOptions::default()
+                                .custom_name(format!("[context {name}] {url}")),
+                            ..kiln_llb::HttpOptions::default()
+                        },
+                    )),
+                    image: None,
+                },
+                BuildContext::Git { url, reference } => NamedContext::State {
+                    state: Box::new(kiln_llb::State::git(
+                        url,
+                        reference,
+                        kiln_llb::GitOptions {
+                            op: kiln_llb::OpOptions::default()
+                                .custom_name(format!("[context {name}] {url}#{reference}")),
+                            ..kiln_llb::GitOptions::default()
+                        },
+                    )),
+                    image: None,
+                },
+                BuildContext::Build(linked) => {
+                    let linked_dockerfile = fs::read(&linked.dockerfile).map_err(|e| {
+                        Error::Usage(format!(
+                            "named context {name}: reading {}: {e}",
+                            linked.dockerfile.display()
+                        ))
+                    })?;
+                    let conversion = self.convert(
+                        linked,
+                        &linked_dockerfile,
+                        &format!("{context_name}:{name}"),
+                        dirs,
+                        registry,
+                        target_platform,
+                    )?;
+                    NamedContext::State {
+                        state: Box::new(conversion.state),
+                        image: Some(Box::new(conversion.image)),
+                    }
+                }
+            };
+            named_contexts.insert(name.clone(), context);
+        }
+        let options = ConvertOptions {
+            target: request.target.clone(),
+            build_args: request.build_args.clone(),
+            target_platform: target_platform.cloned(),
+            build_platform: Some(self.platform.clone()),
+            filename: Some(
+                request
+                    .dockerfile
+                    .file_name()
+                    .map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned()),
+            ),
+            context_excludes: dockerignore::context_excludes(&request.context, &request.dockerfile),
+            context_name: Some(context_name.to_owned()),
+            named_contexts,
+            labels: request.labels.clone(),
+            no_cache_filter: request.no_cache_filter.clone(),
+            network: match request.run.network.as_deref() {
+                None | Some("default" | "") => None,
+                Some("none") => Some(kiln_llb::NetMode::None),
+                Some("host") => Some(kiln_llb::NetMode::Host),
+                Some(other) => {
+                    return Err(Error::Usage(format!(
+                        "--network {other:?}: use default, none or host"
+                    )));
+                }
+            },
+            extra_hosts: request.run.extra_hosts.clone(),
+            ulimits: request.run.ulimits.clone(),
+            shm_size: request.run.shm_size,
+            cgroup_parent: request.run.cgroup_parent.clone(),
+            force_pull: request.pull,
+            multi_platform: request.platforms.len() > 1,
+            all_stages: lint && request.target.as_deref().is_none_or(str::is_empty),
+            keep_lint_violation: true,
+            ..ConvertOptions::default()
+        };
+        let mode = if request.pull {
+            ResolveMode::Pull
+        } else {
+            ResolveMode::Default
+        };
+        let resolver = Resolver(&self.worker, registry, mode);
+        convert::convert(dockerfile, &options, &resolver).map_err(|error| {
+            let excerpt = error.location.map_or_else(String::new, |range| {
+                source_excerpt(
+                    dockerfile,
+                    &file_name(&request.dockerfile),
+                    range.start.line,
+                    range.end.line,
+                )
+            });
+            Error::Dockerfile { excerpt, error }
+        })
+    }
+}
