@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 # The tests that measure reliability, by module of the kiln and kilnd test binaries.
-filter='crash:: | disk_full:: | escapes:: | registry_faults:: | soak:: | run::secrets_ | daemon::tcp_needs | daemon::bad_requests | gateway::gateway_solves_have_the_entitlements'
+filter='crash:: | disk_full:: | escapes:: | context::context_symlinks | registry_faults:: | soak:: | run::secrets_ | daemon::tcp_needs | daemon::bad_requests | gateway::gateway_solves_have_the_entitlements'
 KILN_RELIABILITY_LOG="$log" cargo nextest run --locked -p kiln -p kilnd \
   -E "test(/^(${filter// /})/)" --no-fail-fast
 # The fuzz figures, from the last `bash docs/reliability/fuzz.sh` (it takes an hour).

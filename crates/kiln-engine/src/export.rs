@@ -61,10 +61,7 @@ pub(crate) fn build_sources(definition: &LoadedDefinition) -> Vec<serde_json::Va
 }
 
 /// The image config with `moby.buildkit.buildinfo.v1` (base64 JSON of the sources).
-fn with_buildinfo(
-    image: &serde_json::Value,
-    sources: &[serde_json::Value],
-) -> serde_json::Value {
+fn with_buildinfo(image: &serde_json::Value, sources: &[serde_json::Value]) -> serde_json::Value {
     use base64::Engine as _;
     let info = serde_json::json!({"frontend": "dockerfile.v0", "sources": sources});
     let mut image = image.clone();
@@ -357,10 +354,7 @@ impl Engine {
     }
 
     /// A result's files, mounted read-only (`None` for an empty result).
-    fn mount_result(
-        &self,
-        chain: &[u64],
-    ) -> Result<Option<kiln_store::MountGuard>, Error> {
+    fn mount_result(&self, chain: &[u64]) -> Result<Option<kiln_store::MountGuard>, Error> {
         if chain.is_empty() {
             return Ok(None);
         }

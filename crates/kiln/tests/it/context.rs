@@ -171,6 +171,7 @@ fn context_symlinks_sockets_and_owners() {
         ("abslink", "/real"),
         ("chain", "linkdir"),
         ("esc", "../../real"),
+        ("esc-decoy", "../real"),
         ("linkfile", "real/file"),
     ] {
         std::os::unix::fs::symlink(target, project.join(link)).unwrap();
@@ -179,6 +180,9 @@ fn context_symlinks_sockets_and_owners() {
     fs_err::set_permissions(project.join("sock"), std::fs::Permissions::from_mode(0o640)).unwrap();
     fs_err::write(project.join("owned"), "o\n").unwrap();
     std::os::unix::fs::chown(project.join("owned"), Some(1000), Some(1000)).unwrap();
+    // What `esc-decoy` would reach if it left the context: it must not be read.
+    fs_err::create_dir_all(work.path().join("real")).unwrap();
+    fs_err::write(work.path().join("real/file"), "outside the context\n").unwrap();
     fs_err::write(
         project.join("Dockerfile"),
         "FROM scratch\n\
@@ -187,6 +191,7 @@ fn context_symlinks_sockets_and_owners() {
          COPY abslink/sub /t/abs-sub\n\
          COPY chain /t/chain\n\
          COPY esc/file /t/esc-file\n\
+         COPY esc-decoy/file /t/esc-decoy-file\n\
          COPY linkfile /t/linkfile\n\
          COPY link* /t/glob/\n\
          COPY sock owned /t/files/\n",
@@ -210,6 +215,7 @@ fn context_symlinks_sockets_and_owners() {
         "linkdir/file",
         "chain/file",
         "esc-file",
+        "esc-decoy-file",
         "linkfile",
         "glob/file",
         "glob/linkfile",
@@ -231,6 +237,11 @@ fn context_symlinks_sockets_and_owners() {
     assert_eq!(sock.mode() & 0o7777, 0o640);
     let owned = fs_err::metadata(t.join("files/owned")).unwrap();
     assert_eq!((owned.uid(), owned.gid()), (0, 0));
+    kiln_test::reliability_figure(
+        "escapes",
+        "context symlinks climbing out of the context (../../real, and ../real with a decoy there) and absolute ones, followed by COPY: escapes tried, escaped",
+        "3, 0",
+    );
 }
 
 /// The ignore file: `<Dockerfile name>.dockerignore` beside the Dockerfile wins over

@@ -253,3 +253,119 @@ fn hostile_layers_archives_and_symlinks_stay_in_their_roots() {
         "17 (8 per tar, 1 chain), 0",
     );
 }
+
+/// A remote cache whose layer was swapped for a hostile tar (digests made consistent,
+/// so the import takes it): a build importing it unpacks that layer as its RUN's
+/// result, and nothing lands outside the state's own layer.
+#[test]
+fn a_hostile_layer_in_an_imported_cache_stays_in_its_root() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let work = base.work.path();
+    let outside = work.join("outside");
+    fs_err::create_dir_all(&outside).unwrap();
+    fs_err::write(outside.join("secret"), SECRET).unwrap();
+    let ctx = work.join("cached");
+    fs_err::create_dir_all(&ctx).unwrap();
+    fs_err::write(
+        ctx.join("Dockerfile"),
+        format!("FROM 127.0.0.1:{}/busybox\nRUN echo hi > /hi\n", base.port),
+    )
+    .unwrap();
+    let cache = work.join("cache");
+    check(&kiln(
+        &base.state,
+        &[
+            "build",
+            "--progress=plain",
+            "--cache-to",
+            &format!(
+                "type=local,dest={},mode=max,compression=uncompressed",
+                cache.display()
+            ),
+            ctx.to_str().unwrap(),
+        ],
+    ));
+    let hostile = work.join("hostile.tar");
+    hostile_tar(&hostile, &outside, false);
+    swap_last_layer(&cache, &fs_err::read(&hostile).unwrap());
+
+    let fresh = work.join("fresh");
+    let out = work.join("out");
+    let log = check(&kiln(
+        &fresh,
+        &[
+            "build",
+            "--progress=plain",
+            "--cache-from",
+            &format!("type=local,src={}", cache.display()),
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            ctx.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        crate::support::step_cached(&log, "RUN echo hi"),
+        "the hostile layer was not imported:\n{log}"
+    );
+    assert_untouched(&outside);
+    assert_no_secret_under(&out);
+    assert_eq!(
+        fs_err::read_to_string(out.join("inside.txt")).unwrap(),
+        "inside\n"
+    );
+    kiln_test::reliability_figure(
+        "escapes",
+        "a hostile tar swapped into an imported cache's layer (8 escapes, digests consistent): imported, escaped",
+        "yes, 0",
+    );
+}
+
+/// Replaces the last layer of a local cache (an OCI layout) with `layer`, rewriting
+/// the digests and sizes that name it so the cache stays consistent.
+fn swap_last_layer(cache: &Path, layer: &[u8]) {
+    let blobs = cache.join("blobs/sha256");
+    let put = |bytes: &[u8]| -> String {
+        let hex: String = Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        fs_err::write(blobs.join(&hex), bytes).unwrap();
+        format!("sha256:{hex}")
+    };
+    let read =
+        |digest: &str| fs_err::read(blobs.join(digest.trim_start_matches("sha256:"))).unwrap();
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(cache.join("index.json")).unwrap()).unwrap();
+    let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&read(&manifest_digest)).unwrap();
+    let old = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let new = put(layer);
+    let last = manifest["layers"]
+        .as_array_mut()
+        .unwrap()
+        .last_mut()
+        .unwrap();
+    last["digest"] = json!(new);
+    last["size"] = json!(layer.len());
+    last["annotations"]["containerd.io/uncompressed"] = json!(new);
+    let config_digest = manifest["config"]["digest"].as_str().unwrap().to_owned();
+    let config = String::from_utf8(read(&config_digest))
+        .unwrap()
+        .replace(&old, &new);
+    manifest["config"]["digest"] = json!(put(config.as_bytes()));
+    manifest["config"]["size"] = json!(config.len());
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+    index["manifests"][0]["digest"] = json!(put(&manifest_bytes));
+    index["manifests"][0]["size"] = json!(manifest_bytes.len());
+    fs_err::write(
+        cache.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+}
