@@ -8,19 +8,75 @@
 #[error("{0}")]
 pub struct PatternError(pub &'static str);
 
-/// Go's `filepath.Match` for one path component.
+/// Go's `filepath.Match` for one path component, with its algorithm: the pattern is
+/// cut into chunks after each run of `*`, and each chunk is matched at the leftmost
+/// place it fits, never revisited, so a pattern of many `*` costs one pass per chunk
+/// rather than a backtracking search that grows exponentially.
 pub fn match_component(pattern: &str, name: &str) -> bool {
-    fn matches(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => (0..=n.len()).any(|i| matches(&p[1..], &n[i..])),
-            Some('?') => !n.is_empty() && matches(&p[1..], &n[1..]),
-            Some('[') => {
-                let Some(close) = p.iter().skip(1).position(|c| *c == ']').map(|i| i + 1) else {
-                    return false;
-                };
-                let Some(&c) = n.first() else { return false };
-                let class = &p[1..close];
+    let pattern: Vec<char> = pattern.chars().collect();
+    let name: Vec<char> = name.chars().collect();
+    let (mut p, mut n) = (pattern.as_slice(), name.as_slice());
+    'chunks: while !p.is_empty() {
+        let (star, chunk, rest) = scan_chunk(p);
+        p = rest;
+        // A trailing `*` takes the rest of the component.
+        if star && chunk.is_empty() {
+            return true;
+        }
+        if let Some(left) = match_chunk(chunk, n) {
+            // The last chunk must end the name.
+            if left.is_empty() || !p.is_empty() {
+                n = left;
+                continue;
+            }
+        }
+        if star {
+            for skip in 1..=n.len() {
+                if let Some(left) = match_chunk(chunk, &n[skip..]) {
+                    if p.is_empty() && !left.is_empty() {
+                        continue;
+                    }
+                    n = left;
+                    continue 'chunks;
+                }
+            }
+        }
+        return false;
+    }
+    n.is_empty()
+}
+
+/// The next chunk of a pattern: whether a `*` comes before it, the chunk (up to the
+/// next `*` outside a class), and the rest.
+fn scan_chunk(mut pattern: &[char]) -> (bool, &[char], &[char]) {
+    let mut star = false;
+    while pattern.first() == Some(&'*') {
+        pattern = &pattern[1..];
+        star = true;
+    }
+    let mut in_class = false;
+    let mut i = 0;
+    while i < pattern.len() {
+        match pattern[i] {
+            '\\' if i + 1 < pattern.len() => i += 1,
+            '[' => in_class = true,
+            ']' => in_class = false,
+            '*' if !in_class => break,
+            _ => {}
+        }
+        i += 1;
+    }
+    (star, &pattern[..i], &pattern[i..])
+}
+
+/// Matches a chunk (no `*`) at the start of `name`; returns what is left of it.
+fn match_chunk<'n>(mut chunk: &[char], mut name: &'n [char]) -> Option<&'n [char]> {
+    while let Some(&first) = chunk.first() {
+        match first {
+            '[' => {
+                let close = chunk.iter().skip(1).position(|c| *c == ']')? + 1;
+                let &c = name.first()?;
+                let class = &chunk[1..close];
                 let (negate, class) = match class.first() {
                     Some('^' | '!') => (true, &class[1..]),
                     _ => (false, class),
@@ -36,15 +92,34 @@ pub fn match_component(pattern: &str, name: &str) -> bool {
                         i += 1;
                     }
                 }
-                found != negate && matches(&p[close + 1..], &n[1..])
+                if found == negate {
+                    return None;
+                }
+                chunk = &chunk[close + 1..];
+                name = &name[1..];
             }
-            Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && matches(&p[2..], &n[1..]),
-            Some(c) => n.first() == Some(c) && matches(&p[1..], &n[1..]),
+            '?' => {
+                name.first()?;
+                chunk = &chunk[1..];
+                name = &name[1..];
+            }
+            '\\' if chunk.len() > 1 => {
+                if name.first() != Some(&chunk[1]) {
+                    return None;
+                }
+                chunk = &chunk[2..];
+                name = &name[1..];
+            }
+            literal => {
+                if name.first() != Some(&literal) {
+                    return None;
+                }
+                chunk = &chunk[1..];
+                name = &name[1..];
+            }
         }
     }
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    matches(&p, &n)
+    Some(name)
 }
 
 #[derive(Debug, Clone)]
@@ -73,18 +148,30 @@ fn clean(pattern: &str) -> Vec<String> {
     out
 }
 
+/// Whether a pattern's segments match a path's: `**` stands for any number of segments.
+/// Computed forward over the path (which prefixes the pattern so far can match), so
+/// many `**` cost one pass each instead of a search over every way to split the path.
 fn segments_match(pattern: &[String], path: &[&str]) -> bool {
-    match pattern.first() {
-        None => path.is_empty(),
-        Some(p) if p == "**" => {
-            (0..=path.len()).any(|skip| segments_match(&pattern[1..], &path[skip..]))
+    let mut reached = vec![false; path.len() + 1];
+    reached[0] = true;
+    for segment in pattern {
+        let mut next = vec![false; path.len() + 1];
+        if segment == "**" {
+            let mut any = false;
+            for (j, reach) in reached.iter().enumerate() {
+                any |= *reach;
+                next[j] = any;
+            }
+        } else {
+            for (j, part) in path.iter().enumerate() {
+                if reached[j] && match_component(segment, part) {
+                    next[j + 1] = true;
+                }
+            }
         }
-        Some(p) => {
-            !path.is_empty()
-                && match_component(p, path[0])
-                && segments_match(&pattern[1..], &path[1..])
-        }
+        reached = next;
     }
+    reached[path.len()]
 }
 
 /// Why an ignore pattern is refused, in moby/patternmatcher's words.
@@ -217,8 +304,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn many_stars_cost_little() {
+        let stars = "*".repeat(40);
+        let pattern = format!("{stars}a{stars}a{stars}a{stars}b");
+        let name = "a".repeat(60);
+        let started = std::time::Instant::now();
+        assert!(!match_component(&pattern, &name));
+        assert!(match_component(&pattern, &format!("{name}b")));
+        let deep: Vec<String> = (0..30)
+            .map(|_| "**".to_owned())
+            .chain(["x".to_owned()])
+            .collect();
+        let path: Vec<&str> = std::iter::repeat_n("d", 40).collect();
+        assert!(!segments_match(&deep, &path));
+        // Exponential backtracking took hours on these; they now take microseconds.
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
     fn components_match_as_go_does() {
         assert!(match_component("*.txt", "a.txt"));
+        assert!(match_component("a*b*c", "axxbyyc"));
+        assert!(!match_component("a*b*c", "axxbyycd"));
+        assert!(match_component("*c", "abcbc"));
+        assert!(match_component("a*", "a"));
+        assert!(match_component("\\*x", "*x"));
+        assert!(!match_component("\\*x", "ax"));
         assert!(!match_component("*.txt", "a.md"));
         assert!(match_component("file?.[ch]", "file1.c"));
         assert!(match_component("[!a]x", "bx"));
