@@ -2,7 +2,8 @@
 //! through it, and embedded `kiln` builds killed at random moments, over varied
 //! Dockerfiles (a pull, a COPY of 2,000 files, a RUN writing 20 MB, an OCI export, a
 //! push). After each kill the store is consistent (every blob hashes to its name,
-//! nothing half-written, no mount or container left) and the next builds are right.
+//! nothing half-written, no mount, container or cgroup left) and the next builds are
+//! right.
 //! `KILN_CRASH_ROUNDS` sets how many kills (the long form: 50).
 
 use std::path::{Path, PathBuf};
@@ -150,6 +151,25 @@ fn assert_store_consistent(root: &Path, when: &str) -> usize {
     checked
 }
 
+/// No cgroup of a container the killed process `pid` started is left in any hierarchy
+/// (runc names them `kiln-<digest>-<pid>` under each controller).
+fn assert_no_cgroups_of(pid: u32, when: &str) {
+    let suffix = format!("-{pid}");
+    for controller in fs_err::read_dir("/sys/fs/cgroup").unwrap() {
+        let Ok(groups) = fs_err::read_dir(controller.unwrap().path()) else {
+            continue;
+        };
+        for group in groups.flatten() {
+            let name = group.file_name().to_string_lossy().into_owned();
+            assert!(
+                !(name.starts_with("kiln-") && name.ends_with(&suffix)),
+                "{when}: cgroup {} left",
+                group.path().display()
+            );
+        }
+    }
+}
+
 /// Waits for a build and asserts it passed.
 fn assert_passed(child: Child, what: &str) {
     let output = child.wait_with_output().unwrap();
@@ -188,6 +208,7 @@ fn kilnd_killed_while_serving_four_clients() {
     for round in 0..kills {
         let clients: Vec<Child> = (0..4).map(|kind| builds.start(kind, round)).collect();
         std::thread::sleep(Duration::from_millis(200 + random(2500)));
+        let killed = kilnd.pid();
         kilnd.kill_and_restart(&[]);
         for mut client in clients {
             // The clients lose their daemon: they fail (or had finished); none hangs.
@@ -199,6 +220,7 @@ fn kilnd_killed_while_serving_four_clients() {
             assert_passed(builds.start(kind, round), &format!("{when}: kind {kind}"));
         }
         checked = assert_store_consistent(&root, &when);
+        assert_no_cgroups_of(killed, &when);
     }
     kiln_test::reliability_figure(
         "crash",
@@ -234,6 +256,7 @@ fn embedded_builds_killed_at_random_moments() {
     for round in 0..kills {
         let kind = round % 4;
         let mut child = builds.start(kind, round);
+        let killed = child.id();
         std::thread::sleep(Duration::from_millis(100 + random(1500)));
         let _ = child.kill();
         let _ = child.wait();
@@ -241,6 +264,7 @@ fn embedded_builds_killed_at_random_moments() {
         let when = format!("after kill {round} (kind {kind})");
         assert_passed(builds.start(kind, round), &when);
         checked = assert_store_consistent(&state, &when);
+        assert_no_cgroups_of(killed, &when);
     }
     kiln_test::reliability_figure(
         "crash",
