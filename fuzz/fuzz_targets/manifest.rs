@@ -1,5 +1,5 @@
-//! Any bytes as what a registry serves (manifest, index, image config): errors only,
-//! no panic; what parses serializes again.
+//! Any bytes as what a registry serves (manifest, index, image config) and a cache
+//! manifest: errors only, no panic; what parses serializes again.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -13,6 +13,9 @@ fuzz_target!(|data: &[u8]| {
         for entry in &index.manifests {
             let _ = entry.platform.as_ref().map(|p| p.architecture.len());
         }
+    }
+    if let Ok(config) = serde_json::from_slice::<kiln_dockerfile::convert::Image>(data) {
+        let _ = serde_json::to_vec(&config).expect("a parsed image config serializes");
     }
     let _ = kiln_remotecache::format::parse_manifest(data);
 });
