@@ -75,6 +75,36 @@ pub fn reliability_figure(area: &str, what: &str, value: impl std::fmt::Display)
     }
 }
 
+/// Checks a kiln state directory's content store after whatever was done to it: every
+/// blob hashes to its name and no write is left half done in `ingest`. Returns how many
+/// blobs were checked.
+pub fn assert_blobs_verified(state: &Path) -> usize {
+    use sha2::{Digest as _, Sha256};
+    let mut checked = 0;
+    for entry in fs_err::read_dir(state.join("content/blobs/sha256")).expect("the blobs") {
+        let path = entry.expect("a blob").path();
+        let actual: String = Sha256::digest(fs_err::read(&path).expect("a blob"))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            path.file_name().and_then(|n| n.to_str()),
+            Some(actual.as_str()),
+            "{} is not what its name says",
+            path.display()
+        );
+        checked += 1;
+    }
+    let ingest = fs_err::read_dir(state.join("content/ingest")).expect("the ingest directory");
+    assert_eq!(
+        ingest.count(),
+        0,
+        "half-written blobs left in {}",
+        state.display()
+    );
+    checked
+}
+
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     fs_err::read_to_string("/proc/self/status")

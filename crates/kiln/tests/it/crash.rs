@@ -1,33 +1,11 @@
 //! kill -9 at any moment: the next process finds a consistent store.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
 use crate::support::{BaseImage, build_into, kiln, tools_present};
-
-/// Every blob in the content store hashes to its name; returns how many there are.
-fn assert_blobs_verified(state: &Path) -> usize {
-    let blobs = state.join("content/blobs/sha256");
-    let mut checked = 0;
-    for entry in fs_err::read_dir(&blobs).unwrap() {
-        checked += 1;
-        let path = entry.unwrap().path();
-        let hex: String = Sha256::digest(fs_err::read(&path).unwrap())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(
-            path.file_name().unwrap().to_str().unwrap(),
-            hex,
-            "{} is not what its name says",
-            path.display()
-        );
-    }
-    checked
-}
 
 /// A build (context copy, RUN steps writing 40 MB, an image export) killed with
 /// SIGKILL at ten moments; after each kill the next build starts cleanly, and in
@@ -126,9 +104,7 @@ fn kill_9_at_any_moment_leaves_a_consistent_store() {
     assert!(crate::support::step_cached(&log, "RUN dd"), "{log}");
     crate::support::skopeo_inspect(&archive, false);
 
-    let verified = assert_blobs_verified(state);
-    let ingest = state.join("content/ingest");
-    assert_eq!(fs_err::read_dir(&ingest).unwrap().count(), 0);
+    let verified = kiln_test::assert_blobs_verified(state);
     let mounts = fs_err::read_to_string("/proc/mounts").unwrap();
     assert!(
         !mounts.contains(state.to_str().unwrap()),

@@ -5,8 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sha2::{Digest as _, Sha256};
-
 use crate::support::{check, kiln, tools_present};
 
 /// An ext4 file system of `mib` MiB in a file, loop-mounted; unmounted when dropped.
@@ -59,25 +57,6 @@ fn layers(state: &Path) -> Vec<String> {
     names
 }
 
-/// Every blob hashes to its name and no write is left in the ingest directory.
-fn assert_blobs_whole(state: &Path) {
-    for entry in fs_err::read_dir(state.join("content/blobs/sha256")).unwrap() {
-        let path = entry.unwrap().path();
-        let actual: String = Sha256::digest(fs_err::read(&path).unwrap())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(path.file_name().unwrap().to_str().unwrap(), actual);
-    }
-    assert_eq!(
-        fs_err::read_dir(state.join("content/ingest"))
-            .unwrap()
-            .count(),
-        0,
-        "half-written blobs left"
-    );
-}
-
 #[test]
 fn a_full_disk_fails_clearly_and_prune_makes_room() {
     if !tools_present() {
@@ -123,11 +102,11 @@ fn a_full_disk_fails_clearly_and_prune_makes_room() {
     );
     assert!(message.contains("kiln prune"), "{message}");
     assert_eq!(layers(&state), before, "the failed build left layers");
-    assert_blobs_whole(&state);
+    kiln_test::assert_blobs_verified(&state);
     // The cache is what fills the disk: once pruned, the same build passes.
     check(&kiln(&state, &["prune", "--all", "--force"]));
     check(&build(&second));
-    assert_blobs_whole(&state);
+    kiln_test::assert_blobs_verified(&state);
 
     // kiln's own writes: a pull onto a disk with 300 KiB left (the layer is 1 MiB).
     let fresh = disk.mount.join("fresh");
@@ -159,10 +138,10 @@ fn a_full_disk_fails_clearly_and_prune_makes_room() {
         "the error does not say the state's disk is full:\n{message}"
     );
     assert!(layers(&fresh).is_empty(), "{:?}", layers(&fresh));
-    assert_blobs_whole(&fresh);
+    kiln_test::assert_blobs_verified(&fresh);
     fs_err::remove_file(&filler).unwrap();
     check(&pull());
-    assert_blobs_whole(&fresh);
+    kiln_test::assert_blobs_verified(&fresh);
     kiln_test::reliability_figure(
         "disk full",
         "state on a 96 MiB ext4, a RUN and a pull needing more than is left: failed naming the state, layers or blobs left half-written, passed once there was room",

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use kiln_test::{Fault, FaultProxy, Registry};
-use sha2::{Digest as _, Sha256};
 
 use crate::support::{check, kiln, tools_present};
 
@@ -32,37 +31,6 @@ fn context(work: &Path, base: &str) -> std::path::PathBuf {
     )
     .unwrap();
     dir
-}
-
-/// Every blob in the content store hashes to its name and nothing is left half
-/// written; returns how many blobs were checked.
-fn assert_store_verified(state: &Path) -> usize {
-    let blobs = state.join("content/blobs/sha256");
-    let mut checked = 0;
-    if let Ok(entries) = fs_err::read_dir(&blobs) {
-        for entry in entries {
-            checked += 1;
-            let path = entry.unwrap().path();
-            let actual = hex_digest(&fs_err::read(&path).unwrap());
-            assert_eq!(
-                path.file_name().unwrap().to_str().unwrap(),
-                actual,
-                "{} is not what its name says",
-                path.display()
-            );
-        }
-    }
-    if let Ok(ingest) = fs_err::read_dir(state.join("content/ingest")) {
-        assert_eq!(ingest.count(), 0, "half-written blobs left");
-    }
-    checked
-}
-
-fn hex_digest(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn stderr(output: &std::process::Output) -> String {
@@ -129,7 +97,7 @@ fn pulls_ride_out_transient_faults() {
             .any(|r| r.starts_with("GET ") && r.contains(" bytes=")),
         "{requests:#?}"
     );
-    let verified = assert_store_verified(&state);
+    let verified = kiln_test::assert_blobs_verified(&state);
     kiln_test::reliability_figure(
         "registry faults",
         "pull through a reset, 429 + Retry-After, 503, a truncated and a slow body: faults injected, build passed, blobs verified",
@@ -158,11 +126,11 @@ fn a_blob_with_a_wrong_digest_is_never_stored() {
         message.contains("content has digest sha256:"),
         "the mismatch is not named:\n{message}"
     );
-    assert_store_verified(&state);
+    kiln_test::assert_blobs_verified(&state);
     // Once the registry serves the right bytes, the same build passes.
     proxy.clear();
     check(&build());
-    let verified = assert_store_verified(&state);
+    let verified = kiln_test::assert_blobs_verified(&state);
     kiln_test::reliability_figure(
         "registry faults",
         "every blob corrupted: build refused, wrong blobs stored, blobs verified after a clean rebuild",

@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use sha2::{Digest as _, Sha256};
-
 use crate::kiln_cli::kiln_binary;
 use crate::support::{Kilnd, can_build};
 
@@ -23,7 +21,7 @@ fn rounds(default: usize) -> usize {
 }
 
 /// A tiny xorshift: random moments that differ from run to run.
-fn random_source() -> impl FnMut(u64) -> u64 {
+pub(crate) fn random_source() -> impl FnMut(u64) -> u64 {
     let mut seed = 0x2545_f491_4f6c_dd1d_u64 ^ u64::from(std::process::id()) << 17;
     move |below: u64| {
         seed ^= seed << 13;
@@ -112,26 +110,7 @@ impl Builds<'_> {
 /// Every blob under `root` hashes to its name, no write is left half done, and no
 /// mount or runc container of the state remains. Returns the blobs checked.
 fn assert_store_consistent(root: &Path, when: &str) -> usize {
-    let mut checked = 0;
-    if let Ok(blobs) = fs_err::read_dir(root.join("content/blobs/sha256")) {
-        for entry in blobs {
-            let path = entry.unwrap().path();
-            let actual: String = Sha256::digest(fs_err::read(&path).unwrap())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            assert_eq!(
-                path.file_name().unwrap().to_str().unwrap(),
-                actual,
-                "{when}: {} is not what its name says",
-                path.display()
-            );
-            checked += 1;
-        }
-    }
-    if let Ok(ingest) = fs_err::read_dir(root.join("content/ingest")) {
-        assert_eq!(ingest.count(), 0, "{when}: half-written blobs left");
-    }
+    let checked = kiln_test::assert_blobs_verified(root);
     let mounts = fs_err::read_to_string("/proc/mounts").unwrap();
     let state = root.display().to_string();
     assert!(

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use kiln_test::Probe;
 
+use crate::crash::random_source;
 use crate::kiln_cli::kiln_binary;
 use crate::support::{Kilnd, can_build};
 
@@ -95,13 +96,7 @@ fn soak(
 ) -> Counts {
     let mut counts = Counts::default();
     let started = Instant::now();
-    let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(std::process::id());
-    let mut random = move |below: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % below
-    };
+    let mut random = random_source();
     while started.elapsed() < soak_time() || counts.rounds < 3 {
         let round = counts.rounds;
         let cancel_round = round % 3 == 2;
