@@ -12,8 +12,7 @@ use kiln_oci::Descriptor;
 use kiln_registry::RegistryClient;
 use kiln_remotecache::format::{ANNOTATION_CREATED_AT, ANNOTATION_UNCOMPRESSED};
 use kiln_remotecache::{
-    CacheBackend, CacheMode, ExportOptions, ExportRecord, ExportResult, ExportTarget,
-    ImportOptions, ImportSource, Importer, LocalCache, RegistryCache,
+    CacheMode, ExportOptions, ExportRecord, ExportResult, ExportTarget, ImportOptions, Importer,
 };
 use kiln_worker::{BoxError, CacheImport, ImportedResult, SolvedRecord};
 
@@ -53,19 +52,10 @@ pub(crate) fn start_imports(
         .map(|entry| {
             let options = ImportOptions::parse(&entry.kind, &entry.attrs)
                 .map_err(|e| options_error("--cache-from", e))?;
-            let backend: Arc<dyn CacheBackend> = match &options.source {
-                ImportSource::Local { src, tag, digest } => {
-                    Arc::new(LocalCache::new(src, tag, digest.as_deref()))
-                }
-                ImportSource::Registry {
-                    reference,
-                    insecure,
-                } => Arc::new(RegistryCache::new(
-                    Arc::clone(registry),
-                    reference.clone(),
-                    *insecure,
-                )),
-            };
+            let backend = options
+                .source
+                .open(registry)
+                .map_err(|e| options_error("--cache-from", e))?;
             Ok(Arc::new(Importer::start(&options.name, backend)))
         })
         .collect()
@@ -111,15 +101,6 @@ fn layer_format(options: &ExportOptions) -> kiln_export::layer::LayerFormat {
     }
 }
 
-/// How a user names an export in messages.
-fn export_name(options: &ExportOptions) -> String {
-    match &options.target {
-        ExportTarget::Local { dest, .. } => format!("type=local,dest={}", dest.display()),
-        ExportTarget::Registry { reference, .. } => format!("type=registry,ref={reference}"),
-        ExportTarget::Inline => "type=inline".to_owned(),
-    }
-}
-
 impl Engine {
     /// Exports the solve's records to every `--cache-to` but inline; a failure fails
     /// the build unless the export says `ignore-error=true`, then it is a warning.
@@ -134,19 +115,13 @@ impl Engine {
             .clone()
             .unwrap_or_else(|| Arc::clone(&self.registry));
         for options in exports {
-            let backend: Box<dyn CacheBackend> = match &options.target {
-                ExportTarget::Inline => continue,
-                ExportTarget::Local { dest, tag } => Box::new(LocalCache::new(dest, tag, None)),
-                ExportTarget::Registry {
-                    reference,
-                    insecure,
-                } => Box::new(RegistryCache::new(
-                    Arc::clone(&registry),
-                    reference.clone(),
-                    *insecure,
-                )),
-            };
+            if options.target == ExportTarget::Inline {
+                continue;
+            }
             let exported = self.export_records(solved, options).and_then(|records| {
+                let Some(backend) = options.target.open(&registry)? else {
+                    return Ok(());
+                };
                 let imports: Vec<&Importer> = solved.imports.iter().map(Arc::as_ref).collect();
                 kiln_remotecache::export(
                     backend.as_ref(),
@@ -155,18 +130,19 @@ impl Engine {
                     &records,
                     options,
                 )
+                .map(drop)
                 .map_err(Error::from)
             });
             match exported {
                 Ok(_) => {}
                 Err(error) if options.ignore_error => out.warnings.push(format!(
                     "exporting cache to {} failed (ignore-error=true, the build goes on): {error}",
-                    export_name(options)
+                    options.target.display_name()
                 )),
                 Err(error) => {
                     return Err(Error::Usage(format!(
                         "exporting cache to {} failed: {error} (add ignore-error=true to --cache-to to build anyway)",
-                        export_name(options)
+                        options.target.display_name()
                     )));
                 }
             }

@@ -8,6 +8,7 @@
 
 mod compression;
 pub mod docker_config;
+pub mod go;
 pub mod manifest;
 mod platform;
 mod reference;

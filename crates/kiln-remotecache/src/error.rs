@@ -26,4 +26,12 @@ pub enum Error {
     /// The registry.
     #[error(transparent)]
     Registry(#[from] kiln_registry::Error),
+    /// An object store (s3, azblob).
+    #[error("{context}: {cause}")]
+    Cloud {
+        /// The cache and what was being done.
+        context: String,
+        /// What the store answered.
+        cause: String,
+    },
 }

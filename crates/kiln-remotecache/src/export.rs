@@ -7,11 +7,10 @@
 use kiln_oci::Descriptor;
 use kiln_store::ContentStore;
 
-use crate::format::{CACHE_CONFIG_MEDIA_TYPE, ExportRecord, build_config, build_manifest};
-use crate::{CacheBackend, Error, ExportOptions, Importer};
-
-/// How many blobs are uploaded at once.
-const PARALLEL_UPLOADS: usize = 4;
+use crate::format::{
+    CACHE_CONFIG_MEDIA_TYPE, ExportRecord, annotate_layers, build_config, build_manifest,
+};
+use crate::{CacheBackend, Error, ExportOptions, Importer, Layout};
 
 /// What an export wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,16 +32,29 @@ pub fn export(
     records: &[ExportRecord],
     options: &ExportOptions,
 ) -> Result<ExportSummary, Error> {
-    let (config, blobs) = build_config(records);
+    let (mut config, blobs) = build_config(records);
     // As BuildKit: no layers, nothing worth exporting.
     if config.layers.is_empty() {
         return Ok(ExportSummary::default());
     }
     upload(backend, store, imports, &blobs)?;
-    let config_bytes = serde_json::to_vec(&config).map_err(|e| Error::Invalid {
-        what: "config",
-        message: e.to_string(),
-    })?;
+    let encode = |config: &crate::format::CacheConfig| {
+        serde_json::to_vec(config).map_err(|e| Error::Invalid {
+            what: "config",
+            message: e.to_string(),
+        })
+    };
+    if backend.layout() == Layout::AnnotatedConfig {
+        annotate_layers(&mut config, &blobs, options.layers.oci_mediatypes);
+        let bytes = encode(&config)?;
+        backend.write_manifest(&bytes, CACHE_CONFIG_MEDIA_TYPE)?;
+        return Ok(ExportSummary {
+            manifest_digest: Some(sha256_digest(&bytes)),
+            records: config.records.len(),
+            blobs: blobs.len(),
+        });
+    }
+    let config_bytes = encode(&config)?;
     let config_descriptor = Descriptor {
         media_type: CACHE_CONFIG_MEDIA_TYPE.to_owned(),
         digest: store.write_all(&config_bytes)?,
@@ -57,13 +69,17 @@ pub fn export(
         options.layers.oci_mediatypes,
     )?;
     backend.write_manifest(&manifest, media_type)?;
-    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-    sha2::Digest::update(&mut hasher, &manifest);
     Ok(ExportSummary {
-        manifest_digest: Some(format!("sha256:{}", kiln_store::sha256_hex(hasher))),
+        manifest_digest: Some(sha256_digest(&manifest)),
         records: config.records.len(),
         blobs: blobs.len(),
     })
+}
+
+fn sha256_digest(bytes: &[u8]) -> String {
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    sha2::Digest::update(&mut hasher, bytes);
+    format!("sha256:{}", kiln_store::sha256_hex(hasher))
 }
 
 /// Uploads blobs side by side; the first failure is returned.
@@ -75,7 +91,7 @@ fn upload(
 ) -> Result<(), Error> {
     kiln_store::parallel::for_each_at_once(
         blobs,
-        PARALLEL_UPLOADS,
+        backend.upload_parallelism(),
         |blob| {
             if !store.contains(&blob.digest) {
                 if backend.has_blob(blob)? {

@@ -276,6 +276,73 @@ pub fn build_manifest(
     Ok((serde_json::to_vec(&index).map_err(encode)?, kind))
 }
 
+/// Describes each layer of `config` in the config itself, from its blob in `blobs`
+/// (media types made OCI's or Docker's as `oci` says), as BuildKit writes a cache kept
+/// without a manifest (s3, azblob, gha).
+pub fn annotate_layers(config: &mut CacheConfig, blobs: &[Descriptor], oci: bool) {
+    let by_digest: HashMap<&str, &Descriptor> =
+        blobs.iter().map(|b| (b.digest.as_str(), b)).collect();
+    for layer in &mut config.layers {
+        let Some(blob) = by_digest.get(layer.blob.as_str()) else {
+            continue;
+        };
+        layer.annotations = Some(LayerAnnotations {
+            media_type: kiln_oci::convert_layer_media_type(&blob.media_type, oci),
+            diff_id: blob
+                .annotations
+                .get(ANNOTATION_UNCOMPRESSED)
+                .cloned()
+                .unwrap_or_default(),
+            size: blob.size as i64,
+            created_at: blob
+                .annotations
+                .get(ANNOTATION_CREATED_AT)
+                .cloned()
+                .unwrap_or_else(|| ZERO_TIME.to_owned()),
+        });
+    }
+}
+
+/// The layer blobs a config describes in itself (the inverse of [`annotate_layers`]).
+/// A layer without its media type or uncompressed digest makes the cache invalid, as
+/// in BuildKit.
+pub fn annotated_layers(config: &CacheConfig) -> Result<Vec<Descriptor>, Error> {
+    config
+        .layers
+        .iter()
+        .map(|layer| {
+            let invalid = |message: &str| Error::Invalid {
+                what: "config",
+                message: format!("layer {}: {message}", layer.blob),
+            };
+            let annotations = layer
+                .annotations
+                .as_ref()
+                .ok_or_else(|| invalid("no annotations"))?;
+            if annotations.diff_id.is_empty() {
+                return Err(invalid("no diffID"));
+            }
+            let mut described = BTreeMap::from([(
+                ANNOTATION_UNCOMPRESSED.to_owned(),
+                annotations.diff_id.clone(),
+            )]);
+            if !annotations.created_at.is_empty() && annotations.created_at != ZERO_TIME {
+                described.insert(
+                    ANNOTATION_CREATED_AT.to_owned(),
+                    annotations.created_at.clone(),
+                );
+            }
+            Ok(Descriptor {
+                media_type: annotations.media_type.clone(),
+                digest: layer.blob.clone(),
+                size: u64::try_from(annotations.size).map_err(|_| invalid("negative size"))?,
+                annotations: described,
+                ..Descriptor::default()
+            })
+        })
+        .collect()
+}
+
 /// What a cache manifest lists: the config blob and the layer blobs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listed {

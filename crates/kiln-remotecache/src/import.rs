@@ -8,8 +8,10 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use kiln_oci::Descriptor;
 
-use crate::format::{CacheConfig, CacheIndex, CachedResult, Listed, parse_manifest};
-use crate::{CacheBackend, Error, inline};
+use crate::format::{
+    CacheConfig, CacheIndex, CachedResult, Listed, annotated_layers, parse_manifest,
+};
+use crate::{CacheBackend, Error, Layout, inline};
 
 /// The largest config (or image config) read, against a hostile cache.
 const MAX_CONFIG_SIZE: u64 = 64 << 20;
@@ -111,14 +113,19 @@ fn read_verified(
 /// Reads a cache's manifest and config into an index.
 fn load(backend: &dyn CacheBackend) -> Result<CacheIndex, Error> {
     let manifest = backend.read_manifest()?;
+    if backend.layout() == Layout::AnnotatedConfig {
+        if manifest.len() as u64 > MAX_CONFIG_SIZE {
+            return Err(Error::Invalid {
+                what: "config",
+                message: format!("{} bytes, more than a cache config may be", manifest.len()),
+            });
+        }
+        let config = parse_config(&manifest)?;
+        return Ok(CacheIndex::new(&config, &annotated_layers(&config)?));
+    }
     match parse_manifest(&manifest)? {
         Listed::Cache { config, layers } => {
-            let bytes = read_verified(backend, &config, "config")?;
-            let config: CacheConfig =
-                serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
-                    what: "config",
-                    message: e.to_string(),
-                })?;
+            let config = parse_config(&read_verified(backend, &config, "config")?)?;
             Ok(CacheIndex::new(&config, &layers))
         }
         Listed::Image(image) => {
@@ -131,4 +138,11 @@ fn load(backend: &dyn CacheBackend) -> Result<CacheIndex, Error> {
             Ok(CacheIndex::new(&config, &image.layers))
         }
     }
+}
+
+fn parse_config(bytes: &[u8]) -> Result<CacheConfig, Error> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Invalid {
+        what: "config",
+        message: e.to_string(),
+    })
 }

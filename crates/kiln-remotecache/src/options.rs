@@ -4,10 +4,51 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use kiln_oci::{Compression, Reference};
 
 use crate::Error;
+use crate::azblob::AzblobConfig;
+use crate::s3::S3Config;
+
+/// A credential given as a cache option: never printed (`Debug` shows `***`, and the
+/// import's display name leaves its value out).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Options whose values are credentials.
+const SECRET_KEYS: &[&str] = &["secret_access_key", "session_token", "token", "ghtoken"];
+
+/// A non-negative Go duration (`24h`, `1h30m`).
+pub(crate) fn go_duration(text: &str) -> Option<Duration> {
+    let nanos = kiln_oci::go::parse_duration(text).ok()?;
+    u64::try_from(nanos).ok().map(Duration::from_nanos)
+}
+
+/// `name=a;b`: the cache's names in a bucket (default `buildkit`).
+pub(crate) fn names(attrs: &BTreeMap<String, String>) -> Vec<String> {
+    let names: Vec<String> = attrs
+        .get("name")
+        .map(|list| {
+            list.split(';')
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        vec!["buildkit".to_owned()]
+    } else {
+        names
+    }
+}
 
 /// Which results get layers in an export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,6 +92,10 @@ pub enum ExportTarget {
     },
     /// `type=inline`: records in the exported image's config.
     Inline,
+    /// `type=s3`.
+    S3(S3Config),
+    /// `type=azblob`.
+    Azblob(AzblobConfig),
 }
 
 /// A parsed `--cache-to`.
@@ -87,6 +132,10 @@ pub enum ImportSource {
         /// `registry.insecure`.
         insecure: bool,
     },
+    /// `type=s3`.
+    S3(S3Config),
+    /// `type=azblob`.
+    Azblob(AzblobConfig),
 }
 
 /// A parsed `--cache-from`.
@@ -111,7 +160,7 @@ const LAYER_KEYS: &[&str] = &[
 
 fn later_backend(kind: &str) -> Error {
     Error::Options(format!(
-        "type={kind}: this cache backend is not supported yet; use type=registry or type=local"
+        "type={kind}: this cache backend is not supported yet; use type=registry, local, s3 or azblob"
     ))
 }
 
@@ -122,7 +171,7 @@ fn unknown_type(kind: &str) -> Error {
 }
 
 /// Go's `strconv.ParseBool`.
-fn parse_bool(key: &str, value: &str) -> Result<bool, Error> {
+pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool, Error> {
     match value {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
@@ -197,7 +246,15 @@ impl ExportOptions {
                 check_keys(kind, attrs, &[&["mode", "ignore-error"]])?;
                 ExportTarget::Inline
             }
-            "gha" | "s3" | "azblob" => return Err(later_backend(kind)),
+            "s3" => {
+                check_keys(kind, attrs, &[LAYER_KEYS, crate::s3::KEYS])?;
+                ExportTarget::S3(S3Config::parse(attrs)?)
+            }
+            "azblob" => {
+                check_keys(kind, attrs, &[LAYER_KEYS, crate::azblob::KEYS])?;
+                ExportTarget::Azblob(AzblobConfig::parse(attrs)?)
+            }
+            "gha" => return Err(later_backend(kind)),
             _ => return Err(unknown_type(kind)),
         };
         let mode = match attrs.get("mode").map(String::as_str) {
@@ -287,12 +344,24 @@ impl ImportOptions {
                         .to_owned(),
                 ));
             }
-            "gha" | "s3" | "azblob" => return Err(later_backend(kind)),
+            "s3" => {
+                check_keys(kind, attrs, &[LAYER_KEYS, crate::s3::KEYS])?;
+                ImportSource::S3(S3Config::parse(attrs)?)
+            }
+            "azblob" => {
+                check_keys(kind, attrs, &[LAYER_KEYS, crate::azblob::KEYS])?;
+                ImportSource::Azblob(AzblobConfig::parse(attrs)?)
+            }
+            "gha" => return Err(later_backend(kind)),
             _ => return Err(unknown_type(kind)),
         };
         let mut name = format!("type={kind}");
         for (key, value) in attrs {
-            name.push_str(&format!(",{key}={value}"));
+            if SECRET_KEYS.contains(&key.as_str()) {
+                name.push_str(&format!(",{key}=***"));
+            } else {
+                name.push_str(&format!(",{key}={value}"));
+            }
         }
         Ok(Self { source, name })
     }

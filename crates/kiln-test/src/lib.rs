@@ -11,12 +11,14 @@
 //! - [`Probe`]: an HTTP server counting requests by path, to count step executions.
 //! - [`FaultProxy`]: a proxy in front of a registry that injects faults (resets,
 //!   truncated or corrupted bodies, error statuses, slow bodies) into chosen requests.
+//! - [`cloud`]: moto's S3 server and Azurite, for the cloud cache backends.
 //!
 //! It depends on no kiln crate, so any crate's tests may use it.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+pub mod cloud;
 mod fault_proxy;
 mod probe;
 pub use fault_proxy::{Fault, FaultProxy};

@@ -144,31 +144,10 @@ impl PruneFilter {
     }
 }
 
-/// Go durations as `until=` takes them: `24h`, `90m`, `1h30m`, `3600s`.
+/// A positive Go duration as `until=` takes it: `24h`, `90m`, `1h30m`, `3600s`.
 fn parse_duration(text: &str) -> Option<Duration> {
-    let mut total = 0f64;
-    let mut number = String::new();
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            number.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        while chars.peek().is_some_and(|n| n.is_ascii_alphabetic()) {
-            unit.extend(chars.next());
-        }
-        let seconds = match unit.as_str() {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += number.parse::<f64>().ok()? * seconds;
-        number.clear();
-    }
-    (number.is_empty() && total > 0.0).then(|| Duration::from_secs_f64(total))
+    let nanos = kiln_oci::go::parse_duration(text).ok()?;
+    (nanos > 0).then(|| Duration::from_nanos(nanos as u64))
 }
 
 fn now() -> i64 {

@@ -692,7 +692,7 @@ fn parse_healthcheck(node: &Node, args: &[String]) -> Result<Healthcheck, Error>
         if value.is_empty() {
             return Ok(0);
         }
-        let nanos = units::parse_go_duration(&value).map_err(Error::new)?;
+        let nanos = kiln_oci::go::parse_duration(&value).map_err(Error::new)?;
         if nanos != 0 && nanos < 1_000_000 {
             return Err(Error::new(format!(
                 "Interval \"{name}\" cannot be less than 1ms"

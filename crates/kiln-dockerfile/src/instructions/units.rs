@@ -1,72 +1,5 @@
-//! Value syntaxes BuildKit borrows from Go: `time.ParseDuration`, go-units'
-//! `RAMInBytes`, and `encoding/csv` for `--mount` options.
-
-/// Go's `time.ParseDuration`, in nanoseconds.
-pub(crate) fn parse_go_duration(text: &str) -> Result<i64, String> {
-    let invalid = || format!("time: invalid duration {}", crate::quote::go_quote(text));
-    let (negative, mut rest) = match text.as_bytes().first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    if rest == "0" {
-        return Ok(0);
-    }
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    let mut total: f64 = 0.0;
-    while !rest.is_empty() {
-        let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let (int_part, after) = rest.split_at(int_len);
-        let (frac_part, after) = match after.strip_prefix('.') {
-            Some(after) => {
-                let len = after.bytes().take_while(u8::is_ascii_digit).count();
-                after.split_at(len)
-            }
-            None => ("", after),
-        };
-        if int_part.is_empty() && frac_part.is_empty() {
-            return Err(invalid());
-        }
-        let unit_len = after
-            .char_indices()
-            .find(|(_, c)| *c == '.' || c.is_ascii_digit())
-            .map_or(after.len(), |(i, _)| i);
-        let (unit, after) = after.split_at(unit_len);
-        let scale: f64 = match unit {
-            "" => {
-                return Err(format!(
-                    "time: missing unit in duration {}",
-                    crate::quote::go_quote(text)
-                ));
-            }
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => {
-                return Err(format!(
-                    "time: unknown unit {} in duration {}",
-                    crate::quote::go_quote(unit),
-                    crate::quote::go_quote(text)
-                ));
-            }
-        };
-        let number: f64 = format!("0{int_part}.{frac_part}0")
-            .parse()
-            .map_err(|_| invalid())?;
-        total += number * scale;
-        if total > i64::MAX as f64 {
-            return Err(invalid());
-        }
-        rest = after;
-    }
-    let total = total.round() as i64;
-    Ok(if negative { -total } else { total })
-}
+//! Value syntaxes BuildKit borrows from Go: go-units' `RAMInBytes`, and
+//! `encoding/csv` for `--mount` options (durations: `kiln_oci::go`).
 
 /// go-units' `RAMInBytes`: `512m`, `1.5GiB`, `64k`, binary multiples.
 pub(crate) fn parse_ram_in_bytes(text: &str) -> Result<i64, String> {
@@ -159,28 +92,6 @@ pub(crate) fn parse_csv_record(text: &str) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_go_duration("30s"), Ok(30_000_000_000));
-        assert_eq!(parse_go_duration("1m30s"), Ok(90_000_000_000));
-        assert_eq!(parse_go_duration("1.5h"), Ok(5_400_000_000_000));
-        assert_eq!(parse_go_duration("500ms"), Ok(500_000_000));
-        assert_eq!(parse_go_duration("-2s"), Ok(-2_000_000_000));
-        assert_eq!(parse_go_duration("0"), Ok(0));
-        assert!(
-            parse_go_duration("10")
-                .unwrap_err()
-                .contains("missing unit")
-        );
-        assert!(
-            parse_go_duration("10x")
-                .unwrap_err()
-                .contains("unknown unit")
-        );
-        assert!(parse_go_duration("").is_err());
-        assert!(parse_go_duration(".s").is_err());
-    }
 
     #[test]
     fn ram_sizes() {

@@ -389,6 +389,50 @@ fn kiln_on_kilnd_exports_and_imports_a_registry_cache() {
     );
 }
 
+/// An s3 cache through kilnd (its engine runs on tokio's blocking threads, where the
+/// object store's requests must still run): exported by one daemon, it answers every
+/// step of another, empty one.
+#[test]
+fn kiln_on_kilnd_exports_and_imports_an_s3_cache() {
+    if !can_build() {
+        return;
+    }
+    let Some(kiln) = kiln_binary() else {
+        return;
+    };
+    let Some(moto) = kiln_test::cloud::Moto::start() else {
+        return;
+    };
+    moto.create_bucket("kilnd-cache");
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    fs_err::create_dir_all(&ctx).unwrap();
+    fs_err::write(ctx.join("a.txt"), "one").unwrap();
+    fs_err::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {image}\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copied\n"),
+    )
+    .unwrap();
+    let cache = format!(
+        "type=s3,endpoint_url={},bucket=kilnd-cache,region=us-east-1,access_key_id=a,secret_access_key=b,use_path_style=true",
+        moto.endpoint()
+    );
+    let context = ctx.to_str().unwrap();
+    let first = Kilnd::start(&[]);
+    kiln_build(
+        &kiln,
+        &first.address(),
+        &["--cache-to", &format!("{cache},mode=max"), context],
+    );
+    assert!(moto.object("kilnd-cache", "manifests/buildkit").is_some());
+    let second = Kilnd::start(&[]);
+    let log = kiln_build(&kiln, &second.address(), &["--cache-from", &cache, context]);
+    assert_eq!(log.matches(" CACHED").count(), 3, "{log}");
+    assert!(log.contains("cache hit in type=s3"), "{log}");
+}
+
 /// `kiln build --platform a,b` on kilnd: the platforms travel as the frontend's
 /// `platform` option, and the `tar` output has a directory per platform.
 #[test]

@@ -1,0 +1,171 @@
+//! Value syntaxes BuildKit and buildx borrow from Go, parsed exactly as Go parses
+//! them, in one place for every crate.
+
+/// Go's `time.ParseDuration`: `[-+]` then number-unit pairs like `1h30m` or `1.5s`,
+/// with units `ns`, `us`/`µs`, `ms`, `s`, `m` and `h`; the result in nanoseconds.
+pub fn parse_duration(orig: &str) -> Result<i64, String> {
+    let invalid = || format!("time: invalid duration {}", time_quote(orig));
+    let (neg, mut s) = match orig.as_bytes().first() {
+        Some(b'-') => (true, &orig[1..]),
+        Some(b'+') => (false, &orig[1..]),
+        _ => (false, orig),
+    };
+    if s == "0" {
+        return Ok(0);
+    }
+    if s.is_empty() {
+        return Err(invalid());
+    }
+    const LIMIT: u64 = 1 << 63;
+    let mut total: u64 = 0;
+    while !s.is_empty() {
+        let bytes = s.as_bytes();
+        if !(bytes[0] == b'.' || bytes[0].is_ascii_digit()) {
+            return Err(invalid());
+        }
+        // The whole part; an overflow is an error.
+        let int_len = bytes.iter().take_while(|c| c.is_ascii_digit()).count();
+        let mut whole: u64 = 0;
+        for &d in &bytes[..int_len] {
+            if whole > LIMIT / 10 {
+                return Err(invalid());
+            }
+            whole = whole * 10 + u64::from(d - b'0');
+            if whole > LIMIT {
+                return Err(invalid());
+            }
+        }
+        s = &s[int_len..];
+        // The fraction: digits past 63 bits of precision are dropped.
+        let (mut frac, mut scale, mut has_frac) = (0u64, 1f64, false);
+        if let Some(rest) = s.strip_prefix('.') {
+            let frac_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+            has_frac = frac_len > 0;
+            let mut overflow = false;
+            for d in rest[..frac_len].bytes() {
+                if overflow || frac > (LIMIT - 1) / 10 {
+                    overflow = true;
+                    continue;
+                }
+                let next = frac * 10 + u64::from(d - b'0');
+                if next > LIMIT {
+                    overflow = true;
+                    continue;
+                }
+                frac = next;
+                scale *= 10.0;
+            }
+            s = &rest[frac_len..];
+        }
+        if int_len == 0 && !has_frac {
+            return Err(invalid());
+        }
+        let unit_len = s
+            .find(|c: char| c == '.' || c.is_ascii_digit())
+            .unwrap_or(s.len());
+        if unit_len == 0 {
+            return Err(format!(
+                "time: missing unit in duration {}",
+                time_quote(orig)
+            ));
+        }
+        let (name, rest) = s.split_at(unit_len);
+        s = rest;
+        let unit: u64 = match name {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => {
+                return Err(format!(
+                    "time: unknown unit {} in duration {}",
+                    time_quote(name),
+                    time_quote(orig)
+                ));
+            }
+        };
+        if whole > LIMIT / unit {
+            return Err(invalid());
+        }
+        let mut v = whole * unit;
+        if frac > 0 {
+            // As Go: through a float, exact to the nanosecond for an hour's fraction.
+            v += (frac as f64 * (unit as f64 / scale)) as u64;
+            if v > LIMIT {
+                return Err(invalid());
+            }
+        }
+        total += v;
+        if total > LIMIT {
+            return Err(invalid());
+        }
+    }
+    if neg {
+        // -(1 << 63) is the one negative duration with no positive counterpart.
+        return Ok((total as i64).wrapping_neg());
+    }
+    i64::try_from(total).map_err(|_| invalid())
+}
+
+/// The Go `time` package's quoting in its errors: control and non-ASCII bytes as
+/// `\xNN`.
+pub fn time_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        if c.is_ascii() && c >= ' ' {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        } else {
+            let mut buf = [0; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("\\x{b:02x}"));
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_as_go_does() {
+        for (s, ns) in [
+            ("0", 0),
+            ("10m", 600_000_000_000),
+            ("-10m", -600_000_000_000),
+            ("+1h30m", 5_400_000_000_000),
+            ("1.5h", 5_400_000_000_000),
+            ("300ms", 300_000_000),
+            ("1µs2us3ns", 3_003),
+            (".5s", 500_000_000),
+            ("2562047h47m16.854775807s", i64::MAX),
+            ("-2562047h47m16.854775808s", i64::MIN),
+        ] {
+            assert_eq!(parse_duration(s), Ok(ns), "{s}");
+        }
+        for (s, err) in [
+            ("", r#"time: invalid duration """#),
+            ("1", r#"time: missing unit in duration "1""#),
+            ("1d", r#"time: unknown unit "d" in duration "1d""#),
+            (
+                "1é",
+                r#"time: unknown unit "\xc3\xa9" in duration "1\xc3\xa9""#,
+            ),
+            (".s", r#"time: invalid duration ".s""#),
+            ("h", r#"time: invalid duration "h""#),
+            (
+                "2562047h47m16.854775808s",
+                r#"time: invalid duration "2562047h47m16.854775808s""#,
+            ),
+        ] {
+            assert_eq!(parse_duration(s), Err(err.to_owned()), "{s}");
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! What `type=s3` and `type=azblob` share: a cache kept as objects in a bucket (or
+//! container) the way BuildKit keeps it there. The cache config itself, its layers
+//! described inline ([`crate::Layout::AnnotatedConfig`]), is the object
+//! `<manifests>/<name>`; each blob is `<blobs>/<digest>`. Export writes every name;
+//! import reads the first.
+//!
+//! object_store is async and kiln's backends are called from plain threads: each call
+//! runs as a task on one small runtime shared by every object cache, and the calling
+//! thread waits for it. Blobs stream both ways in bounded chunks.
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use kiln_oci::Descriptor;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt as _, WriteMultipart};
+
+use crate::{CacheBackend, Error, Layout};
+
+/// Blobs at most this big are written in one request; bigger ones in parts this big
+/// (S3 wants parts of at least 5 MiB).
+const PART_SIZE: usize = 8 << 20;
+/// Parts of one blob uploaded at once.
+const PARTS_IN_FLIGHT: usize = 3;
+
+/// The runtime every object cache's requests run on.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        // reqwest is built without a crypto provider of its own: kiln's is ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("kiln-objects")
+            .enable_all()
+            .build()
+            .expect("a tokio runtime for object caches")
+    })
+}
+
+/// Runs `future` on the object caches' runtime and waits for it. Works from any
+/// thread, including one a tokio runtime of the caller's (kilnd) blocks on.
+pub(crate) fn run<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> T {
+    let (send, receive) = std::sync::mpsc::sync_channel(1);
+    runtime().spawn(async move {
+        let _ = send.send(future.await);
+    });
+    receive.recv().expect("an object cache task ran to its end")
+}
+
+/// Retries as kiln's registry client retries: five tries, 0.5 to 4 s apart, so an
+/// unreachable store fails in seconds, not object_store's default three minutes.
+pub(crate) fn retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(4),
+            base: 2.0,
+        },
+        max_retries: 4,
+        retry_timeout: Duration::from_secs(60),
+    }
+}
+
+/// Makes sure the runtime (and the crypto provider it installs) is ready before a
+/// builder makes an HTTP client.
+pub(crate) fn prepare() {
+    runtime();
+}
+
+/// Where a cache's objects are, and how names join.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    /// The manifest objects' keys, one per name; import reads the first.
+    pub manifests: Vec<String>,
+    /// The key prefix of blobs (the digest follows).
+    pub blobs: String,
+}
+
+/// A cache in an object store.
+pub(crate) struct ObjectCache {
+    /// `s3` or `azblob`, for messages.
+    backend: &'static str,
+    /// Where the cache is, for messages (`s3://bucket/prefix`).
+    location: String,
+    store: Arc<dyn ObjectStore>,
+    keys: Keys,
+    /// Blobs older than this are written again by an export (S3's `touch_refresh`).
+    touch_refresh: Option<Duration>,
+    upload_parallelism: usize,
+}
+
+impl ObjectCache {
+    pub(crate) fn new(
+        backend: &'static str,
+        location: String,
+        store: Arc<dyn ObjectStore>,
+        keys: Keys,
+        touch_refresh: Option<Duration>,
+        upload_parallelism: usize,
+    ) -> Self {
+        Self {
+            backend,
+            location,
+            store,
+            keys,
+            touch_refresh,
+            upload_parallelism,
+        }
+    }
+
+    fn blob_path(&self, blob: &Descriptor) -> ObjectPath {
+        ObjectPath::from(format!("{}{}", self.keys.blobs, blob.digest))
+    }
+
+    fn failed(&self, doing: String, cause: object_store::Error) -> Error {
+        Error::Cloud {
+            context: format!("{} cache at {}: {doing}", self.backend, self.location),
+            cause: cause.to_string(),
+        }
+    }
+}
+
+impl CacheBackend for ObjectCache {
+    fn layout(&self) -> Layout {
+        Layout::AnnotatedConfig
+    }
+
+    fn upload_parallelism(&self) -> usize {
+        self.upload_parallelism
+    }
+
+    fn read_manifest(&self) -> Result<Vec<u8>, Error> {
+        let key = self.keys.manifests[0].clone();
+        let store = Arc::clone(&self.store);
+        let path = ObjectPath::from(key.as_str());
+        match run(async move { store.get(&path).await?.bytes().await }) {
+            Ok(bytes) => Ok(bytes.to_vec()),
+            Err(object_store::Error::NotFound { .. }) => Err(Error::NotFound(format!(
+                "no cache at {} (object {key}): export one there with --cache-to type={}",
+                self.location, self.backend
+            ))),
+            Err(e) => Err(self.failed(format!("reading {key}"), e)),
+        }
+    }
+
+    fn read_blob(&self, blob: &Descriptor, out: &mut dyn Write) -> Result<(), Error> {
+        let (chunks, mut receive) = tokio::sync::mpsc::channel::<Result<Bytes, _>>(4);
+        let store = Arc::clone(&self.store);
+        let path = self.blob_path(blob);
+        runtime().spawn(async move {
+            let mut stream = match store.get(&path).await {
+                Ok(found) => found.into_stream(),
+                Err(e) => {
+                    let _ = chunks.send(Err(e)).await;
+                    return;
+                }
+            };
+            while let Some(chunk) = stream.next().await {
+                // The reader gone (it failed writing): stop.
+                if chunks.send(chunk).await.is_err() {
+                    return;
+                }
+            }
+        });
+        while let Some(chunk) = receive.blocking_recv() {
+            let chunk = chunk.map_err(|e| self.failed(format!("reading {}", blob.digest), e))?;
+            out.write_all(&chunk)?;
+        }
+        Ok(())
+    }
+
+    /// A blob older than `touch_refresh` counts as missing, so an export writes it
+    /// again and a bucket's expiry rules keep it (BuildKit copies it onto itself, which
+    /// S3 refuses for an object whose metadata stays the same).
+    fn has_blob(&self, blob: &Descriptor) -> Result<bool, Error> {
+        let store = Arc::clone(&self.store);
+        let path = self.blob_path(blob);
+        let found = match run(async move { store.head(&path).await }) {
+            Ok(meta) => meta,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(self.failed(format!("looking for {}", blob.digest), e)),
+        };
+        let stale = self.touch_refresh.is_some_and(|refresh| {
+            let modified = SystemTime::from(found.last_modified);
+            modified.elapsed().is_ok_and(|age| age > refresh)
+        });
+        Ok(!stale)
+    }
+
+    fn write_blob(&self, blob: &Descriptor, content: &mut (dyn Read + Send)) -> Result<(), Error> {
+        if self.has_blob(blob)? {
+            return Ok(());
+        }
+        let path = self.blob_path(blob);
+        let first = read_part(content)?;
+        if first.len() < PART_SIZE {
+            let store = Arc::clone(&self.store);
+            return run(async move { store.put(&path, first.into()).await.map(drop) })
+                .map_err(|e| self.failed(format!("writing {}", blob.digest), e));
+        }
+        // Parts go to an upload task through a short queue, so memory stays bounded
+        // whatever the blob's size. Only `Part::End` completes the upload: a read
+        // error, or a caller gone, aborts it, so no object holds part of a blob.
+        let (parts, mut queue) = tokio::sync::mpsc::channel::<Part>(1);
+        let store = Arc::clone(&self.store);
+        let (done, finished) = std::sync::mpsc::sync_channel(1);
+        runtime().spawn(async move {
+            let result = async {
+                let upload = store.put_multipart(&path).await?;
+                let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+                loop {
+                    match queue.recv().await {
+                        Some(Part::Data(bytes)) => {
+                            if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                                writer.abort().await?;
+                                return Err(e);
+                            }
+                            writer.put(bytes);
+                        }
+                        Some(Part::End) => return writer.finish().await.map(drop),
+                        None => return writer.abort().await,
+                    }
+                }
+            }
+            .await;
+            let _ = done.send(result);
+        });
+        let mut part = first;
+        let read = loop {
+            let last = part.len() < PART_SIZE;
+            // The task stopped taking parts: its result says why.
+            if parts.blocking_send(Part::Data(Bytes::from(part))).is_err() {
+                break Ok(());
+            }
+            if last {
+                let _ = parts.blocking_send(Part::End);
+                break Ok(());
+            }
+            match read_part(content) {
+                Ok(next) => part = next,
+                Err(e) => break Err(e),
+            }
+        };
+        drop(parts);
+        let uploaded = finished.recv().expect("the upload task reports");
+        read?;
+        uploaded.map_err(|e| self.failed(format!("writing {}", blob.digest), e))
+    }
+
+    fn write_manifest(&self, bytes: &[u8], _media_type: &str) -> Result<(), Error> {
+        for key in &self.keys.manifests {
+            let store = Arc::clone(&self.store);
+            let path = ObjectPath::from(key.as_str());
+            let payload = Bytes::copy_from_slice(bytes);
+            run(async move { store.put(&path, payload.into()).await.map(drop) })
+                .map_err(|e| self.failed(format!("writing {key}"), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// What the upload task of a big blob is sent.
+enum Part {
+    Data(Bytes),
+    /// Every part was sent: complete the upload.
+    End,
+}
+
+/// Up to [`PART_SIZE`] bytes of `content` (fewer only at its end).
+fn read_part(content: &mut (dyn Read + Send)) -> Result<Vec<u8>, Error> {
+    let mut part = Vec::with_capacity(PART_SIZE);
+    content.take(PART_SIZE as u64).read_to_end(&mut part)?;
+    Ok(part)
+}

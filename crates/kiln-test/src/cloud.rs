@@ -1,0 +1,201 @@
+//! Cloud storage emulators for the `type=s3` and `type=azblob` cache tests: moto's S3
+//! server (PyPI `moto[server]`) and Azurite's blob service (npm `azurite`), each on a
+//! free port of 127.0.0.1, stopped when dropped. `.ci/run` installs both and names
+//! them in `KILN_MOTO_SERVER` / `KILN_AZURITE`; elsewhere `moto_server` / `azurite-blob`
+//! on PATH do. Missing, the test skips (a failure under CI).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::{free_port, skip};
+
+/// Azurite's well-known development account and key.
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+/// The key of [`AZURITE_ACCOUNT`].
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+fn tool(var: &str, name: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+        .or_else(|| {
+            std::env::var_os("PATH").and_then(|p| {
+                std::env::split_paths(&p)
+                    .map(|d| d.join(name))
+                    .find(|p| p.is_file())
+            })
+        })
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    for _ in 0..300 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited before listening: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} did not listen on 127.0.0.1:{port} within 30 s");
+}
+
+const MOTO_AUTHORIZATION: &str = "Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
+
+/// A moto S3 server.
+pub struct Moto {
+    /// Its port.
+    pub port: u16,
+    child: Child,
+}
+
+impl Moto {
+    /// Starts one, or skips when moto is not installed.
+    pub fn start() -> Option<Moto> {
+        let Some(server) = tool("KILN_MOTO_SERVER", "moto_server") else {
+            skip(
+                "moto's S3 server not found (pip install 'moto[server]', or set KILN_MOTO_SERVER)",
+            );
+            return None;
+        };
+        let port = free_port();
+        let mut child = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        wait_for_port(port, &mut child, "moto_server");
+        Some(Moto { port, child })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a bucket (moto takes unsigned requests).
+    pub fn create_bucket(&self, bucket: &str) {
+        let status = self.request(&["-X", "PUT"], &format!("/{bucket}"), None).0;
+        assert!(status == 200, "creating bucket {bucket}: HTTP {status}");
+    }
+
+    /// An object's bytes, `None` when there is none.
+    pub fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        let (status, body) = self.request(&[], &format!("/{bucket}/{key}"), None);
+        (status == 200).then_some(body)
+    }
+
+    /// Replaces an object's bytes.
+    pub fn put_object(&self, bucket: &str, key: &str, bytes: &[u8]) {
+        let status = self
+            .request(&["-X", "PUT"], &format!("/{bucket}/{key}"), Some(bytes))
+            .0;
+        assert_eq!(status, 200, "writing {key}");
+    }
+
+    /// The keys under `prefix`, sorted.
+    pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let (status, body) =
+            self.request(&[], &format!("/{bucket}?list-type=2&prefix={prefix}"), None);
+        assert_eq!(status, 200, "listing {bucket}");
+        let text = String::from_utf8_lossy(&body);
+        let mut keys: Vec<String> = text
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(k, _)| k.to_owned()))
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// `curl` against the server: the status and the body.
+    fn request(&self, args: &[&str], path: &str, body: Option<&[u8]>) -> (u16, Vec<u8>) {
+        let dir = tempfile::tempdir().expect("a temp directory");
+        let (sent, received) = (dir.path().join("sent"), dir.path().join("received"));
+        let mut curl = Command::new("curl");
+        // moto checks no signature, but answers an object's GET only to a request
+        // that claims one.
+        curl.args(["-s", "-g", "-H", MOTO_AUTHORIZATION, "-o"])
+            .arg(&received)
+            .args(["-w", "%{http_code}"])
+            .args(args);
+        if let Some(body) = body {
+            fs_err::write(&sent, body).expect("the request body");
+            curl.args([
+                "-H",
+                "Content-Type: application/octet-stream",
+                "--data-binary",
+            ])
+            .arg(format!("@{}", sent.display()));
+        }
+        let output = curl
+            .arg(format!("{}{path}", self.endpoint()))
+            .output()
+            .expect("curl runs");
+        let status = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        (status, fs_err::read(&received).unwrap_or_default())
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Azurite's blob service, its data in a temp directory.
+pub struct Azurite {
+    /// Its port.
+    pub port: u16,
+    child: Child,
+    /// Where it keeps blobs and its database.
+    pub dir: tempfile::TempDir,
+}
+
+impl Azurite {
+    /// Starts one, or skips when Azurite is not installed.
+    pub fn start() -> Option<Azurite> {
+        let Some(server) = tool("KILN_AZURITE", "azurite-blob") else {
+            skip(
+                "Azurite not found (npm install azurite, or set KILN_AZURITE to its azurite-blob)",
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("a temp directory");
+        let port = free_port();
+        let mut child = Command::new(server)
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .arg("--location")
+            .arg(dir.path())
+            .args([
+                "--silent",
+                "--skipApiVersionCheck",
+                "--disableProductStyleUrl",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("azurite-blob starts");
+        wait_for_port(port, &mut child, "azurite-blob");
+        Some(Azurite { port, child, dir })
+    }
+
+    /// The account URL: `http://127.0.0.1:PORT/devstoreaccount1`.
+    pub fn account_url(&self) -> String {
+        format!("http://127.0.0.1:{}/{AZURITE_ACCOUNT}", self.port)
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
