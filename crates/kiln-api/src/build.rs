@@ -54,6 +54,65 @@ pub struct CacheOptionsEntry {
     pub attrs: BTreeMap<String, String>,
 }
 
+impl CacheOptionsEntry {
+    /// The entry as buildx sends it, filled in from the client's environment (`env`
+    /// looks a variable up): a `gha` cache takes `token`, `url` and `url_v2` from a
+    /// workflow's `ACTIONS_*` variables, an `s3` cache its credentials from the `AWS_*`
+    /// ones, options given winning. `None` for a gha cache that still has no token or
+    /// URL: buildx drops it silently, so one Bake file works in and out of workflows.
+    pub fn with_client_environment(mut self, env: impl Fn(&str) -> Option<String>) -> Option<Self> {
+        let attrs = &mut self.attrs;
+        match self.kind.as_str() {
+            "gha" => {
+                let truthy =
+                    |v: String| matches!(v.as_str(), "1" | "t" | "T" | "TRUE" | "true" | "True");
+                let v2 = match attrs.get("version") {
+                    Some(version) => version == "2",
+                    None => env("ACTIONS_CACHE_SERVICE_V2").is_some_and(truthy),
+                };
+                if !attrs.contains_key("token") {
+                    if let Some(token) = env("ACTIONS_RUNTIME_TOKEN") {
+                        attrs.insert("token".to_owned(), token);
+                    }
+                }
+                if v2 && !attrs.contains_key("url_v2") {
+                    if let Some(url) = env("ACTIONS_RESULTS_URL") {
+                        attrs.insert("url_v2".to_owned(), url);
+                    }
+                }
+                if !attrs.contains_key("url") {
+                    if let Some(url) =
+                        env("ACTIONS_CACHE_URL").or_else(|| env("ACTIONS_RESULTS_URL"))
+                    {
+                        attrs.insert("url".to_owned(), url);
+                    }
+                }
+                let set = |key: &str| attrs.get(key).is_some_and(|v| !v.is_empty());
+                if !(set("token") && (set("url") || set("url_v2"))) {
+                    return None;
+                }
+            }
+            // Given keys win, and a session token goes only with credentials of the
+            // environment.
+            "s3" if !(attrs.contains_key("access_key_id")
+                && attrs.contains_key("secret_access_key")) =>
+            {
+                for (key, var) in [
+                    ("access_key_id", "AWS_ACCESS_KEY_ID"),
+                    ("secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+                    ("session_token", "AWS_SESSION_TOKEN"),
+                ] {
+                    if let Some(value) = env(var).filter(|v| !v.is_empty()) {
+                        attrs.entry(key.to_owned()).or_insert(value);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Some(self)
+    }
+}
+
 /// A Dockerfile build.
 #[derive(Debug, Clone, Default)]
 pub struct BuildRequest {
@@ -281,4 +340,86 @@ pub struct PruneOptions {
     /// Filters as buildx passes them (`type==X`, `until=24h` …), all of which a record
     /// must match; the builder parses them.
     pub filters: Vec<String>,
+}
+
+#[cfg(test)]
+mod cache_entry_tests {
+    use super::*;
+
+    fn entry(kind: &str, pairs: &[(&str, &str)]) -> CacheOptionsEntry {
+        CacheOptionsEntry {
+            kind: kind.to_owned(),
+            attrs: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn a_workflow_fills_in_a_gha_cache_as_buildx_does() {
+        let workflow = env(&[
+            ("ACTIONS_RUNTIME_TOKEN", "tok"),
+            ("ACTIONS_CACHE_URL", "http://v1/"),
+            ("ACTIONS_RESULTS_URL", "http://v2/"),
+            ("ACTIONS_CACHE_SERVICE_V2", "true"),
+        ]);
+        assert_eq!(
+            entry("gha", &[("scope", "app")]).with_client_environment(&workflow),
+            Some(entry(
+                "gha",
+                &[
+                    ("scope", "app"),
+                    ("token", "tok"),
+                    ("url", "http://v1/"),
+                    ("url_v2", "http://v2/")
+                ]
+            ))
+        );
+        // Outside a workflow the cache is dropped; other types are kept as they are.
+        assert_eq!(entry("gha", &[]).with_client_environment(env(&[])), None);
+        assert_eq!(
+            entry("local", &[("dest", "d")]).with_client_environment(env(&[])),
+            Some(entry("local", &[("dest", "d")]))
+        );
+        // Given options win; v1 unless asked for v2.
+        assert_eq!(
+            entry("gha", &[("token", "mine")]).with_client_environment(env(&[
+                ("ACTIONS_RUNTIME_TOKEN", "tok"),
+                ("ACTIONS_RESULTS_URL", "http://v2/")
+            ])),
+            Some(entry("gha", &[("token", "mine"), ("url", "http://v2/")]))
+        );
+    }
+
+    #[test]
+    fn s3_credentials_come_from_the_aws_environment_unless_given() {
+        let aws = env(&[
+            ("AWS_ACCESS_KEY_ID", "id"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "session"),
+        ]);
+        assert_eq!(
+            entry("s3", &[("bucket", "b")]).with_client_environment(&aws),
+            Some(entry(
+                "s3",
+                &[
+                    ("bucket", "b"),
+                    ("access_key_id", "id"),
+                    ("secret_access_key", "secret"),
+                    ("session_token", "session")
+                ]
+            ))
+        );
+        let given = entry("s3", &[("access_key_id", "a"), ("secret_access_key", "s")]);
+        assert_eq!(given.clone().with_client_environment(&aws), Some(given));
+    }
 }

@@ -41,7 +41,8 @@ pub struct AzblobConfig {
     pub manifests_prefix: String,
     /// `blobs_prefix` (default `blobs`).
     pub blobs_prefix: String,
-    /// `name`, `;`-separated (default `buildkit`).
+    /// `name`, `;`-separated (default `buildkit`): export writes each, import reads
+    /// them all, combined.
     pub names: Vec<String>,
     /// `secret_access_key`: the account's shared key.
     pub secret_access_key: Option<Secret>,
@@ -194,6 +195,7 @@ mod open {
                 Keys {
                     manifests: self.manifest_keys(),
                     blobs: self.blob_key_prefix(),
+                    import_every_name: true,
                 },
                 None,
                 4,

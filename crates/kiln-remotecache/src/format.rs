@@ -276,6 +276,53 @@ pub fn build_manifest(
     Ok((serde_json::to_vec(&index).map_err(encode)?, kind))
 }
 
+/// One config holding every record of `configs`, as BuildKit combines the caches of
+/// several names (azblob) or scopes (gha): indexes of each are shifted past those of
+/// the ones before it.
+pub fn merge_configs(configs: Vec<CacheConfig>) -> CacheConfig {
+    let mut merged = CacheConfig::default();
+    for config in configs {
+        let (layer_base, record_base) = (merged.layers.len() as i64, merged.records.len() as i64);
+        let shift = |index: i64, base: i64| if index < 0 { index } else { index + base };
+        merged
+            .layers
+            .extend(config.layers.into_iter().map(|mut layer| {
+                layer.parent_index = shift(layer.parent_index, layer_base);
+                layer
+            }));
+        merged
+            .records
+            .extend(config.records.into_iter().map(|mut record| {
+                for result in &mut record.results {
+                    result.layer_index = shift(result.layer_index, layer_base);
+                }
+                for chained in &mut record.chained_results {
+                    for index in &mut chained.layer_indexes {
+                        *index = shift(*index, layer_base);
+                    }
+                }
+                for input in record.inputs.iter_mut().flatten() {
+                    input.link_index = shift(input.link_index, record_base);
+                }
+                record
+            }));
+    }
+    merged
+}
+
+/// Several configs as JSON, merged ([`merge_configs`]) into one.
+pub fn merge_config_bytes(configs: &[Vec<u8>]) -> Result<Vec<u8>, Error> {
+    let invalid = |e: serde_json::Error| Error::Invalid {
+        what: "config",
+        message: e.to_string(),
+    };
+    let parsed = configs
+        .iter()
+        .map(|bytes| serde_json::from_slice(bytes).map_err(invalid))
+        .collect::<Result<Vec<CacheConfig>, Error>>()?;
+    serde_json::to_vec(&merge_configs(parsed)).map_err(invalid)
+}
+
 /// Describes each layer of `config` in the config itself, from its blob in `blobs`
 /// (media types made OCI's or Docker's as `oci` says), as BuildKit writes a cache kept
 /// without a manifest (s3, azblob, gha).
@@ -673,6 +720,41 @@ mod tests {
         assert!(step.image_layers().iter().all(|l| l.annotations.is_empty()));
         assert_eq!(step.created, parse_time("2026-12-03T02:12:51Z"));
         assert!(index.get("sha256:other").is_none());
+    }
+
+    #[test]
+    fn merged_configs_answer_every_key_of_each() {
+        let first = chain();
+        // Another chain whose step sits on a different base.
+        let base = cache_key::op_digest(b"other image", 0);
+        let step_digest = cache_key::op_digest(b"run", 0);
+        let step_key = cache_key::record_key(
+            &step_digest,
+            &[Link {
+                selector: String::new(),
+                key: base.clone(),
+            }],
+        );
+        let second = vec![
+            record(&base, &base, &[], Some(vec![blob(3)])),
+            record(
+                &step_key,
+                &step_digest,
+                &[&base],
+                Some(vec![blob(3), blob(4)]),
+            ),
+        ];
+        let (a, blobs_a) = build_config(&first);
+        let (b, blobs_b) = build_config(&second);
+        let merged = merge_configs(vec![a, b]);
+        let blobs: Vec<Descriptor> = blobs_a.into_iter().chain(blobs_b).collect();
+        let index = CacheIndex::new(&merged, &blobs);
+        assert_eq!(index.len(), 4);
+        assert_eq!(
+            index.get(&first[1].key).unwrap().layers,
+            vec![blob(1), blob(2)]
+        );
+        assert_eq!(index.get(&step_key).unwrap().layers, vec![blob(3), blob(4)]);
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! Cache import/export: the cache-record format of BuildKit and its backends inline,
-//! registry, local, s3 and azblob (gha is a later slice; s3 and azblob are behind the
-//! cargo features of their names).
+//! registry, local, s3, azblob and gha (the last three behind the cargo features of
+//! their names).
 //!
 //! - [`ExportOptions`] / [`ImportOptions`]: `--cache-to` / `--cache-from` attributes,
 //!   parsed once.
 //! - [`format`]: the `application/vnd.buildkit.cacheconfig.v0` config, the manifest or
 //!   index listing it with the layer blobs, and [`CacheIndex`], results by key.
 //! - [`CacheBackend`]: where a cache's manifest and blobs live, one file per backend
-//!   ([`LocalCache`], [`RegistryCache`], [`S3Config::open`], [`AzblobConfig::open`]);
+//!   ([`LocalCache`], [`RegistryCache`], [`S3Config::open`], [`AzblobConfig::open`],
+//!   [`GhaConfig::open`]);
 //!   [`inline`] puts the records in the image's config instead.
 //! - [`export()`] writes a solve's records and their layer blobs to a backend;
 //!   [`Importer`] reads a cache in the background and answers lookups by key.
@@ -20,6 +21,7 @@ pub mod azblob;
 mod error;
 mod export;
 pub mod format;
+pub mod gha;
 mod import;
 pub mod inline;
 mod local;
@@ -39,6 +41,7 @@ pub use azblob::AzblobConfig;
 pub use error::Error;
 pub use export::{ExportSummary, export};
 pub use format::{CacheIndex, CachedResult, ExportRecord, ExportResult};
+pub use gha::GhaConfig;
 pub use import::Importer;
 pub use local::LocalCache;
 pub use options::{
@@ -97,6 +100,7 @@ impl ImportSource {
             )),
             Self::S3(config) => config.open()?,
             Self::Azblob(config) => config.open(false)?,
+            Self::Gha(config) => config.open()?,
         })
     }
 }
@@ -120,6 +124,7 @@ impl ExportTarget {
             )),
             Self::S3(config) => config.open()?,
             Self::Azblob(config) => config.open(true)?,
+            Self::Gha(config) => config.open()?,
         }))
     }
 
@@ -136,6 +141,7 @@ impl ExportTarget {
                 "type=azblob,account_url={},container={}",
                 config.account_url, config.container
             ),
+            Self::Gha(config) => format!("type=gha,scope={}", config.scope),
         }
     }
 }

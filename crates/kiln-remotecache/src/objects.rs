@@ -2,7 +2,7 @@
 //! container) the way BuildKit keeps it there. The cache config itself, its layers
 //! described inline ([`crate::Layout::AnnotatedConfig`]), is the object
 //! `<manifests>/<name>`; each blob is `<blobs>/<digest>`. Export writes every name;
-//! import reads the first.
+//! import reads the first (s3) or all of them, combined (azblob).
 //!
 //! object_store is async and kiln's backends are called from plain threads: each call
 //! runs as a task on one small runtime shared by every object cache, and the calling
@@ -52,6 +52,11 @@ pub(crate) fn run<T: Send + 'static>(future: impl Future<Output = T> + Send + 's
     receive.recv().expect("an object cache task ran to its end")
 }
 
+/// Runs `future` on the object caches' runtime without waiting for it.
+pub(crate) fn spawn(future: impl Future<Output = ()> + Send + 'static) {
+    runtime().spawn(future);
+}
+
 /// Retries as kiln's registry client retries: five tries, 0.5 to 4 s apart, so an
 /// unreachable store fails in seconds, not object_store's default three minutes.
 pub(crate) fn retry() -> object_store::RetryConfig {
@@ -75,8 +80,10 @@ pub(crate) fn prepare() {
 /// Where a cache's objects are, and how names join.
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
-    /// The manifest objects' keys, one per name; import reads the first.
+    /// The manifest objects' keys, one per name; export writes each.
     pub manifests: Vec<String>,
+    /// Import reads every name and combines them (azblob), else only the first (s3).
+    pub import_every_name: bool,
     /// The key prefix of blobs (the digest follows).
     pub blobs: String,
 }
@@ -117,6 +124,13 @@ impl ObjectCache {
         ObjectPath::from(format!("{}{}", self.keys.blobs, blob.digest))
     }
 
+    fn streamed(&self, digest: &str, doing: &str, error: Streamed) -> Error {
+        match error {
+            Streamed::Store(e) => self.failed(format!("{doing} {digest}"), e),
+            Streamed::Local(e) => Error::Io(e),
+        }
+    }
+
     fn failed(&self, doing: String, cause: object_store::Error) -> Error {
         Error::Cloud {
             context: format!("{} cache at {}: {doing}", self.backend, self.location),
@@ -135,43 +149,36 @@ impl CacheBackend for ObjectCache {
     }
 
     fn read_manifest(&self) -> Result<Vec<u8>, Error> {
-        let key = self.keys.manifests[0].clone();
-        let store = Arc::clone(&self.store);
-        let path = ObjectPath::from(key.as_str());
-        match run(async move { store.get(&path).await?.bytes().await }) {
-            Ok(bytes) => Ok(bytes.to_vec()),
-            Err(object_store::Error::NotFound { .. }) => Err(Error::NotFound(format!(
-                "no cache at {} (object {key}): export one there with --cache-to type={}",
-                self.location, self.backend
+        let names = if self.keys.import_every_name {
+            &self.keys.manifests[..]
+        } else {
+            &self.keys.manifests[..1]
+        };
+        let mut found = Vec::new();
+        for key in names {
+            let store = Arc::clone(&self.store);
+            let path = ObjectPath::from(key.as_str());
+            match run(async move { store.get(&path).await?.bytes().await }) {
+                Ok(bytes) => found.push(bytes.to_vec()),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.failed(format!("reading {key}"), e)),
+            }
+        }
+        match found.len() {
+            0 => Err(Error::NotFound(format!(
+                "no cache at {} (object {}): export one there with --cache-to type={}",
+                self.location,
+                names.join(", "),
+                self.backend
             ))),
-            Err(e) => Err(self.failed(format!("reading {key}"), e)),
+            1 => Ok(found.remove(0)),
+            _ => crate::format::merge_config_bytes(&found),
         }
     }
 
     fn read_blob(&self, blob: &Descriptor, out: &mut dyn Write) -> Result<(), Error> {
-        let (chunks, mut receive) = tokio::sync::mpsc::channel::<Result<Bytes, _>>(4);
-        let store = Arc::clone(&self.store);
-        let path = self.blob_path(blob);
-        runtime().spawn(async move {
-            let mut stream = match store.get(&path).await {
-                Ok(found) => found.into_stream(),
-                Err(e) => {
-                    let _ = chunks.send(Err(e)).await;
-                    return;
-                }
-            };
-            while let Some(chunk) = stream.next().await {
-                // The reader gone (it failed writing): stop.
-                if chunks.send(chunk).await.is_err() {
-                    return;
-                }
-            }
-        });
-        while let Some(chunk) = receive.blocking_recv() {
-            let chunk = chunk.map_err(|e| self.failed(format!("reading {}", blob.digest), e))?;
-            out.write_all(&chunk)?;
-        }
-        Ok(())
+        download(Arc::clone(&self.store), self.blob_path(blob), out)
+            .map_err(|e| self.streamed(&blob.digest, "reading", e))
     }
 
     /// A blob older than `touch_refresh` counts as missing, so an export writes it
@@ -196,60 +203,8 @@ impl CacheBackend for ObjectCache {
         if self.has_blob(blob)? {
             return Ok(());
         }
-        let path = self.blob_path(blob);
-        let first = read_part(content)?;
-        if first.len() < PART_SIZE {
-            let store = Arc::clone(&self.store);
-            return run(async move { store.put(&path, first.into()).await.map(drop) })
-                .map_err(|e| self.failed(format!("writing {}", blob.digest), e));
-        }
-        // Parts go to an upload task through a short queue, so memory stays bounded
-        // whatever the blob's size. Only `Part::End` completes the upload: a read
-        // error, or a caller gone, aborts it, so no object holds part of a blob.
-        let (parts, mut queue) = tokio::sync::mpsc::channel::<Part>(1);
-        let store = Arc::clone(&self.store);
-        let (done, finished) = std::sync::mpsc::sync_channel(1);
-        runtime().spawn(async move {
-            let result = async {
-                let upload = store.put_multipart(&path).await?;
-                let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-                loop {
-                    match queue.recv().await {
-                        Some(Part::Data(bytes)) => {
-                            if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
-                                writer.abort().await?;
-                                return Err(e);
-                            }
-                            writer.put(bytes);
-                        }
-                        Some(Part::End) => return writer.finish().await.map(drop),
-                        None => return writer.abort().await,
-                    }
-                }
-            }
-            .await;
-            let _ = done.send(result);
-        });
-        let mut part = first;
-        let read = loop {
-            let last = part.len() < PART_SIZE;
-            // The task stopped taking parts: its result says why.
-            if parts.blocking_send(Part::Data(Bytes::from(part))).is_err() {
-                break Ok(());
-            }
-            if last {
-                let _ = parts.blocking_send(Part::End);
-                break Ok(());
-            }
-            match read_part(content) {
-                Ok(next) => part = next,
-                Err(e) => break Err(e),
-            }
-        };
-        drop(parts);
-        let uploaded = finished.recv().expect("the upload task reports");
-        read?;
-        uploaded.map_err(|e| self.failed(format!("writing {}", blob.digest), e))
+        upload(Arc::clone(&self.store), self.blob_path(blob), content)
+            .map_err(|e| self.streamed(&blob.digest, "writing", e))
     }
 
     fn write_manifest(&self, bytes: &[u8], _media_type: &str) -> Result<(), Error> {
@@ -272,8 +227,107 @@ enum Part {
 }
 
 /// Up to [`PART_SIZE`] bytes of `content` (fewer only at its end).
-fn read_part(content: &mut (dyn Read + Send)) -> Result<Vec<u8>, Error> {
+fn read_part(content: &mut (dyn Read + Send)) -> std::io::Result<Vec<u8>> {
     let mut part = Vec::with_capacity(PART_SIZE);
     content.take(PART_SIZE as u64).read_to_end(&mut part)?;
     Ok(part)
+}
+
+/// Why a streamed transfer failed: the store, or kiln's own side of it.
+pub(crate) enum Streamed {
+    Store(object_store::Error),
+    Local(std::io::Error),
+}
+
+impl From<std::io::Error> for Streamed {
+    fn from(e: std::io::Error) -> Self {
+        Self::Local(e)
+    }
+}
+
+/// Streams the object at `path` into `out`, a few chunks buffered at most.
+pub(crate) fn download(
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    out: &mut dyn Write,
+) -> Result<(), Streamed> {
+    let (chunks, mut receive) = tokio::sync::mpsc::channel::<Result<Bytes, _>>(4);
+    runtime().spawn(async move {
+        let mut stream = match store.get(&path).await {
+            Ok(found) => found.into_stream(),
+            Err(e) => {
+                let _ = chunks.send(Err(e)).await;
+                return;
+            }
+        };
+        while let Some(chunk) = stream.next().await {
+            // The reader gone (it failed writing): stop.
+            if chunks.send(chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    while let Some(chunk) = receive.blocking_recv() {
+        out.write_all(&chunk.map_err(Streamed::Store)?)?;
+    }
+    Ok(())
+}
+
+/// Writes `content` to `path`: in one request when it is small, else in parts that go
+/// to an upload task through a short queue, so memory stays bounded whatever the size.
+/// Only `Part::End` completes a multipart upload: a read error, or a caller gone,
+/// aborts it, so no object holds part of a blob.
+pub(crate) fn upload(
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    content: &mut (dyn Read + Send),
+) -> Result<(), Streamed> {
+    let first = read_part(content)?;
+    if first.len() < PART_SIZE {
+        return run(async move { store.put(&path, first.into()).await.map(drop) })
+            .map_err(Streamed::Store);
+    }
+    let (parts, mut queue) = tokio::sync::mpsc::channel::<Part>(1);
+    let (done, finished) = std::sync::mpsc::sync_channel(1);
+    runtime().spawn(async move {
+        let result = async {
+            let upload = store.put_multipart(&path).await?;
+            let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+            loop {
+                match queue.recv().await {
+                    Some(Part::Data(bytes)) => {
+                        if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                            writer.abort().await?;
+                            return Err(e);
+                        }
+                        writer.put(bytes);
+                    }
+                    Some(Part::End) => return writer.finish().await.map(drop),
+                    None => return writer.abort().await,
+                }
+            }
+        }
+        .await;
+        let _ = done.send(result);
+    });
+    let mut part = first;
+    let read = loop {
+        let last = part.len() < PART_SIZE;
+        // The task stopped taking parts: its result says why.
+        if parts.blocking_send(Part::Data(Bytes::from(part))).is_err() {
+            break Ok(());
+        }
+        if last {
+            let _ = parts.blocking_send(Part::End);
+            break Ok(());
+        }
+        match read_part(content) {
+            Ok(next) => part = next,
+            Err(e) => break Err(e),
+        }
+    };
+    drop(parts);
+    let uploaded = finished.recv().expect("the upload task reports");
+    read?;
+    uploaded.map_err(Streamed::Store)
 }

@@ -10,6 +10,7 @@ use kiln_oci::{Compression, Reference};
 
 use crate::Error;
 use crate::azblob::AzblobConfig;
+use crate::gha::GhaConfig;
 use crate::s3::S3Config;
 
 /// A credential given as a cache option: never printed (`Debug` shows `***`, and the
@@ -96,6 +97,8 @@ pub enum ExportTarget {
     S3(S3Config),
     /// `type=azblob`.
     Azblob(AzblobConfig),
+    /// `type=gha`.
+    Gha(GhaConfig),
 }
 
 /// A parsed `--cache-to`.
@@ -136,6 +139,8 @@ pub enum ImportSource {
     S3(S3Config),
     /// `type=azblob`.
     Azblob(AzblobConfig),
+    /// `type=gha`.
+    Gha(GhaConfig),
 }
 
 /// A parsed `--cache-from`.
@@ -157,12 +162,6 @@ const LAYER_KEYS: &[&str] = &[
     "oci-mediatypes",
     "image-manifest",
 ];
-
-fn later_backend(kind: &str) -> Error {
-    Error::Options(format!(
-        "type={kind}: this cache backend is not supported yet; use type=registry, local, s3 or azblob"
-    ))
-}
 
 fn unknown_type(kind: &str) -> Error {
     Error::Options(format!(
@@ -254,7 +253,10 @@ impl ExportOptions {
                 check_keys(kind, attrs, &[LAYER_KEYS, crate::azblob::KEYS])?;
                 ExportTarget::Azblob(AzblobConfig::parse(attrs)?)
             }
-            "gha" => return Err(later_backend(kind)),
+            "gha" => {
+                check_keys(kind, attrs, &[LAYER_KEYS, crate::gha::KEYS])?;
+                ExportTarget::Gha(GhaConfig::parse(attrs)?)
+            }
             _ => return Err(unknown_type(kind)),
         };
         let mode = match attrs.get("mode").map(String::as_str) {
@@ -352,7 +354,10 @@ impl ImportOptions {
                 check_keys(kind, attrs, &[LAYER_KEYS, crate::azblob::KEYS])?;
                 ImportSource::Azblob(AzblobConfig::parse(attrs)?)
             }
-            "gha" => return Err(later_backend(kind)),
+            "gha" => {
+                check_keys(kind, attrs, &[LAYER_KEYS, crate::gha::KEYS])?;
+                ImportSource::Gha(GhaConfig::parse(attrs)?)
+            }
             _ => return Err(unknown_type(kind)),
         };
         let mut name = format!("type={kind}");
@@ -443,7 +448,7 @@ mod tests {
                 "needs oci-mediatypes",
             ),
             ("registry", vec![], "ref= is required"),
-            ("gha", vec![], "not supported yet"),
+            ("gha", vec![("url", "http://c")], "token= is required"),
             ("ftp", vec![], "unknown cache type"),
         ] {
             let error = ExportOptions::parse(kind, &attrs(&bad))

@@ -169,6 +169,7 @@ mod open {
                     .map(|name| format!("{}{}{name}", self.prefix, self.manifests_prefix))
                     .collect(),
                 blobs: format!("{}{}", self.prefix, self.blobs_prefix),
+                import_every_name: false,
             };
             Ok(Arc::new(ObjectCache::new(
                 "s3",

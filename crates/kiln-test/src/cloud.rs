@@ -199,3 +199,91 @@ impl Drop for Azurite {
         let _ = self.child.wait();
     }
 }
+
+/// The fake GitHub Actions cache service (`fakes/gha_cache.py`), with its v2 blobs in
+/// an [`Azurite`] when given one.
+pub struct GhaFake {
+    /// Its port.
+    pub port: u16,
+    /// The runtime token it accepts: a JWT whose scopes are `refs/heads/main`
+    /// (read and write).
+    pub token: String,
+    /// The GitHub token its REST listing accepts.
+    pub ghtoken: String,
+    child: Child,
+}
+
+impl GhaFake {
+    /// Starts one (python3 runs it).
+    pub fn start(azurite: Option<&Azurite>) -> GhaFake {
+        let port = free_port();
+        let token = runtime_token(r#"[{"Scope":"refs/heads/main","Permission":3}]"#);
+        let ghtoken = "ghp_kiln_fake_listing_token".to_owned();
+        let script = crate::workspace_root().join("crates/kiln-test/fakes/gha_cache.py");
+        let mut command = Command::new("python3");
+        command.arg(script).args([
+            "--port",
+            &port.to_string(),
+            "--token",
+            &token,
+            "--ghtoken",
+            &ghtoken,
+        ]);
+        if let Some(azurite) = azurite {
+            command.args([
+                "--azurite-url",
+                &azurite.account_url(),
+                "--azurite-key",
+                AZURITE_KEY,
+            ]);
+        }
+        let mut child = command
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("python3 runs the fake cache service");
+        wait_for_port(port, &mut child, "the fake GitHub Actions cache service");
+        GhaFake {
+            port,
+            token,
+            ghtoken,
+            child,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// How many requests of each kind it answered (`v1 lookup`, `v2 reserve`, …).
+    pub fn stats(&self) -> serde_json::Value {
+        let output = Command::new("curl")
+            .args(["-s", &format!("{}_fake/stats", self.url())])
+            .output()
+            .expect("curl runs");
+        serde_json::from_slice(&output.stdout).expect("the fake's stats")
+    }
+}
+
+impl Drop for GhaFake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A runtime token as GitHub's runner hands it out: a JWT whose `ac` claim lists the
+/// scopes (unsigned: clients read it without verifying, the service checks it whole).
+pub fn runtime_token(scopes: &str) -> String {
+    use base64::Engine as _;
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let claims = serde_json::json!({"ac": scopes, "nbf": now - 60, "exp": now + 6 * 3600});
+    format!(
+        "{}.{}.unsigned",
+        encode(br#"{"alg":"RS256","typ":"JWT"}"#),
+        encode(claims.to_string().as_bytes())
+    )
+}

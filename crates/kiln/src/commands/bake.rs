@@ -388,7 +388,8 @@ fn attestation(kind: &str, value: &str) -> Option<String> {
     }
 }
 
-/// Cache entries as `bake --print` has them: objects of `type` and attributes.
+/// Cache entries as `bake --print` has them (objects of `type` and attributes), filled
+/// in from the environment as buildx sends them.
 fn cache_entries(objects: &[Map<String, Json>]) -> Vec<kiln_api::build::CacheOptionsEntry> {
     objects
         .iter()
@@ -402,5 +403,6 @@ fn cache_entries(objects: &[Map<String, Json>]) -> Vec<kiln_api::build::CacheOpt
                 attrs,
             }
         })
+        .filter_map(|entry| entry.with_client_environment(|name| std::env::var(name).ok()))
         .collect()
 }

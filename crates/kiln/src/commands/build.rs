@@ -154,7 +154,10 @@ pub(crate) fn cache_entries(
         kiln_bake::parse_cache_entries(values).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
     Ok(entries
         .into_iter()
-        .map(|(kind, attrs)| kiln_api::build::CacheOptionsEntry { kind, attrs })
+        .filter_map(|(kind, attrs)| {
+            kiln_api::build::CacheOptionsEntry { kind, attrs }
+                .with_client_environment(|name| std::env::var(name).ok())
+        })
         .collect())
 }
 

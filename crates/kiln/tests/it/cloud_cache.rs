@@ -1,11 +1,12 @@
-//! `--cache-to`/`--cache-from type=s3|azblob` (issue #18) against moto's S3 server and
-//! Azurite: the cache is laid out as BuildKit lays it out in a bucket, a build on an
+//! `--cache-to`/`--cache-from type=s3|azblob|gha` (issue #18) against moto's S3 server,
+//! Azurite and a fake of the GitHub Actions cache service (its v2 blobs in Azurite):
+//! the cache is laid out as BuildKit lays it out, a build on an
 //! empty state imports it and runs no RUN, the image is the same, `mode=min` keeps only
 //! the final image's layers, a blob with other bytes is never used, and credentials
 //! never reach the log.
 
 use fs_err as fs;
-use kiln_test::cloud::{AZURITE_ACCOUNT, AZURITE_KEY, Azurite, Moto};
+use kiln_test::cloud::{AZURITE_ACCOUNT, AZURITE_KEY, Azurite, GhaFake, Moto};
 use serde_json::Value;
 
 use crate::remote_cache::{
@@ -281,4 +282,179 @@ fn buildkit_and_kiln_read_each_others_s3_cache() {
         let options = format!("{},name={name}", s3_options(&moto, ""));
         (options.clone(), options)
     });
+}
+
+/// `kiln build` with a workflow's environment: the variables a GitHub runner sets.
+fn build_in_workflow(
+    state: &std::path::Path,
+    dir: &std::path::Path,
+    out: &std::path::Path,
+    vars: &[(&str, &str)],
+    args: &[&str],
+) -> String {
+    let output = format!("type=oci,dest={}", out.display());
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
+    command
+        .env("KILN_ROOT", state)
+        .args(["build", "--progress=plain"])
+        .args(args)
+        .args(["-o", &output, dir.to_str().unwrap()]);
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    check(&command.output().unwrap())
+}
+
+#[test]
+fn gha_v1_cache_round_trip_from_a_workflows_environment() {
+    let Some((base, probe, dir)) = fixture() else {
+        return;
+    };
+    let gha = GhaFake::start(None);
+    let work = base.work.path();
+    let url = gha.url();
+    let workflow = [
+        ("ACTIONS_RUNTIME_TOKEN", gha.token.as_str()),
+        ("ACTIONS_CACHE_URL", url.as_str()),
+    ];
+    // The token and URL come from the environment, as buildx takes them.
+    let log = build_in_workflow(
+        &fresh_state(work, "state-1"),
+        &dir,
+        &work.join("one.tar"),
+        &workflow,
+        &["--cache-to", "type=gha,scope=app,mode=max"],
+    );
+    assert_eq!(probe.hits(), 3, "{log}");
+    assert!(!log.contains(&gha.token), "the token is in the log:\n{log}");
+    let stats = gha.stats();
+    // Six blobs and the index, each reserved and committed once.
+    assert_eq!(stats["v1 reserve"], 7, "{stats}");
+    assert_eq!(stats["v1 commit"], 7, "{stats}");
+
+    // An empty state imports it; exporting again adds index #2 and no blob.
+    let log = build_in_workflow(
+        &fresh_state(work, "state-2"),
+        &dir,
+        &work.join("two.tar"),
+        &workflow,
+        &[
+            "--cache-from",
+            "type=gha,scope=app",
+            "--cache-to",
+            "type=gha,scope=app,mode=max",
+        ],
+    );
+    assert_eq!(
+        probe.hits(),
+        3,
+        "no RUN executes with the cache imported:\n{log}"
+    );
+    for step in STEPS {
+        assert!(step_cached(&log, step), "{step} not cached:\n{log}");
+    }
+    assert!(log.contains("cache hit in type=gha"), "{log}");
+    assert!(!log.contains(&gha.token), "the token is in the log:\n{log}");
+    assert_eq!(gha.stats()["v1 reserve"], 8, "{}", gha.stats());
+    assert_eq!(
+        image_digest(&work.join("one.tar")),
+        image_digest(&work.join("two.tar"))
+    );
+
+    // Outside a workflow the same flags build without a cache, as buildx does.
+    let log = build_in_workflow(
+        &fresh_state(work, "state-3"),
+        &dir,
+        &work.join("three.tar"),
+        &[],
+        &["--cache-from", "type=gha,scope=app"],
+    );
+    assert_eq!(probe.hits(), 6, "{log}");
+    assert!(!log.contains("importing cache"), "{log}");
+}
+
+#[test]
+fn gha_v2_cache_round_trip_through_azure_blobs() {
+    let Some((base, probe, dir)) = fixture() else {
+        return;
+    };
+    let Some(azurite) = Azurite::start() else {
+        return;
+    };
+    let gha = GhaFake::start(Some(&azurite));
+    let work = base.work.path();
+    let url = gha.url();
+    let api = gha.url();
+    // v2 as a runner with the new service says it; the repository listing (GitHub's
+    // REST API, here the fake's) finds existing blobs in one request.
+    let workflow = [
+        ("ACTIONS_RUNTIME_TOKEN", gha.token.as_str()),
+        ("ACTIONS_RESULTS_URL", url.as_str()),
+        ("ACTIONS_CACHE_SERVICE_V2", "true"),
+        ("GITHUB_API_URL", api.as_str()),
+    ];
+    let cache_to = format!(
+        "type=gha,mode=max,repository=owner/app,ghtoken={}",
+        gha.ghtoken
+    );
+    let log = build_in_workflow(
+        &fresh_state(work, "state-1"),
+        &dir,
+        &work.join("one.tar"),
+        &workflow,
+        &["--cache-to", &cache_to],
+    );
+    assert_eq!(probe.hits(), 3, "{log}");
+    let stats = gha.stats();
+    assert_eq!(stats["v2 reserve"], 7, "{stats}");
+    assert_eq!(stats["v2 commit"], 7, "{stats}");
+    assert_eq!(stats["rest list"], 1, "{stats}");
+    // One lookup: the index's newest number; no blob is looked up one by one.
+    assert_eq!(stats["v2 lookup"], 1, "{stats}");
+
+    let log = build_in_workflow(
+        &fresh_state(work, "state-2"),
+        &dir,
+        &work.join("two.tar"),
+        &workflow,
+        &["--cache-from", "type=gha"],
+    );
+    assert_eq!(
+        probe.hits(),
+        3,
+        "no RUN executes with the cache imported:\n{log}"
+    );
+    for step in STEPS {
+        assert!(step_cached(&log, step), "{step} not cached:\n{log}");
+    }
+    assert!(!log.contains(&gha.ghtoken), "{log}");
+    assert_eq!(
+        image_digest(&work.join("one.tar")),
+        image_digest(&work.join("two.tar"))
+    );
+}
+
+/// BuildKit v0.24 (go-actions-cache, the real client of the service) and kiln read each
+/// other's gha caches, v1 and v2, through the fake: the fake speaks the protocols as
+/// GitHub does, and the format is BuildKit's.
+#[test]
+fn buildkit_and_kiln_read_each_others_gha_cache() {
+    let Some(azurite) = Azurite::start() else {
+        return;
+    };
+    let gha = GhaFake::start(Some(&azurite));
+    for url_key in ["url", "url_v2"] {
+        read_each_others_cache(|_, name| {
+            let options = format!(
+                "type=gha,{url_key}={},token={},scope={name}-{url_key}",
+                gha.url(),
+                gha.token
+            );
+            (options.clone(), options)
+        });
+    }
+    let stats = gha.stats();
+    for kind in ["v1 commit", "v2 commit"] {
+        assert!(stats[kind].as_u64().is_some_and(|n| n > 0), "{stats}");
+    }
 }
