@@ -10,7 +10,8 @@
 #     same interleaved run.
 # buildkitd comes from $BUILDKITD (default /work/oracle/bin/buildkitd, built from
 # BuildKit's v0.24.0 sources as DEVELOPERS.md says) and buildx is the docker CLI plugin.
-# Defaults: SCENARIOS=copy-tree, MEASUREMENTS="cold noop change", REPEAT=3.
+# Defaults: SCENARIOS=copy-tree, MEASUREMENTS="cold noop change", REPEAT=3; add "cache"
+# for cache-export (mode=max to a registry) and cache-import (an empty builder imports it).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -41,6 +42,8 @@ slot() {
   export "${p}_EXPORT=$cli build $target --progress=plain -t {tag} -f {dockerfile} {build_args} --output type=oci,dest={out} {context}"
   export "${p}_PUSH=$cli build $target --progress=plain -t {dest} -f {dockerfile} {build_args} --output type=image,push=true,registry.insecure=true {context}"
   export "${p}_VERIFY=$here/verify.sh '$cli' '$builder' {dockerfile} {context} {build_args}"
+  export "${p}_CACHE_EXPORT=$cli build $target --progress=plain -f {dockerfile} {build_args} --cache-to type=registry,ref={dest},mode=max,registry.insecure=true --output type=cacheonly {context}"
+  export "${p}_CACHE_IMPORT=$cli build $target --progress=plain -f {dockerfile} {build_args} --cache-from type=registry,ref={dest},registry.insecure=true --output type=cacheonly {context}"
   export "${p}_SETUP=$5"
   export "${p}_TEARDOWN=$6"
   export "${p}_DAEMON_PIDFILE=$7"

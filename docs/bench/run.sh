@@ -11,6 +11,8 @@ export KILN_BUILD="$KILN build --progress=plain"
 export KILN_RESET="$here/reset.sh"
 export KILN_EXPORT="$KILN build --progress=plain -t {tag} -f {dockerfile} {build_args} --output type=oci,dest={out} {context}"
 export KILN_PUSH="$KILN build --progress=plain -t {dest} -f {dockerfile} {build_args} --push {context}"
+export KILN_CACHE_EXPORT="$KILN build --progress=plain -f {dockerfile} {build_args} --cache-to type=registry,ref={dest},mode=max,registry.insecure=true --output type=cacheonly {context}"
+export KILN_CACHE_IMPORT="$KILN build --progress=plain -f {dockerfile} {build_args} --cache-from type=registry,ref={dest},registry.insecure=true --output type=cacheonly {context}"
 export KILN_VERIFY="$here/verify.sh $KILN \"\" {dockerfile} {context} {build_args}"
 export KILN_NAME=kiln
 export REPEAT=${REPEAT:-1}
