@@ -130,8 +130,12 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
             .map(|(name, (build, planned))| {
                 let (builder, progress) = (&builder, &progress);
                 scope.spawn(move || {
-                    let result = builder.build(&build, &|event| progress.event(event));
-                    (name, build, planned, result)
+                    let steps = crate::metadata::StepSources::default();
+                    let result = builder.build(&build, &|event| {
+                        steps.observe(&event);
+                        progress.event(event)
+                    });
+                    (name, build, planned, result, steps)
                 })
             })
             .collect();
@@ -141,7 +145,7 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
     });
     progress.finish();
-    for (name, build, planned, result) in results {
+    for (name, build, planned, result, steps) in results {
         let result = result.with_context(|| format!("target {name:?} failed to build"))?;
         for archive in crate::outputs::loads(&planned) {
             for message in crate::docker::load(&archive)? {
@@ -161,7 +165,7 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
         }
         metadata.insert(
             name.clone(),
-            crate::metadata::build_metadata(&build, &result),
+            crate::metadata::build_metadata(&build, &result, &steps),
         );
     }
     if let Some(path) = &args.metadata_file {

@@ -469,7 +469,11 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
         ),
     }
     let progress = Progress::open(&progress_mode, quiet)?;
-    let result = builder.build(&request, &|event| progress.event(event));
+    let steps = crate::metadata::StepSources::default();
+    let result = builder.build(&request, &|event| {
+        steps.observe(&event);
+        progress.event(event)
+    });
     progress.finish();
     let result = result?;
     for archive in crate::outputs::loads(&planned) {
@@ -494,7 +498,10 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(path) = &args.metadata_file {
-        crate::metadata::write_json(path, &crate::metadata::build_metadata(&request, &result))?;
+        crate::metadata::write_json(
+            path,
+            &crate::metadata::build_metadata(&request, &result, &steps),
+        )?;
     }
     if let (Some(path), Some(id)) = (&args.iidfile, &result.config_digest) {
         crate::metadata::write_atomically(path, id)?;

@@ -535,9 +535,15 @@ fn run_flags_labels_and_stdin() {
     let config = skopeo_inspect(&image, true);
     assert_eq!(config["config"]["Labels"]["org.example.team"], "build");
 
-    // What kiln cannot do yet is refused by name.
+    // What kiln cannot do is refused by name, before any work.
     for (flag, message) in [
-        (["--cache-to", "type=gha"], "not supported yet"),
+        (
+            [
+                "--cache-to",
+                "type=gha,token=t,url=http://127.0.0.1:9/,timeout=soon",
+            ],
+            "timeout=soon",
+        ),
         (["--builder", "remote-one"], "--builder"),
     ] {
         let output = kiln(state, &["build", flag[0], flag[1], empty.to_str().unwrap()]);

@@ -91,6 +91,22 @@ pub(crate) fn fixture() -> Option<(BaseImage, Probe, PathBuf)> {
     Some((base, probe, dir))
 }
 
+/// `kiln.build.steps` of a metadata file: each step named with `prefix` as `ran`,
+/// `cached` or `imported from NAME`.
+fn step_results(metadata: &Path, prefix: &str) -> Vec<String> {
+    let metadata: Value = serde_json::from_slice(&fs::read(metadata).unwrap()).unwrap();
+    metadata["kiln.build.steps"]
+        .as_array()
+        .expect("kiln.build.steps")
+        .iter()
+        .filter(|s| s["name"].as_str().is_some_and(|n| n.contains(prefix)))
+        .map(|s| match s["result"].as_str() {
+            Some("imported") => format!("imported from {}", s["from"].as_str().unwrap()),
+            other => other.unwrap().to_owned(),
+        })
+        .collect()
+}
+
 pub(crate) fn fresh_state(work: &Path, name: &str) -> PathBuf {
     let state = work.join(name);
     let _ = fs::remove_dir_all(&state);
@@ -107,12 +123,20 @@ fn local_cache_round_trip_runs_nothing_and_gives_the_same_image() {
     let cache_to = format!("type=local,dest={},mode=max", cache.display());
 
     let first = fresh_state(work, "state-1");
+    let metadata = work.join("metadata.json");
     let log = check(&build(
         &first,
         &dir,
         &work.join("one.tar"),
-        &["--cache-to", &cache_to],
+        &[
+            "--cache-to",
+            &cache_to,
+            "--metadata-file",
+            metadata.to_str().unwrap(),
+        ],
     ));
+    // The metadata file says where each step came from: here, every RUN ran.
+    assert_eq!(step_results(&metadata, "RUN wget"), ["ran"; 3], "{log}");
     assert_eq!(
         probe.hits(),
         3,
@@ -160,8 +184,23 @@ fn local_cache_round_trip_runs_nothing_and_gives_the_same_image() {
             &cache_from,
             "--cache-to",
             &format!("type=local,dest={},mode=max", again.display()),
+            "--metadata-file",
+            metadata.to_str().unwrap(),
         ],
     ));
+    // The last step came from the import; none ran (the steps under it are cached:
+    // nothing needed them once it hit).
+    assert_eq!(
+        step_results(&metadata, "[stage-1 5/5]"),
+        [format!("imported from {cache_from}")],
+        "{log}"
+    );
+    for stage in ["[build", "[stage-1"] {
+        assert!(
+            step_results(&metadata, stage).iter().all(|r| r != "ran"),
+            "{log}"
+        );
+    }
     assert_eq!(
         probe.hits(),
         3,
@@ -202,8 +241,19 @@ fn local_cache_round_trip_runs_nothing_and_gives_the_same_image() {
         &second,
         &dir,
         &work.join("three.tar"),
-        &["--cache-from", &cache_from],
+        &[
+            "--cache-from",
+            &cache_from,
+            "--metadata-file",
+            metadata.to_str().unwrap(),
+        ],
     ));
+    assert!(
+        step_results(&metadata, "[stage-1")
+            .iter()
+            .all(|r| r == "cached"),
+        "{log}"
+    );
     assert_eq!(probe.hits(), 3, "{log}");
     assert!(!log.contains("importing cache from"), "{log}");
 }
