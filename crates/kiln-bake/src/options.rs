@@ -3,6 +3,7 @@
 //! platforms, sizes, ulimits, annotations, missing secret files, an unusable ssh
 //! agent, outputs without a destination) refused already.
 
+pub(crate) use kiln_oci::go::clean_path;
 use std::path::Path;
 
 use crate::model::{ExportEntry, Target, go_quote, parse_bool};
@@ -10,28 +11,6 @@ use crate::{Error, Request};
 
 fn fail(message: String) -> Error {
     Error::Invalid(message)
-}
-
-/// Go's `path.Clean`.
-pub(crate) fn clean_path(path: &str) -> String {
-    let rooted = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." if parts.last().is_some_and(|p| *p != "..") => {
-                parts.pop();
-            }
-            ".." if rooted => {}
-            other => parts.push(other),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_owned(),
-        (false, false) => joined,
-    }
 }
 
 /// buildx's `IsRemoteURL`: an http(s) URL, or a git reference.

@@ -1,6 +1,7 @@
 //! Which ignore file applies to a build context, and its patterns, as BuildKit's
 //! `frontend/dockerui` and moby's `patternmatcher/ignorefile` read them.
 
+use kiln_oci::go::clean_path;
 use std::path::Path;
 
 use fs_err as fs;
@@ -50,7 +51,7 @@ pub fn parse(bytes: &[u8]) -> Vec<String> {
             let mut pattern = if pattern.is_empty() {
                 String::new()
             } else {
-                clean(pattern)
+                clean_path(pattern)
             };
             if pattern.len() > 1 && pattern.starts_with('/') {
                 pattern.remove(0);
@@ -62,32 +63,6 @@ pub fn parse(bytes: &[u8]) -> Vec<String> {
             })
         })
         .collect()
-}
-
-/// Go's `filepath.Clean`: no empty or `.` components, `..` removing the one before it
-/// (or dropped at the root), no trailing `/`; `.` for nothing.
-fn clean(path: &str) -> String {
-    let rooted = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => match parts.last() {
-                Some(&last) if last != ".." => {
-                    parts.pop();
-                }
-                _ if rooted => {}
-                _ => parts.push(".."),
-            },
-            _ => parts.push(part),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_owned(),
-        (false, false) => joined,
-    }
 }
 
 #[cfg(test)]
@@ -108,8 +83,8 @@ mod tests {
                 "*.log"
             ]
         );
-        assert_eq!(clean("/"), "/");
-        assert_eq!(clean("../a/.."), "..");
+        assert_eq!(clean_path("/"), "/");
+        assert_eq!(clean_path("../a/.."), "..");
     }
 
     #[test]

@@ -1,5 +1,42 @@
 //! Value syntaxes BuildKit and buildx borrow from Go, parsed exactly as Go parses
-//! them, in one place for every crate.
+//! them, in one place for every crate: `time.ParseDuration`, `path.Clean` and
+//! `path.Join`.
+
+/// Go's `path.Clean` for slash paths (relative ones too): no empty or `.` segments,
+/// `..` removing the segment before it (dropped at the root, kept at the start of a
+/// relative path), no trailing `/`; `.` for nothing.
+pub fn clean_path(path: &str) -> String {
+    let rooted = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => match parts.last() {
+                Some(&last) if last != ".." => {
+                    parts.pop();
+                }
+                _ if rooted => {}
+                _ => parts.push(".."),
+            },
+            _ => parts.push(part),
+        }
+    }
+    let joined = parts.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_owned(),
+        (false, false) => joined,
+    }
+}
+
+/// Go's `path.Join`: the non-empty parts joined by `/`, cleaned; empty for none.
+pub fn join_path(parts: &[&str]) -> String {
+    let parts: Vec<&str> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    if parts.is_empty() {
+        return String::new();
+    }
+    clean_path(&parts.join("/"))
+}
 
 /// Go's `time.ParseDuration`: `[-+]` then number-unit pairs like `1h30m` or `1.5s`,
 /// with units `ns`, `us`/`µs`, `ms`, `s`, `m` and `h`; the result in nanoseconds.
@@ -133,6 +170,24 @@ pub fn time_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_clean_and_join_as_go_does() {
+        for (path, clean) in [
+            ("", "."),
+            ("/", "/"),
+            ("a//b/./c/", "a/b/c"),
+            ("/../a", "/a"),
+            ("../a/..", ".."),
+            ("a/../../b", "../b"),
+            ("/a/b/../../..", "/"),
+        ] {
+            assert_eq!(clean_path(path), clean, "{path:?}");
+        }
+        assert_eq!(join_path(&["", ""]), "");
+        assert_eq!(join_path(&["/work", "../src", "x"]), "/src/x");
+        assert_eq!(join_path(&["a", "", "b/"]), "a/b");
+    }
 
     #[test]
     fn durations_parse_as_go_does() {

@@ -52,21 +52,6 @@ fn option_or_env(attrs: &BTreeMap<String, String>, key: &str, env: &str) -> Opti
     attrs.get(key).cloned().or_else(|| std::env::var(env).ok())
 }
 
-/// Go's `filepath.Join` of key parts: empty parts dropped, `.`/`..` resolved.
-fn join_key(parts: &[&str]) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for segment in parts.iter().flat_map(|p| p.split('/')) {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            _ => out.push(segment),
-        }
-    }
-    out.join("/")
-}
-
 impl AzblobConfig {
     /// The options of a `type=azblob` cache (checked for unknown keys by the caller).
     pub fn parse(attrs: &BTreeMap<String, String>) -> Result<Self, Error> {
@@ -125,13 +110,13 @@ impl AzblobConfig {
     pub fn manifest_keys(&self) -> Vec<String> {
         self.names
             .iter()
-            .map(|name| join_key(&[&self.prefix, &self.manifests_prefix, name]))
+            .map(|name| kiln_oci::go::join_path(&[&self.prefix, &self.manifests_prefix, name]))
             .collect()
     }
 
     /// The key prefix of blobs, the digest to follow.
     pub fn blob_key_prefix(&self) -> String {
-        let joined = join_key(&[&self.prefix, &self.blobs_prefix]);
+        let joined = kiln_oci::go::join_path(&[&self.prefix, &self.blobs_prefix]);
         if joined.is_empty() {
             joined
         } else {
@@ -256,23 +241,14 @@ mod open {
 impl AzblobConfig {
     /// Refused: this build has no Azure client.
     pub fn open(&self, _create: bool) -> Result<std::sync::Arc<dyn crate::CacheBackend>, Error> {
-        Err(Error::Options(
-            "type=azblob: this kiln was built without the azblob cache backend (cargo feature `azblob`)"
-                .to_owned(),
-        ))
+        Err(crate::options::missing_feature("azblob"))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::options::attrs;
 
     #[test]
     fn keys_and_defaults_are_buildkits() {

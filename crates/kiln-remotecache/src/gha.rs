@@ -133,23 +133,14 @@ mod client;
 impl GhaConfig {
     /// Refused: this build has no GitHub Actions cache client.
     pub fn open(&self) -> Result<std::sync::Arc<dyn crate::CacheBackend>, Error> {
-        Err(Error::Options(
-            "type=gha: this kiln was built without the gha cache backend (cargo feature `gha`)"
-                .to_owned(),
-        ))
+        Err(crate::options::missing_feature("gha"))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::options::attrs;
 
     #[test]
     fn the_version_is_chosen_as_buildkit_chooses_it() {

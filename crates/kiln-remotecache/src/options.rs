@@ -372,16 +372,29 @@ impl ImportOptions {
     }
 }
 
+/// Attributes from pairs, for tests.
+#[cfg(test)]
+pub(crate) fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// The error of a backend this build was made without.
+#[cfg_attr(
+    all(feature = "s3", feature = "azblob", feature = "gha"),
+    allow(dead_code)
+)]
+pub(crate) fn missing_feature(kind: &str) -> Error {
+    Error::Options(format!(
+        "type={kind}: this kiln was built without the {kind} cache backend (cargo feature `{kind}`)"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
 
     #[test]
     fn export_defaults_are_buildkits() {

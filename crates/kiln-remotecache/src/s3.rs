@@ -187,10 +187,7 @@ mod open {
 impl S3Config {
     /// Refused: this build has no S3 client.
     pub fn open(&self) -> Result<std::sync::Arc<dyn crate::CacheBackend>, Error> {
-        Err(Error::Options(
-            "type=s3: this kiln was built without the s3 cache backend (cargo feature `s3`)"
-                .to_owned(),
-        ))
+        Err(crate::options::missing_feature("s3"))
     }
 }
 
@@ -218,13 +215,7 @@ fn virtual_hosted_endpoint(endpoint: &str, bucket: &str, path_style: bool) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::options::attrs;
 
     #[test]
     fn defaults_and_checks_are_buildkits() {

@@ -4,11 +4,10 @@
 //! them in `KILN_MOTO_SERVER` / `KILN_AZURITE`; elsewhere `moto_server` / `azurite-blob`
 //! on PATH do. Missing, the test skips (a failure under CI).
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::{free_port, skip};
+use crate::{KillOnDrop, find_tool, free_port, skip};
 
 /// Azurite's well-known development account and key.
 pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
@@ -16,25 +15,12 @@ pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
 pub const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
-fn tool(var: &str, name: &str) -> Option<PathBuf> {
-    std::env::var_os(var)
-        .map(PathBuf::from)
-        .filter(|p| p.is_file())
-        .or_else(|| {
-            std::env::var_os("PATH").and_then(|p| {
-                std::env::split_paths(&p)
-                    .map(|d| d.join(name))
-                    .find(|p| p.is_file())
-            })
-        })
-}
-
-fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+fn wait_for_port(port: u16, child: &mut KillOnDrop, what: &str) {
     for _ in 0..300 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return;
         }
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(Some(status)) = child.0.try_wait() {
             panic!("{what} exited before listening: {status}");
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -48,27 +34,31 @@ const MOTO_AUTHORIZATION: &str = "Authorization: AWS4-HMAC-SHA256 Credential=tes
 pub struct Moto {
     /// Its port.
     pub port: u16,
-    child: Child,
+    _child: KillOnDrop,
 }
 
 impl Moto {
     /// Starts one, or skips when moto is not installed.
     pub fn start() -> Option<Moto> {
-        let Some(server) = tool("KILN_MOTO_SERVER", "moto_server") else {
+        let Some(server) = find_tool("KILN_MOTO_SERVER", "moto_server") else {
             skip(
                 "moto's S3 server not found (pip install 'moto[server]', or set KILN_MOTO_SERVER)",
             );
             return None;
         };
         let port = free_port();
-        let mut child = Command::new(server)
+        let child = Command::new(server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("moto_server starts");
+        let mut child = KillOnDrop(child);
         wait_for_port(port, &mut child, "moto_server");
-        Some(Moto { port, child })
+        Some(Moto {
+            port,
+            _child: child,
+        })
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -143,18 +133,11 @@ impl Moto {
     }
 }
 
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Azurite's blob service, its data in a temp directory.
 pub struct Azurite {
     /// Its port.
     pub port: u16,
-    child: Child,
+    _child: KillOnDrop,
     /// Where it keeps blobs and its database.
     pub dir: tempfile::TempDir,
 }
@@ -162,7 +145,7 @@ pub struct Azurite {
 impl Azurite {
     /// Starts one, or skips when Azurite is not installed.
     pub fn start() -> Option<Azurite> {
-        let Some(server) = tool("KILN_AZURITE", "azurite-blob") else {
+        let Some(server) = find_tool("KILN_AZURITE", "azurite-blob") else {
             skip(
                 "Azurite not found (npm install azurite, or set KILN_AZURITE to its azurite-blob)",
             );
@@ -170,7 +153,7 @@ impl Azurite {
         };
         let dir = tempfile::tempdir().expect("a temp directory");
         let port = free_port();
-        let mut child = Command::new(server)
+        let child = Command::new(server)
             .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
             .arg("--location")
             .arg(dir.path())
@@ -183,20 +166,18 @@ impl Azurite {
             .stderr(Stdio::null())
             .spawn()
             .expect("azurite-blob starts");
+        let mut child = KillOnDrop(child);
         wait_for_port(port, &mut child, "azurite-blob");
-        Some(Azurite { port, child, dir })
+        Some(Azurite {
+            port,
+            _child: child,
+            dir,
+        })
     }
 
     /// The account URL: `http://127.0.0.1:PORT/devstoreaccount1`.
     pub fn account_url(&self) -> String {
         format!("http://127.0.0.1:{}/{AZURITE_ACCOUNT}", self.port)
-    }
-}
-
-impl Drop for Azurite {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -210,7 +191,7 @@ pub struct GhaFake {
     pub token: String,
     /// The GitHub token its REST listing accepts.
     pub ghtoken: String,
-    child: Child,
+    _child: KillOnDrop,
 }
 
 impl GhaFake {
@@ -237,16 +218,17 @@ impl GhaFake {
                 AZURITE_KEY,
             ]);
         }
-        let mut child = command
+        let child = command
             .stdout(Stdio::null())
             .spawn()
             .expect("python3 runs the fake cache service");
+        let mut child = KillOnDrop(child);
         wait_for_port(port, &mut child, "the fake GitHub Actions cache service");
         GhaFake {
             port,
             token,
             ghtoken,
-            child,
+            _child: child,
         }
     }
 
@@ -262,13 +244,6 @@ impl GhaFake {
             .output()
             .expect("curl runs");
         serde_json::from_slice(&output.stdout).expect("the fake's stats")
-    }
-}
-
-impl Drop for GhaFake {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

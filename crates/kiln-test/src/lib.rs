@@ -529,11 +529,9 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// A tool built from BuildKit's or buildx's sources (they stay out of the repository):
-/// `$VAR` when set, else `name` on PATH. When absent, the test says so and skips, also
-/// under CI, which cannot build them.
-pub fn oracle_tool(name: &str, var: &str) -> Option<PathBuf> {
-    let found = std::env::var_os(var)
+/// `$VAR` when it names a file, else `name` on PATH.
+pub fn find_tool(var: &str, name: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
         .map(PathBuf::from)
         .filter(|p| p.is_file())
         .or_else(|| {
@@ -542,7 +540,24 @@ pub fn oracle_tool(name: &str, var: &str) -> Option<PathBuf> {
                     .map(|d| d.join(name))
                     .find(|p| p.is_file())
             })
-        });
+        })
+}
+
+/// A child process killed (and reaped) when dropped: a server a test started.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A tool built from BuildKit's or buildx's sources (they stay out of the repository):
+/// `$VAR` when set, else `name` on PATH. When absent, the test says so and skips, also
+/// under CI, which cannot build them.
+pub fn oracle_tool(name: &str, var: &str) -> Option<PathBuf> {
+    let found = find_tool(var, name);
     if found.is_none() {
         let reason =
             format!("{name} not found (build it from its v0.24/v0.28 sources and set {var})");

@@ -5,6 +5,7 @@ use kiln_llb::{
     CacheSharing, ChownOpt, CopyOptions, FileAction, GitOptions, HttpOptions, Mount, NetMode,
     OpOptions, Platform, Run, SecretEnv, SecretMount, SecurityMode, SshMount, State, UserOpt,
 };
+use kiln_oci::go::{clean_path, join_path};
 
 use super::gofmt;
 use super::image::{Healthcheck, History};
@@ -23,52 +24,15 @@ fn env_of(state: &State) -> Vec<(String, String)> {
     state.meta().env.clone()
 }
 
-/// Go's `path.Clean` for slash paths, relative ones included.
-fn clean(p: &str) -> String {
-    if p.is_empty() {
-        return ".".to_owned();
-    }
-    let rooted = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in p.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            _ => parts.push(part),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_owned(),
-        (false, false) => joined,
-    }
-}
-
-/// Go's `path.Join`.
-fn join(parts: &[&str]) -> String {
-    let joined: Vec<&str> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
-    if joined.is_empty() {
-        return String::new();
-    }
-    clean(&joined.join("/"))
-}
-
 /// BuildKit's `system.NormalizePath` for Linux.
 fn normalize_path(parent: &str, new_path: &str, keep_slash: bool) -> String {
     let parent = if parent.is_empty() { "/" } else { parent };
     let mut out = if new_path.starts_with('/') {
         new_path.to_owned()
     } else {
-        join(&[parent, new_path])
+        join_path(&[parent, new_path])
     };
-    out = clean(&out);
+    out = clean_path(&out);
     if keep_slash {
         if new_path.ends_with('/') && !out.ends_with('/') {
             out.push('/');
@@ -217,9 +181,9 @@ fn parse_chown(spec: &str) -> ChownOpt {
 /// Sets the working directory (from an image config or a WORKDIR) without a layer.
 pub(super) fn set_workdir(st: &mut StageState, path: &str) -> String {
     let wd = if path.starts_with('/') {
-        clean(path)
+        clean_path(path)
     } else {
-        clean(&format!("/{}/{path}", st.image.config.working_dir))
+        clean_path(&format!("/{}/{path}", st.image.config.working_dir))
     };
     st.image.config.working_dir = wd.clone();
     st.state = st.state.dir(&wd);
@@ -408,7 +372,7 @@ pub(super) fn dispatch(
                 .collect();
             dispatch_copy(ctx, st, config)?;
             for src in from_context {
-                st.ctx_paths.insert(join(&["/", &src]));
+                st.ctx_paths.insert(join_path(&["/", &src]));
             }
         }
         Instruction::Copy(copy) => {
@@ -445,7 +409,7 @@ pub(super) fn dispatch(
             dispatch_copy(ctx, st, config)?;
             if from_context {
                 for src in srcs {
-                    st.ctx_paths.insert(join(&["/", &src]));
+                    st.ctx_paths.insert(join_path(&["/", &src]));
                 }
             }
         }
@@ -714,7 +678,7 @@ fn dispatch_run(
                     OpOptions::default().custom_name("[internal] preparing inline document"),
                 );
                 extra_mounts.push(Mount::bind("/dev/pipes/", &file).selector("/").readonly());
-                args = vec![join(&["/dev/pipes/", &first.name])];
+                args = vec![join_path(&["/dev/pipes/", &first.name])];
             } else {
                 args = vec![data];
             }
@@ -804,10 +768,10 @@ fn dispatch_run(
                 }
             }
         };
-        let target = if clean(&mount.target).starts_with('/') {
+        let target = if clean_path(&mount.target).starts_with('/') {
             mount.target.clone()
         } else {
-            join(&["/", &dir, &mount.target])
+            join_path(&["/", &dir, &mount.target])
         };
         if target == "/" {
             return Err(Error::new(format!(
@@ -840,7 +804,7 @@ fn dispatch_run(
         } else if mount.kind == MountType::Bind {
             m = m.no_output();
         }
-        let src_path = join(&["/", &mount.source]);
+        let src_path = join_path(&["/", &mount.source]);
         if src_path != "/" {
             m = m.selector(src_path);
         } else if mount.uid.is_some() || mount.gid.is_some() || mount.mode.is_some() {
@@ -865,7 +829,7 @@ fn dispatch_run(
         exec = exec.mount(m);
         if mount.from.is_empty() && mount.kind != MountType::Cache && mount.kind != MountType::Tmpfs
         {
-            st.ctx_paths.insert(join(&["/", &mount.source]));
+            st.ctx_paths.insert(join_path(&["/", &mount.source]));
         }
     }
     if ctx.options.shm_size > 0 {
@@ -1176,7 +1140,7 @@ fn dispatch_copy(ctx: &Context<'_>, st: &mut StageState, cfg: CopyConfig<'_>) ->
                 .split_once("://")
                 .map_or("", |(_, rest)| rest.split_once('/').map_or("", |(_, p)| p));
             let path = path.split(['?', '#']).next().unwrap_or_default();
-            let filename = match clean(&format!("/{path}")).rsplit('/').next() {
+            let filename = match clean_path(&format!("/{path}")).rsplit('/').next() {
                 Some(base) if !base.is_empty() && base != "." => base.to_owned(),
                 _ => "__unnamed__".to_owned(),
             };
@@ -1293,7 +1257,7 @@ mod tests {
         assert_eq!(normalize_path("/app", "./", true), "/app/");
         assert_eq!(normalize_path("/", "/a/b", false), "/a/b");
         assert_eq!(normalize_path("/x", "y/", true), "/x/y/");
-        assert_eq!(join(&["/", "a", "../b"]), "/b");
+        assert_eq!(join_path(&["/", "a", "../b"]), "/b");
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod file;
 mod marshal;
 mod source;
 
+pub(crate) use kiln_oci::go::clean_path;
 use std::sync::Arc;
 
 use kiln_oci::Platform;
@@ -376,44 +377,9 @@ impl State {
     }
 }
 
-/// `path.Clean` of Go for absolute paths: no `.`/`..` segments, no repeated or trailing
-/// slashes (except the root).
-pub(crate) fn clean_path(p: &str) -> String {
-    let rooted = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in p.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            _ => parts.push(part),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_owned(),
-        (false, false) => joined,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn clean_paths() {
-        assert_eq!(clean_path("/a/./b/../c/"), "/a/c");
-        assert_eq!(clean_path("/../x"), "/x");
-        assert_eq!(clean_path("/"), "/");
-        assert_eq!(clean_path("a/../.."), "..");
-        assert_eq!(clean_path(""), ".");
-    }
 
     #[test]
     fn metadata_carries_forward() {

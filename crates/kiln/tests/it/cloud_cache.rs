@@ -49,6 +49,23 @@ fn check_annotated_config(bytes: &[u8]) -> Value {
     config
 }
 
+/// The second build of a test (`two.tar`) imported everything the first made
+/// (`one.tar`): no RUN ran again, every step is cached, the image is the same.
+fn assert_imported_the_first_build(work: &std::path::Path, probe: &kiln_test::Probe, log: &str) {
+    assert_eq!(
+        probe.hits(),
+        3,
+        "no RUN executes with the cache imported:\n{log}"
+    );
+    for step in STEPS {
+        assert!(step_cached(log, step), "{step} not cached:\n{log}");
+    }
+    assert_eq!(
+        image_digest(&work.join("one.tar")),
+        image_digest(&work.join("two.tar"))
+    );
+}
+
 #[test]
 fn s3_cache_round_trip_runs_nothing_and_gives_the_same_image() {
     let Some((base, probe, dir)) = fixture() else {
@@ -93,21 +110,10 @@ fn s3_cache_round_trip_runs_nothing_and_gives_the_same_image() {
         &work.join("two.tar"),
         &["--cache-from", &import],
     ));
-    assert_eq!(
-        probe.hits(),
-        3,
-        "no RUN executes with the cache imported:\n{log}"
-    );
-    for step in STEPS {
-        assert!(step_cached(&log, step), "{step} not cached:\n{log}");
-    }
+    assert_imported_the_first_build(work, &probe, &log);
     assert!(log.contains("cache hit in type=s3"), "{log}");
     assert!(log.contains("secret_access_key=***"), "{log}");
     assert!(!log.contains(SECRET), "the secret is in the log:\n{log}");
-    assert_eq!(
-        image_digest(&work.join("one.tar")),
-        image_digest(&work.join("two.tar"))
-    );
 }
 
 #[test]
@@ -242,20 +248,9 @@ fn azblob_cache_round_trip_creates_the_container_and_runs_nothing() {
         &work.join("two.tar"),
         &["--cache-from", &options],
     ));
-    assert_eq!(
-        probe.hits(),
-        3,
-        "no RUN executes with the cache imported:\n{log}"
-    );
-    for step in STEPS {
-        assert!(step_cached(&log, step), "{step} not cached:\n{log}");
-    }
+    assert_imported_the_first_build(work, &probe, &log);
     assert!(log.contains("cache hit in type=azblob"), "{log}");
     assert!(!log.contains(AZURITE_KEY), "{log}");
-    assert_eq!(
-        image_digest(&work.join("one.tar")),
-        image_digest(&work.join("two.tar"))
-    );
     // A container that does not exist yet is not an import's to make: it warns.
     let log = check(&build(
         &fresh_state(work, "state-3"),
@@ -345,21 +340,10 @@ fn gha_v1_cache_round_trip_from_a_workflows_environment() {
             "type=gha,scope=app,mode=max",
         ],
     );
-    assert_eq!(
-        probe.hits(),
-        3,
-        "no RUN executes with the cache imported:\n{log}"
-    );
-    for step in STEPS {
-        assert!(step_cached(&log, step), "{step} not cached:\n{log}");
-    }
+    assert_imported_the_first_build(work, &probe, &log);
     assert!(log.contains("cache hit in type=gha"), "{log}");
     assert!(!log.contains(&gha.token), "the token is in the log:\n{log}");
     assert_eq!(gha.stats()["v1 reserve"], 8, "{}", gha.stats());
-    assert_eq!(
-        image_digest(&work.join("one.tar")),
-        image_digest(&work.join("two.tar"))
-    );
 
     // Outside a workflow the same flags build without a cache, as buildx does.
     let log = build_in_workflow(
@@ -419,19 +403,8 @@ fn gha_v2_cache_round_trip_through_azure_blobs() {
         &workflow,
         &["--cache-from", "type=gha"],
     );
-    assert_eq!(
-        probe.hits(),
-        3,
-        "no RUN executes with the cache imported:\n{log}"
-    );
-    for step in STEPS {
-        assert!(step_cached(&log, step), "{step} not cached:\n{log}");
-    }
+    assert_imported_the_first_build(work, &probe, &log);
     assert!(!log.contains(&gha.ghtoken), "{log}");
-    assert_eq!(
-        image_digest(&work.join("one.tar")),
-        image_digest(&work.join("two.tar"))
-    );
 }
 
 /// BuildKit v0.24 (go-actions-cache, the real client of the service) and kiln read each

@@ -351,27 +351,13 @@ fn kiln_on_kilnd_exports_and_imports_a_registry_cache() {
         return;
     };
     let registry = kiln_test::Registry::start();
-    let image = registry.push_busybox();
-    let work = tempfile::tempdir().unwrap();
-    let ctx = work.path().join("ctx");
-    fs_err::create_dir_all(&ctx).unwrap();
-    fs_err::write(ctx.join("a.txt"), "one").unwrap();
-    fs_err::write(
-        ctx.join("Dockerfile"),
-        format!("FROM {image}\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copied\n"),
-    )
-    .unwrap();
     let cache = format!("type=registry,ref={}/app:cache,mode=max", registry.host());
-    let first = Kilnd::start(&[]);
-    let context = ctx.to_str().unwrap();
-    kiln_build(&kiln, &first.address(), &["--cache-to", &cache, context]);
-    let second = Kilnd::start(&[]);
-    let log = kiln_build(&kiln, &second.address(), &["--cache-from", &cache, context]);
+    let (work, context, second, log) = share_a_cache(&kiln, &registry, &cache, &cache);
     assert!(
         log.contains("importing cache manifest from type=registry"),
         "{log}"
     );
-    assert_eq!(log.matches(" CACHED").count(), 3, "{log}");
+    let context = context.as_str();
     let output = Command::new(&kiln)
         .args(["build", "--addr", &second.address(), "--cache-to"])
         .arg(format!(
@@ -405,6 +391,25 @@ fn kiln_on_kilnd_exports_and_imports_an_s3_cache() {
     };
     moto.create_bucket("kilnd-cache");
     let registry = kiln_test::Registry::start();
+    let cache = format!(
+        "type=s3,endpoint_url={},bucket=kilnd-cache,region=us-east-1,access_key_id=a,secret_access_key=b,use_path_style=true",
+        moto.endpoint()
+    );
+    let (_work, _context, _second, log) =
+        share_a_cache(&kiln, &registry, &format!("{cache},mode=max"), &cache);
+    assert!(moto.object("kilnd-cache", "manifests/buildkit").is_some());
+    assert!(log.contains("cache hit in type=s3"), "{log}");
+}
+
+/// One kilnd builds a two-step Dockerfile with `--cache-to CACHE_TO`, a second, empty
+/// one with `--cache-from CACHE_FROM`, every step of which must be cached. Returns the
+/// work directory, the context, the second daemon and its build's log.
+fn share_a_cache(
+    kiln: &PathBuf,
+    registry: &kiln_test::Registry,
+    cache_to: &str,
+    cache_from: &str,
+) -> (tempfile::TempDir, String, Kilnd, String) {
     let image = registry.push_busybox();
     let work = tempfile::tempdir().unwrap();
     let ctx = work.path().join("ctx");
@@ -415,22 +420,17 @@ fn kiln_on_kilnd_exports_and_imports_an_s3_cache() {
         format!("FROM {image}\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copied\n"),
     )
     .unwrap();
-    let cache = format!(
-        "type=s3,endpoint_url={},bucket=kilnd-cache,region=us-east-1,access_key_id=a,secret_access_key=b,use_path_style=true",
-        moto.endpoint()
-    );
-    let context = ctx.to_str().unwrap();
+    let context = ctx.to_str().unwrap().to_owned();
     let first = Kilnd::start(&[]);
-    kiln_build(
-        &kiln,
-        &first.address(),
-        &["--cache-to", &format!("{cache},mode=max"), context],
-    );
-    assert!(moto.object("kilnd-cache", "manifests/buildkit").is_some());
+    kiln_build(kiln, &first.address(), &["--cache-to", cache_to, &context]);
     let second = Kilnd::start(&[]);
-    let log = kiln_build(&kiln, &second.address(), &["--cache-from", &cache, context]);
+    let log = kiln_build(
+        kiln,
+        &second.address(),
+        &["--cache-from", cache_from, &context],
+    );
     assert_eq!(log.matches(" CACHED").count(), 3, "{log}");
-    assert!(log.contains("cache hit in type=s3"), "{log}");
+    (work, context, second, log)
 }
 
 /// `kiln build --platform a,b` on kilnd: the platforms travel as the frontend's
