@@ -273,7 +273,7 @@ fn buildkit_and_kiln_read_each_others_s3_cache() {
         return;
     };
     moto.create_bucket(BUCKET);
-    read_each_others_cache(|_, name| {
+    let _ = read_each_others_cache(|_, name| {
         let options = format!("{},name={name}", s3_options(&moto, ""));
         (options.clone(), options)
     });
@@ -417,7 +417,7 @@ fn buildkit_and_kiln_read_each_others_gha_cache() {
     };
     let gha = GhaFake::start(Some(&azurite));
     for url_key in ["url", "url_v2"] {
-        read_each_others_cache(|_, name| {
+        let ran = read_each_others_cache(|_, name| {
             let options = format!(
                 "type=gha,{url_key}={},token={},scope={name}-{url_key}",
                 gha.url(),
@@ -425,7 +425,11 @@ fn buildkit_and_kiln_read_each_others_gha_cache() {
             );
             (options.clone(), options)
         });
+        if !ran {
+            return;
+        }
     }
+    // Both protocols were spoken.
     let stats = gha.stats();
     for kind in ["v1 commit", "v2 commit"] {
         assert!(stats[kind].as_u64().is_some_and(|n| n > 0), "{stats}");
