@@ -115,24 +115,23 @@ impl Engine {
             .clone()
             .unwrap_or_else(|| Arc::clone(&self.registry));
         for options in exports {
-            if options.target == ExportTarget::Inline {
-                continue;
-            }
-            let exported = self.export_records(solved, options).and_then(|records| {
-                let Some(backend) = options.target.open(&registry)? else {
-                    return Ok(());
-                };
-                let imports: Vec<&Importer> = solved.imports.iter().map(Arc::as_ref).collect();
-                kiln_remotecache::export(
-                    backend.as_ref(),
-                    self.worker.content(),
-                    &imports,
-                    &records,
-                    options,
-                )
-                .map(drop)
-                .map_err(Error::from)
-            });
+            let exported = match options.target.open(&registry) {
+                // type=inline: the image carries it.
+                Ok(None) => continue,
+                Ok(Some(backend)) => self.export_records(solved, options).and_then(|records| {
+                    let imports: Vec<&Importer> = solved.imports.iter().map(Arc::as_ref).collect();
+                    kiln_remotecache::export(
+                        backend.as_ref(),
+                        self.worker.content(),
+                        &imports,
+                        &records,
+                        options,
+                    )
+                    .map(drop)
+                    .map_err(Error::from)
+                }),
+                Err(error) => Err(Error::from(error)),
+            };
             match exported {
                 Ok(_) => {}
                 Err(error) if options.ignore_error => out.warnings.push(format!(
