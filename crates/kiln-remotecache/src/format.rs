@@ -679,8 +679,8 @@ mod tests {
 
     /// A chain as the worker keys it: a source, then a step on it.
     fn chain() -> Vec<ExportRecord> {
-        let source_digest = cache_key::op_digest(b"image", 0);
-        let step_digest = cache_key::op_digest(b"run", 0);
+        let source_digest = cache_key::root_key(&cache_key::digest_of(b"image"), 0);
+        let step_digest = cache_key::root_key(&cache_key::digest_of(b"run"), 0);
         let step_key = cache_key::record_key(
             &step_digest,
             &[Link {
@@ -726,8 +726,8 @@ mod tests {
     fn merged_configs_answer_every_key_of_each() {
         let first = chain();
         // Another chain whose step sits on a different base.
-        let base = cache_key::op_digest(b"other image", 0);
-        let step_digest = cache_key::op_digest(b"run", 0);
+        let base = cache_key::root_key(&cache_key::digest_of(b"other image"), 0);
+        let step_digest = cache_key::root_key(&cache_key::digest_of(b"run"), 0);
         let step_key = cache_key::record_key(
             &step_digest,
             &[Link {

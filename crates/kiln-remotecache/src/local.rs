@@ -204,8 +204,8 @@ mod tests {
             ..Descriptor::default()
         };
         let (one, two) = (blob(b"one"), blob(b"two"));
-        let source = cache_key::op_digest(b"source", 0);
-        let step_digest = cache_key::op_digest(b"step", 0);
+        let source = cache_key::root_key(&cache_key::digest_of(b"source"), 0);
+        let step_digest = cache_key::root_key(&cache_key::digest_of(b"step"), 0);
         let link = Link {
             selector: String::new(),
             key: source.clone(),

@@ -1,33 +1,19 @@
-//! Cache keys as records of a cache graph, in the shape of BuildKit's remote cache
-//! (`cache/remotecache/v1`): a vertex output is a record named by a digest of what the
-//! op is (its description and output index) and linked to the records of its inputs.
-//! A record's *key* folds its digest and its links' keys together, so the same key is
-//! computed by the worker while solving and by an importer walking an exported graph.
+//! Cache keys as records of a cache graph, BuildKit's (`solver/cachekey.go`,
+//! `cache/remotecache/v1`): a vertex output is a record whose digest is
+//! [`root_key`]`(op digest, output)`, linked per input to its inputs' records, each link
+//! with the selector digest of what the op reads of that input. An op that reads only
+//! some paths of an input also links it by content: to a record whose digest is
+//! [`content_key`] of the checksums of those paths (BuildKit's "slow" key), so the same
+//! bytes hit whichever build made them.
 //!
-//! A record without inputs (a source, or the content checksum standing for an input an
-//! op selects by content) is keyed by its digest alone.
+//! The digests are BuildKit v0.24's, computed by the worker from the ops as BuildKit
+//! digests them (Go's JSON of the op, the image's manifest, `cache/contenthash`
+//! checksums), so a cache exported by BuildKit is hit by kiln and the other way round.
 //!
-//! # The gap to BuildKit's keys
-//!
-//! The graph has BuildKit's shape, but the digests are kiln's, so a BuildKit cache is
-//! read without error and simply misses (and the other way round). To hit, kiln must
-//! derive, as BuildKit v0.24 does:
-//! - the op digest: BuildKit digests Go's JSON of a per-op struct (exec:
-//!   `{Type, Exec, OS, Arch, …}` with the op's key-neutral fields cleared; file: the
-//!   cleared `FileOp`), not the protobuf (`solver/llbsolver/ops/*.go` `CacheMap`); a
-//!   record's digest is then `rootKey(digest, output)` = `sha256("<digest>@<output>")`
-//!   (`solver/cachemanager.go`);
-//! - source digests: image sources by the resolved manifest digest, local sources by
-//!   the session's shared key, git by commit, http by the response checksum;
-//! - content links: `cache/contenthash` checksums (its own tree hashing of headers and
-//!   file digests, not kiln's `contenthash`), linked with the selector as BuildKit
-//!   writes it (`selector` = the checksum digest, link to the input's key);
-//! - the key combination: BuildKit never hashes a record's inputs into one key; its
-//!   importer matches records by (digest, inputs' matches) at query time. An importer
-//!   for BuildKit caches must query that way rather than precompute `record_key`.
-//!
-//! Until then kiln's records carry a `kiln` prefix in the digest material, so that a
-//! kiln digest can never collide with a BuildKit one.
+//! A record's *key*, for kiln's own cache, folds its digest and one chosen link per
+//! input together ([`record_key`]); an importer walking an exported graph computes the
+//! same key for each combination of a record's links, which is how BuildKit matches a
+//! record by any of its links.
 
 use sha2::{Digest as _, Sha256};
 
@@ -54,10 +40,26 @@ fn sha256_digest(parts: &[&[u8]]) -> String {
     format!("sha256:{hex}")
 }
 
-/// The digest of output `output` of an op described by `material` (its encoded,
-/// key-neutral description, or a source's identity).
-pub fn op_digest(material: &[u8], output: usize) -> String {
-    sha256_digest(&[b"kiln-record-v1", material, output.to_string().as_bytes()])
+/// `sha256:` + hex of `bytes` (Go's `digest.FromBytes`).
+pub fn digest_of(bytes: &[u8]) -> String {
+    let hex: String = Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}
+
+/// The digest of a record: output `output` of the op whose cache map digest is `digest`
+/// (BuildKit's `rootKey`, `sha256("<digest>@<output>")`; a content record's output is
+/// -1).
+pub fn root_key(digest: &str, output: i64) -> String {
+    digest_of(format!("{digest}@{output}").as_bytes())
+}
+
+/// The record digest of the content an op reads from one input, from the checksums of
+/// its selections (`sha256:…` each), in selector order: BuildKit's slow cache key.
+pub fn content_key(checksums: &[String]) -> String {
+    root_key(&digest_of(checksums.join("\0").as_bytes()), -1)
 }
 
 /// The key of a record: its digest when it has no inputs, else the digest folded with
@@ -74,15 +76,6 @@ pub fn record_key(digest: &str, inputs: &[Link]) -> String {
     sha256_digest(&parts)
 }
 
-/// A content checksum as the digest of a root record (`sha256:` added when missing).
-pub fn checksum_digest(checksum: &str) -> String {
-    if checksum.starts_with("sha256:") {
-        checksum.to_owned()
-    } else {
-        format!("sha256:{checksum}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,21 +87,41 @@ mod tests {
         }
     }
 
+    /// Digests taken from a cache BuildKit v0.24 exported: busybox's manifest key and
+    /// the checksum of a two-byte file in a build context.
+    #[test]
+    fn digests_are_buildkits() {
+        let source = digest_of(
+            b"buildkit.source.v0:sha256:3f3baa7cbf252473928b288907bf82833b796daccc440a0bcf22c840d8646b21",
+        );
+        assert_eq!(
+            root_key(&source, 0),
+            "sha256:aa08c80f0a25d59bed4ceb1b4a1f312813c30ae86db73fc5a05aad2987a38aae"
+        );
+        assert_eq!(
+            content_key(&[
+                "sha256:90419ce2f049678816ec651294eafae1333065bf516a763506e0965a9979d469".into()
+            ]),
+            "sha256:d9bbc07d27ae5f69fef43f29e6b42b3cb97b88c514516b9e4166bf30bc1a355e"
+        );
+    }
+
     #[test]
     fn a_root_record_is_keyed_by_its_digest() {
-        let digest = op_digest(b"image busybox", 0);
+        let digest = root_key(&digest_of(b"image busybox"), 0);
         assert!(digest.starts_with("sha256:") && digest.len() == 71);
         assert_eq!(record_key(&digest, &[]), digest);
     }
 
     #[test]
     fn every_part_of_a_record_changes_its_key() {
-        let digest = op_digest(b"run", 0);
+        let run = digest_of(b"run");
+        let digest = root_key(&run, 0);
         let key = record_key(&digest, &[link("", "sha256:a"), link("/x", "sha256:b")]);
         assert_ne!(key, digest);
         for other in [
             record_key(
-                &op_digest(b"run", 1),
+                &root_key(&run, 1),
                 &[link("", "sha256:a"), link("/x", "sha256:b")],
             ),
             record_key(&digest, &[link("", "sha256:a"), link("/y", "sha256:b")]),
@@ -123,11 +136,5 @@ mod tests {
             record_key(&digest, &[link("ab", "c")]),
             record_key(&digest, &[link("a", "bc")])
         );
-    }
-
-    #[test]
-    fn checksums_become_digests() {
-        assert_eq!(checksum_digest("ab"), "sha256:ab");
-        assert_eq!(checksum_digest("sha256:ab"), "sha256:ab");
     }
 }

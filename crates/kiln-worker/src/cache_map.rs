@@ -6,66 +6,100 @@
 //! context leaves it (and every step after it) cached.
 
 use kiln_llb::pb;
+use kiln_oci::Platform;
+use kiln_solver::cache_key;
 
-use crate::Error;
 use crate::contenthash::Selector;
+use crate::{Error, go_json};
 
-/// How one input enters the key.
+/// How one input enters the key: by its own key (with the selector digest), and, when
+/// the op reads only some of its paths, by the content of those paths too (BuildKit
+/// then keeps both links; the content one is what a rebuild after an unrelated edit
+/// of the input hits).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Dep {
-    /// By the input's own key, with the paths selected from it when it has some (an
-    /// exec mount that may write into its selection).
-    Key { selectors: Vec<String> },
-    /// By the content of the selected paths: the same bytes give the same key,
-    /// whichever build or op produced them.
-    Content(Vec<Selector>),
+pub(crate) struct Dep {
+    /// BuildKit's selector digest of what the op selects from the input (`""`: all).
+    pub(crate) selector: String,
+    /// The paths whose content keys the input, for a content-based input.
+    pub(crate) content: Option<Vec<Selector>>,
 }
 
-/// An op's cache key material: its description and one entry per input.
+/// An op's cache map: BuildKit's digest of the op as keyed, and one entry per input.
 #[derive(Debug, Clone)]
 pub(crate) struct CacheMap {
-    /// The op as keyed (encoded), input digests and key-neutral fields cleared.
-    pub(crate) op: Vec<u8>,
+    /// The digest of the op's description, key-neutral fields cleared.
+    pub(crate) digest: String,
     pub(crate) deps: Vec<Dep>,
 }
 
-/// The cache map of a non-source op with `inputs` inputs.
-pub(crate) fn of(op: &pb::Op) -> Result<CacheMap, Error> {
-    let mut keyed = op.clone();
-    let inputs = keyed.inputs.len();
-    // An input op's digest never counts (a changed `local.unique` with the same
-    // content hits); its result's key or content does.
-    for input in &mut keyed.inputs {
-        input.digest.clear();
+/// The cache map of a non-source op, as BuildKit v0.24's op of that type computes it;
+/// an exec op without a platform of its own runs on `worker_platform`.
+pub(crate) fn of(op: &pb::Op, worker_platform: &Platform) -> Result<CacheMap, Error> {
+    use pb::op::Op;
+    let inputs = op.inputs.len();
+    match &op.op {
+        Some(Op::File(file)) => file_map(file, inputs),
+        Some(Op::Exec(exec)) => exec_map(exec, op.platform.as_ref(), worker_platform, inputs),
+        Some(Op::Merge(merge)) => Ok(CacheMap {
+            digest: typed_digest("buildkit.merge.v0", "Merge", &go_json::merge_op(merge)),
+            deps: keyed_whole(merge.inputs.len()),
+        }),
+        Some(Op::Diff(diff)) => {
+            let present = |input: Option<i64>| input.is_some_and(|i| i != -1);
+            let deps = usize::from(present(diff.lower.as_ref().map(|l| l.input)))
+                + usize::from(present(diff.upper.as_ref().map(|u| u.input)));
+            Ok(CacheMap {
+                digest: typed_digest("buildkit.diff.v0", "Diff", &go_json::diff_op(diff)),
+                deps: keyed_whole(deps),
+            })
+        }
+        _ => Err(Error::Unsupported(
+            "only file, exec, merge and diff ops have a cache map".to_owned(),
+        )),
     }
-    let deps = match &mut keyed.op {
-        Some(pb::op::Op::File(file)) => file_deps(file, inputs)?,
-        Some(pb::op::Op::Exec(exec)) => exec_deps(exec, inputs)?,
-        _ => vec![Dep::Key { selectors: vec![] }; inputs],
-    };
-    Ok(CacheMap {
-        op: kiln_llb::wire::encode_op(&keyed),
-        deps,
-    })
+}
+
+fn keyed_whole(inputs: usize) -> Vec<Dep> {
+    vec![
+        Dep {
+            selector: String::new(),
+            content: None,
+        };
+        inputs
+    ]
+}
+
+/// `sha256` of `{"Type":TYPE,"FIELD":JSON}`, the shape of merge and diff cache maps.
+fn typed_digest(kind: &str, field: &str, json: &str) -> String {
+    let text = go_json::Object::new()
+        .string("Type", kind)
+        .raw(field, json)
+        .finish();
+    cache_key::digest_of(text.as_bytes())
 }
 
 /// File ops: an input that a copy reads from (and that no action writes on) is keyed
 /// by the content of the copied paths; the copy's source path counts only through that
 /// content (BuildKit keeps its base name in the description). Chown by name reads
 /// `/etc/passwd` and `/etc/group` of the named input.
-fn file_deps(file: &mut pb::FileOp, inputs: usize) -> Result<Vec<Dep>, Error> {
+fn file_map(file: &pb::FileOp, inputs: usize) -> Result<CacheMap, Error> {
     let mut selected: Vec<Vec<Selector>> = vec![Vec::new(); inputs];
     let mut written = vec![false; inputs];
+    let mut actions = Vec::with_capacity(file.actions.len());
+    let mut indexes = Vec::with_capacity(file.actions.len());
     let input_index = |i: i64| usize::try_from(i).ok().filter(|i| *i < inputs);
-    for action in &mut file.actions {
+    for action in &file.actions {
         if let Some(i) = input_index(action.input) {
             written[i] = true;
         }
         use pb::file_action::Action;
-        let owner = match &mut action.action {
-            Some(Action::Mkdir(mkdir)) => mkdir.owner.as_ref(),
-            Some(Action::Mkfile(mkfile)) => mkfile.owner.as_ref(),
+        let (json, owner) = match &action.action {
+            Some(Action::Mkdir(mkdir)) => (go_json::mkdir(mkdir), mkdir.owner.as_ref()),
+            Some(Action::Mkfile(mkfile)) => (go_json::mkfile(mkfile), mkfile.owner.as_ref()),
+            Some(Action::Rm(rm)) => (go_json::rm(rm), None),
+            Some(Action::Symlink(symlink)) => (go_json::symlink(symlink), None),
             Some(Action::Copy(copy)) => {
+                let mut keyed = copy.clone();
                 if let Some(i) = input_index(action.secondary_input) {
                     selected[i].push(Selector {
                         path: copy.src.clone(),
@@ -74,11 +108,11 @@ fn file_deps(file: &mut pb::FileOp, inputs: usize) -> Result<Vec<Dep>, Error> {
                         include: copy.include_patterns.clone(),
                         exclude: copy.exclude_patterns.clone(),
                     });
-                    copy.src = go_path_base(&copy.src);
+                    keyed.src = go_path_base(&copy.src);
                 }
-                copy.owner.as_ref()
+                (go_json::copy(&keyed), copy.owner.as_ref())
             }
-            _ => None,
+            None => ("null".to_owned(), None),
         };
         for (user, file) in owner
             .into_iter()
@@ -95,18 +129,66 @@ fn file_deps(file: &mut pb::FileOp, inputs: usize) -> Result<Vec<Dep>, Error> {
                 }
             }
         }
+        actions.push(go_json::bytes(json.as_bytes()));
+        indexes.push([action.input, action.secondary_input, action.output]);
     }
-    Ok(selected
+    let mut description = go_json::Object::new()
+        .string("Type", "buildkit.file.v0")
+        .raw("Actions", &go_json::array(&actions));
+    if !are_default_indexes(&indexes) {
+        let indexes: Vec<String> = indexes
+            .iter()
+            .map(|[a, b, c]| format!("[{a},{b},{c}]"))
+            .collect();
+        description = description.raw("indexes", &go_json::array(&indexes));
+    }
+    let deps = selected
         .into_iter()
         .zip(written)
         .map(|(selectors, written)| {
             if written || selectors.is_empty() {
-                Dep::Key { selectors: vec![] }
-            } else {
-                Dep::Content(dedupe_selectors(selectors))
+                return Dep {
+                    selector: String::new(),
+                    content: None,
+                };
+            }
+            // Sorted and reversed, "for historical reasons".
+            let mut paths: Vec<&str> = selectors.iter().map(|s| s.path.as_str()).collect();
+            paths.sort_unstable();
+            paths.reverse();
+            Dep {
+                selector: cache_key::digest_of(paths.join("\0").as_bytes()),
+                content: Some(dedupe_selectors(selectors)),
             }
         })
-        .collect())
+        .collect();
+    Ok(CacheMap {
+        digest: cache_key::digest_of(description.finish().as_bytes()),
+        deps,
+    })
+}
+
+/// BuildKit's `isDefaultIndexes`: the common chain (first action on input 0, each next
+/// one on the previous action's output, copies from input 1, the last one giving
+/// output 0) leaves the indexes out of the description, as older versions did.
+fn are_default_indexes(indexes: &[[i64; 3]]) -> bool {
+    if indexes.is_empty() {
+        return false;
+    }
+    let count = indexes.len() as i64;
+    indexes
+        .iter()
+        .enumerate()
+        .all(|(i, [input, secondary, output])| {
+            let i = i as i64;
+            let input_ok = if i == 0 {
+                *input == 0
+            } else {
+                *input == count + i - 1
+            };
+            let last_ok = i != count - 1 || *output == 0;
+            input_ok && (*secondary == -1 || *secondary == 1) && last_ok
+        })
 }
 
 /// Exec ops: a mount of an input's subtree is keyed by that subtree's content when the
@@ -114,7 +196,12 @@ fn file_deps(file: &mut pb::FileOp, inputs: usize) -> Result<Vec<Dep>, Error> {
 /// whole input mounted), never for the root mount (BuildKit's `getMountDeps`). Extra
 /// hosts' addresses, mount selectors, proxy settings and non-default cache-mount ids
 /// stay out of the description.
-fn exec_deps(exec: &mut pb::ExecOp, inputs: usize) -> Result<Vec<Dep>, Error> {
+fn exec_map(
+    exec: &pb::ExecOp,
+    platform: Option<&pb::Platform>,
+    worker_platform: &Platform,
+    inputs: usize,
+) -> Result<CacheMap, Error> {
     let mut selectors: Vec<Vec<String>> = vec![Vec::new(); inputs];
     let mut content_based = vec![false; inputs];
     for mount in &exec.mounts {
@@ -158,13 +245,14 @@ fn exec_deps(exec: &mut pb::ExecOp, inputs: usize) -> Result<Vec<Dep>, Error> {
         selectors[i].push(selector);
         content_based[i] = by_content;
     }
-    if let Some(meta) = &mut exec.meta {
+    let mut keyed = exec.clone();
+    if let Some(meta) = &mut keyed.meta {
         meta.proxy_env = None;
         for host in &mut meta.extra_hosts {
             host.ip.clear();
         }
     }
-    for mount in &mut exec.mounts {
+    for mount in &mut keyed.mounts {
         mount.selector.clear();
         if let Some(cache) = &mut mount.cache_opt {
             if !is_default_cache_id(cache, &mount.dest) {
@@ -173,23 +261,72 @@ fn exec_deps(exec: &mut pb::ExecOp, inputs: usize) -> Result<Vec<Dep>, Error> {
             }
         }
     }
-    Ok(selectors
+    // Older BuildKit left the mounts out; a plain root mount (a Dockerfile RUN) still
+    // is, so that caches stay compatible.
+    if let [root] = keyed.mounts.as_slice() {
+        if root.dest == "/"
+            && !root.readonly
+            && root.mount_type == pb::MountType::Bind as i32
+            && root.cache_opt.is_none()
+            && root.ssh_opt.is_none()
+            && root.secret_opt.is_none()
+            && root.result_id.is_empty()
+        {
+            keyed.mounts.clear();
+        }
+    }
+    let (os, arch, variant, os_version, os_features) = match platform {
+        Some(p) => (
+            &p.os,
+            &p.architecture,
+            &p.variant,
+            &p.os_version,
+            &p.os_features,
+        ),
+        None => (
+            &worker_platform.os,
+            &worker_platform.architecture,
+            &worker_platform.variant,
+            &worker_platform.os_version,
+            &worker_platform.os_features,
+        ),
+    };
+    let description = go_json::Object::new()
+        .string("Type", "buildkit.exec.v0")
+        .raw("Exec", &go_json::exec_op(&keyed))
+        .string("OS", os)
+        .string("Arch", arch)
+        .some_string("Variant", variant)
+        .some_string("OSVersion", os_version)
+        .some_strings("OSFeatures", os_features)
+        .finish();
+    let deps = selectors
         .into_iter()
         .zip(content_based)
-        .map(|(paths, by_content)| {
-            if by_content {
+        .map(|(paths, by_content)| Dep {
+            selector: if paths.is_empty() {
+                String::new()
+            } else {
+                cache_key::digest_of(paths.join("\0").as_bytes())
+            },
+            content: by_content.then(|| {
                 let paths = dedupe_paths(paths);
-                let selectors = if paths.iter().any(|p| p.is_empty() || p == "/") {
-                    vec![Selector::follow("/")]
+                // The whole input: BuildKit's empty selector list, the root unfollowed.
+                if paths.iter().any(|p| p.is_empty() || p == "/") {
+                    vec![Selector {
+                        path: "/".to_owned(),
+                        ..Selector::default()
+                    }]
                 } else {
                     paths.iter().map(|p| Selector::follow(p)).collect()
-                };
-                Dep::Content(selectors)
-            } else {
-                Dep::Key { selectors: paths }
-            }
+                }
+            }),
         })
-        .collect())
+        .collect();
+    Ok(CacheMap {
+        digest: cache_key::digest_of(description.as_bytes()),
+        deps,
+    })
 }
 
 /// A Dockerfile cache mount's own id (its target, maybe under a namespace) with the
@@ -232,7 +369,7 @@ fn go_path_join_root(path: &str) -> String {
 }
 
 /// Whether a copy source has wildcards (a backslash escapes the next character).
-fn contains_wildcards(name: &str) -> bool {
+pub(crate) fn contains_wildcards(name: &str) -> bool {
     let mut chars = name.chars();
     while let Some(c) = chars.next() {
         match c {
@@ -326,25 +463,41 @@ mod tests {
         }
     }
 
+    fn map(op: &pb::Op) -> CacheMap {
+        of(op, &Platform::linux("amd64")).unwrap()
+    }
+
+    fn by_key(selector: &str) -> Dep {
+        Dep {
+            selector: selector.to_owned(),
+            content: None,
+        }
+    }
+
     #[test]
     fn a_copy_is_keyed_by_the_content_it_reads() {
-        let map = of(&file_op(vec![copy("/app/", 0, 1)], 2)).unwrap();
-        assert_eq!(map.deps[0], Dep::Key { selectors: vec![] });
-        assert_eq!(map.deps[1], Dep::Content(vec![Selector::follow("/app/")]));
+        let copied = map(&file_op(vec![copy("/app/", 0, 1)], 2));
+        assert_eq!(copied.deps[0], by_key(""));
+        assert_eq!(
+            copied.deps[1],
+            Dep {
+                selector: cache_key::digest_of(b"/app/"),
+                content: Some(vec![Selector::follow("/app/")]),
+            }
+        );
         // Only the base name of the source stays in the description.
-        let other = of(&file_op(vec![copy("/elsewhere/app", 0, 1)], 2)).unwrap();
-        assert_eq!(map.op, other.op);
+        let other = map(&file_op(vec![copy("/elsewhere/app", 0, 1)], 2));
+        assert_eq!(copied.digest, other.digest);
         assert_ne!(
-            map.op,
-            of(&file_op(vec![copy("/other", 0, 1)], 2)).unwrap().op
+            copied.digest,
+            map(&file_op(vec![copy("/other", 0, 1)], 2)).digest
         );
     }
 
     #[test]
     fn an_input_written_on_is_keyed_whole() {
         // Copying within one input: it is both read and written.
-        let map = of(&file_op(vec![copy("/a", 0, 0)], 1)).unwrap();
-        assert_eq!(map.deps[0], Dep::Key { selectors: vec![] });
+        assert_eq!(map(&file_op(vec![copy("/a", 0, 0)], 1)).deps[0], by_key(""));
     }
 
     #[test]
@@ -358,9 +511,9 @@ mod tests {
         if let Some(pb::file_action::Action::Copy(c)) = &mut action.action {
             c.exclude_patterns = vec!["*.md".to_owned()];
         }
-        let map = of(&file_op(vec![action, second, third], 2)).unwrap();
-        let Dep::Content(selectors) = &map.deps[1] else {
-            panic!("{:?}", map.deps[1]);
+        let copied = map(&file_op(vec![action, second, third], 2));
+        let Some(selectors) = &copied.deps[1].content else {
+            panic!("{:?}", copied.deps[1]);
         };
         let paths: Vec<_> = selectors
             .iter()
@@ -373,6 +526,11 @@ mod tests {
                 ("/src/*.txt", true, true),
                 ("/src/sub", false, false)
             ]
+        );
+        // The selector digest: every path, sorted and reversed.
+        assert_eq!(
+            copied.deps[1].selector,
+            cache_key::digest_of(b"/src/sub\0/src/*.txt\0/src")
         );
     }
 
@@ -410,40 +568,91 @@ mod tests {
 
     #[test]
     fn read_only_bind_mounts_are_keyed_by_content() {
-        let map = of(&exec_op(vec![
+        let run = map(&exec_op(vec![
             mount(0, "/", "", false, 0),
             mount(1, "/src", "sub", true, -1),
-        ]))
-        .unwrap();
+        ]));
+        assert_eq!(run.deps[0], by_key(&cache_key::digest_of(b"/")));
         assert_eq!(
-            map.deps[0],
-            Dep::Key {
-                selectors: vec!["/".to_owned()]
+            run.deps[1],
+            Dep {
+                selector: cache_key::digest_of(b"/sub"),
+                content: Some(vec![Selector::follow("/sub")]),
             }
         );
-        assert_eq!(map.deps[1], Dep::Content(vec![Selector::follow("/sub")]));
         // The selector is not in the description: the content stands for it.
-        let other = of(&exec_op(vec![
+        let other = map(&exec_op(vec![
             mount(0, "/", "", false, 0),
             mount(1, "/src", "other", true, -1),
-        ]))
-        .unwrap();
-        assert_eq!(map.op, other.op);
+        ]));
+        assert_eq!(run.digest, other.digest);
     }
 
     #[test]
     fn a_writable_mount_of_part_of_an_input_is_keyed_by_the_input() {
-        let map = of(&exec_op(vec![
+        let run = map(&exec_op(vec![
             mount(0, "/", "", false, 0),
             mount(1, "/src", "sub", false, 1),
-        ]))
-        .unwrap();
-        assert_eq!(
-            map.deps[1],
-            Dep::Key {
-                selectors: vec!["/sub".to_owned()]
+        ]));
+        assert_eq!(run.deps[1], by_key(&cache_key::digest_of(b"/sub")));
+    }
+
+    /// Every exec, file, merge and diff op of the LLB conformance cases (made by
+    /// BuildKit's Dockerfile frontend) has the cache map BuildKit v0.24 computes for it:
+    /// the digest and, per input, the selector digest and whether its content keys it.
+    /// `tests/data/buildkit-v0.24-cache-maps.jsonl` was written by a small Go program
+    /// calling BuildKit v0.24.0's own `solver/llbsolver/ops` `CacheMap` on each
+    /// `definition.pb` (built from BuildKit's sources, kept outside this repository).
+    #[test]
+    fn cache_maps_are_buildkits() {
+        use prost::Message as _;
+        let Some(cases) = kiln_test::conformance_dir("llb") else {
+            return;
+        };
+        let recorded = include_str!("../tests/data/buildkit-v0.24-cache-maps.jsonl");
+        let mut passed = 0;
+        let mut failures = Vec::new();
+        for line in recorded.lines() {
+            let expected: serde_json::Value = serde_json::from_str(line).unwrap();
+            let case = expected["case"].as_str().unwrap();
+            let definition =
+                fs_err::read(cases.join("cases").join(case).join("definition.pb")).unwrap();
+            let definition = pb::Definition::decode(definition.as_slice()).unwrap();
+            let op_digest = expected["op"].as_str().unwrap();
+            let Some(op) = definition
+                .def
+                .iter()
+                .find(|bytes| cache_key::digest_of(bytes) == op_digest)
+            else {
+                failures.push(format!("{case}: no op {op_digest}"));
+                continue;
+            };
+            let op = pb::Op::decode(op.as_slice()).unwrap();
+            let got = match of(&op, &Platform::linux("amd64")) {
+                Ok(got) => got,
+                Err(error) => {
+                    failures.push(format!("{case} {op_digest}: {error}"));
+                    continue;
+                }
+            };
+            let deps: Vec<serde_json::Value> = got
+                .deps
+                .iter()
+                .map(|d| {
+                    serde_json::json!({"selector": d.selector, "content_based": d.content.is_some()})
+                })
+                .collect();
+            let expected_deps = expected["deps"].as_array().cloned().unwrap_or_default();
+            if got.digest != expected["cache_map"] || deps != expected_deps {
+                failures.push(format!(
+                    "{case} {op_digest}: {} {deps:?}, BuildKit {} {expected_deps:?}",
+                    got.digest, expected["cache_map"]
+                ));
+            } else {
+                passed += 1;
             }
-        );
+        }
+        kiln_test::report_suite("buildkit-cache-maps", passed, &failures);
     }
 
     #[test]

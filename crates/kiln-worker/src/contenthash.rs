@@ -1,8 +1,10 @@
 //! Content checksums of selected paths of a result, for cache keys that depend only on
-//! what an op reads (BuildKit's `cache/contenthash`). A file's checksum covers its
-//! type, permission bits, owner, link target and bytes, a directory's its entries'
-//! names and checksums (not its own metadata); never times. Symlinks are followed inside the
-//! result's root as a process chrooted there would.
+//! what an op reads, computed as BuildKit v0.24's `cache/contenthash` computes them so
+//! that the keys match BuildKit's: an entry's digest is the sha256 of its tarsum-v1
+//! header (type, permission bits, owner, size, link target, device; no name, no times)
+//! followed by a file's bytes; a directory's covers its own header and its entries'
+//! names and digests. Symlinks are followed inside the result's root as a process
+//! chrooted there would.
 //!
 //! A result is read through a [`Tree`]: a loaded context has an index of every entry
 //! written when it was loaded (digests known from the context's own checksum pass, so
@@ -17,6 +19,8 @@ use std::path::{Path, PathBuf};
 use fs_err as fs;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+
+use kiln_solver::cache_key;
 
 use crate::ops::file::Patterns;
 use crate::{Error, Ref, Worker, sha256_hex};
@@ -63,7 +67,11 @@ pub(crate) struct Record {
     /// A device's number.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub(crate) rdev: u64,
-    /// A file's sha256 (hex).
+    /// A regular file's size.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) size: u64,
+    /// A file's digest (header and bytes, `sha256:…`); for a directory, a header
+    /// digest that stands for its own (a loaded context's root).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub(crate) digest: String,
 }
@@ -73,8 +81,8 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl Record {
-    /// The record of an entry from its metadata (a file's digest and a link's target
-    /// are filled in by the caller).
+    /// The record of an entry from its metadata (a file's size and digest and a link's
+    /// target are filled in by the caller).
     pub(crate) fn from_mode(mode: u32, uid: u32, gid: u32, rdev: u64) -> Self {
         use rustix::fs::FileType;
         let kind = match FileType::from_raw_mode(mode) {
@@ -91,18 +99,50 @@ impl Record {
             mode: mode & 0o7777,
             uid,
             gid,
+            size: 0,
             link: String::new(),
             rdev: if matches!(kind, 'c' | 'b') { rdev } else { 0 },
             digest: String::new(),
         }
     }
 
-    fn header(&self) -> String {
+    /// The entry's tar header as BuildKit's `WriteV1TarsumHeaders` writes it for Go's
+    /// `tar.FileInfoHeader` of the entry (a socket counts as an empty file).
+    pub(crate) fn tar_header(&self) -> Vec<u8> {
+        let typeflag = match self.kind {
+            'd' => '5',
+            'l' => '2',
+            'c' => '3',
+            'b' => '4',
+            'p' => '6',
+            _ => '0',
+        };
+        let size = if self.kind == 'f' { self.size } else { 0 };
+        // Linux's encoding of device numbers (glibc's `major`/`minor`).
+        let major = ((self.rdev >> 8) & 0xfff) | ((self.rdev >> 32) & !0xfff);
+        let minor = (self.rdev & 0xff) | ((self.rdev >> 12) & !0xff);
         format!(
-            "{} {:o} {}:{} {} {} {}",
-            self.kind, self.mode, self.uid, self.gid, self.rdev, self.link, self.digest
+            "namemode{}uid{}gid{}size{size}typeflag{typeflag}linkname{}unamegnamedevmajor{major}devminor{minor}",
+            self.mode, self.uid, self.gid, self.link
         )
+        .into_bytes()
     }
+
+    /// The entry's own digest: a file's covers its bytes (filled in when recorded); a
+    /// directory's is its header's unless a context root's fixed one is recorded.
+    fn own_digest(&self) -> String {
+        if self.digest.is_empty() {
+            cache_key::digest_of(&self.tar_header())
+        } else {
+            self.digest.clone()
+        }
+    }
+}
+
+/// The digest a loaded context's root directory has in BuildKit: its header is never
+/// sent, and stands as the digest of nothing.
+pub(crate) fn context_root_digest() -> String {
+    cache_key::digest_of(b"")
 }
 
 /// A read-only view of a result's file system; paths are relative, `""` is the root.
@@ -122,7 +162,7 @@ pub(crate) struct Index {
 }
 
 /// The file next to a context layer that holds its index.
-const INDEX_FILE: &str = "content-index.json";
+const INDEX_FILE: &str = "content-index-v2.json";
 
 impl Index {
     pub(crate) fn new(entries: BTreeMap<String, Record>) -> Self {
@@ -188,7 +228,10 @@ impl Tree for Mounted<'_> {
         let mut record = Record::from_mode(meta.mode(), meta.uid(), meta.gid(), meta.rdev());
         match record.kind {
             'l' => record.link = fs::read_link(&path)?.to_string_lossy().into_owned(),
-            'f' => record.digest = file_sha256(&path)?,
+            'f' => {
+                record.size = meta.len();
+                record.digest = file_digest(&path, &record.tar_header())?;
+            }
             _ => {}
         }
         Ok(Some(record))
@@ -202,9 +245,15 @@ impl Tree for Mounted<'_> {
     }
 }
 
-/// A file's sha256 (hex).
-pub(crate) fn file_sha256(path: &Path) -> Result<String, Error> {
+/// A file's digest: the sha256 of its tar `header` and then its bytes, as `sha256:…`.
+pub(crate) fn file_digest(path: &Path, header: &[u8]) -> Result<String, Error> {
+    Ok(format!("sha256:{}", hex::encode(file_sha256(path, header)?)))
+}
+
+/// The sha256 of `header` and then the file's bytes, read whole.
+pub(crate) fn file_sha256(path: &Path, header: &[u8]) -> Result<[u8; 32], Error> {
     let mut hasher = Sha256::new();
+    hasher.update(header);
     let mut file = fs::File::open(path)?;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -214,7 +263,7 @@ pub(crate) fn file_sha256(path: &Path) -> Result<String, Error> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(kiln_store::sha256_hex(hasher))
+    Ok(hasher.finalize().into())
 }
 
 /// Resolves `path` inside the tree as a chrooted process would: `..` stops at the
@@ -265,120 +314,268 @@ fn components_reversed(path: &str) -> Vec<String> {
         .collect()
 }
 
-/// The entries a wildcard path names (component by component, as a copy expands it).
-fn expand(tree: &dyn Tree, pattern: &str) -> Result<Vec<String>, Error> {
-    let mut found = vec![String::new()];
-    for component in pattern.split('/').filter(|c| !c.is_empty() && *c != ".") {
-        let mut next = Vec::new();
-        for prefix in &found {
-            let join = |name: &str| {
-                if prefix.is_empty() {
-                    name.to_owned()
-                } else {
-                    format!("{prefix}/{name}")
-                }
-            };
-            if !component.contains(['*', '?', '[']) {
-                next.push(join(component));
-                continue;
-            }
-            let dir = resolve(tree, prefix, true)?;
-            if tree.record(&dir)?.is_none_or(|r| r.kind != 'd') {
-                continue;
-            }
-            for name in tree.children(&dir)? {
-                if crate::fsutil::match_component(component, &name) {
-                    next.push(join(&name));
-                }
-            }
-        }
-        found = next;
+/// The digest of the entry at `rel`: a directory's covers its header and, in name
+/// order, each entry's name and digest (links below it are not followed).
+fn entry_digest(tree: &dyn Tree, rel: &str) -> Result<String, Error> {
+    let Some(record) = tree.record(rel)? else {
+        // BuildKit fails here; the op reports the missing path itself.
+        return Ok(cache_key::digest_of(format!("missing {rel}").as_bytes()));
+    };
+    if record.kind != 'd' {
+        return Ok(record.own_digest());
     }
-    let mut present = Vec::new();
-    for path in found {
-        if tree.record(&resolve(tree, &path, false)?)?.is_some() {
-            present.push(path);
-        }
+    let mut hasher = Sha256::new();
+    hasher.update([0]);
+    hasher.update(record.own_digest().as_bytes());
+    for name in tree.children(rel)? {
+        hasher.update([0]);
+        hasher.update(name.as_bytes());
+        hasher.update(entry_digest(tree, &join(rel, &name))?.as_bytes());
     }
-    Ok(present)
+    Ok(format!("sha256:{}", kiln_store::sha256_hex(hasher)))
 }
 
-/// The checksum of the entry at `rel` and, for a directory, of what is below it that
-/// `patterns` keep (`below` is the entry's path relative to the selected one).
-fn entry_digest(
-    tree: &dyn Tree,
-    rel: &str,
-    below: &str,
-    patterns: &Patterns,
-) -> Result<String, Error> {
-    let Some(record) = tree.record(rel)? else {
-        return Ok("missing".to_owned());
-    };
-    let mut hasher = Sha256::new();
-    // A directory is its entries: its own mode, owner and times never count, as in
-    // BuildKit's contenthash (a chmod of a copied directory leaves the copy cached).
-    if record.kind == 'd' {
-        hasher.update(b"dir");
+fn join(rel: &str, name: &str) -> String {
+    if rel.is_empty() {
+        name.to_owned()
     } else {
-        hasher.update(record.header().as_bytes());
+        format!("{rel}/{name}")
     }
-    if record.kind == 'd' {
-        for name in tree.children(rel)? {
-            let child = if rel.is_empty() {
-                name.clone()
-            } else {
-                format!("{rel}/{name}")
-            };
-            let child_below = if below.is_empty() {
-                name.clone()
-            } else {
-                format!("{below}/{name}")
-            };
-            if !patterns.is_empty()
-                && !patterns.allows(&child_below)
-                && !patterns.may_descend(&child_below)
-            {
-                continue;
+}
+
+/// One step of BuildKit's walk of a subtree in key order: a directory appears as its
+/// record (standing for all it holds), then as its header, then its entries.
+#[derive(PartialEq, Eq)]
+enum Step {
+    Dir,
+    Header,
+    Entry,
+}
+
+/// A walk's steps: the step, the entry's path in the tree and the path it is shown
+/// (and matched) under.
+type Walk = Vec<(Step, String, String)>;
+
+/// The subtree at `rel` in key order, shown under `shown`.
+fn walk(tree: &dyn Tree, rel: &str, shown: &str, out: &mut Walk) -> Result<(), Error> {
+    match tree.record(rel)? {
+        Some(record) if record.kind == 'd' => {
+            out.push((Step::Dir, rel.to_owned(), shown.to_owned()));
+            walk_below(tree, rel, shown, out)
+        }
+        Some(_) => {
+            out.push((Step::Entry, rel.to_owned(), shown.to_owned()));
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+/// A directory's header and then its entries' subtrees.
+fn walk_below(tree: &dyn Tree, rel: &str, shown: &str, out: &mut Walk) -> Result<(), Error> {
+    out.push((Step::Header, rel.to_owned(), shown.to_owned()));
+    for name in tree.children(rel)? {
+        walk(tree, &join(rel, &name), &format!("{shown}/{name}"), out)?;
+    }
+    Ok(())
+}
+
+/// An entry a filtered selection keeps: where it is shown, its digest, whether it is
+/// a symlink (followed at the end when the selector follows links).
+struct Kept {
+    shown: String,
+    digest: String,
+    link: bool,
+}
+
+/// BuildKit's `includedPaths` and `Checksum` for a selector with wildcards or filters:
+/// the files and directory headers the selection keeps, hashed with their base names.
+fn filtered_digest(tree: &dyn Tree, selector: &Selector) -> Result<String, Error> {
+    let patterns = Patterns::from_lists(&selector.include, &selector.exclude);
+    let ends_in_separator = selector.path.ends_with('/');
+    let p = kiln_oci::go::clean_path(&format!("/{}", selector.path));
+    let p = if p == "/" { String::new() } else { p };
+    let mut steps = Walk::new();
+    if selector.wildcard {
+        let (prefix, rest) = split_wildcards(&p);
+        if prefix == "/" || prefix.is_empty() {
+            walk(tree, "", "", &mut steps)?;
+        } else {
+            let resolved = resolve(tree, &prefix, !rest.is_empty())?;
+            if tree.record(&resolved)?.is_some_and(|r| r.kind == 'd') {
+                walk_below(tree, &resolved, &prefix, &mut steps)?;
             }
-            hasher.update([0]);
-            hasher.update(name.as_bytes());
-            hasher.update([0]);
-            hasher.update(entry_digest(tree, &child, &child_below, patterns)?.as_bytes());
+        }
+    } else {
+        let resolved = resolve(tree, &p, false)?;
+        if tree.record(&resolved)?.is_some_and(|r| r.kind == 'd') {
+            walk_below(tree, &resolved, &p, &mut steps)?;
         }
     }
-    Ok(kiln_store::sha256_hex(hasher))
+    let mut kept: Vec<Kept> = Vec::new();
+    // The directory headers above the current step, and whether each is kept yet.
+    let mut headers: Vec<(Kept, bool)> = Vec::new();
+    let mut last_matched = String::new();
+    for (step, rel, shown) in steps {
+        while headers
+            .last()
+            .is_some_and(|(dir, _)| !shown.starts_with(&format!("{}/", dir.shown)))
+        {
+            headers.pop();
+        }
+        let is_header = step == Step::Header;
+        if is_header && shown == p && ends_in_separator {
+            continue;
+        }
+        let candidate = if selector.wildcard {
+            if !p.is_empty()
+                && (last_matched.is_empty() || !shown.starts_with(&format!("{last_matched}/")))
+            {
+                if !path_matches(&p, &shown) {
+                    continue;
+                }
+                last_matched.clone_from(&shown);
+            }
+            below(&shown, &last_matched)
+        } else {
+            if !format!("{shown}/").starts_with(&format!("{p}/")) {
+                break;
+            }
+            below(&shown, &p)
+        };
+        let keep = patterns.is_empty() || patterns.allows(&candidate);
+        // A directory's record is never kept: its header and entries are.
+        if step == Step::Dir || (!keep && !is_header) {
+            continue;
+        }
+        let Some(record) = tree.record(&rel)? else {
+            continue;
+        };
+        let entry = Kept {
+            shown,
+            digest: record.own_digest(),
+            link: record.kind == 'l',
+        };
+        if keep {
+            for (header, header_kept) in &mut headers {
+                if !*header_kept {
+                    kept.push(Kept {
+                        shown: header.shown.clone(),
+                        digest: header.digest.clone(),
+                        link: false,
+                    });
+                    *header_kept = true;
+                }
+            }
+        }
+        if is_header {
+            if keep {
+                kept.push(Kept {
+                    shown: entry.shown.clone(),
+                    digest: entry.digest.clone(),
+                    link: false,
+                });
+            }
+            headers.push((entry, keep));
+        } else {
+            kept.push(entry);
+        }
+    }
+    if selector.follow_links {
+        for entry in kept.iter_mut().filter(|e| e.link) {
+            entry.digest = entry_digest(tree, &resolve(tree, &entry.shown, true)?)?;
+        }
+    }
+    let base = |path: &str| path.rsplit('/').next().unwrap_or(path).to_owned();
+    match kept.as_slice() {
+        [] => Ok(cache_key::digest_of(b"")),
+        [only] if base(&only.shown) == base(&p) => Ok(only.digest.clone()),
+        _ => {
+            let mut hasher = Sha256::new();
+            for (i, entry) in kept.iter().enumerate() {
+                if i != 0 {
+                    hasher.update([0]);
+                }
+                hasher.update(base(&entry.shown).as_bytes());
+                hasher.update(entry.digest.as_bytes());
+            }
+            Ok(format!("sha256:{}", kiln_store::sha256_hex(hasher)))
+        }
+    }
+}
+
+/// `path` relative to `dir` (`""` for `dir` itself), as BuildKit's candidate paths.
+fn below(path: &str, dir: &str) -> String {
+    format!("{path}/")
+        .strip_prefix(&format!("{dir}/"))
+        .unwrap_or("")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// BuildKit's `splitWildcards`: the components before the first with a wildcard, and
+/// the rest.
+fn split_wildcards(path: &str) -> (String, String) {
+    let mut prefix = Vec::new();
+    let mut rest = Vec::new();
+    for part in path.split('/') {
+        let part = if part.is_empty() { "/" } else { part };
+        if rest.is_empty() && !crate::cache_map::contains_wildcards(part) {
+            prefix.push(part);
+        } else {
+            rest.push(part);
+        }
+    }
+    let join = |parts: &[&str]| {
+        if parts.is_empty() {
+            String::new()
+        } else {
+            kiln_oci::go::clean_path(&parts.join("/"))
+        }
+    };
+    (join(&prefix), join(&rest))
+}
+
+/// Go's `path.Match` of a whole path, component by component.
+fn path_matches(pattern: &str, path: &str) -> bool {
+    let pattern: Vec<&str> = pattern.split('/').collect();
+    let path: Vec<&str> = path.split('/').collect();
+    pattern.len() == path.len()
+        && pattern
+            .iter()
+            .zip(&path)
+            .all(|(p, n)| crate::fsutil::match_component(p, n))
 }
 
 fn selector_digest(tree: &dyn Tree, selector: &Selector) -> Result<String, Error> {
-    let patterns = Patterns::from_lists(&selector.include, &selector.exclude);
-    if !selector.wildcard {
-        let rel = resolve(tree, &selector.path, selector.follow_links)?;
-        return entry_digest(tree, &rel, "", &patterns);
+    if selector.has_wildcard_or_filters() {
+        return filtered_digest(tree, selector);
     }
-    let mut hasher = Sha256::new();
-    hasher.update(b"wildcard");
-    for found in expand(tree, &selector.path)? {
-        let rel = resolve(tree, &found, selector.follow_links)?;
-        hasher.update([0]);
-        hasher.update(found.as_bytes());
-        hasher.update([0]);
-        hasher.update(entry_digest(tree, &rel, "", &patterns)?.as_bytes());
-    }
-    Ok(kiln_store::sha256_hex(hasher))
+    let rel = resolve(tree, &selector.path, selector.follow_links)?;
+    entry_digest(tree, &rel)
 }
 
-/// The checksum of what `selectors` select in `tree`.
+/// The record digest of what `selectors` select in `tree` (BuildKit's slow cache key;
+/// no selector selects the whole tree).
 pub(crate) fn checksum(tree: &dyn Tree, selectors: &[Selector]) -> Result<String, Error> {
+    let whole = [Selector {
+        path: "/".to_owned(),
+        ..Selector::default()
+    }];
+    let selectors = if selectors.is_empty() {
+        &whole[..]
+    } else {
+        selectors
+    };
     let digests = selectors
         .iter()
         .map(|s| selector_digest(tree, s))
         .collect::<Result<Vec<_>, _>>()?;
-    let parts: Vec<&[u8]> = digests.iter().map(|d| d.as_bytes()).collect();
-    Ok(sha256_hex(&parts))
+    Ok(cache_key::content_key(&digests))
 }
 
 /// Where checksums of results are remembered: by result key and selectors.
-const CHECKSUMS_TABLE: &str = "content-checksums";
+const CHECKSUMS_TABLE: &str = "content-checksums-v2";
 
 impl Worker {
     /// The checksum of what `selectors` select in the result `input`.
@@ -459,18 +656,22 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_is_its_entries() {
+    fn a_directory_is_its_header_and_its_entries() {
         let dir = tree();
         let app = [Selector::follow("/app")];
         let before = sum(dir.path(), &app);
+        crate::fsutil::set_times(&dir.path().join("app/sub"), 12345, 0).unwrap();
+        assert_eq!(sum(dir.path(), &app), before);
+        // BuildKit hashes a directory's header: its mode counts.
         fs::set_permissions(
             dir.path().join("app/sub"),
             <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
         )
         .unwrap();
-        assert_eq!(sum(dir.path(), &app), before);
+        let chmodded = sum(dir.path(), &app);
+        assert_ne!(chmodded, before);
         fs::create_dir(dir.path().join("app/empty")).unwrap();
-        assert_ne!(sum(dir.path(), &app), before);
+        assert_ne!(sum(dir.path(), &app), chmodded);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod cache_map;
 mod contenthash;
 mod error;
 mod fsutil;
+mod go_json;
 mod ops;
 mod remote_cache;
 mod source;
@@ -54,7 +55,7 @@ pub mod fuzzing {
     }
 }
 
-use kiln_solver::cache_key::Link;
+use kiln_solver::cache_key::{self, Link};
 use remote_cache::{Outputs, Pending, VertexKey};
 
 /// A result: snapshot layers from the bottom up (empty for scratch) and a key that
@@ -314,12 +315,6 @@ fn vertex_name(vertex: &kiln_llb::Vertex) -> String {
 }
 
 pub(crate) const CACHE_TABLE: &str = "cache";
-
-/// Part of every op's cache key: raised when an op's result changes for the same op
-/// and inputs (a fixed bug), so results cached by an older kiln are not reused.
-/// v2: `COPY --chmod` with a symbolic mode. v3: inputs keyed by the content an op
-/// selects from them. v4: keys as records of a cache graph (`kiln_solver::cache_key`).
-const OPS_VERSION: &[u8] = b"kiln-ops-v4";
 
 impl Worker {
     /// Opens a worker's state under `config.root`.
@@ -773,29 +768,30 @@ impl Worker {
             let (key, scan) =
                 self.source_key(source, op_platform(&vertex.op).as_ref(), solve.options)?;
             let key = VertexKey {
-                material: key.into_bytes(),
+                digest: cache_key::digest_of(format!("buildkit.source.v0:{key}").as_bytes()),
                 links: Vec::new(),
                 checksums: Vec::new(),
             };
             return Ok((key, scan));
         }
-        let map = cache_map::of(&vertex.op)?;
+        let map = cache_map::of(&vertex.op, &self.config.platform)?;
         let mut key = VertexKey {
-            material: [OPS_VERSION, map.op.as_slice()].concat(),
+            digest: map.digest,
             links: Vec::with_capacity(inputs.len()),
             checksums: Vec::new(),
         };
+        // An input read by content links to its content's record alone: a rebuild
+        // after an edit elsewhere in it hits, and BuildKit matches the same link.
         for (dep, input) in map.deps.iter().zip(inputs) {
-            key.links.push(match dep {
-                cache_map::Dep::Key { selectors } => Link {
-                    selector: selectors.join("\n"),
+            key.links.push(match &dep.content {
+                None => Link {
+                    selector: dep.selector.clone(),
                     key: input.0.key_of(input.1),
                 },
-                cache_map::Dep::Content(selectors) => {
+                Some(selectors) => {
                     let refs = self.materialize(solve, &input.0)?;
                     let input_ref = refs.get(input.1).cloned().unwrap_or_default();
-                    let checksum = self.content_checksum(&input_ref, selectors)?;
-                    let digest = kiln_solver::cache_key::checksum_digest(&checksum);
+                    let digest = self.content_checksum(&input_ref, selectors)?;
                     key.checksums.push(digest.clone());
                     Link {
                         selector: String::new(),
@@ -909,7 +905,8 @@ impl Worker {
         Ok(refs)
     }
 
-    /// A source's key, and for a local context the walk it was computed from.
+    /// A source's key (BuildKit's for an image; kiln's own, marked so, for the
+    /// others), and for a local context the walk it was computed from.
     fn source_key(
         &self,
         source: &pb::SourceOp,
@@ -917,16 +914,16 @@ impl Worker {
         options: &SolveOptions<'_>,
     ) -> Result<(String, Option<source::local::Scan>), Error> {
         let key = match source.identifier.split_once("://") {
-            // An index names one image per platform; the worker's platform keeps the
-            // key it always had.
-            Some(("docker-image", _)) => match platform.filter(|p| **p != self.config.platform) {
-                Some(platform) => sha256_hex(&[
-                    b"image",
-                    source.identifier.as_bytes(),
-                    platform.to_string().as_bytes(),
-                ]),
-                None => sha256_hex(&[b"image", source.identifier.as_bytes()]),
-            },
+            Some(("docker-image", reference)) => {
+                let registry = options.registry.unwrap_or(&self.registry);
+                source::image::cache_key(
+                    self,
+                    registry,
+                    reference,
+                    platform.unwrap_or(&self.config.platform),
+                    source,
+                )?
+            }
             Some(("local", name)) => {
                 let scan = source::local::scan(self, options.contexts, name, source)?;
                 let key = sha256_hex(&[
@@ -934,12 +931,19 @@ impl Worker {
                     source.identifier.as_bytes(),
                     scan.checksum.as_bytes(),
                 ]);
-                return Ok((key, Some(scan)));
+                return Ok((format!("kiln:{key}"), Some(scan)));
             }
-            Some(("http" | "https", _)) => source::remote::http_key(self, source)?,
-            Some(("git", _)) => source::remote::git_key(source)?,
+            Some(("http" | "https", _)) => {
+                format!("kiln:{}", source::remote::http_key(self, source)?)
+            }
+            Some(("git", _)) => format!("kiln:{}", source::remote::git_key(source)?),
             // The manifest digest names the content.
-            Some(("oci-layout", reference)) => sha256_hex(&[b"oci-layout", reference.as_bytes()]),
+            Some(("oci-layout", reference)) => {
+                format!(
+                    "kiln:{}",
+                    sha256_hex(&[b"oci-layout", reference.as_bytes()])
+                )
+            }
             _ => {
                 return Err(Error::Unsupported(format!(
                     "source {} is not supported yet",

@@ -54,18 +54,19 @@ pub struct SolvedRecord {
     pub chain: Option<Vec<u64>>,
 }
 
-/// How a vertex is keyed: the digest material of its outputs and its inputs' links.
+/// How a vertex is keyed: its cache map digest (BuildKit's) and its inputs' links.
 #[derive(Debug, Clone)]
 pub(crate) struct VertexKey {
-    pub(crate) material: Vec<u8>,
+    pub(crate) digest: String,
     pub(crate) links: Vec<Link>,
     /// Records of the content checksums the links name.
     pub(crate) checksums: Vec<String>,
 }
 
 impl VertexKey {
+    /// The record digest of output `output`.
     pub(crate) fn digest(&self, output: usize) -> String {
-        cache_key::op_digest(&self.material, output)
+        cache_key::root_key(&self.digest, i64::try_from(output).unwrap_or(i64::MAX))
     }
 
     /// The key of output `output` (output 0's also names the vertex's local record).

@@ -335,7 +335,8 @@ impl State {
         let mut pb_meta = pb::Meta {
             args: run.args,
             env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            cwd: meta.dir.clone().unwrap_or_default(),
+            // Every BuildKit state starts in `/` (`NewState(…).Dir("/")`).
+            cwd: meta.dir.clone().unwrap_or_else(|| "/".to_owned()),
             user: meta.user.clone().unwrap_or_default(),
             hostname: meta.hostname.clone().unwrap_or_default(),
             extra_hosts: meta

@@ -194,6 +194,47 @@ fn resolve(
     }
 }
 
+/// BuildKit's cache key of an image source (`mainManifestKey`): the digest the
+/// reference resolves to (an index's for a multi-platform image), the platform and the
+/// layer limit. A pinned reference (as the Dockerfile frontend writes them) needs no
+/// registry.
+pub(crate) fn cache_key(
+    worker: &Worker,
+    registry: &RegistryClient,
+    reference: &str,
+    platform: &Platform,
+    source: &pb::SourceOp,
+) -> Result<String, Error> {
+    let parsed = parse(reference)?;
+    let digest = match &parsed.digest {
+        Some(digest) => digest.clone(),
+        None => {
+            resolve(
+                worker,
+                registry,
+                &parsed,
+                platform,
+                ResolveMode::of_source(source),
+            )?
+            .digest
+        }
+    };
+    let limit = source
+        .attrs
+        .get("image.layerlimit")
+        .and_then(|l| l.parse::<i64>().ok());
+    let json = crate::go_json::Object::new()
+        .string("Digest", &digest)
+        .string("OS", &platform.os)
+        .string("Arch", &platform.architecture)
+        .some_string("Variant", &platform.variant)
+        .some_string("OSVersion", &platform.os_version)
+        .some_strings("OSFeatures", &platform.os_features)
+        .some("Limit", limit.map(|l| l.to_string()))
+        .finish();
+    Ok(kiln_solver::cache_key::digest_of(json.as_bytes()))
+}
+
 /// The canonical name, the digest it resolved to, and the config (for the frontend).
 pub(crate) fn resolve_config(
     worker: &Worker,

@@ -2,16 +2,15 @@
 //! patterns and followed paths, checksummed by content and copied into a snapshot.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use fs_err as fs;
 use kiln_llb::local::{Entry, Filter, select, select_listed};
 use kiln_llb::pb;
 use sha2::{Digest as _, Sha256};
 
-use crate::contenthash::{Index, Record};
+use crate::contenthash::{Index, Record, file_sha256};
 use crate::fsutil::{CopySpec, copy_entry};
 use crate::{Error, LocalContexts, Ref, Worker};
 
@@ -26,7 +25,7 @@ fn context_dir(contexts: &dyn LocalContexts, name: &str) -> Result<PathBuf, Erro
 /// Per context directory and filter: what its last scan learned of each file (stamp
 /// and content digest), one record read with one lookup, so the next scan reads only
 /// the files that changed and writes nothing when none did.
-const CONTEXT_DIGESTS_TABLE: &str = "context-digests";
+const CONTEXT_DIGESTS_TABLE: &str = "context-digests-v2";
 
 /// What says a file is unchanged since it was hashed: size, modification time, inode
 /// and mode (BuildKit's content cache trusts the same stat fields, inode aside).
@@ -139,19 +138,13 @@ impl<'a> KnownDigests<'a> {
     }
 }
 
-/// A file's sha256, read whole.
-fn file_digest(path: &Path) -> Result<[u8; 32], Error> {
-    let mut hasher = Sha256::new();
-    let mut file = fs::File::open(path)?;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
+/// The record of a context entry as the client sends it: owned by root.
+fn context_record(meta: &Entry) -> Record {
+    let mut record = Record::from_mode(meta.mode, 0, 0, meta.rdev);
+    if meta.is_file() {
+        record.size = meta.size;
     }
-    Ok(hasher.finalize().into())
+    record
 }
 
 /// One selected entry of a context: its metadata as sent, a file's content digest and
@@ -225,7 +218,7 @@ pub(crate) fn scan(
                 Some(digest) => digest,
                 None => {
                     files_changed = true;
-                    file_digest(&dir.join(&entry.rel))?
+                    file_sha256(&dir.join(&entry.rel), &context_record(&meta).tar_header())?
                 }
             };
             let mut hex_digest = [0u8; 64];
@@ -306,9 +299,9 @@ fn copy_context(worker: &Worker, scan: Scan, snapshot: &kiln_store::Snapshot) ->
         link,
     } in entries
     {
-        let mut record = Record::from_mode(meta.mode, meta.uid, meta.gid, meta.rdev);
-        if meta.is_file() {
-            record.digest = hex::encode(digest);
+        let mut record = context_record(&meta);
+        if meta.is_file() && !meta.socket {
+            record.digest = format!("sha256:{}", hex::encode(digest));
         }
         record.link = link;
         records.insert(rel.clone(), record);
@@ -361,10 +354,9 @@ fn copy_context(worker: &Worker, scan: Scan, snapshot: &kiln_store::Snapshot) ->
     }
     // The layer's content index: what checksums of its parts read instead of files.
     let root = fs::symlink_metadata(&upper)?;
-    records.insert(
-        String::new(),
-        Record::from_mode(root.mode(), root.uid(), root.gid(), 0),
-    );
+    let mut root = Record::from_mode(root.mode(), root.uid(), root.gid(), 0);
+    root.digest = crate::contenthash::context_root_digest();
+    records.insert(String::new(), root);
     Index::new(records).save(&worker.snapshots.layer_root(snapshot.id()))?;
     let loaded = LoadedContext {
         layer: snapshot.id(),
