@@ -247,7 +247,10 @@ impl Tree for Mounted<'_> {
 
 /// A file's digest: the sha256 of its tar `header` and then its bytes, as `sha256:…`.
 pub(crate) fn file_digest(path: &Path, header: &[u8]) -> Result<String, Error> {
-    Ok(format!("sha256:{}", hex::encode(file_sha256(path, header)?)))
+    Ok(format!(
+        "sha256:{}",
+        hex::encode(file_sha256(path, header)?)
+    ))
 }
 
 /// The sha256 of `header` and then the file's bytes, read whole.
