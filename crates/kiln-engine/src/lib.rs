@@ -533,6 +533,7 @@ impl Engine {
             registry: registry.as_deref(),
             imports: &cache.ports,
             records: (!cache.exports.is_empty()).then_some(&cache.records),
+            result_needed: result_needed(&request.outputs, &cache.exports),
         };
         let solve = |conversion: &convert::Conversion| {
             let definition = conversion.state.marshal(&MarshalOptions {
@@ -674,6 +675,7 @@ impl Engine {
                 registry: registry.as_deref(),
                 imports: &cache.ports,
                 records: (!cache.exports.is_empty()).then_some(&cache.records),
+                result_needed: result_needed(&request.outputs, &cache.exports),
             },
         )?;
         let mut solved = self.empty_result();
@@ -863,6 +865,12 @@ fn parse_filters(texts: &[String]) -> Result<Vec<kiln_worker::PruneFilter>, Erro
         .filter(|t| !t.trim().is_empty())
         .map(|t| kiln_worker::PruneFilter::parse(t).map_err(Error::from))
         .collect()
+}
+
+/// Whether a build reads its result's content: not when its only outputs are
+/// `cacheonly` and it exports no cache (an imported result then stays where it is).
+fn result_needed<T>(outputs: &[Export], cache_exports: &[T]) -> bool {
+    outputs.is_empty() || !cache_exports.is_empty() || outputs.iter().any(|o| o.kind != "cacheonly")
 }
 
 impl Engine {

@@ -33,6 +33,10 @@ impl CacheImport for Import {
         }))
     }
 
+    fn content_links(&self, key: &str) -> Result<Option<Vec<Option<String>>>, BoxError> {
+        Ok(self.0.content_links(key)?)
+    }
+
     fn fetch(&self, layer: &Descriptor, out: &mut dyn Write) -> Result<(), BoxError> {
         Ok(self.0.fetch(layer, out)?)
     }

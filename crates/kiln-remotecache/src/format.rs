@@ -135,8 +135,8 @@ pub struct ExportRecord {
     pub key: String,
     /// Its digest.
     pub digest: String,
-    /// One link per input.
-    pub inputs: Vec<Link>,
+    /// Per input, its links (one is enough to match it).
+    pub inputs: Vec<Vec<Link>>,
     /// Its result, when exported with layers.
     pub result: Option<ExportResult>,
 }
@@ -150,8 +150,9 @@ pub struct ExportResult {
     pub created_at: String,
 }
 
-/// The config for `records`, and the distinct layer blobs it names in order. Records
-/// linking to a record not exported are left out (and so on, up the graph).
+/// The config for `records`, and the distinct layer blobs it names in order. A link to
+/// a record not exported is left out, and a record with an input left without links
+/// too (and so on, up the graph).
 pub fn build_config(records: &[ExportRecord]) -> (CacheConfig, Vec<Descriptor>) {
     let mut by_key: BTreeMap<&str, &ExportRecord> = BTreeMap::new();
     for record in records {
@@ -160,14 +161,14 @@ pub fn build_config(records: &[ExportRecord]) -> (CacheConfig, Vec<Descriptor>) 
             *entry = record;
         }
     }
-    // Drop records whose links lead nowhere, until none does.
+    // Drop records with an input whose links all lead nowhere, until none has one.
     loop {
         let dangling: Vec<&str> = by_key
             .iter()
             .filter(|(_, r)| {
                 r.inputs
                     .iter()
-                    .any(|l| !by_key.contains_key(l.key.as_str()))
+                    .any(|links| !links.iter().any(|l| by_key.contains_key(l.key.as_str())))
             })
             .map(|(k, _)| *k)
             .collect();
@@ -192,11 +193,16 @@ pub fn build_config(records: &[ExportRecord]) -> (CacheConfig, Vec<Descriptor>) 
             inputs: record
                 .inputs
                 .iter()
-                .map(|link| {
-                    vec![CacheInput {
-                        selector: link.selector.clone(),
-                        link_index: index_of[link.key.as_str()],
-                    }]
+                .map(|links| {
+                    links
+                        .iter()
+                        .filter_map(|link| {
+                            Some(CacheInput {
+                                selector: link.selector.clone(),
+                                link_index: *index_of.get(link.key.as_str())?,
+                            })
+                        })
+                        .collect()
                 })
                 .collect(),
             ..CacheRecord::default()
@@ -463,6 +469,9 @@ impl CachedResult {
 #[derive(Debug, Clone, Default)]
 pub struct CacheIndex {
     results: HashMap<String, CachedResult>,
+    /// Per key, per input: the digest of the content record the input links to (an
+    /// input-less record linked without a selector), when it has one.
+    content_links: HashMap<String, Vec<Option<String>>>,
 }
 
 /// At most this many keys per record, when inputs have alternative links.
@@ -525,6 +534,26 @@ impl CacheIndex {
                 break;
             }
         }
+        let mut content_links = HashMap::new();
+        for (record, keys) in records.iter().zip(&keys) {
+            let Some(keys) = keys else { continue };
+            let links: Vec<Option<String>> = record
+                .inputs
+                .iter()
+                .map(|input| {
+                    input.iter().find_map(|link| {
+                        let target = records.get(usize::try_from(link.link_index).ok()?)?;
+                        (link.selector.is_empty() && target.inputs.is_empty())
+                            .then(|| target.digest.clone())
+                    })
+                })
+                .collect();
+            if links.iter().any(Option::is_some) {
+                for key in keys {
+                    content_links.insert(key.clone(), links.clone());
+                }
+            }
+        }
         let mut results = HashMap::new();
         for (record, keys) in records.iter().zip(&keys) {
             let Some(keys) = keys else { continue };
@@ -535,7 +564,16 @@ impl CacheIndex {
                 results.entry(key.clone()).or_insert_with(|| result.clone());
             }
         }
-        Self { results }
+        Self {
+            results,
+            content_links,
+        }
+    }
+
+    /// Per input of the record keyed `key`, the digest of the content record it links
+    /// to, if any: what a record matched by its inputs' keys says their content was.
+    pub fn content_links(&self, key: &str) -> Option<&Vec<Option<String>>> {
+        self.content_links.get(key)
     }
 
     /// The result recorded under `key`.
@@ -665,9 +703,11 @@ mod tests {
             digest: digest.to_owned(),
             inputs: inputs
                 .iter()
-                .map(|k| Link {
-                    selector: String::new(),
-                    key: (*k).to_owned(),
+                .map(|k| {
+                    vec![Link {
+                        selector: String::new(),
+                        key: (*k).to_owned(),
+                    }]
                 })
                 .collect(),
             result: layers.map(|layers| ExportResult {

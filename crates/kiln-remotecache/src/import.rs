@@ -75,6 +75,11 @@ impl Importer {
         Ok(self.index()?.get(key).cloned())
     }
 
+    /// Per input of the record keyed `key`, the content record it links to, if any.
+    pub fn content_links(&self, key: &str) -> Result<Option<Vec<Option<String>>>, Error> {
+        Ok(self.index()?.content_links(key).cloned())
+    }
+
     /// Writes a layer blob to `out` (the caller verifies its digest).
     pub fn fetch(&self, blob: &Descriptor, out: &mut dyn Write) -> Result<(), Error> {
         self.backend.read_blob(blob, out)

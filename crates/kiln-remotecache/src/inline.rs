@@ -135,7 +135,7 @@ mod tests {
         let step = ExportRecord {
             key: kiln_solver::cache_key::record_key("sha256:d", std::slice::from_ref(&base_link)),
             digest: "sha256:d".to_owned(),
-            inputs: vec![base_link],
+            inputs: vec![vec![base_link]],
             result: Some(ExportResult {
                 layers: vec![layer(1), layer(2)],
                 created_at: String::new(),

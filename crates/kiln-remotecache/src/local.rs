@@ -221,7 +221,7 @@ mod tests {
             ExportRecord {
                 key: step.clone(),
                 digest: step_digest,
-                inputs: vec![link],
+                inputs: vec![vec![link]],
                 result: Some(ExportResult {
                     layers: vec![one.clone(), two.clone()],
                     created_at: "1970-01-01T00:01:40Z".to_owned(),

@@ -197,7 +197,7 @@ impl Index {
         Ok(())
     }
 
-    fn load(layer_root: &Path) -> Option<Self> {
+    pub(crate) fn load(layer_root: &Path) -> Option<Self> {
         let bytes = fs::read(layer_root.join(INDEX_FILE)).ok()?;
         let entries = serde_json::from_slice(&bytes).ok()?;
         Some(Self::new(entries))

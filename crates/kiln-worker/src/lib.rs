@@ -201,6 +201,10 @@ pub struct SolveOptions<'a> {
     pub imports: &'a [Arc<dyn CacheImport>],
     /// Where this solve's cache records go, for a cache export (`--cache-to`).
     pub records: Option<&'a Mutex<Vec<SolvedRecord>>>,
+    /// Whether the caller reads the result's content (an export does). When it does
+    /// not, a result that a remote cache holds is only looked up, never fetched, as
+    /// BuildKit leaves an imported result lazy under `--output type=cacheonly`.
+    pub result_needed: bool,
 }
 
 /// One solve's state: its ops, options, and the outputs of the vertices visited.
@@ -302,6 +306,55 @@ fn op_platform(op: &pb::Op) -> Option<Platform> {
         os_version: p.os_version.clone(),
         os_features: p.os_features.clone(),
     })
+}
+
+/// Per by-key record of a vertex (its inputs linked by key), the content records its
+/// content-keyed inputs were keyed by, so that a later build can key it without making
+/// those inputs.
+const CONTENT_LINKS_TABLE: &str = "content-links";
+
+/// Per input of a keyed vertex, the content record it is keyed by, if it is.
+fn known_links(deps: &[cache_map::Dep], key: &VertexKey) -> Vec<Option<String>> {
+    deps.iter()
+        .zip(&key.links)
+        .map(|(dep, link)| dep.content.as_ref().map(|_| link.key.clone()))
+        .collect()
+}
+
+/// A vertex's key from the content records its content-keyed inputs are known to have
+/// been keyed by (`None` when one of them is not known).
+fn keyed_by_known_content(
+    map: &cache_map::CacheMap,
+    by_key: &[Link],
+    known: Vec<Option<String>>,
+) -> Option<VertexKey> {
+    if known.len() != by_key.len() {
+        return None;
+    }
+    let mut key = VertexKey {
+        digest: map.digest.clone(),
+        links: Vec::with_capacity(by_key.len()),
+        other_links: Vec::with_capacity(by_key.len()),
+        checksums: Vec::new(),
+    };
+    for ((dep, by_key), content) in map.deps.iter().zip(by_key).zip(known) {
+        match (&dep.content, content) {
+            (Some(_), Some(digest)) => {
+                key.checksums.push(digest.clone());
+                key.links.push(Link {
+                    selector: String::new(),
+                    key: digest,
+                });
+                key.other_links.push(Some(by_key.clone()));
+            }
+            (Some(_), None) => return None,
+            (None, _) => {
+                key.links.push(by_key.clone());
+                key.other_links.push(None);
+            }
+        }
+    }
+    Some(key)
 }
 
 /// A vertex's display name: its custom name, else its digest.
@@ -482,7 +535,11 @@ impl Worker {
         let outputs = results[target]
             .clone()
             .ok_or_else(|| Error::Unsupported("the result was not solved".to_owned()))?;
-        let refs = self.materialize(&solve, &outputs)?;
+        let refs = if options.result_needed {
+            self.materialize(&solve, &outputs)?
+        } else {
+            self.locate(&solve, &outputs)?
+        };
         // Steps skipped because a later step's result was reused are cached too.
         let visited = solve.visited.lock().unwrap_or_else(|e| e.into_inner());
         let reported = solve.reported.lock().unwrap_or_else(|e| e.into_inner());
@@ -628,16 +685,7 @@ impl Worker {
             .ok_or_else(|| Error::Unsupported("a vertex neither made nor pending".to_owned()))?;
         if let Some((import, results)) = self.remote_lookup(solve, &outputs.keys) {
             let name = solve.options.imports[import].name();
-            Self::reported(solve, outputs.vertex);
-            let digest = vertex.digest.to_string();
-            (solve.options.progress)(Event::Log {
-                digest: digest.clone(),
-                data: format!("cache hit in {name}\n").into_bytes(),
-            });
-            (solve.options.progress)(Event::Cached {
-                digest,
-                name: vertex_name(vertex),
-            });
+            Self::report_imported(solve, outputs.vertex, name);
             match self.import(solve, outputs, import, &results) {
                 Ok(refs) => {
                     *made = Some(refs.clone());
@@ -655,6 +703,44 @@ impl Worker {
             .map_err(|e| vertex_error(vertex, e, &self.config.root))?;
         *made = Some(refs.clone());
         Ok(refs)
+    }
+
+    /// Shows a vertex as cached, found in the remote cache `name`.
+    fn report_imported(solve: &Solve<'_, '_>, vertex: usize, name: &str) {
+        Self::reported(solve, vertex);
+        let op = solve.ops[vertex];
+        let digest = op.digest.to_string();
+        (solve.options.progress)(Event::Log {
+            digest: digest.clone(),
+            data: format!("cache hit in {name}\n").into_bytes(),
+        });
+        (solve.options.progress)(Event::Cached {
+            digest,
+            name: vertex_name(op),
+        });
+    }
+
+    /// A result whose content nobody reads: as made when it is, else only looked up
+    /// in the remote caches (refs without layers, nothing fetched), else made.
+    fn locate(&self, solve: &Solve<'_, '_>, outputs: &Outputs) -> Result<Vec<Ref>, Error> {
+        let made = outputs
+            .made
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        if !made && outputs.pending.is_some() {
+            if let Some((import, _)) = self.remote_lookup(solve, &outputs.keys) {
+                let name = solve.options.imports[import].name();
+                Self::report_imported(solve, outputs.vertex, name);
+                return Ok((0..outputs.keys.len())
+                    .map(|index| Ref {
+                        chain: Vec::new(),
+                        key: outputs.key_of(index),
+                    })
+                    .collect());
+            }
+        }
+        self.materialize(solve, outputs)
     }
 
     /// The refs of a vertex's inputs, made (side by side) where they are not yet.
@@ -770,37 +856,117 @@ impl Worker {
             let key = VertexKey {
                 digest: cache_key::digest_of(format!("buildkit.source.v0:{key}").as_bytes()),
                 links: Vec::new(),
+                other_links: Vec::new(),
                 checksums: Vec::new(),
             };
             return Ok((key, scan));
         }
         let map = cache_map::of(&vertex.op, &self.config.platform)?;
+        // Each input by its key, with the op's selector (BuildKit's fast key).
+        let by_key: Vec<Link> = map
+            .deps
+            .iter()
+            .zip(inputs)
+            .map(|(dep, input)| Link {
+                selector: dep.selector.clone(),
+                key: input.0.key_of(input.1),
+            })
+            .collect();
+        // An input not made yet (left for a remote cache) is not made for its checksum
+        // when a cache knows it by its key: a record matched by its inputs' keys (here,
+        // or in a remote cache, as BuildKit's fast key) says which content they had.
+        let unmade_content_input = map.deps.iter().zip(inputs).any(|(dep, input)| {
+            dep.content.is_some()
+                && input
+                    .0
+                    .made
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_none()
+        });
+        let content_deps = map.deps.iter().any(|dep| dep.content.is_some());
+        let by_key_record = content_deps.then(|| {
+            let key = VertexKey {
+                digest: map.digest.clone(),
+                links: by_key.clone(),
+                other_links: vec![None; by_key.len()],
+                checksums: Vec::new(),
+            };
+            key.output(0)
+        });
+        if let (true, Some(record)) = (unmade_content_input, &by_key_record) {
+            if let Some(key) = self
+                .known_content_links(solve, record)
+                .and_then(|known| keyed_by_known_content(&map, &by_key, known))
+            {
+                self.remember_content_links(record, &known_links(&map.deps, &key))?;
+                return Ok((key, None));
+            }
+        }
         let mut key = VertexKey {
             digest: map.digest,
             links: Vec::with_capacity(inputs.len()),
+            other_links: Vec::with_capacity(inputs.len()),
             checksums: Vec::new(),
         };
-        // An input read by content links to its content's record alone: a rebuild
-        // after an edit elsewhere in it hits, and BuildKit matches the same link.
-        for (dep, input) in map.deps.iter().zip(inputs) {
-            key.links.push(match &dep.content {
-                None => Link {
-                    selector: dep.selector.clone(),
-                    key: input.0.key_of(input.1),
-                },
+        // An input read by content is keyed by its content's record alone: a rebuild
+        // after an edit elsewhere in it hits. Its key link is exported beside it.
+        for ((dep, input), by_key) in map.deps.iter().zip(inputs).zip(by_key) {
+            match &dep.content {
+                None => {
+                    key.links.push(by_key);
+                    key.other_links.push(None);
+                }
                 Some(selectors) => {
                     let refs = self.materialize(solve, &input.0)?;
                     let input_ref = refs.get(input.1).cloned().unwrap_or_default();
                     let digest = self.content_checksum(&input_ref, selectors)?;
                     key.checksums.push(digest.clone());
-                    Link {
+                    key.links.push(Link {
                         selector: String::new(),
                         key: digest,
-                    }
+                    });
+                    key.other_links.push(Some(by_key));
                 }
-            });
+            }
+        }
+        if let Some(record) = by_key_record {
+            self.remember_content_links(&record, &known_links(&map.deps, &key))?;
         }
         Ok((key, None))
+    }
+
+    /// Per input of the vertex whose by-key record is `record`, the content record it
+    /// was keyed by: as this store remembers it, else as a remote cache has it.
+    fn known_content_links(
+        &self,
+        solve: &Solve<'_, '_>,
+        record: &str,
+    ) -> Option<Vec<Option<String>>> {
+        if let Some(known) = self
+            .db
+            .get(CONTENT_LINKS_TABLE, record)
+            .ok()
+            .flatten()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        {
+            return Some(known);
+        }
+        solve
+            .options
+            .imports
+            .iter()
+            .find_map(|import| import.content_links(record).ok().flatten())
+    }
+
+    /// Remembers which content records a vertex's inputs were keyed by (written only
+    /// when new, so a rebuild writes nothing).
+    fn remember_content_links(&self, record: &str, known: &[Option<String>]) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(known).unwrap_or_default();
+        if self.db.get(CONTENT_LINKS_TABLE, record)?.as_deref() != Some(bytes.as_slice()) {
+            self.db.put(CONTENT_LINKS_TABLE, record, &bytes)?;
+        }
+        Ok(())
     }
 
     /// Runs a vertex on its inputs' refs (unless another build made it meanwhile) and

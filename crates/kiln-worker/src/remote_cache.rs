@@ -36,6 +36,10 @@ pub trait CacheImport: Send + Sync {
     /// The result recorded under an output key, if the cache holds one with layers.
     /// The first call may wait for the cache's records to arrive.
     fn lookup(&self, key: &str) -> Result<Option<ImportedResult>, BoxError>;
+    /// Per input of the record keyed `key` (with or without a result), the digest of
+    /// the content record it links to, if any: how a step matched by its inputs' keys
+    /// learns their content's keys without making them.
+    fn content_links(&self, key: &str) -> Result<Option<Vec<Option<String>>>, BoxError>;
     /// Writes a layer blob to `out` (the worker verifies its digest).
     fn fetch(&self, layer: &Descriptor, out: &mut dyn Write) -> Result<(), BoxError>;
 }
@@ -48,8 +52,9 @@ pub struct SolvedRecord {
     pub key: String,
     /// The record's digest.
     pub digest: String,
-    /// One link per input.
-    pub inputs: Vec<Link>,
+    /// Per input, its links: by the input's key (with the selector) and, for an input
+    /// keyed by content, to the content's record too, as BuildKit writes both.
+    pub inputs: Vec<Vec<Link>>,
     /// Its snapshot layers when made in this solve (a local context has none to export).
     pub chain: Option<Vec<u64>>,
 }
@@ -58,7 +63,11 @@ pub struct SolvedRecord {
 #[derive(Debug, Clone)]
 pub(crate) struct VertexKey {
     pub(crate) digest: String,
+    /// The link of each input that makes the key.
     pub(crate) links: Vec<Link>,
+    /// Per input, its other link when it has one (the key link of an input keyed by
+    /// content), exported beside it.
+    pub(crate) other_links: Vec<Option<Link>>,
     /// Records of the content checksums the links name.
     pub(crate) checksums: Vec<String>,
 }
@@ -112,8 +121,12 @@ impl Outputs {
             .unwrap_or_else(|| self.key.output(index))
     }
 
-    /// The records of this vertex for an export.
+    /// The records of this vertex for an export (none for a local context: its key is
+    /// kiln's own, and BuildKit never exports one either).
     pub(crate) fn records(&self) -> Vec<SolvedRecord> {
+        if self.local_source {
+            return Vec::new();
+        }
         let made = self.made.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut out: Vec<SolvedRecord> = self
             .key
@@ -131,11 +144,18 @@ impl Outputs {
                 .as_ref()
                 .and_then(|refs| refs.get(index))
                 .map(|r| r.chain.clone())
-                .filter(|chain| !chain.is_empty() && !self.local_source);
+                .filter(|chain| !chain.is_empty());
+            let inputs = self
+                .key
+                .links
+                .iter()
+                .zip(&self.key.other_links)
+                .map(|(link, other)| other.iter().chain([link]).cloned().collect())
+                .collect();
             out.push(SolvedRecord {
                 key: key.clone(),
                 digest: self.key.digest(index),
-                inputs: self.key.links.clone(),
+                inputs,
                 chain,
             });
         }

@@ -10,7 +10,7 @@ use kiln_llb::local::{Entry, Filter, select, select_listed};
 use kiln_llb::pb;
 use sha2::{Digest as _, Sha256};
 
-use crate::contenthash::{Index, Record, file_sha256};
+use crate::contenthash::{Index, Record, Tree as _, file_sha256};
 use crate::fsutil::{CopySpec, copy_entry};
 use crate::{Error, LocalContexts, Ref, Worker};
 
@@ -351,6 +351,20 @@ fn copy_context(worker: &Worker, scan: Scan, snapshot: &kiln_store::Snapshot) ->
     // Directories keep their times too, set once nothing more is written into them.
     for (dir, meta) in dirs.iter().rev() {
         crate::fsutil::set_times(dir, meta.mtime, meta.mtime_nsec)?;
+    }
+    // BuildKit's incremental transfer never sends a directory's changed metadata again
+    // (its receiver keeps the header it first hashed), so while the previous load is
+    // kept a directory keeps the record it had there: a chmod of a copied directory
+    // alone leaves the copy cached, as in BuildKit.
+    if let Some(index) = previous
+        .as_ref()
+        .and_then(|p| Index::load(&worker.snapshots.layer_root(p.layer)))
+    {
+        for (rel, record) in records.iter_mut().filter(|(_, r)| r.kind == 'd') {
+            if let Some(kept) = index.record(rel)?.filter(|r| r.kind == 'd') {
+                *record = kept;
+            }
+        }
     }
     // The layer's content index: what checksums of its parts read instead of files.
     let root = fs::symlink_metadata(&upper)?;

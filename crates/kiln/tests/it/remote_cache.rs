@@ -329,9 +329,10 @@ fn registry_cache_mode_min_keeps_the_final_layers_and_max_every_layer() {
         image_digest(&work.join("two.tar"))
     );
 
-    // With mode=min only the final result is reusable. `COPY --from=build` is keyed by
-    // the content it copies, so the build stage (not in the cache) runs again; the final
-    // stage's RUNs do not.
+    // With mode=min only the final result is reusable, but the records of the steps
+    // before it stay: `COPY --from=build` matches by the build step's key and learns
+    // the content it was keyed by, so the build stage (not in the cache) does not run
+    // either, as in BuildKit.
     let third = fresh_state(work, "state-3");
     let log = check(&build(
         &third,
@@ -339,8 +340,8 @@ fn registry_cache_mode_min_keeps_the_final_layers_and_max_every_layer() {
         &work.join("three.tar"),
         &["--cache-from", &min],
     ));
-    assert_eq!(probe.hits(), 4, "{log}");
-    assert!(!step_cached(&log, "[build 2/2] RUN wget"), "{log}");
+    assert_eq!(probe.hits(), 3, "{log}");
+    assert!(step_cached(&log, "[build 2/2] RUN wget"), "{log}");
     assert!(step_cached(&log, "[stage-1 5/5] RUN wget"), "{log}");
     assert_eq!(
         image_digest(&work.join("one.tar")),
@@ -548,11 +549,13 @@ fn an_inline_cache_rides_in_the_pushed_image() {
     assert!(config["moby.buildkit.cache.v0"].is_string(), "{config:#}");
 
     // The image is the cache: the final stage's steps are reused from it. The build
-    // stage is not in the image, so it runs for `COPY --from=build`'s content key.
+    // stage is not in the image, but `COPY --from=build` matches by the build step's
+    // key (BuildKit's fast key), so that stage never runs either.
     let log = build_pushing(&fresh_state(work, "state-2"), &["--cache-from", &image]);
-    assert_eq!(probe.hits(), 4, "{log}");
-    assert!(step_cached(&log, "[stage-1 5/5] RUN wget"), "{log}");
-    assert!(step_cached(&log, "[stage-1 3/5] RUN wget"), "{log}");
+    assert_eq!(probe.hits(), 3, "{log}");
+    for step in STEPS {
+        assert!(step_cached(&log, step), "{step}:\n{log}");
+    }
 }
 
 /// BuildKit v0.24 and kiln hit each other's cache: BuildKit's local export imported by
@@ -665,6 +668,52 @@ pub(crate) fn read_each_others_cache(cache: impl Fn(&Path, &str) -> (String, Str
         );
     }
     true
+}
+
+/// `--output type=cacheonly` with an import, as a CI job that only warms or checks the
+/// cache: the result is looked up, no blob is fetched (BuildKit's lazy import). Proven
+/// by a cache whose layer blobs are gone: every step still hits, nothing runs.
+#[test]
+fn a_cacheonly_build_fetches_no_blob_of_an_import() {
+    let Some((base, probe, dir)) = fixture() else {
+        return;
+    };
+    let work = base.work.path();
+    let cache = work.join("cache");
+    check(&build(
+        &fresh_state(work, "state-1"),
+        &dir,
+        &work.join("one.tar"),
+        &[
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", cache.display()),
+        ],
+    ));
+    assert_eq!(probe.hits(), 3);
+    let (manifest, _) = local_cache(&cache);
+    for layer in manifest["layers"].as_array().unwrap() {
+        let digest = layer["digest"].as_str().unwrap();
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        fs::remove_file(cache.join("blobs/sha256").join(hex)).unwrap();
+    }
+    let log = check(&kiln(
+        &fresh_state(work, "state-2"),
+        &[
+            "build",
+            "--progress=plain",
+            "--cache-from",
+            &format!("type=local,src={}", cache.display()),
+            "--output",
+            "type=cacheonly",
+            dir.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(probe.hits(), 3, "no RUN executes:\n{log}");
+    assert!(step_cached(&log, "[stage-1 5/5] RUN wget"), "{log}");
+    assert!(
+        !log.contains("cannot be used"),
+        "no blob was asked for:\n{log}"
+    );
 }
 
 /// Bake passes a target's `cache-to` (string form) and `cache-from` (object form) on.
