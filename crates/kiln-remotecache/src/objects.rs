@@ -8,9 +8,10 @@
 //! runs as a task on one small runtime shared by every object cache, and the calling
 //! thread waits for it. Blobs stream both ways in bounded chunks.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::{Read, Write};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -99,6 +100,9 @@ pub(crate) struct ObjectCache {
     /// Blobs older than this are written again by an export (S3's `touch_refresh`).
     touch_refresh: Option<Duration>,
     upload_parallelism: usize,
+    /// The blobs there (key → last modified), listed once, with what this cache wrote
+    /// since; `None` when they cannot be listed (each blob is then asked for alone).
+    listed: OnceLock<Option<Mutex<HashMap<String, SystemTime>>>>,
 }
 
 impl ObjectCache {
@@ -117,7 +121,42 @@ impl ObjectCache {
             keys,
             touch_refresh,
             upload_parallelism,
+            listed: OnceLock::new(),
         }
+    }
+
+    /// The blobs under the blobs prefix, in one listing (paged by the store) rather
+    /// than a request per blob; `None` when the prefix is not a folder or listing
+    /// fails.
+    fn listed_blobs(&self) -> Option<&Mutex<HashMap<String, SystemTime>>> {
+        self.listed
+            .get_or_init(|| {
+                let folder = self.keys.blobs.strip_suffix('/')?;
+                let store = Arc::clone(&self.store);
+                let prefix = ObjectPath::from(folder);
+                let listed = run(async move {
+                    store
+                        .list(Some(&prefix))
+                        .collect::<Vec<_>>()
+                        .await
+                        .into_iter()
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .ok()?;
+                Some(Mutex::new(
+                    listed
+                        .into_iter()
+                        .map(|meta| (meta.location.to_string(), meta.last_modified.into()))
+                        .collect(),
+                ))
+            })
+            .as_ref()
+    }
+
+    /// Whether a blob last written at `modified` is due for `touch_refresh`.
+    fn stale(&self, modified: SystemTime) -> bool {
+        self.touch_refresh
+            .is_some_and(|refresh| modified.elapsed().is_ok_and(|age| age > refresh))
     }
 
     fn blob_path(&self, blob: &Descriptor) -> ObjectPath {
@@ -185,26 +224,36 @@ impl CacheBackend for ObjectCache {
     /// again and a bucket's expiry rules keep it (BuildKit copies it onto itself, which
     /// S3 refuses for an object whose metadata stays the same).
     fn has_blob(&self, blob: &Descriptor) -> Result<bool, Error> {
-        let store = Arc::clone(&self.store);
         let path = self.blob_path(blob);
+        if let Some(listed) = self.listed_blobs() {
+            let listed = listed.lock().unwrap_or_else(|e| e.into_inner());
+            return Ok(listed
+                .get(path.as_ref())
+                .is_some_and(|modified| !self.stale(*modified)));
+        }
+        let store = Arc::clone(&self.store);
         let found = match run(async move { store.head(&path).await }) {
             Ok(meta) => meta,
             Err(object_store::Error::NotFound { .. }) => return Ok(false),
             Err(e) => return Err(self.failed(format!("looking for {}", blob.digest), e)),
         };
-        let stale = self.touch_refresh.is_some_and(|refresh| {
-            let modified = SystemTime::from(found.last_modified);
-            modified.elapsed().is_ok_and(|age| age > refresh)
-        });
-        Ok(!stale)
+        Ok(!self.stale(SystemTime::from(found.last_modified)))
     }
 
     fn write_blob(&self, blob: &Descriptor, content: &mut (dyn Read + Send)) -> Result<(), Error> {
         if self.has_blob(blob)? {
             return Ok(());
         }
-        upload(Arc::clone(&self.store), self.blob_path(blob), content)
-            .map_err(|e| self.streamed(&blob.digest, "writing", e))
+        let path = self.blob_path(blob);
+        upload(Arc::clone(&self.store), path.clone(), content)
+            .map_err(|e| self.streamed(&blob.digest, "writing", e))?;
+        if let Some(listed) = self.listed_blobs() {
+            listed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(path.to_string(), SystemTime::now());
+        }
+        Ok(())
     }
 
     fn write_manifest(&self, bytes: &[u8], _media_type: &str) -> Result<(), Error> {

@@ -110,3 +110,35 @@ fn a_blob_whose_reader_fails_leaves_nothing() {
     let error = backend.read_blob(&blob, &mut Vec::new()).unwrap_err();
     assert!(error.to_string().contains(&blob.digest), "{error}");
 }
+
+/// An export asks which blobs are there with one listing, not one request per blob.
+#[test]
+fn blobs_already_there_are_found_in_one_listing() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    moto.create_bucket(BUCKET);
+    let blobs: Vec<Vec<u8>> = (1..=3).map(|i| noise(1000 * i)).collect();
+    let first = config(&moto).open().unwrap();
+    for bytes in &blobs {
+        first
+            .write_blob(&descriptor(bytes), &mut bytes.as_slice())
+            .unwrap();
+    }
+    // The next export's backend: everything is there, nothing is written again.
+    let next = config(&moto).open().unwrap();
+    moto.start_recording();
+    for bytes in &blobs {
+        assert!(next.has_blob(&descriptor(bytes)).unwrap());
+        next.write_blob(&descriptor(bytes), &mut bytes.as_slice())
+            .unwrap();
+    }
+    assert!(!next.has_blob(&descriptor(b"not there")).unwrap());
+    let requests = moto.recorded();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let (method, url) = &requests[0];
+    assert!(
+        method == "GET" && url.contains("list-type=2"),
+        "{requests:?}"
+    );
+}

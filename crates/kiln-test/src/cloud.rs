@@ -86,6 +86,29 @@ impl Moto {
         assert_eq!(status, 200, "writing {key}");
     }
 
+    /// Starts recording the requests moto answers (moto's own recorder).
+    pub fn start_recording(&self) {
+        let status = self
+            .request(&["-X", "POST"], "/moto-api/recorder/start-recording", None)
+            .0;
+        assert_eq!(status, 200, "starting moto's recorder");
+    }
+
+    /// The requests recorded since [`Moto::start_recording`]: method and URL each.
+    pub fn recorded(&self) -> Vec<(String, String)> {
+        let (status, body) = self.request(&[], "/moto-api/recorder/download-recording", None);
+        assert_eq!(status, 200, "reading moto's recording");
+        String::from_utf8_lossy(&body)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .map(|r| {
+                let field = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+                (field("method"), field("url"))
+            })
+            .filter(|(_, url)| !url.contains("/moto-api/"))
+            .collect()
+    }
+
     /// The keys under `prefix`, sorted.
     pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
         let (status, body) =
