@@ -1071,8 +1071,8 @@ impl Worker {
         Ok(refs)
     }
 
-    /// A source's key (BuildKit's for an image; kiln's own, marked so, for the
-    /// others), and for a local context the walk it was computed from.
+    /// A source's key (BuildKit's for an image and a git commit; kiln's own, marked
+    /// so, for the others), and for a local context the walk it was computed from.
     fn source_key(
         &self,
         source: &pb::SourceOp,
@@ -1102,7 +1102,7 @@ impl Worker {
             Some(("http" | "https", _)) => {
                 format!("kiln:{}", source::remote::http_key(self, source)?)
             }
-            Some(("git", _)) => format!("kiln:{}", source::remote::git_key(source)?),
+            Some(("git", _)) => source::remote::git_key(source)?,
             // The manifest digest names the content.
             Some(("oci-layout", reference)) => {
                 format!(

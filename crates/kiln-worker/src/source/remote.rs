@@ -219,15 +219,37 @@ pub(crate) fn git_key(source: &pb::SourceOp) -> Result<String, Error> {
             "expected checksum to match {expected}, got {commit}"
         )));
     }
-    Ok(sha256_hex(&[
-        b"git",
-        url.as_bytes(),
-        commit.as_bytes(),
-        subdir.as_bytes(),
-        attr(source, "git.keepgitdir")
-            .unwrap_or_default()
-            .as_bytes(),
-    ]))
+    if attr(source, "git.keepgitdir") == Some("true") {
+        // BuildKit's key then names the ref as the server listed it, which kiln does
+        // not learn: kiln's own key, marked so.
+        return Ok(format!(
+            "kiln:{}",
+            sha256_hex(&[b"git", url.as_bytes(), commit.as_bytes(), subdir.as_bytes()])
+        ));
+    }
+    let fragment = source.identifier.split_once('#').map_or("", |(_, f)| f);
+    let raw_subdir = fragment.split_once(':').map_or("", |(_, d)| d);
+    Ok(buildkit_git_key(
+        &commit,
+        raw_subdir,
+        attr(source, "git.skipsubmodules") == Some("true"),
+    ))
+}
+
+/// BuildKit's key of a git source (`shaToCacheKey` without `.git`): the commit, the
+/// subdirectory as written (none for `/` or `.`), and whether submodules are skipped.
+/// Not the URL: the same commit from a mirror is the same source.
+fn buildkit_git_key(commit: &str, subdir: &str, skip_submodules: bool) -> String {
+    let mut key = commit.to_owned();
+    let clean = kiln_oci::go::clean_path(subdir);
+    if !subdir.is_empty() && clean != "/" && clean != "." {
+        key.push(':');
+        key.push_str(subdir);
+    }
+    if skip_submodules {
+        key.push_str("(skip-submodules)");
+    }
+    key
 }
 
 /// Fetches `url` at `reference` into `dest` (shallow when the server can); `.git` is
@@ -296,6 +318,18 @@ pub(crate) fn git_load(worker: &Worker, source: &pb::SourceOp) -> Result<Ref, Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn git_keys_are_buildkits() {
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(buildkit_git_key(commit, "", false), commit);
+        assert_eq!(buildkit_git_key(commit, "/", false), commit);
+        assert_eq!(buildkit_git_key(commit, ".", false), commit);
+        assert_eq!(
+            buildkit_git_key(commit, "docs/", true),
+            format!("{commit}:docs/(skip-submodules)")
+        );
+    }
 
     #[test]
     fn last_modified_times() {
