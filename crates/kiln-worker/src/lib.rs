@@ -1071,8 +1071,9 @@ impl Worker {
         Ok(refs)
     }
 
-    /// A source's key (BuildKit's for an image and a git commit; kiln's own, marked
-    /// so, for the others), and for a local context the walk it was computed from.
+    /// A source's key (BuildKit's for an image, a git commit and a download; kiln's
+    /// own, marked so, for the others), and for a local context the walk it was
+    /// computed from.
     fn source_key(
         &self,
         source: &pb::SourceOp,
@@ -1099,9 +1100,7 @@ impl Worker {
                 ]);
                 return Ok((format!("kiln:{key}"), Some(scan)));
             }
-            Some(("http" | "https", _)) => {
-                format!("kiln:{}", source::remote::http_key(self, source)?)
-            }
+            Some(("http" | "https", _)) => source::remote::http_key(self, source)?,
             Some(("git", _)) => source::remote::git_key(source)?,
             // The manifest digest names the content.
             Some(("oci-layout", reference)) => {

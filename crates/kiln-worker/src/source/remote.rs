@@ -69,19 +69,67 @@ fn download(worker: &Worker, url: &str, expected: Option<&str>) -> Result<String
     Ok(digest)
 }
 
-/// The cache key of an http source: its checksum, given or downloaded.
+/// The cache key of an http source, as BuildKit's `formatCacheKey` makes it: the file's
+/// name, mode and owner, its checksum (given, or of the download) and, for a download,
+/// the server's Last-Modified. Extra request headers keep kiln's own key (marked so).
 pub(crate) fn http_key(worker: &Worker, source: &pb::SourceOp) -> Result<String, Error> {
     let url = &source.identifier;
-    let checksum = match attr(source, "http.checksum") {
+    let (checksum, modified) = match attr(source, "http.checksum") {
         // Known beforehand: no download unless the step runs.
-        Some(checksum) => checksum.to_owned(),
-        None => download(worker, url, None)?,
+        Some(checksum) => (checksum.to_owned(), String::new()),
+        None => {
+            let digest = download(worker, url, None)?;
+            let stamp = download_path(worker, url).with_extension("modified");
+            let modified = fs::read_to_string(stamp).unwrap_or_default();
+            (digest, modified.trim().to_owned())
+        }
     };
-    let mut parts: Vec<&[u8]> = vec![b"http", url.as_bytes(), checksum.as_bytes()];
-    for key in ["http.filename", "http.perm", "http.uid", "http.gid"] {
-        parts.push(attr(source, key).unwrap_or_default().as_bytes());
+    let headers = source
+        .attrs
+        .keys()
+        .any(|k| k.starts_with("http.header.") || k == "http.authheadersecret");
+    if headers {
+        let mut parts: Vec<&[u8]> = vec![b"http", url.as_bytes(), checksum.as_bytes()];
+        for key in ["http.filename", "http.perm", "http.uid", "http.gid"] {
+            parts.push(attr(source, key).unwrap_or_default().as_bytes());
+        }
+        return Ok(format!("kiln:{}", sha256_hex(&parts)));
     }
-    Ok(sha256_hex(&parts))
+    let id = |key| {
+        attr(source, key)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    let json = crate::go_json::Object::new()
+        .string("Filename", &file_name(source))
+        .raw("Perm", &perm(source).unwrap_or(0).to_string())
+        .raw("UID", &id("http.uid").to_string())
+        .raw("GID", &id("http.gid").to_string())
+        .string("Checksum", &checksum)
+        .some_string("LastModTime", &modified)
+        .finish();
+    Ok(kiln_solver::cache_key::digest_of(json.as_bytes()))
+}
+
+/// The downloaded file's name: the one given, else the URL's last path segment, else
+/// `download` (BuildKit's `getFileName`).
+fn file_name(source: &pb::SourceOp) -> String {
+    let url = &source.identifier;
+    let from_url = url
+        .split(['?', '#'])
+        .next()
+        .and_then(|u| u.rsplit('/').next())
+        .filter(|n| !n.is_empty() && !n.contains(':'))
+        .unwrap_or("download");
+    attr(source, "http.filename")
+        .filter(|n| !n.is_empty() && !n.contains('/'))
+        .unwrap_or(from_url)
+        .to_owned()
+}
+
+/// The mode asked for the file (`http.perm`, octal as LLB writes it).
+fn perm(source: &pb::SourceOp) -> Option<u32> {
+    attr(source, "http.perm").and_then(|p| u32::from_str_radix(p, 8).ok())
 }
 
 /// Go's `http.ParseTime` for the usual Last-Modified format
@@ -122,22 +170,11 @@ pub(crate) fn http_load(worker: &Worker, source: &pb::SourceOp) -> Result<Ref, E
             )));
         }
     }
-    // Without a name given, the URL's last path segment, else "download" (BuildKit's).
-    let from_url = url
-        .split(['?', '#'])
-        .next()
-        .and_then(|u| u.rsplit('/').next())
-        .filter(|n| !n.is_empty() && !n.contains(':'))
-        .unwrap_or("download");
-    let name = attr(source, "http.filename")
-        .filter(|n| !n.is_empty() && !n.contains('/'))
-        .unwrap_or(from_url);
+    let name = file_name(source);
     let (snapshot, ()) = crate::new_layer(worker, None, |snapshot| {
-        let dest = worker.snapshots.layer_dir(snapshot.id()).join(name);
+        let dest = worker.snapshots.layer_dir(snapshot.id()).join(&name);
         fs::copy(&path, &dest)?;
-        let perm = attr(source, "http.perm")
-            .and_then(|p| u32::from_str_radix(p, 8).ok())
-            .unwrap_or(0o600);
+        let perm = perm(source).unwrap_or(0o600);
         std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(perm))?;
         let id = |key| attr(source, key).and_then(|v| v.parse().ok()).unwrap_or(0);
         std::os::unix::fs::lchown(&dest, Some(id("http.uid")), Some(id("http.gid")))?;

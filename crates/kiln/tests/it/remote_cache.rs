@@ -591,8 +591,10 @@ pub(crate) fn read_each_others_cache(cache: impl Fn(&Path, &str) -> (String, Str
     let dir = work.join("ctx");
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("a.txt"), "a\n").unwrap();
-    // A git source, keyed by its commit as BuildKit keys it.
+    // A git source, keyed by its commit as BuildKit keys it, and a download, keyed by
+    // its name, checksum and Last-Modified.
     let (_git_daemon, git_url) = serve_git_repository(work);
+    let (_http_server, http_url) = serve_file(work, "h.txt", "over http\n");
     fs::create_dir_all(dir.join("sub/deeper")).unwrap();
     fs::write(dir.join("sub/deeper/s.txt"), "s\n").unwrap();
     fs::write(dir.join("b.txt"), "b\n").unwrap();
@@ -600,7 +602,7 @@ pub(crate) fn read_each_others_cache(cache: impl Fn(&Path, &str) -> (String, Str
     fs::write(
         dir.join("Dockerfile"),
         format!(
-            "FROM {registry}/busybox\nCOPY a.txt /a.txt\nCOPY sub/ /sub/\nCOPY *.txt /w/\nCOPY . /ctx/\nADD {git_url}#main /git/\nRUN cat /a.txt /git/g.txt > /b.txt\n"
+            "FROM {registry}/busybox\nCOPY a.txt /a.txt\nCOPY sub/ /sub/\nCOPY *.txt /w/\nCOPY . /ctx/\nADD {git_url}#main /git/\nADD {http_url} /h.txt\nRUN cat /a.txt /git/g.txt /h.txt > /b.txt\n"
         ),
     )
     .unwrap();
@@ -610,6 +612,7 @@ pub(crate) fn read_each_others_cache(cache: impl Fn(&Path, &str) -> (String, Str
         "COPY *.txt /w/",
         "COPY . /ctx/",
         "ADD git://",
+        "ADD http://",
         "RUN cat /a.txt",
     ];
     let buildctl_build = |cache_flag: String| {
@@ -784,6 +787,38 @@ fn serve_git_repository(work: &Path) -> (kiln_test::KillOnDrop, String) {
     (
         kiln_test::KillOnDrop(daemon),
         format!("git://127.0.0.1:{port}/repo.git"),
+    )
+}
+
+/// `name` holding `content`, served by Python's http.server on a free port (with a
+/// Last-Modified header): the server (stopped when dropped) and the file's URL.
+fn serve_file(work: &Path, name: &str, content: &str) -> (kiln_test::KillOnDrop, String) {
+    let served = work.join("http-served");
+    fs::create_dir_all(&served).unwrap();
+    fs::write(served.join(name), content).unwrap();
+    let port = kiln_test::free_port();
+    let server = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(&served)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (
+        kiln_test::KillOnDrop(server),
+        format!("http://127.0.0.1:{port}/{name}"),
     )
 }
 
