@@ -35,6 +35,9 @@ pub struct Moto {
     /// Its port.
     pub port: u16,
     _child: KillOnDrop,
+    /// Where it keeps its request recording (its own: moto's default is a file in
+    /// the working directory, shared by every server a test run starts).
+    _recording: tempfile::TempDir,
 }
 
 impl Moto {
@@ -47,8 +50,13 @@ impl Moto {
             return None;
         };
         let port = free_port();
+        let recording = tempfile::tempdir().expect("a temp directory");
         let child = Command::new(server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env(
+                "MOTO_RECORDER_FILEPATH",
+                recording.path().join("recording.jsonl"),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -58,6 +66,7 @@ impl Moto {
         Some(Moto {
             port,
             _child: child,
+            _recording: recording,
         })
     }
 
@@ -105,7 +114,9 @@ impl Moto {
                 let field = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
                 (field("method"), field("url"))
             })
-            .filter(|(_, url)| !url.contains("/moto-api/"))
+            .filter(|(_, url)| {
+                url.contains(&format!("127.0.0.1:{}/", self.port)) && !url.contains("/moto-api/")
+            })
             .collect()
     }
 
