@@ -1,6 +1,6 @@
 //! Value syntaxes BuildKit and buildx borrow from Go, parsed exactly as Go parses
-//! them, in one place for every crate: `time.ParseDuration`, `path.Clean` and
-//! `path.Join`.
+//! them, in one place for every crate: `time.ParseDuration`, `path.Clean`,
+//! `path.Join` and go-units' `RAMInBytes`.
 
 /// Go's `path.Clean` for slash paths (relative ones too): no empty or `.` segments,
 /// `..` removing the segment before it (dropped at the root, kept at the start of a
@@ -36,6 +36,46 @@ pub fn join_path(parts: &[&str]) -> String {
         return String::new();
     }
     clean_path(&parts.join("/"))
+}
+
+/// go-units' `RAMInBytes`: `512m`, `1.5GiB`, `64k`, binary multiples.
+pub fn ram_in_bytes(text: &str) -> Result<i64, String> {
+    let invalid = || format!("invalid size: '{text}'");
+    let number_len = text
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_digit() || *c == '.'))
+        .map_or(text.len(), |(i, _)| i);
+    let (number, suffix) = text.split_at(number_len);
+    if number.is_empty()
+        || number.starts_with('.')
+        || number.ends_with('.')
+        || number.contains("..")
+    {
+        return Err(invalid());
+    }
+    let size: f64 = number.parse().map_err(|_| invalid())?;
+    let mut suffix = suffix
+        .strip_prefix(' ')
+        .unwrap_or(suffix)
+        .chars()
+        .peekable();
+    let exponent = match suffix.peek().map(char::to_ascii_lowercase) {
+        Some(unit @ ('k' | 'm' | 'g' | 't' | 'p')) => {
+            suffix.next();
+            "kmgtp".find(unit).map_or(0, |i| i + 1)
+        }
+        _ => 0,
+    };
+    if suffix.peek().is_some_and(|c| c.eq_ignore_ascii_case(&'i')) {
+        suffix.next();
+    }
+    if suffix.peek().is_some_and(|c| c.eq_ignore_ascii_case(&'b')) {
+        suffix.next();
+    }
+    if suffix.next().is_some() {
+        return Err(invalid());
+    }
+    Ok((size * 1024f64.powi(exponent as i32)) as i64)
 }
 
 /// Go's `time.ParseDuration`: `[-+]` then number-unit pairs like `1h30m` or `1.5s`,
@@ -170,6 +210,19 @@ pub fn time_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ram_sizes() {
+        assert_eq!(ram_in_bytes("64"), Ok(64));
+        assert_eq!(ram_in_bytes("1k"), Ok(1024));
+        assert_eq!(ram_in_bytes("64m"), Ok(64 << 20));
+        assert_eq!(ram_in_bytes("512kb"), Ok(512 << 10));
+        assert_eq!(ram_in_bytes("1.5GiB"), Ok(1_610_612_736));
+        assert_eq!(ram_in_bytes("2 mb"), Ok(2 * 1024 * 1024));
+        assert!(ram_in_bytes("1x").is_err());
+        assert!(ram_in_bytes("1q").is_err());
+        assert!(ram_in_bytes("m").is_err());
+    }
 
     #[test]
     fn paths_clean_and_join_as_go_does() {

@@ -224,7 +224,7 @@ fn exec_map(
                 mount.dest
             )));
         }
-        let selector = go_path_join_root(&mount.selector);
+        let selector = kiln_oci::go::join_path(&["/", &mount.selector]);
         let mut by_content = mount.output == -1 || mount.readonly || selector == "/";
         match mount.content_cache {
             c if c == pb::MountContentCache::Off as i32 => by_content = false,
@@ -351,21 +351,6 @@ fn go_path_base(path: &str) -> String {
         return "/".to_owned();
     }
     trimmed.rsplit('/').next().unwrap_or(trimmed).to_owned()
-}
-
-/// Go's `path.Join("/", p)`: absolute and clean.
-fn go_path_join_root(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            part => parts.push(part),
-        }
-    }
-    format!("/{}", parts.join("/"))
 }
 
 /// Whether a copy source has wildcards (a backslash escapes the next character).
@@ -660,8 +645,6 @@ mod tests {
         assert_eq!(go_path_base("/app/"), "app");
         assert_eq!(go_path_base("/"), "/");
         assert_eq!(go_path_base(""), ".");
-        assert_eq!(go_path_join_root("a/../b/./c/"), "/b/c");
-        assert_eq!(go_path_join_root(""), "/");
         assert!(contains_wildcards("a*"));
         assert!(!contains_wildcards("a\\*"));
         assert_eq!(

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::units::{parse_csv_record, parse_ram_in_bytes};
+use super::units::parse_csv_record;
 use crate::error::Error;
 
 /// The kind of a RUN mount.
@@ -232,7 +232,7 @@ pub fn parse_mount(value: &str, values: &MountValues<'_>) -> Result<Mount, Error
                     return Err(unexpected_for_type());
                 }
                 mount.size_limit = Some(
-                    parse_ram_in_bytes(&value)
+                    kiln_oci::go::ram_in_bytes(&value)
                         .map_err(|_| Error::new(format!("invalid value for {key}: {value}")))?,
                 );
             }

@@ -329,25 +329,9 @@ pub(crate) fn parse_ulimit(spec: &str) -> anyhow::Result<(String, i64, i64)> {
     Ok((name.to_owned(), soft, hard))
 }
 
-/// Docker's byte sizes: `128m`, `1g`, `512kb`, `1024` (powers of 1024).
+/// A byte size as buildx reads one (go-units' `RAMInBytes`: `128m`, `1g`, `512kb`).
 pub(crate) fn parse_size(text: &str) -> anyhow::Result<i64> {
-    let lower = text.trim().to_ascii_lowercase();
-    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let unit = &lower[digits.len()..];
-    let number: f64 = digits
-        .parse()
-        .ok()
-        .with_context(|| format!("invalid size {text:?}"))?;
-    let scale: f64 = match unit.trim_end_matches('b').trim_end_matches('i') {
-        "" => 1.0,
-        "k" => 1024.0,
-        "m" => 1024.0 * 1024.0,
-        "g" => 1024.0 * 1024.0 * 1024.0,
-        "t" => 1024f64.powi(4),
-        "p" => 1024f64.powi(5),
-        _ => bail!("invalid size {text:?}: unknown unit {unit:?}"),
-    };
-    Ok((number * scale) as i64)
+    kiln_oci::go::ram_in_bytes(text).map_err(anyhow::Error::msg)
 }
 
 /// `--allow network.host,security.insecure` (repeatable, comma-separated).
