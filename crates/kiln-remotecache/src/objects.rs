@@ -53,11 +53,6 @@ pub(crate) fn run<T: Send + 'static>(future: impl Future<Output = T> + Send + 's
     receive.recv().expect("an object cache task ran to its end")
 }
 
-/// Runs `future` on the object caches' runtime without waiting for it.
-pub(crate) fn spawn(future: impl Future<Output = ()> + Send + 'static) {
-    runtime().spawn(future);
-}
-
 /// Retries as kiln's registry client retries: five tries, 0.5 to 4 s apart, so an
 /// unreachable store fails in seconds, not object_store's default three minutes.
 pub(crate) fn retry() -> object_store::RetryConfig {
@@ -283,12 +278,12 @@ fn read_part(content: &mut (dyn Read + Send)) -> std::io::Result<Vec<u8>> {
 }
 
 /// Why a streamed transfer failed: the store, or kiln's own side of it.
-pub(crate) enum Streamed {
-    Store(object_store::Error),
+pub(crate) enum Streamed<E = object_store::Error> {
+    Store(E),
     Local(std::io::Error),
 }
 
-impl From<std::io::Error> for Streamed {
+impl<E> From<std::io::Error> for Streamed<E> {
     fn from(e: std::io::Error) -> Self {
         Self::Local(e)
     }
@@ -300,10 +295,26 @@ pub(crate) fn download(
     path: ObjectPath,
     out: &mut dyn Write,
 ) -> Result<(), Streamed> {
-    let (chunks, mut receive) = tokio::sync::mpsc::channel::<Result<Bytes, _>>(4);
+    write_stream(
+        async move { Ok(store.get(&path).await?.into_stream()) },
+        out,
+    )
+}
+
+/// Writes the chunks of the stream `open` opens (run on the shared runtime) to `out` on
+/// the calling thread, a few chunks ahead at most; stops the stream when `out` fails.
+pub(crate) fn write_stream<S, E>(
+    open: impl Future<Output = Result<S, E>> + Send + 'static,
+    out: &mut dyn Write,
+) -> Result<(), Streamed<E>>
+where
+    S: futures_util::Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: Send + 'static,
+{
+    let (chunks, mut receive) = tokio::sync::mpsc::channel::<Result<Bytes, E>>(4);
     runtime().spawn(async move {
-        let mut stream = match store.get(&path).await {
-            Ok(found) => found.into_stream(),
+        let mut stream = match open.await {
+            Ok(stream) => Box::pin(stream),
             Err(e) => {
                 let _ = chunks.send(Err(e)).await;
                 return;

@@ -15,7 +15,7 @@ use serde_json::json;
 use sha2::Digest as _;
 
 use super::{GhaApi, GhaConfig};
-use crate::objects::{Streamed, download, prepare, run, upload};
+use crate::objects::{Streamed, download, prepare, run, upload, write_stream};
 use crate::{CacheBackend, Error, Layout};
 
 /// The cache format's version in entry keys, as BuildKit writes it.
@@ -476,32 +476,20 @@ impl GhaCache {
                 })
             }
             GhaApi::V1 => {
-                let (chunks, mut receive) =
-                    tokio::sync::mpsc::channel::<Result<bytes::Bytes, String>>(4);
                 let (http, url) = (self.service.http.clone(), found.url.clone());
-                crate::objects::spawn(async move {
-                    let response = match http.get(&url).send().await {
-                        Ok(r) if r.status().is_success() => r,
-                        Ok(r) => {
-                            let _ = chunks.send(Err(format!("HTTP {}", r.status()))).await;
-                            return;
-                        }
-                        Err(e) => {
-                            let _ = chunks.send(Err(e.to_string())).await;
-                            return;
-                        }
-                    };
-                    let mut stream = response.bytes_stream();
-                    while let Some(chunk) = stream.next().await {
-                        if chunks.send(chunk.map_err(|e| e.to_string())).await.is_err() {
-                            return;
-                        }
+                let open = async move {
+                    let response = http.get(&url).send().await.map_err(|e| e.to_string())?;
+                    if !response.status().is_success() {
+                        return Err(format!("HTTP {}", response.status()));
                     }
-                });
-                while let Some(chunk) = receive.blocking_recv() {
-                    out.write_all(&chunk.map_err(fail)?)?;
-                }
-                Ok(())
+                    Ok(response
+                        .bytes_stream()
+                        .map(|c| c.map_err(|e| e.to_string())))
+                };
+                write_stream(open, out).map_err(|e| match e {
+                    Streamed::Store(e) => fail(e),
+                    Streamed::Local(e) => Error::Io(e),
+                })
             }
         }
     }
