@@ -53,9 +53,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ram_sizes() {}
-
-    #[test]
     fn csv_records() {
         assert_eq!(parse_csv_record("a=1,b=2").unwrap(), ["a=1", "b=2"]);
         assert_eq!(parse_csv_record("\"a=x,y\",b").unwrap(), ["a=x,y", "b"]);
