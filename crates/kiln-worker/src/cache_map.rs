@@ -39,7 +39,10 @@ pub(crate) fn of(op: &pb::Op, worker_platform: &Platform) -> Result<CacheMap, Er
     let inputs = op.inputs.len();
     match &op.op {
         Some(Op::File(file)) => file_map(file, inputs),
-        Some(Op::Exec(exec)) => exec_map(exec, op.platform.as_ref(), worker_platform, inputs),
+        Some(Op::Exec(exec)) => {
+            let platform = crate::op_platform(op).unwrap_or_else(|| worker_platform.clone());
+            exec_map(exec, &platform, inputs)
+        }
         Some(Op::Merge(merge)) => Ok(CacheMap {
             digest: typed_digest("buildkit.merge.v0", "Merge", &go_json::merge_op(merge)),
             deps: keyed_whole(merge.inputs.len()),
@@ -196,12 +199,7 @@ fn are_default_indexes(indexes: &[[i64; 3]]) -> bool {
 /// whole input mounted), never for the root mount (BuildKit's `getMountDeps`). Extra
 /// hosts' addresses, mount selectors, proxy settings and non-default cache-mount ids
 /// stay out of the description.
-fn exec_map(
-    exec: &pb::ExecOp,
-    platform: Option<&pb::Platform>,
-    worker_platform: &Platform,
-    inputs: usize,
-) -> Result<CacheMap, Error> {
+fn exec_map(exec: &pb::ExecOp, platform: &Platform, inputs: usize) -> Result<CacheMap, Error> {
     let mut selectors: Vec<Vec<String>> = vec![Vec::new(); inputs];
     let mut content_based = vec![false; inputs];
     for mount in &exec.mounts {
@@ -275,30 +273,14 @@ fn exec_map(
             keyed.mounts.clear();
         }
     }
-    let (os, arch, variant, os_version, os_features) = match platform {
-        Some(p) => (
-            &p.os,
-            &p.architecture,
-            &p.variant,
-            &p.os_version,
-            &p.os_features,
-        ),
-        None => (
-            &worker_platform.os,
-            &worker_platform.architecture,
-            &worker_platform.variant,
-            &worker_platform.os_version,
-            &worker_platform.os_features,
-        ),
-    };
     let description = go_json::Object::new()
         .string("Type", "buildkit.exec.v0")
         .raw("Exec", &go_json::exec_op(&keyed))
-        .string("OS", os)
-        .string("Arch", arch)
-        .some_string("Variant", variant)
-        .some_string("OSVersion", os_version)
-        .some_strings("OSFeatures", os_features)
+        .string("OS", &platform.os)
+        .string("Arch", &platform.architecture)
+        .some_string("Variant", &platform.variant)
+        .some_string("OSVersion", &platform.os_version)
+        .some_strings("OSFeatures", &platform.os_features)
         .finish();
     let deps = selectors
         .into_iter()

@@ -298,7 +298,7 @@ pub(crate) fn new_layer<T>(
 }
 
 /// The platform an op runs for (`None`: the worker's).
-fn op_platform(op: &pb::Op) -> Option<Platform> {
+pub(crate) fn op_platform(op: &pb::Op) -> Option<Platform> {
     op.platform.as_ref().map(|p| Platform {
         os: p.os.clone(),
         architecture: p.architecture.clone(),
@@ -335,12 +335,10 @@ fn keyed_by_known_content(
         digest: map.digest.clone(),
         links: Vec::with_capacity(by_key.len()),
         other_links: Vec::with_capacity(by_key.len()),
-        checksums: Vec::new(),
     };
     for ((dep, by_key), content) in map.deps.iter().zip(by_key).zip(known) {
         match (&dep.content, content) {
             (Some(_), Some(digest)) => {
-                key.checksums.push(digest.clone());
                 key.links.push(Link {
                     selector: String::new(),
                     key: digest,
@@ -857,7 +855,6 @@ impl Worker {
                 digest: cache_key::digest_of(format!("buildkit.source.v0:{key}").as_bytes()),
                 links: Vec::new(),
                 other_links: Vec::new(),
-                checksums: Vec::new(),
             };
             return Ok((key, scan));
         }
@@ -885,15 +882,8 @@ impl Worker {
                     .is_none()
         });
         let content_deps = map.deps.iter().any(|dep| dep.content.is_some());
-        let by_key_record = content_deps.then(|| {
-            let key = VertexKey {
-                digest: map.digest.clone(),
-                links: by_key.clone(),
-                other_links: vec![None; by_key.len()],
-                checksums: Vec::new(),
-            };
-            key.output(0)
-        });
+        let by_key_record = content_deps
+            .then(|| cache_key::record_key(&cache_key::root_key(&map.digest, 0), &by_key));
         if let (true, Some(record)) = (unmade_content_input, &by_key_record) {
             if let Some(key) = self
                 .known_content_links(solve, record)
@@ -903,36 +893,25 @@ impl Worker {
                 return Ok((key, None));
             }
         }
-        let mut key = VertexKey {
-            digest: map.digest,
-            links: Vec::with_capacity(inputs.len()),
-            other_links: Vec::with_capacity(inputs.len()),
-            checksums: Vec::new(),
-        };
         // An input read by content is keyed by its content's record alone: a rebuild
         // after an edit elsewhere in it hits. Its key link is exported beside it.
-        for ((dep, input), by_key) in map.deps.iter().zip(inputs).zip(by_key) {
-            match &dep.content {
-                None => {
-                    key.links.push(by_key);
-                    key.other_links.push(None);
-                }
+        let mut known = Vec::with_capacity(inputs.len());
+        for (dep, input) in map.deps.iter().zip(inputs) {
+            known.push(match &dep.content {
+                None => None,
                 Some(selectors) => {
                     let refs = self.materialize(solve, &input.0)?;
                     let input_ref = refs.get(input.1).cloned().unwrap_or_default();
-                    let digest = self.content_checksum(&input_ref, selectors)?;
-                    key.checksums.push(digest.clone());
-                    key.links.push(Link {
-                        selector: String::new(),
-                        key: digest,
-                    });
-                    key.other_links.push(Some(by_key));
+                    Some(self.content_checksum(&input_ref, selectors)?)
                 }
-            }
+            });
         }
-        if let Some(record) = by_key_record {
-            self.remember_content_links(&record, &known_links(&map.deps, &key))?;
+        if let Some(record) = &by_key_record {
+            self.remember_content_links(record, &known)?;
         }
+        let key = keyed_by_known_content(&map, &by_key, known).ok_or_else(|| {
+            Error::Unsupported("a content-keyed input without its checksum".to_owned())
+        })?;
         Ok((key, None))
     }
 

@@ -66,16 +66,23 @@ pub(crate) struct VertexKey {
     /// The link of each input that makes the key.
     pub(crate) links: Vec<Link>,
     /// Per input, its other link when it has one (the key link of an input keyed by
-    /// content), exported beside it.
+    /// content, whose key link then names its content's record), exported beside it.
     pub(crate) other_links: Vec<Option<Link>>,
-    /// Records of the content checksums the links name.
-    pub(crate) checksums: Vec<String>,
 }
 
 impl VertexKey {
     /// The record digest of output `output`.
     pub(crate) fn digest(&self, output: usize) -> String {
         cache_key::root_key(&self.digest, i64::try_from(output).unwrap_or(i64::MAX))
+    }
+
+    /// The content records the key links to (inputs keyed by content).
+    fn content_records(&self) -> impl Iterator<Item = &str> {
+        self.links
+            .iter()
+            .zip(&self.other_links)
+            .filter(|(_, other)| other.is_some())
+            .map(|(link, _)| link.key.as_str())
     }
 
     /// The key of output `output` (output 0's also names the vertex's local record).
@@ -130,11 +137,10 @@ impl Outputs {
         let made = self.made.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut out: Vec<SolvedRecord> = self
             .key
-            .checksums
-            .iter()
+            .content_records()
             .map(|digest| SolvedRecord {
-                key: digest.clone(),
-                digest: digest.clone(),
+                key: digest.to_owned(),
+                digest: digest.to_owned(),
                 inputs: Vec::new(),
                 chain: None,
             })
