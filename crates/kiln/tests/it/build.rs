@@ -10,7 +10,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::support::{
-    BaseImage, Server, build_into, check, kiln, repo, skopeo_inspect, tools_present, tree,
+    BaseImage, build_into, check, kiln, repo, skopeo_inspect, tools_present, tree,
 };
 
 #[test]
@@ -652,21 +652,7 @@ fn git_and_tarball_contexts_over_http() {
         ),
     )
     .unwrap();
-    let git = |dir: &Path, args: &[&str]| {
-        let status = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args([
-                "-c",
-                "user.name=kiln",
-                "-c",
-                "user.email=kiln@example.invalid",
-            ])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(status.status.success(), "git {args:?}: {status:?}");
-    };
+    let git = crate::support::git;
     git(&source, &["init", "-q", "-b", "main"]);
     git(&source, &["add", "."]);
     git(&source, &["commit", "-q", "-m", "context"]);
@@ -696,18 +682,7 @@ fn git_and_tarball_contexts_over_http() {
             .unwrap()
             .success()
     );
-    let port = crate::support::free_port();
-    let mut http = Command::new("python3");
-    http.args([
-        "-m",
-        "http.server",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-    ])
-    .arg("--directory")
-    .arg(&served);
-    let _server = Server::listening(http, port);
+    let (_server, port) = crate::support::serve_directory(&served);
     let state = work.path().join("state");
     let out = work.path().join("git-out");
     check(&kiln(

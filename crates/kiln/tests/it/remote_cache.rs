@@ -9,7 +9,10 @@ use fs_err as fs;
 use kiln_test::Probe;
 use serde_json::Value;
 
-use crate::support::{BaseImage, check, kiln, skopeo_inspect, step_cached, tools_present};
+use crate::support::{
+    BaseImage, Server, check, free_port, git, kiln, serve_directory, skopeo_inspect, step_cached,
+    tools_present,
+};
 
 /// A two-stage Dockerfile: a build stage whose layer the final image does not carry,
 /// and a final stage with a COPY from the context and two RUNs.
@@ -60,11 +63,33 @@ pub(crate) fn image_digest(archive: &Path) -> String {
         .to_owned()
 }
 
+/// The file of blob `digest` in the local cache (an OCI layout) at `cache`.
+fn cache_blob(cache: &Path, digest: &str) -> PathBuf {
+    cache
+        .join("blobs/sha256")
+        .join(digest.strip_prefix("sha256:").unwrap())
+}
+
+/// The fixture's build on a new state `state`, exported `mode=max` to a new local
+/// cache `work/NAME`; returns the cache's directory.
+fn export_local_cache(work: &Path, dir: &Path, state: &str, name: &str) -> PathBuf {
+    let cache = work.join(name);
+    check(&build(
+        &fresh_state(work, state),
+        dir,
+        &work.join(format!("{name}.tar")),
+        &[
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", cache.display()),
+        ],
+    ));
+    cache
+}
+
 /// A local cache directory's manifest (by its `latest` tag) and config.
 fn local_cache(dir: &Path) -> (Value, Value) {
     let blob = |digest: &str| -> Value {
-        let hex = digest.strip_prefix("sha256:").unwrap();
-        serde_json::from_slice(&fs::read(dir.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+        serde_json::from_slice(&fs::read(cache_blob(dir, digest)).unwrap()).unwrap()
     };
     let index: Value = serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
     let entry = index["manifests"]
@@ -355,7 +380,7 @@ fn unusable_caches_warn_or_fail_clearly() {
         return;
     };
     let work = base.work.path();
-    let closed = crate::support::free_port();
+    let closed = free_port();
     let unreachable = format!("type=registry,ref=127.0.0.1:{closed}/app:cache");
     let state = fresh_state(work, "state-1");
 
@@ -406,26 +431,11 @@ fn unusable_caches_warn_or_fail_clearly() {
 
     // A cache whose config is not what its digest says is not read: the build warns
     // and runs every step.
-    let corrupt = work.join("corrupt");
-    check(&build(
-        &fresh_state(work, "state-4"),
-        &dir,
-        &work.join("two.tar"),
-        &[
-            "--cache-to",
-            &format!("type=local,dest={},mode=max", corrupt.display()),
-        ],
-    ));
+    let corrupt = export_local_cache(work, &dir, "state-4", "corrupt");
     let before = probe.hits();
     let (manifest, _) = local_cache(&corrupt);
     let config = manifest["config"]["digest"].as_str().unwrap();
-    fs::write(
-        corrupt
-            .join("blobs/sha256")
-            .join(config.strip_prefix("sha256:").unwrap()),
-        r#"{"records":[]}"#,
-    )
-    .unwrap();
+    fs::write(cache_blob(&corrupt, config), r#"{"records":[]}"#).unwrap();
     let log = check(&build(
         &fresh_state(work, "state-5"),
         &dir,
@@ -454,36 +464,18 @@ fn a_cache_blob_with_a_wrong_digest_is_never_used() {
         return;
     };
     let work = base.work.path();
-    let cache = work.join("cache");
-    check(&build(
-        &fresh_state(work, "state-1"),
-        &dir,
-        &work.join("one.tar"),
-        &[
-            "--cache-to",
-            &format!("type=local,dest={},mode=max", cache.display()),
-        ],
-    ));
+    let cache = export_local_cache(work, &dir, "state-1", "cache");
     assert_eq!(probe.hits(), 3);
     // Every layer blob of the cache now holds other bytes under its digest.
     let (manifest, _) = local_cache(&cache);
-    let replacement = fs::read(
-        cache.join("blobs/sha256").join(
-            manifest["layers"][0]["digest"]
-                .as_str()
-                .unwrap()
-                .strip_prefix("sha256:")
-                .unwrap(),
-        ),
-    )
-    .unwrap();
-    for layer in manifest["layers"].as_array().unwrap().iter().skip(1) {
-        let hex = layer["digest"]
-            .as_str()
-            .unwrap()
-            .strip_prefix("sha256:")
-            .unwrap();
-        fs::write(cache.join("blobs/sha256").join(hex), &replacement).unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    let replacement = fs::read(cache_blob(&cache, layers[0]["digest"].as_str().unwrap())).unwrap();
+    for layer in layers.iter().skip(1) {
+        fs::write(
+            cache_blob(&cache, layer["digest"].as_str().unwrap()),
+            &replacement,
+        )
+        .unwrap();
     }
     let out = work.join("out");
     let log = check(&kiln(
@@ -693,22 +685,11 @@ fn a_cacheonly_build_fetches_no_blob_of_an_import() {
         return;
     };
     let work = base.work.path();
-    let cache = work.join("cache");
-    check(&build(
-        &fresh_state(work, "state-1"),
-        &dir,
-        &work.join("one.tar"),
-        &[
-            "--cache-to",
-            &format!("type=local,dest={},mode=max", cache.display()),
-        ],
-    ));
+    let cache = export_local_cache(work, &dir, "state-1", "cache");
     assert_eq!(probe.hits(), 3);
     let (manifest, _) = local_cache(&cache);
     for layer in manifest["layers"].as_array().unwrap() {
-        let digest = layer["digest"].as_str().unwrap();
-        let hex = digest.strip_prefix("sha256:").unwrap();
-        fs::remove_file(cache.join("blobs/sha256").join(hex)).unwrap();
+        fs::remove_file(cache_blob(&cache, layer["digest"].as_str().unwrap())).unwrap();
     }
     let log = check(&kiln(
         &fresh_state(work, "state-2"),
@@ -732,22 +713,7 @@ fn a_cacheonly_build_fetches_no_blob_of_an_import() {
 
 /// A git repository with one commit on `main`, served by `git daemon` on a free port:
 /// the daemon (stopped when dropped) and the repository's `git://` URL.
-fn serve_git_repository(work: &Path) -> (kiln_test::KillOnDrop, String) {
-    let git = |dir: &Path, args: &[&str]| {
-        let output = std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args([
-                "-c",
-                "user.name=kiln",
-                "-c",
-                "user.email=kiln@example.invalid",
-            ])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "git {args:?}: {output:?}");
-    };
+fn serve_git_repository(work: &Path) -> (Server, String) {
     let source = work.join("git-source");
     fs::create_dir_all(&source).unwrap();
     fs::write(source.join("g.txt"), "from git\n").unwrap();
@@ -766,60 +732,31 @@ fn serve_git_repository(work: &Path) -> (kiln_test::KillOnDrop, String) {
             "repo.git",
         ],
     );
-    let port = kiln_test::free_port();
-    let daemon = std::process::Command::new("git")
-        .arg("daemon")
-        .arg("--reuseaddr")
-        .arg("--export-all")
-        .arg("--listen=127.0.0.1")
+    let port = free_port();
+    let mut daemon = std::process::Command::new("git");
+    daemon
+        .args([
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--listen=127.0.0.1",
+        ])
         .arg(format!("--port={port}"))
-        .arg(format!("--base-path={}", served.display()))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+        .arg(format!("--base-path={}", served.display()));
     (
-        kiln_test::KillOnDrop(daemon),
+        Server::listening(daemon, port),
         format!("git://127.0.0.1:{port}/repo.git"),
     )
 }
 
 /// `name` holding `content`, served by Python's http.server on a free port (with a
 /// Last-Modified header): the server (stopped when dropped) and the file's URL.
-fn serve_file(work: &Path, name: &str, content: &str) -> (kiln_test::KillOnDrop, String) {
+fn serve_file(work: &Path, name: &str, content: &str) -> (Server, String) {
     let served = work.join("http-served");
     fs::create_dir_all(&served).unwrap();
     fs::write(served.join(name), content).unwrap();
-    let port = kiln_test::free_port();
-    let server = std::process::Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .current_dir(&served)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    (
-        kiln_test::KillOnDrop(server),
-        format!("http://127.0.0.1:{port}/{name}"),
-    )
+    let (server, port) = serve_directory(&served);
+    (server, format!("http://127.0.0.1:{port}/{name}"))
 }
 
 /// Bake passes a target's `cache-to` (string form) and `cache-from` (object form) on.

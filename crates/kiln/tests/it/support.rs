@@ -72,11 +72,46 @@ impl Server {
     }
 }
 
+/// `dir` served over http by Python's http.server on a free port of 127.0.0.1 (files
+/// with a Last-Modified header): the server and its port.
+pub(crate) fn serve_directory(dir: &Path) -> (Server, u16) {
+    let port = free_port();
+    let mut server = Command::new("python3");
+    server
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--directory")
+        .arg(dir);
+    (Server::listening(server, port), port)
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `git -C DIR ARGS…` as a test's committer, which must succeed.
+pub(crate) fn git(dir: &Path, args: &[&str]) {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=kiln",
+            "-c",
+            "user.email=kiln@example.invalid",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "git {args:?}: {output:?}");
 }
 
 pub(crate) fn free_port() -> u16 {
