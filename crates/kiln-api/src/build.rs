@@ -216,6 +216,9 @@ pub struct BuildResult {
     pub checks: Vec<CheckWarning>,
     /// What the exporters adjusted (e.g. OCI media types turned on for zstd).
     pub warnings: Vec<String>,
+    /// The cache manifest a `--cache-to` wrote last (BuildKit's `cache.manifest`): a
+    /// remote builder's client names it in its local cache directory's index.json.
+    pub cache_manifest: Option<kiln_oci::Descriptor>,
 }
 
 /// A build check that fired.

@@ -21,6 +21,15 @@ pub enum Error {
     /// This builder cannot do what was asked.
     #[error("{0}")]
     Unsupported(String),
+    /// A `type=local` cache directory of the client's could not be read or updated.
+    #[error("cache directory {}", dir.display())]
+    CacheDir {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl From<crate::client::Error> for Error {

@@ -5,6 +5,7 @@
 //! session; progress comes back as BuildKit's status updates.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -16,6 +17,7 @@ use crate::builder::{Builder, BuilderInfo, Error};
 use crate::client::{Client, TlsFiles};
 use crate::proto::moby::buildkit::v1 as control;
 use crate::session::attachables::{Attachables, OutputTarget};
+use crate::session::content::local_store_id;
 
 /// A daemon at an address (`unix://…`, `tcp://…` with TLS), driven as a [`Builder`].
 pub struct RemoteBuilder {
@@ -49,6 +51,7 @@ impl RemoteBuilder {
         solve: control::SolveRequest,
         attachables: Attachables,
         shared_key: &str,
+        caches: LocalCaches,
         progress: &(dyn Fn(Event) + Sync),
     ) -> Result<BuildResult, Error> {
         let (events_in, events_out) = std::sync::mpsc::channel::<control::StatusResponse>();
@@ -77,7 +80,7 @@ impl RemoteBuilder {
             let _ = printer.join();
             response
         });
-        Ok(result_of(&response?))
+        finish(&response?, caches)
     }
 }
 
@@ -88,6 +91,7 @@ impl Builder for RemoteBuilder {
         progress: &(dyn Fn(Event) + Sync),
     ) -> Result<BuildResult, Error> {
         let (exporters, outputs) = exporters(&request.outputs)?;
+        let (cache, caches) = cache_options(&request.cache_imports, &request.cache_exports)?;
         let mut dirs = BTreeMap::from([
             ("context".to_owned(), request.context.clone()),
             ("dockerfile".to_owned(), request.dockerfile_dir()),
@@ -103,16 +107,20 @@ impl Builder for RemoteBuilder {
             outputs,
             ssh: request.ssh.clone(),
             registry_auth: true,
+            content_stores: caches.stores.clone(),
         };
+        let mut frontend_attrs = frontend_attrs(request)?;
+        if !cache.imports.is_empty() {
+            // The frontend's own solves import what this names (buildctl and buildx
+            // send both).
+            frontend_attrs.insert("cache-imports".to_owned(), cache_imports_json(&cache));
+        }
         let solve = control::SolveRequest {
             frontend: "dockerfile.v0".to_owned(),
-            frontend_attrs: frontend_attrs(request)?,
+            frontend_attrs,
             exporters,
             entitlements: request.entitlements.clone(),
-            cache: Some(cache_options(
-                &request.cache_imports,
-                &request.cache_exports,
-            )?),
+            cache: Some(cache),
             ..control::SolveRequest::default()
         };
         // Builds of one directory share a key, so the daemon keeps their files between
@@ -121,7 +129,7 @@ impl Builder for RemoteBuilder {
             .unwrap_or_else(|_| request.context.clone())
             .display()
             .to_string();
-        self.solve(solve, attachables, &shared_key, progress)
+        self.solve(solve, attachables, &shared_key, caches, progress)
     }
 
     fn check(&self, _request: &BuildRequest) -> Result<Vec<CheckWarning>, Error> {
@@ -136,6 +144,7 @@ impl Builder for RemoteBuilder {
         progress: &(dyn Fn(Event) + Sync),
     ) -> Result<BuildResult, Error> {
         let (exporters, outputs) = exporters(&request.outputs)?;
+        let (cache, caches) = cache_options(&request.cache_imports, &request.cache_exports)?;
         let mut frontend_attrs = HashMap::new();
         if request.no_cache {
             frontend_attrs.insert("no-cache".to_owned(), String::new());
@@ -149,19 +158,17 @@ impl Builder for RemoteBuilder {
             frontend_attrs,
             exporters,
             entitlements: request.entitlements.clone(),
-            cache: Some(cache_options(
-                &request.cache_imports,
-                &request.cache_exports,
-            )?),
+            cache: Some(cache),
             ..control::SolveRequest::default()
         };
         let attachables = Attachables {
             dirs: request.locals.clone(),
             outputs,
             registry_auth: true,
+            content_stores: caches.stores.clone(),
             ..Attachables::default()
         };
-        self.solve(solve, attachables, "", progress)
+        self.solve(solve, attachables, "", caches, progress)
     }
 
     fn disk_usage(&self, filters: &[String]) -> Result<Vec<CacheRecord>, Error> {
@@ -254,33 +261,127 @@ fn cache_record(record: &control::UsageRecord) -> CacheRecord {
     }
 }
 
+/// A remote build's `type=local` caches: their directories, lent to the daemon as
+/// content stores (`local:DIR`), and the tags to set in the exports' index.json once
+/// the daemon answers which manifest it wrote (BuildKit's client does the same).
+#[derive(Debug, Default)]
+struct LocalCaches {
+    stores: BTreeMap<String, PathBuf>,
+    tags: Vec<(PathBuf, String)>,
+    /// Imports left out (no cache there yet), said as BuildKit's client says it.
+    warnings: Vec<String>,
+}
+
 /// The Solve request's cache imports and exports (`--cache-from`/`--cache-to`). A
-/// `local` cache travels through the session's content store, which this client does
-/// not serve yet: it is refused rather than dropped.
+/// `local` import is named by its manifest's digest, read here from the directory's
+/// index.json (the daemon reads the blobs through the session).
 fn cache_options(
     imports: &[crate::build::CacheOptionsEntry],
     exports: &[crate::build::CacheOptionsEntry],
-) -> Result<control::CacheOptions, Error> {
-    let entries = |list: &[crate::build::CacheOptionsEntry]| {
-        list.iter()
-            .map(|entry| {
-                if entry.kind == "local" {
-                    return Err(Error::Unsupported(
-                        "type=local caches on a remote builder are not supported yet: use type=registry, or build with the embedded engine".to_owned(),
-                    ));
-                }
-                Ok(control::CacheOptionsEntry {
-                    r#type: entry.kind.clone(),
-                    attrs: entry.attrs.clone().into_iter().collect(),
-                })
-            })
-            .collect::<Result<Vec<_>, Error>>()
+) -> Result<(control::CacheOptions, LocalCaches), Error> {
+    let mut caches = LocalCaches::default();
+    let entry = |entry: &crate::build::CacheOptionsEntry| control::CacheOptionsEntry {
+        r#type: entry.kind.clone(),
+        attrs: entry.attrs.clone().into_iter().collect(),
     };
-    Ok(control::CacheOptions {
-        imports: entries(imports)?,
-        exports: entries(exports)?,
+    let tag_of = |attrs: &BTreeMap<String, String>| {
+        attrs
+            .get("tag")
+            .cloned()
+            .unwrap_or_else(|| "latest".to_owned())
+    };
+    let mut export_entries = Vec::new();
+    for export in exports {
+        if export.kind == "local" {
+            let dest = export
+                .attrs
+                .get("dest")
+                .filter(|d| !d.is_empty())
+                .ok_or_else(|| {
+                    Error::Unsupported("--cache-to type=local requires dest".to_owned())
+                })?;
+            let dir = PathBuf::from(dest);
+            fs_err::create_dir_all(&dir).map_err(|source| Error::CacheDir {
+                dir: dir.clone(),
+                source,
+            })?;
+            caches.stores.insert(local_store_id(&dir), dir.clone());
+            caches.tags.push((dir, tag_of(&export.attrs)));
+        }
+        export_entries.push(entry(export));
+    }
+    let mut import_entries = Vec::new();
+    for import in imports {
+        let mut sent = entry(import);
+        if import.kind == "local" {
+            let src = import
+                .attrs
+                .get("src")
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| {
+                    Error::Unsupported("--cache-from type=local requires src".to_owned())
+                })?;
+            let dir = PathBuf::from(src);
+            if import.attrs.get("digest").is_none_or(String::is_empty) {
+                let tag = tag_of(&import.attrs);
+                match kiln_oci::layout::tagged(&dir, &tag) {
+                    Ok(Some(manifest)) => {
+                        sent.attrs.insert("digest".to_owned(), manifest.digest);
+                    }
+                    Ok(None) => {
+                        caches.warnings.push(format!(
+                            "local cache import at {src} not found: no cache tagged {tag} (export one with --cache-to type=local,dest={src})"
+                        ));
+                        continue;
+                    }
+                    Err(e) => {
+                        caches
+                            .warnings
+                            .push(format!("local cache import at {src} not found: {e}"));
+                        continue;
+                    }
+                }
+            }
+            caches.stores.insert(local_store_id(&dir), dir);
+        }
+        import_entries.push(sent);
+    }
+    let options = control::CacheOptions {
+        imports: import_entries,
+        exports: export_entries,
         ..control::CacheOptions::default()
-    })
+    };
+    Ok((options, caches))
+}
+
+/// The cache imports as a frontend reads them (`cache-imports`): Go's JSON of
+/// BuildKit's `CacheOptionsEntry` list.
+fn cache_imports_json(cache: &control::CacheOptions) -> String {
+    let entries: Vec<serde_json::Value> = cache
+        .imports
+        .iter()
+        .map(|entry| {
+            let attrs: BTreeMap<&String, &String> = entry.attrs.iter().collect();
+            serde_json::json!({ "Type": entry.r#type, "Attrs": attrs })
+        })
+        .collect();
+    serde_json::Value::Array(entries).to_string()
+}
+
+/// What a solve's answer says, the local caches' index.json tags set to the cache
+/// manifest the daemon wrote.
+fn finish(response: &HashMap<String, String>, caches: LocalCaches) -> Result<BuildResult, Error> {
+    let mut result = result_of(response);
+    result.warnings.extend(caches.warnings);
+    if let Some(manifest) = &result.cache_manifest {
+        for (dir, tag) in &caches.tags {
+            kiln_oci::layout::put_tagged(dir, manifest, tag).map_err(|source| Error::CacheDir {
+                dir: dir.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(result)
 }
 
 /// The frontend attributes of a Dockerfile build, as buildx sets them.
@@ -475,6 +576,9 @@ fn result_of(response: &HashMap<String, String>) -> BuildResult {
             .get("image.name")
             .map(|names| names.split(',').map(str::to_owned).collect())
             .unwrap_or_default(),
+        cache_manifest: response
+            .get("cache.manifest")
+            .and_then(|json| serde_json::from_str(json).ok()),
         ..BuildResult::default()
     }
 }
@@ -482,6 +586,64 @@ fn result_of(response: &HashMap<String, String>) -> BuildResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_caches_are_lent_and_an_import_is_named_by_its_tags_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let manifest = kiln_oci::Descriptor {
+            media_type: kiln_oci::media_type::OCI_MANIFEST.to_owned(),
+            digest: format!("sha256:{}", "b".repeat(64)),
+            size: 3,
+            ..kiln_oci::Descriptor::default()
+        };
+        fs_err::create_dir_all(&cache).unwrap();
+        kiln_oci::layout::put_tagged(&cache, &manifest, "v1").unwrap();
+        let entry = |kind: &str, attrs: &[(&str, String)]| crate::build::CacheOptionsEntry {
+            kind: kind.to_owned(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        };
+        let src = cache.display().to_string();
+        let out = dir.path().join("out").display().to_string();
+        let (options, caches) = cache_options(
+            &[
+                entry("local", &[("src", src.clone()), ("tag", "v1".to_owned())]),
+                entry("local", &[("src", src.clone())]),
+            ],
+            &[entry("local", &[("dest", out.clone())])],
+        )
+        .unwrap();
+        // The tagged import goes with its digest; the untagged one is left out, said.
+        assert_eq!(options.imports.len(), 1);
+        assert_eq!(options.imports[0].attrs["digest"], manifest.digest);
+        assert_eq!(caches.warnings.len(), 1, "{:?}", caches.warnings);
+        assert!(caches.warnings[0].contains("no cache tagged latest"));
+        assert_eq!(
+            caches.stores.keys().collect::<Vec<_>>(),
+            [&format!("local:{src}"), &format!("local:{out}")]
+        );
+        assert_eq!(caches.tags, [(PathBuf::from(&out), "latest".to_owned())]);
+        let json: serde_json::Value = serde_json::from_str(&cache_imports_json(&options)).unwrap();
+        assert_eq!(json[0]["Type"], "local");
+        assert_eq!(json[0]["Attrs"]["digest"], manifest.digest.as_str());
+
+        // The daemon's answer tags the export's directory.
+        let response = HashMap::from([(
+            "cache.manifest".to_owned(),
+            serde_json::to_string(&manifest).unwrap(),
+        )]);
+        let result = finish(&response, caches).unwrap();
+        assert_eq!(result.cache_manifest.as_ref(), Some(&manifest));
+        assert_eq!(
+            kiln_oci::layout::tagged(std::path::Path::new(&out), "latest")
+                .unwrap()
+                .map(|d| d.digest),
+            Some(manifest.digest.clone())
+        );
+    }
 
     #[test]
     fn a_request_as_frontend_attributes() {

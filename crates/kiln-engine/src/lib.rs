@@ -37,6 +37,7 @@ use export::{build_sources, layer_info, mtime_secs};
 pub use kiln_dockerfile::{Error as DockerfileError, SourceRange};
 pub use kiln_llb::Platform;
 pub use kiln_registry::{CredentialSource, Credentials};
+pub use kiln_remotecache::{ClientDirs, ClientStore, Error as CacheError};
 pub use kiln_worker::{ResolveMode, Secrets};
 
 /// Engine settings.
@@ -229,6 +230,8 @@ pub struct SessionHooks {
     /// under each as it wrote them: their sources select from these rather than
     /// walking the directories again.
     pub listings: Listings,
+    /// Where `type=local` caches are: the client's directories, through its session.
+    pub client_dirs: Option<Arc<dyn ClientDirs>>,
 }
 
 /// Every entry under a directory (sorted, metadata as on disk).
@@ -263,6 +266,8 @@ pub struct Solved {
     /// The caches it imported from (an export takes the blobs of results it reused
     /// from them without fetching).
     imports: Vec<Arc<kiln_remotecache::Importer>>,
+    /// The client's directories, for `type=local` cache exports (a daemon's client).
+    client_dirs: Option<Arc<dyn ClientDirs>>,
 }
 
 /// One platform's result.
@@ -436,6 +441,7 @@ impl Engine {
             &request.cache_imports,
             &request.cache_exports,
             registry.as_ref(),
+            hooks,
         )?;
         let dockerfile = fs::read(&request.dockerfile)
             .map_err(|e| Error::Usage(format!("reading the Dockerfile: {e}")))?;
@@ -605,6 +611,7 @@ impl Engine {
             records: cache.solved_records(),
             cache_exports: cache.exports,
             imports: cache.imports,
+            client_dirs: hooks.client_dirs.clone(),
         })
     }
 
@@ -615,9 +622,14 @@ impl Engine {
         imports: &[kiln_api::build::CacheOptionsEntry],
         exports: &[kiln_api::build::CacheOptionsEntry],
         registry: Option<&Arc<RegistryClient>>,
+        hooks: &SessionHooks,
     ) -> Result<SolveCaches, Error> {
         let exports = remote_cache::parse_exports(exports)?;
-        let imports = remote_cache::start_imports(imports, registry.unwrap_or(&self.registry))?;
+        let imports = remote_cache::start_imports(
+            imports,
+            registry.unwrap_or(&self.registry),
+            hooks.client_dirs.as_deref(),
+        )?;
         Ok(SolveCaches {
             ports: remote_cache::import_ports(&imports),
             imports,
@@ -659,6 +671,7 @@ impl Engine {
             &request.cache_imports,
             &request.cache_exports,
             registry.as_ref(),
+            hooks,
         )?;
         let result = self.worker.solve(
             &definition,
@@ -685,6 +698,7 @@ impl Engine {
         solved.records = cache.solved_records();
         solved.cache_exports = cache.exports;
         solved.imports = cache.imports;
+        solved.client_dirs = hooks.client_dirs.clone();
         solved.sources = build_sources(&definition);
         Ok(solved)
     }
@@ -805,6 +819,7 @@ impl Engine {
             records: Vec::new(),
             cache_exports: Vec::new(),
             imports: Vec::new(),
+            client_dirs: None,
         }
     }
 

@@ -50,6 +50,7 @@ fn options_error(flag: &str, error: kiln_remotecache::Error) -> Error {
 pub(crate) fn start_imports(
     entries: &[CacheOptionsEntry],
     registry: &Arc<RegistryClient>,
+    client_dirs: Option<&dyn kiln_remotecache::ClientDirs>,
 ) -> Result<Vec<Arc<Importer>>, Error> {
     entries
         .iter()
@@ -58,7 +59,7 @@ pub(crate) fn start_imports(
                 .map_err(|e| options_error("--cache-from", e))?;
             let backend = options
                 .source
-                .open(registry)
+                .open(registry, client_dirs)
                 .map_err(|e| options_error("--cache-from", e))?;
             Ok(Arc::new(Importer::start(&options.name, backend)))
         })
@@ -119,7 +120,10 @@ impl Engine {
             .clone()
             .unwrap_or_else(|| Arc::clone(&self.registry));
         for options in exports {
-            let exported = match options.target.open(&registry) {
+            let exported = match options
+                .target
+                .open(&registry, solved.client_dirs.as_deref())
+            {
                 // type=inline: the image carries it.
                 Ok(None) => continue,
                 Ok(Some(backend)) => self.export_records(solved, options).and_then(|records| {
@@ -131,13 +135,17 @@ impl Engine {
                         &records,
                         options,
                     )
-                    .map(drop)
                     .map_err(Error::from)
                 }),
                 Err(error) => Err(Error::from(error)),
             };
             match exported {
-                Ok(_) => {}
+                // As BuildKit's solve answers `cache.manifest`: the last one written.
+                Ok(summary) => {
+                    if summary.manifest.is_some() {
+                        out.cache_manifest = summary.manifest;
+                    }
+                }
                 Err(error) if options.ignore_error => out.warnings.push(format!(
                     "exporting cache to {} failed (ignore-error=true, the build goes on): {error}",
                     options.target.display_name()

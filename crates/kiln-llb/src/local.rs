@@ -148,13 +148,16 @@ fn read_dir_entries(path: &Path) -> Result<Vec<(String, Entry)>, SelectError> {
         ))
     })?;
     let mut out = Vec::new();
-    for entry in rustix::fs::Dir::read_from(&fd).map_err(std::io::Error::from)? {
+    // The stream owns the descriptor (`read_from` would open the directory again).
+    let mut dir = rustix::fs::Dir::new(fd).map_err(std::io::Error::from)?;
+    while let Some(entry) = dir.read() {
         let entry = entry.map_err(std::io::Error::from)?;
         let name = entry.file_name();
         if name.to_bytes() == b"." || name.to_bytes() == b".." {
             continue;
         }
-        let stat = rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)
+        let dir_fd = dir.fd().map_err(std::io::Error::from)?;
+        let stat = rustix::fs::statat(dir_fd, name, AtFlags::SYMLINK_NOFOLLOW)
             .map_err(std::io::Error::from)?;
         out.push((
             name.to_string_lossy().into_owned(),

@@ -9,6 +9,7 @@
 mod compression;
 pub mod docker_config;
 pub mod go;
+pub mod layout;
 pub mod manifest;
 mod platform;
 mod reference;

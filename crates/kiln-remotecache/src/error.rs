@@ -26,6 +26,14 @@ pub enum Error {
     /// The registry.
     #[error(transparent)]
     Registry(#[from] kiln_registry::Error),
+    /// A remote client's directory, reached through its session.
+    #[error("{context}: {cause}")]
+    Client {
+        /// The directory and what was being done.
+        context: String,
+        /// What went wrong on the way.
+        cause: String,
+    },
     /// An object store (s3, azblob).
     #[error("{context}: {cause}")]
     Cloud {

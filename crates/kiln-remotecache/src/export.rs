@@ -15,8 +15,10 @@ use crate::{CacheBackend, Error, ExportOptions, Importer, Layout};
 /// What an export wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExportSummary {
-    /// The manifest's (or index's) digest; `None` when there was nothing to export.
-    pub manifest_digest: Option<String>,
+    /// The cache manifest (or index) written, for the backends that keep one (what
+    /// BuildKit answers as `cache.manifest`); `None` for an annotated config or when
+    /// there was nothing to export.
+    pub manifest: Option<Descriptor>,
     /// How many records.
     pub records: usize,
     /// How many layer blobs.
@@ -49,7 +51,7 @@ pub fn export(
         let bytes = encode(&config)?;
         backend.write_manifest(&bytes, CACHE_CONFIG_MEDIA_TYPE)?;
         return Ok(ExportSummary {
-            manifest_digest: Some(sha256_digest(&bytes)),
+            manifest: None,
             records: config.records.len(),
             blobs: blobs.len(),
         });
@@ -70,13 +72,19 @@ pub fn export(
     )?;
     backend.write_manifest(&manifest, media_type)?;
     Ok(ExportSummary {
-        manifest_digest: Some(sha256_digest(&manifest)),
+        manifest: Some(Descriptor {
+            media_type: media_type.to_owned(),
+            digest: sha256_digest(&manifest),
+            size: manifest.len() as u64,
+            ..Descriptor::default()
+        }),
         records: config.records.len(),
         blobs: blobs.len(),
     })
 }
 
-fn sha256_digest(bytes: &[u8]) -> String {
+/// `sha256:` and the hex digest of `bytes`.
+pub(crate) fn sha256_digest(bytes: &[u8]) -> String {
     let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
     sha2::Digest::update(&mut hasher, bytes);
     format!("sha256:{}", kiln_store::sha256_hex(hasher))

@@ -32,6 +32,7 @@ mod registry;
 pub mod s3;
 
 use std::io::{Read, Write};
+use std::path::Path;
 use std::sync::Arc;
 
 use kiln_oci::Descriptor;
@@ -43,7 +44,7 @@ pub use export::{ExportSummary, export};
 pub use format::{CacheIndex, CachedResult, ExportRecord, ExportResult};
 pub use gha::GhaConfig;
 pub use import::Importer;
-pub use local::LocalCache;
+pub use local::{ClientCache, LocalCache};
 pub use options::{
     CacheMode, ExportOptions, ExportTarget, ImportOptions, ImportSource, LayerOptions, Secret,
 };
@@ -83,13 +84,40 @@ pub trait CacheBackend: Send + Sync {
     fn write_manifest(&self, bytes: &[u8], media_type: &str) -> Result<(), Error>;
 }
 
+/// A client's content store, when the builder runs apart from its client: a daemon
+/// reaches a `type=local` cache directory through the client's session (BuildKit's
+/// `local:DIR` store). Blobs by digest; the client keeps the directory's index.json.
+pub trait ClientStore: Send + Sync + std::fmt::Debug {
+    /// The blob's size; `None` when the store lacks it.
+    fn size(&self, digest: &str) -> Result<Option<u64>, Error>;
+    /// Writes the blob to `out`.
+    fn read(&self, digest: &str, out: &mut dyn Write) -> Result<(), Error>;
+    /// Stores a blob of `size` bytes (the store checks `digest`); a blob it has
+    /// already is kept.
+    fn write(&self, digest: &str, size: u64, content: &mut (dyn Read + Send)) -> Result<(), Error>;
+}
+
+/// A remote client's directories as content stores.
+pub trait ClientDirs: Send + Sync + std::fmt::Debug {
+    /// The store of the client's directory `dir` (as the client named it).
+    fn store(&self, dir: &Path) -> Result<Arc<dyn ClientStore>, Error>;
+}
+
 impl ImportSource {
-    /// The backend an import reads (`registry` for `type=registry`).
-    pub fn open(&self, registry: &Arc<RegistryClient>) -> Result<Arc<dyn CacheBackend>, Error> {
+    /// The backend an import reads (`registry` for `type=registry`; `client` for
+    /// `type=local` when the directory is a remote client's).
+    pub fn open(
+        &self,
+        registry: &Arc<RegistryClient>,
+        client: Option<&dyn ClientDirs>,
+    ) -> Result<Arc<dyn CacheBackend>, Error> {
         Ok(match self {
-            Self::Local { src, tag, digest } => {
-                Arc::new(LocalCache::new(src, tag, digest.as_deref()))
-            }
+            Self::Local { src, tag, digest } => match client {
+                Some(client) => {
+                    Arc::new(ClientCache::new(src, client.store(src)?, digest.as_deref()))
+                }
+                None => Arc::new(LocalCache::new(src, tag, digest.as_deref())),
+            },
             Self::Registry {
                 reference,
                 insecure,
@@ -106,14 +134,19 @@ impl ImportSource {
 }
 
 impl ExportTarget {
-    /// The backend an export writes, `None` for `type=inline` (the image carries it).
+    /// The backend an export writes, `None` for `type=inline` (the image carries it);
+    /// `client` for `type=local` when the directory is a remote client's.
     pub fn open(
         &self,
         registry: &Arc<RegistryClient>,
+        client: Option<&dyn ClientDirs>,
     ) -> Result<Option<Arc<dyn CacheBackend>>, Error> {
         Ok(Some(match self {
             Self::Inline => return Ok(None),
-            Self::Local { dest, tag } => Arc::new(LocalCache::new(dest, tag, None)),
+            Self::Local { dest, tag } => match client {
+                Some(client) => Arc::new(ClientCache::new(dest, client.store(dest)?, None)),
+                None => Arc::new(LocalCache::new(dest, tag, None)),
+            },
             Self::Registry {
                 reference,
                 insecure,

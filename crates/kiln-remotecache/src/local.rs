@@ -4,14 +4,12 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use fs_err as fs;
-use kiln_oci::{Descriptor, Index, media_type};
+use kiln_oci::{Descriptor, layout};
 use kiln_store::ContentStore;
 
-use crate::{CacheBackend, Error};
-
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
+use crate::{CacheBackend, ClientStore, Error};
 
 /// A cache in a local directory.
 #[derive(Debug)]
@@ -44,27 +42,6 @@ impl LocalCache {
         *store = Some(opened.clone());
         Ok(opened)
     }
-
-    fn read_index(&self) -> Result<Option<Index>, Error> {
-        let path = self.dir.join("index.json");
-        if !path.is_file() {
-            return Ok(None);
-        }
-        serde_json::from_slice(&fs::read(&path)?)
-            .map(Some)
-            .map_err(|e| Error::Invalid {
-                what: "index.json",
-                message: format!("{}: {e}", path.display()),
-            })
-    }
-
-    /// Writes `bytes` to `path` through a temporary file, so readers see all or nothing.
-    fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-        let temp = path.with_extension(format!("tmp-{}", std::process::id()));
-        fs::write(&temp, bytes)?;
-        fs::rename(&temp, path)?;
-        Ok(())
-    }
 }
 
 impl CacheBackend for LocalCache {
@@ -79,23 +56,25 @@ impl CacheBackend for LocalCache {
         let digest = match &self.digest {
             Some(digest) => digest.clone(),
             None => {
-                let index = self.read_index()?.ok_or_else(|| {
-                    Error::NotFound(format!(
+                let index = self.dir.join("index.json");
+                if !index.is_file() {
+                    return Err(Error::NotFound(format!(
                         "no cache in {} (no index.json): export one there with --cache-to type=local,dest={}",
                         self.dir.display(),
                         self.dir.display()
-                    ))
-                })?;
-                index
-                    .manifests
-                    .iter()
-                    .find(|d| d.annotations.get(REF_NAME) == Some(&self.tag))
-                    .map(|d| d.digest.clone())
+                    )));
+                }
+                layout::tagged(&self.dir, &self.tag)
+                    .map_err(|e| Error::Invalid {
+                        what: "index.json",
+                        message: e.to_string(),
+                    })?
+                    .map(|d| d.digest)
                     .ok_or_else(|| {
                         Error::NotFound(format!(
                             "no cache tagged {} in {}",
                             self.tag,
-                            self.dir.join("index.json").display()
+                            index.display()
                         ))
                     })?
             }
@@ -133,40 +112,91 @@ impl CacheBackend for LocalCache {
     }
 
     fn write_manifest(&self, bytes: &[u8], media: &str) -> Result<(), Error> {
-        let store = self.store()?;
-        let digest = store.write_all(bytes)?;
-        let mut index = self.read_index()?.unwrap_or_else(|| Index {
-            schema_version: 2,
-            media_type: media_type::OCI_INDEX.to_owned(),
-            ..Index::default()
-        });
-        // The tag moves to the new manifest, as containerd's `ociindex` puts it.
-        index
-            .manifests
-            .retain(|d| d.annotations.get(REF_NAME) != Some(&self.tag));
-        index.manifests.push(Descriptor {
+        let digest = self.store()?.write_all(bytes)?;
+        let manifest = Descriptor {
             media_type: media.to_owned(),
             digest,
             size: bytes.len() as u64,
-            annotations: [(REF_NAME.to_owned(), self.tag.clone())].into(),
             ..Descriptor::default()
-        });
-        let encoded = serde_json::to_vec(&index).map_err(|e| Error::Invalid {
-            what: "index.json",
-            message: e.to_string(),
+        };
+        Ok(layout::put_tagged(&self.dir, &manifest, &self.tag)?)
+    }
+}
+
+/// A `type=local` cache in a remote client's directory, through the client's
+/// content store: BuildKit's daemon-side local cache. The client reads the tag from
+/// index.json before the build (an import arrives named by its manifest's digest) and
+/// sets it after (from the manifest the build answers).
+#[derive(Debug)]
+pub struct ClientCache {
+    dir: PathBuf,
+    store: Arc<dyn ClientStore>,
+    digest: Option<String>,
+}
+
+impl ClientCache {
+    /// The cache in the client's `dir`, reached through `store`; an import's manifest
+    /// is `digest`.
+    pub fn new(dir: &Path, store: Arc<dyn ClientStore>, digest: Option<&str>) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            store,
+            digest: digest.map(str::to_owned),
+        }
+    }
+}
+
+impl CacheBackend for ClientCache {
+    fn read_manifest(&self) -> Result<Vec<u8>, Error> {
+        let digest = self.digest.as_deref().ok_or_else(|| {
+            Error::Options(format!(
+                "local cache importer requires explicit digest: the client names the manifest of {} (its index.json tag)",
+                self.dir.display()
+            ))
         })?;
-        Self::write_atomically(&self.dir.join("index.json"), &encoded)?;
-        Self::write_atomically(
-            &self.dir.join("oci-layout"),
-            br#"{"imageLayoutVersion":"1.0.0"}"#,
-        )?;
-        Ok(())
+        if self.store.size(digest)?.is_none() {
+            return Err(Error::NotFound(format!(
+                "no cache manifest {digest} in {}",
+                self.dir.display()
+            )));
+        }
+        let mut bytes = Vec::new();
+        self.store.read(digest, &mut bytes)?;
+        let read = crate::export::sha256_digest(&bytes);
+        if read != digest {
+            return Err(Error::Invalid {
+                what: "manifest",
+                message: format!("{} in {} has digest {read}", digest, self.dir.display()),
+            });
+        }
+        Ok(bytes)
+    }
+
+    fn read_blob(&self, blob: &Descriptor, out: &mut dyn Write) -> Result<(), Error> {
+        self.store.read(&blob.digest, out)
+    }
+
+    fn has_blob(&self, blob: &Descriptor) -> Result<bool, Error> {
+        Ok(self.store.size(&blob.digest)?.is_some())
+    }
+
+    fn write_blob(&self, blob: &Descriptor, content: &mut (dyn Read + Send)) -> Result<(), Error> {
+        self.store.write(&blob.digest, blob.size, content)
+    }
+
+    fn write_manifest(&self, bytes: &[u8], _media: &str) -> Result<(), Error> {
+        let digest = crate::export::sha256_digest(bytes);
+        self.store
+            .write(&digest, bytes.len() as u64, &mut &bytes[..])
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    use fs_err as fs;
+    use kiln_oci::{Index, media_type};
 
     use kiln_solver::cache_key::{self, Link};
 

@@ -7,6 +7,7 @@
 //! directory while it runs.
 
 mod args;
+mod client_dirs;
 mod control;
 mod debug;
 mod gateway;

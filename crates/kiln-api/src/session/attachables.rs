@@ -58,6 +58,8 @@ pub struct Attachables {
     /// Answer the daemon's requests for registry credentials from this user's docker
     /// configuration.
     pub registry_auth: bool,
+    /// Content stores by id (`local:DIR` → DIR): the `type=local` cache directories.
+    pub content_stores: BTreeMap<String, PathBuf>,
 }
 
 impl Attachables {
@@ -77,6 +79,9 @@ impl Attachables {
         if !self.ssh.is_empty() {
             methods.push("/moby.sshforward.v1.SSH/CheckAgent");
             methods.push("/moby.sshforward.v1.SSH/ForwardAgent");
+        }
+        if !self.content_stores.is_empty() {
+            methods.extend(super::content::METHODS);
         }
         methods
     }
@@ -103,6 +108,9 @@ impl Attachables {
                     super::auth::DockerConfigAuth,
                 ),
             )
+            .add_service(super::content::ContentService::new(
+                lent.content_stores.clone(),
+            ))
             .add_service(health_server::HealthServer::new(Healthy))
             .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(SessionIo(pipe))))
             .await

@@ -12,6 +12,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 pub mod attachables;
 mod auth;
+pub mod content;
 pub mod filesync;
 mod fsmode;
 pub mod sshforward;

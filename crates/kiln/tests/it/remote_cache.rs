@@ -676,6 +676,83 @@ pub(crate) fn read_each_others_cache(cache: impl Fn(&Path, &str) -> (String, Str
     true
 }
 
+/// kiln's client lends a `type=local` cache directory to BuildKit v0.24's buildkitd
+/// through its session's content store, as buildctl does: buildkitd writes the blobs
+/// there and kiln tags index.json; another, empty buildkitd reads them back through the
+/// same store and runs nothing; and the embedded engine reads the same directory.
+#[test]
+fn buildkitd_writes_and_reads_a_local_cache_through_kilns_client() {
+    let Some((base, probe, dir)) = fixture() else {
+        return;
+    };
+    let registry = format!("127.0.0.1:{}", base.port);
+    let Some(first) = kiln_test::Buildkitd::start(std::slice::from_ref(&registry)) else {
+        return;
+    };
+    let work = base.work.path();
+    let cache = work.join("cache");
+    let on = |buildkitd: &kiln_test::Buildkitd, state: &str, args: &[&str]| {
+        let mut all = vec!["build", "--progress=plain", "--addr"];
+        let address = buildkitd.address();
+        all.push(&address);
+        all.extend_from_slice(args);
+        all.push(dir.to_str().unwrap());
+        let output = kiln(&fresh_state(work, state), &all);
+        assert!(
+            output.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            buildkitd.log()
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    on(
+        &first,
+        "client-1",
+        &[
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", cache.display()),
+        ],
+    );
+    assert_eq!(probe.hits(), 3);
+    let (manifest, config) = local_cache(&cache);
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.buildkit.cacheconfig.v0"
+    );
+    assert!(config["records"].as_array().is_some_and(|r| !r.is_empty()));
+    for layer in manifest["layers"].as_array().unwrap() {
+        assert!(cache_blob(&cache, layer["digest"].as_str().unwrap()).is_file());
+    }
+
+    let Some(second) = kiln_test::Buildkitd::start(std::slice::from_ref(&registry)) else {
+        return;
+    };
+    let log = on(
+        &second,
+        "client-2",
+        &[
+            "--cache-from",
+            &format!("type=local,src={}", cache.display()),
+        ],
+    );
+    assert_eq!(probe.hits(), 3, "no RUN executes:\n{log}");
+    for step in STEPS.iter().skip(1) {
+        assert!(step_cached(&log, step), "{step}:\n{log}");
+    }
+
+    let log = check(&build(
+        &fresh_state(work, "embedded"),
+        &dir,
+        &work.join("embedded.tar"),
+        &[
+            "--cache-from",
+            &format!("type=local,src={}", cache.display()),
+        ],
+    ));
+    assert_eq!(probe.hits(), 3, "no RUN executes:\n{log}");
+}
+
 /// `--output type=cacheonly` with an import, as a CI job that only warms or checks the
 /// cache: the result is looked up, no blob is fetched (BuildKit's lazy import). Proven
 /// by a cache whose layer blobs are gone: every step still hits, nothing runs.

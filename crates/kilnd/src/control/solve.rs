@@ -22,7 +22,7 @@ use kiln_api::proto::moby::filesync::v1::CredentialsRequest;
 use kiln_api::proto::moby::filesync::v1::auth_client::AuthClient;
 use kiln_api::proto::pb::SourceInfo;
 use kiln_api::session::filesync::{self, Filter};
-use kiln_engine::{CheckReport, Engine, Listing, Listings, SessionHooks};
+use kiln_engine::{CheckReport, ClientDirs, Engine, Listing, Listings, SessionHooks};
 use sha2::{Digest as _, Sha256};
 use tonic::{Response, Status};
 
@@ -100,29 +100,21 @@ enum SendTo {
 
 /// The request's cache imports and exports (`SolveRequest.Cache`); a gateway build's
 /// solves use them too, and the result it returns is exported with them. A `local` cache is
-/// a directory of the client's, which BuildKit reaches through the session's content
-/// store; kilnd does not serve that yet and says so.
+/// a directory of the client's, reached through the session's content store.
 pub(crate) fn cache_entries(
     request: &control::SolveRequest,
-) -> Result<(Vec<CacheOptionsEntry>, Vec<CacheOptionsEntry>), Status> {
+) -> (Vec<CacheOptionsEntry>, Vec<CacheOptionsEntry>) {
     let convert = |entries: &[control::CacheOptionsEntry]| {
         entries
             .iter()
-            .map(|entry| {
-                if entry.r#type == "local" {
-                    return Err(Status::unimplemented(
-                        "type=local caches go through the client's session, which kilnd does not serve yet: use type=registry or the embedded kiln",
-                    ));
-                }
-                Ok(CacheOptionsEntry {
-                    kind: entry.r#type.clone(),
-                    attrs: entry.attrs.clone().into_iter().collect(),
-                })
+            .map(|entry| CacheOptionsEntry {
+                kind: entry.r#type.clone(),
+                attrs: entry.attrs.clone().into_iter().collect(),
             })
-            .collect::<Result<Vec<_>, Status>>()
+            .collect()
     };
     let cache = request.cache.clone().unwrap_or_default();
-    Ok((convert(&cache.imports)?, convert(&cache.exports)?))
+    (convert(&cache.imports), convert(&cache.exports))
 }
 
 /// Sets its flag when dropped.
@@ -179,7 +171,7 @@ async fn run(
                 }
                 Ok((mut build, hooks)) => {
                     build.outputs = outputs.iter().map(|o| o.export.clone()).collect();
-                    (build.cache_imports, build.cache_exports) = cache_entries(&request)?;
+                    (build.cache_imports, build.cache_exports) = cache_entries(&request);
                     prepare_exports(&outputs)?;
                     let progress_job = Arc::clone(job);
                     daemon
@@ -205,7 +197,7 @@ async fn run(
             .await
             {
                 Ok((mut build, hooks)) => {
-                    (build.cache_imports, build.cache_exports) = cache_entries(&request)?;
+                    (build.cache_imports, build.cache_exports) = cache_entries(&request);
                     let exports: Vec<Export> = outputs.iter().map(|o| o.export.clone()).collect();
                     prepare_exports(&outputs)?;
                     let progress_job = Arc::clone(job);
@@ -231,7 +223,7 @@ async fn run(
                 Arc::clone(cancelled),
                 !outputs.is_empty(),
                 request.entitlements.clone(),
-                cache_entries(&request)?,
+                cache_entries(&request),
             );
             daemon
                 .gateways
@@ -408,6 +400,11 @@ fn exporter_response(result: &BuildResult) -> BTreeMap<String, String> {
     }
     if !result.image_names.is_empty() {
         response.insert("image.name".to_owned(), result.image_names.join(","));
+    }
+    if let Some(manifest) = &result.cache_manifest {
+        if let Ok(json) = serde_json::to_string(manifest) {
+            response.insert("cache.manifest".to_owned(), json);
+        }
     }
     response
 }
@@ -744,6 +741,9 @@ pub(crate) fn session_hooks(
         cancelled: Some(Arc::clone(cancelled)),
         on_checks: None,
         listings: Listings::new(),
+        client_dirs: session.map(|session| {
+            Arc::new(crate::client_dirs::SessionDirs::new(session)) as Arc<dyn ClientDirs>
+        }),
     }
 }
 

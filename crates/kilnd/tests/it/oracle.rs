@@ -338,10 +338,14 @@ fn buildctl_sees_build_checks_as_progress_warnings() {
     );
 }
 
-/// buildctl's `--export-cache`/`--import-cache` reach kilnd's engine through the Solve
-/// request: after a prune of everything, the imported cache answers every step.
-#[test]
-fn buildctl_exports_and_imports_a_registry_cache_through_kilnd() {
+/// buildctl builds the test context through kilnd with `--export-cache=EXPORT`,
+/// `exported` looks at what it wrote, then kilnd forgets everything (`prune --all`)
+/// and buildctl builds again with `--import-cache=IMPORT`: every step is answered by
+/// the import. `cache` gives EXPORT and IMPORT for the test's registry and work directory.
+fn buildctl_cache_round_trip(
+    cache: impl Fn(&kiln_test::Registry, &Path) -> (String, String),
+    exported: impl FnOnce(&kiln_test::Registry, &Path),
+) {
     if !can_build() {
         return;
     }
@@ -356,8 +360,8 @@ fn buildctl_exports_and_imports_a_registry_cache_through_kilnd() {
     context(&ctx, &image);
     let secret = work.path().join("tok");
     fs_err::write(&secret, "s3cret").unwrap();
-    let cache = format!("{}/app:cache", registry.host());
-    let build = |cache_flag: &str| {
+    let (export, import) = cache(&registry, work.path());
+    let build = |cache_flag: String| {
         let out = run(Command::new(&buildctl)
             .arg("--addr")
             .arg(kilnd.address())
@@ -368,50 +372,117 @@ fn buildctl_exports_and_imports_a_registry_cache_through_kilnd() {
             .arg(cache_flag));
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    let first = build(&format!(
-        "--export-cache=type=registry,ref={cache},mode=max"
-    ));
-    run(Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{cache}")));
+    let first = build(format!("--export-cache={export},mode=max"));
+    exported(&registry, work.path());
     run(Command::new(&buildctl)
         .arg("--addr")
         .arg(kilnd.address())
         .args(["prune", "--all"]));
-    let log = build(&format!("--import-cache=type=registry,ref={cache}"));
+    let log = build(format!("--import-cache={import}"));
+    let kind = import.split(',').next().unwrap_or_default();
     assert!(
-        log.contains("importing cache manifest from type=registry"),
+        log.contains(&format!("importing cache manifest from {kind}")),
         "{first}\n{log}"
     );
     assert!(
         log.matches(" CACHED").count() >= 4,
         "steps were not cached:\n{log}"
     );
-    // The secret mount never lands in the cache: no layer holds /run/secrets, and the
-    // records do not hold its value (the step itself copied it to /tok, on purpose).
-    let blobs = work.path().join("blobs");
-    run(Command::new("skopeo")
-        .args(["copy", "--quiet", "--src-tls-verify=false"])
-        .arg(format!("docker://{cache}"))
-        .arg(format!("dir:{}", blobs.display())));
-    let mut layers = 0;
-    for entry in fs_err::read_dir(&blobs).unwrap() {
-        let path = entry.unwrap().path();
-        let bytes = fs_err::read(&path).unwrap();
-        if bytes.starts_with(&[0x1f, 0x8b]) {
-            layers += 1;
-            let listing = run(Command::new("tar").arg("-tzf").arg(&path));
-            let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
-            assert!(!listing.contains("run/secrets"), "{listing}");
-        } else {
-            assert!(
-                !String::from_utf8_lossy(&bytes).contains("s3cret"),
-                "{}",
-                path.display()
+}
+
+/// buildctl's `--export-cache`/`--import-cache` reach kilnd's engine through the Solve
+/// request: after a prune of everything, the imported registry cache answers every
+/// step; the secret the build mounts is in no layer and no record.
+#[test]
+fn buildctl_exports_and_imports_a_registry_cache_through_kilnd() {
+    let cache = |registry: &kiln_test::Registry| format!("{}/app:cache", registry.host());
+    buildctl_cache_round_trip(
+        |registry, _| {
+            let cache = cache(registry);
+            (
+                format!("type=registry,ref={cache}"),
+                format!("type=registry,ref={cache}"),
+            )
+        },
+        |registry, work| {
+            let cache = cache(registry);
+            // No layer holds /run/secrets, and the records do not hold its value (the
+            // step itself copied it to /tok, on purpose).
+            let blobs = work.join("blobs");
+            run(Command::new("skopeo")
+                .args(["copy", "--quiet", "--src-tls-verify=false"])
+                .arg(format!("docker://{cache}"))
+                .arg(format!("dir:{}", blobs.display())));
+            let mut layers = 0;
+            for entry in fs_err::read_dir(&blobs).unwrap() {
+                let path = entry.unwrap().path();
+                let bytes = fs_err::read(&path).unwrap();
+                if bytes.starts_with(&[0x1f, 0x8b]) {
+                    layers += 1;
+                    let listing = run(Command::new("tar").arg("-tzf").arg(&path));
+                    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+                    assert!(!listing.contains("run/secrets"), "{listing}");
+                } else {
+                    assert!(
+                        !String::from_utf8_lossy(&bytes).contains("s3cret"),
+                        "{}",
+                        path.display()
+                    );
+                }
+            }
+            assert_eq!(layers, 4, "busybox, COPY and two RUNs");
+        },
+    );
+}
+
+/// buildctl's `type=local` cache through kilnd: the daemon writes the blobs into
+/// buildctl's directory through the session's content store and buildctl tags the
+/// manifest in index.json; after a prune, the import (buildctl names the manifest by
+/// that tag's digest) answers every step from the blobs the daemon reads back.
+#[test]
+fn buildctl_exports_and_imports_a_local_cache_through_kilnd() {
+    buildctl_cache_round_trip(
+        |_, work| {
+            let cache = work.join("cache").display().to_string();
+            (
+                format!("type=local,dest={cache}"),
+                format!("type=local,src={cache}"),
+            )
+        },
+        |_, work| {
+            // buildctl tagged what the daemon wrote; every blob the manifest names is
+            // there, with the bytes of its digest.
+            let cache = work.join("cache");
+            let index: serde_json::Value =
+                serde_json::from_slice(&fs_err::read(cache.join("index.json")).unwrap()).unwrap();
+            let entry = &index["manifests"][0];
+            assert_eq!(
+                entry["annotations"]["org.opencontainers.image.ref.name"], "latest",
+                "{index}"
             );
-        }
-    }
-    assert_eq!(layers, 4, "busybox, COPY and two RUNs");
+            let blob = |digest: &str| cache.join("blobs/sha256").join(&digest["sha256:".len()..]);
+            let manifest: serde_json::Value = serde_json::from_slice(
+                &fs_err::read(blob(entry["digest"].as_str().unwrap())).unwrap(),
+            )
+            .unwrap();
+            let named: Vec<&str> = std::iter::once(&manifest["config"])
+                .chain(manifest["layers"].as_array().unwrap())
+                .map(|d| d["digest"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                named.len(),
+                5,
+                "config, busybox, COPY and two RUNs: {manifest}"
+            );
+            for digest in named {
+                let sum = run(Command::new("sha256sum").arg(blob(digest)));
+                assert!(
+                    String::from_utf8_lossy(&sum.stdout).starts_with(&digest["sha256:".len()..]),
+                    "{digest}"
+                );
+            }
+        },
+    );
 }
 
 /// buildctl's multi-platform build through kilnd (`--opt platform=a,b`): the arm64
