@@ -53,42 +53,58 @@ impl Platform {
     }
 
     fn with_architecture(mut self, architecture: &str, variant: &str) -> Self {
-        let (architecture, variant) = (
-            architecture.to_ascii_lowercase(),
-            variant.to_ascii_lowercase(),
-        );
-        let (arch, variant) = normalize_arch(&architecture, &variant);
-        self.architecture = arch.to_owned();
-        self.variant = variant.to_owned();
+        (self.architecture, self.variant) = normalize_arch(architecture, variant);
         self
+    }
+
+    /// containerd's `platforms.Normalize`: the OS lowercased (`macos` is `darwin`),
+    /// architecture aliases to their canonical names, default variants dropped. BuildKit
+    /// normalises every op's platform so before keying it.
+    pub fn normalized(&self) -> Self {
+        let os = match self.os.to_ascii_lowercase().as_str() {
+            "macos" => "darwin".to_owned(),
+            other => other.to_owned(),
+        };
+        Self {
+            os,
+            os_version: self.os_version.clone(),
+            os_features: self.os_features.clone(),
+            ..Self::default()
+        }
+        .with_architecture(&self.architecture, &self.variant)
     }
 }
 
 /// containerd's `normalizeArch`: aliases to canonical names, default variants dropped.
-fn normalize_arch<'a>(arch: &'a str, variant: &'a str) -> (&'a str, &'a str) {
-    match arch {
-        "i386" => ("386", ""),
-        "x86_64" | "x86-64" | "amd64" => ("amd64", if variant == "v1" { "" } else { variant }),
+fn normalize_arch(arch: &str, variant: &str) -> (String, String) {
+    let (arch, variant) = (arch.to_ascii_lowercase(), variant.to_ascii_lowercase());
+    let (arch, variant): (&str, String) = match arch.as_str() {
+        "i386" => ("386", String::new()),
+        "x86_64" | "x86-64" | "amd64" => (
+            "amd64",
+            if variant == "v1" { "" } else { &variant }.to_owned(),
+        ),
         "aarch64" | "arm64" => (
             "arm64",
-            if matches!(variant, "8" | "v8" | "v8.0") {
-                ""
-            } else {
-                variant
-            },
-        ),
-        "armhf" => ("arm", "v7"),
-        "armel" => ("arm", "v6"),
-        "arm" => (
-            "arm",
-            match variant {
-                "" | "7" => "v7",
-                "5" | "6" | "8" => &variant[..0],
+            match variant.as_str() {
+                "8" | "v8" | "v8.0" => String::new(),
+                "9" | "9.0" | "v9.0" => "v9".to_owned(),
                 _ => variant,
             },
         ),
-        _ => (arch, variant),
-    }
+        "armhf" => ("arm", "v7".to_owned()),
+        "armel" => ("arm", "v6".to_owned()),
+        "arm" => (
+            "arm",
+            match variant.as_str() {
+                "" | "7" => "v7".to_owned(),
+                "5" | "6" | "8" => format!("v{variant}"),
+                _ => variant,
+            },
+        ),
+        _ => (&arch, variant),
+    };
+    (arch.to_owned(), variant)
 }
 
 impl FromStr for Platform {
@@ -176,9 +192,38 @@ mod tests {
         assert_eq!(parse("linux/aarch64"), "linux/arm64");
         assert_eq!(parse("linux/arm"), "linux/arm/v7");
         assert_eq!(parse("linux/arm/v6"), "linux/arm/v6");
+        assert_eq!(parse("linux/arm/6"), "linux/arm/v6");
+        assert_eq!(parse("linux/ARM64/8"), "linux/arm64");
+        assert_eq!(parse("linux/arm64/9.0"), "linux/arm64/v9");
         assert_eq!(parse("arm64"), "linux/arm64");
         assert_eq!(parse("Linux/AMD64"), "linux/amd64");
         assert!("linux//amd64".parse::<Platform>().is_err());
         assert!("a/b/c/d".parse::<Platform>().is_err());
+    }
+
+    #[test]
+    fn a_platform_as_given_is_normalised_like_containerd() {
+        let given = |os: &str, architecture: &str, variant: &str| Platform {
+            os: os.to_owned(),
+            architecture: architecture.to_owned(),
+            variant: variant.to_owned(),
+            ..Platform::default()
+        };
+        assert_eq!(
+            given("Linux", "aarch64", "v8").normalized(),
+            given("linux", "arm64", "")
+        );
+        assert_eq!(
+            given("macos", "x86_64", "v1").normalized(),
+            given("darwin", "amd64", "")
+        );
+        assert_eq!(
+            given("linux", "arm", "").normalized(),
+            given("linux", "arm", "v7")
+        );
+        assert_eq!(
+            given("linux", "riscv64", "").normalized(),
+            given("linux", "riscv64", "")
+        );
     }
 }

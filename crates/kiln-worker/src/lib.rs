@@ -1062,13 +1062,9 @@ impl Worker {
         let key = match source.identifier.split_once("://") {
             Some(("docker-image", reference)) => {
                 let registry = options.registry.unwrap_or(&self.registry);
-                source::image::cache_key(
-                    self,
-                    registry,
-                    reference,
-                    platform.unwrap_or(&self.config.platform),
-                    source,
-                )?
+                // Normalised, as BuildKit's loader normalises every op's platform.
+                let platform = platform.unwrap_or(&self.config.platform).normalized();
+                source::image::cache_key(self, registry, reference, &platform, source)?
             }
             Some(("local", name)) => {
                 let scan = source::local::scan(self, options.contexts, name, source)?;
