@@ -583,8 +583,9 @@ pub(crate) fn read_each_others_cache(cache: impl Fn(&Path, &str) -> (String, Str
     let dir = work.join("ctx");
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("a.txt"), "a\n").unwrap();
-    // A git source, keyed by its commit as BuildKit keys it, and a download, keyed by
-    // its name, checksum and Last-Modified.
+    // A git source, keyed by its commit as BuildKit keys it (with `.git` kept, by the
+    // ref the default branch was listed under too), and a download, keyed by its name,
+    // checksum and Last-Modified.
     let (_git_daemon, git_url) = serve_git_repository(work);
     let (_http_server, http_url) = serve_file(work, "h.txt", "over http\n");
     fs::create_dir_all(dir.join("sub/deeper")).unwrap();
@@ -594,7 +595,7 @@ pub(crate) fn read_each_others_cache(cache: impl Fn(&Path, &str) -> (String, Str
     fs::write(
         dir.join("Dockerfile"),
         format!(
-            "FROM {registry}/busybox\nCOPY a.txt /a.txt\nCOPY sub/ /sub/\nCOPY *.txt /w/\nCOPY . /ctx/\nADD {git_url}#main /git/\nADD {http_url} /h.txt\nRUN cat /a.txt /git/g.txt /h.txt > /b.txt\n"
+            "FROM {registry}/busybox\nCOPY a.txt /a.txt\nCOPY sub/ /sub/\nCOPY *.txt /w/\nCOPY . /ctx/\nADD {git_url}#main /git/\nADD --keep-git-dir=true {git_url} /gitdir/\nADD {http_url} /h.txt\nRUN cat /a.txt /git/g.txt /h.txt > /b.txt\n"
         ),
     )
     .unwrap();
@@ -604,6 +605,7 @@ pub(crate) fn read_each_others_cache(cache: impl Fn(&Path, &str) -> (String, Str
         "COPY *.txt /w/",
         "COPY . /ctx/",
         "ADD git://",
+        "ADD --keep-git-dir=true git://",
         "ADD http://",
         "RUN cat /a.txt",
     ];
