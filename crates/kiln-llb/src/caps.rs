@@ -28,6 +28,8 @@ pub const SOURCE_HTTP: &str = "source.http";
 pub const SOURCE_HTTP_CHECKSUM: &str = "source.http.checksum";
 pub const SOURCE_HTTP_PERM: &str = "source.http.perm";
 pub const SOURCE_HTTP_UIDGID: &str = "source.http.uidgid";
+pub const SOURCE_HTTP_AUTH: &str = "source.http.auth";
+pub const SOURCE_HTTP_HEADER: &str = "source.http.header";
 pub const SOURCE_OCI_LAYOUT: &str = "source.ocilayout";
 
 pub const EXEC_META_BASE: &str = "exec.meta.base";

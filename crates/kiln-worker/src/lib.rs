@@ -11,6 +11,7 @@ mod contenthash;
 mod error;
 mod fsutil;
 mod go_json;
+mod names;
 mod ops;
 mod remote_cache;
 mod source;
@@ -210,6 +211,8 @@ pub struct SolveOptions<'a> {
 /// One solve's state: its ops, options, and the outputs of the vertices visited.
 struct Solve<'s, 'a> {
     ops: &'s [&'s kiln_llb::Vertex],
+    /// Each op's name for progress and errors, by index.
+    names: Vec<String>,
     options: &'s SolveOptions<'a>,
     fresh_caches: ops::exec::FreshCaches,
     visited: Mutex<Vec<Option<Arc<Outputs>>>>,
@@ -248,7 +251,7 @@ impl Drop for Slot<'_> {
 /// An error of a vertex, with its name for the user; a write that found no space
 /// left (ENOSPC, EDQUOT, wherever in the chain of causes) also names the state
 /// directory, whose filesystem is what ran full.
-fn vertex_error(vertex: &kiln_llb::Vertex, error: Error, state: &Path) -> Error {
+fn vertex_error(name: &str, vertex: &kiln_llb::Vertex, error: Error, state: &Path) -> Error {
     let error = match error {
         Error::Vertex { .. } | Error::NoSpace { .. } => return error,
         error if no_space_left(&error) => Error::NoSpace {
@@ -258,7 +261,7 @@ fn vertex_error(vertex: &kiln_llb::Vertex, error: Error, state: &Path) -> Error 
         error => error,
     };
     Error::Vertex {
-        name: vertex_name(vertex),
+        name: name.to_owned(),
         digest: vertex.digest.to_string(),
         source: Box::new(error),
     }
@@ -353,16 +356,6 @@ fn keyed_by_known_content(
         }
     }
     Some(key)
-}
-
-/// A vertex's display name: its custom name, else its digest.
-fn vertex_name(vertex: &kiln_llb::Vertex) -> String {
-    vertex
-        .metadata
-        .as_ref()
-        .and_then(|m| m.description.get("llb.customname"))
-        .cloned()
-        .unwrap_or_else(|| vertex.digest.to_string())
 }
 
 pub(crate) const CACHE_TABLE: &str = "cache";
@@ -495,6 +488,7 @@ impl Worker {
             Error::Unsupported("the result names no op of the definition".to_owned())
         })?;
         let solve = Solve {
+            names: names::vertex_names(&ops, &position),
             ops: &ops,
             options,
             fresh_caches: ops::exec::FreshCaches::default(),
@@ -522,7 +516,7 @@ impl Worker {
                     .collect();
                 let outputs = self
                     .visit(&solve, i, resolved)
-                    .map_err(|e| vertex_error(vertex, e, &self.config.root))?;
+                    .map_err(|e| vertex_error(&solve.names[i], vertex, e, &self.config.root))?;
                 let outputs = Arc::new(outputs);
                 solve.visited.lock().unwrap_or_else(|e| e.into_inner())[i] =
                     Some(Arc::clone(&outputs));
@@ -545,7 +539,7 @@ impl Worker {
             if outputs.is_some() && !reported[i] {
                 (options.progress)(Event::Cached {
                     digest: ops[i].digest.to_string(),
-                    name: vertex_name(ops[i]),
+                    name: solve.names[i].clone(),
                 });
             }
         }
@@ -594,7 +588,7 @@ impl Worker {
                 Self::reported(solve, index);
                 (options.progress)(Event::Cached {
                     digest: vertex.digest.to_string(),
-                    name: vertex_name(vertex),
+                    name: solve.names[index].clone(),
                 });
                 return Ok(Outputs::made(index, key, refs, local_source));
             }
@@ -691,14 +685,16 @@ impl Worker {
                 }
                 Err(error) => self.warn(format!(
                     "{}: the result in {name} cannot be used, running the step: {error}",
-                    vertex_name(vertex),
+                    solve.names[outputs.vertex],
                 )),
             }
         }
         let refs = self
             .materialize_inputs(solve, &pending.inputs)
             .and_then(|inputs| self.execute(solve, outputs.vertex, &outputs.key, &inputs, None))
-            .map_err(|e| vertex_error(vertex, e, &self.config.root))?;
+            .map_err(|e| {
+                vertex_error(&solve.names[outputs.vertex], vertex, e, &self.config.root)
+            })?;
         *made = Some(refs.clone());
         Ok(refs)
     }
@@ -714,7 +710,7 @@ impl Worker {
         });
         (solve.options.progress)(Event::Cached {
             digest,
-            name: vertex_name(op),
+            name: solve.names[vertex].clone(),
         });
     }
 
@@ -810,12 +806,11 @@ impl Worker {
             made.key = outputs.key_of(index);
             refs.push(made);
         }
-        let vertex = solve.ops[outputs.vertex];
         usage::record_made(
             self,
             &outputs.key.output(0),
             &refs,
-            (usage::REGULAR, &vertex_name(vertex)),
+            (usage::REGULAR, &solve.names[outputs.vertex]),
         )?;
         Ok(refs)
     }
@@ -963,7 +958,7 @@ impl Worker {
         let options = solve.options;
         self.check_cancelled(options)?;
         let digest = vertex.digest.to_string();
-        let name = vertex_name(vertex);
+        let name = solve.names[index].clone();
         let ignore_cache =
             options.no_cache || vertex.metadata.as_ref().is_some_and(|m| m.ignore_cache);
         let vertex_key = key.output(0);
@@ -1075,7 +1070,7 @@ impl Worker {
                 ]);
                 return Ok((format!("kiln:{key}"), Some(scan)));
             }
-            Some(("http" | "https", _)) => source::remote::http_key(self, source)?,
+            Some(("http" | "https", _)) => source::remote::http_key(self, source, options.secrets)?,
             Some(("git", _)) => source::remote::git_key(source)?,
             // The manifest digest names the content.
             Some(("oci-layout", reference)) => {
@@ -1121,7 +1116,7 @@ impl Worker {
                 };
                 source::local::load(self, scan)
             }
-            Some(("http" | "https", _)) => source::remote::http_load(self, source),
+            Some(("http" | "https", _)) => source::remote::http_load(self, source, options.secrets),
             Some(("git", _)) => source::remote::git_load(self, source),
             Some(("oci-layout", reference)) => {
                 // `STORE@DIGEST`: the store is a directory the client lends, like a

@@ -133,6 +133,12 @@ pub struct HttpOptions {
     pub uid: Option<u32>,
     /// Owner gid.
     pub gid: Option<u32>,
+    /// The secret whose value is sent as the `Authorization` header.
+    pub auth_header_secret: Option<String>,
+    /// The `Accept` header.
+    pub accept: Option<String>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<String>,
 }
 
 /// Options of [`State::oci_layout`].
@@ -346,6 +352,20 @@ impl State {
         if let Some(gid) = options.gid {
             attrs.insert("http.gid".to_owned(), gid.to_string());
             options.op.add_cap(caps::SOURCE_HTTP_UIDGID);
+        }
+        if let Some(secret) = options.auth_header_secret {
+            attrs.insert("http.authheadersecret".to_owned(), secret);
+            options.op.add_cap(caps::SOURCE_HTTP_AUTH);
+        }
+        let headers = [
+            ("accept", options.accept),
+            ("user-agent", options.user_agent),
+        ];
+        for (name, value) in headers {
+            if let Some(value) = value.filter(|v| !v.is_empty()) {
+                attrs.insert(format!("http.header.{name}"), value);
+                options.op.add_cap(caps::SOURCE_HTTP_HEADER);
+            }
         }
         options.op.add_cap(caps::SOURCE_HTTP);
         source_state(url.to_owned(), attrs, options.op)

@@ -11,28 +11,135 @@ use fs_err as fs;
 use kiln_llb::pb;
 use sha2::{Digest as _, Sha256};
 
-use crate::{Error, Ref, Worker, sha256_hex};
+use crate::{Error, Ref, Secrets, Worker, sha256_hex};
 
 fn attr<'a>(source: &'a pb::SourceOp, key: &str) -> Option<&'a str> {
     source.attrs.get(key).map(String::as_str)
 }
 
-/// Where a URL's download is kept between computing the key and making the snapshot.
-fn download_path(worker: &Worker, url: &str) -> PathBuf {
-    worker
-        .config
-        .root
-        .join("downloads")
-        .join(sha256_hex(&[url.as_bytes()]))
+/// How an http source asks for its file: the request headers it may set (BuildKit
+/// sends only `Accept` and `User-Agent` of the `http.header.*` attributes, by their
+/// canonical names, sorted) and the secret whose value is the `Authorization` header.
+struct Request {
+    url: String,
+    headers: Vec<(String, String)>,
+    auth_secret: Option<String>,
 }
 
-/// Downloads `url` (to a temp file, renamed when complete and verified) and returns
-/// its content digest.
-fn download(worker: &Worker, url: &str, expected: Option<&str>) -> Result<String, Error> {
-    let target = download_path(worker, url);
+impl Request {
+    fn of(source: &pb::SourceOp) -> Self {
+        let mut headers: Vec<(String, String)> = source
+            .attrs
+            .iter()
+            .filter_map(|(key, value)| {
+                let name = canonical_header_key(key.strip_prefix("http.header.")?);
+                ["Accept", "User-Agent"]
+                    .contains(&name.as_str())
+                    .then(|| (name, value.clone()))
+            })
+            .collect();
+        headers.sort();
+        Self {
+            url: source.identifier.clone(),
+            headers,
+            auth_secret: attr(source, "http.authheadersecret")
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+        }
+    }
+
+    /// The `Authorization` header's value, from the build's secrets.
+    fn authorization(&self, secrets: &dyn Secrets) -> Result<Option<Vec<u8>>, Error> {
+        let Some(id) = &self.auth_secret else {
+            return Ok(None);
+        };
+        secrets.secret(id).map(Some).ok_or_else(|| {
+            Error::Source(format!(
+                "{}: the authorization header's secret {id} was not given (--secret id={id},…)",
+                self.url
+            ))
+        })
+    }
+
+    /// Where the download is kept between computing the key and making the snapshot:
+    /// one file per URL and headers.
+    fn download_path(&self, worker: &Worker) -> PathBuf {
+        let mut parts: Vec<&[u8]> = vec![self.url.as_bytes()];
+        for (name, value) in &self.headers {
+            parts.extend([name.as_bytes(), value.as_bytes()]);
+        }
+        worker
+            .config
+            .root
+            .join("downloads")
+            .join(sha256_hex(&parts))
+    }
+
+    /// The headers and secret as BuildKit's key names them (`AuthHeaderSecret`,
+    /// `Header`), each left out when empty.
+    fn key_fields(&self, json: crate::go_json::Object) -> crate::go_json::Object {
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                crate::go_json::Object::new()
+                    .string("Name", name)
+                    .string("Value", value)
+                    .finish()
+            })
+            .collect();
+        json.some_string(
+            "AuthHeaderSecret",
+            self.auth_secret.as_deref().unwrap_or(""),
+        )
+        .some(
+            "Header",
+            (!headers.is_empty()).then(|| crate::go_json::array(&headers)),
+        )
+    }
+}
+
+/// Go's `http.CanonicalHeaderKey`: each word's first letter upper case, the rest lower
+/// (a key with a character outside a token is kept as it is).
+fn canonical_header_key(key: &str) -> String {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if !key.bytes().all(token) {
+        return key.to_owned();
+    }
+    let mut upper = true;
+    key.chars()
+        .map(|c| {
+            let out = if upper {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            };
+            upper = c == '-';
+            out
+        })
+        .collect()
+}
+
+/// Downloads the source's file (to a temp file, renamed when complete and verified)
+/// and returns its content digest.
+fn download(
+    worker: &Worker,
+    request: &Request,
+    secrets: &dyn Secrets,
+    expected: Option<&str>,
+) -> Result<String, Error> {
+    let url = &request.url;
+    let target = request.download_path(worker);
     fs::create_dir_all(target.parent().unwrap_or(Path::new("/")))?;
     let failed = |message: String| Error::Source(format!("downloading {url}: {message}"));
-    let mut response = ureq::get(url).call().map_err(|e| failed(e.to_string()))?;
+    let mut call = ureq::get(url);
+    for (name, value) in &request.headers {
+        call = call.header(name, value);
+    }
+    if let Some(authorization) = request.authorization(secrets)? {
+        call = call.header("Authorization", authorization.as_slice());
+    }
+    let mut response = call.call().map_err(|e| failed(e.to_string()))?;
     let modified = response
         .headers()
         .get("last-modified")
@@ -70,31 +177,24 @@ fn download(worker: &Worker, url: &str, expected: Option<&str>) -> Result<String
 }
 
 /// The cache key of an http source, as BuildKit's `formatCacheKey` makes it: the file's
-/// name, mode and owner, its checksum (given, or of the download) and, for a download,
-/// the server's Last-Modified. Extra request headers keep kiln's own key (marked so).
-pub(crate) fn http_key(worker: &Worker, source: &pb::SourceOp) -> Result<String, Error> {
-    let url = &source.identifier;
+/// name, mode and owner, its checksum (given, or of the download), for a download the
+/// server's Last-Modified, and the request's authorization secret and headers.
+pub(crate) fn http_key(
+    worker: &Worker,
+    source: &pb::SourceOp,
+    secrets: &dyn Secrets,
+) -> Result<String, Error> {
+    let request = Request::of(source);
     let (checksum, modified) = match attr(source, "http.checksum") {
         // Known beforehand: no download unless the step runs.
         Some(checksum) => (checksum.to_owned(), String::new()),
         None => {
-            let digest = download(worker, url, None)?;
-            let stamp = download_path(worker, url).with_extension("modified");
+            let digest = download(worker, &request, secrets, None)?;
+            let stamp = request.download_path(worker).with_extension("modified");
             let modified = fs::read_to_string(stamp).unwrap_or_default();
             (digest, modified.trim().to_owned())
         }
     };
-    let headers = source
-        .attrs
-        .keys()
-        .any(|k| k.starts_with("http.header.") || k == "http.authheadersecret");
-    if headers {
-        let mut parts: Vec<&[u8]> = vec![b"http", url.as_bytes(), checksum.as_bytes()];
-        for key in ["http.filename", "http.perm", "http.uid", "http.gid"] {
-            parts.push(attr(source, key).unwrap_or_default().as_bytes());
-        }
-        return Ok(format!("kiln:{}", sha256_hex(&parts)));
-    }
     let id = |key| {
         attr(source, key)
             .and_then(|v| v.parse::<i64>().ok())
@@ -106,8 +206,8 @@ pub(crate) fn http_key(worker: &Worker, source: &pb::SourceOp) -> Result<String,
         .raw("UID", &id("http.uid").to_string())
         .raw("GID", &id("http.gid").to_string())
         .string("Checksum", &checksum)
-        .some_string("LastModTime", &modified)
-        .finish();
+        .some_string("LastModTime", &modified);
+    let json = request.key_fields(json).finish();
     Ok(kiln_solver::cache_key::digest_of(json.as_bytes()))
 }
 
@@ -153,11 +253,16 @@ fn http_time(value: &str) -> Option<i64> {
 }
 
 /// Puts the downloaded file into a new snapshot as `/<filename>`.
-pub(crate) fn http_load(worker: &Worker, source: &pb::SourceOp) -> Result<Ref, Error> {
+pub(crate) fn http_load(
+    worker: &Worker,
+    source: &pb::SourceOp,
+    secrets: &dyn Secrets,
+) -> Result<Ref, Error> {
     let url = &source.identifier;
-    let path = download_path(worker, url);
+    let request = Request::of(source);
+    let path = request.download_path(worker);
     if !path.is_file() {
-        download(worker, url, attr(source, "http.checksum"))?;
+        download(worker, &request, secrets, attr(source, "http.checksum"))?;
     } else if let Some(expected) = attr(source, "http.checksum") {
         // A download left by an earlier key computation is checked like a new one.
         let actual = format!(
@@ -435,6 +540,41 @@ mod tests {
         assert_eq!(
             buildkit_git_key(commit, Some(""), "", false),
             format!("{commit}.git")
+        );
+    }
+
+    #[test]
+    fn header_keys_are_gos_canonical_ones() {
+        assert_eq!(canonical_header_key("user-agent"), "User-Agent");
+        assert_eq!(canonical_header_key("ACCEPT"), "Accept");
+        assert_eq!(canonical_header_key("x y"), "x y");
+    }
+
+    #[test]
+    fn only_accept_and_user_agent_are_sent_and_keyed_sorted() {
+        let source = pb::SourceOp {
+            identifier: "https://example.com/f".to_owned(),
+            attrs: [
+                ("http.header.user-agent", "kiln"),
+                ("http.header.accept", "text/plain"),
+                ("http.header.x-other", "dropped"),
+                ("http.authheadersecret", "TOKEN"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        };
+        let request = Request::of(&source);
+        assert_eq!(
+            request.headers,
+            [
+                ("Accept".to_owned(), "text/plain".to_owned()),
+                ("User-Agent".to_owned(), "kiln".to_owned())
+            ]
+        );
+        assert_eq!(
+            request.key_fields(crate::go_json::Object::new()).finish(),
+            r#"{"AuthHeaderSecret":"TOKEN","Header":[{"Name":"Accept","Value":"text/plain"},{"Name":"User-Agent","Value":"kiln"}]}"#
         );
     }
 

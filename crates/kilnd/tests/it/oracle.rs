@@ -546,3 +546,144 @@ fn buildctl_builds_two_platforms_through_kilnd() {
         .collect();
     assert_eq!(architectures, ["amd64", "arm64"]);
 }
+
+/// A server on 127.0.0.1 that answers every GET with `body` (and a Last-Modified) and
+/// keeps each request's head, lower-cased, for the test to read.
+fn recording_server(body: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/f", listener.local_addr().unwrap());
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&heads);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line.to_ascii_lowercase());
+            }
+            seen.lock().unwrap().push(head);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Tue, 14 Nov 2023 22:13:20 GMT\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, heads)
+}
+
+/// An http source with request headers and an authorization secret (LLB only: the
+/// Dockerfile frontend sets neither). kilnd sends them as BuildKit does, and keys the
+/// source as BuildKit v0.24 keys it (its name, owner, checksum, Last-Modified, the
+/// secret's id and the headers): BuildKit's local cache of the definition answers the
+/// download in kilnd.
+#[test]
+fn an_http_source_with_headers_is_keyed_as_buildkit_keys_it() {
+    use kiln_llb::{HttpOptions, MarshalOptions, OpOptions, State, wire};
+    if !can_build() {
+        return;
+    }
+    let Some(buildctl) = kiln_test::oracle_tool("buildctl", "KILN_BUILDCTL") else {
+        return;
+    };
+    let Some(buildkitd) = kiln_test::Buildkitd::start(&[]) else {
+        return;
+    };
+    let kilnd = Kilnd::start(&[]);
+    let (url, heads) = recording_server("over http with headers\n");
+    let work = tempfile::tempdir().unwrap();
+    let token = work.path().join("token");
+    fs_err::write(&token, "Bearer s3cret").unwrap();
+    let download = |filename: &str, user_agent: Option<&str>, secret: Option<&str>| {
+        State::http(
+            &url,
+            HttpOptions {
+                filename: Some(filename.to_owned()),
+                accept: Some("text/plain".to_owned()),
+                user_agent: user_agent.map(str::to_owned),
+                auth_header_secret: secret.map(str::to_owned),
+                ..HttpOptions::default()
+            },
+        )
+    };
+    // A merge is keyed by its inputs' keys alone (never by their content), so it hits
+    // only if both downloads are keyed as BuildKit keys them.
+    let merged = State::merge(
+        &[
+            download("got.txt", Some("kiln-test"), Some("tok")),
+            download("also.txt", None, None),
+        ],
+        OpOptions::default(),
+    );
+    let definition = wire::encode_definition(&merged.marshal(&MarshalOptions::default()));
+    let cache = work.path().join("cache");
+    let out = work.path().join("out");
+    let build = |address: &str, cache_flag: String| {
+        let mut child = Command::new(&buildctl)
+            .arg("--addr")
+            .arg(address)
+            .args(["build", "--progress=plain"])
+            .arg(format!("--secret=id=tok,src={}", token.display()))
+            .arg(format!("--output=type=local,dest={}", out.display()))
+            .arg(cache_flag)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), &definition).unwrap();
+        let output = child.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{log}\n{}", kilnd.log());
+        log
+    };
+    let first = build(
+        &buildkitd.address(),
+        format!(
+            "--export-cache=type=local,dest={},mode=max",
+            cache.display()
+        ),
+    );
+    let log = build(
+        &kilnd.address(),
+        format!("--import-cache=type=local,src={}", cache.display()),
+    );
+    let merge = format!("merge ({url}, {url})");
+    let step = log
+        .lines()
+        .find(|l| l.ends_with(&merge))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no step {merge}:\n{first}\n{log}"));
+    assert!(
+        log.lines().any(|l| l == format!("{step} CACHED")),
+        "the downloads are keyed as BuildKit keys them:\n{first}\n{log}"
+    );
+    for file in ["got.txt", "also.txt"] {
+        assert_eq!(
+            fs_err::read_to_string(out.join(file)).unwrap(),
+            "over http with headers\n"
+        );
+    }
+    // Each daemon asked twice, with the headers each download names, and the secret
+    // as Authorization for the one that names it.
+    let heads = heads.lock().unwrap();
+    assert_eq!(heads.len(), 4, "{heads:?}");
+    let with_secret = heads
+        .iter()
+        .filter(|h| h.contains("authorization: bearer s3cret\r\n"))
+        .count();
+    assert_eq!(with_secret, 2, "{heads:?}");
+    for head in heads.iter() {
+        assert!(head.contains("accept: text/plain\r\n"), "{head}");
+        assert_eq!(
+            head.contains("user-agent: kiln-test\r\n"),
+            head.contains("authorization:"),
+            "{head}"
+        );
+    }
+}
