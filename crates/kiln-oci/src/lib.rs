@@ -14,6 +14,7 @@ pub mod manifest;
 mod platform;
 mod reference;
 mod time;
+pub mod xattr;
 
 pub use compression::{Compression, convert_layer_media_type};
 pub use manifest::{Descriptor, DescriptorPlatform, Index, Manifest, media_type};

@@ -233,24 +233,17 @@ fn remove_any(path: &Path) -> io::Result<()> {
 
 /// Copies extended attributes (not overlayfs's own), as BuildKit's copy does.
 fn copy_xattrs(src: &Path, dst: &Path) -> io::Result<()> {
-    let mut names = vec![0u8; 4096];
-    let Ok(n) = rustix::fs::llistxattr(src, &mut names) else {
+    let Ok(listed) = kiln_oci::xattr::list(src) else {
         return Ok(());
     };
-    for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let Ok(name) = std::str::from_utf8(name) else {
-            continue;
-        };
+    for (name, value) in listed {
         if name.starts_with("trusted.overlay.") || name == "security.selinux" {
             continue;
         }
-        let mut value = vec![0u8; 64 * 1024];
-        if let Ok(len) = rustix::fs::lgetxattr(src, name, &mut value) {
-            match rustix::fs::lsetxattr(dst, name, &value[..len], rustix::fs::XattrFlags::empty()) {
-                // A file system without extended attributes (or this namespace) keeps none.
-                Err(rustix::io::Errno::OPNOTSUPP) => {}
-                other => other.map_err(io::Error::from)?,
-            }
+        match rustix::fs::lsetxattr(dst, &name, &value, rustix::fs::XattrFlags::empty()) {
+            // A file system without extended attributes (or this namespace) keeps none.
+            Err(rustix::io::Errno::OPNOTSUPP) => {}
+            other => other.map_err(io::Error::from)?,
         }
     }
     Ok(())

@@ -74,6 +74,9 @@ pub(crate) struct Record {
     /// digest that stands for its own (a loaded context's root).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub(crate) digest: String,
+    /// The extended attributes the header counts ([`counted_xattrs`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) xattrs: Vec<(String, Vec<u8>)>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -103,6 +106,7 @@ impl Record {
             link: String::new(),
             rdev: if matches!(kind, 'c' | 'b') { rdev } else { 0 },
             digest: String::new(),
+            xattrs: Vec::new(),
         }
     }
 
@@ -121,11 +125,17 @@ impl Record {
         // Linux's encoding of device numbers (glibc's `major`/`minor`).
         let major = ((self.rdev >> 8) & 0xfff) | ((self.rdev >> 32) & !0xfff);
         let minor = (self.rdev & 0xff) | ((self.rdev >> 12) & !0xff);
-        format!(
+        let mut header = format!(
             "namemode{}uid{}gid{}size{size}typeflag{typeflag}linkname{}unamegnamedevmajor{major}devminor{minor}",
             self.mode, self.uid, self.gid, self.link
         )
-        .into_bytes()
+        .into_bytes();
+        // tarsum v1's extended attributes, after the fixed fields: name, then value.
+        for (name, value) in &self.xattrs {
+            header.extend_from_slice(name.as_bytes());
+            header.extend_from_slice(value);
+        }
+        header
     }
 
     /// The entry's own digest: a file's covers its bytes (filled in when recorded); a
@@ -137,6 +147,20 @@ impl Record {
             self.digest.clone()
         }
     }
+}
+
+/// The extended attributes of `path` a checksum counts, as BuildKit's does: those
+/// tarsum v1 keeps (`security.capability`, nothing else under `security.` or
+/// `system.`: labels and ACLs are not content), sorted by name.
+pub(crate) fn counted_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    let counted = |name: &str| {
+        name == "security.capability"
+            || !(name.starts_with("security.") || name.starts_with("system."))
+    };
+    Ok(kiln_oci::xattr::list(path)?
+        .into_iter()
+        .filter(|(name, _)| counted(name))
+        .collect())
 }
 
 /// The digest a loaded context's root directory has in BuildKit: its header is never
@@ -226,6 +250,7 @@ impl Tree for Mounted<'_> {
             return Ok(None);
         };
         let mut record = Record::from_mode(meta.mode(), meta.uid(), meta.gid(), meta.rdev());
+        record.xattrs = counted_xattrs(&path)?;
         match record.kind {
             'l' => record.link = fs::read_link(&path)?.to_string_lossy().into_owned(),
             'f' => {
@@ -690,6 +715,53 @@ mod tests {
         )
         .unwrap();
         assert_ne!(sum(dir.path(), &app), before);
+    }
+
+    /// Extended attributes count as BuildKit counts them. The digests were printed by
+    /// BuildKit v0.24.0's own `contenthash.NewFileHash` (a small Go program built from
+    /// its sources, kept outside this repository) for the same entries: root's, mode
+    /// 0644 / 0755, content `x`.
+    #[test]
+    fn extended_attributes_count_as_in_buildkit() {
+        if !kiln_test::is_root() {
+            kiln_test::skip("the digests are of root's files");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mode = |path: &Path, mode: u32| {
+            fs::set_permissions(
+                path,
+                <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(mode),
+            )
+            .unwrap();
+        };
+        let set = |path: &Path, name: &str, value: &[u8]| {
+            rustix::fs::lsetxattr(path, name, value, rustix::fs::XattrFlags::empty()).unwrap();
+        };
+        for name in ["plain", "tagged"] {
+            fs::write(root.join(name), "x").unwrap();
+            mode(&root.join(name), 0o644);
+        }
+        set(&root.join("tagged"), "user.kiln", b"v1");
+        set(&root.join("tagged"), "user.another", b"two\0bin");
+        fs::create_dir(root.join("dir")).unwrap();
+        mode(&root.join("dir"), 0o755);
+        set(&root.join("dir"), "user.kiln", b"d");
+        let tree = Mounted { root };
+        let digest = |rel: &str| tree.record(rel).unwrap().unwrap().own_digest();
+        assert_eq!(
+            digest("plain"),
+            "sha256:99745d9d62a47cf71615dbdb41aaa0ae47dfdb822442f8b5494bbc4468ad3d00"
+        );
+        assert_eq!(
+            digest("tagged"),
+            "sha256:abb0288662ea23669b493bf01591f44d3f741619f4f276758d40a4c48fdf87b0"
+        );
+        assert_eq!(
+            digest("dir"),
+            "sha256:0945a5e5b284bf7b09bcb65321bb4ecdf21de62ab956c62b3e37fff3ec8cd1d9"
+        );
     }
 
     #[test]

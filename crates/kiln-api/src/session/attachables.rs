@@ -223,6 +223,8 @@ fn stats_of(
             }
         }
         let rdev = entry.rdev;
+        let xattrs = filesync::sent_xattrs(&path)
+            .map_err(|e| Status::unavailable(format!("{}: {e}", path.display())))?;
         out.push((
             path,
             Stat {
@@ -235,7 +237,7 @@ fn stats_of(
                 linkname,
                 devmajor: i64::from(rustix::fs::major(rdev)),
                 devminor: i64::from(rustix::fs::minor(rdev)),
-                xattrs: HashMap::new(),
+                xattrs,
             },
         ));
     }

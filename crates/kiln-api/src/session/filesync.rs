@@ -176,8 +176,24 @@ fn io_error(what: &str, path: &Path, source: std::io::Error) -> Error {
     }
 }
 
-/// Sets an entry's owner, permission bits and time as the sender had them.
+/// The extended attributes of a local entry as fsutil's sender sends them: all but
+/// macOS's `com.apple.` ones.
+pub(crate) fn sent_xattrs(path: &Path) -> std::io::Result<HashMap<String, Vec<u8>>> {
+    Ok(kiln_oci::xattr::list(path)?
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("com.apple."))
+        .collect())
+}
+
+/// Sets an entry's extended attributes, owner, permission bits and time as the sender
+/// had them, in fsutil's order: the attributes first, each as far as this file system
+/// and this process may (the chown after clears a file capability, as in BuildKit).
 fn apply_stat(path: &Path, stat: &Stat, kind: Kind) -> std::io::Result<()> {
+    if kind != Kind::Symlink {
+        for (name, value) in &stat.xattrs {
+            let _ = rustix::fs::lsetxattr(path, name, value, rustix::fs::XattrFlags::empty());
+        }
+    }
     rustix::fs::chownat(
         rustix::fs::CWD,
         path,
@@ -588,7 +604,7 @@ fn local_stat(path: &Path, rel: &str, meta: &std::fs::Metadata) -> std::io::Resu
         linkname,
         devmajor: i64::from(rustix::fs::major(rdev)),
         devminor: i64::from(rustix::fs::minor(rdev)),
-        xattrs: HashMap::new(),
+        xattrs: sent_xattrs(path)?,
     })
 }
 

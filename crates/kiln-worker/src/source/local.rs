@@ -3,14 +3,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use fs_err as fs;
 use kiln_llb::local::{Entry, Filter, select, select_listed};
 use kiln_llb::pb;
 use sha2::{Digest as _, Sha256};
 
-use crate::contenthash::{Index, Record, Tree as _, file_sha256};
+use crate::contenthash::{Index, Record, Tree as _, counted_xattrs, file_sha256};
 use crate::fsutil::{CopySpec, copy_entry};
 use crate::{Error, LocalContexts, Ref, Worker};
 
@@ -138,6 +138,16 @@ impl<'a> KnownDigests<'a> {
     }
 }
 
+/// The extended attributes of a context entry a checksum counts, as BuildKit's daemon
+/// has them after the transfer: as of a snapshot's entry, but for macOS's `com.apple.`
+/// ones (fsutil's client never sends them) and a file capability (the receiver's chown
+/// after setting the attributes clears it).
+fn context_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    let mut xattrs = counted_xattrs(path)?;
+    xattrs.retain(|(name, _)| !name.starts_with("com.apple.") && name != "security.capability");
+    Ok(xattrs)
+}
+
 /// The record of a context entry as the client sends it: owned by root.
 fn context_record(meta: &Entry) -> Record {
     let mut record = Record::from_mode(meta.mode, 0, 0, meta.rdev);
@@ -218,7 +228,10 @@ pub(crate) fn scan(
                 Some(digest) => digest,
                 None => {
                     files_changed = true;
-                    file_sha256(&dir.join(&entry.rel), &context_record(&meta).tar_header())?
+                    let path = dir.join(&entry.rel);
+                    let mut record = context_record(&meta);
+                    record.xattrs = context_xattrs(&path)?;
+                    file_sha256(&path, &record.tar_header())?
                 }
             };
             let mut hex_digest = [0u8; 64];
@@ -299,13 +312,16 @@ fn copy_context(worker: &Worker, scan: Scan, snapshot: &kiln_store::Snapshot) ->
         link,
     } in entries
     {
+        let src = dir.join(&rel);
         let mut record = context_record(&meta);
         if meta.is_file() && !meta.socket {
             record.digest = format!("sha256:{}", hex::encode(digest));
+        } else {
+            // A file's digest covers its attributes already.
+            record.xattrs = context_xattrs(&src)?;
         }
         record.link = link;
         records.insert(rel.clone(), record);
-        let src = dir.join(&rel);
         let dst = upper.join(&rel);
         if let Some(parent) = dst.parent() {
             fs::create_dir_all(parent)?;

@@ -583,6 +583,14 @@ pub(crate) fn read_each_others_cache(cache: impl Fn(&Path, &str) -> (String, Str
     let dir = work.join("ctx");
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("a.txt"), "a\n").unwrap();
+    // An extended attribute: BuildKit's client sends it and its checksum counts it.
+    rustix::fs::lsetxattr(
+        dir.join("a.txt"),
+        "user.kiln",
+        b"tagged",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
     // A git source, keyed by its commit as BuildKit keys it (with `.git` kept, by the
     // ref the default branch was listed under too), and a download, keyed by its name,
     // checksum and Last-Modified.

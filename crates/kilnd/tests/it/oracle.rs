@@ -687,3 +687,78 @@ fn an_http_source_with_headers_is_keyed_as_buildkit_keys_it() {
         );
     }
 }
+
+/// A context file's extended attribute travels with it (fsutil's clients send it and
+/// kilnd's receiver sets it) and counts in its checksum as in BuildKit: BuildKit v0.24's
+/// local cache of a `COPY` of that file answers the same build on kilnd, from buildctl
+/// and from kiln's own client.
+#[test]
+fn a_context_files_extended_attributes_are_keyed_as_in_buildkit() {
+    if !can_build() {
+        return;
+    }
+    let Some(buildctl) = kiln_test::oracle_tool("buildctl", "KILN_BUILDCTL") else {
+        return;
+    };
+    let Some(kiln) = crate::kiln_cli::kiln_binary() else {
+        return;
+    };
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let Some(buildkitd) = kiln_test::Buildkitd::start(&[registry.host()]) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    fs_err::create_dir_all(&ctx).unwrap();
+    fs_err::write(ctx.join("a.txt"), "tagged").unwrap();
+    rustix::fs::lsetxattr(
+        ctx.join("a.txt"),
+        "user.kiln",
+        b"v1",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    fs_err::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {image}\nCOPY a.txt /a.txt\n"),
+    )
+    .unwrap();
+    let cache = work.path().join("cache");
+    let buildctl_build = |address: &str, cache_flag: String| {
+        let out = run(Command::new(&buildctl)
+            .arg("--addr")
+            .arg(address)
+            .args(["build", "--progress=plain", "--frontend", "dockerfile.v0"])
+            .arg(format!("--local=context={}", ctx.display()))
+            .arg(format!("--local=dockerfile={}", ctx.display()))
+            .arg(cache_flag));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let copied = |log: &str| {
+        let step = log
+            .lines()
+            .find(|l| l.contains("COPY a.txt"))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no COPY step:\n{log}"));
+        log.lines().any(|l| l == format!("{step} CACHED"))
+    };
+    buildctl_build(
+        &buildkitd.address(),
+        format!(
+            "--export-cache=type=local,dest={},mode=max",
+            cache.display()
+        ),
+    );
+    let kilnd = Kilnd::start(&[]);
+    let import = format!("type=local,src={}", cache.display());
+    let log = buildctl_build(&kilnd.address(), format!("--import-cache={import}"));
+    assert!(copied(&log), "buildctl on kilnd:\n{log}");
+    let fresh = Kilnd::start(&[]);
+    let out = run(Command::new(&kiln)
+        .args(["build", "--progress=plain", "--addr", &fresh.address()])
+        .args(["--cache-from", &import])
+        .arg(&ctx));
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(copied(&log), "kiln on kilnd:\n{log}");
+}
