@@ -272,7 +272,7 @@ fn buildkit_and_kiln_hit_each_others_s3_cache() {
         return;
     };
     moto.create_bucket(BUCKET);
-    let _ = read_each_others_cache(|_, name| {
+    let _ = read_each_others_cache(|_, _, name| {
         let options = format!("{},name={name}", s3_options(&moto, ""));
         (options.clone(), options)
     });
@@ -416,7 +416,7 @@ fn buildkit_and_kiln_hit_each_others_gha_cache() {
     };
     let gha = GhaFake::start(Some(&azurite));
     for url_key in ["url", "url_v2"] {
-        let ran = read_each_others_cache(|_, name| {
+        let ran = read_each_others_cache(|_, _, name| {
             let options = format!(
                 "type=gha,{url_key}={},token={},scope={name}-{url_key}",
                 gha.url(),

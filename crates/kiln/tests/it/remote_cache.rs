@@ -555,7 +555,7 @@ fn an_inline_cache_rides_in_the_pushed_image() {
 /// `kiln_solver::cache_key`).
 #[test]
 fn buildkit_and_kiln_hit_each_others_cache() {
-    let _ = read_each_others_cache(|work, name| {
+    let _ = read_each_others_cache(|work, _, name| {
         let dir = work.join(name);
         (
             format!("type=local,dest={}", dir.display()),
@@ -564,10 +564,23 @@ fn buildkit_and_kiln_hit_each_others_cache() {
     });
 }
 
-/// The check above for any backend: `cache(work, name)` gives the export and import
-/// options of a cache called `name`. `false` when it was skipped (BuildKit's binaries
-/// or other real parts are missing).
-pub(crate) fn read_each_others_cache(cache: impl Fn(&Path, &str) -> (String, String)) -> bool {
+/// The same with a registry cache: a cache manifest in the registry the base image
+/// comes from.
+#[test]
+fn buildkit_and_kiln_hit_each_others_registry_cache() {
+    let _ = read_each_others_cache(|_, registry, name| {
+        let options = format!("type=registry,ref={registry}/cache:{name}");
+        (options.clone(), options)
+    });
+}
+
+/// The check above for any backend: `cache(work, registry, name)` gives the export and
+/// import options of a cache called `name` (`registry` is the loopback registry both
+/// builders reach). `false` when it was skipped (BuildKit's binaries or other real
+/// parts are missing).
+pub(crate) fn read_each_others_cache(
+    cache: impl Fn(&Path, &str, &str) -> (String, String),
+) -> bool {
     if !tools_present() {
         return false;
     }
@@ -632,7 +645,7 @@ pub(crate) fn read_each_others_cache(cache: impl Fn(&Path, &str) -> (String, Str
         log
     };
 
-    let (export, import) = cache(work, "from-buildkit");
+    let (export, import) = cache(work, &registry, "from-buildkit");
     buildctl_build(format!("--export-cache={export},mode=max"));
     let log = check(&build(
         &fresh_state(work, "state-1"),
@@ -652,7 +665,7 @@ pub(crate) fn read_each_others_cache(cache: impl Fn(&Path, &str) -> (String, Str
         );
     }
 
-    let (export, import) = cache(work, "from-kiln");
+    let (export, import) = cache(work, &registry, "from-kiln");
     check(&build(
         &fresh_state(work, "state-2"),
         &dir,
