@@ -1045,9 +1045,9 @@ impl Worker {
         Ok(refs)
     }
 
-    /// A source's key (BuildKit's for an image, a git commit and a download; kiln's
-    /// own, marked so, for the others), and for a local context the walk it was
-    /// computed from.
+    /// A source's key (BuildKit's for an image, an OCI layout's image, a git commit and a
+    /// download; kiln's own, marked so, for a local context, whose BuildKit key is
+    /// never exported), and for a local context the walk it was computed from.
     fn source_key(
         &self,
         source: &pb::SourceOp,
@@ -1072,12 +1072,15 @@ impl Worker {
             }
             Some(("http" | "https", _)) => source::remote::http_key(self, source, options.secrets)?,
             Some(("git", _)) => source::remote::git_key(source)?,
-            // The manifest digest names the content.
+            // Keyed as an image: by its main manifest.
             Some(("oci-layout", reference)) => {
-                format!(
-                    "kiln:{}",
-                    sha256_hex(&[b"oci-layout", reference.as_bytes()])
-                )
+                let (store, selector) = reference.split_once('@').unwrap_or((reference, ""));
+                let dir = options.contexts.dir(store).ok_or_else(|| {
+                    Error::Source(format!("no OCI layout named {store} in this build"))
+                })?;
+                let digest = source::image::layout_main_digest(&dir, selector)?;
+                let platform = platform.unwrap_or(&self.config.platform).normalized();
+                source::image::main_manifest_key(&digest, &platform, source)
             }
             _ => {
                 return Err(Error::Unsupported(format!(

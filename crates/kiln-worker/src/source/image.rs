@@ -219,12 +219,23 @@ pub(crate) fn cache_key(
             .digest
         }
     };
+    Ok(main_manifest_key(&digest, platform, source))
+}
+
+/// BuildKit's `mainManifestKey` of an image source whose main manifest (or index) is
+/// `digest`: that digest, the platform and the layer limit, for registry images and
+/// OCI layouts alike.
+pub(crate) fn main_manifest_key(
+    digest: &str,
+    platform: &Platform,
+    source: &pb::SourceOp,
+) -> String {
     let limit = source
         .attrs
         .get("image.layerlimit")
         .and_then(|l| l.parse::<i64>().ok());
     let json = crate::go_json::Object::new()
-        .string("Digest", &digest)
+        .string("Digest", digest)
         .string("OS", &platform.os)
         .string("Arch", &platform.architecture)
         .some_string("Variant", &platform.variant)
@@ -232,7 +243,7 @@ pub(crate) fn cache_key(
         .some_strings("OSFeatures", &platform.os_features)
         .some("Limit", limit.map(|l| l.to_string()))
         .finish();
-    Ok(kiln_solver::cache_key::digest_of(json.as_bytes()))
+    kiln_solver::cache_key::digest_of(json.as_bytes())
 }
 
 /// The canonical name, the digest it resolved to, and the config (for the frontend).
@@ -424,6 +435,28 @@ fn unpack_image(
         chain,
         key: String::new(),
     })
+}
+
+/// The digest of what `selector` names in the OCI layout `dir` (a digest as it is, a
+/// tag or nothing by index.json): an image's main manifest or index, as BuildKit keys it.
+pub(crate) fn layout_main_digest(dir: &Path, selector: &str) -> Result<String, Error> {
+    if selector.starts_with("sha256:") {
+        return Ok(selector.to_owned());
+    }
+    let invalid = |what: &str| Error::Source(format!("OCI layout {}: {what}", dir.display()));
+    let index: kiln_oci::Index = serde_json::from_slice(&fs::read(dir.join("index.json"))?)
+        .map_err(|e| invalid(&format!("index.json: {e}")))?;
+    index
+        .manifests
+        .iter()
+        .find(|m| {
+            selector.is_empty()
+                || m.annotations
+                    .get(kiln_oci::layout::REF_NAME)
+                    .is_some_and(|tag| tag == selector)
+        })
+        .map(|m| m.digest.clone())
+        .ok_or_else(|| invalid(&format!("no image {selector:?}")))
 }
 
 /// An image in an OCI layout directory (`oci-layout://` named contexts): the manifest

@@ -699,6 +699,81 @@ pub(crate) fn read_each_others_cache(
     true
 }
 
+/// A base image from an OCI layout (a named context) is keyed as BuildKit keys it, by
+/// its main manifest: BuildKit v0.24's cache of a build on it answers kiln's build on
+/// the same layout, and the RUN on it does not run again.
+#[test]
+fn an_oci_layout_base_is_keyed_as_in_buildkit() {
+    if !tools_present() {
+        return;
+    }
+    let Some(buildctl) = kiln_test::oracle_tool("buildctl", "KILN_BUILDCTL") else {
+        return;
+    };
+    let base = BaseImage::publish();
+    let registry = format!("127.0.0.1:{}", base.port);
+    let Some(buildkitd) = kiln_test::Buildkitd::start(std::slice::from_ref(&registry)) else {
+        return;
+    };
+    let probe = Probe::start();
+    let work = base.work.path();
+    let layout = work.join("layout");
+    let copied = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{registry}/busybox"))
+        .arg(format!("oci:{}:latest", layout.display()))
+        .output()
+        .unwrap();
+    assert!(copied.status.success(), "{copied:?}");
+    // buildctl names the image by digest (buildx reads the tag on the client).
+    let index: Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let dir = work.join("ctx");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM base\nRUN wget -q -O /ran http://127.0.0.1:{}/run\n",
+            probe.port
+        ),
+    )
+    .unwrap();
+    let cache = work.join("cache");
+    let output = std::process::Command::new(&buildctl)
+        .arg("--addr")
+        .arg(buildkitd.address())
+        .args(["build", "--progress=plain", "--frontend", "dockerfile.v0"])
+        .arg(format!("--local=context={}", dir.display()))
+        .arg(format!("--local=dockerfile={}", dir.display()))
+        .arg(format!("--oci-layout=layout={}", layout.display()))
+        .arg("--opt")
+        .arg(format!("context:base=oci-layout://layout@{digest}"))
+        .arg(format!(
+            "--export-cache=type=local,dest={},mode=max",
+            cache.display()
+        ))
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{log}\n{}", buildkitd.log());
+    assert_eq!(probe.hits(), 1, "{log}");
+    let log = check(&kiln(
+        &fresh_state(work, "state"),
+        &[
+            "build",
+            "--progress=plain",
+            "--build-context",
+            &format!("base=oci-layout://{}:latest", layout.display()),
+            "--cache-from",
+            &format!("type=local,src={}", cache.display()),
+            dir.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(probe.hits(), 1, "the RUN hits BuildKit's cache:\n{log}");
+    assert!(step_cached(&log, "RUN wget"), "{log}");
+}
+
 /// kiln's client lends a `type=local` cache directory to BuildKit v0.24's buildkitd
 /// through its session's content store, as buildctl does: buildkitd writes the blobs
 /// there and kiln tags index.json; another, empty buildkitd reads them back through the
