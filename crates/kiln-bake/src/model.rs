@@ -1362,60 +1362,9 @@ pub(crate) fn go_quote(s: &str) -> String {
     out
 }
 
-/// One CSV record as `csvvalue.Fields` reads it (Go's `encoding/csv` rules).
+/// One CSV record as `csvvalue.Fields` reads it, its error as text.
 pub(crate) fn csv_fields(line: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let chars: Vec<char> = line.chars().collect();
-    let mut i = 0;
-    loop {
-        let mut field = String::new();
-        if i < chars.len() && chars[i] == '"' {
-            // Quoted field.
-            i += 1;
-            loop {
-                if i >= chars.len() {
-                    return Err(format!(
-                        "parse error on line 1, column {}: extraneous or missing \" in quoted-field",
-                        chars.len() + 1
-                    ));
-                }
-                if chars[i] == '"' {
-                    if i + 1 < chars.len() && chars[i + 1] == '"' {
-                        field.push('"');
-                        i += 2;
-                        continue;
-                    }
-                    i += 1;
-                    break;
-                }
-                field.push(chars[i]);
-                i += 1;
-            }
-            if i < chars.len() && chars[i] != ',' {
-                return Err(format!(
-                    "parse error on line 1, column {}: extraneous or missing \" in quoted-field",
-                    i + 1
-                ));
-            }
-        } else {
-            while i < chars.len() && chars[i] != ',' {
-                if chars[i] == '"' {
-                    return Err(format!(
-                        "parse error on line 1, column {}: bare \" in non-quoted-field",
-                        i + 1
-                    ));
-                }
-                field.push(chars[i]);
-                i += 1;
-            }
-        }
-        fields.push(field);
-        if i >= chars.len() {
-            break;
-        }
-        i += 1; // the comma
-    }
-    Ok(fields)
+    kiln_oci::go::csv_fields(line).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

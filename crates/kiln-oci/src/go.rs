@@ -1,6 +1,6 @@
 //! Value syntaxes BuildKit and buildx borrow from Go, parsed exactly as Go parses
 //! them, in one place for every crate: `time.ParseDuration`, `path.Clean`,
-//! `path.Join` and go-units' `RAMInBytes`.
+//! `path.Join`, go-units' `RAMInBytes` and one CSV record as `go-csvvalue` reads it.
 
 /// Go's `path.Clean` for slash paths (relative ones too): no empty or `.` segments,
 /// `..` removing the segment before it (dropped at the root, kept at the start of a
@@ -207,6 +207,91 @@ pub fn time_quote(s: &str) -> String {
     out
 }
 
+/// A CSV record that does not parse, as Go says it (`io.EOF` for nothing, else
+/// `csv.ParseError`: the 1-based byte column and what is wrong there).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CsvError {
+    /// Nothing to read.
+    #[error("EOF")]
+    Empty,
+    /// A quote where the rules forbid one.
+    #[error("parse error on line 1, column {column}: {reason}")]
+    Parse {
+        /// Where (1-based, in bytes).
+        column: usize,
+        /// Go's `csv.ErrBareQuote` or `csv.ErrQuote` text.
+        reason: &'static str,
+    },
+}
+
+const BARE_QUOTE: &str = "bare \" in non-quoted-field";
+const QUOTE: &str = "extraneous or missing \" in quoted-field";
+
+/// One CSV record as `go-csvvalue`'s `Fields` reads it (what BuildKit and buildx use
+/// for `--mount`, `--output`, `--cache-to`, `--secret` and Bake's CSV attributes):
+/// commas separate fields, a field in double quotes may hold commas and `""` for a
+/// quote, a quote anywhere else is an error; one trailing newline is dropped.
+pub fn csv_fields(line: &str) -> Result<Vec<String>, CsvError> {
+    let line = line
+        .strip_suffix("\r\n")
+        .or_else(|| line.strip_suffix('\n'))
+        .unwrap_or(line);
+    if line.is_empty() {
+        return Err(CsvError::Empty);
+    }
+    let error = |at: usize, reason| CsvError::Parse {
+        column: at + 1,
+        reason,
+    };
+    let mut fields = Vec::new();
+    let (mut rest, mut pos) = (line, 0);
+    'field: loop {
+        let Some(quoted) = rest.strip_prefix('"') else {
+            let end = rest.find(',');
+            let field = &rest[..end.unwrap_or(rest.len())];
+            if let Some(quote) = field.find('"') {
+                return Err(error(pos + quote, BARE_QUOTE));
+            }
+            fields.push(field.to_owned());
+            match end {
+                Some(comma) => {
+                    rest = &rest[comma + 1..];
+                    pos += comma + 1;
+                    continue;
+                }
+                None => break,
+            }
+        };
+        rest = quoted;
+        pos += 1;
+        let mut field = String::new();
+        loop {
+            let Some(quote) = rest.find('"') else {
+                return Err(error(pos, QUOTE));
+            };
+            field.push_str(&rest[..quote]);
+            rest = &rest[quote + 1..];
+            pos += quote + 1;
+            if let Some(after) = rest.strip_prefix('"') {
+                field.push('"');
+                rest = after;
+                pos += 1;
+            } else if let Some(after) = rest.strip_prefix(',') {
+                fields.push(field);
+                rest = after;
+                pos += 1;
+                continue 'field;
+            } else if rest.is_empty() {
+                fields.push(field);
+                break 'field;
+            } else {
+                return Err(error(pos - 1, QUOTE));
+            }
+        }
+    }
+    Ok(fields)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +360,28 @@ mod tests {
         ] {
             assert_eq!(parse_duration(s), Err(err.to_owned()), "{s}");
         }
+    }
+
+    #[test]
+    fn csv_fields_as_go_csvvalue_reads_them() {
+        assert_eq!(csv_fields("a=1,b=2").unwrap(), ["a=1", "b=2"]);
+        assert_eq!(csv_fields("\"a=x,y\",b").unwrap(), ["a=x,y", "b"]);
+        assert_eq!(csv_fields("\"a\"\"b\"").unwrap(), ["a\"b"]);
+        assert_eq!(csv_fields("a,").unwrap(), ["a", ""]);
+        assert_eq!(csv_fields("\"a\",").unwrap(), ["a", ""]);
+        assert_eq!(csv_fields("x,y\r\n").unwrap(), ["x", "y"]);
+        assert_eq!(csv_fields("").unwrap_err().to_string(), "EOF");
+        assert_eq!(
+            csv_fields("ab,c\"d").unwrap_err().to_string(),
+            "parse error on line 1, column 5: bare \" in non-quoted-field"
+        );
+        assert_eq!(
+            csv_fields("\"ab").unwrap_err().to_string(),
+            "parse error on line 1, column 2: extraneous or missing \" in quoted-field"
+        );
+        assert_eq!(
+            csv_fields("\"ab\"c").unwrap_err().to_string(),
+            "parse error on line 1, column 4: extraneous or missing \" in quoted-field"
+        );
     }
 }

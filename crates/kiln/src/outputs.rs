@@ -18,31 +18,6 @@ pub(crate) struct Planned {
     pub(crate) load: Option<tempfile::TempPath>,
 }
 
-/// Splits a CSV line as Go's `encoding/csv` does for buildx: commas separate fields,
-/// double quotes protect commas, `""` inside quotes is a quote.
-pub(crate) fn split_csv(line: &str) -> anyhow::Result<Vec<String>> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            ',' if !quoted => fields.push(std::mem::take(&mut field)),
-            c => field.push(c),
-        }
-    }
-    if quoted {
-        bail!("invalid CSV {line:?}: unterminated quote");
-    }
-    fields.push(field);
-    Ok(fields)
-}
-
 /// One `--output` value as its type and attributes.
 pub(crate) fn parse_spec(spec: &str) -> anyhow::Result<(String, BTreeMap<String, String>)> {
     if !spec.contains('=') {
@@ -57,7 +32,7 @@ pub(crate) fn parse_spec(spec: &str) -> anyhow::Result<(String, BTreeMap<String,
         });
     }
     let mut attrs = BTreeMap::new();
-    for field in split_csv(spec)? {
+    for field in kiln_oci::go::csv_fields(spec)? {
         let (key, value) = field
             .split_once('=')
             .with_context(|| format!("invalid --output {spec:?}: {field:?} is not KEY=VALUE"))?;
@@ -178,13 +153,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn csv_fields_with_quotes() {
-        assert_eq!(
-            split_csv(r#"type=image,"name=a,b",push=true"#).unwrap(),
-            ["type=image", "name=a,b", "push=true"]
-        );
-        assert_eq!(split_csv(r#""a""b""#).unwrap(), [r#"a"b"#]);
-        assert!(split_csv(r#""open"#).is_err());
+    fn quoted_fields_keep_their_commas() {
+        let (kind, attrs) = parse_spec(r#"type=image,"name=a,b",push=true"#).unwrap();
+        assert_eq!((kind.as_str(), attrs["name"].as_str()), ("image", "a,b"));
+        let error = parse_spec(r#"type=image,"open"#).unwrap_err().to_string();
+        assert!(error.contains("extraneous or missing"), "{error}");
     }
 
     #[test]

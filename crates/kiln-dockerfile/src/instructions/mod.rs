@@ -9,7 +9,6 @@
 mod chmod;
 mod flags;
 mod mount;
-mod units;
 
 use crate::error::{Error, SourceRange};
 use crate::parser::{Dockerfile, Heredoc, Node, chomp_heredoc_content, parse_heredoc};

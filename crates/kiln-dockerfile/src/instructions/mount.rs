@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use super::units::parse_csv_record;
 use crate::error::Error;
 
 /// The kind of a RUN mount.
@@ -143,7 +142,7 @@ const SHARING_MODES: [(&str, CacheSharing); 3] = [
 
 /// Parses one `--mount` value. With [`MountValues::Deferred`] only `from` is read.
 pub fn parse_mount(value: &str, values: &MountValues<'_>) -> Result<Mount, Error> {
-    let fields = parse_csv_record(value)
+    let fields = kiln_oci::go::csv_fields(value)
         .map_err(|e| Error::new(format!("failed to parse csv mounts: {e}")))?;
     let mut mount = Mount::default();
     let mut read_only_auto = true;

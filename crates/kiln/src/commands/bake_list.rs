@@ -37,7 +37,7 @@ pub(crate) fn run(request: &kiln_bake::Request, list: &str) -> anyhow::Result<()
 
 /// buildx's `parseList`: `targets`, `variables`, or CSV `type=…[,format=table|json]`.
 fn parse_list(input: &str) -> anyhow::Result<(Kind, Format)> {
-    let fields = csv_fields(input)?;
+    let fields = kiln_oci::go::csv_fields(input)?;
     let mut kind = String::new();
     let mut format = String::new();
     if fields.len() == 1 && fields[0] == input && !input.starts_with("type=") {
@@ -66,71 +66,6 @@ fn parse_list(input: &str) -> anyhow::Result<(Kind, Format)> {
         _ => bail!("invalid list format {}", go_quote(&format)),
     };
     Ok((kind, format))
-}
-
-/// One CSV record as Go's `encoding/csv` reads it (no lazy quotes): `"…"` fields with
-/// `""` for a quote; a quote elsewhere is an error.
-fn csv_fields(input: &str) -> anyhow::Result<Vec<String>> {
-    let error =
-        |at: usize, what: &str| anyhow::anyhow!("parse error on line 1, column {}: {what}", at + 1);
-    let mut fields = Vec::new();
-    let mut rest = input;
-    let mut offset = 0;
-    loop {
-        if let Some(quoted) = rest.strip_prefix('"') {
-            let mut field = String::new();
-            let mut i = 0;
-            let bytes = quoted.as_bytes();
-            loop {
-                match quoted[i..].find('"') {
-                    None => {
-                        return Err(error(
-                            input.len(),
-                            "extraneous or missing \" in quoted-field",
-                        ));
-                    }
-                    Some(q) => {
-                        field.push_str(&quoted[i..i + q]);
-                        i += q + 1;
-                        match bytes.get(i) {
-                            Some(b'"') => {
-                                field.push('"');
-                                i += 1;
-                            }
-                            Some(b',') => {
-                                fields.push(field);
-                                offset += 1 + i + 1;
-                                rest = &quoted[i + 1..];
-                                break;
-                            }
-                            None => {
-                                fields.push(field);
-                                return Ok(fields);
-                            }
-                            Some(_) => {
-                                return Err(error(
-                                    offset + 1 + i,
-                                    "extraneous or missing \" in quoted-field",
-                                ));
-                            }
-                        }
-                    }
-                }
-            }
-        } else {
-            let end = rest.find(',').unwrap_or(rest.len());
-            let field = &rest[..end];
-            if let Some(q) = field.find('"') {
-                return Err(error(offset + q, "bare \" in non-quoted-field"));
-            }
-            fields.push(field.to_owned());
-            if end == rest.len() {
-                return Ok(fields);
-            }
-            offset += end + 1;
-            rest = &rest[end + 1..];
-        }
-    }
 }
 
 /// Go's `%q` for the ASCII text these messages hold.
