@@ -9,11 +9,14 @@
 //!
 //! It also holds the front door itself: the [`Builder`] trait every driver implements,
 //! its plain request and result types ([`build`]), and [`remote::RemoteBuilder`], the
-//! `Builder` that drives a daemon. This crate depends on no engine crate.
+//! `Builder` that drives a daemon, and [`context`]: build contexts named by URL (git,
+//! http, a session upload), fetched where the build runs. This crate depends on no
+//! engine crate.
 
 pub mod build;
 pub mod builder;
 pub mod client;
+pub mod context;
 pub mod remote;
 pub mod session;
 

@@ -108,6 +108,7 @@ impl Builder for RemoteBuilder {
             ssh: request.ssh.clone(),
             registry_auth: true,
             content_stores: caches.stores.clone(),
+            uploads: Default::default(),
         };
         let mut frontend_attrs = frontend_attrs(request)?;
         if !cache.imports.is_empty() {

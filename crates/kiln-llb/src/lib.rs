@@ -22,6 +22,7 @@ pub mod caps;
 mod definition;
 mod digest;
 mod error;
+pub mod git_ref;
 pub mod json;
 pub mod local;
 pub mod patterns;
@@ -34,6 +35,7 @@ pub use bollard_buildkit_proto::pb;
 pub use definition::{LoadedDefinition, Vertex};
 pub use digest::Digest;
 pub use error::Error;
+pub use git_ref::{GitRef, GitRefError};
 pub use kiln_oci::Platform;
 pub use state::{
     CacheSharing, ChownOpt, CopyOptions, ExecState, FileAction, GitOptions, HttpOptions,

@@ -546,6 +546,105 @@ pub fn find_tool(var: &str, name: &str) -> Option<PathBuf> {
 /// A child process killed (and reaped) when dropped: a server a test started.
 pub struct KillOnDrop(pub std::process::Child);
 
+impl KillOnDrop {
+    /// Starts `command` (its output discarded) and waits until something listens on
+    /// 127.0.0.1:`port`, for up to five seconds.
+    pub fn listening(mut command: std::process::Command, port: u16) -> KillOnDrop {
+        let server = KillOnDrop(
+            command
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("starting a test server"),
+        );
+        for _ in 0..50 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        server
+    }
+}
+
+/// `dir` served over http by Python's http.server on a free port of 127.0.0.1 (files
+/// with a Last-Modified header; a bare git repository with `update-server-info` run in
+/// it is fetched over dumb http): the server and its port.
+pub fn serve_directory(dir: &Path) -> (KillOnDrop, u16) {
+    let port = free_port();
+    let mut server = std::process::Command::new("python3");
+    server
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--directory")
+        .arg(dir);
+    (KillOnDrop::listening(server, port), port)
+}
+
+/// `git -C DIR ARGS…` as a test's committer, which must succeed.
+pub fn git(dir: &Path, args: &[&str]) {
+    let output = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=kiln",
+            "-c",
+            "user.email=kiln@example.invalid",
+        ])
+        .args(args)
+        .output()
+        .expect("running git");
+    assert!(output.status.success(), "git {args:?}: {output:?}");
+}
+
+/// A git repository holding `files` (path, content) in one commit on `main`, bare
+/// under `work`, served by `git daemon` on a free port: the daemon (stopped when
+/// dropped) and the repository's `git://` URL.
+pub fn serve_git(work: &Path, files: &[(&str, &str)]) -> (KillOnDrop, String) {
+    let source = work.join("git-source");
+    for (path, content) in files {
+        let path = source.join(path);
+        fs_err::create_dir_all(path.parent().expect("a file in the repository"))
+            .expect("creating the repository");
+        fs_err::write(&path, content).expect("writing the repository");
+    }
+    git(&source, &["init", "-q", "-b", "main"]);
+    git(&source, &["add", "."]);
+    git(&source, &["commit", "-q", "-m", "one"]);
+    let served = work.join("git-served");
+    fs_err::create_dir_all(&served).expect("creating the served directory");
+    let bare = [
+        "clone",
+        "-q",
+        "--bare",
+        source.to_str().expect("a UTF-8 path"),
+        "repo.git",
+    ];
+    git(&served, &bare);
+    let port = free_port();
+    // git-daemon itself: `git daemon` would leave it running as an orphan when killed.
+    let exec_path = std::process::Command::new("git")
+        .arg("--exec-path")
+        .output()
+        .expect("running git");
+    let exec_path = String::from_utf8_lossy(&exec_path.stdout).trim().to_owned();
+    let mut daemon = std::process::Command::new(Path::new(&exec_path).join("git-daemon"));
+    daemon
+        .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1"])
+        .arg(format!("--port={port}"))
+        .arg(format!("--base-path={}", served.display()));
+    (
+        KillOnDrop::listening(daemon, port),
+        format!("git://127.0.0.1:{port}/repo.git"),
+    )
+}
+
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -10,7 +10,6 @@ mod gotemplate;
 mod metadata;
 mod outputs;
 mod progress;
-mod remote;
 mod tabwriter;
 
 use std::process::ExitCode;

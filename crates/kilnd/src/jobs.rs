@@ -24,6 +24,8 @@ struct JobState {
     updates: Vec<StatusResponse>,
     /// Each vertex's name and start, for the update that completes it.
     vertices: HashMap<String, (String, Option<Timestamp>)>,
+    /// Directories the solve reads (a fetched context), removed with the job.
+    scratch: Vec<tempfile::TempDir>,
 }
 
 fn now() -> Timestamp {
@@ -139,6 +141,15 @@ impl Job {
         state.updates.push(update);
         drop(state);
         self.changed.send_modify(|(n, _)| *n += 1);
+    }
+
+    /// Keeps `dir` until the job is forgotten, then removes it.
+    pub(crate) fn keep(&self, dir: tempfile::TempDir) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .scratch
+            .push(dir);
     }
 
     /// A step of kilnd's own (a transfer, an export) as a vertex of its own.

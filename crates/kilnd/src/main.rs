@@ -12,6 +12,7 @@ mod control;
 mod debug;
 mod gateway;
 mod jobs;
+mod remote_context;
 mod server;
 mod session;
 mod subrequests;

@@ -1,6 +1,7 @@
 //! The client's end of a session: the gRPC services a client serves to the daemon
 //! (BuildKit's "attachables") over the session's connection — its directories
-//! (`FileSync`), the places its results go (`FileSend`), its secrets, and health.
+//! (`FileSync`), the places its results go (`FileSend`), its secrets, uploads, and
+//! health.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -60,6 +61,8 @@ pub struct Attachables {
     pub registry_auth: bool,
     /// Content stores by id (`local:DIR` → DIR): the `type=local` cache directories.
     pub content_stores: BTreeMap<String, PathBuf>,
+    /// Files lent as `http://buildkit-session/ID` (a context archive).
+    pub uploads: super::upload::Uploads,
 }
 
 impl Attachables {
@@ -82,6 +85,9 @@ impl Attachables {
         }
         if !self.content_stores.is_empty() {
             methods.extend(super::content::METHODS);
+        }
+        if !self.uploads.is_empty() {
+            methods.push(super::upload::PULL);
         }
         methods
     }
@@ -111,6 +117,7 @@ impl Attachables {
             .add_service(super::content::ContentService::new(
                 lent.content_stores.clone(),
             ))
+            .add_service(lent.uploads.clone().service())
             .add_service(health_server::HealthServer::new(Healthy))
             .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(SessionIo(pipe))))
             .await

@@ -16,6 +16,7 @@ pub mod content;
 pub mod filesync;
 mod fsmode;
 pub mod sshforward;
+pub mod upload;
 
 use crate::proto::moby::buildkit::v1::BytesMessage;
 

@@ -965,67 +965,13 @@ struct CopyConfig<'a> {
     location: SourceRange,
 }
 
-fn is_git_url(src: &str) -> bool {
-    parse_git_ref(src).is_some()
-}
-
-/// A git source in ADD: `https://host/repo.git[#ref[:subdir]]`, `git@host:repo[.git]`,
-/// `git://…`, `ssh://…`, or the query form `?ref=…&subdir=…&submodules=false&…`.
-struct GitRef {
-    remote: String,
-    reference: String,
-    subdir: String,
-    keep_git_dir: Option<bool>,
-    checksum: String,
-    submodules: Option<bool>,
-}
-
-fn parse_git_ref(src: &str) -> Option<GitRef> {
-    let (without_fragment, fragment) = match src.split_once('#') {
-        Some((a, b)) => (a, Some(b)),
-        None => (src, None),
-    };
-    let (base, query) = match without_fragment.split_once('?') {
-        Some((a, b)) => (a, Some(b)),
-        None => (without_fragment, None),
-    };
-    let is_git = base.starts_with("git@")
-        || base.starts_with("git://")
-        || base.starts_with("ssh://")
-        || ((base.starts_with("https://") || base.starts_with("http://"))
-            && base.ends_with(".git"));
-    if !is_git {
-        return None;
+/// A git source of ADD, as BuildKit tells one: a git URL that could not also be a
+/// local path (`github.com/o/r` is one); a git URL with bad options is an error.
+fn git_source(src: &str) -> Result<Option<kiln_llb::GitRef>, Error> {
+    match kiln_llb::GitRef::parse(src) {
+        Ok(git) => Ok(git.filter(|g| !g.indistinguishable_from_local)),
+        Err(e) => Err(Error::new(e.to_string())),
     }
-    let mut git = GitRef {
-        remote: base.to_owned(),
-        reference: String::new(),
-        subdir: String::new(),
-        keep_git_dir: None,
-        checksum: String::new(),
-        submodules: None,
-    };
-    if let Some(fragment) = fragment {
-        let (r, sub) = fragment.split_once(':').unwrap_or((fragment, ""));
-        git.reference = r.to_owned();
-        git.subdir = sub.to_owned();
-    }
-    if let Some(query) = query {
-        for pair in query.split('&') {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            match k {
-                "ref" => git.reference = v.to_owned(),
-                "tag" => git.reference = format!("refs/tags/{v}"),
-                "branch" => git.reference = format!("refs/heads/{v}"),
-                "subdir" => git.subdir = v.to_owned(),
-                "keep-git-dir" => git.keep_git_dir = Some(v == "true"),
-                "checksum" | "commit" => git.checksum = v.to_owned(),
-                "submodules" => git.submodules = Some(v != "false"),
-                _ => {}
-            }
-        }
-    }
-    Some(git)
 }
 
 fn dispatch_copy(ctx: &Context<'_>, st: &mut StageState, cfg: CopyConfig<'_>) -> Result<(), Error> {
@@ -1064,7 +1010,10 @@ fn dispatch_copy(ctx: &Context<'_>, st: &mut StageState, cfg: CopyConfig<'_>) ->
             ));
         }
         let src = &cfg.paths.sources[0];
-        if !(src.starts_with("http://") || src.starts_with("https://") || is_git_url(src)) {
+        if !(src.starts_with("http://")
+            || src.starts_with("https://")
+            || git_source(src)?.is_some())
+        {
             return Err(Error::new("checksum requires HTTP(S) or Git sources"));
         }
     }
@@ -1098,7 +1047,7 @@ fn dispatch_copy(ctx: &Context<'_>, st: &mut StageState, cfg: CopyConfig<'_>) ->
     for src in &cfg.paths.sources {
         message.push(' ');
         message.push_str(src);
-        if let Some(git) = parse_git_ref(src) {
+        if let Some(git) = git_source(src)? {
             if !cfg.is_add {
                 return Err(Error::new("source can't be a git ref for COPY"));
             }

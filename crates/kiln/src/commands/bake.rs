@@ -60,11 +60,15 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
     // `kiln bake URL [TARGET…]`: the Bake files (and the default context) come from a
     // git repository or tarball, as buildx's remote definitions do.
     let remote_dir = tempfile::tempdir().context("creating a directory for a remote definition")?;
-    let (dir, targets) = match args.targets.first().and_then(|t| crate::remote::detect(t)) {
+    let remote = match args.targets.first() {
+        Some(first) => kiln_api::context::detect(first)?,
+        None => None,
+    };
+    let (dir, targets) = match remote {
         Some(remote) => {
-            let (context, _) = crate::remote::fetch(&remote, remote_dir.path())
+            let fetched = kiln_api::context::fetch(&remote, remote_dir.path())
                 .with_context(|| format!("fetching the Bake definition {}", args.targets[0]))?;
-            (context, args.targets[1..].to_vec())
+            (fetched.context, args.targets[1..].to_vec())
         }
         None => (std::env::current_dir()?, args.targets.clone()),
     };
@@ -214,8 +218,8 @@ fn build_request(
         bail!("call={call} (outline, targets) is not supported yet; build and check are");
     }
     let context_spec = text("context").unwrap_or(".");
-    let remote = match crate::remote::detect(context_spec) {
-        Some(remote) => Some(crate::remote::fetch(
+    let remote = match kiln_api::context::detect(context_spec)? {
+        Some(remote) => Some(kiln_api::context::fetch(
             &remote,
             &scratch.join(format!("{name}.context")),
         )?),
@@ -248,7 +252,7 @@ fn build_request(
         named_contexts.insert(key.clone(), context);
     }
     let (context, remote_dockerfile) = match remote {
-        Some((context, dockerfile)) => (context, dockerfile),
+        Some(fetched) => (fetched.context, fetched.dockerfile),
         None => (dir.join(context_spec), None),
     };
     let dockerfile = match (text("dockerfile-inline"), remote_dockerfile) {

@@ -89,23 +89,14 @@ pub(crate) fn parse_ssh(spec: &str) -> anyhow::Result<(String, PathBuf)> {
 }
 
 /// A named context's value as buildx reads it: `docker-image://REF`, a git repository
-/// (`https://host/repo.git#ref:subdir`), a directory, or (from Bake) `target:NAME`,
-/// which the caller resolves.
+/// (`https://host/repo.git#ref:subdir`), an http(s) URL, an OCI layout, a directory,
+/// or (from Bake) `target:NAME`, which the caller resolves.
 pub(crate) fn parse_context_value(name: &str, value: &str) -> anyhow::Result<BuildContext> {
     if let Some(reference) = value.strip_prefix("docker-image://") {
         return Ok(BuildContext::Image(reference.to_owned()));
     }
-    if let Some(crate::remote::Remote::Git {
-        url,
-        reference,
-        subdir,
-    }) = crate::remote::detect(value)
-    {
-        let reference = match subdir.as_str() {
-            "" => reference,
-            _ => format!("{reference}:{subdir}"),
-        };
-        return Ok(BuildContext::Git { url, reference });
+    if let Some(remote) = kiln_api::context::detect(value)? {
+        return Ok(remote.into_named_context());
     }
     if let Some(layout) = value.strip_prefix("oci-layout://") {
         // PATH, PATH:TAG or PATH@DIGEST (a tag is after the last path component's ':').
@@ -123,9 +114,6 @@ pub(crate) fn parse_context_value(name: &str, value: &str) -> anyhow::Result<Bui
             path: PathBuf::from(path),
             selector: selector.to_owned(),
         });
-    }
-    if value.starts_with("https://") || value.starts_with("http://") {
-        return Ok(BuildContext::Http(value.to_owned()));
     }
     if value.starts_with("target:") {
         bail!("named context {name}={value}: target: links are only valid in a Bake file");
@@ -211,26 +199,25 @@ fn context_and_dockerfile(
         let path = dir.path().to_path_buf();
         keep.push(dir);
         path
-    } else if let Some(remote) = crate::remote::detect(&args.context.to_string_lossy()) {
+    } else if args.context.is_dir() {
+        args.context.clone()
+    } else if let Some(remote) = kiln_api::context::detect(&args.context.to_string_lossy())? {
         let dir = tempfile::tempdir()?;
-        let (context, dockerfile) = crate::remote::fetch(&remote, dir.path())?;
+        let fetched = kiln_api::context::fetch(&remote, dir.path())?;
         keep.push(dir);
-        if let (Some(dockerfile), None) = (dockerfile, &args.file) {
-            return Ok((context, dockerfile));
+        if let (Some(dockerfile), None) = (fetched.dockerfile, &args.file) {
+            return Ok((fetched.context, dockerfile));
         }
         // `-f` names a file inside a remote context.
         if let Some(file) = args.file.as_ref().filter(|_| !dockerfile_stdin) {
-            return Ok((context.clone(), context.join(file)));
+            return Ok((fetched.context.clone(), fetched.context.join(file)));
         }
-        context
+        fetched.context
     } else {
-        if !args.context.is_dir() {
-            bail!(
-                "unable to prepare context: path {:?} not found",
-                args.context.display().to_string()
-            );
-        }
-        args.context.clone()
+        bail!(
+            "unable to prepare context: path {:?} not found",
+            args.context.display().to_string()
+        );
     };
     let dockerfile = match &args.file {
         Some(_) if dockerfile_stdin => {

@@ -268,7 +268,7 @@ fn registries_with_a_private_ca() {
     .unwrap();
     let mut registry = Command::new("docker-registry");
     registry.arg("serve").arg(dir.join("registry.yml"));
-    let _registry = crate::support::Server::listening(registry, port);
+    let _registry = crate::support::KillOnDrop::listening(registry, port);
     let project = dir.join("project");
     fs_err::create_dir_all(&project).unwrap();
     fs_err::write(project.join("a.txt"), "over TLS\n").unwrap();

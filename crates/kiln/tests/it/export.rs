@@ -769,7 +769,7 @@ fn push_with_credentials_from_the_docker_config() {
     .unwrap();
     let mut registry = Command::new("docker-registry");
     registry.arg("serve").arg(work.path().join("config.yml"));
-    let _registry = crate::support::Server::listening(registry, port);
+    let _registry = crate::support::KillOnDrop::listening(registry, port);
     let project = work.path().join("project");
     fs_err::create_dir_all(&project).unwrap();
     fs_err::write(project.join("a.txt"), "a\n").unwrap();

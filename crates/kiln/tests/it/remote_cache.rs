@@ -10,7 +10,7 @@ use kiln_test::Probe;
 use serde_json::Value;
 
 use crate::support::{
-    BaseImage, Server, check, free_port, git, kiln, serve_directory, skopeo_inspect, step_cached,
+    BaseImage, KillOnDrop, check, free_port, kiln, serve_directory, skopeo_inspect, step_cached,
     tools_present,
 };
 
@@ -888,45 +888,13 @@ fn a_cacheonly_build_fetches_no_blob_of_an_import() {
 
 /// A git repository with one commit on `main`, served by `git daemon` on a free port:
 /// the daemon (stopped when dropped) and the repository's `git://` URL.
-fn serve_git_repository(work: &Path) -> (Server, String) {
-    let source = work.join("git-source");
-    fs::create_dir_all(&source).unwrap();
-    fs::write(source.join("g.txt"), "from git\n").unwrap();
-    git(&source, &["init", "-q", "-b", "main"]);
-    git(&source, &["add", "g.txt"]);
-    git(&source, &["commit", "-q", "-m", "one"]);
-    let served = work.join("git-served");
-    fs::create_dir_all(&served).unwrap();
-    git(
-        &served,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            source.to_str().unwrap(),
-            "repo.git",
-        ],
-    );
-    let port = free_port();
-    let mut daemon = std::process::Command::new("git");
-    daemon
-        .args([
-            "daemon",
-            "--reuseaddr",
-            "--export-all",
-            "--listen=127.0.0.1",
-        ])
-        .arg(format!("--port={port}"))
-        .arg(format!("--base-path={}", served.display()));
-    (
-        Server::listening(daemon, port),
-        format!("git://127.0.0.1:{port}/repo.git"),
-    )
+fn serve_git_repository(work: &Path) -> (KillOnDrop, String) {
+    kiln_test::serve_git(work, &[("g.txt", "from git\n")])
 }
 
 /// `name` holding `content`, served by Python's http.server on a free port (with a
 /// Last-Modified header): the server (stopped when dropped) and the file's URL.
-fn serve_file(work: &Path, name: &str, content: &str) -> (Server, String) {
+fn serve_file(work: &Path, name: &str, content: &str) -> (KillOnDrop, String) {
     let served = work.join("http-served");
     fs::create_dir_all(&served).unwrap();
     fs::write(served.join(name), content).unwrap();

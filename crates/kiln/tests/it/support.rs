@@ -3,10 +3,10 @@
 //! (examples/setup.sh), the kiln binary, skopeo and a directory walk.
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub(crate) use kiln_test::{KillOnDrop, free_port, git, serve_directory};
 use serde_json::Value;
 
 /// Whether the real parts the integration tests use are here; if not, the test is
@@ -46,80 +46,6 @@ impl Drop for Registry {
             let _ = Command::new("kill").arg(pid.trim()).status();
         }
     }
-}
-
-/// Stops a process started for a test (a server), by its pid, when dropped.
-pub(crate) struct Server(pub(crate) std::process::Child);
-
-impl Server {
-    /// Starts `command` (its output discarded) and waits until something listens on
-    /// 127.0.0.1:`port`, for up to five seconds.
-    pub(crate) fn listening(mut command: Command, port: u16) -> Server {
-        let server = Server(
-            command
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        for _ in 0..50 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        server
-    }
-}
-
-/// `dir` served over http by Python's http.server on a free port of 127.0.0.1 (files
-/// with a Last-Modified header): the server and its port.
-pub(crate) fn serve_directory(dir: &Path) -> (Server, u16) {
-    let port = free_port();
-    let mut server = Command::new("python3");
-    server
-        .args([
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .arg("--directory")
-        .arg(dir);
-    (Server::listening(server, port), port)
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `git -C DIR ARGS…` as a test's committer, which must succeed.
-pub(crate) fn git(dir: &Path, args: &[&str]) {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=kiln",
-            "-c",
-            "user.email=kiln@example.invalid",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "git {args:?}: {output:?}");
-}
-
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub(crate) fn kiln(state: &Path, args: &[&str]) -> Output {

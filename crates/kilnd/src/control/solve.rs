@@ -472,27 +472,43 @@ pub(crate) async fn dockerfile_request(
     let filename = attr("filename").unwrap_or("Dockerfile").to_owned();
     let dockerfile_key = attr("dockerfilekey").unwrap_or("dockerfile").to_owned();
     let context_key = attr("contextkey").unwrap_or("context").to_owned();
+    // A context named by URL (in the attribute the context's name keys, as BuildKit's
+    // Dockerfile frontend reads it) holds the Dockerfile too, unless the client lends
+    // one under `dockerfilekey`.
+    let remote = match attr(&context_key) {
+        Some(spec) => crate::remote_context::fetch(daemon, session, spec, job).await?,
+        None => None,
+    };
+    let local_dockerfile = remote.is_none() || attrs.contains_key("dockerfilekey");
     // The Dockerfile and its own ignore file, then the context's ignore file, then the
     // context without what it ignores.
     let own_ignore = format!("{filename}.dockerignore");
     let mut listings = Listings::new();
-    let (dockerfile_dir, listing) = sync(
-        daemon,
-        session,
-        &dockerfile_key,
-        "dockerfile",
-        &Filter {
-            follow_paths: dockerfile_candidates(&filename)
-                .into_iter()
-                .chain([own_ignore.clone()])
-                .collect(),
-            ..Filter::default()
-        },
-        job,
-    )
-    .await?;
-    listings.insert(dockerfile_dir.clone(), listing);
-    let context_dir = if attrs.contains_key(REQUEST_ID) {
+    let dockerfile_dir = match &remote {
+        Some(fetched) if !local_dockerfile => fetched.context.clone(),
+        _ => {
+            let (dir, listing) = sync(
+                daemon,
+                session,
+                &dockerfile_key,
+                "dockerfile",
+                &Filter {
+                    follow_paths: dockerfile_candidates(&filename)
+                        .into_iter()
+                        .chain([own_ignore.clone()])
+                        .collect(),
+                    ..Filter::default()
+                },
+                job,
+            )
+            .await?;
+            listings.insert(dir.clone(), listing);
+            dir
+        }
+    };
+    let context_dir = if let Some(fetched) = &remote {
+        scoped_to_subdir(&fetched.context, attr("contextsubdir"))?
+    } else if attrs.contains_key(REQUEST_ID) {
         // A subrequest reads the Dockerfile alone; the client may lend no context.
         empty_context(daemon)?
     } else {
@@ -520,9 +536,13 @@ pub(crate) async fn dockerfile_request(
                 sync(daemon, session, local, "context", &Filter::default(), job).await?;
             listings.insert(dir.clone(), listing);
             BuildContext::Dir(dir)
+        } else if let Some(remote) = kiln_api::context::detect(value)
+            .map_err(|e| Status::invalid_argument(error_chain(&e)))?
+        {
+            remote.into_named_context()
         } else {
             return Err(Status::unimplemented(format!(
-                "named context {name}={value}: kilnd takes docker-image:// and local: contexts so far"
+                "named context {name}={value}: kilnd takes docker-image://, local:, git and http(s) contexts so far"
             )));
         };
         named_contexts.insert(name.to_owned(), context);
@@ -564,9 +584,18 @@ pub(crate) async fn dockerfile_request(
     for ulimit in attr("ulimit").into_iter().flat_map(|u| u.split(',')) {
         run.ulimits.push(parse_ulimit(ulimit)?);
     }
-    let dockerfile = dockerfile_candidates(&filename)
-        .iter()
-        .map(|name| dockerfile_dir.join(name))
+    // A download that was no archive is the Dockerfile itself.
+    let downloaded = remote
+        .as_ref()
+        .filter(|_| !local_dockerfile)
+        .and_then(|fetched| fetched.dockerfile.clone());
+    let dockerfile = downloaded
+        .into_iter()
+        .chain(
+            dockerfile_candidates(&filename)
+                .iter()
+                .map(|name| dockerfile_dir.join(name)),
+        )
         .find(|p| p.is_file())
         .ok_or_else(|| {
             Status::invalid_argument(format!(
@@ -672,6 +701,30 @@ async fn sync_context(
         job,
     )
     .await
+}
+
+/// `contextsubdir`: the part of a fetched context the build reads.
+fn scoped_to_subdir(context: &Path, subdir: Option<&str>) -> Result<PathBuf, Status> {
+    let Some(subdir) = subdir
+        .map(|s| s.trim_matches('/'))
+        .filter(|s| !s.is_empty())
+    else {
+        return Ok(context.to_path_buf());
+    };
+    let not_inside = || {
+        Status::invalid_argument(format!(
+            "contextsubdir {subdir:?} is not a directory inside the build context"
+        ))
+    };
+    let scoped = context
+        .join(subdir)
+        .canonicalize()
+        .map_err(|_| not_inside())?;
+    let root = context.canonicalize().map_err(|_| not_inside())?;
+    if !scoped.starts_with(&root) || !scoped.is_dir() {
+        return Err(not_inside());
+    }
+    Ok(scoped)
 }
 
 /// An empty directory standing for a context a build does not read.

@@ -8,5 +8,6 @@ mod daemon;
 mod gateway;
 mod kiln_cli;
 mod oracle;
+mod remote_contexts;
 mod soak;
 mod support;

@@ -186,6 +186,83 @@ fn buildx_remote_driver_builds_through_kilnd() {
     buildx(&["prune", "--builder", "kiln-test", "--all", "--force"]);
 }
 
+/// buildx uploads a context piped to it through its session and passes a git URL on
+/// as the `context` attribute: kilnd fetches both, as buildkitd does.
+#[test]
+fn buildx_sends_piped_and_git_contexts_to_kilnd() {
+    if !can_build() {
+        return;
+    }
+    let Some(buildx) = kiln_test::oracle_tool("docker-buildx", "KILN_BUILDX") else {
+        return;
+    };
+    let kilnd = Kilnd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let (_git_daemon, repo) = kiln_test::serve_git(
+        work.path(),
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY g.txt /\n"),
+            ("g.txt", "from git\n"),
+        ],
+    );
+    let piped = work.path().join("piped");
+    fs_err::create_dir_all(&piped).unwrap();
+    fs_err::write(piped.join("Dockerfile"), "FROM scratch\nCOPY t.txt /\n").unwrap();
+    fs_err::write(piped.join("t.txt"), "from stdin\n").unwrap();
+    let tarball = work.path().join("context.tar.gz");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&piped)
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("."));
+    let buildx = |args: &[&str], stdin: Option<&Path>| {
+        let mut command = Command::new(&buildx);
+        command
+            .env("DOCKER_CONFIG", work.path().join("docker"))
+            .args(args);
+        if let Some(file) = stdin {
+            command.stdin(fs_err::File::open(file).unwrap().into_file());
+        }
+        run(&mut command)
+    };
+    let create = ["create", "--name", "kiln-test", "--driver", "remote"];
+    buildx(&[&create[..], &[kilnd.address().as_str()]].concat(), None);
+    let out = |name: &str| work.path().join(name);
+    let local = |name: &str| format!("type=local,dest={}", out(name).display());
+    buildx(
+        &[
+            "build",
+            "--builder",
+            "kiln-test",
+            "-o",
+            &local("piped"),
+            "-",
+        ],
+        Some(&tarball),
+    );
+    assert_eq!(
+        fs_err::read_to_string(out("piped").join("t.txt")).unwrap(),
+        "from stdin\n"
+    );
+    let git_context = format!("{repo}#main");
+    buildx(
+        &[
+            "build",
+            "--builder",
+            "kiln-test",
+            "-o",
+            &local("git"),
+            &git_context,
+        ],
+        None,
+    );
+    assert_eq!(
+        fs_err::read_to_string(out("git").join("g.txt")).unwrap(),
+        "from git\n"
+    );
+}
+
 /// `buildctl build` with an LLB definition on its standard input (no frontend): its
 /// local source travels through the session, its image step runs.
 #[test]
