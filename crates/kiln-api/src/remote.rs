@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use sha2::Digest as _;
+
 use crate::build::{
     BuildContext, BuildRequest, BuildResult, CacheRecord, CheckWarning, DefinitionRequest, Event,
     Export, PruneOptions,
@@ -96,9 +98,17 @@ impl Builder for RemoteBuilder {
             ("context".to_owned(), request.context.clone()),
             ("dockerfile".to_owned(), request.dockerfile_dir()),
         ]);
+        let mut content_stores = caches.stores.clone();
         for (name, context) in &request.named_contexts {
-            if let BuildContext::Dir(dir) = context {
-                dirs.insert(name.clone(), dir.clone());
+            match context {
+                BuildContext::Dir(dir) => {
+                    dirs.insert(name.clone(), dir.clone());
+                }
+                BuildContext::OciLayout { path, selector } => {
+                    let (_, store) = lent_layout(name, path, selector)?;
+                    content_stores.insert(store, path.clone());
+                }
+                _ => {}
             }
         }
         let attachables = Attachables {
@@ -107,7 +117,7 @@ impl Builder for RemoteBuilder {
             outputs,
             ssh: request.ssh.clone(),
             registry_auth: true,
-            content_stores: caches.stores.clone(),
+            content_stores,
             uploads: Default::default(),
         };
         let mut frontend_attrs = frontend_attrs(request)?;
@@ -448,15 +458,64 @@ fn frontend_attrs(request: &BuildRequest) -> Result<HashMap<String, String>, Err
             BuildContext::Dir(_) => format!("local:{name}"),
             BuildContext::Http(url) => url.clone(),
             BuildContext::Git { url, reference } => format!("{url}#{reference}"),
-            BuildContext::OciLayout { .. } | BuildContext::Build(_) => {
+            BuildContext::OciLayout { path, selector } => lent_layout(name, path, selector)?.0,
+            BuildContext::Build(_) => {
                 return Err(Error::Unsupported(format!(
-                    "--build-context {name}: OCI layouts and other builds as named contexts are not sent to a remote builder yet"
+                    "--build-context {name}: other builds as named contexts are not sent to a remote builder yet"
                 )));
             }
         };
         attrs.insert(format!("context:{name}"), value);
     }
     Ok(attrs)
+}
+
+/// An OCI layout named context as buildx lends one: the attribute's value
+/// (`oci-layout://STORE[:TAG]@DIGEST`, the digest resolved here) and the content
+/// store's id (`oci:STORE`), which the session serves from the layout directory.
+fn lent_layout(
+    name: &str,
+    path: &std::path::Path,
+    selector: &str,
+) -> Result<(String, String), Error> {
+    let unreadable = |what: String| {
+        Error::Unsupported(format!(
+            "--build-context {name}: the OCI layout {}: {what}",
+            path.display()
+        ))
+    };
+    let (tag, digest) = if selector.starts_with("sha256:") {
+        (String::new(), selector.to_owned())
+    } else {
+        let index = kiln_oci::layout::read_index(path)
+            .map_err(|e| unreadable(e.to_string()))?
+            .ok_or_else(|| unreadable("no index.json".to_owned()))?;
+        // As the embedded engine reads one: the tagged image, else the first.
+        let entry = index
+            .manifests
+            .iter()
+            .find(|d| {
+                selector.is_empty()
+                    || d.annotations
+                        .get(kiln_oci::layout::REF_NAME)
+                        .map(String::as_str)
+                        == Some(selector)
+            })
+            .ok_or_else(|| unreadable(format!("no image tagged {selector:?}")))?;
+        (selector.to_owned(), entry.digest.clone())
+    };
+    // A store name that is a valid reference name, the same for the same directory.
+    let hash = sha2::Sha256::digest(path.display().to_string().as_bytes());
+    let store: String = hash.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    let tag = if tag.is_empty() {
+        tag
+    } else {
+        format!(":{tag}")
+    };
+    Ok((
+        format!("oci-layout://{store}{tag}@{digest}"),
+        format!("oci:{store}"),
+    ))
 }
 
 /// The request's exporters as a daemon takes them, and where each result goes here.

@@ -585,7 +585,11 @@ impl ContentClient {
     }
 
     /// Reads the whole blob into `out`, piece by piece in order.
-    pub async fn read(&mut self, digest: &str, out: &mut dyn std::io::Write) -> Result<(), Status> {
+    pub async fn read<W: std::io::Write + ?Sized>(
+        &mut self,
+        digest: &str,
+        out: &mut W,
+    ) -> Result<(), Status> {
         self.ready().await?;
         let request = self.request(ReadContentRequest {
             digest: digest.to_owned(),

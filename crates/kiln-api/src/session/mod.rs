@@ -15,6 +15,7 @@ mod auth;
 pub mod content;
 pub mod filesync;
 mod fsmode;
+pub mod oci_layout;
 pub mod sshforward;
 pub mod upload;
 

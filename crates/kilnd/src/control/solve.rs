@@ -536,13 +536,15 @@ pub(crate) async fn dockerfile_request(
                 sync(daemon, session, local, "context", &Filter::default(), job).await?;
             listings.insert(dir.clone(), listing);
             BuildContext::Dir(dir)
+        } else if let Some(reference) = value.strip_prefix("oci-layout://") {
+            crate::remote_context::client_layout(daemon, session, name, reference, job).await?
         } else if let Some(remote) = kiln_api::context::detect(value)
             .map_err(|e| Status::invalid_argument(error_chain(&e)))?
         {
             remote.into_named_context()
         } else {
             return Err(Status::unimplemented(format!(
-                "named context {name}={value}: kilnd takes docker-image://, local:, git and http(s) contexts so far"
+                "named context {name}={value}: kilnd takes docker-image://, local:, oci-layout://, git and http(s) contexts so far"
             )));
         };
         named_contexts.insert(name.to_owned(), context);

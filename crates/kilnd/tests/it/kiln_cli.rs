@@ -536,3 +536,75 @@ fn kiln_builds_two_platforms_on_kilnd() {
         assert_eq!(arch.trim(), machine);
     }
 }
+
+/// An image in an OCI layout on the client's machine as a named context, through
+/// kilnd: the client lends the layout as a content store and kilnd copies the image's
+/// blobs from it (as buildx and buildkitd do); the step on it runs.
+#[test]
+fn kiln_builds_on_an_oci_layout_of_the_client_through_kilnd() {
+    if !can_build() {
+        return;
+    }
+    let Some(kiln) = kiln_binary() else {
+        return;
+    };
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let kilnd = Kilnd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let manifest_digest = crate::support::copy_to_layout(&image, &layout, "v1");
+    let ctx = work.path().join("ctx");
+    fs_err::create_dir_all(&ctx).unwrap();
+    fs_err::write(
+        ctx.join("Dockerfile"),
+        "FROM base\nRUN echo ran on the layout > /ran\n",
+    )
+    .unwrap();
+    let out = work.path().join("out");
+    kiln_build(
+        &kiln,
+        &kilnd.address(),
+        &[
+            "--build-context",
+            &format!("base=oci-layout://{}:v1", layout.display()),
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        fs_err::read_to_string(out.join("ran")).unwrap(),
+        "ran on the layout\n"
+    );
+    // busybox itself came from the layout.
+    assert!(out.join("bin/busybox").is_file());
+    // A blob of the layout that does not match its digest is refused, not used.
+    let blobs = layout.join("blobs/sha256");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &fs_err::read(blobs.join(manifest_digest.trim_start_matches("sha256:"))).unwrap(),
+    )
+    .unwrap();
+    let config = blobs.join(
+        manifest["config"]["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:"),
+    );
+    let mut tampered = fs_err::read(&config).unwrap();
+    tampered.push(b' ');
+    fs_err::write(&config, tampered).unwrap();
+    fs_err::write(ctx.join("Dockerfile"), "FROM base\nRUN echo again > /ran\n").unwrap();
+    let output = Command::new(&kiln)
+        .args(["build", "--progress=plain", "--addr", &kilnd.address()])
+        .args([
+            "--build-context",
+            &format!("base=oci-layout://{}:v1", layout.display()),
+        ])
+        .arg(ctx.to_str().unwrap())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{log}");
+    assert!(log.contains("whose digest is"), "{log}");
+}

@@ -263,6 +263,77 @@ fn buildx_sends_piped_and_git_contexts_to_kilnd() {
     );
 }
 
+/// An OCI layout lent by the real clients: buildx (`--build-context
+/// NAME=oci-layout://DIR`, the tag resolved on the client) and buildctl
+/// (`--oci-layout`, the digest named); kilnd copies the image from their sessions.
+#[test]
+fn buildctl_and_buildx_lend_an_oci_layout_to_kilnd() {
+    if !can_build() {
+        return;
+    }
+    let Some(buildctl) = kiln_test::oracle_tool("buildctl", "KILN_BUILDCTL") else {
+        return;
+    };
+    let Some(buildx) = kiln_test::oracle_tool("docker-buildx", "KILN_BUILDX") else {
+        return;
+    };
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let kilnd = Kilnd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let digest = crate::support::copy_to_layout(&image, &layout, "latest");
+    let ctx = work.path().join("ctx");
+    fs_err::create_dir_all(&ctx).unwrap();
+    fs_err::write(ctx.join("Dockerfile"), "FROM base\nRUN echo ran > /ran\n").unwrap();
+    let out = |name: &str| work.path().join(name);
+    run(Command::new(&buildctl)
+        .arg("--addr")
+        .arg(kilnd.address())
+        .args(["build", "--frontend", "dockerfile.v0"])
+        .arg(format!("--local=context={}", ctx.display()))
+        .arg(format!("--local=dockerfile={}", ctx.display()))
+        .arg(format!("--oci-layout=layout={}", layout.display()))
+        .arg("--opt")
+        .arg(format!("context:base=oci-layout://layout@{digest}"))
+        .arg("--output")
+        .arg(format!("type=local,dest={}", out("buildctl").display())));
+    assert_eq!(
+        fs_err::read_to_string(out("buildctl").join("ran")).unwrap(),
+        "ran\n"
+    );
+    let buildx = |args: &[&str]| {
+        run(Command::new(&buildx)
+            .env("DOCKER_CONFIG", work.path().join("docker"))
+            .args(args))
+    };
+    let address = kilnd.address();
+    buildx(&[
+        "create",
+        "--name",
+        "kiln-test",
+        "--driver",
+        "remote",
+        &address,
+    ]);
+    let context = format!("base=oci-layout://{}", layout.display());
+    let local = format!("type=local,dest={}", out("buildx").display());
+    buildx(&[
+        "build",
+        "--builder",
+        "kiln-test",
+        "--build-context",
+        &context,
+        "-o",
+        &local,
+        ctx.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        fs_err::read_to_string(out("buildx").join("ran")).unwrap(),
+        "ran\n"
+    );
+}
+
 /// `buildctl build` with an LLB definition on its standard input (no frontend): its
 /// local source travels through the session, its image step runs.
 #[test]
