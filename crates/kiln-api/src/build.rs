@@ -64,8 +64,7 @@ impl CacheOptionsEntry {
         let attrs = &mut self.attrs;
         match self.kind.as_str() {
             "gha" => {
-                let truthy =
-                    |v: String| matches!(v.as_str(), "1" | "t" | "T" | "TRUE" | "true" | "True");
+                let truthy = |v: String| kiln_oci::go::parse_bool(&v) == Some(true);
                 let v2 = match attrs.get("version") {
                     Some(version) => version == "2",
                     None => env("ACTIONS_CACHE_SERVICE_V2").is_some_and(truthy),

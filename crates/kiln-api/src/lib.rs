@@ -23,3 +23,5 @@ pub mod session;
 pub use builder::{Builder, BuilderInfo, Error, GcPolicyInfo};
 
 pub use bollard_buildkit_proto as proto;
+/// Go's value syntaxes (the attributes on the wire are written in them).
+pub use kiln_oci::go;

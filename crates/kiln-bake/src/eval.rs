@@ -1490,7 +1490,7 @@ fn template_references(
 #[cfg(test)]
 mod tests {
     use super::flush_heredocs;
-    use crate::funcs_more::csv_record as csv_fields;
+    use crate::model::csv_fields;
 
     #[test]
     fn flush_heredocs_like_hcl() {
@@ -1517,10 +1517,13 @@ mod tests {
 
     #[test]
     fn list_variables_from_the_environment_are_csv() {
-        assert_eq!(csv_fields(r#"dev,1.0,"edge""#), ["dev", "1.0", "edge"]);
-        assert_eq!(csv_fields(r#""a,b",c"#), ["a,b", "c"]);
-        assert_eq!(csv_fields(r#""say ""hi""""#), [r#"say "hi""#]);
-        assert_eq!(csv_fields("x,"), ["x", ""]);
+        assert_eq!(
+            csv_fields(r#"dev,1.0,"edge""#).unwrap(),
+            ["dev", "1.0", "edge"]
+        );
+        assert_eq!(csv_fields(r#""a,b",c"#).unwrap(), ["a,b", "c"]);
+        assert_eq!(csv_fields(r#""say ""hi""""#).unwrap(), [r#"say "hi""#]);
+        assert_eq!(csv_fields("x,").unwrap(), ["x", ""]);
     }
 
     #[test]

@@ -554,21 +554,27 @@ fn f_setproduct(args: FuncArgs) -> Result<Value> {
     ))
 }
 
-/// `csvdecode(s)`: the first row names the columns; each further row is an object.
+/// `csvdecode(s)` (go-cty's, on Go's encoding/csv): the first record names the
+/// columns, each further record is an object of strings.
 fn f_csvdecode(args: FuncArgs) -> Result<Value> {
     let text = string(&args[0])?;
-    let mut rows = text.lines().filter(|l| !l.is_empty()).map(csv_record);
-    let Some(header) = rows.next() else {
-        return Ok(Value::Array(Vec::new()));
+    let mut records = csv_records(&text)?.into_iter();
+    let Some((_, header)) = records.next() else {
+        return Err("missing header line".to_owned());
     };
+    for (i, name) in header.iter().enumerate() {
+        if header[..i].contains(name) {
+            return Err(format!(
+                "duplicate column name {}",
+                crate::model::go_quote(name)
+            ));
+        }
+    }
     let mut out = Vec::new();
-    for (line, row) in rows.enumerate() {
+    for (line, row) in records {
         if row.len() != header.len() {
             return Err(format!(
-                "record on line {} has {} fields, the header has {}",
-                line + 2,
-                row.len(),
-                header.len()
+                "CSV parse error on line {line}: wrong number of fields"
             ));
         }
         let object: hcl::Map<String, Value> = header
@@ -581,26 +587,42 @@ fn f_csvdecode(args: FuncArgs) -> Result<Value> {
     Ok(Value::Array(out))
 }
 
-/// One CSV record (Go's encoding/csv): commas split, `"..."` quotes with `""` escapes.
-pub(crate) fn csv_record(line: &str) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
+/// The records of `text` as Go's encoding/csv reads them, each with the line it starts
+/// on: a record ends at a newline outside quotes, empty lines are skipped, and each
+/// record's fields are read by the one CSV field reader (`kiln_oci::go::csv_fields`).
+fn csv_records(text: &str) -> Result<Vec<(usize, Vec<String>)>> {
+    let mut records = Vec::new();
+    let mut read = |record: &str, line: usize| -> Result<()> {
+        let record = record.strip_suffix('\r').unwrap_or(record);
+        if record.is_empty() {
+            return Ok(());
+        }
+        let fields = kiln_oci::go::csv_fields(record).map_err(|e| match e {
+            kiln_oci::go::CsvError::Parse { reason, .. } => {
+                format!("CSV parse error on line {line}: {reason}")
             }
-            '"' if quoted => quoted = false,
-            '"' if field.is_empty() => quoted = true,
-            ',' if !quoted => fields.push(std::mem::take(&mut field)),
-            other => field.push(other),
+            other => other.to_string(),
+        })?;
+        records.push((line, fields));
+        Ok(())
+    };
+    let (mut start, mut line, mut record_line, mut quoted) = (0, 1, 1, false);
+    for (at, c) in text.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '\n' => {
+                line += 1;
+                if !quoted {
+                    read(&text[start..at], record_line)?;
+                    start = at + 1;
+                    record_line = line;
+                }
+            }
+            _ => {}
         }
     }
-    fields.push(field);
-    fields
+    read(&text[start..], record_line)?;
+    Ok(records)
 }
 
 #[cfg(test)]
@@ -635,6 +657,26 @@ mod tests {
             eval("csvdecode(\"a,b\\n1,\\\"x,y\\\"\\n\")[0].b"),
             Value::from("x,y")
         );
+        // A quoted field spans lines; empty lines are skipped.
+        assert_eq!(
+            eval("csvdecode(\"a,b\\n\\n1,\\\"x\\ny\\\"\\n2,z\")[1].b"),
+            Value::from("z")
+        );
+        for (source, error) in [
+            ("csvdecode(\"\")", "missing header line"),
+            ("csvdecode(\"a,a\\n1,2\")", "duplicate column name \"a\""),
+            (
+                "csvdecode(\"a,b\\n1\")",
+                "CSV parse error on line 2: wrong number of fields",
+            ),
+            (
+                "csvdecode(\"a\\nx\\\"y\")",
+                "CSV parse error on line 2: bare \" in non-quoted-field",
+            ),
+        ] {
+            let got = crate::funcs::eval_expr(source).unwrap_err();
+            assert!(got.contains(error), "{source}: {got}");
+        }
         assert_eq!(eval("range(1, 7, 2)"), Value::from(vec![1, 3, 5]));
     }
 

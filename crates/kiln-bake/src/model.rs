@@ -1097,11 +1097,7 @@ pub(crate) struct Override {
 
 /// `strconv.ParseBool`.
 pub(crate) fn parse_bool(value: &str) -> Result<bool, String> {
-    match value {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err("invalid syntax".to_owned()),
-    }
+    kiln_oci::go::parse_bool(value).ok_or_else(|| "invalid syntax".to_owned())
 }
 
 impl Target {

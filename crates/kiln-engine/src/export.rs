@@ -321,17 +321,12 @@ impl Engine {
             }
             Exporter::Oci(archive) | Exporter::Docker(archive) => {
                 let assembled = self.assemble(chain, image, &archive.image, times, out)?;
-                let mtime = archive
-                    .image
-                    .source_date_epoch
-                    .unwrap_or(times.created)
-                    .max(0) as u64;
                 kiln_export::layout::write_layout(
                     self.worker.content(),
                     &assembled,
                     &archive.image,
                     &archive.dest,
-                    mtime,
+                    archive.image.archive_mtime(times.created),
                 )?;
                 Ok(())
             }
@@ -434,17 +429,12 @@ impl Engine {
             )),
             Exporter::Oci(archive) => {
                 let multi = assemble_all(&archive.image, out)?;
-                let mtime = archive
-                    .image
-                    .source_date_epoch
-                    .unwrap_or(times(&results[0]).created)
-                    .max(0) as u64;
                 kiln_export::layout::write_index_layout(
                     self.worker.content(),
                     &multi,
                     &archive.image,
                     &archive.dest,
-                    mtime,
+                    archive.image.archive_mtime(times(&results[0]).created),
                 )?;
                 Ok(())
             }

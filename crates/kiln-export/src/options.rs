@@ -151,12 +151,11 @@ impl Attrs<'_> {
         let Some(value) = self.take(key) else {
             return Ok(default);
         };
-        match value.as_str() {
-            "" => Ok(default),
-            "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-            "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-            _ => Err(self.error(format!("non-bool value {value:?} specified for {key}"))),
+        if value.is_empty() {
+            return Ok(default);
         }
+        kiln_oci::go::parse_bool(&value)
+            .ok_or_else(|| self.error(format!("non-bool value {value:?} specified for {key}")))
     }
 
     /// Fails on the first attribute nobody recognised.
@@ -298,6 +297,14 @@ fn archive_dest(attrs: &mut Attrs<'_>) -> Result<Dest, Error> {
         (Some(dest), true) if dest == "-" => Dest::Stdout,
         (Some(dest), true) => Dest::File(PathBuf::from(dest)),
     })
+}
+
+impl ImageOptions {
+    /// The time an archive's files carry: `source-date-epoch` when given, else the
+    /// image's creation time (`created`, seconds), never before 1970.
+    pub fn archive_mtime(&self, created: i64) -> u64 {
+        self.source_date_epoch.unwrap_or(created).max(0) as u64
+    }
 }
 
 impl ImageExport {

@@ -167,11 +167,10 @@ fn prefixed(prefix: &str, name: String) -> String {
 
 /// A query flag: present without a value is true, else Go's `strconv.ParseBool`.
 fn query_bool(key: &'static str, value: &str) -> Result<bool, GitRefError> {
-    match value {
-        "" | "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        _ => Err(GitRefError::NotABool(key, value.to_owned())),
+    if value.is_empty() {
+        return Ok(true);
     }
+    kiln_oci::go::parse_bool(value).ok_or_else(|| GitRefError::NotABool(key, value.to_owned()))
 }
 
 /// A URL split as gitutil reads it: `scheme` is empty for `github.com/…` and `ssh` for

@@ -1,6 +1,15 @@
 //! Value syntaxes BuildKit and buildx borrow from Go, parsed exactly as Go parses
-//! them, in one place for every crate: `time.ParseDuration`, `path.Clean`,
+//! them, in one place for every crate: `strconv.ParseBool`, `time.ParseDuration`, `path.Clean`,
 //! `path.Join`, go-units' `RAMInBytes` and one CSV record as `go-csvvalue` reads it.
+
+/// Go's `strconv.ParseBool`: `1 t T TRUE true True` and `0 f F FALSE false False`.
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
 
 /// Go's `path.Clean` for slash paths (relative ones too): no empty or `.` segments,
 /// `..` removing the segment before it (dropped at the root, kept at the start of a

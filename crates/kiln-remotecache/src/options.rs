@@ -171,13 +171,8 @@ fn unknown_type(kind: &str) -> Error {
 
 /// Go's `strconv.ParseBool`.
 pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool, Error> {
-    match value {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        _ => Err(Error::Options(format!(
-            "{key}={value}: expected true or false"
-        ))),
-    }
+    kiln_oci::go::parse_bool(value)
+        .ok_or_else(|| Error::Options(format!("{key}={value}: expected true or false")))
 }
 
 fn check_keys(

@@ -21,11 +21,14 @@ import base64
 import datetime
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import re
 import tempfile
 import threading
+import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -100,11 +103,18 @@ def azure_request(args, method, path, query=""):
     request = urllib.request.Request(url, method=method, headers={
         "x-ms-date": date, "x-ms-version": SAS_VERSION, "Content-Length": "0",
         "Authorization": "SharedKey %s:%s" % (args.azurite_account, azure_sign(args.azurite_key, string_to_sign))})
-    try:
-        with urllib.request.urlopen(request) as response:
-            return response.status, response.headers
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers
+    # Azurite on a loaded machine sometimes drops a connection: a few tries, so that a
+    # test fails for what kiln does, not for the fake.
+    for attempt in range(5):
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.headers
+        except urllib.error.HTTPError as error:
+            return error.code, error.headers
+        except (urllib.error.URLError, ConnectionError, http.client.HTTPException):
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 class Handler(BaseHTTPRequestHandler):

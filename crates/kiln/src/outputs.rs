@@ -118,7 +118,7 @@ fn pushes(export: &Export) -> bool {
     let push = export.attrs.get("push").map(String::as_str);
     match export.kind.as_str() {
         "registry" => true,
-        "image" => matches!(push, Some("1" | "t" | "T" | "true" | "TRUE" | "True")),
+        "image" => push.and_then(kiln_oci::go::parse_bool) == Some(true),
         _ => false,
     }
 }

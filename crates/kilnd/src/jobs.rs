@@ -44,7 +44,7 @@ fn debug_exec_output() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| {
         std::env::var("BUILDKIT_DEBUG_EXEC_OUTPUT")
-            .is_ok_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"))
+            .is_ok_and(|v| kiln_api::go::parse_bool(&v) == Some(true))
     })
 }
 

@@ -117,13 +117,13 @@ impl Linter {
                 }
                 "experimental" => {}
                 "error" => {
-                    linter.error_on_warning = match value.trim() {
-                        "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
-                        "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
-                        other => {
+                    linter.error_on_warning = match kiln_oci::go::parse_bool(value.trim()) {
+                        Some(on) => on,
+                        None => {
                             return Err(Error::new(format!(
-                                "failed to parse check options: failed to parse check option {}: invalid syntax {other}",
-                                crate::go_quote(part)
+                                "failed to parse check options: failed to parse check option {}: invalid syntax {}",
+                                crate::go_quote(part),
+                                value.trim()
                             )));
                         }
                     };

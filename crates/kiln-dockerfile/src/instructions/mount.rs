@@ -98,11 +98,8 @@ pub enum MountValues<'a> {
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, Error> {
-    match value {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(Error::new(format!("invalid value for {key}: {value}"))),
-    }
+    kiln_oci::go::parse_bool(value)
+        .ok_or_else(|| Error::new(format!("invalid value for {key}: {value}")))
 }
 
 fn parse_id(key: &str, value: &str) -> Result<u32, Error> {

@@ -388,11 +388,11 @@ fn build_request(
 
 /// `--sbom`/`--provenance` values as an attest entry, the way buildx canonicalises them.
 fn attestation(kind: &str, value: &str) -> Option<String> {
-    match value {
-        "" => None,
-        "true" | "1" | "t" | "T" | "TRUE" | "True" => Some(format!("type={kind}")),
-        "false" | "0" | "f" | "F" | "FALSE" | "False" => Some(format!("type={kind},disabled=true")),
-        options => Some(format!("type={kind},{options}")),
+    match (value, kiln_oci::go::parse_bool(value)) {
+        ("", _) => None,
+        (_, Some(true)) => Some(format!("type={kind}")),
+        (_, Some(false)) => Some(format!("type={kind},disabled=true")),
+        (options, None) => Some(format!("type={kind},{options}")),
     }
 }
 
