@@ -211,9 +211,39 @@ fn stats_of(
 ) -> Result<Vec<(PathBuf, Stat)>, Status> {
     let entries = kiln_llb::local::select(dir, filter)
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    // Each entry's extended attributes, one lookup per entry by its path: read on every
+    // core, as they are most of the list's system time.
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let chunk = entries.len().div_ceil(threads).max(1);
+    let xattrs: Vec<HashMap<String, Vec<u8>>> = std::thread::scope(|scope| {
+        let readers: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(rel, _)| {
+                            let path = dir.join(rel);
+                            filesync::sent_xattrs(&path).map_err(|e| {
+                                Status::unavailable(format!("{}: {e}", path.display()))
+                            })
+                        })
+                        .collect::<Result<Vec<_>, Status>>()
+                })
+            })
+            .collect();
+        readers
+            .into_iter()
+            .map(|reader| {
+                reader
+                    .join()
+                    .unwrap_or_else(|_| Err(Status::internal("reading extended attributes")))
+            })
+            .collect::<Result<Vec<_>, Status>>()
+            .map(|parts| parts.into_iter().flatten().collect())
+    })?;
     let mut first_link: HashMap<u64, String> = HashMap::new();
     let mut out = Vec::with_capacity(entries.len());
-    for (rel, entry) in entries {
+    for ((rel, entry), xattrs) in entries.into_iter().zip(xattrs) {
         let path = dir.join(&rel);
         let mut linkname = String::new();
         if entry.is_symlink() {
@@ -230,8 +260,6 @@ fn stats_of(
             }
         }
         let rdev = entry.rdev;
-        let xattrs = filesync::sent_xattrs(&path)
-            .map_err(|e| Status::unavailable(format!("{}: {e}", path.display())))?;
         out.push((
             path,
             Stat {
@@ -492,7 +520,8 @@ impl tonic::server::StreamingService<Vec<u8>> for DiffCopy {
                     tokio::spawn(async move {
                         let what = format!("receiving the result into {}", dir.display());
                         if let Err(e) =
-                            filesync::receive_packets(packets, to_sender, &dir, true, &what).await
+                            filesync::receive_packets(packets, to_sender, &dir, true, None, &what)
+                                .await
                         {
                             eprintln!("kiln: {e}");
                         }

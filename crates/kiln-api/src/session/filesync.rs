@@ -18,6 +18,7 @@ use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Component, Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -251,12 +252,15 @@ impl Incoming {
 
 /// Brings `dest` in step with the client's directory `name` (filtered): entries the
 /// client does not have are removed, and only files that differ are transferred.
-/// Returns how many files' content was transferred.
+/// `known` is what `dest` holds when the caller knows it (the listing the previous
+/// receive into it returned, nothing having touched it since): then `dest` is not
+/// walked again.
 pub async fn receive(
     channel: Channel,
     name: &str,
     filter: &Filter,
     dest: &Path,
+    known: Option<Arc<Vec<(String, Entry)>>>,
 ) -> Result<Received, Error> {
     let what = format!("transferring {name}");
     let (to_client, outbound) = mpsc::channel::<Packet>(64);
@@ -275,7 +279,7 @@ pub async fn receive(
             status,
         })?
         .into_inner();
-    receive_packets(Box::pin(inbound), to_client, dest, false, &what).await
+    receive_packets(Box::pin(inbound), to_client, dest, false, known, &what).await
 }
 
 /// A stream of packets from the other end.
@@ -294,12 +298,14 @@ pub struct Received {
 
 /// The receiving side of the protocol over any packet streams: `dest` brought in step
 /// with what the sender lists. With `merge`, what `dest` has and the sender does not
-/// list stays (an output directory on the client, as fsutil's `Merge`).
+/// list stays (an output directory on the client, as fsutil's `Merge`). `known`, when
+/// given, is what `dest` holds (see [`receive`]).
 pub(crate) async fn receive_packets(
     mut inbound: Inbound,
     to_client: mpsc::Sender<Packet>,
     dest: &Path,
     merge: bool,
+    known: Option<Arc<Vec<(String, Entry)>>>,
     what: &str,
 ) -> Result<Received, Error> {
     let what = what.to_owned();
@@ -313,9 +319,12 @@ pub(crate) async fn receive_packets(
     };
     fs_err::create_dir_all(dest).map_err(|e| io_error(&what, dest, e))?;
     // What is here already is read in one walk (one lookup per entry, relative to its
-    // directory), while the client walks its side and sends its list.
+    // directory), while the client walks its side and sends its list; or it is known.
     let walked_dir = dest.to_path_buf();
-    let walk = tokio::task::spawn_blocking(move || kiln_llb::local::entries(&walked_dir));
+    let walk = tokio::task::spawn_blocking(move || match known {
+        Some(known) => Ok(known.iter().cloned().collect::<Vec<_>>()),
+        None => kiln_llb::local::entries(&walked_dir),
+    });
     // The list of entries.
     let mut stats: Vec<(PathBuf, Stat)> = Vec::new();
     loop {
@@ -352,13 +361,15 @@ pub(crate) async fn receive_packets(
         .map_err(|e| io_error(&what, dest, std::io::Error::other(e)))?
         .into_iter()
         .collect();
+    // Whether anything under `dest` changes: if not, no directory's times need setting.
+    let mut changed = false;
     if !merge {
         let wanted: HashSet<&str> = stats.iter().filter_map(|(p, _)| p.to_str()).collect();
-        remove_unlisted(dest, &local, &wanted).map_err(|e| io_error(&what, dest, e))?;
+        changed |= remove_unlisted(dest, &local, &wanted).map_err(|e| io_error(&what, dest, e))?;
     }
     let mut requested: HashMap<u32, Incoming> = HashMap::new();
     let mut hardlinks: Vec<(PathBuf, PathBuf, Stat)> = Vec::new();
-    let mut dirs: Vec<(PathBuf, Stat)> = Vec::new();
+    let mut dirs: Vec<(usize, PathBuf, Stat)> = Vec::new();
     // The entries left as they were, by position in `stats`: the listing takes them
     // from the walk; everything else is looked at once it is written.
     let mut kept: Vec<Option<Entry>> = vec![None; stats.len()];
@@ -377,12 +388,12 @@ pub(crate) async fn receive_packets(
         }
         if let Some(local) = local.filter(|local| unchanged(local, stat, kind)) {
             if kind == Kind::Dir {
-                dirs.push((path, stat.clone()));
-            } else {
-                kept[id] = Some(*local);
+                dirs.push((id, path, stat.clone()));
             }
+            kept[id] = Some(*local);
             continue;
         }
+        changed = true;
         match kind {
             Kind::Dir => {
                 if local.as_ref().is_some_and(|m| !m.is_dir()) {
@@ -391,7 +402,7 @@ pub(crate) async fn receive_packets(
                 if !path.is_dir() {
                     fs_err::create_dir(&path).map_err(fail)?;
                 }
-                dirs.push((path, stat.clone()));
+                dirs.push((id, path, stat.clone()));
             }
             Kind::Symlink => {
                 remove_any(&path).map_err(fail)?;
@@ -502,15 +513,20 @@ pub(crate) async fn receive_packets(
             _ => return Err(protocol("unexpected packet during file data".to_owned())),
         }
     }
+    changed |= !hardlinks.is_empty();
     for (path, target, stat) in hardlinks {
         let fail = |e| io_error(&what, &path, e);
         remove_any(&path).map_err(fail)?;
         fs_err::hard_link(&target, &path).map_err(fail)?;
         apply_stat(&path, &stat, Kind::File).map_err(fail)?;
     }
-    // Directories last, deepest first: their times change as entries are made.
-    for (path, stat) in dirs.iter().rev() {
-        apply_stat(path, stat, Kind::Dir).map_err(|e| io_error(&what, path, e))?;
+    // Directories last, deepest first: their times change as entries are made. When
+    // nothing changed, each is as it was (and as the listing has it).
+    if changed {
+        for (id, path, stat) in dirs.iter().rev() {
+            apply_stat(path, stat, Kind::Dir).map_err(|e| io_error(&what, path, e))?;
+            kept[*id] = None;
+        }
     }
     to_client
         .send(Packet {
@@ -559,12 +575,13 @@ fn listing(
     Ok(listing)
 }
 
-/// Removes the entries of `local` (what is under `root`) that are not in `wanted`.
+/// Removes the entries of `local` (what is under `root`) that are not in `wanted`;
+/// whether there were any.
 fn remove_unlisted(
     root: &Path,
     local: &HashMap<String, Entry>,
     wanted: &HashSet<&str>,
-) -> std::io::Result<()> {
+) -> std::io::Result<bool> {
     let mut unlisted: Vec<&str> = local
         .keys()
         .map(String::as_str)
@@ -583,7 +600,7 @@ fn remove_unlisted(
             removed = Some(rel);
         }
     }
-    Ok(())
+    Ok(removed.is_some())
 }
 
 /// The stat packet of a local entry (`rel` is its path in the transfer).

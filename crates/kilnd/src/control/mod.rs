@@ -28,6 +28,10 @@ use crate::gateway::Gateways;
 use crate::jobs::Jobs;
 use crate::session::Sessions;
 
+/// A synced directory's lock, with its listing as the last receive left it (`None`
+/// before the first in this process, or after one that failed).
+pub(crate) type SyncedDir = Arc<tokio::sync::Mutex<Option<kiln_engine::Listing>>>;
+
 /// What every call shares: the engine, the sessions, the worker's description.
 pub(crate) struct Daemon {
     pub(crate) engine: Arc<Engine>,
@@ -43,8 +47,10 @@ pub(crate) struct Daemon {
     /// The garbage-collection policies (shown by `ListWorkers`).
     pub(crate) gc: Option<Vec<GcPolicy>>,
     /// One lock per synced client directory: two solves of one project (a frontend's
-    /// builds for two platforms at once) must not receive into it together.
-    pub(crate) sync_locks: std::sync::Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    /// builds for two platforms at once) must not receive into it together. It holds
+    /// what the last receive into the directory left there (nothing else writes it), so
+    /// that the next receive need not walk it again.
+    pub(crate) sync_locks: std::sync::Mutex<HashMap<PathBuf, SyncedDir>>,
 }
 
 impl Daemon {
@@ -68,7 +74,7 @@ impl Daemon {
     }
 
     /// The lock of the synced directory `dir`.
-    pub(crate) fn sync_lock(&self, dir: &std::path::Path) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn sync_lock(&self, dir: &std::path::Path) -> SyncedDir {
         let mut locks = self.sync_locks.lock().unwrap_or_else(|e| e.into_inner());
         Arc::clone(locks.entry(dir.to_path_buf()).or_default())
     }

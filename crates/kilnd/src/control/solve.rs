@@ -430,9 +430,10 @@ async fn sync(
 ) -> Result<(PathBuf, Listing), Status> {
     let dir = synced_dir(daemon, session, name, purpose);
     let lock = daemon.sync_lock(&dir);
-    let _receiving = lock.lock().await;
+    let mut known = lock.lock().await;
     let started = Job::now();
-    let received = filesync::receive(session.channel.clone(), name, filter, &dir).await;
+    let received =
+        filesync::receive(session.channel.clone(), name, filter, &dir, known.take()).await;
     let error = received.as_ref().err().map(|e| error_chain(e));
     job.step(
         &load_step_id(name, purpose),
@@ -442,7 +443,11 @@ async fn sync(
     );
     match received {
         Err(_) => Err(Status::invalid_argument(error.unwrap_or_default())),
-        Ok(received) => Ok((dir, Arc::new(received.listing))),
+        Ok(received) => {
+            let listing = Arc::new(received.listing);
+            *known = Some(Arc::clone(&listing));
+            Ok((dir, listing))
+        }
     }
 }
 

@@ -608,3 +608,87 @@ fn kiln_builds_on_an_oci_layout_of_the_client_through_kilnd() {
     assert!(!output.status.success(), "{log}");
     assert!(log.contains("whose digest is"), "{log}");
 }
+
+/// Rebuilds of one context through kilnd see every kind of change since the last
+/// transfer (kilnd remembers what it received instead of walking its copy again):
+/// a file edited, one removed, one added, a directory made a file and a mode changed.
+#[test]
+fn kilnd_sees_each_change_to_a_context_between_builds() {
+    if !can_build() {
+        return;
+    }
+    let Some(kiln) = kiln_binary() else {
+        return;
+    };
+    let mut kilnd = Kilnd::start(&[]);
+    let address = kilnd.address();
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    fs_err::create_dir_all(ctx.join("dir/sub")).unwrap();
+    fs_err::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY . /\n").unwrap();
+    fs_err::write(ctx.join("edited.txt"), "one").unwrap();
+    fs_err::write(ctx.join("removed.txt"), "gone soon").unwrap();
+    fs_err::write(ctx.join("dir/sub/a.txt"), "a").unwrap();
+    fs_err::write(ctx.join("moded.sh"), "#!/bin/sh\n").unwrap();
+    let build = |name: &str| {
+        let out = work.path().join(name);
+        kiln_build(
+            &kiln,
+            &address,
+            &[
+                "-o",
+                &format!("type=local,dest={}", out.display()),
+                ctx.to_str().unwrap(),
+            ],
+        );
+        out
+    };
+    let first = build("first");
+    assert!(first.join("removed.txt").is_file());
+    assert!(first.join("dir/sub/a.txt").is_file());
+    let unchanged = build("unchanged");
+    assert_eq!(
+        fs_err::read_to_string(unchanged.join("edited.txt")).unwrap(),
+        "one"
+    );
+    // The same length and a later mtime, as an editor leaves it.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fs_err::write(ctx.join("edited.txt"), "two").unwrap();
+    fs_err::remove_file(ctx.join("removed.txt")).unwrap();
+    fs_err::write(ctx.join("added.txt"), "new").unwrap();
+    fs_err::remove_dir_all(ctx.join("dir")).unwrap();
+    fs_err::write(ctx.join("dir"), "a file now").unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    fs_err::set_permissions(ctx.join("moded.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let second = build("second");
+    assert_eq!(
+        fs_err::read_to_string(second.join("edited.txt")).unwrap(),
+        "two"
+    );
+    assert!(!second.join("removed.txt").exists());
+    assert_eq!(
+        fs_err::read_to_string(second.join("added.txt")).unwrap(),
+        "new"
+    );
+    assert_eq!(
+        fs_err::read_to_string(second.join("dir")).unwrap(),
+        "a file now"
+    );
+    let mode = fs_err::metadata(second.join("moded.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+    // kilnd restarted: it walks its copy again and still agrees.
+    kilnd.kill_and_restart(&[]);
+    fs_err::write(ctx.join("added.txt"), "newer").unwrap();
+    let third = build("third");
+    assert_eq!(
+        fs_err::read_to_string(third.join("added.txt")).unwrap(),
+        "newer"
+    );
+    assert_eq!(
+        fs_err::read_to_string(third.join("edited.txt")).unwrap(),
+        "two"
+    );
+}
