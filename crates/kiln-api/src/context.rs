@@ -91,7 +91,7 @@ pub enum ContextError {
     },
     /// An archive kiln cannot decompress.
     #[error(
-        "{what} is a {format}-compressed archive; kiln unpacks plain and gzip-compressed tar contexts: recompress it with gzip"
+        "{what} is an archive compressed with {format}; kiln unpacks plain and gzip-compressed tar contexts: recompress it with gzip"
     )]
     Compression {
         /// Where the archive came from.
@@ -374,6 +374,6 @@ mod tests {
         )
         .unwrap();
         let error = unpack_or_dockerfile(&dir.join("download"), "stdin", &dir).unwrap_err();
-        assert!(error.to_string().contains("xz-compressed"), "{error}");
+        assert!(error.to_string().contains("compressed with xz"), "{error}");
     }
 }
