@@ -145,18 +145,11 @@ pub fn fetch(remote: &RemoteContext, root: &Path) -> Result<Fetched, ContextErro
         RemoteContext::Git(git) => {
             let checkout = root.join("repo");
             git_checkout(git, &checkout)?;
-            let url = git.fetch_url();
-            let subdir_error = || ContextError::Subdir {
-                url: url.clone(),
-                subdir: git.subdir.clone(),
-            };
-            let context = checkout
-                .join(git.subdir.trim_start_matches('/'))
-                .canonicalize()
-                .map_err(|_| subdir_error())?;
-            if !context.starts_with(checkout.canonicalize()?) || !context.is_dir() {
-                return Err(subdir_error());
-            }
+            let context =
+                subdir_of(&checkout, &git.subdir).ok_or_else(|| ContextError::Subdir {
+                    url: git.fetch_url(),
+                    subdir: git.subdir.clone(),
+                })?;
             Ok(Fetched {
                 context,
                 dockerfile: None,
@@ -179,6 +172,17 @@ pub fn fetch(remote: &RemoteContext, root: &Path) -> Result<Fetched, ContextErro
             unpack_or_dockerfile(&download, url, root)
         }
     }
+}
+
+/// The directory `subdir` names inside `root` (a leading `/` is `root`'s): `None` when
+/// it is missing, is no directory, or leaves `root` (by `..` or a symlink).
+pub fn subdir_of(root: &Path, subdir: &str) -> Option<PathBuf> {
+    let root = root.canonicalize().ok()?;
+    let dir = root
+        .join(subdir.trim_start_matches('/'))
+        .canonicalize()
+        .ok()?;
+    (dir.starts_with(&root) && dir.is_dir()).then_some(dir)
 }
 
 /// A downloaded or uploaded context file at `file`: a tar archive (plain or gzip) is

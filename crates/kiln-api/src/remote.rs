@@ -491,16 +491,7 @@ fn lent_layout(
             .map_err(|e| unreadable(e.to_string()))?
             .ok_or_else(|| unreadable("no index.json".to_owned()))?;
         // As the embedded engine reads one: the tagged image, else the first.
-        let entry = index
-            .manifests
-            .iter()
-            .find(|d| {
-                selector.is_empty()
-                    || d.annotations
-                        .get(kiln_oci::layout::REF_NAME)
-                        .map(String::as_str)
-                        == Some(selector)
-            })
+        let entry = kiln_oci::layout::select(&index, selector)
             .ok_or_else(|| unreadable(format!("no image tagged {selector:?}")))?;
         (selector.to_owned(), entry.digest.clone())
     };

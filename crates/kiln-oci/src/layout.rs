@@ -30,6 +30,16 @@ pub fn read_index(dir: &Path) -> io::Result<Option<Index>> {
     })
 }
 
+/// The entry of `index` that a context's `selector` names: the one with that digest or
+/// tag, or the first for an empty selector.
+pub fn select<'a>(index: &'a Index, selector: &str) -> Option<&'a Descriptor> {
+    index.manifests.iter().find(|d| {
+        selector.is_empty()
+            || d.digest == selector
+            || d.annotations.get(REF_NAME).map(String::as_str) == Some(selector)
+    })
+}
+
 /// The entry of `dir`'s index.json tagged `tag`, if any.
 pub fn tagged(dir: &Path, tag: &str) -> io::Result<Option<Descriptor>> {
     Ok(read_index(dir)?.and_then(|index| {

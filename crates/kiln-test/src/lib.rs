@@ -603,6 +603,25 @@ pub fn git(dir: &Path, args: &[&str]) {
     assert!(output.status.success(), "git {args:?}: {output:?}");
 }
 
+/// `image` (in a plain-HTTP registry) copied by skopeo into the OCI layout `layout`,
+/// tagged `tag`; the digest of index.json's first entry.
+pub fn copy_to_layout(image: &str, layout: &Path, tag: &str) -> String {
+    let copied = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{image}"))
+        .arg(format!("oci:{}:{tag}", layout.display()))
+        .output()
+        .expect("running skopeo");
+    assert!(copied.status.success(), "{copied:?}");
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(layout.join("index.json")).expect("index.json"))
+            .expect("an index");
+    index["manifests"][0]["digest"]
+        .as_str()
+        .expect("a digest")
+        .to_owned()
+}
+
 /// A git repository holding `files` (path, content) in one commit on `main`, bare
 /// under `work`, served by `git daemon` on a free port: the daemon (stopped when
 /// dropped) and the repository's `git://` URL.

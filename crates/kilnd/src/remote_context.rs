@@ -112,7 +112,7 @@ pub(crate) async fn client_layout(
     let (name_and_tag, digest) = reference
         .rsplit_once('@')
         .ok_or_else(|| invalid("has no digest"))?;
-    if !oci_layout::is_sha256_digest(digest) {
+    if !content_store::is_sha256_digest(digest) {
         return Err(invalid("has no sha256 digest"));
     }
     let store = match name_and_tag.rsplit_once(':') {

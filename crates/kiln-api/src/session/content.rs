@@ -166,18 +166,26 @@ where
         .apply_max_message_size_config(Some(MAX_MESSAGE), Some(MAX_MESSAGE))
 }
 
-fn sha256_digest(hasher: Sha256) -> String {
+pub(super) fn sha256_digest(hasher: Sha256) -> String {
     format!("sha256:{}", hex::encode(hasher.finalize()))
+}
+
+/// Whether `digest` is `sha256:` and 64 hex digits: the only digests that name blobs.
+pub fn is_sha256_digest(digest: &str) -> bool {
+    digest
+        .strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The path of blob `digest` under a store directory; only sha256 digests of 64 hex
 /// digits are blobs (nothing else may reach the file system).
-fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf, Status> {
-    let hex = digest
-        .strip_prefix("sha256:")
-        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-        .ok_or_else(|| Status::invalid_argument(format!("{digest:?} failed validation")))?;
-    Ok(dir.join("blobs/sha256").join(hex))
+pub(super) fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf, Status> {
+    if !is_sha256_digest(digest) {
+        return Err(Status::invalid_argument(format!(
+            "{digest:?} failed validation"
+        )));
+    }
+    Ok(dir.join("blobs/sha256").join(&digest["sha256:".len()..]))
 }
 
 fn io_status(what: &str, error: &std::io::Error) -> Status {

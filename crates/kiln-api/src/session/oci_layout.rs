@@ -3,23 +3,17 @@
 //! image's blobs into a layout directory of its own, each checked against its digest.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kiln_oci::{Descriptor, Index, Manifest, media_type};
+use serde::Deserialize as _;
 use sha2::{Digest as _, Sha256};
 use tonic::Status;
 
-use super::content::ContentClient;
+use super::content::{ContentClient, blob_path, is_sha256_digest, sha256_digest};
 
 /// The tag the copied image has in the daemon's layout.
 pub const TAG: &str = "context";
-
-/// Whether `digest` is `sha256:` and 64 hex digits.
-pub fn is_sha256_digest(digest: &str) -> bool {
-    digest
-        .strip_prefix("sha256:")
-        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-}
 
 /// Copies the image `digest` (an index with its manifests, or one manifest) with its
 /// configs and layers from the client's store into the layout `dir`, tagged [`TAG`].
@@ -28,7 +22,8 @@ pub async fn copy_image(mut client: ContentClient, digest: &str, dir: &Path) -> 
     let root: serde_json::Value = read_json(dir, digest)?;
     let is_index = root.get("manifests").is_some();
     let manifests: Vec<String> = if is_index {
-        let index: Index = read_json(dir, digest)?;
+        let index = Index::deserialize(&root)
+            .map_err(|e| Status::invalid_argument(format!("the client's blob {digest}: {e}")))?;
         index.manifests.into_iter().map(|d| d.digest).collect()
     } else {
         vec![digest.to_owned()]
@@ -46,7 +41,7 @@ pub async fn copy_image(mut client: ContentClient, digest: &str, dir: &Path) -> 
         None if is_index => media_type::OCI_INDEX.to_owned(),
         None => media_type::OCI_MANIFEST.to_owned(),
     };
-    let size = fs_err::metadata(blob_path(dir, digest))
+    let size = fs_err::metadata(blob_path(dir, digest)?)
         .map_err(internal)?
         .len();
     let descriptor = Descriptor {
@@ -62,14 +57,9 @@ fn internal(e: std::io::Error) -> Status {
     Status::internal(format!("copying the client's OCI layout: {e}"))
 }
 
-fn blob_path(dir: &Path, digest: &str) -> PathBuf {
-    dir.join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"))
-}
-
 /// A copied manifest or index, decoded.
 fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, digest: &str) -> Result<T, Status> {
-    let bytes = fs_err::read(blob_path(dir, digest)).map_err(internal)?;
+    let bytes = fs_err::read(blob_path(dir, digest)?).map_err(internal)?;
     serde_json::from_slice(&bytes)
         .map_err(|e| Status::invalid_argument(format!("the client's blob {digest}: {e}")))
 }
@@ -81,7 +71,7 @@ async fn copy_blob(client: &mut ContentClient, digest: &str, dir: &Path) -> Resu
             "the client's OCI layout names the blob {digest:?}"
         )));
     }
-    let path = blob_path(dir, digest);
+    let path = blob_path(dir, digest)?;
     if path.exists() {
         return Ok(());
     }
@@ -93,7 +83,7 @@ async fn copy_blob(client: &mut ContentClient, digest: &str, dir: &Path) -> Resu
     };
     client.read(digest, &mut out).await?;
     out.file.flush().map_err(internal)?;
-    let got = format!("sha256:{}", hex::encode(out.hash.finalize()));
+    let got = sha256_digest(out.hash);
     if got != digest {
         let _ = fs_err::remove_file(&partial);
         return Err(Status::data_loss(format!(

@@ -32,19 +32,18 @@ pub fn upload_id(url: &str) -> Option<&str> {
     (host == HOST).then_some(path)
 }
 
-/// The daemon's side: pulls the upload `url` from the client at the end of `channel`
-/// into `out`; returns how many bytes came.
+/// The daemon's side: pulls the upload `url` (`http://buildkit-session/ID`) from the
+/// client at the end of `channel` into `out`; returns how many bytes came.
 pub async fn pull(
     channel: Channel,
     url: &str,
     out: &mut (impl tokio::io::AsyncWrite + Unpin),
 ) -> Result<u64, Status> {
-    let path = url
-        .strip_prefix("http://")
-        .and_then(|rest| rest.find('/').map(|slash| &rest[slash..]))
-        .unwrap_or("/");
+    let id = upload_id(url)
+        .ok_or_else(|| Status::invalid_argument(format!("{url:?} names no upload")))?;
+    let path = format!("/{id}");
     let mut request = Request::new(tokio_stream::empty::<BytesMessage>());
-    for (key, value) in [("urlpath", path), ("urlhost", HOST)] {
+    for (key, value) in [("urlpath", path.as_str()), ("urlhost", HOST)] {
         let value = value
             .parse()
             .map_err(|_| Status::invalid_argument(format!("{url:?}: not an ASCII URL")))?;

@@ -480,17 +480,7 @@ pub fn read_layout(
     };
     let index: kiln_oci::Index = serde_json::from_slice(&fs::read(dir.join("index.json"))?)
         .map_err(|e| invalid(&format!("index.json: {e}")))?;
-    let chosen = index
-        .manifests
-        .iter()
-        .find(|m| {
-            selector.is_empty()
-                || m.digest == selector
-                || m.annotations
-                    .get("org.opencontainers.image.ref.name")
-                    .map(String::as_str)
-                    == Some(selector)
-        })
+    let chosen = kiln_oci::layout::select(&index, selector)
         .ok_or_else(|| invalid(&format!("no image {selector:?}")))?;
     let mut digest = chosen.digest.clone();
     let mut bytes = blob(&digest)?;

@@ -207,13 +207,11 @@ fn pushes_ride_out_transient_faults() {
     ));
     assert_eq!(proxy.injected().len(), 4, "{:#?}", proxy.injected());
     // The image is whole in the registry itself.
-    let copied = std::process::Command::new("skopeo")
-        .args(["copy", "--quiet", "--src-tls-verify=false"])
-        .arg(format!("docker://{}/app:1", registry.host()))
-        .arg(format!("oci:{}:1", work.path().join("copy").display()))
-        .output()
-        .unwrap();
-    assert!(copied.status.success(), "{}", stderr(&copied));
+    kiln_test::copy_to_layout(
+        &format!("{}/app:1", registry.host()),
+        &work.path().join("copy"),
+        "1",
+    );
     kiln_test::reliability_figure(
         "registry faults",
         "push through a reset, 500, 502 and 429 + Retry-After: faults injected, image whole in the registry",

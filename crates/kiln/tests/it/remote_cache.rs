@@ -718,17 +718,8 @@ fn an_oci_layout_base_is_keyed_as_in_buildkit() {
     let probe = Probe::start();
     let work = base.work.path();
     let layout = work.join("layout");
-    let copied = std::process::Command::new("skopeo")
-        .args(["copy", "--quiet", "--src-tls-verify=false"])
-        .arg(format!("docker://{registry}/busybox"))
-        .arg(format!("oci:{}:latest", layout.display()))
-        .output()
-        .unwrap();
-    assert!(copied.status.success(), "{copied:?}");
     // buildctl names the image by digest (buildx reads the tag on the client).
-    let index: Value =
-        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let digest = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let digest = kiln_test::copy_to_layout(&format!("{registry}/busybox"), &layout, "latest");
     let dir = work.join("ctx");
     fs::create_dir_all(&dir).unwrap();
     fs::write(

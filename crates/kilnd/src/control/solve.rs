@@ -718,20 +718,11 @@ fn scoped_to_subdir(context: &Path, subdir: Option<&str>) -> Result<PathBuf, Sta
     else {
         return Ok(context.to_path_buf());
     };
-    let not_inside = || {
+    kiln_api::context::subdir_of(context, subdir).ok_or_else(|| {
         Status::invalid_argument(format!(
             "contextsubdir {subdir:?} is not a directory inside the build context"
         ))
-    };
-    let scoped = context
-        .join(subdir)
-        .canonicalize()
-        .map_err(|_| not_inside())?;
-    let root = context.canonicalize().map_err(|_| not_inside())?;
-    if !scoped.starts_with(&root) || !scoped.is_dir() {
-        return Err(not_inside());
-    }
-    Ok(scoped)
+    })
 }
 
 /// An empty directory standing for a context a build does not read.

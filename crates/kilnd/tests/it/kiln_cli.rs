@@ -553,7 +553,7 @@ fn kiln_builds_on_an_oci_layout_of_the_client_through_kilnd() {
     let kilnd = Kilnd::start(&[]);
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("layout");
-    let manifest_digest = crate::support::copy_to_layout(&image, &layout, "v1");
+    let manifest_digest = kiln_test::copy_to_layout(&image, &layout, "v1");
     let ctx = work.path().join("ctx");
     fs_err::create_dir_all(&ctx).unwrap();
     fs_err::write(

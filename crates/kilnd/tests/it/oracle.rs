@@ -282,7 +282,7 @@ fn buildctl_and_buildx_lend_an_oci_layout_to_kilnd() {
     let kilnd = Kilnd::start(&[]);
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("layout");
-    let digest = crate::support::copy_to_layout(&image, &layout, "latest");
+    let digest = kiln_test::copy_to_layout(&image, &layout, "latest");
     let ctx = work.path().join("ctx");
     fs_err::create_dir_all(&ctx).unwrap();
     fs_err::write(ctx.join("Dockerfile"), "FROM base\nRUN echo ran > /ran\n").unwrap();

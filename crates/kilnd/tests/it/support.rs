@@ -133,18 +133,3 @@ pub(crate) fn can_build() -> bool {
     }
     ok
 }
-
-/// `image` (in a plain-HTTP registry) copied by skopeo into the OCI layout `layout`,
-/// tagged `tag`; the index.json entry's digest.
-pub(crate) fn copy_to_layout(image: &str, layout: &Path, tag: &str) -> String {
-    let copied = Command::new("skopeo")
-        .args(["copy", "--quiet", "--src-tls-verify=false"])
-        .arg(format!("docker://{image}"))
-        .arg(format!("oci:{}:{tag}", layout.display()))
-        .output()
-        .unwrap();
-    assert!(copied.status.success(), "{copied:?}");
-    let index: serde_json::Value =
-        serde_json::from_slice(&fs_err::read(layout.join("index.json")).unwrap()).unwrap();
-    index["manifests"][0]["digest"].as_str().unwrap().to_owned()
-}
