@@ -250,22 +250,40 @@ impl CheckWarning {
 }
 
 /// A place in a source file (BuildKit's `pb.Position`): line 1-based, character
-/// 0-based.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// 0-based. In JSON as Go writes the protobuf type: zero fields left out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Position {
     /// The line.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub line: usize,
     /// The character in the line.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub character: usize,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// A span of a source file (BuildKit's `pb.Range`; the end line inclusive).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct SourceRange {
     /// Where it starts.
     pub start: Position,
     /// Where it ends.
     pub end: Position,
+}
+
+impl SourceRange {
+    /// Whole lines `start..=end`.
+    pub fn lines(start: usize, end: usize) -> Self {
+        let position = |line| Position { line, character: 0 };
+        Self {
+            start: position(start),
+            end: position(end),
+        }
+    }
 }
 
 /// Progress of a build, in BuildKit's model: vertices start, end (done, failed or

@@ -3,7 +3,7 @@
 //! in a daemon it reaches over BuildKit's gRPC API ([`crate::remote::RemoteBuilder`]).
 
 use crate::build::{
-    BuildRequest, BuildResult, CacheRecord, CheckWarning, DefinitionRequest, Event, PruneOptions,
+    BuildRequest, BuildResult, CacheRecord, DefinitionRequest, Event, PruneOptions,
 };
 
 /// What can go wrong asking a builder.
@@ -83,8 +83,15 @@ pub trait Builder: Sync {
         progress: &(dyn Fn(Event) + Sync),
     ) -> Result<BuildResult, Error>;
 
-    /// Runs the Dockerfile's build checks without building (`--call=check`).
-    fn check(&self, request: &BuildRequest) -> Result<Vec<CheckWarning>, Error>;
+    /// Asks the Dockerfile frontend a question instead of building (buildx's `--call`):
+    /// `subrequest` names it (`frontend.lint`, `frontend.outline`, `frontend.targets`,
+    /// `frontend.subrequests.describe`); the answer is its result's metadata
+    /// ([`crate::subrequests`]).
+    fn call(
+        &self,
+        request: &BuildRequest,
+        subrequest: &str,
+    ) -> Result<crate::subrequests::Metadata, Error>;
 
     /// Solves an LLB definition and exports its result.
     fn build_definition(

@@ -197,30 +197,11 @@ impl Client {
         shared_key: &str,
         on_status: impl Fn(control::StatusResponse) + Send + 'static,
     ) -> Result<HashMap<String, String>, Error> {
-        let session_id = random_id();
         if request.r#ref.is_empty() {
             request.r#ref = random_id();
         }
-        request.session = session_id.clone();
-        // The session: the client serves its attachables on the stream's connection.
-        let (outbound, messages) = tokio::sync::mpsc::channel(64);
-        let mut open = tonic::Request::new(ReceiverStream::new(messages));
-        let metadata = open.metadata_mut();
-        for (key, value) in [
-            (headers::UUID, session_id.as_str()),
-            (headers::NAME, "kiln"),
-            (headers::SHARED_KEY, shared_key),
-        ] {
-            if let Ok(value) = MetadataValue::try_from(value) {
-                metadata.insert(key, value);
-            }
-        }
-        for method in attachables.methods() {
-            metadata.append(headers::METHOD, MetadataValue::from_static(method));
-        }
-        let inbound = self.control().session(open).await?.into_inner();
-        let (pipe, _closed) = crate::session::duplex(inbound, outbound);
-        let session = tokio::spawn(attachables.serve(pipe));
+        let (session_id, session) = self.open_session(attachables, shared_key).await?;
+        request.session = session_id;
         // The progress, while the solve runs.
         let mut control = self.control();
         let status_request = control::StatusRequest {
@@ -239,5 +220,103 @@ impl Client {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(3), status).await;
         session.abort();
         Ok(solved?.into_inner().exporter_response.into_iter().collect())
+    }
+
+    /// Asks the daemon's Dockerfile frontend a subrequest (`frontend_attrs` name it
+    /// with `requestid`) and returns its answer's metadata. As buildx does, the client
+    /// drives the build through the gateway: BuildKit passes a frontend's metadata
+    /// back to gateway clients only.
+    pub async fn call(
+        &self,
+        frontend_attrs: HashMap<String, String>,
+        attachables: Attachables,
+        shared_key: &str,
+    ) -> Result<HashMap<String, Vec<u8>>, Error> {
+        use crate::proto::moby::buildkit::v1::frontend as gateway;
+        let build_id = random_id();
+        let (session_id, session) = self.open_session(attachables, shared_key).await?;
+        let mut control = self.control();
+        let request = control::SolveRequest {
+            r#ref: build_id.clone(),
+            session: session_id,
+            ..control::SolveRequest::default()
+        };
+        let solve = tokio::spawn(async move { control.solve(request).await });
+        let mut bridge = gateway::llb_bridge_client::LlbBridgeClient::new(self.channel.clone())
+            .max_decoding_message_size(16 << 20);
+        fn for_build<T>(message: T, build_id: &str) -> tonic::Request<T> {
+            let mut request = tonic::Request::new(message);
+            if let Ok(id) = MetadataValue::try_from(build_id) {
+                request.metadata_mut().insert(headers::BUILD_ID, id);
+            }
+            request
+        }
+        let answer = bridge
+            .solve(for_build(
+                gateway::SolveRequest {
+                    frontend: "dockerfile.v0".to_owned(),
+                    frontend_opt: frontend_attrs,
+                    ..gateway::SolveRequest::default()
+                },
+                &build_id,
+            ))
+            .await;
+        // The build ends either way: with nothing to export, or with the error.
+        let returned = match &answer {
+            Ok(_) => gateway::ReturnRequest {
+                result: Some(gateway::Result::default()),
+                error: None,
+            },
+            Err(status) => gateway::ReturnRequest {
+                result: None,
+                error: Some(crate::proto::google::rpc::Status {
+                    code: status.code() as i32,
+                    message: status.message().to_owned(),
+                    details: Vec::new(),
+                }),
+            },
+        };
+        let _ = bridge.r#return(for_build(returned, &build_id)).await;
+        let solved = solve.await;
+        session.abort();
+        let answer = answer?.into_inner();
+        if let Ok(Err(status)) = solved {
+            return Err(status.into());
+        }
+        Ok(answer.result.map(|r| r.metadata).unwrap_or_default())
+    }
+
+    /// Opens a session serving `attachables`; returns its id and the task serving it.
+    async fn open_session(
+        &self,
+        attachables: Attachables,
+        shared_key: &str,
+    ) -> Result<
+        (
+            String,
+            tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+        ),
+        Error,
+    > {
+        let session_id = random_id();
+        // The session: the client serves its attachables on the stream's connection.
+        let (outbound, messages) = tokio::sync::mpsc::channel(64);
+        let mut open = tonic::Request::new(ReceiverStream::new(messages));
+        let metadata = open.metadata_mut();
+        for (key, value) in [
+            (headers::UUID, session_id.as_str()),
+            (headers::NAME, "kiln"),
+            (headers::SHARED_KEY, shared_key),
+        ] {
+            if let Ok(value) = MetadataValue::try_from(value) {
+                metadata.insert(key, value);
+            }
+        }
+        for method in attachables.methods() {
+            metadata.append(headers::METHOD, MetadataValue::from_static(method));
+        }
+        let inbound = self.control().session(open).await?.into_inner();
+        let (pipe, _closed) = crate::session::duplex(inbound, outbound);
+        Ok((session_id, tokio::spawn(attachables.serve(pipe))))
     }
 }

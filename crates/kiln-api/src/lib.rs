@@ -19,6 +19,7 @@ pub mod client;
 pub mod context;
 pub mod remote;
 pub mod session;
+pub mod subrequests;
 
 pub use builder::{Builder, BuilderInfo, Error, GcPolicyInfo};
 

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 use sha2::Digest as _;
 
 use crate::build::{
-    BuildContext, BuildRequest, BuildResult, CacheRecord, CheckWarning, DefinitionRequest, Event,
-    Export, PruneOptions,
+    BuildContext, BuildRequest, BuildResult, CacheRecord, DefinitionRequest, Event, Export,
+    PruneOptions,
 };
 use crate::builder::{Builder, BuilderInfo, Error};
 use crate::client::{Client, TlsFiles};
@@ -86,6 +86,47 @@ impl RemoteBuilder {
     }
 }
 
+/// What a Dockerfile build lends the daemon through its session: the context, the
+/// Dockerfile's directory, named local contexts and OCI layouts, secrets, ssh, registry
+/// credentials, and the content stores `stores` (local caches).
+fn lent(request: &BuildRequest, stores: BTreeMap<String, PathBuf>) -> Result<Attachables, Error> {
+    let mut dirs = BTreeMap::from([
+        ("context".to_owned(), request.context.clone()),
+        ("dockerfile".to_owned(), request.dockerfile_dir()),
+    ]);
+    let mut content_stores = stores;
+    for (name, context) in &request.named_contexts {
+        match context {
+            BuildContext::Dir(dir) => {
+                dirs.insert(name.clone(), dir.clone());
+            }
+            BuildContext::OciLayout { path, selector } => {
+                let (_, store) = lent_layout(name, path, selector)?;
+                content_stores.insert(store, path.clone());
+            }
+            _ => {}
+        }
+    }
+    Ok(Attachables {
+        dirs,
+        secrets: request.secrets.clone(),
+        outputs: Default::default(),
+        ssh: request.ssh.clone(),
+        registry_auth: true,
+        content_stores,
+        uploads: Default::default(),
+    })
+}
+
+/// The session key of a build: builds of one directory share it, so the daemon keeps
+/// their files between builds and transfers only what changed.
+fn shared_key(request: &BuildRequest) -> String {
+    std::fs::canonicalize(&request.context)
+        .unwrap_or_else(|_| request.context.clone())
+        .display()
+        .to_string()
+}
+
 impl Builder for RemoteBuilder {
     fn build(
         &self,
@@ -94,32 +135,8 @@ impl Builder for RemoteBuilder {
     ) -> Result<BuildResult, Error> {
         let (exporters, outputs) = exporters(&request.outputs)?;
         let (cache, caches) = cache_options(&request.cache_imports, &request.cache_exports)?;
-        let mut dirs = BTreeMap::from([
-            ("context".to_owned(), request.context.clone()),
-            ("dockerfile".to_owned(), request.dockerfile_dir()),
-        ]);
-        let mut content_stores = caches.stores.clone();
-        for (name, context) in &request.named_contexts {
-            match context {
-                BuildContext::Dir(dir) => {
-                    dirs.insert(name.clone(), dir.clone());
-                }
-                BuildContext::OciLayout { path, selector } => {
-                    let (_, store) = lent_layout(name, path, selector)?;
-                    content_stores.insert(store, path.clone());
-                }
-                _ => {}
-            }
-        }
-        let attachables = Attachables {
-            dirs,
-            secrets: request.secrets.clone(),
-            outputs,
-            ssh: request.ssh.clone(),
-            registry_auth: true,
-            content_stores,
-            uploads: Default::default(),
-        };
+        let mut attachables = lent(request, caches.stores.clone())?;
+        attachables.outputs = outputs;
         let mut frontend_attrs = frontend_attrs(request)?;
         if !cache.imports.is_empty() {
             // The frontend's own solves import what this names (buildctl and buildx
@@ -134,19 +151,32 @@ impl Builder for RemoteBuilder {
             cache: Some(cache),
             ..control::SolveRequest::default()
         };
-        // Builds of one directory share a key, so the daemon keeps their files between
-        // builds and transfers only what changed.
-        let shared_key = std::fs::canonicalize(&request.context)
-            .unwrap_or_else(|_| request.context.clone())
-            .display()
-            .to_string();
-        self.solve(solve, attachables, &shared_key, caches, progress)
+        self.solve(solve, attachables, &shared_key(request), caches, progress)
     }
 
-    fn check(&self, _request: &BuildRequest) -> Result<Vec<CheckWarning>, Error> {
-        Err(Error::Unsupported(
-            "--call check: only builds are run on a remote builder yet".to_owned(),
-        ))
+    fn call(
+        &self,
+        request: &BuildRequest,
+        subrequest: &str,
+    ) -> Result<crate::subrequests::Metadata, Error> {
+        let attachables = lent(request, BTreeMap::new())?;
+        let mut frontend_attrs = frontend_attrs(request)?;
+        frontend_attrs.insert(
+            crate::subrequests::REQUEST_ID.to_owned(),
+            subrequest.to_owned(),
+        );
+        // As buildx asks: a frontend without subrequests may pass them on.
+        frontend_attrs.insert(
+            "frontend.caps".to_owned(),
+            "moby.buildkit.frontend.subrequests+forward".to_owned(),
+        );
+        self.runtime.block_on(async {
+            Ok(self
+                .client()
+                .await?
+                .call(frontend_attrs, attachables, &shared_key(request))
+                .await?)
+        })
     }
 
     fn build_definition(

@@ -181,19 +181,7 @@ fn number_text(n: &hcl::Number) -> String {
 /// A string as Go's `json.Marshal` writes it (`<`, `>`, `&`, U+2028 and U+2029
 /// escaped too).
 pub fn go_json_string(s: &str) -> String {
-    let quoted = serde_json::to_string(s).unwrap_or_default();
-    let mut out = String::with_capacity(quoted.len());
-    for c in quoted.chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
-        }
-    }
-    out
+    kiln_oci::go::json_html_escape(&serde_json::to_string(s).unwrap_or_default())
 }
 
 /// A cty type (or type constraint: `Dynamic` is `any`).

@@ -6,48 +6,87 @@ use super::*;
 
 /// A Dockerfile's lint: what BuildKit's `frontend.lint` subrequest reports.
 #[derive(Debug, Clone)]
-pub struct LintReport {
+struct LintReport {
     /// The build checks that fired.
-    pub checks: Vec<CheckWarning>,
+    checks: Vec<CheckWarning>,
     /// What stopped the conversion (a parse error, a `check=error=true` violation),
     /// with its lines when known.
-    pub error: Option<kiln_dockerfile::Error>,
+    error: Option<kiln_dockerfile::Error>,
 }
 
-/// A stage a Dockerfile can build (BuildKit's `frontend.targets` entry).
-#[derive(Debug, Clone)]
-pub struct StageTarget {
-    /// `AS name` (empty for an unnamed stage).
-    pub name: String,
-    /// The `# name description` comment before its FROM.
-    pub description: String,
-    /// What its FROM names, as written.
-    pub base: String,
-    /// `--platform`, as written.
-    pub platform: String,
-    /// Whether it is built when no target is named (the last stage).
-    pub default: bool,
-    /// Its FROM's lines.
-    pub location: SourceRange,
-}
-
-/// Every stage of a Dockerfile, in order.
-pub fn dockerfile_targets(source: &[u8]) -> Result<Vec<StageTarget>, kiln_dockerfile::Error> {
+/// Every stage of a Dockerfile, in order (BuildKit's `frontend.targets` list).
+fn dockerfile_targets(source: &[u8]) -> Result<Vec<subrequests::Target>, kiln_dockerfile::Error> {
     let parsed = kiln_dockerfile::parser::parse(source)?;
     let stages = kiln_dockerfile::instructions::parse(&parsed)?.stages;
     let last = stages.len().saturating_sub(1);
     Ok(stages
         .into_iter()
         .enumerate()
-        .map(|(i, stage)| StageTarget {
+        .map(|(i, stage)| subrequests::Target {
             name: stage.from.name.unwrap_or_default(),
+            default: i == last,
             description: stage.from.comment,
             base: stage.from.base_name,
             platform: stage.from.platform.unwrap_or_default(),
-            default: i == last,
-            location: stage.location,
+            location: subrequests::Location::first_source(api_range(stage.location)),
         })
         .collect())
+}
+
+/// The outline of a conversion's target, in the subrequest's terms.
+fn outline_answer(outline: convert::Outline, source: &[u8]) -> subrequests::Outline {
+    let mount = |m: convert::OutlineMount| subrequests::OutlineMount {
+        name: m.name,
+        required: m.required,
+        location: subrequests::Location::first_source(api_range(m.location)),
+    };
+    subrequests::Outline {
+        name: outline.name,
+        description: outline.description,
+        args: outline
+            .args
+            .into_iter()
+            .map(|a| subrequests::OutlineArg {
+                name: a.name,
+                description: a.description,
+                value: a.value,
+                location: subrequests::Location::first_source(api_range(a.location)),
+            })
+            .collect(),
+        secrets: outline.secrets.into_iter().map(mount).collect(),
+        ssh: outline.ssh.into_iter().map(mount).collect(),
+        sources: vec![source.to_vec()],
+    }
+}
+
+/// A lint report in the subrequest's terms, the Dockerfile its one source.
+fn lint_results(report: LintReport, source: &[u8], filename: &str) -> subrequests::LintResults {
+    subrequests::LintResults {
+        warnings: report
+            .checks
+            .into_iter()
+            .map(|check| subrequests::LintWarning {
+                rule_name: check.rule,
+                description: check.description,
+                url: check.url,
+                detail: check.message,
+                location: subrequests::Location::first_source(check.location),
+            })
+            .collect(),
+        sources: vec![subrequests::SourceInfo {
+            filename: filename.to_owned(),
+            data: source.to_vec(),
+            language: "Dockerfile".to_owned(),
+        }],
+        build_error: report.error.map(|error| subrequests::BuildError {
+            message: error.to_string(),
+            location: error
+                .location
+                .map(api_range)
+                .and_then(subrequests::Location::first_source)
+                .unwrap_or_default(),
+        }),
+    }
 }
 
 struct Resolver<'a>(&'a Worker, &'a RegistryClient, ResolveMode);
@@ -112,25 +151,11 @@ pub(crate) fn step_error(
     }
 }
 
-/// The Dockerfile lines `start..=end` marked, with two lines of context either side,
-/// as BuildKit prints them under an error or a check warning.
+/// The Dockerfile lines `start..=end` marked, with context around them, as BuildKit
+/// prints them under an error or a check warning.
 fn source_excerpt(source: &[u8], file: &str, start: usize, end: usize) -> String {
-    let text = String::from_utf8_lossy(source);
-    let lines: Vec<&str> = text.lines().collect();
-    let mut excerpt = format!("{file}:{start}\n--------------------\n");
-    for n in start.saturating_sub(2).max(1)..=(end + 2).min(lines.len()) {
-        let marker = if (start..=end).contains(&n) {
-            ">>>"
-        } else {
-            "   "
-        };
-        excerpt.push_str(&format!(
-            "{n:>4} | {marker} {}\n",
-            lines.get(n - 1).copied().unwrap_or_default()
-        ));
-    }
-    excerpt.push_str("--------------------\n");
-    excerpt
+    let range = kiln_api::build::SourceRange::lines(start, end);
+    subrequests::source_excerpt(file, source, &[range])
 }
 
 fn file_name(path: &Path) -> String {
@@ -213,38 +238,62 @@ pub fn api_range(range: SourceRange) -> kiln_api::build::SourceRange {
 }
 
 impl Engine {
-    /// Runs the Dockerfile's build checks without building (`--check`).
-    pub(crate) fn checks(&self, request: &BuildRequest) -> Result<Vec<CheckWarning>, Error> {
+    /// Answers a Dockerfile frontend subrequest (BuildKit's `requestid` option:
+    /// `frontend.lint`, `frontend.outline`, `frontend.targets`,
+    /// `frontend.subrequests.describe`) with its result's metadata.
+    pub fn subrequest(
+        &self,
+        request: &BuildRequest,
+        id: &str,
+    ) -> Result<subrequests::Metadata, Error> {
+        if id == subrequests::DESCRIBE {
+            return Ok(subrequests::describe_metadata());
+        }
         let dockerfile = fs::read(&request.dockerfile)
             .map_err(|e| Error::Usage(format!("reading the Dockerfile: {e}")))?;
-        let mut dirs = BTreeMap::new();
-        let conversion = self.convert(
-            request,
-            &dockerfile,
-            "context",
-            &mut dirs,
-            self.worker.registry(),
-            request.platforms.first(),
-        )?;
-        Ok(check_warnings(
-            &conversion,
-            &dockerfile,
-            &request.dockerfile,
-        ))
+        match id {
+            subrequests::LINT => {
+                let report = self.lint(request, &dockerfile)?;
+                let filename = file_name(&request.dockerfile);
+                Ok(lint_results(report, &dockerfile, &filename).to_metadata())
+            }
+            subrequests::TARGETS => {
+                let targets =
+                    dockerfile_targets(&dockerfile).map_err(|error| Error::Dockerfile {
+                        excerpt: String::new(),
+                        error,
+                    })?;
+                let list = subrequests::TargetList {
+                    targets,
+                    sources: vec![dockerfile],
+                };
+                Ok(list.to_metadata())
+            }
+            subrequests::OUTLINE => {
+                let conversion = self.convert(
+                    request,
+                    &dockerfile,
+                    "context",
+                    &mut BTreeMap::new(),
+                    self.worker.registry(),
+                    request.platforms.first(),
+                )?;
+                Ok(outline_answer(conversion.outline, &dockerfile).to_metadata())
+            }
+            other => Err(Error::UnknownSubrequest(other.to_owned())),
+        }
     }
 
     /// Lints the Dockerfile as BuildKit's `frontend.lint` subrequest does: the checks
     /// that fire over every stage (or the target's), and the error that stops the
     /// conversion, which is part of the answer rather than a failure.
-    pub fn lint(&self, request: &BuildRequest) -> Result<LintReport, Error> {
-        let dockerfile = fs::read(&request.dockerfile)
-            .map_err(|e| Error::Usage(format!("reading the Dockerfile: {e}")))?;
+    fn lint(&self, request: &BuildRequest, dockerfile: &[u8]) -> Result<LintReport, Error> {
         let mut dirs = BTreeMap::new();
         let registry = self.worker.registry();
         let target_platform = request.platforms.first();
         match self.convert_for(
             request,
-            &dockerfile,
+            dockerfile,
             "context",
             &mut dirs,
             registry,
@@ -252,11 +301,11 @@ impl Engine {
             target_platform,
         ) {
             Ok(conversion) => Ok(LintReport {
-                checks: check_warnings(&conversion, &dockerfile, &request.dockerfile),
+                checks: check_warnings(&conversion, dockerfile, &request.dockerfile),
                 error: conversion.lint_violation,
             }),
             Err(Error::Dockerfile { error, .. }) => Ok(LintReport {
-                checks: lint_checks(&error.warnings, &dockerfile, &request.dockerfile),
+                checks: lint_checks(&error.warnings, dockerfile, &request.dockerfile),
                 error: Some(error),
             }),
             Err(other) => Err(other),

@@ -38,4 +38,7 @@ pub enum Error {
     /// A remote cache could not be read or written.
     #[error(transparent)]
     RemoteCache(#[from] kiln_remotecache::Error),
+    /// A frontend subrequest the Dockerfile frontend does not answer.
+    #[error("unsupported request {0}")]
+    UnknownSubrequest(String),
 }

@@ -23,14 +23,14 @@ use kiln_api::build::{
     BuildContext, BuildRequest, BuildResult, CacheRecord, CheckWarning, DefinitionRequest, Event,
     Export, PruneOptions,
 };
-use kiln_api::{Builder, BuilderInfo};
+use kiln_api::{Builder, BuilderInfo, subrequests};
 use kiln_dockerfile::convert::{self, ConvertOptions, ImageResolver, NamedContext, ResolvedImage};
 use kiln_export::Exporter;
 use kiln_llb::{LoadedDefinition, MarshalOptions, wire};
 use kiln_registry::RegistryClient;
 use kiln_worker::{LocalContexts, SolveOptions, Worker, WorkerConfig};
 
-pub use dockerfile::{LintReport, StageTarget, api_range, dockerfile_targets};
+pub use dockerfile::api_range;
 use dockerfile::{check_warnings, lint_checks, step_error, violation_error};
 pub use error::Error;
 use export::{build_sources, layer_info, mtime_secs};
@@ -941,8 +941,12 @@ impl Builder for Engine {
         Ok(self.build_with(request, &SessionHooks::default(), progress)?)
     }
 
-    fn check(&self, request: &BuildRequest) -> Result<Vec<CheckWarning>, kiln_api::Error> {
-        Ok(self.checks(request)?)
+    fn call(
+        &self,
+        request: &BuildRequest,
+        subrequest: &str,
+    ) -> Result<subrequests::Metadata, kiln_api::Error> {
+        Ok(self.subrequest(request, subrequest)?)
     }
 
     fn build_definition(

@@ -1,6 +1,7 @@
 //! Value syntaxes BuildKit and buildx borrow from Go, parsed exactly as Go parses
 //! them, in one place for every crate: `strconv.ParseBool`, `time.ParseDuration`, `path.Clean`,
-//! `path.Join`, go-units' `RAMInBytes` and one CSV record as `go-csvvalue` reads it.
+//! `path.Join`, go-units' `RAMInBytes`, one CSV record as `go-csvvalue` reads it, and
+//! `encoding/json`'s escapes.
 
 /// Go's `strconv.ParseBool`: `1 t T TRUE true True` and `0 f F FALSE false False`.
 pub fn parse_bool(text: &str) -> Option<bool> {
@@ -299,6 +300,24 @@ pub fn csv_fields(line: &str) -> Result<Vec<String>, CsvError> {
         }
     }
     Ok(fields)
+}
+
+/// JSON text as Go's `encoding/json` writes it: `<`, `>`, `&`, U+2028 and U+2029
+/// escaped as `\uXXXX` (they can only stand inside strings, so escaping them
+/// everywhere in a document is safe).
+pub fn json_html_escape(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! OCI/Docker image model: platforms, image references, descriptors, manifests, indexes
 //! and media types; OCI layout and layer tars join as they get code. Also the docker
 //! configuration's registry credentials (`docker_config`), which the registry client
-//! and a client's session both read (the lowest crate both reach).
+//! and a client's session both read (the lowest crate both reach), and Go's syntaxes
+//! and table layout (`go`, `tabwriter`) that every crate printing or parsing as
+//! BuildKit does shares.
 //!
 //! This crate is the vocabulary at the bottom of the workspace: it depends on no other
 //! kiln crate.
@@ -13,6 +15,7 @@ pub mod layout;
 pub mod manifest;
 mod platform;
 mod reference;
+pub mod tabwriter;
 mod time;
 pub mod xattr;
 

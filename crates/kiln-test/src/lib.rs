@@ -229,6 +229,37 @@ impl Registry {
     }
 }
 
+/// A Dockerfile whose outline has global and stage args (one derived from another, one
+/// inherited, one unused), described ones, secrets and ssh sockets in two stages. (No
+/// two args or secrets share a line: BuildKit orders those as a Go map iterates.)
+pub const OUTLINED_DOCKERFILE: &str = "\
+ARG GO_VERSION=1.22
+# BASE the base image to build on
+ARG BASE=scratch
+ARG UNUSED=x
+ARG DERIVED=${GO_VERSION}-x
+
+# build compiles the binary
+FROM ${BASE} AS build
+ARG TARGETOS
+# VERSION the version to stamp
+ARG VERSION=dev
+ARG GO_VERSION
+ARG B=2
+RUN --mount=type=secret,id=token,required=true --mount=type=ssh true
+RUN --mount=type=secret,id=npmrc --mount=type=ssh,id=gh,required=true true
+RUN --mount=type=secret,target=/root/.aws true
+
+FROM scratch AS tools
+ARG DERIVED
+ARG TOOLS=1
+RUN --mount=type=secret,id=tools true
+
+FROM build
+COPY --from=tools / /
+ARG FINAL
+";
+
 /// The platforms of [`Registry::push_busybox_multiarch`]'s image, with the Debian
 /// architecture whose busybox-static each is made of.
 pub const BUSYBOX_PLATFORMS: [(&str, &str); 3] = [

@@ -10,7 +10,6 @@ mod gotemplate;
 mod metadata;
 mod outputs;
 mod progress;
-mod tabwriter;
 
 use std::process::ExitCode;
 
@@ -45,7 +44,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         // Already reported (build checks that fired): only the exit status is left.
-        Err(err) if err.downcast_ref::<commands::Reported>().is_some() => ExitCode::FAILURE,
+        Err(err) if err.downcast_ref::<commands::Reported>().is_some() => {
+            let status = err.downcast_ref::<commands::Reported>().map_or(1, |r| r.0);
+            ExitCode::from(status)
+        }
         Err(err) => {
             eprintln!("error: {}", error_chain(&err));
             ExitCode::FAILURE

@@ -31,6 +31,8 @@ pub mod headers {
     pub const SHARED_KEY: &str = "x-docker-expose-session-sharedkey";
     /// Every gRPC method the client serves, one value each.
     pub const METHOD: &str = "x-docker-expose-session-grpc-method";
+    /// On a gateway (LLBBridge) call: the client-driven build it belongs to.
+    pub const BUILD_ID: &str = "buildkit-controlapi-buildid";
 }
 
 /// How much of the byte pipe is buffered in each direction.

@@ -519,12 +519,16 @@ pub(super) fn dispatch(
         }
         Instruction::Arg(args) => {
             let mut parts = Vec::with_capacity(args.len());
-            for arg in args {
+            for (order, arg) in args.into_iter().enumerate() {
                 super::lint::check_secret_key("ARG", &arg.key, location, lint);
                 let from_build = ctx.options.build_args.get(&arg.key).cloned();
                 let mut value = arg.value.clone();
+                // An ARG naming a global one without a value takes the global's, and
+                // the outline keeps describing the global ARG.
+                let mut inherited = false;
                 if value.is_none() && from_build.is_none() {
                     value = super::env_get(&ctx.global_args, &arg.key).map(str::to_owned);
+                    inherited = value.is_some();
                 } else if let Some(v) = from_build {
                     value = Some(v);
                 } else if let Some(default) = &value {
@@ -537,6 +541,20 @@ pub(super) fn dispatch(
                     Some(v) => format!("{}={v}", arg.key),
                     None => arg.key.clone(),
                 });
+                if !inherited {
+                    st.outline.all_args.insert(
+                        arg.key.clone(),
+                        super::outline::ArgInfo {
+                            name: arg.key.clone(),
+                            description: arg.comment.clone(),
+                            value: value.clone().unwrap_or_default(),
+                            location,
+                            deps: BTreeSet::new(),
+                            order,
+                        },
+                    );
+                }
+                st.outline.used_args.insert(arg.key.clone());
                 st.build_args.push((arg.key, value));
             }
             commit(st, ctx, format!("ARG {}", parts.join(" ")), false);
@@ -721,6 +739,8 @@ fn dispatch_run(
         match mount.kind {
             MountType::Secret => {
                 let (secret, as_env) = secret_mount(mount)?;
+                let id = as_env.as_ref().map_or(&secret.id, |e| &e.id);
+                st.outline.mount(true, id, mount.required, location);
                 exec = match as_env {
                     Some(env) => exec.secret_env(env),
                     None => exec.secret(secret),
@@ -731,6 +751,11 @@ fn dispatch_run(
                 if !mount.source.is_empty() {
                     return Err(Error::new("ssh does not support source"));
                 }
+                let id = match mount.cache_id.as_str() {
+                    "" => "default",
+                    id => id,
+                };
+                st.outline.mount(false, id, mount.required, location);
                 let explicit = mount.uid.is_some() || mount.gid.is_some() || mount.mode.is_some();
                 exec = exec.ssh(SshMount {
                     id: mount.cache_id.clone(),

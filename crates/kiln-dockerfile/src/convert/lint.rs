@@ -178,8 +178,17 @@ pub(crate) fn check_parsed(dockerfile: &Dockerfile, lint: &mut Linter) {
     let Some(first_from) = first_from else { return };
     let nodes = &dockerfile.children[first_from..];
     let mut names: Vec<String> = Vec::new();
-    for node in nodes.iter().filter(|n| n.command() == "from") {
-        if node.args.len() != 3 {
+    // As BuildKit parses instructions: each FROM's and MAINTAINER's checks in order,
+    // then the casing of them all.
+    for node in nodes {
+        if node.command() == "maintainer" {
+            lint.report(
+                "MaintainerDeprecated",
+                "Maintainer instruction is deprecated in favor of using label",
+                node.location,
+            );
+        }
+        if node.command() != "from" || node.args.len() != 3 {
             continue;
         }
         let keyword = node.keyword.as_str();
@@ -195,18 +204,19 @@ pub(crate) fn check_parsed(dockerfile: &Dockerfile, lint: &mut Linter) {
         } else {
             as_word == as_word.to_uppercase()
         };
-        if !matches {
-            lint.report(
-                "FromAsCasing",
-                &format!("'{as_word}' and '{keyword}' keywords' casing do not match"),
-                node.location,
-            );
-        }
+        // In BuildKit's order: the name's casing, then the keywords'.
         let name = node.args[2].as_str();
         if name != name.to_lowercase() {
             lint.report(
                 "StageNameCasing",
                 &format!("Stage name '{name}' should be lowercase"),
+                node.location,
+            );
+        }
+        if !matches {
+            lint.report(
+                "FromAsCasing",
+                &format!("'{as_word}' and '{keyword}' keywords' casing do not match"),
                 node.location,
             );
         }
@@ -256,13 +266,6 @@ pub(crate) fn check_parsed(dockerfile: &Dockerfile, lint: &mut Linter) {
                     "Command '{}' should match the case of the command majority ({casing})",
                     node.keyword
                 ),
-                node.location,
-            );
-        }
-        if node.command() == "maintainer" {
-            lint.report(
-                "MaintainerDeprecated",
-                "Maintainer instruction is deprecated in favor of using label",
                 node.location,
             );
         }

@@ -10,6 +10,7 @@ mod dispatch;
 mod gofmt;
 mod image;
 mod lint;
+mod outline;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use crate::shell::Lexer;
 
 pub use self::image::{Healthcheck, History, Image, ImageConfig, RootFs};
 pub use self::lint::{LintWarning, RULES, rule_description};
+pub use self::outline::{Outline, OutlineArg, OutlineMount};
 
 /// The default `PATH` of Linux images.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -168,6 +170,8 @@ pub struct Conversion {
     /// The `check=error=true` violation, when [`ConvertOptions::keep_lint_violation`]
     /// kept it here rather than failing the conversion.
     pub lint_violation: Option<Error>,
+    /// What the target can be given: build args, secrets, ssh sockets.
+    pub outline: Outline,
 }
 
 /// Build args BuildKit never reports as unused: the proxy variables and its own.
@@ -219,6 +223,9 @@ struct StageState {
     ignore_cache: bool,
     /// Replaced by a named context: nothing of the stage's own runs.
     noinit: bool,
+    /// The `# name description` comment before its FROM.
+    description: String,
+    outline: outline::OutlineCapture,
 }
 
 impl StageState {
@@ -305,6 +312,8 @@ struct Converter<'a> {
     stages: Vec<StageState>,
     by_name: HashMap<String, usize>,
     lint: lint::Linter,
+    /// The global ARGs as every stage's outline starts with them.
+    meta_outline: outline::OutlineCapture,
 }
 
 fn env_get<'e>(env: &'e [(String, String)], key: &str) -> Option<&'e str> {
@@ -467,24 +476,45 @@ impl<'a> Converter<'a> {
             &stage_arg,
         );
 
-        // Global ARGs, with --build-arg overrides.
+        // Global ARGs, with --build-arg overrides (BuildKit's `buildMetaArgs`).
+        let mut meta_outline = outline::OutlineCapture::default();
         for command in &parsed.meta_args {
             let Instruction::Arg(args) = &command.instruction else {
                 continue;
             };
-            for arg in args {
+            for (order, arg) in args.iter().enumerate() {
                 lint::check_secret_key("ARG", &arg.key, command.location, &mut lint);
+                let mut deps = BTreeSet::new();
                 let value = match options.build_args.get(&arg.key) {
                     Some(v) => Some(v.clone()),
                     None => match &arg.value {
-                        Some(default) => Some(
-                            lexer
-                                .expand(default, &global_args)
-                                .map_err(|e| Error::from(e).with_location(command.location))?,
-                        ),
+                        Some(default) => {
+                            let expansion = lexer
+                                .process(default, &global_args)
+                                .map_err(|e| Error::from(e).with_location(command.location))?;
+                            deps = expansion.matched;
+                            // `ARG A=$A-x` depends on what the earlier A did.
+                            if deps.remove(&arg.key)
+                                && let Some(earlier) = meta_outline.all_args.get(&arg.key)
+                            {
+                                deps.extend(earlier.deps.iter().cloned());
+                            }
+                            Some(expansion.word)
+                        }
                         None => None,
                     },
                 };
+                meta_outline.all_args.insert(
+                    arg.key.clone(),
+                    outline::ArgInfo {
+                        name: arg.key.clone(),
+                        description: arg.comment.clone(),
+                        value: value.clone().unwrap_or_default(),
+                        location: command.location,
+                        deps,
+                        order,
+                    },
+                );
                 if let Some(value) = value {
                     env_set(&mut global_args, &arg.key, value);
                 }
@@ -566,12 +596,14 @@ impl<'a> Converter<'a> {
             stages: Vec::new(),
             by_name: HashMap::new(),
             lint,
+            meta_outline,
         })
     }
 
     fn add_state(&mut self, mut state: StageState) -> usize {
         if let Some(&base) = self.by_name.get(&state.base_name) {
             state.base = Some(base);
+            state.outline = self.stages[base].outline.clone();
         }
         let index = self.stages.len();
         if let Some(name) = &state.name {
@@ -601,6 +633,7 @@ impl<'a> Converter<'a> {
                 None
             }
         };
+        let outline = self.outline(target);
         let mut target_state = self.stages[target].clone();
         for (key, value) in &self.ctx.options.labels {
             target_state
@@ -633,9 +666,30 @@ impl<'a> Converter<'a> {
                 warnings: self.lint.warnings,
                 unused_build_args: unused_build_args(&self.parsed, self.ctx.options),
                 lint_violation,
+                outline,
             },
             ctx_paths,
         ))
+    }
+
+    /// What stage `target` and the stages it reads can be given.
+    fn outline(&self, target: usize) -> Outline {
+        let links: Vec<outline::StageLinks<'_>> = self
+            .stages
+            .iter()
+            .map(|s| outline::StageLinks {
+                capture: &s.outline,
+                base: s.base,
+                deps: &s.deps,
+            })
+            .collect();
+        let stage = &self.stages[target];
+        outline::outline(
+            &links,
+            target,
+            stage.name.as_deref().unwrap_or_default(),
+            &stage.description,
+        )
     }
 
     /// Converts the stages the target needs; returns the target's index.
@@ -668,6 +722,7 @@ impl<'a> Converter<'a> {
                 .process(&stage.from.base_name, &self.ctx.global_args)
                 .map_err(|e| Error::from(e).with_location(stage.location))?;
             self.report_undeclared_from_args(&expansion.unmatched, &declared, stage.location);
+            let mut used_by_from = expansion.matched;
             let expanded = expansion.word;
             if expanded.is_empty() {
                 return Err(Error::at(
@@ -685,6 +740,8 @@ impl<'a> Converter<'a> {
                 base_name: expanded,
                 source_code: stage.code.clone(),
                 location: stage.location,
+                description: stage.from.comment.clone(),
+                outline: self.meta_outline.clone(),
                 ..StageState::default()
             };
             if let Some(platform) = &stage.from.platform {
@@ -700,6 +757,7 @@ impl<'a> Converter<'a> {
                     })?;
                 self.report_undeclared_from_args(&expansion.unmatched, &declared, stage.location);
                 self.check_from_platform(stage, platform, &expansion);
+                used_by_from.extend(expansion.matched.iter().cloned());
                 let value = expansion.word;
                 if value.is_empty() {
                     // BuildKit suggests a global ARG for a misspelt one (wrapSuggestAny).
@@ -735,6 +793,7 @@ impl<'a> Converter<'a> {
                 continue;
             }
             let st = &mut self.stages[index];
+            st.outline.used_args.extend(used_by_from);
             let mut total = usize::from(st.base_name != "scratch" && st.base.is_none());
             total += stage
                 .commands

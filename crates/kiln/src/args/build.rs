@@ -57,7 +57,8 @@ pub(crate) struct BuildArgs {
     /// Run the Dockerfile's build checks only (same as `--call=check`).
     #[arg(long)]
     pub(crate) check: bool,
-    /// What to run: `build` (default) or `check`.
+    /// Set method for evaluating build (`build`, `check`, `outline`, `targets`;
+    /// `,format=json` for the answer's JSON).
     #[arg(long, default_value = "build")]
     pub(crate) call: String,
     /// Set target platform for build

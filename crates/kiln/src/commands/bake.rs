@@ -50,12 +50,17 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
         sets.push("*.load=true".to_owned());
     }
     let call = if args.check {
-        Some("check")
+        "check"
     } else {
-        args.call.as_deref()
+        args.call.as_deref().unwrap_or_default()
     };
-    if let Some(call) = call {
-        sets.push(format!("*.call={call}"));
+    // The flag's name applies to every target; its format and status to every call.
+    let flag_call = super::call::CallFunc::parse(call)?;
+    if let Some(call) = &flag_call {
+        if call.format == "json" {
+            bail!("--call {call:?}: kiln bake prints calls as tables only yet; drop format=json");
+        }
+        sets.push(format!("*.call={}", call.name));
     }
     // `kiln bake URL [TARGET…]`: the Bake files (and the default context) come from a
     // git repository or tarball, as buildx's remote definitions do.
@@ -110,20 +115,72 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
     let builder = crate::driver::open(None)?;
     let quiet = args.progress == "quiet";
     let mut metadata = Map::new();
-    let mut checks_fired = false;
-    let call_of = |name: &str| {
-        resolved.targets[name]
+    let call_of = |name: &str| -> anyhow::Result<Option<super::call::CallFunc>> {
+        let text = resolved.targets[name]
             .get("call")
             .and_then(Json::as_str)
-            .unwrap_or("build")
-            .to_owned()
+            .unwrap_or_default();
+        let mut call =
+            super::call::CallFunc::parse(text).with_context(|| format!("target {name}"))?;
+        if let (Some(call), Some(flag)) = (call.as_mut(), &flag_call) {
+            call.format = flag.format.clone();
+            call.ignore_status = flag.ignore_status;
+        }
+        Ok(call)
     };
-    let (checks, builds): (Vec<_>, Vec<_>) = requests
-        .into_iter()
-        .partition(|(name, _)| call_of(name) == "check");
-    for (name, (build, _)) in &checks {
-        println!("target {name}:");
-        checks_fired |= crate::progress::checks::print_report(&builder.check(build)?);
+    let mut calls = Vec::new();
+    let mut builds = Vec::new();
+    for (name, request) in requests {
+        match call_of(name)? {
+            Some(call) => calls.push((name, request, call)),
+            None => builds.push((name, request)),
+        }
+    }
+    // As buildx: each call's answer under its target's name, by name.
+    calls.sort_by(|a, b| a.0.cmp(b.0));
+    let mut call_status = 0;
+    for (i, (name, (build, _), call)) in calls.iter().enumerate() {
+        if call.format == "json" {
+            bail!("target {name}: call {call:?}: kiln bake prints calls as tables only yet");
+        }
+        let mut out = if i > 0 {
+            "\n".to_owned()
+        } else {
+            String::new()
+        };
+        out.push_str(&format!("{name}\n"));
+        if let Some(description) = resolved.targets[name.as_str()]
+            .get("description")
+            .and_then(Json::as_str)
+            .filter(|d| !d.is_empty())
+        {
+            out.push_str(&format!("{description}\n"));
+        }
+        out.push('\n');
+        let answer = builder.call(build, &call.subrequest())?;
+        // As buildx names it: the target's Dockerfile joined to its context.
+        let field = |key: &str| {
+            resolved.targets[name.as_str()]
+                .get(key)
+                .and_then(Json::as_str)
+                .map(str::to_owned)
+        };
+        let file = field("dockerfile").unwrap_or_else(|| "Dockerfile".to_owned());
+        let dockerfile = match field("context") {
+            Some(context) if kiln_api::context::detect(&context)?.is_some() => file,
+            _ if file.starts_with('/') => file,
+            context => kiln_oci::go::join_path(&[context.as_deref().unwrap_or("."), &file]),
+        };
+        match super::call::print_answer(call, &answer, &dockerfile, &mut out) {
+            Ok(0) => {}
+            Ok(status) if call_status == 0 => call_status = status,
+            Ok(_) => {}
+            Err(error) => {
+                out.push_str(&format!("error: {error}\n"));
+                call_status = 1;
+            }
+        }
+        print!("{out}");
     }
     // Every target builds at once on the one engine: a step they share runs once
     // (the others wait for it and take it from the cache), one progress display.
@@ -175,8 +232,8 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.metadata_file {
         crate::metadata::write_json(path, &Json::Object(metadata))?;
     }
-    if checks_fired {
-        return Err(crate::commands::Reported.into());
+    if call_status != 0 {
+        return Err(crate::commands::Reported(call_status).into());
     }
     Ok(())
 }
@@ -214,9 +271,6 @@ fn build_request(
                 .collect()
         })
         .unwrap_or_default();
-    if let Some(call) = text("call").filter(|c| !matches!(*c, "build" | "check")) {
-        bail!("call={call} (outline, targets) is not supported yet; build and check are");
-    }
     let context_spec = text("context").unwrap_or(".");
     let remote = match kiln_api::context::detect(context_spec)? {
         Some(remote) => Some(kiln_api::context::fetch(

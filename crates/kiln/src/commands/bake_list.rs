@@ -161,81 +161,10 @@ fn json_array<'a>(objects: impl Iterator<Item = Vec<(&'a str, String)>>) -> Stri
     format!("[\n{}\n]\n", objects.join(",\n"))
 }
 
-/// Go's `tabwriter.NewWriter(w, 1, 8, 1, '\t', 0)` over `text`: tab-terminated cells
-/// line up in columns (each block of consecutive lines with that column), padded with
-/// tabs to the column's widest cell plus one, rounded up to a tab stop. The last cell
-/// of a line is not part of a column.
+/// Go's `tabwriter.NewWriter(w, 1, 8, 1, '\t', 0)` over `text`, as buildx writes the
+/// list.
 fn tabwrite(text: &str) -> String {
-    const MIN_WIDTH: usize = 1;
-    const TAB_WIDTH: usize = 8;
-    const PADDING: usize = 1;
-
-    struct Writer {
-        lines: Vec<Vec<String>>,
-        widths: Vec<usize>,
-        out: String,
-    }
-
-    impl Writer {
-        fn format(&mut self, mut line0: usize, line1: usize) {
-            let column = self.widths.len();
-            let mut this = line0;
-            while this < line1 {
-                if column + 1 >= self.lines[this].len() {
-                    this += 1;
-                    continue;
-                }
-                // A column block starts here.
-                self.write_lines(line0, this);
-                line0 = this;
-                let mut width = MIN_WIDTH;
-                while this < line1 && column + 1 < self.lines[this].len() {
-                    width = width.max(self.lines[this][column].chars().count() + PADDING);
-                    this += 1;
-                }
-                self.widths.push(width);
-                self.format(line0, this);
-                self.widths.pop();
-                line0 = this;
-            }
-            self.write_lines(line0, line1);
-        }
-
-        fn write_lines(&mut self, line0: usize, line1: usize) {
-            for i in line0..line1 {
-                for (j, cell) in self.lines[i].iter().enumerate() {
-                    self.out.push_str(cell);
-                    if let Some(&width) = self.widths.get(j) {
-                        let cell_width = width.div_ceil(TAB_WIDTH) * TAB_WIDTH;
-                        let padding = cell_width - cell.chars().count();
-                        self.out.push_str(&"\t".repeat(padding.div_ceil(TAB_WIDTH)));
-                    }
-                }
-                if i + 1 < self.lines.len() {
-                    self.out.push('\n');
-                }
-            }
-        }
-    }
-
-    let lines: Vec<Vec<String>> = text
-        .split(['\n', '\x0c'])
-        .map(|line| {
-            if line.is_empty() {
-                Vec::new()
-            } else {
-                line.split(['\t', '\x0b']).map(str::to_owned).collect()
-            }
-        })
-        .collect();
-    let mut writer = Writer {
-        widths: Vec::new(),
-        out: String::with_capacity(text.len() * 2),
-        lines,
-    };
-    let count = writer.lines.len();
-    writer.format(0, count);
-    writer.out
+    kiln_oci::tabwriter::align_with_tabs(text, 1, 8, 1)
 }
 
 #[cfg(test)]

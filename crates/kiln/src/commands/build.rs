@@ -424,20 +424,22 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
     } else {
         args.call.as_str()
     };
+    let call = super::call::CallFunc::parse(call)?;
     let remote = args.builder.remote()?;
     let builder = crate::driver::open(remote.as_ref())?;
-    match call {
-        "build" => {}
-        "check" => {
-            let checks = builder.check(&request)?;
-            if crate::progress::checks::print_report(&checks) {
-                return Err(crate::commands::Reported.into());
-            }
-            return Ok(());
-        }
-        other => bail!(
-            "--call {other:?}: supported are build and check (outline and targets are not yet)"
-        ),
+    if let Some(call) = call {
+        let answer = builder.call(&request, &call.subrequest())?;
+        let dockerfile = super::call::dockerfile_display_name(
+            &args.context.to_string_lossy(),
+            args.file.as_deref().map(|f| f.to_string_lossy()).as_deref(),
+        );
+        let mut out = String::new();
+        let printed = super::call::print_answer(&call, &answer, &dockerfile, &mut out);
+        print!("{out}");
+        return match printed? {
+            0 => Ok(()),
+            status => Err(crate::commands::Reported(status).into()),
+        };
     }
     let progress = Progress::open(&progress_mode, quiet)?;
     let steps = crate::metadata::StepSources::default();

@@ -287,7 +287,7 @@ fn render_ls(builders: &[Builder], format: &LsFormat) -> anyhow::Result<String> 
         ]))?);
     }
     Ok(if format.table {
-        crate::tabwriter::align(&text, 10, 3)
+        kiln_oci::tabwriter::align(&text, 10, 3)
     } else {
         text
     })
@@ -397,7 +397,7 @@ fn render_inspect(b: &Builder) -> String {
             }
         }
     }
-    crate::tabwriter::align(&text, 0, 1)
+    kiln_oci::tabwriter::align(&text, 0, 1)
 }
 
 /// Go's `units.BytesSize`: binary units, four significant digits (`488.3MiB`).

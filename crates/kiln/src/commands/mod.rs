@@ -5,6 +5,7 @@ mod bake_list;
 mod build;
 mod builders;
 mod cache;
+mod call;
 mod dump_llb;
 mod imagetools;
 
@@ -12,9 +13,9 @@ use crate::args::imagetools::ImagetoolsCommand;
 use crate::args::{Cli, Command, debug::DebugCommand};
 
 /// A failure already reported to the user (e.g. `--check` found warnings): the process
-/// only exits non-zero.
+/// only exits with this status (non-zero).
 #[derive(Debug)]
-pub(crate) struct Reported;
+pub(crate) struct Reported(pub(crate) u8);
 
 impl std::fmt::Display for Reported {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -370,47 +370,6 @@ fn an_external_frontend_is_refused_clearly() {
     );
 }
 
-/// `--check` reports BuildKit's rules with their links and the Dockerfile lines, exits
-/// 1 when any fired and 0 when none did; `# check=skip=` silences rules.
-#[test]
-fn check_reports_build_checks_without_building() {
-    let work = tempfile::tempdir().unwrap();
-    let state = work.path().join("state");
-    let dockerfile = work.path().join("Dockerfile");
-    fs_err::write(
-        &dockerfile,
-        "FROM scratch as base\nENV API_TOKEN=x\nCMD echo hi\n",
-    )
-    .unwrap();
-    let dir = work.path().to_str().unwrap();
-    let output = kiln(&state, &["build", "--check", dir]);
-    assert_eq!(output.status.code(), Some(1));
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        report.starts_with("Check complete, 3 warnings have been found!"),
-        "{report}"
-    );
-    for expected in [
-        "WARNING: FromAsCasing - https://docs.docker.com/go/dockerfile/rule/from-as-casing/",
-        "Do not use ARG or ENV instructions for sensitive data (ENV \"API_TOKEN\")",
-        "   3 | >>> CMD echo hi",
-    ] {
-        assert!(report.contains(expected), "{expected}:\n{report}");
-    }
-
-    fs_err::write(
-        &dockerfile,
-        "# check=skip=FromAsCasing,SecretsUsedInArgOrEnv,JSONArgsRecommended\nFROM scratch as base\nENV API_TOKEN=x\nCMD echo hi\n",
-    )
-    .unwrap();
-    let output = kiln(&state, &["build", "--call=check", dir]);
-    assert!(output.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim(),
-        "Check complete, no warnings found."
-    );
-}
-
 /// `--progress=rawjson`: one JSON status object per line, BuildKit's field names.
 #[test]
 fn rawjson_progress_is_a_stream_of_solve_statuses() {

@@ -4,6 +4,7 @@ mod bake;
 mod build;
 mod builders;
 mod cache_keys;
+mod calls;
 mod cloud_cache;
 mod config;
 mod context;

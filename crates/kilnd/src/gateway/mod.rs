@@ -14,6 +14,7 @@ use std::time::Duration;
 use kiln_api::build::CacheOptionsEntry;
 use kiln_api::proto::moby::buildkit::v1::apicaps::ApiCap;
 use kiln_api::proto::moby::buildkit::v1::frontend as gw;
+use kiln_api::session::headers::BUILD_ID;
 use kiln_engine::Solved;
 use tokio::sync::{Notify, watch};
 use tonic::{Request, Response, Status};
@@ -22,9 +23,6 @@ use crate::control::{Daemon, ServerStream, error_chain};
 use crate::jobs::Job;
 use crate::session::Session;
 use crate::subrequests;
-
-/// The metadata key naming the solve a gateway call belongs to.
-const BUILD_ID: &str = "buildkit-controlapi-buildid";
 
 /// One client-driven build: its session, its progress, the refs it solved, and its
 /// returned result.
@@ -562,35 +560,22 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
     }
 }
 
-/// Answers a Dockerfile subrequest (`frontend.lint`, `frontend.targets`) with its
+/// Answers a Dockerfile subrequest (`frontend.lint`, `frontend.outline`, …) with its
 /// result's metadata.
 pub(crate) async fn answer_subrequest(
     daemon: &Arc<Daemon>,
     request_id: &str,
     request: kiln_api::build::BuildRequest,
 ) -> Result<HashMap<String, Vec<u8>>, Status> {
-    let data = fs_err::read(&request.dockerfile).map_err(|e| Status::internal(e.to_string()))?;
-    let filename = request
-        .dockerfile
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let source = subrequests::Source {
-        filename: &filename,
-        data: &data,
-    };
-    match request_id {
-        subrequests::LINT => {
-            let report = daemon.blocking(move |engine| engine.lint(&request)).await?;
-            Ok(subrequests::lint_result(&report, &source))
+    let engine = Arc::clone(&daemon.engine);
+    let id = request_id.to_owned();
+    match tokio::task::spawn_blocking(move || engine.subrequest(&request, &id)).await {
+        Ok(Ok(metadata)) => Ok(metadata),
+        Ok(Err(kiln_engine::Error::UnknownSubrequest(name))) => {
+            Err(subrequests::unsupported(&name))
         }
-        subrequests::TARGETS => {
-            let targets = kiln_engine::dockerfile_targets(&data)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
-            Ok(subrequests::targets_result(&targets, &source))
-        }
-        subrequests::DESCRIBE => Ok(subrequests::describe_result()),
-        other => Err(subrequests::unsupported(other)),
+        Ok(Err(error)) => Err(Status::unknown(error_chain(&error))),
+        Err(e) => Err(Status::internal(format!("engine task failed: {e}"))),
     }
 }
 

@@ -692,3 +692,49 @@ fn kilnd_sees_each_change_to_a_context_between_builds() {
         "two"
     );
 }
+
+/// `kiln build --call` on kilnd: the client drives the frontend through the gateway, as
+/// buildx does, and prints the same answers as the embedded engine (whose texts the
+/// `calls` tests pin to BuildKit's), exit statuses included.
+#[test]
+fn kiln_calls_answer_through_kilnd_as_embedded() {
+    if !kiln_test::is_root() {
+        kiln_test::skip("kilnd needs root");
+        return;
+    }
+    let Some(kiln) = kiln_binary() else {
+        return;
+    };
+    let kilnd = Kilnd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    fs_err::write(
+        work.path().join("Dockerfile"),
+        kiln_test::OUTLINED_DOCKERFILE.replace("ARG FINAL", "arg FINAL"),
+    )
+    .unwrap();
+    let dir = work.path().to_str().unwrap();
+    for call in [
+        "outline",
+        "targets,format=json",
+        "check",
+        "subrequests.describe",
+    ] {
+        let answer = |address: Option<&str>| {
+            let mut command = Command::new(&kiln);
+            command
+                .env("KILN_ROOT", work.path().join("state"))
+                .arg("build");
+            if let Some(address) = address {
+                command.args(["--addr", address]);
+            }
+            let output = command.args(["--call", call, dir]).output().unwrap();
+            (
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                output.status.code(),
+            )
+        };
+        let embedded = answer(None);
+        assert!(!embedded.0.is_empty(), "--call {call}: no answer");
+        assert_eq!(answer(Some(&kilnd.address())), embedded, "--call {call}");
+    }
+}

@@ -910,3 +910,113 @@ fn a_context_files_extended_attributes_are_keyed_as_in_buildkit() {
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(copied(&log), "kiln on kilnd:\n{log}");
 }
+
+/// A Dockerfile that fires checks on one line, on several, and in an unused stage.
+const LINTED: &str = "FROM scratch as Base\ncopy a /\n\nFROM base\nMAINTAINER me\nENV A 1\n\nFROM scratch AS Other\nmaintainer me\n";
+
+/// `--call` through kilnd answers as through buildkitd v0.24: buildx prints the same
+/// outline, targets, checks and descriptions, as tables and as JSON, with the same exit
+/// status; and kiln prints the same, asking either daemon or its embedded engine.
+#[test]
+fn calls_answer_through_kilnd_as_through_buildkitd() {
+    if !kiln_test::is_root() {
+        kiln_test::skip("kilnd needs root");
+        return;
+    }
+    let Some(buildx) = kiln_test::oracle_tool("docker-buildx", "KILN_BUILDX") else {
+        return;
+    };
+    let Some(buildkitd) = kiln_test::Buildkitd::start(&[]) else {
+        return;
+    };
+    let Some(kiln) = crate::kiln_cli::kiln_binary() else {
+        return;
+    };
+    let kilnd = Kilnd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let (outlined, linted) = (work.path().join("outlined"), work.path().join("linted"));
+    for (dir, dockerfile) in [
+        (&outlined, kiln_test::OUTLINED_DOCKERFILE),
+        (&linted, LINTED),
+    ] {
+        fs_err::create_dir_all(dir).unwrap();
+        fs_err::write(dir.join("Dockerfile"), dockerfile).unwrap();
+    }
+    let docker_config = work.path().join("docker");
+    for (name, address) in [
+        ("calls-kilnd", kilnd.address()),
+        ("calls-buildkitd", buildkitd.address()),
+    ] {
+        run(Command::new(&buildx)
+            .env("DOCKER_CONFIG", &docker_config)
+            .args(["create", "--name", name, "--driver", "remote", &address]));
+    }
+    // The answer's stdout (a lint's JSON without the LLB that loaded the Dockerfile,
+    // which names a session) and exit status.
+    let answer = |output: Output, call: &str| {
+        let mut stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if call.starts_with("check,format=json") {
+            let mut lint: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+            for source in lint["sources"].as_array_mut().unwrap() {
+                source.as_object_mut().unwrap().remove("definition");
+            }
+            stdout = serde_json::to_string_pretty(&lint).unwrap();
+        }
+        (stdout, output.status.code())
+    };
+    let cases: [(&Path, &[&str]); 10] = [
+        (&outlined, &["outline"]),
+        (&outlined, &["outline", "--target", "build"]),
+        (&outlined, &["outline", "--target", "tools"]),
+        (
+            &outlined,
+            &["outline,format=json", "--build-arg", "VERSION=1.0"],
+        ),
+        (&outlined, &["targets"]),
+        (&outlined, &["targets,format=json"]),
+        (&outlined, &["subrequests.describe"]),
+        (&outlined, &["check"]),
+        (&linted, &["check"]),
+        (&linted, &["check,format=json"]),
+    ];
+    for (dir, args) in cases {
+        let (call, rest) = args.split_first().unwrap();
+        let dir = dir.display().to_string();
+        let through = |builder: &str| {
+            let output = Command::new(&buildx)
+                .env("DOCKER_CONFIG", &docker_config)
+                .args(["build", "--builder", builder, "--call", call])
+                .args(rest)
+                .arg(&dir)
+                .output()
+                .unwrap();
+            answer(output, call)
+        };
+        let expected = through("calls-buildkitd");
+        assert!(
+            !expected.0.is_empty(),
+            "{args:?}: buildkitd answered nothing"
+        );
+        assert_eq!(through("calls-kilnd"), expected, "buildx --call {args:?}");
+        for address in [kilnd.address(), buildkitd.address(), String::new()] {
+            let mut command = Command::new(&kiln);
+            command
+                .env("KILN_ROOT", work.path().join("embedded"))
+                .arg("build");
+            if !address.is_empty() {
+                command.args(["--addr", &address]);
+            }
+            let output = command
+                .args(["--call", call])
+                .args(rest)
+                .arg(&dir)
+                .output()
+                .unwrap();
+            assert_eq!(
+                answer(output, call),
+                expected,
+                "kiln build --addr {address:?} --call {args:?}"
+            );
+        }
+    }
+}

@@ -1,12 +1,23 @@
-//! Go's `text/tabwriter` with spaces for padding (`tabwriter.NewWriter(w, minwidth,
-//! tabwidth, padding, ' ', 0)`), which buildx and the docker CLI print their tables and
-//! `Label:\tvalue` blocks with: tab-terminated cells line up in columns, a column
+//! Go's `text/tabwriter`, which buildx, BuildKit and the docker CLI print their tables
+//! and `Label:\tvalue` blocks with: tab-terminated cells line up in columns, a column
 //! being a block of consecutive lines that have a cell there, as wide as its widest
 //! cell plus `padding` (at least `min_width`); the last cell of a line is not part of
 //! a column and is never padded.
 
-/// Aligns `text` as Go's tabwriter does when flushed (widths count characters).
-pub(crate) fn align(text: &str, min_width: usize, padding: usize) -> String {
+/// Aligns `text` as Go's tabwriter padding with spaces does when flushed
+/// (`tabwriter.NewWriter(w, min_width, _, padding, ' ', 0)`; widths count characters).
+pub fn align(text: &str, min_width: usize, padding: usize) -> String {
+    aligned(text, min_width, padding, None)
+}
+
+/// Aligns `text` as Go's tabwriter padding with tabs does
+/// (`tabwriter.NewWriter(w, min_width, tab_width, padding, '\t', 0)`): each column's
+/// width rounded up to a tab stop, filled with tabs.
+pub fn align_with_tabs(text: &str, min_width: usize, tab_width: usize, padding: usize) -> String {
+    aligned(text, min_width, padding, Some(tab_width))
+}
+
+fn aligned(text: &str, min_width: usize, padding: usize, tab_width: Option<usize>) -> String {
     let mut lines: Vec<Vec<&str>> = text.split('\n').map(|l| l.split('\t').collect()).collect();
     // A final newline ends the last line; it does not start another.
     if text.ends_with('\n') {
@@ -17,6 +28,7 @@ pub(crate) fn align(text: &str, min_width: usize, padding: usize) -> String {
         widths: Vec::new(),
         min_width,
         padding,
+        tab_width,
         out: String::new(),
     };
     writer.format(0, lines.len());
@@ -31,6 +43,8 @@ struct Writer<'a> {
     widths: Vec<usize>,
     min_width: usize,
     padding: usize,
+    /// Pad with tabs to stops this far apart (`None`: with spaces).
+    tab_width: Option<usize>,
     out: String,
 }
 
@@ -64,8 +78,15 @@ impl Writer<'_> {
             for (j, cell) in self.lines[i].iter().enumerate() {
                 self.out.push_str(cell);
                 if let Some(&width) = self.widths.get(j) {
-                    let pad = width.saturating_sub(cell.chars().count());
-                    self.out.extend(std::iter::repeat_n(' ', pad));
+                    let pad = match self.tab_width {
+                        None => width.saturating_sub(cell.chars().count()),
+                        Some(tab) => {
+                            let stop = width.div_ceil(tab) * tab;
+                            stop.saturating_sub(cell.chars().count()).div_ceil(tab)
+                        }
+                    };
+                    let fill = if self.tab_width.is_some() { '\t' } else { ' ' };
+                    self.out.extend(std::iter::repeat_n(fill, pad));
                 }
             }
             if i + 1 < self.lines.len() {
