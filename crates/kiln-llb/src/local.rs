@@ -132,8 +132,9 @@ impl From<&std::fs::Metadata> for Entry {
 }
 
 /// A directory's entries (names) with their metadata, each looked up relative to the
-/// open directory: one path component per lookup, however deep the context.
-fn read_dir_entries(path: &Path) -> Result<Vec<(String, Entry)>, SelectError> {
+/// open directory: one path component per lookup, however deep the context; with
+/// `probe_xattrs`, whether each has extended attributes too (when the kernel can say).
+fn read_dir_entries(path: &Path, probe_xattrs: bool) -> Result<Vec<Walked>, SelectError> {
     use rustix::fs::{AtFlags, Mode, OFlags};
     let fd = rustix::fs::openat(
         rustix::fs::CWD,
@@ -159,6 +160,11 @@ fn read_dir_entries(path: &Path) -> Result<Vec<(String, Entry)>, SelectError> {
         let dir_fd = dir.fd().map_err(std::io::Error::from)?;
         let stat = rustix::fs::statat(dir_fd, name, AtFlags::SYMLINK_NOFOLLOW)
             .map_err(std::io::Error::from)?;
+        let xattrs = if probe_xattrs {
+            kiln_oci::xattr::any_at(dir_fd, name)
+        } else {
+            None
+        };
         out.push((
             name.to_string_lossy().into_owned(),
             Entry {
@@ -172,19 +178,32 @@ fn read_dir_entries(path: &Path) -> Result<Vec<(String, Entry)>, SelectError> {
                 rdev: stat.st_rdev as u64,
                 socket: false,
             },
+            xattrs,
         ));
     }
     Ok(out)
 }
 
+/// A walked entry: its relative path, its metadata, and whether it has extended
+/// attributes (`None`: not known; ask by path).
+pub type Walked = (String, Entry, Option<bool>);
+
 /// The entries of `dir` that `filter` selects, sorted relative paths with their
 /// metadata as sent (each entry is looked at once).
 pub fn select(dir: &Path, filter: &Filter) -> Result<Vec<(String, Entry)>, SelectError> {
-    let mut entries = walk(dir, filter)?;
-    for (_, entry) in &mut entries {
-        *entry = entry.as_sent();
-    }
-    Ok(entries)
+    Ok(walk(dir, filter, false)?
+        .into_iter()
+        .map(|(rel, entry, _)| (rel, entry.as_sent()))
+        .collect())
+}
+
+/// [`select`] for a sender, which sends extended attributes too: whether each entry
+/// has any, when the kernel can say so in the same walk.
+pub fn select_to_send(dir: &Path, filter: &Filter) -> Result<Vec<Walked>, SelectError> {
+    Ok(walk(dir, filter, true)?
+        .into_iter()
+        .map(|(rel, entry, xattrs)| (rel, entry.as_sent(), xattrs))
+        .collect())
 }
 
 /// What [`select`] would return, from `listing` (every entry under `dir`, with its
@@ -208,7 +227,10 @@ pub fn select_listed(
 /// Every entry under `dir`, sorted relative paths with their metadata as it is on
 /// disk (owners kept), each looked at once: what a receiver already has.
 pub fn entries(dir: &Path) -> Result<Vec<(String, Entry)>, SelectError> {
-    walk(dir, &Filter::default())
+    Ok(walk(dir, &Filter::default(), false)?
+        .into_iter()
+        .map(|(rel, entry, _)| (rel, entry))
+        .collect())
 }
 
 /// A filter made ready to ask of paths under one directory.
@@ -257,8 +279,9 @@ impl Selection {
     }
 }
 
-/// The entries `filter` selects, with their metadata as it is on disk.
-fn walk(dir: &Path, filter: &Filter) -> Result<Vec<(String, Entry)>, SelectError> {
+/// The entries `filter` selects, with their metadata as it is on disk (and, with
+/// `probe_xattrs`, whether they have extended attributes).
+fn walk(dir: &Path, filter: &Filter, probe_xattrs: bool) -> Result<Vec<Walked>, SelectError> {
     let selection = Selection::new(dir, filter)?;
     // Directories are read by a few threads at once, taking them from one queue: a
     // large context is mostly waiting on the kernel's lookups, which run in parallel.
@@ -267,7 +290,7 @@ fn walk(dir: &Path, filter: &Filter) -> Result<Vec<(String, Entry)>, SelectError
     let queue = std::sync::Mutex::new((vec![String::new()], 0usize));
     let changed = std::sync::Condvar::new();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-    let walk = || -> Result<Vec<(String, Entry)>, SelectError> {
+    let walk = || -> Result<Vec<Walked>, SelectError> {
         let mut out = Vec::new();
         loop {
             let rel = {
@@ -288,10 +311,10 @@ fn walk(dir: &Path, filter: &Filter) -> Result<Vec<(String, Entry)>, SelectError
             } else {
                 dir.join(&rel)
             };
-            let entries = read_dir_entries(&path);
+            let entries = read_dir_entries(&path, probe_xattrs);
             let mut subdirs = Vec::new();
             if let Ok(entries) = &entries {
-                for (name, meta) in entries {
+                for (name, meta, xattrs) in entries {
                     let child = if rel.is_empty() {
                         name.clone()
                     } else {
@@ -304,7 +327,7 @@ fn walk(dir: &Path, filter: &Filter) -> Result<Vec<(String, Entry)>, SelectError
                         subdirs.push(child.clone());
                     }
                     if !selection.ignored(&child, meta) {
-                        out.push((child, *meta));
+                        out.push((child, *meta, *xattrs));
                     }
                 }
             }

@@ -1,8 +1,39 @@
 //! Extended attributes of files, which image layers carry (PAX `SCHILY.xattr.` records)
 //! and BuildKit's content checksums count.
 
+use std::ffi::CStr;
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::Path;
+
+/// Whether the entry `name` of the open directory `dir` has extended attributes (not
+/// following a symlink), asked relative to the directory: one path component to look
+/// up however deep it is (Linux 6.13's `listxattrat`). `None` when the kernel cannot
+/// answer that way (older kernels, seccomp): ask [`list`] by path then.
+#[allow(unsafe_code)]
+pub fn any_at(dir: BorrowedFd<'_>, name: &CStr) -> Option<bool> {
+    const SYS_LISTXATTRAT: libc::c_long = 465;
+    // A zero-sized list asks only for the names' total length.
+    // SAFETY: `name` is NUL-terminated, and with a null list of size 0 the kernel
+    // writes nothing.
+    let length = unsafe {
+        libc::syscall(
+            SYS_LISTXATTRAT,
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            std::ptr::null_mut::<libc::c_char>(),
+            0usize,
+        )
+    };
+    if length >= 0 {
+        return Some(length > 0);
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::EOPNOTSUPP) => Some(false),
+        _ => None,
+    }
+}
 
 /// An entry's extended attributes (not following a symlink), sorted by name; none
 /// where the file system keeps none. Names that are not UTF-8 are left out.
@@ -48,4 +79,48 @@ pub fn list(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An entry with a user attribute has some, one without has none, asked relative
+    /// to the open directory (or neither is known, on a kernel before 6.13).
+    #[test]
+    fn entries_with_attributes_are_told_apart_relative_to_their_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["tagged", "plain"] {
+            fs_err::write(dir.path().join(name), name).unwrap();
+        }
+        rustix::fs::lsetxattr(
+            dir.path().join("tagged"),
+            "user.kiln",
+            b"v1",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        let fd = rustix::fs::open(
+            dir.path(),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        use std::os::fd::AsFd;
+        let answers = (any_at(fd.as_fd(), c"tagged"), any_at(fd.as_fd(), c"plain"));
+        let release = fs_err::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut version = release
+            .split(['.', '-'])
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let new_kernel = (version.next().unwrap_or(0), version.next().unwrap_or(0)) >= (6, 13);
+        if new_kernel {
+            assert_eq!(answers, (Some(true), Some(false)));
+        } else {
+            assert_eq!(answers, (None, None), "kernel {release}");
+        }
+        assert_eq!(
+            list(&dir.path().join("tagged")).unwrap(),
+            [("user.kiln".to_owned(), b"v1".to_vec())]
+        );
+    }
 }

@@ -209,10 +209,11 @@ fn stats_of(
     dir: &std::path::Path,
     filter: &kiln_llb::local::Filter,
 ) -> Result<Vec<(PathBuf, Stat)>, Status> {
-    let entries = kiln_llb::local::select(dir, filter)
+    let entries = kiln_llb::local::select_to_send(dir, filter)
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
-    // Each entry's extended attributes, one lookup per entry by its path: read on every
-    // core, as they are most of the list's system time.
+    // The extended attributes of the entries the walk could not rule out, one lookup
+    // per entry by its path: read on every core, as on an older kernel they are most
+    // of the list's system time.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     let chunk = entries.len().div_ceil(threads).max(1);
     let xattrs: Vec<HashMap<String, Vec<u8>>> = std::thread::scope(|scope| {
@@ -221,7 +222,10 @@ fn stats_of(
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|(rel, _)| {
+                        .map(|(rel, _, has_xattrs)| {
+                            if *has_xattrs == Some(false) {
+                                return Ok(HashMap::new());
+                            }
                             let path = dir.join(rel);
                             filesync::sent_xattrs(&path).map_err(|e| {
                                 Status::unavailable(format!("{}: {e}", path.display()))
@@ -243,7 +247,7 @@ fn stats_of(
     })?;
     let mut first_link: HashMap<u64, String> = HashMap::new();
     let mut out = Vec::with_capacity(entries.len());
-    for ((rel, entry), xattrs) in entries.into_iter().zip(xattrs) {
+    for ((rel, entry, _), xattrs) in entries.into_iter().zip(xattrs) {
         let path = dir.join(&rel);
         let mut linkname = String::new();
         if entry.is_symlink() {
