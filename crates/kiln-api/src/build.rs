@@ -152,6 +152,10 @@ pub struct BuildRequest {
     /// `--platform`: the platforms to build for (none: the builder's own). More than one
     /// makes a multi-platform image.
     pub platforms: Vec<kiln_oci::Platform>,
+    /// A context named by URL (git, http(s)) for a remote builder to fetch, as buildx
+    /// hands it on: `context` is then unused, and a relative `dockerfile` is a path
+    /// inside the fetched context (an absolute one is a file of the client's).
+    pub context_url: Option<String>,
 }
 
 impl BuildRequest {

@@ -138,6 +138,24 @@ impl Builder for RemoteBuilder {
         let mut attachables = lent(request, caches.stores.clone())?;
         attachables.outputs = outputs;
         let mut frontend_attrs = frontend_attrs(request)?;
+        if let Some(url) = &request.context_url {
+            // The daemon fetches the context; a Dockerfile of the client's is lent
+            // under its own key.
+            frontend_attrs.insert("context".to_owned(), url.clone());
+            attachables.dirs.remove("context");
+            if request.dockerfile.is_absolute() {
+                frontend_attrs.insert("dockerfilekey".to_owned(), "dockerfile".to_owned());
+            } else {
+                attachables.dirs.remove("dockerfile");
+            }
+            // A git URL with a query (`?ref=…&subdir=…`) needs a frontend that reads it.
+            if url.contains('?') && matches!(kiln_llb::GitRef::parse(url), Ok(Some(_))) {
+                frontend_attrs.insert(
+                    "frontend.caps".to_owned(),
+                    "moby.buildkit.frontend.gitquerystring".to_owned(),
+                );
+            }
+        }
         if !cache.imports.is_empty() {
             // The frontend's own solves import what this names (buildctl and buildx
             // send both).
@@ -428,13 +446,17 @@ fn finish(response: &HashMap<String, String>, caches: LocalCaches) -> Result<Bui
 /// The frontend attributes of a Dockerfile build, as buildx sets them.
 fn frontend_attrs(request: &BuildRequest) -> Result<HashMap<String, String>, Error> {
     let mut attrs = HashMap::new();
-    attrs.insert(
-        "filename".to_owned(),
-        request
+    // A path inside a context the daemon fetches is sent whole.
+    let filename = match &request.context_url {
+        Some(_) if request.dockerfile.is_relative() => {
+            request.dockerfile.to_string_lossy().into_owned()
+        }
+        _ => request
             .dockerfile
             .file_name()
             .map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned()),
-    );
+    };
+    attrs.insert("filename".to_owned(), filename);
     for (key, value) in &request.build_args {
         attrs.insert(format!("build-arg:{key}"), value.clone());
     }
@@ -724,6 +746,26 @@ mod tests {
                 .map(|d| d.digest),
             Some(manifest.digest.clone())
         );
+    }
+
+    /// A Dockerfile inside a context the daemon fetches is named by its whole path; a
+    /// file of the client's by its name.
+    #[test]
+    fn a_dockerfile_of_a_fetched_context_is_named_by_its_path() {
+        let inside = BuildRequest {
+            dockerfile: "build/app.Dockerfile".into(),
+            context_url: Some("https://example.invalid/repo.git#main".to_owned()),
+            ..BuildRequest::default()
+        };
+        assert_eq!(
+            frontend_attrs(&inside).unwrap()["filename"],
+            "build/app.Dockerfile"
+        );
+        let own = BuildRequest {
+            dockerfile: "/home/me/app.Dockerfile".into(),
+            ..inside
+        };
+        assert_eq!(frontend_attrs(&own).unwrap()["filename"], "app.Dockerfile");
     }
 
     #[test]

@@ -435,6 +435,7 @@ fn build_request(
             cgroup_parent: None,
         },
         platforms: super::build::parse_platforms(&strings("platforms"))?,
+        context_url: None,
     };
     crate::outputs::refuse_manifest_lists(&planned, request.platforms.len())?;
     Ok((request, planned))

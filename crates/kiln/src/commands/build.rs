@@ -233,6 +233,29 @@ fn context_and_dockerfile(
     Ok((context, dockerfile))
 }
 
+/// The Dockerfile of a build whose context a remote builder fetches: a path inside that
+/// context (relative; `Dockerfile` by default), or a file of the client's (`-f` with an
+/// absolute path, or `-f -` read from stdin), lent to the builder.
+fn dockerfile_beside_remote_context(
+    args: &BuildArgs,
+    keep: &mut Vec<tempfile::TempDir>,
+) -> anyhow::Result<PathBuf> {
+    Ok(match &args.file {
+        Some(file) if file.as_os_str() == "-" => {
+            let mut input = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut input)
+                .context("reading the Dockerfile from stdin")?;
+            let dir = tempfile::tempdir()?;
+            let path = dir.path().join("Dockerfile");
+            fs_err::write(&path, input)?;
+            keep.push(dir);
+            path
+        }
+        Some(file) => file.clone(),
+        None => PathBuf::from("Dockerfile"),
+    })
+}
+
 /// A `Dockerfile` that is not there but a `dockerfile` is, beside it: that one
 /// (moby/moby#10858, as buildx's `handleLowercaseDockerfile`).
 fn lowercase_dockerfile(path: PathBuf) -> PathBuf {
@@ -348,7 +371,22 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let platforms = parse_platforms(&args.platform)?;
     // Kept until the build ends: a context or Dockerfile read from stdin.
     let mut stdin_dirs = Vec::new();
-    let (context, dockerfile) = context_and_dockerfile(args, &mut stdin_dirs)?;
+    let remote = args.builder.remote()?;
+    // A remote builder fetches a context named by URL itself, as buildx has it do.
+    let context_url = match &remote {
+        Some(_) if args.context.as_os_str() != "-" && !args.context.is_dir() => {
+            let spec = args.context.to_string_lossy().into_owned();
+            kiln_api::context::detect(&spec)?.map(|_| spec)
+        }
+        _ => None,
+    };
+    let (context, dockerfile) = match &context_url {
+        Some(_) => (
+            PathBuf::new(),
+            dockerfile_beside_remote_context(args, &mut stdin_dirs)?,
+        ),
+        None => context_and_dockerfile(args, &mut stdin_dirs)?,
+    };
     let mut annotations = BTreeMap::new();
     for annotation in &args.annotations {
         let (key, value) = annotation
@@ -367,6 +405,7 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let outputs = planned.iter().map(|p| p.export.clone()).collect();
     let request = BuildRequest {
         platforms,
+        context_url,
         context,
         dockerfile,
         build_args: parse_build_args(&args.build_args)?,
@@ -425,7 +464,6 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
         args.call.as_str()
     };
     let call = super::call::CallFunc::parse(call)?;
-    let remote = args.builder.remote()?;
     let builder = crate::driver::open(remote.as_ref())?;
     if let Some(call) = call {
         let answer = builder.call(&request, &call.subrequest())?;

@@ -738,3 +738,64 @@ fn kiln_calls_answer_through_kilnd_as_embedded() {
         assert_eq!(answer(Some(&kilnd.address())), embedded, "--call {call}");
     }
 }
+
+/// `kiln build --addr … GIT_URL` hands the URL to the daemon, as buildx does: kilnd
+/// fetches the repository (the client needs no git), reads the Dockerfile `-f` names
+/// inside it, or the client's own when `-f` is an absolute path.
+#[test]
+fn kiln_hands_a_git_context_to_kilnd() {
+    if !can_build() {
+        return;
+    }
+    let Some(kiln) = kiln_binary() else {
+        return;
+    };
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let kilnd = Kilnd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let (_git_daemon, repo) = kiln_test::serve_git(
+        work.path(),
+        &[
+            ("greeting.txt", "from the repository"),
+            (
+                "build/app.Dockerfile",
+                &format!("FROM {image}\nCOPY greeting.txt /in-repo.txt\n"),
+            ),
+        ],
+    );
+    let own = work.path().join("own.Dockerfile");
+    fs_err::write(
+        &own,
+        format!("FROM {image}\nCOPY greeting.txt /client-dockerfile.txt\n"),
+    )
+    .unwrap();
+    for (file, copied) in [
+        ("build/app.Dockerfile", "in-repo.txt"),
+        (own.to_str().unwrap(), "client-dockerfile.txt"),
+    ] {
+        let out = work.path().join(copied);
+        let output = Command::new(&kiln)
+            // No git for the client: the daemon fetches.
+            .env("PATH", "/nonexistent")
+            .args(["build", "--progress=plain", "--addr", &kilnd.address()])
+            .args([
+                "-f",
+                file,
+                "-o",
+                &format!("type=local,dest={}", out.display()),
+            ])
+            .arg(format!("{repo}#main"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "-f {file}:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            fs_err::read_to_string(out.join(copied)).unwrap(),
+            "from the repository"
+        );
+    }
+}
