@@ -19,6 +19,7 @@ use clap::Parser as _;
 const PLUGIN_METADATA: &str = r#"{"SchemaVersion":"0.1.0","Vendor":"kiln","Version":"0.1.0","ShortDescription":"Build with kiln (BuildKit-compatible builder)"}"#;
 
 fn main() -> ExitCode {
+    kiln_api::memory::use_one_malloc_arena();
     let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // Installed as the docker CLI plugin `docker-kiln`: the CLI asks for metadata, then
     // runs `docker-kiln kiln ARGS…`.

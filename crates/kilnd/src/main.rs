@@ -38,6 +38,7 @@ fn started_as_buildkitd() -> bool {
 }
 
 fn main() {
+    kiln_api::memory::use_one_malloc_arena();
     let args = args::Args::parse();
     if args.version {
         let name = if started_as_buildkitd() {

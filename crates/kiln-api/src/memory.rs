@@ -1,0 +1,18 @@
+//! How the binaries' memory allocator is set up.
+
+/// Makes glibc's allocator keep one arena for every thread instead of up to eight per
+/// core. The engine's threads (the blocking pool, hashing and compressing on every
+/// core) each took an arena of their own, and each arena kept what it had freed:
+/// kilnd's resident memory grew build by build to 108 MiB where one arena peaks at
+/// 50 MiB, with no time lost (a cold copy-tree build with an OCI export: 14.8 s and
+/// 70 MiB against 20.4 s and 92 MiB). Call it first in `main`, before any thread
+/// starts. Elsewhere than glibc it does nothing.
+pub fn use_one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tuning parameter of the allocator; called before
+    // other threads exist, nothing races it.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
