@@ -545,10 +545,12 @@ pub(super) fn dispatch(
                     st.outline.all_args.insert(
                         arg.key.clone(),
                         super::outline::ArgInfo {
-                            name: arg.key.clone(),
-                            description: arg.comment.clone(),
-                            value: value.clone().unwrap_or_default(),
-                            location,
+                            arg: super::OutlineArg {
+                                name: arg.key.clone(),
+                                description: arg.comment.clone(),
+                                value: value.clone().unwrap_or_default(),
+                                location,
+                            },
                             deps: BTreeSet::new(),
                             order,
                         },

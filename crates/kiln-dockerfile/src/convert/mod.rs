@@ -507,10 +507,12 @@ impl<'a> Converter<'a> {
                 meta_outline.all_args.insert(
                     arg.key.clone(),
                     outline::ArgInfo {
-                        name: arg.key.clone(),
-                        description: arg.comment.clone(),
-                        value: value.clone().unwrap_or_default(),
-                        location: command.location,
+                        arg: OutlineArg {
+                            name: arg.key.clone(),
+                            description: arg.comment.clone(),
+                            value: value.clone().unwrap_or_default(),
+                            location: command.location,
+                        },
                         deps,
                         order,
                     },

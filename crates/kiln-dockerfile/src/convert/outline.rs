@@ -45,13 +45,10 @@ pub struct OutlineMount {
     pub location: SourceRange,
 }
 
-/// An ARG as the outline knows it.
+/// An ARG as the outline knows it: what it reports, and what orders and links it.
 #[derive(Debug, Clone)]
 pub(super) struct ArgInfo {
-    pub(super) name: String,
-    pub(super) description: String,
-    pub(super) value: String,
-    pub(super) location: SourceRange,
+    pub(super) arg: OutlineArg,
     /// The args its default's expansion read (for a global ARG).
     pub(super) deps: BTreeSet<String>,
     /// Declaration order, which orders args declared on one line.
@@ -131,7 +128,7 @@ pub(super) fn outline(
             if let Some(info) = stage.capture.all_args.get(&used)
                 && seen_args.insert(used.clone())
             {
-                args.push(info.clone());
+                args.push(info);
             }
         }
         for (list, seen, from) in [
@@ -148,22 +145,14 @@ pub(super) fn outline(
         pending.extend(stage.deps.iter().rev());
         pending.extend(stage.base);
     }
-    args.sort_by_key(|a| (a.location.start.line, a.order));
+    args.sort_by_key(|a| (a.arg.location.start.line, a.order));
     // Stable: mounts of one RUN keep their order.
     secrets.sort_by_key(|m: &OutlineMount| m.location.start.line);
     ssh.sort_by_key(|m: &OutlineMount| m.location.start.line);
     Outline {
         name: name.to_owned(),
         description: description.to_owned(),
-        args: args
-            .into_iter()
-            .map(|a| OutlineArg {
-                name: a.name,
-                description: a.description,
-                value: a.value,
-                location: a.location,
-            })
-            .collect(),
+        args: args.into_iter().map(|a| a.arg.clone()).collect(),
         secrets,
         ssh,
     }

@@ -57,9 +57,6 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
     // The flag's name applies to every target; its format and status to every call.
     let flag_call = super::call::CallFunc::parse(call)?;
     if let Some(call) = &flag_call {
-        if call.format == "json" {
-            bail!("--call {call:?}: kiln bake prints calls as tables only yet; drop format=json");
-        }
         sets.push(format!("*.call={}", call.name));
     }
     // `kiln bake URL [TARGET…]`: the Bake files (and the default context) come from a
@@ -141,7 +138,9 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
     let mut call_status = 0;
     for (i, (name, (build, _), call)) in calls.iter().enumerate() {
         if call.format == "json" {
-            bail!("target {name}: call {call:?}: kiln bake prints calls as tables only yet");
+            bail!(
+                "target {name}: call {call:?}: kiln bake prints calls as tables only yet; drop format=json"
+            );
         }
         let mut out = if i > 0 {
             "\n".to_owned()

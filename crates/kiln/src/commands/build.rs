@@ -170,22 +170,33 @@ pub(crate) fn parse_platforms(values: &[String]) -> anyhow::Result<Vec<kiln_oci:
 
 /// The build context and Dockerfile, reading either from stdin when given as `-`: a
 /// tar archive on stdin is the context; other input on stdin is the Dockerfile.
+/// All of stdin; `what` names it in the error.
+fn read_stdin(what: &str) -> anyhow::Result<Vec<u8>> {
+    let mut input = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut input)
+        .with_context(|| format!("reading the {what} from stdin"))?;
+    Ok(input)
+}
+
+/// A Dockerfile given on stdin (`-f -`), written to a directory kept in `keep`.
+fn dockerfile_from_stdin(keep: &mut Vec<tempfile::TempDir>) -> anyhow::Result<PathBuf> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("Dockerfile");
+    fs_err::write(&path, read_stdin("Dockerfile")?)?;
+    keep.push(dir);
+    Ok(path)
+}
+
 fn context_and_dockerfile(
     args: &BuildArgs,
     keep: &mut Vec<tempfile::TempDir>,
 ) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let from_stdin = |what: &str| -> anyhow::Result<Vec<u8>> {
-        let mut input = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut input)
-            .with_context(|| format!("reading the {what} from stdin"))?;
-        Ok(input)
-    };
     let dockerfile_stdin = args.file.as_deref() == Some(Path::new("-"));
     let context = if args.context.as_os_str() == "-" {
         if dockerfile_stdin {
             bail!("invalid argument: can't use stdin for both build context and dockerfile");
         }
-        let input = from_stdin("build context")?;
+        let input = read_stdin("build context")?;
         let dir = tempfile::tempdir()?;
         let is_tar = input.get(257..262) == Some(b"ustar".as_slice());
         if is_tar {
@@ -220,13 +231,7 @@ fn context_and_dockerfile(
         );
     };
     let dockerfile = match &args.file {
-        Some(_) if dockerfile_stdin => {
-            let dir = tempfile::tempdir()?;
-            let path = dir.path().join("Dockerfile");
-            fs_err::write(&path, from_stdin("Dockerfile")?)?;
-            keep.push(dir);
-            path
-        }
+        Some(_) if dockerfile_stdin => dockerfile_from_stdin(keep)?,
         Some(file) => lowercase_dockerfile(file.clone()),
         None => lowercase_dockerfile(context.join("Dockerfile")),
     };
@@ -241,16 +246,7 @@ fn dockerfile_beside_remote_context(
     keep: &mut Vec<tempfile::TempDir>,
 ) -> anyhow::Result<PathBuf> {
     Ok(match &args.file {
-        Some(file) if file.as_os_str() == "-" => {
-            let mut input = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut input)
-                .context("reading the Dockerfile from stdin")?;
-            let dir = tempfile::tempdir()?;
-            let path = dir.path().join("Dockerfile");
-            fs_err::write(&path, input)?;
-            keep.push(dir);
-            path
-        }
+        Some(file) if file.as_os_str() == "-" => dockerfile_from_stdin(keep)?,
         Some(file) => file.clone(),
         None => PathBuf::from("Dockerfile"),
     })

@@ -567,15 +567,15 @@ pub(crate) async fn answer_subrequest(
     request_id: &str,
     request: kiln_api::build::BuildRequest,
 ) -> Result<HashMap<String, Vec<u8>>, Status> {
-    let engine = Arc::clone(&daemon.engine);
     let id = request_id.to_owned();
-    match tokio::task::spawn_blocking(move || engine.subrequest(&request, &id)).await {
-        Ok(Ok(metadata)) => Ok(metadata),
-        Ok(Err(kiln_engine::Error::UnknownSubrequest(name))) => {
-            Err(subrequests::unsupported(&name))
-        }
-        Ok(Err(error)) => Err(Status::unknown(error_chain(&error))),
-        Err(e) => Err(Status::internal(format!("engine task failed: {e}"))),
+    // The unknown subrequest keeps its typed error; any other error is the engine's.
+    match daemon
+        .blocking(move |engine| Ok(engine.subrequest(&request, &id)))
+        .await?
+    {
+        Ok(metadata) => Ok(metadata),
+        Err(kiln_engine::Error::UnknownSubrequest(name)) => Err(subrequests::unsupported(&name)),
+        Err(error) => Err(Status::unknown(error_chain(&error))),
     }
 }
 
