@@ -31,6 +31,18 @@ pub enum BuildContext {
     },
     /// Another build whose result is the context (Bake's `target:NAME`).
     Build(Box<BuildRequest>),
+    /// The result of an LLB definition solved earlier, handed to the frontend as an
+    /// input: buildx's `input:` contexts, how Bake's `target:` links reach a daemon.
+    Definition {
+        /// The definition, in BuildKit's wire format.
+        definition: Vec<u8>,
+        /// The image config that came with it (`containerimage.config`), if any.
+        image_config: Option<Vec<u8>>,
+        /// Where a daemon received the directories its local sources read, by local
+        /// name (a directory of another session under `NAME@SESSION`); empty on
+        /// the client.
+        locals: BTreeMap<String, PathBuf>,
+    },
 }
 
 /// An exporter as BuildKit's `ExportEntry` names it: its type (`image`, `local`,

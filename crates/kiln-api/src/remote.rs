@@ -511,7 +511,7 @@ fn frontend_attrs(request: &BuildRequest) -> Result<HashMap<String, String>, Err
             BuildContext::Http(url) => url.clone(),
             BuildContext::Git { url, reference } => format!("{url}#{reference}"),
             BuildContext::OciLayout { path, selector } => lent_layout(name, path, selector)?.0,
-            BuildContext::Build(_) => {
+            BuildContext::Build(_) | BuildContext::Definition { .. } => {
                 return Err(Error::Unsupported(format!(
                     "--build-context {name}: other builds as named contexts are not sent to a remote builder yet"
                 )));

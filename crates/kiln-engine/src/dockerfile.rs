@@ -273,8 +273,7 @@ impl Engine {
                 let conversion = self.convert(
                     request,
                     &dockerfile,
-                    "context",
-                    &mut BTreeMap::new(),
+                    &mut LocalDirs::unlent(&mut BTreeMap::new()),
                     self.worker.registry(),
                     request.platforms.first(),
                 )?;
@@ -288,14 +287,12 @@ impl Engine {
     /// that fire over every stage (or the target's), and the error that stops the
     /// conversion, which is part of the answer rather than a failure.
     fn lint(&self, request: &BuildRequest, dockerfile: &[u8]) -> Result<LintReport, Error> {
-        let mut dirs = BTreeMap::new();
         let registry = self.worker.registry();
         let target_platform = request.platforms.first();
         match self.convert_for(
             request,
             dockerfile,
-            "context",
-            &mut dirs,
+            &mut LocalDirs::unlent(&mut BTreeMap::new()),
             registry,
             true,
             target_platform,
@@ -312,23 +309,20 @@ impl Engine {
         }
     }
 
-    /// Converts a request's Dockerfile; its build context is the local source
-    /// `context_name`, and every directory the build reads is added to `dirs`. Named
+    /// Converts a request's Dockerfile, its local sources as `locals` says. Named
     /// contexts that are builds (Bake's `target:` links) are converted here too.
     fn convert(
         &self,
         request: &BuildRequest,
         dockerfile: &[u8],
-        context_name: &str,
-        dirs: &mut BTreeMap<String, PathBuf>,
+        locals: &mut LocalDirs<'_>,
         registry: &RegistryClient,
         target_platform: Option<&Platform>,
     ) -> Result<convert::Conversion, Error> {
         let conversion = self.convert_for(
             request,
             dockerfile,
-            context_name,
-            dirs,
+            locals,
             registry,
             false,
             target_platform,
@@ -343,18 +337,19 @@ impl Engine {
     /// rather than failing it (the caller reports the warnings first, as BuildKit
     /// does); for a lint when `lint` is set: every stage when no target is named
     /// (BuildKit's `AllStages`); for `target_platform` (`None`: the engine's).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn convert_for(
         &self,
         request: &BuildRequest,
         dockerfile: &[u8],
-        context_name: &str,
-        dirs: &mut BTreeMap<String, PathBuf>,
+        locals: &mut LocalDirs<'_>,
         registry: &RegistryClient,
         lint: bool,
         target_platform: Option<&Platform>,
     ) -> Result<convert::Conversion, Error> {
-        dirs.insert(context_name.to_owned(), request.context.clone());
+        let context_name = locals.context_name.clone();
+        let session = locals.session;
+        let dirs = &mut *locals.dirs;
+        dirs.insert(context_name.clone(), request.context.clone());
         // `BUILDKIT_SYNTAX` overrides the directive, as in BuildKit.
         let syntax = request
             .build_args
@@ -442,14 +437,37 @@ impl Engine {
                     let conversion = self.convert(
                         linked,
                         &linked_dockerfile,
-                        &format!("{context_name}:{name}"),
-                        dirs,
+                        &mut LocalDirs {
+                            context_name: format!("{context_name}:{name}"),
+                            session,
+                            dirs: &mut *dirs,
+                        },
                         registry,
                         target_platform,
                     )?;
                     NamedContext::State {
                         state: Box::new(conversion.state),
                         image: Some(Box::new(conversion.image)),
+                    }
+                }
+                BuildContext::Definition {
+                    definition,
+                    image_config,
+                    locals,
+                } => {
+                    let loaded = LoadedDefinition::decode(definition)?;
+                    let image = match image_config {
+                        Some(config) => Some(Box::new(
+                            serde_json::from_slice::<convert::Image>(config).map_err(|e| {
+                                Error::Usage(format!("named context {name}: its image config: {e}"))
+                            })?,
+                        )),
+                        None => None,
+                    };
+                    dirs.extend(locals.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    NamedContext::State {
+                        state: Box::new(kiln_llb::State::from_definition(loaded)?),
+                        image,
                     }
                 }
             };
@@ -467,7 +485,8 @@ impl Engine {
                     .map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned()),
             ),
             context_excludes: dockerignore::context_excludes(&request.context, &request.dockerfile),
-            context_name: Some(context_name.to_owned()),
+            context_name: Some(context_name),
+            session_id: session.map(str::to_owned),
             named_contexts,
             labels: request.labels.clone(),
             no_cache_filter: request.no_cache_filter.clone(),
@@ -508,5 +527,25 @@ impl Engine {
             });
             Error::Dockerfile { excerpt, error }
         })
+    }
+}
+
+/// Where a conversion's local sources come from: the local source its build context
+/// is read as, the client session lending them (none for the embedded engine), and
+/// every directory the build reads, by local source name (added to as it converts).
+pub(crate) struct LocalDirs<'a> {
+    pub(crate) context_name: String,
+    pub(crate) session: Option<&'a str>,
+    pub(crate) dirs: &'a mut BTreeMap<String, PathBuf>,
+}
+
+impl<'a> LocalDirs<'a> {
+    /// The build context as `context`, lent by no session.
+    pub(crate) fn unlent(dirs: &'a mut BTreeMap<String, PathBuf>) -> Self {
+        Self {
+            context_name: "context".to_owned(),
+            session: None,
+            dirs,
+        }
     }
 }

@@ -38,7 +38,7 @@ pub use kiln_dockerfile::{Error as DockerfileError, SourceRange};
 pub use kiln_llb::Platform;
 pub use kiln_registry::{CredentialSource, Credentials};
 pub use kiln_remotecache::{ClientDirs, ClientStore, Error as CacheError};
-pub use kiln_worker::{ResolveMode, Secrets};
+pub use kiln_worker::{ResolveMode, Secrets, session_local_name};
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -209,6 +209,8 @@ pub struct LocalSource {
     pub exclude_patterns: Vec<String>,
     /// `local.followpaths`.
     pub follow_paths: Vec<String>,
+    /// `local.session`: the client session that lends it, when it names one.
+    pub session: Option<String>,
 }
 
 /// What a daemon adds to a client's request: the client's secrets and ssh agents,
@@ -232,6 +234,10 @@ pub struct SessionHooks {
     pub listings: Listings,
     /// Where `type=local` caches are: the client's directories, through its session.
     pub client_dirs: Option<Arc<dyn ClientDirs>>,
+    /// The client session the build's directories come from: its local sources name
+    /// it (`local.session`), as BuildKit's frontend names its build's session, so a
+    /// definition handed back later (a Bake target built on another) still finds them.
+    pub session_id: Option<String>,
 }
 
 /// Every entry under a directory (sorted, metadata as on disk).
@@ -281,6 +287,9 @@ struct PlatformResult {
     key: Option<String>,
     /// The image config (without `created`, set at export).
     image: serde_json::Value,
+    /// The LLB definition it was solved from, in BuildKit's wire format (what a
+    /// gateway hands back with the ref); empty when there was none.
+    definition: Vec<u8>,
 }
 
 impl Solved {
@@ -288,6 +297,12 @@ impl Solved {
     /// `containerimage.config`); the first platform's.
     pub fn image_config(&self) -> Vec<u8> {
         serde_json::to_vec(&self.results[0].image).unwrap_or_default()
+    }
+
+    /// The LLB definition the first platform's result was solved from (BuildKit's
+    /// `Ref.Definition()`); empty for an empty result.
+    pub fn definition(&self) -> &[u8] {
+        &self.results[0].definition
     }
 
     /// The same result with another image config (a client's frontend changed it).
@@ -361,13 +376,23 @@ struct Contexts {
     listings: Listings,
 }
 
+impl Contexts {
+    /// A directory lent by another session is known by its session too; the build's
+    /// own (and the embedded engine's) by name alone.
+    fn find(&self, name: &str, session: Option<&str>) -> Option<&PathBuf> {
+        session
+            .and_then(|session| self.dirs.get(&session_local_name(name, session)))
+            .or_else(|| self.dirs.get(name))
+    }
+}
+
 impl LocalContexts for Contexts {
-    fn dir(&self, name: &str) -> Option<PathBuf> {
-        self.dirs.get(name).cloned()
+    fn dir(&self, name: &str, session: Option<&str>) -> Option<PathBuf> {
+        self.find(name, session).cloned()
     }
 
-    fn listing(&self, name: &str) -> Option<Listing> {
-        self.listings.get(self.dirs.get(name)?).cloned()
+    fn listing(&self, name: &str, session: Option<&str>) -> Option<Listing> {
+        self.listings.get(self.find(name, session)?).cloned()
     }
 }
 
@@ -463,8 +488,11 @@ impl Engine {
             self.convert_for(
                 request,
                 &dockerfile,
-                "context",
-                &mut dirs,
+                &mut dockerfile::LocalDirs {
+                    context_name: "context".to_owned(),
+                    session: hooks.session_id.as_deref(),
+                    dirs: &mut dirs,
+                },
                 client,
                 false,
                 target,
@@ -546,7 +574,8 @@ impl Engine {
                 platform: Some(conversion.platform.clone()),
                 local_unique_id: None,
             });
-            let definition = LoadedDefinition::decode(&wire::encode_definition(&definition))?;
+            let definition_bytes = wire::encode_definition(&definition);
+            let definition = LoadedDefinition::decode(&definition_bytes)?;
             let result = self
                 .worker
                 .solve(&definition, &options)
@@ -561,6 +590,7 @@ impl Engine {
                 key: result.as_ref().map(|r| r.key.clone()),
                 chain: result.map(|r| r.chain).unwrap_or_default(),
                 image,
+                definition: definition_bytes,
             };
             Ok::<_, Error>((result, build_sources(&definition)))
         };
@@ -695,6 +725,7 @@ impl Engine {
         solved.registry = registry;
         solved.results[0].key = result.as_ref().map(|r| r.key.clone());
         solved.results[0].chain = result.map(|r| r.chain).unwrap_or_default();
+        solved.results[0].definition = request.definition.clone();
         solved.records = cache.solved_records();
         solved.cache_exports = cache.exports;
         solved.imports = cache.imports;
@@ -727,6 +758,7 @@ impl Engine {
                 include_patterns: list(source, "local.includepattern"),
                 exclude_patterns: list(source, "local.excludepatterns"),
                 follow_paths: list(source, "local.followpaths"),
+                session: source.attrs.get("local.session").cloned(),
             };
             if !sources.contains(&local) {
                 sources.push(local);
@@ -809,6 +841,7 @@ impl Engine {
                     "os": self.platform.os,
                     "config": {},
                 }),
+                definition: Vec::new(),
             }],
             multi_platform: false,
             sources: Vec::new(),

@@ -78,17 +78,29 @@ impl Ref {
 }
 
 /// Where named local sources (`local://context`) live; the embedded engine reads the
-/// client's directories directly.
+/// client's directories directly. A source may name the client session that lends it
+/// (`local.session`): a daemon serving several sessions at once (buildx's Bake, whose
+/// targets each have one) tells their directories apart by it.
 pub trait LocalContexts: Send + Sync {
     /// The directory of a named local source.
-    fn dir(&self, name: &str) -> Option<PathBuf>;
+    fn dir(&self, name: &str, session: Option<&str>) -> Option<PathBuf>;
 
     /// Every entry under that directory, sorted, with its metadata as on disk, when
     /// whoever filled it knows them (a daemon that has just received it): the source
     /// selects from this rather than walking the directory again.
-    fn listing(&self, _name: &str) -> Option<Arc<Vec<(String, kiln_llb::local::Entry)>>> {
+    fn listing(
+        &self,
+        _name: &str,
+        _session: Option<&str>,
+    ) -> Option<Arc<Vec<(String, kiln_llb::local::Entry)>>> {
         None
     }
+}
+
+/// The name under which a directory lent by `session` is known among a build's local
+/// directories, beside those of the build's own session (known by name alone).
+pub fn session_local_name(name: &str, session: &str) -> String {
+    format!("{name}@{session}")
 }
 
 /// What the client lends a build: secrets by id and ssh-agent sockets by id.
@@ -1075,7 +1087,7 @@ impl Worker {
             // Keyed as an image: by its main manifest.
             Some(("oci-layout", reference)) => {
                 let (store, selector) = reference.split_once('@').unwrap_or((reference, ""));
-                let dir = options.contexts.dir(store).ok_or_else(|| {
+                let dir = options.contexts.dir(store, None).ok_or_else(|| {
                     Error::Source(format!("no OCI layout named {store} in this build"))
                 })?;
                 let digest = source::image::layout_main_digest(&dir, selector)?;
@@ -1125,7 +1137,7 @@ impl Worker {
                 // `STORE@DIGEST`: the store is a directory the client lends, like a
                 // local context.
                 let (store, selector) = reference.split_once('@').unwrap_or((reference, ""));
-                let dir = options.contexts.dir(store).ok_or_else(|| {
+                let dir = options.contexts.dir(store, None).ok_or_else(|| {
                     Error::Source(format!("no OCI layout named {store} in this build"))
                 })?;
                 source::image::pull_layout(self, &dir, selector)

@@ -122,6 +122,9 @@ pub struct ConvertOptions {
     pub context_excludes: Vec<String>,
     /// The local source the build context is read from (default `context`).
     pub context_name: Option<String>,
+    /// The client session lending the build's local sources (`local.session` on each,
+    /// as BuildKit's frontend sets it); `None` leaves it out.
+    pub session_id: Option<String>,
     /// Named contexts by name.
     pub named_contexts: BTreeMap<String, NamedContext>,
     /// Stages whose steps ignore the cache (`--no-cache-filter`).
@@ -569,6 +572,7 @@ impl<'a> Converter<'a> {
                 follow_paths,
                 exclude_patterns: options.context_excludes.clone(),
                 unique_id: options.context_unique_id.clone(),
+                session_id: options.session_id.clone(),
                 op: OpOptions::default().custom_name("[internal] load build context"),
                 ..LocalOptions::default()
             },
@@ -1209,6 +1213,7 @@ impl<'a> Converter<'a> {
                     LocalOptions {
                         shared_key_hint: Some(format!("context:{key}")),
                         exclude_patterns: excludes.clone(),
+                        session_id: self.ctx.options.session_id.clone(),
                         op: OpOptions::default()
                             .custom_name(format!("[context {key}] load from client")),
                         ..LocalOptions::default()

@@ -118,6 +118,11 @@ impl Marshaller {
     }
 
     fn write(&mut self, node: &Arc<Node>) {
+        if let OpKind::Definition { definition, result } = &node.kind {
+            self.write_definition(definition, *result);
+            self.digests.insert(Arc::as_ptr(node), *result);
+            return;
+        }
         let mut metadata = node.options.metadata.clone();
         let op = self.to_op(node, &mut metadata);
         let bytes = wire::encode_op(&op);
@@ -150,6 +155,26 @@ impl Marshaller {
             self.def.push(bytes);
         }
         self.digests.insert(Arc::as_ptr(node), digest);
+    }
+
+    /// Every op of a definition made elsewhere but its terminal, bytes and metadata
+    /// unchanged. (Its source locations point into another file and are left out.)
+    fn write_definition(&mut self, definition: &crate::LoadedDefinition, result: Digest) {
+        let terminal = definition.terminal().map(|t| t.digest);
+        for vertex in &definition.vertices {
+            if Some(vertex.digest) == terminal && vertex.digest != result {
+                continue;
+            }
+            if let Some(metadata) = &vertex.metadata {
+                merge_metadata(
+                    self.metadata.entry(vertex.digest.to_string()).or_default(),
+                    metadata,
+                );
+            }
+            if self.written.insert(vertex.digest) {
+                self.def.push(vertex.bytes.clone());
+            }
+        }
     }
 
     fn to_op(&self, node: &Node, metadata: &mut pb::OpMetadata) -> pb::Op {
@@ -229,6 +254,7 @@ impl Marshaller {
                     upper: Some(pb::UpperDiffInput { input: upper }),
                 }));
             }
+            OpKind::Definition { .. } => unreachable!("written by write_definition"),
         }
         op
     }

@@ -130,6 +130,12 @@ pub(crate) enum OpKind {
         lower: Option<Output>,
         upper: Option<Output>,
     },
+    /// The ops of a definition made elsewhere (BuildKit's `DefinitionOp`), written
+    /// as they are; this vertex stands for its result.
+    Definition {
+        definition: Arc<crate::LoadedDefinition>,
+        result: crate::Digest,
+    },
 }
 
 /// A vertex of the graph under construction.
@@ -153,7 +159,7 @@ impl Node {
             }
         };
         match &self.kind {
-            OpKind::Source(_) => {}
+            OpKind::Source(_) | OpKind::Definition { .. } => {}
             OpKind::Exec(e) => e.mounts.iter().for_each(|m| push(&m.source)),
             OpKind::File(f) => f.inputs().iter().for_each(|o| push(&Some(o.clone()))),
             OpKind::Merge(list) => list.iter().for_each(|o| push(&Some(o.clone()))),
@@ -219,6 +225,25 @@ impl State {
             }),
             meta: Arc::default(),
         }
+    }
+
+    /// The result of a definition made elsewhere (a frontend input, BuildKit's
+    /// `NewDefinitionOp`): marshalled, its ops appear unchanged and keep their digests.
+    /// An empty definition is `scratch`.
+    pub fn from_definition(definition: crate::LoadedDefinition) -> Result<Self, crate::Error> {
+        let Some((result, index)) = definition.result()? else {
+            return Ok(Self::scratch());
+        };
+        Ok(Self::from_node(
+            Node {
+                kind: OpKind::Definition {
+                    definition: Arc::new(definition),
+                    result,
+                },
+                options: OpOptions::default(),
+            },
+            index,
+        ))
     }
 
     /// Whether this is `scratch` (no vertex).
@@ -400,5 +425,43 @@ mod tests {
         assert_eq!(s.meta().dir.as_deref(), Some("/app/src"));
         assert_eq!(s.del_env("A").get_env("A"), None);
         assert_eq!(s.get_env("B"), Some("2"));
+    }
+
+    /// A definition made elsewhere, built on: its ops keep their bytes and digests,
+    /// and the new op reads its result.
+    #[test]
+    fn a_definition_made_elsewhere_is_built_on_unchanged() {
+        let wire_of = |state: &State| {
+            crate::wire::encode_definition(&state.marshal(&MarshalOptions::default()))
+        };
+        let base = State::image("busybox:latest", ImageOptions::default()).file(
+            FileAction::mkdir("/made", 0o755, false, None, None),
+            OpOptions::default(),
+        );
+        let elsewhere = crate::LoadedDefinition::decode(&wire_of(&base)).unwrap();
+        let (result, _) = elsewhere.result().unwrap().unwrap();
+        let input = State::from_definition(elsewhere.clone()).unwrap();
+        let built = input.file(
+            FileAction::mkdir("/more", 0o755, false, None, None),
+            OpOptions::default(),
+        );
+        let loaded = crate::LoadedDefinition::decode(&wire_of(&built)).unwrap();
+        for vertex in elsewhere.vertices.iter().filter(|v| v.op.op.is_some()) {
+            assert!(
+                loaded.get(&vertex.digest).is_some(),
+                "{} is missing",
+                vertex.digest
+            );
+        }
+        let (top, _) = loaded.result().unwrap().unwrap();
+        let inputs = &loaded.get(&top).unwrap().op.inputs;
+        assert_eq!(inputs[0].digest, result.to_string());
+        // Elsewhere's terminal is not carried over: one terminal, the new one.
+        assert_eq!(
+            loaded.vertices.iter().filter(|v| v.op.op.is_none()).count(),
+            1
+        );
+        let empty = crate::LoadedDefinition::decode(&[]).unwrap();
+        assert!(State::from_definition(empty).unwrap().is_scratch());
     }
 }

@@ -14,8 +14,12 @@ use crate::contenthash::{Index, Record, Tree as _, counted_xattrs, file_sha256};
 use crate::fsutil::{CopySpec, copy_entry};
 use crate::{Error, LocalContexts, Ref, Worker};
 
-fn context_dir(contexts: &dyn LocalContexts, name: &str) -> Result<PathBuf, Error> {
-    contexts.dir(name).ok_or_else(|| {
+fn context_dir(
+    contexts: &dyn LocalContexts,
+    name: &str,
+    session: Option<&str>,
+) -> Result<PathBuf, Error> {
+    contexts.dir(name, session).ok_or_else(|| {
         Error::Source(format!(
             "local source {name:?} was not provided by the client"
         ))
@@ -185,7 +189,8 @@ pub(crate) fn scan(
     name: &str,
     source: &pb::SourceOp,
 ) -> Result<Scan, Error> {
-    let dir = context_dir(contexts, name)?;
+    let session = source.attrs.get("local.session").map(String::as_str);
+    let dir = context_dir(contexts, name, session)?;
     let filter = Filter::of_source(source);
     let record_key = format!(
         "{}\0{:?}\0{:?}\0{:?}",
@@ -200,7 +205,7 @@ pub(crate) fn scan(
     let mut file_count = 0;
     let mut hasher = Sha256::new();
     let mut entries = Vec::new();
-    let selected = match contexts.listing(name) {
+    let selected = match contexts.listing(name, session) {
         Some(listing) => select_listed(&dir, &listing, &filter)?,
         None => select(&dir, &filter)?,
     };

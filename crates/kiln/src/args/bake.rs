@@ -60,4 +60,7 @@ pub(crate) struct BakeArgs {
     /// Type of progress output.
     #[arg(long, default_value = "auto")]
     pub(crate) progress: String,
+    /// Where the targets build: the embedded builder or a daemon.
+    #[command(flatten)]
+    pub(crate) builder: super::builder::BuilderArgs,
 }

@@ -1,5 +1,6 @@
 //! `kiln bake`: resolve the Bake files, then print them or build every target on one
-//! embedded engine, so stages the targets share are built once and then cached.
+//! builder (the embedded engine or a daemon), so stages the targets share are built
+//! once and then cached.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -92,6 +93,7 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let allowed = parse_entitlements(&args.allow)?;
+    let remote_builder = args.builder.remote()?;
     let scratch = tempfile::tempdir().context("creating a directory for inline Dockerfiles")?;
     let requests = resolved
         .targets
@@ -104,12 +106,13 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
                 &resolved.targets,
                 &allowed,
                 scratch.path(),
+                remote_builder.is_some(),
             )
             .with_context(|| format!("target {name}"))
             .map(|r| (name, r))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let builder = crate::driver::open(None)?;
+    let builder = crate::driver::open(remote_builder.as_ref())?;
     let quiet = args.progress == "quiet";
     let mut metadata = Map::new();
     let call_of = |name: &str| -> anyhow::Result<Option<super::call::CallFunc>> {
@@ -237,7 +240,9 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One resolved target as a build on the embedded engine, with its planned exporters.
+/// One resolved target as a build, with its planned exporters. A context named by URL
+/// is fetched here for the embedded engine, and left for a remote builder to fetch (as
+/// buildx leaves it).
 fn build_request(
     dir: &Path,
     name: &str,
@@ -245,6 +250,7 @@ fn build_request(
     all: &BTreeMap<String, Map<String, Json>>,
     allowed: &[String],
     scratch: &Path,
+    remote_builder: bool,
 ) -> anyhow::Result<(BuildRequest, Vec<Planned>)> {
     let text = |key: &str| target.get(key).and_then(Json::as_str);
     let objects = |key: &str| -> Vec<Map<String, Json>> {
@@ -271,7 +277,12 @@ fn build_request(
         })
         .unwrap_or_default();
     let context_spec = text("context").unwrap_or(".");
-    let remote = match kiln_api::context::detect(context_spec)? {
+    let url_context = kiln_api::context::detect(context_spec)?;
+    let context_url = url_context
+        .as_ref()
+        .filter(|_| remote_builder)
+        .map(|_| context_spec.to_owned());
+    let remote = match url_context.filter(|_| !remote_builder) {
         Some(remote) => Some(kiln_api::context::fetch(
             &remote,
             &scratch.join(format!("{name}.context")),
@@ -292,9 +303,16 @@ fn build_request(
                 let linked_target = all
                     .get(linked)
                     .with_context(|| format!("contexts.{key}: no target {linked:?}"))?;
-                let (linked_request, _) =
-                    build_request(dir, linked, linked_target, all, allowed, scratch)
-                        .with_context(|| format!("target {linked}"))?;
+                let (linked_request, _) = build_request(
+                    dir,
+                    linked,
+                    linked_target,
+                    all,
+                    allowed,
+                    scratch,
+                    remote_builder,
+                )
+                .with_context(|| format!("target {linked}"))?;
                 BuildContext::Build(Box::new(linked_request))
             }
             None if value.contains("://") || value.starts_with("git@") => {
@@ -306,6 +324,8 @@ fn build_request(
     }
     let (context, remote_dockerfile) = match remote {
         Some(fetched) => (fetched.context, fetched.dockerfile),
+        // The builder fetches it: the Dockerfile's path is inside it.
+        None if context_url.is_some() => (PathBuf::new(), None),
         None => (dir.join(context_spec), None),
     };
     let dockerfile = match (text("dockerfile-inline"), remote_dockerfile) {
@@ -434,7 +454,7 @@ fn build_request(
             cgroup_parent: None,
         },
         platforms: super::build::parse_platforms(&strings("platforms"))?,
-        context_url: None,
+        context_url,
     };
     crate::outputs::refuse_manifest_lists(&planned, request.platforms.len())?;
     Ok((request, planned))

@@ -20,9 +20,12 @@ use kiln_api::proto::moby::buildkit::secrets::v1::secrets_client::SecretsClient;
 use kiln_api::proto::moby::buildkit::v1 as control;
 use kiln_api::proto::moby::filesync::v1::CredentialsRequest;
 use kiln_api::proto::moby::filesync::v1::auth_client::AuthClient;
+use kiln_api::proto::pb::Definition;
 use kiln_api::proto::pb::SourceInfo;
 use kiln_api::session::filesync::{self, Filter};
-use kiln_engine::{CheckReport, ClientDirs, Engine, Listing, Listings, SessionHooks};
+use kiln_engine::{
+    CheckReport, ClientDirs, Engine, Listing, Listings, SessionHooks, session_local_name,
+};
 use sha2::{Digest as _, Sha256};
 use tonic::{Response, Status};
 
@@ -154,6 +157,7 @@ async fn run(
             match dockerfile_request(
                 daemon,
                 &request.frontend_attrs,
+                &request.frontend_inputs,
                 &request.entitlements,
                 &session,
                 job,
@@ -456,6 +460,7 @@ async fn sync(
 pub(crate) async fn dockerfile_request(
     daemon: &Arc<Daemon>,
     attrs: &std::collections::HashMap<String, String>,
+    inputs: &std::collections::HashMap<String, Definition>,
     entitlements: &[String],
     session: &Arc<Session>,
     job: &Arc<Job>,
@@ -543,13 +548,18 @@ pub(crate) async fn dockerfile_request(
             BuildContext::Dir(dir)
         } else if let Some(reference) = value.strip_prefix("oci-layout://") {
             crate::remote_context::client_layout(daemon, session, name, reference, job).await?
+        } else if let Some(input) = value.strip_prefix("input:") {
+            let (context, input_listings) =
+                input_context(daemon, name, input, attrs, inputs, session, job).await?;
+            listings.extend(input_listings);
+            context
         } else if let Some(remote) = kiln_api::context::detect(value)
             .map_err(|e| Status::invalid_argument(error_chain(&e)))?
         {
             remote.into_named_context()
         } else {
             return Err(Status::unimplemented(format!(
-                "named context {name}={value}: kilnd takes docker-image://, local:, oci-layout://, git and http(s) contexts so far"
+                "named context {name}={value}: kilnd takes docker-image://, local:, oci-layout://, input:, git and http(s) contexts so far"
             )));
         };
         named_contexts.insert(name.to_owned(), context);
@@ -736,7 +746,7 @@ fn empty_context(daemon: &Daemon) -> Result<PathBuf, Status> {
 /// first (outputs are added by the caller).
 pub(crate) async fn definition_request(
     daemon: &Arc<Daemon>,
-    definition: &kiln_api::proto::pb::Definition,
+    definition: &Definition,
     entitlements: &[String],
     session: Option<&Arc<Session>>,
     job: &Arc<Job>,
@@ -744,27 +754,7 @@ pub(crate) async fn definition_request(
 ) -> Result<(DefinitionRequest, SessionHooks), Status> {
     use prost::Message as _;
     let bytes = definition.encode_to_vec();
-    let sources =
-        Engine::local_sources(&bytes).map_err(|e| Status::invalid_argument(error_chain(&e)))?;
-    let mut locals = BTreeMap::new();
-    let mut listings = Listings::new();
-    for source in sources {
-        let session = session.ok_or_else(|| {
-            Status::invalid_argument(format!(
-                "the definition reads local://{} but the client opened no session",
-                source.name
-            ))
-        })?;
-        let filter = Filter {
-            include_patterns: source.include_patterns,
-            exclude_patterns: source.exclude_patterns,
-            follow_paths: source.follow_paths,
-        };
-        let purpose = hex(&format!("{filter:?}"));
-        let (dir, listing) = sync(daemon, session, &source.name, &purpose, &filter, job).await?;
-        listings.insert(dir.clone(), listing);
-        locals.insert(source.name, dir);
-    }
+    let (locals, listings) = sync_locals(daemon, &bytes, session, job).await?;
     let mut hooks = session_hooks(daemon, session, cancelled);
     hooks.listings = listings;
     let request = DefinitionRequest {
@@ -774,6 +764,101 @@ pub(crate) async fn definition_request(
         ..DefinitionRequest::default()
     };
     Ok((request, hooks))
+}
+
+/// A frontend input as a named context (`context:NAME=input:KEY`, how buildx hands a
+/// Bake target the result of the target it is built on): the definition the client
+/// sent under KEY, the image config of its `input-metadata:KEY`, and its local sources
+/// synced from the sessions that lend them.
+async fn input_context(
+    daemon: &Arc<Daemon>,
+    name: &str,
+    key: &str,
+    attrs: &std::collections::HashMap<String, String>,
+    inputs: &std::collections::HashMap<String, Definition>,
+    session: &Arc<Session>,
+    job: &Arc<Job>,
+) -> Result<(BuildContext, Listings), Status> {
+    use base64::Engine as _;
+    use prost::Message as _;
+    let definition = inputs
+        .get(key)
+        .ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "named context {name}: no frontend input {key:?} was sent with the request"
+            ))
+        })?
+        .encode_to_vec();
+    let image_config = match attrs.get(&format!("input-metadata:{key}")) {
+        None => None,
+        Some(json) => {
+            let bad =
+                |what: String| Status::invalid_argument(format!("input-metadata:{key}: {what}"));
+            let metadata: BTreeMap<String, String> =
+                serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+            match metadata.get("containerimage.config") {
+                Some(config) => Some(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(config)
+                        .map_err(|e| bad(format!("containerimage.config: {e}")))?,
+                ),
+                None => None,
+            }
+        }
+    };
+    let (locals, listings) = sync_locals(daemon, &definition, Some(session), job).await?;
+    Ok((
+        BuildContext::Definition {
+            definition,
+            image_config,
+            locals,
+        },
+        listings,
+    ))
+}
+
+/// The local sources a definition reads, each synced from the session that lends it
+/// (the one it names, else the build's own), by the name the engine finds it under.
+async fn sync_locals(
+    daemon: &Arc<Daemon>,
+    definition: &[u8],
+    session: Option<&Arc<Session>>,
+    job: &Arc<Job>,
+) -> Result<(BTreeMap<String, PathBuf>, Listings), Status> {
+    let sources =
+        Engine::local_sources(definition).map_err(|e| Status::invalid_argument(error_chain(&e)))?;
+    let mut locals = BTreeMap::new();
+    let mut listings = Listings::new();
+    for source in sources {
+        let (lender, name) = match (&source.session, session) {
+            (Some(id), own) if own.is_none_or(|own| own.id != *id) => {
+                let lender = daemon.sessions.get(id).await.ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "the definition reads local://{} from session {id}, which is not open",
+                        source.name
+                    ))
+                })?;
+                (lender, session_local_name(&source.name, id))
+            }
+            (_, Some(own)) => (Arc::clone(own), source.name.clone()),
+            (_, None) => {
+                return Err(Status::invalid_argument(format!(
+                    "the definition reads local://{} but the client opened no session",
+                    source.name
+                )));
+            }
+        };
+        let filter = Filter {
+            include_patterns: source.include_patterns,
+            exclude_patterns: source.exclude_patterns,
+            follow_paths: source.follow_paths,
+        };
+        let purpose = hex(&format!("{filter:?}"));
+        let (dir, listing) = sync(daemon, &lender, &source.name, &purpose, &filter, job).await?;
+        listings.insert(dir.clone(), listing);
+        locals.insert(name, dir);
+    }
+    Ok((locals, listings))
 }
 
 /// What a build borrows from its client's session: secrets, ssh agents and registry
@@ -795,6 +880,7 @@ pub(crate) fn session_hooks(
         client_dirs: session.map(|session| {
             Arc::new(crate::client_dirs::SessionDirs::new(session)) as Arc<dyn ClientDirs>
         }),
+        session_id: session.map(|session| session.id.clone()),
     }
 }
 

@@ -342,6 +342,7 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
                 let (mut build_request, hooks) = crate::control::dockerfile_request(
                     &self.daemon,
                     &attrs,
+                    &request.frontend_inputs,
                     &build.entitlements,
                     &session,
                     &build.job,
@@ -365,9 +366,11 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
                     })
                     .await?;
                 let config = solved.image_config();
+                let definition = solved.definition().to_vec();
                 let id = build.add_ref(solved);
                 Ok(Response::new(solve_response(
                     id,
+                    &definition,
                     HashMap::from([(IMAGE_CONFIG_KEY.to_owned(), config)]),
                 )))
             }
@@ -375,7 +378,7 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
                 let Some(definition) = &request.definition else {
                     // Nothing to solve: an empty result.
                     let id = build.add_ref(self.daemon.engine.empty_result());
-                    return Ok(Response::new(solve_response(id, HashMap::new())));
+                    return Ok(Response::new(solve_response(id, &[], HashMap::new())));
                 };
                 let (mut solve, hooks) = crate::control::definition_request(
                     &self.daemon,
@@ -394,8 +397,13 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
                         engine.solve_definition(&solve, &hooks, &move |event| job.event(event))
                     })
                     .await?;
+                let definition = solved.definition().to_vec();
                 let id = build.add_ref(solved);
-                Ok(Response::new(solve_response(id, HashMap::new())))
+                Ok(Response::new(solve_response(
+                    id,
+                    &definition,
+                    HashMap::new(),
+                )))
             }
             other => Err(Status::invalid_argument(format!(
                 "frontend {other:?} is not available: kilnd runs dockerfile.v0"
@@ -591,15 +599,25 @@ fn metadata_response(metadata: HashMap<String, Vec<u8>>) -> gw::SolveResponse {
     }
 }
 
-/// A solve's answer: one ref, with the frontend's metadata.
-fn solve_response(id: String, metadata: HashMap<String, Vec<u8>>) -> gw::SolveResponse {
+/// A solve's answer: one ref with the definition it was solved from (which a client
+/// may hand back as a frontend input, as buildx does for Bake's `target:` links), and
+/// the frontend's metadata.
+fn solve_response(
+    id: String,
+    definition: &[u8],
+    metadata: HashMap<String, Vec<u8>>,
+) -> gw::SolveResponse {
+    use prost::Message as _;
+    let def = (!definition.is_empty())
+        .then(|| kiln_api::proto::pb::Definition::decode(definition).ok())
+        .flatten();
     #[allow(deprecated)]
     gw::SolveResponse {
         r#ref: String::new(),
         result: Some(gw::Result {
             metadata,
             attestations: HashMap::new(),
-            result: Some(gw::result::Result::Ref(gw::Ref { id, def: None })),
+            result: Some(gw::result::Result::Ref(gw::Ref { id, def })),
         }),
     }
 }

@@ -799,3 +799,76 @@ fn kiln_hands_a_git_context_to_kilnd() {
         );
     }
 }
+
+/// `kiln bake --addr` builds every target on the daemon, each with its own session:
+/// one from a directory of the client's, one from a git repository the daemon fetches
+/// (the client has no git), both exported to the client.
+#[test]
+fn kiln_bakes_on_kilnd() {
+    if !can_build() {
+        return;
+    }
+    let Some(kiln) = kiln_binary() else {
+        return;
+    };
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let kilnd = Kilnd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let (_git_daemon, repo) = kiln_test::serve_git(
+        work.path(),
+        &[
+            ("greeting.txt", "from the repository"),
+            (
+                "Dockerfile",
+                &format!("FROM {image}\nCOPY greeting.txt /from-git.txt\n"),
+            ),
+        ],
+    );
+    let project = work.path().join("project");
+    fs_err::create_dir_all(project.join("app")).unwrap();
+    fs_err::write(project.join("app/greeting.txt"), "from the client").unwrap();
+    fs_err::write(
+        project.join("app/Dockerfile"),
+        format!(
+            "FROM {image}\nARG WHO\nCOPY greeting.txt /from-dir.txt\nRUN echo \"$WHO\" > /who.txt\n"
+        ),
+    )
+    .unwrap();
+    let out = work.path().join("out");
+    fs_err::write(
+        project.join("docker-bake.hcl"),
+        format!(
+            r#"group "default" {{
+  targets = ["app", "repo"]
+}}
+target "app" {{
+  context = "app"
+  args = {{ WHO = "bake" }}
+  output = ["type=local,dest={out}/app"]
+}}
+target "repo" {{
+  context = "{repo}#main"
+  output = ["type=local,dest={out}/repo"]
+}}
+"#,
+            out = out.display()
+        ),
+    )
+    .unwrap();
+    let output = Command::new(&kiln)
+        .current_dir(&project)
+        .env("PATH", "/nonexistent")
+        .args(["bake", "--progress=plain", "--addr", &kilnd.address()])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read = |path: &str| fs_err::read_to_string(out.join(path)).unwrap();
+    assert_eq!(read("app/from-dir.txt"), "from the client");
+    assert_eq!(read("app/who.txt"), "bake\n");
+    assert_eq!(read("repo/from-git.txt"), "from the repository");
+}

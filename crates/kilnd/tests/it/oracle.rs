@@ -17,6 +17,42 @@ fn run(command: &mut Command) -> Output {
     output
 }
 
+/// docker buildx with a configuration of its own, in which a remote-driver builder
+/// `kiln-test` on kilnd is made.
+struct Buildx {
+    binary: std::path::PathBuf,
+    config: std::path::PathBuf,
+}
+
+impl Buildx {
+    fn on(kilnd: &Kilnd, binary: std::path::PathBuf, work: &Path) -> Self {
+        let buildx = Self {
+            binary,
+            config: work.join("docker"),
+        };
+        let address = kilnd.address();
+        buildx.run(&[
+            "create",
+            "--name",
+            "kiln-test",
+            "--driver",
+            "remote",
+            &address,
+        ]);
+        buildx
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.binary);
+        command.env("DOCKER_CONFIG", &self.config);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        run(self.command().args(args))
+    }
+}
+
 /// A context whose build copies a file, reads a secret and runs a step.
 fn context(dir: &Path, image: &str) {
     fs_err::create_dir_all(dir.join("app")).unwrap();
@@ -140,19 +176,8 @@ fn buildx_remote_driver_builds_through_kilnd() {
     context(&ctx, &image);
     let secret = work.path().join("tok");
     fs_err::write(&secret, "s3cret").unwrap();
-    let buildx = |args: &[&str]| {
-        run(Command::new(&buildx)
-            .env("DOCKER_CONFIG", work.path().join("docker"))
-            .args(args))
-    };
-    buildx(&[
-        "create",
-        "--name",
-        "kiln-test",
-        "--driver",
-        "remote",
-        &kilnd.address(),
-    ]);
+    let buildx = Buildx::on(&kilnd, buildx, work.path());
+    let buildx = |args: &[&str]| buildx.run(args);
     let inspect = buildx(&["inspect", "kiln-test", "--bootstrap"]);
     let inspect = String::from_utf8_lossy(&inspect.stdout).into_owned();
     assert!(inspect.contains("v0.24.0"), "{inspect}");
@@ -216,18 +241,15 @@ fn buildx_sends_piped_and_git_contexts_to_kilnd() {
         .arg("-czf")
         .arg(&tarball)
         .arg("."));
+    let buildx = Buildx::on(&kilnd, buildx, work.path());
     let buildx = |args: &[&str], stdin: Option<&Path>| {
-        let mut command = Command::new(&buildx);
-        command
-            .env("DOCKER_CONFIG", work.path().join("docker"))
-            .args(args);
+        let mut command = buildx.command();
+        command.args(args);
         if let Some(file) = stdin {
             command.stdin(fs_err::File::open(file).unwrap().into_file());
         }
         run(&mut command)
     };
-    let create = ["create", "--name", "kiln-test", "--driver", "remote"];
-    buildx(&[&create[..], &[kilnd.address().as_str()]].concat(), None);
     let out = |name: &str| work.path().join(name);
     let local = |name: &str| format!("type=local,dest={}", out(name).display());
     buildx(
@@ -302,20 +324,8 @@ fn buildctl_and_buildx_lend_an_oci_layout_to_kilnd() {
         fs_err::read_to_string(out("buildctl").join("ran")).unwrap(),
         "ran\n"
     );
-    let buildx = |args: &[&str]| {
-        run(Command::new(&buildx)
-            .env("DOCKER_CONFIG", work.path().join("docker"))
-            .args(args))
-    };
-    let address = kilnd.address();
-    buildx(&[
-        "create",
-        "--name",
-        "kiln-test",
-        "--driver",
-        "remote",
-        &address,
-    ]);
+    let buildx = Buildx::on(&kilnd, buildx, work.path());
+    let buildx = |args: &[&str]| buildx.run(args);
     let context = format!("base=oci-layout://{}", layout.display());
     let local = format!("type=local,dest={}", out("buildx").display());
     buildx(&[
@@ -1019,4 +1029,69 @@ fn calls_answer_through_kilnd_as_through_buildkitd() {
             );
         }
     }
+}
+
+/// A Bake target whose named context is another target (`target:base`), as buildx
+/// bakes it: it solves `base` through the gateway, takes the definition kilnd returns
+/// with the ref, and hands it back as a frontend input (`input:`) with its image config,
+/// while `base`'s session still lends `base`'s own `context` directory.
+#[test]
+fn buildx_bakes_a_target_on_another_through_kilnd() {
+    if !can_build() {
+        return;
+    }
+    let Some(buildx) = kiln_test::oracle_tool("docker-buildx", "KILN_BUILDX") else {
+        return;
+    };
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let kilnd = Kilnd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let project = work.path().join("project");
+    for (path, text) in [
+        ("base/base.txt", "from base".to_owned()),
+        (
+            "base/Dockerfile",
+            format!("FROM {image}\nENV FROM_BASE=yes\nCOPY base.txt /base.txt\n"),
+        ),
+        ("app/app.txt", "from app".to_owned()),
+        (
+            "app/Dockerfile",
+            "FROM base\nCOPY app.txt /app.txt\nRUN echo \"$FROM_BASE\" > /env.txt\n".to_owned(),
+        ),
+    ] {
+        let path = project.join(path);
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(path, text).unwrap();
+    }
+    // Inside the project: buildx asks for an entitlement to write elsewhere.
+    let out = project.join("out");
+    fs_err::write(
+        project.join("docker-bake.hcl"),
+        format!(
+            r#"target "base" {{
+  context = "base"
+}}
+target "app" {{
+  context = "app"
+  contexts = {{ base = "target:base" }}
+  output = ["type=local,dest={}"]
+}}
+"#,
+            out.display()
+        ),
+    )
+    .unwrap();
+    let buildx = Buildx::on(&kilnd, buildx, work.path());
+    run(buildx.command().current_dir(&project).args([
+        "bake",
+        "--builder",
+        "kiln-test",
+        "--progress=plain",
+        "app",
+    ]));
+    let read = |path: &str| fs_err::read_to_string(out.join(path)).unwrap();
+    assert_eq!(read("base.txt"), "from base");
+    assert_eq!(read("app.txt"), "from app");
+    assert_eq!(read("env.txt"), "yes\n");
 }
