@@ -16,7 +16,7 @@ use crate::build::{
     PruneOptions,
 };
 use crate::builder::{Builder, BuilderInfo, Error};
-use crate::client::{Client, TlsFiles};
+use crate::client::{Client, FrontendSolve, TlsFiles};
 use crate::proto::moby::buildkit::v1 as control;
 use crate::session::attachables::{Attachables, OutputTarget};
 use crate::session::content::local_store_id;
@@ -56,9 +56,30 @@ impl RemoteBuilder {
         caches: LocalCaches,
         progress: &(dyn Fn(Event) + Sync),
     ) -> Result<BuildResult, Error> {
+        self.with_progress(progress, |on_status| async {
+            let response = self
+                .client()
+                .await?
+                .solve(solve, attachables, shared_key, on_status)
+                .await?;
+            finish(&response, caches)
+        })
+    }
+
+    /// Runs `work` on the client's runtime, the status updates it is given turned into
+    /// events for `progress` as they come.
+    fn with_progress<F, Work>(
+        &self,
+        progress: &(dyn Fn(Event) + Sync),
+        work: F,
+    ) -> Result<BuildResult, Error>
+    where
+        F: FnOnce(Box<dyn Fn(control::StatusResponse) + Send>) -> Work,
+        Work: Future<Output = Result<BuildResult, Error>>,
+    {
         let (events_in, events_out) = std::sync::mpsc::channel::<control::StatusResponse>();
         let state = Mutex::new(StatusEvents::default());
-        let response = std::thread::scope(|scope| {
+        std::thread::scope(|scope| {
             let printer = scope.spawn(|| {
                 for update in events_out {
                     let events = state
@@ -70,31 +91,82 @@ impl RemoteBuilder {
                     }
                 }
             });
-            let response = self.runtime.block_on(async {
-                self.client()
-                    .await?
-                    .solve(solve, attachables, shared_key, move |update| {
-                        let _ = events_in.send(update);
-                    })
-                    .await
-                    .map_err(Error::from)
+            let on_status = Box::new(move |update| {
+                let _ = events_in.send(update);
             });
+            let result = self.runtime.block_on(work(on_status));
             let _ = printer.join();
-            response
-        });
-        finish(&response?, caches)
+            result
+        })
     }
 }
 
-/// What a Dockerfile build lends the daemon through its session: the context, the
-/// Dockerfile's directory, named local contexts and OCI layouts, secrets, ssh, registry
-/// credentials, and the content stores `stores` (local caches).
-fn lent(request: &BuildRequest, stores: BTreeMap<String, PathBuf>) -> Result<Attachables, Error> {
-    let mut dirs = BTreeMap::from([
-        ("context".to_owned(), request.context.clone()),
-        ("dockerfile".to_owned(), request.dockerfile_dir()),
-    ]);
-    let mut content_stores = stores;
+/// What a Dockerfile build lends the daemon through its session besides directories:
+/// secrets, ssh, registry credentials, and the content stores `stores` (local caches).
+fn lent(request: &BuildRequest, stores: BTreeMap<String, PathBuf>) -> Attachables {
+    Attachables {
+        secrets: request.secrets.clone(),
+        ssh: request.ssh.clone(),
+        registry_auth: true,
+        content_stores: stores,
+        ..Attachables::default()
+    }
+}
+
+/// A Dockerfile build as the frontend's attributes, its directories (context,
+/// Dockerfile, named local contexts) and OCI layouts added to what the session lends.
+/// A build another is built on (Bake's `target:` link) becomes an input, solved first
+/// with its directories in a session of its own (as buildx has each target in its
+/// own): BuildKit's frontend reads the context only as `context`.
+fn frontend_solve(request: &BuildRequest, lent: &mut Attachables) -> Result<FrontendSolve, Error> {
+    let mut root = linked_solve(request, lent)?;
+    for (name, dir) in root
+        .own_session
+        .take()
+        .map(|(dirs, _)| dirs)
+        .into_iter()
+        .flatten()
+    {
+        lent.dirs.insert(name, dir);
+    }
+    Ok(root)
+}
+
+/// A build's solve, with its directories in a session of its own; its secrets, ssh
+/// agents and OCI layouts are lent by the build's session.
+fn linked_solve(request: &BuildRequest, lent: &mut Attachables) -> Result<FrontendSolve, Error> {
+    let mut attrs = frontend_attrs(request)?;
+    let mut dirs = BTreeMap::new();
+    match &request.context_url {
+        // The daemon fetches the context.
+        Some(url) => {
+            attrs.insert("context".to_owned(), url.clone());
+            // A git URL with a query (`?ref=…&subdir=…`) needs a frontend that reads it.
+            if url.contains('?') && matches!(kiln_llb::GitRef::parse(url), Ok(Some(_))) {
+                attrs.insert(
+                    "frontend.caps".to_owned(),
+                    "moby.buildkit.frontend.gitquerystring".to_owned(),
+                );
+            }
+        }
+        None => {
+            dirs.insert("context".to_owned(), request.context.clone());
+        }
+    }
+    // A Dockerfile inside a fetched context is read from there; any other is lent.
+    if request.context_url.is_none() || request.dockerfile.is_absolute() {
+        dirs.insert("dockerfile".to_owned(), request.dockerfile_dir());
+        if request.context_url.is_some() {
+            attrs.insert("dockerfilekey".to_owned(), "dockerfile".to_owned());
+        }
+    }
+    for (key, value) in &request.secrets {
+        lent.secrets.insert(key.clone(), value.clone());
+    }
+    for (key, value) in &request.ssh {
+        lent.ssh.insert(key.clone(), value.clone());
+    }
+    let mut inputs = Vec::new();
     for (name, context) in &request.named_contexts {
         match context {
             BuildContext::Dir(dir) => {
@@ -102,20 +174,34 @@ fn lent(request: &BuildRequest, stores: BTreeMap<String, PathBuf>) -> Result<Att
             }
             BuildContext::OciLayout { path, selector } => {
                 let (_, store) = lent_layout(name, path, selector)?;
-                content_stores.insert(store, path.clone());
+                lent.content_stores.insert(store, path.clone());
+            }
+            BuildContext::Build(linked) => {
+                inputs.push((name.clone(), linked_solve(linked, lent)?));
             }
             _ => {}
         }
     }
-    Ok(Attachables {
-        dirs,
-        secrets: request.secrets.clone(),
-        outputs: Default::default(),
-        ssh: request.ssh.clone(),
-        registry_auth: true,
-        content_stores,
-        uploads: Default::default(),
+    Ok(FrontendSolve {
+        attrs,
+        own_session: Some((dirs, shared_key(request))),
+        inputs,
     })
+}
+
+/// What a build and the builds it is built on are granted (`--allow`), each once.
+fn entitlements(request: &BuildRequest) -> Vec<String> {
+    let mut granted = request.entitlements.clone();
+    for context in request.named_contexts.values() {
+        if let BuildContext::Build(linked) = context {
+            for entitlement in entitlements(linked) {
+                if !granted.contains(&entitlement) {
+                    granted.push(entitlement);
+                }
+            }
+        }
+    }
+    granted
 }
 
 /// The session key of a build: builds of one directory share it, so the daemon keeps
@@ -135,41 +221,38 @@ impl Builder for RemoteBuilder {
     ) -> Result<BuildResult, Error> {
         let (exporters, outputs) = exporters(&request.outputs)?;
         let (cache, caches) = cache_options(&request.cache_imports, &request.cache_exports)?;
-        let mut attachables = lent(request, caches.stores.clone())?;
+        let mut attachables = lent(request, caches.stores.clone());
         attachables.outputs = outputs;
-        let mut frontend_attrs = frontend_attrs(request)?;
-        if let Some(url) = &request.context_url {
-            // The daemon fetches the context; a Dockerfile of the client's is lent
-            // under its own key.
-            frontend_attrs.insert("context".to_owned(), url.clone());
-            attachables.dirs.remove("context");
-            if request.dockerfile.is_absolute() {
-                frontend_attrs.insert("dockerfilekey".to_owned(), "dockerfile".to_owned());
-            } else {
-                attachables.dirs.remove("dockerfile");
-            }
-            // A git URL with a query (`?ref=…&subdir=…`) needs a frontend that reads it.
-            if url.contains('?') && matches!(kiln_llb::GitRef::parse(url), Ok(Some(_))) {
-                frontend_attrs.insert(
-                    "frontend.caps".to_owned(),
-                    "moby.buildkit.frontend.gitquerystring".to_owned(),
-                );
-            }
-        }
+        let mut root = frontend_solve(request, &mut attachables)?;
         if !cache.imports.is_empty() {
             // The frontend's own solves import what this names (buildctl and buildx
             // send both).
-            frontend_attrs.insert("cache-imports".to_owned(), cache_imports_json(&cache));
+            root.attrs
+                .insert("cache-imports".to_owned(), cache_imports_json(&cache));
         }
         let solve = control::SolveRequest {
             frontend: "dockerfile.v0".to_owned(),
-            frontend_attrs,
             exporters,
-            entitlements: request.entitlements.clone(),
+            entitlements: entitlements(request),
             cache: Some(cache),
             ..control::SolveRequest::default()
         };
-        self.solve(solve, attachables, &shared_key(request), caches, progress)
+        if root.inputs.is_empty() {
+            let solve = control::SolveRequest {
+                frontend_attrs: root.attrs,
+                ..solve
+            };
+            return self.solve(solve, attachables, &shared_key(request), caches, progress);
+        }
+        // Built on other builds: through the gateway, as buildx builds Bake's links.
+        self.with_progress(progress, |on_status| async {
+            let response = self
+                .client()
+                .await?
+                .solve_frontends(solve, root, attachables, &shared_key(request), on_status)
+                .await?;
+            finish(&response, caches)
+        })
     }
 
     fn call(
@@ -177,8 +260,9 @@ impl Builder for RemoteBuilder {
         request: &BuildRequest,
         subrequest: &str,
     ) -> Result<crate::subrequests::Metadata, Error> {
-        let attachables = lent(request, BTreeMap::new())?;
-        let mut frontend_attrs = frontend_attrs(request)?;
+        let mut attachables = lent(request, BTreeMap::new());
+        // Builds linked as named contexts are not solved for a subrequest.
+        let mut frontend_attrs = frontend_solve(request, &mut attachables)?.attrs;
         frontend_attrs.insert(
             crate::subrequests::REQUEST_ID.to_owned(),
             subrequest.to_owned(),
@@ -511,9 +595,11 @@ fn frontend_attrs(request: &BuildRequest) -> Result<HashMap<String, String>, Err
             BuildContext::Http(url) => url.clone(),
             BuildContext::Git { url, reference } => format!("{url}#{reference}"),
             BuildContext::OciLayout { path, selector } => lent_layout(name, path, selector)?.0,
-            BuildContext::Build(_) | BuildContext::Definition { .. } => {
+            // Solved first, and sent as a frontend input (see `frontend_solve`).
+            BuildContext::Build(_) => continue,
+            BuildContext::Definition { .. } => {
                 return Err(Error::Unsupported(format!(
-                    "--build-context {name}: other builds as named contexts are not sent to a remote builder yet"
+                    "--build-context {name}: a definition is not sent as a named context by this client"
                 )));
             }
         };
@@ -591,6 +677,8 @@ fn exporters(
                 };
                 targets.insert(index, target);
             }
+            // Not an exporter: a build that opts out of any (as buildx drops it).
+            "cacheonly" => continue,
             _ => {}
         }
         exporters.push(control::Exporter {
@@ -787,6 +875,48 @@ mod tests {
         assert_eq!(attrs["target"], "final");
         assert_eq!(attrs["no-cache"], "deps");
         assert_eq!(attrs["context:base"], "docker-image://busybox");
+    }
+
+    /// A build on another (Bake's `target:` link): the other is an input whose
+    /// directories a session of its own lends, under the usual names.
+    #[test]
+    fn a_linked_build_is_an_input_with_a_session_of_its_own() {
+        let base = BuildRequest {
+            context: "/work/base".into(),
+            dockerfile: "/work/base/Dockerfile".into(),
+            named_contexts: BTreeMap::from([(
+                "files".to_owned(),
+                BuildContext::Dir("/work/base-files".into()),
+            )]),
+            secrets: BTreeMap::from([("tok".to_owned(), b"s3cret".to_vec())]),
+            entitlements: vec!["network.host".to_owned()],
+            ..BuildRequest::default()
+        };
+        let app = BuildRequest {
+            context: "/work/app".into(),
+            dockerfile: "/work/app/Dockerfile".into(),
+            named_contexts: BTreeMap::from([
+                ("base".to_owned(), BuildContext::Build(Box::new(base))),
+                ("files".to_owned(), BuildContext::Dir("/work/files".into())),
+            ]),
+            ..BuildRequest::default()
+        };
+        let mut lent = Attachables::default();
+        let root = frontend_solve(&app, &mut lent).unwrap();
+        assert!(root.own_session.is_none());
+        assert!(!root.attrs.contains_key("context:base"));
+        assert_eq!(root.attrs["context:files"], "local:files");
+        let names: Vec<&str> = lent.dirs.keys().map(String::as_str).collect();
+        assert_eq!(names, ["context", "dockerfile", "files"]);
+        assert_eq!(lent.secrets["tok"], b"s3cret");
+        let [(name, input)] = root.inputs.as_slice() else {
+            panic!("{:?}", root.inputs)
+        };
+        assert_eq!(name, "base");
+        let (dirs, _) = input.own_session.as_ref().unwrap();
+        assert_eq!(dirs["context"], PathBuf::from("/work/base"));
+        assert_eq!(dirs["files"], PathBuf::from("/work/base-files"));
+        assert_eq!(entitlements(&app), ["network.host"]);
     }
 
     #[test]

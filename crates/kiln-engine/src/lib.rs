@@ -234,10 +234,21 @@ pub struct SessionHooks {
     pub listings: Listings,
     /// Where `type=local` caches are: the client's directories, through its session.
     pub client_dirs: Option<Arc<dyn ClientDirs>>,
-    /// The client session the build's directories come from: its local sources name
-    /// it (`local.session`), as BuildKit's frontend names its build's session, so a
-    /// definition handed back later (a Bake target built on another) still finds them.
-    pub session_id: Option<String>,
+    /// The client session the build's directories come from, and the local name its
+    /// context comes under: its local sources name both (`local.session`, and
+    /// `contextkey` as the name) as BuildKit's frontend writes them, so a definition
+    /// handed back later (a Bake target built on another) still finds them.
+    pub lender: Option<Lender>,
+}
+
+/// A client session lending a build's directories.
+#[derive(Debug, Clone)]
+pub struct Lender {
+    /// The session's id.
+    pub session_id: String,
+    /// The local name the build context is lent under (`context` unless the client
+    /// chose another with `contextkey`).
+    pub context_name: String,
 }
 
 /// Every entry under a directory (sorted, metadata as on disk).
@@ -489,8 +500,12 @@ impl Engine {
                 request,
                 &dockerfile,
                 &mut dockerfile::LocalDirs {
-                    context_name: "context".to_owned(),
-                    session: hooks.session_id.as_deref(),
+                    context_name: hooks
+                        .lender
+                        .as_ref()
+                        .map_or("context", |l| l.context_name.as_str())
+                        .to_owned(),
+                    session: hooks.lender.as_ref().map(|l| l.session_id.as_str()),
                     dirs: &mut dirs,
                 },
                 client,

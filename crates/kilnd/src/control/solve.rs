@@ -24,7 +24,7 @@ use kiln_api::proto::pb::Definition;
 use kiln_api::proto::pb::SourceInfo;
 use kiln_api::session::filesync::{self, Filter};
 use kiln_engine::{
-    CheckReport, ClientDirs, Engine, Listing, Listings, SessionHooks, session_local_name,
+    CheckReport, ClientDirs, Engine, Lender, Listing, Listings, SessionHooks, session_local_name,
 };
 use sha2::{Digest as _, Sha256};
 use tonic::{Response, Status};
@@ -490,6 +490,7 @@ pub(crate) async fn dockerfile_request(
         None => None,
     };
     let local_dockerfile = remote.is_none() || attrs.contains_key("dockerfilekey");
+    let context_lender = lender(daemon, attrs, &context_key, session).await?;
     // The Dockerfile and its own ignore file, then the context's ignore file, then the
     // context without what it ignores.
     let own_ignore = format!("{filename}.dockerignore");
@@ -499,7 +500,7 @@ pub(crate) async fn dockerfile_request(
         _ => {
             let (dir, listing) = sync(
                 daemon,
-                session,
+                &*lender(daemon, attrs, &dockerfile_key, session).await?,
                 &dockerfile_key,
                 "dockerfile",
                 &Filter {
@@ -524,7 +525,7 @@ pub(crate) async fn dockerfile_request(
     } else {
         let (dir, listing) = sync_context(
             daemon,
-            session,
+            &context_lender,
             &context_key,
             &dockerfile_dir,
             &own_ignore,
@@ -542,8 +543,9 @@ pub(crate) async fn dockerfile_request(
         let context = if let Some(image) = value.strip_prefix("docker-image://") {
             BuildContext::Image(image.to_owned())
         } else if let Some(local) = value.strip_prefix("local:") {
+            let lender = lender(daemon, attrs, local, session).await?;
             let (dir, listing) =
-                sync(daemon, session, local, "context", &Filter::default(), job).await?;
+                sync(daemon, &lender, local, "context", &Filter::default(), job).await?;
             listings.insert(dir.clone(), listing);
             BuildContext::Dir(dir)
         } else if let Some(reference) = value.strip_prefix("oci-layout://") {
@@ -622,6 +624,10 @@ pub(crate) async fn dockerfile_request(
     let mut hooks = session_hooks(daemon, Some(session), cancelled);
     hooks.on_checks = Some(check_report(job, &dockerfile, &dockerfile_key, &filename));
     hooks.listings = listings;
+    hooks.lender = Some(Lender {
+        session_id: context_lender.id.clone(),
+        context_name: context_key,
+    });
     let request = BuildRequest {
         context: context_dir,
         dockerfile,
@@ -638,6 +644,25 @@ pub(crate) async fn dockerfile_request(
         ..BuildRequest::default()
     };
     Ok((request, hooks))
+}
+
+/// The session lending the client's directory `name`: the one the attribute
+/// `local-sessionid:NAME` names (buildx lends a directory several targets share in a
+/// session of its own, and kiln a linked build's), else the build's own.
+async fn lender(
+    daemon: &Daemon,
+    attrs: &std::collections::HashMap<String, String>,
+    name: &str,
+    session: &Arc<Session>,
+) -> Result<Arc<Session>, Status> {
+    match attrs.get(&format!("local-sessionid:{name}")) {
+        Some(id) if *id != session.id => daemon.sessions.get(id).await.ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "local-sessionid:{name}: session {id} is not open: the client must open it before solving"
+            ))
+        }),
+        _ => Ok(Arc::clone(session)),
+    }
 }
 
 /// Sends the build checks that fire to the client's progress as warnings on the
@@ -880,7 +905,10 @@ pub(crate) fn session_hooks(
         client_dirs: session.map(|session| {
             Arc::new(crate::client_dirs::SessionDirs::new(session)) as Arc<dyn ClientDirs>
         }),
-        session_id: session.map(|session| session.id.clone()),
+        lender: session.map(|session| Lender {
+            session_id: session.id.clone(),
+            context_name: "context".to_owned(),
+        }),
     }
 }
 

@@ -826,15 +826,23 @@ fn kiln_bakes_on_kilnd() {
         ],
     );
     let project = work.path().join("project");
-    fs_err::create_dir_all(project.join("app")).unwrap();
-    fs_err::write(project.join("app/greeting.txt"), "from the client").unwrap();
-    fs_err::write(
-        project.join("app/Dockerfile"),
-        format!(
-            "FROM {image}\nARG WHO\nCOPY greeting.txt /from-dir.txt\nRUN echo \"$WHO\" > /who.txt\n"
+    for (path, text) in [
+        ("base/greeting.txt", "from base".to_owned()),
+        (
+            "base/Dockerfile",
+            format!("FROM {image}\nENV FROM_BASE=yes\nCOPY greeting.txt /from-base.txt\n"),
         ),
-    )
-    .unwrap();
+        ("app/greeting.txt", "from the client".to_owned()),
+        (
+            "app/Dockerfile",
+            "FROM base\nARG WHO\nCOPY greeting.txt /from-dir.txt\nRUN echo \"$WHO $FROM_BASE\" > /who.txt\n"
+                .to_owned(),
+        ),
+    ] {
+        let path = project.join(path);
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(path, text).unwrap();
+    }
     let out = work.path().join("out");
     fs_err::write(
         project.join("docker-bake.hcl"),
@@ -842,8 +850,12 @@ fn kiln_bakes_on_kilnd() {
             r#"group "default" {{
   targets = ["app", "repo"]
 }}
+target "base" {{
+  context = "base"
+}}
 target "app" {{
   context = "app"
+  contexts = {{ base = "target:base" }}
   args = {{ WHO = "bake" }}
   output = ["type=local,dest={out}/app"]
 }}
@@ -869,6 +881,7 @@ target "repo" {{
     );
     let read = |path: &str| fs_err::read_to_string(out.join(path)).unwrap();
     assert_eq!(read("app/from-dir.txt"), "from the client");
-    assert_eq!(read("app/who.txt"), "bake\n");
+    assert_eq!(read("app/from-base.txt"), "from base");
+    assert_eq!(read("app/who.txt"), "bake yes\n");
     assert_eq!(read("repo/from-git.txt"), "from the repository");
 }

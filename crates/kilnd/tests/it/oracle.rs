@@ -1031,20 +1031,28 @@ fn calls_answer_through_kilnd_as_through_buildkitd() {
     }
 }
 
-/// A Bake target whose named context is another target (`target:base`), as buildx
-/// bakes it: it solves `base` through the gateway, takes the definition kilnd returns
-/// with the ref, and hands it back as a frontend input (`input:`) with its image config,
-/// while `base`'s session still lends `base`'s own `context` directory.
+/// A Bake target whose named context is another target (`target:base`), baked through
+/// the gateway: `base` is solved first, and the definition returned with its ref goes
+/// back as a frontend input (`input:`) with its image config. buildx through kilnd
+/// (each target in a session of its own, `base`'s still lending its `context`); kiln
+/// through kilnd and through buildkitd v0.24 (one session, `base` lent under keys of its
+/// own).
 #[test]
-fn buildx_bakes_a_target_on_another_through_kilnd() {
+fn a_target_on_another_is_baked_through_kilnd_and_buildkitd() {
     if !can_build() {
         return;
     }
     let Some(buildx) = kiln_test::oracle_tool("docker-buildx", "KILN_BUILDX") else {
         return;
     };
+    let Some(kiln) = crate::kiln_cli::kiln_binary() else {
+        return;
+    };
     let registry = kiln_test::Registry::start();
     let image = registry.push_busybox();
+    let Some(buildkitd) = kiln_test::Buildkitd::start(&[registry.host()]) else {
+        return;
+    };
     let kilnd = Kilnd::start(&[]);
     let work = tempfile::tempdir().unwrap();
     let project = work.path().join("project");
@@ -1090,8 +1098,33 @@ target "app" {{
         "--progress=plain",
         "app",
     ]));
-    let read = |path: &str| fs_err::read_to_string(out.join(path)).unwrap();
-    assert_eq!(read("base.txt"), "from base");
-    assert_eq!(read("app.txt"), "from app");
-    assert_eq!(read("env.txt"), "yes\n");
+    let built = |out: &Path| {
+        let read = |path: &str| fs_err::read_to_string(out.join(path)).unwrap();
+        assert_eq!(read("base.txt"), "from base", "{}", out.display());
+        assert_eq!(read("app.txt"), "from app");
+        assert_eq!(read("env.txt"), "yes\n");
+    };
+    built(&out);
+    for (name, address) in [
+        ("kilnd", kilnd.address()),
+        ("buildkitd", buildkitd.address()),
+    ] {
+        let out = work.path().join(format!("kiln-{name}"));
+        let output = Command::new(&kiln)
+            .current_dir(&project)
+            .args(["bake", "--progress=plain", "--addr", &address])
+            .arg(format!(
+                "--set=app.output=type=local,dest={}",
+                out.display()
+            ))
+            .arg("app")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "kiln bake through {name}:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        built(&out);
+    }
 }
