@@ -184,11 +184,20 @@ fn read_dir_entries(path: &Path, probe_xattrs: bool) -> Result<Vec<Walked>, Sele
     Ok(out)
 }
 
+/// fsutil's `ComparePath`: byte order, except that `/` comes before every other byte,
+/// so a directory's entries come right after it (`a`, `a/x`, `a.txt`). Senders list a
+/// context's entries in this order, and BuildKit's receiver refuses any other
+/// ("changes out of order").
+pub fn path_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let key = |c: u8| if c == b'/' { 0 } else { c };
+    a.bytes().map(key).cmp(b.bytes().map(key))
+}
+
 /// A walked entry: its relative path, its metadata, and whether it has extended
 /// attributes (`None`: not known; ask by path).
 pub type Walked = (String, Entry, Option<bool>);
 
-/// The entries of `dir` that `filter` selects, sorted relative paths with their
+/// The entries of `dir` that `filter` selects, relative paths in [`path_order`] with their
 /// metadata as sent (each entry is looked at once).
 pub fn select(dir: &Path, filter: &Filter) -> Result<Vec<(String, Entry)>, SelectError> {
     Ok(walk(dir, filter, false)?
@@ -224,7 +233,7 @@ pub fn select_listed(
         .collect())
 }
 
-/// Every entry under `dir`, sorted relative paths with their metadata as it is on
+/// Every entry under `dir`, relative paths in [`path_order`] with their metadata as it is on
 /// disk (owners kept), each looked at once: what a receiver already has.
 pub fn entries(dir: &Path) -> Result<Vec<(String, Entry)>, SelectError> {
     Ok(walk(dir, &Filter::default(), false)?
@@ -355,7 +364,7 @@ fn walk(dir: &Path, filter: &Filter, probe_xattrs: bool) -> Result<Vec<Walked>, 
         }
         Ok(())
     })?;
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.sort_by(|a, b| path_order(&a.0, &b.0));
     Ok(out)
 }
 

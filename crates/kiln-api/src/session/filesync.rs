@@ -571,7 +571,7 @@ fn listing(
         };
         listing.push((rel.to_string_lossy().into_owned(), entry));
     }
-    listing.sort_by(|a, b| a.0.cmp(&b.0));
+    listing.sort_by(|a, b| kiln_llb::local::path_order(&a.0, &b.0));
     Ok(listing)
 }
 

@@ -46,3 +46,24 @@ fn a_listing_selects_what_a_walk_selects() {
         );
     }
 }
+
+/// A walk lists a directory's entries right after it, before names that sort after
+/// the directory's name but before `/` (fsutil's order, which BuildKit's receiver
+/// checks).
+#[test]
+fn a_walk_lists_in_fsutils_path_order() {
+    let dir = tempfile::tempdir().unwrap();
+    for path in ["a/x", "a/y/z", "a.txt", "a-b", "b"] {
+        let path = dir.path().join(path);
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(path, "").unwrap();
+    }
+    let walked: Vec<String> = select(dir.path(), &Filter::default())
+        .unwrap()
+        .into_iter()
+        .map(|(rel, _)| rel)
+        .collect();
+    assert_eq!(walked, ["a", "a/x", "a/y", "a/y/z", "a-b", "a.txt", "b"]);
+    assert!(kiln_llb::local::path_order("a/x", "a-b").is_lt());
+    assert!(kiln_llb::local::path_order("a", "a/x").is_lt());
+}

@@ -134,7 +134,10 @@ impl<'a> KnownDigests<'a> {
     fn get(&mut self, path: &str, stamp: Stamp) -> Option<[u8; 32]> {
         let at = match self.files.get(self.cursor) {
             Some((p, ..)) if *p == path => self.cursor,
-            _ => self.files.binary_search_by(|(p, ..)| (*p).cmp(path)).ok()?,
+            _ => self
+                .files
+                .binary_search_by(|(p, ..)| kiln_llb::local::path_order(p, path))
+                .ok()?,
         };
         self.cursor = at + 1;
         let (_, known, digest) = self.files[at];

@@ -1128,3 +1128,53 @@ target "app" {{
         built(&out);
     }
 }
+
+/// A context with `a/x` beside `a.txt` and `a-b`: senders list a directory's entries
+/// right after it (fsutil's path order), which BuildKit's receiver checks. kiln sends
+/// to buildkitd v0.24, and buildx to kilnd, in that order.
+#[test]
+fn names_sorting_around_a_slash_travel_in_fsutils_order() {
+    if !can_build() {
+        return;
+    }
+    let Some(buildx) = kiln_test::oracle_tool("docker-buildx", "KILN_BUILDX") else {
+        return;
+    };
+    let Some(kiln) = crate::kiln_cli::kiln_binary() else {
+        return;
+    };
+    let Some(buildkitd) = kiln_test::Buildkitd::start(&[]) else {
+        return;
+    };
+    let kilnd = Kilnd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    for (path, text) in [("a/x", "x"), ("a.txt", "t"), ("a-b", "b"), ("a/y/z", "z")] {
+        let path = ctx.join(path);
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(path, text).unwrap();
+    }
+    fs_err::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY . /\n").unwrap();
+    let check = |out: &Path| {
+        for (path, text) in [("a/x", "x"), ("a.txt", "t"), ("a-b", "b"), ("a/y/z", "z")] {
+            assert_eq!(fs_err::read_to_string(out.join(path)).unwrap(), text);
+        }
+    };
+    let out = work.path().join("kiln-buildkitd");
+    run(Command::new(&kiln)
+        .args(["build", "--progress=plain", "--addr", &buildkitd.address()])
+        .arg(format!("--output=type=local,dest={}", out.display()))
+        .arg(&ctx));
+    check(&out);
+    let buildx = Buildx::on(&kilnd, buildx, work.path());
+    let out = work.path().join("buildx-kilnd");
+    buildx.run(&[
+        "build",
+        "--builder",
+        "kiln-test",
+        "--output",
+        &format!("type=local,dest={}", out.display()),
+        ctx.to_str().unwrap(),
+    ]);
+    check(&out);
+}
