@@ -178,6 +178,14 @@ impl BuildRequest {
             .map(std::path::Path::to_path_buf)
             .unwrap_or_default()
     }
+    /// The Dockerfile frontend's attributes for this build, as a client sends them
+    /// (what a history record keeps); none when a named context cannot be described.
+    pub fn frontend_attrs(&self) -> BTreeMap<String, String> {
+        crate::remote::frontend_attrs(self)
+            .unwrap_or_default()
+            .into_iter()
+            .collect()
+    }
 }
 
 /// Settings every RUN step gets unless it chooses otherwise.
@@ -234,6 +242,42 @@ pub struct BuildResult {
     /// The cache manifest a `--cache-to` wrote last (BuildKit's `cache.manifest`): a
     /// remote builder's client names it in its local cache directory's index.json.
     pub cache_manifest: Option<kiln_oci::Descriptor>,
+}
+
+impl BuildResult {
+    /// What BuildKit's exporters answer for this result: the image's digests,
+    /// descriptor and names, and the cache manifest.
+    pub fn exporter_response(&self) -> BTreeMap<String, String> {
+        use base64::Engine as _;
+        let mut response = BTreeMap::new();
+        if let Some(digest) = &self.manifest_digest {
+            response.insert("containerimage.digest".to_owned(), digest.clone());
+        }
+        if let Some(digest) = &self.config_digest {
+            response.insert("containerimage.config.digest".to_owned(), digest.clone());
+        }
+        if let Some(json) = self
+            .manifest
+            .as_ref()
+            .and_then(|d| serde_json::to_vec(d).ok())
+        {
+            response.insert(
+                "containerimage.descriptor".to_owned(),
+                base64::engine::general_purpose::STANDARD.encode(json),
+            );
+        }
+        if !self.image_names.is_empty() {
+            response.insert("image.name".to_owned(), self.image_names.join(","));
+        }
+        if let Some(json) = self
+            .cache_manifest
+            .as_ref()
+            .and_then(|m| serde_json::to_string(m).ok())
+        {
+            response.insert("cache.manifest".to_owned(), json);
+        }
+        response
+    }
 }
 
 /// A build check that fired.

@@ -109,4 +109,7 @@ pub trait Builder: Sync {
 
     /// The builder's version and platforms.
     fn info(&self) -> Result<BuilderInfo, Error>;
+
+    /// The builds it ran and runs, newest first.
+    fn history(&self) -> Result<Vec<crate::history::HistoryRecord>, Error>;
 }

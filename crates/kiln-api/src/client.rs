@@ -70,17 +70,6 @@ pub struct Client {
     channel: Channel,
 }
 
-fn random_id() -> String {
-    let mut bytes = [0u8; 13];
-    if let Ok(mut urandom) = fs_err::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut urandom, &mut bytes);
-    }
-    bytes
-        .iter()
-        .map(|b| char::from_digit(u32::from(*b) % 36, 36).unwrap_or('0'))
-        .collect()
-}
-
 impl Client {
     /// Connects to `unix:///path`, `tcp://host:port` (TLS when `tls` names files).
     pub async fn connect(address: &str, tls: &TlsFiles) -> Result<Self, Error> {
@@ -176,6 +165,26 @@ impl Client {
             .record)
     }
 
+    /// The builds the daemon ran and runs (`ListenBuildHistory`, ended at once).
+    pub async fn history(&self) -> Result<Vec<control::BuildHistoryRecord>, Error> {
+        let mut stream = self
+            .control()
+            .listen_build_history(control::BuildHistoryRequest {
+                early_exit: true,
+                ..control::BuildHistoryRequest::default()
+            })
+            .await?
+            .into_inner();
+        let mut records = Vec::new();
+        while let Some(event) = stream.next().await {
+            let event = event?;
+            if event.r#type != control::BuildHistoryEventType::Deleted as i32 {
+                records.extend(event.record);
+            }
+        }
+        Ok(records)
+    }
+
     /// Removes cache records; returns what went.
     pub async fn prune(
         &self,
@@ -199,7 +208,7 @@ impl Client {
         on_status: impl Fn(control::StatusResponse) + Send + 'static,
     ) -> Result<HashMap<String, String>, Error> {
         if request.r#ref.is_empty() {
-            request.r#ref = random_id();
+            request.r#ref = crate::history::new_build_id();
         }
         let (session_id, session) = self.open_session(attachables, shared_key).await?;
         request.session = session_id;
@@ -295,7 +304,7 @@ impl Client {
         shared_key: &str,
         on_status: impl Fn(control::StatusResponse) + Send + 'static,
     ) -> Result<GatewayBuild, Error> {
-        let build_id = random_id();
+        let build_id = crate::history::new_build_id();
         let (session_id, session) = self.open_session(attachables, shared_key).await?;
         request.r#ref = build_id.clone();
         request.session = session_id;
@@ -338,7 +347,7 @@ impl Client {
         ),
         Error,
     > {
-        let session_id = random_id();
+        let session_id = crate::history::new_build_id();
         // The session: the client serves its attachables on the stream's connection.
         let (outbound, messages) = tokio::sync::mpsc::channel(64);
         let mut open = tonic::Request::new(ReceiverStream::new(messages));

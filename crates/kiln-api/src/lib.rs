@@ -17,6 +17,7 @@ pub mod build;
 pub mod builder;
 pub mod client;
 pub mod context;
+pub mod history;
 pub mod memory;
 pub mod remote;
 pub mod session;

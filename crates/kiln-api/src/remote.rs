@@ -385,6 +385,18 @@ impl Builder for RemoteBuilder {
                 .unwrap_or_default(),
         })
     }
+
+    fn history(&self) -> Result<Vec<crate::history::HistoryRecord>, Error> {
+        let records = self
+            .runtime
+            .block_on(async { Ok::<_, Error>(self.client().await?.history().await?) })?;
+        let mut records: Vec<_> = records
+            .into_iter()
+            .map(crate::history::HistoryRecord::from_proto)
+            .collect();
+        records.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+        Ok(records)
+    }
 }
 
 fn unix_seconds(timestamp: &Option<crate::proto::google::protobuf::Timestamp>) -> i64 {
@@ -528,7 +540,7 @@ fn finish(response: &HashMap<String, String>, caches: LocalCaches) -> Result<Bui
 }
 
 /// The frontend attributes of a Dockerfile build, as buildx sets them.
-fn frontend_attrs(request: &BuildRequest) -> Result<HashMap<String, String>, Error> {
+pub(crate) fn frontend_attrs(request: &BuildRequest) -> Result<HashMap<String, String>, Error> {
     let mut attrs = HashMap::new();
     // A path inside a context the daemon fetches is sent whole.
     let filename = match &request.context_url {

@@ -38,6 +38,9 @@ pub enum Error {
     /// A remote cache could not be read or written.
     #[error(transparent)]
     RemoteCache(#[from] kiln_remotecache::Error),
+    /// The build history could not be read or written.
+    #[error("keeping the build history")]
+    History(#[source] kiln_store::Error),
     /// A frontend subrequest the Dockerfile frontend does not answer.
     #[error("unsupported request {0}")]
     UnknownSubrequest(String),

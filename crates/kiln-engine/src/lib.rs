@@ -10,6 +10,7 @@ mod dockerfile;
 pub mod dockerignore;
 mod error;
 mod export;
+mod history;
 mod remote_cache;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use kiln_api::build::{
     BuildContext, BuildRequest, BuildResult, CacheRecord, CheckWarning, DefinitionRequest, Event,
     Export, PruneOptions,
 };
+use kiln_api::history::HistoryRecord;
 use kiln_api::{Builder, BuilderInfo, subrequests};
 use kiln_dockerfile::convert::{self, ConvertOptions, ImageResolver, NamedContext, ResolvedImage};
 use kiln_export::Exporter;
@@ -986,7 +988,23 @@ impl Builder for Engine {
         request: &BuildRequest,
         progress: &(dyn Fn(Event) + Sync),
     ) -> Result<BuildResult, kiln_api::Error> {
-        Ok(self.build_with(request, &SessionHooks::default(), progress)?)
+        let mut record = HistoryRecord::started(
+            kiln_api::history::new_build_id(),
+            "dockerfile.v0",
+            request.frontend_attrs(),
+        );
+        let absolute = |path: &Path| {
+            std::path::absolute(path)
+                .unwrap_or_else(|_| path.to_path_buf())
+                .display()
+                .to_string()
+        };
+        record.local_paths = Some((absolute(&request.context), absolute(&request.dockerfile)));
+        Ok(
+            self.recorded(record, &request.outputs, progress, |progress| {
+                self.build_with(request, &SessionHooks::default(), progress)
+            })?,
+        )
     }
 
     fn call(
@@ -1003,8 +1021,13 @@ impl Builder for Engine {
         progress: &(dyn Fn(Event) + Sync),
     ) -> Result<BuildResult, kiln_api::Error> {
         Self::check_exports(&request.outputs)?;
-        let solved = self.solve_definition(request, &SessionHooks::default(), progress)?;
-        Ok(self.export(&solved, &request.outputs)?)
+        let record = HistoryRecord::started(kiln_api::history::new_build_id(), "", BTreeMap::new());
+        Ok(
+            self.recorded(record, &request.outputs, progress, |progress| {
+                let solved = self.solve_definition(request, &SessionHooks::default(), progress)?;
+                self.export(&solved, &request.outputs)
+            })?,
+        )
     }
 
     fn disk_usage(&self, filters: &[String]) -> Result<Vec<CacheRecord>, kiln_api::Error> {
@@ -1013,6 +1036,10 @@ impl Builder for Engine {
 
     fn prune(&self, options: &PruneOptions) -> Result<Vec<CacheRecord>, kiln_api::Error> {
         Ok(Engine::prune(self, options)?)
+    }
+
+    fn history(&self) -> Result<Vec<HistoryRecord>, kiln_api::Error> {
+        Ok(Engine::history(self)?)
     }
 
     fn info(&self) -> Result<BuilderInfo, kiln_api::Error> {

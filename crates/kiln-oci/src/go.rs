@@ -3,6 +3,10 @@
 //! `path.Join`, go-units' `RAMInBytes`, one CSV record as `go-csvvalue` reads it, and
 //! `encoding/json`'s escapes.
 
+/// Times as Go's `time.RFC3339Nano` writes them (the header clients read a daemon's
+/// clock from).
+pub use crate::time::rfc3339_nano_utc;
+
 /// Go's `strconv.ParseBool`: `1 t T TRUE true True` and `0 f F FALSE false False`.
 pub fn parse_bool(text: &str) -> Option<bool> {
     match text {

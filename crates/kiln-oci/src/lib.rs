@@ -23,4 +23,4 @@ pub use compression::{Compression, convert_layer_media_type};
 pub use manifest::{Descriptor, DescriptorPlatform, Index, Manifest, media_type};
 pub use platform::{Platform, PlatformError};
 pub use reference::{Reference, ReferenceError};
-pub use time::{civil_from_days, days_from_civil, rfc3339_utc};
+pub use time::{civil_from_days, days_from_civil, rfc3339_nano_utc, rfc3339_utc};

@@ -39,9 +39,40 @@ pub fn rfc3339_utc(secs: i64) -> String {
     )
 }
 
+/// A time as Go's `time.RFC3339Nano` writes it in UTC: nanoseconds with their
+/// trailing zeros dropped (`2023-11-14T22:13:20.5Z`).
+pub fn rfc3339_nano_utc(time: std::time::SystemTime) -> String {
+    let since = time
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = rfc3339_utc(i64::try_from(since.as_secs()).unwrap_or(i64::MAX));
+    match since.subsec_nanos() {
+        0 => seconds,
+        nanos => format!(
+            "{}.{}Z",
+            seconds.trim_end_matches('Z'),
+            format!("{nanos:09}").trim_end_matches('0')
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::rfc3339_utc;
+    use super::{rfc3339_nano_utc, rfc3339_utc};
+
+    #[test]
+    fn times_with_nanoseconds_print_as_go_does() {
+        let at = |secs, nanos| std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+        assert_eq!(rfc3339_nano_utc(at(0, 0)), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339_nano_utc(at(1_700_000_000, 500_000_000)),
+            "2023-11-14T22:13:20.5Z"
+        );
+        assert_eq!(
+            rfc3339_nano_utc(at(1_700_000_000, 1_200)),
+            "2023-11-14T22:13:20.0000012Z"
+        );
+    }
 
     #[test]
     fn unix_seconds_print_as_go_does() {

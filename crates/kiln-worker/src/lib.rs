@@ -192,6 +192,13 @@ pub struct Worker {
     warnings: Mutex<Vec<String>>,
 }
 
+impl Worker {
+    /// The metadata database (the engine keeps its own records there too).
+    pub fn metadata(&self) -> &MetadataDb {
+        &self.db
+    }
+}
+
 /// Options of one solve.
 pub struct SolveOptions<'a> {
     /// Ignore cached results (they are still recorded).

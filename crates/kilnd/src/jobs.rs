@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use kiln_api::build::{CheckWarning, Event};
+use kiln_api::history::{StepCounter, StepCounts};
 use kiln_api::proto::google::protobuf::Timestamp;
 use kiln_api::proto::moby::buildkit::v1::{StatusResponse, Vertex, VertexLog, VertexWarning};
 use kiln_api::proto::pb::{Position, Range, SourceInfo};
@@ -22,6 +23,8 @@ pub(crate) struct Job {
 #[derive(Default)]
 struct JobState {
     updates: Vec<StatusResponse>,
+    /// The solve's steps, for its history record.
+    steps: StepCounter,
     /// Each vertex's name and start, for the update that completes it.
     vertices: HashMap<String, (String, Option<Timestamp>)>,
     /// Directories the solve reads (a fetched context), removed with the job.
@@ -68,6 +71,7 @@ impl Job {
     /// Records an engine event as BuildKit's status update.
     pub(crate) fn event(&self, event: Event) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.steps.observe(&event);
         let vertex = |digest: &str, name: &str| Vertex {
             digest: digest.to_owned(),
             name: name.to_owned(),
@@ -152,8 +156,29 @@ impl Job {
             .push(dir);
     }
 
+    /// The solve's steps so far: how many, how many ended, how many were cached.
+    pub(crate) fn steps(&self) -> StepCounts {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .steps
+            .counts()
+    }
+
     /// A step of kilnd's own (a transfer, an export) as a vertex of its own.
     pub(crate) fn step(&self, digest: &str, name: &str, started: Timestamp, error: Option<String>) {
+        {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let name = name.to_owned();
+            state.steps.observe(&Event::Started {
+                digest: digest.to_owned(),
+                name,
+            });
+            state.steps.observe(&Event::Done {
+                digest: digest.to_owned(),
+                duration: Duration::ZERO,
+            });
+        }
         self.push(StatusResponse {
             vertexes: vec![Vertex {
                 digest: digest.to_owned(),

@@ -6,6 +6,7 @@ pub(crate) mod builder;
 pub(crate) mod builders;
 pub(crate) mod cache;
 pub(crate) mod debug;
+pub(crate) mod history;
 pub(crate) mod imagetools;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +41,9 @@ pub(crate) enum Command {
     /// Tools for looking inside builds.
     #[command(subcommand)]
     Debug(debug::DebugCommand),
+    /// Commands to work on build records.
+    #[command(subcommand)]
+    History(history::HistoryCommand),
     /// Commands to work on images in registry.
     #[command(subcommand)]
     Imagetools(imagetools::ImagetoolsCommand),

@@ -7,8 +7,10 @@ mod builders;
 mod cache;
 mod call;
 mod dump_llb;
+mod history;
 mod imagetools;
 
+use crate::args::history::HistoryCommand;
 use crate::args::imagetools::ImagetoolsCommand;
 use crate::args::{Cli, Command, debug::DebugCommand};
 
@@ -33,6 +35,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Build(args) => build::run(&args),
         Command::Bake(args) => bake::run(&args),
         Command::Du(args) => cache::du(&args),
+        Command::History(HistoryCommand::Ls(args)) => history::ls(&args),
         Command::Prune(args) => cache::prune(&args),
         Command::Ls(args) => builders::ls(&args),
         Command::Inspect(args) => builders::inspect(&args),

@@ -16,6 +16,7 @@ mod dump_llb;
 mod escapes;
 mod exec_mounts;
 mod export;
+mod history;
 mod imagetools;
 mod layering;
 mod layers;

@@ -1,6 +1,7 @@
 //! BuildKit's `Control` service (and gRPC health): one file per call group. Every call
 //! works on the one [`Daemon`]: the engine and the open sessions.
 
+mod history;
 mod session;
 mod solve;
 mod usage;
@@ -40,6 +41,8 @@ pub(crate) struct Daemon {
     pub(crate) jobs: Arc<Jobs>,
     /// The client-driven builds, for the gateway's calls.
     pub(crate) gateways: Gateways,
+    /// The running builds' history records, and the clients following the history.
+    pub(crate) history: history::History,
     /// The state directory.
     pub(crate) root: PathBuf,
     /// `--oci-worker-labels`.
@@ -66,6 +69,7 @@ impl Daemon {
             sessions: Sessions::new(max_sessions),
             jobs: Arc::new(Jobs::default()),
             gateways: Gateways::default(),
+            history: history::History::default(),
             root,
             labels,
             gc,
@@ -193,20 +197,18 @@ impl control::control_server::Control for ControlService {
 
     type ListenBuildHistoryStream = ServerStream<control::BuildHistoryEvent>;
 
-    /// kilnd keeps no build history yet: the stream ends at once (clients such as
-    /// buildx only probe it).
     async fn listen_build_history(
         &self,
-        _request: Request<control::BuildHistoryRequest>,
+        request: Request<control::BuildHistoryRequest>,
     ) -> Result<Response<Self::ListenBuildHistoryStream>, Status> {
-        Ok(Response::new(Box::pin(tokio_stream::empty())))
+        history::listen(&self.daemon, request.into_inner()).await
     }
 
     async fn update_build_history(
         &self,
-        _request: Request<control::UpdateBuildHistoryRequest>,
+        request: Request<control::UpdateBuildHistoryRequest>,
     ) -> Result<Response<control::UpdateBuildHistoryResponse>, Status> {
-        Err(Status::unimplemented("kilnd keeps no build history yet"))
+        history::update(&self.daemon, request.into_inner()).await
     }
 }
 

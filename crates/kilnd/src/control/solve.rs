@@ -15,6 +15,7 @@ use kiln_api::build::{
     BuildContext, BuildRequest, BuildResult, CacheOptionsEntry, DefinitionRequest, Export,
     RunDefaults,
 };
+use kiln_api::history::HistoryRecord;
 use kiln_api::proto::moby::buildkit::secrets::v1::GetSecretRequest;
 use kiln_api::proto::moby::buildkit::secrets::v1::secrets_client::SecretsClient;
 use kiln_api::proto::moby::buildkit::v1 as control;
@@ -40,10 +41,12 @@ pub(super) async fn solve(
 ) -> Result<Response<control::SolveResponse>, Status> {
     let id = request.r#ref.clone();
     let job = daemon.jobs.start(&id);
+    let recording = Recording::start(daemon, &job, &request);
     // A client that goes away drops this call: its build is cancelled with it.
     let cancelled = CancelOnDrop::default();
     let result = run(daemon, request, &job, &cancelled.0).await;
     daemon.jobs.end(&id, &job);
+    recording.finish(result.as_ref()).await;
     result.map(|exporter_response| {
         Response::new(control::SolveResponse {
             exporter_response: exporter_response.into_iter().collect(),
@@ -118,6 +121,96 @@ pub(crate) fn cache_entries(
     };
     let cache = request.cache.clone().unwrap_or_default();
     (convert(&cache.imports), convert(&cache.exports))
+}
+
+/// A build's history record, kept when the build ends however it ends: a client that
+/// goes away drops the call, and the build is recorded as cancelled.
+struct Recording {
+    daemon: Arc<Daemon>,
+    job: Arc<Job>,
+    record: Option<HistoryRecord>,
+}
+
+impl Recording {
+    /// Starts the record of a build; an internal one (buildx's probe of the gateway's
+    /// options) has none, as in BuildKit.
+    fn start(daemon: &Arc<Daemon>, job: &Arc<Job>, request: &control::SolveRequest) -> Self {
+        if request.internal {
+            return Self {
+                daemon: Arc::clone(daemon),
+                job: Arc::clone(job),
+                record: None,
+            };
+        }
+        let mut record = HistoryRecord::started(
+            request.r#ref.clone(),
+            &request.frontend,
+            request.frontend_attrs.clone().into_iter().collect(),
+        );
+        record.exporters = request
+            .exporters
+            .iter()
+            .map(|e| (e.r#type.clone(), e.attrs.clone().into_iter().collect()))
+            .collect();
+        daemon.history.started(&record);
+        Self {
+            daemon: Arc::clone(daemon),
+            job: Arc::clone(job),
+            record: Some(record),
+        }
+    }
+
+    /// The record as the build ended: its steps, and its exporters' answer or error.
+    fn complete(
+        &mut self,
+        outcome: Result<&BTreeMap<String, String>, &Status>,
+    ) -> Option<HistoryRecord> {
+        let mut record = self.record.take()?;
+        record.completed_at = Some(std::time::SystemTime::now());
+        record.steps = self.job.steps();
+        match outcome {
+            Ok(response) => record.exporter_response = response.clone(),
+            Err(status) => record.error = Some(status.message().to_owned()),
+        }
+        Some(record)
+    }
+
+    /// Keeps the ended build's record before the client hears the build ended, so
+    /// that a history it asks for next has it.
+    async fn finish(mut self, outcome: Result<&BTreeMap<String, String>, &Status>) {
+        if let Some(record) = self.complete(outcome) {
+            keep(&self.daemon, record).await;
+        }
+    }
+}
+
+async fn keep(daemon: &Arc<Daemon>, record: HistoryRecord) {
+    let kept = record.clone();
+    if let Err(status) = daemon
+        .blocking(move |engine| engine.record_history(&kept))
+        .await
+    {
+        eprintln!(
+            "kilnd: warning: the history record of build {} was not kept: {}",
+            record.id,
+            status.message()
+        );
+    }
+    daemon.history.ended(&record);
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        let cancelled = Status::cancelled("the client went away");
+        // (Not when the runtime is gone: the daemon is stopping.)
+        if let (Some(record), Ok(runtime)) = (
+            self.complete(Err(&cancelled)),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            let daemon = Arc::clone(&self.daemon);
+            runtime.spawn(async move { keep(&daemon, record).await });
+        }
+    }
 }
 
 /// Sets its flag when dropped.
@@ -228,6 +321,7 @@ async fn run(
                 !outputs.is_empty(),
                 request.entitlements.clone(),
                 cache_entries(&request),
+                request.frontend_inputs.clone(),
             );
             daemon
                 .gateways
@@ -264,7 +358,7 @@ async fn run(
     let sent = send_outputs(&outputs, session.as_deref(), job).await;
     let _ = fs_err::remove_dir_all(&exports_dir);
     sent?;
-    Ok(exporter_response(&result))
+    Ok(result.exporter_response())
 }
 
 fn hex(text: &str) -> String {
@@ -382,35 +476,6 @@ async fn send_outputs(
         }
     }
     Ok(())
-}
-
-/// What BuildKit's exporters answer: the image's digests, descriptor and names.
-fn exporter_response(result: &BuildResult) -> BTreeMap<String, String> {
-    use base64::Engine as _;
-    let mut response = BTreeMap::new();
-    if let Some(digest) = &result.manifest_digest {
-        response.insert("containerimage.digest".to_owned(), digest.clone());
-    }
-    if let Some(digest) = &result.config_digest {
-        response.insert("containerimage.config.digest".to_owned(), digest.clone());
-    }
-    if let Some(descriptor) = &result.manifest {
-        if let Ok(json) = serde_json::to_vec(descriptor) {
-            response.insert(
-                "containerimage.descriptor".to_owned(),
-                base64::engine::general_purpose::STANDARD.encode(json),
-            );
-        }
-    }
-    if !result.image_names.is_empty() {
-        response.insert("image.name".to_owned(), result.image_names.join(","));
-    }
-    if let Some(manifest) = &result.cache_manifest {
-        if let Ok(json) = serde_json::to_string(manifest) {
-            response.insert("cache.manifest".to_owned(), json);
-        }
-    }
-    response
 }
 
 /// A client directory kept in step in the state directory, for one project (the

@@ -38,6 +38,8 @@ pub(crate) struct Build {
     entitlements: Vec<String>,
     /// The client's cache imports and exports (`Control.Solve`'s), for every solve.
     cache: (Vec<CacheOptionsEntry>, Vec<CacheOptionsEntry>),
+    /// The frontend inputs `Control.Solve` came with (`Inputs` answers them).
+    inputs: HashMap<String, kiln_api::proto::pb::Definition>,
     refs: Mutex<HashMap<String, Arc<Solved>>>,
     next_ref: std::sync::atomic::AtomicU64,
     returned: watch::Sender<Option<Result<Solved, Status>>>,
@@ -51,6 +53,7 @@ impl Build {
         exports: bool,
         entitlements: Vec<String>,
         cache: (Vec<CacheOptionsEntry>, Vec<CacheOptionsEntry>),
+        inputs: HashMap<String, kiln_api::proto::pb::Definition>,
     ) -> Arc<Self> {
         Arc::new(Self {
             session,
@@ -59,6 +62,7 @@ impl Build {
             exports,
             entitlements,
             cache,
+            inputs,
             refs: Mutex::new(HashMap::new()),
             next_ref: std::sync::atomic::AtomicU64::new(1),
             returned: watch::channel(None).0,
@@ -497,8 +501,10 @@ impl gw::llb_bridge_server::LlbBridge for LlbBridgeService {
         &self,
         request: Request<gw::InputsRequest>,
     ) -> Result<Response<gw::InputsResponse>, Status> {
-        let _ = self.build(&request).await?;
-        Ok(Response::new(gw::InputsResponse::default()))
+        let build = self.build(&request).await?;
+        Ok(Response::new(gw::InputsResponse {
+            definitions: build.inputs.clone(),
+        }))
     }
 
     async fn new_container(

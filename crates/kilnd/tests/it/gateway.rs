@@ -581,3 +581,42 @@ async fn the_dockerfile_frontend_lists_its_targets() {
     );
     build.finish(gw::Result::default()).await.unwrap();
 }
+
+/// `Inputs` answers the frontend inputs the solve came with, and a definition's solve
+/// answers with the definition (what a client hands back as an input later).
+#[tokio::test(flavor = "multi_thread")]
+async fn inputs_are_the_solves_and_refs_carry_their_definition() {
+    use kiln_llb::{FileAction, MarshalOptions, OpOptions, State, wire};
+    let kilnd = Kilnd::start(&[]);
+    let state = State::scratch().file(
+        FileAction::mkfile("/input.txt", 0o644, "an input", None, None),
+        OpOptions::default(),
+    );
+    let definition: pb::Definition = prost::Message::decode(
+        wire::encode_definition(&state.marshal(&MarshalOptions::default())).as_slice(),
+    )
+    .unwrap();
+    let mut build = GatewayBuild::open_with(
+        &kilnd,
+        control::SolveRequest {
+            r#ref: "inputs-test".to_owned(),
+            frontend_inputs: HashMap::from([("base".to_owned(), definition.clone())]),
+            ..control::SolveRequest::default()
+        },
+    )
+    .await;
+    let request = build.call(gw::InputsRequest {});
+    let inputs = build.bridge.inputs(request).await.unwrap().into_inner();
+    assert_eq!(inputs.definitions.len(), 1);
+    assert_eq!(inputs.definitions["base"].def, definition.def);
+    let request = build.call(gw::SolveRequest {
+        definition: Some(definition.clone()),
+        ..gw::SolveRequest::default()
+    });
+    let solved = build.bridge.solve(request).await.unwrap().into_inner();
+    let Some(gw::result::Result::Ref(reference)) = solved.result.and_then(|r| r.result) else {
+        panic!("not one ref");
+    };
+    assert_eq!(reference.def.map(|d| d.def), Some(definition.def));
+    build.finish(gw::Result::default()).await.unwrap();
+}

@@ -885,3 +885,107 @@ target "repo" {{
     assert_eq!(read("app/who.txt"), "bake yes\n");
     assert_eq!(read("repo/from-git.txt"), "from the repository");
 }
+
+/// Every build through kilnd leaves a history record: its steps, its exporters and
+/// their answer, or its error. A client following the history sees a build start and
+/// end; a deleted record is gone; the records outlive a restart.
+#[test]
+fn builds_through_kilnd_are_kept_in_its_history() {
+    use kiln_api::Builder as _;
+    use kiln_api::proto::moby::buildkit::v1 as control;
+    if !can_build() {
+        return;
+    }
+    let Some(kiln) = kiln_binary() else {
+        return;
+    };
+    let registry = kiln_test::Registry::start();
+    let image = registry.push_busybox();
+    let mut kilnd = Kilnd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    fs_err::create_dir_all(&ctx).unwrap();
+    let dockerfile = |text: &str| fs_err::write(ctx.join("Dockerfile"), text).unwrap();
+    // A client following the history from before the first build.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let socket = kilnd.socket.clone();
+    let mut events = runtime.block_on(async {
+        let channel = crate::support::connect(&socket).await;
+        control::control_client::ControlClient::new(channel)
+            .listen_build_history(control::BuildHistoryRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    dockerfile(&format!("FROM {image}\nRUN echo ok > /ok\n"));
+    let out = work.path().join("out");
+    kiln_build(
+        &kiln,
+        &kilnd.address(),
+        &[
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    let followed: Vec<(i32, control::BuildHistoryRecord)> = runtime.block_on(async {
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            let event = events.message().await.unwrap().unwrap();
+            seen.push((event.r#type, event.record.unwrap()));
+        }
+        seen
+    });
+    assert_eq!(
+        followed.iter().map(|(kind, _)| *kind).collect::<Vec<_>>(),
+        [
+            control::BuildHistoryEventType::Started as i32,
+            control::BuildHistoryEventType::Complete as i32
+        ]
+    );
+    assert_eq!(followed[0].1.r#ref, followed[1].1.r#ref);
+    dockerfile(&format!("FROM {image}\nRUN false\n"));
+    let failed = Command::new(&kiln)
+        .args(["build", "--progress=plain", "--addr", &kilnd.address()])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    let builder =
+        kiln_api::remote::RemoteBuilder::new(&kilnd.address(), Default::default()).unwrap();
+    let history = builder.history().unwrap();
+    let [failed, built] = history.as_slice() else {
+        panic!("two records expected: {history:#?}");
+    };
+    assert_eq!(built.id, followed[1].1.r#ref);
+    assert_eq!(built.frontend, "dockerfile.v0");
+    assert!(built.completed_at.is_some() && built.error.is_none());
+    assert_eq!(built.exporters[0].0, "local");
+    assert!(built.steps.total >= 2 && built.steps.completed == built.steps.total);
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("false"),
+        "{failed:?}"
+    );
+    // The records outlive a restart; a deleted one is gone.
+    kilnd.kill_and_restart(&[]);
+    runtime.block_on(async {
+        let channel = crate::support::connect(&kilnd.socket).await;
+        control::control_client::ControlClient::new(channel)
+            .update_build_history(control::UpdateBuildHistoryRequest {
+                r#ref: failed.id.clone(),
+                delete: true,
+                ..control::UpdateBuildHistoryRequest::default()
+            })
+            .await
+            .unwrap();
+    });
+    let history = builder.history().unwrap();
+    assert_eq!(
+        history.iter().map(|r| &r.id).collect::<Vec<_>>(),
+        [&built.id]
+    );
+}

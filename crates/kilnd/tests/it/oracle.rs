@@ -1178,3 +1178,83 @@ fn names_sorting_around_a_slash_travel_in_fsutils_order() {
     ]);
     check(&out);
 }
+
+/// `docker buildx history ls` lists builds through kilnd as through buildkitd v0.24:
+/// the same names and outcomes, newest first (buildx's probe of the gateway's options
+/// is internal and has no record in either).
+#[test]
+fn buildx_lists_kilnds_history_as_buildkitds() {
+    if !can_build() {
+        return;
+    }
+    let Some(buildx) = kiln_test::oracle_tool("docker-buildx", "KILN_BUILDX") else {
+        return;
+    };
+    let Some(buildkitd) = kiln_test::Buildkitd::start(&[]) else {
+        return;
+    };
+    let kilnd = Kilnd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    fs_err::create_dir_all(&ctx).unwrap();
+    fs_err::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY Dockerfile /\n").unwrap();
+    let broken = work.path().join("broken.Dockerfile");
+    fs_err::write(&broken, "FROM scratch\nCOPY missing /\n").unwrap();
+    let config = work.path().join("docker");
+    let binary = buildx;
+    let buildx = |args: &[&str]| {
+        Command::new(&binary)
+            .env("DOCKER_CONFIG", &config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let mut listed = Vec::new();
+    for (name, address) in [
+        ("on-kilnd", kilnd.address()),
+        ("on-buildkitd", buildkitd.address()),
+    ] {
+        let created = buildx(&["create", "--name", name, "--driver", "remote", &address]);
+        assert!(created.status.success());
+        let out = work.path().join(name);
+        let built = buildx(&[
+            "build",
+            "--builder",
+            name,
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            ctx.to_str().unwrap(),
+        ]);
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let failed = buildx(&[
+            "build",
+            "--builder",
+            name,
+            "-f",
+            broken.to_str().unwrap(),
+            ctx.to_str().unwrap(),
+        ]);
+        assert!(!failed.status.success());
+        let ls = buildx(&[
+            "history",
+            "ls",
+            "--builder",
+            name,
+            "--format",
+            "{{.Name}} {{.Status}}",
+        ]);
+        listed.push(String::from_utf8_lossy(&ls.stdout).into_owned());
+    }
+    assert_eq!(listed[0], listed[1]);
+    let lines: Vec<&str> = listed[0].lines().collect();
+    assert!(
+        lines[0].ends_with("/broken.Dockerfile Error"),
+        "{}",
+        listed[0]
+    );
+    assert_eq!(lines[1..], ["ctx Completed"]);
+}
