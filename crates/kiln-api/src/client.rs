@@ -84,6 +84,8 @@ impl Client {
         let channel = if let Some(path) = address.strip_prefix("unix://") {
             let path = PathBuf::from(path);
             Endpoint::from_static("http://kiln")
+                .initial_stream_window_size(crate::session::STREAM_WINDOW)
+                .initial_connection_window_size(crate::session::CONNECTION_WINDOW)
                 .connect_with_connector(tower::service_fn(move |_: Uri| {
                     let path = path.clone();
                     async move {
@@ -104,7 +106,9 @@ impl Client {
             let with_tls = tls.ca.is_some() || tls.cert.is_some();
             let scheme = if with_tls { "https" } else { "http" };
             let mut endpoint = Endpoint::from_shared(format!("{scheme}://{host_port}"))
-                .map_err(|_| bad("not a host:port"))?;
+                .map_err(|_| bad("not a host:port"))?
+                .initial_stream_window_size(crate::session::STREAM_WINDOW)
+                .initial_connection_window_size(crate::session::CONNECTION_WINDOW);
             if with_tls {
                 let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
                 let mut config = ClientTlsConfig::new()

@@ -4,6 +4,7 @@
 //! root, a unix socket as an empty file). The embedded engine reads a context this
 //! way, and a remote client sends it this way, so both see the same files.
 
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -134,7 +135,7 @@ impl From<&std::fs::Metadata> for Entry {
 /// A directory's entries (names) with their metadata, each looked up relative to the
 /// open directory: one path component per lookup, however deep the context; with
 /// `probe_xattrs`, whether each has extended attributes too (when the kernel can say).
-fn read_dir_entries(path: &Path, probe_xattrs: bool) -> Result<Vec<Walked>, SelectError> {
+fn read_dir_entries(path: &Path, probe_xattrs: bool) -> Result<Vec<Read>, SelectError> {
     use rustix::fs::{AtFlags, Mode, OFlags};
     let fd = rustix::fs::openat(
         rustix::fs::CWD,
@@ -193,26 +194,47 @@ pub fn path_order(a: &str, b: &str) -> std::cmp::Ordering {
     a.bytes().map(key).cmp(b.bytes().map(key))
 }
 
-/// A walked entry: its relative path, its metadata, and whether it has extended
+/// A directory's entry as read: its name, its metadata, and whether it has extended
 /// attributes (`None`: not known; ask by path).
-pub type Walked = (String, Entry, Option<bool>);
+type Read = (String, Entry, Option<bool>);
 
 /// The entries of `dir` that `filter` selects, relative paths in [`path_order`] with their
 /// metadata as sent (each entry is looked at once).
 pub fn select(dir: &Path, filter: &Filter) -> Result<Vec<(String, Entry)>, SelectError> {
-    Ok(walk(dir, filter, false)?
-        .into_iter()
-        .map(|(rel, entry, _)| (rel, entry.as_sent()))
-        .collect())
+    let mut out = Vec::new();
+    walk(
+        dir,
+        filter,
+        false,
+        false,
+        &|_, _, _| Ok(()),
+        &mut |rel, entry, ()| {
+            out.push((rel, entry.as_sent()));
+            Ok(())
+        },
+    )?;
+    Ok(out)
 }
 
-/// [`select`] for a sender, which sends extended attributes too: whether each entry
-/// has any, when the kernel can say so in the same walk.
-pub fn select_to_send(dir: &Path, filter: &Filter) -> Result<Vec<Walked>, SelectError> {
-    Ok(walk(dir, filter, true)?
-        .into_iter()
-        .map(|(rel, entry, xattrs)| (rel, entry.as_sent(), xattrs))
-        .collect())
+/// What a walk's reading threads make of each selected entry (its relative path, its
+/// metadata, whether it has extended attributes when known) for whoever the walk hands
+/// it on to.
+pub type Enrich<'a, T> = dyn Fn(&str, &Entry, Option<bool>) -> Result<T, SelectError> + Sync + 'a;
+
+/// [`select`] for a sender, which sends extended attributes too, as a stream: each
+/// entry goes to `emit` (metadata as sent) as soon as every entry before it has, while
+/// other threads read further directories and run `enrich` on the entries they find,
+/// told whether each has extended attributes when the kernel can say so in the same
+/// walk (`None`: not known). The first error of either stops the walk.
+pub fn select_to_send<T: Send>(
+    dir: &Path,
+    filter: &Filter,
+    enrich: &Enrich<'_, T>,
+    emit: &mut dyn FnMut(String, Entry, T) -> Result<(), SelectError>,
+) -> Result<(), SelectError> {
+    walk(dir, filter, true, true, enrich, &mut |rel, entry, extra| {
+        emit(rel, entry.as_sent(), extra)
+    })
 }
 
 /// What [`select`] would return, from `listing` (every entry under `dir`, with its
@@ -236,10 +258,19 @@ pub fn select_listed(
 /// Every entry under `dir`, relative paths in [`path_order`] with their metadata as it is on
 /// disk (owners kept), each looked at once: what a receiver already has.
 pub fn entries(dir: &Path) -> Result<Vec<(String, Entry)>, SelectError> {
-    Ok(walk(dir, &Filter::default(), false)?
-        .into_iter()
-        .map(|(rel, entry, _)| (rel, entry))
-        .collect())
+    let mut out = Vec::new();
+    walk(
+        dir,
+        &Filter::default(),
+        false,
+        false,
+        &|_, _, _| Ok(()),
+        &mut |rel, entry, ()| {
+            out.push((rel, entry));
+            Ok(())
+        },
+    )?;
+    Ok(out)
 }
 
 /// A filter made ready to ask of paths under one directory.
@@ -288,84 +319,173 @@ impl Selection {
     }
 }
 
-/// The entries `filter` selects, with their metadata as it is on disk (and, with
-/// `probe_xattrs`, whether they have extended attributes).
-fn walk(dir: &Path, filter: &Filter, probe_xattrs: bool) -> Result<Vec<Walked>, SelectError> {
+/// One directory's entries as a walk hands them on: each name (sorted), its metadata,
+/// what `enrich` made of it when the filter selects it, and whether the walk descends
+/// into it.
+type Listed<T> = Vec<(String, Entry, Option<T>, bool)>;
+
+/// What the threads of a walk share: the directories still to read (a stack, so that
+/// the first subdirectory of the last one read comes next: the order the walk hands
+/// entries on in), how many are being read, those read and not handed on yet, the one
+/// the handing on waits for, and whether the walk is over.
+struct WalkState<T> {
+    to_read: Vec<String>,
+    reading: usize,
+    read: HashMap<String, Result<Listed<T>, SelectError>>,
+    waiting_for: Option<String>,
+    over: bool,
+}
+
+/// The entries `filter` selects, with their metadata as it is on disk, handed to `emit`
+/// in [`path_order`] (a directory's entries right after it) while a few threads read
+/// directories ahead: each entry's metadata taken relative to its open directory
+/// (with `probe_xattrs`, whether it has extended attributes too), and `enrich` run on
+/// each selected one. With `stream`, each entry is handed on as soon as every entry
+/// before it is known; without, once the whole tree is read (no waiting in between).
+fn walk<T: Send>(
+    dir: &Path,
+    filter: &Filter,
+    probe_xattrs: bool,
+    stream: bool,
+    enrich: &Enrich<'_, T>,
+    emit: &mut dyn FnMut(String, Entry, T) -> Result<(), SelectError>,
+) -> Result<(), SelectError> {
     let selection = Selection::new(dir, filter)?;
-    // Directories are read by a few threads at once, taking them from one queue: a
-    // large context is mostly waiting on the kernel's lookups, which run in parallel.
-    // (directories waiting, directories being read); a reader that finds none waiting
-    // sleeps until another adds some or the last one finishes.
-    let queue = std::sync::Mutex::new((vec![String::new()], 0usize));
-    let changed = std::sync::Condvar::new();
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-    let walk = || -> Result<Vec<Walked>, SelectError> {
-        let mut out = Vec::new();
-        loop {
-            let rel = {
-                let mut state = queue.lock().unwrap_or_else(|e| e.into_inner());
-                loop {
-                    if let Some(rel) = state.0.pop() {
-                        state.1 += 1;
-                        break rel;
-                    }
-                    if state.1 == 0 {
-                        return Ok(out);
-                    }
-                    state = changed.wait(state).unwrap_or_else(|e| e.into_inner());
-                }
-            };
-            let path = if rel.is_empty() {
-                dir.to_path_buf()
-            } else {
-                dir.join(&rel)
-            };
-            let entries = read_dir_entries(&path, probe_xattrs);
-            let mut subdirs = Vec::new();
-            if let Ok(entries) = &entries {
-                for (name, meta, xattrs) in entries {
-                    let child = if rel.is_empty() {
-                        name.clone()
-                    } else {
-                        format!("{rel}/{name}")
-                    };
-                    if !selection.wanted(&child) {
-                        continue;
-                    }
-                    if meta.is_dir() {
-                        subdirs.push(child.clone());
-                    }
-                    if !selection.ignored(&child, meta) {
-                        out.push((child, *meta, *xattrs));
-                    }
-                }
-            }
-            let mut state = queue.lock().unwrap_or_else(|e| e.into_inner());
-            state.0.extend(subdirs);
-            state.1 -= 1;
-            if let Err(e) = entries {
-                // Stop the others too: nothing more to read.
-                state.0.clear();
-                changed.notify_all();
-                return Err(e);
-            }
-            changed.notify_all();
+    let state = std::sync::Mutex::new(WalkState {
+        to_read: vec![String::new()],
+        reading: 0,
+        read: HashMap::new(),
+        waiting_for: None,
+        over: false,
+    });
+    // Readers wait for directories to read; the handing on waits for a listing.
+    let work = std::sync::Condvar::new();
+    let arrived = std::sync::Condvar::new();
+    let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
+    let join = |rel: &str, name: &str| {
+        if rel.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{rel}/{name}")
         }
     };
-    let mut out = Vec::new();
-    std::thread::scope(|scope| -> Result<(), SelectError> {
-        let workers: Vec<_> = (0..threads).map(|_| scope.spawn(walk)).collect();
-        for worker in workers {
-            out.extend(worker.join().unwrap_or_else(|_| {
-                Err(SelectError::Io(std::io::Error::other(
-                    "the context walk panicked",
-                )))
-            })?);
+    // One directory: its entries sorted by name, each selected one enriched.
+    let list = |rel: &str| -> Result<Listed<T>, SelectError> {
+        let path = if rel.is_empty() {
+            dir.to_path_buf()
+        } else {
+            dir.join(rel)
+        };
+        let mut entries = read_dir_entries(&path, probe_xattrs)?;
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut listed = Vec::with_capacity(entries.len());
+        for (name, meta, xattrs) in entries {
+            let child = join(rel, &name);
+            if !selection.wanted(&child) {
+                continue;
+            }
+            let extra = if selection.ignored(&child, &meta) {
+                None
+            } else {
+                Some(enrich(&child, &meta, xattrs)?)
+            };
+            listed.push((name, meta, extra, meta.is_dir()));
+        }
+        Ok(listed)
+    };
+    let read_ahead = || {
+        loop {
+            let rel = {
+                let mut state = lock();
+                loop {
+                    if state.over {
+                        return;
+                    }
+                    if let Some(rel) = state.to_read.pop() {
+                        state.reading += 1;
+                        break rel;
+                    }
+                    state = work.wait(state).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            let listed = list(&rel);
+            let mut state = lock();
+            state.reading -= 1;
+            let before = state.to_read.len();
+            if let Ok(listed) = &listed {
+                // Last first: the first subdirectory is read next.
+                for (name, .., descend) in listed.iter().rev() {
+                    if *descend {
+                        state.to_read.push(join(&rel, name));
+                    }
+                }
+            }
+            let added = state.to_read.len() - before;
+            let done = state.to_read.is_empty() && state.reading == 0;
+            let awaited = state.waiting_for.as_deref() == Some(rel.as_str());
+            state.read.insert(rel, listed);
+            drop(state);
+            // Wake only who has something to do.
+            if added > 1 {
+                work.notify_all();
+            } else if added == 1 {
+                work.notify_one();
+            }
+            if awaited || done {
+                arrived.notify_one();
+            }
+        }
+    };
+    // The listing of `rel`, once a reader has it (it is read or on its way: a
+    // directory is asked for only after its parent was read).
+    let take = |rel: &str| -> Result<Listed<T>, SelectError> {
+        let mut state = lock();
+        loop {
+            if let Some(listed) = state.read.remove(rel) {
+                state.waiting_for = None;
+                return listed;
+            }
+            state.waiting_for = Some(rel.to_owned());
+            state = arrived.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    };
+    /// Ends the walk however the handing on ends: the readers stop.
+    struct Over<'a, T>(&'a std::sync::Mutex<WalkState<T>>, &'a std::sync::Condvar);
+    impl<T> Drop for Over<'_, T> {
+        fn drop(&mut self) {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).over = true;
+            self.1.notify_all();
+        }
+    }
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(read_ahead);
+        }
+        let _over = Over(&state, &work);
+        if !stream {
+            let mut state = lock();
+            while !(state.to_read.is_empty() && state.reading == 0) {
+                state = arrived.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        let mut stack = vec![(String::new(), take("")?.into_iter())];
+        while let Some((rel, listed)) = stack.last_mut() {
+            let Some((name, meta, extra, descend)) = listed.next() else {
+                stack.pop();
+                continue;
+            };
+            let child = join(rel, &name);
+            if let Some(extra) = extra {
+                emit(child.clone(), meta, extra)?;
+            }
+            if descend {
+                let listed = take(&child)?;
+                stack.push((child, listed.into_iter()));
+            }
         }
         Ok(())
-    })?;
-    out.sort_by(|a, b| path_order(&a.0, &b.0));
-    Ok(out)
+    })
 }
 
 /// fsutil's `FollowLinks`: the paths that `paths` (relative to `dir`) reach, each

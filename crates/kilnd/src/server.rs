@@ -11,6 +11,7 @@ use anyhow::{Context as _, bail};
 use kiln_api::proto::health::health_server::HealthServer;
 use kiln_api::proto::moby::buildkit::v1::control_server::ControlServer;
 use kiln_api::proto::moby::buildkit::v1::frontend::llb_bridge_server::LlbBridgeServer;
+use kiln_api::session::{CONNECTION_WINDOW, STREAM_WINDOW};
 use tokio::sync::watch;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
@@ -120,6 +121,8 @@ pub(crate) async fn serve(daemon: Arc<Daemon>, listen: Listen<'_>) -> anyhow::Re
         if let Some(path) = address.strip_prefix("unix://") {
             let listener = listen_unix(Path::new(path), owner)?;
             let router = Server::builder()
+                .initial_stream_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
                 .add_service(control)
                 .add_service(bridge)
                 .add_service(health);
@@ -135,7 +138,9 @@ pub(crate) async fn serve(daemon: Arc<Daemon>, listen: Listen<'_>) -> anyhow::Re
                 .with_context(|| format!("{address}: not a host:port"))?
                 .next()
                 .with_context(|| format!("{address}: no address"))?;
-            let mut builder = Server::builder();
+            let mut builder = Server::builder()
+                .initial_stream_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW);
             match &tls {
                 Some(config) => {
                     builder = builder

@@ -96,6 +96,8 @@ impl Attachables {
     pub async fn serve(self, pipe: DuplexStream) -> Result<(), tonic::transport::Error> {
         let lent = Arc::new(self);
         tonic::transport::Server::builder()
+            .initial_stream_window_size(super::STREAM_WINDOW)
+            .initial_connection_window_size(super::CONNECTION_WINDOW)
             .add_service(
                 file_sync_server::FileSyncServer::from_arc(Arc::clone(&lent))
                     .max_decoding_message_size(usize::MAX),
@@ -203,59 +205,67 @@ fn query_unescape(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The stat list of a local directory as the client sends it: what the filter selects,
-/// in the walk's order, hardlinks pointing at their first path.
-fn stats_of(
+/// The packets of a channel of batches, one at a time.
+struct Unbatched {
+    batches: mpsc::Receiver<Vec<Packet>>,
+    current: std::vec::IntoIter<Packet>,
+}
+
+impl Stream for Unbatched {
+    type Item = Packet;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Packet>> {
+        loop {
+            if let Some(packet) = self.current.next() {
+                return Poll::Ready(Some(packet));
+            }
+            match self.batches.poll_recv(cx) {
+                Poll::Ready(Some(batch)) => self.current = batch.into_iter(),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// How many stat packets go out together while a walk goes on.
+const STAT_BATCH: usize = 512;
+
+/// Sends the stat list of a local directory to `to_daemon` as the client sends it, in
+/// batches as the walk goes on (the daemon compares while the client walks): what the
+/// filter selects, in the walk's order, hardlinks pointing at their first path.
+/// Returns the entries' paths, by id, for the files the daemon asks for.
+fn stream_stats(
     dir: &std::path::Path,
     filter: &kiln_llb::local::Filter,
-) -> Result<Vec<(PathBuf, Stat)>, Status> {
-    let entries = kiln_llb::local::select_to_send(dir, filter)
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
-    // The extended attributes of the entries the walk could not rule out, one lookup
-    // per entry by its path: read on every core, as on an older kernel they are most
-    // of the list's system time.
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-    let chunk = entries.len().div_ceil(threads).max(1);
-    let xattrs: Vec<HashMap<String, Vec<u8>>> = std::thread::scope(|scope| {
-        let readers: Vec<_> = entries
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(rel, _, has_xattrs)| {
-                            if *has_xattrs == Some(false) {
-                                return Ok(HashMap::new());
-                            }
-                            let path = dir.join(rel);
-                            filesync::sent_xattrs(&path).map_err(|e| {
-                                Status::unavailable(format!("{}: {e}", path.display()))
-                            })
-                        })
-                        .collect::<Result<Vec<_>, Status>>()
-                })
-            })
-            .collect();
-        readers
-            .into_iter()
-            .map(|reader| {
-                reader
-                    .join()
-                    .unwrap_or_else(|_| Err(Status::internal("reading extended attributes")))
-            })
-            .collect::<Result<Vec<_>, Status>>()
-            .map(|parts| parts.into_iter().flatten().collect())
-    })?;
+    to_daemon: &mpsc::Sender<Vec<Packet>>,
+) -> Result<Vec<PathBuf>, Status> {
+    use kiln_llb::local::SelectError;
+    // On the walk's reading threads: each entry's extended attributes (looked up by
+    // path unless the walk knows there are none) and a symlink's target.
+    let enrich = |rel: &str, entry: &kiln_llb::local::Entry, has_xattrs: Option<bool>| {
+        let path = dir.join(rel);
+        let xattrs = if has_xattrs == Some(false) {
+            HashMap::new()
+        } else {
+            filesync::sent_xattrs(&path)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?
+        };
+        let linkname = if entry.is_symlink() {
+            fs_err::read_link(&path)?.to_string_lossy().into_owned()
+        } else {
+            String::new()
+        };
+        Ok::<_, SelectError>((xattrs, linkname))
+    };
     let mut first_link: HashMap<u64, String> = HashMap::new();
-    let mut out = Vec::with_capacity(entries.len());
-    for ((rel, entry, _), xattrs) in entries.into_iter().zip(xattrs) {
-        let path = dir.join(&rel);
-        let mut linkname = String::new();
-        if entry.is_symlink() {
-            linkname = fs_err::read_link(&path)
-                .map_err(|e| Status::unavailable(e.to_string()))?
-                .to_string_lossy()
-                .into_owned();
-        } else if entry.is_file() && !entry.socket {
+    let mut paths = Vec::new();
+    let mut batch = Vec::with_capacity(STAT_BATCH);
+    let gone = || SelectError::Io(std::io::Error::other("the daemon stopped listening"));
+    let mut emit = |rel: String,
+                    entry: kiln_llb::local::Entry,
+                    (xattrs, mut linkname): (HashMap<String, Vec<u8>>, String)| {
+        if entry.is_file() && !entry.socket {
             match first_link.get(&entry.ino) {
                 Some(first) => linkname = first.clone(),
                 None => {
@@ -263,24 +273,39 @@ fn stats_of(
                 }
             }
         }
+        paths.push(dir.join(&rel));
         let rdev = entry.rdev;
-        out.push((
-            path,
-            Stat {
-                path: rel,
-                mode: fsmode::from_unix(entry.mode),
-                uid: entry.uid,
-                gid: entry.gid,
-                size: entry.size as i64,
-                mod_time: entry.mtime * 1_000_000_000 + entry.mtime_nsec,
-                linkname,
-                devmajor: i64::from(rustix::fs::major(rdev)),
-                devminor: i64::from(rustix::fs::minor(rdev)),
-                xattrs,
-            },
-        ));
+        let stat = Stat {
+            path: rel,
+            mode: fsmode::from_unix(entry.mode),
+            uid: entry.uid,
+            gid: entry.gid,
+            size: entry.size as i64,
+            mod_time: entry.mtime * 1_000_000_000 + entry.mtime_nsec,
+            linkname,
+            devmajor: i64::from(rustix::fs::major(rdev)),
+            devminor: i64::from(rustix::fs::minor(rdev)),
+            xattrs,
+        };
+        batch.push(Packet {
+            r#type: crate::proto::fsutil::types::packet::PacketType::PacketStat as i32,
+            stat: Some(stat),
+            ..Packet::default()
+        });
+        if batch.len() == STAT_BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(STAT_BATCH));
+            to_daemon.blocking_send(full).map_err(|_| gone())?;
+        }
+        Ok(())
+    };
+    kiln_llb::local::select_to_send(dir, filter, &enrich, &mut emit)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    if !batch.is_empty() {
+        to_daemon
+            .blocking_send(batch)
+            .map_err(|_| Status::unavailable(gone().to_string()))?;
     }
-    Ok(out)
+    Ok(paths)
 }
 
 type PacketStream = Pin<Box<dyn Stream<Item = Result<Packet, Status>> + Send>>;
@@ -309,20 +334,27 @@ impl file_sync_server::FileSync for Attachables {
             exclude_patterns: header_values(metadata, "exclude-patterns"),
             follow_paths: header_values(metadata, "followpaths"),
         };
-        let entries = {
-            let dir = dir.clone();
-            tokio::task::spawn_blocking(move || stats_of(&dir, &filter))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))??
-        };
         let inbound: Inbound = Box::pin(request.into_inner());
-        // Room for many stat packets: a large context's list goes out in few wakeups.
+        // The stat list goes out in batches while the walk goes on (one wakeup per
+        // batch, not per entry), then the end of the list and the files asked for.
+        let (stat_batches, listed) = mpsc::channel::<Vec<Packet>>(16);
         let (to_daemon, outbound) = mpsc::channel(1024);
         tokio::spawn(async move {
             let what = format!("sending {name}");
             let sent = async {
-                filesync::send_stats(&entries, &to_daemon, &what).await?;
-                filesync::serve_requests(&entries, inbound, &to_daemon, &what).await
+                let paths =
+                    tokio::task::spawn_blocking(move || stream_stats(&dir, &filter, &stat_batches))
+                        .await
+                        .map_err(|e| filesync::Error::Protocol {
+                            what: what.clone(),
+                            message: e.to_string(),
+                        })?
+                        .map_err(|status| filesync::Error::Protocol {
+                            what: what.clone(),
+                            message: status.message().to_owned(),
+                        })?;
+                filesync::send_stats(Vec::new(), &to_daemon, &what).await?;
+                filesync::serve_requests(&paths, inbound, &to_daemon, &what).await
             };
             if let Err(e) = sent.await {
                 let _ = to_daemon
@@ -335,7 +367,12 @@ impl file_sync_server::FileSync for Attachables {
             }
         });
         Ok(Response::new(Box::pin(
-            ReceiverStream::new(outbound).map(Ok),
+            Unbatched {
+                batches: listed,
+                current: Vec::new().into_iter(),
+            }
+            .chain(ReceiverStream::new(outbound))
+            .map(Ok),
         )))
     }
 

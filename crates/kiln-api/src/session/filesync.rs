@@ -322,11 +322,24 @@ pub(crate) async fn receive_packets(
     // directory), while the client walks its side and sends its list; or it is known.
     let walked_dir = dest.to_path_buf();
     let walk = tokio::task::spawn_blocking(move || match known {
-        Some(known) => Ok(known.iter().cloned().collect::<Vec<_>>()),
-        None => kiln_llb::local::entries(&walked_dir),
+        Some(known) => Ok(known.iter().cloned().collect::<HashMap<_, _>>()),
+        None => kiln_llb::local::entries(&walked_dir).map(|e| e.into_iter().collect()),
     });
-    // The list of entries.
+    // What is here already: each entry is compared with it as it arrives, while the
+    // sender is still walking its side.
+    let local: HashMap<String, Entry> = walk
+        .await
+        .map_err(|e| io_error(&what, dest, std::io::Error::other(e)))?
+        .map_err(|e| io_error(&what, dest, std::io::Error::other(e)))?;
+    // Whether anything under `dest` changes: if not, no directory's times need setting.
+    let mut changed = false;
+    let mut requested: HashMap<u32, Incoming> = HashMap::new();
+    let mut hardlinks: Vec<(PathBuf, PathBuf, Stat)> = Vec::new();
+    let mut dirs: Vec<(usize, PathBuf, Stat)> = Vec::new();
+    // The list of entries, and those left as they were, by position in it: the listing
+    // takes them from the walk; everything else is looked at once it is written.
     let mut stats: Vec<(PathBuf, Stat)> = Vec::new();
+    let mut kept: Vec<Option<Entry>> = Vec::new();
     loop {
         let packet = inbound
             .next()
@@ -341,7 +354,87 @@ pub(crate) async fn receive_packets(
                     let rel = safe_relative(&stat.path).ok_or_else(|| {
                         protocol(format!("the path {:?} leaves the directory", stat.path))
                     })?;
+                    let id = stats.len();
                     stats.push((rel, stat));
+                    kept.push(None);
+                    let (rel, stat) = &stats[id];
+                    let path = dest.join(rel);
+                    let kind = fsmode::kind(stat.mode);
+                    let local = rel.to_str().and_then(|rel| local.get(rel));
+                    let fail = |e| io_error(&what, &path, e);
+                    if kind == Kind::File && !stat.linkname.is_empty() {
+                        // A hardlink to an earlier entry.
+                        let target = safe_relative(&stat.linkname).ok_or_else(|| {
+                            protocol(format!("the link {:?} leaves the directory", stat.linkname))
+                        })?;
+                        hardlinks.push((path, dest.join(target), stat.clone()));
+                        continue;
+                    }
+                    if let Some(local) = local.filter(|local| unchanged(local, stat, kind)) {
+                        if kind == Kind::Dir {
+                            dirs.push((id, path, stat.clone()));
+                        }
+                        kept[id] = Some(*local);
+                        continue;
+                    }
+                    changed = true;
+                    match kind {
+                        Kind::Dir => {
+                            if local.as_ref().is_some_and(|m| !m.is_dir()) {
+                                remove_any(&path).map_err(fail)?;
+                            }
+                            if !path.is_dir() {
+                                fs_err::create_dir(&path).map_err(fail)?;
+                            }
+                            dirs.push((id, path, stat.clone()));
+                        }
+                        Kind::Symlink => {
+                            remove_any(&path).map_err(fail)?;
+                            std::os::unix::fs::symlink(&stat.linkname, &path).map_err(fail)?;
+                            apply_stat(&path, stat, kind).map_err(fail)?;
+                        }
+                        Kind::File => {
+                            // A directory (or anything else) in its place goes now: a file cannot
+                            // be renamed over a directory.
+                            if local.as_ref().is_some_and(|m| !m.is_file()) {
+                                remove_any(&path).map_err(fail)?;
+                            }
+                            let temp = path.with_file_name(format!(
+                                ".kiln-incoming-{id}-{}",
+                                path.file_name().unwrap_or_default().to_string_lossy()
+                            ));
+                            requested.insert(
+                                id as u32,
+                                Incoming {
+                                    temp,
+                                    file: None,
+                                    target: path,
+                                    stat: stat.clone(),
+                                },
+                            );
+                        }
+                        Kind::Fifo | Kind::CharDevice | Kind::BlockDevice => {
+                            remove_any(&path).map_err(fail)?;
+                            let file_type = match kind {
+                                Kind::Fifo => rustix::fs::FileType::Fifo,
+                                Kind::CharDevice => rustix::fs::FileType::CharacterDevice,
+                                _ => rustix::fs::FileType::BlockDevice,
+                            };
+                            let device =
+                                rustix::fs::makedev(stat.devmajor as u32, stat.devminor as u32);
+                            rustix::fs::mknodat(
+                                rustix::fs::CWD,
+                                &path,
+                                file_type,
+                                rustix::fs::Mode::from_raw_mode(fsmode::permissions(stat.mode)),
+                                device,
+                            )
+                            .map_err(|e| fail(e.into()))?;
+                            apply_stat(&path, stat, kind).map_err(fail)?;
+                        }
+                        // A socket cannot be sent; BuildKit's receiver skips it too.
+                        Kind::Socket => {}
+                    }
                 }
             },
             Ok(PacketType::PacketErr) => {
@@ -353,103 +446,11 @@ pub(crate) async fn receive_packets(
             _ => return Err(protocol("expected the list of files".to_owned())),
         }
     }
-
-    // Bring the tree in step; ask for the files that differ.
-    let local: HashMap<String, Entry> = walk
-        .await
-        .map_err(|e| io_error(&what, dest, std::io::Error::other(e)))?
-        .map_err(|e| io_error(&what, dest, std::io::Error::other(e)))?
-        .into_iter()
-        .collect();
-    // Whether anything under `dest` changes: if not, no directory's times need setting.
-    let mut changed = false;
+    // What the sender did not list goes (an entry that changed kind was replaced as it
+    // arrived).
     if !merge {
         let wanted: HashSet<&str> = stats.iter().filter_map(|(p, _)| p.to_str()).collect();
         changed |= remove_unlisted(dest, &local, &wanted).map_err(|e| io_error(&what, dest, e))?;
-    }
-    let mut requested: HashMap<u32, Incoming> = HashMap::new();
-    let mut hardlinks: Vec<(PathBuf, PathBuf, Stat)> = Vec::new();
-    let mut dirs: Vec<(usize, PathBuf, Stat)> = Vec::new();
-    // The entries left as they were, by position in `stats`: the listing takes them
-    // from the walk; everything else is looked at once it is written.
-    let mut kept: Vec<Option<Entry>> = vec![None; stats.len()];
-    for (id, (rel, stat)) in stats.iter().enumerate() {
-        let path = dest.join(rel);
-        let kind = fsmode::kind(stat.mode);
-        let local = rel.to_str().and_then(|rel| local.get(rel));
-        let fail = |e| io_error(&what, &path, e);
-        if kind == Kind::File && !stat.linkname.is_empty() {
-            // A hardlink to an earlier entry.
-            let target = safe_relative(&stat.linkname).ok_or_else(|| {
-                protocol(format!("the link {:?} leaves the directory", stat.linkname))
-            })?;
-            hardlinks.push((path, dest.join(target), stat.clone()));
-            continue;
-        }
-        if let Some(local) = local.filter(|local| unchanged(local, stat, kind)) {
-            if kind == Kind::Dir {
-                dirs.push((id, path, stat.clone()));
-            }
-            kept[id] = Some(*local);
-            continue;
-        }
-        changed = true;
-        match kind {
-            Kind::Dir => {
-                if local.as_ref().is_some_and(|m| !m.is_dir()) {
-                    remove_any(&path).map_err(fail)?;
-                }
-                if !path.is_dir() {
-                    fs_err::create_dir(&path).map_err(fail)?;
-                }
-                dirs.push((id, path, stat.clone()));
-            }
-            Kind::Symlink => {
-                remove_any(&path).map_err(fail)?;
-                std::os::unix::fs::symlink(&stat.linkname, &path).map_err(fail)?;
-                apply_stat(&path, stat, kind).map_err(fail)?;
-            }
-            Kind::File => {
-                // A directory (or anything else) in its place goes now: a file cannot
-                // be renamed over a directory.
-                if local.as_ref().is_some_and(|m| !m.is_file()) {
-                    remove_any(&path).map_err(fail)?;
-                }
-                let temp = path.with_file_name(format!(
-                    ".kiln-incoming-{id}-{}",
-                    path.file_name().unwrap_or_default().to_string_lossy()
-                ));
-                requested.insert(
-                    id as u32,
-                    Incoming {
-                        temp,
-                        file: None,
-                        target: path,
-                        stat: stat.clone(),
-                    },
-                );
-            }
-            Kind::Fifo | Kind::CharDevice | Kind::BlockDevice => {
-                remove_any(&path).map_err(fail)?;
-                let file_type = match kind {
-                    Kind::Fifo => rustix::fs::FileType::Fifo,
-                    Kind::CharDevice => rustix::fs::FileType::CharacterDevice,
-                    _ => rustix::fs::FileType::BlockDevice,
-                };
-                let device = rustix::fs::makedev(stat.devmajor as u32, stat.devminor as u32);
-                rustix::fs::mknodat(
-                    rustix::fs::CWD,
-                    &path,
-                    file_type,
-                    rustix::fs::Mode::from_raw_mode(fsmode::permissions(stat.mode)),
-                    device,
-                )
-                .map_err(|e| fail(e.into()))?;
-                apply_stat(&path, stat, kind).map_err(fail)?;
-            }
-            // A socket cannot be sent; BuildKit's receiver skips it too.
-            Kind::Socket => {}
-        }
     }
     let transferred = requested.len();
     for id in requested.keys().copied().collect::<Vec<_>>() {
@@ -693,13 +694,16 @@ fn exporter_request<T>(
 /// `exporter_id` (the `local` exporter).
 pub async fn send_dir(channel: Channel, exporter_id: usize, root: &Path) -> Result<(), Error> {
     let what = "sending the result to the client".to_owned();
-    let entries = walk(root).map_err(|e| io_error(&what, root, e))?;
+    let (paths, stats): (Vec<PathBuf>, Vec<Stat>) = walk(root)
+        .map_err(|e| io_error(&what, root, e))?
+        .into_iter()
+        .unzip();
     let (to_client, outbound) = mpsc::channel::<Packet>(64);
     let request = exporter_request(ReceiverStream::new(outbound), exporter_id, &BTreeMap::new());
     // The client answers (and so sends its headers) only once it has the list: the
     // call runs while the list is sent.
     let call = tokio::spawn(async move { PacketSendClient::new(channel).diff_copy(request).await });
-    send_stats(&entries, &to_client, &what).await?;
+    send_stats(stats, &to_client, &what).await?;
     let inbound = call
         .await
         .map_err(|e| Error::Protocol {
@@ -711,12 +715,13 @@ pub async fn send_dir(channel: Channel, exporter_id: usize, root: &Path) -> Resu
             status,
         })?
         .into_inner();
-    serve_requests(&entries, Box::pin(inbound), &to_client, &what).await
+    serve_requests(&paths, Box::pin(inbound), &to_client, &what).await
 }
 
-/// The sending side, first half: the list of entries, then the empty stat ending it.
+/// The sending side, first half: the list of entries (those not streamed already),
+/// then the empty stat ending it.
 pub(crate) async fn send_stats(
-    entries: &[(PathBuf, Stat)],
+    stats: Vec<Stat>,
     to_receiver: &mpsc::Sender<Packet>,
     what: &str,
 ) -> Result<(), Error> {
@@ -724,10 +729,10 @@ pub(crate) async fn send_stats(
         what: what.to_owned(),
         message: "the other end stopped listening".to_owned(),
     };
-    for (_, stat) in entries {
+    for stat in stats {
         let packet = Packet {
             r#type: PacketType::PacketStat as i32,
-            stat: Some(stat.clone()),
+            stat: Some(stat),
             ..Packet::default()
         };
         to_receiver.send(packet).await.map_err(|_| gone())?;
@@ -743,7 +748,7 @@ pub(crate) async fn send_stats(
 
 /// The sending side, second half: each requested file's content, until `FIN`.
 pub(crate) async fn serve_requests(
-    entries: &[(PathBuf, Stat)],
+    paths: &[PathBuf],
     mut inbound: Inbound,
     to_receiver: &mpsc::Sender<Packet>,
     what: &str,
@@ -766,7 +771,7 @@ pub(crate) async fn serve_requests(
         })?;
         match PacketType::try_from(packet.r#type) {
             Ok(PacketType::PacketReq) => {
-                let (path, _) = entries
+                let path = paths
                     .get(packet.id as usize)
                     .ok_or_else(|| protocol(format!("file {} was asked for", packet.id)))?;
                 let mut file = fs_err::File::open(path).map_err(|e| io_error(&what, path, e))?;

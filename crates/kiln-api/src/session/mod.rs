@@ -81,11 +81,21 @@ where
     (ours, closed)
 }
 
+/// The HTTP/2 flow-control windows of every connection kiln opens or serves (the
+/// client's to the daemon, and the session's inside it): a context's stat list and
+/// files travel without stopping for the receiver's window updates, which through a
+/// session's two layers take a round trip each (HTTP/2's default is 64 KiB).
+pub const STREAM_WINDOW: u32 = 8 << 20;
+/// See [`STREAM_WINDOW`]: the whole connection's.
+pub const CONNECTION_WINDOW: u32 = 16 << 20;
+
 /// A gRPC channel over a session's byte pipe: the daemon's way to call the services the
 /// client serves. The pipe carries one HTTP/2 connection; it is not reconnected.
 pub async fn channel(pipe: DuplexStream) -> Result<Channel, tonic::transport::Error> {
     let pipe = Mutex::new(Some(pipe));
     Endpoint::from_static("http://session")
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let taken = pipe.lock().unwrap_or_else(|e| e.into_inner()).take();
             async move {
