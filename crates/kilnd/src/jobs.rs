@@ -25,6 +25,11 @@ struct JobState {
     updates: Vec<StatusResponse>,
     /// The solve's steps, for its history record.
     steps: StepCounter,
+    /// Names of kilnd's transfer steps whose build step of the same name is yet to come:
+    /// that step is shown as the transfer's (BuildKit has one step for both).
+    joining: Vec<String>,
+    /// Build steps shown as a transfer step of kilnd's.
+    joined: std::collections::HashSet<String>,
     /// Each vertex's name and start, for the update that completes it.
     vertices: HashMap<String, (String, Option<Timestamp>)>,
     /// Directories the solve reads (a fetched context), removed with the job.
@@ -71,6 +76,22 @@ impl Job {
     /// Records an engine event as BuildKit's status update.
     pub(crate) fn event(&self, event: Event) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match &event {
+            Event::Started { digest, name } | Event::Cached { digest, name } => {
+                if let Some(at) = state.joining.iter().position(|n| n == name) {
+                    state.joining.remove(at);
+                    state.joined.insert(digest.clone());
+                    return;
+                }
+            }
+            Event::Done { digest, .. }
+            | Event::Failed { digest, .. }
+            | Event::Log { digest, .. } => {
+                if state.joined.contains(digest) {
+                    return;
+                }
+            }
+        }
         state.steps.observe(&event);
         let vertex = |digest: &str, name: &str| Vertex {
             digest: digest.to_owned(),
@@ -163,6 +184,24 @@ impl Job {
             .unwrap_or_else(|e| e.into_inner())
             .steps
             .counts()
+    }
+
+    /// A transfer of a client's directory, as the step BuildKit shows for it (`title`):
+    /// the build's own step of that name, which only takes what arrived, is shown as
+    /// this one.
+    pub(crate) fn transfer_step(
+        &self,
+        digest: &str,
+        title: &str,
+        started: Timestamp,
+        error: Option<String>,
+    ) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .joining
+            .push(title.to_owned());
+        self.step(digest, title, started, error);
     }
 
     /// A step of kilnd's own (a transfer, an export) as a vertex of its own.

@@ -465,9 +465,16 @@ async fn send_outputs(
             }
         };
         let error = sent.as_ref().err().map(|e| error_chain(e));
+        // Named as BuildKit names the exporter's step.
+        let title = match planned.export.kind.as_str() {
+            "local" => "exporting to client directory",
+            "oci" => "exporting to oci image format",
+            "docker" => "exporting to docker image format",
+            _ => "exporting to client tarball",
+        };
         job.step(
             &format!("kilnd-export-{}", planned.index),
-            "exporting to client",
+            title,
             started,
             error.clone(),
         );
@@ -489,11 +496,15 @@ fn synced_dir(daemon: &Daemon, session: &Session, name: &str, purpose: &str) -> 
 }
 
 /// Returns the directory and every entry under it, as received.
+/// Receives the client's directory `name` (for `purpose`) into the state directory, as
+/// a progress step called `title`: the name BuildKit gives the step that loads it,
+/// which the build's own step of that name then joins (see [`Job::transfer_step`]).
 async fn sync(
     daemon: &Daemon,
     session: &Session,
     name: &str,
     purpose: &str,
+    title: &str,
     filter: &Filter,
     job: &Job,
 ) -> Result<(PathBuf, Listing), Status> {
@@ -504,12 +515,7 @@ async fn sync(
     let received =
         filesync::receive(session.channel.clone(), name, filter, &dir, known.take()).await;
     let error = received.as_ref().err().map(|e| error_chain(e));
-    job.step(
-        &load_step_id(name, purpose),
-        &format!("[internal] load {name}"),
-        started,
-        error.clone(),
-    );
+    job.transfer_step(&load_step_id(name, purpose), title, started, error.clone());
     match received {
         Err(_) => Err(Status::invalid_argument(error.unwrap_or_default())),
         Ok(received) => {
@@ -568,6 +574,7 @@ pub(crate) async fn dockerfile_request(
                 &*lender(daemon, attrs, &dockerfile_key, session).await?,
                 &dockerfile_key,
                 "dockerfile",
+                &format!("[internal] load build definition from {filename}"),
                 &Filter {
                     follow_paths: dockerfile_candidates(&filename)
                         .into_iter()
@@ -609,8 +616,16 @@ pub(crate) async fn dockerfile_request(
             BuildContext::Image(image.to_owned())
         } else if let Some(local) = value.strip_prefix("local:") {
             let lender = lender(daemon, attrs, local, session).await?;
-            let (dir, listing) =
-                sync(daemon, &lender, local, "context", &Filter::default(), job).await?;
+            let (dir, listing) = sync(
+                daemon,
+                &lender,
+                local,
+                "context",
+                &format!("[context {name}] load from client"),
+                &Filter::default(),
+                job,
+            )
+            .await?;
             listings.insert(dir.clone(), listing);
             BuildContext::Dir(dir)
         } else if let Some(reference) = value.strip_prefix("oci-layout://") {
@@ -785,6 +800,7 @@ async fn sync_context(
         session,
         context_key,
         "dockerignore",
+        "[internal] load .dockerignore",
         &Filter {
             follow_paths: vec![".dockerignore".to_owned()],
             ..Filter::default()
@@ -801,6 +817,7 @@ async fn sync_context(
         session,
         context_key,
         "context",
+        "[internal] load build context",
         &Filter {
             exclude_patterns: excludes,
             ..Filter::default()
@@ -944,7 +961,17 @@ async fn sync_locals(
             follow_paths: source.follow_paths,
         };
         let purpose = hex(&format!("{filter:?}"));
-        let (dir, listing) = sync(daemon, &lender, &source.name, &purpose, &filter, job).await?;
+        let title = format!("[internal] load {}", source.name);
+        let (dir, listing) = sync(
+            daemon,
+            &lender,
+            &source.name,
+            &purpose,
+            &title,
+            &filter,
+            job,
+        )
+        .await?;
         listings.insert(dir.clone(), listing);
         locals.insert(name, dir);
     }

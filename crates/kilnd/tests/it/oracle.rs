@@ -1258,3 +1258,70 @@ fn buildx_lists_kilnds_history_as_buildkitds() {
     );
     assert_eq!(lines[1..], ["ctx Completed"]);
 }
+
+/// buildx's plain progress names the same steps, numbered alike, through kilnd as
+/// through buildkitd v0.24: the Dockerfile's, `.dockerignore`'s and the context's
+/// loads (kilnd's transfers join the build's own steps), the build's, the export's.
+#[test]
+fn buildx_shows_the_same_steps_through_kilnd_as_through_buildkitd() {
+    if !can_build() {
+        return;
+    }
+    let Some(buildx) = kiln_test::oracle_tool("docker-buildx", "KILN_BUILDX") else {
+        return;
+    };
+    let Some(buildkitd) = kiln_test::Buildkitd::start(&[]) else {
+        return;
+    };
+    let kilnd = Kilnd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    fs_err::create_dir_all(ctx.join("files")).unwrap();
+    fs_err::write(ctx.join("files/a.txt"), "a").unwrap();
+    fs_err::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY files /files\n").unwrap();
+    let config = work.path().join("docker");
+    let mut steps = Vec::new();
+    for (name, address) in [
+        ("on-kilnd", kilnd.address()),
+        ("on-buildkitd", buildkitd.address()),
+    ] {
+        run(Command::new(&buildx)
+            .env("DOCKER_CONFIG", &config)
+            .args(["create", "--name", name, "--driver", "remote", &address]));
+        let mut titles = Vec::new();
+        for (kind, output) in [("local", "type=local,dest="), ("tar", "type=tar,dest=")] {
+            let built = run(Command::new(&buildx).env("DOCKER_CONFIG", &config).args([
+                "build",
+                "--builder",
+                name,
+                "--no-cache",
+                "--progress=plain",
+                "--output",
+                &format!(
+                    "{output}{}",
+                    work.path().join(format!("{name}.{kind}")).display()
+                ),
+                ctx.to_str().unwrap(),
+            ]));
+            // Each step's first line: `#N title`.
+            let log = String::from_utf8_lossy(&built.stderr).into_owned();
+            let mut seen = std::collections::BTreeSet::new();
+            for line in log.lines() {
+                let Some((number, title)) = line.strip_prefix('#').and_then(|l| l.split_once(' '))
+                else {
+                    continue;
+                };
+                if number != "0" && seen.insert(number.to_owned()) {
+                    titles.push(format!("#{number} {title}"));
+                }
+            }
+        }
+        steps.push(titles);
+    }
+    assert_eq!(steps[0], steps[1]);
+    assert!(
+        steps[0].contains(&"#3 [internal] load build context".to_owned()),
+        "{:?}",
+        steps[0]
+    );
+}
