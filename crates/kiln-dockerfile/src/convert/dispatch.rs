@@ -1,31 +1,29 @@
 //! One instruction onto a stage: the LLB it adds and the image config it changes
 //! (BuildKit's `dispatch*` functions).
 
-use kiln_llb::{
-    CacheSharing, ChownOpt, CopyOptions, FileAction, GitOptions, HttpOptions, Mount, NetMode,
-    OpOptions, Platform, Run, SecretEnv, SecretMount, SecurityMode, SshMount, State, UserOpt,
-};
+use kiln_llb::{ChownOpt, FileAction, OpOptions, Platform, State, UserOpt};
 use kiln_oci::go::{clean_path, join_path};
 
+use super::copy::{CopyConfig, dispatch_copy};
 use super::gofmt;
 use super::image::{Healthcheck, History};
 use super::lint::Linter;
+use super::run::dispatch_run;
 use super::{Context, HISTORY_COMMENT, StageCommand, StageState, range_to_pb};
 use std::collections::BTreeSet;
 
 use crate::error::{Error, SourceRange};
-use crate::instructions::{self, CommandLine, Instruction, MountType, SourcesAndDest};
-use crate::parser::{chomp_heredoc_content, parse_heredoc};
+use crate::instructions::{CommandLine, Instruction, SourcesAndDest};
 use crate::shell::Lexer;
 
-type Sources = [Option<(State, bool, String)>];
+pub(super) type Sources = [Option<(State, bool, String)>];
 
-fn env_of(state: &State) -> Vec<(String, String)> {
+pub(super) fn env_of(state: &State) -> Vec<(String, String)> {
     state.meta().env.clone()
 }
 
 /// BuildKit's `system.NormalizePath` for Linux.
-fn normalize_path(parent: &str, new_path: &str, keep_slash: bool) -> String {
+pub(super) fn normalize_path(parent: &str, new_path: &str, keep_slash: bool) -> String {
     let parent = if parent.is_empty() { "/" } else { parent };
     let mut out = if new_path.starts_with('/') {
         new_path.to_owned()
@@ -49,7 +47,7 @@ fn normalize_path(parent: &str, new_path: &str, keep_slash: bool) -> String {
 /// `->arm64` after a step's platform when the stage's `TARGET*` variables name another
 /// architecture (a cross-compiling stage on `$BUILDPLATFORM`), `->linux/arm64` for
 /// another OS; BuildKit's `formatTargetPlatform(platform, platformFromEnv(env))`.
-fn target_arrow(platform: &Platform, env: &[(String, String)]) -> String {
+pub(super) fn target_arrow(platform: &Platform, env: &[(String, String)]) -> String {
     let mut target = Platform::default();
     let mut set = false;
     for (key, value) in env {
@@ -117,7 +115,7 @@ pub(super) fn prefix_command(ctx: &Context<'_>, st: &mut StageState, text: &str)
     out + text
 }
 
-fn uppercase_cmd(s: &str) -> String {
+pub(super) fn uppercase_cmd(s: &str) -> String {
     match s.split_once(' ') {
         Some((first, rest)) => format!("{} {rest}", first.to_uppercase()),
         None => s.to_uppercase(),
@@ -125,12 +123,12 @@ fn uppercase_cmd(s: &str) -> String {
 }
 
 /// The step name: the instruction with its words processed by `lexer`.
-fn step_name(lexer: &Lexer, code: &str, env: &[(String, String)]) -> String {
+pub(super) fn step_name(lexer: &Lexer, code: &str, env: &[(String, String)]) -> String {
     uppercase_cmd(&lexer.expand(code, env).unwrap_or_else(|_| code.to_owned()))
 }
 
 /// RUN names keep quotes and unset variables as written.
-fn raw_lexer(ctx: &Context<'_>) -> Lexer {
+pub(super) fn raw_lexer(ctx: &Context<'_>) -> Lexer {
     Lexer {
         raw_quotes: true,
         skip_unset_env: true,
@@ -138,7 +136,7 @@ fn raw_lexer(ctx: &Context<'_>) -> Lexer {
     }
 }
 
-fn commit(st: &mut StageState, ctx: &Context<'_>, message: String, with_layer: bool) {
+pub(super) fn commit(st: &mut StageState, ctx: &Context<'_>, message: String, with_layer: bool) {
     st.image.history.push(History {
         created: ctx.epoch.map(kiln_oci::rfc3339_utc),
         created_by: message,
@@ -148,7 +146,7 @@ fn commit(st: &mut StageState, ctx: &Context<'_>, message: String, with_layer: b
     });
 }
 
-fn op_options(
+pub(super) fn op_options(
     ctx: &Context<'_>,
     st: &StageState,
     name: String,
@@ -164,7 +162,7 @@ fn op_options(
 }
 
 /// BuildKit's `llb.WithUser` for chown: `uid[:gid]`, names where not numeric.
-fn parse_chown(spec: &str) -> ChownOpt {
+pub(super) fn parse_chown(spec: &str) -> ChownOpt {
     let parse = |v: &str| match v {
         "root" => UserOpt::Id(0),
         _ => v
@@ -192,7 +190,7 @@ pub(super) fn set_workdir(st: &mut StageState, path: &str) -> String {
 
 /// Expands the words an instruction supports expansion in (BuildKit's `Expand`);
 /// returns the variables referred to that were not set.
-fn expand_command(
+pub(super) fn expand_command(
     ctx: &Context<'_>,
     st: &StageState,
     instruction: &mut Instruction,
@@ -253,7 +251,7 @@ fn expand_command(
 
 /// `UndefinedVar`: variables an instruction used that neither ENV nor ARG set (the
 /// automatic platform args are never reported).
-fn report_undefined(
+pub(super) fn report_undefined(
     st: &StageState,
     unmatched: BTreeSet<String>,
     location: SourceRange,
@@ -566,7 +564,7 @@ pub(super) fn dispatch(
     Ok(())
 }
 
-fn add_image_env(env: &mut Vec<String>, key: &str, value: &str) {
+pub(super) fn add_image_env(env: &mut Vec<String>, key: &str, value: &str) {
     let entry = format!("{key}={value}");
     match env.iter_mut().find(|e| e.split('=').next() == Some(key)) {
         Some(existing) => *existing = entry,
@@ -575,7 +573,7 @@ fn add_image_env(env: &mut Vec<String>, key: &str, value: &str) {
 }
 
 /// The shell form wrapped in the stage's SHELL (default `/bin/sh -c`).
-fn with_shell(st: &StageState, args: &[String]) -> Vec<String> {
+pub(super) fn with_shell(st: &StageState, args: &[String]) -> Vec<String> {
     let mut shell = if st.image.config.shell.is_empty() {
         vec!["/bin/sh".to_owned(), "-c".to_owned()]
     } else {
@@ -585,7 +583,7 @@ fn with_shell(st: &StageState, args: &[String]) -> Vec<String> {
     shell
 }
 
-fn shell_args(
+pub(super) fn shell_args(
     st: &StageState,
     line: &CommandLine,
     name: &str,
@@ -606,13 +604,13 @@ fn shell_args(
 }
 
 /// Signal names Go's `signal.ParseSignal` accepts on Linux.
-const SIGNALS: [&str; 31] = [
+pub(super) const SIGNALS: [&str; 31] = [
     "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL",
     "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP",
     "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM",
 ];
 
-fn check_signal(signal: &str) -> Result<(), Error> {
+pub(super) fn check_signal(signal: &str) -> Result<(), Error> {
     if let Ok(n) = signal.parse::<u32>() {
         if n == 0 {
             return Err(Error::new(format!("invalid signal: {signal}")));
@@ -643,7 +641,7 @@ fn check_signal(signal: &str) -> Result<(), Error> {
 }
 
 /// `[ip:][hostPort:]containerPort[/proto]` to `port/proto` entries (ranges expanded).
-fn parse_port_spec(raw: &str) -> Result<Vec<String>, Error> {
+pub(super) fn parse_port_spec(raw: &str) -> Result<Vec<String>, Error> {
     let parts: Vec<&str> = raw.split(':').collect();
     let container = *parts.last().unwrap_or(&"");
     let (port, proto) = container.split_once('/').unwrap_or((container, ""));
@@ -667,561 +665,6 @@ fn parse_port_spec(raw: &str) -> Result<Vec<String>, Error> {
     let (start, end) =
         range(port).ok_or_else(|| Error::new(format!("invalid containerPort: {port}")))?;
     Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
-}
-
-fn dispatch_run(
-    ctx: &Context<'_>,
-    st: &mut StageState,
-    run: &instructions::RunCommand,
-    code: &str,
-    location: SourceRange,
-    sources: &Sources,
-) -> Result<(), Error> {
-    let mut args = run.command.args.clone();
-    let mut custom = code.to_owned();
-    let mut extra_mounts: Vec<Mount> = Vec::new();
-    if let Some(first) = run.command.files.first() {
-        if args.len() != 1 || !run.command.prepend_shell {
-            return Err(Error::new(format!(
-                "parsing produced an invalid run command: {args:?}"
-            )));
-        }
-        if parse_heredoc(&args[0]).ok().flatten().is_some() {
-            let mut data = first.data.clone();
-            if first.chomp {
-                data = chomp_heredoc_content(&data);
-            }
-            if data.starts_with("#!") {
-                // A single heredoc with a shebang: write it to a file and run that.
-                let file = State::scratch().dir("/").file(
-                    FileAction::mkfile(&first.name, 0o755, data.into_bytes(), None, None),
-                    OpOptions::default().custom_name("[internal] preparing inline document"),
-                );
-                extra_mounts.push(Mount::bind("/dev/pipes/", &file).selector("/").readonly());
-                args = vec![join_path(&["/dev/pipes/", &first.name])];
-            } else {
-                args = vec![data];
-            }
-            custom.push_str(&format!(" ({})", summarize_heredoc(&first.data)));
-        } else {
-            let mut text = args[0].clone();
-            for file in &run.command.files {
-                text.push('\n');
-                text.push_str(&file.data);
-                text.push_str(&file.name);
-            }
-            args = vec![text];
-        }
-    }
-    if run.command.prepend_shell {
-        args = with_shell(st, &args);
-    }
-    let env = env_of(&st.state);
-    let mut exec = Run::new(args.clone());
-    for mount in extra_mounts {
-        exec = exec.mount(mount);
-    }
-    if let Some(proxy) = &ctx.proxy {
-        exec = exec.proxy_env(proxy.clone());
-    }
-    let expand = |word: &str| -> Result<String, Error> { Ok(ctx.lexer.expand(word, &env)?) };
-    let mounts = run.mounts(&expand)?;
-    if !run.devices.is_empty() && !ctx.features.labs {
-        return Err(Error::new(
-            "device feature is only supported in Dockerfile frontend 1.14.0-labs or later",
-        ));
-    }
-    let dir = st
-        .state
-        .meta()
-        .dir
-        .clone()
-        .unwrap_or_else(|| "/".to_owned());
-    for (i, mount) in mounts.iter().enumerate() {
-        match mount.kind {
-            MountType::Secret => {
-                let (secret, as_env) = secret_mount(mount)?;
-                let id = as_env.as_ref().map_or(&secret.id, |e| &e.id);
-                st.outline.mount(true, id, mount.required, location);
-                exec = match as_env {
-                    Some(env) => exec.secret_env(env),
-                    None => exec.secret(secret),
-                };
-                continue;
-            }
-            MountType::Ssh => {
-                if !mount.source.is_empty() {
-                    return Err(Error::new("ssh does not support source"));
-                }
-                let id = match mount.cache_id.as_str() {
-                    "" => "default",
-                    id => id,
-                };
-                st.outline.mount(false, id, mount.required, location);
-                let explicit = mount.uid.is_some() || mount.gid.is_some() || mount.mode.is_some();
-                exec = exec.ssh(SshMount {
-                    id: mount.cache_id.clone(),
-                    target: mount.target.clone(),
-                    uid: mount.uid.unwrap_or(0),
-                    gid: mount.gid.unwrap_or(0),
-                    mode: if explicit {
-                        mount.mode.unwrap_or(0o600)
-                    } else {
-                        0o600
-                    },
-                    optional: !mount.required,
-                });
-                continue;
-            }
-            _ => {}
-        }
-        // A bind mount without `from` reads the build context; a cache mount without it
-        // starts empty (its source is `scratch`); one with `from` reads that stage or
-        // image, which must be dispatched already.
-        let mut source = if mount.from.is_empty() && mount.kind != MountType::Cache {
-            ctx.build_context.clone()
-        } else {
-            match sources.get(i).and_then(Option::as_ref) {
-                Some((state, true, _)) => state.clone(),
-                Some((_, false, _)) => {
-                    return Err(Error::new(format!(
-                        "cannot mount from stage {} to {}, stage needs to be defined before current command",
-                        crate::go_quote(&mount.from),
-                        crate::go_quote(&mount.target)
-                    )));
-                }
-                None => {
-                    return Err(Error::new(format!("mount {i} of RUN has no source stage")));
-                }
-            }
-        };
-        let target = if clean_path(&mount.target).starts_with('/') {
-            mount.target.clone()
-        } else {
-            join_path(&["/", &dir, &mount.target])
-        };
-        if target == "/" {
-            return Err(Error::new(format!(
-                "invalid mount target {}",
-                crate::go_quote(&target)
-            )));
-        }
-        let mut m = match mount.kind {
-            MountType::Tmpfs => {
-                source = State::scratch();
-                Mount::tmpfs(&target, mount.size_limit.unwrap_or(0))
-            }
-            MountType::Cache => {
-                let sharing = match mount.cache_sharing {
-                    Some(instructions::CacheSharing::Private) => CacheSharing::Private,
-                    Some(instructions::CacheSharing::Locked) => CacheSharing::Locked,
-                    _ => CacheSharing::Shared,
-                };
-                let id = if mount.cache_id.is_empty() {
-                    mount.target.clone()
-                } else {
-                    mount.cache_id.clone()
-                };
-                Mount::cache(&target, format!("{}/{id}", ctx.cache_namespace), sharing)
-            }
-            _ => Mount::bind(&target, &source),
-        };
-        if mount.read_only {
-            m = m.readonly();
-        } else if mount.kind == MountType::Bind {
-            m = m.no_output();
-        }
-        let src_path = join_path(&["/", &mount.source]);
-        if src_path != "/" {
-            m = m.selector(src_path);
-        } else if mount.uid.is_some() || mount.gid.is_some() || mount.mode.is_some() {
-            source = source.file(
-                FileAction::mkdir(
-                    "/cache",
-                    mount.mode.unwrap_or(0o755),
-                    false,
-                    Some(ChownOpt {
-                        user: Some(UserOpt::Id(mount.uid.unwrap_or(0))),
-                        group: Some(UserOpt::Id(mount.gid.unwrap_or(0))),
-                    }),
-                    None,
-                ),
-                OpOptions::default().custom_name("[internal] setting cache mount permissions"),
-            );
-            m = m.selector("/cache");
-        }
-        if mount.kind != MountType::Tmpfs && !source.is_scratch() {
-            m = m.source(&source);
-        }
-        exec = exec.mount(m);
-        if mount.from.is_empty() && mount.kind != MountType::Cache && mount.kind != MountType::Tmpfs
-        {
-            st.ctx_paths.insert(join_path(&["/", &mount.source]));
-        }
-    }
-    if ctx.options.shm_size > 0 {
-        exec = exec.mount(Mount::tmpfs("/dev/shm", ctx.options.shm_size));
-    }
-    if run.security == "insecure" {
-        exec = exec.security(SecurityMode::Insecure);
-    }
-    match run.network.as_str() {
-        "none" => exec = exec.network(NetMode::None),
-        "host" => exec = exec.network(NetMode::Host),
-        _ => {}
-    }
-    let masked: Vec<(String, String)> = {
-        let mut env = env.clone();
-        for mount in &mounts {
-            if let (MountType::Secret, Some(name)) = (mount.kind, &mount.env) {
-                super::env_set(&mut env, name, "****".to_owned());
-            }
-        }
-        env
-    };
-    let name = step_name(&raw_lexer(ctx), &custom, &masked);
-    let name = prefix_command(ctx, st, &name);
-    let op =
-        op_options(ctx, st, name, location).description("com.docker.dockerfile.v1.command", code);
-    exec = exec.options(op);
-    st.state = st.state.run(exec).root();
-    let history = format!("RUN {}", run_command_string(&args, &st.build_args, &env));
-    commit(st, ctx, format!("{history} # buildkit"), true);
-    Ok(())
-}
-
-fn secret_mount(mount: &instructions::Mount) -> Result<(SecretMount, Option<SecretEnv>), Error> {
-    let mut id = mount.cache_id.clone();
-    if !mount.source.is_empty() {
-        id = mount.source.clone();
-    }
-    if id.is_empty() {
-        if mount.target.is_empty() {
-            return Err(Error::new("one of source, target required"));
-        }
-        id = mount
-            .target
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-    }
-    if let Some(name) = &mount.env {
-        return Ok((
-            SecretMount::default(),
-            Some(SecretEnv {
-                id,
-                name: name.clone(),
-                optional: !mount.required,
-            }),
-        ));
-    }
-    let target = if mount.target.is_empty() {
-        format!("/run/secrets/{}", id.rsplit('/').next().unwrap_or_default())
-    } else {
-        mount.target.clone()
-    };
-    let explicit = mount.uid.is_some() || mount.gid.is_some() || mount.mode.is_some();
-    Ok((
-        SecretMount {
-            id,
-            target,
-            uid: mount.uid.unwrap_or(0),
-            gid: mount.gid.unwrap_or(0),
-            mode: if explicit {
-                mount.mode.unwrap_or(0o400)
-            } else {
-                0o400
-            },
-            optional: !mount.required,
-        },
-        None,
-    ))
-}
-
-fn summarize_heredoc(doc: &str) -> String {
-    let doc = doc.trim();
-    let normalized = doc.replace("\r\n", "\n");
-    let mut lines = normalized.split('\n');
-    let first = lines.next().unwrap_or_default().to_owned();
-    if lines.next().is_some() {
-        format!("{first}...")
-    } else {
-        first
-    }
-}
-
-/// The RUN history text: `|N K=V … ` build args first when the stage declared any.
-fn run_command_string(
-    args: &[String],
-    build_args: &[(String, Option<String>)],
-    env: &[(String, String)],
-) -> String {
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    for (key, value) in build_args {
-        let v = super::env_get(env, key)
-            .map(str::to_owned)
-            .unwrap_or_else(|| value.clone().unwrap_or_default());
-        match pairs.iter_mut().find(|(k, _)| k == key) {
-            Some(entry) => entry.1 = v,
-            None => pairs.push((key.clone(), v)),
-        }
-    }
-    let mut parts: Vec<String> = Vec::new();
-    if !pairs.is_empty() {
-        parts.push(format!("|{}", pairs.len()));
-        parts.extend(pairs.into_iter().map(|(k, v)| format!("{k}={v}")));
-    }
-    parts.extend(args.iter().cloned());
-    parts.join(" ")
-}
-
-struct CopyConfig<'a> {
-    paths: SourcesAndDest,
-    excludes: Vec<String>,
-    source: State,
-    is_add: bool,
-    code: &'a str,
-    chown: String,
-    chmod: String,
-    link: bool,
-    keep_git_dir: bool,
-    checksum: String,
-    parents: bool,
-    unpack: Option<bool>,
-    location: SourceRange,
-}
-
-/// A git source of ADD, as BuildKit tells one: a git URL that could not also be a
-/// local path (`github.com/o/r` is one); a git URL with bad options is an error.
-fn git_source(src: &str) -> Result<Option<kiln_llb::GitRef>, Error> {
-    match kiln_llb::GitRef::parse(src) {
-        Ok(git) => Ok(git.filter(|g| !g.indistinguishable_from_local)),
-        Err(e) => Err(Error::new(e.to_string())),
-    }
-}
-
-fn dispatch_copy(ctx: &Context<'_>, st: &mut StageState, cfg: CopyConfig<'_>) -> Result<(), Error> {
-    let dir = st
-        .state
-        .meta()
-        .dir
-        .clone()
-        .unwrap_or_else(|| "/".to_owned());
-    let dest = if cfg.paths.dest.starts_with('/') {
-        normalize_path("/", &cfg.paths.dest, true)
-    } else {
-        let p = if cfg.paths.dest == "." || cfg.paths.dest.is_empty() {
-            "./"
-        } else {
-            &cfg.paths.dest
-        };
-        normalize_path(&dir, p, true)
-    };
-    let chown = (!cfg.chown.is_empty()).then(|| parse_chown(&cfg.chown));
-    let (mode, mode_str) = if cfg.chmod.is_empty() {
-        (None, String::new())
-    } else {
-        match instructions::parse_chmod(&cfg.chmod)? {
-            instructions::Chmod::Octal(mode) => (Some(mode), String::new()),
-            instructions::Chmod::Symbolic(symbolic) => (None, symbolic),
-        }
-    };
-    if !cfg.checksum.is_empty() {
-        if !cfg.is_add {
-            return Err(Error::new("checksum can't be specified for COPY"));
-        }
-        if cfg.paths.sources.len() != 1 {
-            return Err(Error::new(
-                "checksum can't be specified for multiple sources",
-            ));
-        }
-        let src = &cfg.paths.sources[0];
-        if !(src.starts_with("http://")
-            || src.starts_with("https://")
-            || git_source(src)?.is_some())
-        {
-            return Err(Error::new("checksum requires HTTP(S) or Git sources"));
-        }
-    }
-    let mut message = String::from(if cfg.is_add { "ADD" } else { "COPY" });
-    if cfg.parents {
-        message.push_str(" --parents");
-    }
-    if !cfg.chown.is_empty() {
-        message.push_str(&format!(" --chown={}", cfg.chown));
-    }
-    if !cfg.chmod.is_empty() {
-        message.push_str(&format!(" --chmod={}", cfg.chmod));
-    }
-    let env = env_of(&st.state);
-    let name = step_name(&ctx.lexer, cfg.code, &env);
-    let group_name = prefix_command(ctx, st, &name);
-    let base = CopyOptions {
-        chown: chown.clone(),
-        mode,
-        mode_str: mode_str.clone(),
-        exclude_patterns: cfg.excludes.clone(),
-        ..CopyOptions::default()
-    };
-    let mut action: Option<FileAction> = None;
-    let mut push = |a: FileAction| {
-        action = Some(match action.take() {
-            Some(prev) => prev.and(a),
-            None => a,
-        });
-    };
-    for src in &cfg.paths.sources {
-        message.push(' ');
-        message.push_str(src);
-        if let Some(git) = git_source(src)? {
-            if !cfg.is_add {
-                return Err(Error::new("source can't be a git ref for COPY"));
-            }
-            let keep = git.keep_git_dir.unwrap_or(cfg.keep_git_dir);
-            let checksum = if git.checksum.is_empty() {
-                cfg.checksum.clone()
-            } else {
-                git.checksum.clone()
-            };
-            let mut reference = git.reference.clone();
-            if !git.subdir.is_empty() {
-                reference = format!("{reference}:{}", git.subdir);
-            }
-            let state = State::git(
-                &git.remote,
-                &reference,
-                GitOptions {
-                    keep_git_dir: keep,
-                    checksum: (!checksum.is_empty()).then_some(checksum),
-                    skip_submodules: git.submodules == Some(false),
-                    op: OpOptions::default().custom_name(group_name.clone()),
-                    ..GitOptions::default()
-                },
-            );
-            push(FileAction::copy(
-                &state,
-                "/",
-                &dest,
-                CopyOptions {
-                    create_dest_path: true,
-                    ..base.clone()
-                },
-            ));
-        } else if src.starts_with("http://") || src.starts_with("https://") {
-            if !cfg.is_add {
-                return Err(Error::new("source can't be a URL for COPY"));
-            }
-            let path = src
-                .split_once("://")
-                .map_or("", |(_, rest)| rest.split_once('/').map_or("", |(_, p)| p));
-            let path = path.split(['?', '#']).next().unwrap_or_default();
-            let filename = match clean_path(&format!("/{path}")).rsplit('/').next() {
-                Some(base) if !base.is_empty() && base != "." => base.to_owned(),
-                _ => "__unnamed__".to_owned(),
-            };
-            let state = State::http(
-                src,
-                HttpOptions {
-                    filename: Some(filename.clone()),
-                    checksum: (!cfg.checksum.is_empty()).then(|| cfg.checksum.clone()),
-                    op: OpOptions::default()
-                        .custom_name(group_name.clone())
-                        .description("com.docker.dockerfile.v1.command", ""),
-                    ..HttpOptions::default()
-                },
-            );
-            push(FileAction::copy(
-                &state,
-                &filename,
-                &dest,
-                CopyOptions {
-                    create_dest_path: true,
-                    attempt_unpack: cfg.unpack.unwrap_or(false),
-                    ..base.clone()
-                },
-            ));
-        } else {
-            let mut src_path = src.clone();
-            let mut include = Vec::new();
-            if cfg.parents {
-                let (parent, pattern) = match src.split_once("/./") {
-                    Some((parent, pattern)) => (parent.to_owned(), pattern.to_owned()),
-                    None => ("/".to_owned(), src.clone()),
-                };
-                let pattern = normalize_path("/", &pattern, false);
-                include.push(pattern.trim_start_matches('/').to_owned());
-                src_path = parent;
-            }
-            let src_path = normalize_path("/", &src_path, false);
-            push(FileAction::copy(
-                &cfg.source,
-                &src_path,
-                &dest,
-                CopyOptions {
-                    follow_symlink: true,
-                    dir_copy_contents: true,
-                    include_patterns: include,
-                    attempt_unpack: cfg.unpack.unwrap_or(cfg.is_add),
-                    create_dest_path: true,
-                    allow_wildcard: true,
-                    allow_empty_wildcard: true,
-                    ..base.clone()
-                },
-            ));
-        }
-    }
-    for content in &cfg.paths.contents {
-        message.push_str(&format!(" <<{}", content.path));
-        let file = State::scratch().file(
-            FileAction::mkfile(
-                &content.path,
-                0o644,
-                content.data.clone().into_bytes(),
-                None,
-                None,
-            ),
-            OpOptions::default().custom_name("[internal] preparing inline document"),
-        );
-        push(FileAction::copy(
-            &file,
-            &content.path,
-            &dest,
-            CopyOptions {
-                create_dest_path: true,
-                ..base.clone()
-            },
-        ));
-    }
-    message.push(' ');
-    message.push_str(&cfg.paths.dest);
-    let Some(action) = action else {
-        return Err(Error::new("no sources to copy"));
-    };
-    let op = op_options(ctx, st, group_name.clone(), cfg.location);
-    if cfg.link && cfg.chmod.is_empty() {
-        let group = format!("progress-group-{}", st.cmd_index);
-        st.cmd_index -= 1;
-        let copy_name = prefix_command(ctx, st, &name);
-        st.cmd_index -= 1;
-        let link_name = prefix_command(ctx, st, &format!("LINK {name}"));
-        let copied = State::scratch().file(
-            action,
-            op.clone()
-                .custom_name(copy_name.clone())
-                .progress_group(&group, &copy_name, true),
-        );
-        let merged = State::merge(
-            &[st.state.clone(), copied],
-            op.custom_name(link_name)
-                .progress_group(&group, &copy_name, false),
-        );
-        st.state = st.state.with_output_of(&merged);
-    } else {
-        st.state = st.state.file(action, op);
-    }
-    commit(st, ctx, format!("{message} # buildkit"), true);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -6,11 +6,13 @@
 //! platform as default, and its image config. Nothing is built or fetched here: the
 //! resolver is the only outside call, so the conversion is pure and testable.
 
+mod copy;
 mod dispatch;
 mod gofmt;
 mod image;
 mod lint;
 mod outline;
+mod run;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
