@@ -32,10 +32,10 @@ use sha2::{Digest as _, Sha256};
 pub use error::Error;
 pub use kiln_exec::NetworkMode;
 pub use remote_cache::{BoxError, CacheImport, ImportedResult, SolvedRecord};
+pub use source::git::fetch_git;
 pub use source::image::LayerInfo;
 pub use source::image::ResolveMode;
 pub use source::image::read_layout;
-pub use source::remote::fetch_git;
 pub use usage::{CacheRecord, PruneFilter, PruneOptions};
 
 /// Entry points for the fuzz targets (`fuzz/`), not an API.
@@ -1062,98 +1062,6 @@ impl Worker {
             duration: started.elapsed(),
         });
         Ok(refs)
-    }
-
-    /// A source's key (BuildKit's for an image, an OCI layout's image, a git commit and a
-    /// download; kiln's own, marked so, for a local context, whose BuildKit key is
-    /// never exported), and for a local context the walk it was computed from.
-    fn source_key(
-        &self,
-        source: &pb::SourceOp,
-        platform: Option<&Platform>,
-        options: &SolveOptions<'_>,
-    ) -> Result<(String, Option<source::local::Scan>), Error> {
-        let key = match source.identifier.split_once("://") {
-            Some(("docker-image", reference)) => {
-                let registry = options.registry.unwrap_or(&self.registry);
-                // Normalised, as BuildKit's loader normalises every op's platform.
-                let platform = platform.unwrap_or(&self.config.platform).normalized();
-                source::image::cache_key(self, registry, reference, &platform, source)?
-            }
-            Some(("local", name)) => {
-                let scan = source::local::scan(self, options.contexts, name, source)?;
-                let key = sha256_hex(&[
-                    b"local",
-                    source.identifier.as_bytes(),
-                    scan.checksum.as_bytes(),
-                ]);
-                return Ok((format!("kiln:{key}"), Some(scan)));
-            }
-            Some(("http" | "https", _)) => source::remote::http_key(self, source, options.secrets)?,
-            Some(("git", _)) => source::remote::git_key(source)?,
-            // Keyed as an image: by its main manifest.
-            Some(("oci-layout", reference)) => {
-                let (store, selector) = reference.split_once('@').unwrap_or((reference, ""));
-                let dir = options.contexts.dir(store, None).ok_or_else(|| {
-                    Error::Source(format!("no OCI layout named {store} in this build"))
-                })?;
-                let digest = source::image::layout_main_digest(&dir, selector)?;
-                let platform = platform.unwrap_or(&self.config.platform).normalized();
-                source::image::main_manifest_key(&digest, &platform, source)
-            }
-            _ => {
-                return Err(Error::Unsupported(format!(
-                    "source {} is not supported yet",
-                    source.identifier
-                )));
-            }
-        };
-        Ok((key, None))
-    }
-
-    fn run_source(
-        &self,
-        source: &pb::SourceOp,
-        platform: Option<&Platform>,
-        options: &SolveOptions<'_>,
-        context_scan: Option<source::local::Scan>,
-        log: &(dyn Fn(&[u8]) + Sync),
-    ) -> Result<Ref, Error> {
-        match source.identifier.split_once("://") {
-            Some(("docker-image", reference)) => {
-                let registry = options.registry.unwrap_or(&self.registry);
-                source::image::pull(
-                    self,
-                    registry,
-                    reference,
-                    platform.unwrap_or(&self.config.platform),
-                    ResolveMode::of_source(source),
-                    log,
-                )
-            }
-            Some(("local", name)) => {
-                let scan = match context_scan {
-                    Some(scan) => scan,
-                    None => source::local::scan(self, options.contexts, name, source)?,
-                };
-                source::local::load(self, scan)
-            }
-            Some(("http" | "https", _)) => source::remote::http_load(self, source, options.secrets),
-            Some(("git", _)) => source::remote::git_load(self, source),
-            Some(("oci-layout", reference)) => {
-                // `STORE@DIGEST`: the store is a directory the client lends, like a
-                // local context.
-                let (store, selector) = reference.split_once('@').unwrap_or((reference, ""));
-                let dir = options.contexts.dir(store, None).ok_or_else(|| {
-                    Error::Source(format!("no OCI layout named {store} in this build"))
-                })?;
-                source::image::pull_layout(self, &dir, selector)
-            }
-            _ => Err(Error::Unsupported(format!(
-                "source {} is not supported yet",
-                source.identifier
-            ))),
-        }
     }
 
     /// Resolves an image reference to its canonical name, digest and config (for the
