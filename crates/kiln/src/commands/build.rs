@@ -99,14 +99,7 @@ pub(crate) fn parse_context_value(name: &str, value: &str) -> anyhow::Result<Bui
         return Ok(remote.into_named_context());
     }
     if let Some(layout) = value.strip_prefix("oci-layout://") {
-        // PATH, PATH:TAG or PATH@DIGEST (a tag is after the last path component's ':').
-        let (path, selector) = match layout.rsplit_once('@') {
-            Some((path, digest)) => (path, digest),
-            None => match layout.rsplit_once(':') {
-                Some((path, tag)) if !tag.contains('/') => (path, tag),
-                _ => (layout, ""),
-            },
-        };
+        let (path, selector) = oci_layout_parts(layout);
         if !Path::new(path).join("index.json").is_file() {
             bail!("named context {name}={value}: {path} is no OCI layout (no index.json)");
         }
@@ -123,6 +116,18 @@ pub(crate) fn parse_context_value(name: &str, value: &str) -> anyhow::Result<Bui
         bail!("named context {name}={value}: no such directory");
     }
     Ok(BuildContext::Dir(dir))
+}
+
+/// An OCI layout context's directory and the image it names: `PATH`, `PATH:TAG`,
+/// `PATH@DIGEST` or `PATH:TAG@DIGEST` (the digest wins, as in buildx; a tag is after the
+/// last path component's `:`). Without either, the layout's only (or first) image.
+fn oci_layout_parts(layout: &str) -> (&str, &str) {
+    let (rest, digest) = layout.split_once('@').unwrap_or((layout, ""));
+    let (path, tag) = match rest.rsplit_once(':') {
+        Some((path, tag)) if !tag.contains('/') => (path, tag),
+        _ => (rest, ""),
+    };
+    (path, if digest.is_empty() { tag } else { digest })
 }
 
 /// `--build-context NAME=VALUE`.
@@ -546,5 +551,21 @@ mod tests {
         assert!(parse_ulimit("nofile=9:1").is_err());
         assert_eq!(annotation_attr("org.x"), "annotation.org.x");
         assert_eq!(annotation_attr("index:org.x"), "annotation-index.org.x");
+    }
+
+    #[test]
+    fn oci_layout_contexts_name_a_directory_and_an_image() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(oci_layout_parts("/l"), ("/l", ""));
+        assert_eq!(oci_layout_parts("/l:v1"), ("/l", "v1"));
+        assert_eq!(
+            oci_layout_parts(&format!("/l@{digest}")),
+            ("/l", digest.as_str())
+        );
+        assert_eq!(
+            oci_layout_parts(&format!("/l:v1@{digest}")),
+            ("/l", digest.as_str())
+        );
+        assert_eq!(oci_layout_parts("./a/b"), ("./a/b", ""));
     }
 }
