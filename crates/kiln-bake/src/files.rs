@@ -51,7 +51,7 @@ pub(crate) fn load(request: &Request) -> Result<Vec<Source>, Error> {
                 .map(|f| (*f).to_owned())
                 .collect();
             if names.is_empty() {
-                return Err(Error::Invalid("couldn't find a bake definition".to_owned()));
+                return Err(Error::NoDefinition);
             }
         }
     }
@@ -63,8 +63,10 @@ pub(crate) fn load(request: &Request) -> Result<Vec<Source>, Error> {
             } else {
                 request.dir.join(&name)
             };
-            let text = fs::read_to_string(&path)
-                .map_err(|e| Error::Io(format!("failed to read {name}: {e}")))?;
+            let text = fs::read_to_string(&path).map_err(|source| Error::Read {
+                name: name.clone(),
+                source,
+            })?;
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
             Ok(Source { name, text, dir })
         })

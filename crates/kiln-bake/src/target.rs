@@ -624,7 +624,7 @@ impl Config {
         }
         visited.insert(name.to_owned(), None);
         let Some(t) = self.targets.iter().find(|t| t.name == name) else {
-            return Err(Error::Invalid(format!("failed to find target {name}")));
+            return Err(Error::UnknownTarget(name.to_owned()));
         };
         let mut tt = Target::default();
         for parent in &t.inherits {
@@ -745,14 +745,13 @@ impl Config {
                 continue;
             };
             if linked == name {
-                return Err(Error::Invalid(format!(
-                    "target {linked} cannot link to itself"
-                )));
+                return Err(Error::SelfLink(linked.to_owned()));
             }
             if visited.iter().any(|n| n == linked) {
-                return Err(Error::Invalid(format!(
-                    "infinite loop from {name} to {linked}"
-                )));
+                return Err(Error::LinkLoop {
+                    from: name.to_owned(),
+                    to: linked.to_owned(),
+                });
             }
             if !targets.contains_key(linked) {
                 let mut t2 = self.resolve_target(linked, overrides)?;
@@ -777,11 +776,12 @@ impl Config {
                 t2.platforms.clone().unwrap_or_default(),
             );
             if mine.len() > 1 && theirs.len() > 1 && !mine.iter().all(|p| theirs.contains(p)) {
-                return Err(Error::Invalid(format!(
-                    "target {linked} can't be used by {name} because its platforms [{}] are not a subset of [{}]",
-                    mine.join(" "),
-                    theirs.join(" ")
-                )));
+                return Err(Error::LinkPlatforms {
+                    linked: linked.to_owned(),
+                    user: name.to_owned(),
+                    user_platforms: mine,
+                    linked_platforms: theirs,
+                });
             }
         }
         Ok(())
