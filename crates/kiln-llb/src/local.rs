@@ -408,7 +408,14 @@ fn walk<T: Send>(
                     state = work.wait(state).unwrap_or_else(|e| e.into_inner());
                 }
             };
-            let listed = list(&rel);
+            // A reader that panicked would leave the handing on waiting forever: its
+            // directory fails instead.
+            let listed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| list(&rel)))
+                .unwrap_or_else(|_| {
+                    Err(SelectError::Io(std::io::Error::other(format!(
+                        "reading {rel:?} of the context panicked"
+                    ))))
+                });
             let mut state = lock();
             state.reading -= 1;
             let before = state.to_read.len();

@@ -67,3 +67,42 @@ fn a_walk_lists_in_fsutils_path_order() {
     assert!(kiln_llb::local::path_order("a/x", "a-b").is_lt());
     assert!(kiln_llb::local::path_order("a", "a/x").is_lt());
 }
+
+/// A sender's walk stops with an error from its reading threads, and with one when a
+/// reading thread panics, rather than waiting for a directory that never comes.
+#[test]
+fn a_failing_or_panicking_reader_ends_the_walk() {
+    let dir = tempfile::tempdir().unwrap();
+    for path in ["a/x", "b/y", "c"] {
+        let path = dir.path().join(path);
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(path, "").unwrap();
+    }
+    let fails = |rel: &str, _: &kiln_llb::local::Entry, _: Option<bool>| {
+        if rel == "b/y" {
+            Err(kiln_llb::local::SelectError::Io(std::io::Error::other(
+                "no",
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    let panics = |rel: &str, _: &kiln_llb::local::Entry, _: Option<bool>| {
+        assert_ne!(rel, "b/y", "a reader panics");
+        Ok::<(), kiln_llb::local::SelectError>(())
+    };
+    for enrich in [&fails as &kiln_llb::local::Enrich<'_, ()>, &panics] {
+        let mut seen = Vec::new();
+        let walked = kiln_llb::local::select_to_send(
+            dir.path(),
+            &Filter::default(),
+            enrich,
+            &mut |rel, _, ()| {
+                seen.push(rel);
+                Ok(())
+            },
+        );
+        assert!(walked.is_err());
+        assert!(!seen.contains(&"c".to_owned()), "{seen:?}");
+    }
+}
