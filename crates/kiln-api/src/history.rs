@@ -172,11 +172,14 @@ impl HistoryRecord {
             };
             match path.rfind('/') {
                 _ if path.is_empty() => String::new(),
-                Some(slash) if !default_filename => {
-                    crate::go::join_path(&[go_base(&path[..slash]), &path[slash + 1..]])
-                }
+                Some(slash) if !default_filename => crate::go::join_path(&[
+                    crate::go::base_path(&path[..slash]),
+                    &path[slash + 1..],
+                ]),
                 Some(slash) => path[slash + 1..].to_owned(),
-                None if !default_filename => crate::go::join_path(&[go_base(path), path]),
+                None if !default_filename => {
+                    crate::go::join_path(&[crate::go::base_path(path), path])
+                }
                 None => path.to_owned(),
             }
         };
@@ -195,15 +198,6 @@ impl HistoryRecord {
             _ => name,
         }
     }
-}
-
-/// Go's `filepath.Base`: the last element, trailing slashes dropped; `.` for nothing.
-fn go_base(path: &str) -> &str {
-    let trimmed = path.trim_end_matches('/');
-    if trimmed.is_empty() {
-        return if path.is_empty() { "." } else { "/" };
-    }
-    trimmed.rsplit('/').next().unwrap_or(trimmed)
 }
 
 fn to_i32(n: u32) -> i32 {

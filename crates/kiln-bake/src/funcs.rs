@@ -443,13 +443,9 @@ fn f_ceil(args: FuncArgs) -> Result<Value> {
 }
 
 fn f_basename(args: FuncArgs) -> Result<Value> {
-    let s = string(&args[0])?;
-    let trimmed = s.trim_end_matches('/');
-    Ok(Value::String(if trimmed.is_empty() && s.starts_with('/') {
-        "/".to_owned()
-    } else {
-        trimmed.rsplit('/').next().unwrap_or(".").to_owned()
-    }))
+    Ok(Value::String(
+        kiln_oci::go::base_path(&string(&args[0])?).to_owned(),
+    ))
 }
 
 fn f_dirname(args: FuncArgs) -> Result<Value> {

@@ -102,3 +102,18 @@ fn unsupported_crypto_functions_say_so() {
         "{err}"
     );
 }
+
+#[test]
+fn basename_is_gos_path_base() {
+    // As buildx v0.28 prints it: `basename("")` is ".".
+    let hcl = r#"
+        target "a" {
+          args = { B = basename(""), C = basename("/"), D = basename("a/b/"), E = basename("///") }
+        }
+    "#;
+    let out = print(hcl, &["a"]).expect("resolves");
+    assert_eq!(
+        out["target"]["a"]["args"],
+        json!({"B": ".", "C": "/", "D": "b", "E": "/"})
+    );
+}

@@ -1,6 +1,6 @@
 //! Value syntaxes BuildKit and buildx borrow from Go, parsed exactly as Go parses
 //! them, in one place for every crate: `strconv.ParseBool`, `time.ParseDuration`, `path.Clean`,
-//! `path.Join`, go-units' `RAMInBytes`, one CSV record as `go-csvvalue` reads it, and
+//! `path.Join`, `path.Base`, go-units' `RAMInBytes`, one CSV record as `go-csvvalue` reads it, and
 //! `encoding/json`'s escapes.
 
 /// Times as Go's `time.RFC3339Nano` writes them (the header clients read a daemon's
@@ -50,6 +50,18 @@ pub fn join_path(parts: &[&str]) -> String {
         return String::new();
     }
     clean_path(&parts.join("/"))
+}
+
+/// Go's `path.Base` (and `filepath.Base` on Linux): the last element, trailing slashes
+/// dropped; `.` for nothing, `/` for only slashes.
+pub fn base_path(path: &str) -> &str {
+    let trimmed = path.trim_end_matches('/');
+    match trimmed.rsplit('/').next() {
+        _ if path.is_empty() => ".",
+        _ if trimmed.is_empty() => "/",
+        Some(last) => last,
+        None => trimmed,
+    }
 }
 
 /// go-units' `RAMInBytes`: `512m`, `1.5GiB`, `64k`, binary multiples.
@@ -327,6 +339,20 @@ pub fn json_html_escape(json: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bases_are_gos() {
+        for (path, base) in [
+            ("", "."),
+            ("/", "/"),
+            ("///", "/"),
+            ("a/b/", "b"),
+            ("a", "a"),
+            ("/x/y.txt", "y.txt"),
+        ] {
+            assert_eq!(base_path(path), base, "{path:?}");
+        }
+    }
 
     #[test]
     fn ram_sizes() {
