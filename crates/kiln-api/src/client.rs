@@ -216,22 +216,9 @@ impl Client {
         }
         let (session_id, session) = self.open_session(attachables, shared_key).await?;
         request.session = session_id;
-        // The progress, while the solve runs.
-        let mut control = self.control();
-        let status_request = control::StatusRequest {
-            r#ref: request.r#ref.clone(),
-        };
-        let status = tokio::spawn(async move {
-            if let Ok(stream) = control.status(status_request).await {
-                let mut stream = stream.into_inner();
-                while let Some(Ok(update)) = stream.next().await {
-                    on_status(update);
-                }
-            }
-        });
+        let status = self.follow_status(&request.r#ref, on_status);
         let solved = self.control().solve(request).await;
-        // Updates still on their way arrive before the stream ends.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), status).await;
+        let _ = tokio::time::timeout(STATUS_DRAIN, status).await;
         session.abort();
         Ok(solved?.into_inner().exporter_response.into_iter().collect())
     }
@@ -313,18 +300,7 @@ impl Client {
         request.r#ref = build_id.clone();
         request.session = session_id;
         request.frontend.clear();
-        let mut control = self.control();
-        let status_request = control::StatusRequest {
-            r#ref: build_id.clone(),
-        };
-        let status = tokio::spawn(async move {
-            if let Ok(stream) = control.status(status_request).await {
-                let mut stream = stream.into_inner();
-                while let Some(Ok(update)) = stream.next().await {
-                    on_status(update);
-                }
-            }
-        });
+        let status = self.follow_status(&build_id, on_status);
         let mut control = self.control();
         let solve = tokio::spawn(async move { control.solve(request).await });
         Ok(GatewayBuild {
@@ -336,6 +312,27 @@ impl Client {
             solve,
             status,
             sessions: vec![session],
+        })
+    }
+
+    /// Follows the progress of solve `id`, each update to `on_status`, until its
+    /// stream ends.
+    fn follow_status(
+        &self,
+        id: &str,
+        on_status: impl Fn(control::StatusResponse) + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let mut control = self.control();
+        let request = control::StatusRequest {
+            r#ref: id.to_owned(),
+        };
+        tokio::spawn(async move {
+            if let Ok(stream) = control.status(request).await {
+                let mut stream = stream.into_inner();
+                while let Some(Ok(update)) = stream.next().await {
+                    on_status(update);
+                }
+            }
         })
     }
 
@@ -373,6 +370,10 @@ impl Client {
         Ok((session_id, tokio::spawn(attachables.serve(pipe))))
     }
 }
+
+/// How long a solve's progress may go on arriving after the solve has answered: the
+/// updates still on their way arrive before the stream ends.
+const STATUS_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The metadata key of a frontend's image config.
 const IMAGE_CONFIG_KEY: &str = "containerimage.config";
@@ -567,8 +568,7 @@ impl GatewayBuild {
         let request = self.request(request);
         let _ = self.bridge.r#return(request).await;
         let solved = (&mut self.solve).await;
-        // Updates still on their way arrive before the stream ends.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), &mut self.status).await;
+        let _ = tokio::time::timeout(STATUS_DRAIN, &mut self.status).await;
         for session in &self.sessions {
             session.abort();
         }
