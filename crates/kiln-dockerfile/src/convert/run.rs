@@ -102,17 +102,12 @@ pub(super) fn dispatch_run(
                     id => id,
                 };
                 st.outline.mount(false, id, mount.required, location);
-                let explicit = mount.uid.is_some() || mount.gid.is_some() || mount.mode.is_some();
                 exec = exec.ssh(SshMount {
                     id: mount.cache_id.clone(),
                     target: mount.target.clone(),
                     uid: mount.uid.unwrap_or(0),
                     gid: mount.gid.unwrap_or(0),
-                    mode: if explicit {
-                        mount.mode.unwrap_or(0o600)
-                    } else {
-                        0o600
-                    },
+                    mode: mount.mode.unwrap_or(0o600),
                     optional: !mount.required,
                 });
                 continue;
@@ -267,18 +262,13 @@ pub(super) fn secret_mount(
     } else {
         mount.target.clone()
     };
-    let explicit = mount.uid.is_some() || mount.gid.is_some() || mount.mode.is_some();
     Ok((
         SecretMount {
             id,
             target,
             uid: mount.uid.unwrap_or(0),
             gid: mount.gid.unwrap_or(0),
-            mode: if explicit {
-                mount.mode.unwrap_or(0o400)
-            } else {
-                0o400
-            },
+            mode: mount.mode.unwrap_or(0o400),
             optional: !mount.required,
         },
         None,
