@@ -88,19 +88,27 @@ impl Engine {
         Ok(records)
     }
 
-    /// Pins or unpins a record, or deletes it; whether there was one.
-    pub fn update_history(&self, id: &str, pinned: bool, delete: bool) -> Result<bool, Error> {
-        let Some(mut record) = self.history()?.into_iter().find(|r| r.id == id) else {
-            return Ok(false);
+    /// Pins or unpins a record, or deletes it; the record as it was, if there was one.
+    pub fn update_history(
+        &self,
+        id: &str,
+        pinned: bool,
+        delete: bool,
+    ) -> Result<Option<HistoryRecord>, Error> {
+        let Some(record) = self.history()?.into_iter().find(|r| r.id == id) else {
+            return Ok(None);
         };
         let db = self.worker.metadata();
         if delete {
             db.remove(HISTORY_TABLE, id).map_err(Error::History)?;
         } else if record.pinned != pinned {
-            record.pinned = pinned;
-            let json = serde_json::to_vec(&record).map_err(|e| Error::Usage(e.to_string()))?;
+            let pinned = HistoryRecord {
+                pinned,
+                ..record.clone()
+            };
+            let json = serde_json::to_vec(&pinned).map_err(|e| Error::Usage(e.to_string()))?;
             db.put(HISTORY_TABLE, id, &json).map_err(Error::History)?;
         }
-        Ok(true)
+        Ok(Some(record))
     }
 }

@@ -148,11 +148,7 @@ pub(super) async fn update(
     }
     let id = request.r#ref.clone();
     let record = daemon
-        .blocking(move |engine| {
-            let record = engine.history()?.into_iter().find(|r| r.id == id);
-            engine.update_history(&id, request.pinned, request.delete)?;
-            Ok(record)
-        })
+        .blocking(move |engine| engine.update_history(&id, request.pinned, request.delete))
         .await?;
     let Some(record) = record else {
         return Err(Status::not_found(format!(
