@@ -653,17 +653,22 @@ pub fn copy_to_layout(image: &str, layout: &Path, tag: &str) -> String {
         .to_owned()
 }
 
+/// Writes each `(relative path, content)` under `dir`, making the directories on the way.
+pub fn write_files(dir: &Path, files: &[(&str, impl AsRef<[u8]>)]) {
+    for (path, content) in files {
+        let path = dir.join(path);
+        fs_err::create_dir_all(path.parent().expect("a file under the directory"))
+            .expect("creating the directories");
+        fs_err::write(&path, content).expect("writing the file");
+    }
+}
+
 /// A git repository holding `files` (path, content) in one commit on `main`, bare
 /// under `work`, served by `git daemon` on a free port: the daemon (stopped when
 /// dropped) and the repository's `git://` URL.
 pub fn serve_git(work: &Path, files: &[(&str, &str)]) -> (KillOnDrop, String) {
     let source = work.join("git-source");
-    for (path, content) in files {
-        let path = source.join(path);
-        fs_err::create_dir_all(path.parent().expect("a file in the repository"))
-            .expect("creating the repository");
-        fs_err::write(&path, content).expect("writing the repository");
-    }
+    write_files(&source, files);
     git(&source, &["init", "-q", "-b", "main"]);
     git(&source, &["add", "."]);
     git(&source, &["commit", "-q", "-m", "one"]);

@@ -15,18 +15,17 @@ fn filter(include: &[&str], exclude: &[&str], follow: &[&str]) -> Filter {
 fn a_listing_selects_what_a_walk_selects() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    for (path, body) in [
-        ("a.txt", "a"),
-        ("src/main.c", "int main;"),
-        ("src/lib/util.c", "util"),
-        ("src/lib/notes.md", "notes"),
-        ("build/out.o", "obj"),
-        ("docs/keep/readme.md", "readme"),
-    ] {
-        let path = root.join(path);
-        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
-        fs_err::write(path, body).unwrap();
-    }
+    kiln_test::write_files(
+        root,
+        &[
+            ("a.txt", "a"),
+            ("src/main.c", "int main;"),
+            ("src/lib/util.c", "util"),
+            ("src/lib/notes.md", "notes"),
+            ("build/out.o", "obj"),
+            ("docs/keep/readme.md", "readme"),
+        ],
+    );
     std::os::unix::fs::symlink("src/lib", root.join("lib")).unwrap();
     let listing = entries(root).unwrap();
     for filter in [
@@ -53,11 +52,16 @@ fn a_listing_selects_what_a_walk_selects() {
 #[test]
 fn a_walk_lists_in_fsutils_path_order() {
     let dir = tempfile::tempdir().unwrap();
-    for path in ["a/x", "a/y/z", "a.txt", "a-b", "b"] {
-        let path = dir.path().join(path);
-        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
-        fs_err::write(path, "").unwrap();
-    }
+    kiln_test::write_files(
+        dir.path(),
+        &[
+            ("a/x", ""),
+            ("a/y/z", ""),
+            ("a.txt", ""),
+            ("a-b", ""),
+            ("b", ""),
+        ],
+    );
     let walked: Vec<String> = select(dir.path(), &Filter::default())
         .unwrap()
         .into_iter()
@@ -73,11 +77,7 @@ fn a_walk_lists_in_fsutils_path_order() {
 #[test]
 fn a_failing_or_panicking_reader_ends_the_walk() {
     let dir = tempfile::tempdir().unwrap();
-    for path in ["a/x", "b/y", "c"] {
-        let path = dir.path().join(path);
-        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
-        fs_err::write(path, "").unwrap();
-    }
+    kiln_test::write_files(dir.path(), &[("a/x", ""), ("b/y", ""), ("c", "")]);
     let fails = |rel: &str, _: &kiln_llb::local::Entry, _: Option<bool>| {
         if rel == "b/y" {
             Err(kiln_llb::local::SelectError::Io(std::io::Error::other(

@@ -826,7 +826,7 @@ fn kiln_bakes_on_kilnd() {
         ],
     );
     let project = work.path().join("project");
-    for (path, text) in [
+    kiln_test::write_files(&project, &[
         ("base/greeting.txt", "from base".to_owned()),
         (
             "base/Dockerfile",
@@ -838,11 +838,7 @@ fn kiln_bakes_on_kilnd() {
             "FROM base\nARG WHO\nCOPY greeting.txt /from-dir.txt\nRUN echo \"$WHO $FROM_BASE\" > /who.txt\n"
                 .to_owned(),
         ),
-    ] {
-        let path = project.join(path);
-        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
-        fs_err::write(path, text).unwrap();
-    }
+    ]);
     let out = work.path().join("out");
     fs_err::write(
         project.join("docker-bake.hcl"),

@@ -1056,22 +1056,21 @@ fn a_target_on_another_is_baked_through_kilnd_and_buildkitd() {
     let kilnd = Kilnd::start(&[]);
     let work = tempfile::tempdir().unwrap();
     let project = work.path().join("project");
-    for (path, text) in [
-        ("base/base.txt", "from base".to_owned()),
-        (
-            "base/Dockerfile",
-            format!("FROM {image}\nENV FROM_BASE=yes\nCOPY base.txt /base.txt\n"),
-        ),
-        ("app/app.txt", "from app".to_owned()),
-        (
-            "app/Dockerfile",
-            "FROM base\nCOPY app.txt /app.txt\nRUN echo \"$FROM_BASE\" > /env.txt\n".to_owned(),
-        ),
-    ] {
-        let path = project.join(path);
-        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
-        fs_err::write(path, text).unwrap();
-    }
+    kiln_test::write_files(
+        &project,
+        &[
+            ("base/base.txt", "from base".to_owned()),
+            (
+                "base/Dockerfile",
+                format!("FROM {image}\nENV FROM_BASE=yes\nCOPY base.txt /base.txt\n"),
+            ),
+            ("app/app.txt", "from app".to_owned()),
+            (
+                "app/Dockerfile",
+                "FROM base\nCOPY app.txt /app.txt\nRUN echo \"$FROM_BASE\" > /env.txt\n".to_owned(),
+            ),
+        ],
+    );
     // Inside the project: buildx asks for an entitlement to write elsewhere.
     let out = project.join("out");
     fs_err::write(
@@ -1149,11 +1148,10 @@ fn names_sorting_around_a_slash_travel_in_fsutils_order() {
     let kilnd = Kilnd::start(&[]);
     let work = tempfile::tempdir().unwrap();
     let ctx = work.path().join("ctx");
-    for (path, text) in [("a/x", "x"), ("a.txt", "t"), ("a-b", "b"), ("a/y/z", "z")] {
-        let path = ctx.join(path);
-        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
-        fs_err::write(path, text).unwrap();
-    }
+    kiln_test::write_files(
+        &ctx,
+        &[("a/x", "x"), ("a.txt", "t"), ("a-b", "b"), ("a/y/z", "z")],
+    );
     fs_err::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY . /\n").unwrap();
     let check = |out: &Path| {
         for (path, text) in [("a/x", "x"), ("a.txt", "t"), ("a-b", "b"), ("a/y/z", "z")] {
