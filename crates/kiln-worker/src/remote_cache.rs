@@ -1,19 +1,15 @@
 //! The worker's side of remote caches (`--cache-from`, `--cache-to`): the port an
 //! importer implements, and what a solve leaves for an exporter.
 //!
-//! With an import, a vertex the local cache cannot answer is not run when visited: its
-//! keys are passed on to its users ([`Outputs`] pending), and it is made (imported from
-//! the first remote cache holding it, else run) only when a user needs its content, or
-//! when it is the result. So a step whose user hits a cache is neither run, fetched nor
-//! looked up; a step the local cache answers never waits for an import; and only the
-//! blobs of reused results are fetched (each verified against its digest; a wrong one
-//! makes the step run).
+//! With an import, results are made lazily (`kiln_solver::lazy`): a step the local
+//! cache answers never waits for an import, and only the blobs of reused results are
+//! fetched (each verified against its digest; a wrong one makes the step run).
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use kiln_oci::Descriptor;
-use kiln_solver::cache_key::{self, Link};
+use kiln_solver::cache_key::Link;
+use kiln_solver::lazy::{Output, Outputs};
 
 use crate::Ref;
 
@@ -59,114 +55,56 @@ pub struct SolvedRecord {
     pub chain: Option<Vec<u64>>,
 }
 
-/// How a vertex is keyed: its cache map digest (BuildKit's) and its inputs' links.
-#[derive(Debug, Clone)]
-pub(crate) struct VertexKey {
-    pub(crate) digest: String,
-    /// The link of each input that makes the key.
-    pub(crate) links: Vec<Link>,
-    /// Per input, its other link when it has one (the key link of an input keyed by
-    /// content, whose key link then names its content's record), exported beside it.
-    pub(crate) other_links: Vec<Option<Link>>,
-}
-
-impl VertexKey {
-    /// The record digest of output `output`.
-    pub(crate) fn digest(&self, output: usize) -> String {
-        cache_key::root_key(&self.digest, i64::try_from(output).unwrap_or(i64::MAX))
+impl Output for Ref {
+    fn key(&self) -> &str {
+        &self.key
     }
 
-    /// The content records the key links to (inputs keyed by content).
-    fn content_records(&self) -> impl Iterator<Item = &str> {
-        self.links
-            .iter()
-            .zip(&self.other_links)
-            .filter(|(_, other)| other.is_some())
-            .map(|(link, _)| link.key.as_str())
-    }
-
-    /// The key of output `output` (output 0's also names the vertex's local record).
-    pub(crate) fn output(&self, output: usize) -> String {
-        cache_key::record_key(&self.digest(output), &self.links)
-    }
-}
-
-/// A vertex's outputs as its users see them: the key of each, and its refs once made.
-pub(crate) struct Outputs {
-    pub(crate) vertex: usize,
-    pub(crate) key: VertexKey,
-    pub(crate) keys: Vec<String>,
-    pub(crate) made: Mutex<Option<Vec<Ref>>>,
-    /// Not made yet: what making it needs.
-    pub(crate) pending: Option<Pending>,
-    /// A local context: never exported with layers.
-    pub(crate) local_source: bool,
-}
-
-/// What a vertex not made yet needs to be made (run): its inputs.
-pub(crate) struct Pending {
-    pub(crate) inputs: Vec<(Arc<Outputs>, usize)>,
-}
-
-impl Outputs {
-    pub(crate) fn made(vertex: usize, key: VertexKey, refs: Vec<Ref>, local_source: bool) -> Self {
-        Self {
-            vertex,
-            keys: refs.iter().map(|r| r.key.clone()).collect(),
+    fn unmade(key: String) -> Self {
+        Ref {
+            chain: Vec::new(),
             key,
-            made: Mutex::new(Some(refs)),
-            pending: None,
-            local_source,
         }
     }
+}
 
-    /// The key of output `index` (known whether or not it is made).
-    pub(crate) fn key_of(&self, index: usize) -> String {
-        self.keys
-            .get(index)
-            .cloned()
-            .unwrap_or_else(|| self.key.output(index))
+/// The records of a vertex for an export (none for a local context: its key is kiln's
+/// own, and BuildKit never exports one either).
+pub(crate) fn records(outputs: &Outputs<Ref>) -> Vec<SolvedRecord> {
+    if !outputs.exportable {
+        return Vec::new();
     }
-
-    /// The records of this vertex for an export (none for a local context: its key is
-    /// kiln's own, and BuildKit never exports one either).
-    pub(crate) fn records(&self) -> Vec<SolvedRecord> {
-        if self.local_source {
-            return Vec::new();
-        }
-        let made = self.made.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let mut out: Vec<SolvedRecord> = self
-            .key
-            .content_records()
-            .map(|digest| SolvedRecord {
-                key: digest.to_owned(),
-                digest: digest.to_owned(),
-                inputs: Vec::new(),
-                chain: None,
-            })
+    let made = outputs.results();
+    let key = &outputs.key;
+    let mut out: Vec<SolvedRecord> = key
+        .content_records()
+        .map(|digest| SolvedRecord {
+            key: digest.to_owned(),
+            digest: digest.to_owned(),
+            inputs: Vec::new(),
+            chain: None,
+        })
+        .collect();
+    for (index, output_key) in outputs.keys.iter().enumerate() {
+        let chain = made
+            .as_ref()
+            .and_then(|refs| refs.get(index))
+            .map(|r| r.chain.clone())
+            .filter(|chain| !chain.is_empty());
+        let inputs = key
+            .links
+            .iter()
+            .zip(&key.other_links)
+            .map(|(link, other)| other.iter().chain([link]).cloned().collect())
             .collect();
-        for (index, key) in self.keys.iter().enumerate() {
-            let chain = made
-                .as_ref()
-                .and_then(|refs| refs.get(index))
-                .map(|r| r.chain.clone())
-                .filter(|chain| !chain.is_empty());
-            let inputs = self
-                .key
-                .links
-                .iter()
-                .zip(&self.key.other_links)
-                .map(|(link, other)| other.iter().chain([link]).cloned().collect())
-                .collect();
-            out.push(SolvedRecord {
-                key: key.clone(),
-                digest: self.key.digest(index),
-                inputs,
-                chain,
-            });
-        }
-        out
+        out.push(SolvedRecord {
+            key: output_key.clone(),
+            digest: key.digest(index),
+            inputs,
+            chain,
+        });
     }
+    out
 }
 
 /// How many outputs an op has (the results of an exec's or file op's output indexes).

@@ -9,7 +9,9 @@ pub(crate) mod local;
 
 use kiln_llb::pb;
 
-use crate::{Error, Platform, Ref, ResolveMode, SolveOptions, Worker, sha256_hex};
+use kiln_llb::Platform;
+
+use crate::{Error, Ref, ResolveMode, SolveOptions, Worker, sha256_hex};
 
 /// A source op's attribute.
 pub(crate) fn attr<'a>(source: &'a pb::SourceOp, key: &str) -> Option<&'a str> {
