@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use fs_err as fs;
 
-use crate::Error;
 use crate::spec::{Mount, MountKind, NetworkMode, Process, runtime_spec};
+use crate::{Error, Executor};
 
 /// How a process ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub enum OutputStream {
 
 /// Runs processes with runc, keeping bundles and runc state under one directory.
 #[derive(Debug, Clone)]
-pub struct Executor {
+pub struct Runc {
     runtime: PathBuf,
     root: PathBuf,
     /// /etc/resolv.conf for processes with a network; `None`: the host's.
@@ -66,7 +66,7 @@ pub struct Executor {
     cancelled: Arc<AtomicBool>,
 }
 
-impl Executor {
+impl Runc {
     /// An executor using `runtime` (e.g. `runc`), with state under `root`. Containers
     /// and bundles left by a process that died (kill -9) are removed first: whoever
     /// opens the state directory owns it.
@@ -87,20 +87,19 @@ impl Executor {
         self
     }
 
-    /// The flag that cancels running and future processes when set.
-    pub fn cancellation(&self) -> Arc<AtomicBool> {
-        self.cancelled.clone()
-    }
-
     fn runc(&self) -> Command {
         let mut command = Command::new(&self.runtime);
         command.arg("--root").arg(self.root.join("runc"));
         command
     }
+}
 
-    /// Kills and removes every container and bundle under the state directory (those
-    /// of a process that died, or of runs that never ended).
-    pub fn remove_leftovers(&self) {
+impl Executor for Runc {
+    fn cancellation(&self) -> Arc<AtomicBool> {
+        self.cancelled.clone()
+    }
+
+    fn remove_leftovers(&self) {
         if let Ok(entries) = fs::read_dir(self.root.join("runc")) {
             for entry in entries.flatten() {
                 let _ = self
@@ -113,11 +112,9 @@ impl Executor {
         let _ = fs::remove_dir_all(self.root.join("bundles"));
     }
 
-    /// Runs `process` on `rootfs` and returns how it ended. Output is passed to
-    /// `output` as it arrives (stdout and stderr from two threads, each in order).
     /// Mount points the run had to create are removed afterwards, so they do not
     /// become part of the layer.
-    pub fn run(
+    fn run(
         &self,
         id: &str,
         rootfs: &Path,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use kiln_exec::{Executor, NetworkMode};
+use kiln_exec::{Executor, NetworkMode, Runc};
 use kiln_llb::{Platform, pb};
 use kiln_registry::RegistryClient;
 use kiln_store::{ContentStore, MetadataDb, Snapshot, Snapshotter};
@@ -61,7 +61,7 @@ pub struct Worker {
     pub(crate) db: MetadataDb,
     pub(crate) snapshots: Snapshotter,
     pub(crate) registry: Arc<RegistryClient>,
-    pub(crate) executor: Executor,
+    pub(crate) executor: Box<dyn Executor>,
     pub(crate) config: WorkerConfig,
     /// Serialises users of the same cache mount (`sharing=locked`) and layer unpacking.
     pub(crate) locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -123,12 +123,24 @@ impl Worker {
     /// Opens a worker's state under `config.root`.
     pub fn open(config: WorkerConfig, registry: Arc<RegistryClient>) -> Result<Self, Error> {
         fs_err::create_dir_all(&config.root)?;
+        let runc = Runc::new(&config.runtime, config.root.join("exec"))
+            .with_resolv_conf(config.resolv_conf.clone());
+        Self::open_with(config, registry, Box::new(runc))
+    }
+
+    /// Opens a worker that runs its steps' processes with `executor` (the worker's
+    /// logic tests pass a fake that records them).
+    pub fn open_with(
+        config: WorkerConfig,
+        registry: Arc<RegistryClient>,
+        executor: Box<dyn Executor>,
+    ) -> Result<Self, Error> {
+        fs_err::create_dir_all(&config.root)?;
         let worker = Self {
             content: ContentStore::open(config.root.join("content"))?,
             db: MetadataDb::open(&config.root.join("metadata.redb"))?,
             snapshots: Snapshotter::open_with(config.root.join("snapshots"), &config.snapshotter)?,
-            executor: Executor::new(&config.runtime, config.root.join("exec"))
-                .with_resolv_conf(config.resolv_conf.clone()),
+            executor,
             registry,
             config,
             locks: Mutex::new(HashMap::new()),

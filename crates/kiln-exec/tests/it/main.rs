@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 mod emulation;
 
-use kiln_exec::{Executor, Mount, MountKind, NetworkMode, OutputStream, Process, User};
+use kiln_exec::{Executor, Mount, MountKind, NetworkMode, OutputStream, Process, Runc, User};
 
 fn can_run() -> bool {
     let ok =
@@ -33,7 +33,7 @@ fn busybox_rootfs(dir: &Path) {
 
 fn run(rootfs: &Path, state: &Path, process: &Process, mounts: &[Mount]) -> (i32, String) {
     let out = Mutex::new(Vec::new());
-    let executor = Executor::new("runc", state);
+    let executor = Runc::new("runc", state);
     let id = format!("kiln-test-{}-{}", std::process::id(), rand_suffix());
     let code = executor
         .run(
@@ -140,7 +140,7 @@ fn a_container_that_cannot_start_says_why() {
             readonly: true,
         },
     }];
-    let executor = Executor::new("runc", dir.path().join("state"));
+    let executor = Runc::new("runc", dir.path().join("state"));
     let exit = executor
         .run("kiln-test-nostart", &rootfs, &process, &missing, &|_, _| {})
         .unwrap();
