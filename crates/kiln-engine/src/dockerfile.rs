@@ -385,9 +385,10 @@ impl Engine {
                         selector,
                         target_platform.unwrap_or(&self.platform),
                     )?;
-                    let image: convert::Image = serde_json::from_slice(&config).map_err(|e| {
-                        Error::Usage(format!("named context {name}: its image config: {e}"))
-                    })?;
+                    let image: kiln_oci::image::Image =
+                        serde_json::from_slice(&config).map_err(|e| {
+                            Error::Usage(format!("named context {name}: its image config: {e}"))
+                        })?;
                     // The layout is lent to the build like a local directory.
                     let store = format!("oci-layout-{name}");
                     dirs.insert(store.clone(), path.clone());
@@ -458,9 +459,13 @@ impl Engine {
                     let loaded = LoadedDefinition::decode(definition)?;
                     let image = match image_config {
                         Some(config) => Some(Box::new(
-                            serde_json::from_slice::<convert::Image>(config).map_err(|e| {
-                                Error::Usage(format!("named context {name}: its image config: {e}"))
-                            })?,
+                            serde_json::from_slice::<kiln_oci::image::Image>(config).map_err(
+                                |e| {
+                                    Error::Usage(format!(
+                                        "named context {name}: its image config: {e}"
+                                    ))
+                                },
+                            )?,
                         )),
                         None => None,
                     };

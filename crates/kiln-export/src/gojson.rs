@@ -3,11 +3,13 @@
 //! `<`, `>`, `&`, U+2028 and U+2029 escaped (`\u003c` …). serde_json escapes everything
 //! else as Go does (`\b \f \n \r \t`, other control characters as lower-case `\u00XX`).
 
+use kiln_oci::image::{History, RootFs};
 use serde::Serialize;
-use serde::ser::{SerializeMap, SerializeSeq};
+use serde::ser::SerializeMap;
 use serde_json::Value;
 
 use crate::Error;
+use crate::image::PatchedConfig;
 
 /// Go's HTML-safe escaping, applied to serde_json's output: these characters only ever
 /// appear inside strings, so replacing them anywhere is exact.
@@ -56,8 +58,10 @@ pub(crate) fn to_vec_indent(value: &impl Serialize) -> Result<Vec<u8>, Error> {
 /// A JSON value serialised with its object keys in a chosen order.
 enum Ordered<'a> {
     Object(Vec<(&'a str, Ordered<'a>)>),
-    Array(Vec<Ordered<'a>>),
     Leaf(&'a Value),
+    /// Typed parts, in their structs' field order.
+    RootFs(&'a RootFs),
+    History(&'a [History]),
 }
 
 impl Serialize for Ordered<'_> {
@@ -70,14 +74,9 @@ impl Serialize for Ordered<'_> {
                 }
                 map.end()
             }
-            Self::Array(items) => {
-                let mut seq = serializer.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(item)?;
-                }
-                seq.end()
-            }
             Self::Leaf(value) => value.serialize(serializer),
+            Self::RootFs(rootfs) => rootfs.serialize(serializer),
+            Self::History(history) => history.serialize(serializer),
         }
     }
 }
@@ -131,10 +130,6 @@ const HEALTHCHECK: &[&str] = &[
     "StartInterval",
     "Retries",
 ];
-/// `ocispecs.History`.
-const HISTORY: &[&str] = &["created", "created_by", "author", "comment", "empty_layer"];
-/// `ocispecs.RootFS`.
-const ROOTFS: &[&str] = &["type", "diff_ids"];
 
 /// Go's `time.Time` JSON (RFC 3339 with the fraction's trailing zeros dropped), as a
 /// time parsed from `text` is written again.
@@ -155,68 +150,33 @@ pub(crate) fn go_time(text: &str) -> String {
     }
 }
 
-/// An `ocispecs.History` entry as Go writes it after reading it: known fields only,
-/// `omitempty`, the time re-formatted.
-fn history_entry(entry: &Value) -> Value {
-    let Value::Object(object) = entry else {
-        return entry.clone();
-    };
-    let mut out = serde_json::Map::new();
-    for field in HISTORY {
-        match object.get(*field) {
-            None | Some(Value::Null) | Some(Value::Bool(false)) => {}
-            Some(Value::String(s)) if s.is_empty() => {}
-            Some(Value::String(s)) if *field == "created" => {
-                out.insert((*field).to_owned(), Value::String(go_time(s)));
-            }
-            Some(value) => {
-                out.insert((*field).to_owned(), value.clone());
-            }
-        }
-    }
-    Value::Object(out)
-}
-
 /// The image config as BuildKit's exporter writes it (`patchImageConfig`): the top
 /// level is a Go map (keys sorted), `config` keeps `DockerOCIImageConfig`'s field order,
 /// `rootfs` and `history` are `ocispecs.RootFS` and `[]ocispecs.History`.
-pub(crate) fn image_config(config: &Value) -> Result<Vec<u8>, Error> {
-    let history: Option<Value> = config.get("history").map(|h| match h {
-        Value::Array(entries) => Value::Array(entries.iter().map(history_entry).collect()),
-        other => other.clone(),
-    });
-    let Value::Object(object) = config else {
-        return Err(Error::Config("not a JSON object".to_owned()));
-    };
-    let ordered = Ordered::Object(
-        object
-            .iter()
-            .map(|(key, value)| {
-                let value = match key.as_str() {
-                    "config" => as_struct(value, IMAGE_CONFIG, |k, v| {
-                        if k == "Healthcheck" {
-                            as_struct(v, HEALTHCHECK, |_, v| Ordered::Leaf(v))
-                        } else {
-                            Ordered::Leaf(v)
-                        }
-                    }),
-                    "rootfs" => as_struct(value, ROOTFS, |_, v| Ordered::Leaf(v)),
-                    "history" => match history.as_ref() {
-                        Some(Value::Array(entries)) => Ordered::Array(
-                            entries
-                                .iter()
-                                .map(|e| as_struct(e, HISTORY, |_, v| Ordered::Leaf(v)))
-                                .collect(),
-                        ),
-                        _ => Ordered::Leaf(value),
-                    },
-                    _ => Ordered::Leaf(value),
-                };
-                (key.as_str(), value)
-            })
-            .collect(),
-    );
-    to_vec(&ordered)
+pub(crate) fn image_config(config: &PatchedConfig) -> Result<Vec<u8>, Error> {
+    let mut fields: Vec<(&str, Ordered<'_>)> = config
+        .fields
+        .iter()
+        .map(|(key, value)| {
+            let value = match key.as_str() {
+                "config" => as_struct(value, IMAGE_CONFIG, |k, v| {
+                    if k == "Healthcheck" {
+                        as_struct(v, HEALTHCHECK, |_, v| Ordered::Leaf(v))
+                    } else {
+                        Ordered::Leaf(v)
+                    }
+                }),
+                _ => Ordered::Leaf(value),
+            };
+            (key.as_str(), value)
+        })
+        .collect();
+    fields.push(("rootfs", Ordered::RootFs(&config.rootfs)));
+    if let Some(history) = &config.history {
+        fields.push(("history", Ordered::History(history)));
+    }
+    fields.sort_by_key(|(key, _)| *key);
+    to_vec(&Ordered::Object(fields))
 }
 
 #[cfg(test)]
@@ -238,7 +198,7 @@ mod tests {
         let config = json!({
             "os": "linux",
             "architecture": "amd64",
-            "rootfs": {"type": "layers", "diff_ids": ["sha256:a"]},
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:base"], "x": 1},
             "config": {
                 "Cmd": ["sh"],
                 "Labels": {"b": "1", "a": "2"},
@@ -248,16 +208,31 @@ mod tests {
             },
             "history": [
                 {"empty_layer": true, "created_by": "RUN a && b > c", "created": "2020-01-01T00:00:00.500000000Z", "comment": "", "x": 1},
+                {"created_by": "COPY", "created": null},
             ],
-            "created": "2023-11-14T22:13:20Z",
+            "moby.buildkit.buildinfo.v1": "e30=",
         });
+        let layer = crate::layer::Blob {
+            digest: "sha256:b".to_owned(),
+            media_type: kiln_oci::media_type::OCI_LAYER_GZIP.to_owned(),
+            size: 1,
+            diff_id: "sha256:a".to_owned(),
+            clamped_to: None,
+            tar_version: 0,
+            source: None,
+            annotations: Default::default(),
+        };
+        let patched =
+            crate::image::finish_config(&config, &[layer], "2023-11-14T22:13:20Z").unwrap();
         assert_eq!(
-            String::from_utf8(image_config(&config).unwrap()).unwrap(),
+            String::from_utf8(image_config(&patched).unwrap()).unwrap(),
             concat!(
                 r#"{"architecture":"amd64","config":{"User":"u","Env":["A=b"],"Cmd":["sh"],"#,
                 r#""Labels":{"a":"2","b":"1"},"Healthcheck":{"Test":["CMD","true"],"Retries":3}},"#,
                 r#""created":"2023-11-14T22:13:20Z","history":[{"created":"2020-01-01T00:00:00.5Z","#,
-                r#""created_by":"RUN a \u0026\u0026 b \u003e c","empty_layer":true}],"os":"linux","#,
+                r#""created_by":"RUN a \u0026\u0026 b \u003e c","empty_layer":true},"#,
+                r#"{"created":"2023-11-14T22:13:20Z","created_by":"COPY"}],"#,
+                r#""moby.buildkit.buildinfo.v1":"e30=","os":"linux","#,
                 r#""rootfs":{"type":"layers","diff_ids":["sha256:a"]}}"#
             )
         );

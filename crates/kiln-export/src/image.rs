@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use kiln_oci::image::{History, RootFs};
 use kiln_oci::{Descriptor, Manifest, convert_layer_media_type, media_type};
 use kiln_store::ContentStore;
-use serde_json::{Value, json};
+use serde::Deserialize as _;
+use serde_json::Value;
 
 use crate::Error;
 use crate::layer::{Blob, Layer, LayerFormat, recompress, write_layer};
@@ -32,56 +34,82 @@ pub struct Image {
     pub created: String,
 }
 
-/// The image config with its rootfs, creation time and history times filled in.
-fn finish_config(template: &Value, layers: &[Blob], created: &str) -> Result<Value, Error> {
-    let mut config = template.clone();
-    let object = config
-        .as_object_mut()
-        .ok_or_else(|| Error::Config("not a JSON object".to_owned()))?;
-    object.insert(
-        "rootfs".to_owned(),
-        json!({"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()}),
-    );
-    object.insert("created".to_owned(), Value::String(created.to_owned()));
-    if let Some(Value::Array(history)) = object.get_mut("history") {
-        for entry in history {
-            if let Some(entry) = entry.as_object_mut() {
-                entry
-                    .entry("created")
-                    .or_insert_with(|| Value::String(created.to_owned()));
+/// The image config as the exporter writes it (BuildKit's `patchImageConfig`): the
+/// frontend's top-level fields kept as they are (a Go map: build info and an inline
+/// cache join them), with rootfs, history and the creation time set.
+pub(crate) struct PatchedConfig {
+    /// Every top-level field but `rootfs` and `history`.
+    pub(crate) fields: serde_json::Map<String, Value>,
+    pub(crate) rootfs: RootFs,
+    /// `None` when the frontend wrote no history (Go's nil slice, left out).
+    pub(crate) history: Option<Vec<History>>,
+}
+
+/// The frontend's config with its rootfs, creation time and history times filled in.
+pub(crate) fn finish_config(
+    template: &Value,
+    layers: &[Blob],
+    created: &str,
+) -> Result<PatchedConfig, Error> {
+    let Value::Object(fields) = template else {
+        return Err(Error::Config("not a JSON object".to_owned()));
+    };
+    let mut fields = fields.clone();
+    fields.remove("rootfs");
+    let history = match fields.remove("history") {
+        None | Some(Value::Null) => None,
+        Some(history) => {
+            let mut history: Vec<History> = serde_json::from_value(history)
+                .map_err(|e| Error::Config(format!("history: {e}")))?;
+            for entry in &mut history {
+                let time = entry.created.get_or_insert_with(|| created.to_owned());
+                *time = crate::gojson::go_time(time);
             }
+            Some(history)
         }
-    }
-    Ok(config)
+    };
+    fields.insert("created".to_owned(), Value::String(created.to_owned()));
+    Ok(PatchedConfig {
+        fields,
+        rootfs: RootFs {
+            kind: "layers".to_owned(),
+            diff_ids: Some(layers.iter().map(|l| l.diff_id.clone()).collect()),
+        },
+        history,
+    })
 }
 
 /// The config's platform fields (`ocispecs.Platform`).
-fn descriptor_platform_of(config: &Value) -> kiln_oci::DescriptorPlatform {
-    let field = |k: &str| config[k].as_str().unwrap_or_default().to_owned();
+fn platform_fields(config: &PatchedConfig) -> kiln_oci::DescriptorPlatform {
+    let field = |k: &str| {
+        config
+            .fields
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     kiln_oci::DescriptorPlatform {
         architecture: field("architecture"),
         os: field("os"),
         os_version: field("os.version"),
-        os_features: config["os.features"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|f| f.as_str().map(str::to_owned))
-                    .collect()
-            })
+        os_features: config
+            .fields
+            .get("os.features")
+            .and_then(|f| Vec::<String>::deserialize(f).ok())
             .unwrap_or_default(),
         variant: field("variant"),
     }
 }
 
-fn platform_of(config: &Value) -> String {
-    let field = |k: &str| config[k].as_str().unwrap_or_default().to_owned();
-    let mut platform = format!("{}/{}", field("os"), field("architecture"));
-    if !field("variant").is_empty() {
-        platform.push('/');
-        platform.push_str(&field("variant"));
+/// `os/arch[/variant]`.
+fn platform_name(platform: &kiln_oci::DescriptorPlatform) -> String {
+    let mut name = format!("{}/{}", platform.os, platform.architecture);
+    if !platform.variant.is_empty() {
+        name.push('/');
+        name.push_str(&platform.variant);
     }
-    platform
+    name
 }
 
 /// The annotation BuildKit puts on a layer whose file times were clamped to an epoch
@@ -188,8 +216,8 @@ pub fn assemble(
         blobs.push(blob);
     }
     let config = finish_config(image_config, &blobs, created)?;
-    let platform = platform_of(&config);
-    let descriptor_platform = descriptor_platform_of(&config);
+    let descriptor_platform = platform_fields(&config);
+    let platform = platform_name(&descriptor_platform);
     let config_bytes = crate::gojson::image_config(&config)?;
     let config = Descriptor {
         media_type: if oci {
@@ -260,6 +288,7 @@ pub(crate) fn index_annotations(
 #[cfg(test)]
 mod tests {
     use kiln_oci::Compression;
+    use serde_json::json;
 
     use super::*;
 

@@ -1,5 +1,5 @@
-//! OCI/Docker image model: platforms, image references, descriptors, manifests, indexes
-//! and media types; OCI layout and layer tars join as they get code. Also the docker
+//! OCI/Docker image model: platforms, image references, descriptors, manifests, indexes,
+//! image configs and media types; OCI layout and layer tars join as they get code. Also the docker
 //! configuration's registry credentials (`docker_config`), which the registry client
 //! and a client's session both read (the lowest crate both reach), and Go's syntaxes
 //! and table layout (`go`, `tabwriter`) that every crate printing or parsing as
@@ -11,6 +11,7 @@
 mod compression;
 pub mod docker_config;
 pub mod go;
+pub mod image;
 pub mod layout;
 pub mod manifest;
 mod platform;

@@ -6,10 +6,10 @@ use kiln_oci::go::{clean_path, join_path};
 
 use super::copy::{CopyConfig, dispatch_copy};
 use super::gofmt;
-use super::image::{Healthcheck, History};
 use super::lint::Linter;
 use super::run::dispatch_run;
 use super::{Context, HISTORY_COMMENT, StageCommand, StageState, range_to_pb};
+use kiln_oci::image::{Healthcheck, History};
 use std::collections::BTreeSet;
 
 use crate::error::{Error, SourceRange};

@@ -9,7 +9,6 @@
 mod copy;
 mod dispatch;
 mod gofmt;
-mod image;
 mod lint;
 mod outline;
 mod run;
@@ -24,13 +23,10 @@ use crate::error::{Error, SourceRange};
 use crate::instructions::{self, Command, Instruction};
 use crate::parser;
 use crate::shell::Lexer;
+use kiln_oci::image::{DEFAULT_PATH, Image};
 
-pub use self::image::{Healthcheck, History, Image, ImageConfig, RootFs};
 pub use self::lint::{LintWarning, RULES, rule_description};
 pub use self::outline::{Outline, OutlineArg, OutlineMount};
-
-/// The default `PATH` of Linux images.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
 

@@ -12,8 +12,6 @@ use super::session::{self, AgentProxy, TmpfsDir};
 use crate::fsutil::resolve_in_root;
 use crate::{Error, Ref, Worker, sha256_hex};
 
-const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 /// Host networking and privileged runs need the build to be granted them, as in
 /// BuildKit (`--allow network.host`, `--allow security.insecure`).
 pub(crate) fn check_entitlements(exec: &pb::ExecOp, granted: &[String]) -> Result<(), Error> {
@@ -338,7 +336,7 @@ pub(crate) fn run(
             .ok_or_else(|| Error::Unsupported("exec without a root mount".to_owned()))?;
         let mut env = meta.env.clone();
         if !env.iter().any(|e| e.starts_with("PATH=")) {
-            env.push(DEFAULT_PATH.to_owned());
+            env.push(format!("PATH={}", kiln_oci::image::DEFAULT_PATH));
         }
         env.extend(
             meta.proxy_env

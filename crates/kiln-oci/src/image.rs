@@ -1,10 +1,14 @@
-//! The image config the conversion produces (`dockerspec.DockerOCIImage`), serialised
-//! exactly as Go's `encoding/json` writes it: Go's field order, `omitempty` where Go has
-//! it, `null` for a nil `diff_ids`.
+//! The image config (`dockerspec.DockerOCIImage`: `ocispecs.Image` with Docker's
+//! config extensions), serialised exactly as Go's `encoding/json` writes it: Go's field
+//! order, `omitempty` where Go has it, `null` for a nil `diff_ids`. The Dockerfile
+//! frontend makes one; the image exporter patches one (rootfs, history, created).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+/// The `PATH` of a step or image that sets none (Go's `system.DefaultPathEnvUnix`).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 fn is_false(b: &bool) -> bool {
     !*b
@@ -147,7 +151,7 @@ pub struct Image {
 
 impl Image {
     /// BuildKit's `emptyImage`: the config of `scratch` for a platform.
-    pub fn empty(platform: &kiln_oci::Platform) -> Self {
+    pub fn empty(platform: &crate::Platform) -> Self {
         Self {
             architecture: platform.architecture.clone(),
             os: platform.os.clone(),
@@ -156,7 +160,7 @@ impl Image {
             variant: platform.variant.clone(),
             config: ImageConfig {
                 working_dir: "/".to_owned(),
-                env: vec![format!("PATH={}", super::DEFAULT_PATH)],
+                env: vec![format!("PATH={DEFAULT_PATH}")],
                 ..ImageConfig::default()
             },
             rootfs: RootFs {
