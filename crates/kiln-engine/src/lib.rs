@@ -4,6 +4,10 @@
 //! An [`Engine`] is a `kiln_api::Builder`: the CLI's embedded driver holds one as
 //! `Box<dyn Builder>`, and `kilnd` serves one, adding the client's session through
 //! [`SessionHooks`]. Nothing above this crate reaches the engine crates directly.
+//!
+//! This crate must not depend on `kiln-bake` or on either binary (the CLI's Bake files
+//! are resolved before a build reaches the engine), and it reads no LLB op itself: the
+//! worker does.
 
 pub mod config;
 mod dockerfile;

@@ -1,5 +1,6 @@
 //! OCI/Docker image model: platforms, image references, descriptors, manifests, indexes,
-//! image configs and media types; OCI layout and layer tars join as they get code. Also the docker
+//! image configs (`image`), media types and compressions, and reading an OCI layout
+//! (`layout`; layer tars are written by `kiln-export`). Also the docker
 //! configuration's registry credentials (`docker_config`), which the registry client
 //! and a client's session both read (the lowest crate both reach), and Go's syntaxes
 //! and table layout (`go`, `tabwriter`) that every crate printing or parsing as

@@ -1,10 +1,16 @@
 //! LLB to solver: loads a `Definition` into the solver's vertices and implements each
-//! op: sources (registry image, local context), file actions, exec through runc, merge.
+//! op: sources (registry image, OCI layout, local context, git, http), file actions,
+//! exec through an [`kiln_exec::Executor`] (runc), merge and diff.
 //!
-//! Every result is a [`Ref`]: a stack of snapshot layers plus its content key. A
-//! vertex's cache key is its op digest plus its inputs' content keys; results are
-//! recorded in the metadata database under it, so a rebuild with nothing changed runs
-//! nothing. This is the only engine crate that reads LLB.
+//! Every result is a [`Ref`]: a stack of snapshot layers plus its key. A vertex's key is
+//! its op's cache map digest plus, per input, the input's key or the checksum of the
+//! paths the op reads of it (`kiln_solver::keys`); results are recorded in the metadata
+//! database under it, so a rebuild with nothing changed runs nothing (`solve.rs`). The
+//! records, their reuse and pruning are `usage.rs`.
+//!
+//! This is the only engine crate that reads LLB. It must not depend on the exporters,
+//! remote cache backends, the API or the engine: they call it, and a remote cache
+//! reaches it through [`CacheImport`].
 
 mod cache_map;
 mod contenthash;

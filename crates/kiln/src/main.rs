@@ -1,6 +1,9 @@
 //! `kiln`: the command line. Parses arguments (`args`), then runs one command
 //! (`commands`) on a `Box<dyn kiln_api::Builder>` that a driver (`driver`) opens: the
 //! embedded engine, or a BuildKit-compatible daemon.
+//!
+//! Only `driver/embedded.rs` names `kiln_engine`; every other file reaches a builder
+//! through `kiln_api::Builder`, so a daemon and the embedded engine behave alike.
 
 mod args;
 mod commands;

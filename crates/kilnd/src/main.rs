@@ -5,6 +5,9 @@
 //! TLS) and serves `control` (BuildKit's `Control` service) and health checks; the
 //! engine is one `kiln_engine::Engine`, shared by every client. kilnd owns its state
 //! directory while it runs.
+//!
+//! kilnd depends on `kiln-engine` and `kiln-api` only: what a build does is the
+//! engine's, what goes over the wire is the API's.
 
 mod args;
 mod client_dirs;
