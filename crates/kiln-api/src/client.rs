@@ -46,9 +46,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The daemon answered with an error.
-    #[error("{0}")]
-    Status(#[from] tonic::Status),
+    /// The daemon answered with an error (its message; the status is not a cause).
+    #[error("{}", .0.message())]
+    Status(tonic::Status),
+}
+
+impl From<tonic::Status> for Error {
+    fn from(status: tonic::Status) -> Self {
+        Self::Status(status)
+    }
 }
 
 /// Certificates for TCP with mutual TLS (`--tlscacert`, `--tlscert`, `--tlskey`).

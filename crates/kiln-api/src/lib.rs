@@ -24,6 +24,8 @@ pub mod session;
 pub mod subrequests;
 
 pub use builder::{Builder, BuilderInfo, Error, GcPolicyInfo};
+/// An error and its causes on one line (for `kilnd`, which names no crate below this one).
+pub use kiln_oci::report::chain as error_chain;
 
 pub use bollard_buildkit_proto as proto;
 /// Go's value syntaxes (the attributes on the wire are written in them).

@@ -12,13 +12,18 @@ use crate::files::Source;
 /// A Compose file's targets and `default` group in Bake's JSON form.
 pub(crate) fn to_bake_json(source: &Source, env: &BTreeMap<String, String>) -> Result<Json, Error> {
     let name = &source.name;
-    let yaml: Json = serde_norway::from_str(&source.text)
-        .map_err(|e| Error::Invalid(format!("{name}: invalid compose file: {e}")))?;
-    let yaml = interpolate_all(&yaml, env).map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+    let yaml: Json =
+        serde_norway::from_str(&source.text).map_err(|source| Error::ComposeSyntax {
+            file: name.clone(),
+            source,
+        })?;
+    let compose_error = |problem: String| Error::Compose {
+        file: name.clone(),
+        problem,
+    };
+    let yaml = interpolate_all(&yaml, env).map_err(compose_error)?;
     let Some(services) = yaml.get("services").and_then(Json::as_object) else {
-        return Err(Error::Invalid(format!(
-            "{name}: no services in compose file"
-        )));
+        return Err(compose_error("no services in compose file".to_owned()));
     };
     let mut targets = Map::new();
     for (service, spec) in services {
@@ -43,9 +48,7 @@ pub(crate) fn to_bake_json(source: &Source, env: &BTreeMap<String, String>) -> R
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
-            return Err(Error::Invalid(format!(
-                "failed to parse compose file: invalid service name \"{name}\": only \"[a-zA-Z0-9_-]+\" are allowed"
-            )));
+            return Err(Error::ServiceName(name));
         }
         targets.insert(name, Json::Object(target));
     }
@@ -84,11 +87,9 @@ fn secret_entry(secret: &Json, project: &Json, source: &Source) -> Result<Json, 
     let definition = project
         .get("secrets")
         .and_then(|s| s.get(&id))
-        .ok_or_else(|| {
-            Error::Invalid(format!(
-                "{}: service secret {id:?} is not defined in the top-level secrets",
-                source.name
-            ))
+        .ok_or_else(|| Error::Compose {
+            file: source.name.clone(),
+            problem: format!("service secret {id:?} is not defined in the top-level secrets"),
         })?;
     let target_id = secret
         .get("target")
@@ -102,10 +103,10 @@ fn secret_entry(secret: &Json, project: &Json, source: &Source) -> Result<Json, 
     if let Some(var) = definition.get("environment").and_then(Json::as_str) {
         return Ok(json!({"id": target_id, "env": var}));
     }
-    Err(Error::Invalid(format!(
-        "{}: secret {id:?} needs a file or an environment variable",
-        source.name
-    )))
+    Err(Error::Compose {
+        file: source.name.clone(),
+        problem: format!("secret {id:?} needs a file or an environment variable"),
+    })
 }
 
 /// An absolute path without `.`/`..` parts (as Compose resolves paths).
@@ -272,8 +273,7 @@ fn service_target(
     }
     if let Some(size) = field("shm_size") {
         let size = scalar(size);
-        let bytes = parse_bytes(&size)
-            .ok_or_else(|| Error::Invalid(format!("invalid shm_size {size:?}")))?;
+        let bytes = parse_bytes(&size).ok_or_else(|| Error::ShmSize(size.to_string()))?;
         target.insert("shm-size".into(), json!(binary_size(bytes)));
     }
     // Compose's `no_cache: false` and `pull: false` are not set at all.

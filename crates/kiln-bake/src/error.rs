@@ -48,10 +48,49 @@ pub enum Error {
         /// The linked target's platforms.
         linked_platforms: Vec<String>,
     },
-    /// An HCL (or JSON) syntax or evaluation problem, `Summary; Detail` as buildx words it.
+    /// An HCL (or JSON) syntax or evaluation problem: HCL's diagnostic text,
+    /// `[file:line,col: ]Summary; Detail`, exactly as buildx prints it (the function
+    /// library returns go-cty's error texts, which are the diagnostics' details).
     #[error("{0}")]
     Hcl(String),
-    /// Anything else, in buildx's words.
+    /// A Compose file that is not YAML.
+    #[error("{file}: invalid compose file")]
+    ComposeSyntax {
+        /// The file as named.
+        file: String,
+        /// The YAML error.
+        #[source]
+        source: serde_norway::Error,
+    },
+    /// A Compose file Bake cannot use, in buildx's words.
+    #[error("{file}: {problem}")]
+    Compose {
+        /// The file as named.
+        file: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A Compose service whose name cannot name a target.
+    #[error(
+        "failed to parse compose file: invalid service name \"{0}\": only \"[a-zA-Z0-9_-]+\" are allowed"
+    )]
+    ServiceName(String),
+    /// A Compose `shm_size` that is not a size.
+    #[error("invalid shm_size {0:?}")]
+    ShmSize(String),
+    /// A target pattern (`bake 'app-*'`, `--set 'app-*.args.X=1'`) that matches nothing.
+    #[error("could not find any target matching {quoted}")]
+    NoMatch {
+        /// The pattern, quoted as buildx quotes it there.
+        quoted: String,
+    },
+    /// A target pattern that is not a valid pattern.
+    #[error("could not match targets with '{0}': syntax error in pattern")]
+    BadPattern(String),
+    /// A `--set` that buildx refuses, in its words.
     #[error("{0}")]
-    Invalid(String),
+    Override(String),
+    /// A target's value that a build would refuse (buildx's `toBuildOpt`), in its words.
+    #[error("{0}")]
+    Target(String),
 }

@@ -1103,7 +1103,7 @@ pub(crate) fn parse_bool(value: &str) -> Result<bool, String> {
 impl Target {
     /// `Target.AddOverrides`, the keys in the order given.
     pub(crate) fn add_overrides(&mut self, overrides: &[(String, Override)]) -> Result<(), Error> {
-        let invalid = |m: String| Error::Invalid(m);
+        let invalid = Error::Override;
         for (key, o) in overrides {
             let value = o.value.clone();
             let (first, rest) = match key.split_once('.') {

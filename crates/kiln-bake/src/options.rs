@@ -10,7 +10,7 @@ use crate::model::{ExportEntry, Target, go_quote, parse_bool};
 use crate::{Error, Request};
 
 fn fail(message: String) -> Error {
-    Error::Invalid(message)
+    Error::Target(message)
 }
 
 /// buildx's `IsRemoteURL`: an http(s) URL, or a git reference.

@@ -530,10 +530,9 @@ impl Config {
             .cloned()
             .collect();
         if names.is_empty() {
-            return Err(Error::Invalid(format!(
-                "could not find any target matching {}",
-                go_quote(pattern)
-            )));
+            return Err(Error::NoMatch {
+                quoted: go_quote(pattern),
+            });
         }
         Ok(names)
     }
@@ -548,17 +547,13 @@ impl Config {
             match glob::matches(pattern, &t.name) {
                 Ok(true) => names.push(t.name.clone()),
                 Ok(false) => {}
-                Err(e) => {
-                    return Err(Error::Invalid(format!(
-                        "could not match targets with '{pattern}': {e}"
-                    )));
-                }
+                Err(glob::BadPattern) => return Err(Error::BadPattern(pattern.to_owned())),
             }
         }
         if names.is_empty() {
-            return Err(Error::Invalid(format!(
-                "could not find any target matching '{pattern}'"
-            )));
+            return Err(Error::NoMatch {
+                quoted: format!("'{pattern}'"),
+            });
         }
         Ok(names)
     }
@@ -660,13 +655,13 @@ impl Config {
             let skey = lhs.strip_suffix('+').unwrap_or(lhs);
             let keys: Vec<&str> = skey.splitn(3, '.').collect();
             if keys.len() < 2 {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Override(format!(
                     "invalid override key {skey}, expected target.name"
                 )));
             }
             let pattern = keys[0];
             if value.is_none() && keys[1] != "args" {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Override(format!(
                     "invalid override {v}, expected target.name=value"
                 )));
             }
@@ -692,7 +687,7 @@ impl Config {
                     }
                     "args" | "contexts" => {
                         if keys.len() != 3 {
-                            return Err(Error::Invalid(format!(
+                            return Err(Error::Override(format!(
                                 "invalid key {lhs}, {} requires name",
                                 keys[1]
                             )));

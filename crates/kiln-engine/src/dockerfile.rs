@@ -117,20 +117,9 @@ pub(crate) fn step_error(
     source: &[u8],
     path: &Path,
 ) -> Error {
-    let kiln_worker::Error::Vertex {
-        name,
-        digest,
-        source: cause,
-    } = &error
-    else {
+    let kiln_worker::Error::Vertex { digest, .. } = &error else {
         return Error::Worker(error);
     };
-    let mut chain = cause.to_string();
-    let mut next = std::error::Error::source(cause.as_ref());
-    while let Some(e) = next {
-        chain.push_str(&format!(": {e}"));
-        next = e.source();
-    }
     let range = digest
         .parse()
         .ok()
@@ -138,16 +127,13 @@ pub(crate) fn step_error(
         .and_then(|l| l.locations.first())
         .and_then(|l| l.ranges.first())
         .and_then(|r| Some((r.start?.line as usize, r.end?.line as usize)));
-    let Some((start, end)) = range.filter(|(s, _)| *s > 0) else {
-        return Error::Step {
-            excerpt: String::new(),
-            cause: format!("failed to solve: {name}: {chain}"),
-        };
-    };
-    let excerpt = source_excerpt(source, &file_name(path), start, end);
+    let excerpt = range
+        .filter(|(s, _)| *s > 0)
+        .map(|(start, end)| source_excerpt(source, &file_name(path), start, end))
+        .unwrap_or_default();
     Error::Step {
         excerpt,
-        cause: format!("failed to solve: {name}: {chain}"),
+        source: error,
     }
 }
 

@@ -24,16 +24,19 @@ pub enum Error {
     /// A step failed.
     #[error(transparent)]
     Worker(#[from] kiln_worker::Error),
-    /// A step failed, and the Dockerfile lines it came from are known.
-    #[error("{excerpt}{cause}")]
+    /// A step failed, printed under the Dockerfile lines it came from when they are
+    /// known (`failed to solve: <step>: <why>` as a chain).
+    #[error("{excerpt}failed to solve")]
     Step {
-        /// BuildKit's excerpt: `Dockerfile:7`, the lines around it, the line marked.
+        /// BuildKit's excerpt: `Dockerfile:7`, the lines around it, the line marked; or
+        /// nothing.
         excerpt: String,
-        /// What failed (the step's error chain, flattened).
-        cause: String,
+        /// The step's error (`kiln_worker::Error::Vertex`: its name, then its causes).
+        #[source]
+        source: kiln_worker::Error,
     },
     /// Exporting failed.
-    #[error("exporting: {0}")]
+    #[error("exporting")]
     Export(#[from] kiln_export::Error),
     /// A remote cache could not be read or written.
     #[error(transparent)]

@@ -63,7 +63,7 @@ impl Engine {
             .collect();
         match &result {
             Ok(result) => record.exporter_response = result.exporter_response(),
-            Err(error) => record.error = Some(error.to_string()),
+            Err(error) => record.error = Some(kiln_oci::report::chain(error)),
         }
         if let (Err(error), Ok(result)) = (self.record_history(&record), &mut result) {
             result

@@ -17,7 +17,7 @@ pub enum Error {
         runtime: String,
     },
     /// runc could not be started.
-    #[error("starting {runtime}: {source}")]
+    #[error("starting {runtime}")]
     Spawn {
         /// The runtime binary.
         runtime: String,

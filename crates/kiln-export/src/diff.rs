@@ -560,20 +560,7 @@ mod tests {
     }
 
     fn times(path: &Path, secs: i64, nanos: i64) {
-        let t = rustix::fs::Timespec {
-            tv_sec: secs,
-            tv_nsec: nanos as _,
-        };
-        rustix::fs::utimensat(
-            rustix::fs::CWD,
-            path,
-            &rustix::fs::Timestamps {
-                last_access: t,
-                last_modification: t,
-            },
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .unwrap();
+        kiln_store::tree::set_times(path, secs, nanos).unwrap();
     }
 
     fn dir(path: &Path) {
@@ -776,19 +763,6 @@ pub(crate) mod tests_support {
 
     /// Sets a path's times to `secs` (whole seconds).
     pub(crate) fn set_mtime(path: &Path, secs: i64) {
-        let t = rustix::fs::Timespec {
-            tv_sec: secs,
-            tv_nsec: 0,
-        };
-        rustix::fs::utimensat(
-            rustix::fs::CWD,
-            path,
-            &rustix::fs::Timestamps {
-                last_access: t,
-                last_modification: t,
-            },
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .unwrap();
+        kiln_store::tree::set_times(path, secs, 0).unwrap();
     }
 }

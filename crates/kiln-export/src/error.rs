@@ -23,7 +23,7 @@ pub enum Error {
     #[error("{0}")]
     Unsupported(String),
     /// Pushing to a registry failed.
-    #[error("pushing {name}: {source}")]
+    #[error("pushing {name}")]
     Push {
         /// The image name.
         name: String,

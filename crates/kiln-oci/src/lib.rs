@@ -17,6 +17,7 @@ pub mod layout;
 pub mod manifest;
 mod platform;
 mod reference;
+pub mod report;
 pub mod tabwriter;
 mod time;
 pub mod xattr;

@@ -25,7 +25,7 @@ pub enum Error {
     #[error("metadata database: {0}")]
     Db(String),
     /// A mount or unmount failed.
-    #[error("mounting {target}: {source}")]
+    #[error("mounting {target}")]
     Mount {
         /// Where.
         target: PathBuf,

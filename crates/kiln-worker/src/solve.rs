@@ -131,7 +131,7 @@ fn vertex_error(name: &str, vertex: &kiln_llb::Vertex, error: Error, state: &Pat
 /// Whether an error comes from a write that found no space: its message ends with the
 /// OS's (the store, redb and fs-err each wrap the `io::Error` their own way).
 fn no_space_left(error: &Error) -> bool {
-    let message = error.to_string();
+    let message = kiln_oci::report::chain(error);
     message.contains("(os error 28)") || message.contains("(os error 122)")
 }
 
@@ -682,7 +682,7 @@ impl Worker {
             Err(error) => {
                 (options.progress)(Event::Failed {
                     digest: digest.clone(),
-                    error: error.to_string(),
+                    error: kiln_oci::report::chain(&error),
                     duration: started.elapsed(),
                 });
                 return Err(error);

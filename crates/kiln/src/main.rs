@@ -59,19 +59,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// An error and its causes on one line, as `{:#}` prints them, but without repeating a
-/// cause that an outer message already quotes (library errors often both show their
-/// source and return it).
+/// An error and its causes on one line (`kiln_oci::report::chain`).
 pub(crate) fn error_chain(err: &anyhow::Error) -> String {
-    let mut message = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if message.is_empty() {
-            message = text;
-        } else if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-    }
-    message
+    kiln_oci::report::chain(err.as_ref())
 }

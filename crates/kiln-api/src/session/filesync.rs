@@ -65,7 +65,7 @@ pub enum Error {
         message: String,
     },
     /// Reading or writing the local side failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,
