@@ -28,38 +28,6 @@ pub(crate) fn layer_info(blob: &kiln_export::Blob) -> kiln_worker::LayerInfo {
     }
 }
 
-/// The build's sources as BuildKit's build info lists them: images with their pinned
-/// digests, git and http sources.
-pub(crate) fn build_sources(definition: &LoadedDefinition) -> Vec<serde_json::Value> {
-    let mut sources = Vec::new();
-    for vertex in &definition.vertices {
-        let Some(kiln_llb::pb::op::Op::Source(source)) = &vertex.op.op else {
-            continue;
-        };
-        let id = source.identifier.as_str();
-        let entry = if let Some(image) = id.strip_prefix("docker-image://") {
-            let (reference, pin) = image.split_once('@').unwrap_or((image, ""));
-            serde_json::json!({"type": "docker-image", "ref": reference, "pin": pin})
-        } else if id.starts_with("git://") {
-            serde_json::json!({"type": "git", "ref": id.trim_start_matches("git://")})
-        } else if id.starts_with("https://") || id.starts_with("http://") {
-            let pin = source
-                .attrs
-                .get("http.checksum")
-                .cloned()
-                .unwrap_or_default();
-            serde_json::json!({"type": "http", "ref": id, "pin": pin})
-        } else {
-            continue;
-        };
-        if !sources.contains(&entry) {
-            sources.push(entry);
-        }
-    }
-    sources.sort_by_key(|s| s["ref"].to_string());
-    sources
-}
-
 /// The image config with `moby.buildkit.buildinfo.v1` (base64 JSON of the sources).
 fn with_buildinfo(image: &serde_json::Value, sources: &[serde_json::Value]) -> serde_json::Value {
     use base64::Engine as _;

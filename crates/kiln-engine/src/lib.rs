@@ -39,12 +39,13 @@ use kiln_worker::{LocalContexts, SolveOptions, Worker, WorkerConfig};
 pub use dockerfile::api_range;
 use dockerfile::{check_warnings, lint_checks, step_error, violation_error};
 pub use error::Error;
-use export::{build_sources, layer_info, mtime_secs};
+use export::{layer_info, mtime_secs};
 pub use kiln_dockerfile::{Error as DockerfileError, SourceRange};
 pub use kiln_llb::Platform;
 pub use kiln_registry::{CredentialSource, Credentials};
 pub use kiln_remotecache::{ClientDirs, ClientStore, Error as CacheError};
-pub use kiln_worker::{ResolveMode, Secrets, session_local_name};
+use kiln_worker::build_sources;
+pub use kiln_worker::{LocalSource, ResolveMode, Secrets, session_local_name};
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -202,21 +203,6 @@ impl std::fmt::Debug for CheckReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("CheckReport")
     }
-}
-
-/// A local source of a definition: which client directory, filtered how.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalSource {
-    /// Its name (`local://NAME`).
-    pub name: String,
-    /// `local.includepattern`.
-    pub include_patterns: Vec<String>,
-    /// `local.excludepatterns`.
-    pub exclude_patterns: Vec<String>,
-    /// `local.followpaths`.
-    pub follow_paths: Vec<String>,
-    /// `local.session`: the client session that lends it, when it names one.
-    pub session: Option<String>,
 }
 
 /// What a daemon adds to a client's request: the client's secrets and ssh agents,
@@ -758,34 +744,9 @@ impl Engine {
     /// The local sources a definition reads (`local://NAME`), with their filters, for a
     /// daemon to fetch from its client first.
     pub fn local_sources(definition: &[u8]) -> Result<Vec<LocalSource>, Error> {
-        let definition = LoadedDefinition::decode(definition)?;
-        let list = |source: &kiln_llb::pb::SourceOp, key: &str| -> Vec<String> {
-            source
-                .attrs
-                .get(key)
-                .and_then(|v| serde_json::from_str(v).ok())
-                .unwrap_or_default()
-        };
-        let mut sources: Vec<LocalSource> = Vec::new();
-        for vertex in &definition.vertices {
-            let Some(kiln_llb::pb::op::Op::Source(source)) = &vertex.op.op else {
-                continue;
-            };
-            let Some(name) = source.identifier.strip_prefix("local://") else {
-                continue;
-            };
-            let local = LocalSource {
-                name: name.to_owned(),
-                include_patterns: list(source, "local.includepattern"),
-                exclude_patterns: list(source, "local.excludepatterns"),
-                follow_paths: list(source, "local.followpaths"),
-                session: source.attrs.get("local.session").cloned(),
-            };
-            if !sources.contains(&local) {
-                sources.push(local);
-            }
-        }
-        Ok(sources)
+        Ok(kiln_worker::local_sources(&LoadedDefinition::decode(
+            definition,
+        )?))
     }
 
     /// Refuses a build asking for an entitlement the engine does not permit.

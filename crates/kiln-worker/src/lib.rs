@@ -36,6 +36,7 @@ pub use source::git::fetch_git;
 pub use source::image::LayerInfo;
 pub use source::image::ResolveMode;
 pub use source::image::read_layout;
+pub use source::{LocalSource, build_sources, local_sources};
 pub use usage::{CacheRecord, PruneFilter, PruneOptions};
 pub(crate) use worker::{CACHE_TABLE, new_layer, op_platform, sha256_hex};
 pub use worker::{Ref, Worker, WorkerConfig};
