@@ -98,7 +98,10 @@ fn secret_entry(secret: &Json, project: &Json, source: &Source) -> Result<Json, 
         .to_owned();
     if let Some(file) = definition.get("file").and_then(Json::as_str) {
         let path = source.dir.join(file);
-        return Ok(json!({"id": target_id, "src": clean_path(&path)}));
+        // The file's directory is absolute (the Bake files' directory joined), so Go's
+        // `path.Clean` is what Compose does to it.
+        let src = crate::options::clean_path(&path.to_string_lossy());
+        return Ok(json!({"id": target_id, "src": src}));
     }
     if let Some(var) = definition.get("environment").and_then(Json::as_str) {
         return Ok(json!({"id": target_id, "env": var}));
@@ -107,21 +110,6 @@ fn secret_entry(secret: &Json, project: &Json, source: &Source) -> Result<Json, 
         file: source.name.clone(),
         problem: format!("secret {id:?} needs a file or an environment variable"),
     })
-}
-
-/// An absolute path without `.`/`..` parts (as Compose resolves paths).
-fn clean_path(path: &std::path::Path) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for c in path.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                parts.pop();
-            }
-            std::path::Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
-            _ => {}
-        }
-    }
-    format!("/{}", parts.join("/"))
 }
 
 /// `x-bake` (buildx's `composeExtTarget`): lists add to what Compose set (tags,
@@ -273,8 +261,13 @@ fn service_target(
     }
     if let Some(size) = field("shm_size") {
         let size = scalar(size);
-        let bytes = parse_bytes(&size).ok_or_else(|| Error::ShmSize(size.to_string()))?;
-        target.insert("shm-size".into(), json!(binary_size(bytes)));
+        // Compose reads it with go-units' `RAMInBytes` and Bake prints `BytesSize`.
+        let bytes =
+            kiln_oci::go::ram_in_bytes(&size).map_err(|_| Error::ShmSize(size.to_string()))?;
+        target.insert(
+            "shm-size".into(),
+            json!(kiln_oci::go::bytes_size(bytes as f64)),
+        );
     }
     // Compose's `no_cache: false` and `pull: false` are not set at all.
     for (from, to) in [("no_cache", "no-cache"), ("pull", "pull")] {
@@ -398,52 +391,6 @@ fn extra_hosts(value: &Json) -> Map<String, Json> {
             .collect(),
         other => key_values(other, '='),
     }
-}
-
-/// Compose's byte sizes: `256m`, `1g`, `512k`, `1024b`, `100` (1024-based units).
-fn parse_bytes(size: &str) -> Option<u64> {
-    let size = size.trim().to_ascii_lowercase();
-    let size = size.strip_suffix('b').unwrap_or(&size);
-    let (number, unit) = match size.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
-        Some((i, _)) => (&size[..i], &size[i..]),
-        None => (size, ""),
-    };
-    let factor: u64 = match unit {
-        "" => 1,
-        "k" | "ki" => 1 << 10,
-        "m" | "mi" => 1 << 20,
-        "g" | "gi" => 1 << 30,
-        "t" | "ti" => 1 << 40,
-        _ => return None,
-    };
-    let number: f64 = number.trim().parse().ok()?;
-    Some((number * factor as f64) as u64)
-}
-
-/// Bytes the way go-units' `BytesSize` prints them (`256MiB`, `1.5GiB`).
-fn binary_size(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut size = bytes as f64;
-    let mut unit = 0;
-    while size >= 1024.0 && unit < UNITS.len() - 1 {
-        size /= 1024.0;
-        unit += 1;
-    }
-    // Go's %.4g: four significant digits, trailing zeros dropped.
-    let digits = if size >= 1000.0 {
-        0
-    } else if size >= 100.0 {
-        1
-    } else if size >= 10.0 {
-        2
-    } else {
-        3
-    };
-    let mut text = format!("{size:.digits$}");
-    if text.contains('.') {
-        text = text.trim_end_matches('0').trim_end_matches('.').to_owned();
-    }
-    format!("{text}{}", UNITS[unit])
 }
 
 fn interpolate_all(value: &Json, env: &BTreeMap<String, String>) -> Result<Json, String> {
@@ -594,9 +541,13 @@ mod tests {
     }
 
     #[test]
-    fn sizes_print_like_go_units() {
-        assert_eq!(binary_size(parse_bytes("256m").unwrap()), "256MiB");
-        assert_eq!(binary_size(parse_bytes("1.5g").unwrap()), "1.5GiB");
-        assert_eq!(binary_size(parse_bytes("64").unwrap()), "64B");
+    fn shm_size_is_read_and_printed_as_go_units_does() {
+        let size = |text: &str| {
+            let bytes = kiln_oci::go::ram_in_bytes(text).unwrap();
+            kiln_oci::go::bytes_size(bytes as f64)
+        };
+        assert_eq!(size("256m"), "256MiB");
+        assert_eq!(size("1.5g"), "1.5GiB");
+        assert_eq!(size("64"), "64B");
     }
 }

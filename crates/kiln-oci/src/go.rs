@@ -336,9 +336,113 @@ pub fn json_html_escape(json: &str) -> String {
     out
 }
 
+/// Go's `time.Duration.String()` for nanoseconds: `1h2m3.5s`, `10s`, `0s`, `1.5ms`.
+pub fn duration_string(nanos: i64) -> String {
+    if nanos == 0 {
+        return "0s".to_owned();
+    }
+    let negative = nanos < 0;
+    let u = nanos.unsigned_abs();
+    let mut out = String::new();
+    if negative {
+        out.push('-');
+    }
+    if u < 1_000_000_000 {
+        // Less than a second: ns, µs or ms with a fraction.
+        let (unit, scale) = if u < 1_000 {
+            ("ns", 1)
+        } else if u < 1_000_000 {
+            ("µs", 1_000)
+        } else {
+            ("ms", 1_000_000)
+        };
+        out.push_str(&fraction(u, scale));
+        out.push_str(unit);
+        return out;
+    }
+    let hours = u / 3_600_000_000_000;
+    let minutes = (u / 60_000_000_000) % 60;
+    let seconds_nanos = u % 60_000_000_000;
+    if hours > 0 {
+        out.push_str(&format!("{hours}h"));
+    }
+    if hours > 0 || minutes > 0 {
+        out.push_str(&format!("{minutes}m"));
+    }
+    out.push_str(&fraction(seconds_nanos, 1_000_000_000));
+    out.push('s');
+    out
+}
+
+/// `value / scale` with the fraction's trailing zeros removed.
+fn fraction(value: u64, scale: u64) -> String {
+    let whole = value / scale;
+    let rest = value % scale;
+    if rest == 0 {
+        return whole.to_string();
+    }
+    let digits = scale.ilog10() as usize;
+    let frac = format!("{rest:0digits$}");
+    format!("{whole}.{}", frac.trim_end_matches('0'))
+}
+
+/// Go's `units.BytesSize`: binary units, four significant digits (`488.3MiB`).
+pub fn bytes_size(bytes: f64) -> String {
+    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    let mut size = bytes;
+    let mut unit = 0;
+    while size >= 1024.0 && unit + 1 < UNITS.len() {
+        size /= 1024.0;
+        unit += 1;
+    }
+    format!("{}{}", go_g4(size), UNITS[unit])
+}
+
+/// Go's `%.4g` for a value below 10000: four significant digits, trailing zeros
+/// dropped.
+fn go_g4(value: f64) -> String {
+    let digits = match value {
+        v if v >= 1000.0 => 0,
+        v if v >= 100.0 => 1,
+        v if v >= 10.0 => 2,
+        _ => 3,
+    };
+    let text = format!("{value:.digits$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_print_as_go_does() {
+        assert_eq!(duration_string(10_000_000_000), "10s");
+        assert_eq!(duration_string(90_000_000_000), "1m30s");
+        assert_eq!(duration_string(3_600_000_000_000), "1h0m0s");
+        assert_eq!(duration_string(172_800_000_000_000), "48h0m0s");
+        assert_eq!(duration_string(1_500_000), "1.5ms");
+        assert_eq!(duration_string(2_500_000_000), "2.5s");
+        assert_eq!(duration_string(0), "0s");
+        assert_eq!(duration_string(5_184_000_000_000_000), "1440h0m0s");
+        assert_eq!(duration_string(90_500_000_000), "1m30.5s");
+        assert_eq!(duration_string(250_000_000), "250ms");
+        assert_eq!(duration_string(1_000_000_000), "1s");
+    }
+
+    #[test]
+    fn sizes_print_as_go_units_does() {
+        assert_eq!(bytes_size(512_000_000.0), "488.3MiB");
+        assert_eq!(bytes_size(10_000_000_000.0), "9.313GiB");
+        assert_eq!(bytes_size(51_000_000_000.0), "47.5GiB");
+        assert_eq!(bytes_size(1024.0), "1KiB");
+        assert_eq!(bytes_size(100.0), "100B");
+        assert_eq!(bytes_size(1.5 * 1024.0 * 1024.0 * 1024.0), "1.5GiB");
+    }
 
     #[test]
     fn bases_are_gos() {

@@ -446,10 +446,10 @@ pub(super) fn dispatch(
             let message = format!(
                 "HEALTHCHECK &{{{} {} {} {} {} {}}}",
                 gofmt::quote_list(&health.test),
-                crate::go_quote(&gofmt::duration(health.interval)),
-                crate::go_quote(&gofmt::duration(health.timeout)),
-                crate::go_quote(&gofmt::duration(health.start_period)),
-                crate::go_quote(&gofmt::duration(health.start_interval)),
+                crate::go_quote(&kiln_oci::go::duration_string(health.interval)),
+                crate::go_quote(&kiln_oci::go::duration_string(health.timeout)),
+                crate::go_quote(&kiln_oci::go::duration_string(health.start_period)),
+                crate::go_quote(&kiln_oci::go::duration_string(health.start_interval)),
                 gofmt::quote_rune(health.retries)
             );
             st.image.config.healthcheck = Some(health);

@@ -381,7 +381,7 @@ fn render_inspect(b: &Builder) -> String {
                     if rule.keep_duration_ns > 0 {
                         text.push_str(&format!(
                             "\tKeep Duration:\t{}\n",
-                            go_duration(rule.keep_duration_ns)
+                            kiln_oci::go::duration_string(rule.keep_duration_ns)
                         ));
                     }
                     for (label, bytes) in [
@@ -390,7 +390,10 @@ fn render_inspect(b: &Builder) -> String {
                         ("Min Free Space", rule.min_free_space),
                     ] {
                         if bytes > 0 {
-                            text.push_str(&format!("\t{label}:\t{}\n", bytes_size(bytes)));
+                            text.push_str(&format!(
+                                "\t{label}:\t{}\n",
+                                kiln_oci::go::bytes_size(bytes as f64)
+                            ));
                         }
                     }
                 }
@@ -398,73 +401,6 @@ fn render_inspect(b: &Builder) -> String {
         }
     }
     kiln_oci::tabwriter::align(&text, 0, 1)
-}
-
-/// Go's `units.BytesSize`: binary units, four significant digits (`488.3MiB`).
-fn bytes_size(bytes: i64) -> String {
-    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
-    let mut size = bytes as f64;
-    let mut unit = 0;
-    while size >= 1024.0 && unit + 1 < UNITS.len() {
-        size /= 1024.0;
-        unit += 1;
-    }
-    format!("{}{}", go_g4(size), UNITS[unit])
-}
-
-/// Go's `%.4g` for a value below 10000: four significant digits, trailing zeros
-/// dropped.
-fn go_g4(value: f64) -> String {
-    let digits = match value {
-        v if v >= 1000.0 => 0,
-        v if v >= 100.0 => 1,
-        v if v >= 10.0 => 2,
-        _ => 3,
-    };
-    let text = format!("{value:.digits$}");
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        text
-    }
-}
-
-/// Go's `time.Duration.String()` (`48h0m0s`, `1m30s`, `1.5s`, `250ms`).
-fn go_duration(nanos: i64) -> String {
-    if nanos == 0 {
-        return "0s".to_owned();
-    }
-    let sign = if nanos < 0 { "-" } else { "" };
-    let n = nanos.unsigned_abs();
-    let fraction = |value: u64, scale: u64| -> String {
-        let whole = value / scale;
-        let rest = value % scale;
-        if rest == 0 {
-            return whole.to_string();
-        }
-        let width = scale.ilog10() as usize;
-        let digits = format!("{rest:0width$}");
-        format!("{whole}.{}", digits.trim_end_matches('0'))
-    };
-    if n < 1_000 {
-        return format!("{sign}{n}ns");
-    }
-    if n < 1_000_000 {
-        return format!("{sign}{}µs", fraction(n, 1_000));
-    }
-    if n < 1_000_000_000 {
-        return format!("{sign}{}ms", fraction(n, 1_000_000));
-    }
-    let seconds = fraction(n % 60_000_000_000, 1_000_000_000);
-    let minutes = n / 60_000_000_000;
-    let (hours, minutes) = (minutes / 60, minutes % 60);
-    if hours > 0 {
-        format!("{sign}{hours}h{minutes}m{seconds}s")
-    } else if minutes > 0 {
-        format!("{sign}{minutes}m{seconds}s")
-    } else {
-        format!("{sign}{seconds}s")
-    }
 }
 
 /// The platforms' `os/architecture` (what buildx groups by).
@@ -664,20 +600,6 @@ mod tests {
                 serde_json::to_string(&detected()).unwrap()
             )
         );
-    }
-
-    #[test]
-    fn sizes_and_durations_as_go_prints_them() {
-        assert_eq!(bytes_size(512_000_000), "488.3MiB");
-        assert_eq!(bytes_size(10_000_000_000), "9.313GiB");
-        assert_eq!(bytes_size(51_000_000_000), "47.5GiB");
-        assert_eq!(bytes_size(1024), "1KiB");
-        assert_eq!(bytes_size(100), "100B");
-        assert_eq!(go_duration(172_800_000_000_000), "48h0m0s");
-        assert_eq!(go_duration(5_184_000_000_000_000), "1440h0m0s");
-        assert_eq!(go_duration(90_500_000_000), "1m30.5s");
-        assert_eq!(go_duration(250_000_000), "250ms");
-        assert_eq!(go_duration(1_000_000_000), "1s");
     }
 
     /// The labels and GC rules buildkitd v0.24 reported, as buildx v0.28 printed them.
