@@ -386,16 +386,27 @@ fn fraction(value: u64, scale: u64) -> String {
     format!("{whole}.{}", frac.trim_end_matches('0'))
 }
 
-/// Go's `units.BytesSize`: binary units, four significant digits (`488.3MiB`).
+/// go-units' `BytesSize`: binary units, four significant digits (`488.3MiB`).
 pub fn bytes_size(bytes: f64) -> String {
     const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
-    let mut size = bytes;
+    custom_size(bytes, 1024.0, &UNITS)
+}
+
+/// go-units' `HumanSize` (Docker's sizes): decimal units, four significant digits
+/// (`120.6MB`).
+pub fn human_size(bytes: f64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    custom_size(bytes, 1000.0, &UNITS)
+}
+
+/// go-units' `CustomSize("%.4g%s", size, base, units)`.
+fn custom_size(mut size: f64, base: f64, units: &[&str]) -> String {
     let mut unit = 0;
-    while size >= 1024.0 && unit + 1 < UNITS.len() {
-        size /= 1024.0;
+    while size >= base && unit + 1 < units.len() {
+        size /= base;
         unit += 1;
     }
-    format!("{}{}", go_g4(size), UNITS[unit])
+    format!("{}{}", go_g4(size), units[unit])
 }
 
 /// Go's `%.4g` for a value below 10000: four significant digits, trailing zeros
@@ -442,6 +453,12 @@ mod tests {
         assert_eq!(bytes_size(1024.0), "1KiB");
         assert_eq!(bytes_size(100.0), "100B");
         assert_eq!(bytes_size(1.5 * 1024.0 * 1024.0 * 1024.0), "1.5GiB");
+        assert_eq!(human_size(0.0), "0B");
+        assert_eq!(human_size(999.0), "999B");
+        assert_eq!(human_size(24_576.0), "24.58kB");
+        assert_eq!(human_size(120_600_000.0), "120.6MB");
+        assert_eq!(human_size(1_234_000_000.0), "1.234GB");
+        assert_eq!(human_size(4_096.0), "4.096kB");
     }
 
     #[test]

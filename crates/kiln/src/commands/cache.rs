@@ -9,32 +9,9 @@ use kiln_api::build::{CacheRecord, PruneOptions};
 
 use crate::args::cache::{DuArgs, PruneArgs};
 
-/// Docker's `HumanSize`: decimal units, four significant digits (`120.6MB`).
+/// Docker's `HumanSize` of a byte count.
 pub(crate) fn human_size(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut size = bytes as f64;
-    let mut unit = 0;
-    while size >= 1000.0 && unit + 1 < units.len() {
-        size /= 1000.0;
-        unit += 1;
-    }
-    // Go's %.4g: four significant digits, no trailing zeros.
-    let digits = if size >= 1000.0 {
-        0
-    } else if size >= 100.0 {
-        1
-    } else if size >= 10.0 {
-        2
-    } else {
-        3
-    };
-    let text = format!("{size:.digits$}");
-    let text = if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        text
-    };
-    format!("{text}{}", units[unit])
+    kiln_oci::go::human_size(bytes as f64)
 }
 
 /// Docker's `HumanDuration`, then " ago".
@@ -161,19 +138,4 @@ pub(crate) fn prune(args: &PruneArgs) -> anyhow::Result<()> {
     }
     writeln!(out, "Total:\t{}", human_size(total))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_as_docker_prints_them() {
-        assert_eq!(human_size(0), "0B");
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(24_576), "24.58kB");
-        assert_eq!(human_size(120_600_000), "120.6MB");
-        assert_eq!(human_size(1_234_000_000), "1.234GB");
-        assert_eq!(human_size(4_096), "4.096kB");
-    }
 }
