@@ -31,11 +31,26 @@ pub(crate) enum Type {
 impl Type {
     /// cty's `FriendlyName` (`any` is `dynamic`).
     pub(crate) fn friendly(&self) -> String {
+        self.friendly_name(false)
+    }
+
+    /// cty's `FriendlyNameForConstraint`, how a declared type is named: `any` is
+    /// `any type`, and a collection of it holds `any single type`.
+    pub(crate) fn friendly_constraint(&self) -> String {
+        self.friendly_name(true)
+    }
+
+    fn friendly_name(&self, constraint: bool) -> String {
+        let element = |t: &Type| match t {
+            Type::Any if constraint => "any single type".to_owned(),
+            t => t.friendly_name(constraint),
+        };
         match self {
+            Type::Any if constraint => "any type".to_owned(),
             Type::Any => "dynamic".to_owned(),
-            Type::List(t) => format!("list of {}", t.friendly()),
-            Type::Set(t) => format!("set of {}", t.friendly()),
-            Type::Map(t) => format!("map of {}", t.friendly()),
+            Type::List(t) => format!("list of {}", element(t)),
+            Type::Set(t) => format!("set of {}", element(t)),
+            Type::Map(t) => format!("map of {}", element(t)),
             other => other.name(),
         }
     }

@@ -5,10 +5,10 @@
 //! as cty prints them, anything else (and anything with a declared `type`) as cty's
 //! JSON of the value converted to that type.
 
-use hcl::expr::ObjectKey;
 use hcl::{Expression, Value};
 
 use crate::calls;
+use crate::convert::Type;
 use crate::eval::{Definition, Variable};
 use crate::{Error, target};
 
@@ -150,7 +150,10 @@ fn variable(
     };
     Ok(ListedVariable {
         name: name.to_owned(),
-        type_name: kind.as_ref().map(friendly_name).unwrap_or_default(),
+        type_name: kind
+            .as_ref()
+            .map(Type::friendly_constraint)
+            .unwrap_or_default(),
         value: text,
         description,
     })
@@ -184,32 +187,11 @@ pub fn go_json_string(s: &str) -> String {
     kiln_oci::go::json_html_escape(&serde_json::to_string(s).unwrap_or_default())
 }
 
-/// A cty type (or type constraint: `Dynamic` is `any`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Type {
-    String,
-    Number,
-    Bool,
-    Dynamic,
-    List(Box<Type>),
-    Set(Box<Type>),
-    Map(Box<Type>),
-    Tuple(Vec<Type>),
-    Object(Vec<(String, Type)>),
-}
-
-/// A `type` expression (`string`, `list(number)`, `object({a = string})`, ...), or a
-/// string holding one (JSON files); `None` when it is not a valid type.
+/// A variable's `type` (HCL's type constraint, as the evaluator reads it), or a string
+/// holding one (JSON files); `None` when it is not a valid type. Object types list
+/// their attributes by name, as cty keeps them.
 fn parse_type(expr: &Expression) -> Option<Type> {
     match expr {
-        Expression::Variable(v) => match v.as_str() {
-            "string" => Some(Type::String),
-            "number" => Some(Type::Number),
-            "bool" => Some(Type::Bool),
-            "any" => Some(Type::Dynamic),
-            _ => None,
-        },
-        Expression::Parenthesis(inner) => parse_type(inner),
         Expression::String(text) => {
             let body: hcl::Body = hcl::parse(&format!("t = {text}")).ok()?;
             let attr = body.attributes().next()?;
@@ -218,80 +200,41 @@ fn parse_type(expr: &Expression) -> Option<Type> {
                 inner => parse_type(inner),
             }
         }
-        Expression::FuncCall(call) => {
-            let name = call.name.to_string();
-            let arg = match call.args.as_slice() {
-                [arg] => arg,
-                [arg, _] if name == "optional" => arg,
-                _ => return None,
-            };
-            match name.as_str() {
-                "list" => Some(Type::List(Box::new(parse_type(arg)?))),
-                "set" => Some(Type::Set(Box::new(parse_type(arg)?))),
-                "map" => Some(Type::Map(Box::new(parse_type(arg)?))),
-                "optional" => parse_type(arg),
-                "tuple" => match arg {
-                    Expression::Array(items) => items
-                        .iter()
-                        .map(parse_type)
-                        .collect::<Option<_>>()
-                        .map(Type::Tuple),
-                    _ => None,
-                },
-                "object" => match arg {
-                    Expression::Object(attrs) => {
-                        let mut fields = attrs
-                            .iter()
-                            .map(|(k, v)| Some((object_key(k)?, parse_type(v)?)))
-                            .collect::<Option<Vec<_>>>()?;
-                        fields.sort_by(|a, b| a.0.cmp(&b.0));
-                        Some(Type::Object(fields))
-                    }
-                    _ => None,
-                },
-                _ => None,
-            }
-        }
-        _ => None,
+        other => crate::convert::parse_type(other).ok().map(by_name),
     }
 }
 
-fn object_key(key: &ObjectKey) -> Option<String> {
-    match key {
-        ObjectKey::Identifier(id) => Some(id.as_str().to_owned()),
-        ObjectKey::Expression(Expression::String(s)) => Some(s.clone()),
-        ObjectKey::Expression(Expression::Variable(v)) => Some(v.as_str().to_owned()),
-        _ => None,
-    }
-}
-
-/// cty's `FriendlyName`.
-fn friendly_name(kind: &Type) -> String {
+/// `kind` with every object type's attributes sorted by name.
+fn by_name(kind: Type) -> Type {
     match kind {
-        Type::String => "string".to_owned(),
-        Type::Number => "number".to_owned(),
-        Type::Bool => "bool".to_owned(),
-        Type::Dynamic => "dynamic".to_owned(),
-        Type::List(e) => format!("list of {}", friendly_name(e)),
-        Type::Set(e) => format!("set of {}", friendly_name(e)),
-        Type::Map(e) => format!("map of {}", friendly_name(e)),
-        Type::Tuple(_) => "tuple".to_owned(),
-        Type::Object(_) => "object".to_owned(),
+        Type::List(e) => Type::List(Box::new(by_name(*e))),
+        Type::Set(e) => Type::Set(Box::new(by_name(*e))),
+        Type::Map(e) => Type::Map(Box::new(by_name(*e))),
+        Type::Tuple(items) => Type::Tuple(items.into_iter().map(by_name).collect()),
+        Type::Object(fields) => {
+            let mut fields: Vec<(String, Type, bool)> = fields
+                .into_iter()
+                .map(|(k, t, optional)| (k, by_name(t), optional))
+                .collect();
+            fields.sort_by(|a, b| a.0.cmp(&b.0));
+            Type::Object(fields)
+        }
+        other => other,
     }
 }
 
 /// The type cty gives a literal value: arrays are tuples, objects are objects.
 fn implied_type(value: &Value) -> Type {
     match value {
-        Value::Null => Type::Dynamic,
+        Value::Null => Type::Any,
         Value::Bool(_) => Type::Bool,
         Value::Number(_) => Type::Number,
         Value::String(_) => Type::String,
         Value::Array(items) => Type::Tuple(items.iter().map(implied_type).collect()),
         Value::Object(map) => {
-            let mut fields: Vec<(String, Type)> = map
+            let mut fields: Vec<(String, Type, bool)> = map
                 .iter()
-                .map(|(k, v)| (k.clone(), implied_type(v)))
+                .map(|(k, v)| (k.clone(), implied_type(v), false))
                 .collect();
             fields.sort_by(|a, b| a.0.cmp(&b.0));
             Type::Object(fields)
@@ -305,7 +248,7 @@ fn type_json(kind: &Type) -> String {
         Type::String => "\"string\"".to_owned(),
         Type::Number => "\"number\"".to_owned(),
         Type::Bool => "\"bool\"".to_owned(),
-        Type::Dynamic => "\"dynamic\"".to_owned(),
+        Type::Any => "\"dynamic\"".to_owned(),
         Type::List(e) => format!("[\"list\",{}]", type_json(e)),
         Type::Set(e) => format!("[\"set\",{}]", type_json(e)),
         Type::Map(e) => format!("[\"map\",{}]", type_json(e)),
@@ -317,7 +260,7 @@ fn type_json(kind: &Type) -> String {
             "[\"object\",{{{}}}]",
             fields
                 .iter()
-                .map(|(k, t)| format!("{}:{}", go_json_string(k), type_json(t)))
+                .map(|(k, t, _)| format!("{}:{}", go_json_string(k), type_json(t)))
                 .collect::<Vec<_>>()
                 .join(",")
         ),
@@ -327,7 +270,7 @@ fn type_json(kind: &Type) -> String {
 /// cty's `json.Marshal(value, kind)`: the value converted to `kind` as compact JSON;
 /// where `kind` is `any` the value is wrapped with its type, `{"value":…,"type":…}`.
 fn marshal(value: &Value, kind: &Type, out: &mut String) {
-    if *kind == Type::Dynamic && *value != Value::Null {
+    if *kind == Type::Any && *value != Value::Null {
         let actual = implied_type(value);
         out.push_str("{\"value\":");
         marshal(value, &actual, out);
@@ -391,7 +334,7 @@ fn marshal(value: &Value, kind: &Type, out: &mut String) {
         }
         (Type::Object(fields), Value::Object(map)) => {
             out.push('{');
-            for (i, (key, kind)) in fields.iter().enumerate() {
+            for (i, (key, kind, _)) in fields.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
@@ -468,19 +411,34 @@ mod tests {
 
     #[test]
     fn type_names_are_cty_friendly_names() {
-        assert_eq!(friendly_name(&kind_of("string")), "string");
-        assert_eq!(friendly_name(&kind_of("list(string)")), "list of string");
-        assert_eq!(friendly_name(&kind_of("set(bool)")), "set of bool");
+        assert_eq!(kind_of("string").friendly_constraint(), "string");
         assert_eq!(
-            friendly_name(&kind_of("map(list(number))")),
-            "map of list of number"
-        );
-        assert_eq!(friendly_name(&kind_of("tuple([number, string])")), "tuple");
-        assert_eq!(friendly_name(&kind_of("object({a = string})")), "object");
-        assert_eq!(
-            friendly_name(&kind_of("\"list(string)\"")),
+            kind_of("list(string)").friendly_constraint(),
             "list of string"
         );
+        assert_eq!(kind_of("set(bool)").friendly_constraint(), "set of bool");
+        assert_eq!(
+            kind_of("map(list(number))").friendly_constraint(),
+            "map of list of number"
+        );
+        assert_eq!(
+            kind_of("tuple([number, string])").friendly_constraint(),
+            "tuple"
+        );
+        assert_eq!(
+            kind_of("object({a = string})").friendly_constraint(),
+            "object"
+        );
+        assert_eq!(
+            kind_of("\"list(string)\"").friendly_constraint(),
+            "list of string"
+        );
+        assert_eq!(kind_of("any").friendly_constraint(), "any type");
+        assert_eq!(
+            kind_of("list(any)").friendly_constraint(),
+            "list of any single type"
+        );
+        assert_eq!(parsed("(list(number))"), None, "buildx refuses parentheses");
         assert_eq!(parsed("list"), None);
         assert_eq!(parsed("strin"), None);
     }

@@ -195,6 +195,45 @@ fn variables_show_type_value_and_description_as_buildx_does() {
     assert!(!listing.compose_only);
 }
 
+/// Recorded from `docker buildx bake --list variables` v0.28.0: a declared `any` is
+/// named as a type constraint ("any type"), objects list their attributes by name,
+/// sets are sorted and de-duplicated.
+#[test]
+fn declared_types_are_named_as_buildx_names_constraints() {
+    let listing = list(
+        r#"
+        variable "A" {
+          type = object({b = string, a = optional(number), c = list(string)})
+          default = {b = "x", a = 1, c = ["q"]}
+        }
+        variable "D" {
+          type = any
+          default = {z = 1, y = "t"}
+        }
+        variable "L" { type = list(any) }
+        variable "S" {
+          type = set(string)
+          default = ["b", "a", "b"]
+        }
+        target "default" {}
+        "#,
+    );
+    assert_eq!(
+        listing.variables,
+        [
+            var("A", "object", Some(r#"{"a":1,"b":"x","c":["q"]}"#), ""),
+            var(
+                "D",
+                "any type",
+                Some(r#"{"value":{"y":"t","z":1},"type":["object",{"y":"string","z":"number"}]}"#),
+                ""
+            ),
+            var("L", "list of any single type", None, ""),
+            var("S", "set of string", Some(r#"["a","b"]"#), ""),
+        ]
+    );
+}
+
 #[test]
 fn the_last_variable_block_gives_the_description_and_json_attributes_are_not_variables() {
     let listing = list_files(
