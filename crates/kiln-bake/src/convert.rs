@@ -192,7 +192,7 @@ pub(crate) fn convert(value: &Value, ty: &Type) -> Result<Value> {
                 kind,
             )?;
             match ty {
-                Type::Set(_) => Ok(Value::Array(crate::funcs_more::set(&Value::Array(items))?)),
+                Type::Set(_) => Ok(Value::Array(crate::funcs::set(&Value::Array(items))?)),
                 _ => Ok(Value::Array(items)),
             }
         }

@@ -1,4 +1,12 @@
-//! Bake's function library (go-cty's stdlib names and behaviour, the common part).
+//! Bake's function library (go-cty's stdlib names and behaviour): the argument
+//! readers every function uses and the common functions here, the rest by theme in
+//! `more` (collections, encodings, strings), `net` (CIDR) and `time`.
+
+mod more;
+mod net;
+mod time;
+
+pub(crate) use more::set;
 
 use hcl::eval::{FuncArgs, FuncDef, ParamType};
 use hcl::{Number, Value};
@@ -725,9 +733,9 @@ pub(crate) fn declare(ctx: &mut hcl::eval::Context<'_>) {
     ];
     let library = table
         .iter()
-        .chain(crate::funcs_more::TABLE)
-        .chain(crate::funcs_net::TABLE)
-        .chain(crate::funcs_time::TABLE);
+        .chain(more::TABLE)
+        .chain(net::TABLE)
+        .chain(time::TABLE);
     for &(name, params, variadic, f) in library {
         // The arity HCL checks is go-cty's (calls.rs checks it first, with its words).
         let (params, variadic) = match crate::specs::spec(name) {

@@ -13,7 +13,7 @@ use hcl::eval::FuncArgs;
 use kiln_oci::go::parse_duration;
 use kiln_oci::{civil_from_days, days_from_civil};
 
-use crate::funcs::{Entry, Result, string};
+use super::{Entry, Result, string};
 
 pub(crate) const TABLE: &[Entry] = &[
     ("formatdate", 2, false, f_formatdate),

@@ -7,7 +7,7 @@ use hcl::Value;
 use hcl::eval::FuncArgs;
 use sha2::Digest as _;
 
-use crate::funcs::{Entry, Result, all, integer, list, num, number, string};
+use super::{Entry, Result, all, integer, list, num, number, string};
 
 pub(crate) const TABLE: &[Entry] = &[
     ("absolute", 1, false, f_absolute),

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use hcl::Value;
 use hcl::eval::FuncArgs;
 
-use crate::funcs::{Entry, Result, all, integer, string};
+use super::{Entry, Result, all, integer, string};
 
 pub(crate) const TABLE: &[Entry] = &[
     ("cidrhost", 2, false, f_cidrhost),
