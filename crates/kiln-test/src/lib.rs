@@ -137,6 +137,30 @@ pub fn conformance_dir(set: &str) -> Option<PathBuf> {
     }
 }
 
+/// Runs a suite of case directories: `check` on every directory under `dir` that
+/// `is_case` accepts, in name order; then [`report_suite`].
+pub fn run_suite(
+    suite: &str,
+    dir: &Path,
+    is_case: impl Fn(&Path) -> bool,
+    mut check: impl FnMut(&Path) -> Result<(), String>,
+) {
+    let mut cases: Vec<PathBuf> = fs_err::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{suite}: {e}"))
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.is_dir() && is_case(p))
+        .collect();
+    cases.sort();
+    let mut failures = Vec::new();
+    for case in &cases {
+        if let Err(why) = check(case) {
+            let name = case.file_name().unwrap_or_default().to_string_lossy();
+            failures.push(format!("{name}: {why}"));
+        }
+    }
+    report_suite(suite, cases.len() - failures.len(), &failures);
+}
+
 /// Prints each failure and the suite line `<suite>: N passed, M failed`, then fails the
 /// test if any case failed.
 pub fn report_suite(suite: &str, passed: usize, failures: &[String]) {

@@ -6,7 +6,7 @@
 //! absent is skipped (a failure under CI).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use fs_err as fs;
 use kiln_dockerfile::parser;
@@ -22,36 +22,28 @@ fn report(suite: &str, failures: &[String], passed: usize) {
     kiln_test::report_suite(suite, passed, failures);
 }
 
-fn case_dirs(dir: &Path) -> Vec<PathBuf> {
-    let mut cases: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    cases.sort();
-    cases
-}
-
 #[test]
 fn parser() {
     let Some(dir) = suite_dir("parser") else {
         return;
     };
-    let (mut passed, mut failures) = (0, Vec::new());
-    for case in case_dirs(&dir) {
-        let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        let source = fs::read(case.join("Dockerfile")).unwrap();
-        let expected = fs::read_to_string(case.join("result")).unwrap();
-        match parser::parse(&source) {
-            Ok(df) if df.dump() + "\n" == expected => passed += 1,
-            Ok(df) => failures.push(format!(
-                "{name}:\n--- expected\n{expected}--- got\n{}\n",
-                df.dump()
-            )),
-            Err(err) => failures.push(format!("{name}: {err}")),
-        }
-    }
-    report("parser", &failures, passed);
+    kiln_test::run_suite(
+        "parser",
+        &dir,
+        |_| true,
+        |case| {
+            let source = fs::read(case.join("Dockerfile")).unwrap();
+            let expected = fs::read_to_string(case.join("result")).unwrap();
+            match parser::parse(&source) {
+                Ok(df) if df.dump() + "\n" == expected => Ok(()),
+                Ok(df) => Err(format!(
+                    "\n--- expected\n{expected}--- got\n{}\n",
+                    df.dump()
+                )),
+                Err(err) => Err(err.to_string()),
+            }
+        },
+    );
 }
 
 #[test]
@@ -59,16 +51,18 @@ fn parser_negative() {
     let Some(dir) = suite_dir("parser-negative") else {
         return;
     };
-    let (mut passed, mut failures) = (0, Vec::new());
-    for case in case_dirs(&dir) {
-        let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        let source = fs::read(case.join("Dockerfile")).unwrap();
-        match parser::parse(&source) {
-            Err(_) => passed += 1,
-            Ok(df) => failures.push(format!("{name}: parsed, expected an error:\n{}", df.dump())),
-        }
-    }
-    report("parser-negative", &failures, passed);
+    kiln_test::run_suite(
+        "parser-negative",
+        &dir,
+        |_| true,
+        |case| {
+            let source = fs::read(case.join("Dockerfile")).unwrap();
+            match parser::parse(&source) {
+                Err(_) => Ok(()),
+                Ok(df) => Err(format!("parsed, expected an error:\n{}", df.dump())),
+            }
+        },
+    );
 }
 
 #[test]
@@ -76,36 +70,33 @@ fn parser_lines() {
     let Some(dir) = suite_dir("parser-lines") else {
         return;
     };
-    let (mut passed, mut failures) = (0, Vec::new());
-    for case in case_dirs(&dir) {
-        let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        let expected = fs::read_to_string(case.join("lines")).unwrap();
-        let df = match parser::parse(&fs::read(case.join("Dockerfile")).unwrap()) {
-            Ok(df) => df,
-            Err(err) => {
-                failures.push(format!("{name}: {err}"));
-                continue;
-            }
-        };
-        let mut got = format!(
-            "root {} {}\nchildren {}\n",
-            df.location.start.line,
-            df.location.end.line,
-            df.children.len()
-        );
-        for child in &df.children {
-            got += &format!(
-                "child {} {}\n",
-                child.location.start.line, child.location.end.line
+    kiln_test::run_suite(
+        "parser-lines",
+        &dir,
+        |_| true,
+        |case| {
+            let expected = fs::read_to_string(case.join("lines")).unwrap();
+            let df = parser::parse(&fs::read(case.join("Dockerfile")).unwrap())
+                .map_err(|err| err.to_string())?;
+            let mut got = format!(
+                "root {} {}\nchildren {}\n",
+                df.location.start.line,
+                df.location.end.line,
+                df.children.len()
             );
-        }
-        if got.trim_end() == expected.trim_end() {
-            passed += 1;
-        } else {
-            failures.push(format!("{name}:\n--- expected\n{expected}--- got\n{got}"));
-        }
-    }
-    report("parser-lines", &failures, passed);
+            for child in &df.children {
+                got += &format!(
+                    "child {} {}\n",
+                    child.location.start.line, child.location.end.line
+                );
+            }
+            if got.trim_end() == expected.trim_end() {
+                Ok(())
+            } else {
+                Err(format!("\n--- expected\n{expected}--- got\n{got}"))
+            }
+        },
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! failed` and, for a failing case, the first op field that differs.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use fs_err as fs;
 use kiln_dockerfile::convert::{self, ConvertOptions, ImageResolver, ResolvedImage};
@@ -232,20 +232,5 @@ fn llb_convert() {
     let Some(dir) = kiln_test::conformance_dir("llb").map(|d| d.join("cases")) else {
         return;
     };
-    let mut cases: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    cases.sort();
-    let mut failures = Vec::new();
-    for case in &cases {
-        if let Err(why) = check_case(case) {
-            failures.push(format!(
-                "{}: {why}",
-                case.file_name().unwrap().to_string_lossy()
-            ));
-        }
-    }
-    kiln_test::report_suite("llb-convert", cases.len() - failures.len(), &failures);
+    kiln_test::run_suite("llb-convert", &dir, |_| true, check_case);
 }

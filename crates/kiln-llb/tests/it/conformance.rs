@@ -5,7 +5,7 @@
 //! The data directory is `KILN_CONFORMANCE_DIR` (a relative path is taken from the
 //! workspace root), by default `../shared/conformance`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use fs_err as fs;
 use kiln_llb::{Digest, LoadedDefinition, json, wire};
@@ -82,20 +82,10 @@ fn llb_wire() {
     let Some(dir) = kiln_test::conformance_dir("llb").map(|d| d.join("cases")) else {
         return;
     };
-    let mut cases: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("definition.pb").is_file())
-        .collect();
-    cases.sort();
-    let mut failures = Vec::new();
-    for case in &cases {
-        if let Err(why) = check_case(case) {
-            failures.push(format!(
-                "{}: {why}",
-                case.file_name().unwrap().to_string_lossy()
-            ));
-        }
-    }
-    kiln_test::report_suite("llb-wire", cases.len() - failures.len(), &failures);
+    kiln_test::run_suite(
+        "llb-wire",
+        &dir,
+        |case| case.join("definition.pb").is_file(),
+        check_case,
+    );
 }

@@ -5,7 +5,7 @@
 //! `bake-differential: N passed, M failed`; the differential cases must all pass.
 //! Honours `KILN_CONFORMANCE_DIR` (relative to the workspace root).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
@@ -70,22 +70,7 @@ fn check(case: &Path) -> Result<(), String> {
 /// Runs every case directory under `dir`, prints `LABEL: N passed, M failed` and fails
 /// the test if any case failed.
 fn run_cases(label: &str, dir: &Path) {
-    let mut cases: Vec<PathBuf> = fs_err::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    cases.sort();
-    let mut failures = Vec::new();
-    for case in &cases {
-        if let Err(why) = check(case) {
-            failures.push(format!(
-                "{}: {why}",
-                case.file_name().unwrap().to_string_lossy()
-            ));
-        }
-    }
-    kiln_test::report_suite(label, cases.len() - failures.len(), &failures);
+    kiln_test::run_suite(label, dir, |_| true, check);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `kiln debug dump-llb` on definitions BuildKit wrote, and on bad input.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
@@ -11,10 +11,7 @@ fn kiln() -> Command {
 }
 
 fn llb_case(name: &str) -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::var_os("KILN_CONFORMANCE_DIR")
-        .map_or_else(|| PathBuf::from("../shared/conformance"), PathBuf::from);
-    let case = root.join(dir).join("llb/cases").join(name);
+    let case = kiln_test::conformance_dir("llb")?.join("cases").join(name);
     case.is_dir().then_some(case)
 }
 
