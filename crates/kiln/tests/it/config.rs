@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{BaseImage, build_into, kiln, tools_present};
+use crate::support::{BaseImage, build_into, check, kiln, tools_present};
 
 /// One kilnd.toml, given with `--config`: Docker Hub's images come from a mirror on
 /// 127.0.0.1 (`FROM busybox` builds with no route to Docker Hub), RUN steps get the
@@ -192,7 +192,7 @@ fn the_native_snapshotter_builds_what_overlay_builds() {
             output_arg.as_str(),
             project.to_str().unwrap(),
         ]);
-        let log = crate::support::check(&kiln(&work.path().join(format!("state-{name}")), &args));
+        let log = check(&kiln(&work.path().join(format!("state-{name}")), &args));
         let rootfs =
             crate::support::umoci_unpack(&archive, &work.path().join(format!("unpacked-{name}")));
         (rootfs, log)
@@ -315,7 +315,7 @@ fn registries_with_a_private_ca() {
     );
     // Trusted, but without the client certificate the registry wants: refused.
     assert!(!run(Some(&trusted), &push).status.success());
-    crate::support::check(&run(Some(&format!("{trusted}{keypair}")), &push));
+    check(&run(Some(&format!("{trusted}{keypair}")), &push));
     // skopeo, trusting the same CA, reads what kiln pushed.
     let certs = dir.join("certs");
     fs_err::create_dir_all(&certs).unwrap();
@@ -336,7 +336,7 @@ fn registries_with_a_private_ca() {
     fs_err::write(based.join("Dockerfile"), format!("FROM {image}\n")).unwrap();
     let out = dir.join("out");
     let insecure = format!("[registry.\"127.0.0.1:{port}\"]\n  insecure = true\n{keypair}");
-    crate::support::check(&run(
+    check(&run(
         Some(&insecure),
         &[
             "build",
@@ -349,5 +349,102 @@ fn registries_with_a_private_ca() {
     assert_eq!(
         fs_err::read_to_string(out.join("a.txt")).unwrap(),
         "over TLS\n"
+    );
+}
+
+/// A configuration file in buildkitd.toml's shape turns garbage collection on: after
+/// the build, its policy (cache mounts, keep 1 byte) has removed the cache mount.
+#[test]
+fn gc_policy_from_the_configuration_file() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let config = work.path().join("kiln.toml");
+    fs_err::write(
+        &config,
+        "[worker.oci]\n  [[worker.oci.gcpolicy]]\n    keepBytes = 1\n    filters = [\"type==exec.cachemount\"]\n",
+    )
+    .unwrap();
+    let project = work.path().join("gc");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{port}/busybox:latest\nRUN --mount=type=cache,target=/c head -c 100000 /dev/zero > /c/x\n"
+        ),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("KILN_ROOT", state)
+        .env("KILN_CONFIG", &config)
+        .args(["build", "--progress=plain", project.to_str().unwrap()])
+        .output()
+        .unwrap();
+    check(&output);
+    let du = String::from_utf8_lossy(&kiln(state, &["du", "--verbose"]).stdout).into_owned();
+    assert!(du.contains("Type:\t\tregular"), "{du}");
+    assert!(!du.contains("exec.cachemount"), "{du}");
+}
+
+/// The configuration file decides what `--allow` may grant (`insecure-entitlements`)
+/// and the network of steps that choose none (`networkMode = "none"`: their own
+/// namespace, loopback only).
+#[test]
+fn entitlements_and_default_network_from_the_configuration() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let config = work.path().join("kiln.toml");
+    fs_err::write(
+        &config,
+        "insecure-entitlements = []\n[worker.oci]\n  networkMode = \"none\"\n",
+    )
+    .unwrap();
+    let project = work.path().join("net");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{port}/busybox:latest\nRUN tail -n +3 /proc/net/dev | wc -l > /interfaces\n"
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .env("KILN_ROOT", state)
+            .env("KILN_CONFIG", &config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let refused = run(&[
+        "build",
+        "--allow",
+        "network.host",
+        project.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("insecure-entitlements"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let out = work.path().join("net-out");
+    check(&run(&[
+        "build",
+        "--progress=plain",
+        "-o",
+        &format!("type=local,dest={}", out.display()),
+        project.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        fs_err::read_to_string(out.join("interfaces"))
+            .unwrap()
+            .trim(),
+        "1"
     );
 }

@@ -2,11 +2,12 @@
 //! v0.24.0 gives them (each expectation was read off an image BuildKit built from the
 //! same Dockerfile).
 
+use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{BaseImage, check, kiln, tools_present, umoci_unpack};
+use crate::support::{BaseImage, check, kiln, tools_present, tree, umoci_unpack};
 
 /// Mode (permission bits) and owner of `path`.
 fn mode_owner(path: &Path) -> (u32, u32, u32) {
@@ -114,4 +115,56 @@ fn chown_and_created_directories_as_buildkit() {
     for (path, want) in expected {
         assert_eq!(mode_owner(&rootfs.join(path)), want, "/{path}");
     }
+}
+
+/// `COPY --exclude`: patterns in `.dockerignore` syntax, relative to the copied
+/// directory, a wildcard's matches filtered by name, `!` re-including.
+#[test]
+fn copy_exclude_patterns() {
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    for dir in ["d/keep", "d/drop"] {
+        fs_err::create_dir_all(ctx.join(dir)).unwrap();
+    }
+    for file in [
+        "d/keep/a.txt",
+        "d/drop/b.txt",
+        "d/c.md",
+        "home1.txt",
+        "home2.md",
+    ] {
+        fs_err::write(ctx.join(file), file).unwrap();
+    }
+    fs_err::write(
+        ctx.join("Dockerfile"),
+        "# syntax=docker/dockerfile:1-labs\nFROM scratch\nCOPY --exclude=drop d /d/\nCOPY --exclude=*.txt hom* /h/\n\
+         COPY --exclude=* --exclude=!keep d /n/\n",
+    )
+    .unwrap();
+    let out = work.path().join("out");
+    check(&kiln(
+        &work.path().join("state"),
+        &[
+            "build",
+            "--progress=plain",
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            ctx.to_str().unwrap(),
+        ],
+    ));
+    let expected: BTreeSet<String> = [
+        "d",
+        "d/c.md",
+        "d/keep",
+        "d/keep/a.txt",
+        "h",
+        "h/home2.md",
+        "n",
+        "n/keep",
+        "n/keep/a.txt",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    assert_eq!(tree(&out), expected);
 }

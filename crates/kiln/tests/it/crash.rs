@@ -141,3 +141,73 @@ fn kill_9_at_any_moment_leaves_a_consistent_store() {
         format!("{}, {verified}, 0", delays.len()),
     );
 }
+
+/// Ctrl-C during a RUN: the container's processes are killed, the build fails as
+/// cancelled within moments, and no runc container or mount is left behind.
+#[test]
+fn ctrl_c_cancels_a_running_step_and_leaves_nothing() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let project = work.path().join("slow-step");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!("FROM 127.0.0.1:{port}/busybox:latest\nRUN echo step-started && sleep 60\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("KILN_ROOT", state)
+        .args(["build", "--progress=plain", project.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let line = line.unwrap_or_default();
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    // Wait for the step to run, then interrupt.
+    let started = std::time::Instant::now();
+    let runc_root = state.join("exec/runc");
+    while !fs_err::read_dir(&runc_root).is_ok_and(|mut d| d.next().is_some()) {
+        assert!(started.elapsed().as_secs() < 30, "the step never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let interrupted = std::time::Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    let log = reader.join().unwrap();
+    assert!(!status.success(), "{log}");
+    assert!(
+        interrupted.elapsed().as_secs() < 10,
+        "cancelling took too long"
+    );
+    assert!(log.contains("cancelled"), "{log}");
+    let containers = Command::new("runc")
+        .arg("--root")
+        .arg(&runc_root)
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&containers.stdout).trim(), "");
+    let mounts = fs_err::read_to_string("/proc/mounts").unwrap();
+    assert!(
+        !mounts.contains(state.to_str().unwrap()),
+        "mounts left behind:\n{mounts}"
+    );
+}

@@ -50,3 +50,29 @@ fn mistakes_in_buildkit_words() {
         assert!(stderr.contains(&format!("Dockerfile:{line}\n")), "{stderr}");
     }
 }
+
+#[test]
+fn a_missing_copy_source_names_the_path() {
+    if !tools_present() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let context = work.path().join("ctx");
+    fs_err::create_dir_all(&context).unwrap();
+    fs_err::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY nothing-here.txt /\n",
+    )
+    .unwrap();
+    let output = kiln(
+        &work.path().join("state"),
+        &["build", "--progress=plain", context.to_str().unwrap()],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("COPY nothing-here.txt /"), "{stderr}");
+    assert!(
+        stderr.contains("\"/nothing-here.txt\": not found"),
+        "{stderr}"
+    );
+}

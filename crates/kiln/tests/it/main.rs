@@ -1,6 +1,7 @@
 //! Integration tests of the `kiln` binary: one binary, one module per command.
 
 mod bake;
+mod bake_build;
 mod build;
 mod builders;
 mod cache_keys;
@@ -21,6 +22,7 @@ mod imagetools;
 mod layering;
 mod layers;
 mod multi_platform;
+mod prune;
 mod registry_faults;
 mod remote_cache;
 mod run;

@@ -4,11 +4,12 @@
 //! what is wrong without storing it, and report what the registry answered.
 
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use kiln_test::{Fault, FaultProxy, Registry};
 
-use crate::support::{check, kiln, tools_present};
+use crate::support::{BaseImage, build_into, check, kiln, tools_present};
 
 /// A registry with busybox, a proxy in front of it, and a work directory.
 fn setup() -> Option<(Registry, FaultProxy, tempfile::TempDir)> {
@@ -217,4 +218,69 @@ fn pushes_ride_out_transient_faults() {
         "push through a reset, 500, 502 and 429 + Retry-After: faults injected, image whole in the registry",
         format!("{}, yes", proxy.injected().len()),
     );
+}
+
+/// With the registry gone, a build still resolves its base image from the last
+/// resolution (saying so); `--pull` insists on the registry and fails; an LLB image
+/// source with `resolve-mode=local` uses the last resolution without asking.
+#[test]
+fn an_unreachable_registry_falls_back_to_the_last_resolution() {
+    use kiln_llb::{ImageOptions, MarshalOptions, ResolveMode, Run, State, wire};
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let project = work.path().join("offline");
+    fs_err::create_dir_all(&project).unwrap();
+    let dockerfile = |word: &str| {
+        fs_err::write(
+            project.join("Dockerfile"),
+            format!("FROM 127.0.0.1:{port}/busybox:latest\nRUN echo {word} > /word\n"),
+        )
+        .unwrap();
+    };
+    dockerfile("one");
+    build_into(state, &project, &work.path().join("one"), &[]);
+
+    let pid = fs_err::read_to_string(work.path().join("registry.pid")).unwrap();
+    assert!(
+        Command::new("kill")
+            .arg(pid.trim())
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+
+    dockerfile("two");
+    let out = work.path().join("two");
+    let log = build_into(state, &project, &out, &[]);
+    assert!(log.contains("the registry cannot be reached"), "{log}");
+    assert_eq!(fs_err::read_to_string(out.join("word")).unwrap(), "two\n");
+
+    let pulled = kiln(state, &["build", "--pull", project.to_str().unwrap()]);
+    assert!(!pulled.status.success());
+
+    let image = State::image(
+        &format!("127.0.0.1:{port}/busybox:latest"),
+        ImageOptions {
+            resolve_mode: ResolveMode::PreferLocal,
+            ..ImageOptions::default()
+        },
+    )
+    .add_env("PATH", "/bin");
+    let result = image
+        .run(Run::new(["sh", "-c", "echo local > /word"]))
+        .root();
+    let file = work.path().join("local.pb");
+    fs_err::write(
+        &file,
+        wire::encode_definition(&result.marshal(&MarshalOptions::default())),
+    )
+    .unwrap();
+    let out = work.path().join("local");
+    let log = crate::support::build_llb_into(state, &file, &out);
+    assert!(!log.contains("cannot be reached"), "{log}");
+    assert_eq!(fs_err::read_to_string(out.join("word")).unwrap(), "local\n");
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::support::{BaseImage, build_into, check, kiln, tools_present};
+use crate::support::{BaseImage, build_into, check, kiln, skopeo_inspect, tools_present};
 
 /// Every file under `root` (symlinks not followed) whose bytes contain `needle`.
 fn files_containing(root: &Path, needle: &[u8]) -> Vec<String> {
@@ -618,4 +618,155 @@ fn mounts_from_variables_and_what_they_keep() {
         !options.contains("nodev") && !options.contains("noexec"),
         "{shm}"
     );
+}
+
+/// buildx's RUN-wide flags reach the steps: `--add-host`, `--ulimit`, `--shm-size`,
+/// `--network none`; `--label` lands in the config; `-f -` and a tar context on stdin.
+#[test]
+fn run_flags_labels_and_stdin() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let dockerfile = format!(
+        "FROM 127.0.0.1:{port}/busybox:latest\n\
+         RUN grep -w db /etc/hosts > /hosts && ulimit -n > /nofile && df -k /dev/shm | tail -1 > /shm \
+         && cat /proc/net/dev | tail -n +3 | wc -l > /interfaces\n"
+    );
+    let out = work.path().join("flags-out");
+    let empty = work.path().join("empty");
+    fs_err::create_dir_all(&empty).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("KILN_ROOT", state)
+        .args([
+            "build",
+            "--progress=plain",
+            "-f",
+            "-",
+            "--add-host",
+            "db:10.1.2.3",
+            "--ulimit",
+            "nofile=512:1024",
+            "--shm-size",
+            "16m",
+            "--network",
+            "none",
+            "--label",
+            "org.example.team=build",
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            empty.to_str().unwrap(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), dockerfile.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    check(&child.wait_with_output().unwrap());
+    let read = |name: &str| fs_err::read_to_string(out.join(name)).unwrap();
+    assert_eq!(read("hosts").trim(), "10.1.2.3\tdb");
+    assert_eq!(read("nofile").trim(), "512");
+    assert_eq!(read("shm").split_whitespace().nth(1), Some("16384"));
+    assert_eq!(
+        read("interfaces").trim(),
+        "1",
+        "only loopback with --network none"
+    );
+
+    // A tar archive on stdin is the context; --label shows in the image config.
+    let context = work.path().join("tar-context");
+    fs_err::create_dir_all(&context).unwrap();
+    fs_err::write(context.join("Dockerfile"), "FROM scratch\nCOPY a.txt /\n").unwrap();
+    fs_err::write(context.join("a.txt"), "from tar\n").unwrap();
+    let archive = Command::new("tar")
+        .arg("-C")
+        .arg(&context)
+        .args(["-cf", "-", "."])
+        .output()
+        .unwrap()
+        .stdout;
+    let image = work.path().join("label.tar");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("KILN_ROOT", state)
+        .args([
+            "build",
+            "--progress=plain",
+            "--label",
+            "org.example.team=build",
+        ])
+        .args(["-o", &format!("type=oci,dest={}", image.display()), "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &archive).unwrap();
+    drop(child.stdin.take());
+    check(&child.wait_with_output().unwrap());
+    let config = skopeo_inspect(&image, true);
+    assert_eq!(config["config"]["Labels"]["org.example.team"], "build");
+
+    // What kiln cannot do is refused by name, before any work.
+    for (flag, message) in [
+        (
+            [
+                "--cache-to",
+                "type=gha,token=t,url=http://127.0.0.1:9/,timeout=soon",
+            ],
+            "timeout=soon",
+        ),
+        (["--builder", "remote-one"], "--builder"),
+    ] {
+        let output = kiln(state, &["build", flag[0], flag[1], empty.to_str().unwrap()]);
+        assert!(!output.status.success());
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(message),
+            "{flag:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// A sandboxed RUN has a seccomp filter that refuses namespaces (as Docker's default
+/// profile does); `--security=insecure` (with the entitlement) runs unfiltered with the
+/// host's capabilities, and without the entitlement is refused.
+#[test]
+fn sandbox_seccomp_and_insecure_mode() {
+    if !tools_present() {
+        return;
+    }
+    let base = BaseImage::publish();
+    let (work, state, port) = (&base.work, &base.state, base.port);
+    let project = work.path().join("security");
+    fs_err::create_dir_all(&project).unwrap();
+    fs_err::write(
+        project.join("Dockerfile"),
+        format!(
+            "# syntax=docker/dockerfile:1-labs\nFROM 127.0.0.1:{port}/busybox:latest\n\
+             RUN grep Seccomp: /proc/self/status > /sandbox && (unshare -n true 2>/dev/null; echo unshare=$? >> /sandbox)\n\
+             RUN --security=insecure grep -E '^(Seccomp|CapEff):' /proc/self/status > /insecure\n"
+        ),
+    )
+    .unwrap();
+    let refused = kiln(state, &["build", project.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("security.insecure"));
+
+    let out = work.path().join("security-out");
+    build_into(state, &project, &out, &["--allow", "security.insecure"]);
+    let sandbox = fs_err::read_to_string(out.join("sandbox")).unwrap();
+    assert!(sandbox.contains("Seccomp:\t2"), "{sandbox}");
+    assert!(sandbox.contains("unshare=1"), "{sandbox}");
+    let insecure = fs_err::read_to_string(out.join("insecure")).unwrap();
+    assert!(insecure.contains("Seccomp:\t0"), "{insecure}");
+    // CAP_SYS_ADMIN (bit 21) is among the privileged step's capabilities.
+    let effective = insecure
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    assert_ne!(effective & (1 << 21), 0, "{insecure}");
 }
