@@ -1,10 +1,15 @@
-//! Dockerfile frontend: directives, parser, heredocs, shell lexer, typed instructions.
+//! Dockerfile frontend: directives, parser, heredocs, shell lexer, typed instructions,
+//! build checks, and the conversion to LLB plus an image config.
 //!
-//! Three layers, each usable on its own:
+//! Four layers, each usable on its own:
 //! - [`parser`]: bytes to [`parser::Node`]s, BuildKit's way (directives, continuations,
 //!   JSON vs shell form, flags, ONBUILD, heredocs), each with its line range;
 //! - [`shell`]: BuildKit's word expansion ([`shell::Lexer`]);
-//! - [`instructions`]: nodes to typed, validated instructions grouped into stages.
+//! - [`instructions`]: nodes to typed, validated instructions grouped into stages;
+//! - [`convert`]: stages to LLB (`kiln_llb::State`) and a `kiln_oci::image::Image`, as
+//!   BuildKit's `dockerfile2llb` converts them, with its build checks (lint), outline
+//!   and targets; images are resolved through [`convert::ImageResolver`], the one
+//!   callback a conversion makes.
 //!
 //! This crate must not depend on the engine (solver, worker, store, exec, export): a
 //! frontend only produces LLB.
