@@ -15,6 +15,7 @@ use kiln_worker::{PruneFilter, PruneOptions};
 use serde::Deserialize;
 
 use crate::Error;
+use kiln_llb::Platform;
 
 /// One garbage-collection rule: among the records its filters select, those unused
 /// for `keep_duration` go, then the least recently used until `keep_bytes` remain.
@@ -354,7 +355,7 @@ pub struct FileSettings {
     /// `[grpc]` (used by `kilnd`).
     pub grpc: GrpcSettings,
     /// `worker.oci.platforms`: the worker's platforms instead of those detected.
-    pub platforms: Vec<kiln_oci::Platform>,
+    pub platforms: Vec<Platform>,
     /// Unknown keys, and keys for parts kiln does not have yet: one line each, for the
     /// user to see.
     pub notices: Vec<String>,
@@ -469,7 +470,7 @@ pub fn read(path: &Path) -> Result<FileSettings, Error> {
         .iter()
         .map(|platform| {
             platform
-                .parse::<kiln_oci::Platform>()
+                .parse::<Platform>()
                 .map_err(|e| at("worker.oci.platforms", format!("{platform:?}: {e}")))
         })
         .collect::<Result<Vec<_>, Error>>()?;
@@ -631,6 +632,151 @@ pub fn default_path(root_user: bool) -> Option<PathBuf> {
             .join("kiln/kilnd.toml")
     };
     file.is_file().then_some(file)
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// State directory (`/var/lib/kiln` for root).
+    pub root: PathBuf,
+    /// The OCI runtime binary.
+    pub runtime: PathBuf,
+    /// How many steps run at once.
+    pub parallelism: usize,
+    /// Garbage collection after each build (`None`: off).
+    pub gc: Option<Vec<GcPolicy>>,
+    /// Entitlements builds may be granted (`insecure-entitlements`).
+    pub insecure_entitlements: Vec<String>,
+    /// Whether steps that choose no network get their own namespace (`networkMode =
+    /// "none"`) rather than the host's.
+    pub isolated_network: bool,
+    /// `defaultCgroupParent`: the cgroup RUN steps are placed under.
+    pub cgroup_parent: Option<String>,
+    /// `[dns]`: RUN steps' resolv.conf instead of the host's.
+    pub dns: Option<Dns>,
+    /// `snapshotter`: `overlayfs`, `native` or `auto` (overlay when it can be mounted).
+    pub snapshotter: String,
+    /// `[registry."host"]`: mirrors, plain HTTP, TLS settings.
+    pub registries: BTreeMap<String, kiln_registry::HostOptions>,
+    /// `[grpc]`: where `kilnd` listens.
+    pub grpc: GrpcSettings,
+    /// `debug`: more detail in logs.
+    pub debug: bool,
+    /// `worker.oci.platforms`: the platforms the worker shows instead of those detected
+    /// (the native one and those an emulator runs).
+    pub platforms: Vec<Platform>,
+    /// What the configuration file had that kiln does not use: for the user to see.
+    pub notices: Vec<String>,
+}
+
+impl EngineConfig {
+    /// The default state directory: `/var/lib/kiln` as root, else `$XDG_DATA_HOME/kiln`
+    /// (or `~/.local/share/kiln`); `KILN_ROOT` overrides both.
+    pub fn default_root() -> PathBuf {
+        if let Some(root) = std::env::var_os("KILN_ROOT") {
+            return PathBuf::from(root);
+        }
+        if rustix_uid() == 0 {
+            return PathBuf::from("/var/lib/kiln");
+        }
+        std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("kiln")
+    }
+}
+
+fn rustix_uid() -> u32 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(u32::MAX)
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            root: Self::default_root(),
+            runtime: PathBuf::from("runc"),
+            parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            gc: None,
+            // The embedded engine runs as its user: what that user asks for with --allow.
+            insecure_entitlements: vec!["network.host".to_owned(), "security.insecure".to_owned()],
+            isolated_network: false,
+            cgroup_parent: None,
+            dns: None,
+            registries: BTreeMap::new(),
+            grpc: GrpcSettings::default(),
+            debug: false,
+            snapshotter: "auto".to_owned(),
+            platforms: Vec::new(),
+            notices: Vec::new(),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The defaults, then the configuration file: `path` when given (`--config`), else
+    /// `$KILN_CONFIG`, else `/etc/kiln/kilnd.toml` (root) or
+    /// `~/.config/kiln/kilnd.toml`; `KILN_ROOT` still chooses the state directory.
+    pub fn load(path: Option<&Path>) -> Result<Self, Error> {
+        Self::load_over(Self::default(), path)
+    }
+
+    /// As [`EngineConfig::load`], for a daemon: it grants builds no insecure
+    /// entitlement unless its configuration permits one (buildkitd's default).
+    pub fn load_for_daemon(path: Option<&Path>) -> Result<Self, Error> {
+        let defaults = Self {
+            insecure_entitlements: Vec::new(),
+            ..Self::default()
+        };
+        Self::load_over(defaults, path)
+    }
+
+    fn load_over(mut config: Self, path: Option<&Path>) -> Result<Self, Error> {
+        let path = path
+            .map(Path::to_path_buf)
+            .or_else(|| default_path(rustix_uid() == 0));
+        if let Some(path) = path {
+            let settings = read(&path)?;
+            config.notices = settings
+                .notices
+                .iter()
+                .map(|n| format!("{}: {n}", path.display()))
+                .collect();
+            if let Some(runtime) = settings.runtime {
+                config.runtime = runtime;
+            }
+            if let Some(snapshotter) = settings.snapshotter {
+                config.snapshotter = snapshotter;
+            }
+            config.cgroup_parent = settings.cgroup_parent;
+            config.dns = settings.dns;
+            config.registries = settings.registries;
+            config.grpc = settings.grpc;
+            config.debug = settings.debug;
+            config.platforms = settings.platforms;
+            if let (Some(root), None) = (settings.root, std::env::var_os("KILN_ROOT")) {
+                config.root = root;
+            }
+            if let Some(parallelism) = settings.parallelism {
+                config.parallelism = parallelism.max(1);
+            }
+            config.gc = settings.gc;
+            if let Some(entitlements) = settings.insecure_entitlements {
+                config.insecure_entitlements = entitlements;
+            }
+            if let Some(isolated) = settings.isolated_network {
+                config.isolated_network = isolated;
+            }
+        }
+        Ok(config)
+    }
 }
 
 #[cfg(test)]

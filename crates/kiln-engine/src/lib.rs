@@ -9,6 +9,7 @@
 //! are resolved before a build reaches the engine), and it reads no LLB op itself: the
 //! worker does.
 
+mod adapters;
 pub mod config;
 mod dockerfile;
 pub mod dockerignore;
@@ -34,8 +35,10 @@ use kiln_dockerfile::convert::{self, ConvertOptions, ImageResolver, NamedContext
 use kiln_export::Exporter;
 use kiln_llb::{LoadedDefinition, MarshalOptions, wire};
 use kiln_registry::RegistryClient;
-use kiln_worker::{LocalContexts, SolveOptions, Worker, WorkerConfig};
+use kiln_worker::{SolveOptions, Worker, WorkerConfig};
 
+use adapters::{ClientSecrets, Contexts, api_event, api_record, parse_filters};
+pub use config::EngineConfig;
 pub use dockerfile::api_range;
 use dockerfile::{check_warnings, lint_checks, step_error, violation_error};
 pub use error::Error;
@@ -46,151 +49,6 @@ pub use kiln_registry::{CredentialSource, Credentials};
 pub use kiln_remotecache::{ClientDirs, ClientStore, Error as CacheError};
 use kiln_worker::build_sources;
 pub use kiln_worker::{LocalSource, ResolveMode, Secrets, session_local_name};
-
-/// Engine settings.
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    /// State directory (`/var/lib/kiln` for root).
-    pub root: PathBuf,
-    /// The OCI runtime binary.
-    pub runtime: PathBuf,
-    /// How many steps run at once.
-    pub parallelism: usize,
-    /// Garbage collection after each build (`None`: off).
-    pub gc: Option<Vec<config::GcPolicy>>,
-    /// Entitlements builds may be granted (`insecure-entitlements`).
-    pub insecure_entitlements: Vec<String>,
-    /// Whether steps that choose no network get their own namespace (`networkMode =
-    /// "none"`) rather than the host's.
-    pub isolated_network: bool,
-    /// `defaultCgroupParent`: the cgroup RUN steps are placed under.
-    pub cgroup_parent: Option<String>,
-    /// `[dns]`: RUN steps' resolv.conf instead of the host's.
-    pub dns: Option<config::Dns>,
-    /// `snapshotter`: `overlayfs`, `native` or `auto` (overlay when it can be mounted).
-    pub snapshotter: String,
-    /// `[registry."host"]`: mirrors, plain HTTP, TLS settings.
-    pub registries: BTreeMap<String, kiln_registry::HostOptions>,
-    /// `[grpc]`: where `kilnd` listens.
-    pub grpc: config::GrpcSettings,
-    /// `debug`: more detail in logs.
-    pub debug: bool,
-    /// `worker.oci.platforms`: the platforms the worker shows instead of those detected
-    /// (the native one and those an emulator runs).
-    pub platforms: Vec<Platform>,
-    /// What the configuration file had that kiln does not use: for the user to see.
-    pub notices: Vec<String>,
-}
-
-impl EngineConfig {
-    /// The default state directory: `/var/lib/kiln` as root, else `$XDG_DATA_HOME/kiln`
-    /// (or `~/.local/share/kiln`); `KILN_ROOT` overrides both.
-    pub fn default_root() -> PathBuf {
-        if let Some(root) = std::env::var_os("KILN_ROOT") {
-            return PathBuf::from(root);
-        }
-        if rustix_uid() == 0 {
-            return PathBuf::from("/var/lib/kiln");
-        }
-        std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-            .unwrap_or_else(|| PathBuf::from("."))
-            .join("kiln")
-    }
-}
-
-fn rustix_uid() -> u32 {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(u32::MAX)
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            root: Self::default_root(),
-            runtime: PathBuf::from("runc"),
-            parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            gc: None,
-            // The embedded engine runs as its user: what that user asks for with --allow.
-            insecure_entitlements: vec!["network.host".to_owned(), "security.insecure".to_owned()],
-            isolated_network: false,
-            cgroup_parent: None,
-            dns: None,
-            registries: BTreeMap::new(),
-            grpc: config::GrpcSettings::default(),
-            debug: false,
-            snapshotter: "auto".to_owned(),
-            platforms: Vec::new(),
-            notices: Vec::new(),
-        }
-    }
-}
-
-impl EngineConfig {
-    /// The defaults, then the configuration file: `path` when given (`--config`), else
-    /// `$KILN_CONFIG`, else `/etc/kiln/kilnd.toml` (root) or
-    /// `~/.config/kiln/kilnd.toml`; `KILN_ROOT` still chooses the state directory.
-    pub fn load(path: Option<&Path>) -> Result<Self, Error> {
-        Self::load_over(Self::default(), path)
-    }
-
-    /// As [`EngineConfig::load`], for a daemon: it grants builds no insecure
-    /// entitlement unless its configuration permits one (buildkitd's default).
-    pub fn load_for_daemon(path: Option<&Path>) -> Result<Self, Error> {
-        let defaults = Self {
-            insecure_entitlements: Vec::new(),
-            ..Self::default()
-        };
-        Self::load_over(defaults, path)
-    }
-
-    fn load_over(mut config: Self, path: Option<&Path>) -> Result<Self, Error> {
-        let path = path
-            .map(Path::to_path_buf)
-            .or_else(|| config::default_path(rustix_uid() == 0));
-        if let Some(path) = path {
-            let settings = config::read(&path)?;
-            config.notices = settings
-                .notices
-                .iter()
-                .map(|n| format!("{}: {n}", path.display()))
-                .collect();
-            if let Some(runtime) = settings.runtime {
-                config.runtime = runtime;
-            }
-            if let Some(snapshotter) = settings.snapshotter {
-                config.snapshotter = snapshotter;
-            }
-            config.cgroup_parent = settings.cgroup_parent;
-            config.dns = settings.dns;
-            config.registries = settings.registries;
-            config.grpc = settings.grpc;
-            config.debug = settings.debug;
-            config.platforms = settings.platforms;
-            if let (Some(root), None) = (settings.root, std::env::var_os("KILN_ROOT")) {
-                config.root = root;
-            }
-            if let Some(parallelism) = settings.parallelism {
-                config.parallelism = parallelism.max(1);
-            }
-            config.gc = settings.gc;
-            if let Some(entitlements) = settings.insecure_entitlements {
-                config.insecure_entitlements = entitlements;
-            }
-            if let Some(isolated) = settings.isolated_network {
-                config.isolated_network = isolated;
-            }
-        }
-        Ok(config)
-    }
-}
 
 /// What is told a build's check warnings.
 pub type CheckSink = dyn Fn(&[CheckWarning]) + Send + Sync;
@@ -372,46 +230,6 @@ fn lock_state(root: &Path, on_wait: &dyn Fn(&Path)) -> Result<fs::File, Error> {
             .map_err(|e| Error::Usage(format!("locking {}: {e}", path.display())))?;
     }
     Ok(file)
-}
-
-struct Contexts {
-    dirs: BTreeMap<String, PathBuf>,
-    listings: Listings,
-}
-
-impl Contexts {
-    /// A directory lent by another session is known by its session too; the build's
-    /// own (and the embedded engine's) by name alone.
-    fn find(&self, name: &str, session: Option<&str>) -> Option<&PathBuf> {
-        session
-            .and_then(|session| self.dirs.get(&session_local_name(name, session)))
-            .or_else(|| self.dirs.get(name))
-    }
-}
-
-impl LocalContexts for Contexts {
-    fn dir(&self, name: &str, session: Option<&str>) -> Option<PathBuf> {
-        self.find(name, session).cloned()
-    }
-
-    fn listing(&self, name: &str, session: Option<&str>) -> Option<Listing> {
-        self.listings.get(self.find(name, session)?).cloned()
-    }
-}
-
-struct ClientSecrets<'a> {
-    secrets: &'a BTreeMap<String, Vec<u8>>,
-    ssh: &'a BTreeMap<String, PathBuf>,
-}
-
-impl Secrets for ClientSecrets<'_> {
-    fn secret(&self, id: &str) -> Option<Vec<u8>> {
-        self.secrets.get(id).cloned()
-    }
-
-    fn ssh_agent(&self, id: &str) -> Option<PathBuf> {
-        self.ssh.get(id).cloned()
-    }
 }
 
 impl Engine {
@@ -852,49 +670,6 @@ impl Engine {
             configured => configured,
         }
     }
-}
-
-/// The worker's progress event as the front door's.
-fn api_event(event: kiln_worker::Event) -> Event {
-    use kiln_worker::Event as Worker;
-    match event {
-        Worker::Started { digest, name } => Event::Started { digest, name },
-        Worker::Cached { digest, name } => Event::Cached { digest, name },
-        Worker::Done { digest, duration } => Event::Done { digest, duration },
-        Worker::Failed {
-            digest,
-            error,
-            duration,
-        } => Event::Failed {
-            digest,
-            error,
-            duration,
-        },
-        Worker::Log { digest, data } => Event::Log { digest, data },
-    }
-}
-
-fn api_record(record: kiln_worker::CacheRecord) -> CacheRecord {
-    CacheRecord {
-        id: record.id,
-        kind: record.kind,
-        description: record.description,
-        size: record.size,
-        created: record.created,
-        last_used: record.last_used,
-        usage_count: record.usage_count,
-        parents: record.parents,
-    }
-}
-
-/// Filters as clients send them; one text may hold several, comma-separated.
-fn parse_filters(texts: &[String]) -> Result<Vec<kiln_worker::PruneFilter>, Error> {
-    texts
-        .iter()
-        .flat_map(|t| t.split(','))
-        .filter(|t| !t.trim().is_empty())
-        .map(|t| kiln_worker::PruneFilter::parse(t).map_err(Error::from))
-        .collect()
 }
 
 /// Whether a build reads its result's content: not when its only outputs are
