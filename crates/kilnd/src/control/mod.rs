@@ -145,7 +145,9 @@ impl control::control_server::Control for ControlService {
         &self,
         request: Request<control::SolveRequest>,
     ) -> Result<Response<control::SolveResponse>, Status> {
-        solve::solve(&self.daemon, request.into_inner()).await
+        let solved = solve::solve(&self.daemon, request.into_inner()).await;
+        kiln_api::memory::release_freed_memory();
+        solved
     }
 
     type StatusStream = ServerStream<control::StatusResponse>;
