@@ -39,12 +39,7 @@ pub(super) fn dispatch_copy(
     st: &mut StageState,
     cfg: CopyConfig<'_>,
 ) -> Result<(), Error> {
-    let dir = st
-        .state
-        .meta()
-        .dir
-        .clone()
-        .unwrap_or_else(|| "/".to_owned());
+    let dir = st.working_dir();
     let dest = if cfg.paths.dest.starts_with('/') {
         normalize_path("/", &cfg.paths.dest, true)
     } else {

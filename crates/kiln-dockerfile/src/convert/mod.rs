@@ -238,6 +238,16 @@ impl StageState {
             ..Self::default()
         }
     }
+
+    /// The working directory a RUN runs in and a COPY's relative destination is read
+    /// from (`/` until WORKDIR sets one, as every BuildKit state starts).
+    fn working_dir(&self) -> String {
+        self.state
+            .meta()
+            .dir
+            .clone()
+            .unwrap_or_else(|| "/".to_owned())
+    }
 }
 
 /// What every dispatch needs and nothing changes.

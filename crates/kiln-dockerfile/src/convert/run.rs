@@ -75,12 +75,7 @@ pub(super) fn dispatch_run(
             "device feature is only supported in Dockerfile frontend 1.14.0-labs or later",
         ));
     }
-    let dir = st
-        .state
-        .meta()
-        .dir
-        .clone()
-        .unwrap_or_else(|| "/".to_owned());
+    let dir = st.working_dir();
     for (i, mount) in mounts.iter().enumerate() {
         match mount.kind {
             MountType::Secret => {
