@@ -27,6 +27,15 @@ pub struct Ref {
 }
 
 impl Ref {
+    /// A result made of `chain`, not keyed yet: the solve keys every result an op
+    /// returns (`solve.rs`, `execute`).
+    pub(crate) fn unkeyed(chain: Vec<u64>) -> Self {
+        Self {
+            chain,
+            key: String::new(),
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> Option<Snapshot> {
         (!self.chain.is_empty()).then(|| Snapshot {
             chain: self.chain.clone(),

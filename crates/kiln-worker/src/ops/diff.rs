@@ -24,10 +24,7 @@ pub(crate) fn run(worker: &Worker, diff: &pb::DiffOp, inputs: &[Ref]) -> Result<
     let lower = input(diff.lower.map(|l| l.input))?;
     let upper = input(diff.upper.map(|u| u.input))?;
     if upper.chain.starts_with(&lower.chain) {
-        return Ok(Ref {
-            chain: upper.chain[lower.chain.len()..].to_vec(),
-            key: String::new(),
-        });
+        return Ok(Ref::unkeyed(upper.chain[lower.chain.len()..].to_vec()));
     }
     let lower_mount = lower
         .snapshot()
@@ -50,8 +47,5 @@ pub(crate) fn run(worker: &Worker, diff: &pb::DiffOp, inputs: &[Ref]) -> Result<
         let _ = worker.snapshots.remove_layer(layer.id());
         return Err(e.into());
     }
-    Ok(Ref {
-        chain: layer.chain,
-        key: String::new(),
-    })
+    Ok(Ref::unkeyed(layer.chain))
 }

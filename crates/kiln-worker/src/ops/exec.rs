@@ -450,13 +450,7 @@ pub(crate) fn run(
     }
     let results = new_layers
         .into_iter()
-        .map(|(index, snapshot)| {
-            let result = Ref {
-                chain: snapshot.chain,
-                key: String::new(),
-            };
-            (index, result)
-        })
+        .map(|(index, snapshot)| (index, Ref::unkeyed(snapshot.chain)))
         .chain(unchanged_outputs);
     let mut outputs = Vec::new();
     for (index, result) in results {

@@ -206,10 +206,7 @@ fn apply_actions(
     let snapshot = worker.snapshots.create(base.snapshot().as_ref())?;
     match copy_context_into_layer(worker, actions, secondaries, base, &snapshot) {
         Ok(true) => {
-            return Ok(Ref {
-                chain: snapshot.chain,
-                key: String::new(),
-            });
+            return Ok(Ref::unkeyed(snapshot.chain));
         }
         Ok(false) => {}
         Err(e) => {
@@ -292,10 +289,7 @@ fn apply_actions(
         let _ = worker.snapshots.remove_layer(snapshot.id());
         return Err(e);
     }
-    Ok(Ref {
-        chain: snapshot.chain,
-        key: String::new(),
-    })
+    Ok(Ref::unkeyed(snapshot.chain))
 }
 
 fn tempdir_empty(worker: &Worker) -> Result<std::path::PathBuf, Error> {

@@ -26,8 +26,5 @@ pub(crate) fn merge(merge: &pb::MergeOp, inputs: &[Ref]) -> Ref {
             }
         }
     }
-    Ref {
-        chain,
-        key: String::new(),
-    }
+    Ref::unkeyed(chain)
 }

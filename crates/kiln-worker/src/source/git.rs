@@ -226,10 +226,7 @@ pub(crate) fn git_load(worker: &Worker, source: &pb::SourceOp) -> Result<Ref, Er
         let _ = fs::remove_dir_all(&checkout);
         copied
     })?;
-    Ok(Ref {
-        chain: snapshot.chain,
-        key: String::new(),
-    })
+    Ok(Ref::unkeyed(snapshot.chain))
 }
 
 #[cfg(test)]

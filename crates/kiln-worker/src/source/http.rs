@@ -284,10 +284,7 @@ pub(crate) fn http_load(
         }
         Ok(())
     })?;
-    Ok(Ref {
-        chain: snapshot.chain,
-        key: String::new(),
-    })
+    Ok(Ref::unkeyed(snapshot.chain))
 }
 
 #[cfg(test)]

@@ -431,10 +431,7 @@ fn unpack_image(
         })?;
         chain.push(snapshot.id());
     }
-    Ok(Ref {
-        chain,
-        key: String::new(),
-    })
+    Ok(Ref::unkeyed(chain))
 }
 
 /// The digest of what `selector` names in the OCI layout `dir` (a digest as it is, a

@@ -287,10 +287,7 @@ pub(crate) fn load(worker: &Worker, scan: Scan) -> Result<Ref, Error> {
     let (snapshot, ()) = crate::new_layer(worker, None, |snapshot| {
         copy_context(worker, scan, snapshot)
     })?;
-    Ok(Ref {
-        chain: snapshot.chain,
-        key: String::new(),
-    })
+    Ok(Ref::unkeyed(snapshot.chain))
 }
 
 /// Copies a scanned context into its new layer (hard links to the previous load's
