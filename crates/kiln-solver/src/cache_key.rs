@@ -77,10 +77,10 @@ pub fn record_key(digest: &str, inputs: &[Link]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn link(selector: &str, key: &str) -> Link {
+    pub(crate) fn link(selector: &str, key: &str) -> Link {
         Link {
             selector: selector.to_owned(),
             key: key.to_owned(),

@@ -97,13 +97,7 @@ impl VertexKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn link(selector: &str, key: &str) -> Link {
-        Link {
-            selector: selector.to_owned(),
-            key: key.to_owned(),
-        }
-    }
+    use crate::cache_key::tests::link;
 
     #[test]
     fn an_input_read_by_content_is_linked_by_its_content() {
