@@ -676,7 +676,7 @@ impl EngineConfig {
         if let Some(root) = std::env::var_os("KILN_ROOT") {
             return PathBuf::from(root);
         }
-        if rustix_uid() == 0 {
+        if running_as_root() {
             return PathBuf::from("/var/lib/kiln");
         }
         std::env::var_os("XDG_DATA_HOME")
@@ -687,15 +687,9 @@ impl EngineConfig {
     }
 }
 
-fn rustix_uid() -> u32 {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(u32::MAX)
+/// Whether kiln runs as root (its real user id), which chooses the default paths.
+fn running_as_root() -> bool {
+    rustix::process::getuid().is_root()
 }
 
 impl Default for EngineConfig {
@@ -741,7 +735,7 @@ impl EngineConfig {
     fn load_over(mut config: Self, path: Option<&Path>) -> Result<Self, Error> {
         let path = path
             .map(Path::to_path_buf)
-            .or_else(|| default_path(rustix_uid() == 0));
+            .or_else(|| default_path(running_as_root()));
         if let Some(path) = path {
             let settings = read(&path)?;
             config.notices = settings
