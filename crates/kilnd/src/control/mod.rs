@@ -146,7 +146,8 @@ impl control::control_server::Control for ControlService {
         request: Request<control::SolveRequest>,
     ) -> Result<Response<control::SolveResponse>, Status> {
         let solved = solve::solve(&self.daemon, request.into_inner()).await;
-        kiln_api::memory::release_freed_memory();
+        // Beside the answer, not before it: the client need not wait for the trim.
+        tokio::task::spawn_blocking(kiln_api::memory::release_freed_memory);
         solved
     }
 
