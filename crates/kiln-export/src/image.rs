@@ -102,14 +102,15 @@ fn platform_fields(config: &PatchedConfig) -> kiln_oci::DescriptorPlatform {
     }
 }
 
-/// `os/arch[/variant]`.
+/// `os/arch[/variant]`, as a platform prints.
 fn platform_name(platform: &kiln_oci::DescriptorPlatform) -> String {
-    let mut name = format!("{}/{}", platform.os, platform.architecture);
-    if !platform.variant.is_empty() {
-        name.push('/');
-        name.push_str(&platform.variant);
+    kiln_oci::Platform {
+        os: platform.os.clone(),
+        architecture: platform.architecture.clone(),
+        variant: platform.variant.clone(),
+        ..kiln_oci::Platform::default()
     }
-    name
+    .to_string()
 }
 
 /// The annotation BuildKit puts on a layer whose file times were clamped to an epoch
